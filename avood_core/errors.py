@@ -1,0 +1,27 @@
+"""Errors that the CLI reports as one clear line (no traceback)."""
+
+from __future__ import annotations
+
+
+class AvoodError(Exception):
+    """A user-facing error: its message names the file, field or plugin and the fix."""
+
+
+class ConfigError(AvoodError):
+    """A run config or a component's params failed validation."""
+
+
+class PluginError(AvoodError):
+    """An unknown, duplicate or broken plugin."""
+
+
+class DataError(AvoodError):
+    """Input data is missing, malformed or inconsistent."""
+
+
+class TrainingDiverged(AvoodError):
+    """A loss became NaN or infinite; nothing of the diverged component is saved."""
+
+
+class CheckpointError(AvoodError):
+    """A saved component or run folder cannot be loaded."""

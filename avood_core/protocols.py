@@ -1,0 +1,203 @@
+"""The four component protocols of the AV-OOD framework (paper Fig. 1/2).
+
+A component is a class with ``kind`` (``generator``, ``detector``, ``seen`` or ``unseen``),
+a pydantic ``Params`` model (its hyperparameters, defaults = the paper) and the methods of
+its kind. All features are torch tensors; class ids are global (rows of the task's text
+matrix). The pipeline seeds the global RNGs before each ``fit`` and each ``generate``.
+
+Score direction of :class:`OODDetector`: ``score`` is an *OOD score* — higher means more
+likely unseen — and a sample is routed to the seen branch iff ``score < threshold``.
+For the entropy detector the score is the predictive entropy, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from avood_core.progress import ProgressFactory
+    from avood_core.task import AVSamples
+
+
+class NoParams(BaseModel):
+    """For components without hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class FitContext:
+    """What the pipeline hands every ``fit``: shared data, device, RNG seed, progress."""
+
+    text: "Tensor"
+    seen_classes: "Tensor"
+    unseen_classes: "Tensor"
+    device: "torch.device"
+    seed: int = 0
+    progress: "ProgressFactory | None" = None
+    val: "AVSamples | None" = None
+    """Selection split (stage-1 validation); never the test split."""
+    synthetic: "AVSamples | None" = None
+    """Generated unseen features, once the generator has run."""
+    fitted: dict[str, "Component"] = field(default_factory=dict)
+    """Components already fitted in this pipeline, by kind."""
+    log: Callable[[str], None] = lambda message: None
+
+    def track(self, total: int, description: str):
+        """A progress tracker (``update(n, **metrics)``), silent when progress is off."""
+        from avood_core.progress import NullProgress
+
+        return self.progress(total, description) if self.progress else NullProgress()
+
+
+class Component:
+    """Base of every component: params handling and the state used by checkpoints."""
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    quick: ClassVar[Mapping[str, Any]] = {}
+    """Reduced-budget param overrides used by the ``quick`` profile (demo, tests)."""
+    uses_synthetic: ClassVar[bool] = False
+    """True for classifiers that train on generated unseen features (``ctx.synthetic``)."""
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        self.params = self.Params.model_validate({**(params or {}), **overrides})
+        self.fitted = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    # State for checkpoints: tensors go to model.safetensors, scalars to config.json.
+    def state_tensors(self) -> dict[str, "Tensor"]:
+        return {}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, "Tensor"]) -> None:
+        self.fitted = True
+
+
+class TorchComponent(Component):
+    """A component backed by one ``nn.Module`` (``self.net``) built from a dims dict."""
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.dims: dict[str, int] = {}
+        self.net: "nn.Module | None" = None
+        self.device = None
+
+    def make_net(self, **dims: int) -> "nn.Module":
+        raise NotImplementedError
+
+    def build(self, device: "torch.device | str | None" = None, **dims: int) -> "nn.Module":
+        self.dims = {k: int(v) for k, v in dims.items()}
+        self.net = self.make_net(**self.dims)
+        if device is not None:
+            self.net.to(device)
+        self.device = next(self.net.parameters()).device
+        return self.net
+
+    def extra_scalars(self) -> dict[str, Any]:
+        """Learned scalars beyond the weights (e.g. a threshold, class ids)."""
+        return {}
+
+    def load_extra(self, scalars: Mapping[str, Any]) -> None:
+        pass
+
+    def state_tensors(self) -> dict[str, "Tensor"]:
+        assert self.net is not None, "component is not fitted"
+        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {"dims": self.dims, **self.extra_scalars()}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, "Tensor"]) -> None:
+        self.build(**scalars["dims"])
+        assert self.net is not None
+        self.net.load_state_dict(dict(tensors))
+        self.net.eval()
+        self.load_extra(scalars)
+        self.fitted = True
+
+
+class Generator(Component):
+    """Learns p(x | t) on seen classes and synthesizes fused features ``x̃ = ã ⊕ ṽ``."""
+
+    kind: ClassVar[str] = "generator"
+
+    def fit(self, train: "AVSamples", text: "Tensor", ctx: FitContext) -> "Generator":
+        raise NotImplementedError
+
+    def generate(self, class_ids: "Tensor", text: "Tensor", n_per_class: int) -> "AVSamples":
+        """``n_per_class`` synthetic samples for each id in ``class_ids`` (text rows by id)."""
+        raise NotImplementedError
+
+
+class OODDetector(Component):
+    """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD).
+
+    ``score`` is an OOD score: **higher = more likely unseen**. ``threshold`` is learned in
+    ``fit``; ``is_seen(s) = score(s) < threshold``.
+    """
+
+    kind: ClassVar[str] = "detector"
+    threshold: float = float("nan")
+
+    def fit(self, seen: "AVSamples", synthetic_unseen: "AVSamples", ctx: FitContext) -> "OODDetector":
+        raise NotImplementedError
+
+    def score(self, samples: "AVSamples") -> "Tensor":
+        raise NotImplementedError
+
+    def is_seen(self, samples: "AVSamples") -> "Tensor":
+        return self.score(samples) < self.threshold
+
+
+class SeenClassifier(Component):
+    """Classifies among the seen (training) classes; returns global class ids."""
+
+    kind: ClassVar[str] = "seen"
+
+    def fit(self, train: "AVSamples", ctx: FitContext) -> "SeenClassifier":
+        raise NotImplementedError
+
+    def predict(self, samples: "AVSamples") -> "Tensor":
+        raise NotImplementedError
+
+
+class UnseenClassifier(Component):
+    """Classifies among any candidate class set given by text embeddings (zero-shot)."""
+
+    kind: ClassVar[str] = "unseen"
+
+    def fit(self, train: "AVSamples", text: "Tensor", ctx: FitContext) -> "UnseenClassifier":
+        raise NotImplementedError
+
+    def distances(self, samples: "AVSamples", candidates: "Tensor", text: "Tensor") -> "Tensor":
+        """(N, K) distances to each candidate class (smaller = closer); embedding models only."""
+        raise NotImplementedError(f"{type(self).__name__} does not provide class distances")
+
+    def predict(self, samples: "AVSamples", candidates: "Tensor", text: "Tensor") -> "Tensor":
+        """Global ids from ``candidates`` (1-D ids; ``text`` is the full (C, T) matrix).
+
+        The default takes the nearest candidate by :meth:`distances`.
+        """
+        d = self.distances(samples, candidates, text)
+        return candidates.to(d.device)[d.argmin(dim=1)].cpu()
+
+
+PROTOCOLS: dict[str, type[Component]] = {
+    "generator": Generator,
+    "detector": OODDetector,
+    "seen": SeenClassifier,
+    "unseen": UnseenClassifier,
+}

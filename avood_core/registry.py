@@ -1,0 +1,199 @@
+"""Plugin registry on pluggy: entry-point discovery, lazy component classes, clear errors.
+
+Every component, the paper's own included, arrives through the ``avood`` entry-point group
+(or :meth:`Registry.register_plugin` for an object registered in-process, e.g. in a test).
+A plugin whose import or hook fails is recorded in :attr:`Registry.broken` and the rest of
+the registry keeps working; an unknown name fails with the list of valid names; the same
+kind/name from two providers is an error naming both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pluggy
+
+from avood_core import hookspecs
+from avood_core.errors import PluginError
+
+KINDS: tuple[str, ...] = ("generator", "detector", "seen", "unseen")
+KIND_LABELS = {
+    "generator": "generators",
+    "detector": "detectors",
+    "seen": "seen classifiers",
+    "unseen": "unseen classifiers",
+}
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where a component came from: the plugin (entry point) and its distribution."""
+
+    plugin: str
+    dist: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        if self.dist:
+            return f"{self.dist} {self.version} (plugin '{self.plugin}')"
+        return f"plugin '{self.plugin}' (not installed from a package)"
+
+
+@dataclass
+class ComponentEntry:
+    """One registered component; ``target`` is a class or a lazy ``"module:Class"`` path."""
+
+    kind: str
+    name: str
+    target: Any
+    provider: Provider
+    _cls: type | None = field(default=None, repr=False)
+
+    def load(self) -> type:
+        if self._cls is None:
+            self._cls = self._resolve()
+        return self._cls
+
+    def _resolve(self) -> type:
+        if not isinstance(self.target, str):
+            return self.target
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+        except Exception as exc:  # a third party's import may fail in any way
+            raise PluginError(
+                f"{self.kind} '{self.name}' from {self.provider} failed to import "
+                f"'{self.target}': {type(exc).__name__}: {exc}; reinstall or fix that plugin"
+            ) from exc
+        return obj
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    provider: Provider
+    error: str
+
+
+class Registry:
+    """Components by kind and name, collected from plugins through the ``register_components`` hook."""
+
+    def __init__(self, discover: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in KINDS}
+        self.broken: list[BrokenPlugin] = []
+        if discover:
+            self.discover()
+
+    # -- discovery -----------------------------------------------------------------------
+    def discover(self, group: str = hookspecs.PROJECT) -> None:
+        """Load every entry point of ``group``; a failing one is recorded as broken."""
+        for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            provider = Provider(ep.name, dist.name if dist else None, dist.version if dist else None)
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self.broken.append(BrokenPlugin(provider, f"{type(exc).__name__}: {exc}"))
+                continue
+            self.register_plugin(plugin, provider=provider)
+
+    def register_plugin(self, plugin: object, name: str | None = None, provider: Provider | None = None) -> None:
+        """Register a module or object implementing ``register_components`` (no package needed)."""
+        if provider is None:
+            provider = Provider(name or getattr(plugin, "__name__", type(plugin).__name__))
+        try:
+            self.pm.register(plugin, name=f"{provider.plugin}@{id(plugin)}")
+        except Exception as exc:
+            self.broken.append(BrokenPlugin(provider, f"{type(exc).__name__}: {exc}"))
+            return
+        added: list[tuple[str, str]] = []
+
+        def register(kind: str, comp_name: str, target: object) -> None:
+            self._add(ComponentEntry(kind, comp_name, target, provider))
+            added.append((kind, comp_name))
+
+        for impl in self.pm.hook.register_components.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                for kind, comp_name in added:
+                    self.entries[kind].pop(comp_name, None)
+                self.pm.unregister(plugin)
+                self.broken.append(BrokenPlugin(provider, f"{type(exc).__name__}: {exc}"))
+                return
+
+    def _add(self, entry: ComponentEntry) -> None:
+        if entry.kind not in KINDS:
+            raise PluginError(
+                f"{entry.provider} registers '{entry.name}' under unknown kind '{entry.kind}'; "
+                f"valid kinds: {', '.join(KINDS)}"
+            )
+        if not isinstance(entry.name, str) or not entry.name.isidentifier():
+            raise PluginError(f"{entry.provider} registers an invalid {entry.kind} name {entry.name!r}; use an identifier")
+        existing = self.entries[entry.kind].get(entry.name)
+        if existing is not None:
+            raise PluginError(
+                f"duplicate {entry.kind} '{entry.name}': provided by {existing.provider} and by "
+                f"{entry.provider}; uninstall one of them"
+            )
+        self.entries[entry.kind][entry.name] = entry
+
+    # -- lookup --------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        self._check_kind(kind)
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str) -> ComponentEntry:
+        self._check_kind(kind)
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            valid = ", ".join(self.names(kind)) or "(none installed)"
+            raise PluginError(f"unknown {kind} '{name}'; valid {KIND_LABELS[kind]}: {valid}") from None
+
+    def component_class(self, kind: str, name: str) -> type:
+        cls = self.entry(kind, name).load()
+        declared = getattr(cls, "kind", None)
+        if declared != kind:
+            raise PluginError(
+                f"{kind} '{name}' resolves to {cls!r}, which declares kind={declared!r}; "
+                f"its plugin must register it under kind '{declared}' or subclass the {kind} protocol"
+            )
+        return cls
+
+    def __iter__(self) -> Iterable[ComponentEntry]:
+        for kind in KINDS:
+            for name in sorted(self.entries[kind]):
+                yield self.entries[kind][name]
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise PluginError(f"unknown component kind '{kind}'; valid kinds: {', '.join(KINDS)}")
+
+
+_default: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, discovered from entry points on first use."""
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace (or with ``None`` reset) the process-wide registry, e.g. in tests."""
+    global _default
+    _default = registry

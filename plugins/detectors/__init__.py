@@ -1,0 +1,8 @@
+"""Built-in detectors (OOD gates), registered lazily through the ``avood`` entry-point group."""
+
+from avood_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_components(register):
+    register("detector", "entropy", "avood_plugins.detectors.entropy:EntropyDetector")

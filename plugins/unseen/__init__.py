@@ -1,0 +1,8 @@
+"""Built-in unseen classifiers, registered lazily through the ``avood`` entry-point group."""
+
+from avood_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_components(register):
+    register("unseen", "cross_attention", "avood_plugins.unseen.cross_attention:CrossAttentionClassifier")
