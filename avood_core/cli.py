@@ -1,0 +1,116 @@
+"""The ``avood`` command line. Torch is imported only by commands that train or evaluate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from avood_core.errors import AvoodError
+
+app = typer.Typer(
+    help="Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML run config.")
+SetOpt = typer.Option(None, "--set", help="Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3.")
+GenOpt = typer.Option(None, "--generator", help="Generator plugin name.")
+DetOpt = typer.Option(None, "--detector", help="OOD detector plugin name.")
+SeenOpt = typer.Option(None, "--seen", help="Seen-classifier plugin name.")
+UnseenOpt = typer.Option(None, "--unseen", help="Unseen-classifier plugin name.")
+ProfileOpt = typer.Option(None, "--profile", help="quick (reduced epochs) or paper (full budgets).")
+SeedOpt = typer.Option(None, "--seed", help="Random seed.")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto.")
+
+
+def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=None, device=None, output_dir=None):
+    from avood_core.config import build_config
+
+    overrides = list(sets or [])
+    for key, value in (("profile", profile), ("seed", seed), ("device", device), ("output_dir", output_dir)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value)) if key != 'seed' else value}")
+    return build_config(
+        config, {"generator": generator, "detector": detector, "seen": seen, "unseen": unseen}, overrides
+    )
+
+
+@app.command()
+def run(
+    config: Optional[Path] = ConfigOpt,
+    generator: Optional[str] = GenOpt,
+    detector: Optional[str] = DetOpt,
+    seen: Optional[str] = SeenOpt,
+    unseen: Optional[str] = UnseenOpt,
+    sets: Optional[list[str]] = SetOpt,
+    profile: Optional[str] = ProfileOpt,
+    seed: Optional[int] = SeedOpt,
+    device: Optional[str] = DeviceOpt,
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Parent folder of the run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines."),
+) -> None:
+    """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
+    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir)
+    from avood_core.registry import get_registry
+    from avood_core.config import resolve
+    from avood_core.run import execute, format_summary
+
+    resolve(cfg, get_registry())  # fail fast on bad names/params before any work
+    result = execute(cfg, quiet=quiet, echo=lambda m: typer.echo(m, err=True))
+    typer.echo(format_summary(result.results))
+    typer.echo(f"run folder: {result.run_dir}")
+
+
+@app.command("config")
+def show_config(
+    config: Optional[Path] = ConfigOpt,
+    generator: Optional[str] = GenOpt,
+    detector: Optional[str] = DetOpt,
+    seen: Optional[str] = SeenOpt,
+    unseen: Optional[str] = UnseenOpt,
+    sets: Optional[list[str]] = SetOpt,
+    profile: Optional[str] = ProfileOpt,
+    fmt: str = typer.Option("toml", "--format", help="toml or json."),
+) -> None:
+    """Print the fully resolved run config, every default visible."""
+    from avood_core.config import resolve, to_toml
+
+    resolved = resolve(_config(config, generator, detector, seen, unseen, sets, profile)).model_dump(mode="json")
+    typer.echo(json.dumps(resolved, indent=2) if fmt == "json" else to_toml(resolved), nl=False)
+
+
+@app.command()
+def plugins() -> None:
+    """List the installed components: kind, name, distribution, version; and broken plugins."""
+    from avood_core.registry import get_registry
+
+    reg = get_registry()
+    rows = [(e.kind, e.name, e.provider.dist or "-", e.provider.version or "-", e.provider.plugin) for e in reg]
+    header = ("KIND", "NAME", "DISTRIBUTION", "VERSION", "PLUGIN")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    for broken in reg.broken:
+        typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except AvoodError as exc:
+        typer.echo(f"avood: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("avood: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Typed run configuration (pydantic v2), TOML loading, CLI overrides, two-stage validation.
+
+Stage 1 validates the run config itself: four ``{name, params}`` component specs, data,
+seed, device, output folder. Stage 2 (:func:`resolve`) looks each name up in the registry
+and validates ``params`` with that plugin's own ``Params`` model, filling every default
+(and, under the ``quick`` profile, the plugin's reduced-budget overrides) so the resolved
+config shows every value a run used. Errors name the field path and the fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from avood_core.errors import ConfigError
+from avood_core.registry import KINDS, Registry, get_registry
+
+
+DEFAULT_COMPONENTS = {"generator": "wgan_gp", "detector": "entropy", "seen": "mlp", "unseen": "cross_attention"}
+
+
+class ComponentSpec(BaseModel):
+    """Which plugin fills a slot, and its params (validated by the plugin's Params model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataConfig(BaseModel):
+    """Where the task comes from: the embedded synthetic task or a benchmark tree."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["synthetic", "benchmark"] = Field(
+        "synthetic", description="'synthetic': the embedded UCF-shaped task; 'benchmark': an AVCA-format tree at `path`."
+    )
+    path: Path | None = Field(None, description="Root of an avgzsl_benchmark_datasets tree (source = benchmark).")
+    dataset: Literal["ucf", "activitynet", "vggsound"] | None = Field(None, description="Benchmark dataset.")
+    features: Literal["main", "cls"] = Field("main", description="main: SeLaVi 512/512; cls: VGGish 128 / C3D 4096.")
+    scale: float = Field(1.0, gt=0, description="Synthetic task: multiplier on UCF's sample counts.")
+    task_seed: int | None = Field(None, description="Synthetic task seed; None = the run seed.")
+
+
+class RunConfig(BaseModel):
+    """One run: the four components, data, seed, device and output folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    profile: Literal["quick", "paper"] = Field(
+        "quick",
+        description="quick: each plugin's reduced epochs (demo, tests; finishes in about a minute on 2 CPU cores); "
+        "paper: the plugins' defaults, i.e. the paper's full budgets.",
+    )
+    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["generator"]))
+    detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["detector"]))
+    seen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["seen"]))
+    unseen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["unseen"]))
+    syn_num: int = Field(50, ge=1, description="Synthetic samples per unseen class (UCF/VGGSound 50, ActivityNet 1000).")
+    data: DataConfig = Field(default_factory=DataConfig)
+    seed: int = Field(0, description="Fixes every random source of the run.")
+    device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
+    output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("cpu", "cuda", "auto") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("must be cpu, cuda, cuda:N or auto")
+
+    def component(self, kind: str) -> ComponentSpec:
+        return getattr(self, kind)
+
+
+def _format_error(exc: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
+        got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+        parts.append(f"{loc}: {err['msg']}{got}")
+    return "; ".join(parts)
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Stage 1: the run config's own fields."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_error(exc)}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found; pass an existing TOML file")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A CLI value as TOML (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set detector.lr=0.001")
+    path = key.strip().split(".")
+    if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
+        path = [path[0], "params", *path[1:]]
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set '{assignment}': '{part}' is a value, not a table")
+        node = child
+    node[path[-1]] = parse_value(raw.strip())
+
+
+def set_component(data: dict[str, Any], kind: str, name: str) -> None:
+    """Choose the plugin for a slot; its params reset unless the name is unchanged."""
+    current = data.get(kind)
+    if isinstance(current, dict) and current.get("name") == name:
+        return
+    data[kind] = {"name": name, "params": {}}
+
+
+def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
+    """Stage 2: validate each component's params with its plugin's model; fill every default."""
+    registry = registry or get_registry()
+    update = {}
+    for kind in KINDS:
+        spec = config.component(kind)
+        cls = registry.component_class(kind, spec.name)
+        base = dict(getattr(cls, "quick", {})) if config.profile == "quick" else {}
+        try:
+            params = cls.Params.model_validate({**base, **spec.params})
+        except ValidationError as exc:
+            raise ConfigError(f"config: {_format_error(exc, f'{kind}.params')} ({kind} '{spec.name}')") from None
+        update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
+    return config.model_copy(update=update)
+
+
+def build_config(
+    config_file: str | Path | None = None,
+    components: dict[str, str | None] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Merge a base dict, a TOML file, ``--<kind> NAME`` choices and ``--set`` overrides."""
+    data: dict[str, Any] = {k: {"name": DEFAULT_COMPONENTS[k], "params": {}} for k in KINDS}
+    data = _deep_merge(data, base or {})
+    if config_file is not None:
+        data = _deep_merge(data, load_toml(config_file))
+    for kind, name in (components or {}).items():
+        if name:
+            set_component(data, kind, name)
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return validate_config(data, str(config_file) if config_file else "config")
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``; a component table naming another plugin replaces the old one whole."""
+    out = dict(a)
+    for key, value in b.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            switched = key in KINDS and "name" in value and value["name"] != old.get("name")
+            out[key] = {"params": {}, **value} if switched else _deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Render a resolved config as TOML; ``None`` values appear as comments (TOML has no null)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        simple = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix and (simple or not nested):
+            lines.append(f"\n[{prefix}]")
+        for k, v in simple.items():
+            lines.append(f"# {k} = (unset)" if v is None else f"{k} = {scalar(v)}")
+        for k, v in nested.items():
+            table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", data)
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny synthetic task and a registry isolated per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from avood_core.registry import set_registry
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry():
+    """Each test starts from the entry-point registry; in-test registrations do not leak."""
+    set_registry(None)
+    yield
+    set_registry(None)
+
+
+@pytest.fixture(scope="session")
+def tiny_task():
+    """A small UCF-shaped synthetic task (lower dims and counts) for fast end-to-end tests."""
+    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+
+    spec = SyntheticSpec(
+        n_seen=8, n_unseen=4, audio_dim=24, video_dim=20, text_dim=16, latent_dim=8,
+        train_samples=480, test_seen_samples=120, test_unseen_samples=160,
+    )
+    return make_synthetic_task(seed=0, spec=spec)

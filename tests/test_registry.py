@@ -1,0 +1,123 @@
+import importlib.metadata as md
+import sys
+import types
+
+import pytest
+
+from avood_core import registry as registry_mod
+from avood_core.errors import PluginError
+from avood_core.hookspecs import hookimpl
+from avood_core.registry import Registry
+
+from toy_components import CentroidDetector, ToyPlugin
+
+
+def test_builtins_discovered_through_entry_points():
+    reg = Registry()
+    found = {(e.kind, e.name): e.provider for e in reg}
+    for key in [("generator", "wgan_gp"), ("detector", "entropy"), ("seen", "mlp"), ("unseen", "cross_attention")]:
+        assert key in found
+        assert found[key].dist == "avood" and found[key].version
+    assert reg.broken == []
+
+
+def test_discovery_does_not_import_torch_or_builtin_modules():
+    code = (
+        "import sys; from avood_core.registry import Registry; r = Registry(); "
+        "assert len(list(r)) >= 4; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'avood_plugins.detectors.entropy' not in sys.modules"
+    )
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plugin_registered_in_test_without_a_package():
+    reg = Registry(discover=False)
+    reg.register_plugin(ToyPlugin(), name="toy")
+    assert reg.names("detector") == ["toy_centroid"]
+    assert reg.component_class("detector", "toy_centroid") is CentroidDetector
+    assert str(reg.entry("detector", "toy_centroid").provider).startswith("plugin 'toy'")
+
+
+def test_unknown_name_lists_valid_names():
+    reg = Registry()
+    with pytest.raises(PluginError) as err:
+        reg.entry("detector", "nope")
+    msg = str(err.value)
+    assert "unknown detector 'nope'" in msg and "entropy" in msg and "\n" not in msg
+
+
+def test_duplicate_name_names_both_providers():
+    reg = Registry(discover=False)
+    reg.register_plugin(ToyPlugin(), name="first")
+    with pytest.raises(PluginError) as err:
+        reg.register_plugin(ToyPlugin(), name="second")
+    assert "first" in str(err.value) and "second" in str(err.value)
+
+
+def test_simulated_broken_entry_point_is_reported_and_rest_works(monkeypatch):
+    real = list(md.entry_points(group="avood"))
+    fake = md.EntryPoint(name="broken_thing", value="avood_no_such_module_xyz", group="avood")
+    monkeypatch.setattr(registry_mod.md, "entry_points", lambda group: [fake, *real])
+    reg = Registry()
+    assert [b.provider.plugin for b in reg.broken] == ["broken_thing"]
+    assert "ModuleNotFoundError" in reg.broken[0].error
+    assert "entropy" in reg.names("detector")
+
+
+def test_plugin_whose_hook_raises_is_broken_not_fatal():
+    mod = types.SimpleNamespace()
+
+    @hookimpl
+    def register_components(register):
+        register("detector", "half", CentroidDetector)
+        raise RuntimeError("boom")
+
+    mod.register_components = register_components
+    reg = Registry(discover=False)
+    reg.register_plugin(mod, name="flaky")
+    assert reg.broken and "boom" in reg.broken[0].error
+    assert reg.names("detector") == []
+
+
+def test_lazy_target_that_fails_to_import_is_a_clear_error():
+    mod = types.SimpleNamespace()
+
+    @hookimpl
+    def register_components(register):
+        register("seen", "ghost", "avood_no_such_module_xyz:Ghost")
+
+    mod.register_components = register_components
+    reg = Registry(discover=False)
+    reg.register_plugin(mod, name="ghosts")
+    assert reg.names("seen") == ["ghost"]  # registering is lazy
+    with pytest.raises(PluginError, match="failed to import"):
+        reg.component_class("seen", "ghost")
+
+
+def test_wrong_kind_is_rejected():
+    mod = types.SimpleNamespace()
+
+    @hookimpl
+    def register_components(register):
+        register("gate", "x", CentroidDetector)
+
+    mod.register_components = register_components
+    with pytest.raises(PluginError, match="unknown kind 'gate'"):
+        Registry(discover=False).register_plugin(mod, name="odd")
+
+
+def test_class_registered_under_other_kind_fails_on_use():
+    mod = types.SimpleNamespace()
+
+    @hookimpl
+    def register_components(register):
+        register("seen", "mislabelled", CentroidDetector)
+
+    mod.register_components = register_components
+    reg = Registry(discover=False)
+    reg.register_plugin(mod, name="mis")
+    with pytest.raises(PluginError, match="declares kind='detector'"):
+        reg.component_class("seen", "mislabelled")
