@@ -48,6 +48,7 @@ class Pipeline:
     seen_classes: Tensor | None = None
     unseen_classes: Tensor | None = None
     synthetic: AVSamples | None = None
+    last_outputs: dict | None = None
 
     @property
     def components(self) -> dict[str, object]:
@@ -103,28 +104,53 @@ class Pipeline:
         return Prediction(labels, score, routed_seen)
 
     @torch.inference_mode()
+    def outputs(self, test: AVSamples) -> dict[str, Tensor]:
+        """Per-sample arrays from which every metric and figure is computed.
+
+        ``score`` (OOD score), ``seen_pred`` (seen classifier on every sample),
+        ``unseen_pred`` (unseen classifier among the unseen classes, every sample),
+        ``baseline_pred`` (unseen classifier among all classes, no gate), ``pred`` (routed).
+        """
+        score = self.detector.score(test).cpu()
+        seen_pred = self.seen.predict(test).cpu()
+        unseen_pred = self.unseen.predict(test, self.unseen_classes, self.text).cpu()
+        all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
+        routed_seen = score < self.detector.threshold
+        return {
+            "labels": test.labels.cpu(),
+            "score": score,
+            "routed_seen": routed_seen,
+            "seen_pred": seen_pred,
+            "unseen_pred": unseen_pred,
+            "pred": torch.where(routed_seen, seen_pred, unseen_pred),
+            "baseline_pred": self.unseen.predict(test, all_classes, self.text).cpu(),
+            "seen_classes": self.seen_classes.cpu(),
+            "unseen_classes": self.unseen_classes.cpu(),
+            "threshold": torch.tensor(float(self.detector.threshold)),
+        }
+
     def evaluate(self, test: AVSamples) -> dict:
         """S, U, HM, ZSL (SPEC §5), the gate's metrics, and the no-gate baseline, in percent."""
         start = time.perf_counter()
-        pred = self.predict(test)
-        seen_c, unseen_c = self.seen_classes, self.unseen_classes
-        unseen_test = test.where(unseen_c)
-        seen_test = test.where(seen_c)
-        zsl_pred = self.unseen.predict(unseen_test, unseen_c, self.text)
-        all_classes = torch.cat([seen_c, unseen_c]).sort().values
-        baseline_pred = self.unseen.predict(test, all_classes, self.text)
-        result = {
-            **metrics.gzsl_scores(pred.labels, test.labels, seen_c, unseen_c),
-            "ZSL": metrics.mean_class_accuracy(zsl_pred, unseen_test.labels, unseen_c),
-            "seen_classifier_acc": metrics.mean_class_accuracy(
-                self.seen.predict(seen_test), seen_test.labels, seen_c
-            ),
-            "gate": {
-                **metrics.gate_scores(pred.score, pred.routed_seen, test.labels, seen_c),
-                "threshold": float(self.detector.threshold),
-                "routing": metrics.routing_counts(pred.routed_seen, test.labels, seen_c),
-            },
-            "baseline_no_gate": metrics.gzsl_scores(baseline_pred, test.labels, seen_c, unseen_c),
-        }
+        self.last_outputs = self.outputs(test)
+        result = scores_from_outputs(self.last_outputs)
         self.timings["evaluate"] = time.perf_counter() - start
         return result
+
+
+def scores_from_outputs(out: dict) -> dict:
+    """Every headline metric from the arrays of :meth:`Pipeline.outputs` (see metrics.py)."""
+    labels, seen_c, unseen_c = out["labels"], out["seen_classes"], out["unseen_classes"]
+    is_unseen = torch.isin(torch.as_tensor(labels), torch.as_tensor(unseen_c))
+    is_seen = ~is_unseen
+    return {
+        **metrics.gzsl_scores(out["pred"], labels, seen_c, unseen_c),
+        "ZSL": metrics.mean_class_accuracy(out["unseen_pred"][is_unseen], labels[is_unseen], unseen_c),
+        "seen_classifier_acc": metrics.mean_class_accuracy(out["seen_pred"][is_seen], labels[is_seen], seen_c),
+        "gate": {
+            **metrics.gate_scores(out["score"], out["routed_seen"], labels, seen_c),
+            "threshold": float(out["threshold"]),
+            "routing": metrics.routing_counts(out["routed_seen"], labels, seen_c),
+        },
+        "baseline_no_gate": metrics.gzsl_scores(out["baseline_pred"], labels, seen_c, unseen_c),
+    }

@@ -91,8 +91,19 @@ def execute(
         "metrics": scores,
         "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
     }
+    save_outputs(run_dir / "predictions.npz", pipeline.last_outputs)
     atomic_write_json(run_dir / "results.json", results)
     return RunResult(run_dir, results)
+
+
+def save_outputs(path: Path, outputs: dict) -> None:
+    """Per-sample test outputs (numpy arrays, no pickles) for reports and threshold sweeps."""
+    import numpy as np
+
+    from avood_core.io import atomic_write
+
+    arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
+    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
 
 
 def format_summary(results: dict) -> str:
