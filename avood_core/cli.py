@@ -54,15 +54,20 @@ def run(
     device: Optional[str] = DeviceOpt,
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Parent folder of the run folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines."),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
+    ),
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
+    if resume is not None and config is None:
+        config = resume / "config.toml"
     cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir)
     from avood_core.registry import get_registry
     from avood_core.config import resolve
     from avood_core.run import execute, format_summary
 
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
-    result = execute(cfg, quiet=quiet, echo=lambda m: typer.echo(m, err=True))
+    result = execute(cfg, quiet=quiet, echo=lambda m: typer.echo(m, err=True), resume=resume)
     typer.echo(format_summary(result.results))
     typer.echo(f"run folder: {result.run_dir}")
 
@@ -98,6 +103,36 @@ def plugins() -> None:
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     for broken in reg.broken:
         typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
+
+
+@app.command()
+def evaluate(run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'.")) -> None:
+    """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split."""
+    from avood_core.config import load_toml, validate_config
+    from avood_core.pipeline import Pipeline
+    from avood_core.run import build_task, format_summary
+
+    pipeline = Pipeline.load(run_dir)
+    cfg = validate_config(load_toml(run_dir / "config.toml"), str(run_dir / "config.toml"))
+    task = build_task(cfg)
+    typer.echo(format_summary({"metrics": pipeline.evaluate(task.test)}))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
+    input: Path = typer.Argument(..., help="An .npz or .h5 file with 'audio' (N, Da) and 'video' (N, Dv) arrays."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write .csv or .json here (default: csv on stdout)."),
+) -> None:
+    """Classify new clips with a fitted pipeline: class id, class name, gate score, routed branch."""
+    from avood_core.pipeline import Pipeline
+    from avood_core.predict_io import read_features, write_predictions
+
+    pipeline = Pipeline.load(run_dir)
+    audio, video = read_features(input)
+    text = write_predictions(pipeline, pipeline.predict(audio, video), output)
+    if text is not None:
+        typer.echo(text, nl=False)
 
 
 def main() -> None:

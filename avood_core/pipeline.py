@@ -11,6 +11,7 @@ seen classifier, the rest to the unseen classifier (among the unseen classes).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,6 +50,8 @@ class Pipeline:
     unseen_classes: Tensor | None = None
     synthetic: AVSamples | None = None
     last_outputs: dict | None = None
+    class_names: list[str] = field(default_factory=list)
+    dims: dict[str, int] = field(default_factory=dict)
 
     @property
     def components(self) -> dict[str, object]:
@@ -62,9 +65,16 @@ class Pipeline:
         progress: ProgressFactory | None = None,
         log: Callable[[str], None] = lambda m: None,
         skip: frozenset[str] = frozenset(),
+        on_fitted: Callable[[str], None] = lambda kind: None,
     ) -> "Pipeline":
-        """Fit every component on ``task`` (``skip``: kinds already fitted, e.g. on resume)."""
+        """Fit every component on ``task``.
+
+        ``skip``: kinds already fitted (e.g. reused on resume); ``on_fitted(kind)`` is called
+        right after each fit (the run saves the component there).
+        """
         self.text, self.seen_classes, self.unseen_classes = task.text, task.seen_classes, task.unseen_classes
+        self.class_names = list(task.class_names)
+        self.dims = {"audio": task.train.audio_dim, "video": task.train.video_dim}
         ctx = FitContext(
             text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
             device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log,
@@ -76,6 +86,7 @@ class Pipeline:
                 start = time.perf_counter()
                 run()
                 self.timings[kind] = time.perf_counter() - start
+                on_fitted(kind)
             ctx.fitted[kind] = self.components[kind]
 
         stage("generator", lambda: self.generator.fit(task.train, task.text, ctx))
@@ -90,8 +101,12 @@ class Pipeline:
         return self
 
     @torch.inference_mode()
-    def predict(self, samples: AVSamples) -> Prediction:
-        """Route each sample by the gate and classify it within the chosen branch."""
+    def predict(self, audio: AVSamples | Tensor, video: Tensor | None = None) -> Prediction:
+        """Route each sample by the gate and classify it within the chosen branch.
+
+        Pass an :class:`AVSamples`, or ``audio`` (N, Da) and ``video`` (N, Dv) arrays.
+        """
+        samples = audio if isinstance(audio, AVSamples) else self._samples(audio, video)
         score = self.detector.score(samples).cpu()
         routed_seen = score < self.detector.threshold
         labels = torch.empty(len(samples), dtype=torch.long)
@@ -102,6 +117,69 @@ class Pipeline:
                 samples.subset(~routed_seen), self.unseen_classes, self.text
             ).cpu()
         return Prediction(labels, score, routed_seen)
+
+    def _samples(self, audio, video) -> AVSamples:
+        from avood_core.errors import DataError
+
+        audio = torch.as_tensor(audio, dtype=torch.float32)
+        video = torch.as_tensor(video, dtype=torch.float32)
+        for name, arr in (("audio", audio), ("video", video)):
+            want = self.dims.get(name)
+            if arr.ndim != 2 or (want is not None and arr.shape[1] != want):
+                raise DataError(f"{name} has shape {tuple(arr.shape)} but the pipeline was fitted on (N, {want}); pass features of that dim")
+            if not torch.isfinite(arr).all():
+                bad = int((~torch.isfinite(arr)).any(dim=1).sum())
+                raise DataError(f"{name} holds NaN/inf in {bad} rows; clean or drop those rows first")
+        return AVSamples(audio, video, torch.zeros(len(audio), dtype=torch.long))
+
+    def save(self, run_dir: str | Path, providers: dict | None = None, fit_hashes: dict | None = None) -> None:
+        """Write every component plus ``pipeline.json`` and ``task.safetensors`` (text, class sets)."""
+        from avood_core.checkpoint import save_component
+
+        for kind, comp in self.components.items():
+            save_component(comp, Path(run_dir) / "components" / kind, self.names.get(kind, kind),
+                           (providers or {}).get(kind), (fit_hashes or {}).get(kind))
+        self.save_meta(run_dir)
+
+    def save_meta(self, run_dir: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        from avood_core.io import atomic_write, atomic_write_json
+
+        tensors = {"text": self.text.cpu().contiguous(), "seen_classes": self.seen_classes.cpu().contiguous(),
+                   "unseen_classes": self.unseen_classes.cpu().contiguous()}
+        atomic_write(Path(run_dir) / "task.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write_json(Path(run_dir) / "pipeline.json", {
+            "avood_format": 1, "syn_num": self.syn_num, "names": self.names,
+            "class_names": self.class_names, "dims": self.dims,
+        })
+
+    @classmethod
+    def load(cls, run_dir: str | Path, registry=None) -> "Pipeline":
+        """Rebuild a fitted pipeline from a run folder without retraining (no pickle involved)."""
+        import json
+
+        from safetensors.torch import load_file
+
+        from avood_core.checkpoint import load_component
+        from avood_core.errors import CheckpointError
+
+        run_dir = Path(run_dir)
+        meta_path, task_path = run_dir / "pipeline.json", run_dir / "task.safetensors"
+        for path in (meta_path, task_path):
+            if not path.is_file():
+                raise CheckpointError(f"'{path}' not found; '{run_dir}' is not a finished avood run folder")
+        try:
+            meta = json.loads(meta_path.read_text())
+            tensors = load_file(str(task_path))
+        except Exception as exc:
+            raise CheckpointError(f"'{run_dir}': cannot read pipeline metadata ({exc}); rerun 'avood run'") from None
+        parts = {kind: load_component(run_dir / "components" / kind, registry)
+                 for kind in ("generator", "detector", "seen", "unseen")}
+        pipe = cls(**parts, syn_num=meta["syn_num"], names=meta["names"])
+        pipe.text, pipe.seen_classes, pipe.unseen_classes = tensors["text"], tensors["seen_classes"], tensors["unseen_classes"]
+        pipe.class_names, pipe.dims = meta["class_names"], meta["dims"]
+        return pipe
 
     @torch.inference_mode()
     def outputs(self, test: AVSamples) -> dict[str, Tensor]:

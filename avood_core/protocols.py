@@ -65,6 +65,8 @@ class Component:
     """Reduced-budget param overrides used by the ``quick`` profile (demo, tests)."""
     uses_synthetic: ClassVar[bool] = False
     """True for classifiers that train on generated unseen features (``ctx.synthetic``)."""
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    """Kinds of fitted components this one uses through ``ctx.fitted`` (e.g. a gate on ``unseen``)."""
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(params, BaseModel):

@@ -57,27 +57,100 @@ def build_pipeline(config: RunConfig, registry: Registry | None = None):
     return Pipeline(**parts, syn_num=config.syn_num, names={k: config.component(k).name for k in KINDS})
 
 
+def fit_hashes(config: RunConfig, pipeline) -> dict[str, str]:
+    """Per-component hash of everything its fit depends on (for ``--resume``).
+
+    A component's hash covers the data, the seed, its own name and params, the generator's
+    hash when it trains on synthetic features, and the hashes of the components it declares
+    in ``depends_on`` (detectors that use the fitted classifiers).
+    """
+    from avood_core.checkpoint import config_hash
+
+    base = {"data": config.data.model_dump(mode="json"), "seed": config.seed, "syn_num": config.syn_num}
+    spec = {k: config.component(k).model_dump(mode="json") for k in KINDS}
+    hashes = {"generator": config_hash({**base, "generator": spec["generator"]})}
+    for kind in ("seen", "unseen", "detector"):
+        comp = pipeline.components[kind]
+        deps = {"generator": hashes["generator"]} if kind == "detector" or comp.uses_synthetic else {}
+        deps.update({d: hashes[d] for d in getattr(comp, "depends_on", ())})
+        hashes[kind] = config_hash({**base, kind: spec[kind], "deps": deps})
+    return hashes
+
+
+def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo) -> set[str]:
+    """Load the components of ``run_dir`` whose saved hash matches; report every mismatch."""
+    from avood_core.checkpoint import load_component, read_config
+    from avood_core.errors import CheckpointError
+
+    reused = set()
+    for kind in KINDS:
+        folder = run_dir / "components" / kind
+        if not folder.exists():
+            echo(f"resume: {kind} was not saved yet; fitting it")
+            continue
+        try:
+            saved = read_config(folder)
+        except CheckpointError as exc:
+            echo(f"resume: {kind}: {exc}; refitting")
+            continue
+        if saved.get("fit_hash") != hashes[kind]:
+            echo(f"resume: {kind} '{saved.get('name')}' was fitted with another config "
+                 f"(hash {saved.get('fit_hash')} != {hashes[kind]}); refitting, not reusing it")
+            continue
+        try:
+            setattr(pipeline, kind, load_component(folder, registry))
+        except CheckpointError as exc:
+            echo(f"resume: {kind}: {exc}; refitting")
+            continue
+        reused.add(kind)
+        echo(f"resume: reusing fitted {kind} '{saved['name']}' (config hash {hashes[kind]})")
+    return reused
+
+
 def execute(
     config: RunConfig,
     registry: Registry | None = None,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    resume: Path | None = None,
 ) -> RunResult:
-    """Resolve, fit, evaluate and write ``config.toml`` + ``results.json`` into a fresh run folder."""
+    """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
+
+    With ``resume`` the run continues in that folder: components whose saved fit hash
+    matches are reused, the others are refitted (and reported).
+    """
     from avood_core.progress import progress_factory
     from avood_core.training import resolve_device, set_threads
 
+    registry = registry or get_registry()
     config = resolve(config, registry)
     set_threads()
     device = resolve_device(config.device)
     started = time.perf_counter()
     task = build_task(config)
     pipeline = build_pipeline(config, registry)
-    label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
-    run_dir = new_run_dir(Path(config.output_dir), label)
-    atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+    hashes = fit_hashes(config, pipeline)
     log = (lambda m: None) if quiet else echo
-    pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet), log=log)
+    if resume is not None:
+        run_dir = Path(resume)
+        if not run_dir.is_dir():
+            raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
+        reused = reuse_fitted(run_dir, pipeline, hashes, registry, echo)
+    else:
+        label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
+        run_dir, reused = new_run_dir(Path(config.output_dir), label), set()
+    atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+    providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
+
+    def save(kind: str) -> None:
+        from avood_core.checkpoint import save_component
+
+        save_component(pipeline.components[kind], run_dir / "components" / kind,
+                       config.component(kind).name, providers[kind], hashes[kind])
+
+    pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet), log=log,
+                 skip=frozenset(reused), on_fitted=save)
+    pipeline.save_meta(run_dir)
     scores = pipeline.evaluate(task.test)
     results = {
         "avood_version": __version__,
@@ -88,6 +161,7 @@ def execute(
         "python": platform.python_version(),
         "task": task.summary(),
         "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
+        "reused_components": sorted(reused),
         "metrics": scores,
         "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
     }

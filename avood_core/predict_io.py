@@ -1,0 +1,62 @@
+"""Reading feature files for ``avood predict`` and writing its predictions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from avood_core.errors import DataError
+from avood_core.io import atomic_write_text
+
+
+def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``audio`` and ``video`` arrays from an .npz (no pickles) or .h5 file."""
+    if not path.is_file():
+        raise DataError(f"'{path}' not found; pass an .npz or .h5 file with 'audio' and 'video' arrays")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in ("audio", "video") if k in f.files}
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                arrays = {k: f[k][()] for k in ("audio", "video") if k in f}
+        else:
+            raise DataError(f"'{path}': unsupported file type '{path.suffix}'; use .npz or .h5")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"'{path}' cannot be read ({type(exc).__name__}: {exc}); write it with numpy.savez or h5py") from None
+    missing = [k for k in ("audio", "video") if k not in arrays]
+    if missing:
+        raise DataError(f"'{path}' has no {' or '.join(repr(m) for m in missing)} array; store audio (N, Da) and video (N, Dv)")
+    audio, video = (np.asarray(arrays[k], dtype=np.float32) for k in ("audio", "video"))
+    if audio.ndim != 2 or video.ndim != 2 or len(audio) != len(video):
+        raise DataError(f"'{path}': audio {audio.shape} and video {video.shape} must be 2-D with the same number of rows")
+    return audio, video
+
+
+def write_predictions(pipeline, pred, output: Path | None) -> str | None:
+    """Rows of (index, class id, class name, gate score, branch) as csv/json; returns csv text when no file."""
+    names = pipeline.class_names
+    rows = [
+        {"index": i, "class_id": int(c), "class_name": names[int(c)] if int(c) < len(names) else "",
+         "gate_score": float(s), "branch": "seen" if r else "unseen"}
+        for i, (c, s, r) in enumerate(zip(pred.labels.tolist(), pred.score.tolist(), pred.routed_seen.tolist()))
+    ]
+    if output is not None and output.suffix == ".json":
+        atomic_write_text(output, json.dumps(rows, indent=1) + "\n")
+        return None
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["index"])
+    writer.writeheader()
+    writer.writerows(rows)
+    if output is None:
+        return buf.getvalue()
+    atomic_write_text(output, buf.getvalue())
+    return None

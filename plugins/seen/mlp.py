@@ -1,0 +1,168 @@
+"""MLP seen classifier (paper §3.3, §4.2; SPEC §3, §7.3).
+
+A 3-layer MLP over the fused feature ``x = a ⊕ v``:
+``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> n_seen``,
+trained with ``L_sc = CE(O(x), y(x))`` where ``y(x)`` is the position of the label among the
+seen classes. Predictions map the argmax back to global class ids.
+
+The reference hands later stages the epoch that scores best on the *test* split (SPEC §7.3);
+here training runs a fixed number of epochs and keeps the last one, or, with
+``select_on_val`` and a selection split in ``ctx.val``, the epoch with the best mean
+per-class accuracy on the val samples of seen classes. The test split is never used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from avood_core.errors import DataError
+from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
+from avood_core.task import AVSamples
+from avood_core.training import check_finite, shuffled_batches
+
+_CHUNK = 65536  # rows per inference forward pass
+
+
+class MLPSeenClassifier(TorchComponent, SeenClassifier):
+    """Seen-class MLP classifier (paper §3.3); returns global class ids."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        hidden: tuple[int, ...] = Field((512, 256), description="Hidden layer widths of the MLP (paper: 512, 256).")
+        negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
+        dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+        lr: float = Field(6e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound 8e-3, ActivityNet 8e-3).")
+        betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
+        epochs: int = Field(200, ge=1, description="Training epochs (passes over the seen training samples).")
+        batch_size: int = Field(32, ge=1, description="Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
+        lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
+        lr_patience: int = Field(10, ge=0, description="ReduceLROnPlateau patience in epochs.")
+        select_on_val: bool = Field(
+            False,
+            description=(
+                "Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
+                "(the selection split, never test); False = keep the last epoch."
+            ),
+        )
+
+    quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
+        self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+
+    def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
+        p = self.params
+        layers: list[nn.Module] = []
+        width = in_dim
+        for h in p.hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope), nn.Dropout(p.dropout)]
+            width = h
+        layers.append(nn.Linear(width, n_seen))
+        return nn.Sequential(*layers)
+
+    def _positions(self, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions of ``labels`` among ``seen_classes`` and a mask of those that are seen."""
+        pos = torch.searchsorted(self.seen_classes, labels).clamp(max=len(self.seen_classes) - 1)
+        return pos, self.seen_classes[pos] == labels
+
+    def fit(self, train: AVSamples, ctx: FitContext) -> "MLPSeenClassifier":
+        p = self.params
+        if len(train) == 0:
+            raise DataError("mlp seen classifier: the training split is empty")
+        self.seen_classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
+        pos, ok = self._positions(train.labels)
+        if not ok.all():
+            raise DataError("mlp seen classifier: a training sample's label is not among ctx.seen_classes")
+        dev = ctx.device
+        x, y = train.x.to(dev), pos.to(dev)
+        net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes))
+        opt = torch.optim.Adam(net.parameters(), lr=p.lr, betas=p.betas)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
+
+        val = None
+        if p.select_on_val:
+            if ctx.val is not None:
+                vpos, vok = self._positions(ctx.val.labels)
+                if vok.any():
+                    val = (ctx.val.x[vok], vpos[vok])
+            if val is None:
+                ctx.log("mlp seen classifier: select_on_val set but no val samples of seen classes; keeping the last epoch")
+
+        n = len(x)
+        steps = math.ceil(n / p.batch_size)
+        bar = ctx.track(p.epochs * steps, "seen")
+        self.history, self.best_epoch = [], None
+        best_acc, best_state = -1.0, None
+        try:
+            for epoch in range(p.epochs):
+                net.train()
+                total = torch.zeros((), device=dev)
+                for idx in shuffled_batches(n, p.batch_size):
+                    idx = idx.to(dev)
+                    loss = F.cross_entropy(net(x[idx]), y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach() * len(idx)
+                mean = total / n
+                check_finite(mean, "seen mlp", epoch, "lower the seen classifier lr")
+                loss_m = mean.item()
+                sched.step(loss_m)
+                record = {"epoch": epoch, "loss": loss_m, "lr": opt.param_groups[0]["lr"]}
+                if val is not None:
+                    acc = self._per_class_accuracy(val[0], val[1])
+                    record["val_acc"] = acc
+                    if acc > best_acc:
+                        best_acc, self.best_epoch = acc, epoch
+                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                self.history.append(record)
+                bar.update(steps, loss=loss_m)
+        finally:
+            bar.close()
+        if best_state is not None:
+            net.load_state_dict(best_state)
+            ctx.log(f"mlp seen classifier: kept epoch {self.best_epoch} (val per-class acc {best_acc:.4f})")
+        net.eval()
+        self.fitted = True
+        return self
+
+    def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:
+        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos``."""
+        pred = self._logits_x(x).argmax(dim=1).cpu()
+        hit = (pred == pos.cpu()).float()
+        k = len(self.seen_classes)
+        per_class = torch.zeros(k).index_add_(0, pos.cpu(), hit)
+        counts = torch.bincount(pos.cpu(), minlength=k).float()
+        present = counts > 0
+        return float((per_class[present] / counts[present]).mean())
+
+    def _logits_x(self, x: Tensor) -> Tensor:
+        assert self.net is not None, "mlp seen classifier is not fitted"
+        self.net.eval()
+        with torch.inference_mode():
+            return torch.cat([self.net(c.to(self.device)) for c in x.split(_CHUNK)])
+
+    def logits(self, samples: AVSamples) -> Tensor:
+        """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""
+        return self._logits_x(samples.x).cpu()
+
+    def predict(self, samples: AVSamples) -> Tensor:
+        """Global class ids (LongTensor on CPU) of the most likely seen class."""
+        return self.seen_classes[self.logits(samples).argmax(dim=1)]
+
+    def extra_scalars(self) -> dict[str, Any]:
+        return {"seen_classes": self.seen_classes.tolist(), "best_epoch": self.best_epoch}
+
+    def load_extra(self, scalars: Mapping[str, Any]) -> None:
+        self.seen_classes = torch.as_tensor(scalars["seen_classes"], dtype=torch.long)
+        self.best_epoch = scalars.get("best_epoch")

@@ -1,0 +1,129 @@
+"""Tests of the entropy OOD detector on a tiny separable task."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from avood_core.protocols import FitContext, OODDetector, TorchComponent
+from avood_core.task import AVSamples
+from avood_plugins.detectors.entropy import EntropyDetector
+
+SEEN = torch.tensor([0, 2, 5, 7, 9, 11])
+UNSEEN = torch.tensor([1, 3, 4])
+AUDIO_DIM, VIDEO_DIM = 16, 12
+FAST = {"epochs": 30, "batch_size": 32}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny MLPs gain nothing from intra-op threads, and on a busy CPU their waits slow
+    these tests by an order of magnitude; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _make(class_ids: torch.Tensor, per_class: int, seed: int) -> AVSamples:
+    """Gaussian blobs: class c has a fixed mean (from its id) plus unit noise."""
+    means = torch.randn(12, AUDIO_DIM + VIDEO_DIM, generator=torch.Generator().manual_seed(123)) * 1.5
+    g = torch.Generator().manual_seed(seed)
+    labels = class_ids.repeat_interleave(per_class)
+    x = means[labels] + torch.randn(len(labels), AUDIO_DIM + VIDEO_DIM, generator=g)
+    return AVSamples.from_x(x, labels, AUDIO_DIM)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {
+        # 100 per seen class: with fewer, held-out seen entropies spread well above the
+        # training mean and the mean threshold routes only ~60 % of held-out seen as seen.
+        "seen": _make(SEEN, 100, 1),
+        "synthetic": _make(UNSEEN, 50, 2),
+        "seen_test": _make(SEEN, 50, 3),
+        "unseen_test": _make(UNSEEN, 50, 4),
+    }
+
+
+def _ctx() -> FitContext:
+    return FitContext(text=torch.randn(12, 8), seen_classes=SEEN, unseen_classes=UNSEEN, device=torch.device("cpu"))
+
+
+def _fit(data, seed: int = 0, **params) -> EntropyDetector:
+    torch.manual_seed(seed)
+    return EntropyDetector({**FAST, **params}).fit(data["seen"], data["synthetic"], _ctx())
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return _fit(data)
+
+
+def _independent_entropy(det: EntropyDetector, samples: AVSamples) -> torch.Tensor:
+    det.net.eval()
+    with torch.no_grad():
+        probs = torch.softmax(det.net(samples.x), dim=1)
+    return torch.special.entr(probs).sum(dim=1)
+
+
+def test_protocol_and_params():
+    det = EntropyDetector()
+    assert isinstance(det, OODDetector) and isinstance(det, TorchComponent)
+    assert det.kind == "detector" and det.params.threshold_rule == "mean"
+    assert det.params.epochs == 80 and det.params.batch_size == 16 and det.params.lr == 9e-4
+    with pytest.raises(ValidationError):
+        EntropyDetector(bogus=1)
+    with pytest.raises(ValidationError):
+        EntropyDetector(epochs="many")
+    with pytest.raises(ValidationError):
+        EntropyDetector(threshold_rule="median")
+    EntropyDetector(EntropyDetector.quick)  # the quick profile is valid
+
+
+def test_loss_decreases(fitted):
+    assert fitted.fitted
+    assert len(fitted.history) == FAST["epochs"]
+    assert fitted.history[-1]["loss"] < fitted.history[0]["loss"]
+
+
+def test_mean_threshold_is_mean_seen_entropy(fitted, data):
+    expected = _independent_entropy(fitted, data["seen"]).mean()
+    assert torch.allclose(torch.tensor(fitted.threshold), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_reference_half_threshold(fitted, data):
+    half = _fit(data, threshold_rule="reference_half")
+    mean = _independent_entropy(half, data["seen"]).mean().item()
+    assert 0.3 * mean < half.threshold < 0.7 * mean
+
+
+def test_scores_separate_seen_from_unseen(fitted, data):
+    s_seen, s_unseen = fitted.score(data["seen_test"]), fitted.score(data["unseen_test"])
+    assert s_seen.device.type == "cpu" and s_seen.shape == (len(data["seen_test"]),)
+    assert s_seen.mean() < s_unseen.mean()
+    assert torch.equal(fitted.is_seen(data["seen_test"]), s_seen < fitted.threshold)
+    acc_seen = fitted.is_seen(data["seen_test"]).float().mean()
+    acc_unseen = (~fitted.is_seen(data["unseen_test"])).float().mean()
+    assert (acc_seen + acc_unseen) / 2 > 0.8  # balanced accuracy of the gate
+
+
+def test_same_seed_same_outputs(fitted, data):
+    again = _fit(data)
+    assert torch.equal(again.score(data["seen_test"]), fitted.score(data["seen_test"]))
+    assert again.threshold == fitted.threshold
+
+
+def test_state_round_trip(fitted, data):
+    tensors = fitted.state_tensors()
+    scalars = json.loads(json.dumps(fitted.state_scalars()))
+    fresh = EntropyDetector(fitted.params)
+    fresh.load_state(scalars, tensors)
+    assert fresh.fitted and fresh.threshold == fitted.threshold
+    assert torch.equal(fresh.seen_classes, SEEN)
+    both = AVSamples.concat(data["seen_test"], data["unseen_test"])
+    assert torch.equal(fresh.score(both), fitted.score(both))
+    assert torch.equal(fresh.is_seen(both), fitted.is_seen(both))
