@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see avood_core/cli.py
+
 import pytest
 
 from avood_core.registry import set_registry
