@@ -14,7 +14,18 @@ since each branch predicts only among its own classes, that is ``ŷ_i = y_i`` on
 prediction.
 
 Gate metrics treat **seen as positive** (in-distribution). Detectors return an OOD score
-(higher = more unseen), so the positive-class score is ``-score``.
+(higher = more unseen), so the positive-class score is ``-score``. A sample is routed to the
+seen branch iff ``score < t`` for the OOD threshold ``t`` (strict, as in the pipeline):
+
+* TPR(t) = |{i seen : score_i < t}| / |{i seen}|      (seen kept by the seen branch)
+* FPR(t) = |{i unseen : score_i < t}| / |{i unseen}|  (unseen wrongly sent to the seen branch)
+* ROC: the (FPR, TPR) points of every threshold, from (0, 0) to (1, 1); AUROC = trapezoid
+  area under them = P(seen-score of a seen sample > that of an unseen one) + ½·P(tie).
+* FPR@TPR60: FPR at the first ROC point (highest threshold on the seen-score) with TPR ≥ 60 %.
+
+:func:`threshold_sweep` recomputes the routing at any OOD threshold from the per-sample
+arrays of ``Pipeline.outputs``: ``pred_i(t) = seen_pred_i if score_i < t else unseen_pred_i``,
+then S, U, HM, TPR and FPR as above (supplement Fig. 1; HM at TPR = 60 % is Table 2's HM).
 """
 
 from __future__ import annotations
@@ -107,3 +118,119 @@ def gate_scores(ood_score, routed_seen, labels, seen_classes) -> dict[str, float
         "FPR": 100.0 * float(routed[~truly_seen].mean()) if (~truly_seen).any() else float("nan"),
         "FPR@TPR60": fpr60,
     }
+
+
+# --- the gate at a given OOD threshold, and threshold sweeps (supplement Fig. 1) ----------
+
+
+def _rate_below(ood_score, mask, threshold: float) -> float:
+    """Percent of the samples in ``mask`` with ``ood_score < threshold`` (nan if none)."""
+    score, mask = _np(ood_score).astype(np.float64), _np(mask).astype(bool)
+    return 100.0 * float(np.mean(score[mask] < threshold)) if mask.any() else float("nan")
+
+
+def tpr_at_threshold(ood_score, is_seen, threshold: float) -> float:
+    """TPR(t) = |{seen i : score_i < t}| / |{seen i}|, in percent: seen samples routed seen."""
+    return _rate_below(ood_score, is_seen, threshold)
+
+
+def fpr_at_threshold(ood_score, is_seen, threshold: float) -> float:
+    """FPR(t) = |{unseen i : score_i < t}| / |{unseen i}|, in percent: unseen routed seen."""
+    return _rate_below(ood_score, ~_np(is_seen).astype(bool), threshold)
+
+
+def ood_threshold_at_tpr(ood_score, is_seen, tpr_target: float = 0.6) -> float:
+    """The OOD threshold t whose routing ``score < t`` is the ROC point of :func:`fpr_at_tpr`.
+
+    That point keeps ``-score ≥ thr``, i.e. ``score ≤ -thr``; the strict-``<`` threshold that
+    keeps exactly those samples is the next float above ``-thr``.
+    """
+    _, thr = fpr_at_tpr(-_np(ood_score).astype(np.float64), is_seen, tpr_target)
+    return float(np.nextafter(-thr, np.inf))
+
+
+def spans_decades(values, decades: float = 2.0) -> bool:
+    """True when ``values`` are all ≥ 0 and their positive part spans ≥ ``decades`` decades
+    (e.g. entropies from 1e-4 to 1): such thresholds are best swept and drawn on a log axis."""
+    v = _np(values).astype(np.float64)
+    v = v[np.isfinite(v)]
+    pos = v[v > 0]
+    return bool(len(pos) > 1 and (v >= 0).all() and pos.max() >= pos.min() * 10.0**decades)
+
+
+def sweep_thresholds(ood_score, n: int = 200, include: Iterable[float] = ()) -> np.ndarray:
+    """``n`` OOD thresholds spanning the scores (geometric if :func:`spans_decades`, else
+    linear), plus one just above the largest score (everything routed seen) and ``include``."""
+    s = _np(ood_score).astype(np.float64)
+    s = s[np.isfinite(s)]
+    extra = [float(x) for x in include if np.isfinite(x)]
+    if len(s) == 0:
+        return np.unique(np.asarray(extra, dtype=np.float64))
+    if spans_decades(s):
+        pos = s[s > 0]
+        grid = np.geomspace(pos.min(), pos.max(), n)
+    else:
+        grid = np.linspace(s.min(), s.max(), n)
+    return np.unique(np.r_[grid, np.nextafter(s.max(), np.inf), extra])
+
+
+def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, thresholds):
+    """Mean per-class accuracy (percent) of the samples in ``group`` at every threshold.
+
+    With w_i = 1 / (|present classes| · n_{y_i}), acc(t) = Σ_i w_i·hu_i + Σ_{i: score_i < t}
+    w_i·(hs_i − hu_i): a cumulative sum over the group's samples sorted by score.
+    """
+    if not group.any():
+        return np.full(len(thresholds), np.nan)
+    y = labels[group]
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    w = 1.0 / (len(classes) * counts[inverse])
+    hs, hu, sc = hit_if_seen[group], hit_if_unseen[group], score[group]
+    order = np.argsort(sc, kind="mergesort")
+    gain = np.r_[0.0, np.cumsum((w * (hs.astype(float) - hu))[order])]
+    k = np.searchsorted(sc[order], thresholds, side="left")  # how many have score < t
+    return 100.0 * (float(np.sum(w * hu)) + gain[k])
+
+
+def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
+    """S, U, HM, TPR, FPR (percent) of the routed pipeline at each OOD threshold.
+
+    ``outputs`` holds the arrays of ``Pipeline.outputs`` (tensors or numpy; a loaded
+    ``predictions.npz`` works): labels, score, seen_pred, unseen_pred, seen_classes,
+    unseen_classes. At threshold t, sample i goes to the seen branch iff score_i < t and its
+    prediction is seen_pred_i there, unseen_pred_i otherwise; S/U/HM/TPR/FPR follow the module
+    formulas. ``thresholds=None`` uses :func:`sweep_thresholds` (including the detector's own
+    ``outputs["threshold"]`` when present). Exact, O((N + T) log N) for N samples, T thresholds.
+    Returns ``{"threshold", "S", "U", "HM", "TPR", "FPR"}``, each an array of length T.
+    """
+    labels = _np(outputs["labels"]).astype(np.int64)
+    score = _np(outputs["score"]).astype(np.float64)
+    is_seen = np.isin(labels, _np(outputs["seen_classes"]))
+    is_unseen = np.isin(labels, _np(outputs["unseen_classes"]))
+    if thresholds is None:
+        chosen = [float(_np(outputs["threshold"]))] if "threshold" in outputs else []
+        thresholds = sweep_thresholds(score, include=chosen)
+    t = np.atleast_1d(_np(thresholds).astype(np.float64))
+    hs = _np(outputs["seen_pred"]) == labels
+    hu = _np(outputs["unseen_pred"]) == labels
+    s = _branch_accuracy(labels, is_seen, score, hs, hu, t)
+    u = _branch_accuracy(labels, is_unseen, score, hs, hu, t)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
+    hm = np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
+
+    def rate(mask):
+        if not mask.any():
+            return np.full(len(t), np.nan)
+        return 100.0 * np.searchsorted(np.sort(score[mask]), t, side="left") / mask.sum()
+
+    return {"threshold": t, "S": s, "U": u, "HM": hm, "TPR": rate(is_seen), "FPR": rate(~is_seen)}
+
+
+def operating_point(outputs: dict, tpr_target: float = 0.6) -> dict[str, float]:
+    """The routed pipeline at the OOD threshold where TPR first reaches ``tpr_target``
+    (Table 2: FPR and HM at TPR = 60 %): ``{"threshold", "S", "U", "HM", "TPR", "FPR"}``."""
+    labels = _np(outputs["labels"])
+    is_seen = np.isin(labels, _np(outputs["seen_classes"]))
+    t = ood_threshold_at_tpr(outputs["score"], is_seen, tpr_target)
+    return {k: float(v[0]) for k, v in threshold_sweep(outputs, [t]).items()}

@@ -38,10 +38,10 @@ class SyntheticSpec:
     train_samples: int = 4994
     test_seen_samples: int = 555
     test_unseen_samples: int = 1267
-    class_noise: float = 0.55
-    latent_noise: float = 0.45
-    audio_noise: float = 0.9
-    video_noise: float = 0.6
+    class_noise: float = 0.6
+    latent_noise: float = 1.0
+    audio_noise: float = 1.7
+    video_noise: float = 1.2
     gain: float = 2.0
 
     def scaled(self, scale: float) -> "SyntheticSpec":
@@ -56,11 +56,15 @@ class SyntheticSpec:
         )
 
 
-def _unit(x: Tensor) -> Tensor:
+def unit(x: Tensor) -> Tensor:
+    """Rows scaled to unit L2 norm."""
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _counts(total: int, n_classes: int, g: torch.Generator) -> Tensor:
+_unit = unit
+
+
+def split_counts(total: int, n_classes: int, g: torch.Generator) -> Tensor:
     """Uneven per-class counts summing to ``total`` (each class at least one)."""
     weights = 0.5 + torch.rand(n_classes, generator=g)
     counts = torch.floor(weights / weights.sum() * (total - n_classes)).long() + 1
@@ -68,11 +72,20 @@ def _counts(total: int, n_classes: int, g: torch.Generator) -> Tensor:
     return counts
 
 
-class _ModalityMap:
-    """A fixed random map latent -> feature for one modality."""
+_counts = split_counts
 
-    def __init__(self, latent_dim: int, out_dim: int, gain: float, g: torch.Generator) -> None:
-        hidden = 2 * out_dim
+
+class ModalityMap:
+    """A fixed random map latent -> feature for one modality.
+
+    ``hidden`` defaults to ``2 * out_dim``; a smaller one keeps very wide outputs (e.g. the
+    4096-d C3D video features) cheap to generate.
+    """
+
+    def __init__(
+        self, latent_dim: int, out_dim: int, gain: float, g: torch.Generator, hidden: int | None = None
+    ) -> None:
+        hidden = 2 * out_dim if hidden is None else hidden
         self.w1 = torch.randn(latent_dim, hidden, generator=g) * (gain / latent_dim**0.5)
         self.w2 = torch.randn(hidden, out_dim, generator=g) / hidden**0.5
         self.b = torch.randn(out_dim, generator=g) * 0.5
@@ -81,11 +94,36 @@ class _ModalityMap:
         return torch.tanh(h @ self.w1) @ self.w2 + self.b
 
 
+_ModalityMap = ModalityMap
+
+
+def make_class_latents(base_latent: Tensor, class_noise: float, g: torch.Generator) -> Tensor:
+    """Per-class latents ``normalize(normalize(base) + σ_class · ε)``: text explains only part of a class."""
+    n, latent_dim = base_latent.shape
+    return unit(unit(base_latent) + class_noise * unit(torch.randn(n, latent_dim, generator=g)))
+
+
+def sample_features(
+    class_latent: Tensor,
+    labels: Tensor,
+    audio_map: ModalityMap,
+    video_map: ModalityMap,
+    spec: "SyntheticSpec",
+    g: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Audio and video features of clips with class ``labels``: latent noise, the maps, feature noise."""
+    latent_dim = class_latent.shape[1]
+    h = class_latent[labels] + spec.latent_noise / latent_dim**0.5 * torch.randn(len(labels), latent_dim, generator=g)
+    audio = audio_map(h) + spec.audio_noise * torch.randn(len(labels), audio_map.b.shape[0], generator=g)
+    video = video_map(h) + spec.video_noise * torch.randn(len(labels), video_map.b.shape[0], generator=g)
+    return audio, video
+
+
 def make_text_embeddings(n_classes: int, text_dim: int, latent_dim: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     """Unit-norm text embeddings driven by a low-rank latent (like word vectors), and that latent."""
     latent = torch.randn(n_classes, latent_dim, generator=g)
     mix = torch.randn(latent_dim, text_dim, generator=g) / latent_dim**0.5
-    text = _unit(latent @ mix + 0.3 * torch.randn(n_classes, text_dim, generator=g))
+    text = unit(latent @ mix + 0.3 * torch.randn(n_classes, text_dim, generator=g))
     return text, latent
 
 
@@ -95,19 +133,15 @@ def make_synthetic_task(seed: int = 0, spec: SyntheticSpec | None = None, val_fr
     g = torch.Generator().manual_seed(seed)
     n = spec.n_seen + spec.n_unseen
     text, latent = make_text_embeddings(n, spec.text_dim, spec.latent_dim, g)
-    class_latent = _unit(_unit(latent) + spec.class_noise * _unit(torch.randn(n, spec.latent_dim, generator=g)))
-    audio_map = _ModalityMap(spec.latent_dim, spec.audio_dim, spec.gain, g)
-    video_map = _ModalityMap(spec.latent_dim, spec.video_dim, spec.gain, g)
+    class_latent = make_class_latents(latent, spec.class_noise, g)
+    audio_map = ModalityMap(spec.latent_dim, spec.audio_dim, spec.gain, g)
+    video_map = ModalityMap(spec.latent_dim, spec.video_dim, spec.gain, g)
     perm = torch.randperm(n, generator=g)
     seen, unseen = perm[: spec.n_seen].sort().values, perm[spec.n_seen :].sort().values
 
     def clips(classes: Tensor, total: int) -> AVSamples:
-        labels = torch.repeat_interleave(classes, _counts(total, len(classes), g))
-        h = class_latent[labels] + spec.latent_noise / spec.latent_dim**0.5 * torch.randn(
-            len(labels), spec.latent_dim, generator=g
-        )
-        audio = audio_map(h) + spec.audio_noise * torch.randn(len(labels), spec.audio_dim, generator=g)
-        video = video_map(h) + spec.video_noise * torch.randn(len(labels), spec.video_dim, generator=g)
+        labels = torch.repeat_interleave(classes, split_counts(total, len(classes), g))
+        audio, video = sample_features(class_latent, labels, audio_map, video_map, spec, g)
         return AVSamples(audio, video, labels)
 
     train_all = clips(seen, spec.train_samples)

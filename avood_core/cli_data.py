@@ -1,0 +1,63 @@
+"""``avood data``: write a synthetic benchmark tree, or check a downloaded one.
+
+Mounted by the main CLI as ``app.add_typer(data_app, name="data")``. Errors are raised as
+:class:`~avood_core.errors.AvoodError` subclasses; ``avood_core.cli.main`` prints them as one line.
+Torch and h5py are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from avood_core.errors import DataError
+
+data_app = typer.Typer(
+    help="The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): write a synthetic tree, check a tree.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@data_app.command("synth")
+def synth(
+    out: Path = typer.Argument(..., help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
+    like: str = typer.Option(..., "--like", help="ucf, activitynet or vggsound."),
+    scale: float = typer.Option(1.0, "--scale", help="Clips per class times this (at least 1 per class)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of names, counts and features."),
+    splits: Optional[Path] = typer.Option(
+        None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
+    ),
+    features: str = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
+    audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="Override the audio feature width."),
+    video_dim: Optional[int] = typer.Option(None, "--video-dim", help="Override the video feature width."),
+    caches: bool = typer.Option(True, "--caches/--no-caches", help="Also write the _features_processed pkl caches."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing <DS> folder."),
+) -> None:
+    """Write a complete tree in the download's exact format, with learnable synthetic features."""
+    from avood_core.data import write_synthetic_tree
+
+    report = write_synthetic_tree(
+        out, like, scale=scale, seed=seed, splits_dir=splits, features=features,
+        audio_dim=audio_dim, video_dim=video_dim, caches=caches, overwrite=overwrite,
+    )
+    typer.echo(report.summary())
+
+
+@data_app.command("check")
+def check(
+    root: Path = typer.Argument(..., help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset: ucf, activitynet or vggsound."),
+    quick: bool = typer.Option(False, "--quick", help="Skip reading feature values (no NaN/inf or cache value checks)."),
+) -> None:
+    """Print a table per split (classes, clips, dims, text coverage, problems); fail if anything is wrong."""
+    from avood_core.data import check_tree
+
+    report = check_tree(root, dataset, deep=not quick)
+    typer.echo(report.render())
+    problems = report.problems
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) in '{root}'; the first: {problems[0]}")

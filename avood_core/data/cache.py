@@ -1,0 +1,147 @@
+"""The ``_features_processed/<method>/{training,val,train_val,test}<split>.pkl`` caches, read safely.
+
+A cache is ``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
+"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``. Two encodings exist:
+
+* the reference writes them with ``pickle.dump`` (a plain pickle holding torch tensors);
+* :func:`write_cache` (``avood data synth``) writes them with ``torch.save`` (a zip archive).
+
+Neither is ever unpickled with the stock ``pickle.load``, which runs whatever a file names.
+:func:`read_cache` reads a ``torch.save`` zip with ``torch.load(weights_only=True)`` under
+``torch.serialization.safe_globals`` allow-listing only numpy's array reconstructors
+(``numpy.ndarray``, ``numpy.dtype`` and its str/bytes/object dtype classes, ``_reconstruct``), and
+reads a plain pickle with :class:`_RestrictedUnpickler`, whose ``find_class`` returns only
+torch's tensor rebuilder, ``collections.OrderedDict``, ``_codecs.encode`` and numpy's array
+reconstructors; the one torch hook that would call ``torch.load(weights_only=False)`` on the
+embedded storage bytes (``torch.storage._load_from_bytes``) is replaced by a
+``weights_only=True`` load. Any other global is refused with a :class:`DataError`.
+Object arrays are accepted only when every element is ``str`` or ``bytes``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avood_core.errors import DataError
+
+
+def _numpy_safe_globals() -> list:
+    """The numpy globals a torch.save'd cache of string/float arrays needs, and nothing else."""
+    dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
+    return [np.ndarray, np.dtype, _reconstruct(), *dtypes]
+
+
+def _safe_storage_from_bytes(b: bytes):
+    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+
+
+def _reconstruct():
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return __import__(name, fromlist=["_reconstruct"])._reconstruct
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("numpy _reconstruct not found")
+
+
+def _frombuffer():
+    for name in ("numpy._core.numeric", "numpy.core.numeric"):
+        try:
+            return __import__(name, fromlist=["_frombuffer"])._frombuffer
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("numpy _frombuffer not found")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles only tensors, dicts and numpy arrays; refuses every other global."""
+
+    _ALLOWED = {
+        ("torch._utils", "_rebuild_tensor_v2"): lambda: torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): lambda: torch._utils._rebuild_tensor,
+        ("torch.storage", "_load_from_bytes"): lambda: _safe_storage_from_bytes,
+        ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
+        ("_codecs", "encode"): lambda: __import__("_codecs").encode,
+        ("numpy", "ndarray"): lambda: np.ndarray,
+        ("numpy", "dtype"): lambda: np.dtype,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    }
+
+    def find_class(self, module: str, name: str):
+        make = self._ALLOWED.get((module, name))
+        if make is None and module == "numpy.dtypes" and name.endswith("DType"):
+            make = lambda: getattr(np.dtypes, name)  # noqa: E731  (dtype classes only)
+        if make is None:
+            raise pickle.UnpicklingError(f"refusing global {module}.{name}")
+        return make()
+
+
+def read_cache(path: Path, shown: str | None = None) -> dict:
+    """Load one cache file safely (see the module docstring) and check its layout."""
+    shown = shown or str(path)
+    if not path.is_file():
+        raise DataError(f"'{shown}' is missing; rebuild the caches or load with source='h5'")
+    try:
+        if zipfile.is_zipfile(path):
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                obj = torch.load(path, weights_only=True, map_location="cpu")
+        else:
+            with path.open("rb") as fh:
+                obj = _RestrictedUnpickler(fh).load()
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"'{shown}' cannot be read safely ({first}); delete it and rebuild it from the h5 tree") from None
+    _check_layout(obj, shown)
+    return obj
+
+
+def _urls(value, shown: str, where: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O":
+        if not all(isinstance(u, (str, bytes)) for u in arr.ravel()):
+            raise DataError(f"'{shown}': {where} holds non-string entries; rebuild the cache")
+    elif arr.dtype.kind not in "SU":
+        raise DataError(f"'{shown}': {where} is not an array of strings; rebuild the cache")
+    return np.array([u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in arr.ravel()], dtype=str)
+
+
+def _check_layout(obj, shown: str) -> None:
+    bad = f"'{shown}' is not an AVCA feature cache"
+    if not isinstance(obj, dict) or not {"audio", "video", "text"} <= set(obj):
+        raise DataError(f"{bad} (expected keys audio, video, text); delete it and rebuild it")
+    for mod in ("audio", "video", "text"):
+        part = obj[mod]
+        if not isinstance(part, dict) or "data" not in part or "target" not in part:
+            raise DataError(f"{bad} ({mod} lacks data/target); delete it and rebuild it")
+        data = torch.as_tensor(part["data"])
+        target = torch.as_tensor(part["target"])
+        if data.ndim != 2 or not data.is_floating_point() or target.ndim != 1 or len(target) != len(data):
+            raise DataError(
+                f"{bad} ({mod}: data {tuple(data.shape)}, target {tuple(target.shape)}); delete it and rebuild it"
+            )
+        if target.is_floating_point():
+            raise DataError(f"{bad} ({mod} target is not integer); delete it and rebuild it")
+        part["data"], part["target"] = data.float(), target.long()
+        if mod != "text":
+            if "url" not in part:
+                raise DataError(f"{bad} ({mod} lacks url); delete it and rebuild it")
+            part["url"] = _urls(part["url"], shown, f"{mod}.url")
+            if len(part["url"]) != len(data):
+                raise DataError(f"{bad} ({mod}: {len(data)} rows but {len(part['url'])} urls); rebuild it")
+    a, v = obj["audio"], obj["video"]
+    if not torch.equal(a["target"], v["target"]) or not np.array_equal(a["url"], v["url"]):
+        raise DataError(f"'{shown}': audio and video rows differ (targets or urls); delete it and rebuild it")
+
+
+def write_cache(path: Path, cache: dict) -> None:
+    """Write a cache with ``torch.save`` (plain tensors, numpy string arrays and dicts only)."""
+    torch.save(cache, path)

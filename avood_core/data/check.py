@@ -1,0 +1,362 @@
+"""Check a benchmark tree and render, per dataset and split, one table a user can read at a glance.
+
+For every stage folder: classes in the txt file, rows in the csv file, class files found in the
+h5 tree, clips, audio/video dims, word-embedding coverage, NaN/inf rows and the problems found
+(missing or broken files, empty classes, dim mismatches, h5 rows that disagree with the csv,
+stage_2_train that is not the union of the stage-1 folders, caches that disagree with the h5
+tree). Problems are collected, never raised: :attr:`TreeReport.ok` says whether there are any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avood_core.data.cache import read_cache
+from avood_core.data.h5io import StageScan, scan_stage
+from avood_core.data.layout import (
+    CACHE_STAGES, DATASETS, FEATURES, SPLITS, STAGES, DatasetInfo, dataset_info, read_all_classes,
+    read_csv_rows, read_lines, read_w2v_names, rel,
+)
+from avood_core.data.text import read_w2v
+from avood_core.errors import DataError
+
+
+@dataclass
+class StageRow:
+    stage: str
+    classes: int
+    csv_rows: int | None = None
+    h5_classes: str = "-"
+    samples: int | None = None
+    audio_dim: int | None = None
+    video_dim: int | None = None
+    text: str = "-"
+    nonfinite: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CacheRow:
+    name: str
+    samples: int | None = None
+    classes: int | None = None
+    audio_dim: int | None = None
+    video_dim: int | None = None
+    status: str = "ok"
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    dataset: str
+    split: str
+    features: str | None
+    stages: list[StageRow] = field(default_factory=list)
+    caches: list[CacheRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # structural: found before the stage rows
+    consistency: list[str] = field(default_factory=list)  # across stages: found after them
+    notes: list[str] = field(default_factory=list)
+
+    def all_problems(self) -> list[str]:
+        """Root causes first: structure, then stage folders, then cross-stage checks, then caches."""
+        return (
+            self.problems + [p for r in self.stages for p in r.problems] + self.consistency
+            + [p for c in self.caches for p in c.problems]
+        )
+
+
+@dataclass
+class TreeReport:
+    root: Path
+    sections: list[Section]
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for s in self.sections for p in s.all_problems()]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        out = []
+        for s in self.sections:
+            feat = f"features/{s.features} (h5)" if s.features else "no h5 features"
+            out.append(f"{s.dataset} - {s.split}, {feat}")
+            head = ("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS")
+            rows = [
+                (r.stage, r.classes, _v(r.csv_rows), r.h5_classes, _v(r.samples), _v(r.audio_dim), _v(r.video_dim),
+                 r.text, _v(r.nonfinite), f"{len(r.problems)} problem(s)" if r.problems else "ok")
+                for r in s.stages
+            ]
+            out += _table(head, rows)
+            if s.caches:
+                rows = [(c.name, _v(c.samples), _v(c.classes), _v(c.audio_dim), _v(c.video_dim), c.status) for c in s.caches]
+                out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"), rows)
+            out += [f"  note: {n}" for n in s.notes + [n for r in s.stages for n in r.notes]]
+            out += [f"  problem: {p}" for p in s.all_problems()]
+            out.append("")
+        n = len(self.problems)
+        out.append(f"OK: {self.root} is complete and consistent" if not n else f"{n} problem(s) found in {self.root}")
+        return "\n".join(out)
+
+
+def _v(x) -> str:
+    return "-" if x is None else str(x)
+
+
+def _table(head: tuple, rows: list[tuple]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    fmt = lambda r: "  " + "  ".join(str(v).ljust(w) if i in (0, len(r) - 1) else str(v).rjust(w)  # noqa: E731
+                                     for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+    return [fmt(head)] + [fmt(r) for r in rows]
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(arr, dtype=np.float32).tobytes(), digest_size=12).hexdigest()
+
+
+def _deep(scan: StageScan, row: StageRow, ds_dir: Path) -> dict[int, tuple[str, str]]:
+    """Read every file once: count NaN/inf rows; per class, digests of the audio and video data."""
+    digests, bad_total = {}, 0
+    for f in scan.files:
+        arrays, f.data = f.data, None  # read by the scan; released once digested
+        bad = int((~(np.isfinite(arrays["audio"]).all(1) & np.isfinite(arrays["video"]).all(1))).sum())
+        if bad and f.listed:
+            bad_total += bad
+            row.problems.append(
+                f"'{rel(f.paths['audio'], ds_dir)}' (or its video file) holds {bad} row(s) with NaN/inf; "
+                f"re-extract them or load with nonfinite='skip'"
+            )
+        digests[f.class_id] = (_digest(arrays["audio"]), _digest(arrays["video"]))
+    row.nonfinite = bad_total
+    return digests
+
+
+def _check_stage(
+    ds_dir: Path, split: str, stage: str, names: list[str], index: dict[str, int], feat_dir: Path | None,
+    vectors: dict | None, w2v: dict[str, str], deep: bool,
+) -> tuple[StageRow, StageScan | None, dict]:
+    """One table row of a stage folder, its scan (None without features) and its data digests."""
+    txt = ds_dir / "class-split" / split / f"{stage}.txt"
+    try:
+        listed_names = read_lines(txt, ds_dir)
+    except DataError as exc:
+        return StageRow(stage, 0, problems=[str(exc)]), None, {}
+    row = StageRow(stage, len(listed_names))
+    listed = []
+    for n in listed_names:
+        if n.lower() in index:
+            listed.append(index[n.lower()])
+        else:
+            row.problems.append(f"'{rel(txt, ds_dir)}' lists '{n}', which is not in all_class.txt; fix the name")
+    csv_path = ds_dir / "class-split" / split / f"{stage}.csv"
+    csv_counts: Counter | None = None
+    if csv_path.is_file():
+        try:
+            rows = read_csv_rows(csv_path, ds_dir, ("filename", "label"))
+            row.csv_rows = len(rows)
+            csv_counts = Counter(r["label"].strip().lower() for r in rows)
+        except DataError as exc:
+            row.problems.append(str(exc))
+    else:
+        row.notes.append(f"{rel(csv_path, ds_dir)} is absent (metadata only: clip counts not cross-checked)")
+    if vectors is not None:
+        have = sum(1 for c in listed if w2v.get(names[c].lower()) in vectors)
+        row.text = f"{have}/{len(listed)}"
+        for c in listed:
+            if w2v.get(names[c].lower()) not in vectors:
+                row.problems.append(f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv")
+    if feat_dir is None:
+        return row, None, {}
+    scan = scan_stage(feat_dir, stage, listed, names, ds_dir, txt, read_data=deep)
+    row.problems += scan.problems
+    found = [f for f in scan.files if f.listed]
+    row.h5_classes = f"{len(found)}/{len(listed)}"
+    row.samples = sum(f.rows for f in found)
+    if scan.dims:
+        row.audio_dim, row.video_dim = scan.dims
+    if csv_counts is not None:
+        for f in found:
+            want = csv_counts.get(names[f.class_id].lower(), 0)
+            if want != f.rows:
+                row.problems.append(
+                    f"'{rel(f.paths['audio'], ds_dir)}' holds {f.rows} clips but {rel(csv_path, ds_dir)} lists {want}; "
+                    f"re-download the file"
+                )
+    digests = _deep(scan, row, ds_dir) if deep else {}
+    return row, scan, digests
+
+
+def _check_union(section: Section, scans: dict[str, StageScan], names: list[str], ds_dir: Path) -> None:
+    if any(scans.get(s) is None for s in ("stage_2_train", *CACHE_STAGES["train_val"])):
+        return
+    union: dict[int, list[str]] = {}
+    for s in CACHE_STAGES["train_val"]:
+        for f in scans[s].files:
+            union.setdefault(f.class_id, []).extend(f.urls.tolist())
+    have = {f.class_id: sorted(f.urls.tolist()) for f in scans["stage_2_train"].files}
+    for c in sorted(set(union) | set(have)):
+        if sorted(union.get(c, [])) != have.get(c, []):
+            section.consistency.append(
+                f"features/{section.features}/*/stage_2_train/{names[c]}.h5 is not the union of the stage-1 folders "
+                f"({len(have.get(c, []))} vs {len(union.get(c, []))} clips); re-download stage_2_train"
+            )
+            return
+
+
+def _check_caches(section, ds_dir, method, split, names, scans, digests) -> None:
+    folder = ds_dir / "_features_processed" / method
+    paths = {c: folder / f"{c}{split}.pkl" for c in CACHE_STAGES}
+    present = [c for c, p in paths.items() if p.is_file()]
+    if not present:
+        section.notes.append(f"no caches in {rel(folder, ds_dir)} (optional: loading from h5 does not need them)")
+        return
+    for cache, path in paths.items():
+        shown = rel(path, ds_dir)
+        row = CacheRow(path.name)
+        section.caches.append(row)
+        if cache not in present:
+            row.status = "missing"
+            row.problems.append(f"'{shown}' is missing while other caches exist; delete them all or rebuild them")
+            continue
+        try:
+            obj = read_cache(path, shown)
+        except DataError as exc:
+            row.status = "unreadable"
+            row.problems.append(str(exc))
+            continue
+        a, v = obj["audio"], obj["video"]
+        labels = a["target"].numpy()
+        row.samples, row.classes = len(labels), len(np.unique(labels))
+        row.audio_dim, row.video_dim = a["data"].shape[1], v["data"].shape[1]
+        if not all(scans.get(s) for s in CACHE_STAGES[cache]):
+            row.status = "not compared (no h5)"
+            continue
+        order = np.argsort(labels, kind="stable")
+        labels_sorted, urls = labels[order], a["url"][order]
+        audio, video = a["data"].numpy()[order], v["data"].numpy()[order]
+        starts = np.searchsorted(labels_sorted, np.arange(len(names) + 1))
+        expected: dict[int, list] = {}
+        for s in CACHE_STAGES[cache]:
+            for f in scans[s].files:
+                expected.setdefault(f.class_id, []).append((s, f))
+        problem = None
+        for c in sorted(set(expected) | set(np.unique(labels).tolist())):
+            lo, hi = starts[c], starts[c + 1]
+            parts = expected.get(c, [])
+            n_h5 = sum(f.rows for _, f in parts)
+            if hi - lo != n_h5:
+                problem = f"class '{names[c]}': {hi - lo} rows in the cache, {n_h5} in the h5 tree"
+                break
+            if not np.array_equal(urls[lo:hi], np.concatenate([f.urls for _, f in parts])):
+                problem = f"class '{names[c]}': other clips than the h5 tree"
+                break
+            for s, f in parts:
+                d = digests.get(s, {}).get(c)
+                if d and (d[0] != _digest(audio[lo:lo + f.rows]) or d[1] != _digest(video[lo:lo + f.rows])):
+                    problem = f"class '{names[c]}': other feature values than {s}"
+                    break
+                lo += f.rows
+            if problem:
+                break
+        if problem:
+            row.status = "DISAGREES with h5"
+            row.problems.append(f"'{shown}' disagrees with the h5 tree ({problem}); delete the cache to rebuild it")
+        else:
+            row.status = "ok (matches h5)"
+
+
+def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]:
+    try:
+        names = read_all_classes(ds_dir)
+    except DataError as exc:
+        s = Section(info.folder, "-", None, problems=[str(exc)])
+        return [s]
+    index = {n.lower(): i for i, n in enumerate(names)}
+    try:
+        w2v = read_w2v_names(ds_dir, info)
+    except DataError as exc:
+        w2v, w2v_problem = {}, str(exc)
+    else:
+        w2v_problem = None
+    sections = []
+    any_features = False
+    for key, split in SPLITS.items():
+        method = FEATURES[key]
+        feat_dir = ds_dir / "features" / method
+        has_h5 = (feat_dir / "audio").is_dir() or (feat_dir / "video").is_dir()
+        has_cache = (ds_dir / "_features_processed" / method).is_dir()
+        any_features |= has_h5 or has_cache
+        section = Section(info.folder, split, method if has_h5 else None)
+        if w2v_problem:
+            section.problems.append(w2v_problem)
+        if not (ds_dir / "class-split" / split).is_dir():
+            section.problems.append(f"'{rel(ds_dir / 'class-split' / split, ds_dir)}' is missing; restore the class-split folder")
+            sections.append(section)
+            continue
+        vectors = None
+        text_file = feat_dir / "text" / info.w2v_file
+        if has_h5:
+            try:
+                vectors = read_w2v(text_file, ds_dir)
+            except DataError as exc:
+                section.problems.append(str(exc))
+        elif not has_cache:
+            section.notes.append(f"no features/{method} and no cached {method} (not downloaded)")
+        scans, digests = {}, {}
+        for stage in STAGES:
+            row, scan, dig = _check_stage(
+                ds_dir, split, stage, names, index, feat_dir if has_h5 else None, vectors, w2v, deep
+            )
+            section.stages.append(row)
+            scans[stage], digests[stage] = scan, dig
+        dims = Counter((r.audio_dim, r.video_dim) for r in section.stages if r.audio_dim is not None)
+        if len(dims) > 1:
+            want = dims.most_common(1)[0][0]
+            odd = next(r for r in section.stages if r.audio_dim is not None and (r.audio_dim, r.video_dim) != want)
+            section.consistency.append(
+                f"features/{method}/*/{odd.stage} has audio/video dims {(odd.audio_dim, odd.video_dim)} but the other "
+                f"stages have {want}; re-extract that stage folder"
+            )
+        if has_h5:
+            _check_union(section, scans, names, ds_dir)
+        if has_cache:
+            _check_caches(section, ds_dir, method, split, names, scans, digests)
+        elif has_h5:
+            section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
+        sections.append(section)
+    if not any_features:
+        sections[0].problems.append(
+            f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor '{rel(ds_dir / '_features_processed', ds_dir)}'; "
+            f"download them (or write a synthetic tree with `avood data synth`)"
+        )
+    return sections
+
+
+def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) -> TreeReport:
+    """Validate ``root`` (a benchmark root or one dataset folder); ``deep`` reads every feature value.
+
+    Raises :class:`DataError` only when ``root`` holds no dataset folder at all.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"'{root}' does not exist; pass the avgzsl_benchmark_datasets folder")
+    infos = [dataset_info(dataset)] if dataset else list(DATASETS.values())
+    found = []
+    for info in infos:
+        if (root / info.folder).is_dir():
+            found.append((root / info.folder, info))
+        elif root.name.lower() == info.folder.lower():
+            found.append((root, info))
+    if not found:
+        wanted = infos[0].folder if dataset else "UCF, ActivityNet or VGGSound"
+        raise DataError(f"no {wanted} folder in '{root}'; pass the avgzsl_benchmark_datasets folder")
+    sections = [s for ds_dir, info in found for s in _check_dataset(ds_dir, info, deep)]
+    return TreeReport(root, sections)

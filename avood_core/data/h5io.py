@@ -1,0 +1,213 @@
+"""Per-class h5 files: ``features/<method>/{audio,video}/<stage>/<ClassName>.h5``.
+
+Each file holds ``data`` (n, D) float and ``video_urls`` (n,) strings. A stage folder is read in
+two steps: :func:`scan_stage` opens every file once, reads its shape, urls and (with
+``read_data``) its whole ``data`` array in one read, and collects problems as one-line messages;
+:func:`read_stage` then preallocates one (N, D) float32 array per modality and copies each class
+block into place (no per-row Python work; without ``read_data`` it ``read_direct``s each file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from avood_core.data.layout import rel
+
+MODALITIES = ("audio", "video")
+
+
+@dataclass
+class ClassFile:
+    """One class's pair of h5 files in a stage folder (metadata only)."""
+
+    class_id: int
+    name: str
+    paths: dict[str, Path]
+    rows: int
+    dims: dict[str, int]
+    urls: np.ndarray
+    listed: bool
+    data: dict[str, np.ndarray] | None = None  # filled by scan_stage(read_data=True)
+
+
+@dataclass
+class StageScan:
+    stage: str
+    files: list[ClassFile] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # h5 files that name no class of all_class.txt
+
+    @property
+    def dims(self) -> tuple[int, int] | None:
+        good = [(f.dims["audio"], f.dims["video"]) for f in self.files]
+        return Counter(good).most_common(1)[0][0] if good else None
+
+
+@dataclass
+class StageData:
+    """The clips of one stage folder, rows grouped by class id (ascending)."""
+
+    stage: str
+    audio: np.ndarray
+    video: np.ndarray
+    labels: np.ndarray
+    urls: np.ndarray
+    files: list[ClassFile]
+
+    def origin(self, row: int) -> str:
+        """The audio file a row came from (for messages)."""
+        bounds = np.cumsum([f.rows for f in self.files])
+        return str(self.files[int(np.searchsorted(bounds, row, side="right"))].paths["audio"])
+
+
+def index_folder(folder: Path) -> dict[str, Path]:
+    """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
+    found: dict[str, Path] = {}
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.endswith(".h5") and entry.is_file():
+                found[entry.name[:-3].lower()] = Path(entry.path)
+    return found
+
+
+def _read_urls(ds) -> np.ndarray:
+    raw = ds[()]
+    if raw.dtype.kind == "U":
+        return raw
+    try:  # vectorised ASCII decode (the download's urls are YouTube ids / file stems)
+        return (raw if raw.dtype.kind == "S" else np.array(raw.tolist(), dtype="S")).astype("U")
+    except (UnicodeDecodeError, UnicodeEncodeError, TypeError, ValueError):
+        return np.array([u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in raw], dtype=str)
+
+
+def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarray, np.ndarray | None] | str:
+    """(rows, dim, urls, data or None) of one file, or a one-line problem."""
+    shown = rel(path, ds_dir)
+    try:
+        with h5py.File(path, "r") as fh:
+            if "data" not in fh or "video_urls" not in fh:
+                return f"'{shown}' lacks the 'data' or 'video_urls' dataset; re-download this file"
+            data = fh["data"]
+            if data.ndim != 2 or data.dtype.kind not in "fiu":
+                return f"'{shown}': data is {data.dtype} {data.shape}, not a 2-D float array; re-download this file"
+            urls = _read_urls(fh["video_urls"])
+            rows, dim = data.shape
+            values = data[()] if read_data and rows else None
+    except OSError as exc:
+        return f"'{shown}' is not a readable h5 file ({str(exc).splitlines()[0]}); re-download it"
+    if len(urls) != rows:
+        return f"'{shown}' has {rows} rows but {len(urls)} video_urls; re-download this file"
+    if rows == 0:
+        return f"'{shown}' holds no clips (empty class); restore the file or remove the class from the split"
+    return rows, dim, urls, values
+
+
+def scan_stage(
+    feat_dir: Path,
+    stage: str,
+    listed: list[int],
+    class_names: list[str],
+    ds_dir: Path,
+    split_txt: Path,
+    read_data: bool = False,
+) -> StageScan:
+    """Metadata of every class file of a stage folder.
+
+    Classes ``listed`` in the split's txt must have both files; other files that name a known
+    class are read too (the reference's caches hold every file of a folder) and marked
+    ``listed=False``; files naming no known class are reported in ``unknown``.
+    """
+    scan = StageScan(stage)
+    folders = {m: feat_dir / m / stage for m in MODALITIES}
+    indexes: dict[str, dict[str, Path]] = {}
+    for m, folder in folders.items():
+        if not folder.is_dir():
+            scan.problems.append(
+                f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'"
+            )
+            return scan
+        indexes[m] = index_folder(folder)
+    by_lower = {n.lower(): i for i, n in enumerate(class_names)}
+    listed_set = set(listed)
+    wanted = set(listed)
+    for m in MODALITIES:
+        for stem in indexes[m]:
+            if stem in by_lower:
+                wanted.add(by_lower[stem])
+            elif stem not in scan.unknown:
+                scan.unknown.append(stem)
+    for cid in sorted(wanted):
+        name = class_names[cid]
+        paths = {m: indexes[m].get(name.lower()) for m in MODALITIES}
+        missing = [m for m in MODALITIES if paths[m] is None]
+        if missing:
+            m = missing[0]
+            where = f"listed in {rel(split_txt, ds_dir)}" if cid in listed_set else "its other modality exists"
+            scan.problems.append(
+                f"'{rel(folders[m] / (name + '.h5'), ds_dir)}' is missing (class '{name}', {where}); "
+                f"restore the file or remove the class from the split"
+            )
+            continue
+        metas = {m: _meta(paths[m], ds_dir, read_data) for m in MODALITIES}
+        bad = [v for v in metas.values() if isinstance(v, str)]
+        if bad:
+            scan.problems.append(bad[0])
+            continue
+        (na, da, ua, xa), (nv, dv, uv, xv) = metas["audio"], metas["video"]
+        if na != nv or not np.array_equal(ua, uv):
+            scan.problems.append(
+                f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows or other "
+                f"video_urls); re-download both files of class '{name}'"
+            )
+            continue
+        scan.files.append(
+            ClassFile(
+                cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
+                {"audio": xa, "video": xv} if read_data else None,
+            )
+        )
+    dims = scan.dims
+    if dims is not None:
+        for f in scan.files:
+            for m, want in zip(MODALITIES, dims):
+                if f.dims[m] != want:
+                    scan.problems.append(
+                        f"'{rel(f.paths[m], ds_dir)}' has {f.dims[m]} {m} columns but the other classes have "
+                        f"{want}; re-extract this file"
+                    )
+    return scan
+
+
+def read_stage(scan: StageScan) -> StageData:
+    """Every class block of a clean scan in preallocated float32 arrays (the scan's data is released)."""
+    total = sum(f.rows for f in scan.files)
+    da, dv = scan.dims or (0, 0)
+    out = {"audio": np.empty((total, da), dtype=np.float32), "video": np.empty((total, dv), dtype=np.float32)}
+    labels = np.empty(total, dtype=np.int64)
+    offset = 0
+    for f in scan.files:
+        stop = offset + f.rows
+        for m in MODALITIES:
+            if f.data is not None:
+                out[m][offset:stop] = f.data[m]
+            else:
+                with h5py.File(f.paths[m], "r") as fh:
+                    fh["data"].read_direct(out[m], dest_sel=np.s_[offset:stop])
+        f.data = None
+        labels[offset:stop] = f.class_id
+        offset = stop
+    urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
+    return StageData(scan.stage, out["audio"], out["video"], labels, urls, scan.files)
+
+
+def write_class_h5(path: Path, data: np.ndarray, urls: list[str]) -> None:
+    """One class file in the download's format: ``data`` float32 (n, D), ``video_urls`` vlen str."""
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("data", data=np.asarray(data, dtype=np.float32))
+        fh.create_dataset("video_urls", dtype=h5py.string_dtype(), data=[u.encode("utf-8") for u in urls])

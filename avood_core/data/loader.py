@@ -1,0 +1,388 @@
+"""Load the AVCA benchmark (UCF, ActivityNet, VGGSound) as the two tasks of the stage-1/stage-2 protocol.
+
+Stage 1 trains on ``training`` (stage_1_train) and tests on ``val`` (stage_1_val_seen +
+stage_1_val_unseen); seen = the stage_1_train classes, unseen = the stage_1_val_unseen classes.
+Stage 2 trains on ``train_val`` (stage_1_train + stage_1_val_seen + stage_1_val_unseen, i.e.
+stage_2_train) and tests on ``test`` (stage_2_test_seen + stage_2_test_unseen); seen = the
+stage_2_train classes, unseen = the stage_2_test_unseen classes. Select on stage 1, report stage 2.
+
+Rows of every split are ordered by class id, then by stage folder, then by file order, whatever
+the source: an h5 tree and the pkl caches built from it give identical tasks. Like the reference,
+a split keeps only the rows of its stage's classes (cls_split's test folders hold classes that
+its txt files leave out); ``info["dropped_rows"]`` counts them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avood_core.data._threads import one_torch_thread
+from avood_core.data.cache import read_cache
+from avood_core.data.h5io import StageData, read_stage, scan_stage
+from avood_core.data.layout import (
+    CACHE_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
+    rel, resolve_dataset_dir, split_dir_name,
+)
+from avood_core.data.text import place_by_target, positional_rows, read_w2v, sorted_rows
+from avood_core.errors import DataError
+from avood_core.task import AVGZSLTask, AVSamples
+
+# stage -> (train cache, test cache, seen txt, unseen txt, test-seen txt)
+PROTOCOL = {
+    1: ("training", "val", "stage_1_train", "stage_1_val_unseen", "stage_1_val_seen"),
+    2: ("train_val", "test", "stage_2_train", "stage_2_test_unseen", "stage_2_test_seen"),
+}
+
+
+@dataclass
+class BenchmarkTasks:
+    """The stage-1 (selection) and stage-2 (report) tasks of one dataset, and how they were read.
+
+    ``urls[f"stage{n}.{train|test}"]`` names the clip of each row of that split.
+    """
+
+    stage1: AVGZSLTask
+    stage2: AVGZSLTask
+    info: dict
+    urls: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class _Rows:
+    """Clips of one split with, per row, an index into ``origins`` (the file it came from)."""
+
+    audio: np.ndarray
+    video: np.ndarray
+    labels: np.ndarray
+    urls: np.ndarray
+    origin: np.ndarray
+    origins: list[str]
+    where: str  # the folder(s) or cache file, for messages
+
+    def take(self, idx: np.ndarray) -> "_Rows":
+        return _Rows(
+            self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins, self.where
+        )
+
+    @staticmethod
+    def concat(parts: list["_Rows"]) -> "_Rows":
+        if len(parts) == 1:
+            return parts[0]
+        origins, shifted = [], []
+        for p in parts:
+            shifted.append(p.origin + len(origins))
+            origins.extend(p.origins)
+        return _Rows(
+            np.concatenate([p.audio for p in parts]), np.concatenate([p.video for p in parts]),
+            np.concatenate([p.labels for p in parts]), np.concatenate([p.urls for p in parts]),
+            np.concatenate(shifted), origins, " + ".join(p.where for p in parts),
+        )
+
+
+def _from_stage(data: StageData, ds_dir: Path) -> _Rows:
+    origins = [rel(f.paths["audio"], ds_dir) for f in data.files]
+    origin = np.repeat(np.arange(len(data.files), dtype=np.int32), [f.rows for f in data.files])
+    where = rel(ds_dir / "features" / "<method>", ds_dir)
+    if data.files:
+        where = rel(data.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
+    return _Rows(data.audio, data.video, data.labels, data.urls, origin, origins, where)
+
+
+def _one_line(problems: list[str]) -> str:
+    more = len(problems) - 1
+    return problems[0] + (f" ({more} more problem(s): run `avood data check`)" if more > 0 else "")
+
+
+def _check_protocol(cs: ClassSplit) -> None:
+    for stage, (_, _, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
+        seen, unseen = set(cs.stage_classes[seen_txt]), set(cs.stage_classes[unseen_txt])
+        both = seen & unseen
+        if both:
+            raise DataError(
+                f"class '{cs.class_names[min(both)]}' is in both {rel(cs.stage_txt(seen_txt), cs.ds_dir)} and "
+                f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen"
+            )
+        extra = set(cs.stage_classes[test_seen_txt]) - seen
+        if extra:
+            raise DataError(
+                f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', which is not in "
+                f"{rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be training classes"
+            )
+        if not seen or not unseen:
+            raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
+
+
+def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
+    """Rows per cache name read from the per-class h5 folders (each folder read once)."""
+    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
+    scans = {
+        s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
+        for s in stages
+    }
+    problems = [p for s in stages for p in scans[s].problems]
+    if problems:
+        raise DataError(_one_line(problems))
+    dims = {s: scans[s].dims for s in stages if scans[s].dims is not None}
+    ref_stage = next(iter(dims), None)
+    for s in dims:
+        if dims[s] != dims[ref_stage]:
+            f = scans[s].files[0]
+            raise DataError(
+                f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
+                f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder"
+            )
+    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in stages}
+    parts = {cache: _Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
+    unknown = sorted({f"{s}/{u}.h5" for s in stages for u in scans[s].unknown})
+    return parts, {"scans": scans, "ignored_files": unknown}
+
+
+def _cache_path(ds_dir: Path, method: str, split: str, cache: str) -> Path:
+    return ds_dir / "_features_processed" / method / f"{cache}{split}.pkl"
+
+
+def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
+    parts, text = {}, None
+    for cache in CACHE_STAGES:
+        path = _cache_path(cs.ds_dir, method, cs.split, cache)
+        shown = rel(path, cs.ds_dir)
+        obj = read_cache(path, shown)
+        a, v = obj["audio"], obj["video"]
+        labels = a["target"].numpy()
+        bad = (labels < 0) | (labels >= len(cs.class_names))
+        if bad.any():
+            raise DataError(f"'{shown}' holds target {int(labels[bad][0])}, outside 0..{len(cs.class_names) - 1}; rebuild it")
+        parts[cache] = _Rows(
+            a["data"].numpy(), v["data"].numpy(), labels, a["url"],
+            np.zeros(len(labels), dtype=np.int32), [shown], shown,
+        )
+        if text is None:
+            text = (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
+    dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
+    if len(set(dims.values())) > 1:
+        odd = next(c for c in parts if dims[c] != dims["training"])
+        raise DataError(
+            f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
+            f"training cache has {dims['training']}; rebuild the caches"
+        )
+    return parts, {"text": text}
+
+
+def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
+    """Compare the caches' (class, url) rows and dims with the h5 tree's metadata (no feature reads).
+
+    Returns how it went ("matches the h5 tree" or why it was not compared); raises on disagreement.
+    """
+    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
+    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in stages}
+    broken = [p for s in stages for p in scans[s].problems]
+    if broken:
+        return f"not compared: the h5 tree has problems ({broken[0]})"
+    for cache, names in CACHE_STAGES.items():
+        shown = rel(_cache_path(cs.ds_dir, method, cs.split, cache), cs.ds_dir)
+        files = [f for s in names for f in scans[s].files]
+        h5_labels = np.concatenate([np.full(f.rows, f.class_id) for f in files]) if files else np.empty(0, int)
+        h5_urls = np.concatenate([f.urls for f in files]) if files else np.empty(0, str)
+        order = np.argsort(h5_labels, kind="stable")
+        p = parts[cache]
+        mine = np.argsort(p.labels, kind="stable")
+        h5_dims = {scans[s].dims for s in names if scans[s].dims}
+        same = len(p.labels) == len(h5_labels) and np.array_equal(p.labels[mine], h5_labels[order]) and np.array_equal(
+            p.urls[mine], h5_urls[order]
+        ) and h5_dims <= {(p.audio.shape[1], p.video.shape[1])}
+        if not same:
+            cached = dict(zip(*np.unique(p.labels, return_counts=True)))
+            on_disk = dict(zip(*np.unique(h5_labels, return_counts=True)))
+            diff = [c for c in sorted(set(cached) | set(on_disk)) if cached.get(c, 0) != on_disk.get(c, 0)]
+            detail = (
+                f"class '{cs.class_names[diff[0]]}': {cached.get(diff[0], 0)} rows in the cache, "
+                f"{on_disk.get(diff[0], 0)} in the h5 tree" if diff else "same classes and counts but other clips or dims"
+            )
+            raise DataError(
+                f"'{shown}' disagrees with the h5 tree ({detail}); delete the cache to rebuild it, or load with source='h5'"
+            )
+    return "matches the h5 tree (classes, clips, dims)"
+
+
+def _select(rows: _Rows, keep: list[int], required: dict[int, str], nonfinite: str, names: list[str]) -> tuple[_Rows, int, int]:
+    """Rows of classes ``keep``, NaN/inf handled, sorted by class id; (rows, dropped, skipped)."""
+    mask = np.isin(rows.labels, np.asarray(keep, dtype=np.int64))
+    dropped = int((~mask).sum())
+    finite_audio = np.isfinite(rows.audio).all(axis=1)
+    finite = finite_audio & np.isfinite(rows.video).all(axis=1)
+    bad = mask & ~finite
+    skipped = int(bad.sum())
+    if skipped and nonfinite == "fail":
+        first = int(np.flatnonzero(bad)[0])
+        same_file = int((bad & (rows.origin == rows.origin[first])).sum())
+        origin = rows.origins[rows.origin[first]]
+        if finite_audio[first]:  # the video row is the bad one: name the video file (h5 origins are audio paths)
+            origin = origin.replace("/audio/", "/video/")
+        raise DataError(
+            f"'{origin}' holds {same_file} row(s) with NaN/inf (class '{names[rows.labels[first]]}'); "
+            f"re-extract them or load with nonfinite='skip'"
+        )
+    mask &= finite
+    idx = np.flatnonzero(mask)
+    labels = rows.labels[idx]
+    if len(labels) and np.any(np.diff(labels) < 0):
+        idx = idx[np.argsort(labels, kind="stable")]
+    out = rows if len(idx) == len(rows.labels) and np.array_equal(idx, np.arange(len(idx))) else rows.take(idx)
+    present = set(np.unique(out.labels).tolist())
+    for cid, listed_in in required.items():
+        if cid not in present:
+            why = " after skipping NaN/inf rows" if skipped else ""
+            raise DataError(
+                f"class '{names[cid]}' (listed in {listed_in}) has no clips in '{rows.where}'{why}; "
+                f"restore its features or remove it from the split"
+            )
+    return out, dropped, skipped
+
+
+def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: set[int], compat: bool) -> tuple[np.ndarray, dict]:
+    n = len(cs.class_names)
+    if source == "h5":
+        path = feat_dir / "text" / cs.info.w2v_file
+        vectors = read_w2v(path, cs.ds_dir)
+        names = read_w2v_names(cs.ds_dir, cs.info)
+        data, targets = sorted_rows(vectors, names, cs.class_names)
+        width = data.shape[1]
+        by_name = np.zeros((n, width), dtype=np.float32)
+        have = np.zeros(n, dtype=bool)
+        for c, cname in enumerate(cs.class_names):
+            key = names.get(cname.lower())
+            if key is not None and key in vectors:
+                by_name[c], have[c] = vectors[key], True
+        shown = rel(path, cs.ds_dir)
+        for c in sorted(used):
+            if not have[c]:
+                key = names.get(cs.class_names[c].lower())
+                how = f"w2v name '{key}'" if key else f"no row in class-split/{cs.info.w2v_csv}"
+                raise DataError(
+                    f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
+                    f"or fix class-split/{cs.info.w2v_csv}"
+                )
+    else:
+        data, targets, shown = pkl_text
+        if not np.isfinite(data).all():
+            raise DataError(f"'{shown}': the text embeddings hold NaN/inf; rebuild the cache")
+        by_name, have = place_by_target(data, targets, n)
+        for c in sorted(used):
+            if not have[c]:
+                raise DataError(
+                    f"class '{cs.class_names[c]}' has no text row (no text.target {c}) in '{shown}'; rebuild the cache"
+                )
+    positional, pos_have = positional_rows(data, n)
+    differs = [cs.class_names[c] for c in sorted(used) if not np.array_equal(positional[c], by_name[c])]
+    info = {"file": shown, "placement": "positional (compat)" if compat else "by_name", "positional_differs": differs}
+    if compat:
+        missing = [c for c in sorted(used) if not pos_have[c]]
+        if missing:
+            raise DataError(
+                f"'{shown}' has {len(data)} text rows, too few for the positional lookup of class id {missing[0]}; "
+                f"load with compat_positional_text=False"
+            )
+        return positional, info
+    return by_name, info
+
+
+def load_benchmark(
+    root: str | Path,
+    dataset: str,
+    features: str = "main",
+    split: str = "main",
+    source: str = "auto",
+    nonfinite: str = "fail",
+    compat_positional_text: bool = False,
+) -> BenchmarkTasks:
+    """Load ``<root>/<DS>/`` (or a dataset folder itself) as the stage-1 and stage-2 tasks.
+
+    ``features``: main (SeLaVi) or cls (VGGish/C3D); ``split``: main or cls class split.
+    ``source``: h5 (the per-class feature tree), pkl (the ``_features_processed`` caches, read
+    without running pickled code, see :mod:`avood_core.data.cache`) or auto (h5 when present).
+    A pkl load is checked against the h5 tree's clip lists when that tree exists too.
+    ``nonfinite``: fail on NaN/inf feature rows, or skip them (counted in ``info``).
+    ``compat_positional_text``: reproduce the reference's text lookup by class id (SPEC §7.1).
+    Every problem raises :class:`DataError` with one line naming the file and the fix.
+    """
+    started = time.perf_counter()
+    if source not in ("auto", "h5", "pkl"):
+        raise DataError(f"unknown source '{source}'; use auto, h5 or pkl")
+    if nonfinite not in ("fail", "skip"):
+        raise DataError(f"unknown nonfinite '{nonfinite}'; use fail or skip")
+    ds = dataset_info(dataset)
+    method, split_name = features_dir_name(features), split_dir_name(split)
+    ds_dir = resolve_dataset_dir(root, ds)
+    cs = read_class_split(ds_dir, ds, split_name)
+    _check_protocol(cs)
+    feat_dir = ds_dir / "features" / method
+    has_h5 = (feat_dir / "audio").is_dir() or (feat_dir / "video").is_dir()
+    has_pkl = all(_cache_path(ds_dir, method, split_name, c).is_file() for c in CACHE_STAGES)
+    if source == "auto":
+        if not (has_h5 or has_pkl):
+            raise DataError(
+                f"no features in '{rel(feat_dir, ds_dir)}' nor caches in '{rel(ds_dir / '_features_processed' / method, ds_dir)}'; "
+                f"download the {method} of {ds.folder} or write a synthetic tree with `avood data synth`"
+            )
+        source = "h5" if has_h5 else "pkl"
+    if source == "h5":
+        if not has_h5:
+            raise DataError(f"'{rel(feat_dir / 'audio', ds_dir)}' is missing; download the features or load with source='pkl'")
+        parts, extra = _read_h5(cs, feat_dir)
+    else:
+        parts, extra = _read_pkl(cs, method)
+        extra["cache_check"] = _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"
+
+    used = set()
+    for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values():
+        used |= set(cs.stage_classes[seen_txt]) | set(cs.stage_classes[unseen_txt])
+    text, text_info = _text_matrix(cs, source, feat_dir, extra.get("text"), used, compat_positional_text)
+
+    tasks, urls, dropped, skipped = {}, {}, {}, {}
+    for stage, (train_cache, test_cache, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
+        seen, unseen = cs.stage_classes[seen_txt], cs.stage_classes[unseen_txt]
+        listed = lambda txt: {c: rel(cs.stage_txt(txt), ds_dir) for c in cs.stage_classes[txt]}  # noqa: E731
+        splits = {}
+        for purpose, cache, keep, required in (
+            ("train", train_cache, seen, listed(seen_txt)),
+            ("test", test_cache, seen + unseen, {**listed(test_seen_txt), **listed(unseen_txt)}),
+        ):
+            rows, n_drop, n_skip = _select(parts[cache], keep, required, nonfinite, cs.class_names)
+            key = f"stage{stage}.{purpose}"
+            splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
+            urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
+        with one_torch_thread():  # the task's validation scans every feature
+            tasks[stage] = AVGZSLTask(
+                train=splits["train"], test=splits["test"], text=torch.tensor(text),
+                seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen), class_names=list(cs.class_names),
+                name=f"{ds.key}-{method}-{split_name}-stage{stage}",
+                meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage, "source": source,
+                      "root": str(ds_dir), "compat_positional_text": compat_positional_text},
+            )
+    info = {
+        "dataset": ds.key, "folder": str(ds_dir), "features": method, "split": split_name, "source": source,
+        "n_classes": len(cs.class_names), "audio_dim": tasks[1].train.audio_dim, "video_dim": tasks[1].train.video_dim,
+        "text_dim": int(text.shape[1]),
+        "purposes": {
+            f"stage{stage}": {
+                "train": {"cache": tr, "stage_folders": list(CACHE_STAGES[tr])},
+                "test": {"cache": te, "stage_folders": list(CACHE_STAGES[te])},
+                "seen_classes_from": f"class-split/{split_name}/{seen_txt}.txt",
+                "unseen_classes_from": f"class-split/{split_name}/{unseen_txt}.txt",
+            }
+            for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()
+        },
+        "files": (
+            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in sorted({x for v in CACHE_STAGES.values() for x in v})]
+            if source == "h5" else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]
+        ),
+        "dropped_rows": dropped, "nonfinite_skipped": skipped, "ignored_files": extra.get("ignored_files", []),
+        **({"cache_check": extra["cache_check"]} if "cache_check" in extra else {}),
+        "text": text_info, "load_seconds": round(time.perf_counter() - started, 3),
+    }
+    return BenchmarkTasks(tasks[1], tasks[2], info, urls)

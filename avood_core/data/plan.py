@@ -1,0 +1,245 @@
+"""What a synthetic benchmark tree holds: class names, split files and one csv row per clip.
+
+Two sources (see :func:`plan_tree`):
+
+* ``splits_dir`` (a folder laid out like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and
+  ``w2v/``): the real class lists and word2vec vectors; of each real ``stage_*.csv`` the first
+  ``max(1, round(n_c * scale))`` rows of every class ``c`` (at least one clip per class, so no
+  class of a split file is ever empty; a scale above 1 keeps every real row, no more). ``stage_2_train`` is always the union of the three
+  stage-1 csv files (true of the real files). A missing csv (VGGSound's stage_1_train/
+  stage_2_train exceed the source's size limit) is generated: stage_1_train gets
+  ``9 x`` the class's stage_1_val_seen count (the train:val-seen ratio of UCF and ActivityNet,
+  ~93.7k VGGSound clips in all), or the dataset's mean per-class count where that is unknown.
+* nothing: generated names, splits and text shaped like the dataset (SPEC §6 class counts and
+  clip totals, uneven per-class counts, cls_split = main_split).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avood_core.data.layout import STAGES, SPLITS, DatasetInfo, read_csv_rows, read_lines
+from avood_core.data.text import read_w2v
+from avood_core.errors import DataError
+
+STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")
+TRAIN_TO_VAL_SEEN = 9
+
+
+@dataclass
+class TreePlan:
+    info: DatasetInfo
+    all_classes: list[str]  # all_class.txt, file order
+    w2v_rows: list[dict[str, str]]  # original, manual (, category)
+    vectors: dict[str, np.ndarray]  # manual name -> vector
+    txt: dict[str, dict[str, list[str]]]  # split -> stage -> class names
+    rows: dict[str, dict[str, list[dict[str, str]]]]  # split -> stage -> csv rows
+    copy_from: dict[str, Path] = field(default_factory=dict)  # tree-relative file -> real file to copy
+    latent: np.ndarray | None = None  # generated text's latent, per all_classes index
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Classes by id: the case-sensitive ``sorted(all_class.txt)``."""
+        return sorted(self.all_classes)
+
+
+def _rid(rng: random.Random, n: int = 11) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+class _RowMaker:
+    """Fresh csv rows in a dataset's column layout (unique filenames per tree)."""
+
+    def __init__(self, info: DatasetInfo, rng: random.Random, index: dict[str, int], category: dict[str, str]):
+        self.info, self.rng, self.index, self.category = info, rng, index, category
+        self.per_class: Counter = Counter()
+
+    def __call__(self, label: str, stage: str) -> dict[str, str]:
+        k = self.per_class[label]
+        self.per_class[label] += 1
+        code = str(self.index[label.lower()])
+        if self.info.key == "ucf":
+            return {"filename": f"v_{label}_g{k // 7 + 1:02d}_c{k % 7 + 1:02d}", "label": label, "label_code": code}
+        yid = _rid(self.rng)
+        if self.info.key == "activitynet":
+            return {"filename": f"{yid}_{k % 9}", "label_code": code, "label": label}
+        start = self.rng.randrange(0, 600)
+        return {
+            "youtube_id": yid, "start_seconds": str(start), "label": label,
+            "split": "test" if "unseen" in stage or "test" in stage else "train",
+            "filename": f"{yid}_{start:06d}", "label_code": code, "category": self.category.get(label.lower(), "misc"),
+        }
+
+
+def _first_per_class(rows: list[dict[str, str]], scale: float) -> list[dict[str, str]]:
+    counts = Counter(r["label"] for r in rows)
+    keep = {c: max(1, round(n * scale)) for c, n in counts.items()}
+    taken: Counter = Counter()
+    out = []
+    for r in rows:
+        if taken[r["label"]] < keep[r["label"]]:
+            taken[r["label"]] += 1
+            out.append(r)
+    return out
+
+
+def _union_stage1(rows: dict[str, list[dict[str, str]]]) -> list[dict[str, str]]:
+    seen, out = set(), []
+    for stage in STAGE1:
+        for r in rows[stage]:
+            if r["filename"] not in seen:
+                seen.add(r["filename"])
+                out.append(r)
+    return out
+
+
+def _find_w2v(splits_dir: Path, info: DatasetInfo) -> Path:
+    candidates = [splits_dir / "w2v" / info.w2v_file, splits_dir.parent / "w2v" / info.w2v_file]
+    candidates += sorted((splits_dir / info.folder / "features").glob(f"*/text/{info.w2v_file}"))
+    candidates += sorted((splits_dir / "features").glob(f"*/text/{info.w2v_file}"))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise DataError(f"no {info.w2v_file} under '{splits_dir}' (w2v/ or <DS>/features/*/text/); pass the shared avgzsl folder")
+
+
+def plan_from_splits(splits_dir: Path, info: DatasetInfo, scale: float, rng: random.Random) -> TreePlan:
+    ds_dir = splits_dir / info.folder if (splits_dir / info.folder).is_dir() else splits_dir
+    cs_dir = ds_dir / "class-split"
+    if not cs_dir.is_dir():
+        raise DataError(f"'{cs_dir}' is missing; pass a folder holding {info.folder}/class-split (e.g. /work/shared/avgzsl)")
+    all_classes = read_lines(cs_dir / "all_class.txt", ds_dir)
+    w2v_rows = read_csv_rows(cs_dir / info.w2v_csv, ds_dir, ("original", "manual"))
+    vectors = read_w2v(_find_w2v(splits_dir, info), ds_dir)
+    copy_from = {f"class-split/{name}": cs_dir / name for name in ("all_class.txt", info.w2v_csv)}
+    index = {n.lower(): i for i, n in enumerate(sorted(all_classes))}
+    category = {r["original"].lower(): r.get("category", "misc") for r in w2v_rows}
+    make = _RowMaker(info, rng, index, category)
+    txt, rows, notes = {}, {}, []
+    for split in SPLITS.values():
+        txt[split], rows[split] = {}, {}
+        for stage in STAGES:
+            txt[split][stage] = read_lines(cs_dir / split / f"{stage}.txt", ds_dir)
+            copy_from[f"class-split/{split}/{stage}.txt"] = cs_dir / split / f"{stage}.txt"
+        for stage in STAGES:
+            if stage == "stage_2_train":
+                continue
+            path = cs_dir / split / f"{stage}.csv"
+            if path.is_file():
+                rows[split][stage] = _first_per_class(read_csv_rows(path, ds_dir, ("filename", "label")), scale)
+                continue
+            classes = txt[split][stage]
+            mean = max(1, round(info.samples.get(stage, 100 * len(classes)) / max(1, len(classes))))
+            val_seen = Counter()
+            if stage == "stage_1_train" and (cs_dir / split / "stage_1_val_seen.csv").is_file():
+                val_seen = Counter(r["label"].lower() for r in read_csv_rows(cs_dir / split / "stage_1_val_seen.csv", ds_dir))
+            out = []
+            for name in classes:
+                base = TRAIN_TO_VAL_SEEN * val_seen[name.lower()] if val_seen[name.lower()] else mean
+                out.extend(make(name, stage) for _ in range(max(1, round(base * scale))))
+            rows[split][stage] = out
+            notes.append(f"{split}/{stage}.csv is missing in {splits_dir}: generated {len(out)} rows (fallback counts)")
+        rows[split]["stage_2_train"] = _union_stage1(rows[split])
+    return TreePlan(info, all_classes, w2v_rows, vectors, txt, rows, copy_from, None, notes)
+
+
+_VERBS = ["Playing", "Riding", "Throwing", "Cleaning", "Jumping", "Cutting", "Blowing", "Walking", "Making", "Pulling"]
+_SYL = ["ba", "ko", "ri", "tu", "me", "sa", "lo", "vi", "da", "ne", "pu", "gi", "ha", "zo", "fe", "mor", "tan", "quil", "sen", "dru"]
+
+
+def _names(info: DatasetInfo, n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """``n`` distinct (original, manual) name pairs in the dataset's style."""
+    out, lowers, manuals = [], set(), set()
+    while len(out) < n:
+        noun = "".join(rng.choice(_SYL) for _ in range(rng.randint(2, 3)))
+        verb = rng.choice(_VERBS)
+        # some w2v names reorder the words (like UCF's "Skijet" -> "Jet Ski"), so sorted w2v names
+        # and sorted class names disagree in places, as in the real data
+        reorder = rng.random() < 0.3
+        if info.key == "ucf":
+            original = verb + noun.capitalize()
+            manual = f"{noun.capitalize()} {verb}" if reorder else f"{verb} {noun.capitalize()}"
+        elif info.key == "activitynet":
+            original = verb + noun
+            manual = f"{noun.capitalize()} {verb.lower()}" if reorder else f"{verb} {noun}"
+        else:
+            extra = "".join(rng.choice(_SYL) for _ in range(2))
+            manual = f"{verb.lower()} {noun}" if reorder else f"{noun} {verb.lower()}"
+            original = f"{noun} {verb.lower()}" + (f", {extra}" if rng.random() < 0.2 else "")
+        if original.lower() in lowers or manual in manuals:
+            continue
+        lowers.add(original.lower())
+        manuals.add(manual)
+        out.append((original, manual))
+    return out
+
+
+def plan_generated(
+    info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
+    class_counts: tuple[int, int, int] | None = None,
+) -> TreePlan:
+    """Generated tree; ``class_counts`` = (stage-1 train, stage-1 val unseen, stage-2 test unseen)
+    overrides the dataset's class counts (clip totals follow, per class as in the dataset)."""
+    import torch
+
+    from avood_core.synthetic import make_text_embeddings, split_counts
+
+    n1, nvu, ns2, ntu = info.class_counts
+    default = {"stage_1_train": n1, "stage_1_val_seen": n1, "stage_1_val_unseen": nvu, "stage_2_test_seen": ns2,
+               "stage_2_test_unseen": ntu}
+    if class_counts is not None:
+        n1, nvu, ntu = (int(x) for x in class_counts)
+        if min(n1, nvu, ntu) < 1:
+            raise DataError(f"class counts must be positive, got {class_counts}")
+        ns2 = n1 + nvu
+    total = ns2 + ntu
+    pairs = _names(info, total, rng)
+    g = torch.Generator().manual_seed(seed)
+    text, latent = make_text_embeddings(total, text_dim, latent_dim, g)
+    order = list(range(total))
+    rng.shuffle(order)
+    roles = {"stage_2_test_unseen": order[:ntu], "stage_1_val_unseen": order[ntu : ntu + nvu], "stage_1_train": order[ntu + nvu :]}
+    name = [p[0] for p in pairs]
+    cats = ["animals", "music", "people", "vehicle", "sports", "nature", "home", "tools"]
+    w2v_rows = [{"original": o, "manual": m} for o, m in pairs]
+    if "category" in info.w2v_columns:
+        for r in w2v_rows:
+            r["category"] = rng.choice(cats)
+    index = {n.lower(): i for i, n in enumerate(sorted(name))}
+    make = _RowMaker(info, rng, index, {r["original"].lower(): r.get("category", "misc") for r in w2v_rows})
+    members = {
+        "stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
+        "stage_1_val_unseen": roles["stage_1_val_unseen"],
+        "stage_2_train": roles["stage_1_train"] + roles["stage_1_val_unseen"],
+        "stage_2_test_seen": roles["stage_1_train"] + roles["stage_1_val_unseen"],
+        "stage_2_test_unseen": roles["stage_2_test_unseen"],
+    }
+    txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
+    rows: dict[str, list[dict[str, str]]] = {}
+    for stage in STAGES:
+        if stage == "stage_2_train":
+            continue
+        classes = txt[stage]
+        clips = info.samples[stage] * scale * len(classes) / default[stage]
+        counts = split_counts(max(len(classes), round(clips)), len(classes), g).tolist()
+        rows[stage] = [make(c, stage) for c, k in zip(classes, counts) for _ in range(k)]
+    rows["stage_2_train"] = _union_stage1(rows)
+    vectors = {m: text[i].numpy() for i, (_, m) in enumerate(pairs)}
+    plan = TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
+                    {s: rows for s in SPLITS.values()}, {}, latent.numpy(), [])
+    # latent rows follow ``pairs``; re-index them by the sorted all_class order
+    plan.latent = latent.numpy()[[name.index(n) for n in plan.all_classes]]
+    return plan
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

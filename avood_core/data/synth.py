@@ -1,0 +1,249 @@
+"""Write a complete synthetic benchmark tree in the download's exact on-disk format.
+
+``<out>/<DS>/`` gets ``class-split/`` (all_class.txt, the w2v name csv, main_split/ and
+cls_split/ with stage_*.txt and stage_*.csv in the dataset's own csv columns),
+``features/<method>/{audio,video}/<stage>/<Class>.h5`` for the six stage folders of the split
+that goes with the features (main_features <-> main_split, cls_features <-> cls_split),
+``features/<method>/text/word_embeddings_<ds>_normed.npy`` and, unless ``caches=False``, the four
+``_features_processed/<method>/<cache><split>.pkl`` caches (``torch.save``; built from the h5
+tree, like the reference builds them).
+
+The features follow the embedded task's learnable structure (:mod:`avood_core.synthetic`):
+class latent = noisy copy of a text-driven latent, one random two-layer map per modality,
+latent and feature noise per clip. With real word2vec vectors the text-driven latent is a
+random projection of the class's vector. A clip listed in several stage csv files (stage_2_train
+repeats the stage-1 clips) has the same features everywhere.
+
+The tree is built in a hidden temp folder next to ``<out>/<DS>`` and renamed into place, so a
+failed or killed run leaves no partial tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avood_core.data._threads import one_torch_thread
+from avood_core.data.cache import write_cache
+from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
+from avood_core.data.layout import (
+    CACHE_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name,
+)
+from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
+from avood_core.data.text import sorted_rows, write_w2v
+from avood_core.errors import DataError
+from avood_core.synthetic import ModalityMap, SyntheticSpec, make_class_latents, sample_features
+
+
+@dataclass
+class SynthReport:
+    """What :func:`write_synthetic_tree` wrote."""
+
+    path: Path
+    dataset: str
+    features: str
+    split: str
+    clips: dict[str, int]
+    classes: dict[str, int]
+    audio_dim: int
+    video_dim: int
+    text_dim: int
+    caches: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
+            f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in {self.seconds:.1f} s"
+        ]
+        lines += [f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _write_class_split(root: Path, plan: TreePlan) -> None:
+    info = plan.info
+    for rel_path, src in plan.copy_from.items():
+        copy_file(src, root / rel_path)
+    cs = root / "class-split"
+    cs.mkdir(parents=True, exist_ok=True)
+    if "class-split/all_class.txt" not in plan.copy_from:
+        (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
+    if f"class-split/{info.w2v_csv}" not in plan.copy_from:
+        _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    for split in SPLITS.values():
+        (cs / split).mkdir(exist_ok=True)
+        for stage in STAGES:
+            if f"class-split/{split}/{stage}.txt" not in plan.copy_from:
+                (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
+            _write_csv(cs / split / f"{stage}.csv", info.csv_columns, plan.rows[split][stage])
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _class_latents(plan: TreePlan, latent_dim: int, spec: SyntheticSpec, g: torch.Generator) -> torch.Tensor:
+    names = {r["original"].strip().lower(): r["manual"].strip() for r in plan.w2v_rows}
+    if plan.latent is not None:
+        base = torch.as_tensor(plan.latent, dtype=torch.float32)
+    else:
+        width = len(next(iter(plan.vectors.values())))
+        proj = torch.randn(width, latent_dim, generator=g)
+        rows = []
+        for cname in plan.class_names:
+            vec = plan.vectors.get(names.get(cname.lower(), "\0"))
+            rows.append(torch.as_tensor(vec) if vec is not None else torch.randn(width, generator=g))
+        base = torch.stack(rows) @ proj
+    return make_class_latents(base, spec.class_noise, g)
+
+
+def _write_features(
+    root: Path, plan: TreePlan, method: str, split: str, dims: tuple[int, int], seed: int, latent_dim: int
+) -> None:
+    spec = SyntheticSpec(audio_dim=dims[0], video_dim=dims[1], latent_dim=latent_dim)
+    g = torch.Generator().manual_seed(seed)
+    class_latent = _class_latents(plan, latent_dim, spec, g)
+    maps = [ModalityMap(latent_dim, d, spec.gain, g, hidden=min(2 * d, 1024)) for d in dims]
+    index = {n.lower(): i for i, n in enumerate(plan.class_names)}
+    feat = root / "features" / method
+    # class id -> stage -> (file label, filenames)
+    per_class: dict[int, dict[str, tuple[str, list[str]]]] = {}
+    for stage in STAGES:
+        for m in ("audio", "video"):
+            (feat / m / stage).mkdir(parents=True, exist_ok=True)
+        for r in plan.rows[split][stage]:
+            cid = index.get(r["label"].strip().lower())
+            if cid is None:
+                raise DataError(f"csv row '{r['filename']}' of {split}/{stage} names unknown class '{r['label']}'; fix the split csv")
+            label, files = per_class.setdefault(cid, {}).setdefault(stage, (r["label"], []))
+            files.append(r["filename"])
+    for cid in sorted(per_class):
+        clips = list(dict.fromkeys(f for _, files in per_class[cid].values() for f in files))
+        row_of = {f: i for i, f in enumerate(clips)}
+        gc = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{plan.class_names[cid]}".encode()))
+        labels = torch.full((len(clips),), cid, dtype=torch.long)
+        audio, video = sample_features(class_latent, labels, maps[0], maps[1], spec, gc)
+        audio, video = audio.numpy(), video.numpy()
+        for stage, (label, files) in per_class[cid].items():
+            idx = np.array([row_of[f] for f in files])
+            write_class_h5(feat / "audio" / stage / f"{label}.h5", audio[idx], files)
+            write_class_h5(feat / "video" / stage / f"{label}.h5", video[idx], files)
+
+
+def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
+    from avood_core.data.layout import read_class_split
+
+    cs = read_class_split(root, plan.info, split)
+    feat = root / "features" / method
+    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
+    data = {}
+    for s in stages:
+        scan = scan_stage(feat, s, [], cs.class_names, root, cs.stage_txt(s))
+        if scan.problems:
+            raise DataError(scan.problems[0])
+        data[s] = read_stage(scan)
+    names = {r["original"].strip().lower(): r["manual"].strip() for r in plan.w2v_rows}
+    text, targets = sorted_rows(plan.vectors, names, cs.class_names)
+    out = root / "_features_processed" / method
+    out.mkdir(parents=True, exist_ok=True)
+    for cache, parts in CACHE_STAGES.items():
+        labels = np.concatenate([data[s].labels for s in parts])
+        urls = np.concatenate([data[s].urls for s in parts])
+        entry = {
+            m: {
+                "data": torch.from_numpy(np.concatenate([getattr(data[s], m) for s in parts])),
+                "target": torch.from_numpy(labels),
+                "url": urls,
+            }
+            for m in ("audio", "video")
+        }
+        entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
+        write_cache(out / f"{cache}{split}.pkl", entry)
+
+
+def write_synthetic_tree(
+    out: str | Path,
+    like: str,
+    *,
+    scale: float = 1.0,
+    seed: int = 0,
+    splits_dir: str | Path | None = None,
+    features: str = "main",
+    audio_dim: int | None = None,
+    video_dim: int | None = None,
+    caches: bool = True,
+    overwrite: bool = False,
+    latent_dim: int = 64,
+    class_counts: tuple[int, int, int] | None = None,
+) -> SynthReport:
+    """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
+
+    ``splits_dir``: a folder like ``/work/shared/avgzsl`` to take the real class lists, per-class
+    clip counts (times ``scale``, at least 1 per class) and word2vec vectors from (see
+    :mod:`avood_core.data.plan`); without it everything is generated. ``features``: main (512/512)
+    or cls (128/4096); ``audio_dim``/``video_dim`` override those widths (small ones for tests).
+    ``class_counts`` (generated trees only): (stage-1 train, stage-1 val unseen, stage-2 test
+    unseen) classes instead of the dataset's, for tiny trees.
+    """
+    started = time.perf_counter()
+    info = dataset_info(like)
+    method = features_dir_name(features)
+    split = SPLITS[method.removesuffix("_features")]
+    if not scale > 0:
+        raise DataError(f"--scale must be positive, got {scale}")
+    dims = (audio_dim or FEATURE_DIMS[method][0], video_dim or FEATURE_DIMS[method][1])
+    if min(dims) < 1:
+        raise DataError(f"feature dims must be positive, got {dims}")
+    out = Path(out).expanduser()
+    target = out / info.folder
+    if target.exists() and not overwrite:
+        raise DataError(f"'{target}' already exists; remove it, pick another folder or pass --overwrite")
+    rng = random.Random(seed)
+    if splits_dir is not None and class_counts is not None:
+        raise DataError("class_counts applies to generated trees only; drop it or drop splits_dir")
+    if splits_dir is not None:
+        plan = plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng)
+    else:
+        plan = plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{info.folder}.partial-", dir=out))
+    try:
+        _write_class_split(tmp, plan)
+        with one_torch_thread():
+            _write_features(tmp, plan, method, split, dims, seed, latent_dim)
+        text_dir = tmp / "features" / method / "text"
+        text_dir.mkdir(parents=True, exist_ok=True)
+        write_w2v(text_dir / info.w2v_file, plan.vectors)
+        if caches:
+            _write_caches(tmp, plan, method, split)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{info.folder}.old-", dir=out))
+            target.rename(old / info.folder)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rows = plan.rows[split]
+    return SynthReport(
+        path=target, dataset=info.key, features=method, split=split,
+        clips={s: len(rows[s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
+        audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))),
+        caches=caches, seconds=time.perf_counter() - started, notes=list(plan.notes),
+    )
