@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from avood_core.cli_data import data_app
 from avood_core.errors import AvoodError
 
 app = typer.Typer(
@@ -30,10 +31,19 @@ SeedOpt = typer.Option(None, "--seed", help="Random seed.")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto.")
 
 
-def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=None, device=None, output_dir=None):
+DataOpt = typer.Option(None, "--data", help="Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol.")
+DatasetOpt = typer.Option(None, "--dataset", help="ucf, activitynet or vggsound (with --data).")
+
+
+def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=None, device=None, output_dir=None,
+            data=None, dataset=None):
     from avood_core.config import build_config
 
     overrides = list(sets or [])
+    if data is not None:
+        overrides += ["data.source=benchmark", f"data.path={json.dumps(str(data))}"]
+    if dataset is not None:
+        overrides.append(f"data.dataset={json.dumps(dataset)}")
     for key, value in (("profile", profile), ("seed", seed), ("device", device), ("output_dir", output_dir)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(str(value)) if key != 'seed' else value}")
@@ -54,6 +64,8 @@ def run(
     seed: Optional[int] = SeedOpt,
     device: Optional[str] = DeviceOpt,
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Parent folder of the run folder."),
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines."),
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
@@ -62,7 +74,7 @@ def run(
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
     if resume is not None and config is None:
         config = resume / "config.toml"
-    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir)
+    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir, data, dataset)
     from avood_core.registry import get_registry
     from avood_core.config import resolve
     from avood_core.run import execute, format_summary
@@ -82,12 +94,15 @@ def show_config(
     unseen: Optional[str] = UnseenOpt,
     sets: Optional[list[str]] = SetOpt,
     profile: Optional[str] = ProfileOpt,
+    data: Optional[Path] = DataOpt,
+    dataset: Optional[str] = DatasetOpt,
     fmt: str = typer.Option("toml", "--format", help="toml or json."),
 ) -> None:
     """Print the fully resolved run config, every default visible."""
     from avood_core.config import resolve, to_toml
 
-    resolved = resolve(_config(config, generator, detector, seen, unseen, sets, profile)).model_dump(mode="json")
+    cfg = _config(config, generator, detector, seen, unseen, sets, profile, data=data, dataset=dataset)
+    resolved = resolve(cfg).model_dump(mode="json")
     typer.echo(json.dumps(resolved, indent=2) if fmt == "json" else to_toml(resolved), nl=False)
 
 
@@ -134,6 +149,9 @@ def predict(
     text = write_predictions(pipeline, pipeline.predict(audio, video), output)
     if text is not None:
         typer.echo(text, nl=False)
+
+
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -40,6 +40,15 @@ class DataConfig(BaseModel):
     path: Path | None = Field(None, description="Root of an avgzsl_benchmark_datasets tree (source = benchmark).")
     dataset: Literal["ucf", "activitynet", "vggsound"] | None = Field(None, description="Benchmark dataset.")
     features: Literal["main", "cls"] = Field("main", description="main: SeLaVi 512/512; cls: VGGish 128 / C3D 4096.")
+    split: Literal["main", "cls"] = Field("main", description="Class split: main_split or cls_split.")
+    format: Literal["auto", "h5", "pkl"] = Field(
+        "auto", description="Read the per-class h5 tree, the _features_processed pkl caches (read safely), or auto (h5 first)."
+    )
+    nonfinite: Literal["fail", "skip"] = Field("fail", description="NaN/inf feature rows: fail, or skip them (counted).")
+    compat_positional_text: bool = Field(
+        False, description="Reference defect SPEC §7.1: look text rows up by class id instead of by name (default: by name)."
+    )
+    stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
     scale: float = Field(1.0, gt=0, description="Synthetic task: multiplier on UCF's sample counts.")
     task_seed: int | None = Field(None, description="Synthetic task seed; None = the run seed.")
 

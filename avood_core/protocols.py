@@ -77,6 +77,14 @@ class Component:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 
+    def selected_params(self) -> dict[str, Any]:
+        """Params this component selected on ``ctx.val`` in stage 1, to fix for stage 2.
+
+        E.g. ``{"beta": 1.2}`` for a calibrated-stacking gate or ``{"epochs": 37}`` for early
+        stopping. The default selects nothing.
+        """
+        return {}
+
     # State for checkpoints: tensors go to model.safetensors, scalars to config.json.
     def state_tensors(self) -> dict[str, "Tensor"]:
         return {}

@@ -37,15 +37,34 @@ def new_run_dir(root: Path, label: str) -> Path:
     raise AvoodError(f"could not create a fresh run folder under '{root}'; clean it up")
 
 
-def build_task(config: RunConfig):
-    """The task named by ``config.data`` (the embedded synthetic task for now)."""
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+def build_tasks(config: RunConfig) -> tuple[object | None, object]:
+    """``(stage-1 task or None, reported task)`` for ``config.data``.
 
+    The embedded synthetic task is one stage (its ``val`` is a held-out part of the training
+    clips). A benchmark tree gives the protocol's two stages: stage 1 fits on ``training``
+    and selects on ``val``; stage 2 refits on ``train_val`` and reports on ``test``.
+    """
     data = config.data
     if data.source == "synthetic":
+        from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+
         seed = config.seed if data.task_seed is None else data.task_seed
-        return make_synthetic_task(seed, SyntheticSpec().scaled(data.scale))
-    raise AvoodError("data.source = 'benchmark' is not available in this version; use source = 'synthetic'")
+        return None, make_synthetic_task(seed, SyntheticSpec().scaled(data.scale))
+    from avood_core.data import load_benchmark
+
+    if data.path is None or data.dataset is None:
+        raise AvoodError("data.source = 'benchmark' needs data.path and data.dataset (e.g. --data PATH --dataset ucf)")
+    tasks = load_benchmark(data.path, data.dataset, features=data.features, split=data.split, source=data.format,
+                           nonfinite=data.nonfinite, compat_positional_text=data.compat_positional_text)
+    stage1 = tasks.stage1
+    stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
+    stage1.meta["load_info"] = tasks.info
+    return (stage1 if data.stage1 else None), tasks.stage2
+
+
+def build_task(config: RunConfig):
+    """The task whose test split a run reports on."""
+    return build_tasks(config)[1]
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None):
@@ -57,16 +76,18 @@ def build_pipeline(config: RunConfig, registry: Registry | None = None):
     return Pipeline(**parts, syn_num=config.syn_num, names={k: config.component(k).name for k in KINDS})
 
 
-def fit_hashes(config: RunConfig, pipeline) -> dict[str, str]:
+def fit_hashes(config: RunConfig, pipeline, stage: str = "") -> dict[str, str]:
     """Per-component hash of everything its fit depends on (for ``--resume``).
 
-    A component's hash covers the data, the seed, its own name and params, the generator's
-    hash when it trains on synthetic features, and the hashes of the components it declares
-    in ``depends_on`` (detectors that use the fitted classifiers).
+    A component's hash covers the data, the stage, the seed, its own name and params, the
+    generator's hash when it trains on synthetic features, and the hashes of the components
+    it declares in ``depends_on`` (detectors that use the fitted classifiers).
     """
     from avood_core.checkpoint import config_hash
 
     base = {"data": config.data.model_dump(mode="json"), "seed": config.seed, "syn_num": config.syn_num}
+    if stage:
+        base["stage"] = stage
     spec = {k: config.component(k).model_dump(mode="json") for k in KINDS}
     hashes = {"generator": config_hash({**base, "generator": spec["generator"]})}
     for kind in ("seen", "unseen", "detector"):
@@ -107,6 +128,36 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
     return reused
 
 
+def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, device, quiet: bool,
+              echo: Callable[[str], None], resume: bool, stage: str = ""):
+    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted."""
+    from avood_core.checkpoint import save_component
+    from avood_core.progress import progress_factory
+
+    pipeline = build_pipeline(config, registry)
+    hashes = fit_hashes(config, pipeline, stage)
+    reused = reuse_fitted(stage_dir, pipeline, hashes, registry, echo) if resume else set()
+    providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
+
+    def save(kind: str) -> None:
+        save_component(pipeline.components[kind], stage_dir / "components" / kind,
+                       config.component(kind).name, providers[kind], hashes[kind])
+
+    pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet),
+                 log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save)
+    pipeline.save_meta(stage_dir)
+    return pipeline, sorted(reused)
+
+
+def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
+    """Stage-2 config: each component's params updated with what it selected on stage-1 val."""
+    selected = {k: dict(c.selected_params()) for k, c in pipeline.components.items()}
+    selected = {k: v for k, v in selected.items() if v}
+    update = {k: config.component(k).model_copy(update={"params": {**config.component(k).params, **v}})
+              for k, v in selected.items()}
+    return config.model_copy(update=update), selected
+
+
 def execute(
     config: RunConfig,
     registry: Registry | None = None,
@@ -116,10 +167,11 @@ def execute(
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
-    With ``resume`` the run continues in that folder: components whose saved fit hash
-    matches are reused, the others are refitted (and reported).
+    On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
+    ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
+    and reports on ``test``. With ``resume`` the run continues in that folder: components
+    whose saved fit hash matches are reused, the others are refitted (and reported).
     """
-    from avood_core.progress import progress_factory
     from avood_core.training import resolve_device, set_threads
 
     registry = registry or get_registry()
@@ -127,30 +179,30 @@ def execute(
     set_threads()
     device = resolve_device(config.device)
     started = time.perf_counter()
-    task = build_task(config)
-    pipeline = build_pipeline(config, registry)
-    hashes = fit_hashes(config, pipeline)
-    log = (lambda m: None) if quiet else echo
+    stage1_task, task = build_tasks(config)
     if resume is not None:
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
-        reused = reuse_fitted(run_dir, pipeline, hashes, registry, echo)
     else:
         label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
-        run_dir, reused = new_run_dir(Path(config.output_dir), label), set()
+        run_dir = new_run_dir(Path(config.output_dir), label)
     atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
-    providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
-
-    def save(kind: str) -> None:
-        from avood_core.checkpoint import save_component
-
-        save_component(pipeline.components[kind], run_dir / "components" / kind,
-                       config.component(kind).name, providers[kind], hashes[kind])
-
-    pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet), log=log,
-                 skip=frozenset(reused), on_fitted=save)
-    pipeline.save_meta(run_dir)
+    protocol: dict = {}
+    if stage1_task is not None:
+        echo("stage 1: fit on 'training', select on 'val'")
+        pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
+                                   resume is not None, "stage1")
+        config, selected = apply_selections(config, pipe1)
+        protocol["stage1"] = {"fit": "training (stage_1_train)", "select": "val (stage_1_val_seen + stage_1_val_unseen)",
+                              "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
+                              "reused_components": reused1}
+        atomic_write_text(run_dir / "config.stage2.toml", to_toml(config.model_dump(mode="json")))
+        echo("stage 2: refit on 'train_val', report on 'test'")
+        protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
+        protocol["load_info"] = stage1_task.meta.get("load_info")
+    pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
+                                 "stage2" if stage1_task is not None else "")
     scores = pipeline.evaluate(task.test)
     results = {
         "avood_version": __version__,
@@ -161,7 +213,8 @@ def execute(
         "python": platform.python_version(),
         "task": task.summary(),
         "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
-        "reused_components": sorted(reused),
+        **({"protocol": protocol} if protocol else {}),
+        "reused_components": reused,
         "metrics": scores,
         "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
     }

@@ -160,6 +160,12 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         """Global class ids (LongTensor on CPU) of the most likely seen class."""
         return self.seen_classes[self.logits(samples).argmax(dim=1)]
 
+    def selected_params(self) -> dict:
+        """With ``select_on_val``: the epoch count chosen on the validation split, for stage 2."""
+        if self.params.select_on_val and self.best_epoch is not None:
+            return {"epochs": int(self.best_epoch), "select_on_val": False}
+        return {}
+
     def extra_scalars(self) -> dict[str, Any]:
         return {"seen_classes": self.seen_classes.tolist(), "best_epoch": self.best_epoch}
 
