@@ -70,6 +70,9 @@ def run(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
     ),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: mean ± std, each seed kept."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
+    tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
     if resume is not None and config is None:
@@ -77,10 +80,16 @@ def run(
     cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir, data, dataset)
     from avood_core.registry import get_registry
     from avood_core.config import resolve
-    from avood_core.run import execute, format_summary
+    from avood_core.run import execute, execute_seeds, format_summary
 
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
-    result = execute(cfg, quiet=quiet, echo=lambda m: typer.echo(m, err=True), resume=resume)
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if seeds is not None:
+        if resume is not None:
+            raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
+        result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap)
+    else:
+        result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap)
     typer.echo(format_summary(result.results))
     typer.echo(f"run folder: {result.run_dir}")
 
@@ -119,6 +128,22 @@ def plugins() -> None:
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     for broken in reg.broken:
         typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise AvoodError(f"{option} '{text}': expected comma-separated integers, e.g. 0,1,2") from None
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'.")) -> None:
+    """(Re)write report.md and report.html (figures embedded) for a run folder."""
+    from avood_core.report import write_report
+
+    md, html = write_report(run_dir)
+    typer.echo(f"wrote {md} and {html}")
 
 
 @app.command()

@@ -164,8 +164,14 @@ def execute(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     resume: Path | None = None,
+    report: bool = True,
+    tsne_cap: int = 1000,
+    run_dir: Path | None = None,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
+
+    ``report`` also writes ``report.md``/``report.html`` with figures (t-SNE on at most
+    ``tsne_cap`` test clips; 0 skips it). ``run_dir`` forces the folder (must not exist yet).
 
     On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
     ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
@@ -184,6 +190,8 @@ def execute(
         run_dir = Path(resume)
         if not run_dir.is_dir():
             raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
+    elif run_dir is not None:
+        run_dir.mkdir(parents=True)
     else:
         label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
         run_dir = new_run_dir(Path(config.output_dir), label)
@@ -220,7 +228,47 @@ def execute(
     }
     save_outputs(run_dir / "predictions.npz", pipeline.last_outputs)
     atomic_write_json(run_dir / "results.json", results)
+    if report:
+        from avood_core.report import save_tsne, write_report
+
+        if tsne_cap > 0:
+            save_tsne(run_dir, task.test.x, pipeline.last_outputs, cap=tsne_cap, seed=config.seed)
+        write_report(run_dir)
     return RunResult(run_dir, results)
+
+
+def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
+                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000) -> RunResult:
+    """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
+
+    The parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
+    (:func:`avood_core.report.seeds_section`); its figures show the first seed.
+    """
+    import shutil
+
+    from avood_core.report import seeds_section, write_report
+
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
+    config = resolve(config, registry)
+    label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-seeds{'-'.join(map(str, seeds))}"
+    parent = new_run_dir(Path(config.output_dir), label)
+    runs = []
+    for seed in seeds:
+        echo(f"seed {seed}")
+        runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
+                            tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}"))
+    per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
+                 "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
+    first = runs[0].run_dir
+    for name in ("config.toml", "predictions.npz", "tsne.npz"):
+        if (first / name).exists():
+            shutil.copyfile(first / name, parent / name)
+    results = {**runs[0].results, "seeds": seeds_section(per_seed)}
+    atomic_write_json(parent / "results.json", results)
+    if report:
+        write_report(parent)
+    return RunResult(parent, results)
 
 
 def save_outputs(path: Path, outputs: dict) -> None:
@@ -234,7 +282,14 @@ def save_outputs(path: Path, outputs: dict) -> None:
 
 
 def format_summary(results: dict) -> str:
-    """The headline numbers as a short plain-text table."""
+    """The headline numbers as a short plain-text table (mean ± std over seeds when present)."""
+    if "seeds" in results:
+        mean, std = results["seeds"]["mean"], results["seeds"]["std"]
+        keys = ("S", "U", "HM", "ZSL")
+        head = "  ".join(f"{k} {mean[k]:.2f} ± {std[k]:.2f}" for k in keys)
+        base = mean["baseline_no_gate"]
+        return (f"mean ± std over seeds {results['seeds']['seeds']}: {head}\n"
+                f"unseen clf alone, no gate: S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
     m = results["metrics"]
     b = m["baseline_no_gate"]
     g = m["gate"]

@@ -1,0 +1,128 @@
+"""The AVCA cross-attention embedding network (paper §3.4, Fig. 2 right; AVCA, Mercea et al. 2022).
+
+Shapes (B = batch, Da/Dv/T = audio/video/text dims, E = ``embed_dim``, J = ``joint_dim``)::
+
+    φa = A_enc(a), φv = V_enc(v)                              (B, E)   Da|Dv -> 512 -> E
+    [ya, yv] = Layer([φa + p0, φv + p1])                      (B, 2, E) one pre-LN transformer layer
+    φa' = φa + ya,  φv' = φv + yv                              (B, E)   "attn_a", "attn_v" = ya, yv
+    θa = A_proj(φa'), θv = V_proj(φv'), θt = W_proj(t)         (B, J)   E|T -> proj_hidden -> J
+    ρa = A_rec(θa), ρv = V_rec(θv)                             (B, E)   reconstructors, J -> E
+    δm = D(θm), m ∈ {a, v, t}                                  (B, T)   decoder, J -> T
+
+The decoder's output has the text size T so that MSE(δm, t) is defined (the paper's
+J -> 300 = T); ``W_proj`` likewise takes the text size as input.
+
+Every block is ``Linear -> BatchNorm1d -> ReLU -> Dropout`` (also the last one of a stack, as in
+AVCA), so the joint space is the non-negative orthant. The transformer layer is
+``y = x + Drop(MHA(LN(x))); y = y + Drop(FF(LN(y)))`` with ``FF = Linear(E, ff) -> GELU -> Linear(ff, E)``
+and dropout ``r_enc`` as in AVCA; ``attn_m`` is the layer's full output for token m (its own
+residual stream included), which is added to the encoder output once more.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout``; on CPU the mask comes from ``torch.rand`` (about 2x faster than ``bernoulli_``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
+def mlp(dims: list[int], dropout: float, bn_momentum: float) -> nn.Sequential:
+    """``[Linear -> BN -> ReLU -> Dropout]`` for each consecutive pair of ``dims``."""
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=bn_momentum), nn.ReLU(), Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+class CrossAttentionLayer(nn.Module):
+    """One pre-LayerNorm transformer layer over a short token sequence (B, S, E)."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.norm_attn = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.GELU(), Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.drop = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, s, e = x.shape
+        q, k, v = self.qkv(self.norm_attn(x)).view(b, s, 3, self.heads, e // self.heads).unbind(2)
+        # (B, H, S, d): softmax(q kᵀ / √d) v per head
+        attn = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, s, e)))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class AVCANet(nn.Module):
+    """Encoders, cross-attention, projectors, decoder and reconstructors (see module docstring)."""
+
+    def __init__(
+        self,
+        audio_dim: int,
+        video_dim: int,
+        text_dim: int,
+        *,
+        embed_dim: int,
+        enc_hidden: int,
+        proj_hidden: int,
+        joint_dim: int,
+        heads: int,
+        ff_dim: int,
+        r_enc: float,
+        r_proj: float,
+        r_dec: float,
+        bn_momentum: float,
+        frozen_position: bool = False,
+    ) -> None:
+        super().__init__()
+        m = bn_momentum
+        self.A_enc = mlp([audio_dim, enc_hidden, embed_dim], r_enc, m)
+        self.V_enc = mlp([video_dim, enc_hidden, embed_dim], r_enc, m)
+        self.cross = CrossAttentionLayer(embed_dim, heads, ff_dim, r_enc)
+        # Learned position embeddings p0 (audio), p1 (video); N(0, 1) init as in AVCA.
+        self.pos = nn.Parameter(torch.randn(2, embed_dim), requires_grad=not frozen_position)
+        self.A_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
+        self.V_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
+        self.W_proj = mlp([text_dim, proj_hidden, joint_dim], r_proj, m)
+        self.D = mlp([joint_dim, text_dim], r_dec, m)
+        self.A_rec = mlp([joint_dim, embed_dim], r_dec, m)
+        self.V_rec = mlp([joint_dim, embed_dim], r_dec, m)
+
+    def fuse(self, audio: Tensor, video: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(φa, φv, φa + attn_a, φv + attn_v)`` for a batch of audio and video features."""
+        phi_a, phi_v = self.A_enc(audio), self.V_enc(video)
+        y = self.cross(torch.stack([phi_a + self.pos[0], phi_v + self.pos[1]], dim=1))
+        return phi_a, phi_v, phi_a + y[:, 0], phi_v + y[:, 1]
+
+    def embed_video(self, audio: Tensor, video: Tensor) -> Tensor:
+        """θv = V_proj(φv + attn_v): the visual embedding used for prediction, (B, J)."""
+        return self.V_proj(self.fuse(audio, video)[3])
+
+    def embed_text(self, text: Tensor) -> Tensor:
+        """θt = W_proj(t), (C, J)."""
+        return self.W_proj(text)
+
+    def forward(self, audio: Tensor, video: Tensor, text: Tensor) -> dict[str, Tensor]:
+        """All tensors the losses need: encoder outputs, projections, reconstructions, decodings."""
+        phi_a, phi_v, fa, fv = self.fuse(audio, video)
+        theta_a, theta_v, theta_t = self.A_proj(fa), self.V_proj(fv), self.W_proj(text)
+        # D runs once per modality (separate BatchNorm statistics per modality, as in AVCA).
+        return {
+            "phi_a": phi_a, "phi_v": phi_v,
+            "a": theta_a, "v": theta_v, "t": theta_t,
+            "rec_a": self.A_rec(theta_a), "rec_v": self.V_rec(theta_v),
+            "dec_a": self.D(theta_a), "dec_v": self.D(theta_v), "dec_t": self.D(theta_t),
+        }

@@ -1,0 +1,219 @@
+"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4).
+
+Network: :class:`~avood_plugins.unseen._avca_net.AVCANet` (encoders, one cross-attention layer,
+projectors into a ``joint_dim`` space, decoder ``D`` and reconstructors). Each training step
+draws ``B`` class-balanced positive samples and, for each, a random sample of another class
+(the negative, with its own class's text); both halves go through the network in one batch
+(so BatchNorm sees 2B rows; AVCA runs the two halves as separate calls).
+With ``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``o_m`` the projector
+outputs θ_m, ``s`` the anchor half and ``o`` the other half (s, o) ∈ {(+, −), (−, +)}:
+
+    L_trip^s = Σ_{m∈{a,v}} T(o_m^s, o_t^s, o_m^o) + T(o_t^s, o_m^s, o_t^o)
+                         + T(o_t^s, o_m^s, o_m^o) + T(o_m^s, o_t^s, o_t^o)          (eq. 6)
+    L_rec^s  = Σ_{m∈{a,v,t}} MSE(D(o_m^s), t^s)                                     (eq. 7)
+    L_reg^s  = Σ_{m∈{a,v}} MSE(rec_m(o_m^s), φ_m^s)                                 (eq. 8)
+
+``o_av`` of eq. 6 is read as "each of the audio and the visual embedding": every term is
+applied once with θa and once with θv and summed, which is exactly AVCA's eight triplet terms.
+``φ_m`` is the encoder output before cross-attention. The loss is
+``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻`` (``negative_terms = [trip, rec, reg]`` is the paper's
+``L_uc = L⁺ + L⁻``; supplement Table 1 ablates the subsets). Prediction: the nearest candidate
+class by Euclidean distance between θv and ``W_proj(t_c)`` (SPEC §3).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import Tensor, nn
+
+from avood_core.errors import AvoodError, DataError
+from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
+from avood_core.task import AVSamples
+from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
+from avood_plugins.unseen._avca_net import AVCANet
+
+_CHUNK = 4096  # samples per inference forward pass
+_LOG_EVERY = 25  # steps between loss readouts on the progress bar (each one syncs the device)
+
+NegativeTerm = Literal["trip", "rec", "reg"]
+
+
+def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float) -> Tensor:
+    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}."""
+    def t(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+        return F.triplet_margin_loss(x, y, z, margin=margin)
+
+    return sum(
+        t(s[m], s["t"], o[m]) + t(s["t"], s[m], o["t"]) + t(s["t"], s[m], o[m]) + t(s[m], s["t"], o["t"])
+        for m in ("a", "v")
+    )  # type: ignore[return-value]
+
+
+def rec_loss(s: Mapping[str, Tensor], text: Tensor) -> Tensor:
+    """Eq. 7: the decoder maps every modality's projection back to the class text."""
+    return F.mse_loss(s["dec_a"], text) + F.mse_loss(s["dec_v"], text) + F.mse_loss(s["dec_t"], text)
+
+
+def reg_loss(s: Mapping[str, Tensor]) -> Tensor:
+    """Eq. 8: the reconstructors map θa, θv back to the encoder outputs φa, φv."""
+    return F.mse_loss(s["rec_a"], s["phi_a"]) + F.mse_loss(s["rec_v"], s["phi_v"])
+
+
+class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
+    """AVCA cross-attention embedding model + negative losses (paper §3.4, SPEC §3)."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        lr: float = Field(2.4e-3, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound and ActivityNet 5e-4).")
+        batch_size: int = Field(112, ge=1, description="Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
+        r_enc: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the cross-attention layer; per dataset, default = UCF (VGGSound .3, ActivityNet .2).")
+        r_proj: float = Field(0.4, ge=0, lt=1, description="Dropout of the projectors A_proj, V_proj, W_proj; per dataset, default = UCF (VGGSound .1, ActivityNet .3).")
+        r_dec: float = Field(0.4, ge=0, lt=1, description="Dropout of the decoder D and the reconstructors A_rec, V_rec; per dataset, default = UCF (VGGSound .2, ActivityNet .2).")
+        bn_momentum: float = Field(
+            0.1, gt=0, le=1,
+            description=(
+                "BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch), applied to "
+                "every BatchNorm layer (AVCA applies it to each stack's last one and keeps 0.1 on the hidden one); "
+                "per dataset, default = UCF and VGGSound 0.1; the reference passes 0.99 for ActivityNet as-is in "
+                "this convention (running stats ≈ the last batches')."
+            ),
+        )
+        weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay (L2 added to the gradient).")
+        epochs: int = Field(50, ge=1, description="Training epochs.")
+        batches_per_epoch: int = Field(500, ge=1, description="Class-balanced batches per epoch.")
+        margin: float = Field(1.0, gt=0, description="Triplet margin μ (paper: 1).")
+        embed_dim: int = Field(300, ge=1, description="Encoder output / cross-attention width E (paper: 300, the word2vec size).")
+        enc_hidden: int = Field(512, ge=1, description="Hidden width of the encoders A_enc, V_enc (paper: 512).")
+        proj_hidden: int = Field(512, ge=1, description="Hidden width of the projectors (paper: 512).")
+        joint_dim: int = Field(64, ge=1, description="Dimension of the joint embedding space (paper: 64).")
+        heads: int = Field(3, ge=1, description="Attention heads of the cross-attention layer; must divide embed_dim (paper: 3 x 100).")
+        ff_dim: int = Field(64, ge=1, description="Feed-forward hidden width of the cross-attention layer (paper: 64).")
+        negative_terms: list[NegativeTerm] = Field(
+            ["trip", "rec", "reg"],
+            description=(
+                "Which negative-anchor terms L⁻ are added to L⁺: all three = the paper's L⁺ + L⁻; [] = L⁺ only "
+                "(AVCA-style); single terms reproduce the supplement's Table 1 ablation."
+            ),
+        )
+        compat_frozen_position: bool = Field(
+            False,
+            description=(
+                "Compat switch (SPEC §7.4): True reproduces the reference defect of never optimizing the learned "
+                "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
+            ),
+        )
+
+        @field_validator("negative_terms")
+        @classmethod
+        def _unique_terms(cls, v: list[str]) -> list[str]:
+            if len(set(v)) != len(v):
+                raise ValueError(f"negative_terms lists a term twice: {v}; list each of trip, rec, reg at most once")
+            return v
+
+        @model_validator(mode="after")
+        def _heads_divide(self) -> "CrossAttentionClassifier.Params":
+            if self.embed_dim % self.heads:
+                raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}; pick heads dividing it")
+            return self
+
+    quick: ClassVar[Mapping[str, Any]] = {"epochs": 4, "batches_per_epoch": 60}
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.history: list[dict[str, float]] = []
+
+    def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
+        p = self.params
+        return AVCANet(
+            audio_dim, video_dim, text_dim,
+            embed_dim=p.embed_dim, enc_hidden=p.enc_hidden, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim,
+            heads=p.heads, ff_dim=p.ff_dim, r_enc=p.r_enc, r_proj=p.r_proj, r_dec=p.r_dec,
+            bn_momentum=p.bn_momentum, frozen_position=p.compat_frozen_position,
+        )
+
+    def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "CrossAttentionClassifier":
+        p = self.params
+        text = torch.as_tensor(text, dtype=torch.float32)
+        if len(train) == 0:
+            raise DataError("unseen cross_attention: the training split is empty")
+        if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
+            raise DataError(f"unseen cross_attention: labels must index the rows of text {tuple(text.shape)}")
+        sampler = ClassBalancedSampler(train.labels)
+        if len(sampler.classes) < 2:
+            raise DataError("unseen cross_attention: negative sampling needs at least two training classes")
+        dev = ctx.device
+        audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
+        text_dev = text.to(dev)
+        net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
+        trainable = [q for q in net.parameters() if q.requires_grad]  # excludes frozen positions (compat)
+        opt = torch.optim.Adam(trainable, lr=p.lr, weight_decay=p.weight_decay)
+        negative = set(p.negative_terms)
+        b = p.batch_size
+
+        bar = ctx.track(p.epochs * p.batches_per_epoch, "unseen")
+        self.history = []
+        try:
+            for epoch in range(p.epochs):
+                net.train()
+                sums = torch.zeros(4, device=dev)
+                for step in range(p.batches_per_epoch):
+                    pos = sampler.sample(b)
+                    idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
+                    t = text_dev[labels[idx]]
+                    out = net(audio[idx], video[idx], t)
+                    s_pos = {k: v[:b] for k, v in out.items()}
+                    s_neg = {k: v[b:] for k, v in out.items()}
+                    trip = trip_loss(s_pos, s_neg, p.margin)
+                    rec = rec_loss(s_pos, t[:b])
+                    reg = reg_loss(s_pos)
+                    if "trip" in negative:
+                        trip = trip + trip_loss(s_neg, s_pos, p.margin)
+                    if "rec" in negative:
+                        rec = rec + rec_loss(s_neg, t[b:])
+                    if "reg" in negative:
+                        reg = reg + reg_loss(s_neg)
+                    loss = trip + rec + reg
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sums += torch.stack([loss, trip, rec, reg]).detach()
+                    if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
+                        value = loss.detach()
+                        check_finite(value, "unseen cross_attention", epoch)
+                        bar.update(1, loss=float(value))
+                    else:
+                        bar.update(1)
+                means = sums / p.batches_per_epoch
+                check_finite(means[0], "unseen cross_attention", epoch)
+                loss_m, trip_m, rec_m, reg_m = means.tolist()
+                self.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m})
+        finally:
+            bar.close()
+        net.eval()
+        last = self.history[-1]
+        ctx.log(f"unseen cross_attention: final loss {last['loss']:.4g} (trip {last['trip']:.4g}, "
+                f"rec {last['rec']:.4g}, reg {last['reg']:.4g})")
+        self.fitted = True
+        return self
+
+    def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
+        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
+        net = self.net
+        if net is None:
+            raise AvoodError("unseen cross_attention is not fitted; call fit or load its state first")
+        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
+        net.eval()
+        with torch.inference_mode():
+            theta_t = net.embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
+            out = [
+                torch.cdist(net.embed_video(a.to(self.device), v.to(self.device)), theta_t)
+                for a, v in zip(samples.audio.split(_CHUNK), samples.video.split(_CHUNK))
+            ]
+        if not out:
+            return torch.empty(0, len(cand))
+        return torch.cat(out).cpu()  # outside inference mode: an ordinary tensor callers may edit in place
