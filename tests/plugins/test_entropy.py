@@ -101,6 +101,20 @@ def test_reference_half_threshold(fitted, data):
     assert 0.3 * mean < half.threshold < 0.7 * mean
 
 
+def test_val_mean_threshold_uses_seen_clips_of_the_val_split(data):
+    val = AVSamples.concat(data["seen_test"], data["unseen_test"])  # unseen clips must be ignored
+    ctx = _ctx()
+    ctx.val = val
+    torch.manual_seed(0)
+    det = EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], ctx)
+    expected = _independent_entropy(det, data["seen_test"]).mean()
+    assert torch.allclose(torch.tensor(det.threshold), expected, rtol=1e-4, atol=1e-7)
+    from avood_core.errors import AvoodError
+
+    with pytest.raises(AvoodError, match="val_mean"):
+        EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], _ctx())
+
+
 def test_scores_separate_seen_from_unseen(fitted, data):
     s_seen, s_unseen = fitted.score(data["seen_test"]), fitted.score(data["unseen_test"])
     assert s_seen.device.type == "cpu" and s_seen.shape == (len(data["seen_test"]),)
