@@ -11,6 +11,17 @@ import pytest
 from avood_core.registry import set_registry
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Test models are tiny: intra-op threads only add waits (an order of magnitude on a busy CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_registry():
     """Each test starts from the entry-point registry; in-test registrations do not leak."""

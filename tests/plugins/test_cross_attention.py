@@ -21,15 +21,6 @@ SMALL: dict[str, Any] = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny nets run fastest (and unaffected by a busy machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def task():
     """10 classes, text = unit rows of a rank-4 random map; a, v = fixed nonlinear maps of t + noise.

@@ -18,16 +18,6 @@ AUDIO_DIM, VIDEO_DIM = 16, 12
 FAST = {"epochs": 60}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny MLPs gain nothing from intra-op threads, and on a busy CPU their waits slow
-    these tests by an order of magnitude; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _make(class_ids: torch.Tensor, per_class: int, seed: int) -> AVSamples:
     """Gaussian blobs: class c has a fixed mean (from its id) plus unit noise."""
     means = torch.randn(12, AUDIO_DIM + VIDEO_DIM, generator=torch.Generator().manual_seed(123)) * 1.5

@@ -46,17 +46,8 @@ def generate(gen: WGANGP, text: torch.Tensor, ids: torch.Tensor = SEEN, n: int =
     return gen.generate(ids, text, n)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and spinning threads crawl on a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def fitted(one_thread) -> tuple[WGANGP, AVSamples, torch.Tensor]:
+def fitted() -> tuple[WGANGP, AVSamples, torch.Tensor]:
     return fit()
 
 
