@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -44,7 +45,7 @@ def _sha256(path: Path) -> str:
 
 
 def save_component(component: Component, directory: str | Path, name: str, provider: Any = None, fit_hash: str | None = None) -> Path:
-    """Write ``component`` (fitted) into ``directory`` atomically; refuses NaN/inf weights."""
+    """Write ``component`` (fitted) into ``directory`` atomically; refuses NaN/inf weights and NaN scalars."""
     import torch
     from safetensors.torch import save_file
 
@@ -56,6 +57,13 @@ def save_component(component: Component, directory: str | Path, name: str, provi
             f"{component.kind} '{name}': weights {bad[:3]} hold NaN/inf; not saved to '{directory}'; "
             f"lower the learning rate or change the seed and refit"
         )
+    scalars = component.state_scalars()
+    bad_scalars = _nan_paths(scalars)
+    if bad_scalars:
+        raise CheckpointError(
+            f"{component.kind} '{name}': learned value(s) {bad_scalars[:3]} are NaN; not saved to '{directory}'; "
+            f"check the component's training data and params and refit"
+        )
     config = {
         "avood_format": FORMAT,
         "kind": component.kind,
@@ -64,7 +72,7 @@ def save_component(component: Component, directory: str | Path, name: str, provi
         "distribution": getattr(provider, "dist", None),
         "version": getattr(provider, "version", None),
         "params": component.params.model_dump(mode="json"),
-        "state": component.state_scalars(),
+        "state": scalars,
         "fit_hash": fit_hash,
     }
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -83,13 +91,40 @@ def save_component(component: Component, directory: str | Path, name: str, provi
     return directory
 
 
+def _nan_paths(value: Any, path: str = "") -> list[str]:
+    """Paths of the NaN floats inside a JSON-able value (state scalars; ±inf may be a deliberate threshold)."""
+    if isinstance(value, float):
+        return [path or "value"] if math.isnan(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nan_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _nan_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
 def _swap_in(new: Path, target: Path) -> None:
     backup = target.with_name(f".{target.name}.old")
+    if not target.exists() and backup.exists():
+        os.rename(backup, target)  # repair an earlier swap cut between its renames before dropping anything
     if backup.exists():
         shutil.rmtree(backup)
     if target.exists():
         os.rename(target, backup)
     os.rename(new, target)
+    _fsync_dir(target.parent)  # make the renames durable before the old copy goes
     shutil.rmtree(backup, ignore_errors=True)
 
 
@@ -111,13 +146,25 @@ def read_config(directory: str | Path) -> dict:
     return config
 
 
-def load_component(directory: str | Path, registry: Registry | None = None) -> Component:
-    """Rebuild a fitted component from its folder via the registry (no pickle involved)."""
+def load_component(directory: str | Path, registry: Registry | None = None, kind: str | None = None) -> Component:
+    """Rebuild a fitted component from its folder via the registry (no pickle involved).
+
+    ``kind``: the slot it must fill (``generator``, ``detector``, ``seen``, ``unseen``), if known.
+    """
+    from pydantic import ValidationError
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
     config = read_config(directory)
+    missing = [k for k in ("kind", "params", "state") if k not in config]
+    if missing:
+        raise CheckpointError(f"'{directory / CONFIG}' lacks {', '.join(missing)}; it is not a complete avood component config, refit the component")
+    if kind is not None and config["kind"] != kind:
+        raise CheckpointError(
+            f"'{directory / CONFIG}' holds a {config['kind']} '{config['name']}' but this folder is the {kind} slot; "
+            f"the run folder was edited by hand, refit the component"
+        )
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"'{weights}' not found; the checkpoint is incomplete, refit the component")
@@ -137,10 +184,19 @@ def load_component(directory: str | Path, registry: Registry | None = None) -> C
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"'{weights}' cannot be read ({exc}); refit the component") from None
-    component = cls(config["params"])
+    try:
+        component = cls(config["params"])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CheckpointError(
+            f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate ({where}: {first['msg']}); "
+            f"the installed plugin's params changed or the file was edited, refit the component"
+        ) from None
     try:
         component.load_state(config["state"], tensors)
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"'{weights}' does not fit {kind} '{name}': {exc}; refit the component") from None
+    except (KeyError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); refit the component") from None
     component.fitted = True
     return component

@@ -1,0 +1,236 @@
+"""``--resume`` by fit hash, determinism across runs, and training divergence (no NaN model saved)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from avood_core.cli import app
+from avood_core.errors import CheckpointError, TrainingDiverged
+from avood_core.pipeline import Pipeline
+
+from tiny_runs import KINDS, fit_hash, predictions, run_task, tiny_run, weights
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    result = tiny_run(tmp_path_factory.mktemp("base"))
+    return result.run_dir, result.results
+
+
+@pytest.fixture
+def run_copy(base, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(base[0], dst)
+    return dst
+
+
+def _digests(run_dir: Path) -> dict[str, str]:
+    return {kind: hashlib.sha256((run_dir / "components" / kind / "model.safetensors").read_bytes()).hexdigest()
+            for kind in KINDS}
+
+
+def _same_predictions(a: Path, b: Path) -> None:
+    pa, pb = predictions(a), predictions(b)
+    assert pa.keys() == pb.keys()
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+def _resume(run_dir: Path, *extra: str):
+    messages: list[str] = []
+    result = tiny_run(run_dir.parent / "unused", *extra, echo=messages.append, resume=run_dir)
+    assert result.run_dir == run_dir
+    return result, messages
+
+
+# -- resume ----------------------------------------------------------------------------
+
+def test_resume_with_matching_config_reuses_all_four(base, run_copy):
+    before = _digests(run_copy)
+    result, messages = _resume(run_copy)
+    assert result.results["reused_components"] == sorted(KINDS)
+    assert result.results["metrics"] == base[1]["metrics"]
+    _same_predictions(run_copy, base[0])
+    assert _digests(run_copy) == before  # nothing refitted, nothing rewritten
+    assert sum("resume: reusing fitted" in m for m in messages) == 4
+    assert not any("refitting" in m for m in messages)
+    assert "timings_s" in result.results and "generator" not in result.results["timings_s"]
+
+
+def test_changed_generator_param_refits_generator_and_detector_and_says_so(base, run_copy):
+    before = _digests(run_copy)
+    old = {k: fit_hash(run_copy, k) for k in KINDS}
+    result, messages = _resume(run_copy, "generator.beta=0.02")
+    assert result.results["reused_components"] == ["seen", "unseen"]
+    for kind in ("generator", "detector"):
+        assert any(m.startswith(f"resume: {kind} ") and "fitted with another config" in m and "not reusing" in m
+                   for m in messages), messages
+        assert fit_hash(run_copy, kind) != old[kind]
+    after = _digests(run_copy)
+    assert after["seen"] == before["seen"] and after["unseen"] == before["unseen"]
+    assert after["generator"] != before["generator"] and after["detector"] != before["detector"]
+    # the folder is a consistent, loadable pipeline again, and reports its own metrics
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == result.results["metrics"]
+
+
+def test_changed_seen_param_refits_only_the_seen_classifier(run_copy):
+    old = {k: fit_hash(run_copy, k) for k in KINDS}
+    result, messages = _resume(run_copy, "seen.lr=0.003")
+    assert result.results["reused_components"] == ["detector", "generator", "unseen"]
+    (mismatch,) = [m for m in messages if "another config" in m]
+    assert mismatch.startswith("resume: seen 'mlp' was fitted with another config") and "not reusing" in mismatch
+    assert fit_hash(run_copy, "seen") != old["seen"]
+    assert all(fit_hash(run_copy, k) == old[k] for k in ("generator", "detector", "unseen"))
+
+
+def test_changed_seed_refits_everything(run_copy):
+    result, messages = _resume(run_copy, "seed=1")
+    assert result.results["reused_components"] == []
+    assert sum("fitted with another config" in m for m in messages) == 4
+
+
+def test_missing_or_broken_components_are_reported_and_refitted(base, run_copy):
+    shutil.rmtree(run_copy / "components" / "unseen")
+    w = run_copy / "components" / "seen" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-10])
+    result, messages = _resume(run_copy)
+    assert result.results["reused_components"] == ["detector", "generator"]
+    assert any("resume: unseen was not saved yet" in m for m in messages)
+    assert any(m.startswith("resume: seen:") and "checksum" in m and "refitting" in m for m in messages)
+    # refitted with the same config and seed: the same weights and numbers as the original run
+    assert _digests(run_copy) == _digests(base[0])
+    assert result.results["metrics"] == base[1]["metrics"]
+
+
+def test_cli_resume_reports_the_mismatch(run_copy):
+    res = CliRunner().invoke(app, ["run", "--resume", str(run_copy), "--set", "unseen.margin=0.5", "-q", "--no-report"])
+    assert res.exit_code == 0, res.output
+    assert "resume: unseen 'cross_attention' was fitted with another config" in res.stderr
+    assert "resume: reusing fitted generator 'wgan_gp'" in res.stderr
+    assert f"run folder: {run_copy}" in res.stdout
+
+
+def test_interrupted_resume_leaves_a_folder_that_refuses_to_load_until_finished(run_copy, monkeypatch):
+    from avood_plugins.detectors.entropy import EntropyDetector
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EntropyDetector, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _resume(run_copy, "generator.beta=0.02")
+    monkeypatch.undo()
+    # the new generator is saved, the old detector (fitted on the old generator) is still there
+    with pytest.raises(CheckpointError, match="generator was refitted .* --resume"):
+        Pipeline.load(run_copy)
+    result, messages = _resume(run_copy, "generator.beta=0.02")
+    assert result.results["reused_components"] == ["generator", "seen", "unseen"]
+    assert any(m.startswith("resume: detector 'entropy' was fitted with another config") for m in messages)
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == result.results["metrics"]
+
+
+# -- determinism -----------------------------------------------------------------------
+
+def test_same_seed_gives_identical_results_and_weights(base, tmp_path):
+    again = tiny_run(tmp_path)
+    assert again.results["metrics"] == base[1]["metrics"]
+    assert again.results["task"] == base[1]["task"]
+    _same_predictions(again.run_dir, base[0])
+    for kind in KINDS:
+        a, b = weights(again.run_dir, kind), weights(base[0], kind)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
+        assert fit_hash(again.run_dir, kind) == fit_hash(base[0], kind)
+    assert _digests(again.run_dir) == _digests(base[0])
+
+
+# -- training stability ----------------------------------------------------------------
+
+def test_diverging_detector_stops_with_a_clear_message_and_saves_nothing_of_it(tmp_path):
+    with pytest.raises(TrainingDiverged) as exc:
+        tiny_run(tmp_path, "detector.lr=1e30")
+    msg = str(exc.value)
+    assert msg.startswith("detector entropy: loss became nan in epoch 1;") and "lower the detector lr" in msg
+    assert "\n" not in msg
+    (run_dir,) = tmp_path.iterdir()
+    components = run_dir / "components"
+    assert sorted(p.name for p in components.iterdir()) == ["generator", "seen", "unseen"]  # no detector, no temp folder
+    assert not (run_dir / "pipeline.json").exists() and not (run_dir / "results.json").exists()
+    for kind in ("generator", "seen", "unseen"):
+        assert all(torch.isfinite(v).all() for v in weights(run_dir, kind).values() if v.is_floating_point())
+    with pytest.raises(CheckpointError, match="not a finished avood run folder"):
+        Pipeline.load(run_dir)
+
+
+def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(base, run_copy):
+    before = _digests(run_copy)
+    with pytest.raises(TrainingDiverged, match="seen mlp: loss became nan in epoch 1"):
+        _resume(run_copy, "seen.lr=1e30")
+    assert _digests(run_copy) == before
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == base[1]["metrics"]
+
+
+def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypatch):
+    import avood_core.run as run_mod
+
+    real = run_mod.build_tasks
+
+    def poisoned(config):
+        stage1, task = real(config)
+        task.train.audio[:, 5] = float("nan")  # every clip: the very first batch holds a NaN
+        return stage1, task
+
+    monkeypatch.setattr(run_mod, "build_tasks", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"^generator wgan_gp: loss became nan in epoch 1; .*lower lr"):
+        tiny_run(tmp_path)
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "components").exists() or not list((run_dir / "components").iterdir())
+
+
+def test_divergence_through_the_cli_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from avood_core.cli import main
+    from tiny_runs import TINY
+
+    args = ["avood", "run", "-q", "--no-report", "-o", str(tmp_path)]
+    for o in [*TINY, "generator.lr=1e30"]:
+        args += ["--set", o]
+    monkeypatch.setattr(sys, "argv", args)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("avood: error: generator wgan_gp: loss became nan in epoch 1")
+    assert "change the seed" in err
+
+
+# -- the two-stage benchmark protocol ------------------------------------------------
+
+def test_benchmark_protocol_resume_and_evaluate_on_a_moved_tree(tmp_path):
+    from avood_core.data import write_synthetic_tree
+
+    tree = tmp_path / "bench"
+    write_synthetic_tree(tree, "ucf", scale=0.1, seed=3, audio_dim=6, video_dim=5, class_counts=(6, 3, 2))
+    data = ['data.source="benchmark"', f'data.path="{tree}"', 'data.dataset="ucf"', "seen.select_on_val=true", "seen.epochs=3"]
+    first = tiny_run(tmp_path / "runs", *data)
+    stage1 = first.results["protocol"]["stage1"]
+    kept = Pipeline.load(first.run_dir / "stage1").seen.best_epoch
+    assert stage1["selected"] == {"seen": {"epochs": kept + 1, "select_on_val": False}}  # an epoch count, never 0
+    result, messages = _resume(first.run_dir, *data)
+    assert result.results["reused_components"] == sorted(KINDS)
+    assert result.results["protocol"]["stage1"]["reused_components"] == sorted(KINDS)
+    assert result.results["protocol"]["stage1"]["selected"] == stage1["selected"]
+    assert result.results["metrics"] == first.results["metrics"]
+    assert sum("resume: reusing fitted" in m for m in messages) == 8
+    # evaluate reloads without retraining, also from a tree that moved (--data)
+    moved = tmp_path / "moved"
+    tree.rename(moved)
+    res = CliRunner().invoke(app, ["evaluate", str(first.run_dir), "--data", str(moved)])
+    assert res.exit_code == 0, res.output
+    hm = first.results["metrics"]["HM"]
+    assert next(ln for ln in res.stdout.splitlines() if ln.startswith("AV-OOD")).split()[-1] == f"{hm:.2f}"

@@ -1,0 +1,59 @@
+"""Tiny end-to-end runs of the real plugins, shared by the checkpoint, resume and predict tests.
+
+Every budget is at its minimum (1 epoch, 3 batches) and every network narrow, so one run of
+the full wgan_gp → entropy → mlp → cross_attention pipeline takes about two seconds on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+TINY = [
+    "data.scale=0.05", 'device="cpu"', "syn_num=5",
+    "generator.epochs=1", "generator.batches_per_epoch=3", "generator.critic_iters=1",
+    "generator.noise_dim=16", "generator.hidden=32", "generator.batch_size=16",
+    "detector.epochs=2", "detector.hidden=[32]", "detector.batch_size=64",
+    "seen.epochs=2", "seen.hidden=[32]", "seen.batch_size=64",
+    "unseen.epochs=1", "unseen.batches_per_epoch=3", "unseen.batch_size=16",
+    "unseen.embed_dim=30", "unseen.enc_hidden=32", "unseen.proj_hidden=32", "unseen.joint_dim=8", "unseen.ff_dim=8",
+]
+KINDS = ("generator", "detector", "seen", "unseen")
+
+
+def tiny_config(output_dir: Path, *extra: str):
+    from avood_core.config import build_config
+
+    return build_config(overrides=[*TINY, f"output_dir={json.dumps(str(output_dir))}", *extra])
+
+
+def tiny_run(output_dir: Path, *extra: str, echo=lambda m: None, resume: Path | None = None):
+    """``execute`` a tiny config (no report); returns the RunResult."""
+    from avood_core.run import execute
+
+    return execute(tiny_config(output_dir, *extra), quiet=True, echo=echo, resume=resume, report=False)
+
+
+def run_task(run_dir: Path):
+    """The task a run folder reports on, rebuilt from its config.toml."""
+    from avood_core.config import load_toml, validate_config
+    from avood_core.run import build_task
+
+    return build_task(validate_config(load_toml(Path(run_dir) / "config.toml")))
+
+
+def weights(run_dir: Path, kind: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(run_dir) / "components" / kind / "model.safetensors"))
+
+
+def predictions(run_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(Path(run_dir) / "predictions.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def fit_hash(run_dir: Path, kind: str) -> str:
+    return json.loads((Path(run_dir) / "components" / kind / "config.json").read_text())["fit_hash"]
