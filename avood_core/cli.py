@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
 from avood_core.errors import AvoodError
 
@@ -33,10 +34,11 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto.")
 
 DataOpt = typer.Option(None, "--data", help="Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol.")
 DatasetOpt = typer.Option(None, "--dataset", help="ucf, activitynet or vggsound (with --data).")
+PresetOpt = typer.Option(None, "--preset", help="Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound (see 'avood presets').")
 
 
 def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=None, device=None, output_dir=None,
-            data=None, dataset=None):
+            data=None, dataset=None, preset=None):
     from avood_core.config import build_config
 
     overrides = list(sets or [])
@@ -48,13 +50,14 @@ def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=
         if value is not None:
             overrides.append(f"{key}={json.dumps(str(value)) if key != 'seed' else value}")
     return build_config(
-        config, {"generator": generator, "detector": detector, "seen": seen, "unseen": unseen}, overrides
+        config, {"generator": generator, "detector": detector, "seen": seen, "unseen": unseen}, overrides, preset=preset
     )
 
 
 @app.command()
 def run(
     config: Optional[Path] = ConfigOpt,
+    preset: Optional[str] = PresetOpt,
     generator: Optional[str] = GenOpt,
     detector: Optional[str] = DetOpt,
     seen: Optional[str] = SeenOpt,
@@ -77,7 +80,7 @@ def run(
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
     if resume is not None and config is None:
         config = resume / "config.toml"
-    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir, data, dataset)
+    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir, data, dataset, preset)
     from avood_core.registry import get_registry
     from avood_core.config import resolve
     from avood_core.run import execute, execute_seeds, format_summary
@@ -97,6 +100,7 @@ def run(
 @app.command("config")
 def show_config(
     config: Optional[Path] = ConfigOpt,
+    preset: Optional[str] = PresetOpt,
     generator: Optional[str] = GenOpt,
     detector: Optional[str] = DetOpt,
     seen: Optional[str] = SeenOpt,
@@ -110,9 +114,20 @@ def show_config(
     """Print the fully resolved run config, every default visible."""
     from avood_core.config import resolve, to_toml
 
-    cfg = _config(config, generator, detector, seen, unseen, sets, profile, data=data, dataset=dataset)
+    cfg = _config(config, generator, detector, seen, unseen, sets, profile, data=data, dataset=dataset, preset=preset)
     resolved = resolve(cfg).model_dump(mode="json")
     typer.echo(json.dumps(resolved, indent=2) if fmt == "json" else to_toml(resolved), nl=False)
+
+
+@app.command("presets")
+def presets_cmd() -> None:
+    """List the per-dataset presets (the paper's hyperparameters) for --preset."""
+    from avood_core.presets import list_presets
+
+    items = list_presets()
+    width = max((len(p.name) for p in items), default=0)
+    for p in items:
+        typer.echo(f"{p.name.ljust(width)}  {p.description}")
 
 
 @app.command()
@@ -147,15 +162,18 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by
 
 
 @app.command()
-def evaluate(run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'.")) -> None:
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark root to evaluate on instead of the run's data (same dataset)."),
+    dataset: Optional[str] = DatasetOpt,
+) -> None:
     """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split."""
-    from avood_core.config import load_toml, validate_config
     from avood_core.pipeline import Pipeline
     from avood_core.run import build_task, format_summary
 
     pipeline = Pipeline.load(run_dir)
-    cfg = validate_config(load_toml(run_dir / "config.toml"), str(run_dir / "config.toml"))
-    task = build_task(cfg)
+    cfg = _config(run_dir / "config.toml", None, None, None, None, None, data=data, dataset=dataset)
+    task = pipeline.check_task(build_task(cfg))
     typer.echo(format_summary({"metrics": pipeline.evaluate(task.test)}))
 
 
@@ -167,8 +185,9 @@ def predict(
 ) -> None:
     """Classify new clips with a fitted pipeline: class id, class name, gate score, routed branch."""
     from avood_core.pipeline import Pipeline
-    from avood_core.predict_io import read_features, write_predictions
+    from avood_core.predict_io import check_output, read_features, write_predictions
 
+    check_output(output)
     pipeline = Pipeline.load(run_dir)
     audio, video = read_features(input)
     text = write_predictions(pipeline, pipeline.predict(audio, video), output)
@@ -177,6 +196,7 @@ def predict(
 
 
 app.add_typer(data_app, name="data")
+app.add_typer(ablate_app, name="ablate")
 
 
 def main() -> None:

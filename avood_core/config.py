@@ -165,9 +165,36 @@ def build_config(
     components: dict[str, str | None] | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> RunConfig:
-    """Merge a base dict, a TOML file, ``--<kind> NAME`` choices and ``--set`` overrides."""
+    """Merge a preset, a base dict, a TOML file, ``--<kind> NAME`` choices and ``--set`` overrides.
+
+    Later layers win field by field: preset < ``base`` < file < ``--<kind>`` < ``--set``.
+    See :func:`assemble_config` and :func:`finalize_config`.
+    """
+    data = assemble_config(config_file, components, overrides, base, preset)
+    return finalize_config(data, source=str(config_file) if config_file else "config")
+
+
+def assemble_config(
+    config_file: str | Path | None = None,
+    components: dict[str, str | None] | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+    preset: str | None = None,
+) -> dict[str, Any]:
+    """The merged, not yet validated config dict (see :func:`build_config` for the layers).
+
+    Besides the run-config fields it may hold a ``params`` table of plugin-keyed params,
+    ``params.<kind>.<plugin>.<param>`` (from a preset, a file or ``--set``): they apply to
+    ``<plugin>`` whenever it fills the ``<kind>`` slot, under that slot's own ``params``.
+    """
     data: dict[str, Any] = {k: {"name": DEFAULT_COMPONENTS[k], "params": {}} for k in KINDS}
+    if preset is not None:
+        from avood_core.presets import load_preset
+
+        chosen = load_preset(preset)
+        data = _deep_merge(data, {**chosen.config, "params": chosen.params})
     data = _deep_merge(data, base or {})
     if config_file is not None:
         data = _deep_merge(data, load_toml(config_file))
@@ -176,7 +203,29 @@ def build_config(
             set_component(data, kind, name)
     for assignment in overrides or []:
         apply_override(data, assignment)
-    return validate_config(data, str(config_file) if config_file else "config")
+    return data
+
+
+def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:
+    """Validate an assembled dict: ``swap`` puts other plugins in some slots (their slot params
+    reset, as with ``--<kind> NAME``), then plugin-keyed ``params`` fill each slot's params."""
+    import copy
+
+    from avood_core.presets import check_plugin_params
+
+    data = copy.deepcopy(data)
+    for kind, name in (swap or {}).items():
+        set_component(data, kind, name)
+    by_plugin = check_plugin_params(data.pop("params", {}), source)
+    for kind in KINDS:
+        spec = data.get(kind)
+        if not isinstance(spec, dict):
+            continue
+        extra = by_plugin.get(kind, {}).get(spec.get("name"))
+        if extra:
+            own = spec.get("params") or {}
+            spec["params"] = {**extra, **own} if isinstance(own, dict) else own
+    return validate_config(data, source)
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,15 @@ class Pipeline:
         stage("seen", lambda: self.seen.fit(task.train, ctx))
         stage("unseen", lambda: self.unseen.fit(task.train, task.text, ctx))
         stage("detector", lambda: self.detector.fit(task.train, self.synthetic, ctx))
+        self.bind_dependencies()
         return self
+
+    def bind_dependencies(self) -> None:
+        """Hand each component the fitted components it declares in ``depends_on``."""
+        for comp in self.components.values():
+            bind = getattr(comp, "bind_fitted", None)
+            if bind is not None:
+                bind({kind: self.components[kind] for kind in getattr(comp, "depends_on", ())})
 
     @torch.inference_mode()
     def predict(self, audio: AVSamples | Tensor, video: Tensor | None = None) -> Prediction:
@@ -106,7 +114,7 @@ class Pipeline:
 
         Pass an :class:`AVSamples`, or ``audio`` (N, Da) and ``video`` (N, Dv) arrays.
         """
-        samples = audio if isinstance(audio, AVSamples) else self._samples(audio, video)
+        samples = self.check_samples(audio) if isinstance(audio, AVSamples) else self._samples(audio, video)
         score = self.detector.score(samples).cpu()
         routed_seen = score < self.detector.threshold
         labels = torch.empty(len(samples), dtype=torch.long)
@@ -121,16 +129,50 @@ class Pipeline:
     def _samples(self, audio, video) -> AVSamples:
         from avood_core.errors import DataError
 
-        audio = torch.as_tensor(audio, dtype=torch.float32)
-        video = torch.as_tensor(video, dtype=torch.float32)
+        arrays = {}
         for name, arr in (("audio", audio), ("video", video)):
+            if arr is None:
+                raise DataError(f"no {name} features given; pass audio (N, Da) and video (N, Dv) arrays")
+            try:
+                arrays[name] = torch.as_tensor(arr, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise DataError(f"{name} is not a numeric array ({type(exc).__name__}: {exc}); pass float features") from None
+        audio, video = arrays["audio"], arrays["video"]
+        for name, arr in arrays.items():
             want = self.dims.get(name)
             if arr.ndim != 2 or (want is not None and arr.shape[1] != want):
                 raise DataError(f"{name} has shape {tuple(arr.shape)} but the pipeline was fitted on (N, {want}); pass features of that dim")
             if not torch.isfinite(arr).all():
                 bad = int((~torch.isfinite(arr)).any(dim=1).sum())
-                raise DataError(f"{name} holds NaN/inf in {bad} rows; clean or drop those rows first")
+                raise DataError(f"{name} holds NaN/inf in {bad} row(s); clean or drop those rows first")
+        if len(audio) != len(video):
+            raise DataError(f"audio has {len(audio)} rows but video has {len(video)}; pass one row per clip in each")
         return AVSamples(audio, video, torch.zeros(len(audio), dtype=torch.long))
+
+    def check_samples(self, samples: AVSamples) -> AVSamples:
+        """``samples`` unchanged, or a one-line :class:`DataError` when their dims differ from the fitted ones."""
+        from avood_core.errors import DataError
+
+        for name, got in (("audio", samples.audio_dim), ("video", samples.video_dim)):
+            want = self.dims.get(name)
+            if want is not None and got != want:
+                raise DataError(
+                    f"the data has {name} dim {got} but the pipeline was fitted on {name} dim {want} "
+                    f"(audio {self.dims.get('audio')}, video {self.dims.get('video')}); use features of the run's dataset"
+                )
+        return samples
+
+    def check_task(self, task: AVGZSLTask) -> AVGZSLTask:
+        """``task`` unchanged if it matches what the pipeline was fitted on (dims, classes), else a DataError."""
+        from avood_core.errors import DataError
+
+        self.check_samples(task.test)
+        if self.class_names and list(task.class_names) != list(self.class_names):
+            raise DataError(
+                f"the data has {len(task.class_names)} classes that differ from the {len(self.class_names)} classes "
+                f"the pipeline was fitted on; evaluate on the run's dataset"
+            )
+        return task
 
     def save(self, run_dir: str | Path, providers: dict | None = None, fit_hashes: dict | None = None) -> None:
         """Write every component plus ``pipeline.json`` and ``task.safetensors`` (text, class sets)."""
@@ -139,9 +181,14 @@ class Pipeline:
         for kind, comp in self.components.items():
             save_component(comp, Path(run_dir) / "components" / kind, self.names.get(kind, kind),
                            (providers or {}).get(kind), (fit_hashes or {}).get(kind))
-        self.save_meta(run_dir)
+        self.save_meta(run_dir, fit_hashes)
 
-    def save_meta(self, run_dir: str | Path) -> None:
+    def save_meta(self, run_dir: str | Path, fit_hashes: dict | None = None) -> None:
+        """``task.safetensors`` and ``pipeline.json``, written last: they mark the run folder finished.
+
+        ``fit_hashes`` records which fit of each component belongs to this pipeline, so that
+        :meth:`load` refuses a folder whose components were partly refitted by a cut resume.
+        """
         from safetensors.torch import save_file
 
         from avood_core.io import atomic_write, atomic_write_json
@@ -152,6 +199,7 @@ class Pipeline:
         atomic_write_json(Path(run_dir) / "pipeline.json", {
             "avood_format": 1, "syn_num": self.syn_num, "names": self.names,
             "class_names": self.class_names, "dims": self.dims,
+            "fit_hashes": {k: (fit_hashes or {}).get(k) for k in self.components},
         })
 
     @classmethod
@@ -161,7 +209,7 @@ class Pipeline:
 
         from safetensors.torch import load_file
 
-        from avood_core.checkpoint import load_component
+        from avood_core.checkpoint import load_component, read_config
         from avood_core.errors import CheckpointError
 
         run_dir = Path(run_dir)
@@ -172,13 +220,25 @@ class Pipeline:
         try:
             meta = json.loads(meta_path.read_text())
             tensors = load_file(str(task_path))
+            syn_num, names, class_names, dims = meta["syn_num"], meta["names"], meta["class_names"], meta["dims"]
+            text, seen_c, unseen_c = tensors["text"], tensors["seen_classes"], tensors["unseen_classes"]
         except Exception as exc:
-            raise CheckpointError(f"'{run_dir}': cannot read pipeline metadata ({exc}); rerun 'avood run'") from None
-        parts = {kind: load_component(run_dir / "components" / kind, registry)
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise CheckpointError(f"'{run_dir}': cannot read pipeline metadata ({detail}); rerun 'avood run'") from None
+        parts = {kind: load_component(run_dir / "components" / kind, registry, kind=kind)
                  for kind in ("generator", "detector", "seen", "unseen")}
-        pipe = cls(**parts, syn_num=meta["syn_num"], names=meta["names"])
-        pipe.text, pipe.seen_classes, pipe.unseen_classes = tensors["text"], tensors["seen_classes"], tensors["unseen_classes"]
-        pipe.class_names, pipe.dims = meta["class_names"], meta["dims"]
+        expected = meta.get("fit_hashes") or {}
+        for kind, comp in parts.items():
+            saved = read_config(run_dir / "components" / kind).get("fit_hash")
+            if expected.get(kind) is not None and saved != expected[kind]:
+                raise CheckpointError(
+                    f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "
+                    f"(fit hash {expected[kind]}), likely by an interrupted --resume; finish it with 'avood run --resume {run_dir}'"
+                )
+        pipe = cls(**parts, syn_num=syn_num, names=names)
+        pipe.text, pipe.seen_classes, pipe.unseen_classes = text, seen_c, unseen_c
+        pipe.class_names, pipe.dims = class_names, dims
+        pipe.bind_dependencies()
         return pipe
 
     @torch.inference_mode()
@@ -189,6 +249,7 @@ class Pipeline:
         ``unseen_pred`` (unseen classifier among the unseen classes, every sample),
         ``baseline_pred`` (unseen classifier among all classes, no gate), ``pred`` (routed).
         """
+        self.check_samples(test)
         score = self.detector.score(test).cpu()
         seen_pred = self.seen.predict(test).cpu()
         unseen_pred = self.unseen.predict(test, self.unseen_classes, self.text).cpu()

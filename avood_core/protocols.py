@@ -77,6 +77,15 @@ class Component:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 
+    def bind_fitted(self, fitted: Mapping[str, "Component"]) -> None:
+        """Receive the fitted components named in ``depends_on`` (by kind).
+
+        The pipeline calls it after ``fit`` (also when this component was reused, not refitted)
+        and after loading a run folder, so a component that uses another one at predict time
+        (e.g. a calibrated-stacking gate on the unseen classifier's distances) holds it again.
+        The default keeps nothing.
+        """
+
     def selected_params(self) -> dict[str, Any]:
         """Params this component selected on ``ctx.val`` in stage 1, to fix for stage 2.
 

@@ -119,7 +119,7 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
                  f"(hash {saved.get('fit_hash')} != {hashes[kind]}); refitting, not reusing it")
             continue
         try:
-            setattr(pipeline, kind, load_component(folder, registry))
+            setattr(pipeline, kind, load_component(folder, registry, kind=kind))
         except CheckpointError as exc:
             echo(f"resume: {kind}: {exc}; refitting")
             continue
@@ -145,7 +145,7 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
 
     pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet),
                  log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save)
-    pipeline.save_meta(stage_dir)
+    pipeline.save_meta(stage_dir, hashes)
     return pipeline, sorted(reused)
 
 

@@ -123,7 +123,7 @@ class EntropyDetector(TorchComponent, OODDetector):
                     opt.step()
                     sums += torch.stack([loss, ce, h_seen, h_unseen]).detach() * b
                 means = sums / n
-                check_finite(means[0], "detector entropy", epoch, "lower the detector lr")
+                check_finite(means[0], "detector entropy", epoch + 1, "lower the detector lr")
                 loss_m, ce_m, hs_m, hu_m = means.tolist()
                 sched.step(loss_m)
                 self.history.append({"epoch": epoch, "loss": loss_m, "ce": ce_m, "h_seen": hs_m,

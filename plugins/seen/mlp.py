@@ -48,7 +48,8 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
             False,
             description=(
                 "Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
-                "(the selection split, never test); False = keep the last epoch."
+                "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
+                "(defect SPEC §7.3, test leakage) is deliberately not offered as a compat switch."
             ),
         )
 
@@ -115,7 +116,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                     opt.step()
                     total += loss.detach() * len(idx)
                 mean = total / n
-                check_finite(mean, "seen mlp", epoch, "lower the seen classifier lr")
+                check_finite(mean, "seen mlp", epoch + 1, "lower the seen classifier lr")
                 loss_m = mean.item()
                 sched.step(loss_m)
                 record = {"epoch": epoch, "loss": loss_m, "lr": opt.param_groups[0]["lr"]}
@@ -163,7 +164,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     def selected_params(self) -> dict:
         """With ``select_on_val``: the epoch count chosen on the validation split, for stage 2."""
         if self.params.select_on_val and self.best_epoch is not None:
-            return {"epochs": int(self.best_epoch), "select_on_val": False}
+            return {"epochs": int(self.best_epoch) + 1, "select_on_val": False}  # best_epoch is 0-based
         return {}
 
     def extra_scalars(self) -> dict[str, Any]:

@@ -6,3 +6,4 @@ from avood_core.hookspecs import hookimpl
 @hookimpl
 def register_components(register):
     register("unseen", "cross_attention", "avood_plugins.unseen.cross_attention:CrossAttentionClassifier")
+    register("unseen", "mlp", "avood_plugins.unseen.mlp:MLPUnseenClassifier")

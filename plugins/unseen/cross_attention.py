@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
 from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
@@ -107,6 +108,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
             ),
         )
+        precision: Precision = Field("fp32", description=PRECISION_HELP)
 
         @field_validator("negative_terms")
         @classmethod
@@ -126,6 +128,8 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.history: list[dict[str, float]] = []
+        self.steps = 0  # optimizer steps of the last fit
+        self.samples = 0  # training rows (positives + negatives) of the last fit
 
     def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
         p = self.params
@@ -151,12 +155,12 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         text_dev = text.to(dev)
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
         trainable = [q for q in net.parameters() if q.requires_grad]  # excludes frozen positions (compat)
-        opt = torch.optim.Adam(trainable, lr=p.lr, weight_decay=p.weight_decay)
+        opt = adam(trainable, lr=p.lr, weight_decay=p.weight_decay)
         negative = set(p.negative_terms)
         b = p.batch_size
 
         bar = ctx.track(p.epochs * p.batches_per_epoch, "unseen")
-        self.history = []
+        self.history, self.steps, self.samples = [], 0, 0
         try:
             for epoch in range(p.epochs):
                 net.train()
@@ -165,7 +169,10 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                     pos = sampler.sample(b)
                     idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
                     t = text_dev[labels[idx]]
-                    out = net(audio[idx], video[idx], t)
+                    with autocast(dev, p.precision):
+                        out = net(audio[idx], video[idx], t)
+                    if p.precision != "fp32":  # losses in fp32
+                        out = {k: v.float() for k, v in out.items()}
                     s_pos = {k: v[:b] for k, v in out.items()}
                     s_neg = {k: v[b:] for k, v in out.items()}
                     trip = trip_loss(s_pos, s_neg, p.margin)
@@ -181,15 +188,17 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    self.steps += 1
+                    self.samples += len(idx)
                     sums += torch.stack([loss, trip, rec, reg]).detach()
                     if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
                         value = loss.detach()
-                        check_finite(value, "unseen cross_attention", epoch)
+                        check_finite(value, "unseen cross_attention", epoch + 1)
                         bar.update(1, loss=float(value))
                     else:
                         bar.update(1)
                 means = sums / p.batches_per_epoch
-                check_finite(means[0], "unseen cross_attention", epoch)
+                check_finite(means[0], "unseen cross_attention", epoch + 1)
                 loss_m, trip_m, rec_m, reg_m = means.tolist()
                 self.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m})
         finally:

@@ -1,0 +1,75 @@
+"""Per-dataset presets: the paper's hyperparameters (SPEC §4) as TOML data shipped in the package.
+
+A preset file ``avood_core/presets/<name>.toml`` holds
+
+* ``description`` — one line, shown by ``avood presets``;
+* ``[config]`` — run-config fields (``profile``, ``syn_num``, ``[config.data]``, ...);
+* ``[params.<kind>.<plugin>]`` — params of ``<plugin>`` whenever it fills the ``<kind>`` slot
+  (so ``--preset ucf --detector binary`` gets the binary gate the paper's UCF OOD lr/batch).
+
+A preset is the lowest layer of a config (:func:`avood_core.config.build_config`): the user's
+TOML file, ``--<kind> NAME``, ``--set`` and the other flags override it field by field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from avood_core.errors import ConfigError
+from avood_core.registry import KINDS
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def _folder():
+    return resources.files("avood_core") / "presets"
+
+
+def preset_names() -> list[str]:
+    """The shipped presets, sorted."""
+    folder = _folder()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Preset:
+    """The preset ``name``; an unknown name fails with one line listing the valid ones."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names) or '(none installed)'}")
+    where = f"preset '{name}'"
+    try:
+        data = tomllib.loads((_folder() / f"{name}.toml").read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}; reinstall avood") from None
+    unknown = sorted(set(data) - {"description", "config", "params"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level keys {unknown}; use description, [config], [params.<kind>.<plugin>]")
+    return Preset(name, str(data.get("description", "")), dict(data.get("config", {})),
+                  check_plugin_params(data.get("params", {}), where))
+
+
+def check_plugin_params(params: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Validate the shape of a ``params`` table: ``{kind: {plugin name: {param: value}}}``."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: 'params' must be a table of kinds ({', '.join(KINDS)})")
+    for kind, by_name in params.items():
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: params.{kind}: unknown kind; use one of {', '.join(KINDS)}")
+        if not isinstance(by_name, dict) or not all(isinstance(v, dict) for v in by_name.values()):
+            raise ConfigError(f"{where}: params.{kind} must hold one table per plugin name, e.g. [params.{kind}.NAME]")
+    return params
+
+
+def list_presets() -> list[Preset]:
+    return [load_preset(n) for n in preset_names()]

@@ -1,0 +1,105 @@
+"""The cross-attention embedding model as a *seen* classifier (paper Table 3, "Embedding" seen).
+
+It wraps :class:`avood_plugins.unseen.cross_attention.CrossAttentionClassifier` (AVCA
+cross-attention embedding + the paper's negative losses; same ``Params``, same defaults)
+without changing it: ``fit`` trains that model on the seen training clips and their class
+texts exactly as the unseen classifier trains, and ``predict`` returns the seen class whose
+projected text ``W_proj(t_c)`` is nearest to the clip's visual embedding ``θv``, among the seen
+classes only. The seen classes and their text rows are kept with the model, so a loaded
+checkpoint predicts without the task.
+
+:meth:`from_unseen` builds one from an already fitted embedding unseen classifier (no
+training): the ablation of classifiers uses it so that "Embedding & Embedding" is one model
+restricted to the seen and to the unseen classes, as the paper's Table 3 compares them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+import torch
+from pydantic import BaseModel
+from torch import Tensor
+
+from avood_core.errors import AvoodError, DataError
+from avood_core.protocols import FitContext, SeenClassifier
+from avood_core.task import AVSamples
+from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
+
+
+class CrossAttentionSeenClassifier(SeenClassifier):
+    """Nearest seen-class text in the cross-attention joint space; returns global class ids."""
+
+    Params: ClassVar[type[BaseModel]] = CrossAttentionClassifier.Params
+    quick: ClassVar[Mapping[str, Any]] = CrossAttentionClassifier.quick
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.model = CrossAttentionClassifier(self.params)
+        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
+        self.seen_text: Tensor | None = None
+
+    @classmethod
+    def from_unseen(cls, model: CrossAttentionClassifier, seen_classes: Tensor, text: Tensor) -> "CrossAttentionSeenClassifier":
+        """A seen classifier sharing a fitted embedding model (no copy, no training)."""
+        if not getattr(model, "fitted", False) or model.net is None:
+            raise AvoodError("seen cross_attention: from_unseen needs a fitted cross_attention unseen classifier")
+        seen = cls(model.params)
+        seen.model = model
+        seen._set_classes(seen_classes, text)
+        seen.fitted = True
+        return seen
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.model.history
+
+    def _set_classes(self, seen_classes: Tensor, text: Tensor) -> None:
+        self.seen_classes = torch.unique(torch.as_tensor(seen_classes, dtype=torch.long).cpu())
+        text = torch.as_tensor(text, dtype=torch.float32).cpu()
+        if len(self.seen_classes) == 0 or self.seen_classes.max() >= len(text):
+            raise DataError(f"seen cross_attention: seen class ids must index the rows of text {tuple(text.shape)}")
+        self.seen_text = text[self.seen_classes].contiguous()
+
+    def fit(self, train: AVSamples, ctx: FitContext) -> "CrossAttentionSeenClassifier":
+        self._set_classes(ctx.seen_classes, ctx.text)
+        if not torch.isin(train.labels.cpu(), self.seen_classes).all():
+            raise DataError("seen cross_attention: a training sample's label is not among ctx.seen_classes")
+        progress = ctx.progress
+        inner = dataclasses.replace(
+            ctx,
+            progress=(lambda total, description: progress(total, "seen")) if progress else None,
+            log=lambda m: ctx.log(m.replace("unseen cross_attention", "seen cross_attention", 1)),
+        )
+        self.model.fit(train, ctx.text, inner)
+        self.fitted = True
+        return self
+
+    def distances(self, samples: AVSamples) -> Tensor:
+        """(N, n_seen) distances to the seen classes (column k = ``seen_classes[k]``), CPU."""
+        if self.seen_text is None:
+            raise AvoodError("seen cross_attention is not fitted; call fit or load its state first")
+        return self.model.distances(samples, torch.arange(len(self.seen_classes)), self.seen_text)
+
+    def predict(self, samples: AVSamples) -> Tensor:
+        """Global ids of the nearest seen class (LongTensor on CPU)."""
+        d = self.distances(samples)
+        if d.shape[0] == 0:
+            return torch.empty(0, dtype=torch.long)
+        return self.seen_classes[d.argmin(dim=1)]
+
+    # -- checkpoint: the wrapped model's tensors under "model.", the seen texts, the class ids ----
+    def state_tensors(self) -> dict[str, Tensor]:
+        assert self.seen_text is not None, "seen cross_attention is not fitted"
+        return {**{f"model.{k}": v for k, v in self.model.state_tensors().items()}, "seen_text": self.seen_text}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {"model": self.model.state_scalars(), "seen_classes": self.seen_classes.tolist()}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        inner = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state(scalars["model"], inner)
+        self.seen_classes = torch.as_tensor(scalars["seen_classes"], dtype=torch.long)
+        self.seen_text = torch.as_tensor(tensors["seen_text"], dtype=torch.float32)
+        self.fitted = True
