@@ -269,8 +269,11 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
             points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
     rows = [done[i] for i in range(len(ablation.rows))]
-    source = (f"benchmark {base.data.dataset} ({base.data.path}), stage-1 selection"
-              if base.data.source == "benchmark" else f"embedded synthetic task (scale {base.data.scale})")
+    if base.data.source == "benchmark":
+        source = f"benchmark {base.data.dataset} ({base.data.path})" + (
+            ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
+    else:
+        source = f"embedded synthetic task (scale {base.data.scale})"
     caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
     table = markdown_table(ablation, rows, caption)
     trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}

@@ -266,22 +266,10 @@ def test_needs_an_unseen_classifier_with_distances():
         CalibratedStacking().fit(_samples(10, 1, SEEN), _samples(10, 2, UNSEEN), ctx)
 
 
-def test_conformance_kit(tmp_path):
-    """Every kit check, with the kit's stand-in embedding model as ``ctx.fitted['unseen']``.
+def test_conformance_kit():
+    """Every kit check, with the kit's stand-in embedding model as ``ctx.fitted['unseen']``
+    (the kit binds it again after its save/load round trip, as ``Pipeline.load`` does)."""
+    from avood_core.testing import StandInUnseen, check_component
 
-    ``save_load`` is done here with the binding the pipeline does after loading
-    (``Pipeline.load`` -> ``bind_fitted``); the kit's own round trip does not bind dependencies.
-    """
-    from avood_core.checkpoint import load_component, save_component
-    from avood_core.testing import CHECKS, StandInUnseen, check_component, component_outputs, make_kit_data
-
-    report = check_component(CalibratedStacking, "detector", {}, name="calibrated_stacking",
-                             checks=tuple(c for c in CHECKS if c != "save_load"))
-    gate = report.fitted
-    assert isinstance(gate._unseen, StandInUnseen)
-    save_component(gate, tmp_path / "detector", "calibrated_stacking")
-    loaded = load_component(tmp_path / "detector", kind="detector")
-    loaded.bind_fitted({"unseen": gate._unseen})
-    data = make_kit_data(0)
-    before, after = component_outputs(gate, data), component_outputs(loaded, data)
-    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    report = check_component(CalibratedStacking, "detector", {}, name="calibrated_stacking")
+    assert isinstance(report.fitted._unseen, StandInUnseen)
