@@ -38,10 +38,12 @@ The checks (:data:`CHECKS`), each also callable on its own:
     the threshold is finite and ``is_seen`` equals ``score < threshold``.
 ``save_load``
     a round trip through :func:`avood_core.checkpoint.save_component` /
-    :func:`~avood_core.checkpoint.load_component` gives identical outputs.
+    :func:`~avood_core.checkpoint.load_component` gives the same outputs: identical class ids,
+    routing and thresholds, floats equal up to :data:`SAVE_LOAD_RTOL` / :data:`SAVE_LOAD_ATOL`
+    (a reloaded weight may be laid out differently in memory, which can change the last bits).
 ``determinism``
     seeding (:func:`avood_core.training.seed_everything`) and fitting a fresh instance again
-    gives identical outputs.
+    gives bit-identical outputs.
 
 Budgets: the params used are the class's ``quick`` overrides plus the caller's, so a test
 shrinks epochs with ``params={"epochs": 2}``. The kit runs on the CPU with one torch thread
@@ -102,6 +104,7 @@ __all__ = [
     "StandInGenerator",
     "StandInSeen",
     "StandInUnseen",
+    "bind",
     "check_component",
     "check_determinism",
     "check_outputs",
@@ -114,6 +117,7 @@ __all__ = [
     "kit_params",
     "make_context",
     "make_kit_data",
+    "torch_threads",
 ]
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
@@ -219,13 +223,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------
-# Stand-in components (fast, closed form): dependencies for components that use ctx.fitted
+# Stand-in components (fast, closed form, with checkpoint state): the dependencies handed to
+# components that use ctx.fitted, and small worked examples of each protocol
 # ---------------------------------------------------------------------------------------
 def _ridge(a: Tensor, b: Tensor, lam: float) -> Tensor:
     """``W = argmin ‖aW − b‖² + lam‖W‖²`` in float64."""
     a64, b64 = a.double(), b.double()
     eye = torch.eye(a64.shape[1], dtype=torch.float64)
-    return torch.linalg.solve(a64.T @ a64 + lam * eye, a64.T @ b64).float()
+    return torch.linalg.solve(a64.T @ a64 + lam * eye, a64.T @ b64).float().contiguous()
 
 
 def _centroids(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -247,6 +252,15 @@ class StandInGenerator(Generator):
         x = text[labels] @ self.w
         return AVSamples.from_x(x + 0.1 * torch.randn_like(x), labels, self.audio_dim)
 
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"w": self.w}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {"audio_dim": self.audio_dim}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        self.w, self.audio_dim, self.fitted = tensors["w"], int(scalars["audio_dim"]), True
+
 
 class StandInDetector(OODDetector):
     """OOD score = distance to the nearest seen class centroid; threshold = its mean on seen training data."""
@@ -260,6 +274,15 @@ class StandInDetector(OODDetector):
     def score(self, samples: AVSamples) -> Tensor:
         return torch.cdist(samples.x, self.centroids).min(dim=1).values
 
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"centroids": self.centroids}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        self.centroids, self.threshold, self.fitted = tensors["centroids"], float(scalars["threshold"]), True
+
 
 class StandInSeen(SeenClassifier):
     """Nearest class centroid among the seen classes."""
@@ -272,6 +295,12 @@ class StandInSeen(SeenClassifier):
     def predict(self, samples: AVSamples) -> Tensor:
         return self.classes[torch.cdist(samples.x, self.centroids).argmin(dim=1)]
 
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"classes": self.classes, "centroids": self.centroids}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        self.classes, self.centroids, self.fitted = tensors["classes"], tensors["centroids"], True
+
 
 class StandInUnseen(UnseenClassifier):
     """Ridge regression from fused features to text; distance = Euclidean distance to each class's text."""
@@ -283,6 +312,12 @@ class StandInUnseen(UnseenClassifier):
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         return torch.cdist(samples.x @ self.w, text[torch.as_tensor(candidates, dtype=torch.long)])
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"w": self.w}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        self.w, self.fitted = tensors["w"], True
 
 
 STAND_INS: dict[str, type[Component]] = {
@@ -407,20 +442,34 @@ def _dependencies(cls: type, data: KitData, seed: int,
     return out
 
 
+def bind(component: Component, fitted: Mapping[str, Component]) -> None:
+    """Hand ``component`` the fitted components it declares in ``depends_on``, as the pipeline does
+    after ``fit`` and after loading a run folder (:meth:`Component.bind_fitted`)."""
+    hook = getattr(component, "bind_fitted", None)
+    if hook is not None:
+        hook({kind: fitted[kind] for kind in getattr(component, "depends_on", ()) if kind in fitted})
+
+
 def fit_component(component: Component, data: KitData, seed: int = 0,
                   fitted: Mapping[str, Component] | None = None) -> Component:
-    """Seed, then call the kind's ``fit`` as the pipeline does; returns what ``fit`` returned."""
+    """Seed, call the kind's ``fit`` as the pipeline does, then :func:`bind` ``fitted``.
+
+    Returns what ``fit`` returned (the component itself, for a conforming one).
+    """
     task, ctx = data.task, make_context(data, seed, fitted)
     seed_everything(seed)
     if component.kind == "generator":
-        return component.fit(task.train, task.text, ctx)
-    if component.kind == "detector":
-        return component.fit(task.train, data.synthetic, ctx)
-    if component.kind == "seen":
-        return component.fit(task.train, ctx)
-    if component.kind == "unseen":
-        return component.fit(task.train, task.text, ctx)
-    raise ValueError(f"unknown component kind {component.kind!r}")
+        returned = component.fit(task.train, task.text, ctx)
+    elif component.kind == "detector":
+        returned = component.fit(task.train, data.synthetic, ctx)
+    elif component.kind == "seen":
+        returned = component.fit(task.train, ctx)
+    elif component.kind == "unseen":
+        returned = component.fit(task.train, task.text, ctx)
+    else:
+        raise ValueError(f"unknown component kind {component.kind!r}")
+    bind(component, ctx.fitted)
+    return returned
 
 
 def component_outputs(component: Component, data: KitData, seed: int = 0) -> dict[str, Tensor]:
@@ -554,12 +603,23 @@ def check_score_direction(detector: OODDetector, data: KitData, outputs: Mapping
             f"a sample is routed seen iff score < threshold")
 
 
-def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str) -> None:
+SAVE_LOAD_RTOL, SAVE_LOAD_ATOL = 1e-5, 1e-6
+"""Float tolerance of the save/load comparison: a reloaded tensor is contiguous where the fitted one
+may not have been, and a matmul over another memory layout may differ in the last bits.
+Integer and boolean outputs (class ids, routing) must be identical."""
+
+
+def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str,
+          rtol: float = 0.0, atol: float = 0.0) -> None:
     if set(a) != set(b):
         _fail(f"{what}: outputs differ in keys {sorted(set(a) ^ set(b))}")
     for key in a:
         x, y = a[key], b[key]
-        if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+        if x.dtype == y.dtype and x.shape == y.shape and x.is_floating_point() and (rtol or atol):
+            same = torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            same = x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+        if not same:
             detail = ""
             if x.shape == y.shape and x.dtype == y.dtype and x.is_floating_point():
                 detail = f" (max abs difference {float((x.double() - y.double()).abs().max()):.3g})"
@@ -580,8 +640,12 @@ def _private_registry(cls: type, kind: str, name: str) -> Registry:
 
 
 def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
-                    name: str | None = None, seed: int = 0) -> Component:
-    """Save through :mod:`avood_core.checkpoint`, load, compare outputs; returns the loaded component."""
+                    name: str | None = None, seed: int = 0,
+                    fitted: Mapping[str, Component] | None = None) -> Component:
+    """Save through :mod:`avood_core.checkpoint`, load, compare outputs; returns the loaded component.
+
+    ``fitted``: the dependencies to :func:`bind` into the loaded component (as ``Pipeline.load`` does).
+    """
     from avood_core.checkpoint import load_component, save_component
 
     kind = component.kind
@@ -591,6 +655,7 @@ def check_save_load(component: Component, data: KitData, outputs: Mapping[str, T
         folder = Path(tmp) / kind
         save_component(component, folder, name)
         loaded = load_component(folder, _private_registry(type(component), kind, name))
+    bind(loaded, fitted or {})
     _expect(type(loaded) is type(component), f"loaded a {type(loaded).__name__}, expected {type(component).__name__}")
     _expect(loaded.params == component.params, f"params changed in the round trip: {component.params!r} -> {loaded.params!r}")
     if kind == "detector":
@@ -601,7 +666,8 @@ def check_save_load(component: Component, data: KitData, outputs: Mapping[str, T
     after = component_outputs(loaded, data, seed)
     _same(before, after, "save/load round trip",
           "put every learned tensor in state_tensors() (TorchComponent: the net's state_dict) and every learned "
-          "scalar in state_scalars() (TorchComponent: extra_scalars), and restore both in load_state()")
+          "scalar in state_scalars() (TorchComponent: extra_scalars), and restore both in load_state()",
+          rtol=SAVE_LOAD_RTOL, atol=SAVE_LOAD_ATOL)
     return loaded
 
 
@@ -640,8 +706,9 @@ class ConformanceReport:
     kind: str | None
     params: dict[str, Any]
     results: dict[str, CheckResult] = field(default_factory=dict)
-    fitted: Component | None = None
-    outputs: dict[str, Tensor] = field(default_factory=dict)
+    fitted: Component | None = field(default=None, repr=False)
+    outputs: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    dependencies: dict[str, Component] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -729,7 +796,7 @@ def check_component(
 
         def fit_and_outputs() -> None:
             comp = cls(merged)
-            deps = _dependencies(cls, data, seed, dependencies)
+            deps = report.dependencies = _dependencies(cls, data, seed, dependencies)
             snapshot = [t.clone() for t in _inputs(data)]
             returned = fit_component(comp, data, seed, deps)
             _expect(returned is comp, f"fit() returned {type(returned).__name__}; return self")
@@ -748,7 +815,7 @@ def check_component(
             run("score_direction", lambda: check_score_direction(report.fitted, data, report.outputs))
         elif "score_direction" in checks:
             report.results["score_direction"] = CheckResult("skipped", f"not a detector ({report.kind})")
-        run("save_load", lambda: check_save_load(report.fitted, data, report.outputs, name, seed))
+        run("save_load", lambda: check_save_load(report.fitted, data, report.outputs, name, seed, report.dependencies))
         run("determinism", lambda: check_determinism(cls, data, params, seed, report.outputs, quick, dependencies))
     report.results = {k: report.results[k] for k in CHECKS if k in report.results}
     if raise_on_failure:
