@@ -1,0 +1,284 @@
+"""The individual conformance checks (see the package docstring), each callable on its own."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import tempfile
+import types
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from pydantic import BaseModel, ValidationError
+from torch import Tensor
+
+from avood_core.hookspecs import hookimpl
+from avood_core.protocols import PROTOCOLS, Component, OODDetector, TorchComponent
+from avood_core.registry import KINDS, Registry
+from avood_core.testing.data import KitData
+from avood_core.testing.errors import _expect, _fail
+from avood_core.testing.fitting import (
+    N_PER_CLASS,
+    _dependencies,
+    bind,
+    component_outputs,
+    fit_component,
+    kit_params,
+)
+
+CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
+
+# What each kind must override (any one of a tuple).
+_REQUIRED_METHODS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "generator": (("fit",), ("generate",)),
+    "detector": (("fit",), ("score",)),
+    "seen": (("fit",), ("predict",)),
+    "unseen": (("fit",), ("distances", "predict")),
+}
+
+
+def _overrides(cls: type, method: str) -> bool:
+    base = PROTOCOLS.get(getattr(cls, "kind", ""), Component)
+    mine = inspect.getattr_static(cls, method, None)
+    return mine is not None and mine is not inspect.getattr_static(base, method, None)
+
+
+def check_protocol(cls: type, kind: str | None = None) -> str:
+    """The class's kind, after checking it subclasses that protocol and overrides its methods."""
+    if not isinstance(cls, type) or not issubclass(cls, Component):
+        _fail(f"{cls!r} is not a component class; subclass one of avood_core.protocols."
+              f"{', '.join(p.__name__ for p in PROTOCOLS.values())}")
+    declared = getattr(cls, "kind", "")
+    if declared not in KINDS:
+        _fail(f"{cls.__name__}.kind is {declared!r}; subclass a protocol (Generator, OODDetector, SeenClassifier, "
+              f"UnseenClassifier) so kind is one of {', '.join(KINDS)}")
+    if kind is not None and declared != kind:
+        _fail(f"{cls.__name__} declares kind {declared!r} but is registered/checked as {kind!r}; "
+              f"register it under kind {declared!r} or subclass the {kind} protocol")
+    if not issubclass(cls, PROTOCOLS[declared]):
+        _fail(f"{cls.__name__} declares kind {declared!r} but does not subclass {PROTOCOLS[declared].__name__}")
+    for options in _REQUIRED_METHODS[declared]:
+        if not any(_overrides(cls, m) for m in options):
+            _fail(f"{cls.__name__} must implement {' or '.join(options)}() of the {declared} protocol")
+    if issubclass(cls, TorchComponent) and not _overrides(cls, "make_net"):
+        _fail(f"{cls.__name__} is a TorchComponent but does not implement make_net(**dims)")
+    if not isinstance(getattr(cls, "quick", None), Mapping):
+        _fail(f"{cls.__name__}.quick must be a mapping of param overrides (the quick profile), "
+              f"not {type(getattr(cls, 'quick', None)).__name__}")
+    if not isinstance(getattr(cls, "uses_synthetic", None), bool):
+        _fail(f"{cls.__name__}.uses_synthetic must be a bool")
+    deps = getattr(cls, "depends_on", None)
+    if not isinstance(deps, tuple) or any(d not in KINDS or d == declared for d in deps):
+        _fail(f"{cls.__name__}.depends_on must be a tuple of other kinds among {', '.join(KINDS)}; got {deps!r}")
+    return declared
+
+
+def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
+    """The validated kit params, after checking the ``Params`` model (see the module docstring)."""
+    model = getattr(cls, "Params", None)
+    name = cls.__name__
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        _fail(f"{name}.Params must be a pydantic BaseModel subclass (use avood_core.protocols.NoParams "
+              f"when there are no hyperparameters)")
+    try:
+        defaults = model()
+    except ValidationError as exc:
+        missing = [".".join(map(str, e["loc"])) for e in exc.errors()]
+        _fail(f"{name}.Params() fails without arguments (fields {missing}); give every field a default "
+              f"(the paper's value): a run names a component without params")
+    try:
+        model.model_validate({"__avood_kit_unknown_key__": 1})
+    except ValidationError:
+        pass
+    else:
+        _fail(f"{name}.Params accepts unknown keys; set model_config = ConfigDict(extra='forbid') so a "
+              f"misspelt --set fails instead of being ignored")
+    undocumented = [k for k, f in model.model_fields.items() if not (f.description or "").strip()]
+    if undocumented:
+        _fail(f"{name}.Params fields without a description: {undocumented}; use Field(default, "
+              f"description=...) (the config reference and `avood config` users read it)")
+    quick_map = dict(getattr(cls, "quick", {}) if quick else {})
+    unknown = sorted(set(quick_map) - set(model.model_fields))
+    if unknown:
+        _fail(f"{name}.quick names {unknown}, which are not fields of {name}.Params")
+    try:
+        model.model_validate(quick_map)
+    except ValidationError as exc:
+        _fail(f"{name}.quick does not validate against {name}.Params: {exc.errors()[0]['msg']} "
+              f"at {exc.errors()[0]['loc']}")
+    merged = kit_params(cls, params, quick)
+    try:
+        validated = model.model_validate(merged)
+    except ValidationError as exc:
+        _fail(f"params {merged} do not validate against {name}.Params: {exc}")
+    for label, p in (("defaults", defaults), ("kit params", validated)):
+        try:
+            again = model.model_validate(json.loads(json.dumps(p.model_dump(mode="json"))))
+        except (ValidationError, TypeError, ValueError) as exc:
+            _fail(f"{name}.Params {label} do not survive the JSON round trip of checkpoints: {exc}")
+        if again != p:
+            _fail(f"{name}.Params {label} change in the JSON round trip of checkpoints: {p!r} -> {again!r}")
+    instance = cls(merged)
+    if not isinstance(instance.params, model):
+        _fail(f"{name}(params).params is a {type(instance.params).__name__}, not {name}.Params; "
+              f"call Component.__init__ (super().__init__(params, **overrides))")
+    return validated
+
+
+def _check_ids(name: str, pred: Tensor, n: int, allowed: Tensor, what: str) -> None:
+    _expect(pred.dtype == torch.long, f"{name}: dtype {pred.dtype}; return global class ids as int64 (torch.long)")
+    _expect(tuple(pred.shape) == (n,), f"{name}: shape {tuple(pred.shape)}, expected ({n},), one id per sample")
+    bad = sorted(set(pred.tolist()) - set(allowed.tolist()))
+    _expect(not bad, f"{name}: ids {bad[:5]} are not {what} {allowed.tolist()}; return global class ids "
+                     f"(rows of the text matrix), not positions")
+
+
+def _check_float(name: str, t: Tensor, shape: tuple[int, ...]) -> None:
+    _expect(t.is_floating_point(), f"{name}: dtype {t.dtype}; expected a floating-point tensor")
+    _expect(tuple(t.shape) == shape, f"{name}: shape {tuple(t.shape)}, expected {shape}")
+    _expect(bool(torch.isfinite(t).all()), f"{name}: holds NaN or inf")
+
+
+def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: KitData) -> None:
+    """Shapes, dtypes and class sets of :func:`component_outputs`."""
+    task = data.task
+    n, kind = len(task.test), component.kind
+    if kind == "generator":
+        k = len(task.unseen_classes)
+        for label, classes, per in (("generated", task.unseen_classes, N_PER_CLASS),
+                                    ("generated_one", task.unseen_classes[:1], 2)):
+            rows = len(classes) * per
+            _check_float(f"generate() audio ({label})", outputs[f"{label}.audio"], (rows, task.train.audio_dim))
+            _check_float(f"generate() video ({label})", outputs[f"{label}.video"], (rows, task.train.video_dim))
+            _expect(outputs[f"{label}.audio"].dtype == torch.float32, "generate(): features must be float32")
+            labels = outputs[f"{label}.labels"]
+            _expect(labels.dtype == torch.long and tuple(labels.shape) == (rows,),
+                    f"generate() labels ({label}): {labels.dtype} {tuple(labels.shape)}, expected int64 ({rows},)")
+            counts = {int(c): int((labels == c).sum()) for c in classes}
+            _expect(all(v == per for v in counts.values()) and len(labels) == rows,
+                    f"generate() ({label}) must return n_per_class={per} samples of each requested class; "
+                    f"got counts {counts}")
+        _expect(k > 0, "the kit's task has no unseen classes")
+    elif kind == "detector":
+        _check_float("score(test)", outputs["score"], (n,))
+        _check_float("score(train)", outputs["score_train"], (len(task.train),))
+        _check_float("score(synthetic)", outputs["score_synthetic"], (len(data.synthetic),))
+        _check_float("score(one sample)", outputs["score_one"], (1,))
+        is_seen = outputs["is_seen"]
+        _expect(is_seen.dtype == torch.bool and tuple(is_seen.shape) == (n,),
+                f"is_seen(test): {is_seen.dtype} {tuple(is_seen.shape)}, expected bool ({n},)")
+    elif kind == "seen":
+        _check_ids("predict(test)", outputs["pred"], n, task.seen_classes, "seen classes")
+        _check_ids("predict(one sample)", outputs["pred_one"], 1, task.seen_classes, "seen classes")
+    elif kind == "unseen":
+        _check_ids("predict(test, unseen classes)", outputs["pred_unseen"], n, task.unseen_classes,
+                   "among the candidates (the unseen classes)")
+        _check_ids("predict(test, all classes)", outputs["pred_all"], n, task.all_classes,
+                   "among the candidates (all classes)")
+        _check_ids("predict(one sample)", outputs["pred_one"], 1, task.unseen_classes,
+                   "among the candidates (the unseen classes)")
+        if "distances" in outputs:
+            _check_float("distances(test, unseen classes)", outputs["distances"], (n, len(task.unseen_classes)))
+
+
+def check_score_direction(detector: OODDetector, data: KitData, outputs: Mapping[str, Tensor] | None = None) -> None:
+    """OOD score direction: seen training samples score lower on average than synthetic unseen ones."""
+    out = outputs if outputs is not None else component_outputs(detector, data)
+    threshold = float(out["threshold"])
+    _expect(math.isfinite(threshold), f"threshold is {threshold}; fit must set a finite self.threshold")
+    s_seen, s_unseen = out["score_train"].double().mean().item(), out["score_synthetic"].double().mean().item()
+    _expect(s_seen < s_unseen,
+            f"mean OOD score of the seen training samples ({s_seen:.4g}) is not below that of the synthetic unseen "
+            f"samples ({s_unseen:.4g}); score() must be an OOD score, higher = more likely unseen "
+            f"(negate a confidence), or the detector did not learn (raise its budget)")
+    expected = out["score"] < threshold
+    _expect(torch.equal(out["is_seen"], expected),
+            f"is_seen() disagrees with score < threshold on {int((out['is_seen'] != expected).sum())} samples; "
+            f"a sample is routed seen iff score < threshold")
+
+
+SAVE_LOAD_RTOL, SAVE_LOAD_ATOL = 1e-5, 1e-6
+"""Float tolerance of the save/load comparison: a reloaded tensor is contiguous where the fitted one
+may not have been, and a matmul over another memory layout may differ in the last bits.
+Integer and boolean outputs (class ids, routing) must be identical."""
+
+
+def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str,
+          rtol: float = 0.0, atol: float = 0.0) -> None:
+    if set(a) != set(b):
+        _fail(f"{what}: outputs differ in keys {sorted(set(a) ^ set(b))}")
+    for key in a:
+        x, y = a[key], b[key]
+        if x.dtype == y.dtype and x.shape == y.shape and x.is_floating_point() and (rtol or atol):
+            same = torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            same = x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+        if not same:
+            detail = ""
+            if x.shape == y.shape and x.dtype == y.dtype and x.is_floating_point():
+                detail = f" (max abs difference {float((x.double() - y.double()).abs().max()):.3g})"
+            elif x.shape != y.shape or x.dtype != y.dtype:
+                detail = f" ({x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)})"
+            _fail(f"{what}: output '{key}' differs{detail}; {hint}")
+
+
+def _private_registry(cls: type, kind: str, name: str) -> Registry:
+    registry = Registry(discover=False)
+
+    @hookimpl
+    def register_components(register: Callable[[str, str, object], None]) -> None:
+        register(kind, name, cls)
+
+    registry.register_plugin(types.SimpleNamespace(register_components=register_components), name="avood-testing-kit")
+    return registry
+
+
+def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
+                    name: str | None = None, seed: int = 0,
+                    fitted: Mapping[str, Component] | None = None) -> Component:
+    """Save through :mod:`avood_core.checkpoint`, load, compare outputs; returns the loaded component.
+
+    ``fitted``: the dependencies to :func:`bind` into the loaded component (as ``Pipeline.load`` does).
+    """
+    from avood_core.checkpoint import load_component, save_component
+
+    kind = component.kind
+    name = name or "component_under_test"
+    before = outputs if outputs is not None else component_outputs(component, data, seed)
+    with tempfile.TemporaryDirectory(prefix="avood-kit-") as tmp:
+        folder = Path(tmp) / kind
+        save_component(component, folder, name)
+        loaded = load_component(folder, _private_registry(type(component), kind, name))
+    bind(loaded, fitted or {})
+    _expect(type(loaded) is type(component), f"loaded a {type(loaded).__name__}, expected {type(component).__name__}")
+    _expect(loaded.params == component.params, f"params changed in the round trip: {component.params!r} -> {loaded.params!r}")
+    if kind == "detector":
+        _expect(float(loaded.threshold) == float(component.threshold) or
+                (math.isnan(loaded.threshold) and math.isnan(component.threshold)),
+                f"threshold changed in the round trip: {component.threshold} -> {loaded.threshold}; "
+                f"return it from state_scalars()/extra_scalars() and restore it in load_state()/load_extra()")
+    after = component_outputs(loaded, data, seed)
+    _same(before, after, "save/load round trip",
+          "put every learned tensor in state_tensors() (TorchComponent: the net's state_dict) and every learned "
+          "scalar in state_scalars() (TorchComponent: extra_scalars), and restore both in load_state()",
+          rtol=SAVE_LOAD_RTOL, atol=SAVE_LOAD_ATOL)
+    return loaded
+
+
+def check_determinism(cls: type, data: KitData, params: Mapping[str, Any] | None = None, seed: int = 0,
+                      outputs: Mapping[str, Tensor] | None = None, quick: bool = True,
+                      dependencies: Mapping[str, "Component | type"] | None = None) -> None:
+    """Fitting fresh instances under the same seed gives identical outputs."""
+    merged = kit_params(cls, params, quick)
+
+    def run() -> dict[str, Tensor]:
+        comp = cls(merged)
+        fit_component(comp, data, seed, _dependencies(cls, data, seed, dependencies))
+        return component_outputs(comp, data, seed)
+
+    first = outputs if outputs is not None else run()
+    _same(first, run(), f"two fits under seed {seed}",
+          "draw every random number from torch/numpy/random global RNGs (seeded by the pipeline) or from a "
+          "generator seeded with ctx.seed, and avoid nondeterministic algorithms")

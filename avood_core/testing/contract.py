@@ -1,0 +1,232 @@
+"""All checks at once: :func:`check_component`, its :class:`ConformanceReport`, and the pytest
+base class :class:`ComponentContract`."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+import torch
+from torch import Tensor
+
+from avood_core.protocols import Component
+from avood_core.task import AVGZSLTask
+from avood_core.testing.checks import (
+    CHECKS,
+    check_determinism,
+    check_outputs,
+    check_params,
+    check_protocol,
+    check_save_load,
+    check_score_direction,
+)
+from avood_core.testing.data import KitData, _as_kit_data, torch_threads
+from avood_core.testing.errors import ConformanceError, _expect
+from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
+
+
+@dataclass
+class CheckResult:
+    status: str  # "passed", "failed" or "skipped"
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ConformanceReport:
+    """The outcome of :func:`check_component`: one :class:`CheckResult` per name in :data:`CHECKS`."""
+
+    component: str
+    kind: str | None
+    params: dict[str, Any]
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    fitted: Component | None = field(default=None, repr=False)
+    outputs: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    dependencies: dict[str, Component] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.results.values())
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {k: r.message for k, r in self.results.items() if r.status == "failed"}
+
+    def assert_ok(self, check: str | None = None) -> None:
+        """Raise :class:`ConformanceError` for the failed check (or any failed check)."""
+        failed = self.failures if check is None else {k: v for k, v in self.failures.items() if k == check}
+        if failed:
+            raise ConformanceError(f"{self.component} ({self.kind}) fails the conformance kit:\n"
+                                   + "\n".join(f"  [{k}] {v}" for k, v in failed.items()))
+
+    def __str__(self) -> str:
+        lines = [f"{self.component} ({self.kind}), params {self.params}:"]
+        lines += [f"  {k:16s} {r.status:8s} {r.seconds:6.2f}s  {r.message}".rstrip() for k, r in self.results.items()]
+        return "\n".join(lines)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ConformanceError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"raised {type(exc).__name__}: {exc}{where}"
+
+
+def check_component(
+    cls: type,
+    kind: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    task: "KitData | AVGZSLTask | None" = None,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    dependencies: Mapping[str, "Component | type"] | None = None,
+    quick: bool = True,
+    threads: int | None = 1,
+    checks: tuple[str, ...] = CHECKS,
+    raise_on_failure: bool = True,
+) -> ConformanceReport:
+    """Run the conformance checks on ``cls``; raise on any failure unless ``raise_on_failure=False``.
+
+    ``kind``: the kind it is registered under (default: its own ``kind``). ``params``: overrides on
+    top of the class's ``quick`` dict (``quick=False``: on top of the defaults). ``task``: a
+    :class:`KitData` or an :class:`AVGZSLTask` (default: :func:`make_kit_data`). ``name``: the
+    registry name used in the checkpoint. ``dependencies``: components (classes or instances) to
+    put in ``ctx.fitted`` for the kinds in ``cls.depends_on`` (default: fitted stand-ins).
+    The component is fitted twice (once more for ``determinism``).
+    """
+    unknown = sorted(set(checks) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; valid: {', '.join(CHECKS)}")
+    merged = kit_params(cls, params, quick)
+    report = ConformanceReport(getattr(cls, "__name__", repr(cls)), kind or getattr(cls, "kind", None), merged)
+    blocked: str | None = None  # a failed check that the later ones need
+
+    def run(check: str, fn: Callable[[], Any], needs: bool = True, blocks: bool = False) -> None:
+        nonlocal blocked
+        if check not in checks:
+            return
+        if needs and blocked:
+            report.results[check] = CheckResult("failed", f"not run: the '{blocked}' check failed")
+            return
+        start = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:  # report every failure, not just the first
+            report.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
+            if blocks:
+                blocked = blocked or check
+            return
+        report.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+
+    def protocol() -> None:
+        report.kind = check_protocol(cls, kind)
+
+    with torch_threads(threads):
+        run("protocol", protocol, needs=False, blocks=True)
+        run("params", lambda: check_params(cls, params, quick), needs=False)
+        data = _as_kit_data(task, seed)
+
+        def fit_and_outputs() -> None:
+            comp = cls(merged)
+            deps = report.dependencies = _dependencies(cls, data, seed, dependencies)
+            snapshot = [t.clone() for t in _inputs(data)]
+            returned = fit_component(comp, data, seed, deps)
+            _expect(returned is comp, f"fit() returned {type(returned).__name__}; return self")
+            _expect(bool(getattr(comp, "fitted", False)), "fit() must set self.fitted = True")
+            changed = [i for i, (a, b) in enumerate(zip(snapshot, _inputs(data))) if not torch.equal(a, b)]
+            _expect(not changed, "fit() modified its input tensors in place; copy before normalising "
+                                 "(the pipeline shares them between components)")
+            report.fitted = comp
+            report.outputs = component_outputs(comp, data, seed)
+            check_outputs(comp, report.outputs, data)
+
+        if any(c in checks for c in ("score_direction", "save_load", "determinism")) and "outputs" not in checks:
+            checks = (*checks, "outputs")  # the fitted component and its outputs are the basis of the rest
+        run("outputs", fit_and_outputs, blocks=True)
+        if report.kind == "detector":
+            run("score_direction", lambda: check_score_direction(report.fitted, data, report.outputs))
+        elif "score_direction" in checks:
+            report.results["score_direction"] = CheckResult("skipped", f"not a detector ({report.kind})")
+        run("save_load", lambda: check_save_load(report.fitted, data, report.outputs, name, seed, report.dependencies))
+        run("determinism", lambda: check_determinism(cls, data, params, seed, report.outputs, quick, dependencies))
+    report.results = {k: report.results[k] for k in CHECKS if k in report.results}
+    if raise_on_failure:
+        report.assert_ok()
+    return report
+
+
+def _inputs(data: KitData) -> list[Tensor]:
+    t = data.task
+    tensors = [t.train.audio, t.train.video, t.train.labels, t.text, t.seen_classes, t.unseen_classes,
+               data.synthetic.audio, data.synthetic.video, data.synthetic.labels]
+    if t.val is not None:
+        tensors += [t.val.audio, t.val.video, t.val.labels]
+    return tensors
+
+
+# ---------------------------------------------------------------------------------------
+# pytest base class
+# ---------------------------------------------------------------------------------------
+class ComponentContract:
+    """Subclass as ``Test<Something>`` to get one pytest test per conformance check.
+
+    Set ``component`` (the class) and optionally ``kind``, ``params`` (overrides on top of
+    ``quick``), ``name``, ``seed``, ``dependencies``, ``task`` (a zero-argument callable
+    returning a :class:`KitData` or :class:`AVGZSLTask`). The checks run once per subclass
+    and are cached; each test method reports one of them.
+    """
+
+    component: ClassVar[type | None] = None
+    kind: ClassVar[str | None] = None
+    params: ClassVar[Mapping[str, Any]] = {}
+    name: ClassVar[str | None] = None
+    seed: ClassVar[int] = 0
+    quick: ClassVar[bool] = True
+    dependencies: ClassVar[Mapping[str, Any] | None] = None
+    task: ClassVar[Callable[[], "KitData | AVGZSLTask"] | None] = None
+
+    @classmethod
+    def conformance_report(cls) -> ConformanceReport:
+        report = cls.__dict__.get("_avood_kit_report")
+        if report is None:
+            if cls.component is None:
+                raise TypeError(f"{cls.__name__}: set `component = YourComponentClass`")
+            # the raw attribute (not bound as a method): a zero-argument callable or None
+            task = next((c.__dict__["task"] for c in cls.__mro__ if "task" in c.__dict__), None)
+            report = check_component(
+                cls.component, cls.kind, cls.params, task() if task is not None else None, seed=cls.seed,
+                name=cls.name, dependencies=cls.dependencies, quick=cls.quick, raise_on_failure=False,
+            )
+            cls._avood_kit_report = report
+        return report
+
+    def _outcome(self, check: str) -> None:
+        result = self.conformance_report().results.get(check)
+        if result is not None and result.status == "skipped":
+            import pytest
+
+            pytest.skip(result.message)
+        self.conformance_report().assert_ok(check)
+
+    def test_protocol(self) -> None:
+        self._outcome("protocol")
+
+    def test_params(self) -> None:
+        self._outcome("params")
+
+    def test_outputs(self) -> None:
+        self._outcome("outputs")
+
+    def test_score_direction(self) -> None:
+        self._outcome("score_direction")
+
+    def test_save_load(self) -> None:
+        self._outcome("save_load")
+
+    def test_determinism(self) -> None:
+        self._outcome("determinism")
