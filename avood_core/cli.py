@@ -196,6 +196,7 @@ def predict(
 
 
 app.add_typer(data_app, name="data")
+app.command("bench")(__import__("avood_core.cli_bench", fromlist=["bench"]).bench)  # avood bench (docs/performance.md)
 app.add_typer(ablate_app, name="ablate")
 
 

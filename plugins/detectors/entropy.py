@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.training import check_finite, shuffled_batches
@@ -62,6 +63,8 @@ class EntropyDetector(TorchComponent, OODDetector):
             ),
         )
 
+        precision: Precision = Field("fp32", description=PRECISION_HELP)
+
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
@@ -69,6 +72,8 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.threshold: float = float("nan")
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
         self.history: list[dict[str, float]] = []
+        self.steps = 0  # optimizer steps of the last fit
+        self.samples = 0  # rows (real seen + synthetic unseen) of the last fit
 
     def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
         layers: list[nn.Module] = []
@@ -94,13 +99,13 @@ class EntropyDetector(TorchComponent, OODDetector):
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"entropy detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes))
-        opt = torch.optim.Adam(net.parameters(), lr=p.lr, betas=p.betas)
+        opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
 
         n, m = len(x), len(x_syn)
         steps = math.ceil(n / p.batch_size)
         bar = ctx.track(p.epochs * steps, "detector")
-        self.history = []
+        self.history, self.steps, self.samples = [], 0, 0
         try:
             for epoch in range(p.epochs):
                 net.train()
@@ -113,7 +118,9 @@ class EntropyDetector(TorchComponent, OODDetector):
                     sidx = syn_perm[offset : offset + b]
                     offset += b
                     idx = idx.to(dev)
-                    logits = net(torch.cat([x[idx], x_syn[sidx]]))
+                    with autocast(dev, p.precision):
+                        logits = net(torch.cat([x[idx], x_syn[sidx]]))
+                    logits = logits.float()
                     h = entropy_from_logits(logits)
                     h_seen, h_unseen = h[:b].mean(), h[b:].mean()
                     ce = F.cross_entropy(logits[:b], y[idx])
@@ -121,6 +128,8 @@ class EntropyDetector(TorchComponent, OODDetector):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    self.steps += 1
+                    self.samples += 2 * b
                     sums += torch.stack([loss, ce, h_seen, h_unseen]).detach() * b
                 means = sums / n
                 check_finite(means[0], "detector entropy", epoch + 1, "lower the detector lr")

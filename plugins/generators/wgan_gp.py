@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
-from torch.optim import Adam, Optimizer
+from torch.optim import Optimizer
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
@@ -66,6 +67,7 @@ class WGANGPParams(BaseModel):
             "told apart by their id value, so generated unseen features carry no semantics."
         ),
     )
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
 
 
 class WGANGPNet(nn.Module):
@@ -109,6 +111,8 @@ class WGANGP(TorchComponent, Generator):
         super().__init__(params, **overrides)
         self.audio_dim: int = 0
         self.history: list[dict[str, float]] = []
+        self.steps = 0  # generator steps of the last fit (each after critic_iters critic/decoder steps)
+        self.samples = 0  # real rows drawn in the last fit (critic_iters batches per generator step)
 
     # -- network and state ---------------------------------------------------------------
     def make_net(self, **dims: int) -> WGANGPNet:
@@ -141,9 +145,9 @@ class WGANGP(TorchComponent, Generator):
         net = self.build(device, x_dim=x_all.shape[1], t_dim=text.shape[1])
         net.train()
         betas = (p.beta1, p.beta2)
-        opt_g = Adam(net.G.parameters(), lr=p.lr, betas=betas)
-        opt_d = Adam(net.D.parameters(), lr=p.lr, betas=betas)
-        opt_dec = Adam(net.Dec.parameters(), lr=p.lr, betas=betas)
+        opt_g = adam(net.G.parameters(), lr=p.lr, betas=betas)
+        opt_d = adam(net.D.parameters(), lr=p.lr, betas=betas)
+        opt_dec = adam(net.Dec.parameters(), lr=p.lr, betas=betas)
         sampler = ClassBalancedSampler(train.labels)
         bs = p.batch_size
 
@@ -155,13 +159,15 @@ class WGANGP(TorchComponent, Generator):
         def negatives(labels: Tensor) -> Tensor:
             return x_all[other_class_samples(labels, sampler).to(device)]
 
-        self.history = []
+        self.history, self.steps, self.samples = [], 0, 0
         bar = ctx.track(p.epochs * p.batches_per_epoch, "generator")
         try:
             for epoch in range(p.epochs):
                 sums = torch.zeros(len(METRICS), device=device)
                 for _ in range(p.batches_per_epoch):
                     step = self._step(net, batch, negatives, (opt_g, opt_d, opt_dec))
+                    self.steps += 1
+                    self.samples += p.critic_iters * bs
                     sums += step
                     values = step.cpu()
                     for name, value in zip(METRICS, values):
@@ -191,23 +197,27 @@ class WGANGP(TorchComponent, Generator):
         d_sum = dec_sum = w_sum = 0.0
         for _ in range(p.critic_iters):
             x, labels, c = batch()
-            # Decoder: regress the condition from real features.
-            dec_loss = F.mse_loss(net.Dec(x), c)
+            # Forward passes only under autocast (its weight-cast cache must not outlive a step).
+            with autocast(x.device, p.precision):
+                # Decoder: regress the condition from real features.
+                dec_loss = F.mse_loss(net.Dec(x).float(), c)
+                # Critic: E[D(x̃)] - E[D(x)] + λ·GP, GP on per-sample 2-norms at interpolates.
+                with torch.no_grad():
+                    fake = net.generate(torch.randn(len(x), net.noise_dim, device=x.device), c).float()
+                # Real and fake rows in one critic pass (D is row-wise: no batch statistics).
+                d_out = net.critic(torch.cat([x, fake]), torch.cat([c, c])).float()
+                d_real, d_fake = d_out[: len(x)].mean(), d_out[len(x) :].mean()
+                eps = torch.rand(len(x), 1, device=x.device)
+                x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
+                grad = torch.autograd.grad(net.critic(x_hat, c).float().sum(), x_hat, create_graph=True)[0]
+                gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+                d_loss = d_fake - d_real + p.gp_lambda * gp
+            # Dec and D have disjoint parameters and losses: one backward gives each its own
+            # gradient, exactly as two separate backward passes would.
             opt_dec.zero_grad(set_to_none=True)
-            dec_loss.backward()
-            opt_dec.step()
-            # Critic: E[D(x̃)] - E[D(x)] + λ·GP, GP on per-sample 2-norms at interpolates.
-            with torch.no_grad():
-                fake = net.generate(torch.randn(len(x), net.noise_dim, device=x.device), c)
-            d_real = net.critic(x, c).mean()
-            d_fake = net.critic(fake, c).mean()
-            eps = torch.rand(len(x), 1, device=x.device)
-            x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
-            grad = torch.autograd.grad(net.critic(x_hat, c).sum(), x_hat, create_graph=True)[0]
-            gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
-            d_loss = d_fake - d_real + p.gp_lambda * gp
             opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
+            (dec_loss + d_loss).backward()
+            opt_dec.step()
             opt_d.step()
             d_sum = d_sum + d_loss.detach()
             dec_sum = dec_sum + dec_loss.detach()
@@ -216,13 +226,14 @@ class WGANGP(TorchComponent, Generator):
         # D and Dec are frozen so only G's parameters receive gradients.
         net.D.requires_grad_(False)
         net.Dec.requires_grad_(False)
-        fake = net.generate(torch.randn(len(x), net.noise_dim, device=x.device), c)
-        negative = negatives(labels)
-        ones = torch.ones(len(x), device=x.device)
-        emb = F.cosine_embedding_loss(fake, x, ones, margin=0.0) + F.cosine_embedding_loss(
-            fake, negative, -ones, margin=0.0
-        )
-        g_loss = -net.critic(fake, c).mean() + p.beta * emb + p.alpha * F.mse_loss(net.Dec(fake), c)
+        with autocast(x.device, p.precision):
+            fake = net.generate(torch.randn(len(x), net.noise_dim, device=x.device), c).float()
+            negative = negatives(labels)
+            ones = torch.ones(len(x), device=x.device)
+            emb = F.cosine_embedding_loss(fake, x, ones, margin=0.0) + F.cosine_embedding_loss(
+                fake, negative, -ones, margin=0.0
+            )
+            g_loss = -net.critic(fake, c).float().mean() + p.beta * emb + p.alpha * F.mse_loss(net.Dec(fake).float(), c)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam, autocast
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.training import check_finite, shuffled_batches
@@ -52,6 +53,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 "(defect SPEC §7.3, test leakage) is deliberately not offered as a compat switch."
             ),
         )
+        precision: Precision = Field("fp32", description=PRECISION_HELP)
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
 
@@ -60,13 +62,15 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
         self.history: list[dict[str, float]] = []
         self.best_epoch: int | None = None
+        self.steps = 0  # optimizer steps of the last fit
+        self.samples = 0  # training rows of the last fit
 
     def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
         p = self.params
         layers: list[nn.Module] = []
         width = in_dim
         for h in p.hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope), nn.Dropout(p.dropout)]
+            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope), Dropout(p.dropout)]
             width = h
         layers.append(nn.Linear(width, n_seen))
         return nn.Sequential(*layers)
@@ -87,7 +91,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         dev = ctx.device
         x, y = train.x.to(dev), pos.to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes))
-        opt = torch.optim.Adam(net.parameters(), lr=p.lr, betas=p.betas)
+        opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
 
         val = None
@@ -102,7 +106,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         n = len(x)
         steps = math.ceil(n / p.batch_size)
         bar = ctx.track(p.epochs * steps, "seen")
-        self.history, self.best_epoch = [], None
+        self.history, self.best_epoch, self.steps, self.samples = [], None, 0, 0
         best_acc, best_state = -1.0, None
         try:
             for epoch in range(p.epochs):
@@ -110,10 +114,14 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 total = torch.zeros((), device=dev)
                 for idx in shuffled_batches(n, p.batch_size):
                     idx = idx.to(dev)
-                    loss = F.cross_entropy(net(x[idx]), y[idx])
+                    with autocast(dev, p.precision):
+                        logits = net(x[idx])
+                    loss = F.cross_entropy(logits.float(), y[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    self.steps += 1
+                    self.samples += len(idx)
                     total += loss.detach() * len(idx)
                 mean = total / n
                 check_finite(mean, "seen mlp", epoch + 1, "lower the seen classifier lr")

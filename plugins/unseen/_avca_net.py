@@ -24,15 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from avood_core.perf import dropout
-
-
-class Dropout(nn.Dropout):
-    """``nn.Dropout``; on CPU the mask comes from 16-bit random lanes (:func:`avood_core.perf.dropout`:
-    about 2.5x cheaper than a ``torch.rand`` mask, which was itself 2x cheaper than ``bernoulli_``)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return dropout(x, self.p, self.training)
+from avood_core.perf import Dropout  # noqa: F401  (nn.Dropout with a cheaper CPU mask; re-exported)
 
 
 def mlp(dims: list[int], dropout: float, bn_momentum: float) -> nn.Sequential:
@@ -60,11 +52,36 @@ class CrossAttentionLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, s, e = x.shape
-        q, k, v = self.qkv(self.norm_attn(x)).view(b, s, 3, self.heads, e // self.heads).unbind(2)
-        # (B, H, S, d): softmax(q kᵀ / √d) v per head
-        attn = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, s, e)))
+        qkv = _wide(self.qkv(self.norm_attn(x)))  # one contiguous cast under bf16 autocast
+        q, k, v = qkv.view(b, s, 3, self.heads, e // self.heads).unbind(2)
+        x = x + self.drop(self.out(attention(q, k, v).reshape(b, s, e)))
         return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+_SHORT = 8  # sequences up to this length use the elementwise attention
+
+
+def _wide(x: Tensor) -> Tensor:
+    """``x`` in fp32 if it is a 16-bit float (autocast output), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``softmax(q kᵀ / √d) v`` per head for (B, S, H, d) tensors, returned as (B, S, H, d).
+
+    For the two tokens of this model the scores are a (B, S, S, H) elementwise product-sum
+    in fp32: about 6x cheaper on CPU, forward and backward, than
+    ``scaled_dot_product_attention``, whose per-call setup dominates at S = 2 (measured,
+    docs/performance.md). Longer sequences use ``scaled_dot_product_attention``.
+    """
+    s, d = q.shape[1], q.shape[-1]
+    if s > _SHORT:
+        out = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
+    q, k, v = _wide(q), _wide(k), _wide(v)
+    scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1) * (d**-0.5)  # (B, S_q, S_k, H)
+    weights = scores.softmax(dim=2)
+    return (weights.unsqueeze(-1) * v.unsqueeze(1)).sum(2)  # (B, S_q, H, d)
 
 
 class AVCANet(nn.Module):
@@ -116,10 +133,20 @@ class AVCANet(nn.Module):
         """θt = W_proj(t), (C, J)."""
         return self.W_proj(text)
 
-    def forward(self, audio: Tensor, video: Tensor, text: Tensor) -> dict[str, Tensor]:
-        """All tensors the losses need: encoder outputs, projections, reconstructions, decodings."""
+    def forward(self, audio: Tensor, video: Tensor, text: Tensor, text_rows: Tensor | None = None) -> dict[str, Tensor]:
+        """All tensors the losses need: encoder outputs, projections, reconstructions, decodings.
+
+        ``text`` is (B, T), one row per sample; or, with ``text_rows`` (B,) given, a (C, T) table
+        whose row ``text_rows[i]`` belongs to sample i. The table form runs W_proj's first
+        Linear once per distinct row and gathers (C << B in class-balanced batches); BatchNorm
+        and dropout still see all B rows, so the result is the same as with the (B, T) form.
+        """
         phi_a, phi_v, fa, fv = self.fuse(audio, video)
-        theta_a, theta_v, theta_t = self.A_proj(fa), self.V_proj(fv), self.W_proj(text)
+        theta_a, theta_v = self.A_proj(fa), self.V_proj(fv)
+        if text_rows is None:
+            theta_t = self.W_proj(text)
+        else:
+            theta_t = self.W_proj[1:](self.W_proj[0](text)[text_rows])
         # D runs once per modality (separate BatchNorm statistics per modality, as in AVCA).
         return {
             "phi_a": phi_a, "phi_v": phi_v,

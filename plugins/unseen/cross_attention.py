@@ -168,9 +168,13 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 for step in range(p.batches_per_epoch):
                     pos = sampler.sample(b)
                     idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
-                    t = text_dev[labels[idx]]
+                    rows = labels[idx]
+                    classes, inverse = torch.unique(rows, return_inverse=True)
+                    table = text_dev[classes]
+                    t = table[inverse]
                     with autocast(dev, p.precision):
-                        out = net(audio[idx], video[idx], t)
+                        # text as a per-class table: W_proj's first Linear runs once per class
+                        out = net(audio[idx], video[idx], table, text_rows=inverse)
                     if p.precision != "fp32":  # losses in fp32
                         out = {k: v.float() for k, v in out.items()}
                     s_pos = {k: v[:b] for k, v in out.items()}

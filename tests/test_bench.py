@@ -1,0 +1,101 @@
+"""``avood bench`` at tiny scale: every stage row and every column lands in bench.json and bench.md.
+
+A smoke test (no timing assertions): tiny generated trees, a few optimizer steps per component.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from avood_core.bench import COLUMNS, HEADERS, STAGES, BenchOptions, run_bench, scale_epochs
+
+TINY = dict(epochs_scale=0.002, data_scale=0.05, generated=True, audio_dim=16, video_dim=12, class_counts=(6, 3, 3),
+            threads=1)
+
+
+def _tables(md: str, header_cells: list[str]) -> list[dict[str, list[str]]]:
+    """Every markdown table whose header is ``header_cells``, as stage name -> cells."""
+    lines = md.splitlines()
+    head = "| stage | " + " | ".join(header_cells) + " |"
+    tables = []
+    for start in [i for i, line in enumerate(lines) if line == head]:
+        rows = {}
+        for line in lines[start + 2:]:
+            if not line.startswith("|"):
+                break
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        tables.append(rows)
+    return tables
+
+
+def _check_record(rec: dict) -> None:
+    assert set(rec["stages"]) == set(STAGES)
+    for name, row in rec["stages"].items():
+        assert set(COLUMNS) <= set(row), name
+        assert row["wall_s"] >= 0 and row["cpu_s"] >= 0 and row["peak_rss_mb"] > 0
+    for kind in ("generator", "seen", "unseen", "detector"):
+        row = rec["stages"][kind]
+        assert row["steps"] > 0 and row["samples"] >= row["steps"] and row["steps_per_s"] > 0
+        assert 0 < row["epochs_factor"] < 1 and row["full_wall_s"] >= row["wall_s"]
+    assert {"S", "U", "HM", "ZSL"} <= set(rec["metrics"])
+
+
+def test_bench_both_stages_json_and_markdown(tmp_path):
+    result = run_bench(BenchOptions(datasets=["ucf", "activitynet"], out=tmp_path, stages="both", **TINY),
+                       log=lambda m: None)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["datasets"].keys() == result["datasets"].keys() == {"ucf", "activitynet"}
+    machine = saved["machine"]
+    assert machine["cpus_usable"] >= 1 and machine["torch"] and len(machine["load_avg_start"]) == 3
+    md = (tmp_path / "bench.md").read_text()
+    for ds, rec in saved["datasets"].items():
+        _check_record(rec)
+        assert set(rec["protocol"]["stage1"]["stages"]) == set(STAGES) - {"load"}
+        assert f"## {ds}" in md
+    tables = _tables(md, [HEADERS[c] for c in COLUMNS])
+    assert len(tables) == 4  # per dataset: stage 1, stage 2
+    for i, rows in enumerate(tables):
+        assert set(rows) == (set(STAGES) - {"load"} if i % 2 == 0 else set(STAGES))
+        assert all(len(cells) == len(COLUMNS) and cells[0] != "-" for cells in rows.values())
+    # the paper preset's syn_num reaches the pipeline (ActivityNet synthesizes 1000 per unseen class)
+    assert saved["datasets"]["activitynet"]["syn_num"] == 1000
+
+
+def test_bench_cli_reuses_the_tree(tmp_path):
+    from avood_core.cli import app
+
+    args = ["bench", "--datasets", "ucf", "--epochs-scale", "0.001", "--data-scale", "0.02", "--generated",
+            "--threads", "1", "--out", str(tmp_path), "--set", "unseen.enc_hidden=32", "--set", "unseen.proj_hidden=32"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    rec = json.loads((tmp_path / "bench.json").read_text())["datasets"]["ucf"]
+    _check_record(rec)
+    assert rec["tree"]["reused"] is False and rec["params"]["unseen"]["enc_hidden"] == 32
+    assert "| evaluation |" in first.output
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert json.loads((tmp_path / "bench.json").read_text())["datasets"]["ucf"]["tree"]["reused"] is True
+
+
+def test_scale_epochs_exact_factor():
+    from avood_core.config import build_config, resolve
+
+    config = resolve(build_config(overrides=["profile=\"paper\""]))
+    scaled, factors = scale_epochs(config, 0.1)
+    assert scaled.generator.params["epochs"] * scaled.generator.params["batches_per_epoch"] == 250  # 5 x 500 x 0.1
+    assert scaled.unseen.params["epochs"] == 5 and scaled.unseen.params["batches_per_epoch"] == 500
+    assert scaled.seen.params["epochs"] == 20 and factors["seen"] == pytest.approx(0.1)
+    assert scaled.detector.params["epochs"] == 8 and factors["generator"] == pytest.approx(0.1)
+
+
+def test_bad_options(tmp_path):
+    from avood_core.errors import AvoodError
+
+    with pytest.raises(AvoodError, match="--datasets"):
+        run_bench(BenchOptions(datasets=["mnist"], out=tmp_path))
+    with pytest.raises(AvoodError, match="--epochs-scale"):
+        run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, epochs_scale=0))
