@@ -12,64 +12,17 @@ import typer
 
 from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
+from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app, option
 from avood_core.errors import AvoodError
 
-app = typer.Typer(
-    help="Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="TOML run config.")
-SetOpt = typer.Option(None, "--set", help="Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3.")
-GenOpt = typer.Option(None, "--generator", help="Generator plugin name.")
-DetOpt = typer.Option(None, "--detector", help="OOD detector plugin name.")
-SeenOpt = typer.Option(None, "--seen", help="Seen-classifier plugin name.")
-UnseenOpt = typer.Option(None, "--unseen", help="Unseen-classifier plugin name.")
-ProfileOpt = typer.Option(None, "--profile", help="quick (reduced epochs) or paper (full budgets).")
-SeedOpt = typer.Option(None, "--seed", help="Random seed.")
-DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto.")
-
-
-DataOpt = typer.Option(None, "--data", help="Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol.")
-DatasetOpt = typer.Option(None, "--dataset", help="ucf, activitynet or vggsound (with --data).")
-PresetOpt = typer.Option(None, "--preset", help="Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound (see 'avood presets').")
-
-
-def _config(config, generator, detector, seen, unseen, sets, profile=None, seed=None, device=None, output_dir=None,
-            data=None, dataset=None, preset=None):
-    from avood_core.config import build_config
-
-    overrides = list(sets or [])
-    if data is not None:
-        overrides += ["data.source=benchmark", f"data.path={json.dumps(str(data))}"]
-    if dataset is not None:
-        overrides.append(f"data.dataset={json.dumps(dataset)}")
-    for key, value in (("profile", profile), ("seed", seed), ("device", device), ("output_dir", output_dir)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(str(value)) if key != 'seed' else value}")
-    return build_config(
-        config, {"generator": generator, "detector": detector, "seen": seen, "unseen": unseen}, overrides, preset=preset
-    )
+app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.")
 
 
 @app.command()
+@config_options()
 def run(
-    config: Optional[Path] = ConfigOpt,
-    preset: Optional[str] = PresetOpt,
-    generator: Optional[str] = GenOpt,
-    detector: Optional[str] = DetOpt,
-    seen: Optional[str] = SeenOpt,
-    unseen: Optional[str] = UnseenOpt,
-    sets: Optional[list[str]] = SetOpt,
-    profile: Optional[str] = ProfileOpt,
-    seed: Optional[int] = SeedOpt,
-    device: Optional[str] = DeviceOpt,
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Parent folder of the run folder."),
-    data: Optional[Path] = DataOpt,
-    dataset: Optional[str] = DatasetOpt,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines."),
+    opts: ConfigOptions,
+    quiet: bool = QUIET_OPTION,
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
     ),
@@ -78,9 +31,9 @@ def run(
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
-    if resume is not None and config is None:
-        config = resume / "config.toml"
-    cfg = _config(config, generator, detector, seen, unseen, sets, profile, seed, device, output_dir, data, dataset, preset)
+    if resume is not None and opts.config is None:
+        opts.config = resume / "config.toml"
+    cfg = opts.build()
     from avood_core.registry import get_registry
     from avood_core.config import resolve
     from avood_core.run import execute, execute_seeds, format_summary
@@ -98,24 +51,15 @@ def run(
 
 
 @app.command("config")
+@config_options("config", "preset", "generator", "detector", "seen", "unseen", "sets", "profile", "data", "dataset")
 def show_config(
-    config: Optional[Path] = ConfigOpt,
-    preset: Optional[str] = PresetOpt,
-    generator: Optional[str] = GenOpt,
-    detector: Optional[str] = DetOpt,
-    seen: Optional[str] = SeenOpt,
-    unseen: Optional[str] = UnseenOpt,
-    sets: Optional[list[str]] = SetOpt,
-    profile: Optional[str] = ProfileOpt,
-    data: Optional[Path] = DataOpt,
-    dataset: Optional[str] = DatasetOpt,
+    opts: ConfigOptions,
     fmt: str = typer.Option("toml", "--format", help="toml or json."),
 ) -> None:
     """Print the fully resolved run config, every default visible."""
     from avood_core.config import resolve, to_toml
 
-    cfg = _config(config, generator, detector, seen, unseen, sets, profile, data=data, dataset=dataset, preset=preset)
-    resolved = resolve(cfg).model_dump(mode="json")
+    resolved = resolve(opts.build()).model_dump(mode="json")
     typer.echo(json.dumps(resolved, indent=2) if fmt == "json" else to_toml(resolved), nl=False)
 
 
@@ -165,14 +109,14 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
     data: Optional[Path] = typer.Option(None, "--data", help="Benchmark root to evaluate on instead of the run's data (same dataset)."),
-    dataset: Optional[str] = DatasetOpt,
+    dataset: Optional[str] = option("dataset"),
 ) -> None:
     """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split."""
     from avood_core.pipeline import Pipeline
     from avood_core.run import build_task, format_summary
 
     pipeline = Pipeline.load(run_dir)
-    cfg = _config(run_dir / "config.toml", None, None, None, None, None, data=data, dataset=dataset)
+    cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build()
     task = pipeline.check_task(build_task(cfg))
     typer.echo(format_summary({"metrics": pipeline.evaluate(task.test)}))
 

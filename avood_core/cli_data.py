@@ -12,14 +12,10 @@ from typing import Optional
 
 import typer
 
+from avood_core.cli_options import new_app
 from avood_core.errors import DataError
 
-data_app = typer.Typer(
-    help="The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): write a synthetic tree, check a tree.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): write a synthetic tree, check a tree.")
 
 
 @data_app.command("synth")

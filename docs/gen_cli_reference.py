@@ -10,7 +10,6 @@ output does not depend on the terminal or on typer's formatting.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import sys
 import types
@@ -161,21 +160,7 @@ def render() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUT.read_text(encoding="utf-8") if OUT.is_file() else ""
-        if current != text:
-            print(f"{OUT} is out of date; run: python docs/gen_cli_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from _gen_common import generate  # run as a script, so docs/ is on sys.path
+
+    sys.exit(generate(OUT, render, __doc__, __file__))

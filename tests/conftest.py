@@ -1,8 +1,9 @@
-"""Shared fixtures: a tiny synthetic task and a registry isolated per test."""
+"""Shared fixtures: a tiny synthetic task, a finished tiny run of the real plugins, a registry isolated per test."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see avood_core/cli.py
 
@@ -40,3 +41,20 @@ def tiny_task():
         train_samples=480, test_seen_samples=120, test_unseen_samples=160,
     )
     return make_synthetic_task(seed=0, spec=spec)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished tiny run of the real plugins (tiny_runs.py) per test module: (run_dir, results)."""
+    from tiny_runs import tiny_run
+
+    result = tiny_run(tmp_path_factory.mktemp("runs"))
+    return result.run_dir, result.results
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A private copy of the finished run's folder, free to break."""
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run[0], dst)
+    return dst

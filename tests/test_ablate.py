@@ -44,16 +44,6 @@ COLUMNS = {"gates": ["AUC", "FPR@TPR60", "HM@TPR60", "HM@own"], "classifiers": [
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(tmp, *extra):
     return assemble_config(overrides=[*TINY, f"output_dir={json.dumps(str(tmp))}", *extra])
 

@@ -24,24 +24,9 @@ from avood_core.cli import app
 from avood_core.errors import CheckpointError
 from avood_core.pipeline import Pipeline
 
-from tiny_runs import KINDS, predictions, run_task, tiny_run, weights
+from tiny_runs import KINDS, predictions, run_task, weights
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """One finished tiny run: (run_dir, results)."""
-    result = tiny_run(tmp_path_factory.mktemp("runs"))
-    return result.run_dir, result.results
-
-
-@pytest.fixture
-def run_copy(run, tmp_path):
-    """A private copy of the run folder, free to break."""
-    dst = tmp_path / "run"
-    shutil.copytree(run[0], dst)
-    return dst
 
 
 def _same_outputs(a: dict, b: dict) -> None:
@@ -52,8 +37,8 @@ def _same_outputs(a: dict, b: dict) -> None:
 
 # -- save → load ---------------------------------------------------------------------------
 
-def test_run_folder_layout(run):
-    run_dir, _ = run
+def test_run_folder_layout(finished_run):
+    run_dir, _ = finished_run
     for kind in KINDS:
         folder = run_dir / "components" / kind
         assert sorted(p.name for p in folder.iterdir()) == [CONFIG, WEIGHTS]
@@ -68,8 +53,8 @@ def test_run_folder_layout(run):
     assert not [p for p in (run_dir / "components").iterdir() if p.name.startswith(".")]
 
 
-def test_load_gives_identical_metrics_and_predictions(run):
-    run_dir, results = run
+def test_load_gives_identical_metrics_and_predictions(finished_run):
+    run_dir, results = finished_run
     task = run_task(run_dir)
     pipe = Pipeline.load(run_dir)
     assert pipe.evaluate(task.test) == results["metrics"]
@@ -81,8 +66,8 @@ def test_load_gives_identical_metrics_and_predictions(run):
     assert np.array_equal(pred.routed_seen.numpy(), saved["routed_seen"])
 
 
-def test_each_component_round_trips_bit_for_bit(run, tmp_path):
-    run_dir, _ = run
+def test_each_component_round_trips_bit_for_bit(finished_run, tmp_path):
+    run_dir, _ = finished_run
     for kind in KINDS:
         comp = load_component(run_dir / "components" / kind, kind=kind)
         assert comp.fitted and comp.kind == kind
@@ -98,8 +83,8 @@ def test_each_component_round_trips_bit_for_bit(run, tmp_path):
         assert {k: again[k] for k in ("params", "state", "fit_hash")} == {k: config[k] for k in ("params", "state", "fit_hash")}
 
 
-def test_pipeline_save_api_round_trip(run, tmp_path):
-    run_dir, _ = run
+def test_pipeline_save_api_round_trip(finished_run, tmp_path):
+    run_dir, _ = finished_run
     task = run_task(run_dir)
     pipe = Pipeline.load(run_dir)
     pipe.save(tmp_path / "copy")
@@ -109,8 +94,8 @@ def test_pipeline_save_api_round_trip(run, tmp_path):
     assert again.class_names == pipe.class_names and again.dims == pipe.dims == {"audio": 512, "video": 512}
 
 
-def test_avood_evaluate_cli_matches_results(run):
-    run_dir, results = run
+def test_avood_evaluate_cli_matches_results(finished_run):
+    run_dir, results = finished_run
     res = CliRunner().invoke(app, ["evaluate", str(run_dir)])
     assert res.exit_code == 0, res.output
     m = results["metrics"]
@@ -121,8 +106,8 @@ def test_avood_evaluate_cli_matches_results(run):
 
 # -- no pickles --------------------------------------------------------------------------
 
-def test_run_folder_holds_no_pickles(run):
-    run_dir, _ = run
+def test_run_folder_holds_no_pickles(finished_run):
+    run_dir, _ = finished_run
     from safetensors import safe_open
 
     for path in run_dir.rglob("*"):
@@ -140,8 +125,8 @@ def test_run_folder_holds_no_pickles(run):
                 assert list(f.keys())
 
 
-def test_loading_never_unpickles(run, monkeypatch):
-    run_dir, _ = run
+def test_loading_never_unpickles(finished_run, monkeypatch):
+    run_dir, _ = finished_run
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a load path unpickled something")

@@ -19,19 +19,6 @@ from avood_core.pipeline import Pipeline
 from tiny_runs import KINDS, fit_hash, predictions, run_task, tiny_run, weights
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    result = tiny_run(tmp_path_factory.mktemp("base"))
-    return result.run_dir, result.results
-
-
-@pytest.fixture
-def run_copy(base, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(base[0], dst)
-    return dst
-
-
 def _digests(run_dir: Path) -> dict[str, str]:
     return {kind: hashlib.sha256((run_dir / "components" / kind / "model.safetensors").read_bytes()).hexdigest()
             for kind in KINDS}
@@ -52,19 +39,19 @@ def _resume(run_dir: Path, *extra: str):
 
 # -- resume ----------------------------------------------------------------------------
 
-def test_resume_with_matching_config_reuses_all_four(base, run_copy):
+def test_resume_with_matching_config_reuses_all_four(finished_run, run_copy):
     before = _digests(run_copy)
     result, messages = _resume(run_copy)
     assert result.results["reused_components"] == sorted(KINDS)
-    assert result.results["metrics"] == base[1]["metrics"]
-    _same_predictions(run_copy, base[0])
+    assert result.results["metrics"] == finished_run[1]["metrics"]
+    _same_predictions(run_copy, finished_run[0])
     assert _digests(run_copy) == before  # nothing refitted, nothing rewritten
     assert sum("resume: reusing fitted" in m for m in messages) == 4
     assert not any("refitting" in m for m in messages)
     assert "timings_s" in result.results and "generator" not in result.results["timings_s"]
 
 
-def test_changed_generator_param_refits_generator_and_detector_and_says_so(base, run_copy):
+def test_changed_generator_param_refits_generator_and_detector_and_says_so(finished_run, run_copy):
     before = _digests(run_copy)
     old = {k: fit_hash(run_copy, k) for k in KINDS}
     result, messages = _resume(run_copy, "generator.beta=0.02")
@@ -96,7 +83,7 @@ def test_changed_seed_refits_everything(run_copy):
     assert sum("fitted with another config" in m for m in messages) == 4
 
 
-def test_missing_or_broken_components_are_reported_and_refitted(base, run_copy):
+def test_missing_or_broken_components_are_reported_and_refitted(finished_run, run_copy):
     shutil.rmtree(run_copy / "components" / "unseen")
     w = run_copy / "components" / "seen" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:-10])
@@ -105,8 +92,8 @@ def test_missing_or_broken_components_are_reported_and_refitted(base, run_copy):
     assert any("resume: unseen was not saved yet" in m for m in messages)
     assert any(m.startswith("resume: seen:") and "checksum" in m and "refitting" in m for m in messages)
     # refitted with the same config and seed: the same weights and numbers as the original run
-    assert _digests(run_copy) == _digests(base[0])
-    assert result.results["metrics"] == base[1]["metrics"]
+    assert _digests(run_copy) == _digests(finished_run[0])
+    assert result.results["metrics"] == finished_run[1]["metrics"]
 
 
 def test_cli_resume_reports_the_mismatch(run_copy):
@@ -138,16 +125,16 @@ def test_interrupted_resume_leaves_a_folder_that_refuses_to_load_until_finished(
 
 # -- determinism -----------------------------------------------------------------------
 
-def test_same_seed_gives_identical_results_and_weights(base, tmp_path):
+def test_same_seed_gives_identical_results_and_weights(finished_run, tmp_path):
     again = tiny_run(tmp_path)
-    assert again.results["metrics"] == base[1]["metrics"]
-    assert again.results["task"] == base[1]["task"]
-    _same_predictions(again.run_dir, base[0])
+    assert again.results["metrics"] == finished_run[1]["metrics"]
+    assert again.results["task"] == finished_run[1]["task"]
+    _same_predictions(again.run_dir, finished_run[0])
     for kind in KINDS:
-        a, b = weights(again.run_dir, kind), weights(base[0], kind)
+        a, b = weights(again.run_dir, kind), weights(finished_run[0], kind)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
-        assert fit_hash(again.run_dir, kind) == fit_hash(base[0], kind)
-    assert _digests(again.run_dir) == _digests(base[0])
+        assert fit_hash(again.run_dir, kind) == fit_hash(finished_run[0], kind)
+    assert _digests(again.run_dir) == _digests(finished_run[0])
 
 
 # -- training stability ----------------------------------------------------------------
@@ -168,12 +155,12 @@ def test_diverging_detector_stops_with_a_clear_message_and_saves_nothing_of_it(t
         Pipeline.load(run_dir)
 
 
-def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(base, run_copy):
+def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(finished_run, run_copy):
     before = _digests(run_copy)
     with pytest.raises(TrainingDiverged, match="seen mlp: loss became nan in epoch 1"):
         _resume(run_copy, "seen.lr=1e30")
     assert _digests(run_copy) == before
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == base[1]["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
 
 
 def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypatch):

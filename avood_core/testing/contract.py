@@ -14,15 +14,8 @@ from torch import Tensor
 
 from avood_core.protocols import Component
 from avood_core.task import AVGZSLTask
-from avood_core.testing.checks import (
-    CHECKS,
-    check_determinism,
-    check_outputs,
-    check_params,
-    check_protocol,
-    check_save_load,
-    check_score_direction,
-)
+from avood_core.testing import checks as kit_checks
+from avood_core.testing.checks import CHECKS
 from avood_core.testing.data import KitData, _as_kit_data, torch_threads
 from avood_core.testing.errors import ConformanceError, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
@@ -124,11 +117,11 @@ def check_component(
         report.results[check] = CheckResult("passed", "", time.perf_counter() - start)
 
     def protocol() -> None:
-        report.kind = check_protocol(cls, kind)
+        report.kind = kit_checks.check_protocol(cls, kind)
 
     with torch_threads(threads):
         run("protocol", protocol, needs=False, blocks=True)
-        run("params", lambda: check_params(cls, params, quick), needs=False)
+        run("params", lambda: kit_checks.check_params(cls, params, quick), needs=False)
         data = _as_kit_data(task, seed)
 
         def fit_and_outputs() -> None:
@@ -143,17 +136,19 @@ def check_component(
                                  "(the pipeline shares them between components)")
             report.fitted = comp
             report.outputs = component_outputs(comp, data, seed)
-            check_outputs(comp, report.outputs, data)
+            kit_checks.check_outputs(comp, report.outputs, data)
 
         if any(c in checks for c in ("score_direction", "save_load", "determinism")) and "outputs" not in checks:
             checks = (*checks, "outputs")  # the fitted component and its outputs are the basis of the rest
         run("outputs", fit_and_outputs, blocks=True)
         if report.kind == "detector":
-            run("score_direction", lambda: check_score_direction(report.fitted, data, report.outputs))
+            run("score_direction", lambda: kit_checks.check_score_direction(report.fitted, data, report.outputs))
         elif "score_direction" in checks:
             report.results["score_direction"] = CheckResult("skipped", f"not a detector ({report.kind})")
-        run("save_load", lambda: check_save_load(report.fitted, data, report.outputs, name, seed, report.dependencies))
-        run("determinism", lambda: check_determinism(cls, data, params, seed, report.outputs, quick, dependencies))
+        run("save_load", lambda: kit_checks.check_save_load(report.fitted, data, report.outputs, name, seed,
+                                                            report.dependencies))
+        run("determinism", lambda: kit_checks.check_determinism(cls, data, params, seed, report.outputs, quick,
+                                                                dependencies))
     report.results = {k: report.results[k] for k in CHECKS if k in report.results}
     if raise_on_failure:
         report.assert_ok()

@@ -10,46 +10,24 @@ import torch
 from pydantic import ValidationError
 
 from avood_core.errors import DataError
-from avood_core.protocols import FitContext, OODDetector, TorchComponent
+from avood_core.protocols import OODDetector, TorchComponent
 from avood_core.registry import get_registry
 from avood_core.task import AVSamples
 from avood_plugins.detectors.binary import BinaryDetector
 
-SEEN = torch.tensor([0, 2, 5, 7, 9, 11])
-UNSEEN = torch.tensor([1, 3, 4])
-AUDIO_DIM, VIDEO_DIM = 16, 12
+from blobs import SEEN, UNSEEN, blobs, fit_context, fit_detector
+
 FAST = {"epochs": 20, "batch_size": 32, "hidden": (64, 32)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _make(class_ids: torch.Tensor, per_class: int, seed: int) -> AVSamples:
-    means = torch.randn(12, AUDIO_DIM + VIDEO_DIM, generator=torch.Generator().manual_seed(123)) * 1.5
-    g = torch.Generator().manual_seed(seed)
-    labels = class_ids.repeat_interleave(per_class)
-    x = means[labels] + torch.randn(len(labels), AUDIO_DIM + VIDEO_DIM, generator=g)
-    return AVSamples.from_x(x, labels, AUDIO_DIM)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return {"seen": _make(SEEN, 60, 1), "synthetic": _make(UNSEEN, 50, 2),
-            "seen_test": _make(SEEN, 30, 3), "unseen_test": _make(UNSEEN, 30, 4)}
-
-
-def _ctx() -> FitContext:
-    return FitContext(text=torch.randn(12, 8), seen_classes=SEEN, unseen_classes=UNSEEN, device=torch.device("cpu"))
+    return {"seen": blobs(SEEN, 60, 1), "synthetic": blobs(UNSEEN, 50, 2),
+            "seen_test": blobs(SEEN, 30, 3), "unseen_test": blobs(UNSEEN, 30, 4)}
 
 
 def _fit(data, seed: int = 0, **params) -> BinaryDetector:
-    torch.manual_seed(seed)
-    return BinaryDetector({**FAST, **params}).fit(data["seen"], data["synthetic"], _ctx())
+    return fit_detector(BinaryDetector, {**FAST, **params}, data, seed)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +62,7 @@ def test_loss_is_eq3(data):
     syn = data["synthetic"].subset(torch.arange(n) % len(data["synthetic"]))
     torch.manual_seed(5)
     det = BinaryDetector(epochs=1, batch_size=n, hidden=(8,), lr=1e-12)
-    det.fit(data["seen"], syn, _ctx())
+    det.fit(data["seen"], syn, fit_context())
     with torch.no_grad():
         p_seen, p_syn = torch.sigmoid(det.net(data["seen"].x)), torch.sigmoid(det.net(syn.x))
         expected = -torch.log(p_seen).mean() - torch.log(1 - p_syn).mean()
@@ -115,7 +93,7 @@ def test_same_seed_same_outputs_and_state_round_trip(fitted, data):
 def test_needs_synthetic_features(data):
     empty = data["synthetic"].subset(torch.zeros(len(data["synthetic"]), dtype=torch.bool))
     with pytest.raises(DataError, match="synthetic"):
-        BinaryDetector(FAST).fit(data["seen"], empty, _ctx())
+        BinaryDetector(FAST).fit(data["seen"], empty, fit_context())
 
 
 def test_conformance_kit():

@@ -20,14 +20,6 @@ from avood_plugins.detectors.calibrated_stacking import DEFAULT_GRID, Calibrated
 from toy_components import CentroidSeen, RidgeGenerator, RidgeUnseen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class PrototypeDistances(UnseenClassifier):
     """d(x, c) = ‖x − proto_c‖ for fixed random prototypes (no training)."""
 

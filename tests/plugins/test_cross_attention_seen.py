@@ -18,14 +18,6 @@ SMALL = dict(embed_dim=24, enc_hidden=32, proj_hidden=32, joint_dim=16, heads=2,
              epochs=4, batches_per_epoch=15, lr=3e-3, r_enc=0.1, r_proj=0.1, r_dec=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def task():
     """10 classes (0-6 seen, 7-9 unseen); a, v = fixed nonlinear maps of the class text + noise."""

@@ -8,23 +8,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from avood_core.protocols import FitContext, OODDetector, TorchComponent
+from avood_core.protocols import OODDetector, TorchComponent
 from avood_core.task import AVSamples
 from avood_plugins.detectors.entropy import EntropyDetector
 
-SEEN = torch.tensor([0, 2, 5, 7, 9, 11])
-UNSEEN = torch.tensor([1, 3, 4])
-AUDIO_DIM, VIDEO_DIM = 16, 12
+from blobs import SEEN, UNSEEN, blobs, fit_context, fit_detector
+
 FAST = {"epochs": 30, "batch_size": 32}
-
-
-def _make(class_ids: torch.Tensor, per_class: int, seed: int) -> AVSamples:
-    """Gaussian blobs: class c has a fixed mean (from its id) plus unit noise."""
-    means = torch.randn(12, AUDIO_DIM + VIDEO_DIM, generator=torch.Generator().manual_seed(123)) * 1.5
-    g = torch.Generator().manual_seed(seed)
-    labels = class_ids.repeat_interleave(per_class)
-    x = means[labels] + torch.randn(len(labels), AUDIO_DIM + VIDEO_DIM, generator=g)
-    return AVSamples.from_x(x, labels, AUDIO_DIM)
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +22,15 @@ def data():
     return {
         # 100 per seen class: with fewer, held-out seen entropies spread well above the
         # training mean and the mean threshold routes only ~60 % of held-out seen as seen.
-        "seen": _make(SEEN, 100, 1),
-        "synthetic": _make(UNSEEN, 50, 2),
-        "seen_test": _make(SEEN, 50, 3),
-        "unseen_test": _make(UNSEEN, 50, 4),
+        "seen": blobs(SEEN, 100, 1),
+        "synthetic": blobs(UNSEEN, 50, 2),
+        "seen_test": blobs(SEEN, 50, 3),
+        "unseen_test": blobs(UNSEEN, 50, 4),
     }
 
 
-def _ctx() -> FitContext:
-    return FitContext(text=torch.randn(12, 8), seen_classes=SEEN, unseen_classes=UNSEEN, device=torch.device("cpu"))
-
-
 def _fit(data, seed: int = 0, **params) -> EntropyDetector:
-    torch.manual_seed(seed)
-    return EntropyDetector({**FAST, **params}).fit(data["seen"], data["synthetic"], _ctx())
+    return fit_detector(EntropyDetector, {**FAST, **params}, data, seed)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +78,7 @@ def test_reference_half_threshold(fitted, data):
 
 def test_val_mean_threshold_uses_seen_clips_of_the_val_split(data):
     val = AVSamples.concat(data["seen_test"], data["unseen_test"])  # unseen clips must be ignored
-    ctx = _ctx()
+    ctx = fit_context()
     ctx.val = val
     torch.manual_seed(0)
     det = EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], ctx)
@@ -102,7 +87,7 @@ def test_val_mean_threshold_uses_seen_clips_of_the_val_split(data):
     from avood_core.errors import AvoodError
 
     with pytest.raises(AvoodError, match="val_mean"):
-        EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], _ctx())
+        EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], fit_context())
 
 
 def test_scores_separate_seen_from_unseen(fitted, data):

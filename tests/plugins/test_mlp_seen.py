@@ -8,38 +8,23 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
+from avood_core.protocols import SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
 from avood_plugins.seen.mlp import MLPSeenClassifier
 
-SEEN = torch.tensor([0, 2, 5, 7, 9, 11])
-UNSEEN = torch.tensor([1, 3, 4])
-AUDIO_DIM, VIDEO_DIM = 16, 12
+from blobs import SEEN, UNSEEN, blobs, fit_context
+
 FAST = {"epochs": 60}
-
-
-def _make(class_ids: torch.Tensor, per_class: int, seed: int) -> AVSamples:
-    """Gaussian blobs: class c has a fixed mean (from its id) plus unit noise."""
-    means = torch.randn(12, AUDIO_DIM + VIDEO_DIM, generator=torch.Generator().manual_seed(123)) * 1.5
-    g = torch.Generator().manual_seed(seed)
-    labels = class_ids.repeat_interleave(per_class)
-    x = means[labels] + torch.randn(len(labels), AUDIO_DIM + VIDEO_DIM, generator=g)
-    return AVSamples.from_x(x, labels, AUDIO_DIM)
 
 
 @pytest.fixture(scope="module")
 def train():
-    return _make(SEEN, 30, 1)
-
-
-def _ctx(val: AVSamples | None = None) -> FitContext:
-    return FitContext(text=torch.randn(12, 8), seen_classes=SEEN, unseen_classes=UNSEEN,
-                      device=torch.device("cpu"), val=val)
+    return blobs(SEEN, 30, 1)
 
 
 def _fit(train, seed: int = 0, val: AVSamples | None = None, **params) -> MLPSeenClassifier:
     torch.manual_seed(seed)
-    return MLPSeenClassifier({**FAST, **params}).fit(train, _ctx(val))
+    return MLPSeenClassifier({**FAST, **params}).fit(train, fit_context(val=val))
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +63,7 @@ def test_same_seed_same_outputs(fitted, train):
 
 
 def test_select_on_val_uses_val_only(train):
-    val = AVSamples.concat(_make(SEEN, 10, 5), _make(UNSEEN, 10, 6))  # unseen rows are ignored
+    val = AVSamples.concat(blobs(SEEN, 10, 5), blobs(UNSEEN, 10, 6))  # unseen rows are ignored
     clf = _fit(train, val=val, epochs=10, select_on_val=True)
     assert all("val_acc" in h for h in clf.history)
     best = max(range(10), key=lambda e: clf.history[e]["val_acc"])
@@ -93,6 +78,6 @@ def test_state_round_trip(fitted, train):
     fresh = MLPSeenClassifier(fitted.params)
     fresh.load_state(scalars, tensors)
     assert fresh.fitted and torch.equal(fresh.seen_classes, SEEN)
-    test = _make(SEEN, 10, 7)
+    test = blobs(SEEN, 10, 7)
     assert torch.equal(fresh.predict(test), fitted.predict(test))
     assert torch.equal(fresh.logits(test), fitted.logits(test))

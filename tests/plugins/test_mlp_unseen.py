@@ -14,30 +14,20 @@ from avood_core.registry import get_registry
 from avood_core.task import AVSamples
 from avood_plugins.unseen.mlp import MLPUnseenClassifier
 
+from blobs import blobs, fit_context
 from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator
 
 SEEN, UNSEEN = torch.tensor([0, 1, 4, 6]), torch.tensor([2, 3, 5])
 FAST = {"epochs": 15, "batch_size": 32, "hidden": (32,), "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _blobs(classes: torch.Tensor, per_class: int, seed: int) -> AVSamples:
-    means = torch.randn(7, 10, generator=torch.Generator().manual_seed(11)) * 2.0
-    g = torch.Generator().manual_seed(seed)
-    y = classes.repeat_interleave(per_class)
-    return AVSamples.from_x(means[y] + torch.randn(len(y), 10, generator=g), y, 4)
+    """7 classes in 10 dimensions (4 audio, 6 video), means further apart than the default blobs."""
+    return blobs(classes, per_class, seed, n_classes=7, dim=10, audio_dim=4, scale=2.0, means_seed=11)
 
 
 def _ctx(synthetic) -> FitContext:
-    return FitContext(text=torch.randn(7, 5), seen_classes=SEEN, unseen_classes=UNSEEN, device=torch.device("cpu"),
-                      synthetic=synthetic)
+    return fit_context(SEEN, UNSEEN, (7, 5), synthetic=synthetic)
 
 
 @pytest.fixture(scope="module")
