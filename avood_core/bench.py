@@ -35,7 +35,7 @@ DATASETS = ("ucf", "activitynet", "vggsound")
 FIT_STAGES = ("generator", "seen", "unseen", "detector")
 STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
 COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
-           "epochs_factor", "full_wall_s", "load_avg")
+           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg")
 SHARED_SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
 
 # SPEC §4, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
@@ -105,8 +105,9 @@ class Meter:
     def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self.hwm_reset = _reset_hwm()
-        self.rss_method = ("VmHWM after /proc/self/clear_refs reset" if self.hwm_reset
-                           else "ru_maxrss (process peak so far; not reset per stage)")
+        # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
+        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
+                           else "ru_maxrss: the process peak so far, not reset per stage")
         self.profile_dir, self.prefix = profile_dir, prefix
         self.profiles: dict[str, list[dict[str, Any]]] = {}
 
@@ -371,7 +372,8 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         row["samples_per_s"] = samples / row["wall_s"] if samples and row["wall_s"] > 0 else None
         f = factors.get(name, 1.0)
         row["epochs_factor"] = f
-        row["full_wall_s"] = row["wall_s"] / f if f > 0 else None
+        row["full_wall_s"] = row["wall_s"] / f
+        row["full_cpu_s"] = row["cpu_s"] / f
         rows[name] = row
     return rows
 
@@ -397,7 +399,6 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     started = time.perf_counter()
     stage1, task = meter.measure("load", lambda: build_tasks(config))
     record["task"] = task.summary()
-    load_row = dict(meter.rows["load"])
     protocol: dict[str, Any] = {}
     if stage1 is not None:
         log(f"bench {dataset}: stage 1 (fit on training, select on val)")
@@ -412,15 +413,16 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     pipeline = build_pipeline(config)
     _fit_measured(pipeline, task, meter, device, config.seed, sync)
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test), sync)
-    meter.rows["load"] = load_row
     total = time.perf_counter() - started
     rows = _stage_rows(meter, pipeline, factors)
     stage_total = sum(r["wall_s"] for r in rows.values())
     full_total = sum(r["full_wall_s"] for r in rows.values())
+    full_cpu = sum(r["full_cpu_s"] for r in rows.values())
     if "stage1" in protocol:
         s1 = protocol["stage1"]["stages"]
         stage_total += sum(r["wall_s"] for r in s1.values())
         full_total += sum(r["full_wall_s"] for r in s1.values())
+        full_cpu += sum(r["full_cpu_s"] for r in s1.values())
     record.update({
         "stages": rows,
         **({"protocol": protocol} if protocol else {}),
@@ -428,8 +430,8 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         "total_cpu_s": sum(r["cpu_s"] for r in rows.values())
         + sum(r["cpu_s"] for r in protocol.get("stage1", {}).get("stages", {}).values()),
         "full_epochs_total_wall_s": full_total + (total - stage_total),
+        "full_epochs_total_cpu_s": full_cpu,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in rows.values()),
-        "ru_maxrss_mb": _maxrss_mb(),
         "rss_method": meter.rss_method,
         **({"profile_top_ops": meter.profiles} if meter.profiles else {}),
         "metrics": _headline(metrics),
@@ -513,7 +515,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s": "steps/s", "samples": "samples",
            "samples_per_s": "samples/s", "peak_rss_mb": "peak RSS MB", "epochs_factor": "epochs factor",
-           "full_wall_s": "full-epochs wall s (extrap.)", "load_avg": "load avg (start/end)"}
+           "full_wall_s": "full-epochs wall s (extrap.)", "full_cpu_s": "full-epochs CPU s (extrap.)", "load_avg": "load avg (start/end)"}
 
 
 def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -553,8 +555,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         mt = rec["metrics"]
         lines += ["",
                   f"Total wall {_fmt(rec['total_wall_s'])} s, CPU {_fmt(rec['total_cpu_s'])} s; full epochs (extrapolated where "
-                  f"scaled) {_fmt(rec['full_epochs_total_wall_s'])} s = {rec['full_epochs_total_wall_s'] / 60:.1f} min; "
-                  f"peak RSS {_fmt(rec['peak_rss_mb'])} MB ({rec['rss_method']}; process ru_maxrss {_fmt(rec['ru_maxrss_mb'])} MB).",
+                  f"scaled) {_fmt(rec['full_epochs_total_wall_s'])} s = {rec['full_epochs_total_wall_s'] / 60:.1f} min "
+                  f"(CPU {rec['full_epochs_total_cpu_s'] / 60:.1f} min); "
+                  f"peak RSS {_fmt(rec['peak_rss_mb'])} MB (the largest stage peak; {rec['rss_method']}).",
                   f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
                   ""]
         if rec.get("profile_top_ops"):
