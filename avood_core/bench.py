@@ -382,7 +382,6 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     """Write or reuse the tree, fit the pipeline stage by stage under the meter, return the record."""
     import torch
 
-    from avood_core.pipeline import scores_from_outputs  # noqa: F401  (import cost outside the timings)
     from avood_core.run import apply_selections, build_pipeline, build_tasks
     from avood_core.training import resolve_device
 
