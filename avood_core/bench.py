@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,13 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from avood_core.bench_meter import STAGES, Meter, _wrap, machine_info
+from avood_core.bench_report import render_markdown
 from avood_core.errors import AvoodError
 
 DATASETS = ("ucf", "activitynet", "vggsound")
 FIT_STAGES = ("generator", "seen", "unseen", "detector")
-STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
-COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
-           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg")
 SHARED_SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
 
 # SPEC §4, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
@@ -61,7 +57,8 @@ class BenchOptions:
     seed: int = 0  # the runs' seed
     tree_seed: int = 0  # the trees' seed (names, counts, features)
     stages: str = "2"  # "2": stage 2 only; "both": stage 1 (fit + select) then stage 2
-    threads: int | None = None
+    threads: int | None = None  # torch threads of the process (split between processes with jobs > 1)
+    jobs: int = 1  # processes fitting components side by side (Pipeline.fit(jobs=...))
     precision: str | None = None  # sets <kind>.precision on every component that has it
     overrides: list[str] = field(default_factory=list)
     splits_dir: Path | None = None  # None: the shared avgzsl folder when present, else generated
@@ -70,180 +67,6 @@ class BenchOptions:
     audio_dim: int | None = None
     video_dim: int | None = None
     class_counts: tuple[int, int, int] | None = None  # generated trees only (tiny test trees)
-
-
-# -- measurement ----------------------------------------------------------------------------------
-
-def _read_hwm_kb() -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _maxrss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
-
-
-class Meter:
-    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average."""
-
-    def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
-        self.rows: dict[str, dict[str, Any]] = {}
-        self.hwm_reset = _reset_hwm()
-        # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
-        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
-                           else "ru_maxrss: the process peak so far, not reset per stage")
-        self.profile_dir, self.prefix = profile_dir, prefix
-        self.profiles: dict[str, list[dict[str, Any]]] = {}
-
-    def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
-        reset = _reset_hwm()
-        load0 = os.getloadavg()[0]
-        prof = self._profiler()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        if prof is None:
-            result = fn()
-        else:
-            with prof:
-                result = fn()
-        sync()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        if prof is not None:
-            self._save_profile(name, prof, wall)
-        hwm = _read_hwm_kb() if reset else None
-        self.rows[name] = {
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
-            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
-        }
-        return result
-
-    def _profiler(self):
-        if self.profile_dir is None:
-            return None
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU]
-        import torch
-
-        if torch.cuda.is_available():
-            activities.append(ProfilerActivity.CUDA)
-        return profile(activities=activities)
-
-    def _save_profile(self, name: str, prof, wall: float) -> None:
-        """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
-        events = prof.key_averages()
-        total = sum(e.self_cpu_time_total for e in events) or 1.0
-        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
-        self.profiles[name] = [
-            {"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1000, 2),
-             "self_cpu_pct": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
-            for e in top[:12]
-        ]
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        path = self.profile_dir / f"{self.prefix}{name}.txt"
-        path.write_text(f"# stage {name}: wall {wall:.2f} s under the profiler (profiling inflates times)\n"
-                        + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
-
-
-def _wrap(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
-    """Shadow ``obj.method`` with a measured call (instance attribute; the class is untouched)."""
-    original = getattr(obj, method)
-
-    def measured(*args: Any, **kwargs: Any) -> Any:
-        return meter.measure(name, lambda: original(*args, **kwargs), sync)
-
-    setattr(obj, method, measured)
-
-
-# -- machine and config ---------------------------------------------------------------------------
-
-def machine_info(device: str) -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_flags": _cpu_flags(),
-        "memory_gb": _mem_total_gb(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "device": device,
-        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "git": _git_state(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-        info["cuda_version"] = torch.version.cuda
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in flags]
-    except OSError:
-        pass
-    return []
-
-
-def _mem_total_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _git_state() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                               text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _has_presets() -> bool:
@@ -347,14 +170,45 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
 
 # -- one dataset ----------------------------------------------------------------------------------
 
-def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None]) -> None:
+def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None], jobs: int = 1) -> float:
+    """Fit under the meter; the kinds fitted in worker processes get the worker's own figures. Returns the fit's wall s."""
+    offload = pipeline.worker_kinds(jobs)
     for kind in FIT_STAGES:
-        _wrap(pipeline.components[kind], "fit", meter, kind, sync)
+        if kind not in offload:
+            _wrap(pipeline.components[kind], "fit", meter, kind, sync)
     _wrap(pipeline.generator, "generate", meter, "synthesize", sync)
-    pipeline.fit(task, device=device, seed=seed, progress=None)
+    start = time.perf_counter()
+    pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs)
+    fit_wall = time.perf_counter() - start
     for kind in FIT_STAGES:  # drop the wrappers (instance attributes)
         vars(pipeline.components[kind]).pop("fit", None)
     vars(pipeline.generator).pop("generate", None)
+    for kind in offload:
+        info = pipeline.worker_info.get(kind)
+        if info is None:  # could not be sent to a worker: fitted here, timed by the pipeline only
+            meter.rows[kind] = {"wall_s": pipeline.timings.get(kind, 0.0), "cpu_s": None, "peak_rss_mb": None,
+                                "load_avg": None}
+            continue
+        meter.rows[kind] = {"wall_s": info["wall_s"], "cpu_s": info["cpu_s"], "peak_rss_mb": info["peak_rss_mb"],
+                            "load_avg": None, "process": f"worker, {info['threads']} thread(s)",
+                            "worker_overhead_s": round(info["end_s"] - info["start_s"] - info["wall_s"], 3),
+                            "worker_end_s": info["end_s"]}
+    return fit_wall
+
+
+def _span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
+    """(measured, full-epochs) wall of one fitted stage set: load + fit + evaluation, workers overlapping.
+
+    The fit's full-epochs wall is the longer of the main process's chain (its stages in
+    sequence) and each worker's path (start offset and transfer overhead + its extrapolated fit).
+    """
+    outer = [r for n, r in rows.items() if n in ("load", "evaluation")]
+    workers = [r for r in rows.values() if "worker_end_s" in r]
+    main = [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
+    full_fit = max([sum(r["full_wall_s"] for r in main)]
+                   + [r["worker_end_s"] - r["wall_s"] + r["full_wall_s"] for r in workers])
+    measured = sum(r["wall_s"] for r in outer) + fit_wall
+    return measured, sum(r["full_wall_s"] for r in outer) + full_fit
 
 
 def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, dict[str, Any]]:
@@ -373,7 +227,7 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         f = factors.get(name, 1.0)
         row["epochs_factor"] = f
         row["full_wall_s"] = row["wall_s"] / f
-        row["full_cpu_s"] = row["cpu_s"] / f
+        row["full_cpu_s"] = row["cpu_s"] / f if row["cpu_s"] is not None else None
         rows[name] = row
     return rows
 
@@ -403,34 +257,38 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         log(f"bench {dataset}: stage 1 (fit on training, select on val)")
         meter1 = Meter(profile_dir, f"{dataset}-stage1-")
         pipe1 = build_pipeline(config)
-        _fit_measured(pipe1, stage1, meter1, device, config.seed, sync)
+        fit1 = _fit_measured(pipe1, stage1, meter1, device, config.seed, sync, opts.jobs)
         metrics1 = meter1.measure("evaluation", lambda: pipe1.evaluate(stage1.test), sync)
         config, selected = apply_selections(config, pipe1)
         protocol["stage1"] = {"stages": _stage_rows(meter1, pipe1, factors), "selected": selected,
-                              "metrics_on_val": _headline(metrics1)}
+                              "metrics_on_val": _headline(metrics1), "fit_wall_s": fit1}
     log(f"bench {dataset}: stage 2 (fit on train_val, report on test)")
     pipeline = build_pipeline(config)
-    _fit_measured(pipeline, task, meter, device, config.seed, sync)
+    fit_wall = _fit_measured(pipeline, task, meter, device, config.seed, sync, opts.jobs)
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test), sync)
     total = time.perf_counter() - started
     rows = _stage_rows(meter, pipeline, factors)
-    stage_total = sum(r["wall_s"] for r in rows.values())
-    full_total = sum(r["full_wall_s"] for r in rows.values())
-    full_cpu = sum(r["full_cpu_s"] for r in rows.values())
+    stage_total, full_total = _span(rows, fit_wall)
+    full_cpu = sum(r["full_cpu_s"] or 0.0 for r in rows.values())
+    cpu_total = sum(r["cpu_s"] or 0.0 for r in rows.values())
     if "stage1" in protocol:
         s1 = protocol["stage1"]["stages"]
-        stage_total += sum(r["wall_s"] for r in s1.values())
-        full_total += sum(r["full_wall_s"] for r in s1.values())
-        full_cpu += sum(r["full_cpu_s"] for r in s1.values())
+        measured1, full1 = _span(s1, protocol["stage1"]["fit_wall_s"])
+        stage_total += measured1
+        full_total += full1
+        full_cpu += sum(r["full_cpu_s"] or 0.0 for r in s1.values())
+        cpu_total += sum(r["cpu_s"] or 0.0 for r in s1.values())
     record.update({
         "stages": rows,
         **({"protocol": protocol} if protocol else {}),
+        "jobs": opts.jobs,
+        "fit_wall_s": fit_wall,
         "total_wall_s": total,
-        "total_cpu_s": sum(r["cpu_s"] for r in rows.values())
-        + sum(r["cpu_s"] for r in protocol.get("stage1", {}).get("stages", {}).values()),
+        "total_cpu_s": cpu_total,
         "full_epochs_total_wall_s": full_total + (total - stage_total),
         "full_epochs_total_cpu_s": full_cpu,
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in rows.values()),
+        "peak_rss_mb": max(r["peak_rss_mb"] or 0.0 for r in rows.values() if "worker_end_s" not in r),
+        "peak_rss_workers_mb": sum(r["peak_rss_mb"] or 0.0 for r in rows.values() if "worker_end_s" in r),
         "rss_method": meter.rss_method,
         **({"profile_top_ops": meter.profiles} if meter.profiles else {}),
         "metrics": _headline(metrics),
@@ -497,71 +355,3 @@ def _write(out: Path, result: dict[str, Any]) -> None:
     atomic_write_json(out / "bench.json", result)
     atomic_write_text(out / "bench.md", render_markdown(result))
 
-
-# -- markdown -------------------------------------------------------------------------------------
-
-def _fmt(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, list):
-        return "/".join(_fmt(x, 2) for x in v)
-    if isinstance(v, float):
-        if v >= 1000:
-            return f"{v:,.0f}"
-        return f"{v:.{digits}f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s": "steps/s", "samples": "samples",
-           "samples_per_s": "samples/s", "peak_rss_mb": "peak RSS MB", "epochs_factor": "epochs factor",
-           "full_wall_s": "full-epochs wall s (extrap.)", "full_cpu_s": "full-epochs CPU s (extrap.)", "load_avg": "load avg (start/end)"}
-
-
-def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| stage | " + " | ".join(HEADERS[c] for c in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
-    for name in STAGES:
-        if name in rows:
-            r = rows[name]
-            cells = [_fmt(r.get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    lines = ["# avood bench", "",
-             f"Machine: {m['cpu']}, {m['cpus_usable']} usable cores ({', '.join(m['cpu_flags']) or 'no AVX flags read'}), "
-             f"{m['memory_gb']} GB; torch {m['torch']} with {m['torch_threads']} threads; device {m['device']}"
-             + (f" ({m['cuda_device']})" if m.get("cuda_device") else "") + f"; git {m['git']}.",
-             f"Load average (1/5/15 min) at start: {_fmt(m['load_avg_start'])}"
-             + (f"; at end: {_fmt(m['load_avg_end'])}" if m.get("load_avg_end") else "") + ".",
-             f"Created {result['created']}; options: epochs scale {result['options']['epochs_scale']}, "
-             f"stages {result['options']['stages']}, data scale {result['options']['data_scale']}, "
-             f"precision {result['options']['precision'] or 'as configured'}.", ""]
-    for ds, rec in result["datasets"].items():
-        t = rec["task"]
-        lines += [f"## {ds}", "",
-                  f"{rec['stages_run']}; config: {rec['config_source']}; tree {rec['tree']['tree']} "
-                  f"({rec['tree']['splits']} splits); train {(t.get('train') or {}).get('samples')}, "
-                  f"test {(t.get('test') or {}).get('samples')} clips; "
-                  f"syn_num {rec['syn_num']}.", ""]
-        if "protocol" in rec:
-            lines += ["Stage 1 (fit on training, select on val):", ""]
-            lines += stage_table(rec["protocol"]["stage1"]["stages"])
-            lines += ["", "Stage 2 (fit on train_val, report on test):", ""]
-        lines += stage_table(rec["stages"])
-        mt = rec["metrics"]
-        lines += ["",
-                  f"Total wall {_fmt(rec['total_wall_s'])} s, CPU {_fmt(rec['total_cpu_s'])} s; full epochs (extrapolated where "
-                  f"scaled) {_fmt(rec['full_epochs_total_wall_s'])} s = {rec['full_epochs_total_wall_s'] / 60:.1f} min "
-                  f"(CPU {rec['full_epochs_total_cpu_s'] / 60:.1f} min); "
-                  f"peak RSS {_fmt(rec['peak_rss_mb'])} MB (the largest stage peak; {rec['rss_method']}).",
-                  f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
-                  ""]
-        if rec.get("profile_top_ops"):
-            lines += ["Profile (torch.profiler, share of each stage's self CPU time; top 6 ops):", ""]
-            for stage, ops in rec["profile_top_ops"].items():
-                lines.append(f"- {stage}: " + ", ".join(f"{o['op']} {o['self_cpu_pct']}%" for o in ops[:6]))
-            lines.append("")
-    return "\n".join(lines)

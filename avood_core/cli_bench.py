@@ -19,7 +19,10 @@ def bench(
     stages: str = typer.Option("2", "--stages", help="2: stage 2 only (fit on train_val, report on test); both: stage 1 then 2."),
     seed: int = typer.Option(0, "--seed", help="Seed of the runs."),
     tree_seed: int = typer.Option(0, "--tree-seed", help="Seed of the synthetic trees (names, counts, features)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: every usable core, or OMP_NUM_THREADS)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: every usable core, or OMP_NUM_THREADS); "
+                                          "split between the processes with --jobs."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes fitting components side by side (2: the unseen classifier "
+                             "in a worker process, as 'avood run --jobs 2')."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16 for every component with a precision param "
                                             "(default: as the presets/config say)."),
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Config override KEY=VALUE on top of the preset, e.g. unseen.epochs=10."),
@@ -36,7 +39,7 @@ def bench(
         raise AvoodError(f"--precision '{precision}': use fp32 or bf16")
     opts = BenchOptions(
         datasets=[d.strip().lower() for d in datasets.split(",") if d.strip()], out=out, epochs_scale=epochs_scale,
-        device=device, data_scale=data_scale, seed=seed, tree_seed=tree_seed, stages=stages, threads=threads, precision=precision,
+        device=device, data_scale=data_scale, seed=seed, tree_seed=tree_seed, stages=stages, threads=threads, jobs=jobs, precision=precision,
         overrides=list(sets or []), splits_dir=splits, generated=generated, profile=profile,
     )
     result = run_bench(opts, log=lambda m: typer.echo(m, err=True))

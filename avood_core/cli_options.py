@@ -46,6 +46,7 @@ class ConfigOptions:
     profile: Optional[str] = None
     seed: Optional[int] = None
     device: Optional[str] = None
+    jobs: Optional[int] = None
     output_dir: Optional[Path] = None
     data: Optional[Path] = None
     dataset: Optional[str] = None
@@ -66,6 +67,8 @@ class ConfigOptions:
                 overrides.append(f"{key}={json.dumps(str(value))}")
         if self.seed is not None:
             overrides.append(f"seed={int(self.seed)}")
+        if self.jobs is not None:
+            overrides.append(f"jobs={int(self.jobs)}")
         return overrides
 
     def assemble(self) -> dict[str, Any]:
@@ -94,6 +97,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
     "seed": (("--seed",), "Random seed."),
     "device": (("--device",), "cpu, cuda or auto."),
+    "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
+                               "same results, about 1.5x faster on 2 cores)."),
     "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
     "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
     "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data)."),

@@ -70,6 +70,12 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     seed: int = Field(0, description="Fixes every random source of the run.")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
+    jobs: int = Field(
+        1, ge=1, le=3,
+        description="Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
+        "beside the generator, seen classifier and detector (3 also the seen classifier); each process gets "
+        "torch threads // jobs. Same results as jobs = 1 at that thread count (docs/performance.md).",
+    )
     output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
 
     @field_validator("device")

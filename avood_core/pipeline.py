@@ -10,6 +10,7 @@ seen classifier, the rest to the unseen classifier (among the unseen classes).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -18,11 +19,15 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from avood_core import metrics
+from avood_core import metrics, parallel
 from avood_core.progress import ProgressFactory
 from avood_core.protocols import FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.training import derive_seed, seed_everything
+
+
+def _no_log(message: str) -> None:
+    """The log of a job's context in a worker (its lines come back with the result)."""
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Pipeline:
     last_outputs: dict | None = None
     class_names: list[str] = field(default_factory=list)
     dims: dict[str, int] = field(default_factory=dict)
+    worker_info: dict[str, dict] = field(default_factory=dict)
+    """Per kind fitted in a worker process (``jobs > 1``): its wall, CPU time, peak RSS and threads."""
 
     @property
     def components(self) -> dict[str, object]:
@@ -66,11 +73,15 @@ class Pipeline:
         log: Callable[[str], None] = lambda m: None,
         skip: frozenset[str] = frozenset(),
         on_fitted: Callable[[str], None] = lambda kind: None,
+        jobs: int = 1,
     ) -> "Pipeline":
         """Fit every component on ``task``.
 
         ``skip``: kinds already fitted (e.g. reused on resume); ``on_fitted(kind)`` is called
-        right after each fit (the run saves the component there).
+        right after each fit (the run saves the component there). ``jobs > 1``: the kinds of
+        :meth:`worker_kinds` train in worker processes beside the others (avood_core.parallel),
+        each process with ``torch.get_num_threads() // jobs`` threads; the results are those of
+        a sequential fit at that thread count.
         """
         self.text, self.seen_classes, self.unseen_classes = task.text, task.seen_classes, task.unseen_classes
         self.class_names = list(task.class_names)
@@ -79,27 +90,97 @@ class Pipeline:
             text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
             device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log,
         )
+        fit_args = {
+            "generator": lambda: (task.train, task.text, ctx),
+            "seen": lambda: (task.train, ctx),
+            "unseen": lambda: (task.train, task.text, ctx),
+            "detector": lambda: (task.train, self.synthetic, ctx),
+        }
+        offload = self.worker_kinds(jobs, skip)
+        workers: dict[str, parallel.Worker] = {}
+        threads_before = torch.get_num_threads()
+        threads = parallel.threads_per_job(jobs) if offload else threads_before
 
-        def stage(kind: str, run: Callable[[], object]) -> None:
+        def finish(kind: str) -> None:
+            self.timings[kind] = self.worker_info.get(kind, {}).get("wall_s", self.timings.get(kind, 0.0))
+            on_fitted(kind)
+            ctx.fitted[kind] = self.components[kind]
+
+        def join(kind: str) -> None:
+            worker = workers.pop(kind)
+            res = worker.result(progress)
+            setattr(self, kind, res.component)
+            self.worker_info[kind] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_mb": res.peak_rss_mb,
+                                      "threads": threads, "start_s": worker.started - fit_start,
+                                      "end_s": time.perf_counter() - fit_start}
+            for line in res.logs:
+                log(line)
+            finish(kind)
+
+        def launch_ready() -> None:
+            for kind in offload:
+                comp = self.components[kind]
+                if kind in workers or kind in ctx.fitted or (comp.uses_synthetic and self.synthetic is None):
+                    continue
+                if any(dep not in ctx.fitted for dep in getattr(comp, "depends_on", ())):
+                    continue
+                *head, _ = fit_args[kind]()
+                job_ctx = dataclasses.replace(ctx, log=_no_log, progress=None,
+                                              fitted={d: ctx.fitted[d] for d in getattr(comp, "depends_on", ())})
+                worker = parallel.start(kind, comp, (*head, job_ctx), seed, threads, log)
+                if worker is None:
+                    offload.remove(kind)
+                else:
+                    workers[kind] = worker
+                    log(f"{kind}: training in a worker process ({threads} thread{'s' * (threads > 1)})")
+
+        def stage(kind: str) -> None:
+            if kind in offload:
+                return
+            for dep in getattr(self.components[kind], "depends_on", ()):
+                if dep in workers:
+                    join(dep)
             if kind not in skip:
                 seed_everything(derive_seed(seed, kind))
                 start = time.perf_counter()
-                run()
+                self.components[kind].fit(*fit_args[kind]())
                 self.timings[kind] = time.perf_counter() - start
                 on_fitted(kind)
             ctx.fitted[kind] = self.components[kind]
 
-        stage("generator", lambda: self.generator.fit(task.train, task.text, ctx))
-        seed_everything(derive_seed(seed, "synthesize"))
-        start = time.perf_counter()
-        self.synthetic = self.generator.generate(task.unseen_classes, task.text, self.syn_num)
-        self.timings["synthesize"] = time.perf_counter() - start
-        ctx.synthetic = self.synthetic
-        stage("seen", lambda: self.seen.fit(task.train, ctx))
-        stage("unseen", lambda: self.unseen.fit(task.train, task.text, ctx))
-        stage("detector", lambda: self.detector.fit(task.train, self.synthetic, ctx))
+        self.worker_info = {}
+        fit_start = time.perf_counter()
+        torch.set_num_threads(threads)
+        try:
+            launch_ready()
+            stage("generator")
+            seed_everything(derive_seed(seed, "synthesize"))
+            start = time.perf_counter()
+            self.synthetic = self.generator.generate(task.unseen_classes, task.text, self.syn_num)
+            self.timings["synthesize"] = time.perf_counter() - start
+            ctx.synthetic = self.synthetic
+            launch_ready()
+            for kind in ("seen", "unseen", "detector"):
+                stage(kind)
+            for kind in list(workers):
+                join(kind)
+        finally:
+            for worker in workers.values():
+                worker.stop()
+            torch.set_num_threads(threads_before)
         self.bind_dependencies()
         return self
+
+    def worker_kinds(self, jobs: int, skip: frozenset[str] = frozenset()) -> list[str]:
+        """The kinds ``fit(jobs=...)`` trains in worker processes: the unseen, then the seen classifier.
+
+        The generator and the detector stay in this process (the detector trains on the
+        generator's output). A kind another component depends on is still offloaded; that
+        component waits for it.
+        """
+        if jobs <= 1:
+            return []
+        return [k for k in ("unseen", "seen") if k not in skip][: jobs - 1]
 
     def bind_dependencies(self) -> None:
         """Hand each component the fitted components it declares in ``depends_on``."""

@@ -144,7 +144,8 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
                        config.component(kind).name, providers[kind], hashes[kind])
 
     pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet),
-                 log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save)
+                 log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save,
+                 jobs=config.jobs)
     pipeline.save_meta(stage_dir, hashes)
     return pipeline, sorted(reused)
 
@@ -225,6 +226,8 @@ def execute(
         "reused_components": reused,
         "metrics": scores,
         "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
+        "jobs": config.jobs,
+        "workers": pipeline.worker_info,
     }
     save_outputs(run_dir / "predictions.npz", pipeline.last_outputs)
     atomic_write_json(run_dir / "results.json", results)

@@ -10,7 +10,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from avood_core.bench import COLUMNS, HEADERS, STAGES, BenchOptions, run_bench, scale_epochs
+from avood_core.bench import BenchOptions, run_bench, scale_epochs
+from avood_core.bench_meter import COLUMNS, STAGES
+from avood_core.bench_report import HEADERS
 
 TINY = dict(epochs_scale=0.002, data_scale=0.05, generated=True, audio_dim=16, video_dim=12, class_counts=(6, 3, 3),
             threads=1)
@@ -99,3 +101,19 @@ def test_bad_options(tmp_path):
         run_bench(BenchOptions(datasets=["mnist"], out=tmp_path))
     with pytest.raises(AvoodError, match="--epochs-scale"):
         run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, epochs_scale=0))
+
+
+def test_bench_with_two_jobs_reports_the_worker_and_the_overlap(tmp_path):
+    """jobs=2: the unseen row is the worker's own measurement; the total counts the longer process path."""
+    result = run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, jobs=2, **TINY), log=lambda m: None)
+    rec = result["datasets"]["ucf"]
+    _check_record(rec)
+    unseen = rec["stages"]["unseen"]
+    assert unseen["process"].startswith("worker") and unseen["worker_end_s"] >= unseen["wall_s"]
+    main = sum(rec["stages"][k]["full_wall_s"] for k in ("generator", "synthesize", "seen", "detector"))
+    outer = rec["stages"]["load"]["full_wall_s"] + rec["stages"]["evaluation"]["full_wall_s"]
+    worker_path = unseen["worker_end_s"] - unseen["wall_s"] + unseen["full_wall_s"]
+    assert rec["full_epochs_total_wall_s"] >= outer + max(main, worker_path) - 1e-9
+    assert rec["jobs"] == 2 and rec["peak_rss_workers_mb"] > 0
+    md = (tmp_path / "bench.md").read_text()
+    assert "| unseen (worker, 1 thread(s)) |" in md and "jobs = 2" in md

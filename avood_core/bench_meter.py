@@ -1,0 +1,190 @@
+"""Measurement for ``avood bench``: per-stage wall / CPU time, peak RSS, profiles; the machine record."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
+COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
+           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg")
+
+
+# -- measurement ----------------------------------------------------------------------------------
+
+def _read_hwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+class Meter:
+    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average."""
+
+    def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.hwm_reset = _reset_hwm()
+        # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
+        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
+                           else "ru_maxrss: the process peak so far, not reset per stage")
+        self.profile_dir, self.prefix = profile_dir, prefix
+        self.profiles: dict[str, list[dict[str, Any]]] = {}
+
+    def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
+        reset = _reset_hwm()
+        load0 = os.getloadavg()[0]
+        prof = self._profiler()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if prof is None:
+            result = fn()
+        else:
+            with prof:
+                result = fn()
+        sync()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if prof is not None:
+            self._save_profile(name, prof, wall)
+        hwm = _read_hwm_kb() if reset else None
+        self.rows[name] = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
+            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        }
+        return result
+
+    def _profiler(self):
+        if self.profile_dir is None:
+            return None
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU]
+        import torch
+
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        return profile(activities=activities)
+
+    def _save_profile(self, name: str, prof, wall: float) -> None:
+        """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) or 1.0
+        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
+        self.profiles[name] = [
+            {"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1000, 2),
+             "self_cpu_pct": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
+            for e in top[:12]
+        ]
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self.profile_dir / f"{self.prefix}{name}.txt"
+        path.write_text(f"# stage {name}: wall {wall:.2f} s under the profiler (profiling inflates times)\n"
+                        + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
+
+
+def _wrap(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
+    """Shadow ``obj.method`` with a measured call (instance attribute; the class is untouched)."""
+    original = getattr(obj, method)
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        return meter.measure(name, lambda: original(*args, **kwargs), sync)
+
+    setattr(obj, method, measured)
+
+
+# -- machine and config ---------------------------------------------------------------------------
+
+def machine_info(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
+        "memory_gb": _mem_total_gb(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "device": device,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "git": _git_state(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _mem_total_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _git_state() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
