@@ -183,23 +183,28 @@ def test_exception_while_writing_weights_keeps_previous_checkpoint(run_copy, mon
     _assert_still_loads(folder, before)
 
 
+def _save_with_failing_rename(monkeypatch, comp, folder, fails) -> None:
+    """``save_component`` while ``os.rename(src, dst)`` raises where ``fails(call_number, src)`` says so."""
+    real, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(src)
+        if fails(len(calls), Path(src)):
+            raise OSError("simulated crash during rename")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="simulated crash"):
+        save_component(_perturbed(comp), folder, "mlp")
+    monkeypatch.setattr(os, "rename", real)
+
+
 @pytest.mark.parametrize("fail_on", [1, 2])
 def test_exception_during_the_swap_keeps_previous_checkpoint(run_copy, monkeypatch, fail_on):
     """fail_on=1: the old folder is still in place; 2: cut between the two renames (repaired on load)."""
     folder = run_copy / "components" / "seen"
     comp, before = _seen_state(folder)
-    real, calls = os.rename, []
-
-    def flaky(src, dst):
-        calls.append((src, dst))
-        if len(calls) == fail_on:
-            raise OSError("simulated crash during rename")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "rename", flaky)
-    with pytest.raises(OSError, match="simulated crash"):
-        save_component(_perturbed(comp), folder, "mlp")
-    monkeypatch.setattr(os, "rename", real)
+    _save_with_failing_rename(monkeypatch, comp, folder, lambda call, src: call == fail_on)
     assert folder.exists() == (fail_on == 1)
     _assert_still_loads(folder, before)
     assert not folder.with_name(".seen.old").exists()
@@ -209,17 +214,7 @@ def test_save_after_a_cut_swap_never_drops_the_only_good_copy(run_copy, monkeypa
     folder = run_copy / "components" / "seen"
     comp, before = _seen_state(folder)
     os.rename(folder, folder.with_name(".seen.old"))  # state left by a crash between the two renames
-    real = os.rename
-
-    def new_one_fails(src, dst):
-        if ".tmp-" in Path(src).name:
-            raise OSError("simulated crash before the new checkpoint is in place")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "rename", new_one_fails)
-    with pytest.raises(OSError, match="simulated crash"):
-        save_component(_perturbed(comp), folder, "mlp")
-    monkeypatch.setattr(os, "rename", real)
+    _save_with_failing_rename(monkeypatch, comp, folder, lambda call, src: ".tmp-" in src.name)  # the new one fails
     _assert_still_loads(folder, before)
 
 

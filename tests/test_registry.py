@@ -67,57 +67,41 @@ def test_simulated_broken_entry_point_is_reported_and_rest_works(monkeypatch):
     assert "entropy" in reg.names("detector")
 
 
-def test_plugin_whose_hook_raises_is_broken_not_fatal():
-    mod = types.SimpleNamespace()
+def _plugin(*registrations: tuple, raises: Exception | None = None) -> types.SimpleNamespace:
+    """A plugin module whose hook registers ``(kind, name, target)`` triples, then raises ``raises``."""
 
     @hookimpl
     def register_components(register):
-        register("detector", "half", CentroidDetector)
-        raise RuntimeError("boom")
+        for kind, name, target in registrations:
+            register(kind, name, target)
+        if raises is not None:
+            raise raises
 
-    mod.register_components = register_components
+    return types.SimpleNamespace(register_components=register_components)
+
+
+def test_plugin_whose_hook_raises_is_broken_not_fatal():
     reg = Registry(discover=False)
-    reg.register_plugin(mod, name="flaky")
+    reg.register_plugin(_plugin(("detector", "half", CentroidDetector), raises=RuntimeError("boom")), name="flaky")
     assert reg.broken and "boom" in reg.broken[0].error
     assert reg.names("detector") == []
 
 
 def test_lazy_target_that_fails_to_import_is_a_clear_error():
-    mod = types.SimpleNamespace()
-
-    @hookimpl
-    def register_components(register):
-        register("seen", "ghost", "avood_no_such_module_xyz:Ghost")
-
-    mod.register_components = register_components
     reg = Registry(discover=False)
-    reg.register_plugin(mod, name="ghosts")
+    reg.register_plugin(_plugin(("seen", "ghost", "avood_no_such_module_xyz:Ghost")), name="ghosts")
     assert reg.names("seen") == ["ghost"]  # registering is lazy
     with pytest.raises(PluginError, match="failed to import"):
         reg.component_class("seen", "ghost")
 
 
 def test_wrong_kind_is_rejected():
-    mod = types.SimpleNamespace()
-
-    @hookimpl
-    def register_components(register):
-        register("gate", "x", CentroidDetector)
-
-    mod.register_components = register_components
     with pytest.raises(PluginError, match="unknown kind 'gate'"):
-        Registry(discover=False).register_plugin(mod, name="odd")
+        Registry(discover=False).register_plugin(_plugin(("gate", "x", CentroidDetector)), name="odd")
 
 
 def test_class_registered_under_other_kind_fails_on_use():
-    mod = types.SimpleNamespace()
-
-    @hookimpl
-    def register_components(register):
-        register("seen", "mislabelled", CentroidDetector)
-
-    mod.register_components = register_components
     reg = Registry(discover=False)
-    reg.register_plugin(mod, name="mis")
+    reg.register_plugin(_plugin(("seen", "mislabelled", CentroidDetector)), name="mis")
     with pytest.raises(PluginError, match="declares kind='detector'"):
         reg.component_class("seen", "mislabelled")

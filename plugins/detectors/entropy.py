@@ -14,21 +14,18 @@ threshold is the mean entropy of the seen training samples after training ("mean
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
-from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
+from avood_core.perf import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
-from avood_core.training import check_finite, shuffled_batches
-
-_CHUNK = 65536  # rows per inference forward pass
+from avood_plugins._mlp import DetectorMLPParams, SyntheticCycle, build_mlp, infer, train_epochs
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -40,17 +37,7 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 class EntropyDetector(TorchComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        hidden: tuple[int, ...] = Field((512, 128), description="Hidden layer widths of the MLP (paper: 512, 128).")
-        negative_slope: float = Field(0.01, ge=0, description="LeakyReLU negative slope of the hidden layers (torch default).")
-        lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
-        betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
-        epochs: int = Field(80, ge=1, description="Training epochs; one epoch = one pass over the real seen samples.")
-        batch_size: int = Field(16, ge=1, description="Real seen samples per step (as many synthetic unseen join them); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).")
-        lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
-        lr_patience: int = Field(5, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    class Params(DetectorMLPParams):
         threshold_rule: Literal["mean", "val_mean", "reference_half"] = Field(
             "mean",
             description=(
@@ -63,8 +50,6 @@ class EntropyDetector(TorchComponent, OODDetector):
             ),
         )
 
-        precision: Precision = Field("fp32", description=PRECISION_HELP)
-
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
@@ -76,13 +61,7 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.samples = 0  # rows (real seen + synthetic unseen) of the last fit
 
     def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
-        layers: list[nn.Module] = []
-        width = in_dim
-        for h in self.params.hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(self.params.negative_slope)]
-            width = h
-        layers.append(nn.Linear(width, n_seen))
-        return nn.Sequential(*layers)
+        return build_mlp(in_dim, self.params.hidden, n_seen, self.params.negative_slope)
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
@@ -99,47 +78,21 @@ class EntropyDetector(TorchComponent, OODDetector):
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"entropy detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes))
-        opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
+        n = len(x)
+        synthetic = SyntheticCycle(n, len(x_syn), dev)
 
-        n, m = len(x), len(x_syn)
-        steps = math.ceil(n / p.batch_size)
-        bar = ctx.track(p.epochs * steps, "detector")
-        self.history, self.steps, self.samples = [], 0, 0
-        try:
-            for epoch in range(p.epochs):
-                net.train()
-                # Synthetic indices: passes over shuffled x̃, cycled (with replacement if few).
-                syn_perm = torch.cat([torch.randperm(m) for _ in range(math.ceil(n / m))])[:n].to(dev)
-                sums = torch.zeros(4, device=dev)
-                offset = 0
-                for idx in shuffled_batches(n, p.batch_size):
-                    b = len(idx)
-                    sidx = syn_perm[offset : offset + b]
-                    offset += b
-                    idx = idx.to(dev)
-                    with autocast(dev, p.precision):
-                        logits = net(torch.cat([x[idx], x_syn[sidx]]))
-                    logits = logits.float()
-                    h = entropy_from_logits(logits)
-                    h_seen, h_unseen = h[:b].mean(), h[b:].mean()
-                    ce = F.cross_entropy(logits[:b], y[idx])
-                    loss = h_seen - h_unseen + ce
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    self.steps += 1
-                    self.samples += 2 * b
-                    sums += torch.stack([loss, ce, h_seen, h_unseen]).detach() * b
-                means = sums / n
-                check_finite(means[0], "detector entropy", epoch + 1, "lower the detector lr")
-                loss_m, ce_m, hs_m, hu_m = means.tolist()
-                sched.step(loss_m)
-                self.history.append({"epoch": epoch, "loss": loss_m, "ce": ce_m, "h_seen": hs_m,
-                                     "h_unseen": hu_m, "lr": opt.param_groups[0]["lr"]})
-                bar.update(steps, loss=loss_m)
-        finally:
-            bar.close()
+        def step(idx: Tensor) -> Tensor:
+            b = len(idx)
+            with autocast(dev, p.precision):
+                logits = net(torch.cat([x[idx], x_syn[synthetic.take(b)]]))
+            logits = logits.float()
+            h = entropy_from_logits(logits)
+            h_seen, h_unseen = h[:b].mean(), h[b:].mean()
+            ce = F.cross_entropy(logits[:b], y[idx])
+            return torch.stack([h_seen - h_unseen + ce, ce, h_seen, h_unseen])
+
+        self.history = train_epochs(self, ctx, n, step, ("loss", "ce", "h_seen", "h_unseen"), "detector entropy",
+                                    "lower the detector lr", rows_per_sample=2, epoch_start=synthetic.start)
 
         net.eval()
         h_train = self._entropy_x(x)
@@ -159,11 +112,8 @@ class EntropyDetector(TorchComponent, OODDetector):
         return self
 
     def _entropy_x(self, x: Tensor) -> Tensor:
-        """Predictive entropy of fused features ``x`` (eval mode, no grad), on x's device."""
-        assert self.net is not None, "entropy detector is not fitted"
-        self.net.eval()
-        with torch.inference_mode():
-            return torch.cat([entropy_from_logits(self.net(c.to(self.device))) for c in x.split(_CHUNK)])
+        """Predictive entropy of fused features ``x`` (eval mode, no grad), on the net's device."""
+        return infer(self, x, entropy_from_logits)
 
     def entropy(self, samples: AVSamples) -> Tensor:
         """``H(softmax(O(a ⊕ v)))`` per sample, float32 on CPU."""
@@ -175,10 +125,7 @@ class EntropyDetector(TorchComponent, OODDetector):
 
     def logits(self, samples: AVSamples) -> Tensor:
         """Raw (N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""
-        assert self.net is not None, "entropy detector is not fitted"
-        self.net.eval()
-        with torch.inference_mode():
-            return torch.cat([self.net(c.to(self.device)) for c in samples.x.split(_CHUNK)]).cpu()
+        return infer(self, samples.x).cpu()
 
     def extra_scalars(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "seen_classes": self.seen_classes.tolist()}

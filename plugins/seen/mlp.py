@@ -13,38 +13,24 @@ per-class accuracy on the val samples of seen classes. The test split is never u
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
-from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam, autocast
+from avood_core.perf import autocast
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
-from avood_core.training import check_finite, shuffled_batches
-
-_CHUNK = 65536  # rows per inference forward pass
+from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, train_epochs
 
 
 class MLPSeenClassifier(TorchComponent, SeenClassifier):
     """Seen-class MLP classifier (paper §3.3); returns global class ids."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        hidden: tuple[int, ...] = Field((512, 256), description="Hidden layer widths of the MLP (paper: 512, 256).")
-        negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
-        dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
-        lr: float = Field(6e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound 8e-3, ActivityNet 8e-3).")
-        betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
-        epochs: int = Field(200, ge=1, description="Training epochs (passes over the seen training samples).")
-        batch_size: int = Field(32, ge=1, description="Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
-        lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
-        lr_patience: int = Field(10, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    class Params(ClassifierMLPParams):
         select_on_val: bool = Field(
             False,
             description=(
@@ -53,7 +39,6 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 "(defect SPEC §7.3, test leakage) is deliberately not offered as a compat switch."
             ),
         )
-        precision: Precision = Field("fp32", description=PRECISION_HELP)
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
 
@@ -67,13 +52,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
 
     def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
         p = self.params
-        layers: list[nn.Module] = []
-        width = in_dim
-        for h in p.hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope), Dropout(p.dropout)]
-            width = h
-        layers.append(nn.Linear(width, n_seen))
-        return nn.Sequential(*layers)
+        return build_mlp(in_dim, p.hidden, n_seen, p.negative_slope, p.dropout)
 
     def _positions(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Positions of ``labels`` among ``seen_classes`` and a mask of those that are seen."""
@@ -91,8 +70,6 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         dev = ctx.device
         x, y = train.x.to(dev), pos.to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes))
-        opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
 
         val = None
         if p.select_on_val:
@@ -102,45 +79,27 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                     val = (ctx.val.x[vok], vpos[vok])
             if val is None:
                 ctx.log("mlp seen classifier: select_on_val set but no val samples of seen classes; keeping the last epoch")
+        self.best_epoch, best = None, {"acc": -1.0, "state": None}
 
-        n = len(x)
-        steps = math.ceil(n / p.batch_size)
-        bar = ctx.track(p.epochs * steps, "seen")
-        self.history, self.best_epoch, self.steps, self.samples = [], None, 0, 0
-        best_acc, best_state = -1.0, None
-        try:
-            for epoch in range(p.epochs):
-                net.train()
-                total = torch.zeros((), device=dev)
-                for idx in shuffled_batches(n, p.batch_size):
-                    idx = idx.to(dev)
-                    with autocast(dev, p.precision):
-                        logits = net(x[idx])
-                    loss = F.cross_entropy(logits.float(), y[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    self.steps += 1
-                    self.samples += len(idx)
-                    total += loss.detach() * len(idx)
-                mean = total / n
-                check_finite(mean, "seen mlp", epoch + 1, "lower the seen classifier lr")
-                loss_m = mean.item()
-                sched.step(loss_m)
-                record = {"epoch": epoch, "loss": loss_m, "lr": opt.param_groups[0]["lr"]}
-                if val is not None:
-                    acc = self._per_class_accuracy(val[0], val[1])
-                    record["val_acc"] = acc
-                    if acc > best_acc:
-                        best_acc, self.best_epoch = acc, epoch
-                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                self.history.append(record)
-                bar.update(steps, loss=loss_m)
-        finally:
-            bar.close()
-        if best_state is not None:
-            net.load_state_dict(best_state)
-            ctx.log(f"mlp seen classifier: kept epoch {self.best_epoch} (val per-class acc {best_acc:.4f})")
+        def step(idx: Tensor) -> Tensor:
+            with autocast(dev, p.precision):
+                logits = net(x[idx])
+            return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
+
+        def epoch_end(epoch: int) -> dict[str, float]:
+            if val is None:
+                return {}
+            acc = self._per_class_accuracy(val[0], val[1])
+            if acc > best["acc"]:
+                best.update(acc=acc, state={k: v.detach().clone() for k, v in net.state_dict().items()})
+                self.best_epoch = epoch
+            return {"val_acc": acc}
+
+        self.history = train_epochs(self, ctx, len(x), step, ("loss",), "seen mlp", "lower the seen classifier lr",
+                                    epoch_end=epoch_end)
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+            ctx.log(f"mlp seen classifier: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
         net.eval()
         self.fitted = True
         return self
@@ -156,10 +115,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         return float((per_class[present] / counts[present]).mean())
 
     def _logits_x(self, x: Tensor) -> Tensor:
-        assert self.net is not None, "mlp seen classifier is not fitted"
-        self.net.eval()
-        with torch.inference_mode():
-            return torch.cat([self.net(c.to(self.device)) for c in x.split(_CHUNK)])
+        return infer(self, x)
 
     def logits(self, samples: AVSamples) -> Tensor:
         """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""

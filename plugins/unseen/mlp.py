@@ -17,20 +17,18 @@ Defaults are the seen MLP's UCF values (the paper gives none for this ablation).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.perf import autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.training import check_finite, shuffled_batches
-
-_CHUNK = 65536  # rows per inference forward pass
+from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, train_epochs
 
 
 class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
@@ -38,18 +36,8 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
 
     uses_synthetic: ClassVar[bool] = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        hidden: tuple[int, ...] = Field((512, 256), description="Hidden layer widths of the MLP (the seen classifier's: 512, 256).")
-        negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
-        dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
-        lr: float = Field(6e-4, gt=0, description="Adam learning rate (default: the seen MLP's UCF value).")
-        betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
-        epochs: int = Field(200, ge=1, description="Training epochs (passes over the synthetic unseen features).")
-        batch_size: int = Field(32, ge=1, description="Batch size (default: the seen MLP's UCF value).")
-        lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
-        lr_patience: int = Field(10, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    class Params(ClassifierMLPParams):
+        """The seen MLP's params and UCF defaults (one epoch = one pass over the synthetic features)."""
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 30, "batch_size": 64, "lr": 2e-3}
 
@@ -57,16 +45,12 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         super().__init__(params, **overrides)
         self.classes: Tensor = torch.empty(0, dtype=torch.long)
         self.history: list[dict[str, float]] = []
+        self.steps = 0  # optimizer steps of the last fit
+        self.samples = 0  # training rows of the last fit
 
     def make_net(self, in_dim: int, n_classes: int) -> nn.Module:  # type: ignore[override]
         p = self.params
-        layers: list[nn.Module] = []
-        width = in_dim
-        for h in p.hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope), nn.Dropout(p.dropout)]
-            width = h
-        layers.append(nn.Linear(width, n_classes))
-        return nn.Sequential(*layers)
+        return build_mlp(in_dim, p.hidden, n_classes, p.negative_slope, p.dropout)
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "MLPUnseenClassifier":
         p = self.params
@@ -81,44 +65,21 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         x = syn.x.to(dev)
         y = torch.searchsorted(self.classes, syn.labels.cpu()).to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes))
-        opt = torch.optim.Adam(net.parameters(), lr=p.lr, betas=p.betas)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
-        n = len(x)
-        steps = math.ceil(n / p.batch_size)
-        bar = ctx.track(p.epochs * steps, "unseen")
-        self.history = []
-        try:
-            for epoch in range(p.epochs):
-                net.train()
-                total = torch.zeros((), device=dev)
-                for idx in shuffled_batches(n, p.batch_size):
-                    idx = idx.to(dev)
-                    loss = F.cross_entropy(net(x[idx]), y[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += loss.detach() * len(idx)
-                mean = total / n
-                check_finite(mean, "unseen mlp", epoch + 1, "lower the unseen classifier lr")
-                loss_m = mean.item()
-                sched.step(loss_m)
-                self.history.append({"epoch": epoch, "loss": loss_m, "lr": opt.param_groups[0]["lr"]})
-                bar.update(steps, loss=loss_m)
-        finally:
-            bar.close()
-        net.eval()
-        ctx.log(f"unseen mlp: final loss {self.history[-1]['loss']:.4g} on {n} synthetic features of "
+
+        def step(idx: Tensor) -> Tensor:
+            with autocast(dev, p.precision):
+                logits = net(x[idx])
+            return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
+
+        self.history = train_epochs(self, ctx, len(x), step, ("loss",), "unseen mlp", "lower the unseen classifier lr")
+        ctx.log(f"unseen mlp: final loss {self.history[-1]['loss']:.4g} on {len(x)} synthetic features of "
                 f"{len(self.classes)} classes")
         self.fitted = True
         return self
 
     def logits(self, samples: AVSamples) -> Tensor:
         """(N, K) logits on CPU; column k is global class ``classes[k]``."""
-        assert self.net is not None, "unseen mlp is not fitted"
-        self.net.eval()
-        with torch.inference_mode():
-            out = [self.net(c.to(self.device)) for c in samples.x.split(_CHUNK)]
-        return torch.cat(out).cpu() if out else torch.empty(0, len(self.classes))
+        return infer(self, samples.x).cpu()
 
     def predict(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """Global ids from ``candidates``; candidates the MLP never saw get logit ``-inf``."""

@@ -1,0 +1,161 @@
+"""What the MLP-based plugins share: their params, the network, the epoch loop and chunked inference.
+
+Used by the seen ``mlp`` classifier, the unseen ``mlp`` classifier and the ``entropy`` and
+``binary`` detectors (paper §3.2-3.3, SPEC §3): each is an MLP over the fused feature
+``x = a ⊕ v`` trained with Adam and ``ReduceLROnPlateau`` on the epoch's mean loss, one epoch
+being a shuffled pass over ``n`` rows in batches; they differ in the loss of a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam
+from avood_core.protocols import FitContext, TorchComponent
+from avood_core.training import check_finite, shuffled_batches
+
+CHUNK = 65536  # rows per inference forward pass
+
+
+class MLPParams(BaseModel):
+    """Params of an MLP plugin; the defaults are the seen classifier's (paper §4.2, UCF)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: tuple[int, ...] = Field((512, 256), description="Hidden layer widths of the MLP (paper: 512, 256).")
+    negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
+    lr: float = Field(6e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound 8e-3, ActivityNet 8e-3).")
+    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
+    epochs: int = Field(200, ge=1, description="Training epochs (passes over the training samples).")
+    batch_size: int = Field(32, ge=1, description="Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
+    lr_patience: int = Field(10, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
+
+
+class ClassifierMLPParams(MLPParams):
+    """A classifier MLP: the hidden layers also have dropout."""
+
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+
+
+class DetectorMLPParams(MLPParams):
+    """An OOD-detector MLP (paper §3.2): ``in -> 512 -> 128 -> out``, the reference's UCF config."""
+
+    hidden: tuple[int, ...] = Field((512, 128), description="Hidden layer widths of the MLP (paper: 512, 128).")
+    negative_slope: float = Field(0.01, ge=0, description="LeakyReLU negative slope of the hidden layers (torch default).")
+    lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
+    epochs: int = Field(80, ge=1, description="Training epochs; one epoch = one pass over the real seen samples.")
+    batch_size: int = Field(16, ge=1, description="Real seen samples per step (as many synthetic unseen join them); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).")
+    lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
+    lr_patience: int = Field(5, ge=0, description="ReduceLROnPlateau patience in epochs.")
+
+
+def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: float, dropout: float | None = None) -> nn.Sequential:
+    """``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width, then ``Linear(out_dim)``.
+
+    ``dropout=None`` adds no Dropout module (the detectors); a number adds one even at 0, so the
+    layer indices (and the saved weights' names) of a classifier do not depend on it.
+    """
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+        if dropout is not None:
+            layers.append(Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def train_epochs(
+    comp: TorchComponent,
+    ctx: FitContext,
+    n: int,
+    step: Callable[[Tensor], Tensor],
+    terms: Sequence[str],
+    label: str,
+    hint: str,
+    rows_per_sample: int = 1,
+    epoch_start: Callable[[], None] = lambda: None,
+    epoch_end: Callable[[int], dict[str, float]] = lambda epoch: {},
+) -> list[dict[str, float]]:
+    """Train ``comp.net`` for ``comp.params.epochs`` shuffled passes over ``n`` rows; returns the history.
+
+    ``step(idx)`` returns the batch's loss terms stacked, the loss first (named ``terms``); the loop
+    backpropagates the loss, steps Adam (fused where possible), sums each term weighted by the
+    batch size, checks the epoch mean is finite (else :class:`TrainingDiverged` naming ``label``
+    and ``hint``) and steps the plateau scheduler on it. ``epoch_start`` runs before an epoch's
+    batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
+    ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows.
+    """
+    p, net = comp.params, comp.net
+    dev = next(net.parameters()).device
+    opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
+    steps = math.ceil(n / p.batch_size)
+    bar = ctx.track(p.epochs * steps, comp.kind or label)
+    history: list[dict[str, float]] = []
+    comp.steps, comp.samples = 0, 0
+    try:
+        for epoch in range(p.epochs):
+            net.train()
+            epoch_start()
+            sums = torch.zeros(len(terms), device=dev)
+            for idx in shuffled_batches(n, p.batch_size):
+                idx = idx.to(dev)
+                values = step(idx)
+                opt.zero_grad(set_to_none=True)
+                values[0].backward()
+                opt.step()
+                comp.steps += 1
+                comp.samples += rows_per_sample * len(idx)
+                sums += values.detach() * len(idx)
+            means = sums / n
+            check_finite(means[0], label, epoch + 1, hint)
+            record = dict(zip(terms, means.tolist()))
+            sched.step(record[terms[0]])
+            history.append({"epoch": epoch, **record, "lr": opt.param_groups[0]["lr"], **epoch_end(epoch)})
+            bar.update(steps, loss=record[terms[0]])
+    finally:
+        bar.close()
+    net.eval()
+    return history
+
+
+def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = lambda out: out) -> Tensor:
+    """``head(net(x))`` in eval mode without gradients, in chunks of :data:`CHUNK` rows, on the net's device."""
+    if comp.net is None:
+        from avood_core.errors import AvoodError
+
+        raise AvoodError(f"{type(comp).__name__} is not fitted; call fit or load its state first")
+    comp.net.eval()
+    with torch.inference_mode():
+        return torch.cat([head(comp.net(c.to(comp.device))) for c in x.split(CHUNK)])
+
+
+class SyntheticCycle:
+    """The synthetic rows that join each real batch of a detector epoch (paper §3.2: half real, half x̃).
+
+    :meth:`start` (an ``epoch_start``) draws passes over the shuffled ``m`` synthetic rows, cycled
+    (with repetition when ``m < n``), for the epoch's ``n`` real rows; :meth:`take` hands out the
+    next ``b`` of them.
+    """
+
+    def __init__(self, n: int, m: int, device: torch.device) -> None:
+        self.n, self.m, self.device = n, m, device
+        self.perm, self.offset = torch.empty(0, dtype=torch.long), 0
+
+    def start(self) -> None:
+        self.perm = torch.cat([torch.randperm(self.m) for _ in range(math.ceil(self.n / self.m))])[: self.n].to(self.device)
+        self.offset = 0
+
+    def take(self, b: int) -> Tensor:
+        rows = self.perm[self.offset : self.offset + b]
+        self.offset += b
+        return rows
