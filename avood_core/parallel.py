@@ -23,7 +23,6 @@ import dataclasses
 import importlib
 import os
 import pickle
-import resource
 import shutil
 import subprocess
 import sys
@@ -89,6 +88,16 @@ class _CounterTracker:
         self._write()
 
 
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident set size in MB (None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / 1024**2 if sys.platform == "darwin" else rss / 1024, 1)  # bytes on macOS, kB on Linux
+
+
 def _worker_main(folder: Path) -> int:
     """Run the job in ``folder`` and write its result there (``python -m avood_core.parallel FOLDER``)."""
     try:
@@ -106,8 +115,7 @@ def _worker_main(folder: Path) -> int:
         wall, cpu = time.perf_counter(), time.process_time()
         job.component.fit(*head, ctx)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, round(rss, 1), logs))
+        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, _peak_rss_mb(), logs))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         cls = type(exc)
         message = ("error", cls.__module__, cls.__qualname__, str(exc), traceback.format_exc())

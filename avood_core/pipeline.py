@@ -109,7 +109,7 @@ class Pipeline:
         def join(kind: str) -> None:
             worker = workers.pop(kind)
             res = worker.result(progress)
-            setattr(self, kind, res.component)
+            vars(self.components[kind]).update(vars(res.component))  # the caller's object is the fitted one
             self.worker_info[kind] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_mb": res.peak_rss_mb,
                                       "threads": threads, "start_s": worker.started - fit_start,
                                       "end_s": time.perf_counter() - fit_start}

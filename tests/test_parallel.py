@@ -55,9 +55,9 @@ def test_tiny_run_with_jobs_2_is_bit_identical_to_jobs_1(tmp_path, monkeypatch):
 
 
 def test_worker_logs_come_back_and_the_fit_ran_elsewhere(tiny_task):
-    lines = []
-    pipe = _pipeline(LoggingUnseen()).fit(tiny_task, seed=0, log=lines.append, jobs=2)
-    assert pipe.unseen.fitted and pipe.unseen.pid != os.getpid()
+    lines, unseen = [], LoggingUnseen()
+    pipe = _pipeline(unseen).fit(tiny_task, seed=0, log=lines.append, jobs=2)
+    assert pipe.unseen is unseen and unseen.fitted and unseen.pid != os.getpid()  # fitted in place
     assert f"fitted in pid {pipe.unseen.pid}" in lines
     assert any("worker process" in line for line in lines)
     info = pipe.worker_info["unseen"]
