@@ -225,7 +225,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     """
     from avood_core.progress import progress_factory
     from avood_core.run import apply_selections, build_tasks, new_run_dir, save_outputs
-    from avood_core.training import resolve_device, set_threads
+    from avood_core.training import resolve_device, run_threads
 
     if name not in ABLATIONS:
         raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
@@ -233,64 +233,64 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     registry = registry or get_registry()
     base = resolve(finalize_config(data), registry)
     configs = [row_config(data, row, registry) for row in ablation.rows]
-    set_threads()
-    device = resolve_device(base.device)
-    started = time.perf_counter()
-    stage1_task, task = tasks if tasks is not None else build_tasks(base)
-    run_dir = new_run_dir(Path(base.output_dir), f"ablate-{name}-s{base.seed}")
-    atomic_write_text(run_dir / "config.toml", to_toml(base.model_dump(mode="json")))
-    progress = progress_factory(quiet)
-    log = (lambda m: None) if quiet else echo
-    cache1 = FitCache(stage1_task, "stage1", registry, device, progress, log) if stage1_task is not None else None
-    cache2 = FitCache(task, "stage2" if stage1_task is not None else "", registry, device, progress, log)
+    with run_threads():
+        device = resolve_device(base.device)
+        started = time.perf_counter()
+        stage1_task, task = tasks if tasks is not None else build_tasks(base)
+        run_dir = new_run_dir(Path(base.output_dir), f"ablate-{name}-s{base.seed}")
+        atomic_write_text(run_dir / "config.toml", to_toml(base.model_dump(mode="json")))
+        progress = progress_factory(quiet)
+        log = (lambda m: None) if quiet else echo
+        cache1 = FitCache(stage1_task, "stage1", registry, device, progress, log) if stage1_task is not None else None
+        cache2 = FitCache(task, "stage2" if stage1_task is not None else "", registry, device, progress, log)
 
-    done: dict[int, dict] = {}
-    curves, points = {}, {}
-    for i in ablation.fit_order or range(len(ablation.rows)):
-        row, cfg = ablation.rows[i], configs[i]
-        log(f"ablate {name}: {row.label}")
-        selected: dict = {}
-        if cache1 is not None:
-            pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
-            cfg, selected = apply_selections(cfg, pipe1)
-        pipe = cache2.pipeline(cfg, ablation.share_embedding)
-        if cache1 is None:
-            selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
-        scores = pipe.evaluate(task.test)
-        outputs = pipe.last_outputs
-        save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
-        done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
-                   "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
-                   "values": row_values(name, scores, outputs), "metrics": scores}
-        if name == "gates":
-            import numpy as np
+        done: dict[int, dict] = {}
+        curves, points = {}, {}
+        for i in ablation.fit_order or range(len(ablation.rows)):
+            row, cfg = ablation.rows[i], configs[i]
+            log(f"ablate {name}: {row.label}")
+            selected: dict = {}
+            if cache1 is not None:
+                pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
+                cfg, selected = apply_selections(cfg, pipe1)
+            pipe = cache2.pipeline(cfg, ablation.share_embedding)
+            if cache1 is None:
+                selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
+            scores = pipe.evaluate(task.test)
+            outputs = pipe.last_outputs
+            save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
+            done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
+                       "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
+                       "values": row_values(name, scores, outputs), "metrics": scores}
+            if name == "gates":
+                import numpy as np
 
-            labels = outputs["labels"].numpy()
-            curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
-            points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
-    rows = [done[i] for i in range(len(ablation.rows))]
-    if base.data.source == "benchmark":
-        source = f"benchmark {base.data.dataset} ({base.data.path})" + (
-            ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
-    else:
-        source = f"embedded synthetic task (scale {base.data.scale})"
-    caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
-    table = markdown_table(ablation, rows, caption)
-    trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
-    results = {
-        "avood_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "ablation": name, "title": ablation.title, "columns": list(ablation.columns),
-        "column_help": {c: COLUMN_HELP[c] for c in ablation.columns},
-        "seed": base.seed, "profile": base.profile, "device": str(device), "task": task.summary(),
-        "protocol": "two-stage (select on stage-1 val, report on test)" if cache1 is not None else "single stage",
-        "trained": trained, "shared": sorted(set(cache2.shared + (cache1.shared if cache1 else []))),
-        "rows": rows, "timings_s": {"total": time.perf_counter() - started},
-    }
-    atomic_write_json(run_dir / "results.json", results)
-    atomic_write_text(run_dir / "table.md", table)
-    if plots and curves:
-        from avood_core.plots import plot_roc
+                labels = outputs["labels"].numpy()
+                curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
+                points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
+        rows = [done[i] for i in range(len(ablation.rows))]
+        if base.data.source == "benchmark":
+            source = f"benchmark {base.data.dataset} ({base.data.path})" + (
+                ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
+        else:
+            source = f"embedded synthetic task (scale {base.data.scale})"
+        caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
+        table = markdown_table(ablation, rows, caption)
+        trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
+        results = {
+            "avood_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ablation": name, "title": ablation.title, "columns": list(ablation.columns),
+            "column_help": {c: COLUMN_HELP[c] for c in ablation.columns},
+            "seed": base.seed, "profile": base.profile, "device": str(device), "task": task.summary(),
+            "protocol": "two-stage (select on stage-1 val, report on test)" if cache1 is not None else "single stage",
+            "trained": trained, "shared": sorted(set(cache2.shared + (cache1.shared if cache1 else []))),
+            "rows": rows, "timings_s": {"total": time.perf_counter() - started},
+        }
+        atomic_write_json(run_dir / "results.json", results)
+        atomic_write_text(run_dir / "table.md", table)
+        if plots and curves:
+            from avood_core.plots import plot_roc
 
-        plot_roc(curves, run_dir / "roc", points, title="Gate ROC (seen = positive); dots: own thresholds")
-    return AblationResult(run_dir, table, results)
+            plot_roc(curves, run_dir / "roc", points, title="Gate ROC (seen = positive); dots: own thresholds")
+        return AblationResult(run_dir, table, results)

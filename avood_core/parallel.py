@@ -89,7 +89,19 @@ class _CounterTracker:
 
 
 def _peak_rss_mb() -> float | None:
-    """This process's peak resident set size in MB (None where ``resource`` is missing, e.g. Windows)."""
+    """This process's peak resident set size in MB.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's memory
+    (``ru_maxrss`` would also count the parent's memory at the fork before the exec).
+    Elsewhere ``ru_maxrss``; None where neither exists.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:
@@ -101,7 +113,8 @@ def _peak_rss_mb() -> float | None:
 def _worker_main(folder: Path) -> int:
     """Run the job in ``folder`` and write its result there (``python -m avood_core.parallel FOLDER``)."""
     try:
-        job: Job = pickle.loads((folder / JOB).read_bytes())
+        with open(folder / JOB, "rb") as fh:  # streamed: the features are read once, into their arrays
+            job: Job = pickle.load(fh)
         import torch
 
         from avood_core.training import derive_seed, seed_everything
@@ -129,11 +142,12 @@ class Worker:
     def __init__(self, job: Job) -> None:
         self.kind = job.kind
         self.name = type(job.component).__name__
-        payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # unpicklable: fails here, not in the child
         self.folder = Path(tempfile.mkdtemp(prefix=f"avood-{job.kind}-"))
         try:
-            _write_atomic(self.folder / JOB, payload)
-            del payload
+            # Streamed protocol-5 pickle: AVSamples go as NumPy arrays written from their memory (no copy).
+            # An unpicklable component fails here, not in the child.
+            with open(self.folder / JOB, "wb") as fh:
+                pickle.dump(job, fh, protocol=5)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)  # the parent's imports
             self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.parallel", str(self.folder)],

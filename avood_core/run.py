@@ -179,65 +179,65 @@ def execute(
     and reports on ``test``. With ``resume`` the run continues in that folder: components
     whose saved fit hash matches are reused, the others are refitted (and reported).
     """
-    from avood_core.training import resolve_device, set_threads
+    from avood_core.training import resolve_device, run_threads
 
     registry = registry or get_registry()
     config = resolve(config, registry)
-    set_threads()
-    device = resolve_device(config.device)
-    started = time.perf_counter()
-    stage1_task, task = build_tasks(config)
-    if resume is not None:
-        run_dir = Path(resume)
-        if not run_dir.is_dir():
-            raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
-    elif run_dir is not None:
-        run_dir.mkdir(parents=True)
-    else:
-        label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
-        run_dir = new_run_dir(Path(config.output_dir), label)
-    atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
-    protocol: dict = {}
-    if stage1_task is not None:
-        echo("stage 1: fit on 'training', select on 'val'")
-        pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
-                                   resume is not None, "stage1")
-        config, selected = apply_selections(config, pipe1)
-        protocol["stage1"] = {"fit": "training (stage_1_train)", "select": "val (stage_1_val_seen + stage_1_val_unseen)",
-                              "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
-                              "reused_components": reused1}
-        atomic_write_text(run_dir / "config.stage2.toml", to_toml(config.model_dump(mode="json")))
-        echo("stage 2: refit on 'train_val', report on 'test'")
-        protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
-        protocol["load_info"] = stage1_task.meta.get("load_info")
-    pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
-                                 "stage2" if stage1_task is not None else "")
-    scores = pipeline.evaluate(task.test)
-    results = {
-        "avood_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "components": pipeline.names,
-        "seed": config.seed,
-        "device": str(device),
-        "python": platform.python_version(),
-        "task": task.summary(),
-        "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
-        **({"protocol": protocol} if protocol else {}),
-        "reused_components": reused,
-        "metrics": scores,
-        "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
-        "jobs": config.jobs,
-        "workers": pipeline.worker_info,
-    }
-    save_outputs(run_dir / "predictions.npz", pipeline.last_outputs)
-    atomic_write_json(run_dir / "results.json", results)
-    if report:
-        from avood_core.report import save_tsne, write_report
+    with run_threads():
+        device = resolve_device(config.device)
+        started = time.perf_counter()
+        stage1_task, task = build_tasks(config)
+        if resume is not None:
+            run_dir = Path(resume)
+            if not run_dir.is_dir():
+                raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
+        elif run_dir is not None:
+            run_dir.mkdir(parents=True)
+        else:
+            label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
+            run_dir = new_run_dir(Path(config.output_dir), label)
+        atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+        protocol: dict = {}
+        if stage1_task is not None:
+            echo("stage 1: fit on 'training', select on 'val'")
+            pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
+                                       resume is not None, "stage1")
+            config, selected = apply_selections(config, pipe1)
+            protocol["stage1"] = {"fit": "training (stage_1_train)", "select": "val (stage_1_val_seen + stage_1_val_unseen)",
+                                  "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
+                                  "reused_components": reused1}
+            atomic_write_text(run_dir / "config.stage2.toml", to_toml(config.model_dump(mode="json")))
+            echo("stage 2: refit on 'train_val', report on 'test'")
+            protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
+            protocol["load_info"] = stage1_task.meta.get("load_info")
+        pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
+                                     "stage2" if stage1_task is not None else "")
+        scores = pipeline.evaluate(task.test)
+        results = {
+            "avood_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "components": pipeline.names,
+            "seed": config.seed,
+            "device": str(device),
+            "python": platform.python_version(),
+            "task": task.summary(),
+            "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
+            **({"protocol": protocol} if protocol else {}),
+            "reused_components": reused,
+            "metrics": scores,
+            "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
+            "jobs": config.jobs,
+            "workers": pipeline.worker_info,
+        }
+        save_outputs(run_dir / "predictions.npz", pipeline.last_outputs)
+        atomic_write_json(run_dir / "results.json", results)
+        if report:
+            from avood_core.report import save_tsne, write_report
 
-        if tsne_cap > 0:
-            save_tsne(run_dir, task.test.x, pipeline.last_outputs, cap=tsne_cap, seed=config.seed)
-        write_report(run_dir)
-    return RunResult(run_dir, results)
+            if tsne_cap > 0:
+                save_tsne(run_dir, task.test.x, pipeline.last_outputs, cap=tsne_cap, seed=config.seed)
+            write_report(run_dir)
+        return RunResult(run_dir, results)
 
 
 def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,

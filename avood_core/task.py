@@ -40,6 +40,11 @@ class AVSamples:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __reduce__(self):
+        """Pickle through NumPy arrays: with protocol 5 a streamed pickle writes them without a copy."""
+        arrays = (t.detach().cpu().contiguous().numpy() for t in (self.audio, self.video, self.labels))
+        return (AVSamples, tuple(arrays))
+
     @property
     def x(self) -> Tensor:
         """The fused feature ``a ⊕ v`` of shape (N, Da + Dv)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -36,6 +37,17 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError as exc:
         raise AvoodError(f"invalid device '{device}': {exc}; use cpu, cuda or auto") from None
+
+
+@contextlib.contextmanager
+def run_threads():
+    """:func:`set_threads` for the duration of a run; the previous torch thread count afterwards."""
+    before = torch.get_num_threads()
+    set_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def set_threads() -> None:

@@ -41,8 +41,13 @@ def test_tiny_run_with_jobs_2_is_bit_identical_to_jobs_1(tmp_path, monkeypatch):
     """Each stage seeds itself: the real plugins fitted across two processes give the same weights and predictions
     (at the same threads per process: OMP_NUM_THREADS=1 keeps the run from taking every core)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    one = tiny_run(tmp_path / "one", "jobs=1")
-    two = tiny_run(tmp_path / "two", "jobs=2")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = tiny_run(tmp_path / "one", "jobs=1")
+        two = tiny_run(tmp_path / "two", "jobs=2")
+    finally:
+        torch.set_num_threads(before)
     for kind in KINDS:
         a, b = weights(one.run_dir, kind), weights(two.run_dir, kind)
         assert a.keys() == b.keys()
@@ -107,3 +112,21 @@ def test_jobs_is_validated():
 
     with pytest.raises(ConfigError, match="jobs"):
         build_config(overrides=["jobs=0"])
+
+
+def test_avsamples_travel_as_arrays_and_come_back_equal():
+    """The worker's job pickles AVSamples through NumPy (protocol 5 writes them without a copy)."""
+    import io
+    import pickle
+
+    from avood_core.task import AVSamples
+
+    x = torch.randn(7, 9)
+    samples = AVSamples.from_x(x, torch.arange(7), audio_dim=4)  # non-contiguous column slices
+    buf = io.BytesIO()
+    pickle.dump(samples, buf, protocol=5)
+    back = pickle.loads(buf.getvalue())
+    assert torch.equal(back.audio, samples.audio) and torch.equal(back.video, samples.video)
+    assert torch.equal(back.labels, samples.labels) and back.labels.dtype == torch.long
+    back.audio += 1  # writable, and not shared with the original
+    assert not torch.equal(back.audio, samples.audio)
