@@ -154,7 +154,7 @@ class FitCache:
                 setattr(pipe, kind, comp)
                 reuse.add(kind)
         pipe.fit(self.task, device=self.device, seed=config.seed, progress=self.progress, log=self.log,
-                 skip=frozenset(reuse))
+                 skip=frozenset(reuse), jobs=config.jobs)
         for kind in KINDS:
             if kind not in reuse:
                 self.fitted[(kind, hashes[kind])] = pipe.components[kind]
