@@ -12,7 +12,7 @@ from typing import Callable
 
 from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml
-from avood_core.errors import AvoodError
+from avood_core.errors import AvoodError, ConfigError
 from avood_core.io import atomic_write_json, atomic_write_text
 from avood_core.registry import KINDS, Registry, get_registry
 
@@ -151,11 +151,28 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
 
 
 def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
-    """Stage-2 config: each component's params updated with what it selected on stage-1 val."""
+    """Stage-2 config: each component's params updated with what it selected on stage-1 val.
+
+    The updated params are validated with the component's own model: a selection its params
+    reject is a :class:`ConfigError` naming the component, the value and the fix.
+    """
+    from pydantic import ValidationError
+
+    from avood_core.config import _format_error
+
     selected = {k: dict(c.selected_params()) for k, c in pipeline.components.items()}
     selected = {k: v for k, v in selected.items() if v}
-    update = {k: config.component(k).model_copy(update={"params": {**config.component(k).params, **v}})
-              for k, v in selected.items()}
+    update = {}
+    for kind, values in selected.items():
+        spec = config.component(kind)
+        try:
+            params = type(pipeline.components[kind]).Params.model_validate({**spec.params, **values})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{kind} '{spec.name}' selected {values} on the stage-1 val split, which its params reject "
+                f"({_format_error(exc, f'{kind}.params')}); its selected_params() must return valid params"
+            ) from None
+        update[kind] = spec.model_copy(update={"params": params.model_dump(mode="json")})
     return config.model_copy(update=update), selected
 
 

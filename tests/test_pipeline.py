@@ -53,3 +53,25 @@ def test_same_seed_same_numbers(tiny_task):
 
     a, b = run(1), run(1)
     assert {k: a[k] for k in ("S", "U", "HM", "ZSL")} == {k: b[k] for k in ("S", "U", "HM", "ZSL")}
+
+
+def test_a_selection_its_params_reject_is_a_one_line_config_error():
+    """Stage 2 re-validates what a component selected on stage-1 val (here an epoch count of 0)."""
+    import types
+
+    from avood_core.config import build_config, resolve
+    from avood_core.errors import ConfigError
+    from avood_core.run import apply_selections, build_pipeline
+
+    config = resolve(build_config(overrides=['device="cpu"']))
+    pipe = build_pipeline(config)
+    good = apply_selections(config, types.SimpleNamespace(components={**pipe.components}))
+    assert good[1] == {}
+    pipe.seen.selected_params = lambda: {"epochs": 7}
+    cfg2, selected = apply_selections(config, pipe)
+    assert selected == {"seen": {"epochs": 7}} and cfg2.seen.params["epochs"] == 7
+    pipe.seen.selected_params = lambda: {"epochs": 0}
+    with pytest.raises(ConfigError) as err:
+        apply_selections(config, pipe)
+    text = str(err.value)
+    assert "\n" not in text and "seen 'mlp' selected {'epochs': 0}" in text and "seen.params.epochs" in text
