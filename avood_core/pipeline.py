@@ -128,14 +128,14 @@ class Pipeline:
                 job_ctx = dataclasses.replace(ctx, log=_no_log, progress=None,
                                               fitted={d: ctx.fitted[d] for d in getattr(comp, "depends_on", ())})
                 worker = parallel.start(kind, comp, (*head, job_ctx), seed, threads, log)
-                if worker is None:
-                    offload.remove(kind)
-                else:
+                if worker is not None:
                     workers[kind] = worker
                     log(f"{kind}: training in a worker process ({threads} thread{'s' * (threads > 1)})")
 
         def stage(kind: str) -> None:
-            if kind in offload:
+            # In a worker (joined later), or already joined: nothing to do here. An offloaded kind that
+            # could not be sent, or never became ready, is fitted here in its turn.
+            if kind in workers or kind in ctx.fitted:
                 return
             for dep in getattr(self.components[kind], "depends_on", ()):
                 if dep in workers:

@@ -130,3 +130,22 @@ def test_avsamples_travel_as_arrays_and_come_back_equal():
     assert torch.equal(back.labels, samples.labels) and back.labels.dtype == torch.long
     back.audio += 1  # writable, and not shared with the original
     assert not torch.equal(back.audio, samples.audio)
+
+
+class SeenAfterUnseen(CentroidSeen):
+    """A seen classifier that declares it needs the fitted unseen classifier."""
+
+    depends_on = ("unseen",)
+
+    def fit(self, train, ctx):
+        assert ctx.fitted["unseen"].fitted, "the unseen classifier must be fitted first"
+        self.saw_unseen = True
+        return super().fit(train, ctx)
+
+
+def test_a_component_waiting_for_a_worker_is_fitted_after_it(tiny_task):
+    """jobs=3 offloads unseen and seen; seen depends on unseen, so it starts only once unseen is back."""
+    pipe = Pipeline(generator=RidgeGenerator(), detector=CentroidDetector(), seen=SeenAfterUnseen(),
+                    unseen=RidgeUnseen(), syn_num=5).fit(tiny_task, seed=0, jobs=3)
+    assert pipe.seen.fitted and pipe.seen.saw_unseen and pipe.unseen.fitted
+    assert "unseen" in pipe.worker_info  # seen was not ready at launch time and was fitted here
