@@ -76,6 +76,8 @@ def save_component(component: Component, directory: str | Path, name: str, provi
         "fit_hash": fit_hash,
     }
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         save_file(tensors, str(tmp / WEIGHTS))

@@ -377,3 +377,16 @@ def test_real_console_script_exit_status(run_copy):
     proc = subprocess.run([str(REPO / ".venv/bin/avood"), "evaluate", str(run_copy)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "does not match its config.json checksum" in proc.stderr
+
+
+def test_a_new_save_clears_what_a_killed_save_left(run_copy):
+    folder = run_copy / "components" / "seen"
+    comp, before = _seen_state(folder)
+    stale = folder.with_name(".seen.tmp-killed")
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half a file")
+    other = folder.with_name(".unseen.tmp-other")  # another component's: not touched
+    other.mkdir()
+    save_component(comp, folder, "mlp")
+    assert not stale.exists() and other.exists()
+    _assert_still_loads(folder, before)
