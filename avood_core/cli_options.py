@@ -98,7 +98,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "seed": (("--seed",), "Random seed."),
     "device": (("--device",), "cpu, cuda or auto."),
     "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
-                               "same results, about 1.5x faster on 2 cores)."),
+                               "identical results at equal threads per process; about 1.5x faster on 2 cores)."),
     "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
     "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
     "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data)."),
