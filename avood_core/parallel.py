@@ -239,7 +239,7 @@ def start(kind: str, component: Any, args: tuple, seed: int, threads: int, log: 
         return None
     try:
         return Worker(Job(kind, component, args, seed, threads))
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+    except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
         log(f"{kind}: cannot be sent to a worker process ({exc}); fitting it in this process")
         return None
 

@@ -149,3 +149,16 @@ def test_a_component_waiting_for_a_worker_is_fitted_after_it(tiny_task):
                     unseen=RidgeUnseen(), syn_num=5).fit(tiny_task, seed=0, jobs=3)
     assert pipe.seen.fitted and pipe.seen.saw_unseen and pipe.unseen.fitted
     assert "unseen" in pipe.worker_info  # seen was not ready at launch time and was fitted here
+
+
+def test_no_worker_process_can_start_so_it_fits_here(tiny_task, monkeypatch):
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise OSError("no interpreter")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    lines = []
+    pipe = _pipeline(RidgeUnseen()).fit(tiny_task, seed=0, log=lines.append, jobs=2)
+    assert pipe.unseen.fitted and "unseen" not in pipe.worker_info
+    assert any("cannot be sent to a worker process (no interpreter)" in line for line in lines)
