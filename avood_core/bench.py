@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench_meter import STAGES, Meter, _wrap, machine_info
+from avood_core.bench_meter import STAGES, Meter, machine_info, wrap_method
 from avood_core.bench_report import render_markdown
 from avood_core.errors import AvoodError
 
@@ -175,8 +175,8 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
     offload = pipeline.worker_kinds(jobs)
     for kind in FIT_STAGES:
         if kind not in offload:
-            _wrap(pipeline.components[kind], "fit", meter, kind, sync)
-    _wrap(pipeline.generator, "generate", meter, "synthesize", sync)
+            wrap_method(pipeline.components[kind], "fit", meter, kind, sync)
+    wrap_method(pipeline.generator, "generate", meter, "synthesize", sync)
     start = time.perf_counter()
     pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs)
     fit_wall = time.perf_counter() - start

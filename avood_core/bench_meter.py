@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -38,9 +37,24 @@ def _reset_hwm() -> bool:
         return False
 
 
-def _maxrss_mb() -> float:
+def _maxrss_mb() -> float | None:
+    """``ru_maxrss`` in MB: the process peak so far (None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def peak_rss_mb() -> float | None:
+    """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``.
+
+    ``ru_maxrss`` of a process started by fork + exec also counts the parent's memory at the fork,
+    so a worker process must use ``VmHWM`` where it exists.
+    """
+    hwm = _read_hwm_kb()
+    return round(hwm / 1024, 1) if hwm is not None else _maxrss_mb()
 
 
 class Meter:
@@ -106,7 +120,7 @@ class Meter:
                         + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
 
-def _wrap(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
+def wrap_method(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
     """Shadow ``obj.method`` with a measured call (instance attribute; the class is untouched)."""
     original = getattr(obj, method)
 

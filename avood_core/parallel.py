@@ -88,28 +88,6 @@ class _CounterTracker:
         self._write()
 
 
-def _peak_rss_mb() -> float | None:
-    """This process's peak resident set size in MB.
-
-    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's memory
-    (``ru_maxrss`` would also count the parent's memory at the fork before the exec).
-    Elsewhere ``ru_maxrss``; None where neither exists.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    try:
-        import resource
-    except ImportError:
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / 1024**2 if sys.platform == "darwin" else rss / 1024, 1)  # bytes on macOS, kB on Linux
-
-
 def _worker_main(folder: Path) -> int:
     """Run the job in ``folder`` and write its result there (``python -m avood_core.parallel FOLDER``)."""
     try:
@@ -117,6 +95,7 @@ def _worker_main(folder: Path) -> int:
             job: Job = pickle.load(fh)
         import torch
 
+        from avood_core.bench_meter import peak_rss_mb
         from avood_core.training import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
@@ -128,7 +107,7 @@ def _worker_main(folder: Path) -> int:
         wall, cpu = time.perf_counter(), time.process_time()
         job.component.fit(*head, ctx)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, _peak_rss_mb(), logs))
+        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, peak_rss_mb(), logs))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         cls = type(exc)
         message = ("error", cls.__module__, cls.__qualname__, str(exc), traceback.format_exc())

@@ -101,11 +101,6 @@ class Pipeline:
         threads_before = torch.get_num_threads()
         threads = parallel.threads_per_job(jobs) if offload else threads_before
 
-        def finish(kind: str) -> None:
-            self.timings[kind] = self.worker_info.get(kind, {}).get("wall_s", self.timings.get(kind, 0.0))
-            on_fitted(kind)
-            ctx.fitted[kind] = self.components[kind]
-
         def join(kind: str) -> None:
             worker = workers.pop(kind)
             res = worker.result(progress)
@@ -115,7 +110,9 @@ class Pipeline:
                                       "end_s": time.perf_counter() - fit_start}
             for line in res.logs:
                 log(line)
-            finish(kind)
+            self.timings[kind] = res.wall_s
+            on_fitted(kind)
+            ctx.fitted[kind] = self.components[kind]
 
         def launch_ready() -> None:
             for kind in offload:
