@@ -89,7 +89,7 @@ class RunConfig(BaseModel):
         return getattr(self, kind)
 
 
-def _format_error(exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
@@ -103,7 +103,7 @@ def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_error(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
         try:
             params = cls.Params.model_validate({**base, **spec.params})
         except ValidationError as exc:
-            raise ConfigError(f"config: {_format_error(exc, f'{kind}.params')} ({kind} '{spec.name}')") from None
+            raise ConfigError(f"config: {format_validation_error(exc, f'{kind}.params')} ({kind} '{spec.name}')") from None
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
     return config.model_copy(update=update)
 

@@ -146,19 +146,20 @@ class Worker:
     def result(self, progress: Callable[[int, str], Any] | None = None) -> WorkerResult:
         """Wait for the fit (showing its progress when ``progress`` is given) and return it."""
         tracker, shown = None, 0
+
+        def show() -> None:
+            nonlocal tracker, shown
+            done, total = self._progress()
+            if progress is not None and total:
+                tracker = tracker or progress(total, f"{self.kind} (worker)")
+                tracker.update(max(0, done - shown))
+                shown = max(shown, done)
+
         try:
             while self._proc.poll() is None:
-                done, total = self._progress()
-                if progress is not None and total:
-                    tracker = tracker or progress(total, f"{self.kind} (worker)")
-                    if done > shown:
-                        tracker.update(done - shown)
-                        shown = done
+                show()
                 time.sleep(0.2)
-            if tracker is not None:
-                done, _ = self._progress()
-                if done > shown:
-                    tracker.update(done - shown)
+            show()  # the last steps
             try:
                 message = pickle.loads((self.folder / RESULT).read_bytes())
             except (OSError, EOFError, pickle.UnpicklingError):
@@ -197,10 +198,10 @@ def _rebuild_error(kind: str, name: str, module: str, qualname: str, text: str, 
         pass
     if qualname == "KeyboardInterrupt":
         return KeyboardInterrupt()
-    last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
     if os.environ.get("AVOOD_DEBUG"):
-        last = trace
-    return AvoodError(f"{kind} '{name}' failed in its worker process: {last} (AVOOD_DEBUG=1 shows the traceback)")
+        return AvoodError(f"{kind} '{name}' failed in its worker process:\n{trace}")
+    last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
+    return AvoodError(f"{kind} '{name}' failed in its worker process: {last} (AVOOD_DEBUG=1 shows its traceback)")
 
 
 def threads_per_job(jobs: int) -> int:

@@ -158,7 +158,7 @@ def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
     """
     from pydantic import ValidationError
 
-    from avood_core.config import _format_error
+    from avood_core.config import format_validation_error
 
     selected = {k: dict(c.selected_params()) for k, c in pipeline.components.items()}
     selected = {k: v for k, v in selected.items() if v}
@@ -170,7 +170,7 @@ def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
         except ValidationError as exc:
             raise ConfigError(
                 f"{kind} '{spec.name}' selected {values} on the stage-1 val split, which its params reject "
-                f"({_format_error(exc, f'{kind}.params')}); its selected_params() must return valid params"
+                f"({format_validation_error(exc, f'{kind}.params')}); its selected_params() must return valid params"
             ) from None
         update[kind] = spec.model_copy(update={"params": params.model_dump(mode="json")})
     return config.model_copy(update=update), selected

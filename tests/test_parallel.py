@@ -162,3 +162,10 @@ def test_no_worker_process_can_start_so_it_fits_here(tiny_task, monkeypatch):
     pipe = _pipeline(RidgeUnseen()).fit(tiny_task, seed=0, log=lines.append, jobs=2)
     assert pipe.unseen.fitted and "unseen" not in pipe.worker_info
     assert any("cannot be sent to a worker process (no interpreter)" in line for line in lines)
+
+
+def test_avood_debug_shows_the_workers_traceback(tiny_task, monkeypatch):
+    monkeypatch.setenv("AVOOD_TEST_FAIL", "other")
+    monkeypatch.setenv("AVOOD_DEBUG", "1")
+    with pytest.raises(AvoodError, match=r"(?s)Traceback.*in fit.*ZeroDivisionError: boom"):
+        _pipeline(FailingUnseen()).fit(tiny_task, seed=0, jobs=2)

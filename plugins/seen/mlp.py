@@ -100,8 +100,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         if best["state"] is not None:
             net.load_state_dict(best["state"])
             ctx.log(f"mlp seen classifier: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
-        net.eval()
-        self.fitted = True
+        self.fitted = True  # train_epochs left the net in eval mode
         return self
 
     def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:
