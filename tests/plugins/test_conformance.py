@@ -19,6 +19,7 @@ _CROSS_ATTENTION = dict(
     embed_dim=24, enc_hidden=32, proj_hidden=32, joint_dim=16, heads=2, ff_dim=16,
     batch_size=32, epochs=1, batches_per_epoch=12,
 )
+_JOINT_EMBEDDING = dict(hidden=32, text_hidden=16, joint_dim=8, batch_size=16, epochs=1, batches_per_epoch=6)
 
 BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
     ("generator", "wgan_gp"): dict(epochs=1, batches_per_epoch=15, critic_iters=2, noise_dim=16, hidden=32,
@@ -30,6 +31,8 @@ BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
     ("seen", "cross_attention"): dict(_CROSS_ATTENTION),
     ("unseen", "cross_attention"): dict(_CROSS_ATTENTION),
     ("unseen", "mlp"): dict(epochs=5, batch_size=32, hidden=(32,)),
+    ("unseen", "cjme"): dict(_JOINT_EMBEDDING),
+    ("unseen", "avgzslnet"): dict(_JOINT_EMBEDDING, decoder_hidden=16),
 }
 
 

@@ -1,0 +1,221 @@
+"""What the Table 1 baselines ``cjme`` and ``avgzslnet`` share: embedding nets, params, training, distances.
+
+Both map audio ``a``, video ``v`` and the class text ``t`` into one ``joint_dim`` space with
+three embedding networks ``F_A``, ``F_V``, ``F_T`` (AVCA-GZSL ``src/model.py``: ``EmbeddingNet``,
+``EmbeddingNetCJME``, ``TripletNet``)::
+
+    F_m(x) = Linear(hidden -> joint_dim) ∘ Dropout ∘ ReLU ∘ BatchNorm ∘ Linear(in -> hidden)(x)
+
+with ``hidden`` = 1024 for audio and video and 300 for text, ``joint_dim`` = 64. They train as
+AVCA-GZSL trains them (``main.py``, ``src/train.py``, ``src/sampler.py``, ``src/dataset.py``):
+``batches_per_epoch`` class-balanced batches of ``batch_size`` positives ``p`` per epoch,
+each with a negative ``q`` = a random clip of another class and its class text; Adam
+(``lr`` 1e-3, no weight decay) and ``ReduceLROnPlateau(mode='max', patience=3, factor=0.1)``.
+The positive and the negative half go through each network in separate calls (separate
+BatchNorm batches), as in the reference. AVCA steps the scheduler on the validation HM of each
+epoch; here it steps on that HM (best calibrated-stacking β of ``linspace(0, 3, 16)``, the
+selection of :mod:`avood_plugins.detectors.calibrated_stacking`) where ``ctx.val`` holds clips
+of both seen and unseen classes (benchmark stage 1), else on the epoch's mean training loss
+(the embedded task's val split has seen classes only; stage 2 has none). AVCA also keeps the
+checkpoint of the best validation epoch; like the ``cross_attention`` classifier, these train
+for ``epochs`` epochs and keep the last.
+
+Prediction (AVCA-GZSL ``src/utils.py``, ``get_best_evaluation`` in mode ``both``): a clip's
+distance to class ``c`` combines ``‖F_A(a) − F_T(t_c)‖₂`` and ``‖F_V(v) − F_T(t_c)‖₂`` in a way
+each model defines (:meth:`JointEmbeddingNet.clip_distances`); the nearest candidate wins.
+Over all classes (``candidates`` = seen ∪ unseen) the distances feed the ``calibrated_stacking``
+gate, which is how the paper's Table 1 reports these baselines; over the unseen classes they
+serve behind the entropy gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from avood_core.errors import AvoodError, DataError
+from avood_core.perf import Dropout, adam
+from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
+from avood_core.task import AVSamples
+from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
+
+CHUNK = 4096  # samples per inference forward pass
+
+
+def embedding_net(in_dim: int, hidden: int, out_dim: int, dropout: float, use_bn: bool = True,
+                  out_relu: bool = False) -> nn.Sequential:
+    """``Linear -> [BatchNorm1d] -> ReLU -> Dropout -> Linear [-> ReLU]`` (AVCA-GZSL ``EmbeddingNet``)."""
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden)]
+    if use_bn:
+        layers.append(nn.BatchNorm1d(hidden))
+    layers += [nn.ReLU(), Dropout(dropout), nn.Linear(hidden, out_dim)]
+    if out_relu:
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class JointEmbeddingParams(BaseModel):
+    """Params both baselines share; defaults = AVCA-GZSL's run scripts (the same for all three datasets)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (AVCA-GZSL run_scripts/*/{cjme,avgzslnet}.sh: --lr 0.001).")
+    batch_size: int = Field(256, ge=2, description="Positive samples per step, as many negatives join them (AVCA-GZSL src/args.py --bs default 256).")
+    epochs: int = Field(50, ge=1, description="Training epochs (run scripts: --epochs 50).")
+    batches_per_epoch: int = Field(500, ge=1, description="Class-balanced batches per epoch (run scripts: --n_batches 500).")
+    margin: float = Field(1.0, gt=0, description="Triplet margin (src/args.py --margin default 1).")
+    hidden: int = Field(1024, ge=1, description="Hidden width of the audio and video embedding nets F_A, F_V (src/args.py --embeddings_hidden_size 1024).")
+    text_hidden: int = Field(300, ge=1, description="Hidden width of the text embedding net F_T (src/model.py: 300).")
+    joint_dim: int = Field(64, ge=1, description="Dimension of the joint embedding space (src/model.py: 64).")
+    use_bn: bool = Field(True, description="BatchNorm after the hidden Linear of each embedding net (run scripts: --embedding_use_bn).")
+    lr_scheduler: bool = Field(True, description="ReduceLROnPlateau on the selection HM (else the training loss) each epoch (run scripts: --lr_scheduler).")
+    lr_patience: int = Field(3, ge=0, description="ReduceLROnPlateau patience in epochs (main.py: 3).")
+    lr_factor: float = Field(0.1, gt=0, lt=1, description="ReduceLROnPlateau factor (main.py: PyTorch's default 0.1).")
+
+
+class JointEmbeddingNet(nn.Module):
+    """``F_A``, ``F_V``, ``F_T``; subclasses add their heads and the clip-to-class distance."""
+
+    def __init__(self, audio_dim: int, video_dim: int, text_dim: int, p: JointEmbeddingParams, dropout: float = 0.0,
+                 out_relu: bool = False) -> None:
+        super().__init__()
+        self.F_A = embedding_net(audio_dim, p.hidden, p.joint_dim, dropout, p.use_bn, out_relu)
+        self.F_V = embedding_net(video_dim, p.hidden, p.joint_dim, dropout, p.use_bn, out_relu)
+        self.F_T = embedding_net(text_dim, p.text_hidden, p.joint_dim, dropout, p.use_bn, out_relu)
+
+    def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
+        """(N, K) distances of N clips to K projected class texts ``theta_t``."""
+        raise NotImplementedError
+
+
+class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
+    """Training loop, selection HM and distances shared by ``cjme`` and ``avgzslnet``."""
+
+    label: ClassVar[str] = ""
+    """Name in messages, e.g. ``unseen cjme``."""
+    terms: ClassVar[tuple[str, ...]] = ("loss",)
+    """Names of the loss terms :meth:`batch_terms` returns, the total first."""
+    quick: ClassVar[Mapping[str, Any]] = {"epochs": 4, "batches_per_epoch": 60}
+    Net: ClassVar[type[JointEmbeddingNet]] = JointEmbeddingNet
+    """The network, built as ``Net(audio_dim, video_dim, text_dim, params)``."""
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        self.history: list[dict[str, float]] = []
+        self.steps = 0  # optimizer steps of the last fit
+        self.samples = 0  # training rows (positives + negatives) of the last fit
+
+    def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
+        return self.Net(audio_dim, video_dim, text_dim, self.params)
+
+    def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
+                    class_text: Tensor) -> Tensor:
+        """The stacked loss terms (names :attr:`terms`, total first) of one batch.
+
+        ``pos`` / ``neg`` = (audio, video, class text) of the positives and of their negatives;
+        ``class_text`` = the text rows of the training classes.
+        """
+        raise NotImplementedError
+
+    def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "JointEmbeddingClassifier":
+        p = self.params
+        text = torch.as_tensor(text, dtype=torch.float32)
+        if len(train) == 0:
+            raise DataError(f"{self.label}: the training split is empty")
+        if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
+            raise DataError(f"{self.label}: labels must index the rows of text {tuple(text.shape)}")
+        sampler = ClassBalancedSampler(train.labels)
+        if len(sampler.classes) < 2:
+            raise DataError(f"{self.label}: negative sampling needs at least two training classes")
+        dev = ctx.device
+        audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
+        text_dev = text.to(dev)
+        class_text = text_dev[sampler.classes.to(dev)]
+        net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
+        opt = adam(net.parameters(), lr=p.lr)
+        selection = self._selection_split(ctx)
+        sched = None
+        if p.lr_scheduler:
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max" if selection is not None else "min", factor=p.lr_factor, patience=p.lr_patience)
+        b = p.batch_size
+        bar = ctx.track(p.epochs * p.batches_per_epoch, self.kind or self.label)
+        self.history, self.steps, self.samples = [], 0, 0
+        try:
+            for epoch in range(p.epochs):
+                net.train()
+                sums = torch.zeros(len(self.terms), device=dev)
+                for _ in range(p.batches_per_epoch):
+                    pos = sampler.sample(b)
+                    neg = other_class_samples(train.labels[pos], sampler)
+                    pos, neg = pos.to(dev), neg.to(dev)
+                    values = self.batch_terms(
+                        net, (audio[pos], video[pos], text_dev[labels[pos]]),
+                        (audio[neg], video[neg], text_dev[labels[neg]]), class_text)
+                    opt.zero_grad(set_to_none=True)
+                    values[0].backward()
+                    opt.step()
+                    self.steps += 1
+                    self.samples += 2 * b
+                    sums += values.detach()
+                    bar.update(1)
+                means = sums / p.batches_per_epoch
+                check_finite(means[0], self.label, epoch + 1, f"lower {self.label.split()[-1]}'s lr")
+                record: dict[str, float] = {"epoch": epoch, **dict(zip(self.terms, means.tolist()))}
+                if selection is not None:
+                    record["val_HM"] = self.selection_hm(selection, ctx)
+                if sched is not None:
+                    sched.step(record["val_HM"] if selection is not None else record["loss"])
+                record["lr"] = opt.param_groups[0]["lr"]
+                self.history.append(record)
+                bar.update(0, loss=record["loss"])
+        finally:
+            bar.close()
+        net.eval()
+        last = self.history[-1]
+        ctx.log(f"{self.label}: final loss {last['loss']:.4g} ("
+                + ", ".join(f"{k} {last[k]:.4g}" for k in self.terms[1:]) + ")"
+                + (f", selection HM {last['val_HM']:.2f}" if "val_HM" in last else ""))
+        self.fitted = True
+        return self
+
+    @staticmethod
+    def _selection_split(ctx: FitContext) -> AVSamples | None:
+        """``ctx.val`` if it holds clips of both ``ctx.seen_classes`` and ``ctx.unseen_classes``, else None."""
+        val = ctx.val
+        if val is None or len(val) == 0:
+            return None
+        labels = val.labels.cpu()
+        has_seen = torch.isin(labels, torch.as_tensor(ctx.seen_classes).cpu()).any()
+        has_unseen = torch.isin(labels, torch.as_tensor(ctx.unseen_classes).cpu()).any()
+        return val if bool(has_seen and has_unseen) else None
+
+    def selection_hm(self, val: AVSamples, ctx: FitContext) -> float:
+        """AVCA's validation HM: calibrated stacking over all classes at the best β of its grid (percent)."""
+        from avood_plugins.detectors.calibrated_stacking import DEFAULT_GRID, beta_curve, stacking_margin
+
+        seen = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
+        unseen = torch.unique(torch.as_tensor(ctx.unseen_classes, dtype=torch.long).cpu())
+        d = self.distances(val, torch.cat([seen, unseen]), ctx.text)
+        d_seen, d_unseen = d[:, : len(seen)], d[:, len(seen):]
+        curve = beta_curve(stacking_margin(d_seen, d_unseen), seen[d_seen.argmin(dim=1)],
+                           unseen[d_unseen.argmin(dim=1)], val.labels.cpu(), seen, unseen, DEFAULT_GRID)
+        return max(c["HM"] for c in curve)
+
+    def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
+        """(N, K) clip-to-class distances (eval mode, chunked), float32 on CPU; smaller = closer."""
+        net = self.net
+        if net is None:
+            raise AvoodError(f"{self.label} is not fitted; call fit or load its state first")
+        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
+        net.eval()
+        with torch.inference_mode():
+            theta_t = net.F_T(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
+            out = [net.clip_distances(a.to(self.device), v.to(self.device), theta_t)
+                   for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
+        if not out:
+            return torch.empty(0, len(cand))
+        return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor
