@@ -97,3 +97,15 @@ def test_compat_switches_are_documented_and_off_by_default(kind, name, field, do
     info = model.model_fields[field]
     assert doc in info.description
     assert info.default in (False, "mean")
+
+
+@pytest.mark.parametrize("name, dropout", [("ucf", 0.2), ("activitynet", 0.2), ("vggsound", 0.0)])
+def test_table1_baseline_presets(name, dropout):
+    """AVCA-GZSL run_scripts/<dataset>/{cjme,avgzslnet}.sh values; only CJME's dropout differs by dataset;
+    epochs are the plugins' defaults (50 x 500 batches), reduced by the quick profile."""
+    for unseen, extra in (("cjme", ("dropout", dropout)), ("avgzslnet", ("embed_dropout", 0.8))):
+        cfg = resolve(build_config(preset=name, components={"unseen": unseen, "detector": "calibrated_stacking"}))
+        p = cfg.unseen.params
+        assert (p["batch_size"], p["lr"], p["epochs"], p["batches_per_epoch"], p[extra[0]]) == (256, 1e-3, 50, 500, extra[1])
+        quick = resolve(build_config(preset=name, components={"unseen": unseen}, overrides=["profile=quick"]))
+        assert quick.unseen.params["epochs"] == 4 and quick.unseen.params["lr"] == 1e-3
