@@ -15,6 +15,9 @@
 * ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms`` set to L⁺ only,
   L⁺ + L⁻trip, L⁺ + L⁻rec, L⁺ + L⁻reg and L⁺ + L⁻ (the paper); generator, gate and seen
   classifier fitted once. Columns: UC_acc and HM (at the gate's own threshold).
+* ``table1`` — Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking over all classes, the AVCA
+  protocol), AV-OOD, and AV-OOD with each baseline as its unseen classifier; S, U, HM, ZSL, the
+  paper's figures beside them (:mod:`avood_core.ablate_table1`).
 
 Every row is a full run config built from the same assembled config as ``avood run``
 (preset, file, ``--set``...): a row swaps the plugin of some slot (its slot params reset, as
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core import __version__
+from avood_core import ablate_table1 as table1
 from avood_core.config import RunConfig, finalize_config, resolve, to_toml
 from avood_core.errors import AvoodError
 from avood_core.io import atomic_write_json, atomic_write_text
@@ -52,6 +56,8 @@ class Row:
     label: str
     swap: dict[str, str] = field(default_factory=dict)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibrated: bool = False
+    """Report the calibrated-stacking gate's argmin over all classes (AVCA protocol), not the routed pipeline."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ ABLATIONS: dict[str, Ablation] = {
          Row("L+ + L- (paper)", params={"unseen": {"negative_terms": ["trip", "rec", "reg"]}})),
         ("UC_acc", "HM"),
     ),
+    "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.rows(), table1.METRICS),
 }
 
 COLUMN_HELP = {
@@ -101,6 +108,9 @@ COLUMN_HELP = {
     "SC_acc": "seen classifier alone on the seen test clips (mean per-class accuracy), %",
     "UC_acc": "unseen classifier alone on the unseen test clips among the unseen classes (= ZSL), %",
     "HM": "HM of the routed pipeline at the gate's own threshold, %",
+    "S": "mean per-class accuracy on the seen test clips of the final prediction, %",
+    "U": "mean per-class accuracy on the unseen test clips of the final prediction, %",
+    "ZSL": "unseen classifier alone on the unseen test clips among the unseen classes, %",
 }
 
 
@@ -183,7 +193,7 @@ def row_values(name: str, scores: dict, outputs: dict) -> dict[str, float]:
     gate = scores["gate"]
     values = {
         "SC_acc": scores["seen_classifier_acc"], "UC_acc": scores["ZSL"], "HM": scores["HM"],
-        "S": scores["S"], "U": scores["U"],
+        "S": scores["S"], "U": scores["U"], "ZSL": scores["ZSL"],
         "AUC": gate["AUROC"], "FPR@TPR60": gate["FPR@TPR60"], "HM@own": scores["HM"],
         "TPR@own": gate["TPR"], "FPR@own": gate["FPR"], "threshold": gate["threshold"],
     }
@@ -199,8 +209,7 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
-    head = "Classifiers (Seen & Unseen)" if ablation.name == "classifiers" else (
-        "Loss" if ablation.name == "losses" else "Gate")
+    head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss"}.get(ablation.name, "Gate")
     lines = [f"**{ablation.title}** — {caption}", "",
              "| " + " | ".join([head, *ablation.columns]) + " |",
              "|" + "---|" + "---:|" * len(ablation.columns)]
@@ -249,6 +258,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
         for i in ablation.fit_order or range(len(ablation.rows)):
             row, cfg = ablation.rows[i], configs[i]
             log(f"ablate {name}: {row.label}")
+            row_start, fits_before = time.perf_counter(), sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             selected: dict = {}
             if cache1 is not None:
                 pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
@@ -258,10 +268,16 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                 selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
             scores = pipe.evaluate(task.test)
             outputs = pipe.last_outputs
+            if row.calibrated:
+                scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
             save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
+            fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
                        "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
-                       "values": row_values(name, scores, outputs), "metrics": scores}
+                       "values": row_values(name, scores, outputs), "metrics": scores,
+                       "wall_s": time.perf_counter() - row_start, "components_fitted": fits_after - fits_before}
+            if name == "table1":
+                done[i]["paper"] = table1.paper_values(table1.paper_dataset(base)[0], row.label)
             if name == "gates":
                 import numpy as np
 
@@ -275,7 +291,10 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
         else:
             source = f"embedded synthetic task (scale {base.data.scale})"
         caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
-        table = markdown_table(ablation, rows, caption)
+        if name == "table1":
+            table = table1.markdown(ablation.title, rows, caption, table1.paper_dataset(base)[1])
+        else:
+            table = markdown_table(ablation, rows, caption)
         trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
         results = {
             "avood_version": __version__,
@@ -286,6 +305,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             "protocol": "two-stage (select on stage-1 val, report on test)" if cache1 is not None else "single stage",
             "trained": trained, "shared": sorted(set(cache2.shared + (cache1.shared if cache1 else []))),
             "rows": rows, "timings_s": {"total": time.perf_counter() - started},
+            **({"paper_figures": table1.paper_dataset(base)[1]} if name == "table1" else {}),
         }
         atomic_write_json(run_dir / "results.json", results)
         atomic_write_text(run_dir / "table.md", table)

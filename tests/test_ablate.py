@@ -32,14 +32,18 @@ TINY = [
 for _kv in ("epochs=1", "batches_per_epoch=3", "batch_size=16", "embed_dim=30", "enc_hidden=32",
             "proj_hidden=32", "joint_dim=8", "ff_dim=8"):
     TINY += [f"params.unseen.cross_attention.{_kv}", f"params.seen.cross_attention.{_kv}"]
+for _name in ("cjme", "avgzslnet"):  # the Table 1 baselines (rows of table1)
+    TINY += [f"params.unseen.{_name}.{kv}" for kv in ("epochs=1", "batches_per_epoch=3", "batch_size=16", "hidden=32",
+                                                       "text_hidden=32", "joint_dim=8")]
 
 ROWS = {
     "gates": ["Calibrated Stacking", "OOD-binary", "OOD-entropy (paper)"],
     "classifiers": ["MLP & MLP", "Embedding & Embedding", "MLP & Embedding (paper)"],
     "losses": ["L+", "L+ + L-trip", "L+ + L-rec", "L+ + L-reg", "L+ + L- (paper)"],
+    "table1": ["CJME", "AVGZSLNet", "AVCA", "AV-OOD (paper)", "AV-OOD + CJME", "AV-OOD + AVGZSLNet"],
 }
 COLUMNS = {"gates": ["AUC", "FPR@TPR60", "HM@TPR60", "HM@own"], "classifiers": ["SC_acc", "UC_acc", "HM"],
-           "losses": ["UC_acc", "HM"]}
+           "losses": ["UC_acc", "HM"], "table1": ["S", "U", "HM", "ZSL"]}
 
 runner = CliRunner()
 
@@ -150,16 +154,70 @@ def test_gates_on_a_benchmark_tree_select_beta_in_stage1(tmp_path):
     assert "benchmark ucf" in result.markdown
 
 
-def test_cli_ablate_prints_the_table_and_writes_the_folder(tmp_path):
-    args = ["ablate", "gates", "--quiet", "-o", str(tmp_path), "--seed", "1"]
-    for s in TINY:
-        args += ["--set", s]
-    res = runner.invoke(app, args)
+def _cli(name, *options):
+    """``avood ablate NAME --quiet OPTIONS`` at the TINY budget; it succeeds and prints every row."""
+    res = runner.invoke(app, ["ablate", name, "--quiet", *options, *(a for s in TINY for a in ("--set", s))])
     assert res.exit_code == 0, res.output
-    for label in ROWS["gates"]:
+    for label in ROWS[name]:
         assert f"| {label} |" in res.output
+    return res
+
+
+def test_cli_ablate_prints_the_table_and_writes_the_folder(tmp_path):
+    res = _cli("gates", "-o", str(tmp_path), "--seed", "1")
     folder = next(tmp_path.glob("*-ablate-gates-s1"))
     assert f"run folder: {folder}" in res.output
     assert json.loads((folder / "results.json").read_text())["seed"] == 1
     res = runner.invoke(app, ["ablate", "gates", "--preset", "nope"])
     assert res.exit_code != 0 and "valid presets" in str(res.exception)
+
+
+def test_table1_rows_protocols_and_paper_figures(embedded):
+    """Baselines under the AVCA protocol (calibrated argmin over all classes), AV-OOD rows routed by the
+    entropy gate; shared components fitted once; the paper's UCF figures beside them, marked as the paper's."""
+    from avood_core import metrics
+    from avood_core.ablate_table1 import PAPER_TABLE1
+
+    result = embedded["table1"]
+    res = result.results
+    rows = {r["label"]: r for r in res["rows"]}
+    # generator and seen MLP once; entropy gate once; one calibrated-stacking gate per baseline;
+    # four unseen classifiers (cjme, avgzslnet, AVCA = L+ only, the paper's L+ + L-), each fitted once
+    assert res["trained"] == {"run": {"generator": 1, "seen": 1, "detector": 4, "unseen": 4}}
+    for label in ("CJME", "AVGZSLNet", "AVCA"):
+        r = rows[label]
+        assert r["components"]["detector"] == "calibrated_stacking" and "calibrated" in r["metrics"]["protocol"]
+        with np.load(result.run_dir / "rows" / label.lower() / "predictions.npz") as f:
+            labels, seen, unseen, pred = f["labels"], f["seen_classes"], f["unseen_classes"], f["pred"]
+            assert np.array_equal(f["routed_seen"], np.isin(pred, seen)) and np.array_equal(f["routed_seen"], f["score"] < f["threshold"])
+        assert r["values"]["HM"] == pytest.approx(metrics.gzsl_scores(pred, labels, seen, unseen)["HM"])
+        assert r["paper"] == dict(zip(("S", "U", "HM", "ZSL"), PAPER_TABLE1["ucf"][label]))
+    assert rows["AVCA"]["config"]["unseen"]["params"]["negative_terms"] == []
+    for label in ("AV-OOD (paper)", "AV-OOD + CJME", "AV-OOD + AVGZSLNet"):
+        assert rows[label]["components"]["detector"] == "entropy" and "protocol" not in rows[label]["metrics"]
+    assert rows["AV-OOD (paper)"]["paper"]["HM"] == 37.89 and rows["AV-OOD + CJME"]["paper"] is None
+    assert [rows[k]["components"]["unseen"] for k in ("AV-OOD + CJME", "AV-OOD + AVGZSLNet")] == ["cjme", "avgzslnet"]
+    # the same unseen classifier gives the same ZSL with either gate
+    assert rows["CJME"]["values"]["ZSL"] == rows["AV-OOD + CJME"]["values"]["ZSL"]
+    assert all(r["wall_s"] > 0 for r in res["rows"]) and rows["CJME"]["components_fitted"] >= 4
+    assert rows["AV-OOD + CJME"]["components_fitted"] == 0  # everything shared with earlier rows
+    lines = result.markdown.splitlines()
+    assert "paper HM" in next(line for line in lines if line.startswith("| Model"))
+    assert any("Table 1 of the paper on the real UCF-GZSL features" in line for line in lines)
+    assert next(line for line in lines if line.startswith("| AV-OOD (paper) |")).count("37.89") == 1
+
+
+def test_table1_on_a_benchmark_tree_and_cli(tmp_path):
+    """Two stages: β of each baseline chosen on stage-1 val and fixed for stage 2; the dataset's own paper
+    figures; ``avood ablate table1`` prints the table."""
+    from avood_core.data import write_synthetic_tree
+
+    write_synthetic_tree(tmp_path / "bench", "ucf", scale=0.1, seed=3, audio_dim=6, video_dim=5, class_counts=(6, 3, 2))
+    res = _cli("table1", "-o", str(tmp_path / "out"), "--data", str(tmp_path / "bench"), "--dataset", "ucf")
+    assert "paper = Table 1 of the paper on the real UCF-GZSL features;" in res.output
+    folder = next((tmp_path / "out").glob("*-ablate-table1-s0"))
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["protocol"].startswith("two-stage")
+    for row in saved["rows"][:3]:
+        beta = row["selected"]["detector"]["beta"]
+        assert row["config"]["detector"]["params"]["beta"] == beta and row["values"]["threshold"] == -beta
