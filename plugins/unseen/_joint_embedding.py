@@ -163,7 +163,7 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
                     sums += values.detach()
                     bar.update(1)
                 means = sums / p.batches_per_epoch
-                check_finite(means[0], self.label, epoch + 1, f"lower {self.label.split()[-1]}'s lr")
+                check_finite(means[0], self.label, epoch + 1, "lower unseen.lr")
                 record: dict[str, float] = {"epoch": epoch, **dict(zip(self.terms, means.tolist()))}
                 if selection is not None:
                     record["val_HM"] = self.selection_hm(selection, ctx)
