@@ -3,8 +3,9 @@
 Network: :class:`~avood_plugins.unseen._avca_net.AVCANet` (encoders, one cross-attention layer,
 projectors into a ``joint_dim`` space, decoder ``D`` and reconstructors). Each training step
 draws ``B`` class-balanced positive samples and, for each, a random sample of another class
-(the negative, with its own class's text); both halves go through the network in one batch
-(so BatchNorm sees 2B rows; AVCA runs the two halves as separate calls).
+(the negative, with its own class's text); the two halves go through the network as separate
+calls, so each BatchNorm normalizes a half with its own batch statistics and updates its
+running statistics twice a step, as in the reference (``CLSU_Embedding.forward``).
 With ``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``o_m`` the projector
 outputs θ_m, ``s`` the anchor half and ``o`` the other half (s, o) ∈ {(+, −), (−, +)}:
 
@@ -187,24 +188,15 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 for step in range(p.batches_per_epoch):
                     pos = sampler.sample(b)
                     idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
-                    rows = labels[idx]
-                    classes, inverse = torch.unique(rows, return_inverse=True)
-                    table = text_dev[classes]
-                    t = table[inverse]
-                    with autocast(dev, p.precision):
-                        # text as a per-class table: W_proj's first Linear runs once per class
-                        out = net(audio[idx], video[idx], table, text_rows=inverse)
-                    if p.precision != "fp32":  # losses in fp32
-                        out = {k: v.float() for k, v in out.items()}
-                    s_pos = {k: v[:b] for k, v in out.items()}
-                    s_neg = {k: v[b:] for k, v in out.items()}
+                    s_pos, t_pos = self._forward(net, audio, video, labels, text_dev, idx[:b])
+                    s_neg, t_neg = self._forward(net, audio, video, labels, text_dev, idx[b:])
                     trip = trip_loss(s_pos, s_neg, p.margin, p.decoder_triplets)
-                    rec = rec_loss(s_pos, t[:b])
+                    rec = rec_loss(s_pos, t_pos)
                     reg = reg_loss(s_pos)
                     if "trip" in negative:
                         trip = trip + trip_loss(s_neg, s_pos, p.margin, p.decoder_triplets)
                     if "rec" in negative:
-                        rec = rec + rec_loss(s_neg, t[b:])
+                        rec = rec + rec_loss(s_neg, t_neg)
                     if "reg" in negative:
                         reg = reg + reg_loss(s_neg)
                     loss = trip + rec + reg
@@ -232,6 +224,18 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 f"rec {last['rec']:.4g}, reg {last['reg']:.4g})")
         self.fitted = True
         return self
+
+    def _forward(self, net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor,
+                 idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call."""
+        classes, inverse = torch.unique(labels[idx], return_inverse=True)
+        table = text[classes]
+        with autocast(audio.device, self.params.precision):
+            # text as a per-class table: W_proj's first Linear runs once per class
+            out = net(audio[idx], video[idx], table, text_rows=inverse)
+        if self.params.precision != "fp32":  # losses in fp32
+            out = {k: v.float() for k, v in out.items()}
+        return out, table[inverse]
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
