@@ -28,7 +28,8 @@ row is fitted through :meth:`Pipeline.fit` with the cached kinds skipped, so eve
 seeded and fitted exactly as ``avood run`` would fit it, and fitted once however many rows use
 it. On a benchmark tree each row runs the two-stage protocol: stage 1 fits on ``training``
 and selects on ``val`` (e.g. calibrated stacking's β), stage 2 refits with those selections on
-``train_val`` and reports on ``test``. Nothing is selected on the test split.
+``train_val`` and reports on ``test``; a row none of whose components selects anything on val
+skips stage 1 (``stage1.reason`` in its JSON). Nothing is selected on the test split.
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     selections, values), ``table.md``, ``rows/<row>/predictions.npz`` and, for gates, ``roc.png``.
     """
     from avood_core.progress import progress_factory
-    from avood_core.run import apply_selections, build_tasks, new_run_dir, save_outputs
+    from avood_core.run import apply_selections, build_tasks, new_run_dir, save_outputs, stage1_decision
     from avood_core.training import resolve_device, run_threads
 
     if name not in ABLATIONS:
@@ -260,7 +261,10 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             log(f"ablate {name}: {row.label}")
             row_start, fits_before = time.perf_counter(), sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             selected: dict = {}
+            run_stage1, why = stage1_decision(cfg, stage1_task, registry)
             if cache1 is not None:
+                log(f"ablate {name}: {row.label}: {why}")
+            if run_stage1:
                 pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
                 cfg, selected = apply_selections(cfg, pipe1)
             pipe = cache2.pipeline(cfg, ablation.share_embedding)
@@ -273,6 +277,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
             fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
+                       "stage1": {"ran": run_stage1, "reason": why},
                        "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
                        "values": row_values(name, scores, outputs), "metrics": scores,
                        "wall_s": time.perf_counter() - row_start, "components_fitted": fits_after - fits_before}

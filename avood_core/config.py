@@ -46,7 +46,7 @@ class DataConfig(BaseModel):
     )
     nonfinite: Literal["fail", "skip"] = Field("fail", description="NaN/inf feature rows: fail, or skip them (counted).")
     compat_positional_text: bool = Field(
-        False, description="Reference defect SPEC §7.1: look text rows up by class id instead of by name (default: by name)."
+        False, description="Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."
     )
     stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
     scale: float = Field(1.0, gt=0, description="Synthetic task: multiplier on UCF's sample counts.")

@@ -86,6 +86,15 @@ class Component:
         The default keeps nothing.
         """
 
+    def selects_on_val(self) -> bool:
+        """Whether :meth:`selected_params` can be non-empty with these params (stage 1 must run).
+
+        The benchmark protocol runs stage 1 only when some component says True. The default is
+        True exactly when the class overrides :meth:`selected_params` (a safe guess); a component
+        whose selection depends on its params (e.g. ``beta = None``) overrides this to say so.
+        """
+        return type(self).selected_params is not Component.selected_params
+
     def selected_params(self) -> dict[str, Any]:
         """Params this component selected on ``ctx.val`` in stage 1, to fix for stage 2.
 

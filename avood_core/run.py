@@ -150,6 +150,26 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
     return pipeline, sorted(reused)
 
 
+def stage1_decision(config: RunConfig, stage1_task, registry: Registry) -> tuple[bool, str]:
+    """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line).
+
+    Stage 1 exists only to select params on the val split for stage 2; it runs only when some
+    component's :meth:`~avood_core.protocols.Component.selects_on_val` is True. Otherwise its
+    fit would change nothing in stage 2, and skipping it halves the run.
+    """
+    if stage1_task is None:
+        if config.data.source == "benchmark":
+            return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
+        return False, "one stage: the embedded task has no stage-1/stage-2 protocol"
+    pipeline = build_pipeline(config, registry)
+    selecting = [f"{kind} '{config.component(kind).name}'" for kind, comp in pipeline.components.items()
+                 if comp.selects_on_val()]
+    if selecting:
+        return True, f"stage 1 runs: {', '.join(selecting)} select(s) params on the val split for stage 2"
+    return False, ("stage 1 skipped: no component selects anything on the val split (selects_on_val() is False "
+                   "for all four), so it could not change stage 2")
+
+
 def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
     """Stage-2 config: each component's params updated with what it selected on stage-1 val.
 
@@ -215,16 +235,22 @@ def execute(
             run_dir = new_run_dir(Path(config.output_dir), label)
         atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
         protocol: dict = {}
-        if stage1_task is not None:
+        run_stage1, why = stage1_decision(config, stage1_task, registry)
+        if config.data.source == "benchmark":
+            echo(why)
+            protocol["stage1"] = {"ran": run_stage1, "reason": why}
+        if run_stage1:
             echo("stage 1: fit on 'training', select on 'val'")
             pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
                                        resume is not None, "stage1")
             config, selected = apply_selections(config, pipe1)
-            protocol["stage1"] = {"fit": "training (stage_1_train)", "select": "val (stage_1_val_seen + stage_1_val_unseen)",
-                                  "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
-                                  "reused_components": reused1}
+            protocol["stage1"].update({"fit": "training (stage_1_train)",
+                                       "select": "val (stage_1_val_seen + stage_1_val_unseen)",
+                                       "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
+                                       "reused_components": reused1})
             atomic_write_text(run_dir / "config.stage2.toml", to_toml(config.model_dump(mode="json")))
             echo("stage 2: refit on 'train_val', report on 'test'")
+        if stage1_task is not None:
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
             protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,

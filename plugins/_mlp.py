@@ -1,8 +1,10 @@
 """What the MLP-based plugins share: their params, the network, the epoch loop and chunked inference.
 
 Used by the seen ``mlp`` classifier, the unseen ``mlp`` classifier and the ``entropy`` and
-``binary`` detectors (paper §3.2-3.3, SPEC §3): each is an MLP over the fused feature
-``x = a ⊕ v`` trained with Adam and ``ReduceLROnPlateau`` on the epoch's mean loss, one epoch
+``binary`` detectors (paper §3.2-3.3; reference ``src/classifier.py`` ``CLASS_S`` / ``CLASS_U`` and
+``src/classifier_oodgzsl.py`` ``OOD_Detector``): each is an MLP over the fused feature
+``x = a ⊕ v`` with the reference's ``weights_init`` (:func:`avood_plugins._init.reference_init`),
+trained with Adam and ``ReduceLROnPlateau`` (by default on the epoch's mean loss), one epoch
 being a shuffled pass over ``n`` rows in batches; they differ in the loss of a batch.
 """
 
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam
 from avood_core.protocols import FitContext, TorchComponent
 from avood_core.training import check_finite, shuffled_batches
+from avood_plugins._init import reference_init
 
 CHUNK = 65536  # rows per inference forward pass
 
@@ -48,16 +51,18 @@ class DetectorMLPParams(MLPParams):
     """An OOD-detector MLP (paper §3.2): ``in -> 512 -> 128 -> out``, the reference's UCF config."""
 
     hidden: tuple[int, ...] = Field((512, 128), description="Hidden layer widths of the MLP (paper: 512, 128).")
-    negative_slope: float = Field(0.01, ge=0, description="LeakyReLU negative slope of the hidden layers (torch default).")
+    negative_slope: float = Field(
+        0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2)."
+    )
     lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
     epochs: int = Field(80, ge=1, description="Training epochs; one epoch = one pass over the real seen samples.")
-    batch_size: int = Field(16, ge=1, description="Real seen samples per step (as many synthetic unseen join them); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).")
+    batch_size: int = Field(16, ge=2, description="Rows per step: batch_size // 2 real seen + batch_size // 2 synthetic unseen (reference OOD training); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).")
     lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
     lr_patience: int = Field(5, ge=0, description="ReduceLROnPlateau patience in epochs.")
 
 
 def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: float, dropout: float | None = None) -> nn.Sequential:
-    """``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width, then ``Linear(out_dim)``.
+    """``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width, then ``Linear(out_dim)``, reference-initialised.
 
     ``dropout=None`` adds no Dropout module (the detectors); a number adds one even at 0, so the
     layer indices (and the saved weights' names) of a classifier do not depend on it.
@@ -70,7 +75,7 @@ def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: 
             layers.append(Dropout(dropout))
         width = h
     layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
+    return reference_init(nn.Sequential(*layers))
 
 
 def train_epochs(
@@ -84,22 +89,26 @@ def train_epochs(
     rows_per_sample: int = 1,
     epoch_start: Callable[[], None] = lambda: None,
     epoch_end: Callable[[int], dict[str, float]] = lambda epoch: {},
+    batches: Callable[[], Sequence[Tensor]] | None = None,
+    plateau: Callable[[dict[str, float], int], float] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``comp.net`` for ``comp.params.epochs`` shuffled passes over ``n`` rows; returns the history.
+    """Train ``comp.net`` for ``comp.params.epochs`` epochs; returns the history.
 
-    ``step(idx)`` returns the batch's loss terms stacked, the loss first (named ``terms``); the loop
-    backpropagates the loss, steps Adam (fused where possible), sums each term weighted by the
-    batch size, checks the epoch mean is finite (else :class:`TrainingDiverged` naming ``label``
-    and ``hint``) and steps the plateau scheduler on it. ``epoch_start`` runs before an epoch's
-    batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
+    An epoch is ``batches()`` (default: a shuffled pass over ``n`` rows in ``batch_size``
+    batches). ``step(idx)`` returns the batch's loss terms stacked, the loss first (named
+    ``terms``); the loop backpropagates the loss, steps Adam (fused where possible), sums each
+    term weighted by the batch size, checks the epoch mean is finite (else
+    :class:`TrainingDiverged` naming ``label`` and ``hint``) and steps the plateau scheduler on
+    ``plateau(record, steps)`` (default: the epoch's mean loss). ``epoch_start`` runs before an
+    epoch's batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
     ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows.
     """
     p, net = comp.params, comp.net
     dev = next(net.parameters()).device
     opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
-    steps = math.ceil(n / p.batch_size)
-    bar = ctx.track(p.epochs * steps, comp.kind or label)
+    draw = batches or (lambda: shuffled_batches(n, p.batch_size))
+    bar = ctx.track(p.epochs * math.ceil(n / p.batch_size), comp.kind or label)
     history: list[dict[str, float]] = []
     comp.steps, comp.samples = 0, 0
     try:
@@ -107,7 +116,8 @@ def train_epochs(
             net.train()
             epoch_start()
             sums = torch.zeros(len(terms), device=dev)
-            for idx in shuffled_batches(n, p.batch_size):
+            rows, epoch_batches = 0, draw()
+            for idx in epoch_batches:
                 idx = idx.to(dev)
                 values = step(idx)
                 opt.zero_grad(set_to_none=True)
@@ -115,13 +125,14 @@ def train_epochs(
                 opt.step()
                 comp.steps += 1
                 comp.samples += rows_per_sample * len(idx)
+                rows += len(idx)
                 sums += values.detach() * len(idx)
-            means = sums / n
+            means = sums / max(rows, 1)
             check_finite(means[0], label, epoch + 1, hint)
             record = dict(zip(terms, means.tolist()))
-            sched.step(record[terms[0]])
+            sched.step(plateau(record, len(epoch_batches)) if plateau else record[terms[0]])
             history.append({"epoch": epoch, **record, "lr": opt.param_groups[0]["lr"], **epoch_end(epoch)})
-            bar.update(steps, loss=record[terms[0]])
+            bar.update(len(epoch_batches), loss=record[terms[0]])
     finally:
         bar.close()
     net.eval()
@@ -139,23 +150,43 @@ def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = la
         return torch.cat([head(comp.net(c.to(comp.device))) for c in x.split(CHUNK)])
 
 
-class SyntheticCycle:
-    """The synthetic rows that join each real batch of a detector epoch (paper §3.2: half real, half x̃).
+class RowCycle:
+    """Batches of row indices drawn in order from reshuffled passes over ``m`` rows.
 
-    :meth:`start` (an ``epoch_start``) draws passes over the shuffled ``m`` synthetic rows, cycled
-    (with repetition when ``m < n``), for the epoch's ``n`` real rows; :meth:`take` hands out the
-    next ``b`` of them.
+    As the reference's ``next_batch`` / ``next_batch_syn`` (``src/classifier_oodgzsl.py``): a
+    pass continues across epochs and a fresh permutation starts when fewer than ``b`` rows of
+    the current one are left (the leftover rows are skipped, at most ``b - 1`` per pass).
     """
 
-    def __init__(self, n: int, m: int, device: torch.device) -> None:
-        self.n, self.m, self.device = n, m, device
+    def __init__(self, m: int, device: torch.device) -> None:
+        self.m, self.device = m, device
         self.perm, self.offset = torch.empty(0, dtype=torch.long), 0
 
-    def start(self) -> None:
-        self.perm = torch.cat([torch.randperm(self.m) for _ in range(math.ceil(self.n / self.m))])[: self.n].to(self.device)
-        self.offset = 0
-
     def take(self, b: int) -> Tensor:
+        if self.offset + b > len(self.perm):
+            reps = max(1, math.ceil(b / self.m))  # b > m: a batch spans several passes
+            self.perm = torch.cat([torch.randperm(self.m) for _ in range(reps)]).to(self.device)
+            self.offset = 0
         rows = self.perm[self.offset : self.offset + b]
         self.offset += b
         return rows
+
+
+class DetectorBatches:
+    """The reference's OOD-detector epoch: ``ceil(n / batch_size)`` steps of half real, half synthetic.
+
+    Each step draws ``batch_size // 2`` real seen rows and as many synthetic unseen rows
+    (reference ``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``), so an epoch sees about
+    half of the real rows; the passes continue across epochs (:class:`RowCycle`).
+    """
+
+    def __init__(self, n: int, m: int, batch_size: int, device: torch.device) -> None:
+        self.real, self.synthetic = RowCycle(n, device), RowCycle(m, device)
+        self.half, self.steps = batch_size // 2, math.ceil(n / batch_size)
+
+    def __call__(self) -> list[Tensor]:
+        """The real-row batches of one epoch (:meth:`take_synthetic` pairs each with synthetic rows)."""
+        return [self.real.take(self.half) for _ in range(self.steps)]
+
+    def take_synthetic(self, b: int) -> Tensor:
+        return self.synthetic.take(b)

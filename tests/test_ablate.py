@@ -129,6 +129,18 @@ def test_losses_refit_only_the_unseen_classifier(embedded):
     assert len({r["values"]["SC_acc"] for r in res["rows"]}) == 1
 
 
+def test_losses_rows_keep_the_decoder_triplet_switch(tmp_path):
+    """``avood ablate losses --set unseen.decoder_triplets=false``: every row drops l_ct."""
+    from avood_core.ablate import row_config
+    from avood_core.registry import get_registry
+
+    data = _data(tmp_path, "unseen.decoder_triplets=false")
+    for row in ABLATIONS["losses"].rows:
+        params = row_config(data, row, get_registry()).unseen.params
+        assert params["decoder_triplets"] is False and params["negative_terms"] == row.params["unseen"]["negative_terms"]
+    assert row_config(_data(tmp_path), ABLATIONS["losses"].rows[0], get_registry()).unseen.params["decoder_triplets"]
+
+
 def test_losses_need_an_unseen_classifier_with_negative_terms(tmp_path):
     data = _data(tmp_path)
     data["unseen"] = {"name": "mlp", "params": {}}
@@ -146,8 +158,10 @@ def test_gates_on_a_benchmark_tree_select_beta_in_stage1(tmp_path):
     _check_table(result, "gates")
     res = result.results
     assert res["protocol"].startswith("two-stage")
-    fits = {"generator": 1, "seen": 1, "unseen": 1, "detector": 3}
-    assert res["trained"] == {"stage1": fits, "stage2": fits}
+    # only the calibrated-stacking row selects on val (β): the other rows skip stage 1
+    assert res["trained"] == {"stage1": {"generator": 1, "seen": 1, "unseen": 1, "detector": 1},
+                              "stage2": {"generator": 1, "seen": 1, "unseen": 1, "detector": 3}}
+    assert [r["stage1"]["ran"] for r in res["rows"]] == [True, False, False]
     cs = res["rows"][0]
     beta = cs["selected"]["detector"]["beta"]
     assert cs["config"]["detector"]["params"]["beta"] == beta and cs["values"]["threshold"] == -beta

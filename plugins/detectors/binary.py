@@ -1,9 +1,10 @@
-"""Binary OOD detector ``O_bin`` (paper §3.2 eq. 3, Table 2 "OOD-binary"; SPEC §3).
+"""Binary OOD detector ``O_bin`` (paper §3.2 eq. 3, Table 2 "OOD-binary").
 
 An MLP with the entropy detector's shape but one output logit ``z = O(x)`` over the fused
 feature ``x = a ⊕ v``: ``in -> 512 LeakyReLU -> 128 LeakyReLU -> 1``. ``σ(z)`` is the
-probability that a sample is *seen* (in-distribution). Each step draws a batch of real seen
-``x`` and as many synthetic unseen ``x̃`` and minimises (eq. 3, means over each half)
+probability that a sample is *seen* (in-distribution). Each step draws ``batch_size // 2`` real
+seen ``x`` and as many synthetic unseen ``x̃`` (the entropy detector's loop; the reference code
+has no binary gate) and minimises (eq. 3, means over each half)
 
     L_bin = BCE(σ(O(x)), 1) + BCE(σ(O(x̃)), 0).
 
@@ -18,7 +19,7 @@ Score and threshold (the pipeline routes a sample seen iff ``score < threshold``
   ``threshold_prob``. The default ``p = 0.5`` gives ``threshold = 0``, the plain decision
   rule of a binary classifier; the paper tunes nothing else for this gate.
 
-Hyperparameters default to UCF (those of the entropy detector, SPEC §4): Adam lr 9e-4,
+Hyperparameters default to UCF (those of the entropy detector, paper §4.2): Adam lr 9e-4,
 betas (0.5, 0.999), batch 16, 80 epochs, ReduceLROnPlateau(0.8, 5) on the epoch loss.
 """
 
@@ -36,7 +37,7 @@ from avood_core.errors import DataError
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
-from avood_plugins._mlp import DetectorMLPParams, SyntheticCycle, build_mlp, infer, train_epochs
+from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, train_epochs
 
 
 class BinaryDetector(TorchComponent, OODDetector):
@@ -69,19 +70,19 @@ class BinaryDetector(TorchComponent, OODDetector):
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"binary detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1])
-        synthetic = SyntheticCycle(len(x), len(x_syn), dev)
+        batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev)
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
             with autocast(dev, p.precision):
-                z = net(torch.cat([x[idx], x_syn[synthetic.take(b)]]))
+                z = net(torch.cat([x[idx], x_syn[batches.take_synthetic(b)]]))
             z = z.float().squeeze(1)
             bce_seen = F.binary_cross_entropy_with_logits(z[:b], torch.ones_like(z[:b]))
             bce_unseen = F.binary_cross_entropy_with_logits(z[b:], torch.zeros_like(z[b:]))
             return torch.stack([bce_seen + bce_unseen, bce_seen, bce_unseen])
 
         self.history = train_epochs(self, ctx, len(x), step, ("loss", "bce_seen", "bce_unseen"), "detector binary",
-                                    "lower the detector lr", rows_per_sample=2, epoch_start=synthetic.start)
+                                    "lower the detector lr", rows_per_sample=2, batches=batches)
         self.threshold = math.log((1.0 - p.threshold_prob) / p.threshold_prob)
         ctx.log(f"binary detector: final loss {self.history[-1]['loss']:.4g}, threshold {self.threshold:.4g} "
                 f"(seen iff sigmoid > {p.threshold_prob})")

@@ -1,4 +1,4 @@
-"""Calibrated stacking as a seen/unseen gate (AVCA's bias reduction; paper Table 2; SPEC §3).
+"""Calibrated stacking as a seen/unseen gate (AVCA's bias reduction; paper Table 2).
 
 AVCA classifies a clip among all classes by the embedding model's distances ``d(x, t_c)``
 after adding a constant ``β`` to the distances of the seen classes:
@@ -202,6 +202,10 @@ class CalibratedStacking(OODDetector):
         d_seen, d_unseen = self._split_distances(samples)
         return calibrated_predictions(stacking_margin(d_seen, d_unseen), self.seen_classes[d_seen.argmin(dim=1)],
                                       self.unseen_classes[d_unseen.argmin(dim=1)], self.beta)
+
+    def selects_on_val(self) -> bool:
+        """β = None is chosen on the selection split, so stage 1 must run to carry it."""
+        return self.params.beta is None
 
     def selected_params(self) -> dict[str, Any]:
         """The β chosen on the selection split (stage 1), to fix for stage 2; nothing when β was given."""

@@ -1,15 +1,18 @@
-"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; SPEC §3, §7.5).
+"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``).
 
-An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v``. With
-``H(p) = -Σ_i p_i log p_i`` (natural log) and ``p = softmax(O(·))``, each step draws a batch
-of real seen ``x`` (labels ``y`` = position among the seen classes) and as many synthetic
-unseen ``x̃`` and minimises
+An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``in -> 512 -> 128 ->
+n_seen``, LeakyReLU 0.2, the reference's ``weights_init``). With ``H(p) = -Σ_i p_i log p_i``
+(natural log) and ``p = softmax(O(·))``, each step draws ``batch_size // 2`` real seen ``x``
+(labels ``y`` = position among the seen classes) and as many synthetic unseen ``x̃`` (the
+reference's half batches, ``ceil(n / batch_size)`` steps an epoch) and minimises
 
     L = mean_x H(p(x)) - mean_x̃ H(p(x̃)) + CE(O(x), y),
 
-so seen features get confident (low-entropy) predictions and unseen ones flat ones. The OOD
-score of a sample is its predictive entropy; a sample is seen iff ``H < threshold`` where the
-threshold is the mean entropy of the seen training samples after training ("mean threshold").
+so seen features get confident (low-entropy) predictions and unseen ones flat ones. The
+learning rate is reduced on plateaus of ``Σ_steps −mean_x̃ H(p(x̃))`` (the reference steps its
+scheduler on that sum, not on the total loss). The OOD score of a sample is its predictive
+entropy; a sample is seen iff ``H < threshold`` where the threshold is the mean entropy of the
+seen training samples after training ("mean threshold").
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
-from avood_plugins._mlp import DetectorMLPParams, SyntheticCycle, build_mlp, infer, train_epochs
+from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, train_epochs
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -38,17 +41,31 @@ class EntropyDetector(TorchComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
     class Params(DetectorMLPParams):
-        threshold_rule: Literal["mean", "val_mean", "reference_half"] = Field(
+        threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field(
             "mean",
             description=(
                 "'mean': mean entropy of all seen training samples after training (paper supplement §2.2). "
                 "'val_mean' (not in the paper): mean entropy of the seen-class clips of the selection split "
                 "(ctx.val, never test); the detector fits its training clips closely, so their entropy "
-                "understates that of unseen-during-training seen clips. "
-                "'reference_half': compat switch reproducing the reference defect (SPEC §7.5): summed entropy "
-                "of a random half of the seen training samples divided by their total count, about half the mean."
+                "understates that of unseen-during-training seen clips. Under the benchmark protocol it is "
+                "selected in stage 1 and carried to stage 2 as 'quantile' (the share of seen training clips "
+                "below it). 'quantile': the threshold_quantile quantile of the seen training entropies. "
+                "'reference_half': compat switch reproducing reference defect 5 (docs/defects.md): the summed "
+                "entropy of the seen clips drawn in the last epoch (about half of them) divided by their total "
+                "count, about half the mean."
             ),
         )
+        threshold_quantile: float | None = Field(
+            None, ge=0, le=1,
+            description="With threshold_rule 'quantile': the share of seen training clips routed seen "
+            "(set by stage 1 from 'val_mean'; required with 'quantile').",
+        )
+
+        @model_validator(mode="after")
+        def _quantile_given(self) -> "EntropyDetector.Params":
+            if self.threshold_rule == "quantile" and self.threshold_quantile is None:
+                raise ValueError("threshold_rule 'quantile' needs threshold_quantile (0..1), e.g. 0.95")
+            return self
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
 
@@ -57,6 +74,7 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.threshold: float = float("nan")
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
         self.history: list[dict[str, float]] = []
+        self.val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
         self.steps = 0  # optimizer steps of the last fit
         self.samples = 0  # rows (real seen + synthetic unseen) of the last fit
 
@@ -79,37 +97,57 @@ class EntropyDetector(TorchComponent, OODDetector):
             raise DataError(f"entropy detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes))
         n = len(x)
-        synthetic = SyntheticCycle(n, len(x_syn), dev)
+        batches = DetectorBatches(n, len(x_syn), p.batch_size, dev)
+        last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch
+
+        def epoch_start() -> None:
+            last_epoch_seen.zero_()
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
             with autocast(dev, p.precision):
-                logits = net(torch.cat([x[idx], x_syn[synthetic.take(b)]]))
+                logits = net(torch.cat([x[idx], x_syn[batches.take_synthetic(b)]]))
             logits = logits.float()
             h = entropy_from_logits(logits)
+            last_epoch_seen.add_(h[:b].detach().sum())
             h_seen, h_unseen = h[:b].mean(), h[b:].mean()
             ce = F.cross_entropy(logits[:b], y[idx])
             return torch.stack([h_seen - h_unseen + ce, ce, h_seen, h_unseen])
 
         self.history = train_epochs(self, ctx, n, step, ("loss", "ce", "h_seen", "h_unseen"), "detector entropy",
-                                    "lower the detector lr", rows_per_sample=2, epoch_start=synthetic.start)
+                                    "lower the detector lr", rows_per_sample=2, epoch_start=epoch_start,
+                                    batches=batches, plateau=lambda rec, steps: -rec["h_unseen"] * steps)
 
         net.eval()
         h_train = self._entropy_x(x)
+        self.val_quantile = None
         if p.threshold_rule == "mean":
             self.threshold = float(h_train.double().mean())
         elif p.threshold_rule == "val_mean":
             val = ctx.val.where(self.seen_classes) if ctx.val is not None else None
             if val is None or len(val) == 0:
                 raise AvoodError("detector entropy: threshold_rule 'val_mean' needs seen-class clips in the "
-                                 "validation split; use threshold_rule = 'mean' or provide a val split")
+                                 "validation split (stage 1 of the benchmark protocol, or the embedded task's val); "
+                                 "use threshold_rule = 'mean' or provide a val split")
             self.threshold = float(self._entropy_x(val.x.to(x.device)).double().mean())
-        else:  # reference_half: Σ over a random half / N ≈ mean / 2 (SPEC §7.5)
-            half = torch.randperm(n)[: n // 2].to(h_train.device)
-            self.threshold = float(h_train[half].double().sum() / n)
+            self.val_quantile = float((h_train < self.threshold).double().mean())
+        elif p.threshold_rule == "quantile":
+            self.threshold = float(torch.quantile(h_train.double(), float(p.threshold_quantile)))
+        else:  # reference_half: Σ H over the ~n/2 seen rows of the last epoch / n (reference defect 5)
+            self.threshold = float(last_epoch_seen.double() / n)
         ctx.log(f"entropy detector: threshold ({p.threshold_rule}) = {self.threshold:.6g}")
         self.fitted = True
         return self
+
+    def selects_on_val(self) -> bool:
+        """``val_mean`` reads the selection split, so stage 1 must run to carry it (as a quantile)."""
+        return self.params.threshold_rule == "val_mean"
+
+    def selected_params(self) -> dict[str, Any]:
+        """``val_mean`` in stage 1 -> ``quantile`` with the share of seen training clips below the val mean."""
+        if self.params.threshold_rule == "val_mean" and self.val_quantile is not None:
+            return {"threshold_rule": "quantile", "threshold_quantile": self.val_quantile}
+        return {}
 
     def _entropy_x(self, x: Tensor) -> Tensor:
         """Predictive entropy of fused features ``x`` (eval mode, no grad), on the net's device."""
@@ -128,8 +166,9 @@ class EntropyDetector(TorchComponent, OODDetector):
         return infer(self, samples.x).cpu()
 
     def extra_scalars(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "seen_classes": self.seen_classes.tolist()}
+        return {"threshold": self.threshold, "seen_classes": self.seen_classes.tolist(), "val_quantile": self.val_quantile}
 
     def load_extra(self, scalars: Mapping[str, Any]) -> None:
         self.threshold = float(scalars["threshold"])
         self.seen_classes = torch.as_tensor(scalars["seen_classes"], dtype=torch.long)
+        self.val_quantile = scalars.get("val_quantile")

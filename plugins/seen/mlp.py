@@ -1,11 +1,12 @@
-"""MLP seen classifier (paper §3.3, §4.2; SPEC §3, §7.3).
+"""MLP seen classifier (paper §3.3, §4.2; reference ``src/classifier.py`` ``CLASS_S``).
 
 A 3-layer MLP over the fused feature ``x = a ⊕ v``:
-``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> n_seen``,
-trained with ``L_sc = CE(O(x), y(x))`` where ``y(x)`` is the position of the label among the
-seen classes. Predictions map the argmax back to global class ids.
+``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> n_seen`` with
+the reference's ``weights_init``, trained with ``L_sc = CE(O(x), y(x))`` where ``y(x)`` is the
+position of the label among the seen classes. Predictions map the argmax back to global ids.
 
-The reference hands later stages the epoch that scores best on the *test* split (SPEC §7.3);
+The reference hands later stages the epoch that scores best on the *test* split (reference
+defect 3, docs/defects.md);
 here training runs a fixed number of epochs and keeps the last one, or, with
 ``select_on_val`` and a selection split in ``ctx.val``, the epoch with the best mean
 per-class accuracy on the val samples of seen classes. The test split is never used.
@@ -36,7 +37,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
             description=(
                 "Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
                 "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
-                "(defect SPEC §7.3, test leakage) is deliberately not offered as a compat switch."
+                "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch."
             ),
         )
 
@@ -123,6 +124,10 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     def predict(self, samples: AVSamples) -> Tensor:
         """Global class ids (LongTensor on CPU) of the most likely seen class."""
         return self.seen_classes[self.logits(samples).argmax(dim=1)]
+
+    def selects_on_val(self) -> bool:
+        """``select_on_val`` picks an epoch count on the selection split, which stage 1 must carry."""
+        return bool(self.params.select_on_val)
 
     def selected_params(self) -> dict:
         """With ``select_on_val``: the epoch count chosen on the validation split, for stage 2."""

@@ -25,14 +25,22 @@ import torch
 from torch import Tensor, nn
 
 from avood_core.perf import Dropout  # noqa: F401  (nn.Dropout with a cheaper CPU mask; re-exported)
+from avood_plugins._init import reference_init
 
 
 def mlp(dims: list[int], dropout: float, bn_momentum: float) -> nn.Sequential:
-    """``[Linear -> BN -> ReLU -> Dropout]`` for each consecutive pair of ``dims``."""
+    """``[Linear -> BN -> ReLU -> Dropout]`` for each consecutive pair of ``dims``, reference-initialised.
+
+    As the reference's ``EmbeddingNet`` (``src/model_addition.py``): ``bn_momentum`` goes to the
+    last BatchNorm of a stack with a hidden layer only; the hidden BatchNorm and the one of a
+    single-layer stack (D, A_rec, V_rec) keep PyTorch's 0.1.
+    """
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=bn_momentum), nn.ReLU(), Dropout(dropout)]
-    return nn.Sequential(*layers)
+    pairs = list(zip(dims[:-1], dims[1:]))
+    for i, (d_in, d_out) in enumerate(pairs):
+        momentum = bn_momentum if len(pairs) > 1 and i == len(pairs) - 1 else 0.1
+        layers += [nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out, momentum=momentum), nn.ReLU(), Dropout(dropout)]
+    return reference_init(nn.Sequential(*layers))
 
 
 class CrossAttentionLayer(nn.Module):

@@ -3,22 +3,28 @@
 Network: :class:`~avood_plugins.unseen._avca_net.AVCANet` (encoders, one cross-attention layer,
 projectors into a ``joint_dim`` space, decoder ``D`` and reconstructors). Each training step
 draws ``B`` class-balanced positive samples and, for each, a random sample of another class
-(the negative, with its own class's text); both halves go through the network in one batch
-(so BatchNorm sees 2B rows; AVCA runs the two halves as separate calls).
+(the negative, with its own class's text); the two halves go through the network as separate
+calls, so each BatchNorm normalizes a half with its own batch statistics and updates its
+running statistics twice a step, as in the reference (``CLSU_Embedding.forward``).
 With ``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``o_m`` the projector
 outputs θ_m, ``s`` the anchor half and ``o`` the other half (s, o) ∈ {(+, −), (−, +)}:
 
     L_trip^s = Σ_{m∈{a,v}} T(o_m^s, o_t^s, o_m^o) + T(o_t^s, o_m^s, o_t^o)
                          + T(o_t^s, o_m^s, o_m^o) + T(o_m^s, o_t^s, o_t^o)          (eq. 6)
+                         + T(ρ_t^s, ρ_m^s, ρ_m^o)                                    (l_ct)
     L_rec^s  = Σ_{m∈{a,v,t}} MSE(D(o_m^s), t^s)                                     (eq. 7)
     L_reg^s  = Σ_{m∈{a,v}} MSE(rec_m(o_m^s), φ_m^s)                                 (eq. 8)
 
 ``o_av`` of eq. 6 is read as "each of the audio and the visual embedding": every term is
 applied once with θa and once with θv and summed, which is exactly AVCA's eight triplet terms.
-``φ_m`` is the encoder output before cross-attention. The loss is
-``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻`` (``negative_terms = [trip, rec, reg]`` is the paper's
-``L_uc = L⁺ + L⁻``; supplement Table 1 ablates the subsets). Prediction: the nearest candidate
-class by Euclidean distance between θv and ``W_proj(t_c)`` (SPEC §3).
+``ρ_m = D(o_m)`` are the decoder outputs: the two ``l_ct`` triplets are not in the paper's
+eq. 6 but are in the code that produced its tables (reference ``src/model_clsu_embedding.py``
+``loss_function_w_a``, as AVCA's ``model_improvements.py``), on both the L⁺ and the L⁻ side;
+``decoder_triplets = false`` drops them (the paper's text). ``φ_m`` is the encoder output
+before cross-attention. The loss is ``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻``
+(``negative_terms = [trip, rec, reg]`` is the paper's ``L_uc = L⁺ + L⁻``; supplement Table 1
+ablates the subsets). Prediction: the nearest candidate class by Euclidean distance between
+θv and ``W_proj(t_c)`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``).
 """
 
 from __future__ import annotations
@@ -43,15 +49,21 @@ _LOG_EVERY = 25  # steps between loss readouts on the progress bar (each one syn
 NegativeTerm = Literal["trip", "rec", "reg"]
 
 
-def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float) -> Tensor:
-    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}."""
+def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
+    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}.
+
+    ``decoder`` adds the reference's ``l_ct = T(ρ_t, ρ_m, ρ_m⁻)`` on the decoder outputs.
+    """
     def t(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         return F.triplet_margin_loss(x, y, z, margin=margin)
 
-    return sum(
+    total = sum(
         t(s[m], s["t"], o[m]) + t(s["t"], s[m], o["t"]) + t(s["t"], s[m], o[m]) + t(s[m], s["t"], o["t"])
         for m in ("a", "v")
-    )  # type: ignore[return-value]
+    )
+    if decoder:
+        total = total + t(s["dec_t"], s["dec_v"], o["dec_v"]) + t(s["dec_t"], s["dec_a"], o["dec_a"])
+    return total  # type: ignore[return-value]
 
 
 def rec_loss(s: Mapping[str, Tensor], text: Tensor) -> Tensor:
@@ -65,7 +77,7 @@ def reg_loss(s: Mapping[str, Tensor]) -> Tensor:
 
 
 class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
-    """AVCA cross-attention embedding model + negative losses (paper §3.4, SPEC §3)."""
+    """AVCA cross-attention embedding model + negative losses (paper §3.4)."""
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -78,10 +90,10 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         bn_momentum: float = Field(
             0.1, gt=0, le=1,
             description=(
-                "BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch), applied to "
-                "every BatchNorm layer (AVCA applies it to each stack's last one and keeps 0.1 on the hidden one); "
-                "per dataset, default = UCF and VGGSound 0.1; the reference passes 0.99 for ActivityNet as-is in "
-                "this convention (running stats ≈ the last batches')."
+                "BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch) of the last "
+                "BatchNorm of each two-layer stack (encoders, projectors), as the reference's EmbeddingNet; the hidden "
+                "BatchNorm and those of D, A_rec, V_rec keep 0.1. Per dataset, default = UCF and VGGSound 0.1; the "
+                "reference passes 0.99 for ActivityNet as-is in this convention (running stats ≈ the last batches')."
             ),
         )
         weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay (L2 added to the gradient).")
@@ -101,10 +113,18 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 "(AVCA-style); single terms reproduce the supplement's Table 1 ablation."
             ),
         )
+        decoder_triplets: bool = Field(
+            True,
+            description=(
+                "Add the reference's l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs to the triplet "
+                "term of L⁺ (and of L⁻ when 'trip' is in negative_terms): the code that produced the paper's tables "
+                "has them (src/model_clsu_embedding.py loss_function_w_a); False = eq. 6 of the paper's text only."
+            ),
+        )
         compat_frozen_position: bool = Field(
             False,
             description=(
-                "Compat switch (SPEC §7.4): True reproduces the reference defect of never optimizing the learned "
+                "Compat switch (reference defect 4, docs/defects.md): True reproduces the reference defect of never optimizing the learned "
                 "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
             ),
         )
@@ -168,24 +188,15 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 for step in range(p.batches_per_epoch):
                     pos = sampler.sample(b)
                     idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
-                    rows = labels[idx]
-                    classes, inverse = torch.unique(rows, return_inverse=True)
-                    table = text_dev[classes]
-                    t = table[inverse]
-                    with autocast(dev, p.precision):
-                        # text as a per-class table: W_proj's first Linear runs once per class
-                        out = net(audio[idx], video[idx], table, text_rows=inverse)
-                    if p.precision != "fp32":  # losses in fp32
-                        out = {k: v.float() for k, v in out.items()}
-                    s_pos = {k: v[:b] for k, v in out.items()}
-                    s_neg = {k: v[b:] for k, v in out.items()}
-                    trip = trip_loss(s_pos, s_neg, p.margin)
-                    rec = rec_loss(s_pos, t[:b])
+                    s_pos, t_pos = self._forward(net, audio, video, labels, text_dev, idx[:b])
+                    s_neg, t_neg = self._forward(net, audio, video, labels, text_dev, idx[b:])
+                    trip = trip_loss(s_pos, s_neg, p.margin, p.decoder_triplets)
+                    rec = rec_loss(s_pos, t_pos)
                     reg = reg_loss(s_pos)
                     if "trip" in negative:
-                        trip = trip + trip_loss(s_neg, s_pos, p.margin)
+                        trip = trip + trip_loss(s_neg, s_pos, p.margin, p.decoder_triplets)
                     if "rec" in negative:
-                        rec = rec + rec_loss(s_neg, t[b:])
+                        rec = rec + rec_loss(s_neg, t_neg)
                     if "reg" in negative:
                         reg = reg + reg_loss(s_neg)
                     loss = trip + rec + reg
@@ -213,6 +224,18 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 f"rec {last['rec']:.4g}, reg {last['reg']:.4g})")
         self.fitted = True
         return self
+
+    def _forward(self, net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor,
+                 idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call."""
+        classes, inverse = torch.unique(labels[idx], return_inverse=True)
+        table = text[classes]
+        with autocast(audio.device, self.params.precision):
+            # text as a per-class table: W_proj's first Linear runs once per class
+            out = net(audio[idx], video[idx], table, text_rows=inverse)
+        if self.params.precision != "fp32":  # losses in fp32
+            out = {k: v.float() for k, v in out.items()}
+        return out, table[inverse]
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""

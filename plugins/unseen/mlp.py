@@ -1,8 +1,9 @@
 """MLP unseen classifier trained on generated unseen features (paper Table 3, "MLP" unseen).
 
-The seen classifier's MLP shape over the fused feature ``x = a ⊕ v``:
-``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> K`` with one
-output per class of the generator's synthetic features, trained with cross-entropy on
+The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v``:
+``in -> K // 2 LeakyReLU(0.2) -> 256 LeakyReLU(0.2) -> K`` without dropout and with the
+reference's ``weights_init``, one output per class of the generator's synthetic features
+(K of them), trained with cross-entropy on
 ``ctx.synthetic`` only (``uses_synthetic = True``: the pipeline hands it the ``syn_num``
 generated features per unseen class). The real seen clips are not used: the output layer
 is fixed to the synthesized classes, which is the limitation the paper points out.
@@ -12,16 +13,18 @@ candidates it never saw (e.g. the seen classes, when the no-gate baseline asks f
 classes) get ``-inf`` and so are never predicted. ``candidates`` without any known class is
 an error. The text embeddings are not used (``text`` is accepted for the protocol).
 
-Defaults are the seen MLP's UCF values (the paper gives none for this ablation).
+The optimizer settings are the seen MLP's UCF values (the paper gives none for this ablation;
+the reference's ``CLASS_U`` path reads a ``clsu.beta`` its configs do not define, so it cannot
+be run as shipped).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
@@ -39,6 +42,13 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
     class Params(ClassifierMLPParams):
         """The seen MLP's params and UCF defaults (one epoch = one pass over the synthetic features)."""
 
+        hidden: tuple[int | Literal["n_classes/2"], ...] = Field(  # type: ignore[assignment]
+            ("n_classes/2", 256),
+            description="Hidden layer widths; 'n_classes/2' = half the number of synthesized classes, "
+            "rounded down (reference CLASS_U: n_classes/2, 256).",
+        )
+        dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer (reference CLASS_U: none).")
+
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 30, "batch_size": 64, "lr": 2e-3}
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
@@ -50,7 +60,8 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
 
     def make_net(self, in_dim: int, n_classes: int) -> nn.Module:  # type: ignore[override]
         p = self.params
-        return build_mlp(in_dim, p.hidden, n_classes, p.negative_slope, p.dropout)
+        widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in p.hidden]
+        return build_mlp(in_dim, widths, n_classes, p.negative_slope, p.dropout)
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "MLPUnseenClassifier":
         p = self.params

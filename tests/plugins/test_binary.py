@@ -61,7 +61,7 @@ def test_loss_is_eq3(data):
     n = len(data["seen"])
     syn = data["synthetic"].subset(torch.arange(n) % len(data["synthetic"]))
     torch.manual_seed(5)
-    det = BinaryDetector(epochs=1, batch_size=n, hidden=(8,), lr=1e-12)
+    det = BinaryDetector(epochs=1, batch_size=2 * n, hidden=(8,), lr=1e-12)  # one step: n real + n synthetic
     det.fit(data["seen"], syn, fit_context())
     with torch.no_grad():
         p_seen, p_syn = torch.sigmoid(det.net(data["seen"].x)), torch.sigmoid(det.net(syn.x))

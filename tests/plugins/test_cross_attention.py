@@ -156,6 +156,51 @@ def test_negative_terms_change_the_loss(task, fitted):
     assert plus_only.history[0]["trip"] < full[0]["trip"]  # L⁺ alone has half the triplet terms
 
 
+def test_decoder_triplets_l_ct_present_and_switchable():
+    """l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs (reference loss_function_w_a)."""
+    from avood_plugins.unseen.cross_attention import trip_loss
+
+    assert CrossAttentionClassifier().params.decoder_triplets is True
+    g = torch.Generator().manual_seed(0)
+    keys = ("a", "v", "t", "dec_a", "dec_v", "dec_t")
+    s = {k: torch.randn(8, 4, generator=g) for k in keys}
+    o = {k: torch.randn(8, 4, generator=g) for k in keys}
+    t = lambda x, y, z: torch.nn.functional.triplet_margin_loss(x, y, z, margin=1.0)  # noqa: E731
+    l_ct = t(s["dec_t"], s["dec_v"], o["dec_v"]) + t(s["dec_t"], s["dec_a"], o["dec_a"])
+    assert float(l_ct) > 0
+    assert torch.allclose(trip_loss(s, o, 1.0), trip_loss(s, o, 1.0, decoder=False) + l_ct)
+
+
+def test_decoder_triplets_switch_changes_training(task, fitted):
+    without, _ = fit_tiny(task, decoder_triplets=False)
+    assert without.history[0]["trip"] < fitted[0].history[0]["trip"]  # 2 x 2 fewer triplet terms
+
+
+def test_bn_momentum_only_on_the_last_bn_of_two_layer_stacks():
+    """Reference EmbeddingNet: momentum on the output BN of a hidden-layer stack; D, A_rec, V_rec keep 0.1."""
+    net = CrossAttentionClassifier(bn_momentum=0.99).make_net(audio_dim=12, video_dim=10, text_dim=7)
+    momenta = lambda stack: [m.momentum for m in stack if isinstance(m, torch.nn.BatchNorm1d)]  # noqa: E731
+    for name in ("A_enc", "V_enc", "A_proj", "V_proj", "W_proj"):
+        assert momenta(getattr(net, name)) == [0.1, 0.99], name
+    for name in ("D", "A_rec", "V_rec"):
+        assert momenta(getattr(net, name)) == [0.1], name
+
+
+def test_reference_init_of_the_embedding_nets_only():
+    """weights_init on every EmbeddingNet (Linear N(0, 0.02), bias 0; BN γ ~ N(1, 0.02), β 0);
+    the transformer layer keeps PyTorch's init, as in the reference."""
+    torch.manual_seed(0)
+    net = CrossAttentionClassifier().make_net(audio_dim=512, video_dim=512, text_dim=300).requires_grad_(False)
+    for name in ("A_enc", "V_enc", "A_proj", "V_proj", "W_proj", "D", "A_rec", "V_rec"):
+        for m in getattr(net, name):
+            if isinstance(m, torch.nn.Linear):
+                assert abs(float(m.weight.std()) - 0.02) < 3e-3 and torch.count_nonzero(m.bias) == 0, name
+            if isinstance(m, torch.nn.BatchNorm1d):
+                assert torch.count_nonzero(m.bias) == 0 and abs(float(m.weight.mean()) - 1) < 0.01, name
+                assert 0.01 < float(m.weight.std()) < 0.03, name
+    assert torch.count_nonzero(net.cross.out.bias) > 0  # PyTorch's default init, not weights_init
+
+
 def test_position_embeddings_compat_switch(task, fitted):
     clf, pos0, _ = fitted
     assert clf.net.pos.requires_grad and not torch.equal(clf.net.pos.detach(), pos0)

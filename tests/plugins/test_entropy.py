@@ -90,6 +90,54 @@ def test_val_mean_threshold_uses_seen_clips_of_the_val_split(data):
         EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], fit_context())
 
 
+def test_val_mean_is_carried_as_a_quantile(data):
+    """Stage 1 selects val_mean; stage 2 (no val split) reuses it as a quantile of the training entropies."""
+    ctx = fit_context()
+    ctx.val = data["seen_test"]
+    torch.manual_seed(0)
+    det = EntropyDetector({**FAST, "threshold_rule": "val_mean"}).fit(data["seen"], data["synthetic"], ctx)
+    assert det.selects_on_val() and not EntropyDetector(FAST).selects_on_val()
+    chosen = det.selected_params()
+    q = chosen["threshold_quantile"]
+    assert chosen["threshold_rule"] == "quantile" and 0 < q <= 1
+    h_train = _independent_entropy(det, data["seen"])
+    assert q == pytest.approx(float((h_train < det.threshold).float().mean()), abs=1e-6)
+    torch.manual_seed(0)
+    stage2 = EntropyDetector({**FAST, **chosen}).fit(data["seen"], data["synthetic"], fit_context())  # ctx.val None
+    expected = torch.quantile(_independent_entropy(stage2, data["seen"]).double(), q)
+    assert stage2.threshold == pytest.approx(float(expected), rel=1e-4)
+    assert stage2.selected_params() == {}
+    with pytest.raises(ValidationError, match="threshold_quantile"):
+        EntropyDetector(threshold_rule="quantile")
+
+
+def test_reference_half_batches_and_scheduler_quantity(data, monkeypatch):
+    """Each step: batch_size // 2 real + as many synthetic, ceil(n / batch_size) steps an epoch;
+    the plateau scheduler sees Σ_steps −mean H(x̃) (reference classifier_oodgzsl.py fit)."""
+    seen_rows: list[int] = []
+    real_forward = torch.nn.Sequential.forward
+
+    def spy(self, x):
+        seen_rows.append(len(x))
+        return real_forward(self, x)
+
+    stepped: list[float] = []
+    real_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
+    monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
+                        lambda self, metrics, *a, **k: (stepped.append(float(metrics)), real_step(self, metrics))[1])
+    monkeypatch.setattr(torch.nn.Sequential, "forward", spy)
+    n = len(data["seen"])
+    det = _fit(data, epochs=3, batch_size=50)
+    monkeypatch.undo()
+    steps = -(-n // 50)
+    training_rows = seen_rows[: 3 * steps]
+    assert training_rows == [50] * (3 * steps)  # 25 real + 25 synthetic per step
+    assert det.steps == 3 * steps and det.samples == 3 * steps * 50
+    assert stepped == pytest.approx([-h["h_unseen"] * steps for h in det.history], rel=1e-5)
+    slopes = {m.negative_slope for m in det.net if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+
+
 def test_scores_separate_seen_from_unseen(fitted, data):
     s_seen, s_unseen = fitted.score(data["seen_test"]), fitted.score(data["unseen_test"])
     assert s_seen.device.type == "cpu" and s_seen.shape == (len(data["seen_test"]),)

@@ -41,8 +41,20 @@ def test_protocol_params_registration():
     clf = MLPUnseenClassifier()
     assert isinstance(clf, UnseenClassifier) and isinstance(clf, TorchComponent)
     assert clf.kind == "unseen" and clf.uses_synthetic
-    assert (clf.params.hidden, clf.params.lr, clf.params.batch_size, clf.params.epochs) == ((512, 256), 6e-4, 32, 200)
+    assert (clf.params.hidden, clf.params.lr, clf.params.batch_size, clf.params.epochs) == (("n_classes/2", 256), 6e-4, 32, 200)
     MLPUnseenClassifier(MLPUnseenClassifier.quick)
+
+
+def test_reference_class_u_shape():
+    """Reference CLASS_U: in -> n_classes // 2 -> 256 -> n_classes, LeakyReLU 0.2, no dropout."""
+    net = MLPUnseenClassifier().make_net(in_dim=1024, n_classes=9)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(1024, 4), (4, 256), (256, 9)]
+    assert all(m.p == 0.0 for m in net if isinstance(m, torch.nn.Dropout))
+    slopes = {m.negative_slope for m in net if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+    custom = MLPUnseenClassifier(hidden=[64, "n_classes/2"]).make_net(in_dim=10, n_classes=30)
+    assert [m.out_features for m in custom if isinstance(m, torch.nn.Linear)] == [64, 15, 30]
     assert get_registry().component_class("unseen", "mlp") is MLPUnseenClassifier
 
 

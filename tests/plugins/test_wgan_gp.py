@@ -60,7 +60,9 @@ def test_is_a_registered_generator() -> None:
 def test_params_defaults_and_validation() -> None:
     p = WGANGP().params
     assert (p.noise_dim, p.hidden, p.critic_iters, p.epochs, p.batches_per_epoch) == (1024, 512, 5, 5, 500)
-    assert (p.lr, p.beta1, p.beta2, p.gp_lambda, p.alpha, p.beta) == (1e-4, 0.5, 0.999, 10.0, 0.1, 0.01)
+    # the reference code's weights (0.01 on L_rec, 0.1 on L_emb), not the paper text's swapped ones
+    assert (p.lr, p.beta1, p.beta2, p.gp_lambda, p.alpha, p.beta) == (1e-4, 0.5, 0.999, 10.0, 0.01, 0.1)
+    assert p.batch_size == 112  # the reference's UCF clsu.bs (the GAN trains on that loader)
     assert p.compat_label_condition is False
     assert all(f.description for f in type(p).model_fields.values())
     with pytest.raises(ValidationError):
@@ -135,16 +137,68 @@ def test_state_roundtrip(fitted) -> None:
     assert torch.equal(a.audio, b.audio) and torch.equal(a.video, b.video) and torch.equal(a.labels, b.labels)
 
 
-def test_compat_label_condition_changes_output(fitted) -> None:
+def test_compat_label_condition_is_synthesis_only(fitted) -> None:
+    """Defect 2 as in the reference: G trains on the text; synthesis conditions on the id broadcast."""
     gen, _, text = fitted
-    compat, _, _ = fit(compat_label_condition=True, epochs=1, batches_per_epoch=10)
+    small = {"epochs": 1, "batches_per_epoch": 5}
+    compat, _, _ = fit(seed=2, compat_label_condition=True, **small)
+    plain, _, _ = fit(seed=2, **small)
+    for (name, a), b in zip(compat.state_tensors().items(), plain.state_tensors().values()):
+        assert torch.equal(a, b), name  # training is untouched by the switch
     labels = torch.tensor([4, 5])
-    cond = compat._condition(labels, text)
+    cond = compat._synthesis_condition(labels, text)
     assert torch.equal(cond, torch.tensor([[4.0] * TEXT, [5.0] * TEXT]))
-    assert torch.equal(gen._condition(labels, text), text[labels])
+    assert torch.equal(gen._synthesis_condition(labels, text), text[labels])
     out = generate(compat, text, UNSEEN)
     assert torch.isfinite(out.x).all()
-    assert not torch.allclose(out.x, generate(gen, text, UNSEEN).x)
+    assert not torch.allclose(out.x, generate(plain, text, UNSEEN).x)
+
+
+def test_one_real_batch_per_generator_step(monkeypatch) -> None:
+    """Critic iterations and the G step share one real batch (reference optimize_params)."""
+    from avood_core import training
+
+    draws: list[int] = []
+    real_sample = training.ClassBalancedSampler.sample
+
+    def counting(self, batch_size):
+        draws.append(batch_size)
+        return real_sample(self, batch_size)
+
+    monkeypatch.setattr(training.ClassBalancedSampler, "sample", counting)
+    gen, _, _ = fit(epochs=2, batches_per_epoch=3, critic_iters=4, batch_size=24)
+    assert draws == [24] * 6 and gen.steps == 6 and gen.samples == 6 * 24
+
+
+def test_step_counts_decoder_steps_in_the_g_step() -> None:
+    """critic_iters decoder + critic steps, then one G step and one more decoder step on α·MSE(Dec(x̃), t)."""
+    samples, text = make_task()
+    train = samples.where(SEEN)
+    gen = WGANGP(TINY, critic_iters=3)
+    net = gen.build("cpu", x_dim=train.x.shape[1], t_dim=TEXT)
+    opts = tuple(torch.optim.Adam(m.parameters(), lr=1e-3) for m in (net.G, net.D, net.Dec))
+    calls: list[str] = []
+    for name, opt in zip(("G", "D", "Dec"), opts):
+        step = opt.step
+        opt.step = lambda *a, _s=step, _n=name, **k: (calls.append(_n), _s(*a, **k))[1]
+    x, labels = train.x[:16], train.labels[:16]
+    torch.manual_seed(0)
+    gen._step(net, x, labels, text[labels], opts)
+    assert calls == ["Dec", "D"] * 3 + ["G", "Dec"]
+    # the G step's backward reached the decoder (α·MSE(Dec(x̃), t)) and G, not the frozen critic
+    assert all(p.grad is not None for p in net.Dec.parameters()) and all(p.grad is not None for p in net.G.parameters())
+    assert all(p.requires_grad for p in net.D.parameters())  # unfrozen again
+
+
+def test_reference_weights_init_of_a_fresh_net() -> None:
+    """weights_init of the reference: Linear N(0, 0.02) with zero bias on G, D and Dec."""
+    torch.manual_seed(0)
+    net = WGANGP().make_net(x_dim=1024, t_dim=300).requires_grad_(False)
+    for part in (net.G, net.D, net.Dec):
+        for m in part:
+            if isinstance(m, torch.nn.Linear):
+                assert abs(float(m.weight.std()) - 0.02) < 2e-3 and abs(float(m.weight.mean())) < 2e-3
+                assert torch.count_nonzero(m.bias) == 0
 
 
 def test_divergence_is_reported() -> None:
