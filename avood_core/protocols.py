@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from avood_core.callbacks import CallbackList
+
 if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
@@ -48,6 +50,9 @@ class FitContext:
     fitted: dict[str, "Component"] = field(default_factory=dict)
     """Components already fitted in this pipeline, by kind."""
     log: Callable[[str], None] = lambda message: None
+    callbacks: CallbackList = field(default_factory=CallbackList)
+    """Where a fit reports its curves: ``callbacks.on_epoch(kind, epoch, metrics)`` after each epoch,
+    ``callbacks.on_step(kind, step, metrics)`` when ``callbacks.step_due(step)`` (avood_core.callbacks)."""
 
     def track(self, total: int, description: str):
         """A progress tracker (``update(n, **metrics)``), silent when progress is off."""

@@ -92,14 +92,16 @@ def train_epochs(
     batch size, checks the epoch mean is finite (else :class:`TrainingDiverged` naming ``label``
     and ``hint``) and steps the plateau scheduler on it. ``epoch_start`` runs before an epoch's
     batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
-    ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows.
+    ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows. Each epoch's record
+    (and every ``ctx.callbacks.every_n_steps`` steps the batch's terms and lr) goes to ``ctx.callbacks``.
     """
     p, net = comp.params, comp.net
     dev = next(net.parameters()).device
     opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
     steps = math.ceil(n / p.batch_size)
-    bar = ctx.track(p.epochs * steps, comp.kind or label)
+    kind = comp.kind or label
+    bar = ctx.track(p.epochs * steps, kind)
     history: list[dict[str, float]] = []
     comp.steps, comp.samples = 0, 0
     try:
@@ -116,11 +118,16 @@ def train_epochs(
                 comp.steps += 1
                 comp.samples += rows_per_sample * len(idx)
                 sums += values.detach() * len(idx)
+                if ctx.callbacks.step_due(comp.steps):
+                    ctx.callbacks.on_step(kind, comp.steps, {**dict(zip(terms, values.detach().tolist())),
+                                                             "lr": opt.param_groups[0]["lr"]})
             means = sums / n
             check_finite(means[0], label, epoch + 1, hint)
             record = dict(zip(terms, means.tolist()))
+            lr = opt.param_groups[0]["lr"]  # the lr this epoch trained with
             sched.step(record[terms[0]])
-            history.append({"epoch": epoch, **record, "lr": opt.param_groups[0]["lr"], **epoch_end(epoch)})
+            history.append({"epoch": epoch, **record, "lr": lr, **epoch_end(epoch)})
+            ctx.callbacks.on_epoch(kind, epoch, history[-1])
             bar.update(steps, loss=record[terms[0]])
     finally:
         bar.close()
