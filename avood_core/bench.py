@@ -315,7 +315,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
 
     bad = [d for d in opts.datasets if d not in DATASETS]
     if bad or not opts.datasets:
-        raise AvoodError(f"--datasets: unknown {bad or 'empty list'}; use a comma-separated subset of {','.join(DATASETS)}")
+        raise AvoodError(f"--dataset: unknown {bad or 'empty list'}; use some of {', '.join(DATASETS)}")
     if not opts.epochs_scale > 0:
         raise AvoodError(f"--epochs-scale must be positive, got {opts.epochs_scale}")
     if opts.stages not in ("2", "both"):

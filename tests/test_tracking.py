@@ -12,7 +12,7 @@ import pytest
 
 from avood_core.callbacks import Callback, CallbackList, MetricsWriter, read_metrics
 from avood_core.errors import ConfigError
-from tests.tiny_runs import KINDS, tiny_config, tiny_run
+from tiny_runs import KINDS, tiny_config, tiny_run
 
 # Epochs per component in the tiny runs (tests/tiny_runs.py TINY).
 TINY_EPOCHS = {"generator": 1, "detector": 2, "seen": 2, "unseen": 1}
@@ -68,6 +68,13 @@ def test_run_folder_gets_per_epoch_and_step_curves(tmp_path, jobs):
     steps = [r["step"] for r in curves["unseen"] if r["event"] == "step"]
     assert steps == [2]
     assert {"loss", "trip", "rec", "reg", "lr"} <= set(curves["unseen"][-1])
+    if jobs == 1:  # the report draws one training-curves figure per component
+        from avood_core.report import write_report
+
+        md, _ = write_report(run.run_dir)
+        for kind in KINDS:
+            assert (run.run_dir / "figures" / f"curves_{kind}.png").is_file()
+            assert f"figures/curves_{kind}.png" in md.read_text()
 
 
 def test_unknown_logger_and_bad_params_fail_before_any_work(tmp_path):
