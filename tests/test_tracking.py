@@ -103,7 +103,8 @@ def test_mlflow_store_read_back_with_search_runs(tmp_path):
     mlflow = pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = tiny_run(tmp_path / "runs", 'logging.loggers=["mlflow"]', f"logging.mlflow.uri={json.dumps(uri)}",
-                   'logging.mlflow.experiment="tiny"')
+                   'logging.mlflow.experiment="tiny"',
+                   f"logging.mlflow.artifact_location={json.dumps((tmp_path / 'artifacts').as_uri())}")
     mlflow.set_tracking_uri(uri)
     df = mlflow.search_runs(experiment_names=["tiny"])
     assert len(df) == 1
@@ -121,6 +122,7 @@ def test_mlflow_store_read_back_with_search_runs(tmp_path):
     assert [h.value for h in history] == pytest.approx([r["loss"] for r in curves if r["event"] == "epoch"])
     artifacts = {a.path for a in client.list_artifacts(row["run_id"])}
     assert {"results.json", "config.toml", "metrics", "components"} <= artifacts
+    assert (tmp_path / "artifacts").is_dir() and not Path("mlruns").exists()  # nothing written into the cwd
 
 
 def test_tensorboard_events_read_back_with_event_accumulator(tmp_path):

@@ -35,6 +35,8 @@ class MLflowParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str | None = Field(None, description="Tracking URI (default: $MLFLOW_TRACKING_URI, else MLflow's local store in the working folder).")
     experiment: str = Field("avood", description="Experiment name (created when missing).")
+    artifact_location: str | None = Field(
+        None, description="Where a newly created experiment keeps its artifacts (default: MLflow's, ./mlruns for a local store).")
     artifacts: bool = Field(True, description="Upload the run folder's files as artifacts at the end.")
 
 
@@ -59,7 +61,8 @@ class MLflowLogger(Logger):
 
         self.client = MlflowClient(tracking_uri=self.params.uri)  # None: MLflow's default
         exp = self.client.get_experiment_by_name(self.params.experiment)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(self.params.experiment)
+        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(
+            self.params.experiment, artifact_location=self.params.artifact_location)
         run = self.client.create_run(exp_id, run_name=Path(run_dir).name, tags={"avood.run_dir": str(Path(run_dir).resolve())})
         self.run_id = run.info.run_id
         params = [Param(_key(k), str(v)[:6000]) for k, v in flat(config).items()]
