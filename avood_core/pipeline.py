@@ -199,23 +199,9 @@ class Pipeline:
 
     def to(self, device: torch.device | str) -> "Pipeline":
         """Move every component's network (also one held inside another component) to ``device``."""
-        from avood_core.protocols import Component, TorchComponent
+        from avood_core.protocols import move_components
 
-        device, done = torch.device(device), set()
-
-        def move(obj: object) -> None:
-            if id(obj) in done:
-                return
-            done.add(id(obj))
-            if isinstance(obj, TorchComponent) and obj.net is not None:
-                obj.net.to(device)
-                obj.device = device
-            for value in vars(obj).values():
-                if isinstance(value, Component):
-                    move(value)
-
-        for comp in self.components.values():
-            move(comp)
+        move_components(self.components.values(), torch.device(device))
         return self
 
     def bind_dependencies(self) -> None:

@@ -13,7 +13,7 @@ For the entropy detector the score is the predictive entropy, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -225,3 +225,22 @@ PROTOCOLS: dict[str, type[Component]] = {
     "seen": SeenClassifier,
     "unseen": UnseenClassifier,
 }
+
+
+def move_components(components: Iterable[Component], device: "torch.device") -> None:
+    """Move the ``net`` of every :class:`TorchComponent` among ``components`` (and those they hold) to ``device``."""
+    done: set[int] = set()
+
+    def move(obj: object) -> None:
+        if id(obj) in done:
+            return
+        done.add(id(obj))
+        if isinstance(obj, TorchComponent) and obj.net is not None:
+            obj.net.to(device)
+            obj.device = device
+        for value in vars(obj).values():
+            if isinstance(value, Component):
+                move(value)
+
+    for comp in components:
+        move(comp)

@@ -63,8 +63,9 @@ def test_plugins_and_presets_json():
 def test_ablate_json_and_table_without_status_line(tmp_path):
     res = runner.invoke(app, ["ablate", "gates", "--quiet", "--json", "-o", str(tmp_path), *_sets()])
     doc = _doc("ablate", res)
-    assert doc["ablation"] == "gates" and doc["table"].startswith("|") or "| " in doc["table"]
-    assert doc["results"] == json.loads((tmp_path / os.path.basename(doc["run_dir"]) / "results.json").read_text())
+    folder = tmp_path / os.path.basename(doc["run_dir"])
+    assert doc["ablation"] == "gates" and doc["table"] == (folder / "table.md").read_text()
+    assert doc["results"] == json.loads((folder / "results.json").read_text())
     assert "run folder:" in res.stderr and "run folder:" not in res.stdout
 
 
