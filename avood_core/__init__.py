@@ -5,6 +5,11 @@ metrics, config, the plugin registry and the CLI. Models live in plugins. Import
 package is cheap: torch is imported only by the modules that train or evaluate.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("avood")  # the installed distribution's version (pyproject.toml)
+except PackageNotFoundError:  # a source tree on sys.path without an install
+    __version__ = "0+unknown"
 
 __all__ = ["__version__"]

@@ -2,7 +2,7 @@
 
 For each dataset the benchmark writes (once; later runs reuse it) a tree with
 :func:`avood_core.data.write_synthetic_tree` at that dataset's size (the real class splits and
-word2vec vectors when the shared ``avgzsl`` folder exists, generated ones otherwise), builds the
+word2vec vectors from ``--splits`` or the ``AVOOD_SPLITS`` folder, generated ones otherwise), builds the
 run config from the dataset's paper preset (SPEC §4; epochs unchanged unless ``epochs_scale``),
 and fits the pipeline exactly as ``avood run`` does: stage 2 only (fit on ``train_val``, report
 on ``test``) by default, or stage 1 then stage 2 (``stages="both"``).
@@ -32,7 +32,7 @@ from avood_core.errors import AvoodError
 
 DATASETS = ("ucf", "activitynet", "vggsound")
 FIT_STAGES = ("generator", "seen", "unseen", "detector")
-SHARED_SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
+SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
 # SPEC §4, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
 FALLBACK_PRESETS: dict[str, dict[str, Any]] = {
@@ -61,8 +61,8 @@ class BenchOptions:
     jobs: int = 1  # processes fitting components side by side (Pipeline.fit(jobs=...))
     precision: str | None = None  # sets <kind>.precision on every component that has it
     overrides: list[str] = field(default_factory=list)
-    splits_dir: Path | None = None  # None: the shared avgzsl folder when present, else generated
-    generated: bool = False  # force generated splits even when the shared folder exists
+    splits_dir: Path | None = None  # None: $AVOOD_SPLITS when set, else generated
+    generated: bool = False  # force generated splits even when a splits folder is given
     profile: bool = False  # torch.profiler around every stage: <out>/profile/<dataset>-<stage>.txt
     audio_dim: int | None = None
     video_dim: int | None = None
@@ -144,9 +144,11 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
     """A tree for ``dataset`` under ``opts.out/trees``, written once and reused (keyed by its settings)."""
     from avood_core.data import dataset_info, write_synthetic_tree
 
-    splits = None if opts.generated else (opts.splits_dir or (SHARED_SPLITS if SHARED_SPLITS.is_dir() else None))
+    splits = None if opts.generated else (opts.splits_dir or os.environ.get(SPLITS_ENV) or None)
     if splits is not None and not (Path(splits) / dataset_info(dataset).folder).is_dir():
-        splits = None
+        raise AvoodError(f"splits folder '{splits}' has no {dataset_info(dataset).folder}/ (from "
+                         f"{'--splits' if opts.splits_dir else SPLITS_ENV}); pass a folder holding <DS>/class-split "
+                         "and w2v/, or --generated")
     dims = f"-a{opts.audio_dim}" if opts.audio_dim else ""
     dims += f"-v{opts.video_dim}" if opts.video_dim else ""
     counts = "-c" + "x".join(map(str, opts.class_counts)) if opts.class_counts else ""
@@ -313,7 +315,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
 
     bad = [d for d in opts.datasets if d not in DATASETS]
     if bad or not opts.datasets:
-        raise AvoodError(f"--datasets: unknown {bad or 'empty list'}; use a comma-separated subset of {','.join(DATASETS)}")
+        raise AvoodError(f"--dataset: unknown {bad or 'empty list'}; use some of {', '.join(DATASETS)}")
     if not opts.epochs_scale > 0:
         raise AvoodError(f"--epochs-scale must be positive, got {opts.epochs_scale}")
     if opts.stages not in ("2", "both"):

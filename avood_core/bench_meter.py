@@ -151,6 +151,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "device": device,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "avood": _version(),
         "git": _git_state(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -191,8 +192,17 @@ def _mem_total_gb() -> float | None:
     return None
 
 
+def _version() -> str:
+    from avood_core import __version__
+
+    return __version__
+
+
 def _git_state() -> str | None:
+    """The source checkout's commit (``+dirty`` with changes); ``None`` for an installed wheel."""
     root = Path(__file__).resolve().parents[1]
+    if not ((root / ".git").exists() and (root / "pyproject.toml").is_file() and (root / "avood_core").is_dir()):
+        return None  # an installed package: site-packages is no checkout (and may sit inside someone else's)
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,

@@ -6,16 +6,35 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
-from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app, option
+from avood_core.cli_json import JSON_OPTION, alias, emit, pick, split_list, status
+from avood_core.cli_options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
 from avood_core.errors import AvoodError
 
-app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.")
+app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
+              completion=True)
+
+DEVICE_HELP = "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from avood_core import __version__
+
+        typer.echo(f"avood {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins."""
 
 
 @app.command()
@@ -26,11 +45,16 @@ def run(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
     ),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: mean ± std, each seed kept."),
+    seeds: Optional[list[str]] = typer.Option(
+        None, "--seeds", help="Several seeds, repeated or comma-separated (--seeds 0 --seeds 1, or --seeds 0,1,2): "
+        "mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
+    """Train the four components, route the test set through the gate, print S/U/HM/ZSL.
+
+    --json: {"run_dir", "results"} (results = the run folder's results.json)."""
     if resume is not None and opts.config is None:
         opts.config = resume / "config.toml"
     cfg = opts.build()
@@ -40,47 +64,67 @@ def run(
 
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
-    if seeds is not None:
+    if seeds:
         if resume is not None:
             raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
         result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap)
     else:
         result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap)
-    typer.echo(format_summary(result.results))
-    typer.echo(f"run folder: {result.run_dir}")
+    if as_json:
+        emit({"run_dir": result.run_dir, "results": result.results})
+    else:
+        typer.echo(format_summary(result.results))
+    status(f"run folder: {result.run_dir}")
 
 
 @app.command("config")
-@config_options("config", "preset", "generator", "detector", "seen", "unseen", "sets", "profile", "data", "dataset")
+@config_options()
 def show_config(
     opts: ConfigOptions,
-    fmt: str = typer.Option("toml", "--format", help="toml or json."),
+    fmt: Literal["toml", "json"] = typer.Option("toml", "--format", help="toml or json (json also shows unset values as null)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
-    """Print the fully resolved run config, every default visible."""
+    """Print the fully resolved run config 'avood run' would use with the same options, every default visible."""
     from avood_core.config import resolve, to_toml
 
     resolved = resolve(opts.build()).model_dump(mode="json")
-    typer.echo(json.dumps(resolved, indent=2) if fmt == "json" else to_toml(resolved), nl=False)
+    if fmt == "json" or as_json:
+        typer.echo(json.dumps(resolved, indent=2))
+    else:
+        typer.echo(to_toml(resolved), nl=False)
 
 
 @app.command("presets")
-def presets_cmd() -> None:
-    """List the per-dataset presets (the paper's hyperparameters) for --preset."""
+def presets_cmd(as_json: bool = JSON_OPTION) -> None:
+    """List the per-dataset presets (the paper's hyperparameters) for --preset.
+
+    --json: {"presets": [{"name", "description"}]}."""
     from avood_core.presets import list_presets
 
     items = list_presets()
+    if as_json:
+        emit({"presets": [{"name": p.name, "description": p.description} for p in items]})
+        return
     width = max((len(p.name) for p in items), default=0)
     for p in items:
         typer.echo(f"{p.name.ljust(width)}  {p.description}")
 
 
 @app.command()
-def plugins() -> None:
-    """List the installed components: kind, name, distribution, version; and broken plugins."""
+def plugins(as_json: bool = JSON_OPTION) -> None:
+    """List the installed components and loggers: kind, name, distribution, version; and broken plugins.
+
+    --json: {"plugins": [{"kind", "name", "distribution", "version", "plugin"}], "broken": [{"plugin", "error"}]}."""
     from avood_core.registry import get_registry
 
     reg = get_registry()
-    rows = [(e.kind, e.name, e.provider.dist or "-", e.provider.version or "-", e.provider.plugin) for e in reg]
+    entries = list(reg.all_entries())
+    if as_json:
+        emit({"plugins": [{"kind": e.kind, "name": e.name, "distribution": e.provider.dist, "version": e.provider.version,
+                           "plugin": e.provider.plugin} for e in entries],
+              "broken": [{"plugin": str(b.provider), "error": b.error} for b in reg.broken]})
+        return
+    rows = [(e.kind, e.name, e.provider.dist or "-", e.provider.version or "-", e.provider.plugin) for e in entries]
     header = ("KIND", "NAME", "DISTRIBUTION", "VERSION", "PLUGIN")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -89,11 +133,11 @@ def plugins() -> None:
         typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
 
 
-def _int_list(text: str, option: str) -> list[int]:
+def _int_list(values: list[str], option: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in split_list(values)]
     except ValueError:
-        raise AvoodError(f"{option} '{text}': expected comma-separated integers, e.g. 0,1,2") from None
+        raise AvoodError(f"{option} '{','.join(values)}': expected integers, e.g. --seeds 0,1,2") from None
 
 
 @app.command("report")
@@ -102,37 +146,50 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by
     from avood_core.report import write_report
 
     md, html = write_report(run_dir)
-    typer.echo(f"wrote {md} and {html}")
+    status(f"wrote {md} and {html}")
 
 
 @app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
     data: Optional[Path] = typer.Option(None, "--data", help="Benchmark root to evaluate on instead of the run's data (same dataset)."),
-    dataset: Optional[str] = option("dataset"),
+    dataset: Optional[Dataset] = option("dataset"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split."""
+    """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split.
+
+    --json: {"run_dir", "metrics"} (metrics as in results.json)."""
     from avood_core.pipeline import Pipeline
     from avood_core.run import build_task, format_summary
+    from avood_core.training import resolve_device
 
-    pipeline = Pipeline.load(run_dir)
+    pipeline = Pipeline.load(run_dir).to(resolve_device(device))
     cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build()
     task = pipeline.check_task(build_task(cfg))
-    typer.echo(format_summary({"metrics": pipeline.evaluate(task.test)}))
+    scores = pipeline.evaluate(task.test)
+    if as_json:
+        emit({"run_dir": run_dir, "metrics": scores})
+    else:
+        typer.echo(format_summary({"metrics": scores}))
 
 
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
     input: Path = typer.Argument(..., help="An .npz or .h5 file with 'audio' (N, Da) and 'video' (N, Dv) arrays."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write .csv or .json here (default: csv on stdout)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write .csv or .json here (default: csv on stdout)."),
+    output_old: Optional[Path] = alias("-o", "--output"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Classify new clips with a fitted pipeline: class id, class name, gate score, routed branch."""
     from avood_core.pipeline import Pipeline
     from avood_core.predict_io import check_output, read_features, write_predictions
+    from avood_core.training import resolve_device
 
+    output = pick(output, output_old, "--output", "-o")
     check_output(output)
-    pipeline = Pipeline.load(run_dir)
+    pipeline = Pipeline.load(run_dir).to(resolve_device(device))
     audio, video = read_features(input)
     text = write_predictions(pipeline, pipeline.predict(audio, video), output)
     if text is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typer
 
+from avood_core.cli_json import JSON_OPTION, emit, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app
 
 ablate_app = new_app(
@@ -29,37 +30,42 @@ ablation_options = config_options(help={
 })
 
 
-def _run(name: str, opts: ConfigOptions, quiet: bool) -> None:
+def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool) -> None:
+    """Run one ablation; stdout: its markdown table, or with --json {"ablation", "run_dir", "table", "results"}
+    (results = the run folder's results.json); the run folder line on stderr."""
     from avood_core.ablate import run_ablation
 
     result = run_ablation(name, opts.assemble(), quiet=quiet, echo=lambda m: typer.echo(m, err=True))
-    typer.echo(result.markdown, nl=False)
-    typer.echo(f"run folder: {result.run_dir}")
+    if as_json:
+        emit({"ablation": name, "run_dir": result.run_dir, "table": result.markdown, "results": result.results})
+    else:
+        typer.echo(result.markdown, nl=False)
+    status(f"run folder: {result.run_dir}")
 
 
 @ablate_app.command("gates")
 @ablation_options
-def gates(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+def gates(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Table 2: calibrated stacking, binary and entropy gates over the same fitted classifiers (AUC, FPR and HM at TPR 60 %)."""
-    _run("gates", opts, quiet)
+    _run("gates", opts, quiet, as_json)
 
 
 @ablate_app.command("classifiers")
 @ablation_options
-def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding classifiers with one gate (SC_acc, UC_acc, HM)."""
-    _run("classifiers", opts, quiet)
+    _run("classifiers", opts, quiet, as_json)
 
 
 @ablate_app.command("losses")
 @ablation_options
-def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."""
-    _run("losses", opts, quiet)
+    _run("losses", opts, quiet, as_json)
 
 
 @ablate_app.command("table1")
 @ablation_options
-def table1(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+def table1(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking), AV-OOD and AV-OOD with each baseline (S, U, HM, ZSL; the paper's figures beside them)."""
-    _run("table1", opts, quiet)
+    _run("table1", opts, quiet, as_json)

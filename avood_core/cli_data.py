@@ -8,11 +8,12 @@ Torch and h5py are imported only when a command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from avood_core.cli_options import new_app
+from avood_core.cli_json import JSON_OPTION, alias, emit, pick
+from avood_core.cli_options import Dataset, new_app
 from avood_core.errors import DataError
 
 data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): write a synthetic tree, check a tree.")
@@ -21,13 +22,16 @@ data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): 
 @data_app.command("synth")
 def synth(
     out: Path = typer.Argument(..., help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
-    like: str = typer.Option(..., "--like", help="ucf, activitynet or vggsound."),
-    scale: float = typer.Option(1.0, "--scale", help="Clips per class times this (at least 1 per class)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of names, counts and features."),
+    dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="The dataset whose format and size to copy (required)."),
+    data_scale: Optional[float] = typer.Option(None, "--data-scale", help="Clips per class times this (at least 1 per class; default 1)."),
+    data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of names, counts and features (default 0)."),
+    like: Optional[Dataset] = alias("--like", "--dataset"),
+    scale: Optional[float] = alias("--scale", "--data-scale"),
+    seed: Optional[int] = alias("--seed", "--data-seed"),
     splits: Optional[Path] = typer.Option(
         None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
     ),
-    features: str = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
+    features: Literal["main", "cls"] = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
     audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="Override the audio feature width."),
     video_dim: Optional[int] = typer.Option(None, "--video-dim", help="Override the video feature width."),
     caches: bool = typer.Option(True, "--caches/--no-caches", help="Also write the _features_processed pkl caches."),
@@ -36,8 +40,13 @@ def synth(
     """Write a complete tree in the download's exact format, with learnable synthetic features."""
     from avood_core.data import write_synthetic_tree
 
+    dataset = pick(dataset, like, "--dataset", "--like")
+    if dataset is None:
+        raise typer.BadParameter("give the dataset to imitate, e.g. --dataset ucf", param_hint="--dataset")
+    scale = pick(data_scale, scale, "--data-scale", "--scale")
+    seed = pick(data_seed, seed, "--data-seed", "--seed")
     report = write_synthetic_tree(
-        out, like, scale=scale, seed=seed, splits_dir=splits, features=features,
+        out, dataset, scale=1.0 if scale is None else scale, seed=seed or 0, splits_dir=splits, features=features,
         audio_dim=audio_dim, video_dim=video_dim, caches=caches, overwrite=overwrite,
     )
     typer.echo(report.summary())
@@ -46,14 +55,21 @@ def synth(
 @data_app.command("check")
 def check(
     root: Path = typer.Argument(..., help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset: ucf, activitynet or vggsound."),
+    dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="Only this dataset."),
     quick: bool = typer.Option(False, "--quick", help="Skip reading feature values (no NaN/inf or cache value checks)."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print a table per split (classes, clips, dims, text coverage, problems); fail if anything is wrong."""
+    """Print a table per split (classes, clips, dims, text coverage, problems); fail if anything is wrong.
+
+    --json: {"root", "ok", "problems", "sections"} (sections: per dataset and split, the stage and cache rows);
+    the exit status is 2 when there are problems, as without --json."""
     from avood_core.data import check_tree
 
     report = check_tree(root, dataset, deep=not quick)
-    typer.echo(report.render())
+    if as_json:
+        emit({"root": report.root, "ok": not report.problems, "problems": report.problems, "sections": report.sections})
+    else:
+        typer.echo(report.render())
     problems = report.problems
     if problems:
         raise DataError(f"{len(problems)} problem(s) in '{root}'; the first: {problems[0]}")

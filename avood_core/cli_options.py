@@ -21,15 +21,21 @@ import inspect
 import json
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Literal, Mapping, Optional
 
 import typer
 
 
-def new_app(help: str) -> typer.Typer:
-    """A typer app or sub-app as every avood command group has it: help when called bare, no shell
-    completion, plain tracebacks (``avood_core.cli.main`` turns user errors into one line)."""
-    return typer.Typer(help=help, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+def new_app(help: str, completion: bool = False) -> typer.Typer:
+    """A typer app or sub-app as every avood command group has it: help when called bare, plain
+    tracebacks (``avood_core.cli.main`` turns user errors into one line); ``completion``: the
+    ``--install-completion`` / ``--show-completion`` options (the top-level app only)."""
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False)
+
+
+# Options with a fixed set of values are Literal types: --help lists them, anything else is a usage error.
+Dataset = Literal["ucf", "activitynet", "vggsound"]
+Profile = Literal["quick", "paper"]
 
 
 @dataclasses.dataclass
@@ -43,13 +49,14 @@ class ConfigOptions:
     seen: Optional[str] = None
     unseen: Optional[str] = None
     sets: Optional[list[str]] = None
-    profile: Optional[str] = None
+    profile: Optional[Profile] = None
     seed: Optional[int] = None
     device: Optional[str] = None
     jobs: Optional[int] = None
     output_dir: Optional[Path] = None
     data: Optional[Path] = None
-    dataset: Optional[str] = None
+    dataset: Optional[Dataset] = None
+    loggers: Optional[list[str]] = None
 
     def components(self) -> dict[str, str | None]:
         """The ``--generator/--detector/--seen/--unseen`` choices, by kind."""
@@ -69,6 +76,10 @@ class ConfigOptions:
             overrides.append(f"seed={int(self.seed)}")
         if self.jobs is not None:
             overrides.append(f"jobs={int(self.jobs)}")
+        if self.loggers:
+            from avood_core.cli_json import split_list
+
+            overrides.append(f"logging.loggers={json.dumps(split_list(self.loggers))}")
         return overrides
 
     def assemble(self) -> dict[str, Any]:
@@ -84,7 +95,9 @@ class ConfigOptions:
         return build_config(self.config, self.components(), self.overrides(), preset=self.preset)
 
 
-# Each ConfigOptions field as a command-line option: the flags and the help text.
+# Each ConfigOptions field as a command-line option: the flags and the help text. One meaning per
+# option name across every command (docs/cli.md): -o/--output-dir is always a folder, --profile
+# always quick/paper, --seed always the run's seed, --dataset always one of ucf/activitynet/vggsound.
 _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "config": (("--config", "-c"), "TOML run config."),
     "preset": (("--preset",), "Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound "
@@ -95,13 +108,15 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "unseen": (("--unseen",), "Unseen-classifier plugin name."),
     "sets": (("--set",), "Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3."),
     "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
-    "seed": (("--seed",), "Random seed."),
-    "device": (("--device",), "cpu, cuda or auto."),
+    "seed": (("--seed",), "Random seed of the run."),
+    "device": (("--device",), "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."),
     "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
                                "identical results at equal threads per process; about 1.5x faster on 2 cores)."),
     "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
     "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
     "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data)."),
+    "loggers": (("--logger",), "Experiment logger fed during the run (repeatable): mlflow, tensorboard or an installed "
+                               "logger plugin (see 'avood plugins'); params by --set logging.<name>.<param>=VALUE."),
 }
 _TYPES = typing.get_type_hints(ConfigOptions)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from avood_core.errors import ConfigError
 from avood_core.registry import KINDS, Registry, get_registry
+from avood_core.tracking import LoggingConfig
 
 
 DEFAULT_COMPONENTS = {"generator": "wgan_gp", "detector": "entropy", "seen": "mlp", "unseen": "cross_attention"}
@@ -77,6 +78,7 @@ class RunConfig(BaseModel):
         "torch threads // jobs. Same results as jobs = 1 at that thread count (docs/performance.md).",
     )
     output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Experiment loggers and how often they hear step metrics.")
 
     @field_validator("device")
     @classmethod
@@ -163,6 +165,9 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
         except ValidationError as exc:
             raise ConfigError(f"config: {format_validation_error(exc, f'{kind}.params')} ({kind} '{spec.name}')") from None
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
+    from avood_core.tracking import resolve_logging
+
+    update["logging"] = resolve_logging(config.logging, registry)
     return config.model_copy(update=update)
 
 
@@ -248,27 +253,20 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """Render a resolved config as TOML; ``None`` values appear as comments (TOML has no null)."""
-    lines: list[str] = []
+    """Render a resolved config as TOML with ``tomli_w`` (any string, key or nesting round-trips).
 
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    TOML has no null: a ``None`` value is left out (reading the file back gives the field's
+    default, which is ``None`` for every optional field of the run config).
+    """
+    import tomli_w
 
-    def table(prefix: str, d: dict[str, Any]) -> None:
-        simple = {k: v for k, v in d.items() if not isinstance(v, dict)}
-        nested = {k: v for k, v in d.items() if isinstance(v, dict)}
-        if prefix and (simple or not nested):
-            lines.append(f"\n[{prefix}]")
-        for k, v in simple.items():
-            lines.append(f"# {k} = (unset)" if v is None else f"{k} = {scalar(v)}")
-        for k, v in nested.items():
-            table(f"{prefix}.{k}" if prefix else k, v)
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): prune(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [prune(v) for v in value if v is not None]
+        if isinstance(value, Path):
+            return str(value)
+        return value
 
-    table("", data)
-    return "\n".join(lines).lstrip("\n") + "\n"
+    return tomli_w.dumps(prune(data))

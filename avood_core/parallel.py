@@ -59,6 +59,8 @@ class WorkerResult:
     cpu_s: float
     peak_rss_mb: float | None
     logs: list[str] = field(default_factory=list)
+    events: list = field(default_factory=list)
+    """The fit's step/epoch reports (avood_core.callbacks.EventRecorder), replayed by the parent."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -96,6 +98,7 @@ def _worker_main(folder: Path) -> int:
         import torch
 
         from avood_core.bench_meter import peak_rss_mb
+        from avood_core.callbacks import EventRecorder
         from avood_core.training import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
@@ -103,11 +106,13 @@ def _worker_main(folder: Path) -> int:
         *head, ctx = job.args
         ctx = dataclasses.replace(ctx, log=logs.append,
                                   progress=lambda total, desc: _CounterTracker(folder / PROGRESS, total))
+        recorder = EventRecorder()
+        ctx.callbacks.callbacks.append(recorder)
         seed_everything(derive_seed(job.seed, job.kind))
         wall, cpu = time.perf_counter(), time.process_time()
         job.component.fit(*head, ctx)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, peak_rss_mb(), logs))
+        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, peak_rss_mb(), logs, recorder.events))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         cls = type(exc)
         message = ("error", cls.__module__, cls.__qualname__, str(exc), traceback.format_exc())

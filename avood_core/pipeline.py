@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from avood_core import metrics, parallel
+from avood_core.callbacks import CallbackList, replay
 from avood_core.progress import ProgressFactory
 from avood_core.protocols import FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVGZSLTask, AVSamples
@@ -74,6 +75,8 @@ class Pipeline:
         skip: frozenset[str] = frozenset(),
         on_fitted: Callable[[str], None] = lambda kind: None,
         jobs: int = 1,
+        callbacks: CallbackList | None = None,
+        stage_name: str = "",
     ) -> "Pipeline":
         """Fit every component on ``task``.
 
@@ -82,14 +85,23 @@ class Pipeline:
         :meth:`worker_kinds` train in worker processes beside the others (avood_core.parallel),
         each process with ``torch.get_num_threads() // jobs`` threads; the results are those of
         a sequential fit at that thread count.
+
+        ``callbacks`` hear each fitted component's start, curves and end (avood_core.callbacks;
+        a worker's curves are replayed when it is joined); ``stage_name`` names the protocol
+        stage in their ``info`` (``"stage1"``, ``"stage2"`` or ``""``).
         """
+        callbacks = callbacks if callbacks is not None else CallbackList()
         self.text, self.seen_classes, self.unseen_classes = task.text, task.seen_classes, task.unseen_classes
         self.class_names = list(task.class_names)
         self.dims = {"audio": task.train.audio_dim, "video": task.train.video_dim}
         ctx = FitContext(
             text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
-            device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log,
+            device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log, callbacks=callbacks,
         )
+
+        def info(kind: str, **extra: object) -> dict:
+            return {"name": self.names.get(kind, type(self.components[kind]).__name__), "stage": stage_name, **extra}
+
         fit_args = {
             "generator": lambda: (task.train, task.text, ctx),
             "seen": lambda: (task.train, ctx),
@@ -110,6 +122,8 @@ class Pipeline:
                                       "end_s": time.perf_counter() - fit_start}
             for line in res.logs:
                 log(line)
+            replay(res.events, callbacks)
+            callbacks.on_stage_end(kind, info(kind, wall_s=res.wall_s), self.components[kind])
             self.timings[kind] = res.wall_s
             on_fitted(kind)
             ctx.fitted[kind] = self.components[kind]
@@ -123,10 +137,12 @@ class Pipeline:
                     continue
                 *head, _ = fit_args[kind]()
                 job_ctx = dataclasses.replace(ctx, log=_no_log, progress=None,
+                                              callbacks=CallbackList(every_n_steps=callbacks.every_n_steps),
                                               fitted={d: ctx.fitted[d] for d in getattr(comp, "depends_on", ())})
                 worker = parallel.start(kind, comp, (*head, job_ctx), seed, threads, log)
                 if worker is not None:
                     workers[kind] = worker
+                    callbacks.on_stage_start(kind, info(kind))
                     log(f"{kind}: training in a worker process ({threads} thread{'s' * (threads > 1)})")
 
         def stage(kind: str) -> None:
@@ -139,9 +155,11 @@ class Pipeline:
                     join(dep)
             if kind not in skip:
                 seed_everything(derive_seed(seed, kind))
+                callbacks.on_stage_start(kind, info(kind))
                 start = time.perf_counter()
                 self.components[kind].fit(*fit_args[kind]())
                 self.timings[kind] = time.perf_counter() - start
+                callbacks.on_stage_end(kind, info(kind, wall_s=self.timings[kind]), self.components[kind])
                 on_fitted(kind)
             ctx.fitted[kind] = self.components[kind]
 
@@ -178,6 +196,13 @@ class Pipeline:
         if jobs <= 1:
             return []
         return [k for k in ("unseen", "seen") if k not in skip][: jobs - 1]
+
+    def to(self, device: torch.device | str) -> "Pipeline":
+        """Move every component's network (also one held inside another component) to ``device``."""
+        from avood_core.protocols import move_components
+
+        move_components(self.components.values(), torch.device(device))
+        return self
 
     def bind_dependencies(self) -> None:
         """Hand each component the fitted components it declares in ``depends_on``."""

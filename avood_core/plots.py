@@ -183,3 +183,40 @@ def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_
                     perplexity=min(perplexity, (len(idx) - 1) / 3.0), n_jobs=threads, max_iter=max_iter)
         coords = tsne.fit_transform(z).astype(np.float32)
     return coords, idx
+
+
+def plot_training_curves(records: list[dict], path_stem, title: str) -> bool:
+    """One panel per reported metric (loss terms, lr) of one component from its ``metrics/<kind>.jsonl``.
+
+    x is the epoch (per-epoch means, as the run's callbacks reported them); a component with fewer
+    than two epochs is drawn over its step reports instead. Returns False (nothing written) when
+    there is nothing to draw.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    skip = {"kind", "stage", "event", "epoch", "step", "time"}
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    steps = [r for r in records if r.get("event") == "step"]
+    rows, axis = (epochs, "epoch") if len(epochs) >= 2 or not steps else (steps, "step")
+    names = sorted({k for r in rows for k, v in r.items() if k not in skip and isinstance(v, (int, float))},
+                   key=lambda k: (k == "lr", k))
+    if not rows or not names:
+        return False
+    cols = min(3, len(names))
+    nrows = -(-len(names) // cols)
+    fig = _figure(3.2 * cols, 2.4 * nrows)
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        pts = [(r[axis], r[name]) for r in rows if isinstance(r.get(name), (int, float))]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 30 else None, markersize=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(axis, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+        if name == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path_stem)
+    return True

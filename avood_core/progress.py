@@ -1,4 +1,4 @@
-"""Progress bars for training loops: rich on a terminal, silent otherwise or when quiet."""
+"""Progress bars for training loops: rich on stderr when it is a terminal, silent otherwise or when quiet."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class RichTracker:
     """One rich progress bar with the latest metrics shown beside it."""
 
     def __init__(self, total: int, description: str) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
@@ -43,6 +44,7 @@ class RichTracker:
             TimeElapsedColumn(),
             TextColumn("{task.fields[metrics]}"),
             transient=False,
+            console=Console(stderr=True),  # stdout holds only the command's result (e.g. --json)
         )
         self._task = self._progress.add_task(description, total=total, metrics="")
         self._progress.start()

@@ -13,9 +13,11 @@ For the entropy detector the score is the predictive entropy, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
+
+from avood_core.callbacks import CallbackList
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +50,9 @@ class FitContext:
     fitted: dict[str, "Component"] = field(default_factory=dict)
     """Components already fitted in this pipeline, by kind."""
     log: Callable[[str], None] = lambda message: None
+    callbacks: CallbackList = field(default_factory=CallbackList)
+    """Where a fit reports its curves: ``callbacks.on_epoch(kind, epoch, metrics)`` after each epoch,
+    ``callbacks.on_step(kind, step, metrics)`` when ``callbacks.step_due(step)`` (avood_core.callbacks)."""
 
     def track(self, total: int, description: str):
         """A progress tracker (``update(n, **metrics)``), silent when progress is off."""
@@ -229,3 +234,22 @@ PROTOCOLS: dict[str, type[Component]] = {
     "seen": SeenClassifier,
     "unseen": UnseenClassifier,
 }
+
+
+def move_components(components: Iterable[Component], device: "torch.device") -> None:
+    """Move the ``net`` of every :class:`TorchComponent` among ``components`` (and those they hold) to ``device``."""
+    done: set[int] = set()
+
+    def move(obj: object) -> None:
+        if id(obj) in done:
+            return
+        done.add(id(obj))
+        if isinstance(obj, TorchComponent) and obj.net is not None:
+            obj.net.to(device)
+            obj.device = device
+        for value in vars(obj).values():
+            if isinstance(value, Component):
+                move(value)
+
+    for comp in components:
+        move(comp)

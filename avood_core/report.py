@@ -11,8 +11,8 @@
   ``baseline_correct`` (n,) and ``seconds``; without it there is no t-SNE figure, and the
   report says so.
 
-It writes ``figures/{roc,threshold_sweep,tsne}.{png,svg}``, ``report.md`` (relative image
-links) and ``report.html`` (the PNGs embedded as base64 data URIs: one file to mail around).
+It writes ``figures/{roc,threshold_sweep,tsne,curves_<kind>}.{png,svg}`` (curves: from
+``metrics/<kind>.jsonl``), ``report.md`` (relative image links) and ``report.html`` (the PNGs embedded as base64 data URIs: one file to mail around).
 
 Multi-seed runs (``avood run --seeds 0,1,2``) add a ``"seeds"`` section to results.json::
 
@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from avood_core import metrics
+from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
 from avood_core.io import atomic_write, atomic_write_text
 
@@ -324,6 +325,10 @@ def write_report(run_dir) -> tuple[Path, Path]:
     else:
         notes["no_tsne"] = ("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time "
                             "by report.save_tsne, while the test features are in memory).")
+    for kind, records in read_metrics(run_dir / "metrics").items():  # written by the run's callbacks
+        if plots.plot_training_curves(records, fig_dir / f"curves_{kind}", f"{kind}: training curves"):
+            made[f"curves_{kind}"] = (f"Training curves of the {kind} ({(results.get('components') or {}).get(kind, kind)}): "
+                                      f"each loss term and the learning rate, from metrics/{kind}.jsonl.")
     for stale in set(FIGURE_NAMES) - set(made):
         for ext in ("png", "svg"):
             (fig_dir / f"{stale}.{ext}").unlink(missing_ok=True)

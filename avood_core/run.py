@@ -129,8 +129,12 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
 
 
 def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, device, quiet: bool,
-              echo: Callable[[str], None], resume: bool, stage: str = ""):
-    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted."""
+              echo: Callable[[str], None], resume: bool, stage: str = "", loggers: list | None = None):
+    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
+
+    Each fitted component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``loggers``.
+    """
+    from avood_core.callbacks import CallbackList, MetricsWriter
     from avood_core.checkpoint import save_component
     from avood_core.progress import progress_factory
 
@@ -143,9 +147,11 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
         save_component(pipeline.components[kind], stage_dir / "components" / kind,
                        config.component(kind).name, providers[kind], hashes[kind])
 
+    callbacks = CallbackList([MetricsWriter(stage_dir / "metrics", stage), *(loggers or [])],
+                             every_n_steps=config.logging.every_n_steps)
     pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet),
                  log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save,
-                 jobs=config.jobs)
+                 jobs=config.jobs, callbacks=callbacks, stage_name=stage)
     pipeline.save_meta(stage_dir, hashes)
     return pipeline, sorted(reused)
 
@@ -216,11 +222,13 @@ def execute(
     and reports on ``test``. With ``resume`` the run continues in that folder: components
     whose saved fit hash matches are reused, the others are refitted (and reported).
     """
+    from avood_core.tracking import RunSession, make_loggers
     from avood_core.training import resolve_device, run_threads
 
     registry = registry or get_registry()
     config = resolve(config, registry)
-    with run_threads():
+    loggers = make_loggers(config.logging, registry)  # a missing extra fails here, before any work
+    with run_threads(), RunSession(loggers) as session:
         device = resolve_device(config.device)
         started = time.perf_counter()
         stage1_task, task = build_tasks(config)
@@ -234,6 +242,7 @@ def execute(
             label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
             run_dir = new_run_dir(Path(config.output_dir), label)
         atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+        session.start(run_dir, config.model_dump(mode="json"))
         protocol: dict = {}
         run_stage1, why = stage1_decision(config, stage1_task, registry)
         if config.data.source == "benchmark":
@@ -242,7 +251,7 @@ def execute(
         if run_stage1:
             echo("stage 1: fit on 'training', select on 'val'")
             pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
-                                       resume is not None, "stage1")
+                                       resume is not None, "stage1", loggers)
             config, selected = apply_selections(config, pipe1)
             protocol["stage1"].update({"fit": "training (stage_1_train)",
                                        "select": "val (stage_1_val_seen + stage_1_val_unseen)",
@@ -254,7 +263,7 @@ def execute(
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
             protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
-                                     "stage2" if stage1_task is not None else "")
+                                     "stage2" if stage1_task is not None else "", loggers)
         scores = pipeline.evaluate(task.test)
         results = {
             "avood_version": __version__,
@@ -280,6 +289,7 @@ def execute(
             if tsne_cap > 0:
                 save_tsne(run_dir, task.test.x, pipeline.last_outputs, cap=tsne_cap, seed=config.seed)
             write_report(run_dir)
+        session.end(results)
         return RunResult(run_dir, results)
 
 

@@ -29,8 +29,33 @@ Every command takes `--help`. A user error (bad config value, unknown plugin, mi
 prints one line `avood: error: ...` naming the field, file or plugin and the fix, and exits
 with status 2; an interrupted command exits with 130. `avood --help` and `avood plugins` start
 without importing torch. Values given to `--set` are written as in TOML; see
-[config-reference.md](config-reference.md) for every key.
+[config-reference.md](config-reference.md) for every key. `avood --version` prints the version;
+`avood --install-completion` installs shell completion (bash, zsh, fish, PowerShell).
+
+## Scriptable output
+
+With `--json` a command prints exactly one JSON document on stdout; progress bars, log lines,
+`run folder: ...` and `wrote ...` go to stderr (they always do, so `avood ablate gates > table.md`
+holds only the table). The document's top-level keys:
+
+{json_keys}
+
+## One option vocabulary
+
+Each option name means one thing in every command: `-o`/`--output-dir` is always a folder (the
+parent of run folders, or bench's output folder), `--profile` always `quick`/`paper`, `--seed`
+the run's seed and `--data-seed` a synthetic tree's, `--data-scale` the clips-per-class factor,
+`--dataset` one of `ucf`/`activitynet`/`vggsound` (repeatable in `bench`), `--seeds`, `--set`
+and `--logger` repeat. Options with a fixed set of values accept only those. The old spellings
+still work for this release (with a note on stderr) but are hidden: {aliases}.
 """
+
+ALIASES = {
+    "avood bench --datasets a,b": "--dataset a --dataset b", "avood bench --out": "--output-dir",
+    "avood bench --tree-seed": "--data-seed", "avood bench --profile": "--torch-profile",
+    "avood data synth --like": "--dataset", "avood data synth --scale": "--data-scale",
+    "avood data synth --seed": "--data-seed", "avood predict -o": "--output",
+}
 
 _SIMPLE = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
@@ -155,7 +180,11 @@ def render() -> str:
 
     command = typer.main.get_command(app)
     ctx_cls = command.context_class  # click's Context (typer may ship its own copy of click)
-    lines = [HEADER]
+    from avood_core.cli_json import JSON_KEYS
+
+    keys = "\n".join(f"- `avood {cmd} --json`: " + ", ".join(f"`{k}`" for k in ks) for cmd, ks in JSON_KEYS.items())
+    aliases = "; ".join(f"`{old}` is `{new}`" for old, new in ALIASES.items())
+    lines = [HEADER.format(json_keys=keys, aliases=aliases)]
     lines += command_lines(["avood"], command, ctx_cls, None, 2)
     return "\n".join(lines).rstrip() + "\n"
 

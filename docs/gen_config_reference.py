@@ -155,13 +155,25 @@ def render() -> str:
                          f"[{name} plugins](#{name}-plugins) (validated by the plugin's model). |")
         elif name == "data":
             lines.append("| `data` | table | see below | Where the task comes from; see [data](#data). |")
+        elif name == "logging":
+            lines.append("| `logging` | table | see below | Experiment loggers and step-metric frequency; see [logging](#logging). |")
         else:
             lines.append(row)
     lines += ["", "## data", "", (DataConfig.__doc__ or "").strip(), ""]
     lines += fields_table(DataConfig, prefix="data.")
     _ = ComponentSpec  # the {name, params} table documented above
 
+    from avood_core.tracking import LoggingConfig
+
     registry = Registry()
+    lines += ["", "## logging", "", (LoggingConfig.__doc__ or "").strip(), ""]
+    lines += fields_table(LoggingConfig, prefix="logging.")
+    for name in registry.names("logger"):
+        cls = registry.component_class("logger", name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        lines += ["", f"### logger `{name}`", "", f"{doc[0] if doc else ''} (`pip install 'avood[{cls.extra}]'`)", ""]
+        lines += fields_table(cls.Params, prefix=f"logging.{name}.")
+
     for kind in KINDS:
         entries = [registry.entry(kind, n) for n in registry.names(kind)]
         entries = [e for e in entries if e.provider.dist == "avood"]

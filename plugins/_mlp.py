@@ -102,13 +102,16 @@ def train_epochs(
     ``plateau(record, steps)`` (default: the epoch's mean loss). ``epoch_start`` runs before an
     epoch's batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
     ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows.
+    Each epoch's record (and every ``ctx.callbacks.every_n_steps`` steps the batch's terms and lr)
+    goes to ``ctx.callbacks``.
     """
     p, net = comp.params, comp.net
     dev = next(net.parameters()).device
     opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
     draw = batches or (lambda: shuffled_batches(n, p.batch_size))
-    bar = ctx.track(p.epochs * math.ceil(n / p.batch_size), comp.kind or label)
+    kind = comp.kind or label
+    bar = ctx.track(p.epochs * math.ceil(n / p.batch_size), kind)
     history: list[dict[str, float]] = []
     comp.steps, comp.samples = 0, 0
     try:
@@ -127,11 +130,16 @@ def train_epochs(
                 comp.samples += rows_per_sample * len(idx)
                 rows += len(idx)
                 sums += values.detach() * len(idx)
+                if ctx.callbacks.step_due(comp.steps):
+                    ctx.callbacks.on_step(kind, comp.steps, {**dict(zip(terms, values.detach().tolist())),
+                                                             "lr": opt.param_groups[0]["lr"]})
             means = sums / max(rows, 1)
             check_finite(means[0], label, epoch + 1, hint)
             record = dict(zip(terms, means.tolist()))
+            lr = opt.param_groups[0]["lr"]  # the lr this epoch trained with
             sched.step(plateau(record, len(epoch_batches)) if plateau else record[terms[0]])
-            history.append({"epoch": epoch, **record, "lr": opt.param_groups[0]["lr"], **epoch_end(epoch)})
+            history.append({"epoch": epoch, **record, "lr": lr, **epoch_end(epoch)})
+            ctx.callbacks.on_epoch(kind, epoch, history[-1])
             bar.update(len(epoch_batches), loss=record[terms[0]])
     finally:
         bar.close()

@@ -70,8 +70,8 @@ def test_bench_both_stages_json_and_markdown(tmp_path):
 def test_bench_cli_reuses_the_tree(tmp_path):
     from avood_core.cli import app
 
-    args = ["bench", "--datasets", "ucf", "--epochs-scale", "0.001", "--data-scale", "0.02", "--generated",
-            "--threads", "1", "--out", str(tmp_path), "--set", "unseen.enc_hidden=32", "--set", "unseen.proj_hidden=32"]
+    args = ["bench", "--dataset", "ucf", "--epochs-scale", "0.001", "--data-scale", "0.02", "--generated",
+            "--threads", "1", "--output-dir", str(tmp_path), "--set", "unseen.enc_hidden=32", "--set", "unseen.proj_hidden=32"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     rec = json.loads((tmp_path / "bench.json").read_text())["datasets"]["ucf"]
@@ -97,7 +97,7 @@ def test_scale_epochs_exact_factor():
 def test_bad_options(tmp_path):
     from avood_core.errors import AvoodError
 
-    with pytest.raises(AvoodError, match="--datasets"):
+    with pytest.raises(AvoodError, match="--dataset"):
         run_bench(BenchOptions(datasets=["mnist"], out=tmp_path))
     with pytest.raises(AvoodError, match="--epochs-scale"):
         run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, epochs_scale=0))

@@ -113,7 +113,7 @@ def test_run_folder_holds_no_pickles(finished_run):
     for path in run_dir.rglob("*"):
         if not path.is_file():
             continue
-        assert path.suffix in {".json", ".toml", ".safetensors", ".npz", ".md", ".html", ".png"}, path
+        assert path.suffix in {".json", ".jsonl", ".toml", ".safetensors", ".npz", ".md", ".html", ".png"}, path
         head = path.read_bytes()[:2]
         assert head != b"\x80\x04" and head[:1] != b"\x80", f"{path} looks like a pickle"
         if path.suffix == ".npz":

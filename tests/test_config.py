@@ -1,3 +1,4 @@
+import json
 import tomllib
 
 import pytest
@@ -106,3 +107,34 @@ def test_missing_and_invalid_toml(tmp_path):
     unknown.write_text("sede = 3")
     with pytest.raises(ConfigError, match=r"unknown.toml: sede: Extra inputs"):
         build_config(unknown)
+
+
+HOSTILE = {
+    "newline": "line one\nline two\r\n",
+    "quotes": 'say "hi" and \'bye\' \\ backslash \\n not a newline',
+    "unicode": "naïve — 音 \t tab \x7f del",
+    "key with spaces": 1,
+    "dotted.key": "not a table",
+    '"quoted" key': True,
+    "": "empty key",
+    "list of tables": [{"a": 1, "b": "x\ny"}, {"c": [1, 2.5], "d": {"e": "deep"}}],
+    "nested": {"inner table": {"k = v": "[not] a #comment"}},
+    "empty": {},
+}
+
+
+def test_to_toml_round_trips_hostile_strings_keys_and_tables_in_lists():
+    """config.toml is written by tomli-w: what tomllib reads back is what was written (None left out)."""
+    text = to_toml({**HOSTILE, "unset": None, "nested_unset": {"x": None, "y": 1}})
+    assert tomllib.loads(text) == {**HOSTILE, "nested_unset": {"y": 1}}
+
+
+def test_resolved_config_with_hostile_values_round_trips(tmp_path):
+    """A run config whose strings hold newlines and quotes reads back equal (as --resume reads config.toml)."""
+    out = tmp_path / 'runs "x"\nnext'
+    cfg = resolve(build_config(overrides=[f"output_dir={json.dumps(str(out))}", 'logging.loggers=["mlflow"]',
+                                          'logging.mlflow.experiment="exp\\n\\"1\\" [a] # b"']))
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(cfg.model_dump(mode="json")))
+    again = resolve(build_config(path))
+    assert again == cfg and again.output_dir == out and again.logging.model_extra["mlflow"]["experiment"] == 'exp\n"1" [a] # b'

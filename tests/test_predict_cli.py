@@ -65,7 +65,7 @@ def _read_csv(text: str) -> tuple[list[str], list[dict]]:
 def test_predict_npz_to_csv(run, clips, tmp_path):
     root, audio, video = clips
     out = tmp_path / "out.csv"
-    res = runner.invoke(app, ["predict", str(run), str(root / "clips.npz"), "-o", str(out)])
+    res = runner.invoke(app, ["predict", str(run), str(root / "clips.npz"), "--output", str(out)])
     assert res.exit_code == 0, res.output
     fields, rows = _read_csv(out.read_text())
     assert fields == COLUMNS
@@ -195,7 +195,7 @@ BAD_INPUT = {
 def test_bad_predict_input_is_one_line_exit_2(run, tmp_path, monkeypatch, capsys, how):
     name, message = BAD_INPUT[how]
     path = _write_bad(tmp_path / name, how)
-    code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(path), "-o", str(tmp_path / "out.csv"))
+    code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(path), "--output", str(tmp_path / "out.csv"))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("avood: error: ") and message in err, err
     assert not (tmp_path / "out.csv").exists()
@@ -203,7 +203,7 @@ def test_bad_predict_input_is_one_line_exit_2(run, tmp_path, monkeypatch, capsys
 
 def test_unsupported_output_suffix_fails_before_any_work(run, clips, tmp_path, monkeypatch, capsys):
     root, _, _ = clips
-    code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(root / "clips.npz"), "-o", str(tmp_path / "out.txt"))
+    code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(root / "clips.npz"), "--output", str(tmp_path / "out.txt"))
     assert code == 2 and err.count("\n") == 1 and "unsupported file type '.txt'; use .csv or .json" in err
     assert not (tmp_path / "out.txt").exists()
 

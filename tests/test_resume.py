@@ -101,7 +101,7 @@ def test_cli_resume_reports_the_mismatch(run_copy):
     assert res.exit_code == 0, res.output
     assert "resume: unseen 'cross_attention' was fitted with another config" in res.stderr
     assert "resume: reusing fitted generator 'wgan_gp'" in res.stderr
-    assert f"run folder: {run_copy}" in res.stdout
+    assert f"run folder: {run_copy}" in res.stderr
 
 
 def test_interrupted_resume_leaves_a_folder_that_refuses_to_load_until_finished(run_copy, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 LIMIT_S = 1.0
-HEAVY = ("torch", "h5py", "matplotlib", "sklearn")
+HEAVY = ("torch", "h5py", "matplotlib", "sklearn", "mlflow", "tensorboard", "pandas")
 
 # Runs the console entry point like the `avood` script does, then reports (at exit, after
 # typer's SystemExit) which heavy modules and built-in plugin modules got imported.
@@ -48,13 +48,14 @@ def _probe(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     return proc, imported
 
 
-@pytest.mark.parametrize("args", [("--help",), ("plugins",)], ids=["help", "plugins"])
+@pytest.mark.parametrize("args", [("--help",), ("plugins",), ("--version",), ("plugins", "--json"), ("run", "--help")],
+                         ids=["help", "plugins", "version", "plugins-json", "run-help"])
 def test_no_torch_or_plugin_modules_at_startup(args):
     proc, imported = _probe(*args)
     assert proc.returncode == 0, proc.stderr
     assert imported == [], f"`avood {' '.join(args)}` imported {imported}; import them inside the commands that need them"
-    if args == ("plugins",):
-        assert "wgan_gp" in proc.stdout and "cross_attention" in proc.stdout
+    if args[0] == "plugins":
+        assert "wgan_gp" in proc.stdout and "cross_attention" in proc.stdout and "mlflow" in proc.stdout
 
 
 def _command() -> list[str]:
@@ -65,7 +66,7 @@ def _command() -> list[str]:
     return [sys.executable, "-c", "from avood_core.cli import main; main()"]
 
 
-@pytest.mark.parametrize("args", [("--help",), ("plugins",)], ids=["help", "plugins"])
+@pytest.mark.parametrize("args", [("--help",), ("plugins",), ("--version",)], ids=["help", "plugins", "version"])
 def test_startup_time_best_of_three(args):
     times = []
     for _ in range(3):

@@ -137,7 +137,7 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         proc = _ok(env.avood(*args, timeout=300), "avood run --unseen eszsl")
         assert time.perf_counter() - started < 60
         assert "AV-OOD (gated)" in proc.stdout and "HM" in proc.stdout
-        run_dir = Path(re.search(r"run folder: (.+)", proc.stdout).group(1).strip())
+        run_dir = Path(re.search(r"run folder: (.+)", proc.stderr).group(1).strip())
         results = json.loads((run_dir / "results.json").read_text())
         assert results["components"]["unseen"] == NAME
         assert 0.0 <= results["metrics"]["HM"] <= 100.0

@@ -195,8 +195,11 @@ class WGANGP(TorchComponent, Generator):
                         hint = f"lower lr or raise gp_lambda ({name} diverged)"
                         check_finite(value, "generator wgan_gp", epoch + 1, hint=hint)
                     bar.update(1, **dict(zip(METRICS, values.tolist())))
+                    if ctx.callbacks.step_due(self.steps):
+                        ctx.callbacks.on_step("generator", self.steps, {**dict(zip(METRICS, values.tolist())), "lr": p.lr})
                 means = (sums / p.batches_per_epoch).tolist()
                 self.history.append(dict(zip(METRICS, means)))
+                ctx.callbacks.on_epoch("generator", epoch, {**self.history[-1], "lr": p.lr})
                 ctx.log(f"generator wgan_gp epoch {epoch + 1}/{p.epochs}: "
                         + " ".join(f"{k}={v:.4g}" for k, v in self.history[-1].items()))  # fmt: skip
         finally:

@@ -44,6 +44,7 @@ from avood_core.training import ClassBalancedSampler, check_finite, other_class_
 from avood_plugins.unseen._avca_net import AVCANet
 
 _CHUNK = 4096  # samples per inference forward pass
+_TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
 _LOG_EVERY = 25  # steps between loss readouts on the progress bar (each one syncs the device)
 
 NegativeTerm = Literal["trip", "rec", "reg"]
@@ -205,7 +206,11 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                     opt.step()
                     self.steps += 1
                     self.samples += len(idx)
-                    sums += torch.stack([loss, trip, rec, reg]).detach()
+                    terms = torch.stack([loss, trip, rec, reg]).detach()
+                    sums += terms
+                    if ctx.callbacks.step_due(self.steps):
+                        ctx.callbacks.on_step("unseen", self.steps, {**dict(zip(_TERMS, terms.tolist())),
+                                                                     "lr": opt.param_groups[0]["lr"]})
                     if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
                         value = loss.detach()
                         check_finite(value, "unseen cross_attention", epoch + 1)
@@ -215,7 +220,9 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 means = sums / p.batches_per_epoch
                 check_finite(means[0], "unseen cross_attention", epoch + 1)
                 loss_m, trip_m, rec_m, reg_m = means.tolist()
-                self.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m})
+                self.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m,
+                                     "lr": opt.param_groups[0]["lr"]})
+                ctx.callbacks.on_epoch("unseen", epoch, self.history[-1])
         finally:
             bar.close()
         net.eval()

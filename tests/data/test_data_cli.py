@@ -13,7 +13,7 @@ runner = CliRunner()
 
 def test_synth_then_check(tmp_path):
     out = tmp_path / "bench"
-    res = runner.invoke(data_app, ["synth", str(out), "--like", "activitynet", "--scale", "0.01", "--seed", "2",
+    res = runner.invoke(data_app, ["synth", str(out), "--dataset", "activitynet", "--data-scale", "0.01", "--data-seed", "2",
                                    "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and "stage_2_test_unseen" in res.output
@@ -24,7 +24,7 @@ def test_synth_then_check(tmp_path):
 
 
 def test_synth_from_real_splits(tmp_path, shared):
-    res = runner.invoke(data_app, ["synth", str(tmp_path), "--like", "ucf", "--scale", "0.02", "--splits", str(shared),
+    res = runner.invoke(data_app, ["synth", str(tmp_path), "--dataset", "ucf", "--data-scale", "0.02", "--splits", str(shared),
                                    "--features", "cls", "--audio-dim", "2", "--video-dim", "3"])
     assert res.exit_code == 0, res.output
     assert "cls_features audio 2 / video 3" in res.output and "cls_split; caches yes" in res.output
@@ -34,9 +34,8 @@ def test_synth_from_real_splits(tmp_path, shared):
 
 
 def test_errors_are_avood_errors_with_one_line(tmp_path, tree):
-    res = runner.invoke(data_app, ["synth", str(tmp_path), "--like", "kinetics"])
-    assert res.exit_code != 0 and isinstance(res.exception, DataError)
-    assert "unknown dataset 'kinetics'" in str(res.exception)
+    res = runner.invoke(data_app, ["synth", str(tmp_path), "--dataset", "kinetics"])
+    assert res.exit_code == 2 and "'kinetics' is not one of" in res.output.replace("│", " ")
     (sorted((tree / "UCF/features/main_features/audio/stage_1_train").glob("*.h5"))[0]).unlink()
     res = runner.invoke(data_app, ["check", str(tree)])
     assert res.exit_code != 0 and isinstance(res.exception, DataError)
@@ -49,3 +48,17 @@ def test_errors_are_avood_errors_with_one_line(tmp_path, tree):
 def test_help(args):
     res = runner.invoke(data_app, args)
     assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_old_spellings_still_work_with_a_note(tmp_path):
+    """--like/--scale/--seed are hidden aliases of --dataset/--data-scale/--data-seed for a release."""
+    new = runner.invoke(data_app, ["synth", str(tmp_path / "new"), "--dataset", "ucf", "--data-scale", "0.01", "--data-seed", "3",
+                                   "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
+    old = runner.invoke(data_app, ["synth", str(tmp_path / "old"), "--like", "ucf", "--scale", "0.01", "--seed", "3",
+                                   "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
+    assert new.exit_code == 0 and old.exit_code == 0, old.output
+    assert "--like is now --dataset" in old.stderr and "--like" not in runner.invoke(data_app, ["synth", "--help"]).output
+    files = sorted(p.relative_to(tmp_path / "new") for p in (tmp_path / "new").rglob("*.h5"))
+    assert files and files == sorted(p.relative_to(tmp_path / "old") for p in (tmp_path / "old").rglob("*.h5"))
+    both = runner.invoke(data_app, ["synth", str(tmp_path / "x"), "--dataset", "ucf", "--like", "ucf"])
+    assert both.exit_code != 0 and "--like is the old spelling of --dataset" in str(both.exception)

@@ -1,0 +1,203 @@
+"""Stage callbacks: what a run tells the outside world while it trains (Lightning-Callback-like, small).
+
+A :class:`Callback` hears, in this order::
+
+    on_run_start(run_dir, config)            # the resolved config as a dict
+      on_stage_start(kind, info)             # one component starts fitting: info = {name, stage}
+        on_step(kind, step, metrics)         # every ``every_n_steps`` optimizer steps (1-based step)
+        on_epoch(kind, epoch, metrics)       # after each epoch (0-based), the epoch's mean losses and lr
+      on_stage_end(kind, info)               # info = {name, stage, wall_s}
+    on_run_end(run_dir, results)             # results.json's content
+    on_exception(run_dir, exc)               # instead of on_run_end when the run failed
+
+Components report through their :class:`~avood_core.protocols.FitContext`: ``ctx.callbacks`` is
+a :class:`CallbackList` (``ctx.callbacks.on_epoch(self.kind, epoch, {...})``, with
+``ctx.callbacks.step_due(step)`` to decide when to compute step metrics). A component that
+reports nothing still gets its curves: at ``on_stage_end`` its ``history`` list (one dict per
+epoch) is replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
+:class:`EventRecorder` stands in; the parent replays its events into its own callbacks
+(:func:`replay`), so metrics fitted elsewhere reach the run folder and the loggers too.
+
+Built in: :class:`MetricsWriter` (``<run>/metrics/<kind>.jsonl``, always on); experiment
+loggers are ``logger`` plugins (``avood_plugins.loggers``), chosen by ``avood run --logger NAME``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+Metrics = Mapping[str, float]
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need."""
+
+    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        """The run folder exists and holds ``config.toml``."""
+
+    def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
+        """Component ``kind`` starts fitting (``info``: ``name``, ``stage``)."""
+
+    def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
+        """``metrics`` (loss terms, ``lr``) after optimizer step ``step`` (1-based) of ``kind``."""
+
+    def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
+        """The mean loss terms (and ``lr``) of epoch ``epoch`` (0-based) of ``kind``."""
+
+    def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
+        """Component ``kind`` is fitted (``info``: ``name``, ``stage``, ``wall_s``)."""
+
+    def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
+        """``results.json`` is written (S, U, HM, ZSL, the gate's AUROC, ...)."""
+
+    def on_exception(self, run_dir: Path, exc: BaseException) -> None:
+        """The run stopped with ``exc`` (error or Ctrl-C) after :meth:`on_run_start`."""
+
+
+def clean(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric, finite entries of ``metrics`` as floats (``epoch``/``step`` keys dropped)."""
+    out = {}
+    for key, value in metrics.items():
+        if key in ("epoch", "step") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            out[str(key)] = float(value)
+    return out
+
+
+class CallbackList(Callback):
+    """Dispatches every hook to its callbacks in order; what the pipeline and the components call."""
+
+    def __init__(self, callbacks: Iterable[Callback] = (), every_n_steps: int = 50) -> None:
+        self.callbacks = list(callbacks)
+        self.every_n_steps = int(every_n_steps)
+        self._epochs_seen: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def step_due(self, step: int) -> bool:
+        """True when step metrics should be reported after ``step`` (1-based): anyone listening, every N."""
+        return bool(self.callbacks) and self.every_n_steps > 0 and step % self.every_n_steps == 0
+
+    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_run_start(run_dir, config)
+
+    def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
+        self._epochs_seen.discard(kind)
+        for cb in self.callbacks:
+            cb.on_stage_start(kind, info)
+
+    def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
+        values = clean(metrics)
+        for cb in self.callbacks:
+            cb.on_step(kind, step, values)
+
+    def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
+        self._epochs_seen.add(kind)
+        values = clean(metrics)
+        for cb in self.callbacks:
+            cb.on_epoch(kind, epoch, values)
+
+    def on_stage_end(self, kind: str, info: Mapping[str, Any], component: object = None) -> None:
+        """``component``: its ``history`` is replayed as epochs when it reported none itself."""
+        history = getattr(component, "history", None)
+        if kind not in self._epochs_seen and isinstance(history, list):
+            for i, record in enumerate(history):
+                if isinstance(record, Mapping):
+                    self.on_epoch(kind, int(record.get("epoch", i)), record)
+        for cb in self.callbacks:
+            cb.on_stage_end(kind, info)
+
+    def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_run_end(run_dir, results)
+
+    def on_exception(self, run_dir: Path, exc: BaseException) -> None:
+        for cb in self.callbacks:
+            try:
+                cb.on_exception(run_dir, exc)
+            except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                pass
+
+
+class EventRecorder(Callback):
+    """Records the step/epoch events of a fit as ``(hook, kind, index, metrics)`` (a worker process's callbacks)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int, dict[str, float]]] = []
+
+    def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
+        self.events.append(("on_step", kind, step, dict(metrics)))
+
+    def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
+        self.events.append(("on_epoch", kind, epoch, dict(metrics)))
+
+
+def replay(events: Iterable[tuple[str, str, int, Mapping[str, float]]], callbacks: CallbackList) -> None:
+    """Send recorded events (:class:`EventRecorder`) to ``callbacks``."""
+    for hook, kind, index, metrics in events:
+        getattr(callbacks, hook)(kind, index, metrics)
+
+
+class MetricsWriter(Callback):
+    """``<folder>/<kind>.jsonl``: one JSON line per step or epoch report, written as it happens.
+
+    A line is ``{"kind", "stage", "event": "step"|"epoch", "step" or "epoch", "time", <metrics>}``
+    (``time``: seconds since the component started). A refitted component (e.g. on ``--resume``)
+    starts its file anew; a reused one keeps its old file.
+    """
+
+    def __init__(self, folder: Path, stage: str = "") -> None:
+        self.folder, self.stage = Path(folder), stage
+        self._files: dict[str, Any] = {}
+        self._start: dict[str, float] = {}
+
+    def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._close(kind)
+        self._files[kind] = open(self.folder / f"{kind}.jsonl", "w", encoding="utf-8")
+        self._start[kind] = time.perf_counter()
+
+    def _write(self, kind: str, event: str, index: int, metrics: Metrics) -> None:
+        fh = self._files.get(kind)
+        if fh is None:  # a report outside a stage (a component fitted by hand): open on demand
+            self.on_stage_start(kind, {})
+            fh = self._files[kind]
+        record = {"kind": kind, "stage": self.stage, "event": event, event: index,
+                  "time": round(time.perf_counter() - self._start[kind], 3), **metrics}
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+    def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
+        self._write(kind, "step", step, metrics)
+
+    def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
+        self._write(kind, "epoch", epoch, metrics)
+
+    def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
+        self._close(kind)
+
+    def _close(self, kind: str) -> None:
+        fh = self._files.pop(kind, None)
+        if fh is not None:
+            fh.close()
+
+
+def read_metrics(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """``<folder>/<kind>.jsonl`` as lists of records by kind (a cut last line is skipped)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        out[path.stem] = records
+    return out

@@ -1,0 +1,72 @@
+"""``--logger tensorboard``: the run's curves and final metrics as TensorBoard event files.
+
+Written with PyTorch's ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard``
+package: ``pip install 'avood[tensorboard]'``) into ``<run>/tensorboard`` by default; watch with
+``tensorboard --logdir runs``. Scalars: ``<stage/><kind>/epoch/<metric>`` per epoch,
+``<stage/><kind>/step/<metric>`` every ``logging.every_n_steps`` steps, ``results/<metric>`` at the end;
+the resolved config as text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from avood_core.tracking import Logger, headline
+
+
+class TensorBoardParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dir: str | None = Field(None, description="Event-file folder (default: <run folder>/tensorboard).")
+
+
+class TensorBoardLogger(Logger):
+    """Scalars per epoch / every N steps / final, through torch's SummaryWriter."""
+
+    Params = TensorBoardParams
+    extra = "tensorboard"
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.writer: Any = None
+        self.stage = ""
+
+    def check(self) -> None:
+        self.require("tensorboard")
+        self.require("torch.utils.tensorboard")
+
+    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from avood_core.config import to_toml
+
+        self.writer = SummaryWriter(log_dir=str(self.params.dir or Path(run_dir) / "tensorboard"))
+        self.writer.add_text("config", "```toml\n" + to_toml(dict(config)) + "\n```")
+
+    def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
+        self.stage = f"{info['stage']}/" if info.get("stage") else ""
+
+    def _scalars(self, tag: str, index: int, metrics: Mapping[str, float]) -> None:
+        if self.writer is not None:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"{tag}/{name}", value, global_step=index)
+
+    def on_step(self, kind: str, step: int, metrics: Mapping[str, float]) -> None:
+        self._scalars(f"{self.stage}{kind}/step", step, metrics)
+
+    def on_epoch(self, kind: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        self._scalars(f"{self.stage}{kind}/epoch", epoch, metrics)
+
+    def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
+        self._scalars("results", 0, headline(results))
+        self._close()
+
+    def on_exception(self, run_dir: Path, exc: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
