@@ -184,13 +184,22 @@ def copy_component(source: str | Path, target: str | Path) -> Path:
     return _write_folder(Path(target), fill)
 
 
+CLASS_KEYS = ("seen_classes", "unseen_classes", "classes")
+
+
 def check_scalars(config: dict, path: Path) -> None:
     """The learned scalars of a loaded ``config.json`` by the rules of saving: no NaN anywhere,
-    ``dims`` (any nesting) a table of positive integers; a one-line CheckpointError otherwise."""
+    class ids (:data:`CLASS_KEYS`, any nesting) lists of integers, ``dims`` (any nesting) a table
+    of positive integers; a one-line CheckpointError otherwise."""
     bad = _nan_paths(config.get("state"))
     if bad:
         raise CheckpointError(f"'{path}': learned value(s) {bad[:3]} are NaN, which saving never writes; "
                               f"the file was edited or corrupted, refit the component")
+    for key in CLASS_KEYS:
+        for where, ids in _find(config.get("state"), key):
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise CheckpointError(f"'{path}': state.{where} must be a list of integer class ids (got {ids!r:.80}); "
+                                      f"the file was edited or corrupted, refit the component")
     for where, dims in _find(config.get("state"), "dims"):
         ok = isinstance(dims, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values())
         if not ok:
@@ -233,10 +242,7 @@ def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int]
     allowed = {"seen_classes": seen, "unseen_classes": unseen, "classes": seen | unseen}
     for key, pool in allowed.items():
         for where, ids in _find(state, key):
-            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-                raise CheckpointError(f"'{path}': state.{where} must be a list of integer class ids (got {ids!r:.80}); "
-                                      f"the file was edited or corrupted, refit the component")
-            wrong = [i for i in ids if i not in pool]
+            wrong = [i for i in ids if i not in pool]  # a list of ints: check_scalars ran on load
             if wrong:
                 raise CheckpointError(
                     f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not {key.replace('_', ' ')} of "

@@ -307,7 +307,7 @@ class Pipeline:
         parts = {kind: load_component(run_dir / "components" / kind, registry, kind=kind)
                  for kind in ("generator", "detector", "seen", "unseen")}
         expected = meta.get("fit_hashes") or {}
-        for kind, comp in parts.items():
+        for kind in parts:
             config = read_config(run_dir / "components" / kind)
             check_class_ids(config["state"], len(class_names), set(seen_c.tolist()), set(unseen_c.tolist()),
                             run_dir / "components" / kind / "config.json")

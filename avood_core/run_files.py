@@ -85,6 +85,17 @@ def _fix(run_dir: Path) -> str:
     return f"rewrite it with 'avood run --resume {run_dir}' (it reuses the saved components)"
 
 
+def _describe(exc: ValidationError, shown: int = 2) -> str:
+    """The first problems of a validation error, one per field (a number's int/float alternatives merged)."""
+    problems: dict[str, tuple[str, Any]] = {}
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"] if p not in ("int", "float")) or "the top level"
+        problems[where] = (err["msg"].split(" or instance of")[0], err["input"])  # the last alternative: 'valid number'
+    items = list(problems.items())
+    text = "; ".join(f"{where}: {msg} (got {got!r:.60})" for where, (msg, got) in items[:shown])
+    return text + (f" (and {len(items) - shown} more)" if len(items) > shown else "")
+
+
 def read_results(run_dir: Path) -> dict:
     """``results.json`` of ``run_dir``, checked for the fields and types the report reads."""
     path = run_dir / "results.json"
@@ -102,10 +113,7 @@ def read_results(run_dir: Path) -> dict:
     try:
         _Results.model_validate(results)
     except ValidationError as exc:
-        first = exc.errors()[:2]
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r:.60})" for e in first)
-        more = f" and {len(exc.errors()) - 2} more" if len(exc.errors()) > 2 else ""
-        raise CheckpointError(f"'{path}': {detail}{more}; {_fix(run_dir)}") from None
+        raise CheckpointError(f"'{path}': {_describe(exc)}; {_fix(run_dir)}") from None
     return results
 
 
