@@ -243,7 +243,8 @@ def execute(
         if source is not None and run_dir != source:
             echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
-        atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+        if run_dir != source:  # a resume in place keeps its config.toml (equal but for output_dir and jobs)
+            atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
         protocol: dict = {}
         if stage1_task is not None:
             echo("stage 1: fit on 'training', select on 'val'")

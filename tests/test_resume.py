@@ -48,7 +48,9 @@ def _resume(run_dir: Path, *extra: str, allow_changes: bool = False):
 
 def test_resume_with_matching_config_reuses_all_four(finished_run, run_copy):
     before = _digests(run_copy)
+    config_toml = (run_copy / "config.toml").read_bytes()
     result, messages = _resume(run_copy)
+    assert (run_copy / "config.toml").read_bytes() == config_toml  # kept, though output_dir differs
     assert result.results["reused_components"] == sorted(KINDS)
     assert result.results["metrics"] == finished_run[1]["metrics"]
     _same_predictions(run_copy, finished_run[0])
