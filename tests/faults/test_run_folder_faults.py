@@ -58,7 +58,7 @@ def edit_json(rel: str, change, seal: bool = False, **top):
 
 
 def without_checksum(data: dict) -> None:
-    del data["config_sha256"]
+    data.pop("config_sha256", None)  # (absent in folders saved before it existed)
 
 
 def old_format(rel: str, change):
