@@ -8,7 +8,11 @@ Layout of one component folder::
 
 Saving builds both files in a hidden temp folder and swaps it in with two renames, so an
 interruption leaves either the previous checkpoint or the new one (a swap cut between its
-two renames is repaired on the next load). Loading verifies the weights' checksum.
+two renames is repaired on the next load). Loading verifies the weights' checksum and the
+config's own checksum (``config_sha256``, over every other field of ``config.json``: params,
+learned scalars, class ids, the weights' checksum), then checks the learned scalars with the
+rules saving applies (no NaN; dims positive integers that the weights must fit).
+Format 1 folders (before the config checksum) still load, with those scalar checks.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from avood_core.errors import CheckpointError, PluginError
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: no config_sha256 yet
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
@@ -34,6 +39,13 @@ def config_hash(payload: Any) -> str:
     """A stable short hash of a JSON-able payload (params, seed, data, upstream hashes)."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def seal(config: dict) -> dict:
+    """``config`` with ``config_sha256`` set: the sha256 of every other field, canonical JSON."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return {**body, "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
 
 
 def _sha256(path: Path) -> str:
@@ -75,14 +87,24 @@ def save_component(component: Component, directory: str | Path, name: str, provi
         "state": scalars,
         "fit_hash": fit_hash,
     }
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, str(tmp / WEIGHTS))
+        config["weights_sha256"] = _sha256(tmp / WEIGHTS)
+        (tmp / CONFIG).write_text(json.dumps(seal(config), indent=2) + "\n")
+
+    return _write_folder(directory, fill)
+
+
+def _write_folder(directory: Path, fill: Callable[[Path], None]) -> Path:
+    """Build a component folder in a hidden temp folder beside ``directory`` (``fill(tmp)``
+    writes its two files), fsync them, and swap it in; a failure leaves ``directory`` as it was."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a save that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        save_file(tensors, str(tmp / WEIGHTS))
-        config["weights_sha256"] = _sha256(tmp / WEIGHTS)
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        fill(tmp)
         for f in (tmp / WEIGHTS, tmp / CONFIG):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -143,9 +165,89 @@ def read_config(directory: str | Path) -> dict:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc}); refit the component") from None
-    if not isinstance(config, dict) or config.get("avood_format") != FORMAT or "name" not in config:
+    if not isinstance(config, dict) or config.get("avood_format") not in READABLE_FORMATS or "name" not in config:
         raise CheckpointError(f"'{path}' is not an avood component config (format {FORMAT}); refit the component")
+    if config["avood_format"] >= 2 and seal(config).get("config_sha256") != config.get("config_sha256"):
+        raise CheckpointError(f"'{path}' was edited or corrupted after it was saved (its contents do not match the "
+                              f"config_sha256 recorded in it); refit the component, e.g. avood run --resume RUN")
     return config
+
+
+def copy_component(source: str | Path, target: str | Path) -> Path:
+    """Copy a saved component folder into ``target`` atomically (``--resume --allow-changes``)."""
+    source = Path(source)
+
+    def fill(tmp: Path) -> None:
+        for name in (CONFIG, WEIGHTS):
+            shutil.copyfile(source / name, tmp / name)
+
+    return _write_folder(Path(target), fill)
+
+
+CLASS_KEYS = ("seen_classes", "unseen_classes", "classes")
+
+
+def check_scalars(config: dict, path: Path) -> None:
+    """The learned scalars of a loaded ``config.json`` by the rules of saving: no NaN anywhere,
+    class ids (:data:`CLASS_KEYS`, any nesting) lists of integers, ``dims`` (any nesting) a table
+    of positive integers; a one-line CheckpointError otherwise."""
+    bad = _nan_paths(config.get("state"))
+    if bad:
+        raise CheckpointError(f"'{path}': learned value(s) {bad[:3]} are NaN, which saving never writes; "
+                              f"the file was edited or corrupted, refit the component")
+    for key in CLASS_KEYS:
+        for where, ids in _find(config.get("state"), key):
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise CheckpointError(f"'{path}': state.{where} must be a list of integer class ids (got {ids!r:.80}); "
+                                      f"the file was edited or corrupted, refit the component")
+    for where, dims in _find(config.get("state"), "dims"):
+        ok = isinstance(dims, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values())
+        if not ok:
+            raise CheckpointError(f"'{path}': state.{where} must map names to positive integers (got {dims!r}); "
+                                  f"the file was edited or corrupted, refit the component")
+
+
+def _find(value: Any, key: str, path: str = "") -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every entry named ``key`` inside nested dicts."""
+    if not isinstance(value, dict):
+        return []
+    found = []
+    for k, v in value.items():
+        here = f"{path}.{k}" if path else str(k)
+        found += [(here, v)] if k == key else _find(v, key, here)
+    return found
+
+
+def check_task_meta(run_dir: Path, text, seen, unseen, class_names: Any, dims: Any) -> None:
+    """``task.safetensors`` and ``pipeline.json`` of a run folder agree with each other: one
+    class name per text row, seen and unseen ids disjoint and within the rows, dims positive."""
+    n = int(text.shape[0]) if getattr(text, "ndim", 0) == 2 else -1
+    ids = [*seen.tolist(), *unseen.tolist()] if seen.ndim == 1 and unseen.ndim == 1 else None
+    problem = None
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names) or len(class_names) != n:
+        problem = f"pipeline.json class_names must be {n} strings, one per text row of task.safetensors"
+    elif ids is None or seen.is_floating_point() or unseen.is_floating_point() or len(set(ids)) != len(ids) \
+            or any(not 0 <= i < n for i in ids):
+        problem = f"task.safetensors seen/unseen classes must be distinct class ids in [0, {n})"
+    elif not isinstance(dims, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values()):
+        problem = f"pipeline.json dims must map names to positive integers (got {dims!r:.80})"
+    if problem:
+        raise CheckpointError(f"'{run_dir}': {problem}; the folder was edited or corrupted, rerun 'avood run'")
+
+
+def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int], path: Path) -> None:
+    """Class ids a component saved (``seen_classes``, ``unseen_classes``, ``classes``, any nesting)
+    must be integers naming classes of the run's task: seen ones among its seen classes, unseen
+    ones among its unseen classes. A negative or out-of-range id would index the wrong class name."""
+    allowed = {"seen_classes": seen, "unseen_classes": unseen, "classes": seen | unseen}
+    for key, pool in allowed.items():
+        for where, ids in _find(state, key):
+            wrong = [i for i in ids if i not in pool]  # a list of ints: check_scalars ran on load
+            if wrong:
+                raise CheckpointError(
+                    f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not {key.replace('_', ' ')} of "
+                    f"this run's task ({n_classes} classes); the file was edited or corrupted, refit the component"
+                )
 
 
 def load_component(directory: str | Path, registry: Registry | None = None, kind: str | None = None) -> Component:
@@ -162,6 +264,7 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
     missing = [k for k in ("kind", "params", "state") if k not in config]
     if missing:
         raise CheckpointError(f"'{directory / CONFIG}' lacks {', '.join(missing)}; it is not a complete avood component config, refit the component")
+    check_scalars(config, directory / CONFIG)
     if kind is not None and config["kind"] != kind:
         raise CheckpointError(
             f"'{directory / CONFIG}' holds a {config['kind']} '{config['name']}' but this folder is the {kind} slot; "

@@ -43,7 +43,12 @@ def run(
     opts: ConfigOptions,
     quiet: bool = QUIET_OPTION,
     resume: Optional[Path] = typer.Option(
-        None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest."
+        None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest. "
+                               "A config that differs from RUN_DIR/config.toml is refused (see --allow-changes)."
+    ),
+    allow_changes: bool = typer.Option(
+        False, "--allow-changes", help="With --resume and a changed config: write a NEW run folder (beside RUN_DIR, or "
+                                       "under -o) that copies the matching components; RUN_DIR is left as it is."
     ),
     seeds: Optional[list[str]] = typer.Option(
         None, "--seeds", help="Several seeds, repeated or comma-separated (--seeds 0 --seeds 1, or --seeds 0,1,2): "
@@ -55,8 +60,12 @@ def run(
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL.
 
     --json: {"run_dir", "results"} (results = the run folder's results.json)."""
+    if allow_changes and resume is None:
+        raise AvoodError("--allow-changes only applies to --resume RUN_DIR; drop it for a new run")
     if resume is not None and opts.config is None:
         opts.config = resume / "config.toml"
+    if resume is not None and opts.output_dir is None:
+        opts.output_dir = resume.parent  # where --allow-changes puts the new run folder
     cfg = opts.build()
     from avood_core.registry import get_registry
     from avood_core.config import resolve
@@ -69,7 +78,8 @@ def run(
             raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
         result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap)
     else:
-        result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap)
+        result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
+                         allow_changes=allow_changes)
     if as_json:
         emit({"run_dir": result.run_dir, "results": result.results})
     else:

@@ -312,7 +312,7 @@ class Pipeline:
 
         from safetensors.torch import load_file
 
-        from avood_core.checkpoint import load_component, read_config
+        from avood_core.checkpoint import check_class_ids, check_task_meta, load_component, read_config
         from avood_core.errors import CheckpointError
 
         run_dir = Path(run_dir)
@@ -328,11 +328,15 @@ class Pipeline:
         except Exception as exc:
             detail = " ".join(f"{type(exc).__name__}: {exc}".split())
             raise CheckpointError(f"'{run_dir}': cannot read pipeline metadata ({detail}); rerun 'avood run'") from None
+        check_task_meta(run_dir, text, seen_c, unseen_c, class_names, dims)
         parts = {kind: load_component(run_dir / "components" / kind, registry, kind=kind)
                  for kind in ("generator", "detector", "seen", "unseen")}
         expected = meta.get("fit_hashes") or {}
-        for kind, comp in parts.items():
-            saved = read_config(run_dir / "components" / kind).get("fit_hash")
+        for kind in parts:
+            config = read_config(run_dir / "components" / kind)
+            check_class_ids(config["state"], len(class_names), set(seen_c.tolist()), set(unseen_c.tolist()),
+                            run_dir / "components" / kind / "config.json")
+            saved = config.get("fit_hash")
             if expected.get(kind) is not None and saved != expected[kind]:
                 raise CheckpointError(
                     f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "

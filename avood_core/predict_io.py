@@ -57,8 +57,14 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def check_output(output: Path | None) -> None:
-    """Fail early (before any work) on an output path that is not .csv or .json."""
-    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
+    """Fail early (before any work) on an output path that is a folder, not .csv or .json, or a
+    file a run folder owns (:func:`avood_core.runfolder.check_output_path`)."""
+    if output is None:
+        return
+    from avood_core.runfolder import check_output_path
+
+    check_output_path(output, "--output")
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise DataError(f"--output '{output}': unsupported file type '{output.suffix}'; use .csv or .json")
 
 
@@ -67,18 +73,23 @@ def write_predictions(pipeline, pred, output: Path | None) -> str | None:
     check_output(output)
     names = pipeline.class_names
     rows = [
-        {"index": i, "class_id": int(c), "class_name": names[int(c)] if int(c) < len(names) else "",
+        {"index": i, "class_id": int(c), "class_name": names[int(c)] if 0 <= int(c) < len(names) else "",
          "gate_score": float(s), "branch": "seen" if r else "unseen"}
         for i, (c, s, r) in enumerate(zip(pred.labels.tolist(), pred.score.tolist(), pred.routed_seen.tolist()))
     ]
     if output is not None and output.suffix.lower() == ".json":
-        atomic_write_text(output, json.dumps(rows, indent=1) + "\n")
-        return None
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
     if output is None:
-        return buf.getvalue()
-    atomic_write_text(output, buf.getvalue())
+        return text
+    try:
+        atomic_write_text(output, text)  # a temp file beside it, then os.replace: never half a file
+    except OSError as exc:
+        raise DataError(f"--output '{output}' cannot be written ({exc.strerror or exc}); "
+                        f"name a file in a writable folder") from None
     return None

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import time
 from pathlib import Path
@@ -125,11 +124,24 @@ def _num(v: Any, fmt: str = ".2f") -> str:
     return "n/a" if v is None else str(v)
 
 
-def _same(a: float, b: Any) -> bool:
-    """Equal up to 1e-6, or both NaN."""
-    if not isinstance(b, (int, float)):
-        return False
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-6
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_note(recomputed: dict, stored: dict) -> str:
+    """Whether S, U, HM recomputed from predictions.npz match results.json (up to 1e-6).
+
+    NaN or inf on either side never counts as a match: such a run cannot be checked.
+    """
+    if not stored:
+        return "results.json holds no single-run metrics to check against predictions.npz."
+    pairs = [(recomputed.get(k), stored.get(k)) for k in ("S", "U", "HM")]
+    if not all(_finite(a) and _finite(b) for a, b in pairs):
+        return ("WARNING: S, U or HM is NaN, inf or absent in predictions.npz or results.json; "
+                "the metrics cannot be checked against each other.")
+    if all(abs(a - b) < 1e-6 for a, b in pairs):
+        return "S, U and HM recomputed from predictions.npz match results.json."
+    return "WARNING: S, U or HM recomputed from predictions.npz differ from results.json."
 
 
 def _get(d: dict | None, path: str) -> Any:
@@ -208,13 +220,6 @@ def _render_html(blocks: list, run_dir: Path, title: str) -> str:
 # --- the report -----------------------------------------------------------------------------
 
 
-def _load_npz(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None) -> list[list[str]]:
     rows = [["AV-OOD (gated, detector's own threshold)", *(_num(m.get(k)) for k in ("S", "U", "HM"))]]
     b = m.get("baseline_no_gate") or {}
@@ -264,20 +269,29 @@ def _seed_blocks(seeds: dict) -> list:
 
 def write_report(run_dir) -> tuple[Path, Path]:
     """Write ``figures/``, ``report.md`` and ``report.html`` into ``run_dir``; return the two
-    report paths. Only results.json is required (see the module docstring)."""
+    report paths. Only results.json is required (see the module docstring). Every input is read
+    and checked first (:mod:`avood_core.run_files`), so a bad one changes nothing; the folder is
+    locked while the report is written (:func:`avood_core.runfolder.lock`)."""
+    from avood_core.runfolder import lock
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AvoodError(f"'{run_dir}' is not a folder; pass a run folder written by 'avood run'")
+    with lock(run_dir, "report"):
+        return _write_report(run_dir)
+
+
+def _write_report(run_dir: Path) -> tuple[Path, Path]:
     from avood_core import plots
+    from avood_core.run_files import read_predictions, read_results, read_tsne
 
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    res_path = run_dir / "results.json"
-    if not res_path.is_file():
-        raise AvoodError(f"'{res_path}' not found; pass a run folder written by 'avood run'")
-    results = json.loads(res_path.read_text(encoding="utf-8"))
+    results = read_results(run_dir)
     seeds = results.get("seeds")
     m = results.get("metrics") or (seeds or {}).get("mean") or {}
     gate = m.get("gate") or {}
-    out = _load_npz(run_dir / "predictions.npz")
-    tsne = _load_npz(run_dir / "tsne.npz")
+    out = read_predictions(run_dir)
+    tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
     fig_dir = run_dir / FIGURES
     made: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -301,11 +315,7 @@ def write_report(run_dir) -> tuple[Path, Path]:
             i = int(np.nanargmax(sweep["HM"]))
             best = {k: float(v[i]) for k, v in sweep.items()}
         recomputed = metrics.gzsl_scores(out["pred"], labels, out["seen_classes"], out["unseen_classes"])
-        stored = results.get("metrics") or {}
-        agree = all(_same(recomputed[k], stored.get(k)) for k in ("S", "U", "HM")) if stored else None
-        notes["check"] = {True: "S, U and HM recomputed from predictions.npz match results.json.",
-                          False: "WARNING: S, U or HM recomputed from predictions.npz differ from results.json.",
-                          None: "results.json holds no single-run metrics to check against predictions.npz."}[agree]
+        notes["check"] = _check_note(recomputed, results.get("metrics") or {})
     else:
         notes["no_pred"] = ("predictions.npz is missing: no ROC, threshold sweep or TPR = 60 % operating "
                             "point for this run.")
@@ -384,7 +394,7 @@ def write_report(run_dir) -> tuple[Path, Path]:
         blocks.append(("p", "Splits: " + ", ".join(f"{k} = {v}" for k, v in results["splits"].items()) + "."))
     blocks.append(("h2", "Resolved config"))
     cfg = run_dir / "config.toml"
-    blocks.append(("code", cfg.read_text(encoding="utf-8"), "toml") if cfg.is_file()
+    blocks.append(("code", cfg.read_text(encoding="utf-8", errors="replace"), "toml") if cfg.is_file()
                   else ("p", "config.toml is missing from the run folder."))
     timings = dict(results.get("timings_s") or {})
     total = timings.get("total")

@@ -13,7 +13,7 @@ from typing import Callable
 from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml
 from avood_core.errors import AvoodError, ConfigError
-from avood_core.io import atomic_write_json, atomic_write_text
+from avood_core.io import atomic_write, atomic_write_json, atomic_write_text
 from avood_core.registry import KINDS, Registry, get_registry
 
 
@@ -98,9 +98,13 @@ def fit_hashes(config: RunConfig, pipeline, stage: str = "") -> dict[str, str]:
     return hashes
 
 
-def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo) -> set[str]:
-    """Load the components of ``run_dir`` whose saved hash matches; report every mismatch."""
-    from avood_core.checkpoint import load_component, read_config
+def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo, into: Path | None = None) -> set[str]:
+    """Load the components of ``run_dir`` whose saved hash matches; report every mismatch.
+
+    ``into``: another run folder (``--resume --allow-changes``) that receives a copy of each
+    reused component; ``run_dir`` is only read then.
+    """
+    from avood_core.checkpoint import copy_component, load_component, read_config
     from avood_core.errors import CheckpointError
 
     reused = set()
@@ -123,16 +127,20 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
         except CheckpointError as exc:
             echo(f"resume: {kind}: {exc}; refitting")
             continue
+        if into is not None:
+            copy_component(folder, into / "components" / kind)
         reused.add(kind)
         echo(f"resume: reusing fitted {kind} '{saved['name']}' (config hash {hashes[kind]})")
     return reused
 
 
 def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, device, quiet: bool,
-              echo: Callable[[str], None], resume: bool, stage: str = "", loggers: list | None = None):
+              echo: Callable[[str], None], resume: Path | None, stage: str = "", loggers: list | None = None):
     """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
 
-    Each fitted component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``loggers``.
+    ``resume``: the stage folder whose matching components are reused (``stage_dir`` itself, or
+    the stage folder of the run a ``--resume --allow-changes`` started from). Each fitted
+    component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``loggers``.
     """
     from avood_core.callbacks import CallbackList, MetricsWriter
     from avood_core.checkpoint import save_component
@@ -140,7 +148,8 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
 
     pipeline = build_pipeline(config, registry)
     hashes = fit_hashes(config, pipeline, stage)
-    reused = reuse_fitted(stage_dir, pipeline, hashes, registry, echo) if resume else set()
+    reused = set() if resume is None else reuse_fitted(resume, pipeline, hashes, registry, echo,
+                                                        into=None if resume == stage_dir else stage_dir)
     providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
 
     def save(kind: str) -> None:
@@ -202,6 +211,10 @@ def apply_selections(config: RunConfig, pipeline) -> tuple[RunConfig, dict]:
     return config.model_copy(update=update), selected
 
 
+def run_label(config: RunConfig) -> str:
+    return f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
+
+
 def execute(
     config: RunConfig,
     registry: Registry | None = None,
@@ -211,6 +224,7 @@ def execute(
     report: bool = True,
     tsne_cap: int = 1000,
     run_dir: Path | None = None,
+    allow_changes: bool = False,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
@@ -220,28 +234,44 @@ def execute(
     On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
     ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
     and reports on ``test``. With ``resume`` the run continues in that folder: components
-    whose saved fit hash matches are reused, the others are refitted (and reported).
+    whose saved fit hash matches are reused, the others are refitted (and reported). A config
+    that differs from the folder's ``config.toml`` is refused unless ``allow_changes``, which
+    writes a fresh run folder instead and copies the matching components into it. Each folder
+    written (and the resumed one) is locked for the whole time (:func:`avood_core.runfolder.lock`).
     """
+    import contextlib
+
+    from avood_core.runfolder import check_resume, describe_differences, lock
     from avood_core.tracking import RunSession, make_loggers
     from avood_core.training import resolve_device, run_threads
 
     registry = registry or get_registry()
     config = resolve(config, registry)
     loggers = make_loggers(config.logging, registry)  # a missing extra fails here, before any work
-    with run_threads(), RunSession(loggers) as session:
+    with contextlib.ExitStack() as held, run_threads():
+        source = None
+        if resume is not None:
+            source = Path(resume)
+            if not source.is_dir():
+                raise AvoodError(f"--resume '{source}' is not a folder; pass a run folder written by 'avood run'")
+            held.enter_context(lock(source, "run --resume"))
+            diffs = check_resume(source, config, registry, allow_changes)
+            run_dir = None if diffs else source
         device = resolve_device(config.device)
         started = time.perf_counter()
         stage1_task, task = build_tasks(config)
-        if resume is not None:
-            run_dir = Path(resume)
-            if not run_dir.is_dir():
-                raise AvoodError(f"--resume '{run_dir}' is not a folder; pass a run folder written by 'avood run'")
-        elif run_dir is not None:
+        if run_dir is None:
+            run_dir = new_run_dir(Path(config.output_dir), run_label(config))
+        elif run_dir != source:
             run_dir.mkdir(parents=True)
-        else:
-            label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-s{config.seed}"
-            run_dir = new_run_dir(Path(config.output_dir), label)
-        atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+        if run_dir != source:
+            held.enter_context(lock(run_dir, "run"))
+        if source is not None and run_dir != source:
+            echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
+                 f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
+        if run_dir != source:  # a resume in place keeps its config.toml (equal but for output_dir and jobs)
+            atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
+        session = held.enter_context(RunSession(loggers))
         session.start(run_dir, config.model_dump(mode="json"))
         protocol: dict = {}
         run_stage1, why = stage1_decision(config, stage1_task, registry)
@@ -251,7 +281,7 @@ def execute(
         if run_stage1:
             echo("stage 1: fit on 'training', select on 'val'")
             pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
-                                       resume is not None, "stage1", loggers)
+                                       None if source is None else source / "stage1", "stage1", loggers)
             config, selected = apply_selections(config, pipe1)
             protocol["stage1"].update({"fit": "training (stage_1_train)",
                                        "select": "val (stage_1_val_seen + stage_1_val_unseen)",
@@ -262,7 +292,7 @@ def execute(
         if stage1_task is not None:
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
             protocol["load_info"] = stage1_task.meta.get("load_info")
-        pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
+        pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, source,
                                      "stage2" if stage1_task is not None else "", loggers)
         scores = pipeline.evaluate(task.test)
         results = {
@@ -276,6 +306,7 @@ def execute(
             "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
             **({"protocol": protocol} if protocol else {}),
             "reused_components": reused,
+            **({"resumed_from": str(source)} if source is not None and source != run_dir else {}),
             "metrics": scores,
             "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
             "jobs": config.jobs,
@@ -303,27 +334,29 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
     import shutil
 
     from avood_core.report import seeds_section, write_report
+    from avood_core.runfolder import lock
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
     config = resolve(config, registry)
-    label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-seeds{'-'.join(map(str, seeds))}"
+    label = run_label(config)[: -len(f"s{config.seed}")] + f"seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)
-    runs = []
-    for seed in seeds:
-        echo(f"seed {seed}")
-        runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
-                            tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}"))
-    per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
-                 "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
-    first = runs[0].run_dir
-    for name in ("config.toml", "predictions.npz", "tsne.npz"):
-        if (first / name).exists():
-            shutil.copyfile(first / name, parent / name)
-    results = {**runs[0].results, "seeds": seeds_section(per_seed)}
-    atomic_write_json(parent / "results.json", results)
-    if report:
-        write_report(parent)
+    with lock(parent, "run --seeds"):
+        runs = []
+        for seed in seeds:
+            echo(f"seed {seed}")
+            runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
+                                tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}"))
+        per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
+                     "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
+        first = runs[0].run_dir
+        for name in ("config.toml", "predictions.npz", "tsne.npz"):
+            if (first / name).exists():
+                atomic_write(parent / name, lambda tmp, src=first / name: shutil.copyfile(src, tmp))
+        results = {**runs[0].results, "seeds": seeds_section(per_seed)}
+        atomic_write_json(parent / "results.json", results)
+        if report:
+            write_report(parent)
     return RunResult(parent, results)
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from avood_core.checkpoint import CONFIG, WEIGHTS, load_component, read_config, save_component
+from avood_core.checkpoint import CONFIG, WEIGHTS, load_component, read_config, save_component, seal
 from avood_core.cli import app
 from avood_core.errors import CheckpointError
 from avood_core.pipeline import Pipeline
@@ -113,7 +113,7 @@ def test_run_folder_holds_no_pickles(finished_run):
     for path in run_dir.rglob("*"):
         if not path.is_file():
             continue
-        assert path.suffix in {".json", ".jsonl", ".toml", ".safetensors", ".npz", ".md", ".html", ".png"}, path
+        assert path.suffix in {".json", ".jsonl", ".toml", ".safetensors", ".npz", ".md", ".html", ".png", ".lock"}, path
         head = path.read_bytes()[:2]
         assert head != b"\x80\x04" and head[:1] != b"\x80", f"{path} looks like a pickle"
         if path.suffix == ".npz":
@@ -317,11 +317,11 @@ def _break(run_dir: Path, how: str) -> None:
         import hashlib
 
         config["weights_sha256"] = hashlib.sha256(b"not a safetensors file").hexdigest()
-        config_path.write_text(json.dumps(config))
+        config_path.write_text(json.dumps(seal(config)))  # a consistent config of other content
     elif how == "plugin-not-installed":
         config = json.loads(config_path.read_text())
         config.update(name="fancy_seen", distribution="avood-fancy", version="9.9")
-        config_path.write_text(json.dumps(config))
+        config_path.write_text(json.dumps(seal(config)))  # a consistent config of other content
     elif how == "missing-config":
         config_path.unlink()
     elif how == "invalid-json":
@@ -332,11 +332,11 @@ def _break(run_dir: Path, how: str) -> None:
     elif how == "invalid-params":
         config = json.loads(config_path.read_text())
         config["params"]["dropout"] = 7
-        config_path.write_text(json.dumps(config))
+        config_path.write_text(json.dumps(seal(config)))  # a consistent config of other content
     elif how == "weights-of-other-shape":
         config = json.loads(config_path.read_text())
         config["state"]["dims"]["in_dim"] += 1
-        config_path.write_text(json.dumps(config))
+        config_path.write_text(json.dumps(seal(config)))  # a consistent config of other content
     elif how == "missing-pipeline-json":
         (run_dir / "pipeline.json").unlink()
     else:  # pragma: no cover

@@ -16,7 +16,7 @@ from avood_core.cli import app
 from avood_core.errors import CheckpointError, TrainingDiverged
 from avood_core.pipeline import Pipeline
 
-from tiny_runs import KINDS, fit_hash, predictions, run_task, tiny_run, weights
+from tiny_runs import KINDS, file_digests, fit_hash, predictions, run_task, tiny_run, weights
 
 
 def _digests(run_dir: Path) -> dict[str, str]:
@@ -30,10 +30,17 @@ def _same_predictions(a: Path, b: Path) -> None:
     assert all(np.array_equal(pa[k], pb[k]) for k in pa)
 
 
-def _resume(run_dir: Path, *extra: str):
+def _resume(run_dir: Path, *extra: str, allow_changes: bool = False):
+    """Resume ``run_dir``; with ``allow_changes`` (a changed config) the result is a new folder
+    and ``run_dir`` must be left byte-identical."""
     messages: list[str] = []
-    result = tiny_run(run_dir.parent / "unused", *extra, echo=messages.append, resume=run_dir)
-    assert result.run_dir == run_dir
+    before = file_digests(run_dir)
+    result = tiny_run(run_dir.parent / "new", *extra, echo=messages.append, resume=run_dir, allow_changes=allow_changes)
+    if allow_changes:
+        assert result.run_dir.parent == run_dir.parent / "new" and result.results["resumed_from"] == str(run_dir)
+        assert file_digests(run_dir) == before
+    else:
+        assert result.run_dir == run_dir
     return result, messages
 
 
@@ -41,7 +48,9 @@ def _resume(run_dir: Path, *extra: str):
 
 def test_resume_with_matching_config_reuses_all_four(finished_run, run_copy):
     before = _digests(run_copy)
+    config_toml = (run_copy / "config.toml").read_bytes()
     result, messages = _resume(run_copy)
+    assert (run_copy / "config.toml").read_bytes() == config_toml  # kept, though output_dir differs
     assert result.results["reused_components"] == sorted(KINDS)
     assert result.results["metrics"] == finished_run[1]["metrics"]
     _same_predictions(run_copy, finished_run[0])
@@ -51,34 +60,51 @@ def test_resume_with_matching_config_reuses_all_four(finished_run, run_copy):
     assert "timings_s" in result.results and "generator" not in result.results["timings_s"]
 
 
-def test_changed_generator_param_refits_generator_and_detector_and_says_so(finished_run, run_copy):
+def test_changed_config_is_refused_and_the_run_is_untouched(run_copy):
+    from avood_core.errors import ConfigError
+
+    before = file_digests(run_copy)
+    with pytest.raises(ConfigError) as exc:
+        _resume(run_copy, "generator.beta=0.02", "seed=4")
+    msg = str(exc.value)
+    assert "\n" not in msg and f"--resume '{run_copy}': the config differs from its config.toml" in msg
+    assert "generator.params.beta 0.01 -> 0.02" in msg and "seed 0 -> 4" in msg
+    assert "--allow-changes" in msg and f"avood run --config {run_copy / 'config.toml'}" in msg
+    assert file_digests(run_copy) == before
+
+
+def test_changed_generator_param_refits_generator_and_detector_in_a_new_folder(finished_run, run_copy):
     before = _digests(run_copy)
     old = {k: fit_hash(run_copy, k) for k in KINDS}
-    result, messages = _resume(run_copy, "generator.beta=0.02")
+    result, messages = _resume(run_copy, "generator.beta=0.02", allow_changes=True)
+    new = result.run_dir
     assert result.results["reused_components"] == ["seen", "unseen"]
+    assert any(m.startswith(f"resume: the config differs from '{run_copy}' (generator.params.beta 0.01 -> 0.02)")
+               and f"writing the new run folder '{new}'" in m for m in messages), messages
     for kind in ("generator", "detector"):
         assert any(m.startswith(f"resume: {kind} ") and "fitted with another config" in m and "not reusing" in m
                    for m in messages), messages
-        assert fit_hash(run_copy, kind) != old[kind]
-    after = _digests(run_copy)
-    assert after["seen"] == before["seen"] and after["unseen"] == before["unseen"]
+        assert fit_hash(new, kind) != old[kind]
+    after = _digests(new)
+    assert after["seen"] == before["seen"] and after["unseen"] == before["unseen"]  # copied, not refitted
     assert after["generator"] != before["generator"] and after["detector"] != before["detector"]
-    # the folder is a consistent, loadable pipeline again, and reports its own metrics
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == result.results["metrics"]
+    # both folders are consistent, loadable pipelines reporting their own metrics
+    assert Pipeline.load(new).evaluate(run_task(new).test) == result.results["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
 
 
 def test_changed_seen_param_refits_only_the_seen_classifier(run_copy):
     old = {k: fit_hash(run_copy, k) for k in KINDS}
-    result, messages = _resume(run_copy, "seen.lr=0.003")
+    result, messages = _resume(run_copy, "seen.lr=0.003", allow_changes=True)
     assert result.results["reused_components"] == ["detector", "generator", "unseen"]
     (mismatch,) = [m for m in messages if "another config" in m]
     assert mismatch.startswith("resume: seen 'mlp' was fitted with another config") and "not reusing" in mismatch
-    assert fit_hash(run_copy, "seen") != old["seen"]
-    assert all(fit_hash(run_copy, k) == old[k] for k in ("generator", "detector", "unseen"))
+    assert fit_hash(result.run_dir, "seen") != old["seen"]
+    assert all(fit_hash(result.run_dir, k) == old[k] for k in ("generator", "detector", "unseen"))
 
 
 def test_changed_seed_refits_everything(run_copy):
-    result, messages = _resume(run_copy, "seed=1")
+    result, messages = _resume(run_copy, "seed=1", allow_changes=True)
     assert result.results["reused_components"] == []
     assert sum("fitted with another config" in m for m in messages) == 4
 
@@ -96,15 +122,23 @@ def test_missing_or_broken_components_are_reported_and_refitted(finished_run, ru
     assert result.results["metrics"] == finished_run[1]["metrics"]
 
 
-def test_cli_resume_reports_the_mismatch(run_copy):
-    res = CliRunner().invoke(app, ["run", "--resume", str(run_copy), "--set", "unseen.margin=0.5", "-q", "--no-report"])
+def test_cli_resume_refuses_a_change_unless_allowed(run_copy):
+    before = file_digests(run_copy)
+    args = ["run", "--resume", str(run_copy), "--set", "unseen.margin=0.5", "-q", "--no-report"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "unseen.params.margin" in str(res.exception)
+    res = CliRunner().invoke(app, [*args, "--allow-changes"])
     assert res.exit_code == 0, res.output
     assert "resume: unseen 'cross_attention' was fitted with another config" in res.stderr
     assert "resume: reusing fitted generator 'wgan_gp'" in res.stderr
-    assert f"run folder: {run_copy}" in res.stderr
+    (new,) = [p for p in run_copy.parent.iterdir() if p != run_copy]  # beside the resumed folder
+    assert f"run folder: {new}" in res.stderr
+    assert file_digests(run_copy) == before
+    res = CliRunner().invoke(app, ["run", "--allow-changes", "-q"])
+    assert res.exit_code != 0 and "--allow-changes only applies to --resume" in str(res.exception)
 
 
-def test_interrupted_resume_leaves_a_folder_that_refuses_to_load_until_finished(run_copy, monkeypatch):
+def test_interrupted_resume_keeps_the_old_run_and_the_new_folder_resumes(finished_run, run_copy, monkeypatch):
     from avood_plugins.detectors.entropy import EntropyDetector
 
     def killed(self, *args, **kwargs):
@@ -112,14 +146,32 @@ def test_interrupted_resume_leaves_a_folder_that_refuses_to_load_until_finished(
 
     monkeypatch.setattr(EntropyDetector, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
-        _resume(run_copy, "generator.beta=0.02")
+        _resume(run_copy, "generator.beta=0.02", allow_changes=True)
     monkeypatch.undo()
-    # the new generator is saved, the old detector (fitted on the old generator) is still there
+    (new,) = (run_copy.parent / "new").iterdir()
+    assert sorted(p.name for p in (new / "components").iterdir()) == ["generator", "seen", "unseen"]
+    with pytest.raises(CheckpointError, match="not a finished avood run folder"):
+        Pipeline.load(new)
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
+    # the new folder's config.toml holds the changed config: resuming it is no change, it finishes in place
+    result, messages = _resume(new, "generator.beta=0.02")
+    assert result.results["reused_components"] == ["generator", "seen", "unseen"]
+    assert any(m == "resume: detector was not saved yet; fitting it" for m in messages)
+    assert Pipeline.load(new).evaluate(run_task(new).test) == result.results["metrics"]
+
+
+def test_a_cut_resume_in_place_refuses_to_load_until_finished(run_copy):
+    """A folder whose components were refitted by a cut resume (an older avood refitted in place)."""
+    import json
+
+    cfg = run_copy / "components" / "generator" / "config.json"
+    from avood_core.checkpoint import seal
+
+    cfg.write_text(json.dumps(seal({**json.loads(cfg.read_text()), "fit_hash": "0" * 16})))
     with pytest.raises(CheckpointError, match="generator was refitted .* --resume"):
         Pipeline.load(run_copy)
-    result, messages = _resume(run_copy, "generator.beta=0.02")
-    assert result.results["reused_components"] == ["generator", "seen", "unseen"]
-    assert any(m.startswith("resume: detector 'entropy' was fitted with another config") for m in messages)
+    result, messages = _resume(run_copy)
+    assert result.results["reused_components"] == ["detector", "seen", "unseen"]
     assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == result.results["metrics"]
 
 
@@ -156,10 +208,10 @@ def test_diverging_detector_stops_with_a_clear_message_and_saves_nothing_of_it(t
 
 
 def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(finished_run, run_copy):
-    before = _digests(run_copy)
+    before = file_digests(run_copy)
     with pytest.raises(TrainingDiverged, match="seen mlp: loss became nan in epoch 1"):
-        _resume(run_copy, "seen.lr=1e30")
-    assert _digests(run_copy) == before
+        _resume(run_copy, "seen.lr=1e30", allow_changes=True)
+    assert file_digests(run_copy) == before
     assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
 
 

@@ -29,11 +29,22 @@ def tiny_config(output_dir: Path, *extra: str):
     return build_config(overrides=[*TINY, f"output_dir={json.dumps(str(output_dir))}", *extra])
 
 
-def tiny_run(output_dir: Path, *extra: str, echo=lambda m: None, resume: Path | None = None):
+def tiny_run(output_dir: Path, *extra: str, echo=lambda m: None, resume: Path | None = None,
+             allow_changes: bool = False):
     """``execute`` a tiny config (no report); returns the RunResult."""
     from avood_core.run import execute
 
-    return execute(tiny_config(output_dir, *extra), quiet=True, echo=echo, resume=resume, report=False)
+    return execute(tiny_config(output_dir, *extra), quiet=True, echo=echo, resume=resume, report=False,
+                   allow_changes=allow_changes)
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` by relative path (the lock file aside: it holds a pid)."""
+    import hashlib
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".avood.lock"}
 
 
 def run_task(run_dir: Path):

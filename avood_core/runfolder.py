@@ -1,0 +1,168 @@
+"""What a run folder owns, who may write it, and how a resumed config may differ from the saved one.
+
+* :func:`lock`: one writer at a time. ``avood run`` (also ``--resume``) and ``avood report``
+  hold an exclusive ``fcntl.flock`` on ``<run>/.avood.lock`` for as long as they write the
+  folder; a second writer fails at once with one line naming the folder and the holder's pid.
+  The lock is released by the kernel when its process exits, even on ``kill -9``, so a crashed
+  run never leaves a stale lock behind.
+* :func:`check_output_path`: ``avood predict -o`` may write beside a run's files but never over
+  them (``results.json``, ``pipeline.json``, ``components/`` ... see :data:`RESERVED`).
+* :func:`config_differences`: what a ``--resume`` changes in the saved ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from avood_core.errors import AvoodError
+
+LOCK_NAME = ".avood.lock"
+
+RESERVED = frozenset({
+    "config.toml", "config.stage2.toml", "components", "stage1", "pipeline.json", "task.safetensors",
+    "predictions.npz", "results.json", "report.md", "report.html", "figures", "tsne.npz",
+    "table.md", "rows", "roc.png", "roc.svg", LOCK_NAME,
+})
+"""Names a run folder owns (``avood run``, ``--seeds``, ``avood ablate``, ``avood report``); also
+every ``seed-*`` folder and every hidden name (temp files, swap folders, the lock)."""
+
+_MARKERS = ("components", "results.json", "pipeline.json")
+
+NOT_COMPARED = frozenset({"output_dir", "jobs"})
+"""Config keys a ``--resume`` may change freely: where fresh runs go (a resume writes into its own
+folder) and how many processes fit (the same results, docs/performance.md), not what is computed."""
+
+
+_HELD: set[str] = set()  # real paths of the run folders this process holds the lock of
+
+
+class RunFolderBusy(AvoodError):
+    """Another process holds a run folder's lock."""
+
+
+def is_run_folder(path: Path) -> bool:
+    """True for a folder written by ``avood run`` / ``ablate`` / ``--seeds`` (finished or not)."""
+    if (path / LOCK_NAME).is_file():
+        return True
+    return (path / "config.toml").is_file() and any((path / m).exists() for m in _MARKERS)
+
+
+def _reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith((".", "seed-"))
+
+
+def check_output_path(path: Path, option: str = "--output") -> None:
+    """Fail (one line) if ``path`` is a folder or a file a run folder owns; otherwise nothing."""
+    if path.is_dir():
+        raise AvoodError(f"{option} '{path}' is a folder; name a file in it, e.g. '{path / 'predictions.csv'}'")
+    real = Path(os.path.realpath(path))
+    for folder in real.parents:
+        rel = real.relative_to(folder)
+        if is_run_folder(folder) and _reserved(rel.parts[0]):
+            raise AvoodError(
+                f"{option} '{path}' would overwrite '{rel.parts[0]}' of the run folder '{folder}', which "
+                f"'avood report'/'evaluate' read; write elsewhere, e.g. '{folder / 'my-predictions.csv'}'"
+            )
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        return ""
+    return f" (pid {text[0]}: avood {' '.join(text[1:])})" if text and text[0].isdigit() else ""
+
+
+@contextlib.contextmanager
+def lock(run_dir: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold the exclusive write lock of ``run_dir`` (created if missing) for the ``with`` block.
+
+    ``command`` (e.g. ``"run --resume"``) is written with this pid into the lock file so that
+    a second writer can say who holds it. Raises :class:`RunFolderBusy` when another process
+    (or another open of the lock in this one) holds it.
+    """
+    run_dir = Path(run_dir)
+    key = os.path.realpath(run_dir)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no advisory locks, write unguarded
+        fcntl = None
+    if fcntl is None or key in _HELD:  # already held by this process (a run writing its report): reentrant
+        yield run_dir
+        return
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise AvoodError(f"cannot lock the run folder '{run_dir}' ({exc.strerror}: '{path}'); "
+                         f"it must be a writable folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise AvoodError(f"cannot lock the run folder '{run_dir}' ({exc.strerror}); "
+                                 f"use a local file system") from None
+            raise RunFolderBusy(
+                f"the run folder '{run_dir}' is being written by another avood process{_holder(path)}; "
+                f"wait until it finishes (or stop it), then retry"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {command}\n".encode())
+        _HELD.add(key)
+        try:
+            yield run_dir
+        finally:
+            _HELD.discard(key)
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, wanted value)`` for each leaf that differs (keys in
+    :data:`NOT_COMPARED` aside); a key missing on one side shows as ``None`` there."""
+    a, b = _flatten(saved), _flatten(wanted)
+    keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_COMPARED)
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+
+
+def describe_differences(diffs: list[tuple[str, Any, Any]], shown: int = 4) -> str:
+    """``generator.params.beta 0.01 -> 0.02, seed 0 -> 1 (and 3 more)``."""
+    text = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in diffs[:shown])
+    return text + (f" (and {len(diffs) - shown} more)" if len(diffs) > shown else "")
+
+
+def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
+    """The differences between ``config`` and the resolved ``config.toml`` of ``run_dir``.
+
+    Differences without ``allow_changes`` are a :class:`ConfigError`: resuming would refit the
+    run's components over its own files (its results would be lost).
+    """
+    from avood_core.config import load_toml, resolve, validate_config
+    from avood_core.errors import ConfigError
+
+    saved_path = run_dir / "config.toml"
+    if not saved_path.is_file():
+        raise AvoodError(f"--resume '{run_dir}': '{saved_path}' not found; pass a run folder written by 'avood run'")
+    saved = resolve(validate_config(load_toml(saved_path), str(saved_path)), registry)
+    diffs = config_differences(saved.model_dump(mode="json"), config.model_dump(mode="json"))
+    if diffs and not allow_changes:
+        raise ConfigError(
+            f"--resume '{run_dir}': the config differs from its config.toml ({describe_differences(diffs)}); "
+            f"resuming would refit over that run. Add --allow-changes to write a new run folder that reuses the "
+            f"matching components (this one stays as it is), or start afresh: avood run --config {saved_path} --set ..."
+        )
+    return diffs
