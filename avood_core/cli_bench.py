@@ -14,7 +14,7 @@ def bench(
         1.0, "--epochs-scale", help="Multiply every component's training length (1 = the paper's epochs); "
         "trained stages are also extrapolated linearly to full epochs."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
-    out: Path = typer.Option(Path("bench"), "--out", "-o", help="Folder for bench.json, bench.md and the cached trees."),
+    out: Path = typer.Option(Path("bench"), "--out", "-o", readable=False, help="Folder for bench.json, bench.md and the cached trees."),
     data_scale: float = typer.Option(1.0, "--data-scale", help="Clips per class times this (1 = the dataset's size)."),
     stages: str = typer.Option("2", "--stages", help="2: stage 2 only (fit on train_val, report on test); both: stage 1 then 2."),
     seed: int = typer.Option(0, "--seed", help="Seed of the runs."),
@@ -29,7 +29,7 @@ def bench(
     generated: bool = typer.Option(False, "--generated", help="Generated class splits even when the shared avgzsl folder exists."),
     profile: bool = typer.Option(False, "--profile", help="torch.profiler per stage: top ops into <out>/profile/ and bench.json "
                                  "(inflates the times; use with a small --epochs-scale)."),
-    splits: Optional[Path] = typer.Option(None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (default: ../shared/avgzsl if present)."),
+    splits: Optional[Path] = typer.Option(None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (default: ../shared/avgzsl if present)."),
 ) -> None:
     """Run the full pipeline with the paper presets and report per stage: wall, CPU, steps/s, samples/s, peak RSS."""
     from avood_core.bench import BenchOptions, render_markdown, run_bench

@@ -20,12 +20,12 @@ data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): 
 
 @data_app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
+    out: Path = typer.Argument(..., readable=False, help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
     like: str = typer.Option(..., "--like", help="ucf, activitynet or vggsound."),
     scale: float = typer.Option(1.0, "--scale", help="Clips per class times this (at least 1 per class)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of names, counts and features."),
     splits: Optional[Path] = typer.Option(
-        None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
+        None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
     ),
     features: str = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
     audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="Override the audio feature width."),
@@ -45,7 +45,7 @@ def synth(
 
 @data_app.command("check")
 def check(
-    root: Path = typer.Argument(..., help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
+    root: Path = typer.Argument(..., readable=False, help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Only this dataset: ucf, activitynet or vggsound."),
     quick: bool = typer.Option(False, "--quick", help="Skip reading feature values (no NaN/inf or cache value checks)."),
 ) -> None:
