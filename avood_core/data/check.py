@@ -362,7 +362,8 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
     found = []
     try:
         if not root.is_dir():
-            raise DataError(f"'{root}' does not exist; pass the avgzsl_benchmark_datasets folder")
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise DataError(f"'{root}' {what}; pass the avgzsl_benchmark_datasets folder")
         for info in infos:
             if (root / info.folder).is_dir():
                 found.append((root / info.folder, info))

@@ -111,7 +111,8 @@ def resolve_dataset_dir(root: str | Path, info: DatasetInfo) -> Path:
     """``root/<DS>`` of a benchmark root, or ``root`` itself when it is the dataset folder."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"benchmark folder '{root}' does not exist; pass the avgzsl_benchmark_datasets folder")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"benchmark folder '{root}' {what}; pass the avgzsl_benchmark_datasets folder")
     if (root / info.folder).is_dir():
         return root / info.folder
     if root.name.lower() == info.folder.lower() and (root / "class-split").is_dir():

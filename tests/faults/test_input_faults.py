@@ -56,8 +56,10 @@ def write(rel: str, data: bytes, append: bool = False) -> Callable[[Path], None]
 
 
 def chmod(rel: str, mode: int) -> Callable[[Path], None]:
+    """``chmod mode`` on ``rel`` (a new folder if it does not exist yet)."""
     def make(d: Path) -> None:
-        (d / rel).mkdir(parents=True, exist_ok=True) if not (d / rel).exists() else None
+        if not (d / rel).exists():
+            (d / rel).mkdir(parents=True)
         os.chmod(d / rel, mode)
     return make
 
@@ -178,6 +180,9 @@ CASES = [
     Case("synth-out-under-file", write("f", b"hi\n"), ("data", "synth", "{d}/f/x", "--like", "ucf"), "is a file, not a folder"),
     Case("synth-out-readonly", chmod("ro", 0o555), ("data", "synth", "{d}/ro", "--like", "ucf"), "is not writable", no_dac=True),
     Case("synth-splits-not-utf8", write("splits/UCF/class-split/all_class.txt", b"\xff\n"), ("data", "synth", "{d}/out", "--like", "ucf", "--splits", "{d}/splits"), "all_class.txt' is not UTF-8"),
+    Case("check-root-file", write("f", b"hi\n"), ("data", "check", "{d}/f"), "'{d}/f' is a file, not a folder", table=False),
+    Case("run-data-file", write("f", b"hi\n"), (*RUN_DATA[:4], "{d}/f", *RUN_DATA[5:]), "'{d}/f' is a file, not a folder"),
+    Case("config-file-symlink-loop", lambda d: os.symlink("c.toml", d / "c.toml"), ("config", "-c", "{d}/c.toml"), "not found", proc=True),
     # 12. absurd sizes, counts and epochs: refused with the limit
     Case("hidden-1e8", nothing, ("config", "--set", "generator.hidden=1e8"), "generator.params.hidden: Input should be less than or equal to 16384"),
     Case("syn-num-1e9", nothing, ("config", "--set", "syn_num=1e9"), "syn_num: Input should be less than or equal to 10000"),
