@@ -234,7 +234,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     selections, values), ``table.md``, ``rows/<row>/predictions.npz`` and, for gates, ``roc.png``.
     """
     from avood_core.progress import progress_factory
-    from avood_core.run import apply_selections, build_tasks, new_run_dir, save_outputs, stage1_decision
+    from avood_core.paths import check_output_dir
+    from avood_core.run import OUTPUT_OPTION, apply_selections, build_tasks, new_run_dir, save_outputs, stage1_decision
     from avood_core.training import resolve_device, run_threads
 
     if name not in ABLATIONS:
@@ -242,6 +243,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     ablation = ABLATIONS[name]
     registry = registry or get_registry()
     base = resolve(finalize_config(data), registry)
+    check_output_dir(base.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
     configs = [row_config(data, row, registry) for row in ablation.rows]
     with run_threads():
         device = resolve_device(base.device)

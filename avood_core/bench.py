@@ -320,6 +320,9 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         raise AvoodError(f"--epochs-scale must be positive, got {opts.epochs_scale}")
     if opts.stages not in ("2", "both"):
         raise AvoodError(f"--stages '{opts.stages}': use 2 (stage 2 only) or both")
+    from avood_core.paths import check_output_dir
+
+    check_output_dir(opts.out, "--out")  # before any tree is written or anything trains
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch has not started OpenMP yet
     threads_before = torch.get_num_threads()
     if opts.threads:

@@ -17,7 +17,7 @@ def bench(
         1.0, "--epochs-scale", help="Multiply every component's training length (1 = the paper's epochs); "
         "trained stages are also extrapolated linearly to full epochs."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o",
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", readable=False,
                                               help="Folder for bench.json, bench.md and the cached trees (default: bench)."),
     data_scale: float = typer.Option(1.0, "--data-scale", help="Clips per class times this (1 = the dataset's size)."),
     stages: Literal["2", "both"] = typer.Option("2", "--stages", help="2: stage 2 only (fit on train_val, report on test); "
@@ -36,7 +36,7 @@ def bench(
     torch_profile: bool = typer.Option(False, "--torch-profile", help="torch.profiler per stage: top ops into <output-dir>/profile/ "
                                        "and bench.json (inflates the times; use with a small --epochs-scale)."),
     splits: Optional[Path] = typer.Option(
-        None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (e.g. the avgzsl metadata folder); default: "
+        None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the avgzsl metadata folder); default: "
         "the AVOOD_SPLITS environment variable, else generated class names and text vectors."),
     as_json: bool = JSON_OPTION,
     datasets_old: Optional[str] = alias("--datasets", "--dataset"),

@@ -21,7 +21,7 @@ data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): 
 
 @data_app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
+    out: Path = typer.Argument(..., readable=False, help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
     dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="The dataset whose format and size to copy (required)."),
     data_scale: Optional[float] = typer.Option(None, "--data-scale", help="Clips per class times this (at least 1 per class; default 1)."),
     data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of names, counts and features (default 0)."),
@@ -29,7 +29,7 @@ def synth(
     scale: Optional[float] = alias("--scale", "--data-scale"),
     seed: Optional[int] = alias("--seed", "--data-seed"),
     splits: Optional[Path] = typer.Option(
-        None, "--splits", help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
+        None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
     ),
     features: Literal["main", "cls"] = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
     audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="Override the audio feature width."),
@@ -54,7 +54,7 @@ def synth(
 
 @data_app.command("check")
 def check(
-    root: Path = typer.Argument(..., help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
+    root: Path = typer.Argument(..., readable=False, help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
     dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="Only this dataset."),
     quick: bool = typer.Option(False, "--quick", help="Skip reading feature values (no NaN/inf or cache value checks)."),
     as_json: bool = JSON_OPTION,

@@ -124,7 +124,8 @@ _TYPES = typing.get_type_hints(ConfigOptions)
 def option(name: str, help: str | None = None) -> Any:
     """The typer option for the :class:`ConfigOptions` field ``name`` (default: not given); ``help`` replaces its text."""
     flags, text = _OPTIONS[name]
-    return typer.Option(None, *flags, help=help or text)
+    # readable=False: an unreadable --config/--data/-o is reported by the code that reads it, as one line
+    return typer.Option(None, *flags, help=help or text, readable=False)
 
 
 QUIET_OPTION: Any = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")

@@ -9,6 +9,7 @@ config shows every value a run used. Errors name the field path and the fix.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,10 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
+from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.tracking import LoggingConfig
 
 
+_KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
 DEFAULT_COMPONENTS = {"generator": "wgan_gp", "detector": "entropy", "seen": "mlp", "unseen": "cross_attention"}
 
 
@@ -50,8 +53,11 @@ class DataConfig(BaseModel):
         False, description="Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."
     )
     stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
-    scale: float = Field(1.0, gt=0, description="Synthetic task: multiplier on UCF's sample counts.")
-    task_seed: int | None = Field(None, description="Synthetic task seed; None = the run seed.")
+    scale: float = Field(
+        1.0, gt=0, le=MAX_DATA_SCALE,
+        description=f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features).",
+    )
+    task_seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Synthetic task seed; None = the run seed.")
 
 
 class RunConfig(BaseModel):
@@ -67,9 +73,9 @@ class RunConfig(BaseModel):
     detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["detector"]))
     seen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["seen"]))
     unseen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["unseen"]))
-    syn_num: int = Field(50, ge=1, description="Synthetic samples per unseen class (UCF/VGGSound 50, ActivityNet 1000).")
+    syn_num: int = bounded("syn_num", 50, "Synthetic samples per unseen class (UCF/VGGSound 50, ActivityNet 1000).")
     data: DataConfig = Field(default_factory=DataConfig)
-    seed: int = Field(0, description="Fixes every random source of the run.")
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Fixes every random source of the run (a 64-bit integer).")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
     jobs: int = Field(
         1, ge=1, le=3,
@@ -91,12 +97,15 @@ class RunConfig(BaseModel):
         return getattr(self, kind)
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line: ``field.path: message (got value)`` per error; ``model`` (the validated class) lets a
+    number too large to parse still name the field's limit."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
         got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-        parts.append(f"{loc}: {err['msg']}{got}")
+        limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
+        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else ""))
     return "; ".join(parts)
 
 
@@ -105,43 +114,74 @@ def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+        raise ConfigError(f"{source}: {format_validation_error(exc, model=RunConfig)}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found; pass an existing TOML file")
     try:
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found; pass an existing TOML file")
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read ({exc.strerror or exc}); fix its permissions") from None
 
 
-def parse_value(text: str) -> Any:
-    """A CLI value as TOML (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string."""
+def parse_value(text: str, assignment: str | None = None) -> Any:
+    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string.
+
+    ``assignment`` (the whole ``--set``, for the message): a text holding more than one TOML
+    value (``1\\ndevice = "cuda"``) or a bare string over several lines is a :class:`ConfigError`.
+    """
+    shown = _shown_set(assignment if assignment is not None else text)
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        doc = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
+        if "\n" in text or "\r" in text:
+            raise ConfigError(f"--set {shown}: the value spans several lines; give one value per --set") from None
         return text
+    if set(doc) != {"v"}:
+        raise ConfigError(
+            f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
+            f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda"
+        )
+    return doc["v"]
+
+
+def _shown_set(assignment: str) -> str:
+    """``assignment`` quoted on one line (newlines escaped)."""
+    return "'" + assignment.replace("\n", "\\n").replace("\r", "\\r") + "'"
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``."""
+    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``.
+
+    Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
+    """
     key, sep, raw = assignment.partition("=")
+    shown = _shown_set(assignment)
     if not sep or not key.strip():
-        raise ConfigError(f"--set '{assignment}': expected KEY=VALUE, e.g. --set detector.lr=0.001")
+        raise ConfigError(f"--set {shown}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
     path = key.strip().split(".")
+    if not all(_KEY_PART.fullmatch(p) for p in path):
+        raise ConfigError(
+            f"--set {shown}: '{_shown_set(key.strip())[1:-1]}' is not a dotted key of letters, digits, _ and -; "
+            f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
+        )
     if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
         path = [path[0], "params", *path[1:]]
     node = data
     for part in path[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set '{assignment}': '{part}' is a value, not a table")
+            raise ConfigError(f"--set {shown}: '{part}' is a value, not a table")
         node = child
-    node[path[-1]] = parse_value(raw.strip())
+    node[path[-1]] = parse_value(raw.strip(), assignment)
 
 
 def set_component(data: dict[str, Any], kind: str, name: str) -> None:
@@ -163,7 +203,9 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
         try:
             params = cls.Params.model_validate({**base, **spec.params})
         except ValidationError as exc:
-            raise ConfigError(f"config: {format_validation_error(exc, f'{kind}.params')} ({kind} '{spec.name}')") from None
+            raise ConfigError(
+                f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
+            ) from None
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
     from avood_core.tracking import resolve_logging
 

@@ -14,7 +14,12 @@ from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.io import atomic_write, atomic_write_json, atomic_write_text
+from avood_core.limits import SEED_MAX, SEED_MIN
+from avood_core.paths import check_output_dir
 from avood_core.registry import KINDS, Registry, get_registry
+
+
+OUTPUT_OPTION = "-o/--output-dir"  # where a run's config.output_dir comes from on the command line
 
 
 @dataclass
@@ -26,14 +31,18 @@ class RunResult:
 def new_run_dir(root: Path, label: str) -> Path:
     """A fresh folder ``root/<UTC time>-<label>``; never reuses an existing one."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    root.mkdir(parents=True, exist_ok=True)
+    check_output_dir(root, OUTPUT_OPTION)
     for i in range(1000):
         candidate = root / (f"{stamp}-{label}" + (f"-{i}" if i else ""))
         try:
+            root.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return candidate
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise AvoodError(f"{OUTPUT_OPTION} '{root}': cannot create '{candidate}' ({exc.strerror or exc}); "
+                             f"pass a writable folder") from None
     raise AvoodError(f"could not create a fresh run folder under '{root}'; clean it up")
 
 
@@ -248,6 +257,8 @@ def execute(
     registry = registry or get_registry()
     config = resolve(config, registry)
     loggers = make_loggers(config.logging, registry)  # a missing extra fails here, before any work
+    if resume is None and run_dir is None:
+        check_output_dir(config.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
     with contextlib.ExitStack() as held, run_threads():
         source = None
         if resume is not None:
@@ -338,6 +349,9 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
+    bad = [s for s in seeds if not SEED_MIN <= s <= SEED_MAX]
+    if bad:
+        raise AvoodError(f"--seeds: {bad[0]} is not a 64-bit integer ({SEED_MIN}..{SEED_MAX}); pick smaller seeds")
     config = resolve(config, registry)
     label = run_label(config)[: -len(f"s{config.seed}")] + f"seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)

@@ -44,6 +44,19 @@ class SyntheticSpec:
     video_noise: float = 1.2
     gain: float = 2.0
 
+    def __post_init__(self) -> None:
+        from avood_core.errors import DataError
+        from avood_core.limits import MAX_FEATURE_DIM
+
+        for name in ("n_seen", "n_unseen", "audio_dim", "video_dim", "text_dim", "latent_dim"):
+            value = getattr(self, name)
+            if not 1 <= value <= MAX_FEATURE_DIM:
+                raise DataError(f"synthetic task: {name} = {value}; it must be 1..{MAX_FEATURE_DIM} (every clip needs audio, "
+                                f"video and text)")
+        for name in ("train_samples", "test_seen_samples", "test_unseen_samples"):
+            if getattr(self, name) < 1:
+                raise DataError(f"synthetic task: {name} = {getattr(self, name)}; it must be at least 1")
+
     def scaled(self, scale: float) -> "SyntheticSpec":
         """Same structure with the sample counts multiplied by ``scale`` (at least 2 per class)."""
         from dataclasses import replace

@@ -40,8 +40,14 @@ A run is configured by one TOML file, layered (later layers win field by field):
 * `params.<kind>.<plugin>.<param>` (in a file, a preset or `--set`) sets a param of `<plugin>`
   whenever it fills the `<kind>` slot; the slot's own `params` win over it. The presets use this
   so a swapped-in plugin keeps the per-dataset values.
+* One `--set` sets one value: `--set $'seed=1\\ndevice="cuda"'` (two values, or a value over several
+  lines) fails; give each value its own `--set`.
 * Params are validated by each plugin's own model: an unknown key or an ill-typed value fails with
   the field's path before any work starts.
+* Every size, count and budget has an upper bound (`avood_core/limits.py`), stated in its description:
+  widths at most 16384, epochs at most 10000, batches per epoch at most 100000, batch sizes at most
+  65536, `syn_num` at most 10000, at most 16 hidden layers; each sits one to two orders of magnitude
+  above the paper's largest value, so `hidden = 1e8` or `epochs = 1e12` fails at once, naming the limit.
 * `profile = "quick"` (the default) applies each plugin's **quick** overrides (column below) on
   top of its defaults; `profile = "paper"` uses the defaults, i.e. the paper's budgets.
 """

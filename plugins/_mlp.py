@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from avood_core.limits import Widths, bounded, widths
 from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam
 from avood_core.protocols import FitContext, TorchComponent
 from avood_core.training import check_finite, shuffled_batches
@@ -30,14 +31,14 @@ class MLPParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden: tuple[int, ...] = Field((512, 256), description="Hidden layer widths of the MLP (paper: 512, 256).")
+    hidden: Widths = widths((512, 256), "Hidden layer widths of the MLP (paper: 512, 256).")
     negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
     lr: float = Field(6e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound 8e-3, ActivityNet 8e-3).")
     betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
-    epochs: int = Field(200, ge=1, description="Training epochs (passes over the training samples).")
-    batch_size: int = Field(32, ge=1, description="Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
+    epochs: int = bounded("epochs", 200, "Training epochs (passes over the training samples).")
+    batch_size: int = bounded("batch", 32, "Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
-    lr_patience: int = Field(10, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    lr_patience: int = bounded("patience", 10, "ReduceLROnPlateau patience in epochs.")
     precision: Precision = Field("fp32", description=PRECISION_HELP)
 
 
@@ -50,15 +51,15 @@ class ClassifierMLPParams(MLPParams):
 class DetectorMLPParams(MLPParams):
     """An OOD-detector MLP (paper §3.2): ``in -> 512 -> 128 -> out``, the reference's UCF config."""
 
-    hidden: tuple[int, ...] = Field((512, 128), description="Hidden layer widths of the MLP (paper: 512, 128).")
+    hidden: Widths = widths((512, 128), "Hidden layer widths of the MLP (paper: 512, 128).")
     negative_slope: float = Field(
         0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2)."
     )
     lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
-    epochs: int = Field(80, ge=1, description="Training epochs; one epoch = one pass over the real seen samples.")
-    batch_size: int = Field(16, ge=2, description="Rows per step: batch_size // 2 real seen + batch_size // 2 synthetic unseen (reference OOD training); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).")
+    epochs: int = bounded("epochs", 80, "Training epochs; one epoch = one pass over the real seen samples.")
+    batch_size: int = bounded("batch", 16, "Rows per step: batch_size // 2 real seen + batch_size // 2 synthetic unseen (reference OOD training); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).", low=2)
     lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
-    lr_patience: int = Field(5, ge=0, description="ReduceLROnPlateau patience in epochs.")
+    lr_patience: int = bounded("patience", 5, "ReduceLROnPlateau patience in epochs.")
 
 
 def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: float, dropout: float | None = None) -> nn.Sequential:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from avood_core.errors import DataError
+from avood_core.paths import os_error_line
 
 
 def _numpy_safe_globals() -> list:
@@ -88,8 +89,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def read_cache(path: Path, shown: str | None = None) -> dict:
     """Load one cache file safely (see the module docstring) and check its layout."""
     shown = shown or str(path)
-    if not path.is_file():
-        raise DataError(f"'{shown}' is missing; rebuild the caches or load with source='h5'")
+    try:
+        if not path.is_file():
+            raise DataError(f"'{shown}' is missing; rebuild the caches or load with source='h5'")
+        with path.open("rb"):  # the OS's reason (permission, symlink loop) first: is_zipfile hides it
+            pass
+    except OSError as exc:
+        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod), or delete it and load with source='h5'")) from None
     try:
         if zipfile.is_zipfile(path):
             with torch.serialization.safe_globals(_numpy_safe_globals()):
@@ -97,7 +103,7 @@ def read_cache(path: Path, shown: str | None = None) -> dict:
         else:
             with path.open("rb") as fh:
                 obj = _RestrictedUnpickler(fh).load()
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"'{shown}' cannot be read safely ({first}); delete it and rebuild it from the h5 tree") from None
     _check_layout(obj, shown)
@@ -128,6 +134,8 @@ def _check_layout(obj, shown: str) -> None:
             raise DataError(
                 f"{bad} ({mod}: data {tuple(data.shape)}, target {tuple(target.shape)}); delete it and rebuild it"
             )
+        if data.shape[1] < 1:
+            raise DataError(f"{bad} ({mod}: data has 0 feature columns, shape {tuple(data.shape)}); delete it and rebuild it")
         if target.is_floating_point():
             raise DataError(f"{bad} ({mod} target is not integer); delete it and rebuild it")
         part["data"], part["target"] = data.float(), target.long()

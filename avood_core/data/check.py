@@ -24,6 +24,7 @@ from avood_core.data.layout import (
 )
 from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
+from avood_core.paths import os_error_as_line
 
 
 @dataclass
@@ -287,7 +288,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     else:
         w2v_problem = None
     sections = []
-    any_features = False
+    any_features, splits_found = False, 0
     for key, split in SPLITS.items():
         method = FEATURES[key]
         feat_dir = ds_dir / "features" / method
@@ -298,9 +299,15 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
         if w2v_problem:
             section.problems.append(w2v_problem)
         if not (ds_dir / "class-split" / split).is_dir():
-            section.problems.append(f"'{rel(ds_dir / 'class-split' / split, ds_dir)}' is missing; restore the class-split folder")
+            # Optional: a run reads only the split of data.split (main by default; load_benchmark).
+            unchecked = f"; features/{method} not checked" if has_h5 or has_cache else ""
+            section.notes.append(
+                f"{rel(ds_dir / 'class-split' / split, ds_dir)} is absent (optional: only runs with "
+                f"data.split = '{key}' read it){unchecked}"
+            )
             sections.append(section)
             continue
+        splits_found += 1
         vectors = None
         text_file = feat_dir / "text" / info.w2v_file
         if has_h5:
@@ -332,6 +339,11 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
         elif has_h5:
             section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
         sections.append(section)
+    if not splits_found:
+        sections[0].problems.append(
+            f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither {' nor '.join(SPLITS.values())}; "
+            f"restore the class-split folder of the download"
+        )
     if not any_features:
         sections[0].problems.append(
             f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor '{rel(ds_dir / '_features_processed', ds_dir)}'; "
@@ -346,17 +358,27 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
     Raises :class:`DataError` only when ``root`` holds no dataset folder at all.
     """
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"'{root}' does not exist; pass the avgzsl_benchmark_datasets folder")
     infos = [dataset_info(dataset)] if dataset else list(DATASETS.values())
     found = []
-    for info in infos:
-        if (root / info.folder).is_dir():
-            found.append((root / info.folder, info))
-        elif root.name.lower() == info.folder.lower():
-            found.append((root, info))
+    try:
+        if not root.is_dir():
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise DataError(f"'{root}' {what}; pass the avgzsl_benchmark_datasets folder")
+        for info in infos:
+            if (root / info.folder).is_dir():
+                found.append((root / info.folder, info))
+            elif root.name.lower() == info.folder.lower():
+                found.append((root, info))
+    except OSError as exc:
+        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or pass another folder")) from None
     if not found:
         wanted = infos[0].folder if dataset else "UCF, ActivityNet or VGGSound"
         raise DataError(f"no {wanted} folder in '{root}'; pass the avgzsl_benchmark_datasets folder")
-    sections = [s for ds_dir, info in found for s in _check_dataset(ds_dir, info, deep)]
+    sections = []
+    for ds_dir, info in found:
+        try:
+            sections += _check_dataset(ds_dir, info, deep)
+        except OSError as exc:  # what the per-file checks did not name: one problem, never a traceback
+            line = os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")
+            sections.append(Section(info.folder, "-", None, problems=[line]))
     return TreeReport(root, sections)

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from avood_core.data.layout import rel
+from avood_core.paths import os_error_line
 
 MODALITIES = ("audio", "video")
 
@@ -71,9 +72,24 @@ def index_folder(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     with os.scandir(folder) as it:
         for entry in it:
-            if entry.name.endswith(".h5") and entry.is_file():
+            if not entry.name.endswith(".h5"):
+                continue
+            try:
+                is_file = entry.is_file()
+            except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
+                is_file = True
+            if is_file:
                 found[entry.name[:-3].lower()] = Path(entry.path)
     return found
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``; a folder that cannot be looked at (a parent without permission) counts as present,
+    so reading it reports why."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return True
 
 
 def _read_urls(ds) -> np.ndarray:
@@ -90,6 +106,11 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
     """(rows, dim, urls, data or None) of one file, or a one-line problem."""
     shown = rel(path, ds_dir)
     try:
+        with open(path, "rb"):  # the OS's own reason (permission, symlink loop) before h5py's wrapped one
+            pass
+    except OSError as exc:
+        return os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")
+    try:
         with h5py.File(path, "r") as fh:
             if "data" not in fh or "video_urls" not in fh:
                 return f"'{shown}' lacks the 'data' or 'video_urls' dataset; re-download this file"
@@ -98,6 +119,8 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
                 return f"'{shown}': data is {data.dtype} {data.shape}, not a 2-D float array; re-download this file"
             urls = _read_urls(fh["video_urls"])
             rows, dim = data.shape
+            if dim < 1:
+                return f"'{shown}': data has {dim} feature columns (shape {data.shape}); re-extract this file"
             values = data[()] if read_data and rows else None
     except OSError as exc:
         return f"'{shown}' is not a readable h5 file ({str(exc).splitlines()[0]}); re-download it"
@@ -127,12 +150,16 @@ def scan_stage(
     folders = {m: feat_dir / m / stage for m in MODALITIES}
     indexes: dict[str, dict[str, Path]] = {}
     for m, folder in folders.items():
-        if not folder.is_dir():
+        if not _is_dir(folder):
             scan.problems.append(
                 f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'"
             )
             return scan
-        indexes[m] = index_folder(folder)
+        try:
+            indexes[m] = index_folder(folder)
+        except OSError as exc:
+            scan.problems.append(os_error_line(exc, rel(folder, ds_dir), "fix its permissions (chmod) or re-download it"))
+            return scan
     by_lower = {n.lower(): i for i, n in enumerate(class_names)}
     listed_set = set(listed)
     wanted = set(listed)

@@ -9,10 +9,12 @@ matched lower-case: UCF's split files say ``HandStandPushups`` where ``all_class
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from avood_core.errors import DataError
+from avood_core.paths import os_error_line
 
 STAGES = (
     "stage_1_train",
@@ -109,7 +111,8 @@ def resolve_dataset_dir(root: str | Path, info: DatasetInfo) -> Path:
     """``root/<DS>`` of a benchmark root, or ``root`` itself when it is the dataset folder."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise DataError(f"benchmark folder '{root}' does not exist; pass the avgzsl_benchmark_datasets folder")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"benchmark folder '{root}' {what}; pass the avgzsl_benchmark_datasets folder")
     if (root / info.folder).is_dir():
         return root / info.folder
     if root.name.lower() == info.folder.lower() and (root / "class-split").is_dir():
@@ -128,18 +131,39 @@ def rel(path: Path, base: Path) -> str:
         return str(path)
 
 
+@contextmanager
+def reading(path: Path, base: Path):
+    """Turn an OS or decoding error while reading the class-split file ``path`` into one DataError line."""
+    shown = rel(path, base)
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DataError(f"'{shown}' is not UTF-8 text (byte {exc.start}); restore the file from the download") from None
+    except csv.Error as exc:
+        raise DataError(f"'{shown}' is not a valid csv file ({exc}); restore the file from the download") from None
+    except OSError as exc:
+        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or restore it from the download")) from None
+
+
+def _is_file(path: Path, base: Path) -> bool:
+    with reading(path, base):
+        return path.is_file()
+
+
 def read_lines(path: Path, base: Path) -> list[str]:
     """The non-empty, stripped lines of a text file."""
-    if not path.is_file():
+    if not _is_file(path, base):
         raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with reading(path, base):
+        text = path.read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a csv file with a header, checking that ``required`` columns are present."""
-    if not path.is_file():
+    """Rows of a csv file with a header: ``required`` columns in the header, every row as long as the header."""
+    if not _is_file(path, base):
         raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with reading(path, base), path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -147,7 +171,17 @@ def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> lis
                 f"'{rel(path, base)}' lacks column(s) {', '.join(missing)} (header: {reader.fieldnames}); "
                 f"restore the file from the download"
             )
-        return list(reader)
+        rows = []
+        for row in reader:
+            short = [c for c in reader.fieldnames or [] if row.get(c) is None]
+            if short:
+                raise DataError(
+                    f"'{rel(path, base)}' line {reader.line_num}: the row has no {', '.join(short)} field "
+                    f"({sum(v is not None for v in row.values())} of {len(reader.fieldnames or [])} fields); "
+                    f"restore the file from the download"
+                )
+            rows.append(row)
+    return rows
 
 
 @dataclass

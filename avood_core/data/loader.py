@@ -30,6 +30,7 @@ from avood_core.data.layout import (
 )
 from avood_core.data.text import place_by_target, positional_rows, read_w2v, sorted_rows
 from avood_core.errors import DataError
+from avood_core.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
 
 # stage -> (train cache, test cache, seen txt, unseen txt, test-seen txt)
@@ -310,6 +311,13 @@ def load_benchmark(
     ``compat_positional_text``: reproduce the reference's text lookup by class id (SPEC §7.1).
     Every problem raises :class:`DataError` with one line naming the file and the fix.
     """
+    try:
+        return _load(root, dataset, features, split, source, nonfinite, compat_positional_text)
+    except OSError as exc:  # what the per-file checks did not name (e.g. a folder without search permission)
+        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")) from None
+
+
+def _load(root, dataset, features, split, source, nonfinite, compat_positional_text) -> BenchmarkTasks:
     started = time.perf_counter()
     if source not in ("auto", "h5", "pkl"):
         raise DataError(f"unknown source '{source}'; use auto, h5 or pkl")

@@ -41,6 +41,8 @@ from avood_core.data.layout import (
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
 from avood_core.data.text import sorted_rows, write_w2v
 from avood_core.errors import DataError
+from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
+from avood_core.paths import check_output_dir
 from avood_core.synthetic import ModalityMap, SyntheticSpec, make_class_latents, sample_features
 
 
@@ -203,12 +205,20 @@ def write_synthetic_tree(
     info = dataset_info(like)
     method = features_dir_name(features)
     split = SPLITS[method.removesuffix("_features")]
-    if not scale > 0:
-        raise DataError(f"--scale must be positive, got {scale}")
-    dims = (audio_dim or FEATURE_DIMS[method][0], video_dim or FEATURE_DIMS[method][1])
-    if min(dims) < 1:
-        raise DataError(f"feature dims must be positive, got {dims}")
-    out = Path(out).expanduser()
+    if not 0 < scale <= MAX_DATA_SCALE:
+        raise DataError(f"--scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --scale 0.1")
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise DataError(f"--seed {seed}: must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
+    dims = []
+    for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
+        if value is not None and not 1 <= value <= MAX_FEATURE_DIM:
+            raise DataError(
+                f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
+                f"pass a positive width or drop the option ({default} for {method})"
+            )
+        dims.append(default if value is None else int(value))
+    dims = tuple(dims)
+    out = check_output_dir(out, "OUT")
     target = out / info.folder
     if target.exists() and not overwrite:
         raise DataError(f"'{target}' already exists; remove it, pick another folder or pass --overwrite")
@@ -219,8 +229,11 @@ def write_synthetic_tree(
         plan = plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng)
     else:
         plan = plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{info.folder}.partial-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{info.folder}.partial-", dir=out))
+    except OSError as exc:
+        raise DataError(f"OUT '{out}': cannot create a folder there ({exc.strerror or exc}); pass a writable folder") from None
     try:
         _write_class_split(tmp, plan)
         with one_torch_thread():
@@ -237,6 +250,11 @@ def write_synthetic_tree(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)
+    except OSError as exc:  # disk full, permissions changed while writing: no partial tree, one line
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = getattr(exc, "filename", None) or out
+        raise DataError(f"writing the tree under '{out}' failed at '{where}' ({exc.strerror or exc}); "
+                        f"free space or fix permissions, then run `avood data synth` again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

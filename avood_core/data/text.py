@@ -22,6 +22,7 @@ import numpy as np
 from avood_core.data.cache import _RestrictedUnpickler
 from avood_core.data.layout import rel
 from avood_core.errors import DataError
+from avood_core.paths import os_error_line
 
 
 def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
@@ -40,6 +41,8 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
             obj = _RestrictedUnpickler(fh, encoding="latin1").load()
     except DataError:
         raise
+    except OSError as exc:
+        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj

@@ -50,6 +50,7 @@ from torch import Tensor
 
 from avood_core import metrics
 from avood_core.errors import AvoodError, DataError
+from avood_core.limits import LIMITS, note
 from avood_core.protocols import Component, FitContext, OODDetector
 from avood_core.task import AVSamples
 
@@ -89,8 +90,8 @@ class CalibratedStacking(OODDetector):
             "it so stage 2 reuses it; a number = use it as is.",
         )
         beta_grid: list[float] = Field(
-            default_factory=lambda: list(DEFAULT_GRID),
-            description="Candidate β values (AVCA: linspace(0, 3, 16)); the first one with the best HM wins.",
+            default_factory=lambda: list(DEFAULT_GRID), max_length=LIMITS["grid"].high,
+            description=f"Candidate β values (AVCA: linspace(0, 3, 16)); the first one with the best HM wins. {note('grid')}",
         )
 
         @field_validator("beta_grid")

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.limits import bounded
 from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
@@ -43,18 +44,18 @@ class WGANGPParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    noise_dim: int = Field(1024, ge=1, description="Dimension nz of the noise z ~ N(0, I).")
-    hidden: int = Field(512, ge=1, description="Width of both hidden layers of the generator G.")
-    critic_hidden: int | None = Field(
-        None, ge=1, description="Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300)."
+    noise_dim: int = bounded("width", 1024, "Dimension nz of the noise z ~ N(0, I).")
+    hidden: int = bounded("width", 512, "Width of both hidden layers of the generator G.")
+    critic_hidden: int | None = bounded(
+        "width", None, "Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300)."
     )
-    decoder_hidden: int | None = Field(
-        None, ge=1, description="Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2."
+    decoder_hidden: int | None = bounded(
+        "width", None, "Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2."
     )
     lr: float = Field(1e-4, gt=0, description="Adam learning rate of G, D and Dec.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of all three optimizers.")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of all three optimizers.")
-    critic_iters: int = Field(5, ge=1, description="Critic (and decoder) iterations per generator step.")
+    critic_iters: int = bounded("iters", 5, "Critic (and decoder) iterations per generator step.")
     gp_lambda: float = Field(10.0, ge=0, description="Gradient-penalty weight λ (eq. 1).")
     alpha: float = Field(
         0.01, ge=0,
@@ -66,13 +67,13 @@ class WGANGPParams(BaseModel):
         description="Weight β of the cosine embedding loss L_emb (eq. 2). 0.1 = the reference code (cosem_weight); "
         "the paper's text says 0.01.",
     )
-    epochs: int = Field(5, ge=1, description="Training epochs.")
-    batches_per_epoch: int = Field(
-        500, ge=1, description="Generator steps per epoch, one real class-balanced batch each (reference: the "
+    epochs: int = bounded("epochs", 5, "Training epochs.")
+    batches_per_epoch: int = bounded(
+        "steps", 500, "Generator steps per epoch, one real class-balanced batch each (reference: the "
         "unseen classifier's loader, n_batches = 500)."
     )
-    batch_size: int = Field(
-        112, ge=2, description="Real samples per class-balanced batch; the reference trains the GAN on the unseen "
+    batch_size: int = bounded(
+        "batch", 112, low=2, description="Real samples per class-balanced batch; the reference trains the GAN on the unseen "
         "classifier's loader, so per dataset, default = UCF 112 (VGGSound and ActivityNet 256)."
     )
     compat_label_condition: bool = Field(

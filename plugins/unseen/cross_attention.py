@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.limits import bounded
 from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
@@ -84,7 +85,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         model_config = ConfigDict(extra="forbid")
 
         lr: float = Field(2.4e-3, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound and ActivityNet 5e-4).")
-        batch_size: int = Field(112, ge=1, description="Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
+        batch_size: int = bounded("batch", 112, "Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
         r_enc: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the cross-attention layer; per dataset, default = UCF (VGGSound .3, ActivityNet .2).")
         r_proj: float = Field(0.4, ge=0, lt=1, description="Dropout of the projectors A_proj, V_proj, W_proj; per dataset, default = UCF (VGGSound .1, ActivityNet .3).")
         r_dec: float = Field(0.4, ge=0, lt=1, description="Dropout of the decoder D and the reconstructors A_rec, V_rec; per dataset, default = UCF (VGGSound .2, ActivityNet .2).")
@@ -98,15 +99,15 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
             ),
         )
         weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay (L2 added to the gradient).")
-        epochs: int = Field(50, ge=1, description="Training epochs.")
-        batches_per_epoch: int = Field(500, ge=1, description="Class-balanced batches per epoch.")
+        epochs: int = bounded("epochs", 50, "Training epochs.")
+        batches_per_epoch: int = bounded("steps", 500, "Class-balanced batches per epoch.")
         margin: float = Field(1.0, gt=0, description="Triplet margin μ (paper: 1).")
-        embed_dim: int = Field(300, ge=1, description="Encoder output / cross-attention width E (paper: 300, the word2vec size).")
-        enc_hidden: int = Field(512, ge=1, description="Hidden width of the encoders A_enc, V_enc (paper: 512).")
-        proj_hidden: int = Field(512, ge=1, description="Hidden width of the projectors (paper: 512).")
-        joint_dim: int = Field(64, ge=1, description="Dimension of the joint embedding space (paper: 64).")
-        heads: int = Field(3, ge=1, description="Attention heads of the cross-attention layer; must divide embed_dim (paper: 3 x 100).")
-        ff_dim: int = Field(64, ge=1, description="Feed-forward hidden width of the cross-attention layer (paper: 64).")
+        embed_dim: int = bounded("width", 300, "Encoder output / cross-attention width E (paper: 300, the word2vec size).")
+        enc_hidden: int = bounded("width", 512, "Hidden width of the encoders A_enc, V_enc (paper: 512).")
+        proj_hidden: int = bounded("width", 512, "Hidden width of the projectors (paper: 512).")
+        joint_dim: int = bounded("width", 64, "Dimension of the joint embedding space (paper: 64).")
+        heads: int = bounded("width", 3, "Attention heads of the cross-attention layer; must divide embed_dim (paper: 3 x 100).")
+        ff_dim: int = bounded("width", 64, "Feed-forward hidden width of the cross-attention layer (paper: 64).")
         negative_terms: list[NegativeTerm] = Field(
             ["trip", "rec", "reg"],
             description=(

@@ -1,0 +1,59 @@
+"""Output folders checked before any work starts, and OS errors on input files turned into one line.
+
+``avood run -o f`` where ``f`` is a file, a path under a file, or a read-only folder used to
+fail with a traceback when the run folder was created (after the data was loaded); each
+command that writes now calls :func:`check_output_dir` first, and the error names the path,
+the option and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from avood_core.errors import AvoodError
+
+
+def check_output_dir(path: str | os.PathLike, option: str) -> Path:
+    """``path`` if it is, or can be created as, a folder this process can write into; else one line.
+
+    The nearest existing ancestor decides: a file (``-o f``, ``-o f/sub``) or a folder without
+    write permission (or on a read-only file system) is an :class:`AvoodError` naming ``option``.
+    Nothing is created here.
+    """
+    path = Path(path).expanduser()
+    probe = path
+    while True:
+        try:
+            mode = probe.stat().st_mode
+            break
+        except (FileNotFoundError, NotADirectoryError):  # not there yet, or under a file: look one level up
+            if probe.parent == probe:
+                return path
+            probe = probe.parent
+        except OSError as exc:
+            raise AvoodError(
+                f"{option} '{path}': '{probe}' cannot be accessed ({exc.strerror or exc}); "
+                f"fix its permissions or pass another {option}"
+            ) from None
+    if not stat.S_ISDIR(mode):
+        raise AvoodError(f"{option} '{path}': '{probe}' is a file, not a folder; pass a folder path to {option}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AvoodError(
+            f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
+            f"pass a writable folder to {option} or fix its permissions"
+        )
+    return path
+
+
+def os_error_line(exc: OSError, shown: str, fix: str) -> str:
+    """One line for an OS error on the file ``shown``: what failed (strerror, no errno noise) and ``fix``."""
+    reason = exc.strerror or type(exc).__name__
+    return f"'{shown}' cannot be read ({reason}); {fix}"
+
+
+def os_error_as_line(exc: OSError, fix: str) -> str:
+    """One line for an OS error that escaped the per-file handling: the file it names (if any), the reason, ``fix``."""
+    name = exc.filename if exc.filename is not None else "a file"
+    return os_error_line(exc, str(name), fix)
