@@ -322,7 +322,7 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         raise AvoodError(f"--stages '{opts.stages}': use 2 (stage 2 only) or both")
     from avood_core.paths import check_output_dir
 
-    check_output_dir(opts.out, "--out")  # before any tree is written or anything trains
+    check_output_dir(opts.out, "-o/--output-dir")  # before any tree is written or anything trains
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch has not started OpenMP yet
     threads_before = torch.get_num_threads()
     if opts.threads:

@@ -206,9 +206,9 @@ def write_synthetic_tree(
     method = features_dir_name(features)
     split = SPLITS[method.removesuffix("_features")]
     if not 0 < scale <= MAX_DATA_SCALE:
-        raise DataError(f"--scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --scale 0.1")
+        raise DataError(f"--data-scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --data-scale 0.1")
     if not SEED_MIN <= seed <= SEED_MAX:
-        raise DataError(f"--seed {seed}: must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
+        raise DataError(f"--data-seed {seed}: must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
     dims = []
     for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
         if value is not None and not 1 <= value <= MAX_FEATURE_DIM:

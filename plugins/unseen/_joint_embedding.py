@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.limits import bounded
 from avood_core.perf import Dropout, adam
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
@@ -63,16 +64,16 @@ class JointEmbeddingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lr: float = Field(1e-3, gt=0, description="Adam learning rate (AVCA-GZSL run_scripts/*/{cjme,avgzslnet}.sh: --lr 0.001).")
-    batch_size: int = Field(256, ge=2, description="Positive samples per step, as many negatives join them (AVCA-GZSL src/args.py --bs default 256).")
-    epochs: int = Field(50, ge=1, description="Training epochs (run scripts: --epochs 50).")
-    batches_per_epoch: int = Field(500, ge=1, description="Class-balanced batches per epoch (run scripts: --n_batches 500).")
+    batch_size: int = bounded("batch", 256, low=2, description="Positive samples per step, as many negatives join them (AVCA-GZSL src/args.py --bs default 256).")
+    epochs: int = bounded("epochs", 50, description="Training epochs (run scripts: --epochs 50).")
+    batches_per_epoch: int = bounded("steps", 500, description="Class-balanced batches per epoch (run scripts: --n_batches 500).")
     margin: float = Field(1.0, gt=0, description="Triplet margin (src/args.py --margin default 1).")
-    hidden: int = Field(1024, ge=1, description="Hidden width of the audio and video embedding nets F_A, F_V (src/args.py --embeddings_hidden_size 1024).")
-    text_hidden: int = Field(300, ge=1, description="Hidden width of the text embedding net F_T (src/model.py: 300).")
-    joint_dim: int = Field(64, ge=1, description="Dimension of the joint embedding space (src/model.py: 64).")
+    hidden: int = bounded("width", 1024, description="Hidden width of the audio and video embedding nets F_A, F_V (src/args.py --embeddings_hidden_size 1024).")
+    text_hidden: int = bounded("width", 300, description="Hidden width of the text embedding net F_T (src/model.py: 300).")
+    joint_dim: int = bounded("width", 64, description="Dimension of the joint embedding space (src/model.py: 64).")
     use_bn: bool = Field(True, description="BatchNorm after the hidden Linear of each embedding net (run scripts: --embedding_use_bn).")
     lr_scheduler: bool = Field(True, description="ReduceLROnPlateau on the selection HM (else the training loss) each epoch (run scripts: --lr_scheduler).")
-    lr_patience: int = Field(3, ge=0, description="ReduceLROnPlateau patience in epochs (main.py: 3).")
+    lr_patience: int = bounded("patience", 3, description="ReduceLROnPlateau patience in epochs (main.py: 3).")
     lr_factor: float = Field(0.1, gt=0, lt=1, description="ReduceLROnPlateau factor (main.py: PyTorch's default 0.1).")
 
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from avood_core.limits import bounded
 from avood_plugins.unseen._joint_embedding import (
     JointEmbeddingClassifier,
     JointEmbeddingNet,
@@ -67,7 +68,7 @@ class AVGZSLNetClassifier(JointEmbeddingClassifier):
 
     class Params(JointEmbeddingParams):
         embed_dropout: float = Field(0.8, ge=0, lt=1, description="Dropout of F_A, F_V, F_T (AVCA-GZSL src/args.py --embedding_dropout default 0.8; the run scripts keep it).")
-        decoder_hidden: int = Field(64, ge=1, description="Hidden width of the decoder D (src/args.py --decoder_hidden_size 64).")
+        decoder_hidden: int = bounded("width", 64, description="Hidden width of the decoder D (src/args.py --decoder_hidden_size 64).")
         decoder_dropout: float = Field(0.5, ge=0, lt=1, description="Dropout of the decoder D (src/args.py --decoder_dropout 0.5).")
         decoder_bn: bool = Field(True, description="BatchNorm in the decoder D (run scripts: --decoder_use_bn).")
         normalize_decoder: bool = Field(True, description="L2-normalise the decoder's outputs (run scripts: --normalize_decoder_outputs).")

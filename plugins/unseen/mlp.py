@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.limits import LIMITS, Width
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
@@ -42,10 +43,11 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
     class Params(ClassifierMLPParams):
         """The seen MLP's params and UCF defaults (one epoch = one pass over the synthetic features)."""
 
-        hidden: tuple[int | Literal["n_classes/2"], ...] = Field(  # type: ignore[assignment]
-            ("n_classes/2", 256),
+        hidden: tuple[Width | Literal["n_classes/2"], ...] = Field(  # type: ignore[assignment]
+            ("n_classes/2", 256), max_length=LIMITS["layers"].high,
             description="Hidden layer widths; 'n_classes/2' = half the number of synthesized classes, "
-            "rounded down (reference CLASS_U: n_classes/2, 256).",
+            f"rounded down (reference CLASS_U: n_classes/2, 256). At most {LIMITS['layers'].high} layers of at "
+            f"most {LIMITS['width'].high} units.",
         )
         dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer (reference CLASS_U: none).")
 

@@ -105,7 +105,7 @@ def test_existing_tree_is_refused_or_replaced_atomically(tmp_path, monkeypatch):
 def test_bad_writer_arguments(tmp_path):
     with pytest.raises(DataError, match="unknown dataset"):
         write_synthetic_tree(tmp_path, "kinetics")
-    with pytest.raises(DataError, match="--scale 0: must be above 0"):
+    with pytest.raises(DataError, match="--data-scale 0: must be above 0"):
         write_synthetic_tree(tmp_path, "ucf", scale=0)
     with pytest.raises(DataError, match="class-split.*is missing"):
         write_synthetic_tree(tmp_path, "ucf", splits_dir=tmp_path / "nothing")
