@@ -50,6 +50,30 @@ def run_threads():
         torch.set_num_threads(before)
 
 
+INFERENCE_THREADS = 1
+"""Torch threads of every pipeline inference (:func:`inference_threads`)."""
+
+
+@contextlib.contextmanager
+def inference_threads():
+    """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count.
+
+    A float32 matmul's result can depend on the thread count (MKL splits a sum between
+    threads differently; docs/performance.md, "Reproducibility"). Fixing the count makes the
+    scores of a run's own evaluation, of ``avood evaluate`` and of ``Pipeline.load(...)``
+    bit-identical on any CPU, whatever threads the caller runs with. One thread costs little:
+    inference is a few forward passes over the test clips.
+    """
+    before = torch.get_num_threads()
+    if before != INFERENCE_THREADS:
+        torch.set_num_threads(INFERENCE_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def set_threads() -> None:
     """Use every core the process may run on (no oversubscription), unless the user set it."""
     if "OMP_NUM_THREADS" in os.environ:
