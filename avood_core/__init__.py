@@ -5,9 +5,9 @@ metrics, config, the plugin registry and the CLI. Models live in plugins. Import
 package is cheap: torch is imported only by the modules that train or evaluate.
 
 Importing it also turns on Intel MKL's Conditional Numerical Reproducibility
-(``MKL_CBWR=AUTO``, unless the environment already sets ``MKL_CBWR``): without it, MKL's
-threaded sgemm (PyTorch's float32 matmul on x86) may order its sums differently from one run
-to the next on the same machine, and same-seed runs drift apart (docs/performance.md,
+(``MKL_CBWR=AUTO``, unless the environment already sets ``MKL_CBWR``; empty turns it off):
+Intel documents that without it MKL (PyTorch's float32 matmul on x86) may order its sums
+differently from one run to the next on the same machine (docs/performance.md,
 "Reproducibility"). MKL reads the variable at its first call, so this must run before the
 first torch matmul of the process: the CLI, ``import avood_core`` and the ``jobs = 2`` worker
 (``python -m avood_core.parallel``) all pass through here first.

@@ -22,12 +22,8 @@ def interrupted_message(run_dir: Path | None) -> str:
     if (run_dir / "results.json").is_file():
         return (f"interrupted after the run finished; '{run_dir}' holds every component and results.json "
                 f"(rewrite the report with 'avood report {run_dir}')")
-    parts = []
-    for label, folder in (("stage 1", run_dir / "stage1"), ("", run_dir)):
-        if folder.is_dir():
-            kinds = saved_components(folder)
-            if kinds or not label:
-                parts.append(f"{label + ': ' if label else ''}{', '.join(kinds) if kinds else 'no component'}")
-    saved = "; ".join(parts)
-    return (f"interrupted; '{run_dir}' holds the fitted {saved}; continue with 'avood run --resume {run_dir}' "
+    stage1 = run_dir / "stage1"
+    listed = lambda folder: ", ".join(saved_components(folder)) or "nothing"  # noqa: E731
+    saved = f"stage 1: {listed(stage1)}; stage 2: {listed(run_dir)}" if stage1.is_dir() else listed(run_dir)
+    return (f"interrupted; saved in '{run_dir}': {saved}; continue with 'avood run --resume {run_dir}' "
             "(it reuses what was saved and fits the rest)")

@@ -46,12 +46,16 @@ def test_sigint_after_a_saved_component_prints_one_line_and_exits_130(tmp_path):
     assert "Traceback" not in err and out == ""
     line = lines[0]
     assert line.startswith("avood: interrupted; ") and f"'avood run --resume {run_dir}'" in line
-    assert saved_components(run_dir) == ["generator", "seen"] and "generator, seen" in line
+    assert saved_components(run_dir) == ["generator", "seen"] and f"saved in '{run_dir}': generator, seen;" in line
     assert not (run_dir / "components" / "unseen").exists()
 
 
 def test_message_when_nothing_or_everything_was_saved(tmp_path):
     assert interrupted_message(None) == "interrupted before a run folder was created; nothing was saved"
-    assert "holds the fitted no component" in interrupted_message(tmp_path)
+    assert f"saved in '{tmp_path}': nothing; continue with 'avood run --resume {tmp_path}'" in interrupted_message(tmp_path)
+    (tmp_path / "stage1" / "components" / "generator").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "stage1" / "components" / "generator" / name).write_text("{}")
+    assert "stage 1: generator; stage 2: nothing;" in interrupted_message(tmp_path)
     (tmp_path / "results.json").write_text("{}")
     assert "after the run finished" in interrupted_message(tmp_path)
