@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, 'tests')
 from tiny_runs import tiny_run
-tiny_run(Path(sys.argv[1]), 'jobs=2', 'unseen.epochs=400')
+tiny_run(Path(sys.argv[1]), 'jobs=2', 'unseen.epochs=3000')
 """
 
 
