@@ -41,6 +41,7 @@ def test_sigkill_of_the_parent_ends_the_worker_and_removes_its_folder(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "runs")], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = None
     try:
         assert _wait(lambda: list(tmp.glob(f"{PREFIX}unseen-*/{OWNER}")), 120), parent.stderr.read().decode()[-2000:]
         folder = next(tmp.glob(f"{PREFIX}unseen-*"))
@@ -56,6 +57,8 @@ def test_sigkill_of_the_parent_ends_the_worker_and_removes_its_folder(tmp_path):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+        if worker is not None and _alive(worker):  # a failed run of this test leaves no orphan behind
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_next_start_removes_folders_whose_processes_are_dead(tmp_path):
