@@ -14,7 +14,7 @@ from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
 from avood_core.cli_json import JSON_OPTION, alias, emit, pick, split_list, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
-from avood_core.errors import AvoodError
+from avood_core.errors import AvoodError, Interrupted
 
 app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
               completion=True)
@@ -73,13 +73,20 @@ def run(
 
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
-    if seeds:
-        if resume is not None:
-            raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
-        result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap)
-    else:
-        result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
-                         allow_changes=allow_changes)
+    run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
+    try:
+        if seeds:
+            if resume is not None:
+                raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
+            result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
+                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append)
+        else:
+            result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
+                             allow_changes=allow_changes, on_run_dir=run_dirs.append)
+    except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+        from avood_core.interrupted import interrupted_message
+
+        raise Interrupted(interrupted_message(run_dirs[-1] if run_dirs else None)) from None
     if as_json:
         emit({"run_dir": result.run_dir, "results": result.results})
     else:
@@ -221,9 +228,16 @@ def main() -> None:
     except AvoodError as exc:
         typer.echo(f"avood: error: {exc}", err=True)
         sys.exit(2)
+    except Interrupted as exc:  # Ctrl-C in 'avood run': what was saved and how to resume
+        typer.echo(f"avood: {exc}", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("avood: interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exc:  # typer turns Ctrl-C in the other commands into a silent exit 130
+        if exc.code == 130:
+            typer.echo("avood: interrupted", err=True)
+        raise
 
 
 if __name__ == "__main__":

@@ -25,3 +25,7 @@ class TrainingDiverged(AvoodError):
 
 class CheckpointError(AvoodError):
     """A saved component or run folder cannot be loaded."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: the CLI prints the message (what was saved, how to resume) and exits 130."""

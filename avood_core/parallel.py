@@ -15,6 +15,12 @@ error in the worker comes back as the same :class:`AvoodError` class with its me
 exceptions as one line naming the component); a worker that dies (killed, out of memory) is
 reported with its exit code. A component whose class lives in ``__main__`` (or that cannot be
 pickled) is fitted in the main process instead, with a log line saying so.
+
+The worker dies with its parent, even one killed with SIGKILL: it watches its stdin, a pipe
+whose write end only the parent holds, and the parent's death closes it (any OS); on Linux
+``prctl(PR_SET_PDEATHSIG)`` also sends it SIGTERM. Either way it removes its temporary folder
+and exits. A folder that outlived both processes (both killed at once) is removed by the next
+worker start: each folder records the two pids in an ``owner`` file.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import importlib
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,7 +44,9 @@ from typing import Any, Callable
 from avood_core.errors import AvoodError
 
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
-JOB, RESULT, PROGRESS = "job.pkl", "result.pkl", "progress"
+JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
+PREFIX = "avood-"  # temporary folders: avood-<kind>-<random>
+_PARENT_GONE = 3  # the worker's exit status when its parent died
 
 
 @dataclass
@@ -90,8 +100,66 @@ class _CounterTracker:
         self._write()
 
 
-def _worker_main(folder: Path) -> int:
-    """Run the job in ``folder`` and write its result there (``python -m avood_core.parallel FOLDER``)."""
+def _die_with_parent(folder: Path, parent: int) -> None:
+    """Remove ``folder`` and exit as soon as the parent process is gone (see the module docstring)."""
+    def leave(*_: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(_PARENT_GONE)
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):  # the parent never writes: b"" (EOF) once its end is closed
+                pass
+        except OSError:
+            pass
+        leave()
+
+    signal.signal(signal.SIGTERM, leave)  # the parent's stop(), or PR_SET_PDEATHSIG below
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the pipe still works
+            pass
+    threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the watch began
+        leave()
+
+
+def clean_stale(root: str | Path | None = None) -> list[Path]:
+    """Remove worker folders under ``root`` (the temp dir) whose parent and worker are both dead."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        try:
+            pids = [int(p) for p in (folder / OWNER).read_text().split()]
+        except (OSError, ValueError):
+            continue  # not a worker folder, or one whose owner is still being written
+        if pids and not any(_alive(pid) for pid in pids):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _worker_main(folder: Path, parent: int | None = None) -> int:
+    """Run the job in ``folder`` and write its result there (``python -m avood_core.parallel FOLDER PARENT_PID``)."""
+    if parent is not None:
+        _die_with_parent(folder, parent)
     try:
         with open(folder / JOB, "rb") as fh:  # streamed: the features are read once, into their arrays
             job: Job = pickle.load(fh)
@@ -126,7 +194,8 @@ class Worker:
     def __init__(self, job: Job) -> None:
         self.kind = job.kind
         self.name = type(job.component).__name__
-        self.folder = Path(tempfile.mkdtemp(prefix=f"avood-{job.kind}-"))
+        clean_stale()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{job.kind}-"))
         try:
             # Streamed protocol-5 pickle: AVSamples go as NumPy arrays written from their memory (no copy).
             # An unpicklable component fails here, not in the child.
@@ -134,8 +203,10 @@ class Worker:
                 pickle.dump(job, fh, protocol=5)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)  # the parent's imports
-            self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.parallel", str(self.folder)],
-                                          env=env, stdin=subprocess.DEVNULL)
+            # stdin: a pipe only this process writes to; its EOF tells the worker that we are gone
+            self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.parallel", str(self.folder), str(os.getpid())],
+                                          env=env, stdin=subprocess.PIPE)
+            _write_atomic(self.folder / OWNER, f"{os.getpid()} {self._proc.pid}".encode())
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
@@ -184,12 +255,14 @@ class Worker:
     def stop(self) -> None:
         """Make sure the process is gone (terminated if still running) and its folder removed."""
         if self._proc.poll() is None:
-            self._proc.terminate()
+            self._proc.terminate()  # the worker removes its folder and exits (see _die_with_parent)
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -232,4 +305,4 @@ def start(kind: str, component: Any, args: tuple, seed: int, threads: int, log: 
 if __name__ == "__main__":  # run by Worker; the module import keeps pickled names as avood_core.parallel.*
     from avood_core.parallel import _worker_main as _main
 
-    sys.exit(_main(Path(sys.argv[1])))
+    sys.exit(_main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))

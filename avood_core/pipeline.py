@@ -24,7 +24,7 @@ from avood_core.callbacks import CallbackList, replay
 from avood_core.progress import ProgressFactory
 from avood_core.protocols import FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVGZSLTask, AVSamples
-from avood_core.training import derive_seed, seed_everything
+from avood_core.training import derive_seed, inference_threads, seed_everything
 
 
 def _no_log(message: str) -> None:
@@ -216,18 +216,24 @@ class Pipeline:
         """Route each sample by the gate and classify it within the chosen branch.
 
         Pass an :class:`AVSamples`, or ``audio`` (N, Da) and ``video`` (N, Dv) arrays.
+        The computation is :meth:`outputs`' (both classifiers on every clip, at
+        :data:`~avood_core.training.INFERENCE_THREADS` threads), so predicting a run's test
+        clips reproduces its ``predictions.npz`` bit for bit.
         """
         samples = self.check_samples(audio) if isinstance(audio, AVSamples) else self._samples(audio, video)
-        score = self.detector.score(samples).cpu()
+        if len(samples) == 0:
+            empty = torch.empty(0, dtype=torch.long)
+            return Prediction(empty, torch.empty(0), torch.empty(0, dtype=torch.bool))
+        with inference_threads():
+            score, seen_pred, unseen_pred = self._branches(samples)
         routed_seen = score < self.detector.threshold
-        labels = torch.empty(len(samples), dtype=torch.long)
-        if routed_seen.any():
-            labels[routed_seen] = self.seen.predict(samples.subset(routed_seen)).cpu()
-        if (~routed_seen).any():
-            labels[~routed_seen] = self.unseen.predict(
-                samples.subset(~routed_seen), self.unseen_classes, self.text
-            ).cpu()
-        return Prediction(labels, score, routed_seen)
+        return Prediction(torch.where(routed_seen, seen_pred, unseen_pred), score, routed_seen)
+
+    def _branches(self, samples: AVSamples) -> tuple[Tensor, Tensor, Tensor]:
+        """Gate score, seen and unseen classifier predictions of every sample (on CPU)."""
+        score = self.detector.score(samples).cpu()
+        seen_pred = self.seen.predict(samples).cpu()
+        return score, seen_pred, self.unseen.predict(samples, self.unseen_classes, self.text).cpu()
 
     def _samples(self, audio, video) -> AVSamples:
         from avood_core.errors import DataError
@@ -355,12 +361,15 @@ class Pipeline:
         ``score`` (OOD score), ``seen_pred`` (seen classifier on every sample),
         ``unseen_pred`` (unseen classifier among the unseen classes, every sample),
         ``baseline_pred`` (unseen classifier among all classes, no gate), ``pred`` (routed).
+        Computed at :data:`~avood_core.training.INFERENCE_THREADS` threads, whatever the caller's
+        count: the run that fitted the pipeline and a :meth:`load` of its folder on the same
+        machine give the same bits.
         """
         self.check_samples(test)
-        score = self.detector.score(test).cpu()
-        seen_pred = self.seen.predict(test).cpu()
-        unseen_pred = self.unseen.predict(test, self.unseen_classes, self.text).cpu()
-        all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
+        with inference_threads():
+            score, seen_pred, unseen_pred = self._branches(test)
+            all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
+            baseline_pred = self.unseen.predict(test, all_classes, self.text).cpu()
         routed_seen = score < self.detector.threshold
         return {
             "labels": test.labels.cpu(),
@@ -369,7 +378,7 @@ class Pipeline:
             "seen_pred": seen_pred,
             "unseen_pred": unseen_pred,
             "pred": torch.where(routed_seen, seen_pred, unseen_pred),
-            "baseline_pred": self.unseen.predict(test, all_classes, self.text).cpu(),
+            "baseline_pred": baseline_pred,
             "seen_classes": self.seen_classes.cpu(),
             "unseen_classes": self.unseen_classes.cpu(),
             "threshold": torch.tensor(float(self.detector.threshold)),

@@ -234,11 +234,13 @@ def execute(
     tsne_cap: int = 1000,
     run_dir: Path | None = None,
     allow_changes: bool = False,
+    on_run_dir: Callable[[Path], None] = lambda path: None,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
     ``report`` also writes ``report.md``/``report.html`` with figures (t-SNE on at most
     ``tsne_cap`` test clips; 0 skips it). ``run_dir`` forces the folder (must not exist yet).
+    ``on_run_dir(folder)`` is called once the folder is known (the CLI names it on Ctrl-C).
 
     On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
     ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
@@ -277,6 +279,7 @@ def execute(
             run_dir.mkdir(parents=True)
         if run_dir != source:
             held.enter_context(lock(run_dir, "run"))
+        on_run_dir(run_dir)
         if source is not None and run_dir != source:
             echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
@@ -336,7 +339,8 @@ def execute(
 
 
 def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
-                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000) -> RunResult:
+                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000,
+                  on_run_dir: Callable[[Path], None] = lambda path: None) -> RunResult:
     """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
 
     The parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
@@ -360,7 +364,8 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
         for seed in seeds:
             echo(f"seed {seed}")
             runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
-                                tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}"))
+                                tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}",
+                                on_run_dir=on_run_dir))
         per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                      "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
         first = runs[0].run_dir

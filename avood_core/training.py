@@ -50,6 +50,31 @@ def run_threads():
         torch.set_num_threads(before)
 
 
+INFERENCE_THREADS = 1
+"""Torch threads of every pipeline inference (:func:`inference_threads`)."""
+
+
+@contextlib.contextmanager
+def inference_threads():
+    """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count.
+
+    A float32 matmul's last bits can depend on the thread count (a BLAS may split a sum
+    between threads; docs/performance.md, "Reproducibility"). Fixing the count makes the scores
+    of a run's own evaluation, of ``avood evaluate`` and of ``Pipeline.load(...)`` on the same
+    machine bit-identical, whatever threads the caller runs with. One thread costs little:
+    inference is a few forward passes over the test clips (the unseen classifier's distances for
+    1,822 UCF-sized clips: about 0.4 s on a busy 2-core machine).
+    """
+    before = torch.get_num_threads()
+    if before != INFERENCE_THREADS:
+        torch.set_num_threads(INFERENCE_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def set_threads() -> None:
     """Use every core the process may run on (no oversubscription), unless the user set it."""
     if "OMP_NUM_THREADS" in os.environ:

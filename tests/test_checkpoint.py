@@ -66,6 +66,29 @@ def test_load_gives_identical_metrics_and_predictions(finished_run):
     assert np.array_equal(pred.routed_seen.numpy(), saved["routed_seen"])
 
 
+def test_inference_runs_at_fixed_threads_whatever_the_caller(finished_run):
+    """The run evaluated at its own thread count; a reload at another one gives the same bits."""
+    from avood_core.training import INFERENCE_THREADS
+
+    run_dir, results = finished_run
+    task = run_task(run_dir)
+    pipe = Pipeline.load(run_dir)
+    counts, score = [], pipe.detector.score
+    pipe.detector.score = lambda samples: (counts.append(torch.get_num_threads()), score(samples))[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if INFERENCE_THREADS != 2 else 1)
+    try:
+        caller = torch.get_num_threads()
+        assert pipe.evaluate(task.test) == results["metrics"]
+        pred = pipe.predict(task.test)
+        assert torch.get_num_threads() == caller  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert counts == [INFERENCE_THREADS, INFERENCE_THREADS]
+    _same_outputs({k: v.numpy() for k, v in pipe.last_outputs.items()}, predictions(run_dir))
+    assert np.array_equal(pred.score.numpy(), predictions(run_dir)["score"])
+
+
 def test_each_component_round_trips_bit_for_bit(finished_run, tmp_path):
     run_dir, _ = finished_run
     for kind in KINDS:

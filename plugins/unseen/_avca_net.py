@@ -154,7 +154,11 @@ class AVCANet(nn.Module):
         if text_rows is None:
             theta_t = self.W_proj(text)
         else:
-            theta_t = self.W_proj[1:](self.W_proj[0](text)[text_rows])
+            # index_select, not ``[text_rows]``: the backward of advanced indexing (aten::_index_put_impl_
+            # with accumulate) adds the rows of each class with racing threads on CPU, so two same-seed
+            # runs at 2 threads differed in the last bits (issue 12); index_select's backward
+            # (index_add_) adds them in a fixed order.
+            theta_t = self.W_proj[1:](self.W_proj[0](text).index_select(0, text_rows))
         # D runs once per modality (separate BatchNorm statistics per modality, as in AVCA).
         return {
             "phi_a": phi_a, "phi_v": phi_v,
