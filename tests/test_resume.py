@@ -68,7 +68,7 @@ def test_changed_config_is_refused_and_the_run_is_untouched(run_copy):
         _resume(run_copy, "generator.beta=0.02", "seed=4")
     msg = str(exc.value)
     assert "\n" not in msg and f"--resume '{run_copy}': the config differs from its config.toml" in msg
-    assert "generator.params.beta 0.01 -> 0.02" in msg and "seed 0 -> 4" in msg
+    assert "generator.params.beta 0.1 -> 0.02" in msg and "seed 0 -> 4" in msg
     assert "--allow-changes" in msg and f"avood run --config {run_copy / 'config.toml'}" in msg
     assert file_digests(run_copy) == before
 
@@ -79,7 +79,7 @@ def test_changed_generator_param_refits_generator_and_detector_in_a_new_folder(f
     result, messages = _resume(run_copy, "generator.beta=0.02", allow_changes=True)
     new = result.run_dir
     assert result.results["reused_components"] == ["seen", "unseen"]
-    assert any(m.startswith(f"resume: the config differs from '{run_copy}' (generator.params.beta 0.01 -> 0.02)")
+    assert any(m.startswith(f"resume: the config differs from '{run_copy}' (generator.params.beta 0.1 -> 0.02)")
                and f"writing the new run folder '{new}'" in m for m in messages), messages
     for kind in ("generator", "detector"):
         assert any(m.startswith(f"resume: {kind} ") and "fitted with another config" in m and "not reusing" in m

@@ -209,7 +209,7 @@ REWRITE = "rewrite it with 'avood run --resume"
 CASES = [
     # 1. a resume whose config differs from the run's config.toml
     ("resume-other-param", nothing, [*RESUME, "--set", "generator.beta=0.02"],
-     "the config differs from its config.toml (generator.params.beta 0.01 -> 0.02); resuming would refit"),
+     "the config differs from its config.toml (generator.params.beta 0.1 -> 0.02); resuming would refit"),
     ("resume-other-seed", nothing, [*RESUME, "--seed", "5"], "(seed 0 -> 5)"),
     ("resume-other-plugin", nothing, [*RESUME, "--detector", "binary"], "detector.name 'entropy' -> 'binary'"),
     ("resume-other-data-tree", other_tree, [*RESUME, "--data", "{tmp}/tree", "--dataset", "ucf"],
@@ -220,17 +220,17 @@ CASES = [
     ("resume-while-locked", hold_lock, RESUME, "is being written by another avood process (pid"),
     ("report-while-locked", hold_lock, REPORT, "is being written by another avood process (pid"),
     # 3. predict -o into the run's own files, a folder, or under a file
-    ("predict-o-results-json", nothing, [*PREDICT, "-o", "{run}/results.json"],
+    ("predict-o-results-json", nothing, [*PREDICT, "--output", "{run}/results.json"],
      "would overwrite 'results.json' of the run folder"),
-    ("predict-o-pipeline-json", nothing, [*PREDICT, "-o", "{run}/pipeline.json"], "would overwrite 'pipeline.json'"),
-    ("predict-o-component-config", nothing, [*PREDICT, "-o", f"{{run}}/{SEEN_CFG}"], "would overwrite 'components'"),
-    ("predict-o-figures", nothing, [*PREDICT, "-o", "{run}/figures/roc.csv"], "would overwrite 'figures'"),
-    ("predict-o-lock-file", nothing, [*PREDICT, "-o", "{run}/.avood.lock.csv"], "would overwrite '.avood.lock.csv'"),
-    ("predict-o-symlink-to-results", link_to("out.json", "results.json"), [*PREDICT, "-o", "{tmp}/out.json"],
+    ("predict-o-pipeline-json", nothing, [*PREDICT, "--output", "{run}/pipeline.json"], "would overwrite 'pipeline.json'"),
+    ("predict-o-component-config", nothing, [*PREDICT, "--output", f"{{run}}/{SEEN_CFG}"], "would overwrite 'components'"),
+    ("predict-o-figures", nothing, [*PREDICT, "--output", "{run}/figures/roc.csv"], "would overwrite 'figures'"),
+    ("predict-o-lock-file", nothing, [*PREDICT, "--output", "{run}/.avood.lock.csv"], "would overwrite '.avood.lock.csv'"),
+    ("predict-o-symlink-to-results", link_to("out.json", "results.json"), [*PREDICT, "--output", "{tmp}/out.json"],
      "would overwrite 'results.json'"),
-    ("predict-o-run-folder", nothing, [*PREDICT, "-o", "{run}"], "is a folder; name a file in it"),
-    ("predict-o-folder-named-csv", folder_at("out.csv"), [*PREDICT, "-o", "{tmp}/out.csv"], "is a folder"),
-    ("predict-o-under-a-file", file_at("plain"), [*PREDICT, "-o", "{tmp}/plain/out.csv"], "cannot be written"),
+    ("predict-o-run-folder", nothing, [*PREDICT, "--output", "{run}"], "is a folder; name a file in it"),
+    ("predict-o-folder-named-csv", folder_at("out.csv"), [*PREDICT, "--output", "{tmp}/out.csv"], "is a folder"),
+    ("predict-o-under-a-file", file_at("plain"), [*PREDICT, "--output", "{tmp}/plain/out.csv"], "cannot be written"),
     # 4. component config.json: edited (checksum), and wrong scalars even with a consistent checksum
     ("seen-classes-negative", edit_json(SEEN_CFG, seen_ids(-5)), PREDICT, TAMPERED),
     ("seen-classes-999", edit_json(SEEN_CFG, seen_ids(999)), PREDICT, TAMPERED),
@@ -395,7 +395,7 @@ def test_resume_on_another_tree_with_allow_changes_writes_a_new_folder(finished,
                  "--no-report", "--allow-changes")
     assert proc.returncode == 0, proc.stderr
     (new,) = [p for p in run.parent.iterdir() if p != run]
-    assert f"run folder: {new}" in proc.stdout
+    assert f"run folder: {new}" in proc.stderr
     assert file_digests(run) == before
     results = json.loads((new / "results.json").read_text())
     assert results["resumed_from"] == str(run) and results["task"]["audio_dim"] == 6
@@ -406,7 +406,7 @@ def test_predict_may_write_beside_the_run_files(finished, clips, tmp_path, monke
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     before = file_digests(run)
-    code, out, err = cli(monkeypatch, capsys, ["predict", str(run), str(clips), "-o", str(run / "my-predictions.csv")])
+    code, out, err = cli(monkeypatch, capsys, ["predict", str(run), str(clips), "--output", str(run / "my-predictions.csv")])
     assert code == 0 and out == err == ""
     rows = (run / "my-predictions.csv").read_text().splitlines()
     assert rows[0] == "index,class_id,class_name,gate_score,branch" and len(rows) == 5
@@ -437,7 +437,7 @@ def test_nan_metrics_in_results_json_are_never_reported_as_a_match(finished, tmp
     assert "S, U and HM recomputed from predictions.npz match results.json." in (run / "report.md").read_text()
     edit_json("results.json", set_key("metrics.HM", float("nan")))(run, tmp_path, None)
     code, out, err = cli(monkeypatch, capsys, ["report", str(run)])
-    assert code == 0 and err == "" and out.startswith("wrote ")
+    assert code == 0 and out == "" and err.startswith("wrote ")
     text = (run / "report.md").read_text()
     assert "match results.json" not in text
     assert "WARNING: S, U or HM is NaN, inf or absent in predictions.npz or results.json" in text
