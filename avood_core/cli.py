@@ -12,6 +12,7 @@ import typer
 
 from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
+from avood_core.cli_sweep import sweep
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app, option
 from avood_core.errors import AvoodError
 
@@ -29,6 +30,9 @@ def run(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
+    engine: str = typer.Option("local", "--engine", help="With --seeds: local (process pool) or ray (docs/scaling.md)."),
+    max_parallel: int = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001."),
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
     if resume is not None and opts.config is None:
@@ -43,7 +47,8 @@ def run(
     if seeds is not None:
         if resume is not None:
             raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
-        result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap)
+        result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report, tsne_cap=tsne_cap,
+                               engine=engine, max_parallel=max_parallel, address=address)
     else:
         result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap)
     typer.echo(format_summary(result.results))
@@ -142,6 +147,7 @@ def predict(
 app.add_typer(data_app, name="data")
 app.command("bench")(__import__("avood_core.cli_bench", fromlist=["bench"]).bench)  # avood bench (docs/performance.md)
 app.add_typer(ablate_app, name="ablate")
+app.command("sweep")(sweep)  # avood sweep (docs/scaling.md)
 
 
 def main() -> None:

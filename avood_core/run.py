@@ -129,19 +129,27 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
 
 
 def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, device, quiet: bool,
-              echo: Callable[[str], None], resume: bool, stage: str = ""):
-    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted."""
+              echo: Callable[[str], None], resume: bool, stage: str = "", shared: Path | None = None):
+    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
+
+    ``shared``: a folder of components shared with other runs (avood_core.component_cache).
+    """
+    from avood_core import component_cache
     from avood_core.checkpoint import save_component
     from avood_core.progress import progress_factory
 
     pipeline = build_pipeline(config, registry)
     hashes = fit_hashes(config, pipeline, stage)
     reused = reuse_fitted(stage_dir, pipeline, hashes, registry, echo) if resume else set()
+    if shared is not None:
+        reused |= component_cache.reuse_shared(shared, stage_dir, pipeline, hashes, registry, echo, reused)
     providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
 
     def save(kind: str) -> None:
-        save_component(pipeline.components[kind], stage_dir / "components" / kind,
-                       config.component(kind).name, providers[kind], hashes[kind])
+        folder = save_component(pipeline.components[kind], stage_dir / "components" / kind,
+                                config.component(kind).name, providers[kind], hashes[kind])
+        if shared is not None:
+            component_cache.publish(folder, shared, kind, hashes[kind])
 
     pipeline.fit(task, device=device, seed=config.seed, progress=progress_factory(quiet),
                  log=(lambda m: None) if quiet else echo, skip=frozenset(reused), on_fitted=save,
@@ -185,6 +193,7 @@ def execute(
     report: bool = True,
     tsne_cap: int = 1000,
     run_dir: Path | None = None,
+    shared: Path | None = None,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
@@ -195,6 +204,7 @@ def execute(
     ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
     and reports on ``test``. With ``resume`` the run continues in that folder: components
     whose saved fit hash matches are reused, the others are refitted (and reported).
+    ``shared``: components are also taken from and published to that folder (sweeps).
     """
     from avood_core.training import resolve_device, run_threads
 
@@ -218,7 +228,7 @@ def execute(
         if stage1_task is not None:
             echo("stage 1: fit on 'training', select on 'val'")
             pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
-                                       resume is not None, "stage1")
+                                       resume is not None, "stage1", shared)
             config, selected = apply_selections(config, pipe1)
             protocol["stage1"] = {"fit": "training (stage_1_train)", "select": "val (stage_1_val_seen + stage_1_val_unseen)",
                                   "metrics_on_val": pipe1.evaluate(stage1_task.test), "selected": selected,
@@ -228,7 +238,7 @@ def execute(
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
             protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, resume is not None,
-                                     "stage2" if stage1_task is not None else "")
+                                     "stage2" if stage1_task is not None else "", shared)
         scores = pipeline.evaluate(task.test)
         results = {
             "avood_version": __version__,
@@ -258,26 +268,31 @@ def execute(
 
 
 def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
-                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000) -> RunResult:
+                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000,
+                  engine: str = "local", max_parallel: int = 1, address: str | None = None) -> RunResult:
     """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
 
-    The parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
+    The seeds run as the jobs of a sweep (avood_core.sweep): one after another in this process
+    by default, or ``max_parallel`` at once on a local process pool or on Ray (``engine``). The
+    parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
     (:func:`avood_core.report.seeds_section`); its figures show the first seed.
     """
     import shutil
 
     from avood_core.report import seeds_section, write_report
+    from avood_core.sweep import run_jobs, seed_jobs
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
     config = resolve(config, registry)
     label = f"{config.generator.name}-{config.detector.name}-{config.seen.name}-{config.unseen.name}-seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)
-    runs = []
-    for seed in seeds:
-        echo(f"seed {seed}")
-        runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
-                            tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}"))
+    done = run_jobs(seed_jobs(config, seeds, parent, None, report, tsne_cap), engine, max_parallel, address, quiet, echo)
+    failed = [(s, done[f"seed-{s}"]) for s in seeds if done[f"seed-{s}"].get("status") != "done"]
+    if failed:
+        seed, info = failed[0]
+        raise AvoodError(f"seed {seed} failed: {info.get('error')} (log: {parent / f'seed-{seed}' / 'log.txt'})")
+    runs = [RunResult(parent / f"seed-{s}", load_results(parent / f"seed-{s}")) for s in seeds]
     per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                  "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
     first = runs[0].run_dir
