@@ -60,6 +60,20 @@ def test_spec_errors_are_one_line(tmp_path):
         run_sweep(load_spec(None, {"axes": {"detector": ["nope"]}, "output": str(tmp_path / "s")}))
 
 
+def test_docs_spec_expands(tmp_path):
+    import re
+
+    from avood_core.sweep_spec import expand
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scaling.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- doc-test: sweep-spec[^>]*-->\s*```toml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "gates.toml").write_text(block)
+    trials = expand(load_spec(tmp_path / "gates.toml"))
+    assert len(trials) == 3 * 2 * 3 and len({t.id for t in trials}) == 18
+    assert {t.config.data.source for t in trials} == {"benchmark"} and {t.config.profile for t in trials} == {"quick"}
+    assert {t.config.unseen.params["lr"] for t in trials} == {0.0024, 0.001}
+
+
 def test_ray_missing_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(AvoodError, match=r"pip install 'avood\[ray\]'"):
