@@ -12,7 +12,7 @@ import typer
 
 from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
-from avood_core.cli_sweep import sweep
+from avood_core.cli_sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app, option
 from avood_core.errors import AvoodError
 
@@ -30,9 +30,9 @@ def run(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
-    engine: str = typer.Option("local", "--engine", help="With --seeds: local (process pool) or ray (docs/scaling.md)."),
-    max_parallel: int = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here)."),
-    address: Optional[str] = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001."),
+    engine: str = ENGINE_OPTION,
+    max_parallel: int = MAX_PARALLEL_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL."""
     if resume is not None and opts.config is None:

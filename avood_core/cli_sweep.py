@@ -7,11 +7,16 @@ flags are the whole spec. Torch and Ray are imported only when the command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options
+
+# The scale-out options of the commands that run several seeds (avood run --seeds, avood ablate NAME --seeds).
+ENGINE_OPTION: Any = typer.Option("local", "--engine", help="With --seeds: local (process pool) or ray (docs/scaling.md).")
+MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here).")
+ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001.")
 
 
 @config_options("config", "preset", "sets", "profile", "data", "dataset", help={

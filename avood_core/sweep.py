@@ -64,6 +64,7 @@ def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job,
     (``keys``) with a running one waits while another can start. ``on_done(job, info)`` per job;
     ``info`` gets the driver's ``submitted``/``received`` times (for the engine's overhead)."""
     pending, running = list(jobs), {}
+    finished = False
     try:
         while pending or running:
             busy = frozenset().union(*(j.keys for j, _ in running.values()))
@@ -81,8 +82,9 @@ def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job,
                 info.update(submitted=submitted, received=time.time())
                 on_done(job, info)
             on_state(len(running), len(pending))
+        finished = True
     finally:
-        engine.close()
+        engine.close(abort=not finished)  # interrupted: stop the running trials, do not wait for them
 
 
 def component_keys(trial: Trial, registry) -> frozenset:
@@ -161,6 +163,8 @@ class SweepProgress:
 def trial_line(n: int, total: int, name: str, info: dict) -> str:
     if info.get("status") != "done":
         return f"[{n}/{total}] {name}: FAILED: {info.get('error')}"
+    if "metrics" not in info:
+        return f"[{n}/{total}] {name}: done ({info.get('wall_s', 0):.1f} s)"
     m = info["metrics"]
     reused = sum(len(v) for v in info.get("reused", {}).values())
     return (f"[{n}/{total}] {name}: S {m['S']:.2f}  U {m['U']:.2f}  HM {m['HM']:.2f}  ZSL {m['ZSL']:.2f}  "

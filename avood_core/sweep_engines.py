@@ -80,15 +80,20 @@ def run_trial(payload: dict) -> dict:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
             torch_before = torch.get_num_threads()
             torch.set_num_threads(int(threads))
-        config = validate_config(payload["config"], f"trial {run_dir.name}")
-        shared = Path(payload["shared"]) if payload.get("shared") else None
-        result = execute(config, quiet=True, echo=lambda m: print(m, file=log, flush=True), resume=run_dir,
-                         report=payload.get("report", False), tsne_cap=payload.get("tsne_cap", 0), shared=shared)
-        res = result.results
-        stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
-        info.update(status="done", metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
-                                                                   **({"stage1": stage1} if stage1 is not None else {})},
-                    threads=torch.get_num_threads())
+        echo = lambda m: print(m, file=log, flush=True)  # noqa: E731
+        if payload.get("ablation"):  # avood ablate NAME --seeds: one seed's whole ablation (avood_core.ablate_seeds)
+            from avood_core.ablate_seeds import ablation_job
+
+            info.update(ablation_job(payload, echo))
+        else:
+            config = validate_config(payload["config"], f"trial {run_dir.name}")
+            shared = Path(payload["shared"]) if payload.get("shared") else None
+            res = execute(config, quiet=True, echo=echo, resume=run_dir, report=payload.get("report", False),
+                          tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
+            stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
+            info.update(metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
+                                                        **({"stage1": stage1} if stage1 is not None else {})})
+        info.update(status="done", threads=torch.get_num_threads())
     except BaseException as exc:  # noqa: BLE001 - a failed trial is a row of the table, not a crash of the sweep
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -131,7 +136,7 @@ class InlineEngine:
     def result(self, handle: int) -> dict:
         return self._results.pop(handle)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -173,8 +178,11 @@ class LocalEngine:
             self._pool = self._new_pool()
             return {"status": "failed", "error": "its worker process died (killed, or out of memory?); rerun the sweep to retry it"}
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        if abort:  # e.g. Ctrl-C: the workers would otherwise finish their trials first
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class RayEngine:
@@ -223,9 +231,9 @@ class RayEngine:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return {"status": "failed", "error": f"Ray: {type(exc).__name__}: {first[:300]}"}
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self.owned:
-            self.ray.shutdown()
+            self.ray.shutdown()  # also stops the trials still running on the instance it started
 
 
 def make_engine(name: str, max_parallel: int, threads: int, num_gpus: float = 0, address: str | None = None,

@@ -117,6 +117,28 @@ def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
         assert section["per_seed"][seed]["metrics"]["HM"] == trial["metrics"]["HM"]
 
 
+def test_ablate_seeds_run_as_jobs_and_keep_the_shared_fits(tmp_path):
+    from test_ablate import TINY as TINY_ABLATE
+
+    from avood_core.ablate_seeds import run_ablation_seeds
+    from avood_core.config import assemble_config
+
+    data = assemble_config(overrides=[*TINY_ABLATE, f"output_dir={json.dumps(str(tmp_path))}"])
+    result = run_ablation_seeds("gates", data, [0, 1], max_parallel=2, quiet=True, echo=lambda m: None)
+    per_seed = {}
+    for seed in (0, 1):
+        job = json.loads((result.run_dir / f"seed-{seed}" / "trial.json").read_text())
+        assert job["status"] == "done" and job["pid"] != os.getpid()
+        folder = result.run_dir / result.results["per_seed"][seed]["folder"]
+        saved = json.loads((folder / "results.json").read_text())
+        assert saved["seed"] == seed and saved["trained"]["run"]["generator"] == 1  # rows still share the fits
+        per_seed[seed] = {r["label"]: r["values"] for r in saved["rows"]}
+    for row in result.results["rows"]:
+        values = [per_seed[s][row["label"]]["HM@own"] for s in (0, 1)]
+        assert row["values"]["HM@own"]["mean"] == pytest.approx(sum(values) / 2)
+    assert "± " in result.markdown and "OOD-entropy (paper)" in result.markdown
+
+
 # --- Ray ---------------------------------------------------------------------------------------
 
 
