@@ -12,7 +12,7 @@ STAMP := $(VENV)/.avood-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" "setuptools>=77" wheel
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,mlflow,tensorboard]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,mlflow,tensorboard,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

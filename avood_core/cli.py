@@ -14,6 +14,7 @@ from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
 from avood_core.cli_json import JSON_OPTION, alias, emit, pick, split_list, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
+from avood_core.cli_sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
 
 app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
@@ -56,6 +57,9 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
     as_json: bool = JSON_OPTION,
+    engine: str = ENGINE_OPTION,
+    max_parallel: int = MAX_PARALLEL_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
 ) -> None:
     """Train the four components, route the test set through the gate, print S/U/HM/ZSL.
 
@@ -79,7 +83,8 @@ def run(
             if resume is not None:
                 raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
             result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
-                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append)
+                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append, engine=engine,
+                                   max_parallel=max_parallel, address=address)
         else:
             result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
                              allow_changes=allow_changes, on_run_dir=run_dirs.append)
@@ -150,7 +155,8 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
         typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
 
 
-def _int_list(values: list[str], option: str) -> list[int]:
+def _int_list(values: list[str] | str, option: str) -> list[int]:
+    values = [values] if isinstance(values, str) else values
     try:
         return [int(v) for v in split_list(values)]
     except ValueError:
@@ -216,6 +222,7 @@ def predict(
 app.add_typer(data_app, name="data")
 app.command("bench")(__import__("avood_core.cli_bench", fromlist=["bench"]).bench)  # avood bench (docs/performance.md)
 app.add_typer(ablate_app, name="ablate")
+app.command("sweep")(sweep)  # avood sweep (docs/scaling.md)
 
 
 def main() -> None:

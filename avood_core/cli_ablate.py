@@ -10,10 +10,16 @@ params (``--set params.detector.binary.lr=...``, or a preset's).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from avood_core.cli_json import JSON_OPTION, emit, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app
+from avood_core.cli_sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION
+
+SEEDS_OPTION = typer.Option(None, "--seeds", help="Comma-separated seeds: the ablation once per seed, mean ± std "
+                            "per cell (with --max-parallel / --engine ray: seeds side by side).")
 
 ablate_app = new_app(
     "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1); "
@@ -30,12 +36,21 @@ ablation_options = config_options(help={
 })
 
 
-def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool) -> None:
+def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Optional[str] = None,
+         engine: str = "local", max_parallel: int = 1, address: Optional[str] = None) -> None:
     """Run one ablation; stdout: its markdown table, or with --json {"ablation", "run_dir", "table", "results"}
     (results = the run folder's results.json); the run folder line on stderr."""
     from avood_core.ablate import run_ablation
 
-    result = run_ablation(name, opts.assemble(), quiet=quiet, echo=lambda m: typer.echo(m, err=True))
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if seeds is not None:
+        from avood_core.ablate_seeds import run_ablation_seeds
+        from avood_core.cli import _int_list
+
+        result = run_ablation_seeds(name, opts.assemble(), _int_list(seeds, "--seeds"), engine, max_parallel, address,
+                                    quiet, echo)
+    else:
+        result = run_ablation(name, opts.assemble(), quiet=quiet, echo=echo)
     if as_json:
         emit({"ablation": name, "run_dir": result.run_dir, "table": result.markdown, "results": result.results})
     else:
@@ -45,27 +60,35 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool) -> None:
 
 @ablate_app.command("gates")
 @ablation_options
-def gates(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
+def gates(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
+          seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
+          address: Optional[str] = ADDRESS_OPTION) -> None:
     """Table 2: calibrated stacking, binary and entropy gates over the same fitted classifiers (AUC, FPR and HM at TPR 60 %)."""
-    _run("gates", opts, quiet, as_json)
+    _run("gates", opts, quiet, as_json, seeds, engine, max_parallel, address)
 
 
 @ablate_app.command("classifiers")
 @ablation_options
-def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
+def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
+                seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
+                address: Optional[str] = ADDRESS_OPTION) -> None:
     """Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding classifiers with one gate (SC_acc, UC_acc, HM)."""
-    _run("classifiers", opts, quiet, as_json)
+    _run("classifiers", opts, quiet, as_json, seeds, engine, max_parallel, address)
 
 
 @ablate_app.command("losses")
 @ablation_options
-def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
+def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
+           seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
+           address: Optional[str] = ADDRESS_OPTION) -> None:
     """Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."""
-    _run("losses", opts, quiet, as_json)
+    _run("losses", opts, quiet, as_json, seeds, engine, max_parallel, address)
 
 
 @ablate_app.command("table1")
 @ablation_options
-def table1(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION) -> None:
+def table1(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
+           seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
+           address: Optional[str] = ADDRESS_OPTION) -> None:
     """Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking), AV-OOD and AV-OOD with each baseline (S, U, HM, ZSL; the paper's figures beside them)."""
-    _run("table1", opts, quiet, as_json)
+    _run("table1", opts, quiet, as_json, seeds, engine, max_parallel, address)

@@ -144,13 +144,16 @@ def reuse_fitted(run_dir: Path, pipeline, hashes: dict[str, str], registry, echo
 
 
 def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, device, quiet: bool,
-              echo: Callable[[str], None], resume: Path | None, stage: str = "", loggers: list | None = None):
+              echo: Callable[[str], None], resume: Path | None, stage: str = "", loggers: list | None = None,
+              shared: Path | None = None):
     """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
 
     ``resume``: the stage folder whose matching components are reused (``stage_dir`` itself, or
     the stage folder of the run a ``--resume --allow-changes`` started from). Each fitted
-    component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``loggers``.
+    component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``loggers``. ``shared``: a
+    folder of components shared with other runs (avood_core.component_cache).
     """
+    from avood_core import component_cache
     from avood_core.callbacks import CallbackList, MetricsWriter
     from avood_core.checkpoint import save_component
     from avood_core.progress import progress_factory
@@ -159,11 +162,15 @@ def fit_stage(config: RunConfig, task, stage_dir: Path, registry: Registry, devi
     hashes = fit_hashes(config, pipeline, stage)
     reused = set() if resume is None else reuse_fitted(resume, pipeline, hashes, registry, echo,
                                                         into=None if resume == stage_dir else stage_dir)
+    if shared is not None:
+        reused |= component_cache.reuse_shared(shared, stage_dir, pipeline, hashes, registry, echo, reused)
     providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
 
     def save(kind: str) -> None:
-        save_component(pipeline.components[kind], stage_dir / "components" / kind,
-                       config.component(kind).name, providers[kind], hashes[kind])
+        folder = save_component(pipeline.components[kind], stage_dir / "components" / kind,
+                                config.component(kind).name, providers[kind], hashes[kind])
+        if shared is not None:
+            component_cache.publish(folder, shared, kind, hashes[kind])
 
     callbacks = CallbackList([MetricsWriter(stage_dir / "metrics", stage), *(loggers or [])],
                              every_n_steps=config.logging.every_n_steps)
@@ -235,6 +242,7 @@ def execute(
     run_dir: Path | None = None,
     allow_changes: bool = False,
     on_run_dir: Callable[[Path], None] = lambda path: None,
+    shared: Path | None = None,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
@@ -249,6 +257,7 @@ def execute(
     that differs from the folder's ``config.toml`` is refused unless ``allow_changes``, which
     writes a fresh run folder instead and copies the matching components into it. Each folder
     written (and the resumed one) is locked for the whole time (:func:`avood_core.runfolder.lock`).
+    ``shared``: components are also taken from and published to that folder (sweeps).
     """
     import contextlib
 
@@ -275,8 +284,10 @@ def execute(
         stage1_task, task = build_tasks(config)
         if run_dir is None:
             run_dir = new_run_dir(Path(config.output_dir), run_label(config))
-        elif run_dir != source:
-            run_dir.mkdir(parents=True)
+        elif run_dir != source:  # a forced folder: new, or one a sweep trial made for its trial.json / log.txt
+            if (run_dir / "config.toml").exists():
+                raise AvoodError(f"'{run_dir}' already holds a run; continue it with --resume '{run_dir}'")
+            run_dir.mkdir(parents=True, exist_ok=True)
         if run_dir != source:
             held.enter_context(lock(run_dir, "run"))
         on_run_dir(run_dir)
@@ -295,7 +306,7 @@ def execute(
         if run_stage1:
             echo("stage 1: fit on 'training', select on 'val'")
             pipe1, reused1 = fit_stage(config, stage1_task, run_dir / "stage1", registry, device, quiet, echo,
-                                       None if source is None else source / "stage1", "stage1", loggers)
+                                       None if source is None else source / "stage1", "stage1", loggers, shared)
             config, selected = apply_selections(config, pipe1)
             protocol["stage1"].update({"fit": "training (stage_1_train)",
                                        "select": "val (stage_1_val_seen + stage_1_val_unseen)",
@@ -307,7 +318,7 @@ def execute(
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
             protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, registry, device, quiet, echo, source,
-                                     "stage2" if stage1_task is not None else "", loggers)
+                                     "stage2" if stage1_task is not None else "", loggers, shared)
         scores = pipeline.evaluate(task.test)
         results = {
             "avood_version": __version__,
@@ -340,16 +351,20 @@ def execute(
 
 def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
                   echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000,
-                  on_run_dir: Callable[[Path], None] = lambda path: None) -> RunResult:
+                  on_run_dir: Callable[[Path], None] = lambda path: None, engine: str = "local",
+                  max_parallel: int = 1, address: str | None = None) -> RunResult:
     """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
 
-    The parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
+    The seeds run as the jobs of a sweep (avood_core.sweep): one after another in this process
+    by default, or ``max_parallel`` at once on a local process pool or on Ray (``engine``). The
+    parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
     (:func:`avood_core.report.seeds_section`); its figures show the first seed.
     """
     import shutil
 
     from avood_core.report import seeds_section, write_report
     from avood_core.runfolder import lock
+    from avood_core.sweep import run_jobs, seed_jobs
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
@@ -360,12 +375,14 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
     label = run_label(config)[: -len(f"s{config.seed}")] + f"seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)
     with lock(parent, "run --seeds"):
-        runs = []
-        for seed in seeds:
-            echo(f"seed {seed}")
-            runs.append(execute(config.model_copy(update={"seed": seed}), registry, quiet, echo, report=report,
-                                tsne_cap=tsne_cap if seed == seeds[0] else 0, run_dir=parent / f"seed-{seed}",
-                                on_run_dir=on_run_dir))
+        on_run_dir(parent)
+        done = run_jobs(seed_jobs(config, seeds, parent, None, report, tsne_cap), engine, max_parallel, address,
+                        quiet, echo)
+        failed = [(s, done[f"seed-{s}"]) for s in seeds if done[f"seed-{s}"].get("status") != "done"]
+        if failed:
+            seed, info = failed[0]
+            raise AvoodError(f"seed {seed} failed: {info.get('error')} (log: {parent / f'seed-{seed}' / 'log.txt'})")
+        runs = [RunResult(parent / f"seed-{s}", load_results(parent / f"seed-{s}")) for s in seeds]
         per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                      "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
         first = runs[0].run_dir

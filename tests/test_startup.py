@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 LIMIT_S = 1.0
-HEAVY = ("torch", "h5py", "matplotlib", "sklearn", "mlflow", "tensorboard", "pandas")
+HEAVY = ("torch", "h5py", "matplotlib", "sklearn", "mlflow", "tensorboard", "pandas", "ray")
 
 # Runs the console entry point like the `avood` script does, then reports (at exit, after
 # typer's SystemExit) which heavy modules and built-in plugin modules got imported.
