@@ -37,7 +37,7 @@ def sweep(
                                           "(default: start a local Ray instance)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="Torch threads (and Ray CPUs) per trial."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="Ray GPUs per trial."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Sweep folder (default sweeps/<name or spec stem>)."),
+    output: Optional[Path] = typer.Option(None, "--sweep-dir", readable=False, help="Sweep folder (default sweeps/<name or spec stem>)."),
     allow_changes: bool = typer.Option(False, "--allow-changes", help="Rerun a sweep folder made by a changed spec "
                                        "(trials whose config changed are refitted)."),
     report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Each trial writes report.md/.html."),
@@ -62,4 +62,4 @@ def sweep(
     result = run_sweep(loaded, allow_changes=allow_changes, quiet=quiet, echo=lambda m: typer.echo(m, err=True),
                        source=str(spec) if spec else "sweep")
     typer.echo(result.markdown, nl=False)
-    typer.echo(f"sweep folder: {result.folder}")
+    typer.echo(f"sweep folder: {result.folder}", err=True)

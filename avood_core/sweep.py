@@ -115,10 +115,10 @@ def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     try:
         old = json.loads(path.read_text()).get("spec_hash")
     except ValueError:
-        raise AvoodError(f"'{path}' is not valid JSON; remove it or choose another sweep folder (--output)") from None
+        raise AvoodError(f"'{path}' is not valid JSON; remove it or choose another sweep folder (--sweep-dir)") from None
     if old != digest and not allow_changes:
         raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
-                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --output")
+                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --sweep-dir")
 
 
 class SweepProgress:

@@ -113,7 +113,7 @@ def test_config_takes_every_run_option(tmp_path):
     assert cfg["logging"]["tensorboard"] == {"dir": None}  # the logger's params, defaults filled
     run_params = {p.name for p in _command("run").params}
     config_params = {p.name for p in _command("config").params}
-    assert run_params - config_params <= {"quiet", "resume", "allow_changes", "seeds", "report", "tsne_cap", "as_json"}
+    assert run_params - config_params <= {"quiet", "resume", "allow_changes", "seeds", "engine", "max_parallel", "address", "report", "tsne_cap", "as_json"}
 
 
 def _command(name: str):

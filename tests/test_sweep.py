@@ -89,7 +89,7 @@ def test_cli_sweep_inline_and_changed_spec_refused(tmp_path):
     spec_file.write_text("seeds = [0]\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in TINY) + "]\n"
                          "[axes]\ndetector = [\"entropy\", \"binary\"]\n")
     out = tmp_path / "sw"
-    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--quiet"])
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "--sweep-dir", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "| detector=entropy | 0 |" in res.output and "| detector=binary | 0 |" in res.output
     for name in ("sweep.json", "table.md", "table.csv"):
@@ -97,7 +97,7 @@ def test_cli_sweep_inline_and_changed_spec_refused(tmp_path):
     # binary reused entropy's generator, seen and unseen classifier (same fit hashes)
     trials = json.loads((out / "sweep.json").read_text())["trials"]
     assert sorted(len(t["reused"]["run"]) for t in trials) == [0, 3]
-    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--seeds", "0,1", "--quiet"])
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "--sweep-dir", str(out), "--seeds", "0,1", "--quiet"])
     assert res.exit_code != 0 and "--allow-changes" in str(res.exception)
 
 
