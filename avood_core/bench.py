@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench_meter import STAGES, Meter, machine_info, wrap_method
+from avood_core.bench_meter import STAGES, Meter, idle_cores, machine_info, precision_of, usable_cores, wrap_method
 from avood_core.bench_report import render_markdown
 from avood_core.errors import AvoodError
 
@@ -59,7 +59,7 @@ class BenchOptions:
     stages: str = "2"  # "2": stage 2 only; "both": stage 1 (fit + select) then stage 2
     threads: int | None = None  # torch threads of the process (split between processes with jobs > 1)
     jobs: int = 1  # processes fitting components side by side (Pipeline.fit(jobs=...))
-    precision: str | None = None  # sets <kind>.precision on every component that has it
+    precision: str | None = None  # sets <kind>.precision on every component that has it ("auto": where accepted)
     overrides: list[str] = field(default_factory=list)
     splits_dir: Path | None = None  # None: $AVOOD_SPLITS when set, else generated
     generated: bool = False  # force generated splits even when a splits folder is given
@@ -98,10 +98,20 @@ def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
         update = {}
         for kind in FIT_STAGES:
             spec = config.component(kind)
-            if "precision" in spec.params:
+            if "precision" in spec.params and _accepts(kind, spec.name, opts.precision):
                 update[kind] = spec.model_copy(update={"params": {**spec.params, "precision": opts.precision}})
         config = resolve(config.model_copy(update=update))
     return config, source
+
+
+def _accepts(kind: str, name: str, precision: str) -> bool:
+    """Whether plugin ``kind``/``name`` takes ``precision`` ("auto" only the generator and cross_attention do)."""
+    if precision != "auto":
+        return True
+    from avood_core.registry import get_registry
+
+    field_ = get_registry().component_class(kind, name).Params.model_fields.get("precision")
+    return field_ is not None and "auto" in str(field_.annotation)
 
 
 def scale_epochs(config, factor: float):
@@ -172,16 +182,20 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
 
 # -- one dataset ----------------------------------------------------------------------------------
 
-def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None], jobs: int = 1) -> float:
-    """Fit under the meter; the kinds fitted in worker processes get the worker's own figures. Returns the fit's wall s."""
+def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None],
+                  jobs: int = 1) -> tuple[float, float]:
+    """Fit under the meter; the kinds fitted in worker processes get the worker's own figures.
+
+    Returns the fit's wall s and the main process's CPU s over the whole fit.
+    """
     offload = pipeline.worker_kinds(jobs)
     for kind in FIT_STAGES:
         if kind not in offload:
             wrap_method(pipeline.components[kind], "fit", meter, kind, sync)
     wrap_method(pipeline.generator, "generate", meter, "synthesize", sync)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs)
-    fit_wall = time.perf_counter() - start
+    fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu0
     for kind in FIT_STAGES:  # drop the wrappers (instance attributes)
         vars(pipeline.components[kind]).pop("fit", None)
     vars(pipeline.generator).pop("generate", None)
@@ -195,7 +209,7 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
                             "load_avg": None, "process": f"worker, {info['threads']} thread(s)",
                             "worker_overhead_s": round(info["end_s"] - info["start_s"] - info["wall_s"], 3),
                             "worker_end_s": info["end_s"]}
-    return fit_wall
+    return fit_wall, fit_cpu
 
 
 def _span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
@@ -223,6 +237,7 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         steps = getattr(comp, "steps", None) if comp is not None else None
         samples = getattr(comp, "samples", None) if comp is not None else None
         row["steps"] = steps
+        row["precision"] = precision_of(comp) if comp is not None else None  # training matmuls; inference is fp32
         row["samples"] = samples
         row["steps_per_s"] = steps / row["wall_s"] if steps and row["wall_s"] > 0 else None
         row["samples_per_s"] = samples / row["wall_s"] if samples and row["wall_s"] > 0 else None
@@ -259,14 +274,15 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         log(f"bench {dataset}: stage 1 (fit on training, select on val)")
         meter1 = Meter(profile_dir, f"{dataset}-stage1-")
         pipe1 = build_pipeline(config)
-        fit1 = _fit_measured(pipe1, stage1, meter1, device, config.seed, sync, opts.jobs)
+        fit1, cpu1 = _fit_measured(pipe1, stage1, meter1, device, config.seed, sync, opts.jobs)
         metrics1 = meter1.measure("evaluation", lambda: pipe1.evaluate(stage1.test), sync)
         config, selected = apply_selections(config, pipe1)
-        protocol["stage1"] = {"stages": _stage_rows(meter1, pipe1, factors), "selected": selected,
-                              "metrics_on_val": _headline(metrics1), "fit_wall_s": fit1}
+        rows1 = _stage_rows(meter1, pipe1, factors)
+        protocol["stage1"] = {"stages": rows1, "selected": selected, "metrics_on_val": _headline(metrics1),
+                              "fit_wall_s": fit1, "idle": idle_cores(rows1, fit1, cpu1, usable_cores())}
     log(f"bench {dataset}: stage 2 (fit on train_val, report on test)")
     pipeline = build_pipeline(config)
-    fit_wall = _fit_measured(pipeline, task, meter, device, config.seed, sync, opts.jobs)
+    fit_wall, fit_cpu = _fit_measured(pipeline, task, meter, device, config.seed, sync, opts.jobs)
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test), sync)
     total = time.perf_counter() - started
     rows = _stage_rows(meter, pipeline, factors)
@@ -285,6 +301,8 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         **({"protocol": protocol} if protocol else {}),
         "jobs": opts.jobs,
         "fit_wall_s": fit_wall,
+        "idle": idle_cores(rows, fit_wall, fit_cpu, usable_cores()),
+        "precision": {k: rows[k].get("precision") for k in FIT_STAGES if k in rows},
         "total_wall_s": total,
         "total_cpu_s": cpu_total,
         "full_epochs_total_wall_s": full_total + (total - stage_total),

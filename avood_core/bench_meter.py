@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
 COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
-           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg")
+           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
 
 
 # -- measurement ----------------------------------------------------------------------------------
@@ -130,6 +130,40 @@ def wrap_method(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[
     setattr(obj, method, measured)
 
 
+def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float, cores: int) -> dict[str, Any]:
+    """Idle core-seconds of the fit's schedule: ``cores x fit wall - CPU s of the main process and its workers``.
+
+    CPU s: the main process's ``process_time`` over the whole fit plus each worker's own fit CPU
+    (its interpreter start-up and the transfers excluded). On a shared machine, cores that other
+    programs held count as idle here. ``main_wait_s``, from the stage times, is how long the main
+    process had no stage of its own to run (jobs > 1: waiting for a worker).
+    """
+    worker_cpu = sum(r["cpu_s"] or 0.0 for r in rows.values() if "worker_end_s" in r)
+    main_stages = sum(r["wall_s"] for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r)
+    busy = main_cpu + worker_cpu
+    return {"cores": cores, "fit_wall_s": round(fit_wall, 3), "cpu_s": round(busy, 3),
+            "idle_core_s": round(max(0.0, cores * fit_wall - busy), 3),
+            "idle_share": round(max(0.0, 1 - busy / (cores * fit_wall)), 4) if fit_wall > 0 else None,
+            "main_wait_s": round(max(0.0, fit_wall - main_stages), 3),
+            "method": "cores x fit wall - (main process CPU over the fit + workers' fit CPU)"}
+
+
+def precision_of(comp: Any) -> str | None:
+    """The precision a fitted component used: ``precision_used`` (auto resolved) or its ``precision`` param."""
+    inner = getattr(comp, "model", None)  # the seen cross_attention wrapper
+    for obj in (comp, inner):
+        used = getattr(obj, "precision_used", None)
+        if used:
+            return used
+    params = getattr(comp, "params", None)
+    return getattr(params, "precision", None)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 # -- machine and config ---------------------------------------------------------------------------
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -140,8 +174,9 @@ def machine_info(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus_usable": usable_cores(),
         "cpu_flags": _cpu_flags(),
+        "isa": isa_info(device),
         "memory_gb": _mem_total_gb(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -171,15 +206,30 @@ def _cpu_model() -> str:
 
 
 def _cpu_flags() -> list[str]:
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in flags]
-    except OSError:
-        pass
-    return []
+    from avood_core.perf import ISA_FLAGS, cpu_flags
+
+    flags = cpu_flags() or set()
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def isa_info(device: str = "cpu") -> dict[str, Any]:
+    """The CPU's matmul ISA: AVX2 / AVX-512 / AVX512-BF16 / AMX (``None`` = unknown), torch's dispatch level, native bf16.
+
+    Flags from ``/proc/cpuinfo`` on Linux, torch's cpuinfo probes elsewhere
+    (:func:`avood_core.perf.cpu_flags`); ``torch_capability`` is the vectorised kernel level torch
+    dispatches to (``torch.backends.cpu.get_cpu_capability()``).
+    """
+    from avood_core.perf import cpu_flags, native_bf16, torch_cpu_capability
+
+    flags = cpu_flags()
+    known = flags is not None
+    have = (lambda *names: any(n in flags for n in names) if known else None)  # type: ignore[operator]
+    return {"avx2": have("avx2"), "avx512": have("avx512f"), "avx512_bf16": have("avx512_bf16"),
+            "amx": have("amx_bf16", "amx_tile"), "flags_source": ("/proc/cpuinfo" if Path("/proc/cpuinfo").is_file()
+                                                                   else "torch cpuinfo probes") if known else None,
+            "torch_capability": torch_cpu_capability(),
+            "native_bf16_cpu": native_bf16("cpu", flags) if known else None,
+            **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})}
 
 
 def _mem_total_gb() -> float | None:

@@ -22,7 +22,8 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s": "steps/s", "samples": "samples",
            "samples_per_s": "samples/s", "peak_rss_mb": "peak RSS MB", "epochs_factor": "epochs factor",
-           "full_wall_s": "full-epochs wall s (extrap.)", "full_cpu_s": "full-epochs CPU s (extrap.)", "load_avg": "load avg (start/end)"}
+           "full_wall_s": "full-epochs wall s (extrap.)", "full_cpu_s": "full-epochs CPU s (extrap.)", "load_avg": "load avg (start/end)",
+           "precision": "precision (training)"}
 
 
 def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -37,12 +38,39 @@ def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def isa_line(m: dict[str, Any]) -> str:
+    """The CPU's ISA (AVX2 / AVX-512 / AVX512-BF16 / AMX) and torch's kernel level, one sentence."""
+    isa = m.get("isa")
+    if not isa:
+        return "ISA: not recorded."
+    yes = {True: "yes", False: "no", None: "unknown"}
+    text = (f"ISA ({isa.get('flags_source') or 'no flag source'}): AVX2 {yes[isa['avx2']]}, AVX-512 {yes[isa['avx512']]}, "
+            f"AVX512-BF16 {yes[isa['avx512_bf16']]}, AMX {yes[isa['amx']]}; torch CPU capability "
+            f"{isa.get('torch_capability') or 'unknown'}; native bf16 on the CPU: {yes[isa.get('native_bf16_cpu')]}")
+    if "native_bf16_cuda" in isa:
+        text += f", on CUDA: {yes[isa['native_bf16_cuda']]}"
+    return text + " (precision auto picks bf16 where native)."
+
+
+def idle_lines(rec: dict[str, Any]) -> list[str]:
+    """The schedule's idle core-seconds (stage 2's fit; stage 1's too when it ran)."""
+    out = []
+    for label, idle in (("Stage 1 fit", (rec.get("protocol") or {}).get("stage1", {}).get("idle")), ("Fit", rec.get("idle"))):
+        if idle:
+            out.append(f"{label}: {_fmt(idle['idle_core_s'])} idle core-seconds of {idle['cores']} cores x "
+                       f"{_fmt(idle['fit_wall_s'])} s ({100 * (idle['idle_share'] or 0):.0f} %; {idle['method']}, "
+                       f"CPU {_fmt(idle['cpu_s'])} s; other programs' use counts as idle); the main process waited "
+                       f"{_fmt(idle['main_wait_s'])} s with no stage of its own.")
+    return out
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = ["# avood bench", "",
              f"Machine: {m['cpu']}, {m['cpus_usable']} usable cores ({', '.join(m['cpu_flags']) or 'no AVX flags read'}), "
              f"{m['memory_gb']} GB; torch {m['torch']} with {m['torch_threads']} threads; device {m['device']}"
              + (f" ({m['cuda_device']})" if m.get("cuda_device") else "") + f"; git {m['git']}.",
+             isa_line(m),
              f"Load average (1/5/15 min) at start: {_fmt(m['load_avg_start'])}"
              + (f"; at end: {_fmt(m['load_avg_end'])}" if m.get("load_avg_end") else "") + ".",
              f"Created {result['created']}; options: epochs scale {result['options']['epochs_scale']}, "
@@ -71,6 +99,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                   *([f"jobs = {rec['jobs']}: the stages marked 'worker' ran in a worker process beside the others; the "
                      f"fit took {_fmt(rec['fit_wall_s'])} s of wall time in all, and the full-epochs total counts the "
                      "longer of the two processes' paths."] if rec.get("jobs", 1) > 1 else []),
+                  *idle_lines(rec),
                   f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
                   ""]
         if rec.get("profile_top_ops"):

@@ -29,8 +29,9 @@ def bench(
                                           "split between the processes with --jobs."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Processes fitting components side by side (2: the unseen classifier "
                              "in a worker process, as 'avood run --jobs 2')."),
-    precision: Optional[Literal["fp32", "bf16"]] = typer.Option(
-        None, "--precision", help="For every component with a precision param (default: as the presets/config say)."),
+    precision: Optional[Literal["fp32", "bf16", "auto"]] = typer.Option(
+        None, "--precision", help="For every component with a precision param ('auto': the generator and the "
+        "cross_attention classifier only; bf16 where the CPU/GPU has native bf16) (default: as the presets/config say)."),
     sets: Optional[list[str]] = typer.Option(None, "--set", help="Config override KEY=VALUE on top of the preset, e.g. unseen.epochs=10."),
     generated: bool = typer.Option(False, "--generated", help="Generated class splits even when --splits or AVOOD_SPLITS is given."),
     torch_profile: bool = typer.Option(False, "--torch-profile", help="torch.profiler per stage: top ops into <output-dir>/profile/ "

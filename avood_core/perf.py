@@ -5,23 +5,98 @@
 * :func:`autocast`: bf16 autocast of the matmuls for ``precision = "bf16"`` (weights, optimizer
   state, normalisation statistics and losses stay fp32), a no-op for ``"fp32"``.
 * :func:`dropout`: inverted dropout whose CPU mask costs a quarter of a ``torch.rand`` draw.
+* :func:`resolve_precision`: ``precision = "auto"`` of the matmul-heavy components (generator,
+  unseen cross-attention classifier): bf16 where the hardware computes it natively, else fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Iterable, Literal
 
 import torch
 from torch import Tensor
 
 Precision = Literal["fp32", "bf16"]
+AutoPrecision = Literal["fp32", "bf16", "auto"]
 
 PRECISION_HELP = (
     "Training matmul precision: 'fp32', or 'bf16' = torch.autocast(bfloat16) around the training forward "
     "passes (master weights, Adam state, BatchNorm statistics, losses and all inference stay fp32). "
     "bf16 pays on CPUs with AVX512-BF16/AMX and on GPUs; see docs/performance.md."
 )
+AUTO_PRECISION_HELP = PRECISION_HELP + (
+    " 'auto' = bf16 where the device computes bf16 natively (CPU flags avx512_bf16 or amx_bf16; CUDA with "
+    "torch.cuda.is_bf16_supported()), fp32 elsewhere; resolved once at fit time and saved with the component "
+    "('precision' in its state). Not the default: its HM has not yet been checked against fp32 over seeds."
+)
+
+# /proc/cpuinfo flag names of the ISA levels that matter for the matmuls (Linux spelling).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's ISA flags among :data:`ISA_FLAGS`: ``/proc/cpuinfo`` on Linux, else torch's cpuinfo probes.
+
+    ``None`` when neither source answers (then nothing is assumed about the CPU).
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                found = set(line.split(":", 1)[1].split())
+                return {f for f in ISA_FLAGS if f in found}
+    except OSError:
+        pass
+    import torch  # macOS, Windows: torch's own CPU probes (private helpers of torch >= 2.3; absent = unknown)
+
+    probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
+              "avx512_bf16": "_is_avx512_bf16_supported", "avx512_vnni": "_is_avx512_vnni_supported",
+              "amx_tile": "_is_amx_tile_supported", "amx_bf16": "_is_amx_tile_supported"}
+    cpu = getattr(torch._C, "_cpu", None)
+    flags, answered = set(), False
+    for flag, name in probes.items():
+        fn = getattr(cpu, name, None)
+        if fn is None:
+            continue
+        answered = True
+        try:
+            if fn():
+                flags.add(flag)
+        except RuntimeError:
+            continue
+    return flags if answered else None
+
+
+def torch_cpu_capability() -> str | None:
+    """``torch.backends.cpu.get_cpu_capability()`` (e.g. ``AVX512``, ``AVX2``), or ``None`` where torch lacks it."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def native_bf16(device: torch.device | str, flags: set[str] | None = None) -> bool:
+    """Whether ``device`` computes bf16 matmuls natively (CPU: AVX512-BF16 or AMX-BF16; CUDA: ``is_bf16_supported``)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return False
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags) and any(f in flags for f in NATIVE_BF16_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device | str, flags: set[str] | None = None) -> Precision:
+    """The precision a fit uses: ``"fp32"`` / ``"bf16"`` as given, ``"auto"`` per :func:`native_bf16`."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device, flags) else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision '{precision}': use fp32, bf16 or auto")
+    return precision  # type: ignore[return-value]
 
 
 def adam(params: Iterable[torch.nn.Parameter], **kwargs) -> torch.optim.Adam:

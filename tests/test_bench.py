@@ -53,6 +53,11 @@ def test_bench_both_stages_json_and_markdown(tmp_path):
     assert saved["datasets"].keys() == result["datasets"].keys() == {"ucf", "activitynet"}
     machine = saved["machine"]
     assert machine["cpus_usable"] >= 1 and machine["torch"] and len(machine["load_avg_start"]) == 3
+    isa = machine["isa"]
+    assert {"avx2", "avx512", "avx512_bf16", "amx", "torch_capability", "native_bf16_cpu"} <= set(isa)
+    if isa["avx512"] is not None:  # flags were read: the record agrees with the flag list
+        assert isa["avx512"] == ("avx512f" in machine["cpu_flags"])
+        assert isa["native_bf16_cpu"] == bool({"avx512_bf16", "amx_bf16"} & set(machine["cpu_flags"]))
     md = (tmp_path / "bench.md").read_text()
     for ds, rec in saved["datasets"].items():
         _check_record(rec)
@@ -81,6 +86,26 @@ def test_bench_cli_reuses_the_tree(tmp_path):
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     assert json.loads((tmp_path / "bench.json").read_text())["datasets"]["ucf"]["tree"]["reused"] is True
+
+
+def test_idle_core_seconds_arithmetic():
+    from avood_core.bench_meter import idle_cores
+
+    rows = {"load": {"wall_s": 1.0, "cpu_s": 1.0}, "generator": {"wall_s": 4.0, "cpu_s": 4.0},
+            "seen": {"wall_s": 2.0, "cpu_s": 2.0}, "unseen": {"wall_s": 9.0, "cpu_s": 8.5, "worker_end_s": 9.5}}
+    idle = idle_cores(rows, fit_wall=10.0, main_cpu=6.5, cores=2)
+    assert idle["cpu_s"] == 15.0 and idle["idle_core_s"] == 5.0 and idle["idle_share"] == 0.25
+    assert idle["main_wait_s"] == 4.0  # 10 s of fit, 6 s of the main process's own stages
+
+
+def test_bench_precision_auto_reaches_only_the_components_that_take_it(tmp_path):
+    from avood_core.bench import bench_config
+    from avood_core.perf import resolve_precision
+
+    config, _ = bench_config("ucf", tmp_path, BenchOptions(precision="auto"))
+    assert config.generator.params["precision"] == "auto" and config.unseen.params["precision"] == "auto"
+    assert config.seen.params.get("precision", "fp32") == "fp32" and config.detector.params.get("precision", "fp32") == "fp32"
+    assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
 
 
 def test_scale_epochs_exact_factor():
@@ -120,3 +145,10 @@ def test_bench_with_two_jobs_reports_the_worker_and_the_overlap(tmp_path):
     assert rec["jobs"] == 2 and rec["peak_rss_workers_mb"] > 0
     md = (tmp_path / "bench.md").read_text()
     assert "| unseen (worker, 1 thread(s)) |" in md and "jobs = 2" in md
+    # idle core-seconds: cores x fit wall - CPU of both processes; the main process waited for the worker
+    idle = rec["idle"]
+    assert idle["cores"] == result["machine"]["cpus_usable"] and idle["cpu_s"] >= unseen["cpu_s"] > 0
+    assert idle["idle_core_s"] == pytest.approx(max(0.0, idle["cores"] * rec["fit_wall_s"] - idle["cpu_s"]), abs=1e-2)
+    assert 0 <= idle["main_wait_s"] <= rec["fit_wall_s"]
+    assert "idle core-seconds" in md
+    assert rec["precision"] == {k: "fp32" for k in ("generator", "seen", "unseen", "detector")}

@@ -29,7 +29,7 @@ from torch.optim import Optimizer
 
 from avood_core.errors import AvoodError, DataError
 from avood_core.limits import bounded
-from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
+from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.training import ClassBalancedSampler, check_finite
@@ -84,7 +84,7 @@ class WGANGPParams(BaseModel):
             "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis."
         ),
     )
-    precision: Precision = Field("fp32", description=PRECISION_HELP)
+    precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
 
 class WGANGPNet(nn.Module):
@@ -132,6 +132,7 @@ class WGANGP(TorchComponent, Generator):
         self.history: list[dict[str, float]] = []
         self.steps = 0  # generator steps of the last fit (each after critic_iters critic/decoder steps)
         self.samples = 0  # real rows drawn in the last fit (one batch per generator step)
+        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     # -- network and state ---------------------------------------------------------------
     def make_net(self, **dims: int) -> WGANGPNet:
@@ -142,10 +143,11 @@ class WGANGP(TorchComponent, Generator):
         return reference_init(net)
 
     def extra_scalars(self) -> dict[str, Any]:
-        return {"audio_dim": self.audio_dim}
+        return {"audio_dim": self.audio_dim, "precision": self.precision_used}
 
     def load_extra(self, scalars: Mapping[str, Any]) -> None:
         self.audio_dim = int(scalars["audio_dim"])
+        self.precision_used = scalars.get("precision")  # absent in states saved before "auto" existed
 
     def _synthesis_condition(self, labels: Tensor, text: Tensor) -> Tensor:
         """The condition c of synthesized rows: the text row, or (defect 2 compat) the id broadcast to t_dim.
@@ -169,6 +171,9 @@ class WGANGP(TorchComponent, Generator):
             raise DataError(f"generator wgan_gp: train labels must be ids of the {len(text)} text rows (and non-empty)")
         x_all = train.x.to(device)
         self.audio_dim = train.audio_dim
+        self.precision_used = resolve_precision(p.precision, device)
+        if p.precision == "auto":
+            ctx.log(f"generator wgan_gp: precision auto -> {self.precision_used} on {torch.device(device)}")
         net = self.build(device, x_dim=x_all.shape[1], t_dim=text.shape[1])
         net.train()
         betas = (p.beta1, p.beta2)
@@ -222,7 +227,7 @@ class WGANGP(TorchComponent, Generator):
         n = len(x)
         for _ in range(p.critic_iters):
             # Forward passes only under autocast (its weight-cast cache must not outlive a step).
-            with autocast(x.device, p.precision):
+            with autocast(x.device, self.precision_used):
                 # Decoder: regress the condition from real features.
                 dec_loss = F.mse_loss(net.Dec(x).float(), c)
                 # Critic: E[D(x̃)] - E[D(x)] + λ·GP, GP on per-sample 2-norms at interpolates.
@@ -252,7 +257,7 @@ class WGANGP(TorchComponent, Generator):
         perm = torch.randperm(n).to(x.device)
         ones = torch.ones(n, device=x.device)
         same = torch.where(labels[perm] == labels, ones, -ones)  # permuted pairs of one class stay matched
-        with autocast(x.device, p.precision):
+        with autocast(x.device, self.precision_used):
             fake = net.generate(torch.randn(n, net.noise_dim, device=x.device), c).float()
             emb = F.cosine_embedding_loss(fake, x, ones, margin=0.0) + F.cosine_embedding_loss(
                 fake, x[perm], same, margin=0.0

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
 from avood_core.limits import bounded
-from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
+from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
 from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
@@ -130,7 +130,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
             ),
         )
-        precision: Precision = Field("fp32", description=PRECISION_HELP)
+        precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
         @field_validator("negative_terms")
         @classmethod
@@ -152,6 +152,13 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         self.history: list[dict[str, float]] = []
         self.steps = 0  # optimizer steps of the last fit
         self.samples = 0  # training rows (positives + negatives) of the last fit
+        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
+
+    def extra_scalars(self) -> dict[str, Any]:
+        return {"precision": self.precision_used}
+
+    def load_extra(self, scalars: Mapping[str, Any]) -> None:
+        self.precision_used = scalars.get("precision")  # absent in states saved before "auto" existed
 
     def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
         p = self.params
@@ -173,6 +180,9 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         if len(sampler.classes) < 2:
             raise DataError("unseen cross_attention: negative sampling needs at least two training classes")
         dev = ctx.device
+        self.precision_used = resolve_precision(p.precision, dev)
+        if p.precision == "auto":
+            ctx.log(f"unseen cross_attention: precision auto -> {self.precision_used} on {torch.device(dev)}")
         audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
         text_dev = text.to(dev)
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
@@ -238,10 +248,10 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call."""
         classes, inverse = torch.unique(labels[idx], return_inverse=True)
         table = text[classes]
-        with autocast(audio.device, self.params.precision):
+        with autocast(audio.device, self.precision_used or "fp32"):
             # text as a per-class table: W_proj's first Linear runs once per class
             out = net(audio[idx], video[idx], table, text_rows=inverse)
-        if self.params.precision != "fp32":  # losses in fp32
+        if self.precision_used == "bf16":  # losses in fp32
             out = {k: v.float() for k, v in out.items()}
         return out, table[inverse]
 
