@@ -20,11 +20,15 @@ from avood_core import hookspecs
 from avood_core.errors import PluginError
 
 KINDS: tuple[str, ...] = ("generator", "detector", "seen", "unseen")
+"""The pipeline's stages (one component each in a run config)."""
+ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
+"""Every registrable kind: the stages and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
 KIND_LABELS = {
     "generator": "generators",
     "detector": "detectors",
     "seen": "seen classifiers",
     "unseen": "unseen classifiers",
+    "fusion": "fusions",
 }
 
 
@@ -85,7 +89,7 @@ class Registry:
     def __init__(self, discover: bool = True) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in KINDS}
+        self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in ALL_KINDS}
         self.broken: list[BrokenPlugin] = []
         if discover:
             self.discover()
@@ -133,10 +137,10 @@ class Registry:
                 return
 
     def _add(self, entry: ComponentEntry) -> None:
-        if entry.kind not in KINDS:
+        if entry.kind not in ALL_KINDS:
             raise PluginError(
                 f"{entry.provider} registers '{entry.name}' under unknown kind '{entry.kind}'; "
-                f"valid kinds: {', '.join(KINDS)}"
+                f"valid kinds: {', '.join(ALL_KINDS)}"
             )
         if not isinstance(entry.name, str) or not entry.name.isidentifier():
             raise PluginError(f"{entry.provider} registers an invalid {entry.kind} name {entry.name!r}; use an identifier")
@@ -172,14 +176,14 @@ class Registry:
         return cls
 
     def __iter__(self) -> Iterable[ComponentEntry]:
-        for kind in KINDS:
+        for kind in ALL_KINDS:
             for name in sorted(self.entries[kind]):
                 yield self.entries[kind][name]
 
     @staticmethod
     def _check_kind(kind: str) -> None:
-        if kind not in KINDS:
-            raise PluginError(f"unknown component kind '{kind}'; valid kinds: {', '.join(KINDS)}")
+        if kind not in ALL_KINDS:
+            raise PluginError(f"unknown component kind '{kind}'; valid kinds: {', '.join(ALL_KINDS)}")
 
 
 _default: Registry | None = None

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import AvoodError, ConfigError, DataError
+from avood_core.fusion import FusionParams, fusion_class
 from avood_core.perf import PRECISION_HELP, Precision, adam, autocast
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
@@ -38,7 +39,7 @@ METRICS = ("d_loss", "g_loss", "dec_loss", "wasserstein")
 _GEN_CHUNK = 8192
 
 
-class WGANGPParams(BaseModel):
+class WGANGPParams(FusionParams):
     """Hyperparameters of :class:`WGANGP`; defaults are the paper's reference values."""
 
     model_config = ConfigDict(extra="forbid")
@@ -159,6 +160,21 @@ class WGANGP(TorchComponent, Generator):
             return labels.to(text.device, torch.float32).unsqueeze(1).expand(-1, text.shape[1])
         return text[labels.to(text.device)]
 
+    def _modelled(self, train: AVSamples) -> Tensor:
+        """The features the generator models, by its fusion: ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``.
+
+        Sets ``audio_dim`` (0 for a video-only generator), where :meth:`generate` splits its output.
+        """
+        name = self.params.fusion
+        cls = fusion_class(name)
+        if not cls.splittable:
+            raise ConfigError(f"generator.fusion '{name}' mixes the modalities, so its synthetic features cannot be "
+                              "split back into audio and video for the other stages; use concat, audio or video")
+        self.audio_dim = train.audio_dim if "audio" in cls.modalities else 0
+        if name == "concat":
+            return train.x
+        return torch.cat([getattr(train, m) for m in ("audio", "video") if m in cls.modalities], dim=1)
+
     # -- training ------------------------------------------------------------------------
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "WGANGP":
         p = self.params
@@ -166,8 +182,7 @@ class WGANGP(TorchComponent, Generator):
         text = torch.as_tensor(text, dtype=torch.float32).to(device)
         if len(train) == 0 or int(train.labels.max()) >= len(text) or int(train.labels.min()) < 0:
             raise DataError(f"generator wgan_gp: train labels must be ids of the {len(text)} text rows (and non-empty)")
-        x_all = train.x.to(device)
-        self.audio_dim = train.audio_dim
+        x_all = self._modelled(train).to(device)
         net = self.build(device, x_dim=x_all.shape[1], t_dim=text.shape[1])
         net.train()
         betas = (p.beta1, p.beta2)
