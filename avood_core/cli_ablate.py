@@ -1,4 +1,4 @@
-"""``avood ablate gates|classifiers|losses|table1``: the paper's ablation tables and Table 1, one command each.
+"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables and Table 1, one command each.
 
 Each command takes the config options of ``avood run`` (config file, ``--preset``, ``--set``,
 component choices, ``--seed``, ``--data``/``--dataset``...), prints a markdown table on stdout
@@ -15,8 +15,8 @@ import typer
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app
 
 ablate_app = new_app(
-    "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1); "
-    "and Table 1 (table1: CJME, AVGZSLNet, AVCA, AV-OOD in one harness)."
+    "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1), "
+    "fusion (Fig. 1: the fusion of each stage); and Table 1 (table1: CJME, AVGZSLNet, AVCA, AV-OOD in one harness)."
 )
 
 # The run options, with help texts that say what the rows of each table replace.
@@ -56,6 +56,13 @@ def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
 def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
     """Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."""
     _run("losses", opts, quiet)
+
+
+@ablate_app.command("fusion")
+@ablation_options
+def fusion(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+    """Fig. 1's fusion axis: the paper's fusions, then each stage's fusion swapped (audio, video, mean, sum, gated, cross_attention; S, U, HM, ZSL, gate AUC)."""
+    _run("fusion", opts, quiet)
 
 
 @ablate_app.command("table1")
