@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import ConfigError, DataError, PluginError
@@ -94,6 +94,22 @@ class FusionParams(BaseModel):
         if names and v not in names:
             raise ValueError(f"unknown fusion '{v}'; valid fusions: {', '.join(names)}")
         return v
+
+    @model_validator(mode="after")
+    def _fusion_params_fit(self) -> "FusionParams":
+        """Non-empty ``fusion_params`` are checked against the fusion's ``Params`` at config time."""
+        if self.fusion_params:
+            try:
+                model = fusion_class(self.fusion).Params
+            except PluginError:
+                return self  # an unregistered fusion (custom registry): checked when it is built
+            try:
+                model.model_validate(self.fusion_params)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"fusion_params.{'.'.join(map(str, err['loc']))} of fusion '{self.fusion}': "
+                                 f"{err['msg']}") from None
+        return self
 
 
 def fusion_class(name: str) -> type[Fusion]:
