@@ -142,11 +142,23 @@ class FusedMLP(nn.Sequential):
         super().__init__(*mlp)
         self.fusion = fusion
 
+    def layers(self) -> list[nn.Module]:
+        """The MLP's layers (indexing, ``len`` and iteration see these only, as on a plain MLP)."""
+        return [m for name, m in self._modules.items() if name != "fusion"]
+
+    def __getitem__(self, idx):  # type: ignore[override]
+        return nn.Sequential(*self.layers()[idx]) if isinstance(idx, slice) else self.layers()[idx]
+
+    def __len__(self) -> int:
+        return len(self.layers())
+
+    def __iter__(self):
+        return iter(self.layers())
+
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         h = self.fusion.fuse_x(x)
-        for name, layer in self._modules.items():
-            if name != "fusion":
-                h = layer(h)
+        for layer in self.layers():
+            h = layer(h)
         return h
 
 

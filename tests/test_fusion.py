@@ -70,6 +70,7 @@ def test_fused_mlp_keeps_the_plain_mlp_weight_names():
     assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     x = torch.cat(_inputs(), dim=1)
     assert torch.equal(net(x), mlp(x))
+    assert len(net) == 3 and net[-1] is mlp[2] and list(net) == list(mlp)  # indexed as the plain MLP
     gated = FusedMLP(make_fusion("gated", DA, DV), torch.nn.Sequential(torch.nn.Linear(DA, 3)))
     assert {"fusion.gate.weight", "fusion.gate.bias", "0.weight"} <= set(gated.state_dict())
 

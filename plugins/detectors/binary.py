@@ -1,7 +1,7 @@
 """Binary OOD detector ``O_bin`` (paper §3.2 eq. 3, Table 2 "OOD-binary").
 
 An MLP with the entropy detector's shape but one output logit ``z = O(x)`` over the fused
-feature ``x = a ⊕ v``: ``in -> 512 LeakyReLU -> 128 LeakyReLU -> 1``. ``σ(z)`` is the
+feature ``x = a ⊕ v`` (``fusion`` param, :mod:`avood_core.fusion`): ``in -> 512 LeakyReLU -> 128 LeakyReLU -> 1``. ``σ(z)`` is the
 probability that a sample is *seen* (in-distribution). Each step draws ``batch_size // 2`` real
 seen ``x`` and as many synthetic unseen ``x̃`` (the entropy detector's loop; the reference code
 has no binary gate) and minimises (eq. 3, means over each half)

@@ -1,6 +1,7 @@
 """Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``).
 
-An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``in -> 512 -> 128 ->
+An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's;
+any fusion plugin may replace it, :mod:`avood_core.fusion`) (``in -> 512 -> 128 ->
 n_seen``, LeakyReLU 0.2, the reference's ``weights_init``). With ``H(p) = -Σ_i p_i log p_i``
 (natural log) and ``p = softmax(O(·))``, each step draws ``batch_size // 2`` real seen ``x``
 (labels ``y`` = position among the seen classes) and as many synthetic unseen ``x̃`` (the

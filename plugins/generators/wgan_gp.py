@@ -1,7 +1,8 @@
 """Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1).
 
 Fused features ``x = a ⊕ v`` are modelled as ``x̃ = G(z, t)`` with ``z ~ N(0, I)`` and ``t``
-the class text embedding. Training minimises over G and maximises over the critic D (eq. 1, 2)
+the class text embedding (``fusion = "concat"``, the paper's; ``"audio"`` / ``"video"`` model and
+synthesize that modality alone, the other one then has 0 dims: :mod:`avood_core.fusion`). Training minimises over G and maximises over the critic D (eq. 1, 2)
 
     L_WGAN = E[D(x, t)] - E[D(x̃, t)] - λ E[(‖∇_x̂ D(x̂, t)‖₂ - 1)²],   x̂ = εx + (1-ε)x̃,
     L_gen  = -E[D(x̃, t)] + α MSE(Dec(x̃), t) + β L_emb(x̃; x⁺, x⁻),
@@ -43,6 +44,13 @@ class WGANGPParams(FusionParams):
     """Hyperparameters of :class:`WGANGP`; defaults are the paper's reference values."""
 
     model_config = ConfigDict(extra="forbid")
+
+    fusion: str = Field(
+        "concat",
+        description="What the generator models and synthesizes: concat = a ⊕ v (the paper's), audio or video (that "
+        "modality alone; the stages trained on its output must then use a fusion reading only it). Only fusions "
+        "whose output is the concatenation of the modalities they read fit here.",
+    )
 
     noise_dim: int = Field(1024, ge=1, description="Dimension nz of the noise z ~ N(0, I).")
     hidden: int = Field(512, ge=1, description="Width of both hidden layers of the generator G.")

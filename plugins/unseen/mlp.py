@@ -1,6 +1,7 @@
 """MLP unseen classifier trained on generated unseen features (paper Table 3, "MLP" unseen).
 
-The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v``:
+The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v`` (``fusion``
+param, :mod:`avood_core.fusion`):
 ``in -> K // 2 LeakyReLU(0.2) -> 256 LeakyReLU(0.2) -> K`` without dropout and with the
 reference's ``weights_init``, one output per class of the generator's synthetic features
 (K of them), trained with cross-entropy on
