@@ -88,8 +88,10 @@ def test_unknown_fusion_and_bad_fusion_params_fail_clearly():
 
     with pytest.raises(Exception, match="unknown fusion 'bogus'; valid fusions: audio, concat"):
         MLPSeenClassifier(fusion="bogus")
-    with pytest.raises(ConfigError, match="seen mlp: fusion_params.nope of fusion 'gated'"):
-        MLPSeenClassifier(fusion="gated", fusion_params={"nope": 1}).make_net(DA + DV, 3, DA)
+    with pytest.raises(Exception, match="fusion_params.nope of fusion 'gated': Extra inputs"):  # at config time
+        MLPSeenClassifier(fusion="gated", fusion_params={"nope": 1})
+    with pytest.raises(ConfigError, match="seen mlp: fusion_params.dim of fusion 'gated'"):  # and at build time
+        make_fusion("gated", DA, DV, {"dim": 0}, "seen mlp")
 
 
 def _synthetic_task():
