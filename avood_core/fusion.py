@@ -193,8 +193,3 @@ def input_x(samples: Any, fusion: str, audio_dim: int, video_dim: int, who: str)
                             f"{have.shape[1]}; {hint}")
     return torch.cat(parts, dim=1)
 
-
-def check_fusion_kind(cls: type) -> None:
-    """Raise ``PluginError`` unless ``cls`` is a :class:`Fusion` subclass."""
-    if not (isinstance(cls, type) and issubclass(cls, Fusion)):
-        raise PluginError(f"{cls!r} is not a fusion; subclass avood_core.fusion.Fusion")
