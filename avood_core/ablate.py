@@ -15,6 +15,8 @@
 * ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms`` set to L⁺ only,
   L⁺ + L⁻trip, L⁺ + L⁻rec, L⁺ + L⁻reg and L⁺ + L⁻ (the paper); generator, gate and seen
   classifier fitted once. Columns: UC_acc and HM (at the gate's own threshold).
+* ``fusion`` — Fig. 1's fusion axis: the paper's configuration, then one row per stage × fusion
+  plugin (:mod:`avood_core.ablate_fusion`). Columns: S, U, HM, ZSL and the gate's AUC.
 * ``table1`` — Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking over all classes, the AVCA
   protocol), AV-OOD, and AV-OOD with each baseline as its unseen classifier; S, U, HM, ZSL, the
   paper's figures beside them (:mod:`avood_core.ablate_table1`).
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core import __version__
+from avood_core import ablate_fusion as fusion
 from avood_core import ablate_table1 as table1
 from avood_core.config import RunConfig, finalize_config, resolve, to_toml
 from avood_core.errors import AvoodError
@@ -98,6 +101,7 @@ ABLATIONS: dict[str, Ablation] = {
          Row("L+ + L- (paper)", params={"unseen": {"negative_terms": ["trip", "rec", "reg"]}})),
         ("UC_acc", "HM"),
     ),
+    "fusion": Ablation("fusion", "Fusion per stage (Fig. 1, Fusion 1-5)", fusion.rows(), fusion.COLUMNS),
     "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.rows(), table1.METRICS),
 }
 
@@ -210,7 +214,7 @@ def _fmt(v: Any) -> str:
 
 
 def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
-    head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss"}.get(ablation.name, "Gate")
+    head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(ablation.name, "Gate")
     lines = [f"**{ablation.title}** — {caption}", "",
              "| " + " | ".join([head, *ablation.columns]) + " |",
              "|" + "---|" + "---:|" * len(ablation.columns)]

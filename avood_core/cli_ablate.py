@@ -1,4 +1,4 @@
-"""``avood ablate gates|classifiers|losses|table1``: the paper's ablation tables and Table 1, one command each.
+"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables and Table 1, one command each.
 
 Each command takes the config options of ``avood run`` (config file, ``--preset``, ``--set``,
 component choices, ``--seed``, ``--data``/``--dataset``...), prints a markdown table on stdout
@@ -22,8 +22,8 @@ SEEDS_OPTION = typer.Option(None, "--seeds", help="Comma-separated seeds: the ab
                             "per cell (with --max-parallel / --engine ray: seeds side by side).")
 
 ablate_app = new_app(
-    "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1); "
-    "and Table 1 (table1: CJME, AVGZSLNet, AVCA, AV-OOD in one harness)."
+    "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1), "
+    "fusion (Fig. 1: the fusion of each stage); and Table 1 (table1: CJME, AVGZSLNet, AVCA, AV-OOD in one harness)."
 )
 
 # The run options, with help texts that say what the rows of each table replace.
@@ -83,6 +83,13 @@ def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON
            address: Optional[str] = ADDRESS_OPTION) -> None:
     """Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."""
     _run("losses", opts, quiet, as_json, seeds, engine, max_parallel, address)
+
+
+@ablate_app.command("fusion")
+@ablation_options
+def fusion(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
+    """Fig. 1's fusion axis: the paper's fusions, then each stage's fusion swapped (audio, video, mean, sum, gated, cross_attention; S, U, HM, ZSL, gate AUC)."""
+    _run("fusion", opts, quiet)
 
 
 @ablate_app.command("table1")

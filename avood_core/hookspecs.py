@@ -10,7 +10,8 @@ A plugin is any module or object registered with the plugin manager, normally th
         register("unseen", "my_model", "my_pkg.model:MyModel")   # lazy: imported on first use
         register("detector", "my_gate", MyGate)                  # or the class itself
 
-``kind`` is one of ``generator``, ``detector``, ``seen``, ``unseen``. Passing a
+``kind`` is one of ``generator``, ``detector``, ``seen``, ``unseen`` (the pipeline stages) or
+``fusion`` (how a stage combines audio and video: :mod:`avood_core.fusion`). Passing a
 ``"module:Class"`` string keeps ``avood --help`` and ``avood plugins`` from importing torch.
 """
 

@@ -20,14 +20,17 @@ from avood_core import hookspecs
 from avood_core.errors import PluginError
 
 KINDS: tuple[str, ...] = ("generator", "detector", "seen", "unseen")
-"""The component slots of a pipeline."""
-PLUGIN_KINDS: tuple[str, ...] = (*KINDS, "logger")
-"""What a plugin may register: the components, and experiment loggers (avood_core.tracking)."""
+"""The pipeline's stages (one component each in a run config)."""
+ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
+"""Every component kind: the stages and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
+PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
+"""What a plugin may register: the components, fusions and experiment loggers (avood_core.tracking)."""
 KIND_LABELS = {
     "generator": "generators",
     "detector": "detectors",
     "seen": "seen classifiers",
     "unseen": "unseen classifiers",
+    "fusion": "fusions",
     "logger": "loggers",
 }
 
@@ -176,8 +179,8 @@ class Registry:
         return cls
 
     def __iter__(self) -> Iterable[ComponentEntry]:
-        """The components (the four slots' kinds); :meth:`all_entries` adds the loggers."""
-        return self.all_entries(KINDS)
+        """The components (the stages' kinds and fusions); :meth:`all_entries` adds the loggers."""
+        return self.all_entries(ALL_KINDS)
 
     def all_entries(self, kinds: tuple[str, ...] = PLUGIN_KINDS) -> Iterable[ComponentEntry]:
         """Every registered plugin entry of ``kinds``, by kind then name."""

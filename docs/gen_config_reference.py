@@ -147,7 +147,7 @@ def fields_table(model: type[BaseModel], prefix: str = "", quick: dict | None = 
 
 def render() -> str:
     from avood_core.config import DEFAULT_COMPONENTS, ComponentSpec, DataConfig, RunConfig
-    from avood_core.registry import KIND_LABELS, KINDS, Registry
+    from avood_core.registry import ALL_KINDS, KIND_LABELS, KINDS, Registry
 
     lines = [HEADER]
     lines += ["## Run config (top level)", ""]
@@ -180,12 +180,18 @@ def render() -> str:
         lines += ["", f"### logger `{name}`", "", f"{doc[0] if doc else ''} (`pip install 'avood[{cls.extra}]'`)", ""]
         lines += fields_table(cls.Params, prefix=f"logging.{name}.")
 
-    for kind in KINDS:
+    for kind in ALL_KINDS:
         entries = [registry.entry(kind, n) for n in registry.names(kind)]
         entries = [e for e in entries if e.provider.dist == "avood"]
         lines += ["", f"## {kind} plugins", ""]
-        lines.append(f"The {KIND_LABELS[kind]} shipped with avood; select one with `--{kind} NAME` "
-                     f"or `{kind}.name` and set its params as `{kind}.<param>`.")
+        if kind == "fusion":
+            lines.append("The fusions shipped with avood (how a stage combines the audio and visual features, "
+                         "paper Fig. 1 \"Fusion 1-5\"); select one for a stage with `<stage>.fusion = NAME` "
+                         "(e.g. `detector.fusion = \"video\"`) and set its params in `<stage>.fusion_params` "
+                         "(below, `fusion.<param>` is the key `<param>` of that table).")
+        else:
+            lines.append(f"The {KIND_LABELS[kind]} shipped with avood; select one with `--{kind} NAME` "
+                         f"or `{kind}.name` and set its params as `{kind}.<param>`.")
         for entry in entries:
             cls = registry.component_class(kind, entry.name)
             doc = (cls.__doc__ or "").strip().splitlines()

@@ -41,9 +41,13 @@ ROWS = {
     "classifiers": ["MLP & MLP", "Embedding & Embedding", "MLP & Embedding (paper)"],
     "losses": ["L+", "L+ + L-trip", "L+ + L-rec", "L+ + L-reg", "L+ + L- (paper)"],
     "table1": ["CJME", "AVGZSLNet", "AVCA", "AV-OOD (paper)", "AV-OOD + CJME", "AV-OOD + AVGZSLNet"],
+    "fusion": ["paper: concat (unseen: cross_attention)",
+               *(f"{stage}: {f}" for stage in ("detector", "seen")
+                 for f in ("audio", "video", "mean", "sum", "gated", "cross_attention")),
+               "generator + detector: audio", "generator + detector: video"],
 }
 COLUMNS = {"gates": ["AUC", "FPR@TPR60", "HM@TPR60", "HM@own"], "classifiers": ["SC_acc", "UC_acc", "HM"],
-           "losses": ["UC_acc", "HM"], "table1": ["S", "U", "HM", "ZSL"]}
+           "losses": ["UC_acc", "HM"], "table1": ["S", "U", "HM", "ZSL"], "fusion": ["S", "U", "HM", "ZSL", "AUC"]}
 
 runner = CliRunner()
 
@@ -119,6 +123,23 @@ def test_classifiers_share_generator_gate_and_embedding(embedded):
     assert mm["SC_acc"] == me["SC_acc"] and ee["UC_acc"] == me["UC_acc"]
     assert [tuple(r["components"][k] for k in ("seen", "unseen")) for r in res["rows"]] == [
         ("mlp", "mlp"), ("cross_attention", "cross_attention"), ("mlp", "cross_attention")]
+
+
+def test_fusion_rows_refit_only_their_stage(embedded):
+    """Each row changes one stage's fusion; the others are the paper row's, fitted once and shared."""
+    res = embedded["fusion"].results
+    # generator: paper + audio + video; detector: paper + 6 + 2 (the generator rows); seen: paper + 6
+    assert res["trained"] == {"run": {"generator": 3, "detector": 9, "seen": 7, "unseen": 1}}
+    rows = {r["label"]: r for r in res["rows"]}
+    paper = rows["paper: concat (unseen: cross_attention)"]
+    assert paper["config"]["detector"]["params"].get("fusion", "concat") == "concat"
+    assert rows["seen: gated"]["config"]["seen"]["params"]["fusion"] == "gated"
+    gen = rows["generator + detector: audio"]["config"]
+    assert gen["generator"]["params"]["fusion"] == gen["detector"]["params"]["fusion"] == "audio"
+    # the seen rows share the paper's gate and unseen classifier: identical gate AUC and ZSL
+    for f in ("audio", "video", "mean", "sum", "gated", "cross_attention"):
+        assert rows[f"seen: {f}"]["values"]["AUC"] == paper["values"]["AUC"]
+        assert rows[f"seen: {f}"]["values"]["ZSL"] == paper["values"]["ZSL"]
 
 
 def test_losses_refit_only_the_unseen_classifier(embedded):

@@ -51,7 +51,7 @@ def test_config_reference_covers_every_field_and_builtin():
 def test_cli_reference_lists_every_command():
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     for command in ("run", "config", "plugins", "evaluate", "predict", "data synth", "data check", "presets",
-                    "report", "ablate gates", "ablate classifiers", "ablate losses"):
+                    "report", "ablate gates", "ablate classifiers", "ablate losses", "ablate fusion"):
         assert f"`avood {command}`" in text, command
 
 
@@ -68,6 +68,26 @@ def test_plugin_guide_example_passes_the_kit():
     namespace: dict = {}
     exec(compile(_block("writing-a-plugin.md", "centroid_gate", "python"), "writing-a-plugin.md", "exec"), namespace)
     check_component(namespace["CentroidGate"], name="centroid_gate")
+
+
+def test_plugin_guide_fusion_example_passes_the_fusion_kit():
+    from avood_core.testing import FUSION_CHECKS, check_component
+
+    namespace: dict = {}
+    exec(compile(_block("writing-a-plugin.md", "hadamard_fusion", "python"), "writing-a-plugin.md", "exec"), namespace)
+    report = check_component(namespace["Hadamard"], params={"init_scale": 0.5}, name="hadamard")
+    assert set(report.results) == set(FUSION_CHECKS)
+
+
+def test_readme_and_plugins_command_show_the_fusion_kind():
+    from typer.testing import CliRunner
+
+    from avood_core.cli import app
+
+    assert re.search(r"fusions\s+`concat` \(paper", (ROOT / "README.md").read_text(encoding="utf-8"))
+    out = CliRunner().invoke(app, ["plugins"]).output
+    rows = {tuple(line.split()[:2]) for line in out.splitlines()[1:]}
+    assert {("fusion", n) for n in ("concat", "audio", "video", "mean", "sum", "gated", "cross_attention")} <= rows
 
 
 def test_reference_config_in_defects_doc_validates(tmp_path):
@@ -91,6 +111,8 @@ def test_defect_switches_named_in_the_docs_exist():
     registry = Registry()
     fields: dict[str, set[str]] = {"data": set(DataConfig.model_fields)}
     for entry in registry:
+        if entry.kind == "fusion":  # fusions are set through a stage's fusion_params, not as `fusion.<param>`
+            continue
         cls = registry.component_class(entry.kind, entry.name)
         fields.setdefault(entry.kind, set()).update(cls.Params.model_fields)
     for kind, known in fields.items():

@@ -126,6 +126,7 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         out = _ok(env.avood("plugins"), "avood plugins").stdout
         rows = _plugin_rows(out)
         assert rows.get(("unseen", NAME), [None])[:2] == [DIST, VERSION], out
+        assert rows.get(("fusion", "bilinear"), [None])[:2] == [DIST, VERSION], out  # its third-party fusion
         assert ("unseen", "cross_attention") in rows and "BROKEN" not in out
 
         # `avood run --unseen eszsl` on a tiny task, with its params set through --set.
@@ -134,7 +135,9 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         for assignment in TINY:
             args += ["--set", assignment]
         started = time.perf_counter()
-        proc = _ok(env.avood(*args, timeout=300), "avood run --unseen eszsl")
+        # ... and the package's fusion in the detector (it trains with the detector and is saved with it)
+        fused = [*args, "--set", 'detector.fusion="bilinear"', "--set", "detector.fusion_params={rank = 16}"]
+        proc = _ok(env.avood(*fused, timeout=300), "avood run --unseen eszsl --set detector.fusion=bilinear")
         assert time.perf_counter() - started < 60
         assert "AV-OOD (gated)" in proc.stdout and "HM" in proc.stdout
         run_dir = Path(re.search(r"run folder: (.+)", proc.stderr).group(1).strip())
@@ -144,6 +147,12 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         saved = json.loads((run_dir / "components" / "unseen" / "config.json").read_text())
         assert (saved["distribution"], saved["version"], saved["name"]) == (DIST, VERSION, NAME)
         assert saved["params"]["gamma"] == 1000.0 and saved["params"]["standardize"] is True
+        gate = json.loads((run_dir / "components" / "detector" / "config.json").read_text())
+        assert gate["params"]["fusion"] == "bilinear" and gate["params"]["fusion_params"] == {"rank": 16}
+        from safetensors.torch import load_file
+
+        gate_weights = load_file(str(run_dir / "components" / "detector" / "model.safetensors"))
+        assert gate_weights["fusion.U.weight"].shape[0] == 16 and gate_weights["0.weight"].shape[1] == 16
 
         # The fitted pipeline reloads through the registry (no retraining).
         evaluated = _ok(env.avood("evaluate", str(run_dir)), "avood evaluate").stdout
@@ -160,6 +169,7 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         )
         _ok(tests, "the example package's tests")
         assert re.search(r"test_registered_through_the_entry_point PASSED", tests.stdout), tests.stdout
+        assert re.search(r"test_bilinear_registered_through_the_entry_point PASSED", tests.stdout), tests.stdout
 
         _ok(env.pip("uninstall", "-y", "-q", DIST), "pip uninstall")
         installed = False

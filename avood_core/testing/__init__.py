@@ -45,6 +45,10 @@ The checks (:data:`CHECKS`), each also callable on its own:
     seeding (:func:`avood_core.training.seed_everything`) and fitting a fresh instance again
     gives bit-identical outputs.
 
+Fusion plugins (kind ``fusion``) have their own checks (:data:`FUSION_CHECKS`: protocol, params,
+outputs, gradients, modalities, save_load, determinism), run by :func:`check_fusion` or by
+``check_component`` given a fusion class; see :mod:`avood_core.testing.fusion`.
+
 Budgets: the params used are the class's ``quick`` overrides plus the caller's, so a test
 shrinks epochs with ``params={"epochs": 2}``. The kit runs on the CPU with one torch thread
 (tiny models gain nothing from more, and a busy machine slows them down) and restores the
@@ -80,6 +84,7 @@ from avood_core.testing.checks import (
 from avood_core.testing.contract import CheckResult, ComponentContract, ConformanceReport, check_component
 from avood_core.testing.data import KIT_SPEC, KitData, make_context, make_kit_data, torch_threads
 from avood_core.testing.errors import ConformanceError
+from avood_core.testing.fusion import FUSION_CHECKS, check_fusion
 from avood_core.testing.fitting import N_PER_CLASS, bind, component_outputs, fit_component, kit_params
 from avood_core.testing.standins import (
     STAND_INS,
@@ -91,6 +96,7 @@ from avood_core.testing.standins import (
 
 __all__ = [
     "CHECKS",
+    "FUSION_CHECKS",
     "KIT_SPEC",
     "CheckResult",
     "ComponentContract",
@@ -104,6 +110,7 @@ __all__ = [
     "bind",
     "check_component",
     "check_determinism",
+    "check_fusion",
     "check_outputs",
     "check_params",
     "check_protocol",

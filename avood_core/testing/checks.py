@@ -75,8 +75,8 @@ def check_protocol(cls: type, kind: str | None = None) -> str:
     return declared
 
 
-def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
-    """The validated kit params, after checking the ``Params`` model (see the module docstring)."""
+def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> tuple[BaseModel, dict]:
+    """``(validated, merged)`` kit params after checking ``cls.Params`` alone (no instance is built)."""
     model = getattr(cls, "Params", None)
     name = cls.__name__
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -120,6 +120,13 @@ def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool
             _fail(f"{name}.Params {label} do not survive the JSON round trip of checkpoints: {exc}")
         if again != p:
             _fail(f"{name}.Params {label} change in the JSON round trip of checkpoints: {p!r} -> {again!r}")
+    return validated, merged
+
+
+def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
+    """The validated kit params, after checking the ``Params`` model (see the module docstring)."""
+    validated, merged = check_params_model(cls, params, quick)
+    name, model = cls.__name__, cls.Params
     instance = cls(merged)
     if not isinstance(instance.params, model):
         _fail(f"{name}(params).params is a {type(instance.params).__name__}, not {name}.Params; "

@@ -90,8 +90,16 @@ def check_component(
     :class:`KitData` or an :class:`AVGZSLTask` (default: :func:`make_kit_data`). ``name``: the
     registry name used in the checkpoint. ``dependencies``: components (classes or instances) to
     put in ``ctx.fitted`` for the kinds in ``cls.depends_on`` (default: fitted stand-ins).
-    The component is fitted twice (once more for ``determinism``).
+    The component is fitted twice (once more for ``determinism``). A fusion class (kind ``fusion``)
+    runs :func:`avood_core.testing.fusion.check_fusion` instead (``params``, ``seed``, ``name``,
+    ``threads`` and ``raise_on_failure`` apply).
     """
+    from avood_core.fusion import Fusion
+
+    if isinstance(cls, type) and issubclass(cls, Fusion):  # a fusion plugin: its own checks (testing.fusion)
+        from avood_core.testing.fusion import check_fusion
+
+        return check_fusion(cls, params, seed=seed, name=name, threads=threads, raise_on_failure=raise_on_failure)
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown checks {unknown}; valid: {', '.join(CHECKS)}")

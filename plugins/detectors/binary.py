@@ -1,7 +1,7 @@
 """Binary OOD detector ``O_bin`` (paper §3.2 eq. 3, Table 2 "OOD-binary").
 
 An MLP with the entropy detector's shape but one output logit ``z = O(x)`` over the fused
-feature ``x = a ⊕ v``: ``in -> 512 LeakyReLU -> 128 LeakyReLU -> 1``. ``σ(z)`` is the
+feature ``x = a ⊕ v`` (``fusion`` param, :mod:`avood_core.fusion`): ``in -> 512 LeakyReLU -> 128 LeakyReLU -> 1``. ``σ(z)`` is the
 probability that a sample is *seen* (in-distribution). Each step draws ``batch_size // 2`` real
 seen ``x`` and as many synthetic unseen ``x̃`` (the entropy detector's loop; the reference code
 has no binary gate) and minimises (eq. 3, means over each half)
@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
@@ -43,7 +44,7 @@ from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, in
 class BinaryDetector(TorchComponent, OODDetector):
     """BCE seen-vs-synthetic-unseen gate (paper eq. 3); score = negative logit of "seen"."""
 
-    class Params(DetectorMLPParams):
+    class Params(DetectorMLPParams, FusionParams):
         threshold_prob: float = Field(
             0.5, gt=0, lt=1,
             description="A sample is routed seen iff sigmoid(O(x)) > threshold_prob; the OOD threshold is "
@@ -58,18 +59,20 @@ class BinaryDetector(TorchComponent, OODDetector):
         self.threshold: float = math.log((1.0 - p) / p)
         self.history: list[dict[str, float]] = []
 
-    def make_net(self, in_dim: int) -> nn.Module:  # type: ignore[override]
-        return build_mlp(in_dim, self.params.hidden, 1, self.params.negative_slope)
+    def make_net(self, in_dim: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
+        p = self.params
+        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, 1, p.negative_slope), "detector")
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "BinaryDetector":
         p = self.params
         if len(seen) == 0 or len(synthetic_unseen) == 0:
             raise DataError("binary detector: needs real seen and synthetic unseen samples; run the generator first")
         dev = ctx.device
-        x, x_syn = seen.x.to(dev), synthetic_unseen.x.to(dev)
+        x = seen.x.to(dev)
+        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, "detector binary").to(dev)
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"binary detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
-        net = self.build(dev, in_dim=x.shape[1])
+        net = self.build(dev, in_dim=x.shape[1], audio_dim=seen.audio_dim)
         batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev)
 
         def step(idx: Tensor) -> Tensor:

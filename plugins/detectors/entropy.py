@@ -1,6 +1,7 @@
 """Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``).
 
-An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``in -> 512 -> 128 ->
+An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's;
+any fusion plugin may replace it, :mod:`avood_core.fusion`) (``in -> 512 -> 128 ->
 n_seen``, LeakyReLU 0.2, the reference's ``weights_init``). With ``H(p) = -Σ_i p_i log p_i``
 (natural log) and ``p = softmax(O(·))``, each step draws ``batch_size // 2`` real seen ``x``
 (labels ``y`` = position among the seen classes) and as many synthetic unseen ``x̃`` (the
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
+from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
@@ -40,7 +42,7 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 class EntropyDetector(TorchComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
-    class Params(DetectorMLPParams):
+    class Params(DetectorMLPParams, FusionParams):
         threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field(
             "mean",
             description=(
@@ -78,8 +80,9 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.steps = 0  # optimizer steps of the last fit
         self.samples = 0  # rows (real seen + synthetic unseen) of the last fit
 
-    def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
-        return build_mlp(in_dim, self.params.hidden, n_seen, self.params.negative_slope)
+    def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
+        p = self.params
+        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope), "detector")
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
@@ -92,10 +95,10 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.seen_classes = classes
         dev = ctx.device
         x, y = seen.x.to(dev), pos.to(dev)
-        x_syn = synthetic_unseen.x.to(dev)
+        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, "detector entropy").to(dev)
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"entropy detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
-        net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes))
+        net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes), audio_dim=seen.audio_dim)
         n = len(x)
         batches = DetectorBatches(n, len(x_syn), p.batch_size, dev)
         last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch

@@ -1,7 +1,8 @@
 """Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1).
 
 Fused features ``x = a ⊕ v`` are modelled as ``x̃ = G(z, t)`` with ``z ~ N(0, I)`` and ``t``
-the class text embedding. Training minimises over G and maximises over the critic D (eq. 1, 2)
+the class text embedding (``fusion = "concat"``, the paper's; ``"audio"`` / ``"video"`` model and
+synthesize that modality alone, the other one then has 0 dims: :mod:`avood_core.fusion`). Training minimises over G and maximises over the critic D (eq. 1, 2)
 
     L_WGAN = E[D(x, t)] - E[D(x̃, t)] - λ E[(‖∇_x̂ D(x̂, t)‖₂ - 1)²],   x̂ = εx + (1-ε)x̃,
     L_gen  = -E[D(x̃, t)] + α MSE(Dec(x̃), t) + β L_emb(x̃; x⁺, x⁻),
@@ -27,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import AvoodError, ConfigError, DataError
+from avood_core.fusion import FusionParams, fusion_class
 from avood_core.limits import bounded
 from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, Generator, TorchComponent
@@ -39,10 +41,17 @@ METRICS = ("d_loss", "g_loss", "dec_loss", "wasserstein")
 _GEN_CHUNK = 8192
 
 
-class WGANGPParams(BaseModel):
+class WGANGPParams(FusionParams):
     """Hyperparameters of :class:`WGANGP`; defaults are the paper's reference values."""
 
     model_config = ConfigDict(extra="forbid")
+
+    fusion: str = Field(
+        "concat",
+        description="What the generator models and synthesizes: concat = a ⊕ v (the paper's), audio or video (that "
+        "modality alone; the stages trained on its output must then use a fusion reading only it). Only fusions "
+        "whose output is the concatenation of the modalities they read fit here.",
+    )
 
     noise_dim: int = bounded("width", 1024, "Dimension nz of the noise z ~ N(0, I).")
     hidden: int = bounded("width", 512, "Width of both hidden layers of the generator G.")
@@ -162,6 +171,21 @@ class WGANGP(TorchComponent, Generator):
             return labels.to(text.device, torch.float32).unsqueeze(1).expand(-1, text.shape[1])
         return text[labels.to(text.device)]
 
+    def _modelled(self, train: AVSamples) -> Tensor:
+        """The features the generator models, by its fusion: ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``.
+
+        Sets ``audio_dim`` (0 for a video-only generator), where :meth:`generate` splits its output.
+        """
+        name = self.params.fusion
+        cls = fusion_class(name)
+        if not cls.splittable:
+            raise ConfigError(f"generator.fusion '{name}' mixes the modalities, so its synthetic features cannot be "
+                              "split back into audio and video for the other stages; use concat, audio or video")
+        self.audio_dim = train.audio_dim if "audio" in cls.modalities else 0
+        if name == "concat":
+            return train.x
+        return torch.cat([getattr(train, m) for m in ("audio", "video") if m in cls.modalities], dim=1)
+
     # -- training ------------------------------------------------------------------------
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "WGANGP":
         p = self.params
@@ -169,8 +193,7 @@ class WGANGP(TorchComponent, Generator):
         text = torch.as_tensor(text, dtype=torch.float32).to(device)
         if len(train) == 0 or int(train.labels.max()) >= len(text) or int(train.labels.min()) < 0:
             raise DataError(f"generator wgan_gp: train labels must be ids of the {len(text)} text rows (and non-empty)")
-        x_all = train.x.to(device)
-        self.audio_dim = train.audio_dim
+        x_all = self._modelled(train).to(device)  # sets audio_dim by the fusion
         self.precision_used = resolve_precision(p.precision, device)
         if p.precision == "auto":
             ctx.log(f"generator wgan_gp: precision auto -> {self.precision_used} on {torch.device(device)}")

@@ -1,6 +1,7 @@
 """MLP seen classifier (paper §3.3, §4.2; reference ``src/classifier.py`` ``CLASS_S``).
 
-A 3-layer MLP over the fused feature ``x = a ⊕ v``:
+A 3-layer MLP over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's; any fusion
+plugin may replace it, see :mod:`avood_core.fusion`):
 ``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> n_seen`` with
 the reference's ``weights_init``, trained with ``L_sc = CE(O(x), y(x))`` where ``y(x)`` is the
 position of the label among the seen classes. Predictions map the argmax back to global ids.
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.fusion import FusionParams, build_fused_mlp
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
@@ -31,7 +33,7 @@ from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, train_epoc
 class MLPSeenClassifier(TorchComponent, SeenClassifier):
     """Seen-class MLP classifier (paper §3.3); returns global class ids."""
 
-    class Params(ClassifierMLPParams):
+    class Params(ClassifierMLPParams, FusionParams):
         select_on_val: bool = Field(
             False,
             description=(
@@ -51,9 +53,10 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         self.steps = 0  # optimizer steps of the last fit
         self.samples = 0  # training rows of the last fit
 
-    def make_net(self, in_dim: int, n_seen: int) -> nn.Module:  # type: ignore[override]
+    def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
-        return build_mlp(in_dim, p.hidden, n_seen, p.negative_slope, p.dropout)
+        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope, p.dropout),
+                               "seen mlp")
 
     def _positions(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Positions of ``labels`` among ``seen_classes`` and a mask of those that are seen."""
@@ -70,7 +73,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
             raise DataError("mlp seen classifier: a training sample's label is not among ctx.seen_classes")
         dev = ctx.device
         x, y = train.x.to(dev), pos.to(dev)
-        net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes))
+        net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=train.audio_dim)
 
         val = None
         if p.select_on_val:

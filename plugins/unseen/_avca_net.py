@@ -5,6 +5,7 @@ Shapes (B = batch, Da/Dv/T = audio/video/text dims, E = ``embed_dim``, J = ``joi
     φa = A_enc(a), φv = V_enc(v)                              (B, E)   Da|Dv -> 512 -> E
     [ya, yv] = Layer([φa + p0, φv + p1])                      (B, 2, E) one pre-LN transformer layer
     φa' = φa + ya,  φv' = φv + yv                              (B, E)   "attn_a", "attn_v" = ya, yv
+      (the three lines above are the cross_attention fusion plugin, avood_plugins.fusion.cross_attention)
     θa = A_proj(φa'), θv = V_proj(φv'), θt = W_proj(t)         (B, J)   E|T -> proj_hidden -> J
     ρa = A_rec(θa), ρv = V_rec(θv)                             (B, E)   reconstructors, J -> E
     δm = D(θm), m ∈ {a, v, t}                                  (B, T)   decoder, J -> T
@@ -112,14 +113,28 @@ class AVCANet(nn.Module):
         r_dec: float,
         bn_momentum: float,
         frozen_position: bool = False,
+        fusion: nn.Module | None = None,
     ) -> None:
+        """``fusion``: a two-stream fusion plugin (``streams(a, v) -> (φa, φv, φa', φv')``, width E =
+        ``fusion.dim // 2``), built first by the caller; ``None`` builds the ``cross_attention``
+        fusion (Fusion-5) from the encoder and attention args. Its parameters are registered here
+        under their own names (A_enc, V_enc, cross, pos), as before fusion was a plugin, so the
+        saved weights and the parameter creation order are unchanged.
+        """
         super().__init__()
+        if fusion is None:
+            from avood_plugins.fusion.cross_attention import CrossAttentionFusion
+
+            fusion = CrossAttentionFusion(audio_dim, video_dim, embed_dim=embed_dim, enc_hidden=enc_hidden, heads=heads,
+                                          ff_dim=ff_dim, dropout=r_enc, bn_momentum=bn_momentum,
+                                          frozen_position=frozen_position)
+        object.__setattr__(self, "fusion", fusion)  # not a child: its modules are registered below by name
+        for name, child in fusion.named_children():
+            self.add_module(name, child)
+        for name, param in fusion.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        embed_dim = fusion.dim // 2
         m = bn_momentum
-        self.A_enc = mlp([audio_dim, enc_hidden, embed_dim], r_enc, m)
-        self.V_enc = mlp([video_dim, enc_hidden, embed_dim], r_enc, m)
-        self.cross = CrossAttentionLayer(embed_dim, heads, ff_dim, r_enc)
-        # Learned position embeddings p0 (audio), p1 (video); N(0, 1) init as in AVCA.
-        self.pos = nn.Parameter(torch.randn(2, embed_dim), requires_grad=not frozen_position)
         self.A_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
         self.V_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
         self.W_proj = mlp([text_dim, proj_hidden, joint_dim], r_proj, m)
@@ -128,10 +143,8 @@ class AVCANet(nn.Module):
         self.V_rec = mlp([joint_dim, embed_dim], r_dec, m)
 
     def fuse(self, audio: Tensor, video: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(φa, φv, φa + attn_a, φv + attn_v)`` for a batch of audio and video features."""
-        phi_a, phi_v = self.A_enc(audio), self.V_enc(video)
-        y = self.cross(torch.stack([phi_a + self.pos[0], phi_v + self.pos[1]], dim=1))
-        return phi_a, phi_v, phi_a + y[:, 0], phi_v + y[:, 1]
+        """``(φa, φv, φa + attn_a, φv + attn_v)`` for a batch of audio and video features (the fusion's streams)."""
+        return self.fusion.streams(audio, video)
 
     def embed_video(self, audio: Tensor, video: Tensor) -> Tensor:
         """θv = V_proj(φv + attn_v): the visual embedding used for prediction, (B, J)."""

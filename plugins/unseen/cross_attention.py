@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import AvoodError, ConfigError, DataError
+from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
 from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
@@ -81,9 +82,15 @@ def reg_loss(s: Mapping[str, Tensor]) -> Tensor:
 class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
     """AVCA cross-attention embedding model + negative losses (paper §3.4)."""
 
-    class Params(BaseModel):
+    class Params(FusionParams):
         model_config = ConfigDict(extra="forbid")
 
+        fusion: str = Field(
+            "cross_attention",
+            description="Fusion-5 of the paper (§3.4): the cross_attention fusion plugin, built from embed_dim, "
+            "enc_hidden, heads, ff_dim, r_enc, bn_momentum and compat_frozen_position (fusion_params override them). "
+            "The embedding network needs per-modality streams, so only a fusion with streams() fits here.",
+        )
         lr: float = Field(2.4e-3, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound and ActivityNet 5e-4).")
         batch_size: int = bounded("batch", 112, "Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
         r_enc: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the cross-attention layer; per dataset, default = UCF (VGGSound .3, ActivityNet .2).")
@@ -162,11 +169,21 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
 
     def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
         p = self.params
+        fusion_params = dict(p.fusion_params)
+        if p.fusion == "cross_attention":  # Fusion-5 from this classifier's own params (fusion_params win)
+            fusion_params = {"embed_dim": p.embed_dim, "enc_hidden": p.enc_hidden, "heads": p.heads, "ff_dim": p.ff_dim,
+                             "dropout": p.r_enc, "bn_momentum": p.bn_momentum,
+                             "frozen_position": p.compat_frozen_position, **fusion_params}
+        fusion = make_fusion(p.fusion, audio_dim, video_dim, fusion_params, "unseen cross_attention")
+        if not callable(getattr(fusion, "streams", None)):
+            raise ConfigError(f"unseen cross_attention: fusion '{p.fusion}' gives one fused vector, but the embedding "
+                              "network needs the audio and visual streams (a fusion with streams()); use "
+                              "fusion = 'cross_attention'")
         return AVCANet(
             audio_dim, video_dim, text_dim,
             embed_dim=p.embed_dim, enc_hidden=p.enc_hidden, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim,
             heads=p.heads, ff_dim=p.ff_dim, r_enc=p.r_enc, r_proj=p.r_proj, r_dec=p.r_dec,
-            bn_momentum=p.bn_momentum, frozen_position=p.compat_frozen_position,
+            bn_momentum=p.bn_momentum, frozen_position=p.compat_frozen_position, fusion=fusion,
         )
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "CrossAttentionClassifier":

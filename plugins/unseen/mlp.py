@@ -1,6 +1,7 @@
 """MLP unseen classifier trained on generated unseen features (paper Table 3, "MLP" unseen).
 
-The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v``:
+The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v`` (``fusion``
+param, :mod:`avood_core.fusion`):
 ``in -> K // 2 LeakyReLU(0.2) -> 256 LeakyReLU(0.2) -> K`` without dropout and with the
 reference's ``weights_init``, one output per class of the generator's synthetic features
 (K of them), trained with cross-entropy on
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.limits import LIMITS, Width
 from avood_core.perf import autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
@@ -40,7 +42,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
 
     uses_synthetic: ClassVar[bool] = True
 
-    class Params(ClassifierMLPParams):
+    class Params(ClassifierMLPParams, FusionParams):
         """The seen MLP's params and UCF defaults (one epoch = one pass over the synthetic features)."""
 
         hidden: tuple[Width | Literal["n_classes/2"], ...] = Field(  # type: ignore[assignment]
@@ -60,10 +62,11 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         self.steps = 0  # optimizer steps of the last fit
         self.samples = 0  # training rows of the last fit
 
-    def make_net(self, in_dim: int, n_classes: int) -> nn.Module:  # type: ignore[override]
+    def make_net(self, in_dim: int, n_classes: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
         widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in p.hidden]
-        return build_mlp(in_dim, widths, n_classes, p.negative_slope, p.dropout)
+        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, widths, n_classes, p.negative_slope, p.dropout),
+                               "unseen mlp")
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "MLPUnseenClassifier":
         p = self.params
@@ -75,9 +78,9 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         if len(self.classes) < 2:
             raise DataError("unseen mlp: the synthetic features cover fewer than two classes; nothing to classify")
         dev = ctx.device
-        x = syn.x.to(dev)
+        x = input_x(syn, p.fusion, train.audio_dim, train.video_dim, "unseen mlp").to(dev)  # real clips' layout
         y = torch.searchsorted(self.classes, syn.labels.cpu()).to(dev)
-        net = self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes))
+        net = self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes), audio_dim=train.audio_dim)
 
         def step(idx: Tensor) -> Tensor:
             with autocast(dev, p.precision):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from avood_core.registry import get_registry, set_registry
-from avood_core.testing import CHECKS, ConformanceReport, check_component
+from avood_core.testing import CHECKS, FUSION_CHECKS, ConformanceReport, check_component
 
 _CROSS_ATTENTION = dict(
     embed_dim=24, enc_hidden=32, proj_hidden=32, joint_dim=16, heads=2, ff_dim=16,
@@ -33,6 +33,7 @@ BUDGETS: dict[tuple[str, str], dict[str, Any]] = {
     ("unseen", "mlp"): dict(epochs=5, batch_size=32, hidden=(32,)),
     ("unseen", "cjme"): dict(_JOINT_EMBEDDING),
     ("unseen", "avgzslnet"): dict(_JOINT_EMBEDDING, decoder_hidden=16),
+    ("fusion", "cross_attention"): dict(embed_dim=12, enc_hidden=16, heads=2, ff_dim=8),
 }
 
 
@@ -43,7 +44,8 @@ def _entries() -> list[tuple[str, str]]:
     return entries
 
 
-ENTRIES = _entries()
+ENTRIES = [e for e in _entries() if e[0] != "fusion"]
+FUSIONS = [e for e in _entries() if e[0] == "fusion"]
 _reports: dict[tuple[str, str], ConformanceReport] = {}
 
 
@@ -66,10 +68,18 @@ def test_registered_component_conforms(kind: str, name: str, check: str):
     report.assert_ok(check)
 
 
+@pytest.mark.parametrize("check", FUSION_CHECKS)
+@pytest.mark.parametrize("kind,name", FUSIONS, ids=[f"{k}-{n}" for k, n in FUSIONS])
+def test_registered_fusion_conforms(kind: str, name: str, check: str):
+    """Every registered fusion (built-in or third-party) passes the fusion contract (avood_core.testing.fusion)."""
+    _report(kind, name).assert_ok(check)
+
+
 def test_every_builtin_is_covered():
     """The paper's components are among the entries (discovery works); BUDGETS names no stale plugin."""
     builtins = {(e.kind, e.name) for e in get_registry() if e.provider.dist == "avood"}
     assert {("generator", "wgan_gp"), ("detector", "entropy"), ("seen", "mlp"), ("unseen", "cross_attention")} <= builtins
-    assert builtins <= set(ENTRIES)
+    assert {("fusion", n) for n in ("concat", "audio", "video", "mean", "sum", "gated", "cross_attention")} <= builtins
+    assert builtins <= set(ENTRIES) | set(FUSIONS)
     stale = sorted(set(BUDGETS) - builtins)
     assert not stale, f"BUDGETS names components that are not registered any more: {stale}"

@@ -115,7 +115,9 @@ def test_reference_half_batches_and_scheduler_quantity(data, monkeypatch):
     """Each step: batch_size // 2 real + as many synthetic, ceil(n / batch_size) steps an epoch;
     the plateau scheduler sees Σ_steps −mean H(x̃) (reference classifier_oodgzsl.py fit)."""
     seen_rows: list[int] = []
-    real_forward = torch.nn.Sequential.forward
+    from avood_core.fusion import FusedMLP  # the detector's network: its fusion (concat), then the MLP
+
+    real_forward = FusedMLP.forward
 
     def spy(self, x):
         seen_rows.append(len(x))
@@ -125,7 +127,7 @@ def test_reference_half_batches_and_scheduler_quantity(data, monkeypatch):
     real_step = torch.optim.lr_scheduler.ReduceLROnPlateau.step
     monkeypatch.setattr(torch.optim.lr_scheduler.ReduceLROnPlateau, "step",
                         lambda self, metrics, *a, **k: (stepped.append(float(metrics)), real_step(self, metrics))[1])
-    monkeypatch.setattr(torch.nn.Sequential, "forward", spy)
+    monkeypatch.setattr(FusedMLP, "forward", spy)
     n = len(data["seen"])
     det = _fit(data, epochs=3, batch_size=50)
     monkeypatch.undo()

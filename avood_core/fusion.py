@@ -1,0 +1,195 @@
+"""Fusion: how a component combines the audio and visual features before its own network.
+
+The paper's framework lets "different modality fusion methods (Fusion 1-5) be implemented at
+various stages" (Fig. 1, §1): its own choice is concatenation ``x = a ⊕ v`` for the generator,
+the OOD detector and the seen classifier (Fig. 2, §3.1) and a transformer cross-attention
+(Fusion-5) in the unseen classifier (§3.4). A fusion is a plugin of kind ``fusion``
+(registered like any component, e.g. ``register("fusion", "concat", "pkg.mod:Concat")``): an
+``nn.Module`` built for given audio and video dims, with ``out_dim`` and ``forward(audio,
+video)``. Every component that consumes features has a ``fusion`` param (default = the paper's
+choice for it) and ``fusion_params``; a learned fusion is part of the component's network, so
+it trains with it and is saved in its ``model.safetensors`` (under ``fusion.*``).
+
+Components keep handing each other ``x = a ⊕ v`` (:attr:`AVSamples.x`); :class:`FusedMLP`
+splits it at the audio dim and applies the fusion first. A generator models the fused vector
+itself, so it accepts only fusions whose output is the concatenation of the modalities they
+read (``splittable``: ``concat``, ``audio``, ``video``): an audio-only generator synthesizes
+audio only, and :func:`input_x` gives each consumer what it reads, or a one-line error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from torch import Tensor, nn
+
+from avood_core.errors import ConfigError, DataError, PluginError
+from avood_core.protocols import NoParams
+
+FUSION_HELP = (
+    "How this component combines the audio and visual features before its network: a fusion plugin "
+    "(see 'avood plugins'; built-ins concat, audio, video, mean, sum, gated, cross_attention)."
+)
+FUSION_PARAMS_HELP = "Params of the fusion plugin (its Params model), e.g. {dim = 256} for gated."
+
+
+class Fusion(nn.Module):
+    """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``.
+
+    ``modalities``: the inputs it reads (an unread one may be absent or anything: the output
+    does not depend on it). ``splittable``: the output is the concatenation of the modalities
+    read, in order (audio first), so a generator can synthesize it and split it back.
+    """
+
+    kind: ClassVar[str] = "fusion"
+    Params: ClassVar[type[BaseModel]] = NoParams
+    modalities: ClassVar[tuple[str, ...]] = ("audio", "video")
+    splittable: ClassVar[bool] = False
+
+    def __init__(self, audio_dim: int, video_dim: int, params: BaseModel | Mapping[str, Any] | None = None,
+                 **overrides: Any) -> None:
+        super().__init__()
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        self.params = self.Params.model_validate({**(params or {}), **overrides})
+        self.audio_dim, self.video_dim = int(audio_dim), int(video_dim)
+        self.dim = self.out_dim(self.audio_dim, self.video_dim)
+
+    def out_dim(self, audio_dim: int, video_dim: int) -> int:
+        """Width of the fused feature for these input dims (raise ``ConfigError`` if they do not fit)."""
+        raise NotImplementedError
+
+    def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
+        raise NotImplementedError
+
+    def fuse_x(self, x: Tensor) -> Tensor:
+        """The fusion of ``x = a ⊕ v`` (split at ``audio_dim``)."""
+        return self(x[:, : self.audio_dim], x[:, self.audio_dim :])
+
+
+def require_equal_dims(name: str, audio_dim: int, video_dim: int) -> int:
+    """The common dim, or a one-line error naming the fusion and the fix."""
+    if audio_dim != video_dim:
+        raise ConfigError(f"fusion '{name}' needs equal audio and video dims, got {audio_dim} and {video_dim}; "
+                          "use fusion = 'concat' or 'gated'")
+    return audio_dim
+
+
+class FusionParams(BaseModel):
+    """The ``fusion`` / ``fusion_params`` fields of a component that consumes features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fusion: str = Field("concat", description=FUSION_HELP)
+    fusion_params: dict[str, Any] = Field(default_factory=dict, description=FUSION_PARAMS_HELP)
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, v: str) -> str:
+        from avood_core.registry import get_registry
+
+        names = get_registry().names("fusion")
+        if names and v not in names:
+            raise ValueError(f"unknown fusion '{v}'; valid fusions: {', '.join(names)}")
+        return v
+
+    @model_validator(mode="after")
+    def _fusion_params_fit(self) -> "FusionParams":
+        """Non-empty ``fusion_params`` are checked against the fusion's ``Params`` at config time."""
+        if self.fusion_params:
+            try:
+                model = fusion_class(self.fusion).Params
+            except PluginError:
+                return self  # an unregistered fusion (custom registry): checked when it is built
+            try:
+                model.model_validate(self.fusion_params)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ValueError(f"fusion_params.{'.'.join(map(str, err['loc']))} of fusion '{self.fusion}': "
+                                 f"{err['msg']}") from None
+        return self
+
+
+def fusion_class(name: str) -> type[Fusion]:
+    from avood_core.registry import get_registry
+
+    return get_registry().component_class("fusion", name)
+
+
+def make_fusion(name: str, audio_dim: int, video_dim: int, params: Mapping[str, Any] | None = None,
+                who: str = "component") -> Fusion:
+    """An instance of fusion plugin ``name`` for these dims; bad params give a one-line error naming ``who``."""
+    cls = fusion_class(name)
+    try:
+        return cls(audio_dim, video_dim, dict(params or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{who}: fusion_params.{loc} of fusion '{name}': {err['msg']}") from None
+
+
+class FusedMLP(nn.Sequential):
+    """``mlp(fusion(a, v))`` on ``x = a ⊕ v``.
+
+    The MLP layers keep the indices of a plain ``nn.Sequential`` (``0.weight``, ...), so a
+    parameter-free fusion (``concat``) leaves the saved weights exactly as before fusion became
+    a plugin; a learned fusion's parameters are saved under ``fusion.*``.
+    """
+
+    def __init__(self, fusion: Fusion, mlp: nn.Sequential) -> None:
+        super().__init__(*mlp)
+        self.fusion = fusion
+
+    def layers(self) -> list[nn.Module]:
+        """The MLP's layers (indexing, ``len`` and iteration see these only, as on a plain MLP)."""
+        return [m for name, m in self._modules.items() if name != "fusion"]
+
+    def __getitem__(self, idx):  # type: ignore[override]
+        return nn.Sequential(*self.layers()[idx]) if isinstance(idx, slice) else self.layers()[idx]
+
+    def __len__(self) -> int:
+        return len(self.layers())
+
+    def __iter__(self):
+        return iter(self.layers())
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        h = self.fusion.fuse_x(x)
+        for layer in self.layers():
+            h = layer(h)
+        return h
+
+
+def build_fused_mlp(params: Any, in_dim: int, audio_dim: int | None, make_mlp, who: str) -> FusedMLP:
+    """The fusion named by ``params.fusion`` (built first), then ``make_mlp(fused_dim)`` behind it.
+
+    ``audio_dim`` ``None`` (a run folder from before fusion was a plugin) means ``concat`` input.
+    """
+    a = in_dim if audio_dim is None else int(audio_dim)
+    fusion = make_fusion(params.fusion, a, in_dim - a, params.fusion_params, who)
+    return FusedMLP(fusion, make_mlp(fusion.dim))
+
+
+def input_x(samples: Any, fusion: str, audio_dim: int, video_dim: int, who: str) -> Tensor:
+    """``samples.x`` laid out as ``a ⊕ v`` with the given dims, for a consumer whose fusion is ``fusion``.
+
+    A modality missing from ``samples`` (e.g. features of an audio-only generator, whose video
+    is (N, 0)) is filled with zeros when ``fusion`` does not read it; when it does, a one-line
+    error names the consumer and the fix.
+    """
+    reads = fusion_class(fusion).modalities
+    parts = []
+    for modality, have, want in (("audio", samples.audio, audio_dim), ("video", samples.video, video_dim)):
+        if have.shape[1] == want:
+            parts.append(have)
+        elif have.shape[1] == 0 and modality not in reads:
+            parts.append(torch.zeros(len(have), want, dtype=have.dtype, device=have.device))
+        else:
+            hint = (f"set {who.split()[0]}.fusion to one reading only what the generator synthesizes, or "
+                    "generator.fusion = 'concat'") if have.shape[1] == 0 else "use features of the same dims"
+            raise DataError(f"{who}: fusion '{fusion}' reads {modality} ({want} dims) but these features have "
+                            f"{have.shape[1]}; {hint}")
+    return torch.cat(parts, dim=1)
+

@@ -1,0 +1,192 @@
+"""Conformance checks for fusion plugins (kind ``fusion``, :mod:`avood_core.fusion`).
+
+:func:`check_fusion` (also reached through :func:`avood_core.testing.check_component` for a
+fusion class) runs :data:`FUSION_CHECKS` on random features of equal audio and video dims
+(:data:`DIMS`; unequal dims too, where the fusion accepts them):
+
+``protocol``
+    subclasses :class:`~avood_core.fusion.Fusion`, ``kind == "fusion"``, implements
+    ``out_dim`` and ``forward``; ``modalities`` is a non-empty subset of (audio, video) and
+    ``splittable`` a bool; unequal dims are either accepted or refused with a one-line
+    :class:`~avood_core.errors.AvoodError`.
+``params``
+    as for components: ``Params`` builds with no arguments, rejects unknown keys, documents
+    every field and survives the JSON round trip.
+``outputs``
+    ``forward`` gives a finite float32 (B, out_dim) tensor; a splittable fusion's output is the
+    concatenation of the modalities it reads.
+``gradients``
+    the gradient of the output reaches every modality it reads and every trainable parameter.
+``modalities``
+    perturbing a modality it does not read changes nothing in the output (bit for bit).
+``save_load``
+    the state dict written to safetensors and loaded into a fresh instance gives the same output.
+``determinism``
+    the same seed builds the same parameters and (in train mode, dropout included) the same output.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from avood_core.errors import AvoodError
+from avood_core.testing.contract import CheckResult, ConformanceReport
+from avood_core.testing.data import torch_threads
+from avood_core.testing.errors import _expect, _fail
+
+FUSION_CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "gradients", "modalities", "save_load", "determinism")
+DIMS = (16, 16)
+UNEQUAL_DIMS = (16, 12)
+BATCH = 8
+
+
+def _inputs(seed: int, dims: tuple[int, int] = DIMS) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randn(BATCH, dims[0], generator=g), torch.randn(BATCH, dims[1], generator=g)
+
+
+def _build(cls: type, params: Mapping[str, Any], seed: int, dims: tuple[int, int] = DIMS):
+    from avood_core.training import seed_everything
+
+    seed_everything(seed)
+    return cls(*dims, dict(params))
+
+
+def check_fusion_protocol(cls: type, params: Mapping[str, Any]) -> None:
+    from avood_core.fusion import Fusion
+
+    if not (isinstance(cls, type) and issubclass(cls, Fusion)):
+        _fail(f"{cls!r} is not a fusion; subclass avood_core.fusion.Fusion")
+    _expect(getattr(cls, "kind", None) == "fusion", f"{cls.__name__}.kind must be 'fusion'")
+    for method in ("out_dim", "forward"):
+        _expect(getattr(cls, method) is not getattr(Fusion, method), f"{cls.__name__} must implement {method}()")
+    mods = getattr(cls, "modalities", ())
+    _expect(isinstance(mods, tuple) and bool(mods) and set(mods) <= {"audio", "video"},
+            f"{cls.__name__}.modalities must be a non-empty tuple of 'audio'/'video'; got {mods!r}")
+    _expect(isinstance(getattr(cls, "splittable", None), bool), f"{cls.__name__}.splittable must be a bool")
+    try:
+        cls(*UNEQUAL_DIMS, dict(params))
+    except AvoodError as exc:
+        _expect("\n" not in str(exc), f"{cls.__name__} refuses unequal dims with a multi-line message")
+    except Exception as exc:
+        _fail(f"{cls.__name__} refuses unequal dims {UNEQUAL_DIMS} with {type(exc).__name__}; raise a one-line "
+              "avood_core.errors.ConfigError naming the fusion and the fix")
+
+
+def check_fusion_params(cls: type, params: Mapping[str, Any]) -> None:
+    from avood_core.testing.checks import check_params_model
+
+    validated, _ = check_params_model(cls, params, quick=False)
+    fusion = cls(*DIMS, dict(params))
+    _expect(isinstance(fusion.params, cls.Params), f"{cls.__name__}(dims, params).params is not a {cls.__name__}.Params; "
+                                                   "call Fusion.__init__ (super().__init__(audio_dim, video_dim, params))")
+    _expect(fusion.params == validated, f"{cls.__name__} changed its params while building")
+
+
+def check_fusion_outputs(cls: type, params: Mapping[str, Any], seed: int) -> torch.Tensor:
+    fusion = _build(cls, params, seed).eval()
+    audio, video = _inputs(seed)
+    with torch.no_grad():
+        out = fusion(audio, video)
+    _expect(isinstance(out, torch.Tensor) and out.dtype == torch.float32,
+            f"forward must return a float32 tensor; got {getattr(out, 'dtype', type(out))}")
+    _expect(tuple(out.shape) == (BATCH, fusion.dim), f"forward gave shape {tuple(out.shape)}, out_dim says "
+                                                     f"({BATCH}, {fusion.dim})")
+    _expect(bool(torch.isfinite(out).all()), "forward gave non-finite values")
+    if cls.splittable:
+        parts = [t for m, t in (("audio", audio), ("video", video)) if m in cls.modalities]
+        _expect(torch.equal(out, torch.cat(parts, dim=1)), "a splittable fusion must output the concatenation "
+                                                           "of the modalities it reads")
+    return out
+
+
+def check_fusion_gradients(cls: type, params: Mapping[str, Any], seed: int) -> None:
+    fusion = _build(cls, params, seed).train()
+    audio, video = (t.requires_grad_(True) for t in _inputs(seed))
+    out = fusion(audio, video)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    (out * weights).sum().backward()
+    for name, t in (("audio", audio), ("video", video)):
+        if name in cls.modalities:
+            _expect(t.grad is not None and bool(t.grad.abs().sum() > 0), f"no gradient reaches the {name} input")
+    for name, p in fusion.named_parameters():
+        if p.requires_grad:
+            _expect(p.grad is not None and bool(torch.isfinite(p.grad).all()) and bool(p.grad.abs().sum() > 0),
+                    f"trainable parameter '{name}' gets no gradient")
+
+
+def check_fusion_modalities(cls: type, params: Mapping[str, Any], seed: int) -> None:
+    fusion = _build(cls, params, seed).eval()
+    audio, video = _inputs(seed)
+    with torch.no_grad():
+        base = fusion(audio, video)
+        for name in ("audio", "video"):
+            if name in cls.modalities:
+                continue
+            noisy = (audio + 7.0, video) if name == "audio" else (audio, video * -3.0 + 5.0)
+            _expect(torch.equal(fusion(*noisy), base), f"the output changes when the unread {name} input changes")
+
+
+def check_fusion_save_load(cls: type, params: Mapping[str, Any], seed: int) -> None:
+    from safetensors.torch import load_file, save_file
+
+    fusion = _build(cls, params, seed).eval()
+    audio, video = _inputs(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "fusion.safetensors")
+        save_file({k: v.detach().contiguous() for k, v in fusion.state_dict().items()}, path)
+        fresh = _build(cls, params, seed + 1)
+        fresh.load_state_dict(load_file(path))
+    fresh.eval()
+    with torch.no_grad():
+        _expect(torch.allclose(fresh(audio, video), fusion(audio, video), rtol=1e-5, atol=1e-6),
+                "a fresh instance loading the saved state dict gives other outputs")
+
+
+def check_fusion_determinism(cls: type, params: Mapping[str, Any], seed: int) -> None:
+    outs = []
+    for _ in range(2):
+        fusion = _build(cls, params, seed).train()
+        torch.manual_seed(seed)
+        outs.append((fusion(*_inputs(seed)).detach(), {k: v.clone() for k, v in fusion.state_dict().items()}))
+    (a, sa), (b, sb) = outs
+    _expect(sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa),
+            "the same seed builds different parameters")
+    _expect(torch.equal(a, b), "the same seed gives different outputs")
+
+
+def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: int = 0, name: str | None = None,
+                 threads: int | None = 1, raise_on_failure: bool = True) -> ConformanceReport:
+    """Run :data:`FUSION_CHECKS` on fusion class ``cls``; raise on a failure unless ``raise_on_failure=False``."""
+    params = dict(params or {})
+    report = ConformanceReport(name or getattr(cls, "__name__", repr(cls)), "fusion", params)
+    steps: dict[str, Callable[[], Any]] = {
+        "protocol": lambda: check_fusion_protocol(cls, params),
+        "params": lambda: check_fusion_params(cls, params),
+        "outputs": lambda: check_fusion_outputs(cls, params, seed),
+        "gradients": lambda: check_fusion_gradients(cls, params, seed),
+        "modalities": lambda: check_fusion_modalities(cls, params, seed),
+        "save_load": lambda: check_fusion_save_load(cls, params, seed),
+        "determinism": lambda: check_fusion_determinism(cls, params, seed),
+    }
+    with torch_threads(threads):
+        for check, fn in steps.items():
+            if check != "protocol" and report.results["protocol"].status == "failed":
+                report.results[check] = CheckResult("failed", "not run: the 'protocol' check failed")
+                continue
+            start = time.perf_counter()
+            try:
+                fn()
+            except Exception as exc:
+                from avood_core.testing.contract import _error_text
+
+                report.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
+                continue
+            report.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+    if raise_on_failure:
+        report.assert_ok()
+    return report

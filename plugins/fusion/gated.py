@@ -1,0 +1,50 @@
+"""``gated``: a learned per-dimension gate between the modalities (not in the paper; an option of
+its Fig. 1 "Fusion 1-5", in the spirit of gated multimodal units, Arevalo et al. 2017).
+
+    â = P_a(a), v̂ = P_v(v)                         (B, D)  identity when Da = Dv = D and dim is unset
+    g = σ(W [a ⊕ v] + b)                            (B, D)  per-dimension gate
+    y = g ⊙ â + (1 − g) ⊙ v̂                        (B, D)
+
+``W`` is initialised to zero and ``b`` to 0, so training starts from the mean of the two.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from avood_core.fusion import Fusion
+from avood_core.limits import bounded
+
+
+class Gated(Fusion):
+    """Learned per-dimension convex combination of the (projected) audio and video features."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        dim: int | None = bounded(
+            "width", None,
+            description="Width D of the fused feature; None = the common dim when Da = Dv (no projections), "
+            "else max(Da, Dv) with a Linear projection of each modality.",
+        )
+
+    def out_dim(self, audio_dim: int, video_dim: int) -> int:
+        if self.params.dim is not None:
+            return int(self.params.dim)
+        return audio_dim if audio_dim == video_dim else max(audio_dim, video_dim)
+
+    def __init__(self, audio_dim: int, video_dim: int, params=None, **overrides) -> None:
+        super().__init__(audio_dim, video_dim, params, **overrides)
+        d = self.dim
+        self.proj_a: nn.Module = nn.Identity() if audio_dim == d else nn.Linear(audio_dim, d)
+        self.proj_v: nn.Module = nn.Identity() if video_dim == d else nn.Linear(video_dim, d)
+        self.gate = nn.Linear(audio_dim + video_dim, d)
+        with torch.no_grad():
+            self.gate.weight.zero_()
+            self.gate.bias.zero_()
+
+    def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
+        g = torch.sigmoid(self.gate(torch.cat([audio, video], dim=1)))
+        return g * self.proj_a(audio) + (1 - g) * self.proj_v(video)
