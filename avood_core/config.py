@@ -51,6 +51,12 @@ class DataConfig(BaseModel):
     stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
     scale: float = Field(1.0, gt=0, description="Synthetic task: multiplier on UCF's sample counts.")
     task_seed: int | None = Field(None, description="Synthetic task seed; None = the run seed.")
+    seen_acc: float | None = Field(
+        None, gt=0, lt=100, description="Synthetic task: target seen accuracy in % (None = UCF's published SC_acc 96.12, paper Table 3)."
+    )
+    zsl_acc: float | None = Field(
+        None, gt=0, lt=100, description="Synthetic task: target ZSL accuracy in % (None = UCF's published UC_acc 28.21, paper Table 3)."
+    )
 
 
 class RunConfig(BaseModel):
