@@ -44,7 +44,7 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
                   val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
     """Generate the embedded default task from ``seed`` (same seed and knobs, same task)."""
     names, _, vectors, unseen_mask = ucf_classes()
-    text = torch.from_numpy(vectors)
+    text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
     seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
     unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
     g = torch.Generator().manual_seed(seed)
