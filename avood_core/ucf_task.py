@@ -19,6 +19,7 @@ from importlib import resources
 import numpy as np
 import torch
 
+from avood_core.data._threads import one_torch_thread
 from avood_core.latent_synth import PUBLISHED, ClassRoles, LatentGenerator, LatentParams, solve_params
 from avood_core.synthetic import split_counts
 from avood_core.task import AVGZSLTask, AVSamples
@@ -42,7 +43,17 @@ def name_keys(names: list[str], seed: int) -> list[int]:
 
 def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = None, zsl_acc: float | None = None,
                   val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
-    """Generate the embedded default task from ``seed`` (same seed and knobs, same task)."""
+    """Generate the embedded default task from ``seed`` (same seed and knobs, same task).
+
+    Generated with one torch thread: a matmul's last bits depend on the thread count, and a
+    reloaded run must rebuild the very same features whatever the caller's threads.
+    """
+    with one_torch_thread():
+        return _make_ucf_task(seed, scale, seen_acc, zsl_acc, val_fraction, params)
+
+
+def _make_ucf_task(seed: int, scale: float, seen_acc: float | None, zsl_acc: float | None,
+                   val_fraction: float, params: LatentParams | None) -> AVGZSLTask:
     names, _, vectors, unseen_mask = ucf_classes()
     text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
     seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()

@@ -11,7 +11,7 @@ task (``make run``'s) the same way.
 
     python benchmarks/calibrate_synth.py --datasets ucf,embedded --profile quick
     python benchmarks/calibrate_synth.py --datasets ucf,activitynet,vggsound --profile paper
-    python benchmarks/calibrate_synth.py --datasets ucf --profile paper --set unseen.params.epochs=8
+    python benchmarks/calibrate_synth.py --datasets ucf --profile paper --set unseen.epochs=8
 
 Not a unit test: full epochs take hours on a CPU. Prints a markdown table; ``--json`` writes one.
 """
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--splits", type=Path, default=SPLITS if SPLITS.is_dir() else None,
                     help="folder with the real class splits and w2v (default: ../shared/avgzsl when present)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a config override as for `avood run --set`, e.g. unseen.params.epochs=8 (a stated reduced budget)")
+                    help="a config override as for `avood run --set`, e.g. unseen.epochs=8 (a stated reduced budget)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
     rows = []
