@@ -36,6 +36,12 @@ def synth(
     video_dim: Optional[int] = typer.Option(None, "--video-dim", help="Override the video feature width."),
     caches: bool = typer.Option(True, "--caches/--no-caches", help="Also write the _features_processed pkl caches."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing <DS> folder."),
+    seen_acc: Optional[float] = typer.Option(
+        None, "--seen-acc", help="Target seen accuracy in % (default: the dataset's SC_acc, paper Table 3)."
+    ),
+    zsl_acc: Optional[float] = typer.Option(
+        None, "--zsl-acc", help="Target ZSL accuracy in % (default: the dataset's UC_acc, paper Table 3)."
+    ),
 ) -> None:
     """Write a complete tree in the download's exact format, with learnable synthetic features."""
     from avood_core.data import write_synthetic_tree
@@ -48,6 +54,7 @@ def synth(
     report = write_synthetic_tree(
         out, dataset, scale=1.0 if scale is None else scale, seed=seed or 0, splits_dir=splits, features=features,
         audio_dim=audio_dim, video_dim=video_dim, caches=caches, overwrite=overwrite,
+        seen_acc=seen_acc, zsl_acc=zsl_acc,
     )
     typer.echo(report.summary())
 

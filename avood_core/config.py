@@ -58,6 +58,12 @@ class DataConfig(BaseModel):
         description=f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features).",
     )
     task_seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Synthetic task seed; None = the run seed.")
+    seen_acc: float | None = Field(
+        None, gt=0, lt=100, description="Synthetic task: target seen accuracy in % (None = UCF's published SC_acc 96.12, paper Table 3)."
+    )
+    zsl_acc: float | None = Field(
+        None, gt=0, lt=100, description="Synthetic task: target ZSL accuracy in % (None = UCF's published UC_acc 28.21, paper Table 3)."
+    )
 
 
 class RunConfig(BaseModel):

@@ -55,10 +55,10 @@ def build_tasks(config: RunConfig) -> tuple[object | None, object]:
     """
     data = config.data
     if data.source == "synthetic":
-        from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+        from avood_core.ucf_task import make_ucf_task
 
         seed = config.seed if data.task_seed is None else data.task_seed
-        return None, make_synthetic_task(seed, SyntheticSpec().scaled(data.scale))
+        return None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc)
     from avood_core.data import load_benchmark
 
     if data.path is None or data.dataset is None:

@@ -1,8 +1,12 @@
-"""The embedded default task: a synthetic AV-GZSL problem generated in-process from a seed.
+"""Small synthetic AV-GZSL tasks of any shape, generated in-process from a seed.
 
-Shaped like UCF-GZSL (stage 2): 51 classes (42 seen, 9 unseen), 512-d audio and video,
-300-d unit-norm text embeddings, and UCF's split sizes (4994 train, 555 test seen, 1267 test
-unseen clips). Zero-shot transfer is learnable but not trivial:
+The embedded default task (``make run``) is :mod:`avood_core.ucf_task` (real UCF classes and
+word2vec vectors, features from the calibrated latent model of :mod:`avood_core.latent_synth`).
+This module builds the tiny tasks of the plugin test kit and the tests (any class count and
+width, generated text), and provides ``split_counts`` and ``make_text_embeddings`` to the tree
+writer. ``SyntheticSpec()``'s defaults are UCF-GZSL-shaped (stage 2): 51 classes (42 seen,
+9 unseen), 512-d audio and video, 300-d unit-norm text embeddings, and UCF's split sizes (4994
+train, 555 test seen, 1267 test unseen clips). Zero-shot transfer is learnable but not trivial:
 
 * each class has a latent ``h_c = normalize(t_c + σ_class · ε_c)``: the text embedding
   explains only part of the class (class-level noise);

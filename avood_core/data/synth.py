@@ -8,11 +8,12 @@ that goes with the features (main_features <-> main_split, cls_features <-> cls_
 ``_features_processed/<method>/<cache><split>.pkl`` caches (``torch.save``; built from the h5
 tree, like the reference builds them).
 
-The features follow the embedded task's learnable structure (:mod:`avood_core.synthetic`):
-class latent = noisy copy of a text-driven latent, one random two-layer map per modality,
-latent and feature noise per clip. With real word2vec vectors the text-driven latent is a
-random projection of the class's vector. A clip listed in several stage csv files (stage_2_train
-repeats the stage-1 clips) has the same features everywhere.
+The features come from the calibrated latent model of :mod:`avood_core.latent_synth` (the
+embedded task's too): class means tied to the class's word vector through a random linear map
+plus a class-specific residual, per-clip noise, audio and video as two different noisy random
+projections; its noise and residual share are solved so that the stage-2 probes match the
+dataset's published accuracies (``seen_acc`` / ``zsl_acc``). A clip listed in several stage csv
+files (stage_2_train repeats the stage-1 clips) has the same features everywhere.
 
 The tree is built in a hidden temp folder next to ``<out>/<DS>`` and renamed into place, so a
 failed or killed run leaves no partial tree.
@@ -25,7 +26,6 @@ import random
 import shutil
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,16 +34,16 @@ import torch
 
 from avood_core.data._threads import one_torch_thread
 from avood_core.data.cache import write_cache
-from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
+from avood_core.data.h5io import read_stage, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name,
 )
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
+from avood_core.data.synth_latent import calibration_note, write_latent_features
 from avood_core.data.text import sorted_rows, write_w2v
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.paths import check_output_dir
-from avood_core.synthetic import ModalityMap, SyntheticSpec, make_class_latents, sample_features
 
 
 @dataclass
@@ -98,54 +98,6 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
         writer.writerows(rows)
 
 
-def _class_latents(plan: TreePlan, latent_dim: int, spec: SyntheticSpec, g: torch.Generator) -> torch.Tensor:
-    names = {r["original"].strip().lower(): r["manual"].strip() for r in plan.w2v_rows}
-    if plan.latent is not None:
-        base = torch.as_tensor(plan.latent, dtype=torch.float32)
-    else:
-        width = len(next(iter(plan.vectors.values())))
-        proj = torch.randn(width, latent_dim, generator=g)
-        rows = []
-        for cname in plan.class_names:
-            vec = plan.vectors.get(names.get(cname.lower(), "\0"))
-            rows.append(torch.as_tensor(vec) if vec is not None else torch.randn(width, generator=g))
-        base = torch.stack(rows) @ proj
-    return make_class_latents(base, spec.class_noise, g)
-
-
-def _write_features(
-    root: Path, plan: TreePlan, method: str, split: str, dims: tuple[int, int], seed: int, latent_dim: int
-) -> None:
-    spec = SyntheticSpec(audio_dim=dims[0], video_dim=dims[1], latent_dim=latent_dim)
-    g = torch.Generator().manual_seed(seed)
-    class_latent = _class_latents(plan, latent_dim, spec, g)
-    maps = [ModalityMap(latent_dim, d, spec.gain, g, hidden=min(2 * d, 1024)) for d in dims]
-    index = {n.lower(): i for i, n in enumerate(plan.class_names)}
-    feat = root / "features" / method
-    # class id -> stage -> (file label, filenames)
-    per_class: dict[int, dict[str, tuple[str, list[str]]]] = {}
-    for stage in STAGES:
-        for m in ("audio", "video"):
-            (feat / m / stage).mkdir(parents=True, exist_ok=True)
-        for r in plan.rows[split][stage]:
-            cid = index.get(r["label"].strip().lower())
-            if cid is None:
-                raise DataError(f"csv row '{r['filename']}' of {split}/{stage} names unknown class '{r['label']}'; fix the split csv")
-            label, files = per_class.setdefault(cid, {}).setdefault(stage, (r["label"], []))
-            files.append(r["filename"])
-    for cid in sorted(per_class):
-        clips = list(dict.fromkeys(f for _, files in per_class[cid].values() for f in files))
-        row_of = {f: i for i, f in enumerate(clips)}
-        gc = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{plan.class_names[cid]}".encode()))
-        labels = torch.full((len(clips),), cid, dtype=torch.long)
-        audio, video = sample_features(class_latent, labels, maps[0], maps[1], spec, gc)
-        audio, video = audio.numpy(), video.numpy()
-        for stage, (label, files) in per_class[cid].items():
-            idx = np.array([row_of[f] for f in files])
-            write_class_h5(feat / "audio" / stage / f"{label}.h5", audio[idx], files)
-            write_class_h5(feat / "video" / stage / f"{label}.h5", video[idx], files)
-
-
 def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
     from avood_core.data.layout import read_class_split
 
@@ -191,6 +143,8 @@ def write_synthetic_tree(
     overwrite: bool = False,
     latent_dim: int = 64,
     class_counts: tuple[int, int, int] | None = None,
+    seen_acc: float | None = None,
+    zsl_acc: float | None = None,
 ) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
 
@@ -199,7 +153,9 @@ def write_synthetic_tree(
     :mod:`avood_core.data.plan`); without it everything is generated. ``features``: main (512/512)
     or cls (128/4096); ``audio_dim``/``video_dim`` override those widths (small ones for tests).
     ``class_counts`` (generated trees only): (stage-1 train, stage-1 val unseen, stage-2 test
-    unseen) classes instead of the dataset's, for tiny trees.
+    unseen) classes instead of the dataset's, for tiny trees. ``seen_acc`` / ``zsl_acc``: the
+    stage-2 accuracies (percent) the features are calibrated to (:mod:`avood_core.data.synth_latent`;
+    default: the dataset's published SC_acc / UC_acc, paper Table 3).
     """
     started = time.perf_counter()
     info = dataset_info(like)
@@ -237,7 +193,7 @@ def write_synthetic_tree(
     try:
         _write_class_split(tmp, plan)
         with one_torch_thread():
-            _write_features(tmp, plan, method, split, dims, seed, latent_dim)
+            cal = write_latent_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc)
         text_dir = tmp / "features" / method / "text"
         text_dir.mkdir(parents=True, exist_ok=True)
         write_w2v(text_dir / info.w2v_file, plan.vectors)
@@ -263,5 +219,5 @@ def write_synthetic_tree(
         path=target, dataset=info.key, features=method, split=split,
         clips={s: len(rows[s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
         audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))),
-        caches=caches, seconds=time.perf_counter() - started, notes=list(plan.notes),
+        caches=caches, seconds=time.perf_counter() - started, notes=[*plan.notes, calibration_note(cal)],
     )
