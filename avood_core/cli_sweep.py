@@ -26,7 +26,7 @@ ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engin
 })
 def sweep(
     opts: ConfigOptions,
-    spec: Optional[Path] = typer.Argument(None, help="Sweep spec (TOML): base config, seeds, [axes], engine (docs/scaling.md)."),
+    spec: Optional[Path] = typer.Argument(None, help="Sweep spec (TOML): base config, seeds, an axes table, engine (docs/scaling.md)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds of every config, e.g. 0,1,2."),
     axis: Optional[list[str]] = typer.Option(None, "--axis", help="KEY=V1,V2: an axis (a component slot, dataset, "
                                              "preset or any --set key), e.g. detector=entropy,calibrated_stacking."),
