@@ -3,7 +3,7 @@
 For each dataset the benchmark writes (once; later runs reuse it) a tree with
 :func:`avood_core.data.write_synthetic_tree` at that dataset's size (the real class splits and
 word2vec vectors from ``--splits`` or the ``AVOOD_SPLITS`` folder, generated ones otherwise), builds the
-run config from the dataset's paper preset (SPEC §4; epochs unchanged unless ``epochs_scale``),
+run config from the dataset's paper preset (paper §4.2 and the reference configs; epochs unchanged unless ``epochs_scale``),
 and fits the pipeline exactly as ``avood run`` does: stage 2 only (fit on ``train_val``, report
 on ``test``) by default, or stage 1 then stage 2 (``stages="both"``).
 
@@ -34,7 +34,7 @@ DATASETS = ("ucf", "activitynet", "vggsound")
 FIT_STAGES = ("generator", "seen", "unseen", "detector")
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
-# SPEC §4, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
+# Paper §4.2 / reference configs, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
 FALLBACK_PRESETS: dict[str, dict[str, Any]] = {
     "ucf": {"syn_num": 50, "unseen": {"batch_size": 112, "lr": 2.4e-3, "r_enc": 0.5, "r_proj": 0.4, "r_dec": 0.4, "bn_momentum": 0.1},
             "seen": {"batch_size": 32, "lr": 6e-4}, "detector": {"batch_size": 16, "lr": 9e-4}},
@@ -92,7 +92,7 @@ def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
         base = {"syn_num": spec["syn_num"], **{k: {"name": n, "params": dict(spec.get(k, {}))} for k, n in
                                                  (("unseen", "cross_attention"), ("seen", "mlp"), ("detector", "entropy"))}}
         config = build_config(overrides=sets + list(opts.overrides), base=base)
-        source = "SPEC §4 values built into avood_core/bench.py (no presets installed)"
+        source = "paper §4.2 values built into avood_core/bench.py (no presets installed)"
     config = resolve(config)
     if opts.precision is not None:
         update = {}

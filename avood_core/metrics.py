@@ -1,4 +1,4 @@
-"""AV-GZSL metrics (SPEC §5), in percent, as the paper reports them.
+"""AV-GZSL metrics (paper §4.1, as in AVCA-GZSL), in percent, as the paper reports them.
 
 Notation: ``pred`` and ``labels`` are global class ids of the test samples.
 

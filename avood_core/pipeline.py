@@ -385,7 +385,7 @@ class Pipeline:
         }
 
     def evaluate(self, test: AVSamples) -> dict:
-        """S, U, HM, ZSL (SPEC §5), the gate's metrics, and the no-gate baseline, in percent."""
+        """S, U, HM, ZSL (paper §4.1), the gate's metrics, and the no-gate baseline, in percent."""
         start = time.perf_counter()
         self.last_outputs = self.outputs(test)
         result = scores_from_outputs(self.last_outputs)

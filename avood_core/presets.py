@@ -1,4 +1,4 @@
-"""Per-dataset presets: the paper's hyperparameters (SPEC §4) as TOML data shipped in the package.
+"""Per-dataset presets: the paper's hyperparameters (paper §4.2, reference configs) as TOML data shipped in the package.
 
 A preset file ``avood_core/presets/<name>.toml`` holds
 

@@ -1,5 +1,5 @@
-"""Per-dataset presets (SPEC §4): shipped data, values, field-by-field overrides, CLI; and the
-documentation of the compat switches (SPEC §7)."""
+"""Per-dataset presets (paper §4.2, reference configs): shipped data, values, field-by-field overrides, CLI; and the
+documentation of the compat switches (docs/defects.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from avood_core.presets import list_presets, load_preset, preset_names
 
 runner = CliRunner()
 
-# SPEC §4: unseen (batch, lr, r_enc, r_proj, r_dec, bn), seen (batch, lr), OOD (batch, lr), syn_num
+# Paper §4.2 and the reference configs: unseen (batch, lr, r_enc, r_proj, r_dec, bn), seen (batch, lr), OOD (batch, lr), syn_num
 SPEC4 = {
     "vggsound": ((256, 5e-4, .3, .1, .2, 0.1), (1024, 8e-3), (6900, 1e-3), 50),
     "ucf": ((112, 2.4e-3, .5, .4, .4, 0.1), (32, 6e-4), (16, 9e-4), 50),

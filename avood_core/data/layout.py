@@ -41,7 +41,7 @@ FEATURE_DIMS = {"main_features": (512, 512), "cls_features": (128, 4096)}
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One benchmark dataset: its CLI name, folder, file-name keys and SPEC §6 shape."""
+    """One benchmark dataset: its CLI name, folder, file-name keys and shape (AVCA-GZSL benchmark download, paper §4.1)."""
 
     key: str
     folder: str
@@ -73,7 +73,7 @@ DATASETS: dict[str, DatasetInfo] = {
          "stage_2_test_seen": 1615, "stage_2_test_unseen": 4199},
     ),
     # VGGSound: the stage-1 val/test counts are those of the split csv files; stage_1_train is
-    # 9 x val_seen (the train:val-seen ratio of UCF and ActivityNet), which gives SPEC's ~93.7k clips.
+    # 9 x val_seen (the train:val-seen ratio of UCF and ActivityNet), which gives the ~93.7k clips of the AVCA-GZSL VGGSound split.
     "vggsound": DatasetInfo(
         "vggsound", "VGGSound", "vggsound", "vggsound_w2v_class_names.csv",
         ("youtube_id", "start_seconds", "label", "split", "filename", "label_code", "category"),

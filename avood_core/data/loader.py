@@ -308,7 +308,7 @@ def load_benchmark(
     without running pickled code, see :mod:`avood_core.data.cache`) or auto (h5 when present).
     A pkl load is checked against the h5 tree's clip lists when that tree exists too.
     ``nonfinite``: fail on NaN/inf feature rows, or skip them (counted in ``info``).
-    ``compat_positional_text``: reproduce the reference's text lookup by class id (SPEC §7.1).
+    ``compat_positional_text``: reproduce the reference's text lookup by class id (defect 1, docs/defects.md).
     Every problem raises :class:`DataError` with one line naming the file and the fix.
     """
     try:

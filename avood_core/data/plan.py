@@ -10,7 +10,7 @@ Two sources (see :func:`plan_tree`):
   stage_2_train exceed the source's size limit) is generated: stage_1_train gets
   ``9 x`` the class's stage_1_val_seen count (the train:val-seen ratio of UCF and ActivityNet,
   ~93.7k VGGSound clips in all), or the dataset's mean per-class count where that is unknown.
-* nothing: generated names, splits and text shaped like the dataset (SPEC §6 class counts and
+* nothing: generated names, splits and text shaped like the dataset (the AVCA-GZSL benchmark's class counts and
   clip totals, uneven per-class counts, cls_split = main_split).
 """
 

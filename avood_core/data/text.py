@@ -7,7 +7,7 @@ with ``numpy.lib.format`` and unpickles the payload with the restricted unpickle
 :mod:`avood_core.data.cache` (numpy array reconstructors only), then accepts nothing but a
 dict of ``str`` -> 1-D finite float arrays of one length.
 
-Rows are placed *by name* (SPEC §7.1): class ``c`` gets the vector of the w2v key that
+Rows are placed *by name* (defect 1 of the reference, docs/defects.md): class ``c`` gets the vector of the w2v key that
 ``class-split/<ds>_w2v_class_names.csv`` maps its name to. The reference code instead stores
 the rows in ``sorted(keys)`` order and indexes them by class id; ``compat_positional_text``
 reproduces that (:func:`positional_rows`).

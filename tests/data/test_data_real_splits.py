@@ -130,7 +130,7 @@ def test_compat_switch_changes_exactly_the_classes_whose_rows_differ(real_trees,
             changed = {c for c in range(len(names)) if not torch.equal(r[c], p[c])}
             assert changed == expected
         seen, unseen = set(right.stage2.seen_classes.tolist()), set(right.stage2.unseen_classes.tolist())
-        assert (len(expected & seen), len(expected & unseen)) == (31, 5)  # SPEC §7.1
+        assert (len(expected & seen), len(expected & unseen)) == (31, 5)  # defect 1 (docs/defects.md)
         # everything but the text is untouched
         assert torch.equal(right.stage2.train.audio, compat.stage2.train.audio)
         used = seen | unseen | set(right.stage1.seen_classes.tolist()) | set(right.stage1.unseen_classes.tolist())
