@@ -58,44 +58,27 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Opti
     status(f"run folder: {result.run_dir}")
 
 
-@ablate_app.command("gates")
-@ablation_options
-def gates(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-          seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
-          address: Optional[str] = ADDRESS_OPTION) -> None:
-    """Table 2: calibrated stacking, binary and entropy gates over the same fitted classifiers (AUC, FPR and HM at TPR 60 %)."""
-    _run("gates", opts, quiet, as_json, seeds, engine, max_parallel, address)
+def _ablation_command(name: str, doc: str) -> None:
+    """Register ``avood ablate NAME``: the run options, --quiet, --json and the seed-scheduler options."""
+
+    def command(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
+                seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION,
+                max_parallel: int = MAX_PARALLEL_OPTION, address: Optional[str] = ADDRESS_OPTION) -> None:
+        _run(name, opts, quiet, as_json, seeds, engine, max_parallel, address)
+
+    command.__name__, command.__qualname__, command.__doc__ = name, name, doc
+    ablate_app.command(name)(ablation_options(command))
 
 
-@ablate_app.command("classifiers")
-@ablation_options
-def classifiers(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-                seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
-                address: Optional[str] = ADDRESS_OPTION) -> None:
-    """Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding classifiers with one gate (SC_acc, UC_acc, HM)."""
-    _run("classifiers", opts, quiet, as_json, seeds, engine, max_parallel, address)
-
-
-@ablate_app.command("losses")
-@ablation_options
-def losses(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-           seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
-           address: Optional[str] = ADDRESS_OPTION) -> None:
-    """Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."""
-    _run("losses", opts, quiet, as_json, seeds, engine, max_parallel, address)
-
-
-@ablate_app.command("fusion")
-@ablation_options
-def fusion(opts: ConfigOptions, quiet: bool = QUIET_OPTION) -> None:
-    """Fig. 1's fusion axis: the paper's fusions, then each stage's fusion swapped (audio, video, mean, sum, gated, cross_attention; S, U, HM, ZSL, gate AUC)."""
-    _run("fusion", opts, quiet)
-
-
-@ablate_app.command("table1")
-@ablation_options
-def table1(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-           seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION, max_parallel: int = MAX_PARALLEL_OPTION,
-           address: Optional[str] = ADDRESS_OPTION) -> None:
-    """Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking), AV-OOD and AV-OOD with each baseline (S, U, HM, ZSL; the paper's figures beside them)."""
-    _run("table1", opts, quiet, as_json, seeds, engine, max_parallel, address)
+for _name, _doc in (
+    ("gates", "Table 2: calibrated stacking, binary and entropy gates over the same fitted classifiers "
+              "(AUC, FPR and HM at TPR 60 %)."),
+    ("classifiers", "Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding classifiers with one gate "
+                    "(SC_acc, UC_acc, HM)."),
+    ("losses", "Supplement Table 1: the unseen classifier's loss terms L+, L+ + L-trip/rec/reg, L+ + L- (UC_acc, HM)."),
+    ("fusion", "Fig. 1's fusion axis: the paper's fusions, then each stage's fusion swapped (audio, video, mean, "
+               "sum, gated, cross_attention; S, U, HM, ZSL, gate AUC)."),
+    ("table1", "Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking), AV-OOD and AV-OOD with each baseline "
+               "(S, U, HM, ZSL; the paper's figures beside them)."),
+):
+    _ablation_command(_name, _doc)

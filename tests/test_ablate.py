@@ -4,6 +4,7 @@ fitted once, the embedded default and a benchmark tree (stage-1 selection), the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -256,3 +257,14 @@ def test_table1_on_a_benchmark_tree_and_cli(tmp_path):
     for row in saved["rows"][:3]:
         beta = row["selected"]["detector"]["beta"]
         assert row["config"]["detector"]["params"]["beta"] == beta and row["values"]["threshold"] == -beta
+
+
+def test_every_ablation_command_runs_through_the_cli(tmp_path):
+    """Each ``avood ablate NAME`` is wired to its ablation with the same options (a wrong call shows here)."""
+    from avood_core.cli_ablate import ablate_app
+
+    names = sorted(c.name for c in ablate_app.registered_commands)
+    assert names == sorted(ABLATIONS), names
+    res = _cli("fusion", "-o", str(tmp_path), "--json")
+    doc = json.loads(res.stdout)
+    assert doc["ablation"] == "fusion" and Path(doc["run_dir"]).is_dir()
