@@ -12,7 +12,7 @@ import typer
 
 from avood_core.cli_ablate import ablate_app
 from avood_core.cli_data import data_app
-from avood_core.cli_json import JSON_OPTION, alias, emit, pick, split_list, status
+from avood_core.cli_json import JSON_OPTION, alias, emit, int_list, pick, seeds_option, split_list, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
 from avood_core.cli_sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
@@ -51,9 +51,7 @@ def run(
         False, "--allow-changes", help="With --resume and a changed config: write a NEW run folder (beside RUN_DIR, or "
                                        "under -o) that copies the matching components; RUN_DIR is left as it is."
     ),
-    seeds: Optional[list[str]] = typer.Option(
-        None, "--seeds", help="Several seeds, repeated or comma-separated (--seeds 0 --seeds 1, or --seeds 0,1,2): "
-        "mean ± std, each seed kept."),
+    seeds: Optional[list[str]] = seeds_option("mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
     as_json: bool = JSON_OPTION,
@@ -82,7 +80,7 @@ def run(
         if seeds:
             if resume is not None:
                 raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
-            result = execute_seeds(cfg, _int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
+            result = execute_seeds(cfg, int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
                                    tsne_cap=tsne_cap, on_run_dir=run_dirs.append, engine=engine,
                                    max_parallel=max_parallel, address=address)
         else:
@@ -153,14 +151,6 @@ def plugins(as_json: bool = JSON_OPTION) -> None:
         typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     for broken in reg.broken:
         typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
-
-
-def _int_list(values: list[str] | str, option: str) -> list[int]:
-    values = [values] if isinstance(values, str) else values
-    try:
-        return [int(v) for v in split_list(values)]
-    except ValueError:
-        raise AvoodError(f"{option} '{','.join(values)}': expected integers, e.g. --seeds 0,1,2") from None
 
 
 @app.command("report")

@@ -14,12 +14,12 @@ from typing import Optional
 
 import typer
 
-from avood_core.cli_json import JSON_OPTION, emit, status
+from avood_core.cli_json import JSON_OPTION, emit, int_list, seeds_option, status
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options, new_app
 from avood_core.cli_sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION
 
-SEEDS_OPTION = typer.Option(None, "--seeds", help="Comma-separated seeds: the ablation once per seed, mean ± std "
-                            "per cell (with --max-parallel / --engine ray: seeds side by side).")
+SEEDS_OPTION = seeds_option("the ablation once per seed, mean ± std per cell (with --max-parallel / --engine ray: "
+                            "seeds side by side).")
 
 ablate_app = new_app(
     "Rerun the paper's ablations: gates (Table 2), classifiers (Table 3), losses (supplement Table 1), "
@@ -36,18 +36,17 @@ ablation_options = config_options(help={
 })
 
 
-def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Optional[str] = None,
+def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Optional[list[str]] = None,
          engine: str = "local", max_parallel: int = 1, address: Optional[str] = None) -> None:
     """Run one ablation; stdout: its markdown table, or with --json {"ablation", "run_dir", "table", "results"}
     (results = the run folder's results.json); the run folder line on stderr."""
     from avood_core.ablate import run_ablation
 
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
-    if seeds is not None:
+    if seeds:
         from avood_core.ablate_seeds import run_ablation_seeds
-        from avood_core.cli import _int_list
 
-        result = run_ablation_seeds(name, opts.assemble(), _int_list(seeds, "--seeds"), engine, max_parallel, address,
+        result = run_ablation_seeds(name, opts.assemble(), int_list(seeds, "--seeds"), engine, max_parallel, address,
                                     quiet, echo)
     else:
         result = run_ablation(name, opts.assemble(), quiet=quiet, echo=echo)
@@ -62,7 +61,7 @@ def _ablation_command(name: str, doc: str) -> None:
     """Register ``avood ablate NAME``: the run options, --quiet, --json and the seed-scheduler options."""
 
     def command(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-                seeds: Optional[str] = SEEDS_OPTION, engine: str = ENGINE_OPTION,
+                seeds: Optional[list[str]] = SEEDS_OPTION, engine: str = ENGINE_OPTION,
                 max_parallel: int = MAX_PARALLEL_OPTION, address: Optional[str] = ADDRESS_OPTION) -> None:
         _run(name, opts, quiet, as_json, seeds, engine, max_parallel, address)
 

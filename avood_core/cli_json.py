@@ -66,6 +66,21 @@ def split_list(values: Iterable[str] | None) -> list[str]:
     return [part.strip() for value in values or [] for part in str(value).split(",") if part.strip()]
 
 
+def int_list(values: Iterable[str], option: str) -> list[int]:
+    """A repeatable integer option's values (each also split at commas); a non-integer: one-line error."""
+    from avood_core.errors import AvoodError
+
+    try:
+        return [int(v) for v in split_list(values)]
+    except ValueError:
+        raise AvoodError(f"{option} '{','.join(values)}': expected integers, e.g. {option} 0,1,2") from None
+
+
+def seeds_option(help: str) -> Any:
+    """``--seeds``, one vocabulary everywhere: repeated or comma-separated (``--seeds 0 --seeds 1`` = ``--seeds 0,1``)."""
+    return typer.Option(None, "--seeds", help=f"Seeds, repeated or comma-separated (--seeds 0,1,2): {help}")
+
+
 def alias(name: str, target: str, **kwargs: Any) -> Any:
     """A hidden option spelled ``name``: an old spelling of ``target`` kept for one release."""
     return typer.Option(kwargs.pop("default", None), name, hidden=True, help=f"Old spelling of {target}.", **kwargs)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import typer
 
+from avood_core.cli_json import int_list, seeds_option
 from avood_core.cli_options import QUIET_OPTION, ConfigOptions, config_options
 
 # The scale-out options of the commands that run several seeds (avood run --seeds, avood ablate NAME --seeds).
@@ -27,7 +28,7 @@ ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engin
 def sweep(
     opts: ConfigOptions,
     spec: Optional[Path] = typer.Argument(None, help="Sweep spec (TOML): base config, seeds, an axes table, engine (docs/scaling.md)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds of every config, e.g. 0,1,2."),
+    seeds: Optional[list[str]] = seeds_option("the seeds of every config."),
     axis: Optional[list[str]] = typer.Option(None, "--axis", help="KEY=V1,V2: an axis (a component slot, dataset, "
                                              "preset or any --set key), e.g. detector=entropy,calibrated_stacking."),
     engine: Optional[str] = typer.Option(None, "--engine", help="local (process pool, default) or ray."),
@@ -44,7 +45,6 @@ def sweep(
     quiet: bool = QUIET_OPTION,
 ) -> None:
     """Run every (config, seed) of a sweep as an ordinary run folder; print the mean ± std table."""
-    from avood_core.cli import _int_list
     from avood_core.sweep import run_sweep
     from avood_core.sweep_spec import load_spec, parse_axis
 
@@ -53,8 +53,8 @@ def sweep(
                        ("max_parallel", max_parallel), ("address", address), ("output", output), ("report", report)):
         if value is not None:
             flags[key] = value
-    if seeds is not None:
-        flags["seeds"] = _int_list(seeds, "--seeds")
+    if seeds:
+        flags["seeds"] = int_list(seeds, "--seeds")
     flags["resources"] = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)) if v is not None}
     loaded = load_spec(spec, flags)
     if loaded.name is None and spec is not None:

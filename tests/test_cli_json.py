@@ -148,3 +148,20 @@ def test_one_meaning_per_option_name():
     assert seen["--profile"] == {"profile"} and seen["--dataset"] == {"dataset"} and seen["--seed"] == {"seed"}
     for old in ("--out", "--datasets", "--like", "--scale", "--tree-seed"):
         assert old not in seen, old
+
+
+@pytest.mark.parametrize("command", [["run"], ["sweep"], ["ablate", "gates"]])
+def test_seeds_is_one_repeatable_option_everywhere(command):
+    """--seeds takes repeated or comma-separated values in every command that runs several seeds."""
+    import typer.main
+
+    from avood_core.cli_json import int_list
+
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    (opt,) = [p for p in cmd.params if "--seeds" in p.opts]
+    assert opt.multiple, command
+    assert int_list(["0,1", "2"], "--seeds") == [0, 1, 2]
+    with pytest.raises(Exception, match="expected integers"):
+        int_list(["0,x"], "--seeds")
