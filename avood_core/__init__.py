@@ -10,13 +10,17 @@ Intel documents that without it MKL (PyTorch's float32 matmul on x86) may order 
 differently from one run to the next on the same machine (docs/performance.md,
 "Reproducibility"). MKL reads the variable at its first call, so this must run before the
 first torch matmul of the process: the CLI, ``import avood_core`` and the ``jobs = 2`` worker
-(``python -m avood_core.parallel``) all pass through here first.
+(``python -m avood_core.pipeline.worker``) all pass through here first.
 """
 
 import os as _os
 from importlib.metadata import PackageNotFoundError, version
 
 _os.environ.setdefault("MKL_CBWR", "AUTO")
+
+from avood_core import _moved
+
+_moved.install()  # round-1 import paths (avood_core.perf, avood_core.training, ...) keep working
 
 try:
     __version__ = version("avood")  # the installed distribution's version (pyproject.toml)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from avood_core.errors import ConfigError
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.tracking import LoggingConfig
+from avood_core.run.tracking import LoggingConfig
 
 
 _KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
@@ -213,7 +213,7 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
                 f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
             ) from None
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
-    from avood_core.tracking import resolve_logging
+    from avood_core.run.tracking import resolve_logging
 
     update["logging"] = resolve_logging(config.logging, registry)
     return config.model_copy(update=update)

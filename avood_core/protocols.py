@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-    from avood_core.progress import ProgressFactory
+    from avood_core.util.progress import ProgressFactory
     from avood_core.task import AVSamples
 
 
@@ -56,7 +56,7 @@ class FitContext:
 
     def track(self, total: int, description: str):
         """A progress tracker (``update(n, **metrics)``), silent when progress is off."""
-        from avood_core.progress import NullProgress
+        from avood_core.util.progress import NullProgress
 
         return self.progress(total, description) if self.progress else NullProgress()
 

@@ -24,7 +24,7 @@ KINDS: tuple[str, ...] = ("generator", "detector", "seen", "unseen")
 ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
 """Every component kind: the stages and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
 PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
-"""What a plugin may register: the components, fusions and experiment loggers (avood_core.tracking)."""
+"""What a plugin may register: the components, fusions and experiment loggers (avood_core.run.tracking)."""
 KIND_LABELS = {
     "generator": "generators",
     "detector": "detectors",

@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from avood_core.config import build_config, resolve
-from avood_core.latent_synth import PUBLISHED
-from avood_core.metrics import mean_class_accuracy
+from avood_core.data.latent import PUBLISHED
+from avood_core.eval.metrics import mean_class_accuracy
 from avood_core.protocols import FitContext
 from avood_core.registry import get_registry
-from avood_core.training import derive_seed, seed_everything
+from avood_core.train.loops import derive_seed, seed_everything
 
 SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
 
@@ -39,7 +39,7 @@ SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
 def stage2_task(dataset: str, scale: float, seed: int, splits: Path | None, workdir: Path):
     """The reported task and the generator's calibration note for one preset."""
     if dataset == "embedded":
-        from avood_core.ucf_task import make_ucf_task
+        from avood_core.data.embedded import make_ucf_task
 
         task = make_ucf_task(seed, scale)
         return task, f"probes {task.meta['seen_probe']:.2f} / {task.meta['zsl_probe']:.2f}"

@@ -24,8 +24,8 @@ def child(threads: int, steps: int) -> dict:
     import torch
 
     from avood_core.protocols import FitContext
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
-    from avood_core.training import seed_everything
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.train.loops import seed_everything
     from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 
     task = make_synthetic_task(0, SyntheticSpec())  # UCF-shaped: 512-d audio and video, 300-d text

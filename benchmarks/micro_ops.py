@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from avood_core.perf import adam, dropout, keep_mask  # noqa: E402
+from avood_core.train.precision import adam, dropout, keep_mask  # noqa: E402
 
 
 def best_ms(fn, reps: int, inner: int) -> float:
@@ -53,7 +53,7 @@ def case_adam(reps):
     rows = []
     for label, opt in (("Adam, for-loop (torch default on CPU)", torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-5)),
                        ("Adam, foreach", torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-5, foreach=True)),
-                       ("Adam, fused (avood_core.perf.adam)", adam(net.parameters(), lr=1e-4, weight_decay=1e-5))):
+                       ("Adam, fused (avood_core.train.precision.adam)", adam(net.parameters(), lr=1e-4, weight_decay=1e-5))):
         rows.append((f"optimizer step, unseen net ({n / 1e6:.2f} M params): {label}", best_ms(opt.step, reps, 50)))
     return rows
 
@@ -66,7 +66,7 @@ def case_dropout(reps):
         "nn.Dropout (bernoulli_)": lambda t: F.dropout(t, p, True),
         "rand_like mask, x * bool * scale (before)": lambda t: t * (torch.rand_like(t) >= p) * (1 / (1 - p)),
         "16-bit lanes, x * bool * scale": lambda t: t * keep_mask(t.shape, p) * (1 / (1 - p)),
-        "16-bit lanes, x * float multiplier (avood_core.perf.dropout)": lambda t: dropout(t, p, True),
+        "16-bit lanes, x * float multiplier (avood_core.train.precision.dropout)": lambda t: dropout(t, p, True),
     }
     for label, f in variants.items():
         rows.append((f"dropout fwd+bwd, 224x512 fp32: {label}", best_ms(fwd_bwd(f, x), reps, 100)))

@@ -50,8 +50,8 @@ def _timed(fn, reps: int) -> dict[str, float]:
 
 def bench_step(steps: int) -> dict[str, float]:
     from avood_core.protocols import FitContext
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
-    from avood_core.training import seed_everything
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.train.loops import seed_everything
     from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 
     task = make_synthetic_task(0, SyntheticSpec())  # UCF-shaped: 512-d audio and video, 300-d text
@@ -83,7 +83,7 @@ class StackedEncoders(nn.Module):
         self.p = p
 
     def forward(self, a: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from avood_core.perf import dropout
+        from avood_core.train.precision import dropout
 
         x = torch.stack([a, v])  # (2, B, in)
         for w, b, bn in zip(self.w, self.b, self.bn):
@@ -129,9 +129,9 @@ def bench_encoders(reps: int) -> dict[str, object]:
 
 def bench_masks(reps: int) -> dict[str, object]:
     """Record the keep_mask shapes of one real training step, then time per-call draws against one draw."""
-    from avood_core import perf
+    from avood_core.train import precision as perf
     from avood_core.protocols import FitContext
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
     from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 
     shapes: list[tuple[tuple[int, ...], float]] = []

@@ -176,11 +176,11 @@ def anchor(path: list[str]) -> str:
 def render() -> str:
     import typer
 
-    from avood_core.cli import app
+    from avood_core.cli.commands import app
 
     command = typer.main.get_command(app)
     ctx_cls = command.context_class  # click's Context (typer may ship its own copy of click)
-    from avood_core.cli_json import JSON_KEYS
+    from avood_core.cli.jsonio import JSON_KEYS
 
     keys = "\n".join(f"- `avood {cmd} --json`: " + ", ".join(f"`{k}`" for k in ks) for cmd, ks in JSON_KEYS.items())
     aliases = "; ".join(f"`{old}` is `{new}`" for old, new in ALIASES.items())

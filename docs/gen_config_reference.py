@@ -169,7 +169,7 @@ def render() -> str:
     lines += fields_table(DataConfig, prefix="data.")
     _ = ComponentSpec  # the {name, params} table documented above
 
-    from avood_core.tracking import LoggingConfig
+    from avood_core.run.tracking import LoggingConfig
 
     registry = Registry()
     lines += ["", "## logging", "", (LoggingConfig.__doc__ or "").strip(), ""]

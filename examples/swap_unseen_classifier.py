@@ -33,7 +33,7 @@ class RidgeToText(UnseenClassifier):
 def main() -> None:
     from avood_core.pipeline import Pipeline
     from avood_core.registry import get_registry
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 
     def builtin(kind, name, **shorter):  # a registered component with its quick params, shortened
         cls = get_registry().component_class(kind, name)

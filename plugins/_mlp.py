@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from avood_core.limits import Widths, bounded, widths
-from avood_core.perf import PRECISION_HELP, Dropout, Precision, adam
+from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam
 from avood_core.protocols import FitContext, TorchComponent
-from avood_core.training import check_finite, shuffled_batches
+from avood_core.train.loops import check_finite, shuffled_batches
 from avood_plugins._init import reference_init
 
 CHUNK = 65536  # rows per inference forward pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see avood_core/cli.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; see avood_core/cli/commands.py
 
 import pytest
 
@@ -34,7 +34,7 @@ def _isolated_registry():
 @pytest.fixture(scope="session")
 def tiny_task():
     """A small UCF-shaped synthetic task (lower dims and counts) for fast end-to-end tests."""
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 
     spec = SyntheticSpec(
         n_seen=8, n_unseen=4, audio_dim=24, video_dim=20, text_dim=16, latent_dim=8,

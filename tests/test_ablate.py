@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from avood_core.ablate import ABLATIONS, run_ablation
-from avood_core.cli import app
+from avood_core.eval.ablate import ABLATIONS, run_ablation
+from avood_core.cli.commands import app
 from avood_core.config import assemble_config, finalize_config
 from avood_core.errors import AvoodError
 
@@ -105,7 +105,7 @@ def test_gates_fit_the_classifiers_once(embedded):
 
 def test_gate_row_equals_avood_run(embedded, tmp_path):
     """The entropy row is fitted exactly as ``avood run`` fits the same config."""
-    from avood_core.run import execute
+    from avood_core.run.driver import execute
 
     run = execute(finalize_config(_data(tmp_path)), quiet=True, echo=lambda m: None, report=False)
     row = embedded["gates"].results["rows"][2]
@@ -153,7 +153,7 @@ def test_losses_refit_only_the_unseen_classifier(embedded):
 
 def test_losses_rows_keep_the_decoder_triplet_switch(tmp_path):
     """``avood ablate losses --set unseen.decoder_triplets=false``: every row drops l_ct."""
-    from avood_core.ablate import row_config
+    from avood_core.eval.ablate import row_config
     from avood_core.registry import get_registry
 
     data = _data(tmp_path, "unseen.decoder_triplets=false")
@@ -211,8 +211,8 @@ def test_cli_ablate_prints_the_table_and_writes_the_folder(tmp_path):
 def test_table1_rows_protocols_and_paper_figures(embedded):
     """Baselines under the AVCA protocol (calibrated argmin over all classes), AV-OOD rows routed by the
     entropy gate; shared components fitted once; the paper's UCF figures beside them, marked as the paper's."""
-    from avood_core import metrics
-    from avood_core.ablate_table1 import PAPER_TABLE1
+    from avood_core.eval import metrics
+    from avood_core.eval.ablate_table1 import PAPER_TABLE1
 
     result = embedded["table1"]
     res = result.results
@@ -261,7 +261,7 @@ def test_table1_on_a_benchmark_tree_and_cli(tmp_path):
 
 def test_every_ablation_command_runs_through_the_cli(tmp_path):
     """Each ``avood ablate NAME`` is wired to its ablation with the same options (a wrong call shows here)."""
-    from avood_core.cli_ablate import ablate_app
+    from avood_core.cli.ablate import ablate_app
 
     names = sorted(c.name for c in ablate_app.registered_commands)
     assert names == sorted(ABLATIONS), names

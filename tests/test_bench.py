@@ -10,9 +10,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from avood_core.bench import BenchOptions, run_bench, scale_epochs
-from avood_core.bench_meter import COLUMNS, STAGES
-from avood_core.bench_report import HEADERS
+from avood_core.bench.core import BenchOptions, run_bench, scale_epochs
+from avood_core.bench.meter import COLUMNS, STAGES
+from avood_core.bench.report import HEADERS
 
 TINY = dict(epochs_scale=0.002, data_scale=0.05, generated=True, audio_dim=16, video_dim=12, class_counts=(6, 3, 3),
             threads=1)
@@ -73,7 +73,7 @@ def test_bench_both_stages_json_and_markdown(tmp_path):
 
 
 def test_bench_cli_reuses_the_tree(tmp_path):
-    from avood_core.cli import app
+    from avood_core.cli.commands import app
 
     args = ["bench", "--dataset", "ucf", "--epochs-scale", "0.001", "--data-scale", "0.02", "--generated",
             "--threads", "1", "--output-dir", str(tmp_path), "--set", "unseen.enc_hidden=32", "--set", "unseen.proj_hidden=32"]
@@ -89,7 +89,7 @@ def test_bench_cli_reuses_the_tree(tmp_path):
 
 
 def test_idle_core_seconds_arithmetic():
-    from avood_core.bench_meter import idle_cores
+    from avood_core.bench.meter import idle_cores
 
     rows = {"load": {"wall_s": 1.0, "cpu_s": 1.0}, "generator": {"wall_s": 4.0, "cpu_s": 4.0},
             "seen": {"wall_s": 2.0, "cpu_s": 2.0}, "unseen": {"wall_s": 9.0, "cpu_s": 8.5, "worker_end_s": 9.5}}
@@ -99,8 +99,8 @@ def test_idle_core_seconds_arithmetic():
 
 
 def test_bench_precision_auto_reaches_only_the_components_that_take_it(tmp_path):
-    from avood_core.bench import bench_config
-    from avood_core.perf import resolve_precision
+    from avood_core.bench.core import bench_config
+    from avood_core.train.precision import resolve_precision
 
     config, _ = bench_config("ucf", tmp_path, BenchOptions(precision="auto"))
     assert config.generator.params["precision"] == "auto" and config.unseen.params["precision"] == "auto"

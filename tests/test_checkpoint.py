@@ -19,8 +19,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from avood_core.checkpoint import CONFIG, WEIGHTS, load_component, read_config, save_component, seal
-from avood_core.cli import app
+from avood_core.pipeline.store import CONFIG, WEIGHTS, load_component, read_config, save_component, seal
+from avood_core.cli.commands import app
 from avood_core.errors import CheckpointError
 from avood_core.pipeline import Pipeline
 
@@ -68,7 +68,7 @@ def test_load_gives_identical_metrics_and_predictions(finished_run):
 
 def test_inference_runs_at_fixed_threads_whatever_the_caller(finished_run):
     """The run evaluated at its own thread count; a reload at another one gives the same bits."""
-    from avood_core.training import INFERENCE_THREADS
+    from avood_core.train.loops import INFERENCE_THREADS
 
     run_dir, results = finished_run
     task = run_task(run_dir)
@@ -245,7 +245,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import safetensors.torch
-    from avood_core.checkpoint import load_component, save_component
+    from avood_core.pipeline.store import load_component, save_component
 
     folder, where = Path(sys.argv[1]), sys.argv[2]
     comp = load_component(folder, kind="seen")
@@ -315,7 +315,7 @@ def test_nan_learned_threshold_is_never_saved(run_copy):
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """Run the console entry point in-process; returns (exit status, stderr)."""
-    from avood_core.cli import main
+    from avood_core.cli.commands import main
 
     monkeypatch.setattr(sys, "argv", ["avood", *args])
     with pytest.raises(SystemExit) as exc:

@@ -11,8 +11,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from avood_core.cli import app
-from avood_core.cli_json import JSON_KEYS
+from avood_core.cli.commands import app
+from avood_core.cli.jsonio import JSON_KEYS
 from tiny_runs import TINY
 
 runner = CliRunner()
@@ -33,7 +33,7 @@ def _doc(command: str, res) -> dict:
 def test_run_json_in_a_real_process_stdout_is_only_json(tmp_path):
     """`avood run --json` as a shell runs it: stdout parses whole, progress and the folder line on stderr."""
     env = {**os.environ, "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-c", "from avood_core.cli import main; main()", "run", "--json", "--no-report",
+    proc = subprocess.run([sys.executable, "-c", "from avood_core.cli.commands import main; main()", "run", "--json", "--no-report",
                            "-o", str(tmp_path), *_sets()], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -70,7 +70,7 @@ def test_ablate_json_and_table_without_status_line(tmp_path):
 
 
 def test_data_check_json(tmp_path):
-    from avood_core.cli_data import data_app
+    from avood_core.cli.data import data_app
 
     res = runner.invoke(data_app, ["synth", str(tmp_path), "--dataset", "ucf", "--data-scale", "0.01",
                                    "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
@@ -155,7 +155,7 @@ def test_seeds_is_one_repeatable_option_everywhere(command):
     """--seeds takes repeated or comma-separated values in every command that runs several seeds."""
     import typer.main
 
-    from avood_core.cli_json import int_list
+    from avood_core.cli.jsonio import int_list
 
     cmd = typer.main.get_command(app)
     for name in command:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from avood_core.interrupted import interrupted_message, saved_components
+from avood_core.run.interrupted import interrupted_message, saved_components
 from tiny_runs import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _avood(*args: str, env=None) -> subprocess.Popen:
-    code = "import sys; from avood_core.cli import main; sys.argv[0] = 'avood'; main()"
+    code = "import sys; from avood_core.cli.commands import main; sys.argv[0] = 'avood'; main()"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

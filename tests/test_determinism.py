@@ -20,7 +20,7 @@ import torch
 
 from avood_core.protocols import FitContext
 from avood_core.task import AVSamples
-from avood_core.training import seed_everything
+from avood_core.train.loops import seed_everything
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 from tiny_runs import KINDS, tiny_run, weights
 

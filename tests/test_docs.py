@@ -82,7 +82,7 @@ def test_plugin_guide_fusion_example_passes_the_fusion_kit():
 def test_readme_and_plugins_command_show_the_fusion_kind():
     from typer.testing import CliRunner
 
-    from avood_core.cli import app
+    from avood_core.cli.commands import app
 
     assert re.search(r"fusions\s+`concat` \(paper", (ROOT / "README.md").read_text(encoding="utf-8"))
     out = CliRunner().invoke(app, ["plugins"]).output

@@ -95,7 +95,7 @@ def test_unknown_fusion_and_bad_fusion_params_fail_clearly():
 
 
 def _synthetic_task():
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 
     return make_synthetic_task(0, SyntheticSpec().scaled(0.05))
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from avood_core.errors import DataError
-from avood_core.latent_synth import ridge_text_map
-from avood_core.ucf_task import make_ucf_task, ucf_classes
+from avood_core.data.latent import ridge_text_map
+from avood_core.data.embedded import make_ucf_task, ucf_classes
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "avgzsl"
 SCALE = 0.15  # ~750 training clips: a tiny task, still enough clips per class for the probes
@@ -91,7 +91,7 @@ def test_data_synth_knobs_reach_the_tree(tmp_path):
     """``avood data synth --seen-acc/--zsl-acc``: the tree's calibration note states the targets."""
     from typer.testing import CliRunner
 
-    from avood_core.cli import app
+    from avood_core.cli.commands import app
 
     out = CliRunner().invoke(app, ["data", "synth", str(tmp_path), "--like", "ucf", "--scale", "0.1", "--audio-dim", "8",
                                    "--video-dim", "8", "--no-caches", "--seen-acc", "70", "--zsl-acc", "40"])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from avood_core import metrics
+from avood_core.eval import metrics
 
 LABELS = np.array([0, 0, 1, 1, 1, 2, 2, 3])
 PRED = np.array([0, 1, 1, 1, 0, 2, 3, 3])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from avood_core import metrics
+from avood_core.eval import metrics
 
 SEEN, UNSEEN = [0, 1], [2, 3]
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from avood_core import perf
+from avood_core.train import precision as perf
 from avood_core.protocols import FitContext
 from avood_core.task import AVSamples
 from avood_plugins.generators.wgan_gp import WGANGP

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from avood_core.cli import app
+from avood_core.cli.commands import app
 from avood_core.errors import DataError
 from avood_core.pipeline import Pipeline
 from avood_core.task import AVSamples
@@ -140,7 +140,7 @@ def test_python_api_rejects_bad_arrays(run, clips):
 # -- bad input: one line, exit 2 -----------------------------------------------------
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from avood_core.cli import main
+    from avood_core.cli.commands import main
 
     monkeypatch.setattr(sys, "argv", ["avood", *args])
     with pytest.raises(SystemExit) as exc:
@@ -235,7 +235,7 @@ def test_evaluate_on_data_of_other_dims_fails_clearly(run, tiny_task, tmp_path, 
 
 def test_evaluate_on_other_classes_fails_clearly(run, monkeypatch):
     """Same dims, different classes: refuse instead of scoring labels against the wrong class table."""
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 
     pipe = Pipeline.load(run)
     other = make_synthetic_task(0, SyntheticSpec(n_seen=5, n_unseen=2).scaled(0.02))

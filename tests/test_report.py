@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from avood_core import plots
+from avood_core.eval import plots
 from avood_core.config import to_toml
 from avood_core.errors import AvoodError
-from avood_core.io import atomic_write_json, atomic_write_text
+from avood_core.util.io import atomic_write_json, atomic_write_text
 from avood_core.pipeline import Pipeline
-from avood_core.report import save_tsne, seeds_section, write_report
-from avood_core.run import save_outputs
+from avood_core.eval.report import save_tsne, seeds_section, write_report
+from avood_core.run.driver import save_outputs
 
 from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator, RidgeUnseen
 
@@ -176,6 +176,6 @@ def test_plots_directly(tmp_path):
 
 
 def test_cli_and_report_imports_do_not_load_matplotlib():
-    code = ("import sys, avood_core.cli, avood_core.report, avood_core.plots; "
+    code = ("import sys, avood_core.cli.commands, avood_core.eval.report, avood_core.eval.plots; "
             "assert 'matplotlib' not in sys.modules and 'sklearn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from avood_core.cli import app
+from avood_core.cli.commands import app
 from avood_core.errors import CheckpointError, TrainingDiverged
 from avood_core.pipeline import Pipeline
 
@@ -165,7 +165,7 @@ def test_a_cut_resume_in_place_refuses_to_load_until_finished(run_copy):
     import json
 
     cfg = run_copy / "components" / "generator" / "config.json"
-    from avood_core.checkpoint import seal
+    from avood_core.pipeline.store import seal
 
     cfg.write_text(json.dumps(seal({**json.loads(cfg.read_text()), "fit_hash": "0" * 16})))
     with pytest.raises(CheckpointError, match="generator was refitted .* --resume"):
@@ -216,7 +216,7 @@ def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(finished_r
 
 
 def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypatch):
-    import avood_core.run as run_mod
+    import avood_core.run.driver as run_mod
 
     real = run_mod.build_tasks
 
@@ -233,7 +233,7 @@ def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypa
 
 
 def test_divergence_through_the_cli_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
-    from avood_core.cli import main
+    from avood_core.cli.commands import main
     from tiny_runs import TINY
 
     args = ["avood", "run", "-q", "--no-report", "-o", str(tmp_path)]

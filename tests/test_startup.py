@@ -27,7 +27,7 @@ def _report():
     sys.stderr.write("IMPORTED=" + ",".join(heavy + plugins) + "\\n")
 atexit.register(_report)
 sys.argv = ["avood", *{args!r}]
-from avood_core.cli import main
+from avood_core.cli.commands import main
 main()
 """
 
@@ -63,7 +63,7 @@ def _command() -> list[str]:
     script = Path(sys.executable).with_name("avood")
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-c", "from avood_core.cli import main; main()"]
+    return [sys.executable, "-c", "from avood_core.cli.commands import main; main()"]
 
 
 @pytest.mark.parametrize("args", [("--help",), ("plugins",), ("--version",)], ids=["help", "plugins", "version"])

@@ -19,8 +19,8 @@ import pytest
 from tiny_runs import TINY
 
 from avood_core.errors import AvoodError, ConfigError
-from avood_core.sweep import run_sweep
-from avood_core.sweep_spec import load_spec
+from avood_core.sweep.core import run_sweep
+from avood_core.sweep.spec import load_spec
 
 GATES = ["entropy", "calibrated_stacking"]
 # the tiny budget, with the detector's params for the entropy gate only (calibrated stacking has no network)
@@ -63,7 +63,7 @@ def test_spec_errors_are_one_line(tmp_path):
 def test_docs_spec_expands(tmp_path):
     import re
 
-    from avood_core.sweep_spec import expand
+    from avood_core.sweep.spec import expand
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "scaling.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- doc-test: sweep-spec[^>]*-->\s*```toml\n(.*?)```", text, re.S).group(1)
@@ -83,7 +83,7 @@ def test_ray_missing_is_one_line(tmp_path, monkeypatch):
 def test_cli_sweep_inline_and_changed_spec_refused(tmp_path):
     from typer.testing import CliRunner
 
-    from avood_core.cli import app
+    from avood_core.cli.commands import app
 
     spec_file = tmp_path / "gates.toml"
     spec_file.write_text("seeds = [0]\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in TINY) + "]\n"
@@ -104,7 +104,7 @@ def test_cli_sweep_inline_and_changed_spec_refused(tmp_path):
 def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
     from tiny_runs import tiny_config
 
-    from avood_core.run import execute_seeds
+    from avood_core.run.driver import execute_seeds
 
     result = execute_seeds(tiny_config(tmp_path), [0, 1], quiet=True, echo=lambda m: None, report=False,
                            max_parallel=2)
@@ -120,7 +120,7 @@ def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
 def test_ablate_seeds_run_as_jobs_and_keep_the_shared_fits(tmp_path):
     from test_ablate import TINY as TINY_ABLATE
 
-    from avood_core.ablate_seeds import run_ablation_seeds
+    from avood_core.eval.ablate_seeds import run_ablation_seeds
     from avood_core.config import assemble_config
 
     data = assemble_config(overrides=[*TINY_ABLATE, f"output_dir={json.dumps(str(tmp_path))}"])

@@ -71,7 +71,7 @@ class ThrowawayEnv:
 
     def avood(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """The CLI as the installed `avood` script runs it, inside this environment."""
-        return self.run_py("import sys; sys.argv[0] = 'avood'; from avood_core.cli import main; main()",
+        return self.run_py("import sys; sys.argv[0] = 'avood'; from avood_core.cli.commands import main; main()",
                            *args, timeout=timeout)
 
     def pip(self, *args: str) -> subprocess.CompletedProcess:

@@ -69,7 +69,7 @@ def test_run_folder_gets_per_epoch_and_step_curves(tmp_path, jobs):
     assert steps == [2]
     assert {"loss", "trip", "rec", "reg", "lr"} <= set(curves["unseen"][-1])
     if jobs == 1:  # the report draws one training-curves figure per component
-        from avood_core.report import write_report
+        from avood_core.eval.report import write_report
 
         md, _ = write_report(run.run_dir)
         for kind in KINDS:
@@ -91,7 +91,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path):
     """With the library not importable, `avood run --logger mlflow` says which extra to install."""
     code = ("import sys; sys.modules['mlflow'] = None\n"
             "sys.argv = ['avood', 'run', '--logger', 'mlflow', '-o', sys.argv[1]]\n"
-            "from avood_core.cli import main; main()")
+            "from avood_core.cli.commands import main; main()")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("avood: error: logger 'mlflow' needs the 'mlflow' package")

@@ -64,8 +64,8 @@ def test_wheel_holds_the_package_data(installed):
 
 def test_installed_wheel_runs_and_finds_every_plugin_and_preset(installed, tmp_path):
     python, _ = installed
-    avood = [str(python), "-c", "import sys; from avood_core.cli import main; sys.argv[0] = 'avood'; main()"]
-    where = _run([str(python), "-c", "import avood_core, avood_plugins, avood_core.bench_meter as b; "
+    avood = [str(python), "-c", "import sys; from avood_core.cli.commands import main; sys.argv[0] = 'avood'; main()"]
+    where = _run([str(python), "-c", "import avood_core, avood_plugins, avood_core.bench.meter as b; "
                   "print(avood_core.__file__, avood_plugins.__file__, avood_core.__version__, b._git_state())"], cwd=tmp_path)
     core, plugins, version, git = where.stdout.split()
     site = str(python.parents[1])

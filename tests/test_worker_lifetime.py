@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avood_core.parallel import OWNER, PREFIX, _alive, clean_stale
+from avood_core.pipeline.worker import OWNER, PREFIX, _alive, clean_stale
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from avood_core.errors import DataError
-from avood_core.paths import os_error_line
+from avood_core.util.paths import os_error_line
 
 
 def _numpy_safe_globals() -> list:

@@ -24,7 +24,7 @@ from avood_core.data.layout import (
 )
 from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
-from avood_core.paths import os_error_as_line
+from avood_core.util.paths import os_error_as_line
 
 
 @dataclass

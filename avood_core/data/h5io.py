@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from avood_core.data.layout import rel
-from avood_core.paths import os_error_line
+from avood_core.util.paths import os_error_line
 
 MODALITIES = ("audio", "video")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avood_core.errors import DataError
-from avood_core.paths import os_error_line
+from avood_core.util.paths import os_error_line
 
 STAGES = (
     "stage_1_train",

@@ -30,7 +30,7 @@ from avood_core.data.layout import (
 )
 from avood_core.data.text import place_by_target, positional_rows, read_w2v, sorted_rows
 from avood_core.errors import DataError
-from avood_core.paths import os_error_as_line
+from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
 
 # stage -> (train cache, test cache, seen txt, unseen txt, test-seen txt)

@@ -190,7 +190,7 @@ def plan_generated(
     overrides the dataset's class counts (clip totals follow, per class as in the dataset)."""
     import torch
 
-    from avood_core.synthetic import make_text_embeddings, split_counts
+    from avood_core.data.synthetic import make_text_embeddings, split_counts
 
     n1, nvu, ns2, ntu = info.class_counts
     default = {"stage_1_train": n1, "stage_1_val_seen": n1, "stage_1_val_unseen": nvu, "stage_2_test_seen": ns2,

@@ -8,7 +8,7 @@ that goes with the features (main_features <-> main_split, cls_features <-> cls_
 ``_features_processed/<method>/<cache><split>.pkl`` caches (``torch.save``; built from the h5
 tree, like the reference builds them).
 
-The features come from the calibrated latent model of :mod:`avood_core.latent_synth` (the
+The features come from the calibrated latent model of :mod:`avood_core.data.latent` (the
 embedded task's too): class means tied to the class's word vector through a random linear map
 plus a class-specific residual, per-clip noise, audio and video as two different noisy random
 projections; its noise and residual share are solved so that the stage-2 probes match the
@@ -43,7 +43,7 @@ from avood_core.data.synth_latent import calibration_note, write_latent_features
 from avood_core.data.text import sorted_rows, write_w2v
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
-from avood_core.paths import check_output_dir
+from avood_core.util.paths import check_output_dir
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Features of a synthetic benchmark tree from the calibrated latent model (:mod:`avood_core.latent_synth`).
+"""Features of a synthetic benchmark tree from the calibrated latent model (:mod:`avood_core.data.latent`).
 
 Stage 2 of the tree's split fixes the calibration: its train classes are the seen classes, its
 test-unseen classes the unseen ones, and its per-class clip counts size the probes. The targets
@@ -19,7 +19,7 @@ from avood_core.data.h5io import write_class_h5
 from avood_core.data.layout import STAGES
 from avood_core.data.plan import TreePlan
 from avood_core.errors import DataError
-from avood_core.latent_synth import PUBLISHED, Calibration, ClassRoles, LatentGenerator, LatentParams, solve_params
+from avood_core.data.latent import PUBLISHED, Calibration, ClassRoles, LatentGenerator, LatentParams, solve_params
 
 
 def _name_key(seed: int, name: str) -> int:
@@ -102,4 +102,4 @@ def write_latent_features(
 def calibration_note(cal: Calibration) -> str:
     """One line for the synth report: targets, probe accuracies and the solved parameters."""
     return (f"calibrated to seen {cal.seen_target:.2f} / ZSL {cal.zsl_target:.2f} %: probes {cal.seen_probe:.2f} / "
-            f"{cal.zsl_probe:.2f} at noise {cal.params.noise:.3f}, residual {cal.params.residual:.3f} (avood_core.latent_synth)")
+            f"{cal.zsl_probe:.2f} at noise {cal.params.noise:.3f}, residual {cal.params.residual:.3f} (avood_core.data.latent)")

@@ -22,7 +22,7 @@ import numpy as np
 from avood_core.data.cache import _RestrictedUnpickler
 from avood_core.data.layout import rel
 from avood_core.errors import DataError
-from avood_core.paths import os_error_line
+from avood_core.util.paths import os_error_line
 
 
 def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:

@@ -37,12 +37,12 @@ The checks (:data:`CHECKS`), each also callable on its own:
     synthetic unseen samples the detector was fitted on (OOD score: higher = more unseen),
     the threshold is finite and ``is_seen`` equals ``score < threshold``.
 ``save_load``
-    a round trip through :func:`avood_core.checkpoint.save_component` /
-    :func:`~avood_core.checkpoint.load_component` gives the same outputs: identical class ids,
+    a round trip through :func:`avood_core.pipeline.store.save_component` /
+    :func:`~avood_core.pipeline.store.load_component` gives the same outputs: identical class ids,
     routing and thresholds, floats equal up to :data:`SAVE_LOAD_RTOL` / :data:`SAVE_LOAD_ATOL`
     (a reloaded weight may be laid out differently in memory, which can change the last bits).
 ``determinism``
-    seeding (:func:`avood_core.training.seed_everything`) and fitting a fresh instance again
+    seeding (:func:`avood_core.train.loops.seed_everything`) and fitting a fresh instance again
     gives bit-identical outputs.
 
 Fusion plugins (kind ``fusion``) have their own checks (:data:`FUSION_CHECKS`: protocol, params,

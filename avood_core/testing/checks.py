@@ -245,11 +245,11 @@ def _private_registry(cls: type, kind: str, name: str) -> Registry:
 def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
                     name: str | None = None, seed: int = 0,
                     fitted: Mapping[str, Component] | None = None) -> Component:
-    """Save through :mod:`avood_core.checkpoint`, load, compare outputs; returns the loaded component.
+    """Save through :mod:`avood_core.pipeline.store`, load, compare outputs; returns the loaded component.
 
     ``fitted``: the dependencies to :func:`bind` into the loaded component (as ``Pipeline.load`` does).
     """
-    from avood_core.checkpoint import load_component, save_component
+    from avood_core.pipeline.store import load_component, save_component
 
     kind = component.kind
     name = name or "component_under_test"

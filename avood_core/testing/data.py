@@ -9,7 +9,7 @@ from typing import Iterator, Mapping
 import torch
 
 from avood_core.protocols import Component, FitContext
-from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.testing.errors import _fail
 

@@ -12,7 +12,7 @@ from avood_core.task import AVSamples
 from avood_core.testing.data import KitData, make_context
 from avood_core.testing.errors import _fail
 from avood_core.testing.standins import STAND_INS
-from avood_core.training import seed_everything
+from avood_core.train.loops import seed_everything
 
 N_PER_CLASS = 5
 """Samples per class the kit asks a generator for."""

@@ -50,7 +50,7 @@ def _inputs(seed: int, dims: tuple[int, int] = DIMS) -> tuple[torch.Tensor, torc
 
 
 def _build(cls: type, params: Mapping[str, Any], seed: int, dims: tuple[int, int] = DIMS):
-    from avood_core.training import seed_everything
+    from avood_core.train.loops import seed_everything
 
     seed_everything(seed)
     return cls(*dims, dict(params))

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from avood_core.errors import DataError
 from avood_core.fusion import FusionParams, build_fused_mlp, input_x
-from avood_core.perf import autocast
+from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
 from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, train_epochs

@@ -48,7 +48,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
-from avood_core import metrics
+from avood_core.eval import metrics
 from avood_core.errors import AvoodError, DataError
 from avood_core.limits import LIMITS, note
 from avood_core.protocols import Component, FitContext, OODDetector

@@ -31,10 +31,10 @@ from torch.optim import Optimizer
 from avood_core.errors import AvoodError, ConfigError, DataError
 from avood_core.fusion import FusionParams, fusion_class
 from avood_core.limits import bounded
-from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
+from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
-from avood_core.training import ClassBalancedSampler, check_finite
+from avood_core.train.loops import ClassBalancedSampler, check_finite
 from avood_plugins._init import reference_init
 
 METRICS = ("d_loss", "g_loss", "dec_loss", "wasserstein")

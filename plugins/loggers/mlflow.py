@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.tracking import Logger, flat, headline
+from avood_core.run.tracking import Logger, flat, headline
 
 _BATCH = 100  # MLflow's limit of params / metrics per log_batch call
 _BAD = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric or param name

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.tracking import Logger, headline
+from avood_core.run.tracking import Logger, headline
 
 
 class TensorBoardParams(BaseModel):

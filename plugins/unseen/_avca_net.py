@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from avood_core.perf import Dropout  # noqa: F401  (nn.Dropout with a cheaper CPU mask; re-exported)
+from avood_core.train.precision import Dropout  # noqa: F401  (nn.Dropout with a cheaper CPU mask; re-exported)
 from avood_plugins._init import reference_init
 
 

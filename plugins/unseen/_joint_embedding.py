@@ -38,10 +38,10 @@ from torch import Tensor, nn
 
 from avood_core.errors import AvoodError, DataError
 from avood_core.limits import bounded
-from avood_core.perf import Dropout, adam
+from avood_core.train.precision import Dropout, adam
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
+from avood_core.train.loops import ClassBalancedSampler, check_finite, other_class_samples
 
 CHUNK = 4096  # samples per inference forward pass
 

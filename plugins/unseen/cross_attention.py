@@ -39,10 +39,10 @@ from torch import Tensor, nn
 from avood_core.errors import AvoodError, ConfigError, DataError
 from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
-from avood_core.perf import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
+from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.training import ClassBalancedSampler, check_finite, other_class_samples
+from avood_core.train.loops import ClassBalancedSampler, check_finite, other_class_samples
 from avood_plugins.unseen._avca_net import AVCANet
 
 _CHUNK = 4096  # samples per inference forward pass

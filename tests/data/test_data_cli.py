@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from avood_core.cli_data import data_app
+from avood_core.cli.data import data_app
 from avood_core.errors import DataError
 
 runner = CliRunner()

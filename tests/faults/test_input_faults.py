@@ -119,7 +119,7 @@ class Case:
     expect: str
     no_dac: bool = False  # a real subprocess without root's permission override (a chmod fault must be real)
     table: bool = True  # data check: the report on stdout lists the problem too (False: no tree to report on)
-    proc: bool = False  # a real subprocess (`python -m avood_core.cli`); else in-process through avood_core.cli.main
+    proc: bool = False  # a real subprocess (`python -m avood_core.cli.commands`); else in-process through avood_core.cli.commands.main
 
 
 CASES = [
@@ -261,7 +261,7 @@ def _restore_modes(d: Path) -> None:
 def _invoke(case: Case, args: list[str], d: Path, capsys, monkeypatch) -> tuple[int, str, str]:
     """(exit status, stdout, stderr); an uncaught exception in-process is reported as a traceback."""
     if not (case.proc or case.no_dac):
-        from avood_core import cli
+        from avood_core.cli import commands as cli
 
         monkeypatch.setattr(sys, "argv", ["avood", *args])
         try:
@@ -276,7 +276,7 @@ def _invoke(case: Case, args: list[str], d: Path, capsys, monkeypatch) -> tuple[
         return code, out, err
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(d), "MPLCONFIGDIR": str(d / ".mpl")}
     proc = subprocess.run(
-        [sys.executable, "-m", "avood_core.cli", *args], cwd=d, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "avood_core.cli.commands", *args], cwd=d, env=env, capture_output=True, text=True,
         timeout=600, preexec_fn=_drop_dac if case.no_dac and os.geteuid() == 0 else None,
     )
     return proc.returncode, proc.stdout, proc.stderr
@@ -379,7 +379,7 @@ def test_every_integer_param_has_an_upper_bound():
 def test_embedded_task_dims_must_be_positive():
     """Item 6 for the embedded task's params: a zero width is refused, not a task without audio."""
     from avood_core.errors import DataError
-    from avood_core.synthetic import SyntheticSpec
+    from avood_core.data.synthetic import SyntheticSpec
 
     for field in ("audio_dim", "video_dim", "text_dim"):
         with pytest.raises(DataError, match=f"{field} = 0; it must be 1..16384"):
@@ -390,7 +390,7 @@ def test_check_reports_an_absent_cls_split_as_a_note(inp_case_dir: Path):
     """Item 15: a tree with main_split only (no cls_split, no cls features) checks OK, as `avood run` uses it."""
     d = inp_case_dir
     shutil.rmtree(d / CS / "cls_split")
-    proc = subprocess.run([sys.executable, "-m", "avood_core.cli", "data", "check", str(d / "tree"), "--quick"],
+    proc = subprocess.run([sys.executable, "-m", "avood_core.cli.commands", "data", "check", str(d / "tree"), "--quick"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "class-split/cls_split is absent (optional" in proc.stdout and "OK:" in proc.stdout, proc.stdout

@@ -46,7 +46,7 @@ def edit_json(rel: str, change, seal: bool = False, **top):
     (a consistent file of wrong content, as a buggy plugin or a hand edit plus fix-up would leave);
     ``top``: set top-level keys afterwards (``avood_format=1`` makes an old-format file)."""
     def brk(run: Path, tmp: Path, stack) -> None:
-        from avood_core.checkpoint import seal as seal_config
+        from avood_core.pipeline.store import seal as seal_config
 
         path = run / rel
         data = json.loads(path.read_text())
@@ -178,7 +178,7 @@ def file_at(rel: str):
 
 HOLDER = """
 import sys
-from avood_core.runfolder import lock
+from avood_core.run.folder import lock
 with lock(sys.argv[1], "test-holder"):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes our stdin
@@ -296,7 +296,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """One finished tiny run with every file a run writes (report, figures, t-SNE included)."""
-    from avood_core.run import execute
+    from avood_core.run.driver import execute
 
     out = tmp_path_factory.mktemp("faults")
     return execute(tiny_config(out), quiet=True, echo=lambda m: None, report=True, tsne_cap=40).run_dir
@@ -314,7 +314,7 @@ def clips(finished, tmp_path_factory) -> Path:
 
 def cli(monkeypatch, capsys, args: list[str]) -> tuple[int, str, str]:
     """The console entry point in this process: (exit status, stdout, stderr)."""
-    from avood_core.cli import main
+    from avood_core.cli.commands import main
 
     monkeypatch.setattr(sys, "argv", ["avood", *args])
     with pytest.raises(SystemExit) as exc:
@@ -351,7 +351,7 @@ def test_fault_is_one_line_exit_2_and_nothing_is_lost(finished, clips, tmp_path,
 
 def avood(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """The real command line in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "avood_core.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "avood_core.cli.commands", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_a_second_process_holding_the_lock_stops_a_real_resume_until_it_exits(finished, tmp_path):
@@ -379,7 +379,7 @@ def test_a_killed_writer_leaves_no_stale_lock(finished, tmp_path):
         holder = hold_lock(run, tmp_path, stack)
         holder.kill()  # SIGKILL: no cleanup code runs, the kernel drops the flock
         holder.wait(timeout=60)
-        from avood_core.runfolder import lock
+        from avood_core.run.folder import lock
 
         with lock(run, "test"):
             assert (run / ".avood.lock").read_text().split()[0] != str(holder.pid)

@@ -27,7 +27,7 @@ def zero_shot_task() -> dict[str, Any]:
     ``val`` = the task's held-out seen clips plus a third of the unseen test clips (a selection split
     with both kinds of class, as in benchmark stage 1); ``test`` = the other unseen clips.
     """
-    from avood_core.synthetic import SyntheticSpec, make_synthetic_task
+    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 
     spec = SyntheticSpec(n_seen=8, n_unseen=3, audio_dim=16, video_dim=12, text_dim=20, latent_dim=4,
                          train_samples=240, test_seen_samples=40, test_unseen_samples=135,
@@ -84,7 +84,7 @@ def check_candidates(model, task: dict) -> None:
 def tiny_run(tmp: Path, unseen: str, detector: str, unseen_params: dict[str, Any]):
     """A tiny ``avood run`` on the embedded task with ``unseen`` behind ``detector``."""
     from avood_core.config import build_config
-    from avood_core.run import execute
+    from avood_core.run.driver import execute
 
     overrides = [
         "data.scale=0.05", 'device="cpu"', "syn_num=5", f"output_dir={json.dumps(str(tmp))}",

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from avood_core import metrics
+from avood_core.eval import metrics
 from avood_core.errors import AvoodError
 from avood_core.pipeline import Pipeline
 from avood_core.protocols import FitContext, OODDetector, UnseenClassifier
@@ -203,7 +203,7 @@ def test_beta_unchanged_with_real_plugins_and_poisoned_test_labels(tiny_task):
 
 
 def test_checkpoint_round_trip_needs_binding(tiny_task, tmp_path):
-    from avood_core.checkpoint import load_component, save_component
+    from avood_core.pipeline.store import load_component, save_component
 
     pipe = _toy_pipeline().fit(tiny_task, seed=0)
     save_component(pipe.detector, tmp_path / "detector", "calibrated_stacking")
@@ -221,7 +221,7 @@ def test_run_folder_reload_and_resume_bind_the_unseen_classifier(tmp_path):
     import numpy as np
 
     from avood_core.config import build_config
-    from avood_core.run import execute
+    from avood_core.run.driver import execute
 
     tiny = [
         "data.scale=0.05", 'device="cpu"', "syn_num=5", "detector.name=\"calibrated_stacking\"",
@@ -235,7 +235,7 @@ def test_run_folder_reload_and_resume_bind_the_unseen_classifier(tmp_path):
     first = execute(build_config(overrides=tiny), quiet=True, echo=lambda m: None, report=False)
     assert first.results["components"]["detector"] == "calibrated_stacking"
     loaded = Pipeline.load(first.run_dir)
-    from avood_core.run import build_task
+    from avood_core.run.driver import build_task
 
     out = loaded.outputs(build_task(build_config(overrides=tiny)).test)
     with np.load(first.run_dir / "predictions.npz") as saved:

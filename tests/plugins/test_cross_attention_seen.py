@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from avood_core.checkpoint import load_component, save_component
+from avood_core.pipeline.store import load_component, save_component
 from avood_core.protocols import FitContext, SeenClassifier
 from avood_core.registry import get_registry
 from avood_core.task import AVSamples

@@ -156,7 +156,7 @@ def test_compat_label_condition_is_synthesis_only(fitted) -> None:
 
 def test_one_real_batch_per_generator_step(monkeypatch) -> None:
     """Critic iterations and the G step share one real batch (reference optimize_params)."""
-    from avood_core import training
+    from avood_core.train import loops as training
 
     draws: list[int] = []
     real_sample = training.ClassBalancedSampler.sample

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from avood_core import metrics
+from avood_core.eval import metrics
 from avood_core.testing import ComponentContract, make_context, make_kit_data
 from avood_example.eszsl import ESZSL
 

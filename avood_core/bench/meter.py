@@ -1,0 +1,264 @@
+"""Measurement for ``avood bench``: per-stage wall / CPU time, peak RSS, profiles; the machine record."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
+COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
+           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
+
+
+# -- measurement ----------------------------------------------------------------------------------
+
+def _read_hwm_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_mb() -> float | None:
+    """``ru_maxrss`` in MB: the process peak so far (None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def peak_rss_mb() -> float | None:
+    """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``.
+
+    ``ru_maxrss`` of a process started by fork + exec also counts the parent's memory at the fork,
+    so a worker process must use ``VmHWM`` where it exists.
+    """
+    hwm = _read_hwm_kb()
+    return round(hwm / 1024, 1) if hwm is not None else _maxrss_mb()
+
+
+class Meter:
+    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average."""
+
+    def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.hwm_reset = _reset_hwm()
+        # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
+        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
+                           else "ru_maxrss: the process peak so far, not reset per stage")
+        self.profile_dir, self.prefix = profile_dir, prefix
+        self.profiles: dict[str, list[dict[str, Any]]] = {}
+
+    def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
+        reset = _reset_hwm()
+        load0 = os.getloadavg()[0]
+        prof = self._profiler()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if prof is None:
+            result = fn()
+        else:
+            with prof:
+                result = fn()
+        sync()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if prof is not None:
+            self._save_profile(name, prof, wall)
+        hwm = _read_hwm_kb() if reset else None
+        self.rows[name] = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
+            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        }
+        return result
+
+    def _profiler(self):
+        if self.profile_dir is None:
+            return None
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU]
+        import torch
+
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        return profile(activities=activities)
+
+    def _save_profile(self, name: str, prof, wall: float) -> None:
+        """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) or 1.0
+        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
+        self.profiles[name] = [
+            {"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1000, 2),
+             "self_cpu_pct": round(100 * e.self_cpu_time_total / total, 1), "calls": e.count}
+            for e in top[:12]
+        ]
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self.profile_dir / f"{self.prefix}{name}.txt"
+        path.write_text(f"# stage {name}: wall {wall:.2f} s under the profiler (profiling inflates times)\n"
+                        + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
+
+
+def wrap_method(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
+    """Shadow ``obj.method`` with a measured call (instance attribute; the class is untouched)."""
+    original = getattr(obj, method)
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        return meter.measure(name, lambda: original(*args, **kwargs), sync)
+
+    setattr(obj, method, measured)
+
+
+def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float, cores: int) -> dict[str, Any]:
+    """Idle core-seconds of the fit's schedule: ``cores x fit wall - CPU s of the main process and its workers``.
+
+    CPU s: the main process's ``process_time`` over the whole fit plus each worker's own fit CPU
+    (its interpreter start-up and the transfers excluded). On a shared machine, cores that other
+    programs held count as idle here. ``main_wait_s``, from the stage times, is how long the main
+    process had no stage of its own to run (jobs > 1: waiting for a worker).
+    """
+    worker_cpu = sum(r["cpu_s"] or 0.0 for r in rows.values() if "worker_end_s" in r)
+    main_stages = sum(r["wall_s"] for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r)
+    busy = main_cpu + worker_cpu
+    return {"cores": cores, "fit_wall_s": round(fit_wall, 3), "cpu_s": round(busy, 3),
+            "idle_core_s": round(max(0.0, cores * fit_wall - busy), 3),
+            "idle_share": round(max(0.0, 1 - busy / (cores * fit_wall)), 4) if fit_wall > 0 else None,
+            "main_wait_s": round(max(0.0, fit_wall - main_stages), 3),
+            "method": "cores x fit wall - (main process CPU over the fit + workers' fit CPU)"}
+
+
+def precision_of(comp: Any) -> str | None:
+    """The precision a fitted component used: ``precision_used`` (auto resolved) or its ``precision`` param."""
+    inner = getattr(comp, "model", None)  # the seen cross_attention wrapper
+    for obj in (comp, inner):
+        used = getattr(obj, "precision_used", None)
+        if used:
+            return used
+    params = getattr(comp, "params", None)
+    return getattr(params, "precision", None)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# -- machine and config ---------------------------------------------------------------------------
+
+def machine_info(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable_cores(),
+        "cpu_flags": _cpu_flags(),
+        "isa": isa_info(device),
+        "memory_gb": _mem_total_gb(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "device": device,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "avood": _version(),
+        "git": _git_state(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    from avood_core.train.precision import ISA_FLAGS, cpu_flags
+
+    flags = cpu_flags() or set()
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def isa_info(device: str = "cpu") -> dict[str, Any]:
+    """The CPU's matmul ISA: AVX2 / AVX-512 / AVX512-BF16 / AMX (``None`` = unknown), torch's dispatch level, native bf16.
+
+    Flags from ``/proc/cpuinfo`` on Linux, torch's cpuinfo probes elsewhere
+    (:func:`avood_core.train.precision.cpu_flags`); ``torch_capability`` is the vectorised kernel level torch
+    dispatches to (``torch.backends.cpu.get_cpu_capability()``).
+    """
+    from avood_core.train.precision import cpu_flags, native_bf16, torch_cpu_capability
+
+    flags = cpu_flags()
+    known = flags is not None
+    have = (lambda *names: any(n in flags for n in names) if known else None)  # type: ignore[operator]
+    return {"avx2": have("avx2"), "avx512": have("avx512f"), "avx512_bf16": have("avx512_bf16"),
+            "amx": have("amx_bf16", "amx_tile"), "flags_source": ("/proc/cpuinfo" if Path("/proc/cpuinfo").is_file()
+                                                                   else "torch cpuinfo probes") if known else None,
+            "torch_capability": torch_cpu_capability(),
+            "native_bf16_cpu": native_bf16("cpu", flags) if known else None,
+            **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})}
+
+
+def _mem_total_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _version() -> str:
+    from avood_core import __version__
+
+    return __version__
+
+
+def _git_state() -> str | None:
+    """The source checkout's commit (``+dirty`` with changes); ``None`` for an installed wheel."""
+    root = Path(__file__).resolve().parents[1]
+    if not ((root / ".git").exists() and (root / "pyproject.toml").is_file() and (root / "avood_core").is_dir()):
+        return None  # an installed package: site-packages is no checkout (and may sit inside someone else's)
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,17 @@
+"""The ``avood`` command line: one module per command group; ``main`` is the console script.
+
+``app`` and ``main`` are loaded on first access, so importing a helper module of this package
+(e.g. :mod:`avood_core.cli.jsonio`) does not build the whole command tree.
+"""
+
+from typing import Any
+
+__all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        import importlib
+
+        return getattr(importlib.import_module("avood_core.cli.commands"), name)
+    raise AttributeError(f"module 'avood_core.cli' has no attribute {name!r}")

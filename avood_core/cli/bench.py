@@ -1,0 +1,67 @@
+"""``avood bench``: time the full pipeline per stage on benchmark-sized synthetic trees (no torch at import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import typer
+
+from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick, split_list, status
+
+
+def bench(
+    dataset: Optional[list[str]] = typer.Option(
+        None, "--dataset", help="ucf, activitynet or vggsound; repeatable (default: all three)."),
+    epochs_scale: float = typer.Option(
+        1.0, "--epochs-scale", help="Multiply every component's training length (1 = the paper's epochs); "
+        "trained stages are also extrapolated linearly to full epochs."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", readable=False,
+                                              help="Folder for bench.json, bench.md and the cached trees (default: bench)."),
+    data_scale: float = typer.Option(1.0, "--data-scale", help="Clips per class times this (1 = the dataset's size)."),
+    stages: Literal["2", "both"] = typer.Option("2", "--stages", help="2: stage 2 only (fit on train_val, report on test); "
+                                                "both: stage 1 then 2."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the runs."),
+    data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of the synthetic trees (names, counts, "
+                                            "features; default 0)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: every usable core, or OMP_NUM_THREADS); "
+                                          "split between the processes with --jobs."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes fitting components side by side (2: the unseen classifier "
+                             "in a worker process, as 'avood run --jobs 2')."),
+    precision: Optional[Literal["fp32", "bf16", "auto"]] = typer.Option(
+        None, "--precision", help="For every component with a precision param ('auto': the generator and the "
+        "cross_attention classifier only; bf16 where the CPU/GPU has native bf16) (default: as the presets/config say)."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="Config override KEY=VALUE on top of the preset, e.g. unseen.epochs=10."),
+    generated: bool = typer.Option(False, "--generated", help="Generated class splits even when --splits or AVOOD_SPLITS is given."),
+    torch_profile: bool = typer.Option(False, "--torch-profile", help="torch.profiler per stage: top ops into <output-dir>/profile/ "
+                                       "and bench.json (inflates the times; use with a small --epochs-scale)."),
+    splits: Optional[Path] = typer.Option(
+        None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the avgzsl metadata folder); default: "
+        "the AVOOD_SPLITS environment variable, else generated class names and text vectors."),
+    as_json: bool = JSON_OPTION,
+    datasets_old: Optional[str] = alias("--datasets", "--dataset"),
+    out_old: Optional[Path] = alias("--out", "--output-dir"),
+    tree_seed_old: Optional[int] = alias("--tree-seed", "--data-seed"),
+    profile_old: Optional[bool] = alias("--profile", "--torch-profile"),
+) -> None:
+    """Run the full pipeline with the paper presets and report per stage: wall, CPU, steps/s, samples/s, peak RSS.
+
+    stdout: the markdown table, or with --json {"output_dir", "bench"} (bench = bench.json's content)."""
+    from avood_core.bench.core import BenchOptions, render_markdown, run_bench
+
+    names = pick(split_list(dataset), split_list([datasets_old]) if datasets_old else [], "--dataset", "--datasets")
+    out = pick(output_dir, out_old, "--output-dir", "--out") or Path("bench")
+    tree_seed = pick(data_seed, tree_seed_old, "--data-seed", "--tree-seed") or 0
+    profile = bool(pick(torch_profile or None, profile_old or None, "--torch-profile", "--profile"))
+    opts = BenchOptions(
+        datasets=[d.lower() for d in names] or ["ucf", "activitynet", "vggsound"], out=out, epochs_scale=epochs_scale,
+        device=device, data_scale=data_scale, seed=seed, tree_seed=tree_seed, stages=stages, threads=threads, jobs=jobs,
+        precision=precision, overrides=list(sets or []), splits_dir=splits, generated=generated, profile=profile,
+    )
+    result = run_bench(opts, log=lambda m: typer.echo(m, err=True))
+    if as_json:
+        emit({"output_dir": out, "bench": result})
+    else:
+        typer.echo(render_markdown(result))
+    status(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")

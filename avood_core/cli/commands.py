@@ -1,0 +1,241 @@
+"""The ``avood`` command line. Torch is imported only by commands that train or evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal, Optional
+
+import typer
+
+from avood_core.cli.ablate import ablate_app
+from avood_core.cli.data import data_app
+from avood_core.cli.jsonio import JSON_OPTION, alias, emit, int_list, pick, seeds_option, split_list, status
+from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
+from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
+from avood_core.errors import AvoodError, Interrupted
+
+app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
+              completion=True)
+
+DEVICE_HELP = "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."
+
+
+def _version(value: bool) -> None:
+    if value:
+        from avood_core import __version__
+
+        typer.echo(f"avood {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins."""
+
+
+@app.command()
+@config_options()
+def run(
+    opts: ConfigOptions,
+    quiet: bool = QUIET_OPTION,
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue in RUN_DIR: reuse components whose config hash matches, refit the rest. "
+                               "A config that differs from RUN_DIR/config.toml is refused (see --allow-changes)."
+    ),
+    allow_changes: bool = typer.Option(
+        False, "--allow-changes", help="With --resume and a changed config: write a NEW run folder (beside RUN_DIR, or "
+                                       "under -o) that copies the matching components; RUN_DIR is left as it is."
+    ),
+    seeds: Optional[list[str]] = seeds_option("mean ± std, each seed kept."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
+    tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
+    as_json: bool = JSON_OPTION,
+    engine: str = ENGINE_OPTION,
+    max_parallel: int = MAX_PARALLEL_OPTION,
+    address: Optional[str] = ADDRESS_OPTION,
+) -> None:
+    """Train the four components, route the test set through the gate, print S/U/HM/ZSL.
+
+    --json: {"run_dir", "results"} (results = the run folder's results.json)."""
+    if allow_changes and resume is None:
+        raise AvoodError("--allow-changes only applies to --resume RUN_DIR; drop it for a new run")
+    if resume is not None and opts.config is None:
+        opts.config = resume / "config.toml"
+    if resume is not None and opts.output_dir is None:
+        opts.output_dir = resume.parent  # where --allow-changes puts the new run folder
+    cfg = opts.build()
+    from avood_core.registry import get_registry
+    from avood_core.config import resolve
+    from avood_core.run.driver import execute, execute_seeds, format_summary
+
+    resolve(cfg, get_registry())  # fail fast on bad names/params before any work
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
+    try:
+        if seeds:
+            if resume is not None:
+                raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
+            result = execute_seeds(cfg, int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
+                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append, engine=engine,
+                                   max_parallel=max_parallel, address=address)
+        else:
+            result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
+                             allow_changes=allow_changes, on_run_dir=run_dirs.append)
+    except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+        from avood_core.run.interrupted import interrupted_message
+
+        raise Interrupted(interrupted_message(run_dirs[-1] if run_dirs else None)) from None
+    if as_json:
+        emit({"run_dir": result.run_dir, "results": result.results})
+    else:
+        typer.echo(format_summary(result.results))
+    status(f"run folder: {result.run_dir}")
+
+
+@app.command("config")
+@config_options()
+def show_config(
+    opts: ConfigOptions,
+    fmt: Literal["toml", "json"] = typer.Option("toml", "--format", help="toml or json (json also shows unset values as null)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    """Print the fully resolved run config 'avood run' would use with the same options, every default visible."""
+    from avood_core.config import resolve, to_toml
+
+    resolved = resolve(opts.build()).model_dump(mode="json")
+    if fmt == "json" or as_json:
+        typer.echo(json.dumps(resolved, indent=2))
+    else:
+        typer.echo(to_toml(resolved), nl=False)
+
+
+@app.command("presets")
+def presets_cmd(as_json: bool = JSON_OPTION) -> None:
+    """List the per-dataset presets (the paper's hyperparameters) for --preset.
+
+    --json: {"presets": [{"name", "description"}]}."""
+    from avood_core.presets import list_presets
+
+    items = list_presets()
+    if as_json:
+        emit({"presets": [{"name": p.name, "description": p.description} for p in items]})
+        return
+    width = max((len(p.name) for p in items), default=0)
+    for p in items:
+        typer.echo(f"{p.name.ljust(width)}  {p.description}")
+
+
+@app.command()
+def plugins(as_json: bool = JSON_OPTION) -> None:
+    """List the installed components and loggers: kind, name, distribution, version; and broken plugins.
+
+    --json: {"plugins": [{"kind", "name", "distribution", "version", "plugin"}], "broken": [{"plugin", "error"}]}."""
+    from avood_core.registry import get_registry
+
+    reg = get_registry()
+    entries = list(reg.all_entries())
+    if as_json:
+        emit({"plugins": [{"kind": e.kind, "name": e.name, "distribution": e.provider.dist, "version": e.provider.version,
+                           "plugin": e.provider.plugin} for e in entries],
+              "broken": [{"plugin": str(b.provider), "error": b.error} for b in reg.broken]})
+        return
+    rows = [(e.kind, e.name, e.provider.dist or "-", e.provider.version or "-", e.provider.plugin) for e in entries]
+    header = ("KIND", "NAME", "DISTRIBUTION", "VERSION", "PLUGIN")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    for broken in reg.broken:
+        typer.echo(f"BROKEN  {broken.provider}: {broken.error}")
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'.")) -> None:
+    """(Re)write report.md and report.html (figures embedded) for a run folder."""
+    from avood_core.eval.report import write_report
+
+    md, html = write_report(run_dir)
+    status(f"wrote {md} and {html}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark root to evaluate on instead of the run's data (same dataset)."),
+    dataset: Optional[Dataset] = option("dataset"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split.
+
+    --json: {"run_dir", "metrics"} (metrics as in results.json)."""
+    from avood_core.pipeline import Pipeline
+    from avood_core.run.driver import build_task, format_summary
+    from avood_core.train.loops import resolve_device
+
+    pipeline = Pipeline.load(run_dir).to(resolve_device(device))
+    cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build()
+    task = pipeline.check_task(build_task(cfg))
+    scores = pipeline.evaluate(task.test)
+    if as_json:
+        emit({"run_dir": run_dir, "metrics": scores})
+    else:
+        typer.echo(format_summary({"metrics": scores}))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
+    input: Path = typer.Argument(..., help="An .npz or .h5 file with 'audio' (N, Da) and 'video' (N, Dv) arrays."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write .csv or .json here (default: csv on stdout)."),
+    output_old: Optional[Path] = alias("-o", "--output"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+) -> None:
+    """Classify new clips with a fitted pipeline: class id, class name, gate score, routed branch."""
+    from avood_core.pipeline import Pipeline
+    from avood_core.run.predict_io import check_output, read_features, write_predictions
+    from avood_core.train.loops import resolve_device
+
+    output = pick(output, output_old, "--output", "-o")
+    check_output(output)
+    pipeline = Pipeline.load(run_dir).to(resolve_device(device))
+    audio, video = read_features(input)
+    text = write_predictions(pipeline, pipeline.predict(audio, video), output)
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
+app.add_typer(data_app, name="data")
+app.command("bench")(__import__("avood_core.cli.bench", fromlist=["bench"]).bench)  # avood bench (docs/performance.md)
+app.add_typer(ablate_app, name="ablate")
+app.command("sweep")(sweep)  # avood sweep (docs/scaling.md)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
+    # made small-model training 7-9x slower (measured); must be set before torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        app()
+    except AvoodError as exc:
+        typer.echo(f"avood: error: {exc}", err=True)
+        sys.exit(2)
+    except Interrupted as exc:  # Ctrl-C in 'avood run': what was saved and how to resume
+        typer.echo(f"avood: {exc}", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("avood: interrupted", err=True)
+        sys.exit(130)
+    except SystemExit as exc:  # typer turns Ctrl-C in the other commands into a silent exit 130
+        if exc.code == 130:
+            typer.echo("avood: interrupted", err=True)
+        raise
+
+
+if __name__ == "__main__":
+    main()

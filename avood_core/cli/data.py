@@ -1,0 +1,82 @@
+"""``avood data``: write a synthetic benchmark tree, or check a downloaded one.
+
+Mounted by the main CLI as ``app.add_typer(data_app, name="data")``. Errors are raised as
+:class:`~avood_core.errors.AvoodError` subclasses; ``avood_core.cli.commands.main`` prints them as one line.
+Torch and h5py are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import typer
+
+from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick
+from avood_core.cli.options import Dataset, new_app
+from avood_core.errors import DataError
+
+data_app = new_app("The AV-GZSL benchmark on disk (UCF, ActivityNet, VGGSound): write a synthetic tree, check a tree.")
+
+
+@data_app.command("synth")
+def synth(
+    out: Path = typer.Argument(..., readable=False, help="Benchmark root to write <DS>/ into (like avgzsl_benchmark_datasets)."),
+    dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="The dataset whose format and size to copy (required)."),
+    data_scale: Optional[float] = typer.Option(None, "--data-scale", help="Clips per class times this (at least 1 per class; default 1)."),
+    data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of names, counts and features (default 0)."),
+    like: Optional[Dataset] = alias("--like", "--dataset"),
+    scale: Optional[float] = alias("--scale", "--data-scale"),
+    seed: Optional[int] = alias("--seed", "--data-seed"),
+    splits: Optional[Path] = typer.Option(
+        None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
+    ),
+    features: Literal["main", "cls"] = typer.Option("main", "--features", help="main (512/512) or cls (128/4096)."),
+    audio_dim: Optional[int] = typer.Option(None, "--audio-dim", help="Override the audio feature width."),
+    video_dim: Optional[int] = typer.Option(None, "--video-dim", help="Override the video feature width."),
+    caches: bool = typer.Option(True, "--caches/--no-caches", help="Also write the _features_processed pkl caches."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing <DS> folder."),
+    seen_acc: Optional[float] = typer.Option(
+        None, "--seen-acc", help="Target seen accuracy in % (default: the dataset's SC_acc, paper Table 3)."
+    ),
+    zsl_acc: Optional[float] = typer.Option(
+        None, "--zsl-acc", help="Target ZSL accuracy in % (default: the dataset's UC_acc, paper Table 3)."
+    ),
+) -> None:
+    """Write a complete tree in the download's exact format, with learnable synthetic features."""
+    from avood_core.data import write_synthetic_tree
+
+    dataset = pick(dataset, like, "--dataset", "--like")
+    if dataset is None:
+        raise typer.BadParameter("give the dataset to imitate, e.g. --dataset ucf", param_hint="--dataset")
+    scale = pick(data_scale, scale, "--data-scale", "--scale")
+    seed = pick(data_seed, seed, "--data-seed", "--seed")
+    report = write_synthetic_tree(
+        out, dataset, scale=1.0 if scale is None else scale, seed=seed or 0, splits_dir=splits, features=features,
+        audio_dim=audio_dim, video_dim=video_dim, caches=caches, overwrite=overwrite,
+        seen_acc=seen_acc, zsl_acc=zsl_acc,
+    )
+    typer.echo(report.summary())
+
+
+@data_app.command("check")
+def check(
+    root: Path = typer.Argument(..., readable=False, help="Benchmark root (holding UCF/, ActivityNet/, VGGSound/) or one dataset folder."),
+    dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="Only this dataset."),
+    quick: bool = typer.Option(False, "--quick", help="Skip reading feature values (no NaN/inf or cache value checks)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print a table per split (classes, clips, dims, text coverage, problems); fail if anything is wrong.
+
+    --json: {"root", "ok", "problems", "sections"} (sections: per dataset and split, the stage and cache rows);
+    the exit status is 2 when there are problems, as without --json."""
+    from avood_core.data import check_tree
+
+    report = check_tree(root, dataset, deep=not quick)
+    if as_json:
+        emit({"root": report.root, "ok": not report.problems, "problems": report.problems, "sections": report.sections})
+    else:
+        typer.echo(report.render())
+    problems = report.problems
+    if problems:
+        raise DataError(f"{len(problems)} problem(s) in '{root}'; the first: {problems[0]}")

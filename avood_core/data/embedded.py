@@ -1,0 +1,87 @@
+"""The embedded default task: UCF-GZSL's real classes and word2vec vectors, synthetic features.
+
+51 classes (42 seen, 9 unseen: the main split's stage 2), named as in UCF101, each with its real
+300-d word2vec class embedding (shipped in ``avood_core/data/ucf_w2v.npz``; from the AVCA-GZSL
+benchmark, MIT licence, see NOTICE). Audio and video features (512-d each) come from the latent
+model of :mod:`avood_core.data.latent`, calibrated so that a nearest-class-mean probe and a
+ridge text-map probe give the paper's published UCF accuracies (Table 3: SC_acc 96.12, UC_acc
+28.21) unless ``seen_acc`` / ``zsl_acc`` say otherwise. UCF's stage-2 split sizes (4994 train,
+555 test seen, 1267 test unseen clips), times ``scale``; a held-out part of the training clips
+forms ``val`` (seen classes only) for components that select on a validation split.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import torch
+
+from avood_core.data._threads import one_torch_thread
+from avood_core.data.latent import PUBLISHED, ClassRoles, LatentGenerator, LatentParams, solve_params
+from avood_core.data.synthetic import split_counts
+from avood_core.task import AVGZSLTask, AVSamples
+
+UCF_SIZES = {"train": 4994, "test_seen": 555, "test_unseen": 1267}
+FEATURE_DIMS = (512, 512)
+
+
+@lru_cache(maxsize=1)
+def ucf_classes() -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(class names, word2vec names, 51 x 300 unit word2vec vectors, unseen mask), by name."""
+    with resources.files("avood_core.data").joinpath("ucf_w2v.npz").open("rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        return [str(n) for n in z["names"]], [str(n) for n in z["w2v_names"]], z["vectors"].copy(), z["unseen"].copy()
+
+
+def name_keys(names: list[str], seed: int) -> list[int]:
+    """A per-class random key from the class name and seed (a class's residual follows its name)."""
+    return [zlib.crc32(f"{seed}:{n.lower()}".encode()) for n in names]
+
+
+def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = None, zsl_acc: float | None = None,
+                  val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
+    """Generate the embedded default task from ``seed`` (same seed and knobs, same task).
+
+    Generated with one torch thread: a matmul's last bits depend on the thread count, and a
+    reloaded run must rebuild the very same features whatever the caller's threads.
+    """
+    with one_torch_thread():
+        return _make_ucf_task(seed, scale, seen_acc, zsl_acc, val_fraction, params)
+
+
+def _make_ucf_task(seed: int, scale: float, seen_acc: float | None, zsl_acc: float | None,
+                   val_fraction: float, params: LatentParams | None) -> AVGZSLTask:
+    names, _, vectors, unseen_mask = ucf_classes()
+    text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
+    seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
+    unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
+    g = torch.Generator().manual_seed(seed)
+    sizes = {k: max((2 if k != "test_seen" else 1) * (len(seen) if k != "test_unseen" else len(unseen)), round(v * scale))
+             for k, v in UCF_SIZES.items()}
+    counts = (split_counts(sizes["train"], len(seen), g), split_counts(sizes["test_seen"], len(seen), g),
+              split_counts(sizes["test_unseen"], len(unseen), g))
+    roles = ClassRoles(seen, unseen, *counts)
+    targets = (seen_acc if seen_acc is not None else PUBLISHED["ucf"][0], zsl_acc if zsl_acc is not None else PUBLISHED["ucf"][1])
+    gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, name_keys(names, seed))
+    cal = solve_params(gen, text, roles, *targets, seed=seed + 1)
+    gen.params = cal.params
+
+    def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
+        labels = torch.repeat_interleave(classes, n)
+        audio, video = gen.sample(labels, g)
+        return AVSamples(audio, video, labels)
+
+    train_all = clips(seen, counts[0])
+    test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))
+    held = torch.rand(len(train_all), generator=g) < val_fraction
+    return AVGZSLTask(
+        train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text,
+        seen_classes=seen, unseen_classes=unseen, class_names=list(names), name=f"synthetic-ucf-seed{seed}",
+        meta={"source": "synthetic", "seed": seed, "generator": "latent_synth", "seen_acc_target": targets[0],
+              "zsl_acc_target": targets[1], "seen_probe": round(cal.seen_probe, 2), "zsl_probe": round(cal.zsl_probe, 2),
+              "noise": cal.params.noise, "residual": cal.params.residual, "latent_dim": cal.params.latent_dim,
+              "scale": scale},
+    )

@@ -1,0 +1,259 @@
+"""One latent model of synthetic AV-GZSL data, calibrated to the accuracies the paper publishes.
+
+Used by the embedded default task (:func:`avood_core.data.embedded.make_ucf_task`) and by
+``avood data synth`` (:mod:`avood_core.data.synth`). Its difficulty is set by two published
+facts per dataset (paper Table 3, "MLP & Embedding" row): the seen classifier's accuracy
+``SC_acc`` and the unseen (embedding) classifier's ZSL accuracy ``UC_acc``.
+
+The model, for class ``c`` with unit-norm word2vec vector ``t_c`` and clip ``i``:
+
+* class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)`` in a ``latent_dim`` space:
+  ``A`` is a fixed random linear map (text -> latent) and ``r_c`` a random unit residual of the
+  class. The residual share ``ρ`` sets how much of a class its text does not explain, i.e. how
+  predictable an unseen class is from its word vector (higher ``ρ`` -> lower ZSL accuracy);
+* clip latent per modality ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√latent_dim``: a shared and a
+  modality-specific part (audio noisier than video, ``k_a > k_v``); the per-clip noise ``σ`` sets
+  the seen accuracy (higher ``σ`` -> lower accuracy);
+* features ``x_m = s·z_m Q_m + ν·η + b_m``: two different random orthonormal projections
+  ``Q_a, Q_v`` (latent -> 512-d), small isotropic off-subspace noise ``ν`` and a bias.
+
+Knob -> latent parameter: :func:`solve_params` finds ``σ`` and ``ρ`` by bisection so that two
+cheap probes on a sample of the task's own size hit the targets: the nearest-class-mean accuracy
+on seen test clips (probe for ``SC_acc``) and a ridge map from seen text to seen class means used
+on unseen clips (probe for ``UC_acc``, a linear stand-in for the embedding model). Both probes are
+monotone in their parameter by construction (common random numbers across the bisection). How
+the paper's trained MLP and embedding model relate to the probes is measured by
+``benchmarks/calibrate_synth.py`` (docs/reproducing.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from avood_core.errors import DataError
+from avood_core.data.synthetic import unit
+
+PUBLISHED: dict[str, tuple[float, float]] = {
+    "ucf": (96.12, 28.21),
+    "vggsound": (58.27, 8.78),
+    "activitynet": (62.33, 11.49),
+}
+"""(SC_acc, UC_acc) in percent, paper Table 3 "MLP & Embedding (ours)" per dataset."""
+
+PUBLISHED_GATE_AUC: dict[str, float] = {"ucf": 87.66, "vggsound": 72.59, "activitynet": 67.09}
+"""OOD-entropy AUC in percent, paper Table 2 (reported next to the measured one; not a knob)."""
+
+@dataclass(frozen=True)
+class LatentParams:
+    """The latent parameters behind the knobs (see the module docstring for the model)."""
+
+    noise: float = 1.0  # σ, per-clip latent noise (norm, relative to the unit class mean): sets SC_acc
+    residual: float = 0.5  # ρ, share of a class mean its text does not explain: sets UC_acc
+    latent_dim: int = 64
+    audio_scale: float = 1.3  # k_a, audio's own noise (times σ): audio is the noisier modality
+    video_scale: float = 0.8  # k_v
+    feature_noise: float = 0.3  # ν, isotropic feature noise off the latent subspace
+    gain: float = 1.0  # s / √D, feature scale
+
+
+@dataclass
+class ClassRoles:
+    """Which rows of the text matrix are seen / unseen, and clip counts for the probes."""
+
+    seen: Tensor
+    unseen: Tensor
+    train_counts: Tensor
+    test_seen_counts: Tensor
+    test_unseen_counts: Tensor
+
+
+def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
+    """``rows`` orthonormal rows in ``cols`` dims (``rows <= cols``); rows are random otherwise."""
+    m = torch.randn(cols, rows, generator=g)
+    q, r = torch.linalg.qr(m)
+    return (q * torch.sign(torch.diagonal(r))).T.contiguous()
+
+
+class LatentGenerator:
+    """Fixed random structure (text map, residuals, projections) for one seed and one class table.
+
+    ``text`` is the (n_classes, text_dim) matrix whose row ``c`` is class ``c``'s word vector; a
+    class's mean depends only on its own row and its own residual draw, so placing classes by name
+    (rows in any order) gives each class the same features up to the order of rows.
+    """
+
+    def __init__(self, text: Tensor, dims: tuple[int, int], params: LatentParams, seed: int,
+                 residual_keys: list[int] | None = None) -> None:
+        self.params = params
+        self.dims = dims
+        text = torch.as_tensor(text, dtype=torch.float32)
+        g = torch.Generator().manual_seed(seed)
+        L = params.latent_dim
+        a = torch.randn(text.shape[1], L, generator=g)
+        self.explained = unit((text - text.mean(0)) @ a)
+        if residual_keys is None:
+            self.resid = unit(torch.randn(len(text), L, generator=g))
+        else:  # one draw per class key (e.g. a hash of its name): independent of row order
+            self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
+        self.proj = [self._projection(L, d, g) for d in dims]
+        self.bias = [0.5 * torch.randn(d, generator=g) for d in dims]
+
+    @staticmethod
+    def _projection(latent_dim: int, out_dim: int, g: torch.Generator) -> Tensor:
+        if out_dim >= latent_dim:
+            return _orthonormal(latent_dim, out_dim, g) * out_dim**0.5
+        return torch.randn(latent_dim, out_dim, generator=g)
+
+    def class_means(self, residual: float | None = None) -> Tensor:
+        """``μ_c`` for every class (rows of the text matrix) at residual share ``residual``."""
+        rho = self.params.residual if residual is None else residual
+        return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
+
+    def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
+        """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
+        p = self.params
+        L = p.latent_dim
+        out = []
+        for m, scale in enumerate((p.audio_scale, p.video_scale)):
+            eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
+            z = means[labels] + sigma / L**0.5 * eps
+            x = p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m]
+            out.append(x)
+        return out[0], out[1]
+
+    def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Features of clips with class ids ``labels`` at the generator's own parameters."""
+        noise = ClipNoise.draw(len(labels), self.params.latent_dim, self.dims, g)
+        return self.features(self.class_means(), labels, noise, self.params.noise)
+
+
+@dataclass
+class ClipNoise:
+    """Unit Gaussian draws for a batch of clips (reused across a bisection: common random numbers)."""
+
+    shared: Tensor
+    own: tuple[Tensor, Tensor]
+    feat: tuple[Tensor, Tensor]
+
+    @classmethod
+    def draw(cls, n: int, latent_dim: int, dims: tuple[int, int], g: torch.Generator) -> "ClipNoise":
+        shared = torch.randn(n, latent_dim, generator=g)
+        own = (torch.randn(n, latent_dim, generator=g), torch.randn(n, latent_dim, generator=g))
+        feat = (torch.randn(n, dims[0], generator=g), torch.randn(n, dims[1], generator=g))
+        return cls(shared, own, feat)
+
+
+def per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
+    """Mean over classes of the per-class accuracy, in percent (the paper's metric)."""
+    accs = [(pred[labels == c] == c).float().mean() for c in labels.unique()]
+    return float(torch.stack(accs).mean()) * 100.0
+
+
+def nearest_mean(x: Tensor, means: Tensor, classes: Tensor) -> Tensor:
+    """Class id (from ``classes``) of the nearest row of ``means`` for every row of ``x``."""
+    return classes[torch.cdist(x, means).argmin(1)]
+
+
+def ridge_text_map(text: Tensor, targets: Tensor, lam: float = 0.1) -> Tensor:
+    """Ridge weights ``W`` with ``text @ W ≈ targets`` (kernel form; few classes, wide text)."""
+    k = text @ text.T
+    return text.T @ torch.linalg.solve(k + lam * torch.eye(len(k)), targets)
+
+
+class Probe:
+    """The two probes on a fixed sample of the task's size (same draws for every parameter value).
+
+    The probes work in the latent coordinates of each modality (the features projected back on
+    ``Q_m``): there the off-subspace feature noise is ``ν / (gain·√D_m)`` per coordinate, and the
+    probe costs ``2·latent_dim`` instead of ``D_a + D_v`` per clip.
+    """
+
+    def __init__(self, gen: LatentGenerator, text: Tensor, roles: ClassRoles, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.gen, self.text, self.roles = gen, torch.as_tensor(text, dtype=torch.float32), roles
+        self.y_train = torch.repeat_interleave(roles.seen, roles.train_counts)
+        self.y_seen = torch.repeat_interleave(roles.seen, roles.test_seen_counts)
+        self.y_unseen = torch.repeat_interleave(roles.unseen, roles.test_unseen_counts)
+        p, L = gen.params, gen.params.latent_dim
+        # per clip: features = [μ_y, μ_y] + σ·E + F (E: latent noise, F: off-subspace noise), E and F drawn once
+        self.parts = []
+        for y in (self.y_train, self.y_seen, self.y_unseen):
+            noise = ClipNoise.draw(len(y), L, (L, L), g)
+            e = [(0.5**0.5) * noise.shared + (0.5**0.5) * k * noise.own[m] for m, k in enumerate((p.audio_scale, p.video_scale))]
+            f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * noise.feat[m] for m in range(2)]
+            self.parts.append((torch.cat(e, 1) / L**0.5, torch.cat(f, 1)))
+        pos = {int(c): i for i, c in enumerate(roles.seen)}
+        onehot = torch.zeros(len(roles.seen), len(self.y_train))
+        onehot[torch.tensor([pos[int(c)] for c in self.y_train]), torch.arange(len(self.y_train))] = 1.0
+        avg = onehot / onehot.sum(1, keepdim=True)
+        self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
+
+    def _feats(self, means: Tensor, i: int, y: Tensor, sigma: float) -> Tensor:
+        e, f = self.parts[i]
+        return torch.cat([means, means], 1)[y] + sigma * e + f
+
+    def _train_means(self, means: Tensor, sigma: float) -> Tensor:
+        e, f = self.train_parts
+        return torch.cat([means, means], 1)[self.roles.seen] + sigma * e + f
+
+    def seen_acc(self, sigma: float, residual: float) -> float:
+        """Nearest-class-mean accuracy on seen test clips, means estimated from training clips."""
+        means = self.gen.class_means(residual)
+        est = self._train_means(means, sigma)
+        x = self._feats(means, 1, self.y_seen, sigma)
+        return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.y_seen)
+
+    def zsl_acc(self, sigma: float, residual: float) -> float:
+        """Unseen test clips classified among unseen classes by ridge-predicted means from text."""
+        means = self.gen.class_means(residual)
+        est = self._train_means(means, sigma)
+        center = est.mean(0)
+        w = ridge_text_map(self.text[self.roles.seen], est - center)
+        pred_means = self.text[self.roles.unseen] @ w + center
+        x = self._feats(means, 2, self.y_unseen, sigma)
+        return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.y_unseen)
+
+
+def _bisect(f, lo: float, hi: float, target: float, steps: int) -> float:
+    """``x`` in [lo, hi] with decreasing ``f(x) ≈ target`` (clamped to the ends)."""
+    if f(lo) <= target:
+        return lo
+    if f(hi) >= target:
+        return hi
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) > target else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+@dataclass
+class Calibration:
+    """Solved parameters and the probes' accuracies at them."""
+
+    params: LatentParams
+    seen_target: float
+    zsl_target: float
+    seen_probe: float
+    zsl_probe: float
+
+
+def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc: float, zsl_acc: float,
+                 seed: int, rounds: int = 2, steps: int = 14) -> Calibration:
+    """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent).
+
+    A target the model cannot reach (e.g. below chance on a tiny task) clamps the parameter to the
+    end of its range; :class:`Calibration` holds the probes' accuracies actually reached.
+    """
+    for name, v in (("--seen-acc", seen_acc), ("--zsl-acc", zsl_acc)):
+        if not 0 < v < 100:
+            raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
+    probe = Probe(gen, text, roles, seed)
+    sigma, rho = gen.params.noise, gen.params.residual
+    for _ in range(rounds):
+        sigma = _bisect(lambda s: probe.seen_acc(s, rho), 0.01, 40.0, seen_acc, steps)
+        rho = _bisect(lambda r: probe.zsl_acc(sigma, r), 0.0, 1.0, zsl_acc, steps)
+    params = replace(gen.params, noise=sigma, residual=rho)
+    return Calibration(params, seen_acc, zsl_acc, probe.seen_acc(sigma, rho), probe.zsl_acc(sigma, rho))

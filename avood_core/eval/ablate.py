@@ -1,0 +1,327 @@
+"""The paper's ablation tables as commands (``avood ablate gates|classifiers|losses``).
+
+* ``gates`` — Table 2: the seen/unseen gate swapped among calibrated stacking, binary and
+  entropy; the generator, seen and unseen classifiers are fitted once and shared by the rows.
+  Columns: AUC (ROC of the gate score, seen = positive), FPR at TPR = 60 %, HM at TPR = 60 %
+  (the paper's HM column: the routed pipeline at the threshold where TPR first reaches 60 %)
+  and, extra, HM at the gate's own threshold.
+* ``classifiers`` — Table 3: (seen, unseen) classifiers MLP & MLP, Embedding & Embedding,
+  MLP & Embedding with the configured gate (entropy by default); the generator and the gate are
+  fitted once. Columns: SC_acc (seen classifier alone on the seen test clips, among the seen
+  classes), UC_acc (unseen classifier alone on the unseen test clips, among the unseen classes =
+  ZSL) and HM (routed, at the gate's own threshold). "Embedding" on both sides is one model:
+  the fitted ``cross_attention`` unseen classifier restricted to the seen classes
+  (``CrossAttentionSeenClassifier.from_unseen``) whenever both slots carry the same params.
+* ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms`` set to L⁺ only,
+  L⁺ + L⁻trip, L⁺ + L⁻rec, L⁺ + L⁻reg and L⁺ + L⁻ (the paper); generator, gate and seen
+  classifier fitted once. Columns: UC_acc and HM (at the gate's own threshold).
+* ``fusion`` — Fig. 1's fusion axis: the paper's configuration, then one row per stage × fusion
+  plugin (:mod:`avood_core.eval.ablate_fusion`). Columns: S, U, HM, ZSL and the gate's AUC.
+* ``table1`` — Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking over all classes, the AVCA
+  protocol), AV-OOD, and AV-OOD with each baseline as its unseen classifier; S, U, HM, ZSL, the
+  paper's figures beside them (:mod:`avood_core.eval.ablate_table1`).
+
+Every row is a full run config built from the same assembled config as ``avood run``
+(preset, file, ``--set``...): a row swaps the plugin of some slot (its slot params reset, as
+with ``--<kind> NAME``; plugin-keyed ``params.<kind>.<plugin>`` from the preset or the file
+still apply) or changes one param. Components are cached by their fit hash
+(:func:`avood_core.run.driver.fit_hashes`: data, stage, seed, own params, upstream hashes), and each
+row is fitted through :meth:`Pipeline.fit` with the cached kinds skipped, so every component is
+seeded and fitted exactly as ``avood run`` would fit it, and fitted once however many rows use
+it. On a benchmark tree each row runs the two-stage protocol: stage 1 fits on ``training``
+and selects on ``val`` (e.g. calibrated stacking's β), stage 2 refits with those selections on
+``train_val`` and reports on ``test``; a row none of whose components selects anything on val
+skips stage 1 (``stage1.reason`` in its JSON). Nothing is selected on the test split.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from avood_core import __version__
+from avood_core.eval import ablate_fusion as fusion
+from avood_core.eval import ablate_table1 as table1
+from avood_core.config import RunConfig, finalize_config, resolve, to_toml
+from avood_core.errors import AvoodError
+from avood_core.util.io import atomic_write_json, atomic_write_text
+from avood_core.registry import KINDS, Registry, get_registry
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: plugins put in some slots and param updates of some slots."""
+
+    label: str
+    swap: dict[str, str] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibrated: bool = False
+    """Report the calibrated-stacking gate's argmin over all classes (AVCA protocol), not the routed pipeline."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    columns: tuple[str, ...]
+    fit_order: tuple[int, ...] | None = None
+    """Row indices in fitting order (rows are printed in table order)."""
+    share_embedding: bool = False
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "gates": Ablation(
+        "gates", "Table 2: bias reduction methods (gates)",
+        (Row("Calibrated Stacking", {"detector": "calibrated_stacking"}),
+         Row("OOD-binary", {"detector": "binary"}),
+         Row("OOD-entropy (paper)", {"detector": "entropy"})),
+        ("AUC", "FPR@TPR60", "HM@TPR60", "HM@own"),
+    ),
+    "classifiers": Ablation(
+        "classifiers", "Table 3: classifier models (seen & unseen)",
+        (Row("MLP & MLP", {"seen": "mlp", "unseen": "mlp"}),
+         Row("Embedding & Embedding", {"seen": "cross_attention", "unseen": "cross_attention"}),
+         Row("MLP & Embedding (paper)", {"seen": "mlp", "unseen": "cross_attention"})),
+        ("SC_acc", "UC_acc", "HM"),
+        fit_order=(2, 0, 1),  # the shared embedding model is fitted before the row that reuses it
+        share_embedding=True,
+    ),
+    "losses": Ablation(
+        "losses", "Supplement Table 1: loss terms of the unseen classifier",
+        (Row("L+", params={"unseen": {"negative_terms": []}}),
+         Row("L+ + L-trip", params={"unseen": {"negative_terms": ["trip"]}}),
+         Row("L+ + L-rec", params={"unseen": {"negative_terms": ["rec"]}}),
+         Row("L+ + L-reg", params={"unseen": {"negative_terms": ["reg"]}}),
+         Row("L+ + L- (paper)", params={"unseen": {"negative_terms": ["trip", "rec", "reg"]}})),
+        ("UC_acc", "HM"),
+    ),
+    "fusion": Ablation("fusion", "Fusion per stage (Fig. 1, Fusion 1-5)", fusion.rows(), fusion.COLUMNS),
+    "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.rows(), table1.METRICS),
+}
+
+COLUMN_HELP = {
+    "AUC": "area under the gate's ROC (seen = positive), %",
+    "FPR@TPR60": "unseen clips routed seen at the threshold giving TPR = 60 %, %",
+    "HM@TPR60": "HM of the routed pipeline at that threshold (the paper's Table 2 HM), %",
+    "HM@own": "HM of the routed pipeline at the gate's own threshold, %",
+    "SC_acc": "seen classifier alone on the seen test clips (mean per-class accuracy), %",
+    "UC_acc": "unseen classifier alone on the unseen test clips among the unseen classes (= ZSL), %",
+    "HM": "HM of the routed pipeline at the gate's own threshold, %",
+    "S": "mean per-class accuracy on the seen test clips of the final prediction, %",
+    "U": "mean per-class accuracy on the unseen test clips of the final prediction, %",
+    "ZSL": "unseen classifier alone on the unseen test clips among the unseen classes, %",
+}
+
+
+@dataclass
+class AblationResult:
+    run_dir: Path
+    markdown: str
+    results: dict
+
+
+def row_config(data: dict, row: Row, registry: Registry) -> RunConfig:
+    """The resolved run config of one row, from an assembled config dict."""
+    cfg = resolve(finalize_config(data, swap=row.swap), registry)
+    if not row.params:
+        return cfg
+    update = {}
+    for kind, params in row.params.items():
+        spec = cfg.component(kind)
+        known = registry.component_class(kind, spec.name).Params.model_fields
+        missing = [p for p in params if p not in known]
+        if missing:
+            raise AvoodError(f"ablation row '{row.label}' sets {kind}.{missing[0]}, which {kind} '{spec.name}' "
+                             f"does not have; choose a {kind} plugin with it (e.g. --{kind} cross_attention)")
+        update[kind] = spec.model_copy(update={"params": {**spec.params, **params}})
+    return resolve(cfg.model_copy(update=update), registry)
+
+
+class FitCache:
+    """Fitted components of one task, keyed by kind and fit hash; fits what is missing."""
+
+    def __init__(self, task, stage: str, registry: Registry, device, progress=None,
+                 log: Callable[[str], None] = lambda m: None) -> None:
+        self.task, self.stage, self.registry, self.device = task, stage, registry, device
+        self.progress, self.log = progress, log
+        self.fitted: dict[tuple[str, str], Any] = {}
+        self.fits: Counter = Counter()
+        self.shared: list[str] = []
+
+    def pipeline(self, config: RunConfig, share_embedding: bool = False):
+        """A fitted pipeline for ``config``, reusing every component already fitted here."""
+        from avood_core.run.driver import build_pipeline, fit_hashes
+
+        pipe = build_pipeline(config, self.registry)
+        hashes = fit_hashes(config, pipe, self.stage)
+        if share_embedding:
+            self._share_embedding(config, hashes)
+        reuse = set()
+        for kind in KINDS:
+            comp = self.fitted.get((kind, hashes[kind]))
+            if comp is not None:
+                setattr(pipe, kind, comp)
+                reuse.add(kind)
+        pipe.fit(self.task, device=self.device, seed=config.seed, progress=self.progress, log=self.log,
+                 skip=frozenset(reuse), jobs=config.jobs)
+        for kind in KINDS:
+            if kind not in reuse:
+                self.fitted[(kind, hashes[kind])] = pipe.components[kind]
+                self.fits[kind] += 1
+        return pipe
+
+    def _share_embedding(self, config: RunConfig, hashes: dict[str, str]) -> None:
+        """Seen ``cross_attention`` = the fitted unseen ``cross_attention`` when both have the same params."""
+        seen, unseen = config.seen, config.unseen
+        if (seen.name, unseen.name) != ("cross_attention", "cross_attention") or seen.params != unseen.params:
+            return
+        if ("seen", hashes["seen"]) in self.fitted:
+            return
+        model = self.fitted.get(("unseen", hashes["unseen"]))
+        cls = self.registry.component_class("seen", seen.name)
+        if model is None or not hasattr(cls, "from_unseen"):
+            return
+        self.fitted[("seen", hashes["seen"])] = cls.from_unseen(model, self.task.seen_classes, self.task.text)
+        self.shared.append("seen cross_attention = the fitted unseen cross_attention model, restricted to the seen classes")
+
+
+def row_values(name: str, scores: dict, outputs: dict) -> dict[str, float]:
+    """Every number of one row: the table's columns plus the details kept in the JSON."""
+    from avood_core.eval import metrics
+
+    gate = scores["gate"]
+    values = {
+        "SC_acc": scores["seen_classifier_acc"], "UC_acc": scores["ZSL"], "HM": scores["HM"],
+        "S": scores["S"], "U": scores["U"], "ZSL": scores["ZSL"],
+        "AUC": gate["AUROC"], "FPR@TPR60": gate["FPR@TPR60"], "HM@own": scores["HM"],
+        "TPR@own": gate["TPR"], "FPR@own": gate["FPR"], "threshold": gate["threshold"],
+    }
+    if name == "gates":
+        op = metrics.operating_point(outputs, 0.6)
+        values.update({"HM@TPR60": op["HM"], "S@TPR60": op["S"], "U@TPR60": op["U"], "TPR@TPR60": op["TPR"],
+                       "threshold@TPR60": op["threshold"]})
+    return values
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None or v != v else f"{v:.2f}"
+
+
+def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
+    head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(ablation.name, "Gate")
+    lines = [f"**{ablation.title}** — {caption}", "",
+             "| " + " | ".join([head, *ablation.columns]) + " |",
+             "|" + "---|" + "---:|" * len(ablation.columns)]
+    for r in rows:
+        lines.append("| " + " | ".join([r["label"], *(_fmt(r["values"][c]) for c in ablation.columns)]) + " |")
+    lines += ["", *(f"- {c}: {COLUMN_HELP[c]}" for c in ablation.columns)]
+    return "\n".join(lines) + "\n"
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet: bool = False,
+                 echo: Callable[[str], None] = print, tasks: tuple | None = None, plots: bool = True) -> AblationResult:
+    """Fit every row of ablation ``name`` and write a fresh run folder.
+
+    ``data``: an assembled config dict (:func:`avood_core.config.assemble_config`). ``tasks``:
+    ``(stage-1 task or None, reported task)`` instead of building them from the config.
+    The folder holds ``config.toml`` (the base config), ``results.json`` (every row: config,
+    selections, values), ``table.md``, ``rows/<row>/predictions.npz`` and, for gates, ``roc.png``.
+    """
+    from avood_core.util.progress import progress_factory
+    from avood_core.util.paths import check_output_dir
+    from avood_core.run.driver import OUTPUT_OPTION, apply_selections, build_tasks, new_run_dir, save_outputs, stage1_decision
+    from avood_core.train.loops import resolve_device, run_threads
+
+    if name not in ABLATIONS:
+        raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
+    ablation = ABLATIONS[name]
+    registry = registry or get_registry()
+    base = resolve(finalize_config(data), registry)
+    check_output_dir(base.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
+    configs = [row_config(data, row, registry) for row in ablation.rows]
+    with run_threads():
+        device = resolve_device(base.device)
+        started = time.perf_counter()
+        stage1_task, task = tasks if tasks is not None else build_tasks(base)
+        run_dir = new_run_dir(Path(base.output_dir), f"ablate-{name}-s{base.seed}")
+        atomic_write_text(run_dir / "config.toml", to_toml(base.model_dump(mode="json")))
+        progress = progress_factory(quiet)
+        log = (lambda m: None) if quiet else echo
+        cache1 = FitCache(stage1_task, "stage1", registry, device, progress, log) if stage1_task is not None else None
+        cache2 = FitCache(task, "stage2" if stage1_task is not None else "", registry, device, progress, log)
+
+        done: dict[int, dict] = {}
+        curves, points = {}, {}
+        for i in ablation.fit_order or range(len(ablation.rows)):
+            row, cfg = ablation.rows[i], configs[i]
+            log(f"ablate {name}: {row.label}")
+            row_start, fits_before = time.perf_counter(), sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
+            selected: dict = {}
+            run_stage1, why = stage1_decision(cfg, stage1_task, registry)
+            if cache1 is not None:
+                log(f"ablate {name}: {row.label}: {why}")
+            if run_stage1:
+                pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
+                cfg, selected = apply_selections(cfg, pipe1)
+            pipe = cache2.pipeline(cfg, ablation.share_embedding)
+            if cache1 is None:
+                selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
+            scores = pipe.evaluate(task.test)
+            outputs = pipe.last_outputs
+            if row.calibrated:
+                scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
+            save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
+            fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
+            done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
+                       "stage1": {"ran": run_stage1, "reason": why},
+                       "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
+                       "values": row_values(name, scores, outputs), "metrics": scores,
+                       "wall_s": time.perf_counter() - row_start, "components_fitted": fits_after - fits_before}
+            if name == "table1":
+                done[i]["paper"] = table1.paper_values(table1.paper_dataset(base)[0], row.label)
+            if name == "gates":
+                import numpy as np
+
+                labels = outputs["labels"].numpy()
+                curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
+                points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
+        rows = [done[i] for i in range(len(ablation.rows))]
+        if base.data.source == "benchmark":
+            source = f"benchmark {base.data.dataset} ({base.data.path})" + (
+                ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
+        else:
+            source = f"embedded synthetic task (scale {base.data.scale})"
+        caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
+        if name == "table1":
+            table = table1.markdown(ablation.title, rows, caption, table1.paper_dataset(base)[1])
+        else:
+            table = markdown_table(ablation, rows, caption)
+        trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
+        results = {
+            "avood_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ablation": name, "title": ablation.title, "columns": list(ablation.columns),
+            "column_help": {c: COLUMN_HELP[c] for c in ablation.columns},
+            "seed": base.seed, "profile": base.profile, "device": str(device), "task": task.summary(),
+            "protocol": "two-stage (select on stage-1 val, report on test)" if cache1 is not None else "single stage",
+            "trained": trained, "shared": sorted(set(cache2.shared + (cache1.shared if cache1 else []))),
+            "rows": rows, "timings_s": {"total": time.perf_counter() - started},
+            **({"paper_figures": table1.paper_dataset(base)[1]} if name == "table1" else {}),
+        }
+        atomic_write_json(run_dir / "results.json", results)
+        atomic_write_text(run_dir / "table.md", table)
+        if plots and curves:
+            from avood_core.eval.plots import plot_roc
+
+            plot_roc(curves, run_dir / "roc", points, title="Gate ROC (seen = positive); dots: own thresholds")
+        return AblationResult(run_dir, table, results)

@@ -1,0 +1,86 @@
+"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as the jobs of a sweep, mean ± std per cell.
+
+Each seed's ablation is one job (avood_core.sweep.core's scheduler; this process, a local pool or
+Ray), so the rows of a seed keep sharing their fitted components through the ablation's
+in-memory cache (:class:`avood_core.eval.ablate.FitCache`) exactly as ``avood ablate NAME`` does;
+what is spread over the workers is the seeds. The job gets the assembled config dict (which
+holds the data path), never fitted objects. The parent folder holds ``seed-<n>/`` (a job folder
+with ``trial.json`` and the seed's ablation folder), ``results.json`` and ``table.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from avood_core.errors import AvoodError
+
+
+def ablation_job(payload: dict, echo: Callable[[str], None]) -> dict:
+    """Run in a worker: one seed's ablation under ``payload['run_dir']``; its rows' values."""
+    from avood_core.eval.ablate import run_ablation
+
+    data = {**payload["data"], "output_dir": payload["run_dir"]}
+    result = run_ablation(payload["ablation"], data, quiet=True, echo=echo, plots=payload.get("report", True))
+    return {"ablation_dir": str(result.run_dir), "rows": [{"label": r["label"], "values": r["values"]}
+                                                         for r in result.results["rows"]]}
+
+
+def aggregate(ablation, per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Per row and column: mean and std (ddof = 1) over the seeds."""
+    import numpy as np
+
+    rows = []
+    for i, row in enumerate(ablation.rows):
+        cells = {}
+        for col in ablation.columns:
+            values = np.array([rows_[i]["values"][col] for rows_ in per_seed.values()], dtype=float)
+            cells[col] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        rows.append({"label": row.label, "values": cells})
+    return rows
+
+
+def markdown(ablation, rows: list[dict], seeds: list[int]) -> str:
+    lines = [f"**{ablation.title}** — mean ± std over seeds {', '.join(map(str, seeds))}", "",
+             "| Row | " + " | ".join(ablation.columns) + " |", "|---|" + "---:|" * len(ablation.columns)]
+    for row in rows:
+        lines.append(f"| {row['label']} | " + " | ".join(
+            f"{row['values'][c]['mean']:.2f} ± {row['values'][c]['std']:.2f}" for c in ablation.columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "local", max_parallel: int = 1,
+                       address: str | None = None, quiet: bool = False, echo: Callable[[str], None] = print):
+    """Ablation ``name`` once per seed on ``engine``; a fresh parent folder with the mean ± std table."""
+    from avood_core.eval.ablate import ABLATIONS, AblationResult
+    from avood_core.config import finalize_config, resolve
+    from avood_core.util.io import atomic_write_json, atomic_write_text
+    from avood_core.run.driver import new_run_dir
+    from avood_core.sweep.core import Job, run_jobs
+
+    if name not in ABLATIONS:
+        raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
+    base = resolve(finalize_config(data))  # fail fast on a bad config, before any job starts
+    parent = new_run_dir(Path(base.output_dir), f"ablate-{name}-seeds{'-'.join(map(str, seeds))}")
+    jobs = [Job(f"seed-{s}", {"ablation": name, "data": json.loads(json.dumps({**data, "seed": s}, default=str)),
+                              "run_dir": str(parent / f"seed-{s}"), "hash": f"ablate-{name}-{s}", "threads": None,
+                              "report": True}, frozenset(), f"seed {s}") for s in seeds]
+    done = run_jobs(jobs, engine, max_parallel, address, quiet, echo)
+    failed = [(s, done[f"seed-{s}"]) for s in seeds if done[f"seed-{s}"].get("status") != "done"]
+    if failed:
+        seed, info = failed[0]
+        raise AvoodError(f"ablation {name}, seed {seed} failed: {info.get('error')} "
+                         f"(log: {parent / f'seed-{seed}' / 'log.txt'})")
+    ablation = ABLATIONS[name]
+    rows = aggregate(ablation, {s: done[f"seed-{s}"]["rows"] for s in seeds})
+    table = markdown(ablation, rows, seeds)
+    results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
+               "std_ddof": 1, "rows": rows,
+               "per_seed": {s: {"folder": str(Path(done[f"seed-{s}"]["ablation_dir"]).relative_to(parent)),
+                                "rows": done[f"seed-{s}"]["rows"]} for s in seeds}}
+    atomic_write_json(parent / "results.json", results)
+    atomic_write_text(parent / "table.md", table)
+    return AblationResult(parent, table, results)

@@ -1,0 +1,410 @@
+"""One self-contained report of a run folder: ``report.md`` + ``report.html`` + ``figures/``.
+
+:func:`write_report` reads from the run folder
+
+* ``results.json`` (required): written by ``avood run`` (see :func:`avood_core.run.driver.execute`);
+* ``config.toml`` (optional): the resolved config, shown verbatim;
+* ``predictions.npz`` (optional): the arrays of ``Pipeline.outputs``; without it there is no
+  ROC, threshold sweep or TPR-60 operating point, and the report says so;
+* ``tsne.npz`` (optional, written by :func:`save_tsne` while the test features are in memory):
+  ``coords`` (n, 2), ``indices`` (n,) into the test set, plus ``is_seen``, ``correct``,
+  ``baseline_correct`` (n,) and ``seconds``; without it there is no t-SNE figure, and the
+  report says so.
+
+It writes ``figures/{roc,threshold_sweep,tsne,curves_<kind>}.{png,svg}`` (curves: from
+``metrics/<kind>.jsonl``), ``report.md`` (relative image links) and ``report.html`` (the PNGs embedded as base64 data URIs: one file to mail around).
+
+Multi-seed runs (``avood run --seeds 0,1,2``) add a ``"seeds"`` section to results.json::
+
+    "seeds": {
+      "seeds": [0, 1, 2],
+      "per_seed": [                      # one entry per seed, in the order run
+        {"seed": 0, "metrics": {...}, "timings_s": {...}, "run_dir": "..."},   # run_dir, timings_s optional
+        ...
+      ],
+      "mean": {...},                     # same nested shape as "metrics", numeric leaves averaged
+      "std": {...},                      # same shape, sample standard deviation (ddof = 1; 0 for one seed)
+      "std_ddof": 1
+    }
+
+Each ``metrics`` is the dict of ``pipeline.scores_from_outputs`` (what a single run stores as
+``results["metrics"]``). :func:`seeds_section` builds the whole section from the per-seed
+entries, so producers and this report agree. The top-level ``"metrics"``, ``"seed"`` and
+``predictions.npz`` of a multi-seed folder are those of one seed (the first, by convention):
+the figures show that seed, the tables show mean ± std and every seed. If ``"metrics"`` is
+absent, the headline tables use the mean.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avood_core.eval import metrics
+from avood_core.callbacks import read_metrics
+from avood_core.errors import AvoodError
+from avood_core.util.io import atomic_write, atomic_write_text
+
+FIGURES = "figures"
+FIGURE_NAMES = ("roc", "threshold_sweep", "tsne")
+
+
+# --- multi-seed aggregation ------------------------------------------------------------
+
+
+def _aggregate(items: list, how) -> Any:
+    """Apply ``how`` to the numeric leaves shared by every dict in ``items`` (recursively)."""
+    first = items[0]
+    if isinstance(first, dict):
+        keys = [k for k in first if all(isinstance(d, dict) and k in d for d in items)]
+        out = {k: _aggregate([d[k] for d in items], how) for k in keys}
+        return {k: v for k, v in out.items() if v is not None}
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return how(np.asarray(items, dtype=np.float64))
+    return None
+
+
+def seeds_section(per_seed: list[dict]) -> dict:
+    """The ``results["seeds"]`` section from ``[{"seed": s, "metrics": {...}, ...}, ...]``."""
+    if not per_seed:
+        raise AvoodError("seeds_section needs at least one seed's results")
+    ms = [p["metrics"] for p in per_seed]
+    return {
+        "seeds": [p.get("seed") for p in per_seed],
+        "per_seed": per_seed,
+        "mean": _aggregate(ms, lambda a: float(a.mean())),
+        "std": _aggregate(ms, lambda a: float(a.std(ddof=1)) if len(a) > 1 and not np.all(a == a[0]) else 0.0),
+        "std_ddof": 1,
+    }
+
+
+# --- t-SNE at run time ---------------------------------------------------------------------
+
+
+def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path:
+    """Embed ``cap`` random test samples (features ``x``, rows aligned with ``outputs``) with
+    t-SNE and save ``run_dir/tsne.npz`` for :func:`write_report`; returns its path."""
+    from avood_core.eval.plots import tsne_embed
+
+    start = time.perf_counter()
+    coords, idx = tsne_embed(x, cap=cap, seed=seed)
+    seconds = time.perf_counter() - start
+    out = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
+    labels = out["labels"][idx]
+    arrays = {
+        "coords": coords,
+        "indices": idx,
+        "is_seen": np.isin(labels, out["seen_classes"]),
+        "correct": out["pred"][idx] == labels,
+        **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
+        "seed": np.int64(seed),
+        "cap": np.int64(cap),
+        "seconds": np.float64(seconds),
+    }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    return atomic_write(Path(run_dir) / "tsne.npz", write)
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _num(v: Any, fmt: str = ".2f") -> str:
+    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+        return format(float(v), fmt) if math.isfinite(float(v)) else "n/a"
+    return "n/a" if v is None else str(v)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_note(recomputed: dict, stored: dict) -> str:
+    """Whether S, U, HM recomputed from predictions.npz match results.json (up to 1e-6).
+
+    NaN or inf on either side never counts as a match: such a run cannot be checked.
+    """
+    if not stored:
+        return "results.json holds no single-run metrics to check against predictions.npz."
+    pairs = [(recomputed.get(k), stored.get(k)) for k in ("S", "U", "HM")]
+    if not all(_finite(a) and _finite(b) for a, b in pairs):
+        return ("WARNING: S, U or HM is NaN, inf or absent in predictions.npz or results.json; "
+                "the metrics cannot be checked against each other.")
+    if all(abs(a - b) < 1e-6 for a, b in pairs):
+        return "S, U and HM recomputed from predictions.npz match results.json."
+    return "WARNING: S, U or HM recomputed from predictions.npz differ from results.json."
+
+
+def _get(d: dict | None, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    rows = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        rows += _flatten(v, key + ".") if isinstance(v, dict) else [(key, v)]
+    return rows
+
+
+def _md_cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _render_md(blocks: list) -> str:
+    out = []
+    for kind, *a in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + a[0])
+        elif kind == "p":
+            out.append(a[0])
+        elif kind == "table":
+            header, rows = a
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+                     "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+            out.append("\n".join(lines))
+        elif kind == "code":
+            out.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
+        elif kind == "figure":
+            rel, caption = a
+            out.append(f"![{caption}]({rel}.png)\n\n*{caption}* ([SVG]({rel}.svg))")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.25em .6em}td:not(:first-child),th:not(:first-child){text-align:right}
+th{background:#f3f3f3}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;color:#555}"""
+
+
+def _render_html(blocks: list, run_dir: Path, title: str) -> str:
+    e = html.escape
+    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    for kind, *a in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{e(a[0])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(a[0])}</p>")
+        elif kind == "table":
+            header, rows = a
+            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
+            out.append("</table>")
+        elif kind == "code":
+            out.append(f"<pre><code>{e(a[0].rstrip())}</code></pre>")
+        elif kind == "figure":
+            rel, caption = a
+            data = base64.b64encode((run_dir / f"{rel}.png").read_bytes()).decode("ascii")
+            out.append(f"<figure><img alt=\"{e(caption)}\" src=\"data:image/png;base64,{data}\">"
+                       f"<figcaption>{e(caption)}</figcaption></figure>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def _gzsl_rows(m: dict, op: dict | None, best: dict | None) -> list[list[str]]:
+    rows = [["AV-OOD (gated, detector's own threshold)", *(_num(m.get(k)) for k in ("S", "U", "HM"))]]
+    b = m.get("baseline_no_gate") or {}
+    rows.append(["unseen classifier alone, no gate (all classes)", *(_num(b.get(k)) for k in ("S", "U", "HM"))])
+    if op:
+        rows.append([f"gated at TPR = 60 % (threshold {op['threshold']:.4g}; Table 2 protocol)",
+                     *(_num(op[k]) for k in ("S", "U", "HM"))])
+    if best:
+        rows.append([f"best HM of the sweep (threshold {best['threshold']:.4g}; test-set oracle, not a result)",
+                     *(_num(best[k]) for k in ("S", "U", "HM"))])
+    return rows
+
+
+_SEED_METRICS = (
+    ("S", "S"), ("U", "U"), ("HM", "HM"), ("ZSL", "ZSL"), ("seen classifier acc", "seen_classifier_acc"),
+    ("no-gate S", "baseline_no_gate.S"), ("no-gate U", "baseline_no_gate.U"), ("no-gate HM", "baseline_no_gate.HM"),
+    ("gate AUROC", "gate.AUROC"), ("gate TPR", "gate.TPR"), ("gate FPR", "gate.FPR"),
+    ("gate FPR@TPR60", "gate.FPR@TPR60"), ("gate threshold", "gate.threshold"),
+)
+
+
+def _seed_blocks(seeds: dict) -> list:
+    per = seeds.get("per_seed") or []
+    mean, std = seeds.get("mean") or {}, seeds.get("std") or {}
+    n = len(per) or len(seeds.get("seeds") or [])
+    blocks = [("h2", f"Across seeds (n = {n})"),
+              ("p", f"Seeds {', '.join(str(s) for s in seeds.get('seeds') or [p.get('seed') for p in per])}; "
+                    f"mean ± sample standard deviation (ddof = {seeds.get('std_ddof', 1)}), in percent "
+                    "except the threshold.")]
+    rows = []
+    for name, path in _SEED_METRICS:
+        mu, sd = _get(mean, path), _get(std, path)
+        if mu is None:
+            continue
+        fmt = ".4g" if path.endswith("threshold") else ".2f"
+        rows.append([name, f"{_num(mu, fmt)} ± {_num(sd, fmt)}"])
+    blocks.append(("table", ["metric", "mean ± std"], rows))
+    if per:
+        cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
+        blocks.append(("h3", "Per seed"))
+        blocks.append(("table", ["seed", *(c[0] for c in cols)],
+                       [[str(p.get("seed")), *(_num(_get(p.get("metrics"), c[1]),
+                                                   ".4g" if c[1].endswith("threshold") else ".2f") for c in cols)]
+                        for p in per]))
+    return blocks
+
+
+def write_report(run_dir) -> tuple[Path, Path]:
+    """Write ``figures/``, ``report.md`` and ``report.html`` into ``run_dir``; return the two
+    report paths. Only results.json is required (see the module docstring). Every input is read
+    and checked first (:mod:`avood_core.run.files`), so a bad one changes nothing; the folder is
+    locked while the report is written (:func:`avood_core.run.folder.lock`)."""
+    from avood_core.run.folder import lock
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AvoodError(f"'{run_dir}' is not a folder; pass a run folder written by 'avood run'")
+    with lock(run_dir, "report"):
+        return _write_report(run_dir)
+
+
+def _write_report(run_dir: Path) -> tuple[Path, Path]:
+    from avood_core.eval import plots
+    from avood_core.run.files import read_predictions, read_results, read_tsne
+
+    started = time.perf_counter()
+    results = read_results(run_dir)
+    seeds = results.get("seeds")
+    m = results.get("metrics") or (seeds or {}).get("mean") or {}
+    gate = m.get("gate") or {}
+    out = read_predictions(run_dir)
+    tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
+    fig_dir = run_dir / FIGURES
+    made: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    op = best = None
+
+    if out is not None:
+        labels = out["labels"]
+        is_seen = np.isin(labels, out["seen_classes"])
+        name = (results.get("components") or {}).get("detector", "gate")
+        at = (metrics.fpr_at_threshold(out["score"], is_seen, float(out["threshold"])),
+              metrics.tpr_at_threshold(out["score"], is_seen, float(out["threshold"])))
+        plots.plot_roc({name: (-out["score"].astype(np.float64), is_seen)}, fig_dir / "roc", {name: at})
+        made["roc"] = (f"ROC of the gate '{name}' over all thresholds (seen = positive); the dot is its own "
+                       f"threshold (FPR {at[0]:.2f} %, TPR {at[1]:.2f} %).")
+        plots.plot_threshold_sweep(out, fig_dir / "threshold_sweep")
+        made["threshold_sweep"] = ("HM (left axis), TPR and FPR (right axis) as the gate threshold is swept over "
+                                   "the test scores; red dot: the detector's own (mean) threshold.")
+        op = metrics.operating_point(out, 0.6)
+        sweep = metrics.threshold_sweep(out)
+        if np.isfinite(sweep["HM"]).any():
+            i = int(np.nanargmax(sweep["HM"]))
+            best = {k: float(v[i]) for k, v in sweep.items()}
+        recomputed = metrics.gzsl_scores(out["pred"], labels, out["seen_classes"], out["unseen_classes"])
+        notes["check"] = _check_note(recomputed, results.get("metrics") or {})
+    else:
+        notes["no_pred"] = ("predictions.npz is missing: no ROC, threshold sweep or TPR = 60 % operating "
+                            "point for this run.")
+
+    if tsne is not None and "coords" in tsne:
+        idx = tsne["indices"]
+        if out is not None:
+            lab = out["labels"][idx]
+            seen_mask = np.isin(lab, out["seen_classes"])
+            ok = out["pred"][idx] == lab
+            ok_base = out["baseline_pred"][idx] == lab if "baseline_pred" in out else None
+        else:
+            seen_mask, ok, ok_base = tsne["is_seen"], tsne["correct"], tsne.get("baseline_correct")
+        plots.plot_tsne(tsne["coords"], seen_mask, ok, fig_dir / "tsne", baseline_correct=ok_base)
+        made["tsne"] = (f"t-SNE of {len(idx)} random test samples (fused audio-visual features), coloured by "
+                        "seen/unseen class × classified right (True) or wrong (False).")
+    else:
+        notes["no_tsne"] = ("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time "
+                            "by report.save_tsne, while the test features are in memory).")
+    for kind, records in read_metrics(run_dir / "metrics").items():  # written by the run's callbacks
+        if plots.plot_training_curves(records, fig_dir / f"curves_{kind}", f"{kind}: training curves"):
+            made[f"curves_{kind}"] = (f"Training curves of the {kind} ({(results.get('components') or {}).get(kind, kind)}): "
+                                      f"each loss term and the learning rate, from metrics/{kind}.jsonl.")
+    for stale in set(FIGURE_NAMES) - set(made):
+        for ext in ("png", "svg"):
+            (fig_dir / f"{stale}.{ext}").unlink(missing_ok=True)
+
+    # --- assemble ------------------------------------------------------------------
+    title = f"avood run report: {run_dir.name}"
+    comps = results.get("components") or {}
+    blocks: list = [("h1", title), ("p", "All metrics in percent (paper §4.1); seen = positive for the gate. "
+                                        "Generated by avood_core.eval.report from the files of this run folder.")]
+    blocks.append(("table", ["run", "value"], [
+        ["components", ", ".join(f"{k}: {v}" for k, v in comps.items()) or "n/a"],
+        *([k, str(results[k])] for k in ("seed", "device", "created", "avood_version", "python") if k in results),
+    ]))
+    blocks += [("h2", "Results"), ("h3", "Generalized zero-shot (S, U, HM)"),
+               ("table", ["", "S", "U", "HM"], _gzsl_rows(m, op, best)),
+               ("table", ["other", "value"], [
+                   ["ZSL (unseen classifier on unseen test samples, unseen classes only)", _num(m.get("ZSL"))],
+                   ["seen classifier accuracy (seen test samples, seen classes only)",
+                    _num(m.get("seen_classifier_acc"))]])]
+    if "check" in notes:
+        blocks.append(("p", notes["check"]))
+    blocks += [("h3", "OOD gate"), ("table", ["gate", "value"], [
+        ["AUROC", _num(gate.get("AUROC"))], ["TPR at its threshold", _num(gate.get("TPR"))],
+        ["FPR at its threshold", _num(gate.get("FPR"))], ["FPR at TPR = 60 %", _num(gate.get("FPR@TPR60"))],
+        ["threshold (routed seen iff score < threshold)", _num(gate.get("threshold"), ".6g")]])]
+    r = gate.get("routing")
+    if r:
+        blocks += [("p", "Routing (true branch → routed branch):"),
+                   ("table", ["true \\ routed", "seen", "unseen", "total"], [
+                       ["seen", r["seen_to_seen"], r["seen_to_unseen"], r["seen_to_seen"] + r["seen_to_unseen"]],
+                       ["unseen", r["unseen_to_seen"], r["unseen_to_unseen"],
+                        r["unseen_to_seen"] + r["unseen_to_unseen"]]])]
+    if seeds:
+        blocks += _seed_blocks(seeds)
+    blocks.append(("h2", "Figures"))
+    for key, caption in made.items():
+        blocks.append(("figure", f"{FIGURES}/{key}", caption))
+    for key in ("no_pred", "no_tsne"):
+        if key in notes:
+            blocks.append(("p", notes[key]))
+    task = results.get("task")
+    blocks.append(("h2", "Data"))
+    if task:
+        splits = [s for s in ("train", "val", "test") if s in task]
+        blocks.append(("table", ["split", "samples", "classes"],
+                       [[s, *((str(task[s].get(k, "n/a")) for k in ("samples", "classes")) if task[s] else ("none", ""))]
+                        for s in splits]))
+        rest = {k: v for k, v in task.items() if k not in splits}
+        blocks.append(("table", ["task", "value"], [[k, str(v)] for k, v in _flatten(rest)]))
+    else:
+        blocks.append(("p", "results.json holds no task summary."))
+    if results.get("splits"):
+        blocks.append(("p", "Splits: " + ", ".join(f"{k} = {v}" for k, v in results["splits"].items()) + "."))
+    blocks.append(("h2", "Resolved config"))
+    cfg = run_dir / "config.toml"
+    blocks.append(("code", cfg.read_text(encoding="utf-8", errors="replace"), "toml") if cfg.is_file()
+                  else ("p", "config.toml is missing from the run folder."))
+    timings = dict(results.get("timings_s") or {})
+    total = timings.get("total")
+    rows = [[k, _num(v, ".3f"), _num(100 * v / total, ".1f") if total and k != "total" else ""]
+            for k, v in timings.items()]
+    if tsne is not None and "seconds" in tsne:
+        rows.append(["t-SNE (save_tsne, after the run)", _num(float(tsne["seconds"]), ".3f"), ""])
+    rows.append(["report figures and tables (this report)", _num(time.perf_counter() - started, ".3f"), ""])
+    blocks += [("h2", "Timings"), ("table", ["stage", "seconds", "% of total"], rows)]
+
+    md_path = atomic_write_text(run_dir / "report.md", _render_md(blocks))
+    html_path = atomic_write_text(run_dir / "report.html", _render_html(blocks, run_dir, title))
+    return md_path, html_path

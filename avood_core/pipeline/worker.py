@@ -1,0 +1,308 @@
+"""Fit one component in a worker process while the pipeline fits the others (``jobs = 2``).
+
+The unseen classifier (71 % of a UCF run on a CPU, docs/performance.md) needs neither the
+generator nor the other classifiers, so on a machine with two cores it can train beside them.
+Every stage seeds itself with ``derive_seed(seed, kind)`` before its fit, in whatever process
+runs it, so a component fitted in a worker is the one a sequential run fits: bit-identical at
+the same per-process thread count (tested).
+
+The worker is a fresh interpreter, ``python -m avood_core.pipeline.worker FOLDER`` (no forked OpenMP or
+CUDA state, and unlike multiprocessing's spawn it never re-runs the user's main script). The job
+and the result are pickles of the component and the features in a private temporary folder
+(tensors by value: no shared memory that a container's small ``/dev/shm`` could break); the
+worker writes its step counter to a file there, which the parent shows while it waits. An
+error in the worker comes back as the same :class:`AvoodError` class with its message (other
+exceptions as one line naming the component); a worker that dies (killed, out of memory) is
+reported with its exit code. A component whose class lives in ``__main__`` (or that cannot be
+pickled) is fitted in the main process instead, with a log line saying so.
+
+The worker dies with its parent, even one killed with SIGKILL: it watches its stdin, a pipe
+whose write end only the parent holds, and the parent's death closes it (any OS); on Linux
+``prctl(PR_SET_PDEATHSIG)`` also sends it SIGTERM. Either way it removes its temporary folder
+and exits. A folder that outlived both processes (both killed at once) is removed by the next
+worker start: each folder records the two pids in an ``owner`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from avood_core.errors import AvoodError
+
+_PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
+JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
+PREFIX = "avood-"  # temporary folders: avood-<kind>-<random>
+_PARENT_GONE = 3  # the worker's exit status when its parent died
+
+
+@dataclass
+class Job:
+    """What a worker needs: the unfitted component, the arguments of its ``fit`` and the seeding."""
+
+    kind: str
+    component: Any
+    args: tuple
+    seed: int
+    threads: int
+
+
+@dataclass
+class WorkerResult:
+    """A fitted component and how its fit went in the worker."""
+
+    component: Any
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float | None
+    logs: list[str] = field(default_factory=list)
+    events: list = field(default_factory=list)
+    """The fit's step/epoch reports (avood_core.callbacks.EventRecorder), replayed by the parent."""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _CounterTracker:
+    """The worker's progress tracker: writes "done total" into the progress file, throttled."""
+
+    def __init__(self, path: Path, total: int) -> None:
+        self._path, self._total, self._count, self._last = path, total, 0, 0.0
+        self._write()
+
+    def _write(self) -> None:
+        _write_atomic(self._path, f"{self._count} {self._total}".encode())
+
+    def update(self, n: int = 1, **metrics: float) -> None:
+        self._count += n
+        now = time.monotonic()
+        if now - self._last >= _PROGRESS_EVERY_S:
+            self._last = now
+            self._write()
+
+    def close(self) -> None:
+        self._write()
+
+
+def _die_with_parent(folder: Path, parent: int) -> None:
+    """Remove ``folder`` and exit as soon as the parent process is gone (see the module docstring)."""
+    def leave(*_: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(_PARENT_GONE)
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):  # the parent never writes: b"" (EOF) once its end is closed
+                pass
+        except OSError:
+            pass
+        leave()
+
+    signal.signal(signal.SIGTERM, leave)  # the parent's stop(), or PR_SET_PDEATHSIG below
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the pipe still works
+            pass
+    threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the watch began
+        leave()
+
+
+def clean_stale(root: str | Path | None = None) -> list[Path]:
+    """Remove worker folders under ``root`` (the temp dir) whose parent and worker are both dead."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        try:
+            pids = [int(p) for p in (folder / OWNER).read_text().split()]
+        except (OSError, ValueError):
+            continue  # not a worker folder, or one whose owner is still being written
+        if pids and not any(_alive(pid) for pid in pids):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _worker_main(folder: Path, parent: int | None = None) -> int:
+    """Run the job in ``folder`` and write its result there (``python -m avood_core.pipeline.worker FOLDER PARENT_PID``)."""
+    if parent is not None:
+        _die_with_parent(folder, parent)
+    try:
+        with open(folder / JOB, "rb") as fh:  # streamed: the features are read once, into their arrays
+            job: Job = pickle.load(fh)
+        import torch
+
+        from avood_core.bench.meter import peak_rss_mb
+        from avood_core.callbacks import EventRecorder
+        from avood_core.train.loops import derive_seed, seed_everything
+
+        torch.set_num_threads(job.threads)
+        logs: list[str] = []
+        *head, ctx = job.args
+        ctx = dataclasses.replace(ctx, log=logs.append,
+                                  progress=lambda total, desc: _CounterTracker(folder / PROGRESS, total))
+        recorder = EventRecorder()
+        ctx.callbacks.callbacks.append(recorder)
+        seed_everything(derive_seed(job.seed, job.kind))
+        wall, cpu = time.perf_counter(), time.process_time()
+        job.component.fit(*head, ctx)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        message: tuple = ("ok", WorkerResult(job.component, wall, cpu, peak_rss_mb(), logs, recorder.events))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        cls = type(exc)
+        message = ("error", cls.__module__, cls.__qualname__, str(exc), traceback.format_exc())
+    _write_atomic(folder / RESULT, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    return 0
+
+
+class Worker:
+    """One component fitting in a child interpreter; :meth:`result` waits for it."""
+
+    def __init__(self, job: Job) -> None:
+        self.kind = job.kind
+        self.name = type(job.component).__name__
+        clean_stale()
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{job.kind}-"))
+        try:
+            # Streamed protocol-5 pickle: AVSamples go as NumPy arrays written from their memory (no copy).
+            # An unpicklable component fails here, not in the child.
+            with open(self.folder / JOB, "wb") as fh:
+                pickle.dump(job, fh, protocol=5)
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)  # the parent's imports
+            # stdin: a pipe only this process writes to; its EOF tells the worker that we are gone
+            self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.pipeline.worker", str(self.folder), str(os.getpid())],
+                                          env=env, stdin=subprocess.PIPE)
+            _write_atomic(self.folder / OWNER, f"{os.getpid()} {self._proc.pid}".encode())
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        self.started = time.perf_counter()
+
+    def _progress(self) -> tuple[int, int]:
+        try:
+            done, total = (self.folder / PROGRESS).read_text().split()
+            return int(done), int(total)
+        except (OSError, ValueError):
+            return 0, 0
+
+    def result(self, progress: Callable[[int, str], Any] | None = None) -> WorkerResult:
+        """Wait for the fit (showing its progress when ``progress`` is given) and return it."""
+        tracker, shown = None, 0
+
+        def show() -> None:
+            nonlocal tracker, shown
+            done, total = self._progress()
+            if progress is not None and total:
+                tracker = tracker or progress(total, f"{self.kind} (worker)")
+                tracker.update(max(0, done - shown))
+                shown = max(shown, done)
+
+        try:
+            while self._proc.poll() is None:
+                show()
+                time.sleep(0.2)
+            show()  # the last steps
+            try:
+                message = pickle.loads((self.folder / RESULT).read_bytes())
+            except (OSError, EOFError, pickle.UnpicklingError):
+                raise AvoodError(
+                    f"{self.kind} '{self.name}': its worker process exited with code {self._proc.returncode} before "
+                    "finishing (killed, or out of memory?); rerun with jobs = 1 to fit it in the main process"
+                ) from None
+        finally:
+            if tracker is not None:
+                tracker.close()
+            self.stop()
+        if message[0] == "ok":
+            return message[1]
+        _, module, qualname, text, trace = message
+        raise _rebuild_error(self.kind, self.name, module, qualname, text, trace)
+
+    def stop(self) -> None:
+        """Make sure the process is gone (terminated if still running) and its folder removed."""
+        if self._proc.poll() is None:
+            self._proc.terminate()  # the worker removes its folder and exits (see _die_with_parent)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _rebuild_error(kind: str, name: str, module: str, qualname: str, text: str, trace: str) -> Exception:
+    """The worker's exception as the same AvoodError class, or a one-line AvoodError otherwise."""
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+        if isinstance(cls, type) and issubclass(cls, AvoodError):
+            return cls(text)
+    except Exception:  # noqa: BLE001 - fall through to the generic error
+        pass
+    if qualname == "KeyboardInterrupt":
+        return KeyboardInterrupt()
+    if os.environ.get("AVOOD_DEBUG"):
+        return AvoodError(f"{kind} '{name}' failed in its worker process:\n{trace}")
+    last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
+    return AvoodError(f"{kind} '{name}' failed in its worker process: {last} (AVOOD_DEBUG=1 shows its traceback)")
+
+
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` processes: the current setting split between them."""
+    import torch
+
+    return max(1, torch.get_num_threads() // max(1, jobs))
+
+
+def start(kind: str, component: Any, args: tuple, seed: int, threads: int, log: Callable[[str], None]) -> Worker | None:
+    """A :class:`Worker` fitting ``component``; ``None`` (fit in this process) when it cannot be sent."""
+    if type(component).__module__ == "__main__":
+        log(f"{kind}: {type(component).__name__} is defined in __main__, which a worker process cannot import "
+            "(move it into a module to train it there); fitting it in this process")
+        return None
+    try:
+        return Worker(Job(kind, component, args, seed, threads))
+    except (pickle.PicklingError, TypeError, AttributeError, OSError) as exc:
+        log(f"{kind}: cannot be sent to a worker process ({exc}); fitting it in this process")
+        return None
+
+
+if __name__ == "__main__":  # run by Worker; the module import keeps pickled names as avood_core.pipeline.worker.*
+    from avood_core.pipeline.worker import _worker_main as _main
+
+    sys.exit(_main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))

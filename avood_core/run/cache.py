@@ -1,0 +1,68 @@
+"""A folder of fitted components shared by the trials of a sweep, keyed by kind and fit hash.
+
+The idea of the ablation cache (:class:`avood_core.eval.ablate.FitCache`) on disk, so that trials in
+other processes or on other machines sharing the folder can use it: a trial about to fit a
+component whose fit hash (:func:`avood_core.run.driver.fit_hashes`: data, stage, seed, own params,
+upstream hashes) is already in ``<shared>/<kind>-<hash>/`` loads it instead and copies it into
+its own run folder (which stays self-contained); a component it fits is published there. The
+entries are ordinary checkpoint folders (``config.json`` + ``model.safetensors``, checksummed,
+never unpickled), published with one rename so a reader sees a whole entry or none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from avood_core.errors import CheckpointError
+from avood_core.registry import KINDS
+
+
+def entry(shared: Path, kind: str, fit_hash: str) -> Path:
+    return Path(shared) / f"{kind}-{fit_hash}"
+
+
+def reuse_shared(shared: Path, stage_dir: Path, pipeline, hashes: dict[str, str], registry,
+                 echo: Callable[[str], None], skip: set[str]) -> set[str]:
+    """Load into ``pipeline`` the components found in ``shared`` (kinds in ``skip`` excepted); copy each into ``stage_dir``."""
+    from avood_core.pipeline.store import load_component
+
+    reused = set()
+    for kind in KINDS:
+        source = entry(shared, kind, hashes[kind])
+        if kind in skip or not source.is_dir():
+            continue
+        try:
+            component = load_component(source, registry, kind=kind)
+        except CheckpointError as exc:
+            echo(f"shared: {kind}: {exc}; fitting it")
+            continue
+        target = stage_dir / "components" / kind
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, target)
+        setattr(pipeline, kind, component)
+        reused.add(kind)
+        echo(f"shared: reusing {kind} fitted by another trial (config hash {hashes[kind]})")
+    return reused
+
+
+def publish(folder: Path, shared: Path, kind: str, fit_hash: str) -> None:
+    """Copy a saved component folder into ``shared`` (first writer wins; a failure only costs a refit elsewhere)."""
+    target = entry(shared, kind, fit_hash)
+    if target.exists():
+        return
+    try:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=shared))
+        shutil.copytree(folder, tmp / "c")
+        try:
+            (tmp / "c").rename(target)
+        except OSError:  # another trial published it first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass

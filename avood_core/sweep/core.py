@@ -1,0 +1,278 @@
+"""``avood sweep``: many runs of one spec, on this machine or on a Ray cluster, resumable.
+
+A sweep folder holds
+
+* ``trials/<trial>/`` — one ordinary run folder per (config, seed), as ``avood run`` writes it
+  (``evaluate``, ``predict`` and ``report`` work on it), plus ``trial.json`` (status, fit hash,
+  worker pid/host, attempt, error) and ``log.txt``;
+* ``shared/`` — fitted components shared by the trials (avood_core.run.cache): trials
+  whose components have the same fit hash fit them once (e.g. the gates of Table 2 over the same
+  generator and classifiers);
+* ``sweep.json``, ``table.md``, ``table.csv`` — one row per config: mean ± std over seeds of S,
+  U, HM and ZSL with links to the trials; a failed trial is a row with its error.
+
+Rerunning the same spec skips the trials whose folder is complete with a matching hash and
+resumes the others; a folder made by another spec is refused unless ``allow_changes``. The
+scheduler never starts two trials that would fit the same component side by side: the second
+waits and reuses what the first published (when another trial can run meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from avood_core import __version__
+from avood_core.errors import AvoodError
+from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
+from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
+from avood_core.sweep.table import write_tables
+
+
+@dataclass
+class Job:
+    """One unit for the scheduler: a trial's payload and the components it would fit."""
+
+    id: str
+    payload: dict
+    keys: frozenset = frozenset()
+    label: str = ""
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    records: list[dict]
+    markdown: str
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
+             on_state: Callable[[int, int], None] = lambda running, pending: None) -> None:
+    """Run ``jobs`` on ``engine``, at most ``max_parallel`` at once; a job sharing a component
+    (``keys``) with a running one waits while another can start. ``on_done(job, info)`` per job;
+    ``info`` gets the driver's ``submitted``/``received`` times (for the engine's overhead)."""
+    pending, running = list(jobs), {}
+    finished = False
+    try:
+        while pending or running:
+            busy = frozenset().union(*(j.keys for j, _ in running.values()))
+            while pending and len(running) < max_parallel:
+                job = next((j for j in pending if not (j.keys & busy)), None)
+                if job is None:
+                    break
+                pending.remove(job)
+                busy |= job.keys
+                running[engine.submit(job.payload)] = (job, time.time())
+                on_state(len(running), len(pending))
+            for handle in engine.wait(list(running), timeout=0.5):
+                job, submitted = running.pop(handle)
+                info = engine.result(handle)
+                info.update(submitted=submitted, received=time.time())
+                on_done(job, info)
+            on_state(len(running), len(pending))
+        finished = True
+    finally:
+        engine.close(abort=not finished)  # interrupted: stop the running trials, do not wait for them
+
+
+def component_keys(trial: Trial, registry) -> frozenset:
+    """``(kind, fit hash)`` of the components the trial fits first (stage 1 on a benchmark tree)."""
+    from avood_core.run.driver import build_pipeline, fit_hashes
+
+    cfg = trial.config
+    stage = "stage1" if cfg.data.source == "benchmark" and cfg.data.stage1 else ""
+    return frozenset(fit_hashes(cfg, build_pipeline(cfg, registry), stage).items())
+
+
+def _complete(run_dir: Path, trial_hash: str) -> dict | None:
+    """The trial's record when its folder is finished with this hash; else ``None``."""
+    try:
+        info = json.loads((run_dir / TRIAL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
+        return info
+    return None
+
+
+def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
+    """Refuse a sweep folder made by another spec unless ``allow_changes``."""
+    path = folder / "sweep.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text()).get("spec_hash")
+    except ValueError:
+        raise AvoodError(f"'{path}' is not valid JSON; remove it or choose another sweep folder (--sweep-dir)") from None
+    if old != digest and not allow_changes:
+        raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
+                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --sweep-dir")
+
+
+class SweepProgress:
+    """One rich line per sweep on stderr (done / running / failed, ETA) and a line per finished trial."""
+
+    def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
+        import sys
+
+        self.total, self.done, self.failed, self.running = total, 0, 0, 0
+        self.quiet, self.echo, self._bar = quiet, echo, None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._task = self._bar.add_task(title, total=total, state="")
+            self._bar.start()
+
+    def state(self, running: int) -> None:
+        self.running = running
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done + self.failed,
+                             state=f"done {self.done}  running {running}  failed {self.failed}")
+
+    def finished(self, ok: bool, line: str) -> None:
+        self.done += ok
+        self.failed += not ok
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False)
+        elif not self.quiet:
+            self.echo(line)
+        self.state(self.running)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def trial_line(n: int, total: int, name: str, info: dict) -> str:
+    if info.get("status") != "done":
+        return f"[{n}/{total}] {name}: FAILED: {info.get('error')}"
+    if "metrics" not in info:
+        return f"[{n}/{total}] {name}: done ({info.get('wall_s', 0):.1f} s)"
+    m = info["metrics"]
+    reused = sum(len(v) for v in info.get("reused", {}).values())
+    return (f"[{n}/{total}] {name}: S {m['S']:.2f}  U {m['U']:.2f}  HM {m['HM']:.2f}  ZSL {m['ZSL']:.2f}  "
+            f"({info.get('wall_s', 0):.1f} s, {reused} component fit(s) reused)")
+
+
+def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
+              echo: Callable[[str], None] = print, registry=None, source: str = "sweep") -> SweepResult:
+    """Expand ``spec``, run the trials not finished yet on its engine and write the tables."""
+    from avood_core.registry import get_registry
+
+    registry = registry or get_registry()
+    started = time.perf_counter()
+    trials = expand(spec, registry, source)
+    digest = spec_hash(trials)
+    folder = Path(output or spec.output or Path("sweeps") / (spec.name or "sweep"))
+    check_folder(folder, digest, allow_changes)
+    threads = spec.resources.num_cpus
+    if spec.engine == "local":
+        parallel = spec.max_parallel or 1
+        threads = threads or max(1, cpu_count() // parallel)
+    else:
+        threads = threads or 1
+        parallel = spec.max_parallel
+    engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
+                         spec.address, spec.retries)
+    if parallel is None:
+        parallel = engine.slots(threads)
+    records: dict[str, dict] = {}
+    jobs: list[Job] = []
+    for t in trials:
+        run_dir = folder / "trials" / t.id
+        base = {"id": t.id, "label": t.label, "axes": t.axes, "seed": t.seed, "hash": t.hash,
+                "run_dir": f"trials/{t.id}"}
+        finished = _complete(run_dir, t.hash)
+        if finished is not None:
+            records[t.id] = {**base, **finished, "skipped": True}
+            continue
+        config = t.config_json
+        if spec.resources.num_gpus and spec.engine == "ray":
+            config["device"] = "auto"
+        payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)
+        records[t.id] = {**base, "status": "pending"}
+        jobs.append(Job(t.id, payload, component_keys(t, registry), f"{t.label}, seed={t.seed}"))
+    meta = {"avood_version": __version__, "spec_hash": digest, "spec": spec.model_dump(mode="json"),
+            "engine": {"name": spec.engine, "max_parallel": parallel, "threads_per_trial": threads,
+                       "num_gpus": spec.resources.num_gpus, "address": spec.address}}
+
+    def save() -> str:
+        return write_tables(folder, trials, records, {**meta, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                                      "timings_s": {"total": time.perf_counter() - started}})
+
+    save()
+    skipped = len(trials) - len(jobs)
+    if skipped and not quiet:
+        echo(f"sweep: {skipped} of {len(trials)} trials already finished in '{folder}'; skipping them")
+    progress = SweepProgress(len(jobs), quiet, echo, f"sweep {folder.name}")
+
+    def done(job: Job, info: dict) -> None:
+        records[job.id] = {**records[job.id], **info}
+        progress.finished(info.get("status") == "done",
+                          trial_line(progress.done + progress.failed + 1, len(jobs), job.label, info))
+        save()
+
+    try:
+        schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
+    finally:
+        progress.close()
+    markdown = save()
+    return SweepResult(folder, [records[t.id] for t in trials], markdown)
+
+
+def seed_jobs(config, seeds: list[int], parent: Path, threads: int | None, report: bool, tsne_cap: int) -> list[Job]:
+    """``avood run --seeds``: one job per seed, in ``<parent>/seed-<n>``."""
+    from avood_core.pipeline.store import config_hash
+
+    jobs = []
+    for seed in seeds:
+        cfg = config.model_copy(update={"seed": seed}).model_dump(mode="json")
+        payload = trial_payload(cfg, parent / f"seed-{seed}", config_hash(cfg), threads, None, report,
+                                tsne_cap if seed == seeds[0] else 0)
+        jobs.append(Job(f"seed-{seed}", payload, frozenset(), f"seed {seed}"))
+    return jobs
+
+
+def run_jobs(jobs: list[Job], engine: str = "local", max_parallel: int = 1, address: str | None = None,
+             quiet: bool = False, echo: Callable[[str], None] = print) -> dict[str, dict]:
+    """Run plain jobs (no sweep folder) on an engine; ``{job id: trial info}``.
+
+    ``max_parallel = 1`` on the local engine runs them in this process with its own thread count.
+    """
+    if engine == "local" and max_parallel == 1:
+        threads = None
+    else:
+        threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
+    for job in jobs:
+        job.payload["threads"] = threads
+    eng = make_engine(engine, max_parallel, threads or 1, address=address)
+    out: dict[str, dict] = {}
+    progress = SweepProgress(len(jobs), quiet or len(jobs) == 1, echo, "seeds")
+
+    def done(job: Job, info: dict) -> None:
+        out[job.id] = info
+        progress.finished(info.get("status") == "done", trial_line(len(out), len(jobs), job.label, info))
+
+    try:
+        schedule(jobs, eng, max_parallel, done, lambda running, pending: progress.state(running))
+    finally:
+        progress.close()
+    return out
+

@@ -1,0 +1,248 @@
+"""Where the trials of a sweep run: in this process, in a local process pool, or on Ray.
+
+What travels to a worker is a plain dict (:func:`trial_payload`): the resolved config as JSON,
+the trial's run folder, the shared component folder and the thread count; the worker rebuilds
+the task from the config's data path and fits through :func:`avood_core.run.driver.execute`. No
+component, tensor or task is ever pickled to a worker, so the data tree and the sweep folder
+must be readable (and the sweep folder writable) at the same path on every node.
+
+Every engine has the same three calls: ``submit(payload) -> handle``, ``wait(handles, timeout)
+-> finished handles`` and ``result(handle) -> dict`` (a trial's failure is a result with
+``status = "failed"``, never an exception), plus ``close()``. Ray is imported only here, only
+by :class:`RayEngine`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from avood_core.errors import AvoodError
+
+TRIAL_FILE = "trial.json"
+RAY_HINT = "pip install 'avood[ray]'"
+
+
+def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: int | None,
+                  shared: Path | None = None, report: bool = False, tsne_cap: int = 0) -> dict:
+    """What a worker gets for one trial (JSON-able; never a fitted object)."""
+    return {"config": config_json, "run_dir": str(run_dir), "hash": trial_hash, "threads": threads,
+            "shared": None if shared is None else str(shared), "report": report, "tsne_cap": tsne_cap}
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, AvoodError):
+        return str(exc)
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_trial(payload: dict) -> dict:
+    """Run one trial in this process; record it in ``<run_dir>/trial.json``; never raises for a trial's own error.
+
+    The run folder is resumed when it exists (a retried trial reuses what its killed attempt saved).
+    ``threads``: torch threads for the trial (and ``OMP_NUM_THREADS`` for what the trial starts),
+    so trials side by side do not oversubscribe the cores.
+    """
+    from avood_core.util.io import atomic_write_json
+
+    started = time.time()
+    run_dir = Path(payload["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marker = run_dir / TRIAL_FILE
+    attempt = 1
+    if marker.is_file():
+        import json
+
+        try:
+            previous = json.loads(marker.read_text())
+            attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
+        except (ValueError, OSError):
+            pass
+    info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
+            "attempt": attempt, "started": started}
+    atomic_write_json(marker, info)
+    threads = payload.get("threads")
+    env_before = os.environ.get("OMP_NUM_THREADS")
+    torch_before = None
+    log = open(run_dir / "log.txt", "a", encoding="utf-8")
+    try:
+        import torch
+
+        from avood_core.config import validate_config
+        from avood_core.run.driver import execute
+
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
+            torch_before = torch.get_num_threads()
+            torch.set_num_threads(int(threads))
+        echo = lambda m: print(m, file=log, flush=True)  # noqa: E731
+        if payload.get("ablation"):  # avood ablate NAME --seeds: one seed's whole ablation (avood_core.eval.ablate_seeds)
+            from avood_core.eval.ablate_seeds import ablation_job
+
+            info.update(ablation_job(payload, echo))
+        else:
+            config = validate_config(payload["config"], f"trial {run_dir.name}")
+            shared = Path(payload["shared"]) if payload.get("shared") else None
+            started_before = (run_dir / "config.toml").is_file()  # a retried attempt continues its own folder
+            res = execute(config, quiet=True, echo=echo, resume=run_dir if started_before else None,
+                          run_dir=None if started_before else run_dir, report=payload.get("report", False),
+                          tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
+            stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
+            info.update(metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
+                                                        **({"stage1": stage1} if stage1 is not None else {})})
+        info.update(status="done", threads=torch.get_num_threads())
+    except BaseException as exc:  # noqa: BLE001 - a failed trial is a row of the table, not a crash of the sweep
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        print(traceback.format_exc(), file=log, flush=True)
+        info.update(status="failed", error=_one_line(exc))
+    finally:
+        log.close()
+        if threads:
+            if env_before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = env_before
+            if torch_before is not None:
+                import torch
+
+                torch.set_num_threads(torch_before)
+    info["finished"] = time.time()
+    info["wall_s"] = info["finished"] - started
+    atomic_write_json(marker, info)
+    return info
+
+
+class InlineEngine:
+    """Trials one after another in this process (``max_parallel = 1`` on the local engine)."""
+
+    name = "inline"
+
+    def __init__(self) -> None:
+        self._results: dict[int, dict] = {}
+        self._next = 0
+
+    def submit(self, payload: dict) -> int:
+        self._next += 1
+        self._results[self._next] = run_trial(payload)
+        return self._next
+
+    def wait(self, handles: list, timeout: float) -> list:
+        return list(handles)
+
+    def result(self, handle: int) -> dict:
+        return self._results.pop(handle)
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+
+def _pool_init() -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
+
+
+class LocalEngine:
+    """A pool of ``max_parallel`` worker processes on this machine (spawned: no forked torch state)."""
+
+    name = "local"
+
+    def __init__(self, max_parallel: int) -> None:
+        self.max_parallel = max_parallel
+        self._pool = self._new_pool()
+
+    def _new_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.max_parallel, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_pool_init)
+
+    def submit(self, payload: dict):
+        return self._pool.submit(run_trial, payload)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return list(wait(handles, timeout=timeout, return_when=FIRST_COMPLETED).done)
+
+    def result(self, handle) -> dict:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return {"status": "failed", "error": "its worker process died (killed, or out of memory?); rerun the sweep to retry it"}
+
+    def close(self, abort: bool = False) -> None:
+        if abort:  # e.g. Ctrl-C: the workers would otherwise finish their trials first
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
+
+
+class RayEngine:
+    """Trials as Ray tasks: a local Ray instance started here (no ``address``) or an existing cluster.
+
+    Per trial ``num_cpus`` (also its torch threads) and ``num_gpus``; a task whose worker dies is
+    rerun up to ``retries`` times by Ray (the rerun resumes the trial's folder).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None, num_cpus: int, num_gpus: float, retries: int,
+                 local_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise AvoodError(f"--engine ray needs Ray, which is not installed; {RAY_HINT}") from None
+        self.ray = ray
+        self.owned = not ray.is_initialized()
+        if self.owned:
+            try:
+                if address:
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+            except ConnectionError as exc:
+                raise AvoodError(f"cannot join the Ray cluster at '{address}' ({exc}); start it with 'ray start --head' "
+                                 "or drop --address to start a local instance") from None
+        self._task = ray.remote(run_trial).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)
+
+    def slots(self, num_cpus: int) -> int:
+        """Trials the cluster can run at once with ``num_cpus`` each."""
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1) // num_cpus))
+
+    def submit(self, payload: dict):
+        return self._task.remote(payload)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
+        return ready
+
+    def result(self, handle) -> dict:
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return {"status": "failed", "error": f"Ray: {type(exc).__name__}: {first[:300]}"}
+
+    def close(self, abort: bool = False) -> None:
+        if self.owned:
+            self.ray.shutdown()  # also stops the trials still running on the instance it started
+
+
+def make_engine(name: str, max_parallel: int, threads: int, num_gpus: float = 0, address: str | None = None,
+                retries: int = 1) -> Any:
+    """The engine ``name``: ``local`` (inline when ``max_parallel`` is 1) or ``ray``."""
+    if name == "ray":
+        return RayEngine(address, threads, num_gpus, retries, local_cpus=max_parallel * threads)
+    if name != "local":
+        raise AvoodError(f"unknown engine '{name}'; use local or ray")
+    return InlineEngine() if max_parallel == 1 else LocalEngine(max_parallel)

@@ -1,0 +1,203 @@
+"""A sweep spec (``avood sweep SPEC``): a base config, axes, seeds and an engine, expanded into trials.
+
+A spec is a TOML file::
+
+    preset = "ucf"                     # base config: a preset, a run-config file and/or --set values
+    config = "base.toml"               # relative to the spec file
+    set = ["profile=\\"quick\\"", "data.path=\\"/data/avgzsl\\""]
+    seeds = [0, 1, 2]
+    engine = "local"                   # or "ray"
+    max_parallel = 2                   # trials at once (ray: default = cluster CPUs / num_cpus)
+    address = "auto"                   # ray: join a cluster (none: start a local Ray instance)
+
+    [axes]                             # every combination of the values is one config
+    detector = ["entropy", "calibrated_stacking"]     # a component slot: plugin names
+    dataset = ["ucf", "activitynet"]                  # data.dataset
+    "unseen.lr" = [1e-4, 1e-3]                        # any --set key
+
+    [resources]                        # per trial: torch threads (and Ray CPUs), Ray GPUs
+    num_cpus = 1
+    num_gpus = 0
+
+Each (config, seed) is a trial: a fully resolved :class:`~avood_core.config.RunConfig` built by
+the same layers as ``avood run`` (preset < file < component choice < ``--set``), so a trial's
+folder is an ordinary run folder. Nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from avood_core.config import RunConfig, assemble_config, finalize_config, format_validation_error, resolve
+from avood_core.errors import AvoodError, ConfigError
+from avood_core.registry import KINDS, Registry, get_registry
+
+SPECIAL_AXES = ("dataset", "preset", *KINDS)
+
+
+class Resources(BaseModel):
+    """What one trial gets: torch threads / Ray CPUs, and Ray GPUs."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_cpus: int | None = Field(None, ge=1, description="Torch threads (and Ray CPUs) per trial; "
+                                 "none: local = cores // max_parallel, ray = 1.")
+    num_gpus: float = Field(0, ge=0, description="Ray GPUs per trial (the trial's device is then 'auto').")
+
+
+class SweepSpec(BaseModel):
+    """The validated spec; CLI flags override its engine fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="Names the default sweep folder sweeps/<name>.")
+    config: Path | None = Field(None, description="Base run-config TOML (relative to the spec file).")
+    preset: str | None = Field(None, description="Base preset (see 'avood presets').")
+    set: list[str] = Field(default_factory=list, description="Base KEY=VALUE overrides, as --set.")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every config.")
+    axes: dict[str, list[Any]] = Field(default_factory=dict, description="KEY = [values]; every combination is a config.")
+    engine: Literal["local", "ray"] = "local"
+    max_parallel: int | None = Field(None, ge=1, description="Trials at once.")
+    address: str | None = Field(None, description="Ray: 'auto' or ray://host:10001 (none: a local Ray instance).")
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(1, ge=0, description="Ray: reruns of a trial whose worker died.")
+    output: Path | None = Field(None, description="Sweep folder (default sweeps/<name or spec file stem>).")
+    report: bool = Field(True, description="Each trial writes report.md/report.html (figures).")
+    tsne_cap: int = Field(0, ge=0, description="t-SNE on at most this many test clips per trial (0: none).")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+    @field_validator("axes")
+    @classmethod
+    def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in axes.items():
+            if key in ("seed", "seeds"):
+                raise ValueError("seeds are not an axis; use the top-level 'seeds = [0, 1, 2]'")
+            if not values:
+                raise ValueError(f"axis '{key}' has no values")
+            if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+                raise ValueError(f"axis '{key}' repeats a value")
+        return axes
+
+
+@dataclass
+class Trial:
+    """One run of the sweep: a resolved config, its folder name and the hash of everything it fits."""
+
+    id: str
+    label: str
+    axes: dict[str, Any]
+    seed: int
+    config: RunConfig
+    hash: str
+
+    @property
+    def config_json(self) -> dict:
+        return self.config.model_dump(mode="json")
+
+
+def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpec:
+    """The spec of a TOML file (``None``: an empty spec) updated by ``data`` (the CLI flags given)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"sweep spec '{path}' not found; pass an existing TOML file")
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    merged = {**raw, **{k: v for k, v in (data or {}).items() if k not in ("axes", "set", "resources")}}
+    merged["axes"] = {**raw.get("axes", {}), **(data or {}).get("axes", {})}
+    merged["set"] = [*raw.get("set", []), *(data or {}).get("set", [])]
+    merged["resources"] = {**raw.get("resources", {}), **(data or {}).get("resources", {})}
+    try:
+        spec = SweepSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'sweep'}: {format_validation_error(exc)}") from None
+    if spec.config is not None and path is not None and not spec.config.is_absolute():
+        spec = spec.model_copy(update={"config": Path(path).parent / spec.config})
+    return spec
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
+
+
+def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], list[str], str | None]:
+    """``(component choices, --set overrides, preset)`` that one axis value stands for."""
+    if key in KINDS:
+        return {key: str(value)}, [], None
+    if key == "preset":
+        return {}, [], str(value)
+    if key == "dataset":
+        return {}, [f"data.dataset={json.dumps(value)}"], None
+    return {}, [f"{key}={json.dumps(value)}"], None
+
+
+def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
+    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis."""
+    from avood_core.pipeline.store import config_hash
+
+    registry = registry or get_registry()
+    keys = list(spec.axes)
+    trials: list[Trial] = []
+    for combo in itertools.product(*(spec.axes[k] for k in keys)):
+        axes = dict(zip(keys, combo))
+        label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
+        components: dict[str, str] = {}
+        overrides = list(spec.set)
+        preset = spec.preset
+        for key, value in axes.items():
+            comp, sets, chosen = _axis_layer(key, value)
+            components.update(comp)
+            overrides += sets
+            preset = chosen or preset
+        for seed in spec.seeds:
+            try:
+                data = assemble_config(spec.config, components, [*overrides, f"seed={seed}"], preset=preset)
+                config = resolve(finalize_config(data, source=source), registry)
+            except AvoodError as exc:  # a bad value (ConfigError) or plugin name (PluginError)
+                raise type(exc)(f"{source}: trial '{label}, seed={seed}': {exc}") from None
+            payload = config.model_dump(mode="json")
+            payload.pop("output_dir", None)
+            tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
+            trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
+    ids = [t.id for t in trials]
+    for t in trials:
+        if ids.count(t.id) > 1:
+            t.id = f"{t.id}-{t.hash[:8]}"
+    return trials
+
+
+def spec_hash(trials: list[Trial]) -> str:
+    """What a sweep folder was made for: its trials and their configs (not the engine)."""
+    from avood_core.pipeline.store import config_hash
+
+    return config_hash(sorted((t.id, t.hash) for t in trials))
+
+
+def parse_axis(text: str) -> tuple[str, list[Any]]:
+    """``--axis KEY=V1,V2`` or ``--axis 'KEY=[v1, v2]'`` (values read as TOML, else strings)."""
+    from avood_core.config import parse_value
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise ConfigError(f"--axis '{text}': expected KEY=V1,V2 (e.g. --axis detector=entropy,binary)")
+    raw = raw.strip()
+    if raw.startswith("["):
+        values = parse_value(raw)
+        if not isinstance(values, list):
+            raise ConfigError(f"--axis '{text}': '{raw}' is not a TOML list")
+        return key.strip(), values
+    return key.strip(), [parse_value(v.strip()) for v in raw.split(",") if v.strip()]

@@ -1,0 +1,1 @@
+"""Shared training machinery for components: loops, seeding, precision (fp32 / bf16 autocast)."""
