@@ -48,6 +48,22 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         """Nothing to run: the module is the already-imported new one."""
 
 
+def reexport(package: str, module: str):
+    """A module ``__getattr__`` for ``package`` that serves the names of ``package.module`` lazily.
+
+    Round-1 code imported ``avood_core.run`` / ``.bench`` / ``.sweep`` as one module; they are
+    packages now, and ``from avood_core.run import fit_hashes`` keeps working through this.
+    """
+
+    def __getattr__(name: str):
+        try:
+            return getattr(importlib.import_module(f"{package}.{module}"), name)
+        except AttributeError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
 def install() -> None:
     """Put the finder on ``sys.meta_path`` once (called by ``import avood_core``)."""
     if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):

@@ -1,12 +1,5 @@
 """Measuring a run: wall and CPU time per stage, precision, idle core-seconds (``avood bench``)."""
 
+from avood_core._moved import reexport
 
-def __getattr__(name: str):
-    """Round-1 code imported ``avood_core.bench`` as one module: its names now live in :mod:`avood_core.bench.core`."""
-    import importlib
-
-    module = importlib.import_module("avood_core.bench.core")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise AttributeError(f"module 'avood_core.bench' has no attribute {name!r}") from None
+__getattr__ = reexport("avood_core.bench", "core")  # round-1 ``from avood_core.bench import ...``
