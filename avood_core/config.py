@@ -20,10 +20,11 @@ from avood_core.errors import ConfigError
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.tracking import LoggingConfig
+from avood_core.stages import STAGES
 
 
 _KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
-DEFAULT_COMPONENTS = {"generator": "wgan_gp", "detector": "entropy", "seen": "mlp", "unseen": "cross_attention"}
+DEFAULT_COMPONENTS = {s.kind: s.default for s in STAGES}
 
 
 class ComponentSpec(BaseModel):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict
 
 from avood_core.callbacks import CallbackList
+from avood_core.stages import STAGES
 
 if TYPE_CHECKING:
     import torch
@@ -192,7 +193,12 @@ class OODDetector(Component):
         raise NotImplementedError
 
     def is_seen(self, samples: "AVSamples") -> "Tensor":
-        return self.score(samples) < self.threshold
+        """True where a sample goes to the seen classifier (the pipeline routes by this)."""
+        return self.seen_by_score(self.score(samples))
+
+    def seen_by_score(self, score: "Tensor") -> "Tensor":
+        """:meth:`is_seen` on scores already computed: ``score < threshold``."""
+        return score < self.threshold
 
 
 class SeenClassifier(Component):
@@ -228,12 +234,8 @@ class UnseenClassifier(Component):
         return candidates.to(d.device)[d.argmin(dim=1)].cpu()
 
 
-PROTOCOLS: dict[str, type[Component]] = {
-    "generator": Generator,
-    "detector": OODDetector,
-    "seen": SeenClassifier,
-    "unseen": UnseenClassifier,
-}
+PROTOCOLS: dict[str, type[Component]] = {s.kind: globals()[s.protocol_name] for s in STAGES}
+"""The protocol class of each kind, from the stage table (avood_core.stages)."""
 
 
 def move_components(components: Iterable[Component], device: "torch.device") -> None:

@@ -18,18 +18,14 @@ import pluggy
 
 from avood_core import hookspecs
 from avood_core.errors import PluginError
+from avood_core.stages import KINDS, STAGES
 
-KINDS: tuple[str, ...] = ("generator", "detector", "seen", "unseen")
-"""The pipeline's stages (one component each in a run config)."""
 ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
 """Every component kind: the stages and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
 PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
 """What a plugin may register: the components, fusions and experiment loggers (avood_core.run.tracking)."""
 KIND_LABELS = {
-    "generator": "generators",
-    "detector": "detectors",
-    "seen": "seen classifiers",
-    "unseen": "unseen classifiers",
+    **{s.kind: f"{s.noun}s" for s in STAGES},
     "fusion": "fusions",
     "logger": "loggers",
 }

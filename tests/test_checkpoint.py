@@ -57,8 +57,9 @@ def test_load_gives_identical_metrics_and_predictions(finished_run):
     run_dir, results = finished_run
     task = run_task(run_dir)
     pipe = Pipeline.load(run_dir)
-    assert pipe.evaluate(task.test) == results["metrics"]
-    _same_outputs({k: v.numpy() for k, v in pipe.last_outputs.items()}, predictions(run_dir))
+    evaluation = pipe.evaluate(task.test)
+    assert evaluation == results["metrics"]
+    _same_outputs({k: v.numpy() for k, v in evaluation.outputs.items()}, predictions(run_dir))
     pred = pipe.predict(task.test.audio, task.test.video)
     saved = predictions(run_dir)
     assert np.array_equal(pred.labels.numpy(), saved["pred"])
@@ -79,13 +80,14 @@ def test_inference_runs_at_fixed_threads_whatever_the_caller(finished_run):
     torch.set_num_threads(2 if INFERENCE_THREADS != 2 else 1)
     try:
         caller = torch.get_num_threads()
-        assert pipe.evaluate(task.test) == results["metrics"]
+        evaluation = pipe.evaluate(task.test)
+        assert evaluation == results["metrics"]
         pred = pipe.predict(task.test)
         assert torch.get_num_threads() == caller  # restored
     finally:
         torch.set_num_threads(before)
     assert counts == [INFERENCE_THREADS, INFERENCE_THREADS]
-    _same_outputs({k: v.numpy() for k, v in pipe.last_outputs.items()}, predictions(run_dir))
+    _same_outputs({k: v.numpy() for k, v in evaluation.outputs.items()}, predictions(run_dir))
     assert np.array_equal(pred.score.numpy(), predictions(run_dir)["score"])
 
 

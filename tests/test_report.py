@@ -36,12 +36,12 @@ def run_folder(tmp_path_factory, tiny_task):
     results = {
         "avood_version": "test", "created": "2024-01-01T00:00:00+00:00", "components": names, "seed": 0,
         "device": "cpu", "python": "3.11", "task": tiny_task.summary(),
-        "splits": {"fit": "train", "select": "val", "report": "test"}, "metrics": scores,
+        "splits": {"fit": "train", "select": "val", "report": "test"}, "metrics": scores.metrics,
         "timings_s": {**pipe.timings, "total": sum(pipe.timings.values())},
     }
-    save_outputs(run_dir / "predictions.npz", pipe.last_outputs)
+    save_outputs(run_dir / "predictions.npz", scores.outputs)
     atomic_write_json(run_dir / "results.json", results)
-    save_tsne(run_dir, tiny_task.test.x, pipe.last_outputs, cap=80, seed=0)
+    save_tsne(run_dir, tiny_task.test.x, scores.outputs, cap=80, seed=0)
     return run_dir
 
 

@@ -29,9 +29,10 @@ from typing import Any, Callable
 from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, precision_of, usable_cores, wrap_method
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
+from avood_core.stages import FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
-FIT_STAGES = ("generator", "seen", "unseen", "detector")
+FIT_STAGES = FIT_ORDER
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
 # Paper §4.2 / reference configs, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).

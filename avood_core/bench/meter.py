@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-STAGES = ("load", "generator", "synthesize", "seen", "unseen", "detector", "evaluation")
+from avood_core.stages import FIT_STEPS
+
+STAGES = ("load", *FIT_STEPS, "evaluation")
 COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
            "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
 

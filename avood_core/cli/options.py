@@ -25,6 +25,8 @@ from typing import Any, Callable, Literal, Mapping, Optional
 
 import typer
 
+from avood_core.stages import KINDS, STAGES
+
 
 def new_app(help: str, completion: bool = False) -> typer.Typer:
     """A typer app or sub-app as every avood command group has it: help when called bare, plain
@@ -60,7 +62,7 @@ class ConfigOptions:
 
     def components(self) -> dict[str, str | None]:
         """The ``--generator/--detector/--seen/--unseen`` choices, by kind."""
-        return {"generator": self.generator, "detector": self.detector, "seen": self.seen, "unseen": self.unseen}
+        return {kind: getattr(self, kind) for kind in KINDS}
 
     def overrides(self) -> list[str]:
         """The ``--set`` assignments followed by those the other options stand for (``--seed 3``: ``seed=3``)."""
@@ -102,10 +104,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "config": (("--config", "-c"), "TOML run config."),
     "preset": (("--preset",), "Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound "
                               "(see 'avood presets')."),
-    "generator": (("--generator",), "Generator plugin name."),
-    "detector": (("--detector",), "OOD detector plugin name."),
-    "seen": (("--seen",), "Seen-classifier plugin name."),
-    "unseen": (("--unseen",), "Unseen-classifier plugin name."),
+    **{s.kind: ((f"--{s.kind}",), f"{s.noun.capitalize()} plugin name.") for s in STAGES},
     "sets": (("--set",), "Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3."),
     "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
     "seed": (("--seed",), "Random seed of the run."),

@@ -276,8 +276,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             pipe = cache2.pipeline(cfg, ablation.share_embedding)
             if cache1 is None:
                 selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
-            scores = pipe.evaluate(task.test)
-            outputs = pipe.last_outputs
+            evaluation = pipe.evaluate(task.test)
+            scores, outputs = evaluation.metrics, evaluation.outputs
             if row.calibrated:
                 scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
             save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)

@@ -27,7 +27,7 @@ Multi-seed runs (``avood run --seeds 0,1,2``) add a ``"seeds"`` section to resul
       "std_ddof": 1
     }
 
-Each ``metrics`` is the dict of ``pipeline.scores_from_outputs`` (what a single run stores as
+Each ``metrics`` is the dict of ``avood_core.pipeline.scores_from_outputs`` (what a single run stores as
 ``results["metrics"]``). :func:`seeds_section` builds the whole section from the per-seed
 entries, so producers and this report agree. The top-level ``"metrics"``, ``"seed"`` and
 ``predictions.npz`` of a multi-seed folder are those of one seed (the first, by convention):

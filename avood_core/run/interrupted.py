@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from avood_core.pipeline.store import CONFIG, WEIGHTS
-
-_KINDS = ("generator", "detector", "seen", "unseen")
+from avood_core.stages import KINDS
 
 
 def saved_components(folder: Path) -> list[str]:
     """The kinds whose checkpoint (config and weights) is complete in ``folder/components``."""
-    return [k for k in _KINDS if (folder / "components" / k / CONFIG).is_file()
+    return [k for k in KINDS if (folder / "components" / k / CONFIG).is_file()
             and (folder / "components" / k / WEIGHTS).is_file()]
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from avood_core.hookspecs import hookimpl
 from avood_core.protocols import PROTOCOLS, Component, OODDetector, TorchComponent
 from avood_core.registry import KINDS, Registry
+from avood_core.stages import STAGES
 from avood_core.testing.data import KitData
 from avood_core.testing.errors import _expect, _fail
 from avood_core.testing.fitting import (
@@ -31,12 +32,7 @@ from avood_core.testing.fitting import (
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
 
 # What each kind must override (any one of a tuple).
-_REQUIRED_METHODS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "generator": (("fit",), ("generate",)),
-    "detector": (("fit",), ("score",)),
-    "seen": (("fit",), ("predict",)),
-    "unseen": (("fit",), ("distances", "predict")),
-}
+_REQUIRED_METHODS: dict[str, tuple[tuple[str, ...], ...]] = {s.kind: s.required for s in STAGES}
 
 
 def _overrides(cls: type, method: str) -> bool:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from avood_core.protocols import Component
+from avood_core.stages import FIT_ORDER
 from avood_core.task import AVSamples
 from avood_core.testing.data import KitData, make_context
 from avood_core.testing.errors import _fail
@@ -28,8 +29,8 @@ def _dependencies(cls: type, data: KitData, seed: int,
     """Fitted components for each kind in ``cls.depends_on`` (the caller's, else stand-ins)."""
     given = dict(dependencies or {})
     out: dict[str, Component] = {}
-    # Fit in pipeline order so a dependency may itself use an earlier one.
-    for kind in ("generator", "seen", "unseen", "detector"):
+    # Fit in pipeline order (avood_core.stages.FIT_ORDER) so a dependency may itself use an earlier one.
+    for kind in FIT_ORDER:
         if kind not in getattr(cls, "depends_on", ()):
             continue
         dep = given.get(kind, STAND_INS[kind])

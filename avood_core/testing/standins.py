@@ -114,8 +114,5 @@ class StandInUnseen(UnseenClassifier):
 
 
 STAND_INS: dict[str, type[Component]] = {
-    "generator": StandInGenerator,
-    "detector": StandInDetector,
-    "seen": StandInSeen,
-    "unseen": StandInUnseen,
+    cls.kind: cls for cls in (StandInGenerator, StandInDetector, StandInSeen, StandInUnseen)
 }

@@ -1,0 +1,66 @@
+"""Routing (paper Fig. 2, §3.3): the OOD detector sends each clip to the seen or the unseen classifier.
+
+Both :meth:`~avood_core.pipeline.Pipeline.predict` and
+:meth:`~avood_core.pipeline.Pipeline.outputs` route through :func:`route`, which asks the
+detector's own :meth:`~avood_core.protocols.OODDetector.is_seen` (by default ``score < threshold``;
+a detector may override it), as the reference code AV-OOD-GZSL ``test.py`` splits the test clips
+by the gate before classifying each part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from avood_core.protocols import OODDetector, SeenClassifier, UnseenClassifier
+from avood_core.task import AVSamples
+
+
+@dataclass
+class Routing:
+    """The gate's view of each clip (CPU tensors)."""
+
+    score: Tensor
+    """OOD score: higher = more likely unseen (for the metrics: AUROC, histograms)."""
+    seen: Tensor
+    """True where the clip goes to the seen classifier."""
+
+
+def route(detector: OODDetector, samples: AVSamples) -> Routing:
+    """Score every clip and route it by ``detector.is_seen``.
+
+    A detector that keeps the protocol's ``is_seen`` is routed by its ``seen_by_score`` on the
+    score just computed (the same decision, without scoring every clip twice).
+    """
+    score = detector.score(samples)
+    if type(detector).is_seen is OODDetector.is_seen:
+        seen = detector.seen_by_score(score)
+    else:
+        seen = detector.is_seen(samples)
+    return Routing(score.cpu(), seen.cpu().bool())
+
+
+@dataclass
+class Branches:
+    """Both classifiers on every clip, and where the gate sends each one."""
+
+    routing: Routing
+    seen_pred: Tensor
+    """The seen classifier's class id for every clip."""
+    unseen_pred: Tensor
+    """The unseen classifier's class id among the unseen classes for every clip."""
+
+    @property
+    def pred(self) -> Tensor:
+        """The routed prediction: the seen classifier's where routed seen, else the unseen one's."""
+        return torch.where(self.routing.seen, self.seen_pred, self.unseen_pred)
+
+
+def branches(detector: OODDetector, seen: SeenClassifier, unseen: UnseenClassifier, samples: AVSamples,
+             unseen_classes: Tensor, text: Tensor) -> Branches:
+    """Route every clip and run both classifiers on all of them (on CPU)."""
+    routing = route(detector, samples)
+    seen_pred = seen.predict(samples).cpu()
+    return Branches(routing, seen_pred, unseen.predict(samples, unseen_classes, text).cpu())

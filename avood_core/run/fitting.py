@@ -1,0 +1,229 @@
+"""One stage of a run (paper §4.1 protocol: stage 1 fits on ``training`` and selects on ``val``,
+stage 2 refits on ``train_val`` and reports on ``test``): the tasks, the fit hashes that
+``--resume`` and the shared cache compare, fitting or reusing the four components, selections.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+from avood_core.config import RunConfig
+from avood_core.errors import AvoodError, ConfigError
+from avood_core.registry import Registry, get_registry
+from avood_core.stages import BY_KIND, FIT_ORDER, KINDS, SYNTHETIC_FROM
+
+if TYPE_CHECKING:
+    import torch
+
+    from avood_core.pipeline import Pipeline
+    from avood_core.task import AVGZSLTask
+
+
+class RunTasks(NamedTuple):
+    """The tasks of one run; unpacks as ``stage1, report = build_tasks(config)``."""
+
+    stage1: "AVGZSLTask | None"
+    """Stage 1 of the benchmark protocol (its ``val`` is the stage-1 val split), or None."""
+    report: "AVGZSLTask"
+    """The task whose test split the run reports on (stage 2, or the embedded task)."""
+    load_info: dict | None = None
+    """What the benchmark loader reported about the tree (None for the embedded task)."""
+
+
+def build_tasks(config: RunConfig) -> RunTasks:
+    """The tasks for ``config.data``; what the loader returned is left as it was.
+
+    The embedded synthetic task is one stage (its ``val`` is a held-out part of the training
+    clips). A benchmark tree gives the protocol's two stages: stage 1 fits on ``training``
+    and selects on ``val``; stage 2 refits on ``train_val`` and reports on ``test``.
+    """
+    data = config.data
+    if data.source == "synthetic":
+        from avood_core.data.embedded import make_ucf_task
+
+        seed = config.seed if data.task_seed is None else data.task_seed
+        return RunTasks(None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc))
+    from avood_core.data import load_benchmark
+
+    if data.path is None or data.dataset is None:
+        raise AvoodError("data.source = 'benchmark' needs data.path and data.dataset (e.g. --data PATH --dataset ucf)")
+    tasks = load_benchmark(data.path, data.dataset, features=data.features, split=data.split, source=data.format,
+                           nonfinite=data.nonfinite, compat_positional_text=data.compat_positional_text)
+    stage1 = copy.copy(tasks.stage1)
+    stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
+    return RunTasks(stage1 if data.stage1 else None, tasks.stage2, tasks.info)
+
+
+def build_task(config: RunConfig) -> "AVGZSLTask":
+    """The task whose test split a run reports on."""
+    return build_tasks(config).report
+
+
+def build_pipeline(config: RunConfig, registry: Registry | None = None) -> "Pipeline":
+    """Instantiate the four components of a resolved config."""
+    from avood_core.pipeline import Pipeline
+
+    registry = registry or get_registry()
+    parts = {kind: registry.component_class(kind, config.component(kind).name)(config.component(kind).params) for kind in KINDS}
+    return Pipeline(**parts, syn_num=config.syn_num, names={k: config.component(k).name for k in KINDS})
+
+
+def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict[str, str]:
+    """Per-component hash of everything its fit depends on (for ``--resume``), in fitting order.
+
+    A component's hash covers the data, the stage, the seed, its own name and params, the
+    generator's hash when it trains on synthetic features (its stage's inputs, or its own
+    ``uses_synthetic``), and the hashes of the components it declares in ``depends_on``.
+    """
+    from avood_core.pipeline.store import config_hash
+
+    base = {"data": config.data.model_dump(mode="json"), "seed": config.seed, "syn_num": config.syn_num}
+    if stage:
+        base["stage"] = stage
+    hashes: dict[str, str] = {}
+    for kind in FIT_ORDER:
+        comp = pipeline.components[kind]
+        payload = {**base, kind: config.component(kind).model_dump(mode="json")}
+        if BY_KIND[kind].after:  # the first stage hashes no "deps" (hashes equal to earlier versions')
+            deps = {SYNTHETIC_FROM: hashes[SYNTHETIC_FROM]} if BY_KIND[kind].uses_synthetic or comp.uses_synthetic else {}
+            payload["deps"] = {**deps, **{d: hashes[d] for d in getattr(comp, "depends_on", ())}}
+        hashes[kind] = config_hash(payload)
+    return hashes
+
+
+def reuse_fitted(run_dir: Path, pipeline: "Pipeline", hashes: dict[str, str], registry: Registry,
+                 echo: Callable[[str], None], into: Path | None = None) -> set[str]:
+    """Load the components of ``run_dir`` whose saved hash matches; report every mismatch.
+
+    ``into``: another run folder (``--resume --allow-changes``) that receives a copy of each
+    reused component; ``run_dir`` is only read then.
+    """
+    from avood_core.errors import CheckpointError
+    from avood_core.pipeline.store import copy_component, load_component, read_config
+
+    reused = set()
+    for kind in KINDS:
+        folder = run_dir / "components" / kind
+        if not folder.exists():
+            echo(f"resume: {kind} was not saved yet; fitting it")
+            continue
+        try:
+            saved = read_config(folder)
+        except CheckpointError as exc:
+            echo(f"resume: {kind}: {exc}; refitting")
+            continue
+        if saved.get("fit_hash") != hashes[kind]:
+            echo(f"resume: {kind} '{saved.get('name')}' was fitted with another config "
+                 f"(hash {saved.get('fit_hash')} != {hashes[kind]}); refitting, not reusing it")
+            continue
+        try:
+            setattr(pipeline, kind, load_component(folder, registry, kind=kind))
+        except CheckpointError as exc:
+            echo(f"resume: {kind}: {exc}; refitting")
+            continue
+        if into is not None:
+            copy_component(folder, into / "components" / kind)
+        reused.add(kind)
+        echo(f"resume: reusing fitted {kind} '{saved['name']}' (config hash {hashes[kind]})")
+    return reused
+
+
+@dataclass
+class FitOptions:
+    """How :func:`fit_stage` fits: the same for both stages of one run."""
+
+    registry: Registry
+    device: "torch.device"
+    echo: Callable[[str], None] = print
+    quiet: bool = False
+    loggers: list[Any] = field(default_factory=list)
+    """Experiment loggers fed each component's curves (avood_core.run.tracking)."""
+    shared: Path | None = None
+    """A folder of components shared with other runs (avood_core.run.cache)."""
+
+
+def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitOptions, resume: Path | None = None,
+              stage: str = "") -> tuple["Pipeline", list[str]]:
+    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
+
+    ``resume``: the stage folder whose matching components are reused (``stage_dir`` itself, or
+    the stage folder of the run a ``--resume --allow-changes`` started from). Each fitted
+    component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``opts.loggers``.
+    ``stage``: ``"stage1"``, ``"stage2"`` or ``""`` (one-stage run). Returns the pipeline and
+    the kinds reused rather than fitted.
+    """
+    from avood_core.callbacks import CallbackList, MetricsWriter
+    from avood_core.pipeline.store import save_component
+    from avood_core.run import cache as component_cache
+    from avood_core.util.progress import progress_factory
+
+    registry, echo, shared = opts.registry, opts.echo, opts.shared
+    pipeline = build_pipeline(config, registry)
+    hashes = fit_hashes(config, pipeline, stage)
+    reused = set() if resume is None else reuse_fitted(resume, pipeline, hashes, registry, echo,
+                                                        into=None if resume == stage_dir else stage_dir)
+    if shared is not None:
+        reused |= component_cache.reuse_shared(shared, stage_dir, pipeline, hashes, registry, echo, reused)
+    providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
+
+    def save(kind: str) -> None:
+        folder = save_component(pipeline.components[kind], stage_dir / "components" / kind,
+                                config.component(kind).name, providers[kind], hashes[kind])
+        if shared is not None:
+            component_cache.publish(folder, shared, kind, hashes[kind])
+
+    callbacks = CallbackList([MetricsWriter(stage_dir / "metrics", stage), *opts.loggers],
+                             every_n_steps=config.logging.every_n_steps)
+    pipeline.fit(task, device=opts.device, seed=config.seed, progress=progress_factory(opts.quiet),
+                 log=(lambda m: None) if opts.quiet else echo, skip=frozenset(reused), on_fitted=save,
+                 jobs=config.jobs, callbacks=callbacks, stage_name=stage)
+    pipeline.save_meta(stage_dir, hashes)
+    return pipeline, sorted(reused)
+
+def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registry: Registry) -> tuple[bool, str]:
+    """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line).
+
+    Stage 1 exists only to select params on the val split for stage 2; it runs only when some
+    component's :meth:`~avood_core.protocols.Component.selects_on_val` is True. Otherwise its
+    fit would change nothing in stage 2, and skipping it halves the run.
+    """
+    if stage1_task is None:
+        if config.data.source == "benchmark":
+            return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
+        return False, "one stage: the embedded task has no stage-1/stage-2 protocol"
+    pipeline = build_pipeline(config, registry)
+    selecting = [f"{kind} '{config.component(kind).name}'" for kind, comp in pipeline.components.items()
+                 if comp.selects_on_val()]
+    if selecting:
+        return True, f"stage 1 runs: {', '.join(selecting)} select(s) params on the val split for stage 2"
+    return False, ("stage 1 skipped: no component selects anything on the val split (selects_on_val() is False "
+                   "for all four), so it could not change stage 2")
+
+
+def apply_selections(config: RunConfig, pipeline: "Pipeline") -> tuple[RunConfig, dict]:
+    """Stage-2 config: each component's params updated with what it selected on stage-1 val.
+
+    The updated params are validated with the component's own model: a selection its params
+    reject is a :class:`ConfigError` naming the component, the value and the fix.
+    """
+    from pydantic import ValidationError
+
+    from avood_core.config import format_validation_error
+
+    selected = {k: dict(c.selected_params()) for k, c in pipeline.components.items()}
+    selected = {k: v for k, v in selected.items() if v}
+    update = {}
+    for kind, values in selected.items():
+        spec = config.component(kind)
+        try:
+            params = type(pipeline.components[kind]).Params.model_validate({**spec.params, **values})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{kind} '{spec.name}' selected {values} on the stage-1 val split, which its params reject "
+                f"({format_validation_error(exc, f'{kind}.params')}); its selected_params() must return valid params"
+            ) from None
+        update[kind] = spec.model_copy(update={"params": params.model_dump(mode="json")})
+    return config.model_copy(update=update), selected
