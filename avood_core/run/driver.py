@@ -105,8 +105,7 @@ def execute(
             run_dir = None if diffs else source
         device = resolve_device(config.device)
         started = time.perf_counter()
-        tasks = build_tasks(config)
-        stage1_task, task = tasks.stage1, tasks.report
+        stage1_task, task = build_tasks(config)
         if run_dir is None:
             run_dir = new_run_dir(Path(config.output_dir), run_label(config))
         elif run_dir != source:  # a forced folder: new, or one a sweep trial made for its trial.json / log.txt
@@ -142,7 +141,7 @@ def execute(
             echo("stage 2: refit on 'train_val', report on 'test'")
         if stage1_task is not None:
             protocol["stage2"] = {"fit": "train_val (stage_2_train)", "report": "test (stage_2_test_seen + stage_2_test_unseen)"}
-            protocol["load_info"] = tasks.load_info
+            protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, fit_opts, source, "stage2" if stage1_task is not None else "")
         evaluation = pipeline.evaluate(task.test)
         results = {

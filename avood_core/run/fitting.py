@@ -29,8 +29,6 @@ class RunTasks(NamedTuple):
     """Stage 1 of the benchmark protocol (its ``val`` is the stage-1 val split), or None."""
     report: "AVGZSLTask"
     """The task whose test split the run reports on (stage 2, or the embedded task)."""
-    load_info: dict | None = None
-    """What the benchmark loader reported about the tree (None for the embedded task)."""
 
 
 def build_tasks(config: RunConfig) -> RunTasks:
@@ -38,7 +36,9 @@ def build_tasks(config: RunConfig) -> RunTasks:
 
     The embedded synthetic task is one stage (its ``val`` is a held-out part of the training
     clips). A benchmark tree gives the protocol's two stages: stage 1 fits on ``training``
-    and selects on ``val``; stage 2 refits on ``train_val`` and reports on ``test``.
+    and selects on ``val``; stage 2 refits on ``train_val`` and reports on ``test``. The stage-1
+    task is a copy of the loaded one with ``val`` set and the loader's report in
+    ``meta["load_info"]``.
     """
     data = config.data
     if data.source == "synthetic":
@@ -54,7 +54,8 @@ def build_tasks(config: RunConfig) -> RunTasks:
                            nonfinite=data.nonfinite, compat_positional_text=data.compat_positional_text)
     stage1 = copy.copy(tasks.stage1)
     stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
-    return RunTasks(stage1 if data.stage1 else None, tasks.stage2, tasks.info)
+    stage1.meta = {**stage1.meta, "load_info": tasks.info}
+    return RunTasks(stage1 if data.stage1 else None, tasks.stage2)
 
 
 def build_task(config: RunConfig) -> "AVGZSLTask":
