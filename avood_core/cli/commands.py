@@ -180,7 +180,7 @@ def evaluate(
     pipeline = Pipeline.load(run_dir).to(resolve_device(device))
     cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build()
     task = pipeline.check_task(build_task(cfg))
-    scores = pipeline.evaluate(task.test)
+    scores = pipeline.evaluate(task.test).metrics
     if as_json:
         emit({"run_dir": run_dir, "metrics": scores})
     else:
