@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
+from avood_core.factory import profile_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.tracking import LoggingConfig
@@ -205,9 +206,8 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     for kind in KINDS:
         spec = config.component(kind)
         cls = registry.component_class(kind, spec.name)
-        base = dict(getattr(cls, "quick", {})) if config.profile == "quick" else {}
         try:
-            params = cls.Params.model_validate({**base, **spec.params})
+            params = cls.Params.model_validate(profile_params(cls, config.profile, spec.params))
         except ValidationError as exc:
             raise ConfigError(
                 f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
