@@ -1,8 +1,23 @@
 """avood: audio-visual generalized zero-shot learning with OOD detection.
 
-The core defines the component protocols, the pipeline that wires them, data containers,
-metrics, config, the plugin registry and the CLI. Models live in plugins. Importing this
-package is cheap: torch is imported only by the modules that train or evaluate.
+The public API is this package and the plugin-contract modules it draws from:
+
+- ``avood_core`` (this facade, ``__all__``): the component contract (``Component``,
+  ``TorchComponent``, ``Generator``, ``OODDetector``, ``SeenClassifier``, ``UnseenClassifier``,
+  ``FitContext``), the data containers (``AVSamples``, ``AVGZSLTask``), the errors, ``hookimpl``,
+  ``Fusion``, ``bounded``, ``Callback``, ``Pipeline``, ``create_component``, ``list_components``,
+  the embedded synthetic task, the paper's metrics (``mean_class_accuracy``, ``harmonic_mean``,
+  ``gzsl_scores``) and ``__version__``;
+- the contract modules ``avood_core.protocols``, ``.task``, ``.errors``, ``.hookspecs``,
+  ``.fusion``, ``.limits`` and ``.callbacks``;
+- the conformance kit for plugin tests, ``avood_core.testing``.
+
+Every other module (``config``, ``registry``, ``factory``, ``data/``, ``pipeline/``, ``train/``,
+``eval/``, ``run/``, ``bench/``, ``sweep/``, ``cli/``, ``util/``) is private: it may change
+between releases (docs/architecture.md, "Public API").
+
+Importing this package is cheap: the names above are loaded on first use (PEP 562), so torch
+is imported only when a name that needs it (``Pipeline``, ``AVSamples``, ``Fusion``...) is.
 
 Importing it also turns on Intel MKL's Conditional Numerical Reproducibility
 (``MKL_CBWR=AUTO``, unless the environment already sets ``MKL_CBWR``; empty turns it off):
@@ -14,6 +29,7 @@ first torch matmul of the process: the CLI, ``import avood_core`` and the ``jobs
 """
 
 import os as _os
+from importlib import import_module as _import_module
 from importlib.metadata import PackageNotFoundError, version
 
 _os.environ.setdefault("MKL_CBWR", "AUTO")
@@ -27,4 +43,36 @@ try:
 except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+_PUBLIC: dict[str, tuple[str, ...]] = {  # module (under avood_core.) -> the names it gives the facade
+    "protocols": ("Component", "TorchComponent", "Generator", "OODDetector", "SeenClassifier",
+                  "UnseenClassifier", "FitContext", "NoParams"),
+    "task": ("AVSamples", "AVGZSLTask"),
+    "errors": ("AvoodError", "ConfigError", "PluginError", "DataError", "TrainingDiverged",
+               "CheckpointError", "Interrupted"),
+    "hookspecs": ("hookimpl",),
+    "fusion": ("Fusion", "FusionParams"),
+    "limits": ("bounded", "widths", "Widths", "LIMITS"),
+    "callbacks": ("Callback",),
+    "pipeline": ("Pipeline",),
+    "factory": ("create_component", "list_components"),
+    "registry": ("Registry", "get_registry"),
+    "data.synthetic": ("SyntheticSpec", "make_synthetic_task"),
+    "eval.metrics": ("mean_class_accuracy", "harmonic_mean", "gzsl_scores"),
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = ["__version__", *_WHERE]
+
+
+def __getattr__(name: str):
+    """Load a public name from its module on first use (and keep it here)."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'avood_core' has no attribute {name!r}")
+    value = getattr(_import_module(f"avood_core.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,5 +1,14 @@
 """Typed run configuration (pydantic v2), TOML loading, CLI overrides, two-stage validation.
 
+One path builds every run config (``avood run``/``config``/``ablate``/``sweep``, presets, tests)::
+
+    assemble_config(layers) -> dict  ->  finalize_config(dict) -> RunConfig  ->  resolve(RunConfig) -> RunConfig
+    (preset < base < file <            (plugin-keyed params,                  (stage 2: each plugin's
+     --<kind> < --set < typed values)   stage 1: validate_config)              Params, every default)
+
+:func:`build_config` is the first two steps in one call; :func:`validate_config` alone reads a
+config that is already whole (a run folder's ``config.toml``, a sweep trial's payload).
+
 Stage 1 validates the run config itself: four ``{name, params}`` component specs, data,
 seed, device, output folder. Stage 2 (:func:`resolve`) looks each name up in the registry
 and validates ``params`` with that plugin's own ``Params`` model, filling every default
@@ -9,6 +18,7 @@ config shows every value a run used. Errors name the field path and the fix.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -17,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
+from avood_core.factory import profile_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.tracking import LoggingConfig
@@ -171,13 +182,28 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
     """
     key, sep, raw = assignment.partition("=")
-    shown = _shown_set(assignment)
     if not sep or not key.strip():
-        raise ConfigError(f"--set {shown}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
-    path = key.strip().split(".")
+        raise ConfigError(f"--set {_shown_set(assignment)}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
+    _put(data, key.strip(), parse_value(raw.strip(), assignment), assignment)
+
+
+def apply_value(data: dict[str, Any], key: str, value: Any) -> None:
+    """Apply one typed override (a CLI option's or a sweep axis' value) at the dotted ``key``: as
+    ``--set key=<value>``, without writing the value as TOML text and parsing it back."""
+    _put(data, key, value, None)
+
+
+def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None) -> None:
+    """Set ``value`` at the dotted ``key`` of ``data``; errors quote ``assignment`` (default: the
+    ``--set`` that ``key`` and ``value`` stand for)."""
+
+    def shown() -> str:
+        return _shown_set(assignment if assignment is not None else f"{key}={json.dumps(value, default=str)}")
+
+    path = key.split(".")
     if not all(_KEY_PART.fullmatch(p) for p in path):
         raise ConfigError(
-            f"--set {shown}: '{_shown_set(key.strip())[1:-1]}' is not a dotted key of letters, digits, _ and -; "
+            f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ and -; "
             f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
         )
     if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
@@ -186,9 +212,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     for part in path[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {shown}: '{part}' is a value, not a table")
+            raise ConfigError(f"--set {shown()}: '{part}' is a value, not a table")
         node = child
-    node[path[-1]] = parse_value(raw.strip(), assignment)
+    node[path[-1]] = value
 
 
 def set_component(data: dict[str, Any], kind: str, name: str) -> None:
@@ -206,9 +232,8 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     for kind in KINDS:
         spec = config.component(kind)
         cls = registry.component_class(kind, spec.name)
-        base = dict(getattr(cls, "quick", {})) if config.profile == "quick" else {}
         try:
-            params = cls.Params.model_validate({**base, **spec.params})
+            params = cls.Params.model_validate(profile_params(cls, config.profile, spec.params))
         except ValidationError as exc:
             raise ConfigError(
                 f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
@@ -220,19 +245,9 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     return config.model_copy(update=update)
 
 
-def build_config(
-    config_file: str | Path | None = None,
-    components: dict[str, str | None] | None = None,
-    overrides: list[str] | None = None,
-    base: dict[str, Any] | None = None,
-    preset: str | None = None,
-) -> RunConfig:
-    """Merge a preset, a base dict, a TOML file, ``--<kind> NAME`` choices and ``--set`` overrides.
-
-    Later layers win field by field: preset < ``base`` < file < ``--<kind>`` < ``--set``.
-    See :func:`assemble_config` and :func:`finalize_config`.
-    """
-    data = assemble_config(config_file, components, overrides, base, preset)
+def build_config(config_file: str | Path | None = None, *layers: Any, **named: Any) -> RunConfig:
+    """The validated run config of :func:`assemble_config`'s layers (same arguments), by :func:`finalize_config`."""
+    data = assemble_config(config_file, *layers, **named)
     return finalize_config(data, source=str(config_file) if config_file else "config")
 
 
@@ -242,8 +257,13 @@ def assemble_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
     preset: str | None = None,
+    values: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The merged, not yet validated config dict (see :func:`build_config` for the layers).
+    """The merged, not yet validated config dict of a preset, a ``base`` dict, a TOML file,
+    ``--<kind> NAME`` choices (``components``), ``--set`` texts (``overrides``) and typed
+    ``values`` (dotted key -> value: the CLI's ``--seed``, ``--data``..., a sweep's axes).
+
+    Later layers win field by field: preset < ``base`` < file < ``--<kind>`` < ``--set`` < ``values``.
 
     Besides the run-config fields it may hold a ``params`` table of plugin-keyed params,
     ``params.<kind>.<plugin>.<param>`` (from a preset, a file or ``--set``): they apply to
@@ -263,6 +283,8 @@ def assemble_config(
             set_component(data, kind, name)
     for assignment in overrides or []:
         apply_override(data, assignment)
+    for key, value in (values or {}).items():
+        apply_value(data, key, value)
     return data
 
 

@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as th
 import torch
 import torch.nn.functional as F
 
-from avood_core.protocols import UnseenClassifier
+from avood_core import Pipeline, SyntheticSpec, UnseenClassifier, create_component, make_synthetic_task
 
 
 class RidgeToText(UnseenClassifier):
@@ -31,13 +31,8 @@ class RidgeToText(UnseenClassifier):
 
 
 def main() -> None:
-    from avood_core.pipeline import Pipeline
-    from avood_core.registry import get_registry
-    from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
-
     def builtin(kind, name, **shorter):  # a registered component with its quick params, shortened
-        cls = get_registry().component_class(kind, name)
-        return cls({**cls.quick, **shorter})
+        return create_component(kind, name, profile="quick", **shorter)
 
     task = make_synthetic_task(seed=0, spec=SyntheticSpec().scaled(0.1))
     pipe = Pipeline(

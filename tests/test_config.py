@@ -38,6 +38,18 @@ def test_set_override_short_and_long_paths():
     assert cfg.seed == 7 and cfg.data.scale == 0.5
 
 
+def test_typed_values_are_set_without_a_toml_round_trip():
+    """CLI options (--seed, --data, ...) and sweep axes arrive as typed values: the same config as
+    the --set texts they stand for, applied after every --set, and a str stays a str."""
+    sets = ['seed=3', 'data.source="benchmark"', 'data.path="/tmp/x"', "unseen.lr=0.01", 'logging.loggers=["mlflow"]']
+    typed = {"seed": 3, "data.source": "benchmark", "data.path": "/tmp/x", "unseen.lr": 0.01, "logging.loggers": ["mlflow"]}
+    assert build_config(values=typed) == build_config(overrides=sets)
+    assert build_config(overrides=["seed=1"], values={"seed": 2}).seed == 2
+    assert str(build_config(values={"output_dir": "1e3"}).output_dir) == "1e3"  # not read as the float 1000.0
+    with pytest.raises(ConfigError, match=r"""--set 'data.path="/x"': 'data' is a value, not a table"""):
+        build_config(base={"data": 5}, values={"data.path": "/x"})
+
+
 def test_component_flag_resets_params_of_the_previous_plugin():
     cfg = build_config(components={"detector": "other"}, base={"detector": {"name": "entropy", "params": {"lr": 1}}})
     assert cfg.detector.name == "other" and cfg.detector.params == {}

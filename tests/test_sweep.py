@@ -46,6 +46,19 @@ def fits(result) -> int:
 # --- specs -------------------------------------------------------------------------------------
 
 
+def test_spec_values_table_and_flags_are_typed_overrides(tmp_path):
+    from avood_core.sweep.spec import expand, load_spec
+
+    path = tmp_path / "spec.toml"
+    path.write_text('seeds = [4]\n[values]\n"unseen.lr" = 0.01\noutput_dir = "1e3"\n[axes]\n"seen.lr" = [0.5]\n')
+    spec = load_spec(path, {"values": {"profile": "paper"}})
+    assert spec.values == {"unseen.lr": 0.01, "output_dir": "1e3", "profile": "paper"}
+    (trial,) = expand(spec)
+    cfg = trial.config
+    assert (cfg.unseen.params["lr"], cfg.seen.params["lr"], cfg.profile, cfg.seed) == (0.01, 0.5, "paper", 4)
+    assert str(cfg.output_dir) == "1e3"
+
+
 def test_spec_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('seeds = [0, 0]\nengine = "slurm"\n')

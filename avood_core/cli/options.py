@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
@@ -64,37 +63,38 @@ class ConfigOptions:
         """The ``--generator/--detector/--seen/--unseen`` choices, by kind."""
         return {kind: getattr(self, kind) for kind in KINDS}
 
-    def overrides(self) -> list[str]:
-        """The ``--set`` assignments followed by those the other options stand for (``--seed 3``: ``seed=3``)."""
-        overrides = list(self.sets or [])
+    def values(self) -> dict[str, Any]:
+        """What the typed options stand for, by dotted config key (``--seed 3``: ``{"seed": 3}``);
+        they apply after the ``--set`` assignments."""
+        values: dict[str, Any] = {}
         if self.data is not None:
-            overrides += ["data.source=benchmark", f"data.path={json.dumps(str(self.data))}"]
+            values.update({"data.source": "benchmark", "data.path": str(self.data)})
         if self.dataset is not None:
-            overrides.append(f"data.dataset={json.dumps(self.dataset)}")
+            values["data.dataset"] = self.dataset
         for key, value in (("profile", self.profile), ("device", self.device), ("output_dir", self.output_dir)):
             if value is not None:
-                overrides.append(f"{key}={json.dumps(str(value))}")
+                values[key] = str(value)
         if self.seed is not None:
-            overrides.append(f"seed={int(self.seed)}")
+            values["seed"] = int(self.seed)
         if self.jobs is not None:
-            overrides.append(f"jobs={int(self.jobs)}")
+            values["jobs"] = int(self.jobs)
         if self.loggers:
             from avood_core.cli.jsonio import split_list
 
-            overrides.append(f"logging.loggers={json.dumps(split_list(self.loggers))}")
-        return overrides
+            values["logging.loggers"] = split_list(self.loggers)
+        return values
 
     def assemble(self) -> dict[str, Any]:
         """The merged, not yet validated config dict (:func:`avood_core.config.assemble_config`)."""
         from avood_core.config import assemble_config
 
-        return assemble_config(self.config, self.components(), self.overrides(), preset=self.preset)
+        return assemble_config(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
 
     def build(self):
         """The validated run config (:func:`avood_core.config.build_config`)."""
         from avood_core.config import build_config
 
-        return build_config(self.config, self.components(), self.overrides(), preset=self.preset)
+        return build_config(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
 
 
 # Each ConfigOptions field as a command-line option: the flags and the help text. One meaning per

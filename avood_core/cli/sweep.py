@@ -48,7 +48,8 @@ def sweep(
     from avood_core.sweep.core import run_sweep
     from avood_core.sweep.spec import load_spec, parse_axis
 
-    flags: dict = {"set": opts.overrides(), "axes": dict(parse_axis(a) for a in axis or [])}
+    flags: dict = {"set": list(opts.sets or []), "values": opts.values(),
+                   "axes": dict(parse_axis(a) for a in axis or [])}
     for key, value in (("config", opts.config), ("preset", opts.preset), ("engine", engine),
                        ("max_parallel", max_parallel), ("address", address), ("output", output), ("report", report)):
         if value is not None:

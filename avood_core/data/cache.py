@@ -42,22 +42,22 @@ def _safe_storage_from_bytes(b: bytes):
     return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
 
 
-def _reconstruct():
-    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+def _numpy_private(module: str, attr: str):
+    """numpy's private ``attr`` of ``numpy._core.<module>`` (numpy 2) or ``numpy.core.<module>`` (numpy 1)."""
+    for name in (f"numpy._core.{module}", f"numpy.core.{module}"):
         try:
-            return __import__(name, fromlist=["_reconstruct"])._reconstruct
+            return getattr(__import__(name, fromlist=[attr]), attr)
         except (ImportError, AttributeError):
             continue
-    raise ImportError("numpy _reconstruct not found")
+    raise ImportError(f"numpy {attr} not found")
+
+
+def _reconstruct():
+    return _numpy_private("multiarray", "_reconstruct")
 
 
 def _frombuffer():
-    for name in ("numpy._core.numeric", "numpy.core.numeric"):
-        try:
-            return __import__(name, fromlist=["_frombuffer"])._frombuffer
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError("numpy _frombuffer not found")
+    return _numpy_private("numeric", "_frombuffer")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

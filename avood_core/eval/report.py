@@ -37,8 +37,6 @@ absent, the headline tables use the mean.
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import time
 from pathlib import Path
@@ -49,6 +47,7 @@ import numpy as np
 from avood_core.eval import metrics
 from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
+from avood_core.eval.render import num, render_html, render_markdown
 from avood_core.util.io import atomic_write, atomic_write_text
 
 FIGURES = "figures"
@@ -118,12 +117,6 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
 # --- formatting ------------------------------------------------------------------------------
 
 
-def _num(v: Any, fmt: str = ".2f") -> str:
-    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
-        return format(float(v), fmt) if math.isfinite(float(v)) else "n/a"
-    return "n/a" if v is None else str(v)
-
-
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -160,76 +153,19 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def _md_cell(s: Any) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
-
-
-def _render_md(blocks: list) -> str:
-    out = []
-    for kind, *a in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + a[0])
-        elif kind == "p":
-            out.append(a[0])
-        elif kind == "table":
-            header, rows = a
-            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
-                     "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
-            out.append("\n".join(lines))
-        elif kind == "code":
-            out.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
-        elif kind == "figure":
-            rel, caption = a
-            out.append(f"![{caption}]({rel}.png)\n\n*{caption}* ([SVG]({rel}.svg))")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0}
-th,td{border:1px solid #ccc;padding:.25em .6em}td:not(:first-child),th:not(:first-child){text-align:right}
-th{background:#f3f3f3}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;color:#555}"""
-
-
-def _render_html(blocks: list, run_dir: Path, title: str) -> str:
-    e = html.escape
-    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
-    for kind, *a in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{e(a[0])}</{kind}>")
-        elif kind == "p":
-            out.append(f"<p>{e(a[0])}</p>")
-        elif kind == "table":
-            header, rows = a
-            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
-            out.append("</table>")
-        elif kind == "code":
-            out.append(f"<pre><code>{e(a[0].rstrip())}</code></pre>")
-        elif kind == "figure":
-            rel, caption = a
-            data = base64.b64encode((run_dir / f"{rel}.png").read_bytes()).decode("ascii")
-            out.append(f"<figure><img alt=\"{e(caption)}\" src=\"data:image/png;base64,{data}\">"
-                       f"<figcaption>{e(caption)}</figcaption></figure>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
-
-
 # --- the report -----------------------------------------------------------------------------
 
 
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None) -> list[list[str]]:
-    rows = [["AV-OOD (gated, detector's own threshold)", *(_num(m.get(k)) for k in ("S", "U", "HM"))]]
+    rows = [["AV-OOD (gated, detector's own threshold)", *(num(m.get(k)) for k in ("S", "U", "HM"))]]
     b = m.get("baseline_no_gate") or {}
-    rows.append(["unseen classifier alone, no gate (all classes)", *(_num(b.get(k)) for k in ("S", "U", "HM"))])
+    rows.append(["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))])
     if op:
         rows.append([f"gated at TPR = 60 % (threshold {op['threshold']:.4g}; Table 2 protocol)",
-                     *(_num(op[k]) for k in ("S", "U", "HM"))])
+                     *(num(op[k]) for k in ("S", "U", "HM"))])
     if best:
         rows.append([f"best HM of the sweep (threshold {best['threshold']:.4g}; test-set oracle, not a result)",
-                     *(_num(best[k]) for k in ("S", "U", "HM"))])
+                     *(num(best[k]) for k in ("S", "U", "HM"))])
     return rows
 
 
@@ -255,13 +191,13 @@ def _seed_blocks(seeds: dict) -> list:
         if mu is None:
             continue
         fmt = ".4g" if path.endswith("threshold") else ".2f"
-        rows.append([name, f"{_num(mu, fmt)} ± {_num(sd, fmt)}"])
+        rows.append([name, f"{num(mu, fmt)} ± {num(sd, fmt)}"])
     blocks.append(("table", ["metric", "mean ± std"], rows))
     if per:
         cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
         blocks.append(("h3", "Per seed"))
         blocks.append(("table", ["seed", *(c[0] for c in cols)],
-                       [[str(p.get("seed")), *(_num(_get(p.get("metrics"), c[1]),
+                       [[str(p.get("seed")), *(num(_get(p.get("metrics"), c[1]),
                                                    ".4g" if c[1].endswith("threshold") else ".2f") for c in cols)]
                         for p in per]))
     return blocks
@@ -355,15 +291,15 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     blocks += [("h2", "Results"), ("h3", "Generalized zero-shot (S, U, HM)"),
                ("table", ["", "S", "U", "HM"], _gzsl_rows(m, op, best)),
                ("table", ["other", "value"], [
-                   ["ZSL (unseen classifier on unseen test samples, unseen classes only)", _num(m.get("ZSL"))],
+                   ["ZSL (unseen classifier on unseen test samples, unseen classes only)", num(m.get("ZSL"))],
                    ["seen classifier accuracy (seen test samples, seen classes only)",
-                    _num(m.get("seen_classifier_acc"))]])]
+                    num(m.get("seen_classifier_acc"))]])]
     if "check" in notes:
         blocks.append(("p", notes["check"]))
     blocks += [("h3", "OOD gate"), ("table", ["gate", "value"], [
-        ["AUROC", _num(gate.get("AUROC"))], ["TPR at its threshold", _num(gate.get("TPR"))],
-        ["FPR at its threshold", _num(gate.get("FPR"))], ["FPR at TPR = 60 %", _num(gate.get("FPR@TPR60"))],
-        ["threshold (routed seen iff score < threshold)", _num(gate.get("threshold"), ".6g")]])]
+        ["AUROC", num(gate.get("AUROC"))], ["TPR at its threshold", num(gate.get("TPR"))],
+        ["FPR at its threshold", num(gate.get("FPR"))], ["FPR at TPR = 60 %", num(gate.get("FPR@TPR60"))],
+        ["threshold (routed seen iff score < threshold)", num(gate.get("threshold"), ".6g")]])]
     r = gate.get("routing")
     if r:
         blocks += [("p", "Routing (true branch → routed branch):"),
@@ -398,13 +334,13 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
                   else ("p", "config.toml is missing from the run folder."))
     timings = dict(results.get("timings_s") or {})
     total = timings.get("total")
-    rows = [[k, _num(v, ".3f"), _num(100 * v / total, ".1f") if total and k != "total" else ""]
+    rows = [[k, num(v, ".3f"), num(100 * v / total, ".1f") if total and k != "total" else ""]
             for k, v in timings.items()]
     if tsne is not None and "seconds" in tsne:
-        rows.append(["t-SNE (save_tsne, after the run)", _num(float(tsne["seconds"]), ".3f"), ""])
-    rows.append(["report figures and tables (this report)", _num(time.perf_counter() - started, ".3f"), ""])
+        rows.append(["t-SNE (save_tsne, after the run)", num(float(tsne["seconds"]), ".3f"), ""])
+    rows.append(["report figures and tables (this report)", num(time.perf_counter() - started, ".3f"), ""])
     blocks += [("h2", "Timings"), ("table", ["stage", "seconds", "% of total"], rows)]
 
-    md_path = atomic_write_text(run_dir / "report.md", _render_md(blocks))
-    html_path = atomic_write_text(run_dir / "report.html", _render_html(blocks, run_dir, title))
+    md_path = atomic_write_text(run_dir / "report.md", render_markdown(blocks))
+    html_path = atomic_write_text(run_dir / "report.html", render_html(blocks, run_dir, title))
     return md_path, html_path

@@ -15,6 +15,9 @@ A spec is a TOML file::
     dataset = ["ucf", "activitynet"]                  # data.dataset
     "unseen.lr" = [1e-4, 1e-3]                        # any --set key
 
+    [values]                           # typed overrides by dotted key, after 'set' (no TOML-in-a-string)
+    "unseen.lr" = 1e-4
+
     [resources]                        # per trial: torch threads (and Ray CPUs), Ray GPUs
     num_cpus = 1
     num_gpus = 0
@@ -60,6 +63,8 @@ class SweepSpec(BaseModel):
     config: Path | None = Field(None, description="Base run-config TOML (relative to the spec file).")
     preset: str | None = Field(None, description="Base preset (see 'avood presets').")
     set: list[str] = Field(default_factory=list, description="Base KEY=VALUE overrides, as --set.")
+    values: dict[str, Any] = Field(default_factory=dict, description="Base overrides as typed values by dotted "
+                                   "key, applied after 'set' (the flags --profile, --data, --dataset).")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every config.")
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="KEY = [values]; every combination is a config.")
     engine: Literal["local", "ray"] = "local"
@@ -117,10 +122,11 @@ def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpe
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    merged = {**raw, **{k: v for k, v in (data or {}).items() if k not in ("axes", "set", "resources")}}
-    merged["axes"] = {**raw.get("axes", {}), **(data or {}).get("axes", {})}
+    added = ("axes", "values", "resources")  # tables the flags add to (and the 'set' list)
+    merged = {**raw, **{k: v for k, v in (data or {}).items() if k not in (*added, "set")}}
+    for key in added:
+        merged[key] = {**raw.get(key, {}), **(data or {}).get(key, {})}
     merged["set"] = [*raw.get("set", []), *(data or {}).get("set", [])]
-    merged["resources"] = {**raw.get("resources", {}), **(data or {}).get("resources", {})}
     try:
         spec = SweepSpec.model_validate(merged)
     except ValidationError as exc:
@@ -134,15 +140,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
-def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], list[str], str | None]:
-    """``(component choices, --set overrides, preset)`` that one axis value stands for."""
+def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], dict[str, Any], str | None]:
+    """``(component choices, typed overrides, preset)`` that one axis value stands for."""
     if key in KINDS:
-        return {key: str(value)}, [], None
+        return {key: str(value)}, {}, None
     if key == "preset":
-        return {}, [], str(value)
-    if key == "dataset":
-        return {}, [f"data.dataset={json.dumps(value)}"], None
-    return {}, [f"{key}={json.dumps(value)}"], None
+        return {}, {}, str(value)
+    return {}, {"data.dataset" if key == "dataset" else key: value}, None
 
 
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
@@ -156,16 +160,16 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
         axes = dict(zip(keys, combo))
         label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
         components: dict[str, str] = {}
-        overrides = list(spec.set)
+        values = dict(spec.values)
         preset = spec.preset
         for key, value in axes.items():
-            comp, sets, chosen = _axis_layer(key, value)
+            comp, typed, chosen = _axis_layer(key, value)
             components.update(comp)
-            overrides += sets
+            values.update(typed)
             preset = chosen or preset
         for seed in spec.seeds:
             try:
-                data = assemble_config(spec.config, components, [*overrides, f"seed={seed}"], preset=preset)
+                data = assemble_config(spec.config, components, spec.set, preset=preset, values={**values, "seed": seed})
                 config = resolve(finalize_config(data, source=source), registry)
             except AvoodError as exc:  # a bad value (ConfigError) or plugin name (PluginError)
                 raise type(exc)(f"{source}: trial '{label}, seed={seed}': {exc}") from None

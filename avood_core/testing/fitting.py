@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from avood_core.factory import profile_params
 from avood_core.protocols import Component
 from avood_core.stages import FIT_ORDER
 from avood_core.task import AVSamples
@@ -20,8 +21,9 @@ N_PER_CLASS = 5
 
 
 def kit_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> dict[str, Any]:
-    """The params the kit uses: the class's ``quick`` overrides (when ``quick``), then ``params``."""
-    return {**(dict(getattr(cls, "quick", {})) if quick else {}), **dict(params or {})}
+    """The params the kit uses: the class's ``quick`` overrides (when ``quick``), then ``params``
+    (:func:`avood_core.factory.profile_params`, as a run config's ``profile``)."""
+    return profile_params(cls, "quick" if quick else "paper", params)
 
 
 def _dependencies(cls: type, data: KitData, seed: int,

@@ -33,6 +33,6 @@ def test_bilinear_registered_through_the_entry_point():
         md.distribution("avood-plugin-example")
     except md.PackageNotFoundError:
         pytest.skip("avood-plugin-example is not installed (pip install -e .)")
-    from avood_core.registry import Registry
+    from avood_core import Registry
 
     assert Registry().component_class("fusion", "bilinear") is LowRankBilinear

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from avood_core.eval import metrics
+from avood_core import mean_class_accuracy
 from avood_core.testing import ComponentContract, make_context, make_kit_data
 from avood_example.eszsl import ESZSL
 
@@ -73,7 +73,7 @@ def test_zero_shot_well_above_chance(data):
     unseen = task.test.where(task.unseen_classes)
     pred = model.predict(unseen, task.unseen_classes, task.text)
     chance = 100.0 / len(task.unseen_classes)
-    assert metrics.mean_class_accuracy(pred, unseen.labels, task.unseen_classes) > chance + 25
+    assert mean_class_accuracy(pred, unseen.labels, task.unseen_classes) > chance + 25
 
 
 def test_params_are_validated():
@@ -84,7 +84,7 @@ def test_params_are_validated():
 
 
 def test_not_fitted_is_a_clear_error(data):
-    from avood_core.errors import AvoodError
+    from avood_core import AvoodError
 
     with pytest.raises(AvoodError, match="not fitted"):
         ESZSL().distances(data.task.test, data.task.unseen_classes, data.task.text)
@@ -100,7 +100,7 @@ def _installed() -> bool:
 
 @pytest.mark.skipif(not _installed(), reason="avood-plugin-example is not installed (pip install -e .)")
 def test_registered_through_the_entry_point():
-    from avood_core.registry import Registry
+    from avood_core import Registry
 
     registry = Registry()
     entry = registry.entry("unseen", "eszsl")

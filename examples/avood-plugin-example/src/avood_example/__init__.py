@@ -8,7 +8,7 @@ model modules; a class is imported the first time a run uses it (``--unseen eszs
 ``--set detector.fusion=bilinear``).
 """
 
-from avood_core.hookspecs import hookimpl
+from avood_core import hookimpl
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from avood_core.fusion import Fusion
+from avood_core import Fusion
 
 
 class LowRankBilinear(Fusion):

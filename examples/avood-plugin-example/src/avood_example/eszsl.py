@@ -30,9 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, DataError
-from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
-from avood_core.task import AVSamples
+from avood_core import AvoodError, AVSamples, DataError, FitContext, TorchComponent, UnseenClassifier
 
 _CHUNK = 65536  # rows per inference pass
 

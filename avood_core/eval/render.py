@@ -1,0 +1,81 @@
+"""Markdown and self-contained HTML of a report's blocks (:mod:`avood_core.eval.report`).
+
+A report is a list of blocks: ``("h1"|"h2"|"h3", text)``, ``("p", text)``,
+``("table", header, rows)``, ``("code", text, language)`` and ``("figure", relative path
+without suffix, caption)``. :func:`render_markdown` links the figures' PNG and SVG files;
+:func:`render_html` embeds the PNGs as base64 data URIs (one file to mail around).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def num(v: Any, fmt: str = ".2f") -> str:
+    """``v`` formatted with ``fmt``; NaN/inf and None as n/a, anything else as its text."""
+    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+        return format(float(v), fmt) if math.isfinite(float(v)) else "n/a"
+    return "n/a" if v is None else str(v)
+
+
+def _md_cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list) -> str:
+    out = []
+    for kind, *a in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + a[0])
+        elif kind == "p":
+            out.append(a[0])
+        elif kind == "table":
+            header, rows = a
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+                     "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+            out.append("\n".join(lines))
+        elif kind == "code":
+            out.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
+        elif kind == "figure":
+            rel, caption = a
+            out.append(f"![{caption}]({rel}.png)\n\n*{caption}* ([SVG]({rel}.svg))")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.25em .6em}td:not(:first-child),th:not(:first-child){text-align:right}
+th{background:#f3f3f3}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;color:#555}"""
+
+
+def render_html(blocks: list, run_dir: Path, title: str) -> str:
+    e = html.escape
+    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    for kind, *a in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{e(a[0])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(a[0])}</p>")
+        elif kind == "table":
+            header, rows = a
+            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
+            out.append("</table>")
+        elif kind == "code":
+            out.append(f"<pre><code>{e(a[0].rstrip())}</code></pre>")
+        elif kind == "figure":
+            rel, caption = a
+            data = base64.b64encode((run_dir / f"{rel}.png").read_bytes()).decode("ascii")
+            out.append(f"<figure><img alt=\"{e(caption)}\" src=\"data:image/png;base64,{data}\">"
+                       f"<figcaption>{e(caption)}</figcaption></figure>")
+    out.append("</body></html>\n")
+    return "\n".join(out)

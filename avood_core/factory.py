@@ -1,0 +1,62 @@
+"""Components by kind and name, with a profile's params: ``create_component`` and ``list_components``.
+
+The registry (:mod:`avood_core.registry`) knows which class fills ``(kind, name)``; a run config
+(:func:`avood_core.config.resolve`), the conformance kit (:mod:`avood_core.testing`) and user
+code (``examples/swap_unseen_classifier.py``) all turn that class into params the same way,
+through :func:`profile_params`: under the ``quick`` profile the class's ``quick`` overrides
+(reduced budgets for demos and tests) come first, the caller's params win over them; under
+``paper`` the class's defaults (the paper's full budgets, §4.2) stand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+from avood_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avood_core.protocols import Component
+
+Profile = Literal["quick", "paper"]
+PROFILES: tuple[str, ...] = ("quick", "paper")
+
+
+def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``cls``'s params under ``profile``, not yet validated: its ``quick`` overrides (``quick``
+    profile only), then ``params`` over them."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; use 'quick' (reduced epochs) or 'paper' (full budgets)")
+    base = dict(getattr(cls, "quick", {})) if profile == "quick" else {}
+    return {**base, **dict(params or {})}
+
+
+def create_component(kind: str, name: str, profile: str = "paper", **params: Any) -> "Component":
+    """A new, unfitted instance of the registered ``kind`` component ``name`` with ``profile``'s params.
+
+    ``kind``: generator, detector, seen or unseen; ``params`` override single fields, e.g.
+    ``create_component("detector", "entropy", profile="quick", threshold_rule="val_mean")``.
+    An unknown kind or name is a :class:`~avood_core.errors.PluginError` listing the valid
+    ones; a bad param a :class:`~avood_core.errors.ConfigError` naming the field.
+    """
+    from pydantic import ValidationError
+
+    from avood_core.config import format_validation_error
+    from avood_core.registry import get_registry
+
+    cls = get_registry().component_class(kind, name)
+    try:
+        validated = cls.Params.model_validate(profile_params(cls, profile, params))
+    except ValidationError as exc:
+        raise ConfigError(f"{format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{name}')") from None
+    return cls(validated)
+
+
+def list_components(kind: str | None = None) -> list[str] | dict[str, list[str]]:
+    """The installed component names of ``kind`` (sorted); no ``kind``: every component kind
+    (the stages and ``fusion``) mapped to its names."""
+    from avood_core.registry import ALL_KINDS, get_registry
+
+    registry = get_registry()
+    if kind is not None:
+        return registry.names(kind)
+    return {k: registry.names(k) for k in ALL_KINDS}
