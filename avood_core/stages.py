@@ -55,6 +55,11 @@ class Stage:
 
         return getattr(protocols, self.protocol_name)
 
+    def fit_args(self, train: object, text: object, synthetic: object) -> tuple:
+        """The positional arguments of this kind's ``fit`` before the context, in table order."""
+        values = {"train": train, "text": text, "synthetic": synthetic}
+        return tuple(values[name] for name in self.inputs)
+
     @property
     def uses_synthetic(self) -> bool:
         """Whether ``fit`` always takes the generator's synthetic features."""

@@ -60,8 +60,7 @@ class Scheduler:
 
     def inputs(self, kind: str) -> tuple:
         """The arguments of ``kind``'s ``fit`` before the context, as the stage table names them."""
-        values = {"train": self.task.train, "text": self.task.text, "synthetic": self.pipe.synthetic}
-        return tuple(values[name] for name in BY_KIND[kind].inputs)
+        return BY_KIND[kind].fit_args(self.task.train, self.task.text, self.pipe.synthetic)
 
     def deps(self, kind: str) -> tuple[str, ...]:
         return tuple(getattr(self.pipe.components[kind], "depends_on", ()))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from avood_core.factory import profile_params
 from avood_core.protocols import Component
-from avood_core.stages import FIT_ORDER
+from avood_core.stages import BY_KIND, FIT_ORDER
 from avood_core.task import AVSamples
 from avood_core.testing.data import KitData, make_context
 from avood_core.testing.errors import _fail
@@ -60,16 +60,9 @@ def fit_component(component: Component, data: KitData, seed: int = 0,
     """
     task, ctx = data.task, make_context(data, seed, fitted)
     seed_everything(seed)
-    if component.kind == "generator":
-        returned = component.fit(task.train, task.text, ctx)
-    elif component.kind == "detector":
-        returned = component.fit(task.train, data.synthetic, ctx)
-    elif component.kind == "seen":
-        returned = component.fit(task.train, ctx)
-    elif component.kind == "unseen":
-        returned = component.fit(task.train, task.text, ctx)
-    else:
-        raise ValueError(f"unknown component kind {component.kind!r}")
+    if component.kind not in BY_KIND:
+        raise ValueError(f"unknown component kind {component.kind!r}; one of {sorted(BY_KIND)}")
+    returned = component.fit(*BY_KIND[component.kind].fit_args(task.train, task.text, data.synthetic), ctx)
     bind(component, ctx.fitted)
     return returned
 
