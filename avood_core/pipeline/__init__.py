@@ -172,9 +172,11 @@ class Pipeline:
             launch_ready()
             stage("generator")
             seed_everything(derive_seed(seed, "synthesize"))
+            callbacks.on_synthesis_start(info("generator", n_per_class=self.syn_num))
             start = time.perf_counter()
             self.synthetic = self.generator.generate(task.unseen_classes, task.text, self.syn_num)
             self.timings["synthesize"] = time.perf_counter() - start
+            callbacks.on_synthesis_end(info("generator", n_per_class=self.syn_num, wall_s=self.timings["synthesize"]))
             ctx.synthetic = self.synthetic
             launch_ready()
             for kind in ("seen", "unseen", "detector"):
