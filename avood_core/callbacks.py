@@ -7,14 +7,16 @@ A :class:`Callback` hears, in this order::
         on_step(kind, step, metrics)         # every ``every_n_steps`` optimizer steps (1-based step)
         on_epoch(kind, epoch, metrics)       # after each epoch (0-based), the epoch's mean losses and lr
       on_stage_end(kind, info)               # info = {name, stage, wall_s}
+      on_synthesis_start(info)               # after the generator: info = {name, stage, n_per_class}
+      on_synthesis_end(info)                 # info = {name, stage, n_per_class, wall_s}
     on_run_end(run_dir, results)             # results.json's content
     on_exception(run_dir, exc)               # instead of on_run_end when the run failed
 
 Components report through their :class:`~avood_core.protocols.FitContext`: ``ctx.callbacks`` is
 a :class:`CallbackList` (``ctx.callbacks.on_epoch(self.kind, epoch, {...})``, with
 ``ctx.callbacks.step_due(step)`` to decide when to compute step metrics). A component that
-reports nothing still gets its curves: at ``on_stage_end`` its ``history`` list (one dict per
-epoch) is replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
+reports nothing still gets its curves: at ``on_stage_end`` its ``stats.history`` (one dict per
+epoch, :class:`~avood_core.protocols.TrainStats`) is replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
 :class:`EventRecorder` stands in; the parent replays its events into its own callbacks
 (:func:`replay`), so metrics fitted elsewhere reach the run folder and the loggers too.
 
@@ -28,7 +30,10 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from avood_core.protocols import Component
 
 Metrics = Mapping[str, float]
 
@@ -50,6 +55,13 @@ class Callback:
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
         """Component ``kind`` is fitted (``info``: ``name``, ``stage``, ``wall_s``)."""
+
+    def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
+        """The fitted generator starts synthesizing the unseen features (paper Fig. 2; ``info``: ``name``,
+        ``stage``, ``n_per_class``)."""
+
+    def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
+        """The synthetic unseen features exist (``info`` as at the start, plus ``wall_s``)."""
 
     def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
         """``results.json`` is written (S, U, HM, ZSL, the gate's AUROC, ...)."""
@@ -104,15 +116,22 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.on_epoch(kind, epoch, values)
 
-    def on_stage_end(self, kind: str, info: Mapping[str, Any], component: object = None) -> None:
-        """``component``: its ``history`` is replayed as epochs when it reported none itself."""
-        history = getattr(component, "history", None)
-        if kind not in self._epochs_seen and isinstance(history, list):
-            for i, record in enumerate(history):
+    def on_stage_end(self, kind: str, info: Mapping[str, Any], component: "Component | None" = None) -> None:
+        """``component``: its ``stats.history`` is replayed as epochs when it reported none itself."""
+        if kind not in self._epochs_seen and component is not None:
+            for i, record in enumerate(component.stats.history):
                 if isinstance(record, Mapping):
                     self.on_epoch(kind, int(record.get("epoch", i)), record)
         for cb in self.callbacks:
             cb.on_stage_end(kind, info)
+
+    def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_synthesis_start(info)
+
+    def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_synthesis_end(info)
 
     def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
         for cb in self.callbacks:

@@ -27,5 +27,16 @@ class CheckpointError(AvoodError):
     """A saved component or run folder cannot be loaded."""
 
 
+class NotFittedError(AvoodError):
+    """A component was asked to predict, score or save before it was fitted or loaded."""
+
+    def __init__(self, label: str, fix: str = "call fit or load its state first") -> None:
+        super().__init__(f"{label} is not fitted; {fix}")
+        self.label, self.fix = label, fix
+
+    def __reduce__(self):  # pickles across worker processes with its two arguments
+        return type(self), (self.label, self.fix)
+
+
 class Interrupted(Exception):
     """Ctrl-C during a run: the CLI prints the message (what was saved, how to resume) and exits 130."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict
 
 from avood_core.callbacks import CallbackList
+from avood_core.errors import NotFittedError
 from avood_core.stages import STAGES
 
 if TYPE_CHECKING:
@@ -62,8 +63,26 @@ class FitContext:
         return self.progress(total, description) if self.progress else NullProgress()
 
 
+@dataclass
+class TrainStats:
+    """What a component's last ``fit`` did (``avood bench``, the callbacks' curve replay read it).
+
+    Not part of a checkpoint: a loaded component has empty stats.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One record per epoch (``epoch`` and the epoch's mean loss terms, ``lr``, ...)."""
+    steps: int = 0
+    """Optimizer steps (for a GAN: generator steps)."""
+    samples: int = 0
+    """Training rows drawn over all steps."""
+
+    def reset(self) -> None:
+        self.history, self.steps, self.samples = [], 0, 0
+
+
 class Component:
-    """Base of every component: params handling and the state used by checkpoints."""
+    """Base of every component: params handling, :class:`TrainStats`, its label and the state used by checkpoints."""
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -79,9 +98,33 @@ class Component:
             params = params.model_dump()
         self.params = self.Params.model_validate({**(params or {}), **overrides})
         self.fitted = False
+        self.stats = TrainStats()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
+
+    @property
+    def label(self) -> str:
+        """``"<kind> <name>"`` with the name the registry knows the class by (e.g. ``"detector entropy"``;
+        the class name for a class not from the registry); what log lines and errors name it by.
+
+        Settable: a component wrapped by another one takes the wrapper's label.
+        """
+        own = self.__dict__.get("_label")
+        if own:
+            return own
+        from avood_core.registry import registered_name
+
+        return f"{self.kind} {registered_name(type(self))}".strip()
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self.__dict__["_label"] = value
+
+    # Round-1 names of the stats (plugins outside this repository may still set or read them).
+    history = property(lambda self: self.stats.history, lambda self, v: setattr(self.stats, "history", v))
+    steps = property(lambda self: self.stats.steps, lambda self, v: setattr(self.stats, "steps", v))
+    samples = property(lambda self: self.stats.samples, lambda self, v: setattr(self.stats, "samples", v))
 
     def bind_fitted(self, fitted: Mapping[str, "Component"]) -> None:
         """Receive the fitted components named in ``depends_on`` (by kind).
@@ -148,17 +191,17 @@ class TorchComponent(Component):
         pass
 
     def state_tensors(self) -> dict[str, "Tensor"]:
-        assert self.net is not None, "component is not fitted"
+        if self.net is None:
+            raise NotFittedError(self.label)
         return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
 
     def state_scalars(self) -> dict[str, Any]:
         return {"dims": self.dims, **self.extra_scalars()}
 
     def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, "Tensor"]) -> None:
-        self.build(**scalars["dims"])
-        assert self.net is not None
-        self.net.load_state_dict(dict(tensors))
-        self.net.eval()
+        net = self.build(**scalars["dims"])
+        net.load_state_dict(dict(tensors))
+        net.eval()
         self.load_extra(scalars)
         self.fitted = True
 

@@ -205,3 +205,13 @@ def set_registry(registry: Registry | None) -> None:
     """Replace (or with ``None`` reset) the process-wide registry, e.g. in tests."""
     global _default
     _default = registry
+
+
+def registered_name(cls: type) -> str:
+    """The name the process-wide registry knows ``cls`` by under its ``kind`` (a lazy ``"module:Class"``
+    entry matches without importing anything); the class name for a class not from the registry."""
+    kind, path = getattr(cls, "kind", ""), f"{cls.__module__}:{cls.__qualname__}"
+    for entry in get_registry().entries.get(kind, {}).values():
+        if entry.target is cls or entry.target == path or entry._cls is cls:
+            return entry.name
+    return cls.__name__

@@ -85,7 +85,6 @@ def train_epochs(
     n: int,
     step: Callable[[Tensor], Tensor],
     terms: Sequence[str],
-    label: str,
     hint: str,
     rows_per_sample: int = 1,
     epoch_start: Callable[[], None] = lambda: None,
@@ -93,16 +92,16 @@ def train_epochs(
     batches: Callable[[], Sequence[Tensor]] | None = None,
     plateau: Callable[[dict[str, float], int], float] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``comp.net`` for ``comp.params.epochs`` epochs; returns the history.
+    """Train ``comp.net`` for ``comp.params.epochs`` epochs into ``comp.stats``; returns its history.
 
     An epoch is ``batches()`` (default: a shuffled pass over ``n`` rows in ``batch_size``
     batches). ``step(idx)`` returns the batch's loss terms stacked, the loss first (named
     ``terms``); the loop backpropagates the loss, steps Adam (fused where possible), sums each
     term weighted by the batch size, checks the epoch mean is finite (else
-    :class:`TrainingDiverged` naming ``label`` and ``hint``) and steps the plateau scheduler on
+    :class:`TrainingDiverged` naming ``comp.label`` and ``hint``) and steps the plateau scheduler on
     ``plateau(record, steps)`` (default: the epoch's mean loss). ``epoch_start`` runs before an
     epoch's batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
-    ``comp.steps`` / ``comp.samples`` count optimizer steps and training rows.
+    ``comp.stats`` (:class:`~avood_core.protocols.TrainStats`) gets the epoch records, optimizer steps and training rows.
     Each epoch's record (and every ``ctx.callbacks.every_n_steps`` steps the batch's terms and lr)
     goes to ``ctx.callbacks``.
     """
@@ -111,10 +110,11 @@ def train_epochs(
     opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
     draw = batches or (lambda: shuffled_batches(n, p.batch_size))
+    label, stats = comp.label, comp.stats
     kind = comp.kind or label
     bar = ctx.track(p.epochs * math.ceil(n / p.batch_size), kind)
-    history: list[dict[str, float]] = []
-    comp.steps, comp.samples = 0, 0
+    stats.reset()
+    history = stats.history
     try:
         for epoch in range(p.epochs):
             net.train()
@@ -127,12 +127,12 @@ def train_epochs(
                 opt.zero_grad(set_to_none=True)
                 values[0].backward()
                 opt.step()
-                comp.steps += 1
-                comp.samples += rows_per_sample * len(idx)
+                stats.steps += 1
+                stats.samples += rows_per_sample * len(idx)
                 rows += len(idx)
                 sums += values.detach() * len(idx)
-                if ctx.callbacks.step_due(comp.steps):
-                    ctx.callbacks.on_step(kind, comp.steps, {**dict(zip(terms, values.detach().tolist())),
+                if ctx.callbacks.step_due(stats.steps):
+                    ctx.callbacks.on_step(kind, stats.steps, {**dict(zip(terms, values.detach().tolist())),
                                                              "lr": opt.param_groups[0]["lr"]})
             means = sums / max(rows, 1)
             check_finite(means[0], label, epoch + 1, hint)
@@ -151,9 +151,9 @@ def train_epochs(
 def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = lambda out: out) -> Tensor:
     """``head(net(x))`` in eval mode without gradients, in chunks of :data:`CHUNK` rows, on the net's device."""
     if comp.net is None:
-        from avood_core.errors import AvoodError
+        from avood_core.errors import NotFittedError
 
-        raise AvoodError(f"{type(comp).__name__} is not fitted; call fit or load its state first")
+        raise NotFittedError(comp.label)
     comp.net.eval()
     with torch.inference_mode():
         return torch.cat([head(comp.net(c.to(comp.device))) for c in x.split(CHUNK)])

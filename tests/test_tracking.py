@@ -12,6 +12,7 @@ import pytest
 
 from avood_core.callbacks import Callback, CallbackList, MetricsWriter, read_metrics
 from avood_core.errors import ConfigError
+from avood_core.protocols import Component
 from tiny_runs import KINDS, tiny_config, tiny_run
 
 # Epochs per component in the tiny runs (tests/tiny_runs.py TINY).
@@ -33,13 +34,13 @@ class Recorder(Callback):
 
 
 def test_history_of_a_silent_component_is_replayed_and_values_cleaned(tmp_path):
-    class Silent:
-        history = [{"epoch": 0, "loss": 2.0, "note": "x", "bad": float("nan")}, {"epoch": 1, "loss": 1.0}]
+    silent = Component()  # its fit filled stats.history but called no callback
+    silent.stats.history = [{"epoch": 0, "loss": 2.0, "note": "x", "bad": float("nan")}, {"epoch": 1, "loss": 1.0}]
 
     rec = Recorder()
     cbs = CallbackList([rec, MetricsWriter(tmp_path)])
     cbs.on_stage_start("seen", {"name": "silent", "stage": ""})
-    cbs.on_stage_end("seen", {"name": "silent", "stage": ""}, Silent())
+    cbs.on_stage_end("seen", {"name": "silent", "stage": ""}, silent)
     assert rec.calls == [("start", "seen", "silent"), ("epoch", "seen", 0, {"loss": 2.0}), ("epoch", "seen", 1, {"loss": 1.0}),
                          ("end", "seen", "silent")]
     lines = read_metrics(tmp_path)["seen"]

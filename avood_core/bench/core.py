@@ -8,8 +8,8 @@ and fits the pipeline exactly as ``avood run`` does: stage 2 only (fit on ``trai
 on ``test``) by default, or stage 1 then stage 2 (``stages="both"``).
 
 Per stage (load, generator, synthesize, seen, unseen, detector, evaluation) it records wall time,
-CPU time (all threads), optimizer steps and training rows (from the components' ``steps`` /
-``samples`` counters), steps/s, samples/s and peak RSS during the stage (Linux: the kernel's
+CPU time (all threads), optimizer steps and training rows (from the components'
+:class:`~avood_core.protocols.TrainStats`), steps/s, samples/s and peak RSS during the stage (Linux: the kernel's
 high-water mark, reset before each stage through ``/proc/self/clear_refs``; elsewhere the
 process peak so far), plus the load average. With ``epochs_scale < 1`` each trained stage is
 also extrapolated linearly to the full epochs by the exact factor of steps it ran.
@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, precision_of, usable_cores, wrap_method
+from avood_core.bench.meter import STAGES, Meter, StageMeter, idle_cores, machine_info, precision_of, usable_cores
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
 from avood_core.stages import FIT_ORDER
@@ -185,21 +185,18 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
 
 def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None],
                   jobs: int = 1) -> tuple[float, float]:
-    """Fit under the meter; the kinds fitted in worker processes get the worker's own figures.
+    """Fit with the meter hooked to the pipeline's stage callbacks (:class:`StageMeter`); the kinds
+    fitted in worker processes get the worker's own figures.
 
     Returns the fit's wall s and the main process's CPU s over the whole fit.
     """
+    from avood_core.callbacks import CallbackList
+
     offload = pipeline.worker_kinds(jobs)
-    for kind in FIT_STAGES:
-        if kind not in offload:
-            wrap_method(pipeline.components[kind], "fit", meter, kind, sync)
-    wrap_method(pipeline.generator, "generate", meter, "synthesize", sync)
     start, cpu0 = time.perf_counter(), time.process_time()
-    pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs)
+    pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs,
+                 callbacks=CallbackList([StageMeter(meter, sync, skip=offload)], every_n_steps=0))
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu0
-    for kind in FIT_STAGES:  # drop the wrappers (instance attributes)
-        vars(pipeline.components[kind]).pop("fit", None)
-    vars(pipeline.generator).pop("generate", None)
     for kind in offload:
         info = pipeline.worker_info.get(kind)
         if info is None:  # could not be sent to a worker: fitted here, timed by the pipeline only
@@ -235,8 +232,8 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
             continue
         row = dict(meter.rows[name])
         comp = pipeline.components.get(name) if name in FIT_STAGES else None
-        steps = getattr(comp, "steps", None) if comp is not None else None
-        samples = getattr(comp, "samples", None) if comp is not None else None
+        steps = (comp.stats.steps or None) if comp is not None else None  # None: a component that does not train
+        samples = (comp.stats.samples or None) if comp is not None else None
         row["steps"] = steps
         row["precision"] = precision_of(comp) if comp is not None else None  # training matmuls; inference is fp32
         row["samples"] = samples

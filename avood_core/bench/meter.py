@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
+
+from avood_core.callbacks import Callback
 
 from avood_core.stages import FIT_STEPS
 
@@ -70,20 +72,34 @@ class Meter:
                            else "ru_maxrss: the process peak so far, not reset per stage")
         self.profile_dir, self.prefix = profile_dir, prefix
         self.profiles: dict[str, list[dict[str, Any]]] = {}
+        self._open: tuple[Any, ...] = ("", False, 0.0, None, 0.0, 0.0)  # the stage being measured (start)
 
     def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
+        """``fn()`` measured as stage ``name``."""
+        self.start(name)
+        result = fn()
+        self.stop(name, sync)
+        return result
+
+    def start(self, name: str) -> None:
+        """Start measuring stage ``name`` (one stage at a time; :meth:`stop` ends it)."""
         reset = _reset_hwm()
         load0 = os.getloadavg()[0]
         prof = self._profiler()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        if prof is None:
-            result = fn()
-        else:
-            with prof:
-                result = fn()
-        sync()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if prof is not None:
+            prof.start()
+        self._open = (name, reset, load0, prof, time.process_time(), time.perf_counter())
+
+    def stop(self, name: str, sync: Callable[[], None] = lambda: None) -> None:
+        """End stage ``name`` after ``sync()`` (a GPU's queued work) and record its row."""
+        sync()
+        wall1, cpu1 = time.perf_counter(), time.process_time()
+        opened, reset, load0, prof, cpu0, wall0 = self._open
+        if opened != name:
+            raise RuntimeError(f"bench meter: stage '{name}' ended while '{opened}' was measured")
+        wall, cpu = wall1 - wall0, cpu1 - cpu0
+        if prof is not None:
+            prof.stop()
             self._save_profile(name, prof, wall)
         hwm = _read_hwm_kb() if reset else None
         self.rows[name] = {
@@ -92,7 +108,6 @@ class Meter:
             "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
             "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
         }
-        return result
 
     def _profiler(self):
         if self.profile_dir is None:
@@ -122,14 +137,29 @@ class Meter:
                         + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
 
-def wrap_method(obj: Any, method: str, meter: Meter, name: str, sync: Callable[[], None]) -> None:
-    """Shadow ``obj.method`` with a measured call (instance attribute; the class is untouched)."""
-    original = getattr(obj, method)
+class StageMeter(Callback):
+    """The pipeline's stage callbacks measured by a :class:`Meter`: each component fitted in this
+    process (``on_stage_start`` .. ``on_stage_end``) and the synthesis (``synthesize``).
 
-    def measured(*args: Any, **kwargs: Any) -> Any:
-        return meter.measure(name, lambda: original(*args, **kwargs), sync)
+    ``skip``: kinds fitted in worker processes; their rows come from the workers' own figures.
+    """
 
-    setattr(obj, method, measured)
+    def __init__(self, meter: Meter, sync: Callable[[], None], skip: Iterable[str] = ()) -> None:
+        self.meter, self.sync, self.skip = meter, sync, frozenset(skip)
+
+    def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
+        if kind not in self.skip:
+            self.meter.start(kind)
+
+    def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
+        if kind not in self.skip:
+            self.meter.stop(kind, self.sync)
+
+    def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
+        self.meter.start("synthesize")
+
+    def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
+        self.meter.stop("synthesize", self.sync)
 
 
 def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float, cores: int) -> dict[str, Any]:

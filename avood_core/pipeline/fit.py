@@ -129,9 +129,11 @@ class Scheduler:
         """The generator's ``syn_num`` features per unseen class: the ``synthetic`` fit input."""
         pipe = self.pipe
         seed_everything(derive_seed(self.ctx.seed, "synthesize"))
+        self.ctx.callbacks.on_synthesis_start(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num))
         start = time.perf_counter()
         pipe.synthetic = pipe.components[SYNTHETIC_FROM].generate(self.task.unseen_classes, self.task.text, pipe.syn_num)
         pipe.timings["synthesize"] = time.perf_counter() - start
+        self.ctx.callbacks.on_synthesis_end(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num, wall_s=pipe.timings["synthesize"]))
         self.ctx.synthetic = pipe.synthetic
 
     def run(self) -> None:

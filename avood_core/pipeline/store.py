@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.errors import CheckpointError, PluginError
+from avood_core.errors import CheckpointError, NotFittedError, PluginError
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
 
@@ -300,7 +300,7 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
         ) from None
     try:
         component.load_state(config["state"], tensors)
-    except (KeyError, RuntimeError, ValueError, TypeError, AssertionError) as exc:
+    except (KeyError, RuntimeError, ValueError, TypeError, NotFittedError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); refit the component") from None
     component.fitted = True

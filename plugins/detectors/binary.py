@@ -57,7 +57,6 @@ class BinaryDetector(TorchComponent, OODDetector):
         super().__init__(params, **overrides)
         p = self.params.threshold_prob
         self.threshold: float = math.log((1.0 - p) / p)
-        self.history: list[dict[str, float]] = []
 
     def make_net(self, in_dim: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
@@ -66,12 +65,12 @@ class BinaryDetector(TorchComponent, OODDetector):
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "BinaryDetector":
         p = self.params
         if len(seen) == 0 or len(synthetic_unseen) == 0:
-            raise DataError("binary detector: needs real seen and synthetic unseen samples; run the generator first")
+            raise DataError(f"{self.label}: needs real seen and synthetic unseen samples; run the generator first")
         dev = ctx.device
         x = seen.x.to(dev)
-        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, "detector binary").to(dev)
+        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, self.label).to(dev)
         if x.shape[1] != x_syn.shape[1]:
-            raise DataError(f"binary detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
+            raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], audio_dim=seen.audio_dim)
         batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev)
 
@@ -84,10 +83,10 @@ class BinaryDetector(TorchComponent, OODDetector):
             bce_unseen = F.binary_cross_entropy_with_logits(z[b:], torch.zeros_like(z[b:]))
             return torch.stack([bce_seen + bce_unseen, bce_seen, bce_unseen])
 
-        self.history = train_epochs(self, ctx, len(x), step, ("loss", "bce_seen", "bce_unseen"), "detector binary",
-                                    "lower the detector lr", rows_per_sample=2, batches=batches)
+        history = train_epochs(self, ctx, len(x), step, ("loss", "bce_seen", "bce_unseen"),
+                               "lower the detector lr", rows_per_sample=2, batches=batches)
         self.threshold = math.log((1.0 - p.threshold_prob) / p.threshold_prob)
-        ctx.log(f"binary detector: final loss {self.history[-1]['loss']:.4g}, threshold {self.threshold:.4g} "
+        ctx.log(f"{self.label}: final loss {history[-1]['loss']:.4g}, threshold {self.threshold:.4g} "
                 f"(seen iff sigmoid > {p.threshold_prob})")
         self.fitted = True
         return self

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from avood_core.eval import metrics
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import AvoodError, DataError, NotFittedError
 from avood_core.limits import LIMITS, note
 from avood_core.protocols import Component, FitContext, OODDetector
 from avood_core.task import AVSamples
@@ -122,8 +122,10 @@ class CalibratedStacking(OODDetector):
         return torch.cat([self.seen_classes, self.unseen_classes])
 
     def _split_distances(self, samples: AVSamples) -> tuple[Tensor, Tensor]:
-        if self._unseen is None or self.text is None:
-            raise AvoodError("calibrated_stacking has no fitted unseen classifier bound; fit it in a pipeline "
+        if self.text is None:
+            raise NotFittedError(self.label, "fit it in a pipeline or load it with Pipeline.load")
+        if self._unseen is None:
+            raise AvoodError(f"{self.label} has no fitted unseen classifier bound; fit it in a pipeline "
                              "or load it with Pipeline.load (which binds the run's unseen classifier)")
         try:
             d = self._unseen.distances(samples, self.candidates, self.text)  # type: ignore[attr-defined]
@@ -216,7 +218,8 @@ class CalibratedStacking(OODDetector):
 
     # -- checkpoint ---------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, Tensor]:
-        assert self.text is not None, "calibrated_stacking is not fitted"
+        if self.text is None:
+            raise NotFittedError(self.label)
         return {"text": self.text.contiguous()}
 
     def state_scalars(self) -> dict[str, Any]:

@@ -75,10 +75,7 @@ class EntropyDetector(TorchComponent, OODDetector):
         super().__init__(params, **overrides)
         self.threshold: float = float("nan")
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.history: list[dict[str, float]] = []
         self.val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
-        self.steps = 0  # optimizer steps of the last fit
-        self.samples = 0  # rows (real seen + synthetic unseen) of the last fit
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
@@ -87,17 +84,17 @@ class EntropyDetector(TorchComponent, OODDetector):
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
         if len(seen) == 0 or len(synthetic_unseen) == 0:
-            raise DataError("entropy detector: needs real seen and synthetic unseen samples; run the generator first")
+            raise DataError(f"{self.label}: needs real seen and synthetic unseen samples; run the generator first")
         classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
         pos = torch.searchsorted(classes, seen.labels).clamp(max=len(classes) - 1)
         if not torch.equal(classes[pos], seen.labels):
-            raise DataError("entropy detector: a training sample's label is not among ctx.seen_classes")
+            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
         self.seen_classes = classes
         dev = ctx.device
         x, y = seen.x.to(dev), pos.to(dev)
-        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, "detector entropy").to(dev)
+        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, self.label).to(dev)
         if x.shape[1] != x_syn.shape[1]:
-            raise DataError(f"entropy detector: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
+            raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes), audio_dim=seen.audio_dim)
         n = len(x)
         batches = DetectorBatches(n, len(x_syn), p.batch_size, dev)
@@ -117,9 +114,8 @@ class EntropyDetector(TorchComponent, OODDetector):
             ce = F.cross_entropy(logits[:b], y[idx])
             return torch.stack([h_seen - h_unseen + ce, ce, h_seen, h_unseen])
 
-        self.history = train_epochs(self, ctx, n, step, ("loss", "ce", "h_seen", "h_unseen"), "detector entropy",
-                                    "lower the detector lr", rows_per_sample=2, epoch_start=epoch_start,
-                                    batches=batches, plateau=lambda rec, steps: -rec["h_unseen"] * steps)
+        train_epochs(self, ctx, n, step, ("loss", "ce", "h_seen", "h_unseen"), "lower the detector lr",
+                     rows_per_sample=2, epoch_start=epoch_start, batches=batches, plateau=lambda rec, steps: -rec["h_unseen"] * steps)
 
         net.eval()
         h_train = self._entropy_x(x)
@@ -129,7 +125,7 @@ class EntropyDetector(TorchComponent, OODDetector):
         elif p.threshold_rule == "val_mean":
             val = ctx.val.where(self.seen_classes) if ctx.val is not None else None
             if val is None or len(val) == 0:
-                raise AvoodError("detector entropy: threshold_rule 'val_mean' needs seen-class clips in the "
+                raise AvoodError(f"{self.label}: threshold_rule 'val_mean' needs seen-class clips in the "
                                  "validation split (stage 1 of the benchmark protocol, or the embedded task's val); "
                                  "use threshold_rule = 'mean' or provide a val split")
             self.threshold = float(self._entropy_x(val.x.to(x.device)).double().mean())
@@ -138,7 +134,7 @@ class EntropyDetector(TorchComponent, OODDetector):
             self.threshold = float(torch.quantile(h_train.double(), float(p.threshold_quantile)))
         else:  # reference_half: Σ H over the ~n/2 seen rows of the last epoch / n (reference defect 5)
             self.threshold = float(last_epoch_seen.double() / n)
-        ctx.log(f"entropy detector: threshold ({p.threshold_rule}) = {self.threshold:.6g}")
+        ctx.log(f"{self.label}: threshold ({p.threshold_rule}) = {self.threshold:.6g}")
         self.fitted = True
         return self
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from avood_core.errors import AvoodError, ConfigError, DataError
+from avood_core.errors import ConfigError, DataError, NotFittedError
 from avood_core.fusion import FusionParams, fusion_class
 from avood_core.limits import bounded
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
@@ -129,7 +129,8 @@ class WGANGP(TorchComponent, Generator):
     batch and a decoder step on the G step's α·MSE(Dec(x̃), t). In the G step
     ``L_emb = CEL(x̃, x, +1) + CEL(x̃, x[π], ±1)`` with x the real sample x̃ was conditioned
     alongside and π a random permutation of the batch (target +1 where x[π] has x's class),
-    as in the reference. ``history`` holds per-epoch means.
+    as in the reference. ``stats.history`` holds per-epoch means; ``stats.steps`` counts generator steps
+    (each after critic_iters critic/decoder steps), ``stats.samples`` the real rows drawn (one batch per step).
     """
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
@@ -138,9 +139,6 @@ class WGANGP(TorchComponent, Generator):
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.audio_dim: int = 0
-        self.history: list[dict[str, float]] = []
-        self.steps = 0  # generator steps of the last fit (each after critic_iters critic/decoder steps)
-        self.samples = 0  # real rows drawn in the last fit (one batch per generator step)
         self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     # -- network and state ---------------------------------------------------------------
@@ -192,11 +190,11 @@ class WGANGP(TorchComponent, Generator):
         device = ctx.device
         text = torch.as_tensor(text, dtype=torch.float32).to(device)
         if len(train) == 0 or int(train.labels.max()) >= len(text) or int(train.labels.min()) < 0:
-            raise DataError(f"generator wgan_gp: train labels must be ids of the {len(text)} text rows (and non-empty)")
+            raise DataError(f"{self.label}: train labels must be ids of the {len(text)} text rows (and non-empty)")
         x_all = self._modelled(train).to(device)  # sets audio_dim by the fusion
         self.precision_used = resolve_precision(p.precision, device)
         if p.precision == "auto":
-            ctx.log(f"generator wgan_gp: precision auto -> {self.precision_used} on {torch.device(device)}")
+            ctx.log(f"{self.label}: precision auto -> {self.precision_used} on {torch.device(device)}")
         net = self.build(device, x_dim=x_all.shape[1], t_dim=text.shape[1])
         net.train()
         betas = (p.beta1, p.beta2)
@@ -206,7 +204,8 @@ class WGANGP(TorchComponent, Generator):
         sampler = ClassBalancedSampler(train.labels)
         bs = p.batch_size
 
-        self.history, self.steps, self.samples = [], 0, 0
+        stats, label = self.stats, self.label
+        stats.reset()
         bar = ctx.track(p.epochs * p.batches_per_epoch, "generator")
         try:
             for epoch in range(p.epochs):
@@ -216,21 +215,21 @@ class WGANGP(TorchComponent, Generator):
                     labels = train.labels[idx].to(device)
                     # Training always conditions on the text rows, as the reference (defect 2 is synthesis only).
                     step = self._step(net, x_all[idx.to(device)], labels, text[labels], (opt_g, opt_d, opt_dec))
-                    self.steps += 1
-                    self.samples += bs
+                    stats.steps += 1
+                    stats.samples += bs
                     sums += step
                     values = step.cpu()
                     for name, value in zip(METRICS, values):
                         hint = f"lower lr or raise gp_lambda ({name} diverged)"
-                        check_finite(value, "generator wgan_gp", epoch + 1, hint=hint)
+                        check_finite(value, label, epoch + 1, hint=hint)
                     bar.update(1, **dict(zip(METRICS, values.tolist())))
-                    if ctx.callbacks.step_due(self.steps):
-                        ctx.callbacks.on_step("generator", self.steps, {**dict(zip(METRICS, values.tolist())), "lr": p.lr})
+                    if ctx.callbacks.step_due(stats.steps):
+                        ctx.callbacks.on_step("generator", stats.steps, {**dict(zip(METRICS, values.tolist())), "lr": p.lr})
                 means = (sums / p.batches_per_epoch).tolist()
-                self.history.append(dict(zip(METRICS, means)))
-                ctx.callbacks.on_epoch("generator", epoch, {**self.history[-1], "lr": p.lr})
-                ctx.log(f"generator wgan_gp epoch {epoch + 1}/{p.epochs}: "
-                        + " ".join(f"{k}={v:.4g}" for k, v in self.history[-1].items()))  # fmt: skip
+                stats.history.append(dict(zip(METRICS, means)))
+                ctx.callbacks.on_epoch("generator", epoch, {**stats.history[-1], "lr": p.lr})
+                ctx.log(f"{label} epoch {epoch + 1}/{p.epochs}: "
+                        + " ".join(f"{k}={v:.4g}" for k, v in stats.history[-1].items()))  # fmt: skip
         finally:
             bar.close()
         net.eval()
@@ -299,7 +298,7 @@ class WGANGP(TorchComponent, Generator):
     def generate(self, class_ids: Tensor, text: Tensor, n_per_class: int) -> AVSamples:
         """``x̃ = G(z, t_c)``, z ~ N(0, I) drawn on the CPU (device-independent), split at audio_dim."""
         if self.net is None or not self.fitted:
-            raise AvoodError("generator wgan_gp is not fitted; fit or load it before generate")
+            raise NotFittedError(self.label, "fit or load it before generate")
         net: WGANGPNet = self.net  # type: ignore[assignment]
         device = next(net.parameters()).device
         labels = torch.as_tensor(class_ids, dtype=torch.long).cpu().repeat_interleave(int(n_per_class))

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor
 
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import AvoodError, DataError, NotFittedError
 from avood_core.protocols import FitContext, SeenClassifier
 from avood_core.task import AVSamples
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
@@ -37,6 +37,8 @@ class CrossAttentionSeenClassifier(SeenClassifier):
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.model = CrossAttentionClassifier(self.params)
+        self.model.label = self.label  # its log lines and errors name this seen classifier
+        self.stats = self.model.stats
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
         self.seen_text: Tensor | None = None
 
@@ -46,32 +48,24 @@ class CrossAttentionSeenClassifier(SeenClassifier):
         if not getattr(model, "fitted", False) or model.net is None:
             raise AvoodError("seen cross_attention: from_unseen needs a fitted cross_attention unseen classifier")
         seen = cls(model.params)
-        seen.model = model
+        seen.model, seen.stats = model, model.stats
         seen._set_classes(seen_classes, text)
         seen.fitted = True
         return seen
-
-    @property
-    def history(self) -> list[dict[str, float]]:
-        return self.model.history
 
     def _set_classes(self, seen_classes: Tensor, text: Tensor) -> None:
         self.seen_classes = torch.unique(torch.as_tensor(seen_classes, dtype=torch.long).cpu())
         text = torch.as_tensor(text, dtype=torch.float32).cpu()
         if len(self.seen_classes) == 0 or self.seen_classes.max() >= len(text):
-            raise DataError(f"seen cross_attention: seen class ids must index the rows of text {tuple(text.shape)}")
+            raise DataError(f"{self.label}: seen class ids must index the rows of text {tuple(text.shape)}")
         self.seen_text = text[self.seen_classes].contiguous()
 
     def fit(self, train: AVSamples, ctx: FitContext) -> "CrossAttentionSeenClassifier":
         self._set_classes(ctx.seen_classes, ctx.text)
         if not torch.isin(train.labels.cpu(), self.seen_classes).all():
-            raise DataError("seen cross_attention: a training sample's label is not among ctx.seen_classes")
+            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
         progress = ctx.progress
-        inner = dataclasses.replace(
-            ctx,
-            progress=(lambda total, description: progress(total, "seen")) if progress else None,
-            log=lambda m: ctx.log(m.replace("unseen cross_attention", "seen cross_attention", 1)),
-        )
+        inner = dataclasses.replace(ctx, progress=(lambda total, description: progress(total, "seen")) if progress else None)
         self.model.fit(train, ctx.text, inner)
         self.fitted = True
         return self
@@ -79,7 +73,7 @@ class CrossAttentionSeenClassifier(SeenClassifier):
     def distances(self, samples: AVSamples) -> Tensor:
         """(N, n_seen) distances to the seen classes (column k = ``seen_classes[k]``), CPU."""
         if self.seen_text is None:
-            raise AvoodError("seen cross_attention is not fitted; call fit or load its state first")
+            raise NotFittedError(self.label)
         return self.model.distances(samples, torch.arange(len(self.seen_classes)), self.seen_text)
 
     def predict(self, samples: AVSamples) -> Tensor:
@@ -91,7 +85,8 @@ class CrossAttentionSeenClassifier(SeenClassifier):
 
     # -- checkpoint: the wrapped model's tensors under "model.", the seen texts, the class ids ----
     def state_tensors(self) -> dict[str, Tensor]:
-        assert self.seen_text is not None, "seen cross_attention is not fitted"
+        if self.seen_text is None:
+            raise NotFittedError(self.label)
         return {**{f"model.{k}": v for k, v in self.model.state_tensors().items()}, "seen_text": self.seen_text}
 
     def state_scalars(self) -> dict[str, Any]:

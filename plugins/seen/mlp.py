@@ -48,15 +48,12 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.history: list[dict[str, float]] = []
         self.best_epoch: int | None = None
-        self.steps = 0  # optimizer steps of the last fit
-        self.samples = 0  # training rows of the last fit
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
         return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope, p.dropout),
-                               "seen mlp")
+                               self.label)
 
     def _positions(self, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Positions of ``labels`` among ``seen_classes`` and a mask of those that are seen."""
@@ -66,11 +63,11 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     def fit(self, train: AVSamples, ctx: FitContext) -> "MLPSeenClassifier":
         p = self.params
         if len(train) == 0:
-            raise DataError("mlp seen classifier: the training split is empty")
+            raise DataError(f"{self.label}: the training split is empty")
         self.seen_classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
         pos, ok = self._positions(train.labels)
         if not ok.all():
-            raise DataError("mlp seen classifier: a training sample's label is not among ctx.seen_classes")
+            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
         dev = ctx.device
         x, y = train.x.to(dev), pos.to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=train.audio_dim)
@@ -82,7 +79,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 if vok.any():
                     val = (ctx.val.x[vok], vpos[vok])
             if val is None:
-                ctx.log("mlp seen classifier: select_on_val set but no val samples of seen classes; keeping the last epoch")
+                ctx.log(f"{self.label}: select_on_val set but no val samples of seen classes; keeping the last epoch")
         self.best_epoch, best = None, {"acc": -1.0, "state": None}
 
         def step(idx: Tensor) -> Tensor:
@@ -99,11 +96,10 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 self.best_epoch = epoch
             return {"val_acc": acc}
 
-        self.history = train_epochs(self, ctx, len(x), step, ("loss",), "seen mlp", "lower the seen classifier lr",
-                                    epoch_end=epoch_end)
+        train_epochs(self, ctx, len(x), step, ("loss",), "lower the seen classifier lr", epoch_end=epoch_end)
         if best["state"] is not None:
             net.load_state_dict(best["state"])
-            ctx.log(f"mlp seen classifier: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
+            ctx.log(f"{self.label}: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
         self.fitted = True  # train_epochs left the net in eval mode
         return self
 

@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, DataError
+from avood_core.errors import DataError, NotFittedError
 from avood_core.limits import bounded
 from avood_core.train.precision import Dropout, adam
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
@@ -95,19 +95,11 @@ class JointEmbeddingNet(nn.Module):
 class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
     """Training loop, selection HM and distances shared by ``cjme`` and ``avgzslnet``."""
 
-    label: ClassVar[str] = ""
-    """Name in messages, e.g. ``unseen cjme``."""
     terms: ClassVar[tuple[str, ...]] = ("loss",)
     """Names of the loss terms :meth:`batch_terms` returns, the total first."""
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 4, "batches_per_epoch": 60}
     Net: ClassVar[type[JointEmbeddingNet]] = JointEmbeddingNet
     """The network, built as ``Net(audio_dim, video_dim, text_dim, params)``."""
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.history: list[dict[str, float]] = []
-        self.steps = 0  # optimizer steps of the last fit
-        self.samples = 0  # training rows (positives + negatives) of the last fit
 
     def make_net(self, audio_dim: int, video_dim: int, text_dim: int) -> nn.Module:  # type: ignore[override]
         return self.Net(audio_dim, video_dim, text_dim, self.params)
@@ -144,7 +136,8 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
                 opt, mode="max" if selection is not None else "min", factor=p.lr_factor, patience=p.lr_patience)
         b = p.batch_size
         bar = ctx.track(p.epochs * p.batches_per_epoch, self.kind or self.label)
-        self.history, self.steps, self.samples = [], 0, 0
+        stats = self.stats  # samples: positives + negatives
+        stats.reset()
         try:
             for epoch in range(p.epochs):
                 net.train()
@@ -159,8 +152,8 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
                     opt.zero_grad(set_to_none=True)
                     values[0].backward()
                     opt.step()
-                    self.steps += 1
-                    self.samples += 2 * b
+                    stats.steps += 1
+                    stats.samples += 2 * b
                     sums += values.detach()
                     bar.update(1)
                 means = sums / p.batches_per_epoch
@@ -171,12 +164,12 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
                 if sched is not None:
                     sched.step(record["val_HM"] if selection is not None else record["loss"])
                 record["lr"] = opt.param_groups[0]["lr"]
-                self.history.append(record)
+                stats.history.append(record)
                 bar.update(0, loss=record["loss"])
         finally:
             bar.close()
         net.eval()
-        last = self.history[-1]
+        last = stats.history[-1]
         ctx.log(f"{self.label}: final loss {last['loss']:.4g} ("
                 + ", ".join(f"{k} {last[k]:.4g}" for k in self.terms[1:]) + ")"
                 + (f", selection HM {last['val_HM']:.2f}" if "val_HM" in last else ""))
@@ -210,7 +203,7 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
         """(N, K) clip-to-class distances (eval mode, chunked), float32 on CPU; smaller = closer."""
         net = self.net
         if net is None:
-            raise AvoodError(f"{self.label} is not fitted; call fit or load its state first")
+            raise NotFittedError(self.label)
         cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
         net.eval()
         with torch.inference_mode():

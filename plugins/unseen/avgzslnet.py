@@ -62,7 +62,6 @@ class AVGZSLNetNet(JointEmbeddingNet):
 class AVGZSLNetClassifier(JointEmbeddingClassifier):
     """AVGZSLNet (Mazumder et al., WACV 2021) as AVCA-GZSL trains and evaluates it."""
 
-    label: ClassVar[str] = "unseen avgzslnet"
     Net: ClassVar[type[JointEmbeddingNet]] = AVGZSLNetNet
     terms: ClassVar[tuple[str, ...]] = ("loss", "trip", "rec", "dec_trip")
 

@@ -75,7 +75,6 @@ def posterior_entropy(emb: Tensor, class_emb: Tensor) -> Tensor:
 class CJMEClassifier(JointEmbeddingClassifier):
     """CJME (Parida et al., WACV 2020) as AVCA-GZSL trains and evaluates it."""
 
-    label: ClassVar[str] = "unseen cjme"
     Net: ClassVar[type[JointEmbeddingNet]] = CJMENet
     terms: ClassVar[tuple[str, ...]] = ("loss", "trip", "av", "attention")
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, ConfigError, DataError
+from avood_core.errors import ConfigError, DataError, NotFittedError
 from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
@@ -156,9 +156,6 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
-        self.history: list[dict[str, float]] = []
-        self.steps = 0  # optimizer steps of the last fit
-        self.samples = 0  # training rows (positives + negatives) of the last fit
         self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     def extra_scalars(self) -> dict[str, Any]:
@@ -174,9 +171,9 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
             fusion_params = {"embed_dim": p.embed_dim, "enc_hidden": p.enc_hidden, "heads": p.heads, "ff_dim": p.ff_dim,
                              "dropout": p.r_enc, "bn_momentum": p.bn_momentum,
                              "frozen_position": p.compat_frozen_position, **fusion_params}
-        fusion = make_fusion(p.fusion, audio_dim, video_dim, fusion_params, "unseen cross_attention")
+        fusion = make_fusion(p.fusion, audio_dim, video_dim, fusion_params, self.label)
         if not callable(getattr(fusion, "streams", None)):
-            raise ConfigError(f"unseen cross_attention: fusion '{p.fusion}' gives one fused vector, but the embedding "
+            raise ConfigError(f"{self.label}: fusion '{p.fusion}' gives one fused vector, but the embedding "
                               "network needs the audio and visual streams (a fusion with streams()); use "
                               "fusion = 'cross_attention'")
         return AVCANet(
@@ -187,19 +184,19 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         )
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "CrossAttentionClassifier":
-        p = self.params
+        p, label = self.params, self.label
         text = torch.as_tensor(text, dtype=torch.float32)
         if len(train) == 0:
-            raise DataError("unseen cross_attention: the training split is empty")
+            raise DataError(f"{label}: the training split is empty")
         if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
-            raise DataError(f"unseen cross_attention: labels must index the rows of text {tuple(text.shape)}")
+            raise DataError(f"{label}: labels must index the rows of text {tuple(text.shape)}")
         sampler = ClassBalancedSampler(train.labels)
         if len(sampler.classes) < 2:
-            raise DataError("unseen cross_attention: negative sampling needs at least two training classes")
+            raise DataError(f"{label}: negative sampling needs at least two training classes")
         dev = ctx.device
         self.precision_used = resolve_precision(p.precision, dev)
         if p.precision == "auto":
-            ctx.log(f"unseen cross_attention: precision auto -> {self.precision_used} on {torch.device(dev)}")
+            ctx.log(f"{label}: precision auto -> {self.precision_used} on {torch.device(dev)}")
         audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
         text_dev = text.to(dev)
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
@@ -209,7 +206,8 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         b = p.batch_size
 
         bar = ctx.track(p.epochs * p.batches_per_epoch, "unseen")
-        self.history, self.steps, self.samples = [], 0, 0
+        stats = self.stats  # samples: positives + negatives
+        stats.reset()
         try:
             for epoch in range(p.epochs):
                 net.train()
@@ -232,30 +230,30 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    self.steps += 1
-                    self.samples += len(idx)
+                    stats.steps += 1
+                    stats.samples += len(idx)
                     terms = torch.stack([loss, trip, rec, reg]).detach()
                     sums += terms
-                    if ctx.callbacks.step_due(self.steps):
-                        ctx.callbacks.on_step("unseen", self.steps, {**dict(zip(_TERMS, terms.tolist())),
+                    if ctx.callbacks.step_due(stats.steps):
+                        ctx.callbacks.on_step("unseen", stats.steps, {**dict(zip(_TERMS, terms.tolist())),
                                                                      "lr": opt.param_groups[0]["lr"]})
                     if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
                         value = loss.detach()
-                        check_finite(value, "unseen cross_attention", epoch + 1)
+                        check_finite(value, label, epoch + 1)
                         bar.update(1, loss=float(value))
                     else:
                         bar.update(1)
                 means = sums / p.batches_per_epoch
-                check_finite(means[0], "unseen cross_attention", epoch + 1)
+                check_finite(means[0], label, epoch + 1)
                 loss_m, trip_m, rec_m, reg_m = means.tolist()
-                self.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m,
+                stats.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m,
                                      "lr": opt.param_groups[0]["lr"]})
-                ctx.callbacks.on_epoch("unseen", epoch, self.history[-1])
+                ctx.callbacks.on_epoch("unseen", epoch, stats.history[-1])
         finally:
             bar.close()
         net.eval()
-        last = self.history[-1]
-        ctx.log(f"unseen cross_attention: final loss {last['loss']:.4g} (trip {last['trip']:.4g}, "
+        last = stats.history[-1]
+        ctx.log(f"{label}: final loss {last['loss']:.4g} (trip {last['trip']:.4g}, "
                 f"rec {last['rec']:.4g}, reg {last['reg']:.4g})")
         self.fitted = True
         return self
@@ -276,7 +274,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
         net = self.net
         if net is None:
-            raise AvoodError("unseen cross_attention is not fitted; call fit or load its state first")
+            raise NotFittedError(self.label)
         cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
         net.eval()
         with torch.inference_mode():

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
-from avood_core.errors import DataError
+from avood_core.errors import DataError, NotFittedError
 from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.limits import LIMITS, Width
 from avood_core.train.precision import autocast
@@ -58,27 +58,24 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.history: list[dict[str, float]] = []
-        self.steps = 0  # optimizer steps of the last fit
-        self.samples = 0  # training rows of the last fit
 
     def make_net(self, in_dim: int, n_classes: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         p = self.params
         widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in p.hidden]
         return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, widths, n_classes, p.negative_slope, p.dropout),
-                               "unseen mlp")
+                               self.label)
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "MLPUnseenClassifier":
         p = self.params
         syn = ctx.synthetic
         if syn is None or len(syn) == 0:
-            raise DataError("unseen mlp: trains on generated unseen features but ctx.synthetic is empty; "
+            raise DataError(f"{self.label}: trains on generated unseen features but ctx.synthetic is empty; "
                             "fit it inside a pipeline (the generator runs first)")
         self.classes = torch.unique(syn.labels.cpu())
         if len(self.classes) < 2:
-            raise DataError("unseen mlp: the synthetic features cover fewer than two classes; nothing to classify")
+            raise DataError(f"{self.label}: the synthetic features cover fewer than two classes; nothing to classify")
         dev = ctx.device
-        x = input_x(syn, p.fusion, train.audio_dim, train.video_dim, "unseen mlp").to(dev)  # real clips' layout
+        x = input_x(syn, p.fusion, train.audio_dim, train.video_dim, self.label).to(dev)  # real clips' layout
         y = torch.searchsorted(self.classes, syn.labels.cpu()).to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes), audio_dim=train.audio_dim)
 
@@ -87,8 +84,8 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
                 logits = net(x[idx])
             return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
 
-        self.history = train_epochs(self, ctx, len(x), step, ("loss",), "unseen mlp", "lower the unseen classifier lr")
-        ctx.log(f"unseen mlp: final loss {self.history[-1]['loss']:.4g} on {len(x)} synthetic features of "
+        history = train_epochs(self, ctx, len(x), step, ("loss",), "lower the unseen classifier lr")
+        ctx.log(f"{self.label}: final loss {history[-1]['loss']:.4g} on {len(x)} synthetic features of "
                 f"{len(self.classes)} classes")
         self.fitted = True
         return self
@@ -99,11 +96,13 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
 
     def predict(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """Global ids from ``candidates``; candidates the MLP never saw get logit ``-inf``."""
+        if self.net is None:
+            raise NotFittedError(self.label)
         cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
         pos = torch.searchsorted(self.classes, cand).clamp(max=len(self.classes) - 1)
         known = self.classes[pos] == cand
         if not known.any():
-            raise DataError(f"unseen mlp: none of the {len(cand)} candidate classes was among the "
+            raise DataError(f"{self.label}: none of the {len(cand)} candidate classes was among the "
                             f"{len(self.classes)} synthesized classes it was trained on")
         logits = self.logits(samples)
         full = torch.full((len(logits), len(cand)), float("-inf"))
