@@ -4,8 +4,8 @@ The public API is this package and the plugin-contract modules it draws from:
 
 - ``avood_core`` (this facade, ``__all__``): the component contract (``Component``,
   ``TorchComponent``, ``Generator``, ``OODDetector``, ``SeenClassifier``, ``UnseenClassifier``,
-  ``FitContext``), the data containers (``AVSamples``, ``AVGZSLTask``), the errors, ``hookimpl``,
-  ``Fusion``, ``bounded``, ``Callback``, ``Pipeline``, ``create_component``, ``list_components``,
+  ``FitContext``, ``TrainStats``), the stage table (``STAGES``, ``KINDS``), the data containers (``AVSamples``, ``AVGZSLTask``), the errors, ``hookimpl``,
+  ``Fusion``, ``bounded``, ``Callback``, ``Pipeline`` (``evaluate`` returns an ``Evaluation``; ``route``), ``create_component``, ``list_components``,
   the embedded synthetic task, the paper's metrics (``mean_class_accuracy``, ``harmonic_mean``,
   ``gzsl_scores``) and ``__version__``;
 - the contract modules ``avood_core.protocols``, ``.task``, ``.errors``, ``.hookspecs``,
@@ -45,15 +45,16 @@ except PackageNotFoundError:  # a source tree on sys.path without an install
 
 _PUBLIC: dict[str, tuple[str, ...]] = {  # module (under avood_core.) -> the names it gives the facade
     "protocols": ("Component", "TorchComponent", "Generator", "OODDetector", "SeenClassifier",
-                  "UnseenClassifier", "FitContext", "NoParams"),
+                  "UnseenClassifier", "FitContext", "NoParams", "TrainStats"),
     "task": ("AVSamples", "AVGZSLTask"),
     "errors": ("AvoodError", "ConfigError", "PluginError", "DataError", "TrainingDiverged",
-               "CheckpointError", "Interrupted"),
+               "CheckpointError", "Interrupted", "NotFittedError"),
     "hookspecs": ("hookimpl",),
     "fusion": ("Fusion", "FusionParams"),
     "limits": ("bounded", "widths", "Widths", "LIMITS"),
     "callbacks": ("Callback",),
-    "pipeline": ("Pipeline",),
+    "pipeline": ("Pipeline", "Evaluation", "route"),
+    "stages": ("STAGES", "KINDS"),
     "factory": ("create_component", "list_components"),
     "registry": ("Registry", "get_registry"),
     "data.synthetic": ("SyntheticSpec", "make_synthetic_task"),

@@ -30,7 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from avood_core import AvoodError, AVSamples, DataError, FitContext, TorchComponent, UnseenClassifier
+from avood_core import AvoodError, AVSamples, DataError, FitContext, NotFittedError, TorchComponent, UnseenClassifier
 
 _CHUNK = 65536  # rows per inference pass
 
@@ -138,7 +138,7 @@ class ESZSL(TorchComponent, UnseenClassifier):
     def _compat(self, x: Tensor, class_text: Tensor) -> Tensor:
         net = self.net
         if net is None:
-            raise AvoodError("unseen eszsl is not fitted; call fit or load its state first")
+            raise NotFittedError(self.label)
         with torch.inference_mode():
             ct = class_text.to(self.device, torch.float32)
             parts = [net(chunk.to(self.device), ct) for chunk in x.split(_CHUNK)]
