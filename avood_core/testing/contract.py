@@ -216,20 +216,17 @@ class ComponentContract:
             pytest.skip(result.message)
         self.conformance_report().assert_ok(check)
 
-    def test_protocol(self) -> None:
-        self._outcome("protocol")
 
-    def test_params(self) -> None:
-        self._outcome("params")
+def _check_test(check: str):
+    """``test_<check>``: one pytest test per kit check, so ``-k test_save_load`` selects it."""
 
-    def test_outputs(self) -> None:
-        self._outcome("outputs")
+    def test(self: ComponentContract) -> None:
+        self._outcome(check)
 
-    def test_score_direction(self) -> None:
-        self._outcome("score_direction")
+    test.__name__ = test.__qualname__ = f"test_{check}"
+    test.__doc__ = f"The kit's {check!r} check (avood_core.testing.checks)."
+    return test
 
-    def test_save_load(self) -> None:
-        self._outcome("save_load")
 
-    def test_determinism(self) -> None:
-        self._outcome("determinism")
+for _check in CHECKS:
+    setattr(ComponentContract, f"test_{_check}", _check_test(_check))

@@ -26,13 +26,37 @@ def _ridge(a: Tensor, b: Tensor, lam: float) -> Tensor:
     return torch.linalg.solve(a64.T @ a64 + lam * eye, a64.T @ b64).float().contiguous()
 
 
+class _AttrState:
+    """Checkpoint state from declared attributes: ``TENSORS`` go to safetensors, ``SCALARS`` (name ->
+    type) to config.json; loading sets them back and marks the component fitted."""
+
+    TENSORS: tuple[str, ...] = ()
+    SCALARS: Mapping[str, type] = {}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self.TENSORS}
+
+    def state_scalars(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SCALARS}
+
+    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        for name in self.TENSORS:
+            setattr(self, name, tensors[name])
+        for name, kind in self.SCALARS.items():
+            setattr(self, name, kind(scalars[name]))
+        self.fitted = True
+
+
 def _centroids(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     classes = torch.unique(labels)
     return classes, torch.stack([x[labels == c].mean(0) for c in classes])
 
 
-class StandInGenerator(Generator):
+class StandInGenerator(_AttrState, Generator):
     """``x̃ = t W + N(0, 0.1²)`` with ``W`` by ridge regression from text to fused features."""
+
+    TENSORS = ("w",)
+    SCALARS = {"audio_dim": int}
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "StandInGenerator":
         self.w = _ridge(text[train.labels], train.x, 1e-1)
@@ -45,18 +69,12 @@ class StandInGenerator(Generator):
         x = text[labels] @ self.w
         return AVSamples.from_x(x + 0.1 * torch.randn_like(x), labels, self.audio_dim)
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        return {"w": self.w}
 
-    def state_scalars(self) -> dict[str, Any]:
-        return {"audio_dim": self.audio_dim}
-
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        self.w, self.audio_dim, self.fitted = tensors["w"], int(scalars["audio_dim"]), True
-
-
-class StandInDetector(OODDetector):
+class StandInDetector(_AttrState, OODDetector):
     """OOD score = distance to the nearest seen class centroid; threshold = its mean on seen training data."""
+
+    TENSORS = ("centroids",)
+    SCALARS = {"threshold": float}
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "StandInDetector":
         _, self.centroids = _centroids(seen.x, seen.labels)
@@ -67,18 +85,11 @@ class StandInDetector(OODDetector):
     def score(self, samples: AVSamples) -> Tensor:
         return torch.cdist(samples.x, self.centroids).min(dim=1).values
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        return {"centroids": self.centroids}
 
-    def state_scalars(self) -> dict[str, Any]:
-        return {"threshold": self.threshold}
-
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        self.centroids, self.threshold, self.fitted = tensors["centroids"], float(scalars["threshold"]), True
-
-
-class StandInSeen(SeenClassifier):
+class StandInSeen(_AttrState, SeenClassifier):
     """Nearest class centroid among the seen classes."""
+
+    TENSORS = ("classes", "centroids")
 
     def fit(self, train: AVSamples, ctx: FitContext) -> "StandInSeen":
         self.classes, self.centroids = _centroids(train.x, train.labels)
@@ -88,15 +99,11 @@ class StandInSeen(SeenClassifier):
     def predict(self, samples: AVSamples) -> Tensor:
         return self.classes[torch.cdist(samples.x, self.centroids).argmin(dim=1)]
 
-    def state_tensors(self) -> dict[str, Tensor]:
-        return {"classes": self.classes, "centroids": self.centroids}
 
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        self.classes, self.centroids, self.fitted = tensors["classes"], tensors["centroids"], True
-
-
-class StandInUnseen(UnseenClassifier):
+class StandInUnseen(_AttrState, UnseenClassifier):
     """Ridge regression from fused features to text; distance = Euclidean distance to each class's text."""
+
+    TENSORS = ("w",)
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "StandInUnseen":
         self.w = _ridge(train.x, text[train.labels], 1e-1)
@@ -105,12 +112,6 @@ class StandInUnseen(UnseenClassifier):
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         return torch.cdist(samples.x @ self.w, text[torch.as_tensor(candidates, dtype=torch.long)])
-
-    def state_tensors(self) -> dict[str, Tensor]:
-        return {"w": self.w}
-
-    def load_state(self, scalars: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-        self.w, self.fitted = tensors["w"], True
 
 
 STAND_INS: dict[str, type[Component]] = {
