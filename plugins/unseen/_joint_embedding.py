@@ -92,6 +92,20 @@ class JointEmbeddingNet(nn.Module):
         raise NotImplementedError
 
 
+def embedding_fit_inputs(label: str, train: AVSamples, text: Tensor) -> tuple[Tensor, ClassBalancedSampler]:
+    """The checks every embedding model runs before training (one line naming ``label`` on bad
+    input), then the float32 text matrix and the class-balanced sampler of the negatives."""
+    text = torch.as_tensor(text, dtype=torch.float32)
+    if len(train) == 0:
+        raise DataError(f"{label}: the training split is empty")
+    if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
+        raise DataError(f"{label}: labels must index the rows of text {tuple(text.shape)}")
+    sampler = ClassBalancedSampler(train.labels)
+    if len(sampler.classes) < 2:
+        raise DataError(f"{label}: negative sampling needs at least two training classes")
+    return text, sampler
+
+
 class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
     """Training loop, selection HM and distances shared by ``cjme`` and ``avgzslnet``."""
 
@@ -115,14 +129,7 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "JointEmbeddingClassifier":
         p = self.params
-        text = torch.as_tensor(text, dtype=torch.float32)
-        if len(train) == 0:
-            raise DataError(f"{self.label}: the training split is empty")
-        if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
-            raise DataError(f"{self.label}: labels must index the rows of text {tuple(text.shape)}")
-        sampler = ClassBalancedSampler(train.labels)
-        if len(sampler.classes) < 2:
-            raise DataError(f"{self.label}: negative sampling needs at least two training classes")
+        text, sampler = embedding_fit_inputs(self.label, train, text)
         dev = ctx.device
         audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
         text_dev = text.to(dev)

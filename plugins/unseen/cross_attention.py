@@ -36,14 +36,15 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import ConfigError, DataError, NotFittedError
+from avood_core.errors import ConfigError, NotFittedError
 from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
-from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.train.loops import ClassBalancedSampler, check_finite, other_class_samples
+from avood_core.train.loops import check_finite, other_class_samples
+from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_plugins.unseen._avca_net import AVCANet
+from avood_plugins.unseen._joint_embedding import embedding_fit_inputs
 
 _CHUNK = 4096  # samples per inference forward pass
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
@@ -190,14 +191,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "CrossAttentionClassifier":
         p, label = self.params, self.label
-        text = torch.as_tensor(text, dtype=torch.float32)
-        if len(train) == 0:
-            raise DataError(f"{label}: the training split is empty")
-        if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
-            raise DataError(f"{label}: labels must index the rows of text {tuple(text.shape)}")
-        sampler = ClassBalancedSampler(train.labels)
-        if len(sampler.classes) < 2:
-            raise DataError(f"{label}: negative sampling needs at least two training classes")
+        text, sampler = embedding_fit_inputs(label, train, text)
         dev = ctx.device
         self.precision_used = resolve_precision(p.precision, dev)
         if p.precision == "auto":
