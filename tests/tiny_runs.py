@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avood_core.stages import KINDS  # the stage table's kinds; tests import them from here too
+
 TINY = [
     "data.scale=0.05", 'device="cpu"', "syn_num=5",
     "generator.epochs=1", "generator.batches_per_epoch=3", "generator.critic_iters=1",
@@ -20,7 +22,6 @@ TINY = [
     "unseen.epochs=1", "unseen.batches_per_epoch=3", "unseen.batch_size=16",
     "unseen.embed_dim=30", "unseen.enc_hidden=32", "unseen.proj_hidden=32", "unseen.joint_dim=8", "unseen.ff_dim=8",
 ]
-KINDS = ("generator", "detector", "seen", "unseen")
 
 
 def tiny_config(output_dir: Path, *extra: str):
