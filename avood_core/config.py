@@ -71,10 +71,10 @@ class DataConfig(BaseModel):
     )
     task_seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Synthetic task seed; None = the run seed.")
     seen_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: target seen accuracy in % (None = UCF's published SC_acc 96.12, paper Table 3)."
+        None, gt=0, lt=100, description="Synthetic task: the seen MLP's accuracy in % at full epochs to calibrate to (None = UCF's SC_acc 96.12, paper Table 3)."
     )
     zsl_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: target ZSL accuracy in % (None = UCF's published UC_acc 28.21, paper Table 3)."
+        None, gt=0, lt=100, description="Synthetic task: the embedding model's ZSL accuracy in % at full epochs to calibrate to (None = UCF's UC_acc 28.21, paper Table 3)."
     )
 
 

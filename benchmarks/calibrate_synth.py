@@ -12,6 +12,11 @@ task (``make run``'s) the same way.
     python benchmarks/calibrate_synth.py --datasets ucf,embedded --profile quick
     python benchmarks/calibrate_synth.py --datasets ucf,activitynet,vggsound --profile paper
     python benchmarks/calibrate_synth.py --datasets ucf --profile paper --set unseen.epochs=8
+    python benchmarks/calibrate_synth.py --datasets ucf --profile paper --kinds unseen --probe-zsl 40
+
+``--probe-zsl P`` (and ``--probe-seen``) calibrate the tree's ridge probe to ``P`` instead of
+turning the published target into a probe target: the (P, measured UC_acc) pairs at full epochs
+are the measured transfer lines in ``avood_core.data.latent.TRANSFER``.
 
 Not a unit test: full epochs take hours on a CPU. Prints a markdown table; ``--json`` writes one.
 """
@@ -36,24 +41,31 @@ from avood_core.train.loops import derive_seed, seed_everything
 SPLITS = Path(__file__).resolve().parents[1].parent / "shared" / "avgzsl"
 
 
-def stage2_task(dataset: str, scale: float, seed: int, splits: Path | None, workdir: Path):
-    """The reported task and the generator's calibration note for one preset."""
+def stage2_task(dataset: str, scale: float, seed: int, splits: Path | None, workdir: Path,
+                probes: tuple[float | None, float | None] = (None, None)):
+    """The reported task, the probes' (targets, reached) and the generator's note for one preset."""
     if dataset == "embedded":
         from avood_core.data.embedded import make_ucf_task
 
+        if probes != (None, None):
+            raise SystemExit("--probe-seen / --probe-zsl apply to the dataset trees, not to the embedded task")
         task = make_ucf_task(seed, scale)
-        return task, f"probes {task.meta['seen_probe']:.2f} / {task.meta['zsl_probe']:.2f}"
+        m = task.meta
+        return task, f"probe targets {m['probe_targets'][0]:.2f} / {m['probe_targets'][1]:.2f}, reached {m['seen_probe']:.2f} / {m['zsl_probe']:.2f}"
     from avood_core.data import load_benchmark, write_synthetic_tree
 
-    report = write_synthetic_tree(workdir, dataset, scale=scale, seed=seed, splits_dir=splits, overwrite=True)
+    raw = probes != (None, None)
+    report = write_synthetic_tree(workdir, dataset, scale=scale, seed=seed, splits_dir=splits, overwrite=True,
+                                  seen_acc=probes[0], zsl_acc=probes[1], probe_targets=raw)
     note = next((n for n in report.notes if n.startswith("calibrated")), "")
     return load_benchmark(workdir, dataset).stage2, note
 
 
 def measure(dataset: str, profile: str, scale: float, seed: int, splits: Path | None, workdir: Path,
-            overrides: list[str] = ()) -> dict:
+            overrides: list[str] = (), kinds: tuple[str, ...] = ("seen", "unseen"),
+            probes: tuple[float | None, float | None] = (None, None)) -> dict:
     """SC_acc and UC_acc of the preset's seen MLP and embedding model on one synthetic task."""
-    task, note = stage2_task(dataset, scale, seed, splits, workdir)
+    task, note = stage2_task(dataset, scale, seed, splits, workdir, probes)
     preset = "ucf" if dataset == "embedded" else dataset
     config = resolve(build_config(preset=preset, overrides=[f"profile={profile}", f"seed={seed}", *overrides]))
     registry = get_registry()
@@ -63,9 +75,10 @@ def measure(dataset: str, profile: str, scale: float, seed: int, splits: Path | 
     is_seen = torch.isin(test.labels, task.seen_classes)
     budget = profile + "".join(f", {o}" for o in overrides)
     out = {"dataset": dataset, "profile": budget, "scale": scale, "seed": seed, "note": note,
-           "target_SC": PUBLISHED[preset][0], "target_UC": PUBLISHED[preset][1]}
+           "target_SC": PUBLISHED[preset][0], "target_UC": PUBLISHED[preset][1], "probe_targets": list(probes),
+           "SC_acc": None, "UC_acc": None}
     started = time.perf_counter()
-    for kind in ("seen", "unseen"):
+    for kind in kinds:
         spec = config.component(kind)
         comp = registry.component_class(kind, spec.name)(spec.params)
         seed_everything(derive_seed(seed, kind))
@@ -82,12 +95,16 @@ def measure(dataset: str, profile: str, scale: float, seed: int, splits: Path | 
     return out
 
 
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| dataset | profile | scale | SC_acc (target) | UC_acc (target) | generator | train s |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['profile']} | {r['scale']} | {r['SC_acc']:.2f} ({r['target_SC']:.2f}) | "
-                     f"{r['UC_acc']:.2f} ({r['target_UC']:.2f}) | {r['note']} | {r['train_s']} |")
+        lines.append(f"| {r['dataset']} | {r['profile']} | {r['scale']} | {_pct(r['SC_acc'])} ({r['target_SC']:.2f}) | "
+                     f"{_pct(r['UC_acc'])} ({r['target_UC']:.2f}) | {r['note']} | {r['train_s']} |")
     return "\n".join(lines)
 
 
@@ -101,15 +118,28 @@ def main() -> None:
                     help="folder with the real class splits and w2v (default: ../shared/avgzsl when present)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override as for `avood run --set`, e.g. unseen.epochs=8 (a stated reduced budget)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--kinds", default="seen,unseen", help="which classifiers to train: seen, unseen or both")
+    ap.add_argument("--probe-seen", type=float, default=None, help="calibrate the seen probe to this (percent) instead")
+    ap.add_argument("--probe-zsl", type=float, default=None, help="calibrate the ZSL ridge probe to this (percent) instead")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here (appends to a .jsonl file)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - {"seen", "unseen"}:
+        raise SystemExit(f"--kinds: seen, unseen or both, got {args.kinds!r}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="avood-calib-") as tmp:
         for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-            rows.append(measure(ds, args.profile, args.scale, args.seed, args.splits, Path(tmp), args.set))
+            rows.append(measure(ds, args.profile, args.scale, args.seed, args.splits, Path(tmp), args.set, kinds,
+                                (args.probe_seen, args.probe_zsl)))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print(table(rows))
-    if args.json:
+    if args.json and args.json.suffix == ".jsonl":
+        with args.json.open("a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    elif args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
 

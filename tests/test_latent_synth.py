@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from avood_core.errors import DataError
-from avood_core.data.latent import ridge_text_map
+from avood_core.data import latent
+from avood_core.data.latent import TransferLine, probe_targets, ridge_text_map
 from avood_core.data.embedded import make_ucf_task, ucf_classes
+from avood_core.eval.metrics import mean_class_accuracy
+from avood_core.protocols import FitContext
+from avood_core.registry import get_registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "avgzsl"
 SCALE = 0.15  # ~750 training clips: a tiny task, still enough clips per class for the probes
@@ -76,10 +80,57 @@ def test_zsl_knob_moves_zsl_accuracy():
     assert _zsl_ridge(low) + 0.15 < _zsl_ridge(high)
 
 
-def test_probes_hit_the_published_targets_by_default():
+def test_targets_default_to_the_published_ones_and_the_probes_hit_their_targets():
     task = make_ucf_task(0, SCALE)
     assert (task.meta["seen_acc_target"], task.meta["zsl_acc_target"]) == (96.12, 28.21)  # paper Table 3, UCF
-    assert abs(task.meta["seen_probe"] - 96.12) < 3 and abs(task.meta["zsl_probe"] - 28.21) < 3
+    seen_t, zsl_t, _ = probe_targets("ucf", 96.12, 28.21)
+    assert task.meta["probe_targets"] == [round(seen_t, 2), round(zsl_t, 2)]
+    assert abs(task.meta["seen_probe"] - seen_t) < 3 and abs(task.meta["zsl_probe"] - zsl_t) < 3
+
+
+def test_transfer_line_is_the_least_squares_line_and_inverts():
+    line = TransferLine.fit(((20.0, 14.0), (40.0, 26.0), (60.0, 38.0)))  # trained = 2 + 0.6 · probe
+    assert line.intercept == pytest.approx(2.0) and line.slope == pytest.approx(0.6) and line.points == 3
+    assert line.probe_for(28.21) == pytest.approx((28.21 - 2.0) / 0.6)
+    with pytest.raises(ValueError, match="two or more"):
+        TransferLine.fit(((20.0, 14.0),))
+    with pytest.raises(ValueError, match="does not rise"):
+        TransferLine.fit(((20.0, 20.0), (40.0, 15.0))).probe_for(28.0)
+
+
+def test_probe_targets_use_a_measured_line_only_where_there_is_one(monkeypatch):
+    monkeypatch.setattr(latent, "TRANSFER", {("ucf", "zsl"): ((20.0, 14.0), (40.0, 26.0))})
+    assert probe_targets("ucf", 90.0, 26.0) == (90.0, pytest.approx(40.0), ["zsl"])
+    assert probe_targets("vggsound", 50.0, 8.0) == (50.0, 8.0, [])  # no line: probe target = target
+    assert probe_targets("ucf", 90.0, 99.0)[1] == 99.0  # clamped to what a probe can be asked for
+    a, b = make_ucf_task(0, SCALE, zsl_acc=26.0), make_ucf_task(0, SCALE, zsl_acc=40.0)
+    assert a.meta["probe_targets"][1] == pytest.approx(40.0) and a.meta["zsl_acc_target"] == 26.0
+    assert b.meta["residual"] < a.meta["residual"]  # the higher probe target explains more of a class by its text
+
+
+def _trained_accuracies(task, seen_acc: bool) -> float:
+    """The paper's seen MLP (SC_acc) or cross-attention model (UC_acc) at a tiny budget, in percent."""
+    ctx = FitContext(text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
+                     device=torch.device("cpu"), seed=0, val=task.val)
+    reg = get_registry()
+    torch.manual_seed(0)
+    if seen_acc:
+        comp = reg.component_class("seen", "mlp")({"epochs": 8, "hidden": [64], "batch_size": 64})
+        comp.fit(task.train, ctx)
+        part = task.test.where(task.seen_classes)
+        return mean_class_accuracy(comp.predict(part), part.labels, task.seen_classes)
+    comp = reg.component_class("unseen", "cross_attention")({"epochs": 2, "batches_per_epoch": 40, "batch_size": 64})
+    comp.fit(task.train, task.text, ctx)
+    part = task.test.where(task.unseen_classes)
+    return mean_class_accuracy(comp.predict(part, task.unseen_classes, task.text), part.labels, task.unseen_classes)
+
+
+def test_knobs_move_the_trained_classifiers_accuracies():
+    """The knobs target the trained classifiers: a lower target gives a lower trained accuracy."""
+    assert _trained_accuracies(make_ucf_task(0, SCALE, seen_acc=40.0), True) + 15 < \
+        _trained_accuracies(make_ucf_task(0, SCALE, seen_acc=95.0), True)
+    assert _trained_accuracies(make_ucf_task(0, SCALE, zsl_acc=10.0), False) + 12 < \
+        _trained_accuracies(make_ucf_task(0, SCALE, zsl_acc=70.0), False)
 
 
 def test_a_target_outside_0_100_is_refused():
@@ -96,4 +147,4 @@ def test_data_synth_knobs_reach_the_tree(tmp_path):
     out = CliRunner().invoke(app, ["data", "synth", str(tmp_path), "--like", "ucf", "--scale", "0.1", "--audio-dim", "8",
                                    "--video-dim", "8", "--no-caches", "--seen-acc", "70", "--zsl-acc", "40"])
     assert out.exit_code == 0, out.output
-    assert "calibrated to seen 70.00 / ZSL 40.00 %" in out.output
+    assert "calibrated to seen 70.00 / ZSL 40.00 %" in out.output and "probes reached" in out.output

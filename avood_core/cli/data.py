@@ -37,10 +37,10 @@ def synth(
     caches: bool = typer.Option(True, "--caches/--no-caches", help="Also write the _features_processed pkl caches."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing <DS> folder."),
     seen_acc: Optional[float] = typer.Option(
-        None, "--seen-acc", help="Target seen accuracy in % (default: the dataset's SC_acc, paper Table 3)."
+        None, "--seen-acc", help="Seen MLP accuracy in % at full epochs to calibrate to (default: the dataset's SC_acc, paper Table 3)."
     ),
     zsl_acc: Optional[float] = typer.Option(
-        None, "--zsl-acc", help="Target ZSL accuracy in % (default: the dataset's UC_acc, paper Table 3)."
+        None, "--zsl-acc", help="Embedding model ZSL accuracy in % at full epochs to calibrate to (default: the dataset's UC_acc, paper Table 3)."
     ),
 ) -> None:
     """Write a complete tree in the download's exact format, with learnable synthetic features."""

@@ -19,7 +19,7 @@ from avood_core.data.h5io import write_class_h5
 from avood_core.data.layout import STAGES
 from avood_core.data.plan import TreePlan
 from avood_core.errors import DataError
-from avood_core.data.latent import PUBLISHED, Calibration, ClassRoles, LatentGenerator, LatentParams, solve_params
+from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate
 
 
 def _name_key(seed: int, name: str) -> int:
@@ -69,18 +69,19 @@ def _roles(plan: TreePlan, split: str, index: dict[str, int]) -> ClassRoles:
 
 def write_latent_features(
     root: Path, plan: TreePlan, dataset: str, method: str, split: str, dims: tuple[int, int], seed: int,
-    latent_dim: int = 64, seen_acc: float | None = None, zsl_acc: float | None = None,
+    latent_dim: int = 64, seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
 ) -> Calibration:
-    """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration."""
+    """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration.
+
+    ``seen_acc`` / ``zsl_acc``: the trained classifiers' targets, or the probes' with ``probe``.
+    """
     g = torch.Generator().manual_seed(seed)
     text = _text_matrix(plan, g)
     index, per_class = _per_class(plan, split)
     roles = _roles(plan, split, index)
-    published = PUBLISHED[dataset]
-    targets = (published[0] if seen_acc is None else seen_acc, published[1] if zsl_acc is None else zsl_acc)
     keys = [_name_key(seed, n) for n in plan.class_names]
     gen = LatentGenerator(text, dims, LatentParams(latent_dim=latent_dim), seed, keys)
-    cal = solve_params(gen, text, roles, *targets, seed=seed + 1)
+    cal = calibrate(gen, text, roles, dataset, seen_acc, zsl_acc, seed=seed + 1, probe=probe)
     gen.params = cal.params
     feat = root / "features" / method
     for stage in STAGES:
@@ -100,6 +101,9 @@ def write_latent_features(
 
 
 def calibration_note(cal: Calibration) -> str:
-    """One line for the synth report: targets, probe accuracies and the solved parameters."""
-    return (f"calibrated to seen {cal.seen_target:.2f} / ZSL {cal.zsl_target:.2f} %: probes {cal.seen_probe:.2f} / "
-            f"{cal.zsl_probe:.2f} at noise {cal.params.noise:.3f}, residual {cal.params.residual:.3f} (avood_core.data.latent)")
+    """One line for the synth report: targets, probe targets and accuracies, the solved parameters."""
+    how = (f"probe targets {cal.probe_targets[0]:.2f} / {cal.probe_targets[1]:.2f} from the measured transfer "
+           f"({', '.join(cal.mapped)})" if cal.mapped else "probe targets = targets (no measured transfer)")
+    return (f"calibrated to seen {cal.seen_target:.2f} / ZSL {cal.zsl_target:.2f} %: {how}; probes reached "
+            f"{cal.seen_probe:.2f} / {cal.zsl_probe:.2f} at noise {cal.params.noise:.3f}, residual {cal.params.residual:.3f} "
+            "(avood_core.data.latent)")
