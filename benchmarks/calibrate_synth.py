@@ -16,7 +16,7 @@ task (``make run``'s) the same way.
 
 ``--probe-zsl P`` (and ``--probe-seen``) calibrate the tree's ridge probe to ``P`` instead of
 turning the published target into a probe target: the (P, measured UC_acc) pairs at full epochs
-are the measured transfer lines in ``avood_core.data.latent.TRANSFER``.
+are the measured transfer curves in ``avood_core.data.latent.TRANSFER``.
 
 Not a unit test: full epochs take hours on a CPU. Prints a markdown table; ``--json`` writes one.
 """
@@ -79,6 +79,7 @@ def measure(dataset: str, profile: str, scale: float, seed: int, splits: Path | 
            "SC_acc": None, "UC_acc": None}
     started = time.perf_counter()
     for kind in kinds:
+        began = time.perf_counter()
         spec = config.component(kind)
         comp = registry.component_class(kind, spec.name)(spec.params)
         seed_everything(derive_seed(seed, kind))
@@ -91,6 +92,7 @@ def measure(dataset: str, profile: str, scale: float, seed: int, splits: Path | 
             part = test.subset(~is_seen)
             pred = comp.predict(part, task.unseen_classes, task.text)
             out["UC_acc"] = mean_class_accuracy(pred, part.labels, task.unseen_classes)
+        out[f"{kind}_s"] = round(time.perf_counter() - began, 1)
     out["train_s"] = round(time.perf_counter() - started, 1)
     return out
 

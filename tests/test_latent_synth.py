@@ -11,7 +11,7 @@ import torch
 
 from avood_core.errors import DataError
 from avood_core.data import latent
-from avood_core.data.latent import TransferLine, probe_targets, ridge_text_map
+from avood_core.data.latent import TransferCurve, probe_targets, ridge_text_map
 from avood_core.data.embedded import make_ucf_task, ucf_classes
 from avood_core.eval.metrics import mean_class_accuracy
 from avood_core.protocols import FitContext
@@ -88,14 +88,19 @@ def test_targets_default_to_the_published_ones_and_the_probes_hit_their_targets(
     assert abs(task.meta["seen_probe"] - seen_t) < 3 and abs(task.meta["zsl_probe"] - zsl_t) < 3
 
 
-def test_transfer_line_is_the_least_squares_line_and_inverts():
-    line = TransferLine.fit(((20.0, 14.0), (40.0, 26.0), (60.0, 38.0)))  # trained = 2 + 0.6 · probe
-    assert line.intercept == pytest.approx(2.0) and line.slope == pytest.approx(0.6) and line.points == 3
-    assert line.probe_for(28.21) == pytest.approx((28.21 - 2.0) / 0.6)
+def test_transfer_curve_interpolates_the_measured_pairs_and_inverts():
+    curve = TransferCurve.fit(((40.0, 22.0), (28.0, 18.0), (52.0, 25.0)))  # any order
+    assert curve.probes == (28.0, 40.0, 52.0)
+    assert curve.probe_for(18.0) == pytest.approx(28.0) and curve.probe_for(24.0) == pytest.approx(40.0 + 12.0 * 2 / 3)
+    assert curve.probe_for(28.0) == pytest.approx(52.0 + 3.0 * 12.0 / 3.0)  # past the last pair: the last segment extended
+    assert curve.probe_for(16.0) == pytest.approx(28.0 - 2.0 * 3.0)  # before the first: the first segment extended
+    noisy = TransferCurve.fit(((20.0, 10.0), (30.0, 14.0), (40.0, 13.0), (50.0, 20.0)))  # 14 then 13: seed noise
+    assert noisy.trained == (10.0, 13.5, 13.5, 20.0)  # pooled into a non-decreasing curve
+    assert noisy.probe_for(16.75) == pytest.approx(45.0)
     with pytest.raises(ValueError, match="two or more"):
-        TransferLine.fit(((20.0, 14.0),))
+        TransferCurve.fit(((20.0, 14.0),))
     with pytest.raises(ValueError, match="does not rise"):
-        TransferLine.fit(((20.0, 20.0), (40.0, 15.0))).probe_for(28.0)
+        TransferCurve.fit(((20.0, 20.0), (40.0, 15.0))).probe_for(28.0)
 
 
 def test_probe_targets_use_a_measured_line_only_where_there_is_one(monkeypatch):

@@ -26,10 +26,10 @@ monotone in their parameter by construction (common random numbers across the bi
 The knobs are the accuracies of the paper's *trained* classifiers at full epochs, not the probes'.
 The trained cross-attention embedding model transfers less from text than the ridge probe (on
 UCF's tree, a probe ZSL of 28.2 % gave a trained UC_acc of 18.1 %), so :func:`probe_targets` turns
-a trained target into a probe target through :data:`TRANSFER`, straight lines fitted to
-(probe target, trained accuracy) pairs measured at full epochs by ``benchmarks/calibrate_synth.py
---probe-zsl`` (table in docs/reproducing.md). A dataset or knob without a measured line keeps the
-probe target equal to the trained one, and the calibration note says so.
+a trained target into a probe target through :data:`TRANSFER`: rising curves through (probe
+target, trained accuracy) pairs measured at full epochs by ``benchmarks/calibrate_synth.py
+--probe-zsl`` (:class:`TransferCurve`; table in docs/reproducing.md). A dataset or knob without a
+measured curve keeps the probe target equal to the trained one, and the calibration note says so.
 """
 
 from __future__ import annotations
@@ -60,38 +60,57 @@ the real class splits and word2vec); the full table and commands are in docs/rep
 """
 
 
-@dataclass(frozen=True)
-class TransferLine:
-    """``trained ≈ intercept + slope · probe``, least squares over the measured pairs."""
+def _pool_adjacent_violators(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares (isotonic regression)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for v in values:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return [b[0] / b[1] for b in blocks for _ in range(int(b[1]))]
 
-    intercept: float
-    slope: float
-    points: int
+
+@dataclass(frozen=True)
+class TransferCurve:
+    """Trained accuracy as a rising piecewise-linear function of the probe target.
+
+    The measured pairs are made non-decreasing by isotonic regression (a trained accuracy is noisy
+    by a point or two from seed to seed), then interpolated; beyond the measured range the end
+    segments are extended. Inverting it gives the probe target for a trained target.
+    """
+
+    probes: tuple[float, ...]
+    trained: tuple[float, ...]
 
     @classmethod
-    def fit(cls, pairs: tuple[tuple[float, float], ...]) -> "TransferLine":
+    def fit(cls, pairs: tuple[tuple[float, float], ...]) -> "TransferCurve":
         if len(pairs) < 2:
-            raise ValueError("a transfer line needs two or more (probe, trained) pairs")
-        x = torch.tensor([p for p, _ in pairs], dtype=torch.float64)
-        y = torch.tensor([t for _, t in pairs], dtype=torch.float64)
-        xc = x - x.mean()
-        slope = float((xc * (y - y.mean())).sum() / (xc * xc).sum())
-        return cls(float(y.mean() - slope * x.mean()), slope, len(pairs))
+            raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
+        ordered = sorted(pairs)
+        return cls(tuple(p for p, _ in ordered), tuple(_pool_adjacent_violators([t for _, t in ordered])))
 
     def probe_for(self, trained: float) -> float:
-        """The probe target whose trained accuracy the line predicts to be ``trained``."""
-        if self.slope <= 0:
-            raise ValueError("the measured transfer line does not rise with the probe; remeasure it")
-        return (trained - self.intercept) / self.slope
+        """The probe target whose trained accuracy the curve gives as ``trained``."""
+        x, y = self.probes, self.trained
+        if y[-1] <= y[0]:
+            raise ValueError("the measured transfer curve does not rise with the probe; remeasure it")
+        # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
+        segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
+        i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
+        if trained < y[segs[0][0]]:
+            i, j = segs[0]
+        return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
 
 
 def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float, float, list[str]]:
-    """Probe targets for trained-classifier targets (percent), and which knobs had a measured line."""
+    """Probe targets for trained-classifier targets (percent), and which knobs had a measured curve."""
     out, mapped = [], []
     for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)):
         pairs = TRANSFER.get((dataset, knob), ())
         if len(pairs) >= 2:
-            out.append(min(99.0, max(1.0, TransferLine.fit(pairs).probe_for(target))))
+            out.append(min(99.0, max(1.0, TransferCurve.fit(pairs).probe_for(target))))
             mapped.append(knob)
         else:
             out.append(target)
@@ -296,7 +315,7 @@ class Calibration:
     seen_probe: float
     zsl_probe: float
     probe_targets: tuple[float, float] = (0.0, 0.0)
-    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferLine
+    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferCurve
 
 
 def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc: float, zsl_acc: float,
