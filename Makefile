@@ -5,19 +5,26 @@ VENV ?= .venv
 # The CPU build of PyTorch; override for a GPU machine, e.g. `make TORCH=torch run`.
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+BASE := $(VENV)/.avood-base
 STAMP := $(VENV)/.avood-installed
 
 .PHONY: setup run test clean
 
-$(STAMP): pyproject.toml Makefile
+# `make run` needs only the package; `make test` also installs the extras whose tests run in CI.
+$(BASE): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" "setuptools>=77" wheel
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,mlflow,tensorboard,ray]"
+	$(PIP) "$(TORCH)" "setuptools>=77" wheel
+	$(PIP) -e .
+	touch $(BASE)
+
+$(STAMP): $(BASE)
+	$(PIP) -e ".[test,mlflow,tensorboard,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-run: setup
+run: $(BASE)
 	$(VENV)/bin/avood run
 
 test: setup
