@@ -111,8 +111,6 @@ class TransferCurve:
         # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
         segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
         i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
-        if trained < y[segs[0][0]]:
-            i, j = segs[0]
         return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
 
 
