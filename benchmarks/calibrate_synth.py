@@ -54,9 +54,8 @@ def stage2_task(dataset: str, scale: float, seed: int, splits: Path | None, work
         return task, f"probe targets {m['probe_targets'][0]:.2f} / {m['probe_targets'][1]:.2f}, reached {m['seen_probe']:.2f} / {m['zsl_probe']:.2f}"
     from avood_core.data import load_benchmark, write_synthetic_tree
 
-    raw = probes != (None, None)
     report = write_synthetic_tree(workdir, dataset, scale=scale, seed=seed, splits_dir=splits, overwrite=True,
-                                  seen_acc=probes[0], zsl_acc=probes[1], probe_targets=raw)
+                                  seen_acc=probes[0], zsl_acc=probes[1], probe=probes != (None, None))
     note = next((n for n in report.notes if n.startswith("calibrated")), "")
     return load_benchmark(workdir, dataset).stage2, note
 

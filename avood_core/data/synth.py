@@ -145,7 +145,7 @@ def write_synthetic_tree(
     class_counts: tuple[int, int, int] | None = None,
     seen_acc: float | None = None,
     zsl_acc: float | None = None,
-    probe_targets: bool = False,
+    probe: bool = False,
 ) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
 
@@ -157,7 +157,7 @@ def write_synthetic_tree(
     unseen) classes instead of the dataset's, for tiny trees. ``seen_acc`` / ``zsl_acc``: the
     stage-2 accuracies (percent) the paper's seen MLP and embedding model should reach at full
     epochs (:mod:`avood_core.data.latent`; default: the dataset's published SC_acc / UC_acc, paper
-    Table 3); ``probe_targets``: take them as the probes' targets instead (to measure the transfer).
+    Table 3); ``probe``: take them as the probes' targets instead (to measure the transfer).
     """
     started = time.perf_counter()
     info = dataset_info(like)
@@ -196,7 +196,7 @@ def write_synthetic_tree(
         _write_class_split(tmp, plan)
         with one_torch_thread():
             cal = write_latent_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc,
-                                        probe_targets)
+                                        probe)
         text_dir = tmp / "features" / method / "text"
         text_dir.mkdir(parents=True, exist_ok=True)
         write_w2v(text_dir / info.w2v_file, plan.vectors)
