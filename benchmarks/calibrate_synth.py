@@ -119,7 +119,7 @@ def main() -> None:
                     help="folder with the real class splits and w2v (default: ../shared/avgzsl when present)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override as for `avood run --set`, e.g. unseen.epochs=8 (a stated reduced budget)")
-    ap.add_argument("--kinds", default="seen,unseen", help="which classifiers to train: seen, unseen or both")
+    ap.add_argument("--kinds", default="seen,unseen", help="which classifiers to train: seen, unseen, both (= seen,unseen)")
     ap.add_argument("--probe-seen", type=float, default=None, help="calibrate the seen probe to this (percent) instead")
     ap.add_argument("--probe-zsl", type=float, default=None, help="calibrate the ZSL ridge probe to this (percent) instead")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -127,9 +127,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    kinds = tuple(k.strip() for k in args.kinds.replace("both", "seen,unseen").split(",") if k.strip())
     if not kinds or set(kinds) - {"seen", "unseen"}:
-        raise SystemExit(f"--kinds: seen, unseen or both, got {args.kinds!r}")
+        raise SystemExit(f"--kinds: seen, unseen, both or seen,unseen; got {args.kinds!r}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="avood-calib-") as tmp:
         for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
