@@ -127,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    kinds = tuple(k.strip() for k in args.kinds.replace("both", "seen,unseen").split(",") if k.strip())
+    kinds = tuple(dict.fromkeys(k.strip() for k in args.kinds.replace("both", "seen,unseen").split(",") if k.strip()))
     if not kinds or set(kinds) - {"seen", "unseen"}:
         raise SystemExit(f"--kinds: seen, unseen, both or seen,unseen; got {args.kinds!r}")
     rows = []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import time
 from typing import Iterator
 
@@ -118,15 +119,22 @@ def op_results(threads: int) -> dict[str, Tensor]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _task():
+    """The embedded UCF-like task every fit trains on (built once)."""
+    from avood_core.data.embedded import make_ucf_task
+
+    return make_ucf_task(0, 0.2)
+
+
 def _fit(threads: int, steps: int, invariant: bool):
     """The UCF preset's unseen classifier after ``steps`` steps at ``threads`` threads, and its wall time."""
-    from avood_core.data.embedded import make_ucf_task
     from avood_core.protocols import FitContext
     from avood_core.registry import get_registry
     from avood_core.train.loops import seed_everything
 
     torch.set_num_threads(threads)
-    task = _fit.task = getattr(_fit, "task", None) or make_ucf_task(0, 0.2)  # type: ignore[attr-defined]
+    task = _task()
     ctx = FitContext(text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
                      device=torch.device("cpu"), seed=0, val=task.val)
     seed_everything(5)

@@ -70,7 +70,7 @@ TRANSFER: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {
 }
 """(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at full epochs) pairs, percent.
 
-Measured with ``benchmarks/calibrate_synth.py --profile paper --kinds unseen --probe-zsl P`` on
+Measured with ``benchmarks/calibrate_synth.py --profile paper --probe-zsl Z [--probe-seen S]`` on
 the ``avood data synth`` tree (seed 0, scale 1, the real class splits and word2vec); the table
 and commands are in docs/reproducing.md. ActivityNet's and VGGSound's zsl curves have two points
 each, one on either side of the published UC_acc (a point costs about 50 minutes on one core).
