@@ -7,8 +7,8 @@ the cross-attention classifier could take the freed core as a second intra-op th
 moment is set by the clock, so that is deterministic only if the training step gives the same
 bits at one and at two threads. This script measures:
 
-1. **Per op**, on the step's shapes (224 rows, 512 features): is the result at ``--threads``
-   bit-identical to one thread? Forward and backward of matmul, ``nn.Linear``, ``BatchNorm1d``
+1. **Per op**, on ``--rows`` x 512 inputs (112: one BatchNorm call of a ucf-preset step): is
+   the result at ``--threads`` bit-identical to one thread? Forward and backward of matmul, ``nn.Linear``, ``BatchNorm1d``
    and ``LayerNorm`` (training mode), the losses (``mse_loss``, ``triplet_margin_loss``),
    softmax and a full ``sum``.
 2. **Whole fits** of the UCF preset's unseen classifier (``--steps`` steps on the embedded
@@ -92,11 +92,11 @@ def invariant_norms(on: bool) -> Iterator[None]:
         nn.BatchNorm1d.forward, nn.LayerNorm.forward = _STOCK["bn"], _STOCK["ln"]  # type: ignore[method-assign]
 
 
-def op_results(threads: int) -> dict[str, Tensor]:
-    """Each probed op's outputs and gradients at ``threads`` threads, from fixed inputs."""
+def op_results(threads: int, rows: int) -> dict[str, Tensor]:
+    """Each probed op's outputs and gradients on ``rows`` x 512 inputs at ``threads`` threads."""
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
-    x, g = torch.randn(224, 512, generator=gen), torch.randn(224, 512, generator=gen)
+    x, g = torch.randn(rows, 512, generator=gen), torch.randn(rows, 512, generator=gen)
     w = torch.randn(512, 512, generator=gen) * 0.05
     out: dict[str, Tensor] = {"matmul": x @ w, "matmul x^T g": x.t() @ g, "softmax": torch.softmax(x, 1),
                               "sum(0)": g.sum(0), "sum() (one output)": x.sum()}
@@ -155,13 +155,15 @@ def _differences(a: dict[str, Tensor], b: dict[str, Tensor]) -> tuple[int, float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="the thread count compared with one thread")
+    ap.add_argument("--rows", type=int, default=112,
+                    help="rows of the per-op probe (112: one half of a ucf-preset batch, one BatchNorm call)")
     ap.add_argument("--steps", type=int, default=30, help="training steps of the whole-fit comparison")
     ap.add_argument("--timing-steps", type=int, default=100, help="extra steps timed per variant (0: no timing)")
     args = ap.parse_args()
     n = args.threads
-    one, many = op_results(1), op_results(n)
+    one, many = op_results(1, args.rows), op_results(n, args.rows)
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}; 1 vs {n} threads\n")
-    print(f"| op (224 x 512) | bit-identical at {n} threads |\n|---|---|")
+    print(f"| op ({args.rows} x 512) | bit-identical at {n} threads |\n|---|---|")
     for name in one:
         print(f"| {name} | {'yes' if torch.equal(one[name], many[name]) else 'no'} |")
     print(f"\n| norms | state tensors differing after {args.steps} steps | max abs difference |"
