@@ -99,7 +99,9 @@ class RunConfig(BaseModel):
         1, ge=1, le=3,
         description="Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
         "beside the generator, seen classifier and detector (3 also the seen classifier); each process gets "
-        "torch threads // jobs. Same results as jobs = 1 at that thread count (docs/performance.md).",
+        "torch threads // jobs; once the main process has fitted its own stages it computes half of each of the "
+        "unseen classifier's remaining steps (AVOOD_ASSIST=0: it waits). Same results as jobs = 1 at that thread "
+        "count (docs/performance.md).",
     )
     output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Experiment loggers and how often they hear step metrics.")

@@ -58,3 +58,13 @@ def run_copy(finished_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(finished_run[0], dst)
     return dst
+
+
+@pytest.fixture
+def torch_threads():
+    """``torch_threads(n)`` sets torch's intra-op threads for the test; the count before comes back after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)

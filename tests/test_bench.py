@@ -98,6 +98,15 @@ def test_idle_core_seconds_arithmetic():
     assert idle["main_wait_s"] == 4.0  # 10 s of fit, 6 s of the main process's own stages
 
 
+def test_assist_line_names_the_steps_and_when_it_began():
+    from avood_core.bench.report import assist_lines
+
+    (line,) = assist_lines({"stages": {"unseen": {"assist": {"steps": 120, "start_s": 12.5, "wall_s": 30.25}},
+                                       "seen": {"wall_s": 1.0}}})
+    assert "assisted the unseen worker from 12.5 s" in line and "negative half of 120 steps" in line
+    assert assist_lines({"stages": {"unseen": {"wall_s": 3.0}}}) == []
+
+
 def test_bench_precision_auto_reaches_only_the_components_that_take_it(tmp_path):
     from avood_core.bench.core import bench_config
     from avood_core.train.precision import resolve_precision

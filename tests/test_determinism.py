@@ -32,11 +32,8 @@ TINY_UNSEEN = dict(epochs=1, batches_per_epoch=3, batch_size=112, embed_dim=30, 
 
 
 @pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def two_threads(torch_threads):
+    torch_threads(2)
 
 
 def _fit(task, train: AVSamples) -> CrossAttentionClassifier:

@@ -64,6 +64,18 @@ def idle_lines(rec: dict[str, Any]) -> list[str]:
     return out
 
 
+def assist_lines(rec: dict[str, Any]) -> list[str]:
+    """When and how long the main process assisted a worker's fit (jobs = 2, avood_core.pipeline.assist)."""
+    out = []
+    for kind, row in rec.get("stages", {}).items():
+        a = row.get("assist") if isinstance(row, dict) else None
+        if a:
+            out.append(f"The main process assisted the {kind} worker from {_fmt(a['start_s'])} s into the fit for "
+                       f"{_fmt(a['wall_s'])} s, computing the negative half of {a['steps']} steps (same bits as one "
+                       "process). A scaled run's full-epochs figure for this stage assumes one process throughout.")
+    return out
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = ["# avood bench", "",
@@ -100,6 +112,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"fit took {_fmt(rec['fit_wall_s'])} s of wall time in all, and the full-epochs total counts the "
                      "longer of the two processes' paths."] if rec.get("jobs", 1) > 1 else []),
                   *idle_lines(rec),
+                  *assist_lines(rec),
                   f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
                   ""]
         if rec.get("profile_top_ops"):

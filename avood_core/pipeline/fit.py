@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from avood_core.callbacks import CallbackList, replay
+from avood_core.pipeline import assist
 from avood_core.pipeline import worker as parallel
 from avood_core.protocols import Component, FitContext
 from avood_core.stages import BY_KIND, FIT_ORDER, SYNTHETIC_FROM, WORKER_KINDS
@@ -94,11 +95,19 @@ class Scheduler:
         """Wait for ``kind``'s worker and take its fitted component, curves and logs."""
         pipe, ctx = self.pipe, self.ctx
         worker = self.workers.pop(kind)
+        comp = pipe.components[kind]
+        assisted = None
+        if callable(getattr(comp, "assist", None)) and assist.enabled() and torch.device(ctx.device).type == "cpu":
+            args = self.inputs(kind)
+            assisted = worker.help(lambda channel, tick: comp.assist(channel, *args, ctx, tick), ctx.progress, ctx.log)
         res = worker.result(ctx.progress)
         vars(pipe.components[kind]).update(vars(res.component))  # the caller's object is the fitted one
         pipe.worker_info[kind] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_mb": res.peak_rss_mb,
                                   "threads": self.threads, "start_s": worker.started - self.started,
                                   "end_s": time.perf_counter() - self.started}
+        if assisted is not None:
+            pipe.worker_info[kind]["assist"] = {**assisted, "start_s": round(worker.started - self.started
+                                                                          + assisted["start_s"], 3)}
         for line in res.logs:
             ctx.log(line)
         replay(res.events, ctx.callbacks)

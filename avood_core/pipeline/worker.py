@@ -46,6 +46,7 @@ from avood_core.errors import AvoodError
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
 JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
 PREFIX = "avood-"  # temporary folders: avood-<kind>-<random>
+SHM = "/dev/shm"  # where assist arenas go when it has room (avood_core.pipeline.assist.Arena.place)
 _PARENT_GONE = 3  # the worker's exit status when its parent died
 
 
@@ -138,6 +139,14 @@ def clean_stale(root: str | Path | None = None) -> list[Path]:
         if pids and not any(_alive(pid) for pid in pids):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
+    for arena in Path(SHM).glob(f"{PREFIX}*-{PREFIX}*") if root is None else ():  # assist arenas (pid of their creator)
+        try:
+            pid = int(arena.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if not _alive(pid):
+            arena.unlink(missing_ok=True)
+            removed.append(arena)
     return removed
 
 
@@ -172,13 +181,20 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
         torch.set_num_threads(job.threads)
         logs: list[str] = []
         *head, ctx = job.args
-        ctx = dataclasses.replace(ctx, log=logs.append,
+        from avood_core.pipeline.assist import Offer
+
+        offer = Offer.open(folder)
+        ctx = dataclasses.replace(ctx, log=logs.append, assist=offer,
                                   progress=lambda total, desc: _CounterTracker(folder / PROGRESS, total))
         recorder = EventRecorder()
         ctx.callbacks.callbacks.append(recorder)
         seed_everything(derive_seed(job.seed, job.kind))
         wall, cpu = time.perf_counter(), time.process_time()
-        job.component.fit(*head, ctx)
+        try:
+            job.component.fit(*head, ctx)
+        finally:
+            if offer is not None:
+                offer.close()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         message: tuple = ("ok", WorkerResult(job.component, wall, cpu, peak_rss_mb(), logs, recorder.events))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
@@ -211,6 +227,8 @@ class Worker:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
         self.started = time.perf_counter()
+        self._tracker: Any = None
+        self._shown = 0
 
     def _progress(self) -> tuple[int, int]:
         try:
@@ -219,23 +237,59 @@ class Worker:
         except (OSError, ValueError):
             return 0, 0
 
+    def _show(self, progress: Callable[[int, str], Any] | None) -> None:
+        """Advance the parent's progress bar to the worker's step counter."""
+        done, total = self._progress()
+        if progress is not None and total:
+            self._tracker = self._tracker or progress(total, f"{self.kind} (worker)")
+            self._tracker.update(max(0, done - self._shown))
+            self._shown = max(self._shown, done)
+
+    def help(self, serve: Callable[[Any, Callable[[], None]], int], progress: Callable[[int, str], Any] | None = None,
+             log: Callable[[str], None] = lambda message: None) -> dict | None:
+        """Lend this process to the worker's fit (avood_core.pipeline.assist) until it ends.
+
+        ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound; it
+        returns the number of steps it computed half of. Returns ``{"steps", "start_s", "wall_s"}``,
+        or None when the worker offers no assistance. A failure here is logged, not raised: the
+        worker then finishes alone, with the same result.
+        """
+        from avood_core.pipeline.assist import PartnerGone, connect
+
+        channel = connect(self.folder)
+        while channel is None and self._proc.poll() is None and not (self.folder / PROGRESS).exists():
+            time.sleep(0.05)  # the worker is still loading its job; it opens its offer before its fit starts
+            channel = connect(self.folder)
+        if channel is None:
+            return None
+        start, last = time.perf_counter(), 0.0
+
+        def tick() -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if now - last >= 0.2:
+                last = now
+                self._show(progress)
+
+        steps = 0
+        try:
+            steps = serve(channel, tick)
+        except PartnerGone:
+            pass  # the worker finished or died: result() tells which
+        except Exception as exc:  # noqa: BLE001 - the worker goes on alone
+            log(f"{self.kind}: the main process stopped assisting its worker ({type(exc).__name__}: {exc}); "
+                "the worker finishes alone, with the same result")
+        finally:
+            channel.close()
+        return {"steps": steps, "start_s": start - self.started, "wall_s": time.perf_counter() - start}
+
     def result(self, progress: Callable[[int, str], Any] | None = None) -> WorkerResult:
         """Wait for the fit (showing its progress when ``progress`` is given) and return it."""
-        tracker, shown = None, 0
-
-        def show() -> None:
-            nonlocal tracker, shown
-            done, total = self._progress()
-            if progress is not None and total:
-                tracker = tracker or progress(total, f"{self.kind} (worker)")
-                tracker.update(max(0, done - shown))
-                shown = max(shown, done)
-
         try:
             while self._proc.poll() is None:
-                show()
+                self._show(progress)
                 time.sleep(0.2)
-            show()  # the last steps
+            self._show(progress)  # the last steps
             try:
                 message = pickle.loads((self.folder / RESULT).read_bytes())
             except (OSError, EOFError, pickle.UnpicklingError):
@@ -244,8 +298,8 @@ class Worker:
                     "finishing (killed, or out of memory?); rerun with jobs = 1 to fit it in the main process"
                 ) from None
         finally:
-            if tracker is not None:
-                tracker.close()
+            if self._tracker is not None:
+                self._tracker.close()
             self.stop()
         if message[0] == "ok":
             return message[1]

@@ -119,6 +119,23 @@ def autocast(device: torch.device | str, precision: str):
 
 
 _WORDS = 4  # 16-bit draws per int64 random word
+_drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
+
+
+def words_drawn() -> int:
+    """How many int64 random words :func:`keep_mask` has drawn from the CPU generator so far.
+
+    A fit that splits one step over two processes (avood_plugins.unseen._halves) counts a
+    forward's draws with it, so that the other process can skip exactly as many
+    (:func:`skip_words`) and draw the masks a one-process step would draw next.
+    """
+    return _drawn
+
+
+def skip_words(n: int) -> None:
+    """Advance the CPU generator past ``n`` of :func:`keep_mask`'s words (bit-exact: the draws are serial)."""
+    if n > 0:
+        torch.empty(n, dtype=torch.int64).random_(-(2**63), None)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
@@ -132,7 +149,10 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     n = 1
     for s in shape:
         n *= int(s)
+    global _drawn
     words = torch.empty((n + _WORDS - 1) // _WORDS, dtype=torch.int64, device=device)
+    if words.device.type == "cpu":
+        _drawn += words.numel()
     words.random_(-(2**63), None)
     lanes = words.view(torch.int16)[:n].view(shape)
     threshold = int(round(p * 65536)) - 32768  # lanes are uniform on [-32768, 32767]

@@ -29,7 +29,7 @@ ablates the subsets). Prediction: the nearest candidate class by Euclidean dista
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,7 @@ from avood_core.task import AVSamples
 from avood_core.train.loops import check_finite, other_class_samples
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
 from avood_plugins.unseen._avca_net import AVCANet
+from avood_plugins.unseen._halves import LeaderStep, serve
 from avood_plugins.unseen._joint_embedding import embedding_fit_inputs
 
 _CHUNK = 4096  # samples per inference forward pass
@@ -51,6 +52,19 @@ _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9
 _LOG_EVERY = 25  # steps between loss readouts on the progress bar (each one syncs the device)
 
 NegativeTerm = Literal["trip", "rec", "reg"]
+
+
+def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor, idx: Tensor,
+                 precision: str) -> tuple[dict[str, Tensor], Tensor]:
+    """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call (one BatchNorm batch)."""
+    classes, inverse = torch.unique(labels[idx], return_inverse=True)
+    table = text[classes]
+    with autocast(audio.device, precision):
+        # text as a per-class table: W_proj's first Linear runs once per class
+        out = net(audio[idx], video[idx], table, text_rows=inverse)
+    if precision == "bf16":  # losses in fp32
+        out = {k: v.float() for k, v in out.items()}
+    return out, table[inverse]
 
 
 def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
@@ -201,9 +215,15 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
         trainable = [q for q in net.parameters() if q.requires_grad]  # excludes frozen positions (compat)
         opt = adam(trainable, lr=p.lr, weight_decay=p.weight_decay)
-        negative = set(p.negative_terms)
         b = p.batch_size
+        precision = self.precision_used or "fp32"
 
+        def forward(net: nn.Module, idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+            return half_forward(net, audio, video, labels, text_dev, idx, precision)
+
+        step_grads = LeaderStep(net, trainable, forward, self._losses, lambda idx: text_dev[labels[idx]], precision,
+                                offer=ctx.assist if torch.device(dev).type == "cpu" else None,
+                                hello={"dims": dict(self.dims), "precision": precision}, log=ctx.log, label=label)
         bar = ctx.track(p.epochs * p.batches_per_epoch, "unseen")
         stats = self.stats  # samples: positives + negatives
         stats.reset()
@@ -214,30 +234,16 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                 for step in range(p.batches_per_epoch):
                     pos = sampler.sample(b)
                     idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
-                    s_pos, t_pos = self._forward(net, audio, video, labels, text_dev, idx[:b])
-                    s_neg, t_neg = self._forward(net, audio, video, labels, text_dev, idx[b:])
-                    trip = trip_loss(s_pos, s_neg, p.margin, p.decoder_triplets)
-                    rec = rec_loss(s_pos, t_pos)
-                    reg = reg_loss(s_pos)
-                    if "trip" in negative:
-                        trip = trip + trip_loss(s_neg, s_pos, p.margin, p.decoder_triplets)
-                    if "rec" in negative:
-                        rec = rec + rec_loss(s_neg, t_neg)
-                    if "reg" in negative:
-                        reg = reg + reg_loss(s_neg)
-                    loss = trip + rec + reg
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    terms = step_grads(idx, b)
                     opt.step()
                     stats.steps += 1
                     stats.samples += len(idx)
-                    terms = torch.stack([loss, trip, rec, reg]).detach()
                     sums += terms
                     if ctx.callbacks.step_due(stats.steps):
                         ctx.callbacks.on_step("unseen", stats.steps, {**dict(zip(_TERMS, terms.tolist())),
                                                                      "lr": opt.param_groups[0]["lr"]})
                     if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
-                        value = loss.detach()
+                        value = terms[0]
                         check_finite(value, label, epoch + 1)
                         bar.update(1, loss=float(value))
                     else:
@@ -249,7 +255,11 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
                                      "lr": opt.param_groups[0]["lr"]})
                 ctx.callbacks.on_epoch("unseen", epoch, stats.history[-1])
         finally:
+            step_grads.close()
             bar.close()
+        if step_grads.split_steps:
+            ctx.log(f"{label}: the main process computed the negative half of {step_grads.split_steps} of "
+                    f"{stats.steps} steps (jobs = 2, same result as one process)")
         net.eval()
         last = stats.history[-1]
         ctx.log(f"{label}: final loss {last['loss']:.4g} (trip {last['trip']:.4g}, "
@@ -257,17 +267,39 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
         self.fitted = True
         return self
 
-    def _forward(self, net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor,
-                 idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call."""
-        classes, inverse = torch.unique(labels[idx], return_inverse=True)
-        table = text[classes]
-        with autocast(audio.device, self.precision_used or "fp32"):
-            # text as a per-class table: W_proj's first Linear runs once per class
-            out = net(audio[idx], video[idx], table, text_rows=inverse)
-        if self.precision_used == "bf16":  # losses in fp32
-            out = {k: v.float() for k, v in out.items()}
-        return out, table[inverse]
+    def _losses(self, s_pos: Mapping[str, Tensor], t_pos: Tensor, s_neg: Mapping[str, Tensor], t_neg: Tensor) -> Tensor:
+        """``[L, trip, rec, reg]`` of one step (eq. 6-9): L⁺ plus the terms of L⁻ in ``negative_terms``."""
+        p, negative = self.params, set(self.params.negative_terms)
+        trip = trip_loss(s_pos, s_neg, p.margin, p.decoder_triplets)
+        rec = rec_loss(s_pos, t_pos)
+        reg = reg_loss(s_pos)
+        if "trip" in negative:
+            trip = trip + trip_loss(s_neg, s_pos, p.margin, p.decoder_triplets)
+        if "rec" in negative:
+            rec = rec + rec_loss(s_neg, t_neg)
+        if "reg" in negative:
+            reg = reg + reg_loss(s_neg)
+        return torch.stack([trip + rec + reg, trip, rec, reg])
+
+    def assist(self, channel: Any, train: AVSamples, text: Tensor, ctx: FitContext,
+               tick: Callable[[], None] = lambda: None) -> int:
+        """Compute the negative half of a worker's remaining steps (``jobs = 2``, avood_core.pipeline.assist).
+
+        Runs in the main process while this component's fit runs in the worker; the fit's result
+        is the same bits as without it (:mod:`avood_plugins.unseen._halves`). Returns the steps served.
+        """
+        text = torch.as_tensor(text, dtype=torch.float32)
+
+        def setup(hello: dict[str, Any]) -> tuple[nn.Module, Any]:
+            net, precision = self.make_net(**hello["dims"]), hello["precision"]
+
+            def forward(net: nn.Module, idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+                return half_forward(net, train.audio, train.video, train.labels, text, idx, precision)
+
+            return net, forward, self._losses, lambda idx: text[train.labels[idx]]
+
+        with torch.random.fork_rng(devices=[]):  # the partner sets the generator each step; ours is kept
+            return serve(channel, setup, tick)
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
