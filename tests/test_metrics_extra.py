@@ -49,6 +49,16 @@ def test_tpr_fpr_at_threshold_hand_computed():
     assert np.isnan(metrics.fpr_at_threshold(ood, np.ones(6, dtype=bool), 0.5))
 
 
+def test_a_branch_with_no_correct_clip_scores_exactly_zero_not_minus_rounding():
+    """Every clip routed to the branch that misses it: the running sum cancels to 0, never below."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 68)
+    out = {"labels": labels, "score": rng.random(68), "seen_pred": labels + 100, "unseen_pred": labels,
+           "seen_classes": np.arange(3), "unseen_classes": np.arange(3, 7)}
+    sweep = metrics.threshold_sweep(out, [2.0])  # every clip to the seen branch, which misses all
+    assert sweep["U"][0] == 0.0 and sweep["S"][0] == 0.0 and sweep["HM"][0] == 0.0
+
+
 def test_threshold_sweep_hand_computed():
     sweep = metrics.threshold_sweep(_toy_outputs(), [0.0, 0.5, 1.0])
     # t = 0: all routed unseen -> S = 0, U = (100 + 100) / 2, TPR = FPR = 0

@@ -177,8 +177,10 @@ def sweep_thresholds(ood_score, n: int = 200, include: Iterable[float] = ()) -> 
 def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, thresholds):
     """Mean per-class accuracy (percent) of the samples in ``group`` at every threshold.
 
-    With w_i = 1 / (|present classes| · n_{y_i}), acc(t) = Σ_i w_i·hu_i + Σ_{i: score_i < t}
-    w_i·(hs_i − hu_i): a cumulative sum over the group's samples sorted by score.
+    With w_i = 1 / (|present classes| · n_{y_i}) and the group's samples sorted by score,
+    acc(t) = Σ_{i: score_i < t} w_i·hs_i + Σ_{i: score_i ≥ t} w_i·hu_i: a prefix sum plus a
+    suffix sum of non-negative terms, so a branch without a hit scores exactly 0 (a running
+    sum of differences left ±1e-14 there).
     """
     if not group.any():
         return np.full(len(thresholds), np.nan)
@@ -187,9 +189,10 @@ def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, threshold
     w = 1.0 / (len(classes) * counts[inverse])
     hs, hu, sc = hit_if_seen[group], hit_if_unseen[group], score[group]
     order = np.argsort(sc, kind="mergesort")
-    gain = np.r_[0.0, np.cumsum((w * (hs.astype(float) - hu))[order])]
+    seen_hits = np.r_[0.0, np.cumsum((w * hs)[order])]  # of the first k (score < t: seen branch)
+    unseen_hits = np.r_[np.cumsum((w * hu)[order][::-1])[::-1], 0.0]  # of the rest (unseen branch)
     k = np.searchsorted(sc[order], thresholds, side="left")  # how many have score < t
-    return 100.0 * (float(np.sum(w * hu)) + gain[k])
+    return 100.0 * (seen_hits[k] + unseen_hits[k])
 
 
 def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
