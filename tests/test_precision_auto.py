@@ -85,14 +85,14 @@ def test_auto_only_where_it_is_offered():
         MLPSeenClassifier({"precision": "auto"})
 
 
-def test_auto_is_the_default_of_the_two_matmul_heavy_components_only():
-    """Issue 19's check passed (HM of auto within one fp32 standard deviation over 10 seeds on two
-    UCF-shaped tasks, docs/performance.md): the generator and the unseen classifier default to it."""
+def test_fp32_stays_every_components_default():
+    """Issue 19's check: auto's HM is within one fp32 std over 10 seeds at the quick profile, but the one
+    full-epoch pair on the current recipe was 5.5 points lower (docs/performance.md): auto stays opt-in."""
     from avood_plugins.detectors.entropy import EntropyDetector
     from avood_plugins.seen.mlp import MLPSeenClassifier
 
-    assert WGANGP().params.precision == "auto" and CrossAttentionClassifier().params.precision == "auto"
-    assert MLPSeenClassifier().params.precision == "fp32" and EntropyDetector().params.precision == "fp32"
+    for cls in (WGANGP, CrossAttentionClassifier, MLPSeenClassifier, EntropyDetector):
+        assert cls().params.precision == "fp32", cls.__name__
 
 
 # -- through the components -----------------------------------------------------------------

@@ -93,7 +93,7 @@ class WGANGPParams(FusionParams):
             "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis."
         ),
     )
-    precision: AutoPrecision = Field("auto", description=AUTO_PRECISION_HELP)
+    precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
 
 class WGANGPNet(nn.Module):

@@ -151,7 +151,7 @@ class CrossAttentionParams(FusionParams):
             "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
         ),
     )
-    precision: AutoPrecision = Field("auto", description=AUTO_PRECISION_HELP)
+    precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
     @field_validator("negative_terms")
     @classmethod
