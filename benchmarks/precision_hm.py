@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 from avood_core.train.precision import native_bf16
+from avood_core.util.io import atomic_write_text
 
 PRECISIONS = ("fp32", "auto")
 
@@ -102,9 +102,7 @@ def main() -> None:
                 print(f"{tree} seed {seed} {prec}: HM {row['HM']:.2f} (S {row['S']:.2f}, U {row['U']:.2f}) "
                       f"in {row['wall_s']} s", flush=True)
     text = table(list(done.values()))
-    tmp = args.out / "table.md.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, args.out / "table.md")
+    atomic_write_text(args.out / "table.md", text)
     print(text)
 
 

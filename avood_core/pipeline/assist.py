@@ -107,6 +107,11 @@ class Channel:
 Spec = tuple[str, tuple[int, ...]]
 
 
+def _nbytes(spec: Spec) -> int:
+    dtype, shape = spec
+    return torch.Size(shape).numel() * torch.empty((), dtype=getattr(torch, dtype)).element_size()
+
+
 class Arena:
     """Tensors in one shared memory-mapped file, one slot per ``(dtype, shape)`` spec.
 
@@ -117,12 +122,9 @@ class Arena:
     def __init__(self, path: Path, specs: Sequence[Spec], create: bool) -> None:
         self.path, self.specs = path, list(specs)
         offsets, total = [], 0
-        for dtype, shape in self.specs:
+        for spec in self.specs:
             offsets.append(total)
-            n = torch.empty((), dtype=getattr(torch, dtype)).element_size()
-            for s in shape:
-                n *= int(s)
-            total += -(-n // _ALIGN) * _ALIGN
+            total += -(-_nbytes(spec) // _ALIGN) * _ALIGN
         self.size = max(total, _ALIGN)
         if create:
             with open(path, "wb") as fh:
@@ -132,9 +134,7 @@ class Arena:
         base = torch.frombuffer(self._map, dtype=torch.uint8)
         self.tensors: list[Tensor] = []
         for (dtype, shape), at in zip(self.specs, offsets):
-            dt = getattr(torch, dtype)
-            n = torch.Size(shape).numel() * torch.empty((), dtype=dt).element_size()
-            self.tensors.append(base[at:at + n].view(dt).view(shape))
+            self.tensors.append(base[at:at + _nbytes((dtype, shape))].view(getattr(torch, dtype)).view(shape))
 
     @staticmethod
     def place(folder: Path, name: str, size_hint: int) -> Path:

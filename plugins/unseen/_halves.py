@@ -128,12 +128,17 @@ class LeaderStep:
             self.log(f"{self.label}: the main process could not assist ({exc}); training on alone")
             channel.close()
 
-    def drop(self, why: str) -> None:
+    def _end(self) -> None:
+        """Parameters back in this process's memory, channel closed, no partner."""
         if self.partner is not None:
-            self.log(f"{self.label}: the main process stopped assisting ({why}); training on alone, same result")
             self.partner.release()
             self.partner.channel.close()
             self.partner = None
+
+    def drop(self, why: str) -> None:
+        if self.partner is not None:
+            self.log(f"{self.label}: the main process stopped assisting ({why}); training on alone, same result")
+        self._end()
 
     def close(self) -> None:
         """End the assistance (tell the partner) and keep the parameters in this process's memory."""
@@ -142,9 +147,7 @@ class LeaderStep:
                 self.partner.channel.send("done", self.split_steps)
             except PartnerGone:
                 pass
-            self.partner.release()
-            self.partner.channel.close()
-            self.partner = None
+        self._end()
         if self.offer is not None:
             self.offer.close()
             self.offer = None
