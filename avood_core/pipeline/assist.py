@@ -136,6 +136,11 @@ class Arena:
         for (dtype, shape), at in zip(self.specs, offsets):
             self.tensors.append(base[at:at + _nbytes((dtype, shape))].view(getattr(torch, dtype)).view(shape))
 
+    @classmethod
+    def create(cls, folder: Path, name: str, specs: Sequence[Spec]) -> "Arena":
+        """A new arena for ``specs``, placed by :meth:`place` (its file name is ``name``, prefixed there)."""
+        return cls(cls.place(folder, name, sum(_nbytes(spec) for spec in specs)), specs, create=True)
+
     @staticmethod
     def place(folder: Path, name: str, size_hint: int) -> Path:
         """Where to create an arena of about ``size_hint`` bytes: ``/dev/shm`` when it has twice that free."""

@@ -65,8 +65,7 @@ class _Partner:
                  hello: dict[str, Any]) -> None:
         self.channel, self.params, self.trainable = channel, list(net.parameters()), trainable
         specs = [spec_of(p) for p in self.params] + [spec_of(p) for p in trainable]
-        size = sum(p.numel() * p.element_size() for p in self.params + trainable)
-        self.arena = Arena(Arena.place(folder, "assist.arena", size), specs, create=True)
+        self.arena = Arena.create(folder, "assist.arena", specs)
         try:
             for p, view in zip(self.params, self.arena.tensors):
                 view.copy_(p.detach())
@@ -144,7 +143,7 @@ class LeaderStep:
         """End the assistance (tell the partner) and keep the parameters in this process's memory."""
         if self.partner is not None:
             try:
-                self.partner.channel.send("done", self.split_steps)
+                self.partner.channel.send("done")
             except PartnerGone:
                 pass
         self._end()
@@ -230,9 +229,11 @@ class _Activations:
     """The per-step arena the partner creates at its first step: outputs of both halves, idx⁻'s BatchNorm inputs."""
 
     def __init__(self, meta: dict[str, Any], create: bool) -> None:
-        self.meta, self.keys, self.bn_index = meta, list(meta["keys"]), list(meta["bn_index"])
+        self.keys, self.bn_index = list(meta["keys"]), list(meta["bn_index"])
         n = len(self.keys)
-        self.arena = Arena(Path(meta["path"]), meta["specs"], create=create)
+        self.arena = Arena.create(Path(meta["folder"]), meta["name"], meta["specs"]) if create \
+            else Arena(Path(meta["path"]), meta["specs"], create=False)
+        self.meta = {**meta, "path": str(self.arena.path)}
         views = self.arena.tensors
         self.out_neg = dict(zip(self.keys, views[:n]))
         self.out_pos = dict(zip(self.keys, views[n:2 * n]))
@@ -241,9 +242,8 @@ class _Activations:
     @classmethod
     def build(cls, folder: Path, outs: dict[str, Tensor], bn: list[tuple[int, Tensor]]) -> "_Activations":
         specs = [spec_of(t) for t in outs.values()] * 2 + [spec_of(x) for _, x in bn]
-        size = 2 * sum(t.numel() * t.element_size() for t in outs.values()) + sum(x.numel() * x.element_size() for _, x in bn)
-        path = Arena.place(folder, f"assist-{os.getpid()}.acts", size)
-        return cls({"path": str(path), "specs": specs, "keys": list(outs), "bn_index": [i for i, _ in bn]}, create=True)
+        return cls({"folder": str(folder), "name": f"assist-{os.getpid()}.acts", "specs": specs, "keys": list(outs),
+                    "bn_index": [i for i, _ in bn]}, create=True)
 
     def fits(self, outs: dict[str, Tensor], bn: list[tuple[int, Tensor]] | None = None) -> bool:
         """Whether this step's tensors have the layout of the first one."""
