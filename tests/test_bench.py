@@ -107,6 +107,24 @@ def test_assist_line_names_the_steps_and_when_it_began():
     assert assist_lines({"stages": {"unseen": {"wall_s": 3.0}}}) == []
 
 
+def test_assisted_full_wall_joins_when_the_main_paths_full_epochs_end():
+    """Scaled x0.1: the worker steps alone at 10/s until the main path's full-epochs end, then at 20/s."""
+    from avood_core.bench.core import assisted_full_wall
+
+    rows = {"load": {"wall_s": 1.0, "full_wall_s": 1.0},
+            "generator": {"wall_s": 8.0, "full_wall_s": 80.0},
+            "unseen": {"wall_s": 10.0, "steps": 150, "epochs_factor": 0.1, "full_wall_s": 100.0, "worker_end_s": 10.5,
+                       "assist": {"steps": 50, "start_s": 8.5, "wall_s": 2.5}}}
+    # alone: 100 steps in 7.5 s; together: 50 in 2.5 s. Full: 1,500 steps; the main process joins at
+    # 80 + (8.5 - 8) - 0.5 = 80 s into the worker's fit, after 80 x 13.33 steps; the rest at 20/s.
+    solo = 100 / 7.5
+    assert assisted_full_wall(rows["unseen"], rows) == pytest.approx(80 + (1500 - 80 * solo) / 20)
+    rows["generator"]["full_wall_s"] = 200.0  # a main path longer than the worker's whole fit: no assistance
+    assert assisted_full_wall(rows["unseen"], rows) == pytest.approx(1500 / solo)
+    rows["unseen"]["assist"] = {"steps": 150, "start_s": 0.5, "wall_s": 10.0}  # assisted throughout: no solo rate
+    assert assisted_full_wall(rows["unseen"], rows) == 100.0
+
+
 def test_bench_precision_auto_reaches_only_the_components_that_take_it(tmp_path):
     from avood_core.bench.core import bench_config
     from avood_core.train.precision import resolve_precision

@@ -246,7 +246,33 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         row["full_wall_s"] = row["wall_s"] / f
         row["full_cpu_s"] = row["cpu_s"] / f if row["cpu_s"] is not None else None
         rows[name] = row
+    for row in rows.values():
+        if row.get("assist") and row["epochs_factor"] != 1.0:
+            row["full_wall_s"] = assisted_full_wall(row, rows)
     return rows
+
+
+def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
+    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
+
+    Dividing the scaled wall by the epochs factor would keep the scaled run's share of assisted
+    steps; at full epochs the main process joins when *its* full-epochs path ends, which moves
+    when the stages' factors differ. So: the worker steps alone at its measured solo rate until
+    then (the main chain's full-epochs wall plus the measured gap between that chain's end and
+    the join), and at the measured assisted rate after it.
+    """
+    a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
+    solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
+    if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:
+        return row["full_wall_s"]  # no rate to extrapolate one of the phases from
+    main = [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
+    fit_start = row["worker_end_s"] - row["wall_s"]
+    join = sum(r["full_wall_s"] for r in main) + a["start_s"] - sum(r["wall_s"] for r in main) - fit_start
+    solo_rate, pair_rate, total = solo_steps / solo_s, a["steps"] / a["wall_s"], steps / f
+    if total <= solo_rate * join:
+        return total / solo_rate
+    join = max(join, 0.0)
+    return join + (total - solo_rate * join) / pair_rate
 
 
 def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:

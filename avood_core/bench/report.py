@@ -72,7 +72,8 @@ def assist_lines(rec: dict[str, Any]) -> list[str]:
         if a:
             out.append(f"The main process assisted the {kind} worker from {_fmt(a['start_s'])} s into the fit for "
                        f"{_fmt(a['wall_s'])} s, computing the negative half of {a['steps']} steps (same bits as one "
-                       "process). A scaled run's full-epochs figure for this stage assumes one process throughout.")
+                       "process). In a scaled run this stage's full-epochs figure has the worker step alone at its measured "
+                       "rate until the main process's full-epochs path ends and at the assisted rate after it.")
     return out
 
 
