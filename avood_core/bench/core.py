@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.bench.meter import STAGES, Meter, StageMeter, idle_cores, machine_info, precision_of, usable_cores
+from avood_core.bench.extrapolate import FIT_STAGES, assisted_full_wall, scale_epochs, span
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
-from avood_core.stages import FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
-FIT_STAGES = FIT_ORDER
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
 # Paper §4.2 / reference configs, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
@@ -115,40 +114,6 @@ def _accepts(kind: str, name: str, precision: str) -> bool:
     return field_ is not None and "auto" in str(field_.annotation)
 
 
-def scale_epochs(config, factor: float):
-    """Scale each component's training length by ``factor``; returns (config, exact factor per kind).
-
-    A component with ``epochs`` and ``batches_per_epoch`` keeps ``round(epochs * f)`` epochs
-    (at least 1) and takes the batches per epoch that bring the total closest to ``f`` times
-    the full total; one with ``epochs`` alone scales its epochs (at least 1). The exact factor
-    (steps run / full steps) is what extrapolation divides by.
-    """
-    from avood_core.config import resolve
-
-    factors: dict[str, float] = {}
-    if factor == 1.0:
-        return config, {k: 1.0 for k in FIT_STAGES}
-    update = {}
-    for kind in FIT_STAGES:
-        spec = config.component(kind)
-        params = dict(spec.params)
-        if "epochs" not in params:
-            factors[kind] = 1.0
-            continue
-        epochs = int(params["epochs"])
-        new_epochs = max(1, round(epochs * factor))
-        if "batches_per_epoch" in params:
-            bpe = int(params["batches_per_epoch"])
-            new_bpe = max(1, round(epochs * bpe * factor / new_epochs))
-            params["batches_per_epoch"] = new_bpe
-            factors[kind] = new_epochs * new_bpe / (epochs * bpe)
-        else:
-            factors[kind] = new_epochs / epochs
-        params["epochs"] = new_epochs
-        update[kind] = spec.model_copy(update={"params": params})
-    return resolve(config.model_copy(update=update)), factors
-
-
 # -- trees ----------------------------------------------------------------------------------------
 
 def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
@@ -212,21 +177,6 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
     return fit_wall, fit_cpu
 
 
-def _span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
-    """(measured, full-epochs) wall of one fitted stage set: load + fit + evaluation, workers overlapping.
-
-    The fit's full-epochs wall is the longer of the main process's chain (its stages in
-    sequence) and each worker's path (start offset and transfer overhead + its extrapolated fit).
-    """
-    outer = [r for n, r in rows.items() if n in ("load", "evaluation")]
-    workers = [r for r in rows.values() if "worker_end_s" in r]
-    main = [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
-    full_fit = max([sum(r["full_wall_s"] for r in main)]
-                   + [r["worker_end_s"] - r["wall_s"] + r["full_wall_s"] for r in workers])
-    measured = sum(r["wall_s"] for r in outer) + fit_wall
-    return measured, sum(r["full_wall_s"] for r in outer) + full_fit
-
-
 def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, dict[str, Any]]:
     rows = {}
     for name in STAGES:
@@ -250,29 +200,6 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         if row.get("assist") and row["epochs_factor"] != 1.0:
             row["full_wall_s"] = assisted_full_wall(row, rows)
     return rows
-
-
-def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
-    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
-
-    Dividing the scaled wall by the epochs factor would keep the scaled run's share of assisted
-    steps; at full epochs the main process joins when *its* full-epochs path ends, which moves
-    when the stages' factors differ. So: the worker steps alone at its measured solo rate until
-    then (the main chain's full-epochs wall plus the measured gap between that chain's end and
-    the join), and at the measured assisted rate after it.
-    """
-    a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
-    solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
-    if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:
-        return row["full_wall_s"]  # no rate to extrapolate one of the phases from
-    main = [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
-    fit_start = row["worker_end_s"] - row["wall_s"]
-    join = sum(r["full_wall_s"] for r in main) + a["start_s"] - sum(r["wall_s"] for r in main) - fit_start
-    solo_rate, pair_rate, total = solo_steps / solo_s, a["steps"] / a["wall_s"], steps / f
-    if total <= solo_rate * join:
-        return total / solo_rate
-    join = max(join, 0.0)
-    return join + (total - solo_rate * join) / pair_rate
 
 
 def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -312,12 +239,12 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test), sync)
     total = time.perf_counter() - started
     rows = _stage_rows(meter, pipeline, factors)
-    stage_total, full_total = _span(rows, fit_wall)
+    stage_total, full_total = span(rows, fit_wall)
     full_cpu = sum(r["full_cpu_s"] or 0.0 for r in rows.values())
     cpu_total = sum(r["cpu_s"] or 0.0 for r in rows.values())
     if "stage1" in protocol:
         s1 = protocol["stage1"]["stages"]
-        measured1, full1 = _span(s1, protocol["stage1"]["fit_wall_s"])
+        measured1, full1 = span(s1, protocol["stage1"]["fit_wall_s"])
         stage_total += measured1
         full_total += full1
         full_cpu += sum(r["full_cpu_s"] or 0.0 for r in s1.values())

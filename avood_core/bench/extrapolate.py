@@ -1,0 +1,92 @@
+"""Full-epoch figures from a scaled ``avood bench`` run: the epochs factor per stage and the extrapolated spans.
+
+A scaled run trains each component for a fraction of its paper epochs (:func:`scale_epochs`,
+exact factor = steps run / full steps); each stage's full-epochs wall is its measured wall over
+that factor, except a worker stage the main process assisted (:func:`assisted_full_wall`); the
+fit's span counts the main process's chain and each worker's path once (:func:`span`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avood_core.stages import FIT_ORDER
+
+FIT_STAGES = FIT_ORDER
+
+
+def scale_epochs(config, factor: float):
+    """Scale each component's training length by ``factor``; returns (config, exact factor per kind).
+
+    A component with ``epochs`` and ``batches_per_epoch`` keeps ``round(epochs * f)`` epochs
+    (at least 1) and takes the batches per epoch that bring the total closest to ``f`` times
+    the full total; one with ``epochs`` alone scales its epochs (at least 1). The exact factor
+    (steps run / full steps) is what extrapolation divides by.
+    """
+    from avood_core.config import resolve
+
+    factors: dict[str, float] = {}
+    if factor == 1.0:
+        return config, {k: 1.0 for k in FIT_STAGES}
+    update = {}
+    for kind in FIT_STAGES:
+        spec = config.component(kind)
+        params = dict(spec.params)
+        if "epochs" not in params:
+            factors[kind] = 1.0
+            continue
+        epochs = int(params["epochs"])
+        new_epochs = max(1, round(epochs * factor))
+        if "batches_per_epoch" in params:
+            bpe = int(params["batches_per_epoch"])
+            new_bpe = max(1, round(epochs * bpe * factor / new_epochs))
+            params["batches_per_epoch"] = new_bpe
+            factors[kind] = new_epochs * new_bpe / (epochs * bpe)
+        else:
+            factors[kind] = new_epochs / epochs
+        params["epochs"] = new_epochs
+        update[kind] = spec.model_copy(update={"params": params})
+    return resolve(config.model_copy(update=update)), factors
+
+
+def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stages the main process fitted itself, in sequence (not load, evaluation or a worker's)."""
+    return [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
+
+
+def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
+    """(measured, full-epochs) wall of one fitted stage set: load + fit + evaluation, workers overlapping.
+
+    The fit's full-epochs wall is the longer of the main process's chain (its stages in
+    sequence) and each worker's path (start offset and transfer overhead + its extrapolated fit).
+    """
+    outer = [r for n, r in rows.items() if n in ("load", "evaluation")]
+    workers = [r for r in rows.values() if "worker_end_s" in r]
+    main = main_rows(rows)
+    full_fit = max([sum(r["full_wall_s"] for r in main)]
+                   + [r["worker_end_s"] - r["wall_s"] + r["full_wall_s"] for r in workers])
+    measured = sum(r["wall_s"] for r in outer) + fit_wall
+    return measured, sum(r["full_wall_s"] for r in outer) + full_fit
+
+
+def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
+    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
+
+    Dividing the scaled wall by the epochs factor would keep the scaled run's share of assisted
+    steps; at full epochs the main process joins when *its* full-epochs path ends, which moves
+    when the stages' factors differ. So: the worker steps alone at its measured solo rate until
+    then (the main chain's full-epochs wall plus the measured gap between that chain's end and
+    the join), and at the measured assisted rate after it.
+    """
+    a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
+    solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
+    if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:
+        return row["full_wall_s"]  # no rate to extrapolate one of the phases from
+    main = main_rows(rows)
+    fit_start = row["worker_end_s"] - row["wall_s"]
+    join = sum(r["full_wall_s"] for r in main) + a["start_s"] - sum(r["wall_s"] for r in main) - fit_start
+    solo_rate, pair_rate, total = solo_steps / solo_s, a["steps"] / a["wall_s"], steps / f
+    if total <= solo_rate * join:
+        return total / solo_rate
+    join = max(join, 0.0)
+    return join + (total - solo_rate * join) / pair_rate
