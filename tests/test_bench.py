@@ -104,6 +104,10 @@ def test_assist_line_names_the_steps_and_when_it_began():
     (line,) = assist_lines({"stages": {"unseen": {"assist": {"steps": 120, "start_s": 12.5, "wall_s": 30.25}},
                                        "seen": {"wall_s": 1.0}}})
     assert "assisted the unseen worker from 12.5 s" in line and "negative half of 120 steps" in line
+    assert "full-epochs" not in line  # an unscaled run: nothing extrapolated
+    (scaled,) = assist_lines({"stages": {"unseen": {"assist": {"steps": 1, "start_s": 1.0, "wall_s": 1.0},
+                                                    "epochs_factor": 0.1}}})
+    assert "alone at its measured rate until the main process's full-epochs path ends" in scaled
     assert assist_lines({"stages": {"unseen": {"wall_s": 3.0}}}) == []
 
 

@@ -26,12 +26,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from avood_core.bench.extrapolate import assisted_full_wall, scale_epochs, span
 from avood_core.bench.meter import STAGES, Meter, StageMeter, idle_cores, machine_info, precision_of, usable_cores
-from avood_core.bench.extrapolate import FIT_STAGES, assisted_full_wall, scale_epochs, span
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
+from avood_core.stages import FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
+FIT_STAGES = FIT_ORDER
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
 # Paper §4.2 / reference configs, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).

@@ -12,8 +12,6 @@ from typing import Any
 
 from avood_core.stages import FIT_ORDER
 
-FIT_STAGES = FIT_ORDER
-
 
 def scale_epochs(config, factor: float):
     """Scale each component's training length by ``factor``; returns (config, exact factor per kind).
@@ -27,9 +25,9 @@ def scale_epochs(config, factor: float):
 
     factors: dict[str, float] = {}
     if factor == 1.0:
-        return config, {k: 1.0 for k in FIT_STAGES}
+        return config, {k: 1.0 for k in FIT_ORDER}
     update = {}
-    for kind in FIT_STAGES:
+    for kind in FIT_ORDER:
         spec = config.component(kind)
         params = dict(spec.params)
         if "epochs" not in params:

@@ -72,8 +72,9 @@ def assist_lines(rec: dict[str, Any]) -> list[str]:
         if a:
             out.append(f"The main process assisted the {kind} worker from {_fmt(a['start_s'])} s into the fit for "
                        f"{_fmt(a['wall_s'])} s, computing the negative half of {a['steps']} steps (same bits as one "
-                       "process). In a scaled run this stage's full-epochs figure has the worker step alone at its measured "
-                       "rate until the main process's full-epochs path ends and at the assisted rate after it.")
+                       "process)." + (" Its full-epochs figure has the worker step alone at its measured rate until the main "
+                                      "process's full-epochs path ends and at the assisted rate after it."
+                                      if row.get("epochs_factor", 1.0) != 1.0 else ""))
     return out
 
 
