@@ -133,8 +133,9 @@ class Arena:
             self._map = mmap.mmap(fh.fileno(), self.size)
         base = torch.frombuffer(self._map, dtype=torch.uint8)
         self.tensors: list[Tensor] = []
-        for (dtype, shape), at in zip(self.specs, offsets):
-            self.tensors.append(base[at:at + _nbytes((dtype, shape))].view(getattr(torch, dtype)).view(shape))
+        for spec, at in zip(self.specs, offsets):
+            dtype, shape = spec
+            self.tensors.append(base[at:at + _nbytes(spec)].view(getattr(torch, dtype)).view(shape))
 
     @classmethod
     def create(cls, folder: Path, name: str, specs: Sequence[Spec]) -> "Arena":
