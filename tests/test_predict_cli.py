@@ -231,7 +231,7 @@ def test_evaluate_on_data_of_other_dims_fails_clearly(run, tiny_task, tmp_path, 
         pipe.evaluate(tiny_task.test)
     write_synthetic_tree(tmp_path, "ucf", scale=0.1, seed=3, audio_dim=6, video_dim=5, class_counts=(6, 3, 2))
     code, out, err = _cli(monkeypatch, capsys, "evaluate", str(run), "--data", str(tmp_path), "--dataset", "ucf")
-    assert code == 2 and err.count("\n") == 1
+    assert code == EXIT_ERROR and err.count("\n") == 1
     assert "avood: error: the data has audio dim 6 but the pipeline was fitted on audio dim 512" in err
 
 
