@@ -17,11 +17,12 @@ from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, config_o
 
 # The scale-out options of the commands that run several seeds (avood run --seeds, avood ablate NAME --seeds).
 ENGINE_OPTION: Any = typer.Option("local", "--engine", help="With --seeds: local (process pool) or ray (docs/scaling.md).")
+MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here).")
+ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001.")
+
 METRICS_HELP = ("Table columns, repeated or comma-separated: dotted keys of the trials' results.json metrics, e.g. "
                 "S,U,HM,ZSL,gate.AUROC,gate.FPR@TPR60 (default: S, U, HM, ZSL; plus gate.AUROC, gate.FPR@TPR60 when "
                 "the detector varies).")
-MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here).")
-ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001.")
 
 
 @config_options("config", "preset", "sets", "profile", "data", "dataset", help={
@@ -58,7 +59,7 @@ def sweep(
     Exit status 1 when a trial failed; each is named on stderr with its reason."""
     if spec is None and not axis:
         raise usage_error("give a sweep spec (a TOML file, docs/scaling.md), e.g. 'avood sweep gates.toml', "
-                               "or the configs with --axis KEY=V1,V2")
+                          "or the configs with --axis KEY=V1,V2")
     from avood_core.errors import AvoodError
     from avood_core.sweep.core import run_sweep
     from avood_core.sweep.spec import load_spec, parse_axis
