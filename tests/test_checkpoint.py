@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from avood_core.pipeline.store import CONFIG, WEIGHTS, load_component, read_config, save_component, seal
 from avood_core.cli.commands import app
+from avood_core.cli.options import EXIT_ERROR
 from avood_core.errors import CheckpointError
 from avood_core.pipeline import Pipeline
 
@@ -313,7 +314,7 @@ def test_nan_learned_threshold_is_never_saved(run_copy):
     assert np.isfinite(load_component(folder, kind="detector").threshold)
 
 
-# -- bad checkpoints: one line each, exit 2 --------------------------------------------
+# -- bad checkpoints: one line each, exit 1 --------------------------------------------
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     """Run the console entry point in-process; returns (exit status, stderr)."""
@@ -384,7 +385,7 @@ BAD = {
 
 
 @pytest.mark.parametrize("how", sorted(BAD))
-def test_bad_checkpoint_is_one_line_exit_2(run_copy, tmp_path, monkeypatch, capsys, how):
+def test_bad_checkpoint_is_one_line_exit_1(run_copy, tmp_path, monkeypatch, capsys, how):
     _break(run_copy, how)
     with pytest.raises(CheckpointError, match=None) as exc:
         Pipeline.load(run_copy)
@@ -393,14 +394,15 @@ def test_bad_checkpoint_is_one_line_exit_2(run_copy, tmp_path, monkeypatch, caps
     np.savez(clips, audio=np.zeros((2, 512), np.float32), video=np.zeros((2, 512), np.float32))
     for args in (["evaluate", str(run_copy)], ["predict", str(run_copy), str(clips)]):
         code, err = _cli(monkeypatch, capsys, *args)
-        assert code == 2
+        assert code == EXIT_ERROR
         assert err.count("\n") == 1 and err.startswith("avood: error: ") and BAD[how] in err
 
 
 def test_real_console_script_exit_status(run_copy):
     _break(run_copy, "corrupted-weights")
-    proc = subprocess.run([str(REPO / ".venv/bin/avood"), "evaluate", str(run_copy)], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stdout == ""
+    avood = Path(sys.executable).parent / "avood"  # the console script of the interpreter running the tests
+    proc = subprocess.run([str(avood), "evaluate", str(run_copy)], capture_output=True, text=True)
+    assert proc.returncode == EXIT_ERROR and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "does not match its config.json checksum" in proc.stderr
 
 

@@ -165,3 +165,114 @@ def test_seeds_is_one_repeatable_option_everywhere(command):
     assert int_list(["0,1", "2"], "--seeds") == [0, 1, 2]
     with pytest.raises(Exception, match="expected integers"):
         int_list(["0,x"], "--seeds")
+
+
+def _command_paths(cmd=None, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the app, as argument lists (the root is ``()``)."""
+    import typer.main
+
+    cmd = cmd or typer.main.get_command(app)
+    subs = getattr(cmd, "commands", {})
+    return [path, *(p for name, sub in subs.items() for p in _command_paths(sub, (*path, name)))]
+
+
+COMMANDS = _command_paths()
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "avood")
+def test_dash_h_is_help_everywhere(path):
+    res = runner.invoke(app, [*path, "-h"])
+    assert res.exit_code == 0, res.output
+    assert "Usage:" in res.output and "--help" in res.output, res.output
+
+
+def test_the_command_list_is_complete():
+    assert {("run",), ("sweep",), ("bench",), ("predict",), ("evaluate",), ("data", "check"), ("ablate", "gates")} <= set(COMMANDS)
+
+
+def _avood(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The console entry point in a fresh process, as a shell runs it."""
+    code = "import sys; sys.argv[0] = 'avood'; from avood_core.cli.commands import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def test_sweep_without_a_spec_is_a_quick_usage_error():
+    import time
+
+    started = time.perf_counter()
+    proc = _avood("sweep", timeout=60)
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert "Usage: avood sweep [OPTIONS]" in proc.stderr
+    assert "give a sweep spec" in proc.stderr
+    assert seconds < 5, seconds  # nothing trains
+
+
+def test_exit_codes_usage_2_runtime_1(tmp_path):
+    from avood_core.cli.options import EXIT_CODES, EXIT_ERROR, EXIT_USAGE
+
+    assert (EXIT_ERROR, EXIT_USAGE) == (1, 2) and set(EXIT_CODES) == {0, 1, 2, 130}
+    usage = _avood("run", "--no-such-option", timeout=60)
+    assert usage.returncode == EXIT_USAGE and "No such option" in usage.stderr
+    usage = _avood("evaluate", timeout=60)  # missing RUN_DIR
+    assert usage.returncode == EXIT_USAGE and "Missing argument" in usage.stderr
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: --device cuda is no error here")
+    proc = _avood("run", "--device", "cuda", "-o", str(tmp_path), *_sets())
+    assert proc.returncode == EXIT_ERROR, proc.stderr
+    assert proc.stderr.splitlines() == ["avood: error: device 'cuda' requested but no CUDA device is available; "
+                                        "use --device cpu or auto"]
+
+
+def _completions(command: str, option: str, incomplete: str = "") -> list[str]:
+    """What the shell completion offers for ``avood COMMAND OPTION <incomplete>`` (click's completion API)."""
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands[command]
+    (param,) = [p for p in cmd.params if option in p.opts]
+    return [item.value for item in param.shell_complete(cmd.context_class(cmd, info_name=command), incomplete)]
+
+
+def test_completion_offers_plugin_preset_and_engine_names():
+    from avood_core.presets import list_presets
+    from avood_core.registry import get_registry
+
+    reg = get_registry()
+    for kind in ("generator", "detector", "seen", "unseen"):
+        assert _completions("run", f"--{kind}") == reg.names(kind) and reg.names(kind)
+    assert _completions("run", "--logger") == reg.names("logger") == ["mlflow", "tensorboard"]
+    assert _completions("run", "--detector", "cal") == ["calibrated_stacking"]
+    assert _completions("run", "--preset") == [p.name for p in list_presets()]
+    assert _completions("sweep", "--preset", "u") == ["ucf"]
+    assert _completions("sweep", "--engine") == _completions("run", "--engine") == ["local", "ray"]
+
+
+def test_completion_through_the_shell_protocol_without_torch():
+    """bash's side of the protocol (_AVOOD_COMPLETE): plugin names, and torch never imported (stays fast)."""
+    code = ("import sys; sys.argv[0] = 'avood'\nfrom avood_core.cli.commands import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)")
+    env = {**os.environ, "_AVOOD_COMPLETE": "complete_bash", "COMP_WORDS": "avood run --detector ", "COMP_CWORD": "3"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.stdout.split() == ["binary", "calibrated_stacking", "entropy"], proc.stdout + proc.stderr
+    assert proc.stderr.strip() == "False"
+
+
+def test_device_is_auto_by_default_and_quiet_is_everywhere_progress_is():
+    from avood_core.config import RunConfig
+
+    assert RunConfig().device == "auto"  # avood run (and sweep trials) take the config's
+    for name in ("evaluate", "predict"):
+        (device,) = [p for p in _command(name).params if p.name == "device"]
+        assert device.default == "auto", name
+    for path in (("run",), ("sweep",), ("bench",), ("ablate", "gates")):
+        import typer.main
+
+        cmd = typer.main.get_command(app)
+        for name in path:
+            cmd = cmd.commands[name]
+        assert any({"-q", "--quiet"} <= set(p.opts) for p in cmd.params), path
+    # predict's output is a FILE: --output, never -o (which is a folder in every command)
+    assert [p.opts for p in _command("predict").params if p.name == "output"] == [["--output"]]

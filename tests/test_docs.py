@@ -147,3 +147,18 @@ def test_relative_links_resolve(doc):
         if "://" in target:
             continue
         assert (DOCS / target).resolve().exists(), f"docs/{doc} links to missing {target}"
+
+
+def test_readme_links_work_on_a_package_index_page():
+    """PyPI renders the README without the repository: every link is absolute, and each one into the
+    repository (pyproject's Source URL) names a file or folder of this checkout."""
+    import tomllib
+
+    source = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Source"]
+    links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert links
+    for link in links:
+        assert re.match(r"https?://", link), f"README.md has the relative link {link}"
+        path = re.match(re.escape(source) + r"/(?:blob|tree)/main/([^#]*)", link.split("?")[0])
+        if path:
+            assert (ROOT / path.group(1)).exists(), f"README.md links to missing {path.group(1)}"

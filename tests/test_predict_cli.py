@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from avood_core.cli.commands import app
+from avood_core.cli.options import EXIT_ERROR
 from avood_core.errors import DataError
 from avood_core.pipeline import Pipeline
 from avood_core.task import AVSamples
@@ -137,7 +138,7 @@ def test_python_api_rejects_bad_arrays(run, clips):
         pipe.predict(AVSamples(torch.zeros(3, 24), torch.zeros(3, 512), torch.zeros(3, dtype=torch.long)))
 
 
-# -- bad input: one line, exit 2 -----------------------------------------------------
+# -- bad input: one line, exit 1 -----------------------------------------------------
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     from avood_core.cli.commands import main
@@ -196,11 +197,11 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("how", sorted(BAD_INPUT))
-def test_bad_predict_input_is_one_line_exit_2(run, tmp_path, monkeypatch, capsys, how):
+def test_bad_predict_input_is_one_line_exit_1(run, tmp_path, monkeypatch, capsys, how):
     name, message = BAD_INPUT[how]
     path = _write_bad(tmp_path / name, how)
     code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(path), "--output", str(tmp_path / "out.csv"))
-    assert code == 2 and out == ""
+    assert code == EXIT_ERROR and out == ""
     assert err.count("\n") == 1 and err.startswith("avood: error: ") and message in err, err
     assert not (tmp_path / "out.csv").exists()
 
@@ -208,14 +209,15 @@ def test_bad_predict_input_is_one_line_exit_2(run, tmp_path, monkeypatch, capsys
 def test_unsupported_output_suffix_fails_before_any_work(run, clips, tmp_path, monkeypatch, capsys):
     root, _, _ = clips
     code, out, err = _cli(monkeypatch, capsys, "predict", str(run), str(root / "clips.npz"), "--output", str(tmp_path / "out.txt"))
-    assert code == 2 and err.count("\n") == 1 and "unsupported file type '.txt'; use .csv or .json" in err
+    assert code == EXIT_ERROR and err.count("\n") == 1 and "unsupported file type '.txt'; use .csv or .json" in err
     assert not (tmp_path / "out.txt").exists()
 
 
 def test_real_console_script_on_bad_input(run, tmp_path):
     path = _write_bad(tmp_path / "bad.npz", "nan")
-    proc = subprocess.run([str(REPO / ".venv/bin/avood"), "predict", str(run), str(path)], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stdout == ""
+    avood = Path(sys.executable).parent / "avood"  # the console script of the interpreter running the tests
+    proc = subprocess.run([str(avood), "predict", str(run), str(path)], capture_output=True, text=True)
+    assert proc.returncode == EXIT_ERROR and proc.stdout == ""
     assert proc.stderr.splitlines() == ["avood: error: audio holds NaN/inf in 1 row(s); clean or drop those rows first"]
 
 
@@ -229,7 +231,7 @@ def test_evaluate_on_data_of_other_dims_fails_clearly(run, tiny_task, tmp_path, 
         pipe.evaluate(tiny_task.test)
     write_synthetic_tree(tmp_path, "ucf", scale=0.1, seed=3, audio_dim=6, video_dim=5, class_counts=(6, 3, 2))
     code, out, err = _cli(monkeypatch, capsys, "evaluate", str(run), "--data", str(tmp_path), "--dataset", "ucf")
-    assert code == 2 and err.count("\n") == 1
+    assert code == EXIT_ERROR and err.count("\n") == 1
     assert "avood: error: the data has audio dim 6 but the pipeline was fitted on audio dim 512" in err
 
 

@@ -232,8 +232,9 @@ def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypa
     assert not (run_dir / "components").exists() or not list((run_dir / "components").iterdir())
 
 
-def test_divergence_through_the_cli_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+def test_divergence_through_the_cli_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     from avood_core.cli.commands import main
+    from avood_core.cli.options import EXIT_ERROR
     from tiny_runs import TINY
 
     args = ["avood", "run", "-q", "--no-report", "-o", str(tmp_path)]
@@ -243,7 +244,7 @@ def test_divergence_through_the_cli_is_one_line_exit_2(tmp_path, monkeypatch, ca
     with pytest.raises(SystemExit) as exc:
         main()
     err = capsys.readouterr().err
-    assert exc.value.code == 2
+    assert exc.value.code == EXIT_ERROR
     assert err.count("\n") == 1 and err.startswith("avood: error: generator wgan_gp: loss became nan in epoch 1")
     assert "change the seed" in err
 

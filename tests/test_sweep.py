@@ -102,16 +102,63 @@ def test_cli_sweep_inline_and_changed_spec_refused(tmp_path):
     spec_file.write_text("seeds = [0]\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in TINY) + "]\n"
                          "[axes]\ndetector = [\"entropy\", \"binary\"]\n")
     out = tmp_path / "sw"
-    res = CliRunner().invoke(app, ["sweep", str(spec_file), "--sweep-dir", str(out), "--quiet"])
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "| detector=entropy | 0 |" in res.output and "| detector=binary | 0 |" in res.output
     for name in ("sweep.json", "table.md", "table.csv"):
         assert (out / name).is_file()
+    saved = json.loads((out / "sweep.json").read_text())
     # binary reused entropy's generator, seen and unseen classifier (same fit hashes)
-    trials = json.loads((out / "sweep.json").read_text())["trials"]
-    assert sorted(len(t["reused"]["run"]) for t in trials) == [0, 3]
-    res = CliRunner().invoke(app, ["sweep", str(spec_file), "--sweep-dir", str(out), "--seeds", "0,1", "--quiet"])
+    assert sorted(len(t["reused"]["run"]) for t in saved["trials"]) == [0, 3]
+    # a gates sweep (the detector varies): the gate's Table 2 metrics are columns, read from each trial's results
+    assert saved["metrics"] == ["S", "U", "HM", "ZSL", "gate.AUROC", "gate.FPR@TPR60"]
+    assert "| S | U | HM | ZSL | gate AUROC | gate FPR@TPR60 |" in res.stdout
+    assert "gate.FPR@TPR60_mean" in (out / "table.csv").read_text().splitlines()[0]
+    for row in saved["rows"]:
+        (trial,) = row["trials"]
+        gate = json.loads((out / trial / "results.json").read_text())["metrics"]["gate"]
+        assert row["mean"]["gate.AUROC"] == pytest.approx(gate["AUROC"])
+        assert row["mean"]["gate.FPR@TPR60"] == pytest.approx(gate["FPR@TPR60"])
+        assert f"{gate['AUROC']:.2f}" in res.stdout
+    # --metrics picks the columns (a rerun only rewrites the tables); a key no trial has is refused
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--quiet", "--metrics", "HM,gate.TPR"])
+    assert res.exit_code == 0 and "| Config | Seeds | HM | gate TPR | Trials |" in res.stdout, res.output
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--quiet", "--metrics", "gate.AUC"])
+    assert isinstance(res.exception, AvoodError) and "gate.AUROC" in str(res.exception)
+    res = CliRunner().invoke(app, ["sweep", str(spec_file), "-o", str(out), "--seeds", "0,1", "--quiet"])
     assert res.exit_code != 0 and "--allow-changes" in str(res.exception)
+
+
+def test_cli_sweep_failed_trial_exits_1_names_it_and_logs(tmp_path, monkeypatch, capsys):
+    """One trial fails (its benchmark folder is missing), one trains: exit 1, the failed one named with its
+    reason, --json still one document; the training trial's log.txt holds the run's log lines."""
+    from avood_core.cli.commands import main
+    from avood_core.cli.jsonio import JSON_KEYS
+    from avood_core.cli.options import EXIT_ERROR
+
+    missing = tmp_path / "missing"
+    spec_file = tmp_path / "fails.toml"
+    spec_file.write_text("seeds = [0]\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in [
+        *TINY, f"data.path={json.dumps(str(missing))}", 'data.dataset="ucf"']) + "]\n"
+        '[axes]\n"data.source" = ["synthetic", "benchmark"]\n')
+    out = tmp_path / "sw"
+    monkeypatch.setattr(sys, "argv", ["avood", "sweep", str(spec_file), "-o", str(out), "--json"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    captured = capsys.readouterr()
+    assert exc.value.code == EXIT_ERROR, captured.err
+    doc = json.loads(captured.out)
+    assert list(doc) == list(JSON_KEYS["sweep"]) and doc["output_dir"] == str(out)
+    assert doc["sweep"] == json.loads((out / "sweep.json").read_text()) and doc["table"] == (out / "table.md").read_text()
+    assert doc["sweep"]["counts"] == {"done": 1, "failed": 1, "pending": 0}
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith("failed: data.source=benchmark, seed=0: benchmark folder ")
+    assert str(missing) in failed[0]
+    assert captured.err.splitlines()[-1].startswith("avood: error: 1 of 2 trials failed")
+    trials = out / "trials"
+    trained = (trials / "data.source-synthetic_seed-0" / "log.txt").read_text()
+    assert "generator wgan_gp epoch 1/1" in trained and "detector entropy" in trained, trained
+    assert "DataError" in (trials / "data.source-benchmark_seed-0" / "log.txt").read_text()
 
 
 def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from avood_core.cli.options import EXIT_ERROR
 from tiny_runs import TINY as TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +162,7 @@ def test_example_plugin_install_run_uninstall(tmp_path):
 
         # An unknown ESZSL param fails with the field path, before any work.
         bad = env.avood("config", "--unseen", NAME, "--set", "unseen.gama=1")
-        assert bad.returncode == 2 and "unseen.params.gama" in bad.stderr
+        assert bad.returncode == EXIT_ERROR and "unseen.params.gama" in bad.stderr
 
         # The package's own tests (they use avood's conformance kit) pass where it is installed.
         tests = subprocess.run(
@@ -178,7 +180,7 @@ def test_example_plugin_install_run_uninstall(tmp_path):
         out = _ok(env.avood("plugins"), "avood plugins").stdout
         assert ("unseen", NAME) not in _plugin_rows(out)
         gone = env.avood(*args)
-        assert gone.returncode == 2, gone.stdout + gone.stderr
+        assert gone.returncode == EXIT_ERROR, gone.stdout + gone.stderr
         assert f"unknown unseen '{NAME}'; valid unseen classifiers: " in gone.stderr
         assert "cross_attention" in gone.stderr and "Traceback" not in gone.stderr
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from avood_core.callbacks import Callback, CallbackList, MetricsWriter, read_metrics
+from avood_core.cli.options import EXIT_ERROR
 from avood_core.errors import ConfigError
 from avood_core.protocols import Component
 from tiny_runs import KINDS, tiny_config, tiny_run
@@ -94,7 +95,7 @@ def test_missing_extra_is_one_line_naming_it(tmp_path):
             "sys.argv = ['avood', 'run', '--logger', 'mlflow', '-o', sys.argv[1]]\n"
             "from avood_core.cli.commands import main; main()")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == EXIT_ERROR, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("avood: error: logger 'mlflow' needs the 'mlflow' package")
     assert "pip install 'avood[mlflow]'" in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # failed before a run folder was made

@@ -1,9 +1,11 @@
 """The wheel is a complete package: built with ``pip wheel``, installed into a fresh venv, it runs
 ``avood run`` (quick profile) and finds every plugin and preset, from any folder, no source tree.
+The sdist is the source tree: LICENSE and NOTICE, and tests whose helpers it ships, so a packager
+who installs it can collect (and run) them against the installed package.
 
-Offline and fast: the fresh venv reaches the dependencies already installed for the tests through a
-``.pth`` line (which does not activate this checkout's editable install), and the wheel goes in
-with ``pip install --no-deps``. The test checks that the wheel's modules are the ones imported.
+Offline and fast: the fresh venvs reach the dependencies already installed for the tests through a
+``.pth`` line (which does not activate this checkout's editable install), and the wheel or sdist
+goes in with ``pip install --no-deps``. The tests check that the installed modules are the ones imported.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
     return proc
 
 
+def _fresh_venv(folder: Path, package: Path) -> Path:
+    """A new venv at ``folder`` with ``package`` (a wheel or an sdist) installed and the test deps reachable; its python."""
+    venv.EnvBuilder(with_pip=False).create(folder)
+    python = folder / "bin" / "python"
+    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=folder).stdout.strip())
+    # torch, numpy, ... of this venv (addsitedir: its own .pth lines count too)
+    (site / "outer_deps.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(package)], cwd=folder)
+    return python
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(the fresh venv's python, the wheel) with only the wheel's avood in it."""
@@ -39,12 +52,24 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(ROOT)],
          cwd=tmp)
     (wheel,) = (tmp / "dist").glob("avood-*.whl")
-    venv.EnvBuilder(with_pip=False).create(tmp / "venv")
-    python = tmp / "venv" / "bin" / "python"
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip())
-    (site / "outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # torch, numpy, ... of this venv
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)], cwd=tmp)
-    return python, wheel
+    return _fresh_venv(tmp / "venv", wheel), wheel
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory) -> Path:
+    """The sdist, built by setuptools' PEP 517 backend from this checkout."""
+    tmp = tmp_path_factory.mktemp("sdist")
+    name = _run([sys.executable, "-c", "import sys; from setuptools import build_meta; print(build_meta.build_sdist(sys.argv[1]))",
+                 str(tmp)], cwd=ROOT).stdout.strip().splitlines()[-1]
+    return tmp / name
+
+
+def _wheel_of(sdist: Path, folder: Path) -> Path:
+    """The wheel pip builds from ``sdist`` alone (no source checkout)."""
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), str(sdist)],
+         cwd=folder.parent)
+    (wheel,) = folder.glob("avood-*.whl")
+    return wheel
 
 
 def test_wheel_holds_the_package_data(installed):
@@ -59,6 +84,9 @@ def test_wheel_holds_the_package_data(installed):
     assert "License-Expression: MIT" in text and "Requires-Python: >=3.11" in text
     assert "Provides-Extra: mlflow" in text and "Provides-Extra: tensorboard" in text
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    notice = next(n for n in names if n.endswith(".dist-info/licenses/NOTICE"))  # the shipped word vectors' MIT notice
+    assert zipfile.ZipFile(wheel).read(notice) == (ROOT / "NOTICE").read_bytes()
+    assert "License-File: NOTICE" in text
     assert "pip install avood" in text  # the README is the package page
 
 
@@ -86,3 +114,25 @@ def test_installed_wheel_runs_and_finds_every_plugin_and_preset(installed, tmp_p
     run_dir = tmp_path / doc["run_dir"]
     assert {"S", "U", "HM", "ZSL"} <= set(doc["results"]["metrics"])
     assert (run_dir / "report.html").is_file() and (run_dir / "figures" / "curves_unseen.png").is_file()
+
+
+def test_sdist_has_the_notices_and_its_tests_collect_against_the_installed_package(sdist, tmp_path):
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        tar.extractall(tmp_path / "src", filter="data")
+    for required in ("LICENSE", "NOTICE", "tests/conftest.py", "tests/tiny_runs.py", "tests/toy_components.py",
+                     "tests/plugins/blobs.py", "tests/data/conftest.py", "docs/architecture.md", "avood_core/data/ucf_w2v.npz"):
+        assert required in names, required
+    (root,) = (tmp_path / "src").iterdir()
+    assert (root / "NOTICE").read_bytes() == (ROOT / "NOTICE").read_bytes()
+    python = _fresh_venv(tmp_path / "venv", _wheel_of(sdist, tmp_path / "dist"))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = _run([str(python), "-c", "import avood_core; print(avood_core.__file__)"], cwd=work).stdout.strip()
+    assert where.startswith(str(tmp_path / "venv")), where  # the installed package, not the unpacked source
+    proc = _run([str(python), "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", str(root / "tests")], cwd=work)
+    collected = {line.split("::", 1)[0] for line in proc.stdout.splitlines() if "::" in line}
+    shipped = {n for n in names if n.startswith("tests/") and Path(n).name.startswith("test_") and n.endswith(".py")}
+    assert shipped and collected == shipped, sorted(shipped ^ collected)

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
-from avood_core.cli.options import QUIET_OPTION, ConfigOptions, config_options, new_app
+from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, config_options, new_app
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION
 
 SEEDS_OPTION = seeds_option("the ablation once per seed, mean ± std per cell (with --max-parallel / --engine ray: "
@@ -61,7 +61,7 @@ def _ablation_command(name: str, doc: str) -> None:
     """Register ``avood ablate NAME``: the run options, --quiet, --json and the seed-scheduler options."""
 
     def command(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
-                seeds: Optional[list[str]] = SEEDS_OPTION, engine: str = ENGINE_OPTION,
+                seeds: Optional[list[str]] = SEEDS_OPTION, engine: Engine = ENGINE_OPTION,
                 max_parallel: int = MAX_PARALLEL_OPTION, address: Optional[str] = ADDRESS_OPTION) -> None:
         _run(name, opts, quiet, as_json, seeds, engine, max_parallel, address)
 

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick, split_list, status
+from avood_core.cli.options import QUIET_OPTION
 
 
 def bench(
@@ -40,6 +41,7 @@ def bench(
         None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the avgzsl metadata folder); default: "
         "the AVOOD_SPLITS environment variable, else generated class names and text vectors."),
     as_json: bool = JSON_OPTION,
+    quiet: bool = QUIET_OPTION,
     datasets_old: Optional[str] = alias("--datasets", "--dataset"),
     out_old: Optional[Path] = alias("--out", "--output-dir"),
     tree_seed_old: Optional[int] = alias("--tree-seed", "--data-seed"),
@@ -59,7 +61,7 @@ def bench(
         device=device, data_scale=data_scale, seed=seed, tree_seed=tree_seed, stages=stages, threads=threads, jobs=jobs,
         precision=precision, overrides=list(sets or []), splits_dir=splits, generated=generated, profile=profile,
     )
-    result = run_bench(opts, log=lambda m: typer.echo(m, err=True))
+    result = run_bench(opts, log=(lambda m: None) if quiet else status)
     if as_json:
         emit({"output_dir": out, "bench": result})
     else:

@@ -12,15 +12,14 @@ import typer
 
 from avood_core.cli.ablate import ablate_app
 from avood_core.cli.data import data_app
-from avood_core.cli.jsonio import JSON_OPTION, alias, emit, int_list, pick, seeds_option, split_list, status
-from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
+from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
+from avood_core.cli.options import (DEVICE_OPTION, EXIT_ERROR, EXIT_INTERRUPTED, QUIET_OPTION, ConfigOptions, Dataset,
+                                    Engine, config_options, new_app, option)
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
 
 app = new_app("Audio-visual GZSL with out-of-distribution detection (BMVC 2024 AV-OOD), as swappable plugins.",
               completion=True)
-
-DEVICE_HELP = "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."
 
 
 def _version(value: bool) -> None:
@@ -55,7 +54,7 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
     tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
     as_json: bool = JSON_OPTION,
-    engine: str = ENGINE_OPTION,
+    engine: Engine = ENGINE_OPTION,
     max_parallel: int = MAX_PARALLEL_OPTION,
     address: Optional[str] = ADDRESS_OPTION,
 ) -> None:
@@ -167,7 +166,7 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
     data: Optional[Path] = typer.Option(None, "--data", help="Benchmark root to evaluate on instead of the run's data (same dataset)."),
     dataset: Optional[Dataset] = option("dataset"),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    device: str = DEVICE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Reload a fitted pipeline (no retraining) and evaluate it on its run's test split.
@@ -191,16 +190,15 @@ def evaluate(
 def predict(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'avood run'."),
     input: Path = typer.Argument(..., help="An .npz or .h5 file with 'audio' (N, Da) and 'video' (N, Dv) arrays."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write .csv or .json here (default: csv on stdout)."),
-    output_old: Optional[Path] = alias("-o", "--output"),
-    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", readable=False,
+                                          help="Output FILE, .csv or .json (default: csv on stdout)."),
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Classify new clips with a fitted pipeline: class id, class name, gate score, routed branch."""
     from avood_core.pipeline import Pipeline
     from avood_core.run.predict_io import check_output, read_features, write_predictions
     from avood_core.train.loops import resolve_device
 
-    output = pick(output, output_old, "--output", "-o")
     check_output(output)
     pipeline = Pipeline.load(run_dir).to(resolve_device(device))
     audio, video = read_features(input)
@@ -216,7 +214,8 @@ app.command("sweep")(sweep)  # avood sweep (docs/scaling.md)
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: errors become one line on stderr; the exit statuses are
+    :data:`avood_core.cli.options.EXIT_CODES` (2: click's usage errors only)."""
     # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
     # made small-model training 7-9x slower (measured); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -224,15 +223,15 @@ def main() -> None:
         app()
     except AvoodError as exc:
         typer.echo(f"avood: error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_ERROR)
     except Interrupted as exc:  # Ctrl-C in 'avood run': what was saved and how to resume
         typer.echo(f"avood: {exc}", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         typer.echo("avood: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exc:  # typer turns Ctrl-C in the other commands into a silent exit 130
-        if exc.code == 130:
+        if exc.code == EXIT_INTERRUPTED:
             typer.echo("avood: interrupted", err=True)
         raise
 

@@ -69,7 +69,7 @@ def check(
     """Print a table per split (classes, clips, dims, text coverage, problems); fail if anything is wrong.
 
     --json: {"root", "ok", "problems", "sections"} (sections: per dataset and split, the stage and cache rows);
-    the exit status is 2 when there are problems, as without --json."""
+    the exit status is 1 when there are problems, as without --json."""
     from avood_core.data import check_tree
 
     report = check_tree(root, dataset, deep=not quick)

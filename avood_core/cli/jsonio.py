@@ -29,6 +29,7 @@ JSON_KEYS: dict[str, tuple[str, ...]] = {
     "ablate": ("ablation", "run_dir", "table", "results"),
     "data check": ("root", "ok", "problems", "sections"),
     "bench": ("output_dir", "bench"),
+    "sweep": ("output_dir", "table", "sweep"),
 }
 
 

@@ -27,16 +27,66 @@ import typer
 from avood_core.stages import KINDS, STAGES
 
 
+# The exit statuses of every command (docs/cli.md): 2 keeps click's meaning, a command line that cannot be parsed.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    EXIT_ERROR: "an error reported as one line `avood: error: ...`: a bad config value or unknown plugin, missing "
+                "or malformed data, an unreadable run folder, a missing CUDA device or optional package, failed sweep "
+                "trials, `avood data check` finding problems",
+    EXIT_USAGE: "a usage error (click's meaning): unknown option, a value outside an option's choices, a missing "
+                "argument (e.g. `avood sweep` without a spec); the usage line is printed",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): what was saved and how to resume",
+}
+DEVICE_HELP = "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available; the default)."
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+"""Every command and group: ``-h`` is ``--help``."""
+
+
+def usage_error(message: str) -> Exception:
+    """A usage error (exit 2, after the command's usage line) of the click that typer runs on; recent
+    typer releases bundle their own copy of click, so it is found through ``typer.BadParameter``."""
+    usage = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return usage(message)
+
+
 def new_app(help: str, completion: bool = False) -> typer.Typer:
-    """A typer app or sub-app as every avood command group has it: help when called bare, plain
-    tracebacks (``avood_core.cli.commands.main`` turns user errors into one line); ``completion``: the
+    """A typer app or sub-app as every avood command group has it: help when called bare, ``-h``/``--help``,
+    plain tracebacks (``avood_core.cli.commands.main`` turns user errors into one line); ``completion``: the
     ``--install-completion`` / ``--show-completion`` options (the top-level app only)."""
-    return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False)
+    return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False,
+                       context_settings=CONTEXT)
 
 
-# Options with a fixed set of values are Literal types: --help lists them, anything else is a usage error.
+# Options with a fixed set of values are Literal types: --help lists them, the shell completes them,
+# anything else is a usage error.
 Dataset = Literal["ucf", "activitynet", "vggsound"]
 Profile = Literal["quick", "paper"]
+Engine = Literal["local", "ray"]
+
+
+def complete_plugins(kind: str) -> Callable[[str], list[str]]:
+    """Shell completion of a ``kind`` plugin name: the installed ones (entry points only; no torch import)."""
+
+    def complete(incomplete: str) -> list[str]:
+        from avood_core.registry import get_registry
+
+        return [n for n in get_registry().names(kind) if n.startswith(incomplete)]
+
+    return complete
+
+
+def complete_presets(incomplete: str) -> list[str]:
+    """Shell completion of ``--preset``: the shipped presets (TOML files; no torch import)."""
+    from avood_core.presets import list_presets
+
+    return [p.name for p in list_presets() if p.name.startswith(incomplete)]
+
+
+_COMPLETE: dict[str, Callable[[str], list[str]]] = {
+    **{kind: complete_plugins(kind) for kind in KINDS}, "loggers": complete_plugins("logger"), "preset": complete_presets}
 
 
 @dataclasses.dataclass
@@ -108,7 +158,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "sets": (("--set",), "Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3."),
     "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
     "seed": (("--seed",), "Random seed of the run."),
-    "device": (("--device",), "cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."),
+    "device": (("--device",), DEVICE_HELP),
     "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
                                "the main process computes half of its later steps once free; identical results at equal threads per "
                                "process; UCF at full epochs on 2 cores: 19.8 min, docs/performance.md)."),
@@ -125,10 +175,12 @@ def option(name: str, help: str | None = None) -> Any:
     """The typer option for the :class:`ConfigOptions` field ``name`` (default: not given); ``help`` replaces its text."""
     flags, text = _OPTIONS[name]
     # readable=False: an unreadable --config/--data/-o is reported by the code that reads it, as one line
-    return typer.Option(None, *flags, help=help or text, readable=False)
+    return typer.Option(None, *flags, help=help or text, readable=False, autocompletion=_COMPLETE.get(name))
 
 
 QUIET_OPTION: Any = typer.Option(False, "--quiet", "-q", help="No progress bars or log lines.")
+DEVICE_OPTION: Any = typer.Option("auto", "--device", help=DEVICE_HELP)
+"""``--device`` of the commands that load a fitted pipeline (``avood run`` takes the config's, also auto by default)."""
 
 
 def config_options(*names: str, help: Mapping[str, str] | None = None) -> Callable[[Callable], Callable]:

@@ -8,8 +8,9 @@ A sweep folder holds
 * ``shared/`` — fitted components shared by the trials (avood_core.run.cache): trials
   whose components have the same fit hash fit them once (e.g. the gates of Table 2 over the same
   generator and classifiers);
-* ``sweep.json``, ``table.md``, ``table.csv`` — one row per config: mean ± std over seeds of S,
-  U, HM and ZSL with links to the trials; a failed trial is a row with its error.
+* ``sweep.json``, ``table.md``, ``table.csv`` — one row per config: mean ± std over seeds of its
+  metric columns (S, U, HM, ZSL; the gate's AUROC and FPR@TPR60 in a gates sweep; or those asked
+  for) with links to the trials; a failed trial is a row with its error.
 
 Rerunning the same spec skips the trials whose folder is complete with a matching hash and
 resumes the others; a folder made by another spec is refused unless ``allow_changes``. The
@@ -31,7 +32,7 @@ from avood_core import __version__
 from avood_core.errors import AvoodError
 from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
-from avood_core.sweep.table import write_tables
+from avood_core.sweep.table import check_metrics, default_metrics, write_tables
 
 
 @dataclass
@@ -49,6 +50,16 @@ class SweepResult:
     folder: Path
     records: list[dict]
     markdown: str
+
+    @property
+    def failed(self) -> list[dict]:
+        """The records of the trials that failed (``label``, ``seed``, ``error``, ``run_dir``)."""
+        return [r for r in self.records if r.get("status") == "failed"]
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed trial: its name, the one-line reason and where its log is."""
+        return [f"failed: {r['label']}, seed={r['seed']}: {r.get('error') or 'no reason recorded'} "
+                f"(log: {self.folder / r['run_dir'] / 'log.txt'})" for r in self.failed]
 
 
 def cpu_count() -> int:
@@ -134,9 +145,10 @@ class SweepProgress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
+            # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
             self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
+                                 TimeRemainingColumn(), console=Console(file=sys.stderr))
             self._task = self._bar.add_task(title, total=total, state="")
             self._bar.start()
 
@@ -172,14 +184,20 @@ def trial_line(n: int, total: int, name: str, info: dict) -> str:
 
 
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
-              echo: Callable[[str], None] = print, registry=None, source: str = "sweep") -> SweepResult:
-    """Expand ``spec``, run the trials not finished yet on its engine and write the tables."""
+              echo: Callable[[str], None] = print, registry=None, source: str = "sweep",
+              metrics: list[str] | None = None) -> SweepResult:
+    """Expand ``spec``, run the trials not finished yet on its engine and write the tables.
+
+    ``metrics``: the table's columns, dotted keys of the trials' ``results.json`` metrics
+    (default: :func:`avood_core.sweep.table.default_metrics`). A failed trial does not stop the
+    others; :attr:`SweepResult.failed` lists them."""
     from avood_core.registry import get_registry
 
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
     digest = spec_hash(trials)
+    columns = list(metrics or default_metrics(trials))
     folder = Path(output or spec.output or Path("sweeps") / (spec.name or "sweep"))
     check_folder(folder, digest, allow_changes)
     threads = spec.resources.num_cpus
@@ -215,8 +233,9 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
 
     def save() -> str:
         return write_tables(folder, trials, records, {**meta, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                                      "timings_s": {"total": time.perf_counter() - started}})
+                                                      "timings_s": {"total": time.perf_counter() - started}}, columns)
 
+    check_metrics(columns, records)  # a wrong --metrics fails before any trial runs when some are finished
     save()
     skipped = len(trials) - len(jobs)
     if skipped and not quiet:
@@ -234,6 +253,10 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     finally:
         progress.close()
     markdown = save()
+    try:
+        check_metrics(columns, records)
+    except AvoodError as exc:  # the trials are done and kept: say it, do not discard the sweep
+        echo(f"sweep: note: {exc}")
     return SweepResult(folder, [records[t.id] for t in trials], markdown)
 
 

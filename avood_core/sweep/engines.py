@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -70,6 +71,7 @@ def run_trial(payload: dict) -> dict:
     env_before = os.environ.get("OMP_NUM_THREADS")
     torch_before = None
     log = open(run_dir / "log.txt", "a", encoding="utf-8")
+    stderr_before, sys.stderr = sys.stderr, log  # what the run writes on stderr (warnings too) is the trial's log
     try:
         import torch
 
@@ -89,7 +91,7 @@ def run_trial(payload: dict) -> dict:
             config = validate_config(payload["config"], f"trial {run_dir.name}")
             shared = Path(payload["shared"]) if payload.get("shared") else None
             started_before = (run_dir / "config.toml").is_file()  # a retried attempt continues its own folder
-            res = execute(config, quiet=True, echo=echo, resume=run_dir if started_before else None,
+            res = execute(config, quiet=False, echo=echo, resume=run_dir if started_before else None,
                           run_dir=None if started_before else run_dir, report=payload.get("report", False),
                           tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
             stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
@@ -102,6 +104,7 @@ def run_trial(payload: dict) -> dict:
         print(traceback.format_exc(), file=log, flush=True)
         info.update(status="failed", error=_one_line(exc))
     finally:
+        sys.stderr = stderr_before
         log.close()
         if threads:
             if env_before is None:

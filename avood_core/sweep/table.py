@@ -1,8 +1,9 @@
 """The tables of a sweep folder: ``sweep.json``, ``table.md`` and ``table.csv``.
 
-One row per config (the axis values): mean ± std over its finished seeds of S, U, HM and ZSL
-(the paper's Table 1 metrics; std with ddof = 1, as ``avood run --seeds``), the number of seeds
-and links to the trial folders. A failed trial is a row of its own with its error.
+One row per config (the axis values): per metric column, the statistic over its finished seeds
+(:func:`_cell`), the number of seeds and links to the trial folders. A failed trial is a row of
+its own with its error. The columns are metrics of the trials' ``results.json`` by dotted key
+(``HM``, ``gate.AUROC``, ``gate.FPR@TPR60``...): :func:`default_metrics` or ``avood sweep --metrics``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,68 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
+from avood_core.errors import AvoodError
 from avood_core.util.io import atomic_write_json, atomic_write_text
 
 METRICS = ("S", "U", "HM", "ZSL")
+"""The paper's Table 1 metrics: the columns of every sweep unless ``--metrics`` says otherwise."""
+GATE_METRICS = ("gate.AUROC", "gate.FPR@TPR60")
+"""The paper's Table 2 gate metrics: added by default when the sweep varies the detector."""
+
+# What each column is, for the footnote (paper §4, Tables 1-2; avood_core/eval/metrics.py).
+_MEANING = {
+    "S": "mean per-class accuracy on the seen test clips among all classes",
+    "U": "the same on the unseen test clips",
+    "HM": "each seed's harmonic mean of its S and U, then averaged over the seeds (not the HM of the mean S and U)",
+    "ZSL": "unseen classifier among the unseen classes only",
+    "gate.AUROC": "area under the gate's ROC curve (seen vs unseen test clips)",
+    "gate.FPR@TPR60": "the gate's false-positive rate at 60 % true-positive rate",
+    "gate.TPR": "the gate's true-positive rate at its own threshold",
+    "gate.FPR": "the gate's false-positive rate at its own threshold",
+}
 
 
-def table_rows(trials: list, records: dict[str, dict]) -> list[dict]:
+def metric_value(metrics: dict | None, key: str) -> Any:
+    """The value at dotted ``key`` in a ``results.json`` metrics dict (``gate.AUROC``); ``None`` when absent."""
+    value: Any = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def numeric_keys(metrics: dict, prefix: str = "") -> list[str]:
+    """Every dotted key of a metrics dict whose value is a number (the columns ``--metrics`` can name)."""
+    keys: list[str] = []
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            keys += numeric_keys(value, f"{prefix}{name}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def default_metrics(trials: list) -> list[str]:
+    """S, U, HM, ZSL; plus the gate's AUROC and FPR@TPR60 when the trials differ in their detector (a gates sweep)."""
+    detectors = {t.config.detector.name for t in trials}
+    return [*METRICS, *(GATE_METRICS if len(detectors) > 1 else ())]
+
+
+def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
+    """Refuse a column no finished trial has (one line, with the keys there are)."""
+    done = [r["metrics"] for r in records.values() if r.get("status") == "done" and isinstance(r.get("metrics"), dict)]
+    if not done:
+        return
+    unknown = [k for k in metrics if all(metric_value(m, k) is None for m in done)]
+    if unknown:
+        known = ", ".join(numeric_keys(done[0]))
+        raise AvoodError(f"--metrics: no trial has {', '.join(unknown)}; the metrics of results.json are: {known}")
+
+
+def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> list[dict]:
     """Rows in spec order: per config the aggregate over finished seeds, then its failed trials."""
     from avood_core.eval.report import seeds_section
 
@@ -29,8 +85,8 @@ def table_rows(trials: list, records: dict[str, dict]) -> list[dict]:
                "trials": [r["run_dir"] for r in ok], "status": "done" if ok else "pending"}
         if ok:
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
-            row["mean"] = {k: section["mean"][k] for k in METRICS}
-            row["std"] = {k: section["std"][k] for k in METRICS}
+            row["mean"] = {k: metric_value(section["mean"], k) for k in metrics}
+            row["std"] = {k: metric_value(section["std"], k) for k in metrics}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
         for r in mine:
@@ -41,48 +97,60 @@ def table_rows(trials: list, records: dict[str, dict]) -> list[dict]:
 
 
 def _cell(row: dict, key: str) -> str:
-    if "mean" not in row:
+    """One table cell: the statistic of metric ``key`` over the row's finished seeds."""
+    if row.get("mean", {}).get(key) is None:
         return "–"
     return f"{row['mean'][key]:.2f} ± {row['std'][key]:.2f}"
 
 
-def markdown(rows: list[dict], caption: str) -> str:
-    lines = [f"**Sweep** — {caption}", "", "| Config | Seeds | " + " | ".join(METRICS) + " | Trials |",
-             "|---|---|" + "---:|" * len(METRICS) + "---|"]
+def _header(key: str) -> str:
+    return key.replace("gate.", "gate ", 1)
+
+
+def footnote(metrics: list[str]) -> str:
+    """What the cells are and what each column means."""
+    meanings = "; ".join(f"{_header(k)}: {_MEANING[k]}" for k in metrics if k in _MEANING)
+    return ("Mean ± std (ddof = 1) over the seeds that finished, in results.json's units (percent for accuracies "
+            "and rates)" + (f"; {meanings}" if meanings else "")
+            + " (paper §4, Tables 1-2).")
+
+
+def markdown(rows: list[dict], caption: str, metrics: list[str]) -> str:
+    lines = [f"**Sweep** — {caption}", "", "| Config | Seeds | " + " | ".join(map(_header, metrics)) + " | Trials |",
+             "|---|---|" + "---:|" * len(metrics) + "---|"]
     for row in rows:
         links = ", ".join(f"[{Path(p).name}]({p}/)" for p in row["trials"])
         seeds = ",".join(map(str, row["seeds"])) or "–"
         if row["status"] == "failed":
             lines.append(f"| {row['config']} | {seeds} | failed: {row['error'].replace('|', '/')} |"
-                         + " |" * (len(METRICS) - 1) + f" {links} |")
+                         + " |" * (len(metrics) - 1) + f" {links} |")
         else:
-            lines.append(f"| {row['config']} | {seeds} | " + " | ".join(_cell(row, k) for k in METRICS) + f" | {links} |")
-    lines += ["", "Mean ± std (ddof = 1) over the seeds that finished; S, U: mean per-class accuracy on the seen / "
-              "unseen test clips among all classes; HM: their harmonic mean; ZSL: unseen classifier among the unseen "
-              "classes (paper §4, Table 1)."]
+            lines.append(f"| {row['config']} | {seeds} | " + " | ".join(_cell(row, k) for k in metrics) + f" | {links} |")
+    lines += ["", footnote(metrics)]
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: list[dict]) -> str:
+def csv_text(rows: list[dict], metrics: list[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["config", "seeds", "status", *(f"{k}_{s}" for k in METRICS for s in ("mean", "std")), "trials", "error"])
+    writer.writerow(["config", "seeds", "status", *(f"{k}_{s}" for k in metrics for s in ("mean", "std")), "trials", "error"])
     for row in rows:
-        values = [f"{row[s][k]:.4f}" if "mean" in row else "" for k in METRICS for s in ("mean", "std")]
+        values = [f"{row[s][k]:.4f}" if row.get(s, {}).get(k) is not None else ""
+                  for k in metrics for s in ("mean", "std")]
         writer.writerow([row["config"], " ".join(map(str, row["seeds"])), row["status"], *values,
                          " ".join(row["trials"]), row.get("error", "")])
     return out.getvalue()
 
 
-def write_tables(folder: Path, trials: list, records: dict[str, dict], meta: dict) -> str:
+def write_tables(folder: Path, trials: list, records: dict[str, dict], meta: dict, metrics: list[str]) -> str:
     """Write ``sweep.json``, ``table.md`` and ``table.csv`` into ``folder`` (atomically); return the markdown."""
-    rows = table_rows(trials, records)
+    rows = table_rows(trials, records, metrics)
     counts = {s: sum(r.get("status") == s for r in records.values()) for s in ("done", "failed", "pending")}
     caption = (f"{len(trials)} trials ({counts['done']} done, {counts['failed']} failed, {counts['pending']} pending); "
                f"engine {meta['engine']['name']}")
-    text = markdown(rows, caption)
-    atomic_write_json(Path(folder) / "sweep.json", {**meta, "counts": counts, "rows": rows,
+    text = markdown(rows, caption, metrics)
+    atomic_write_json(Path(folder) / "sweep.json", {**meta, "metrics": list(metrics), "counts": counts, "rows": rows,
                                                     "trials": [records[t.id] for t in trials]})
     atomic_write_text(Path(folder) / "table.md", text)
-    atomic_write_text(Path(folder) / "table.csv", csv_text(rows))
+    atomic_write_text(Path(folder) / "table.csv", csv_text(rows, metrics))
     return text

@@ -2,7 +2,7 @@
 
 Every row of :data:`CASES` is one real fault (a real non-UTF-8 file, a real chmod 000 folder, a
 real symlink loop, a real read-only folder...) made in a fresh copy of a tiny benchmark tree,
-then the CLI is run on it. Each case asserts: exit status 2 (``avood data check`` too), stderr
+then the CLI is run on it. Each case asserts: exit status 1 (``avood data check`` too), stderr
 is exactly one line starting ``avood: error:`` that holds the expected text, no traceback
 anywhere, and every file that existed before the command is still there, byte for byte.
 
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from avood_core.cli.options import EXIT_ERROR
 
 from tiny_runs import TINY
 
@@ -332,7 +334,7 @@ def test_bad_input_is_one_line(case: Case, inp_case_dir: Path, capsys, monkeypat
     lines = [line for line in err.splitlines() if line.strip()]
     _log(case, code, out, err, lines, _lost(before, d), _fill(case.expect, d))
     assert "Traceback" not in out + err, err[-3000:]
-    assert code == 2, (code, out[-2000:], err[-2000:])  # 0 would be a silent result
+    assert code == EXIT_ERROR, (code, out[-2000:], err[-2000:])  # 0 would be a silent result
     assert len(lines) == 1 and lines[0].startswith("avood: error: "), err
     assert _fill(case.expect, d) in lines[0], lines[0]
     assert not _lost(before, d), _lost(before, d)

@@ -1,9 +1,9 @@
-"""Bad run folders and faults against the CLI: each is one ``avood: error:`` line, exit 2, nothing lost.
+"""Bad run folders and faults against the CLI: each is one ``avood: error:`` line, exit 1, nothing lost.
 
 One finished tiny run (with its report and t-SNE) is built once per module; each case breaks a
 private copy, runs one command through the console entry point and checks
 
-* exit status 2, nothing on stdout, stderr exactly one line starting ``avood: error:`` that
+* exit status 1, nothing on stdout, stderr exactly one line starting ``avood: error:`` that
   names the file or folder (its path) and holds the expected text;
 * no traceback;
 * every file of the run folder byte-identical to what it was before the command (the broken
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from avood_core.cli.options import EXIT_ERROR
 
 from tiny_runs import file_digests, tiny_config
 
@@ -340,7 +342,7 @@ def test_fault_is_one_line_exit_2_and_nothing_is_lost(finished, clips, tmp_path,
         args = [a.format(run=run, tmp=scratch, clips=clips) for a in command]
         code, out, err = cli(monkeypatch, capsys, args)
     assert "Traceback" not in err
-    assert code == 2 and out == "", (code, out, err)
+    assert code == EXIT_ERROR and out == "", (code, out, err)
     assert err.endswith("\n") and err.count("\n") == 1 and err.startswith("avood: error: "), err
     assert str(run) in err or str(scratch) in err, f"the error names no file: {err}"
     assert expected in err, err
@@ -361,7 +363,7 @@ def test_a_second_process_holding_the_lock_stops_a_real_resume_until_it_exits(fi
     with contextlib.ExitStack() as stack:
         holder = hold_lock(run, tmp_path, stack)
         proc = avood("run", "--resume", str(run), "-q", "--no-report")
-        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert proc.returncode == EXIT_ERROR and proc.stdout == "", proc.stderr
         assert proc.stderr.splitlines() == [
             f"avood: error: the run folder '{run}' is being written by another avood process (pid {holder.pid}: "
             f"avood test-holder); wait until it finishes (or stop it), then retry"]
@@ -449,7 +451,7 @@ def test_the_fix_named_for_broken_outputs_works(finished, tmp_path):
     shutil.copytree(finished, run)
     truncate("predictions.npz", 0.5)(run, tmp_path, None)
     write("results.json", b"{")(run, tmp_path, None)
-    assert avood("report", str(run)).returncode == 2
+    assert avood("report", str(run)).returncode == EXIT_ERROR
     proc = avood("run", "--resume", str(run), "-q", "--tsne-cap", "40")
     assert proc.returncode == 0, proc.stderr
     proc = avood("report", str(run))
