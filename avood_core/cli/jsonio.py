@@ -29,6 +29,7 @@ JSON_KEYS: dict[str, tuple[str, ...]] = {
     "ablate": ("ablation", "run_dir", "table", "results"),
     "data check": ("root", "ok", "problems", "sections"),
     "bench": ("output_dir", "bench"),
+    "compare": ("a", "b", "pairing", "pairs", "level", "interval_method", "p_method", "metrics"),
 }
 
 

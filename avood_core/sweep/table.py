@@ -31,6 +31,7 @@ def table_rows(trials: list, records: dict[str, dict]) -> list[dict]:
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
             row["mean"] = {k: section["mean"][k] for k in METRICS}
             row["std"] = {k: section["std"][k] for k in METRICS}
+            row["n"], row["ci"] = section["n"], {k: section["ci"].get(k) for k in METRICS}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
         for r in mine:
@@ -41,9 +42,15 @@ def table_rows(trials: list, records: dict[str, dict]) -> list[dict]:
 
 
 def _cell(row: dict, key: str) -> str:
+    """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n seeds); one seed
+    ``26.53 (n = 1)`` (:func:`avood_core.eval.stats.format_interval`)."""
+    from avood_core.eval.stats import format_interval
+
     if "mean" not in row:
         return "–"
-    return f"{row['mean'][key]:.2f} ± {row['std'][key]:.2f}"
+    n = row.get("n", len(row["seeds"]))
+    return format_interval({"n": n, "mean": row["mean"][key], "std": row["std"][key],
+                            "ci": (row.get("ci") or {}).get(key)})
 
 
 def markdown(rows: list[dict], caption: str) -> str:
