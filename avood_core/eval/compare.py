@@ -19,9 +19,11 @@ otherwise it is "no difference detected at this n". Identical runs give d = 0 ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -38,7 +40,6 @@ class Side:
     """One side of a comparison: seed → run folder and that run's metrics."""
 
     label: str
-    kind: str  # "run", "seed set" or "sweep row"
     runs: dict[int, Path] = field(default_factory=dict)
     metrics: dict[int, dict] = field(default_factory=dict)
     task: dict | None = None
@@ -73,11 +74,12 @@ def load_side(path: Path, config: str | None = None) -> Side:
         chosen = config if config is not None else labels[0]
         if chosen not in labels:
             raise AvoodError(f"sweep '{path}' has no finished config '{chosen}'; valid: {', '.join(map(str, labels))}")
-        side = Side(f"{path} [{chosen}]", "sweep row")
-        for rec in sweep.get("trials", []):
-            if rec.get("label") == chosen and rec.get("status") == "done":
-                side.runs[int(rec["seed"])] = path / rec["run_dir"]
-                side.metrics[int(rec["seed"])] = rec.get("metrics") or {}
+        side = Side(f"{path} [{chosen}]")
+        with _malformed(path / "sweep.json"):
+            for rec in sweep.get("trials", []):
+                if rec.get("label") == chosen and rec.get("status") == "done":
+                    side.runs[int(rec["seed"])] = _inside(path, rec["run_dir"], path / "sweep.json")
+                    side.metrics[int(rec["seed"])] = rec.get("metrics") or {}
         return side
     if config is not None:
         raise AvoodError(f"--config-a/--config-b name a row of a sweep folder; '{path}' holds no sweep.json")
@@ -85,16 +87,35 @@ def load_side(path: Path, config: str | None = None) -> Side:
         raise AvoodError(f"'{path}' holds no results.json or sweep.json; pass a folder written by 'avood run' "
                          "(with or without --seeds) or 'avood sweep'")
     results = _read_json(path / "results.json")
-    if "seeds" in results:
-        side = Side(str(path), "seed set", task=results.get("task"))
-        for entry in results["seeds"].get("per_seed", []):
-            side.runs[int(entry["seed"])] = path / str(entry.get("run_dir", f"seed-{entry['seed']}"))
-            side.metrics[int(entry["seed"])] = entry.get("metrics") or {}
-        return side
-    if "metrics" not in results:
-        raise AvoodError(f"'{path / 'results.json'}' holds no metrics; pass a finished run folder")
-    seed = int(results.get("seed", 0))
-    return Side(str(path), "run", {seed: path}, {seed: results["metrics"]}, results.get("task"))
+    with _malformed(path / "results.json"):
+        if "seeds" in results:
+            side = Side(str(path), task=results.get("task"))
+            for entry in results["seeds"]["per_seed"]:
+                seed = int(entry["seed"])
+                side.runs[seed] = _inside(path, str(entry.get("run_dir", f"seed-{seed}")), path / "results.json")
+                side.metrics[seed] = entry.get("metrics") or {}
+            return side
+        if not isinstance(results.get("metrics"), dict):
+            raise AvoodError(f"'{path / 'results.json'}' holds no metrics; pass a finished run folder")
+        seed = int(results.get("seed", 0))
+        return Side(str(path), {seed: path}, {seed: results["metrics"]}, results.get("task"))
+
+
+@contextlib.contextmanager
+def _malformed(file: Path) -> Iterator[None]:
+    """A missing or mistyped field of ``file`` as one error line."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AvoodError(f"'{file}' is malformed ({type(exc).__name__}: {exc}); rerun the command that wrote it") from None
+
+
+def _inside(folder: Path, relative: str, file: Path) -> Path:
+    """``folder / relative``, refused when it leads outside ``folder`` (a hand-edited ``file``)."""
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise AvoodError(f"'{file}' names the run folder '{relative}' outside '{folder}'; rerun the command that wrote it")
+    return folder / relative
 
 
 def _task_of(side: Side, seed: int) -> dict:
