@@ -197,7 +197,8 @@ def test_compare_by_seed_is_the_paired_t_interval_and_the_exact_sign_flip(tmp_pa
     r = doc["metrics"]["HM"]
     assert doc["pairing"] == "seed" and r["diff"] == pytest.approx(d.mean())
     assert r["ci"] == pytest.approx(list(sps.t.interval(0.95, 4, loc=d.mean(), scale=sps.sem(d))))
-    assert r["p"] == pytest.approx(2 / 32) and r["verdict"] == compare.NO_DIFFERENCE  # 5 seeds: p >= 1/16
+    assert r["p"] == pytest.approx(2 / 32) and r["ci"][0] > 0  # 5 seeds: p >= 1/16, the test cannot reach 0.05
+    assert r["verdict"] == "B higher than A by the interval only (test p = 0.062: too few pairs for the test)"
     assert doc["metrics"]["S"]["diff"] == 0.0 and doc["metrics"]["S"]["verdict"] == compare.NO_DIFFERENCE
     assert "smallest attainable p: 0.0625" in compare.markdown(doc)
     with pytest.raises(AvoodError, match="different tasks"):
@@ -223,3 +224,27 @@ def test_compare_cli_json_and_one_line_errors(tmp_path):
         compare.compare(ra, other)
     with pytest.raises(AvoodError, match="holds no results.json or sweep.json"):
         compare.compare(ra, tmp_path)
+
+
+def test_compare_sweep_rows_and_malformed_folders(tmp_path):
+    sweep = tmp_path / "sweep"
+    trials = [{"label": label, "status": "done", "seed": s, "run_dir": f"trials/{label}_{s}",
+               "metrics": {"S": 50.0, "U": 40.0 + s + (2.0 if label == "b" else 0.0), "HM": 44.0, "ZSL": 40.0}}
+              for label in ("a", "b") for s in range(3)]
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(json.dumps({"rows": [{"config": "a", "status": "done"},
+                                                            {"config": "b", "status": "done"}], "trials": trials}))
+    doc = compare.compare(sweep, sweep, config_a="a", config_b="b")
+    assert doc["pairing"] == "seed" and doc["pairs"] == [[0, 0], [1, 1], [2, 2]]
+    assert doc["metrics"]["U"]["diff"] == pytest.approx(2.0) and doc["metrics"]["U"]["ci"] == pytest.approx([2.0, 2.0])
+    assert doc["metrics"]["U"]["verdict"].startswith("B higher than A by the interval only (test p = 0.25")
+    with pytest.raises(AvoodError, match="has 2 finished configs"):
+        compare.compare(sweep, sweep)
+    (sweep / "sweep.json").write_text(json.dumps({"rows": [{"config": "a", "status": "done"}],
+                                                  "trials": [{**trials[0], "run_dir": "../../elsewhere"}]}))
+    with pytest.raises(AvoodError, match="outside"):
+        compare.compare(sweep, sweep)
+    (sweep / "sweep.json").write_text(json.dumps({"rows": [{"config": "a", "status": "done"}],
+                                                  "trials": [{**trials[0], "seed": "zero"}]}))
+    with pytest.raises(AvoodError, match="malformed"):
+        compare.compare(sweep, sweep)
