@@ -96,10 +96,10 @@ def test_resampled_metrics_are_the_metrics_of_the_resampled_clips():
         assert one[key][0] == pytest.approx(full[key], abs=1e-9)
     assert one["AUROC"][0] == pytest.approx(full["gate"]["AUROC"], abs=1e-9)
     counts = next(layout.counts(3, bootstrap.rng_for(7)))
-    assert (np.add.reduceat(counts, layout.starts, axis=1) == layout.sizes).all()  # n_c draws in every class
+    assert (np.add.reduceat(counts, layout.starts, axis=0) == layout.sizes[:, None]).all()  # n_c draws per class
     got = layout.metrics(prepared, counts)
     for r in range(3):
-        idx = layout.order[np.repeat(np.arange(len(counts[r])), counts[r].astype(int))]
+        idx = layout.order[np.repeat(np.arange(len(counts)), counts[:, r].astype(int))]
         sub = {k: (v[idx] if np.ndim(v) and len(v) == len(out["labels"]) else v) for k, v in out.items()}
         s, u = (metrics.mean_class_accuracy(sub["pred"], sub["labels"], c) for c in (out["seen_classes"], out["unseen_classes"]))
         unseen = np.isin(sub["labels"], out["unseen_classes"])

@@ -10,7 +10,7 @@ at once:
 * HM(w) = 2·S(w)·U(w) / (S(w) + U(w)) per resample (its interval is that of these values, not a
   combination of the intervals of S and U);
 * AUROC(w) = Σ_{i seen, j unseen} w_i·w_j·([s_i > s_j] + ½·[s_i = s_j]) / (W_seen·W_unseen) for the
-  seen-score s = -score, from one sort of the scores and cumulative sums over tie groups.
+  seen-score s = -score, from one sort of the unseen clips' scores and cumulative sums of their weights.
 
 With w = 1 everywhere these are the metrics of the run. The interval is the percentile interval of
 ``RESAMPLES`` resamples (Efron & Tibshirani 1993, ch. 13), seeded by the run's seed. The paired
@@ -25,7 +25,7 @@ import numpy as np
 
 RESAMPLES = 1000
 LEVEL = 0.95
-CHUNK = 200  # resamples per block: bounds memory at CHUNK x clips float64 matrices
+CHUNK = 200  # resamples per block: bounds memory at clips x CHUNK float64 matrices
 KEYS = ("S", "U", "HM", "ZSL", "AUROC")
 METHOD = "stratified percentile bootstrap (test clips resampled within each class)"
 
@@ -52,18 +52,18 @@ class Resampler:
         self.is_seen = np.isin(self.labels, _np(seen_classes))
 
     def counts(self, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        """Blocks of at most :data:`CHUNK` rows of counts (rows: resamples; columns: clips in class order)."""
+        """Blocks of at most :data:`CHUNK` columns of counts (rows: clips in class order; columns: resamples)."""
         for start in range(0, resamples, CHUNK):
             b = min(CHUNK, resamples - start)
-            block = np.empty((b, len(self.labels)))
+            block = np.empty((len(self.labels), b))
             for s, n in zip(self.starts, self.sizes):
                 draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-                block[:, s:s + n] = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n)
+                block[s:s + n] = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T
             yield block
 
     def ones(self) -> np.ndarray:
         """The one "resample" that is the test split itself."""
-        return np.ones((1, len(self.labels)))
+        return np.ones((len(self.labels), 1))
 
     def prepare(self, outputs: dict) -> dict:
         """The per-clip arrays of ``outputs`` (``Pipeline.outputs`` / predictions.npz) in class order."""
@@ -71,36 +71,43 @@ class Resampler:
             raise ValueError("outputs of another test split")
         take = lambda k: _np(outputs[k])[self.order]  # noqa: E731
         seen_score = -take("score").astype(np.float64)
-        by_score = np.argsort(seen_score, kind="stable")
-        ties = np.r_[0, np.nonzero(np.diff(seen_score[by_score]))[0] + 1]
+        seen, unseen = np.flatnonzero(self.is_seen), np.flatnonzero(~self.is_seen)
+        unseen = unseen[np.argsort(seen_score[unseen], kind="stable")]
+        ordered = seen_score[unseen]
         return {"hit": take("pred") == self.labels, "zsl_hit": take("unseen_pred") == self.labels,
-                "by_score": by_score, "ties": ties, "pos": self.is_seen[by_score]}
+                "seen": seen, "unseen": unseen,  # unseen clips by ascending seen-score
+                "lo": np.searchsorted(ordered, seen_score[seen], side="left"),  # unseen clips below each seen one
+                "hi": np.searchsorted(ordered, seen_score[seen], side="right")}  # ... below or tied
 
-    def _class_mean(self, weights: np.ndarray, hit: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        if not cols.any():
-            return np.full(len(weights), np.nan)
-        acc = np.add.reduceat(weights * hit, self.starts, axis=1) / self.sizes
-        return 100.0 * acc[:, cols].mean(axis=1)
+    def _class_accuracy(self, weights: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        """acc_c(w) in percent: rows classes, columns resamples."""
+        return 100.0 * np.add.reduceat(weights * hit[:, None], self.starts, axis=0) / self.sizes[:, None]
+
+    @staticmethod
+    def _mean_over(acc: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return acc[cols].mean(axis=0) if cols.any() else np.full(acc.shape[1], np.nan)
 
     def metrics(self, prepared: dict, weights: np.ndarray) -> dict[str, np.ndarray]:
-        """S, U, HM, ZSL and AUROC (percent) for every row of ``weights``."""
-        s = self._class_mean(weights, prepared["hit"], self.seen_cols)
-        u = self._class_mean(weights, prepared["hit"], self.unseen_cols)
+        """S, U, HM, ZSL and AUROC (percent) for every column of ``weights``."""
+        acc = self._class_accuracy(weights, prepared["hit"])
+        s, u = self._mean_over(acc, self.seen_cols), self._mean_over(acc, self.unseen_cols)
         with np.errstate(invalid="ignore", divide="ignore"):
             hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
         hm = np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
-        return {"S": s, "U": u, "HM": hm, "ZSL": self._class_mean(weights, prepared["zsl_hit"], self.unseen_cols),
-                "AUROC": _weighted_auroc(weights[:, prepared["by_score"]], prepared["pos"], prepared["ties"])}
+        zsl = self._mean_over(self._class_accuracy(weights, prepared["zsl_hit"]), self.unseen_cols)
+        return {"S": s, "U": u, "HM": hm, "ZSL": zsl, "AUROC": _weighted_auroc(weights, prepared)}
 
 
-def _weighted_auroc(w: np.ndarray, pos: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """AUROC (percent) per row of weights ``w`` over clips sorted by seen-score (tie groups start at ``ties``)."""
-    wp = np.add.reduceat(w * pos, ties, axis=1)
-    wn = np.add.reduceat(w * ~pos, ties, axis=1)
-    below = np.cumsum(wn, axis=1) - wn  # unseen weight strictly below each tie group
-    total = wp.sum(axis=1) * wn.sum(axis=1)
+def _weighted_auroc(weights: np.ndarray, prepared: dict) -> np.ndarray:
+    """AUROC (percent) per column of ``weights``: Σ_i w_i·(W_below(i) + ½·W_tied(i)) / (W_seen·W_unseen)
+    over the seen clips i, W_below / W_tied the unseen weight below / at s_i (cumulative sums)."""
+    below = np.zeros((len(prepared["unseen"]) + 1, weights.shape[1]))
+    np.cumsum(weights[prepared["unseen"]], axis=0, out=below[1:])
+    seen = weights[prepared["seen"]]
+    total = seen.sum(axis=0) * below[-1]
+    pairs = np.einsum("ir,ir->r", seen, below[prepared["lo"]] + below[prepared["hi"]]) / 2.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 100.0 * (wp * (below + 0.5 * wn)).sum(axis=1) / total, np.nan)
+        return np.where(total > 0, 100.0 * pairs / total, np.nan)
 
 
 def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
