@@ -248,3 +248,16 @@ def test_compare_sweep_rows_and_malformed_folders(tmp_path):
                                                   "trials": [{**trials[0], "seed": "zero"}]}))
     with pytest.raises(AvoodError, match="malformed"):
         compare.compare(sweep, sweep)
+
+
+def test_ablate_seeds_cells_use_the_same_interval():
+    from types import SimpleNamespace
+
+    from avood_core.eval.ablate_seeds import aggregate, markdown
+
+    ablation = SimpleNamespace(rows=[SimpleNamespace(label="entropy")], columns=["HM"], title="Table 2")
+    three = aggregate(ablation, {s: [{"values": {"HM": hm}}] for s, hm in enumerate((26.53, 27.08, 24.86))})
+    assert three[0]["values"]["HM"]["ci"] == pytest.approx(stats.mean_interval([26.53, 27.08, 24.86])["ci"])
+    assert "| entropy | 26.16 ± 1.16 [23.3, 29.0] (n = 3) |" in markdown(ablation, three, [0, 1, 2])
+    one = aggregate(ablation, {0: [{"values": {"HM": 26.53}}]})
+    assert "| entropy | 26.53 (n = 1) |" in markdown(ablation, one, [0])

@@ -29,12 +29,16 @@ def ablation_job(payload: dict, echo: Callable[[str], None]) -> dict:
 
 
 def aggregate(ablation, per_seed: dict[int, list[dict]]) -> list[dict]:
-    """Per row and column: ``{"n", "mean", "std", "ci"}`` over the seeds (std ddof = 1, None for one seed)."""
+    """Per row and column: ``{"n", "mean", "std", "ci"}`` over the seeds: std with ddof = 1 (0 for one seed,
+    as in ``results["seeds"]``), ci the 95 % t interval of the mean (None for one seed)."""
     from avood_core.eval.stats import mean_interval
 
+    def cell(values) -> dict:
+        stats = mean_interval(values)
+        return {**stats, "std": stats["std"] or 0.0}
+
     return [{"label": row.label,
-             "values": {col: mean_interval(rows_[i]["values"][col] for rows_ in per_seed.values())
-                        for col in ablation.columns}}
+             "values": {col: cell(rows_[i]["values"][col] for rows_ in per_seed.values()) for col in ablation.columns}}
             for i, row in enumerate(ablation.rows)]
 
 

@@ -249,9 +249,10 @@ def markdown(doc: dict) -> str:
     lines = [f"**avood compare** — B: {doc['b']} against A: {doc['a']}; paired by {doc['pairing']} ({unit})", "",
              f"| Metric | A | B | B − A | {100 * doc['level']:.0f} % interval | p | Verdict |",
              "|---|---:|---:|---:|---:|---:|---|"]
+    signed = lambda x: f"{round(x, 2) + 0.0:+.2f}"  # noqa: E731  (no "-0.00")
     for name, r in doc["metrics"].items():
-        ci = f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]" if r["ci"] else "–"
-        lines.append(f"| {name} | {r['a']:.2f} | {r['b']:.2f} | {r['diff']:+.2f} | {ci} | {r['p']:.3g} | "
+        ci = f"[{signed(r['ci'][0])}, {signed(r['ci'][1])}]" if r["ci"] else "–"
+        lines.append(f"| {name} | {r['a']:.2f} | {r['b']:.2f} | {signed(r['diff'])} | {ci} | {r['p']:.3g} | "
                      f"{r['verdict']} |")
     lines += ["", f"Interval: {doc['interval_method']}. p: {doc['p_method']}. \"No difference detected\" when the "
               f"interval spans 0; a difference when it excludes 0 and p < {1 - doc['level']:.2g}. Metrics in percent "
