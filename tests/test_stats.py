@@ -261,3 +261,22 @@ def test_ablate_seeds_cells_use_the_same_interval():
     assert "| entropy | 26.16 ± 1.16 [23.3, 29.0] (n = 3) |" in markdown(ablation, three, [0, 1, 2])
     one = aggregate(ablation, {0: [{"values": {"HM": 26.53}}]})
     assert "| entropy | 26.53 (n = 1) |" in markdown(ablation, one, [0])
+
+
+def test_printed_summary_shows_intervals_and_n():
+    from avood_core.eval.report import seeds_section
+    from avood_core.run.driver import format_summary
+
+    out = outputs(np.random.default_rng(8))
+    m = scores_from_outputs({k: __import__("torch").as_tensor(v) for k, v in out.items()})
+    m["gate"]["threshold"] = 0.6
+    ci = bootstrap.bootstrap_intervals(out, 0, resamples=200)
+    text = format_summary({"metrics": m, "metrics_ci": ci})
+    assert f"{m['HM']:.2f} [{ci['HM'][0]:.1f}, {ci['HM'][1]:.1f}]" in text
+    assert f"gate AUROC {m['gate']['AUROC']:.2f} [{ci['AUROC'][0]:.1f}, {ci['AUROC'][1]:.1f}]" in text
+    assert "200 resamples, seed 0" in text
+    assert "[" not in format_summary({"metrics": m})  # no intervals stored: none printed
+    one = format_summary({"seeds": seeds_section([{"seed": 0, "metrics": m}])})
+    assert f"HM         {m['HM']:.2f} (n = 1)" in one and "±" not in one
+    two = format_summary({"seeds": seeds_section([{"seed": 0, "metrics": m}, {"seed": 1, "metrics": {**m, "HM": 0.0}}])})
+    assert "(n = 2)" in two and "±" in two

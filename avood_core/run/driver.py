@@ -248,7 +248,8 @@ def format_summary(results: dict) -> str:
                          for name, k in (("S", "S"), ("U", "U"), ("HM", "HM"), ("ZSL", "ZSL"), ("gate AUROC", "gate.AUROC"))
                          if seed_stats(sec, k)["mean"] is not None)
         base = sec["mean"]["baseline_no_gate"]
-        return (f"over seeds {sec['seeds']}: mean ± std [95 % t interval of the mean] (n seeds)\n{head}\n"
+        what = "mean ± std [95 % t interval of the mean] (n seeds)" if len(sec["seeds"]) > 1 else "one seed (n = 1)"
+        return (f"over seeds {sec['seeds']}: {what}\n{head}\n"
                 f"unseen clf alone, no gate (mean): S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
     m = results["metrics"]
     ci = results.get("metrics_ci") or {}
