@@ -173,8 +173,8 @@ def _predictions(side: Side, seed: int) -> dict:
 def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[bootstrap.Resampler, dict, dict]:
     """The class layout of one pair's test clips and both runs' arrays, after checking they are the same clips."""
     pa, pb = _predictions(a, sa), _predictions(b, sb)
-    if (not np.array_equal(pa["labels"], pb["labels"])
-            or not np.array_equal(np.sort(pa["seen_classes"]), np.sort(pb["seen_classes"]))):
+    if not np.array_equal(pa["labels"], pb["labels"]) or any(
+            not np.array_equal(np.sort(pa[k]), np.sort(pb[k])) for k in ("seen_classes", "unseen_classes")):
         raise AvoodError(f"'{b.runs[sb] / 'predictions.npz'}' holds other test clips than "
                          f"'{a.runs[sa] / 'predictions.npz'}'; pairing by clip needs both runs evaluated on the same "
                          "test split")
@@ -223,7 +223,8 @@ def compare(path_a: Path, path_b: Path, config_a: str | None = None, config_b: s
         result = _by_seed(a, b, common, level)
         interval = f"Student t interval of the mean paired difference over {len(common)} seeds"
         p_method = (f"exact two-sided sign-flip permutation test over the {2 ** len(common)} sign patterns "
-                    f"(smallest attainable p: {2 / 2 ** len(common):.3g})")
+                    f"(smallest attainable p: {2 / 2 ** len(common):.3g})" if len(common) <= stats.EXACT_FLIPS else
+                    f"two-sided sign-flip permutation test, {stats.FLIP_DRAWS} random sign patterns (seed 0)")
     else:
         if common:
             pairs = [(s, s) for s in common]

@@ -99,7 +99,11 @@ def format_interval(stats: dict, fmt: str = ".2f", ci_fmt: str = ".1f") -> str:
     return f"{mean} ± {format(stats['std'], fmt)}{ci} (n = {stats['n']})"
 
 
-def sign_flip_p(diffs: Iterable[float], max_exact: int = 16, draws: int = 100_000, seed: int = 0) -> float:
+EXACT_FLIPS = 16  # up to this many pairs the sign-flip test enumerates all 2^n patterns
+FLIP_DRAWS = 100_000  # random sign patterns beyond that
+
+
+def sign_flip_p(diffs: Iterable[float], max_exact: int = EXACT_FLIPS, draws: int = FLIP_DRAWS, seed: int = 0) -> float:
     """Two-sided p-value of the paired sign-flip permutation test of mean(diffs) = 0.
 
     Under the null each paired difference is as likely negative as positive; p is the share of
