@@ -61,6 +61,7 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     from avood_core.config import finalize_config, resolve
     from avood_core.util.io import atomic_write_json, atomic_write_text
     from avood_core.run.driver import new_run_dir
+    from avood_core.eval.stats import LEVEL, T_METHOD
     from avood_core.sweep.core import Job, run_jobs
 
     if name not in ABLATIONS:
@@ -82,8 +83,8 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     rows = aggregate(ablation, {s: done[f"seed-{s}"]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)
     results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
-               "std_ddof": 1, "ci_level": 0.95,
-               "ci_method": "Student t interval of the mean over seeds", "rows": rows,
+               "std_ddof": 1, "ci_level": LEVEL,
+               "ci_method": T_METHOD, "rows": rows,
                "per_seed": {s: {"folder": str(Path(done[f"seed-{s}"]["ablation_dir"]).relative_to(parent)),
                                 "rows": done[f"seed-{s}"]["rows"]} for s in seeds}}
     atomic_write_json(parent / "results.json", results)
