@@ -147,12 +147,30 @@ def test_seeds_section_and_its_rendering(run_folder, tmp_path):
     assert sec["mean"]["HM"] == pytest.approx(44.0) and sec["std"]["HM"] == pytest.approx(4.0)
     assert sec["mean"]["gate"]["AUROC"] == pytest.approx(85.0) and sec["std"]["gate"]["AUROC"] == pytest.approx(5.0)
     assert sec["std"]["S"] == 0.0 and sec["mean"]["gate"]["routing"]["seen_to_seen"] == m["gate"]["routing"]["seen_to_seen"]
-    assert seeds_section(per[:1])["std"]["HM"] == 0.0
+    assert seeds_section(per[:1])["std"]["HM"] == 0.0 and seeds_section(per[:1])["n"] == 1
     run = _copy(run_folder, tmp_path, drop=("tsne.npz",))
     atomic_write_json(run / "results.json", {**base, "seeds": json.loads(json.dumps(sec))})
     text = write_report(run)[0].read_text()
-    assert "Across seeds (n = 3)" in text and "| HM | 44.00 ± 4.00 |" in text and "| gate AUROC | 85.00 ± 5.00 |" in text
+    assert "Across seeds (n = 3)" in text and "| HM | 44.00 ± 4.00 [34.1, 53.9] (n = 3) |" in text  # t(2) = 4.303
+    assert "| gate AUROC | 85.00 ± 5.00 [72.6, 97.4] (n = 3) |" in text
     assert "| 2 |" in text  # the per-seed table
+
+
+def test_report_shows_the_bootstrap_intervals(run_folder, tmp_path):
+    from avood_core.eval.bootstrap import bootstrap_intervals
+
+    run = _copy(run_folder, tmp_path, drop=("tsne.npz",))
+    base = json.loads((run / "results.json").read_text())
+    with np.load(run / "predictions.npz") as z:
+        ci = bootstrap_intervals({k: z[k] for k in z.files}, seed=0, resamples=200)
+    atomic_write_json(run / "results.json", {**base, "metrics_ci": ci})
+    md = write_report(run)[0].read_text()
+    m = base["metrics"]
+    assert f"{m['HM']:.2f} [{ci['HM'][0]:.1f}, {ci['HM'][1]:.1f}]" in md
+    assert f"| AUROC | {m['gate']['AUROC']:.2f} [{ci['AUROC'][0]:.1f}, {ci['AUROC'][1]:.1f}] |" in md
+    assert "200 resamples, seed 0" in md
+    atomic_write_json(run / "results.json", {**base, "metrics_ci": {"HM": "broken", "level": "x"}})
+    assert f"| {m['HM']:.2f} |" in write_report(run)[0].read_text()  # a malformed interval is left out
 
 
 def test_plots_directly(tmp_path):

@@ -211,6 +211,7 @@ app.add_typer(data_app, name="data")
 app.command("bench")(__import__("avood_core.cli.bench", fromlist=["bench"]).bench)  # avood bench (docs/performance.md)
 app.add_typer(ablate_app, name="ablate")
 app.command("sweep")(sweep)  # avood sweep (docs/scaling.md)
+app.command("compare")(__import__("avood_core.cli.compare", fromlist=["compare"]).compare)  # avood compare A B
 
 
 def main() -> None:

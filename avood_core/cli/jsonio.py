@@ -30,6 +30,7 @@ JSON_KEYS: dict[str, tuple[str, ...]] = {
     "data check": ("root", "ok", "problems", "sections"),
     "bench": ("output_dir", "bench"),
     "sweep": ("output_dir", "table", "sweep"),
+    "compare": ("a", "b", "pairing", "pairs", "level", "interval_method", "p_method", "metrics"),
 }
 
 

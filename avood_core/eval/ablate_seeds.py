@@ -1,4 +1,5 @@
-"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as the jobs of a sweep, mean ± std per cell.
+"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as the jobs of a sweep; per cell the mean ± std
+and the 95 % Student t interval of the mean (:func:`avood_core.eval.stats.mean_interval`), with n.
 
 Each seed's ablation is one job (avood_core.sweep.core's scheduler; this process, a local pool or
 Ray), so the rows of a seed keep sharing their fitted components through the ablation's
@@ -28,25 +29,28 @@ def ablation_job(payload: dict, echo: Callable[[str], None]) -> dict:
 
 
 def aggregate(ablation, per_seed: dict[int, list[dict]]) -> list[dict]:
-    """Per row and column: mean and std (ddof = 1) over the seeds."""
-    import numpy as np
+    """Per row and column: ``{"n", "mean", "std", "ci"}`` over the seeds: std with ddof = 1 (0 for one seed,
+    as in ``results["seeds"]``), ci the 95 % t interval of the mean (None for one seed)."""
+    from avood_core.eval.stats import mean_interval
 
-    rows = []
-    for i, row in enumerate(ablation.rows):
-        cells = {}
-        for col in ablation.columns:
-            values = np.array([rows_[i]["values"][col] for rows_ in per_seed.values()], dtype=float)
-            cells[col] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-        rows.append({"label": row.label, "values": cells})
-    return rows
+    def cell(values) -> dict:
+        stats = mean_interval(values)
+        return {**stats, "std": stats["std"] or 0.0}
+
+    return [{"label": row.label,
+             "values": {col: cell(rows_[i]["values"][col] for rows_ in per_seed.values()) for col in ablation.columns}}
+            for i, row in enumerate(ablation.rows)]
 
 
 def markdown(ablation, rows: list[dict], seeds: list[int]) -> str:
-    lines = [f"**{ablation.title}** — mean ± std over seeds {', '.join(map(str, seeds))}", "",
+    from avood_core.eval.stats import format_interval
+
+    lines = [f"**{ablation.title}** — mean ± std [95 % t interval of the mean] (n) over seeds "
+             f"{', '.join(map(str, seeds))}", "",
              "| Row | " + " | ".join(ablation.columns) + " |", "|---|" + "---:|" * len(ablation.columns)]
     for row in rows:
-        lines.append(f"| {row['label']} | " + " | ".join(
-            f"{row['values'][c]['mean']:.2f} ± {row['values'][c]['std']:.2f}" for c in ablation.columns) + " |")
+        lines.append(f"| {row['label']} | " + " | ".join(format_interval(row["values"][c]) for c in ablation.columns)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -57,6 +61,7 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     from avood_core.config import finalize_config, resolve
     from avood_core.util.io import atomic_write_json, atomic_write_text
     from avood_core.run.driver import new_run_dir
+    from avood_core.eval.stats import LEVEL, T_METHOD
     from avood_core.sweep.core import Job, run_jobs
 
     if name not in ABLATIONS:
@@ -78,7 +83,8 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     rows = aggregate(ablation, {s: done[f"seed-{s}"]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)
     results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
-               "std_ddof": 1, "rows": rows,
+               "std_ddof": 1, "ci_level": LEVEL,
+               "ci_method": T_METHOD, "rows": rows,
                "per_seed": {s: {"folder": str(Path(done[f"seed-{s}"]["ablation_dir"]).relative_to(parent)),
                                 "rows": done[f"seed-{s}"]["rows"]} for s in seeds}}
     atomic_write_json(parent / "results.json", results)

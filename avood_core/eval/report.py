@@ -24,7 +24,8 @@ Multi-seed runs (``avood run --seeds 0,1,2``) add a ``"seeds"`` section to resul
       ],
       "mean": {...},                     # same nested shape as "metrics", numeric leaves averaged
       "std": {...},                      # same shape, sample standard deviation (ddof = 1; 0 for one seed)
-      "std_ddof": 1
+      "ci": {...},                       # same shape, [lo, hi]: 95 % Student t interval of the mean (none for one seed)
+      "n": 3, "std_ddof": 1, "ci_level": 0.95, "ci_method": "..."
     }
 
 Each ``metrics`` is the dict of ``avood_core.pipeline.scores_from_outputs`` (what a single run stores as
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from avood_core.eval import metrics
+from avood_core.eval import metrics, stats
 from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
 from avood_core.eval.render import num, render_html, render_markdown
@@ -70,17 +71,32 @@ def _aggregate(items: list, how) -> Any:
 
 
 def seeds_section(per_seed: list[dict]) -> dict:
-    """The ``results["seeds"]`` section from ``[{"seed": s, "metrics": {...}, ...}, ...]``."""
+    """The ``results["seeds"]`` section from ``[{"seed": s, "metrics": {...}, ...}, ...]``: mean, std
+    (ddof = 1; 0 for one seed) and the 95 % Student t interval of the mean ``[lo, hi]`` per numeric
+    leaf (:func:`avood_core.eval.stats.mean_interval`; no interval for one seed), with n."""
     if not per_seed:
         raise AvoodError("seeds_section needs at least one seed's results")
     ms = [p["metrics"] for p in per_seed]
     return {
         "seeds": [p.get("seed") for p in per_seed],
         "per_seed": per_seed,
+        "n": len(per_seed),
         "mean": _aggregate(ms, lambda a: float(a.mean())),
-        "std": _aggregate(ms, lambda a: float(a.std(ddof=1)) if len(a) > 1 and not np.all(a == a[0]) else 0.0),
+        "std": _aggregate(ms, lambda a: stats.mean_interval(a)["std"] or 0.0),
+        "ci": _aggregate(ms, lambda a: stats.mean_interval(a)["ci"]),
         "std_ddof": 1,
+        "ci_level": stats.LEVEL,
+        "ci_method": stats.T_METHOD,
     }
+
+
+def seed_stats(section: dict, path: str) -> dict:
+    """``{"n", "mean", "std", "ci"}`` of one metric (``"HM"``, ``"gate.AUROC"``) of a seeds section,
+    as :func:`avood_core.eval.stats.format_interval` takes it (std and ci None for one seed)."""
+    n = section.get("n") or len(section.get("per_seed") or section.get("seeds") or [])
+    return {"n": n, "mean": _get(section.get("mean"), path),
+            "std": _get(section.get("std"), path) if n > 1 else None,
+            "ci": _interval(_get(section.get("ci"), path)) if n > 1 else None}
 
 
 # --- t-SNE at run time ---------------------------------------------------------------------
@@ -156,8 +172,19 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
 # --- the report -----------------------------------------------------------------------------
 
 
-def _gzsl_rows(m: dict, op: dict | None, best: dict | None) -> list[list[str]]:
-    rows = [["AV-OOD (gated, detector's own threshold)", *(num(m.get(k)) for k in ("S", "U", "HM"))]]
+def _interval(v: Any) -> list | None:
+    """``v`` if it is an interval ``[lo, hi]`` of finite numbers (as results.json stores them), else None."""
+    return v if isinstance(v, list) and len(v) == 2 and all(_finite(x) for x in v) else None
+
+
+def _ci_cell(value: Any, interval: Any) -> str:
+    """``30.31 [27.9, 32.6]``: a metric with its bootstrap interval (``results["metrics_ci"]``), if any."""
+    interval = _interval(interval)
+    return num(value) + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval and _finite(value) else "")
+
+
+def _gzsl_rows(m: dict, op: dict | None, best: dict | None, ci: dict) -> list[list[str]]:
+    rows = [["AV-OOD (gated, detector's own threshold)", *(_ci_cell(m.get(k), ci.get(k)) for k in ("S", "U", "HM"))]]
     b = m.get("baseline_no_gate") or {}
     rows.append(["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))])
     if op:
@@ -167,6 +194,15 @@ def _gzsl_rows(m: dict, op: dict | None, best: dict | None) -> list[list[str]]:
         rows.append([f"best HM of the sweep (threshold {best['threshold']:.4g}; test-set oracle, not a result)",
                      *(num(best[k]) for k in ("S", "U", "HM"))])
     return rows
+
+
+def _ci_note(ci: dict) -> str:
+    if not ci:
+        return "results.json holds no bootstrap intervals (metrics_ci) for this run."
+    level = ci.get("level")
+    return (f"[lo, hi]: {num(100 * level if _finite(level) else None, '.0f')} % confidence interval by "
+            f"{ci.get('method')}, {ci.get('resamples')} resamples, seed {ci.get('seed')}; HM's interval is that of "
+            "the resampled HM.")
 
 
 _SEED_METRICS = (
@@ -179,20 +215,20 @@ _SEED_METRICS = (
 
 def _seed_blocks(seeds: dict) -> list:
     per = seeds.get("per_seed") or []
-    mean, std = seeds.get("mean") or {}, seeds.get("std") or {}
-    n = len(per) or len(seeds.get("seeds") or [])
+    n = seeds.get("n") or len(per) or len(seeds.get("seeds") or [])
     blocks = [("h2", f"Across seeds (n = {n})"),
               ("p", f"Seeds {', '.join(str(s) for s in seeds.get('seeds') or [p.get('seed') for p in per])}; "
-                    f"mean ± sample standard deviation (ddof = {seeds.get('std_ddof', 1)}), in percent "
-                    "except the threshold.")]
+                    f"mean ± sample standard deviation (ddof = {seeds.get('std_ddof', 1)}) [{stats.T_METHOD}, "
+                    f"{100 * seeds.get('ci_level', stats.LEVEL):.0f} %], in percent except the threshold; one seed "
+                    "has no std and no interval.")]
     rows = []
     for name, path in _SEED_METRICS:
-        mu, sd = _get(mean, path), _get(std, path)
-        if mu is None:
+        entry = seed_stats(seeds, path)
+        if entry["mean"] is None:
             continue
         fmt = ".4g" if path.endswith("threshold") else ".2f"
-        rows.append([name, f"{num(mu, fmt)} ± {num(sd, fmt)}"])
-    blocks.append(("table", ["metric", "mean ± std"], rows))
+        rows.append([name, stats.format_interval(entry, fmt, ".4g" if fmt == ".4g" else ".1f")])
+    blocks.append(("table", ["metric", "mean ± std [95 % interval of the mean] (n)"], rows))
     if per:
         cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
         blocks.append(("h3", "Per seed"))
@@ -226,6 +262,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     seeds = results.get("seeds")
     m = results.get("metrics") or (seeds or {}).get("mean") or {}
     gate = m.get("gate") or {}
+    ci = (results.get("metrics_ci") or {}) if results.get("metrics") else {}  # the intervals of that run
     out = read_predictions(run_dir)
     tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
     fig_dir = run_dir / FIGURES
@@ -289,15 +326,17 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         *([k, str(results[k])] for k in ("seed", "device", "created", "avood_version", "python") if k in results),
     ]))
     blocks += [("h2", "Results"), ("h3", "Generalized zero-shot (S, U, HM)"),
-               ("table", ["", "S", "U", "HM"], _gzsl_rows(m, op, best)),
+               ("table", ["", "S", "U", "HM"], _gzsl_rows(m, op, best, ci)),
                ("table", ["other", "value"], [
-                   ["ZSL (unseen classifier on unseen test samples, unseen classes only)", num(m.get("ZSL"))],
+                   ["ZSL (unseen classifier on unseen test samples, unseen classes only)",
+                    _ci_cell(m.get("ZSL"), ci.get("ZSL"))],
                    ["seen classifier accuracy (seen test samples, seen classes only)",
                     num(m.get("seen_classifier_acc"))]])]
+    blocks.append(("p", _ci_note(ci)))
     if "check" in notes:
         blocks.append(("p", notes["check"]))
     blocks += [("h3", "OOD gate"), ("table", ["gate", "value"], [
-        ["AUROC", num(gate.get("AUROC"))], ["TPR at its threshold", num(gate.get("TPR"))],
+        ["AUROC", _ci_cell(gate.get("AUROC"), ci.get("AUROC"))], ["TPR at its threshold", num(gate.get("TPR"))],
         ["FPR at its threshold", num(gate.get("FPR"))], ["FPR at TPR = 60 %", num(gate.get("FPR@TPR60"))],
         ["threshold (routed seen iff score < threshold)", num(gate.get("threshold"), ".6g")]])]
     r = gate.get("routing")

@@ -13,6 +13,7 @@ from typing import Callable
 from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml
 from avood_core.errors import AvoodError
+from avood_core.eval.bootstrap import bootstrap_intervals
 from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
 from avood_core.limits import SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
@@ -144,6 +145,9 @@ def execute(
             protocol["load_info"] = stage1_task.meta.get("load_info")
         pipeline, reused = fit_stage(config, task, run_dir, fit_opts, source, "stage2" if stage1_task is not None else "")
         evaluation = pipeline.evaluate(task.test)
+        boot_start = time.perf_counter()
+        metrics_ci = bootstrap_intervals(evaluation.outputs, config.seed)
+        boot_seconds = time.perf_counter() - boot_start
         results = {
             "avood_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -157,7 +161,8 @@ def execute(
             "reused_components": reused,
             **({"resumed_from": str(source)} if source is not None and source != run_dir else {}),
             "metrics": evaluation.metrics,
-            "timings_s": {**pipeline.timings, "total": time.perf_counter() - started},
+            "metrics_ci": metrics_ci,
+            "timings_s": {**pipeline.timings, "bootstrap": boot_seconds, "total": time.perf_counter() - started},
             "jobs": config.jobs,
             "workers": pipeline.worker_info,
         }
@@ -231,25 +236,38 @@ def save_outputs(path: Path, outputs: dict) -> None:
 
 
 def format_summary(results: dict) -> str:
-    """The headline numbers as a short plain-text table (mean ± std over seeds when present)."""
+    """The headline numbers as a short plain-text table: one run with its 95 % bootstrap intervals
+    (``HM 30.31 [27.9, 32.6]``), several seeds as mean ± std [95 % t interval of the mean] (n)."""
+    from avood_core.eval.bootstrap import format_metric
+    from avood_core.eval.report import seed_stats
+    from avood_core.eval.stats import format_interval
+
     if "seeds" in results:
-        mean, std = results["seeds"]["mean"], results["seeds"]["std"]
-        keys = ("S", "U", "HM", "ZSL")
-        head = "  ".join(f"{k} {mean[k]:.2f} ± {std[k]:.2f}" for k in keys)
-        base = mean["baseline_no_gate"]
-        return (f"mean ± std over seeds {results['seeds']['seeds']}: {head}\n"
-                f"unseen clf alone, no gate: S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
+        sec = results["seeds"]
+        head = "\n".join(f"  {name:11s}{format_interval(seed_stats(sec, k))}"
+                         for name, k in (("S", "S"), ("U", "U"), ("HM", "HM"), ("ZSL", "ZSL"), ("gate AUROC", "gate.AUROC"))
+                         if seed_stats(sec, k)["mean"] is not None)
+        base = sec["mean"]["baseline_no_gate"]
+        what = "mean ± std [95 % t interval of the mean] (n seeds)" if len(sec["seeds"]) > 1 else "one seed (n = 1)"
+        return (f"over seeds {sec['seeds']}: {what}\n{head}\n"
+                f"unseen clf alone, no gate (mean): S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
     m = results["metrics"]
+    ci = results.get("metrics_ci") or {}
     b = m["baseline_no_gate"]
     g = m["gate"]
+    cell = lambda value, key=None: format_metric(value, ci.get(key) if key else None)  # noqa: E731
     rows = [
-        ("AV-OOD (gated)", m["S"], m["U"], m["HM"]),
-        ("unseen clf alone, no gate", b["S"], b["U"], b["HM"]),
+        ("AV-OOD (gated)", *(cell(m[k], k) for k in ("S", "U", "HM"))),
+        ("unseen clf alone, no gate", *(cell(b[k]) for k in ("S", "U", "HM"))),
     ]
-    out = [f"{'':28s}{'S':>8s}{'U':>8s}{'HM':>8s}"]
-    out += [f"{name:28s}{s:8.2f}{u:8.2f}{hm:8.2f}" for name, s, u, hm in rows]
-    out.append(f"ZSL {m['ZSL']:.2f}   seen clf acc {m['seen_classifier_acc']:.2f}   "
-               f"gate AUROC {g['AUROC']:.2f}  TPR {g['TPR']:.2f}  FPR {g['FPR']:.2f}  threshold {g['threshold']:.4g}")
+    width = max(8, *(len(c) + 2 for r in rows for c in r[1:]))
+    out = [f"{'':28s}" + "".join(f"{k:>{width}s}" for k in ("S", "U", "HM"))]
+    out += [f"{name:28s}" + "".join(f"{c:>{width}s}" for c in cells) for name, *cells in rows]
+    out.append(f"ZSL {cell(m['ZSL'], 'ZSL')}   seen clf acc {m['seen_classifier_acc']:.2f}   "
+               f"gate AUROC {cell(g['AUROC'], 'AUROC')}  TPR {g['TPR']:.2f}  FPR {g['FPR']:.2f}  "
+               f"threshold {g['threshold']:.4g}")
+    if ci:
+        out.append(f"[ ]: {100 * ci['level']:.0f} % {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}")
     return "\n".join(out)
 
 

@@ -87,6 +87,7 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
             row["mean"] = {k: metric_value(section["mean"], k) for k in metrics}
             row["std"] = {k: metric_value(section["std"], k) for k in metrics}
+            row["n"], row["ci"] = section["n"], {k: metric_value(section["ci"], k) for k in metrics}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
         for r in mine:
@@ -97,10 +98,16 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
 
 
 def _cell(row: dict, key: str) -> str:
-    """One table cell: the statistic of metric ``key`` over the row's finished seeds."""
+    """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n seeds) of metric
+    ``key`` over the row's finished seeds; one seed ``26.53 (n = 1)``
+    (:func:`avood_core.eval.stats.format_interval`)."""
+    from avood_core.eval.stats import format_interval
+
     if row.get("mean", {}).get(key) is None:
         return "–"
-    return f"{row['mean'][key]:.2f} ± {row['std'][key]:.2f}"
+    n = row.get("n", len(row["seeds"]))
+    return format_interval({"n": n, "mean": row["mean"][key], "std": row["std"][key],
+                            "ci": (row.get("ci") or {}).get(key)})
 
 
 def _header(key: str) -> str:
@@ -110,7 +117,8 @@ def _header(key: str) -> str:
 def footnote(metrics: list[str]) -> str:
     """What the cells are and what each column means."""
     meanings = "; ".join(f"{_header(k)}: {_MEANING[k]}" for k in metrics if k in _MEANING)
-    return ("Mean ± std (ddof = 1) over the seeds that finished, in results.json's units (percent for accuracies "
+    return ("Mean ± std (ddof = 1) [95 % Student t interval of the mean] (n seeds) over the seeds that finished, "
+            "in results.json's units (percent for accuracies "
             "and rates)" + (f"; {meanings}" if meanings else "")
             + " (paper §4, Tables 1-2).")
 

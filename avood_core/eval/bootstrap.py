@@ -1,0 +1,135 @@
+"""Per-run 95 % confidence intervals of S, U, HM, ZSL and the gate's AUROC by a stratified bootstrap.
+
+S, U and ZSL are means of per-class accuracies (paper §4.1; :mod:`avood_core.eval.metrics`), so a
+resample redraws the test clips *within each class*: class c keeps its n_c clips, drawn with
+replacement. A resample is a matrix of counts w (how often each clip was drawn); every metric is
+then a weighted version of the :mod:`~avood_core.eval.metrics` formula, computed for all resamples
+at once:
+
+* acc_c(w) = Σ_{i: y_i = c} w_i·[ŷ_i = c] / n_c, and S, U, ZSL their means over the classes;
+* HM(w) = 2·S(w)·U(w) / (S(w) + U(w)) per resample (its interval is that of these values, not a
+  combination of the intervals of S and U);
+* AUROC(w) = Σ_{i seen, j unseen} w_i·w_j·([s_i > s_j] + ½·[s_i = s_j]) / (W_seen·W_unseen) for the
+  seen-score s = -score, from one sort of the unseen clips' scores and cumulative sums of their weights.
+
+With w = 1 everywhere these are the metrics of the run. The interval is the percentile interval of
+``RESAMPLES`` resamples (Efron & Tibshirani 1993, ch. 13), seeded by the run's seed. The paired
+version (:func:`avood_core.eval.compare`) applies the same counts to two runs' predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+RESAMPLES = 1000
+LEVEL = 0.95
+CHUNK = 200  # resamples per block: bounds memory at clips x CHUNK float64 matrices
+KEYS = ("S", "U", "HM", "ZSL", "AUROC")
+METHOD = "stratified percentile bootstrap (test clips resampled within each class)"
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+
+def rng_for(seed: int) -> np.random.Generator:
+    """The bootstrap's generator for a run seed (any 64-bit integer, negatives included)."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed) % 2**64))
+
+
+class Resampler:
+    """The class layout of one test split: clips sorted by class, and the stratified count draws."""
+
+    def __init__(self, labels, seen_classes, unseen_classes) -> None:
+        labels = _np(labels).astype(np.int64)
+        self.order = np.argsort(labels, kind="stable")
+        self.labels = labels[self.order]
+        classes, self.starts, self.sizes = np.unique(self.labels, return_index=True, return_counts=True)
+        self.seen_cols = np.isin(classes, _np(seen_classes))
+        self.unseen_cols = np.isin(classes, _np(unseen_classes))
+        self.is_seen = np.isin(self.labels, _np(seen_classes))
+
+    def counts(self, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Blocks of at most :data:`CHUNK` columns of counts (rows: clips in class order; columns: resamples)."""
+        for start in range(0, resamples, CHUNK):
+            b = min(CHUNK, resamples - start)
+            block = np.empty((len(self.labels), b))
+            for s, n in zip(self.starts, self.sizes):
+                draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+                block[s:s + n] = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T
+            yield block
+
+    def ones(self) -> np.ndarray:
+        """The one "resample" that is the test split itself."""
+        return np.ones((len(self.labels), 1))
+
+    def prepare(self, outputs: dict) -> dict:
+        """The per-clip arrays of ``outputs`` (``Pipeline.outputs`` / predictions.npz) in class order."""
+        if not np.array_equal(_np(outputs["labels"]).astype(np.int64)[self.order], self.labels):
+            raise ValueError("outputs of another test split")
+        take = lambda k: _np(outputs[k])[self.order]  # noqa: E731
+        seen_score = -take("score").astype(np.float64)
+        seen, unseen = np.flatnonzero(self.is_seen), np.flatnonzero(~self.is_seen)
+        unseen = unseen[np.argsort(seen_score[unseen], kind="stable")]
+        ordered = seen_score[unseen]
+        return {"hit": take("pred") == self.labels, "zsl_hit": take("unseen_pred") == self.labels,
+                "seen": seen, "unseen": unseen,  # unseen clips by ascending seen-score
+                "lo": np.searchsorted(ordered, seen_score[seen], side="left"),  # unseen clips below each seen one
+                "hi": np.searchsorted(ordered, seen_score[seen], side="right")}  # ... below or tied
+
+    def _class_accuracy(self, weights: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        """acc_c(w) in percent: rows classes, columns resamples."""
+        return 100.0 * np.add.reduceat(weights * hit[:, None], self.starts, axis=0) / self.sizes[:, None]
+
+    @staticmethod
+    def _mean_over(acc: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return acc[cols].mean(axis=0) if cols.any() else np.full(acc.shape[1], np.nan)
+
+    def metrics(self, prepared: dict, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """S, U, HM, ZSL and AUROC (percent) for every column of ``weights``."""
+        acc = self._class_accuracy(weights, prepared["hit"])
+        s, u = self._mean_over(acc, self.seen_cols), self._mean_over(acc, self.unseen_cols)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
+        hm = np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
+        zsl = self._mean_over(self._class_accuracy(weights, prepared["zsl_hit"]), self.unseen_cols)
+        return {"S": s, "U": u, "HM": hm, "ZSL": zsl, "AUROC": _weighted_auroc(weights, prepared)}
+
+
+def _weighted_auroc(weights: np.ndarray, prepared: dict) -> np.ndarray:
+    """AUROC (percent) per column of ``weights``: Σ_i w_i·(W_below(i) + ½·W_tied(i)) / (W_seen·W_unseen)
+    over the seen clips i, W_below / W_tied the unseen weight below / at s_i (cumulative sums)."""
+    below = np.zeros((len(prepared["unseen"]) + 1, weights.shape[1]))
+    np.cumsum(weights[prepared["unseen"]], axis=0, out=below[1:])
+    seen = weights[prepared["seen"]]
+    total = seen.sum(axis=0) * below[-1]
+    pairs = np.einsum("ir,ir->r", seen, below[prepared["lo"]] + below[prepared["hi"]]) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 100.0 * pairs / total, np.nan)
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """The central ``level`` percentile interval of the finite ``values``; None if there are none."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = np.percentile(values, [50.0 * (1 - level), 50.0 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_intervals(outputs: dict, seed: int, resamples: int = RESAMPLES, level: float = LEVEL) -> dict:
+    """``results["metrics_ci"]``: ``{"S": [lo, hi], "U", "HM", "ZSL", "AUROC", "method", "level",
+    "resamples", "seed"}`` for a run's per-sample ``outputs``; same seed, same bits."""
+    layout = Resampler(outputs["labels"], outputs["seen_classes"], outputs["unseen_classes"])
+    prepared = layout.prepare(outputs)
+    blocks = [layout.metrics(prepared, w) for w in layout.counts(resamples, rng_for(seed))]
+    values = {k: np.concatenate([b[k] for b in blocks]) for k in KEYS}
+    return {**{k: percentile_interval(values[k], level) for k in KEYS},
+            "method": METHOD, "level": level, "resamples": resamples, "seed": int(seed)}
+
+
+def format_metric(value: float, interval: list[float] | None) -> str:
+    """``30.31 [27.9, 32.6]`` (the interval to one decimal), or the value alone without one."""
+    return f"{value:.2f}" + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval else "")
