@@ -209,14 +209,19 @@ class MetricsWriter(Callback):
 
 
 def read_metrics(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """``<folder>/<kind>.jsonl`` as lists of records by kind (a cut last line is skipped)."""
+    """``<folder>/<kind>.jsonl`` as lists of records by kind; a last line cut by a kill (no newline
+    after it) is skipped, any other line that is not one JSON object is a one-line CheckpointError."""
+    from avood_core.errors import CheckpointError
+    from avood_core.util.json_read import parse_json
+
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(folder).glob("*.jsonl")):
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        out[path.stem] = records
+        fix = f"delete '{path}' (the report then omits its training curves)"
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"'{path}' cannot be read as UTF-8 text ({exc}); {fix}") from None
+        complete = text.split("\n")[:-1]  # the last piece: "" after a final newline, else a cut line
+        out[path.stem] = [parse_json(line, f"'{path}' line {n}", error=CheckpointError, fix=fix)
+                          for n, line in enumerate(complete, 1) if line.strip()]
     return out
