@@ -107,7 +107,7 @@ DEFLATE_MAX_RATIO = 1032
 stored in fewer bytes than 1/1032 of their size were never written."""
 
 
-def _unstored(data: "h5py.Dataset") -> str | None:
+def unstored(data: "h5py.Dataset") -> str | None:
     """Why ``data`` cannot hold the values its shape declares (written partly or never), else None.
 
     Checked before reading, so a header declaring (10^9, 6) without data is refused instead of
@@ -141,7 +141,7 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
             data = fh["data"]
             if data.ndim != 2 or data.dtype.kind not in "fiu":
                 return f"'{shown}': data is {data.dtype} {data.shape}, not a 2-D float array; re-download this file"
-            unstored = _unstored(data)
+            unstored = unstored(data)
             if unstored:
                 return f"'{shown}': {unstored}; re-download this file"
             urls = _read_urls(fh["video_urls"])
