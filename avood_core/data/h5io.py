@@ -141,9 +141,9 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
             data = fh["data"]
             if data.ndim != 2 or data.dtype.kind not in "fiu":
                 return f"'{shown}': data is {data.dtype} {data.shape}, not a 2-D float array; re-download this file"
-            unstored = unstored(data)
-            if unstored:
-                return f"'{shown}': {unstored}; re-download this file"
+            lost = unstored(data)
+            if lost:
+                return f"'{shown}': {lost}; re-download this file"
             urls = _read_urls(fh["video_urls"])
             rows, dim = data.shape
             if dim < 1:
