@@ -29,7 +29,7 @@ from typing import Any, Callable
 from avood_core.errors import CheckpointError, NotFittedError, PluginError
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
-from avood_core.util.json_read import read_json
+from avood_core.util.json_read import field, read_json
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: no config_sha256 yet
@@ -153,6 +153,11 @@ def _swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
+TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, False), ("state", dict, False),
+                ("fit_hash", (str, type(None)), False), ("weights_sha256", str, False))
+"""``config.json`` fields read back and their JSON types (``load_component`` requires params and state)."""
+
+
 def read_config(directory: str | Path) -> dict:
     """The ``config.json`` of a component folder (repairing an interrupted swap first)."""
     directory = Path(directory)
@@ -168,6 +173,9 @@ def read_config(directory: str | Path) -> dict:
     if config["avood_format"] >= 2 and seal(config).get("config_sha256") != config.get("config_sha256"):
         raise CheckpointError(f"'{path}' was edited or corrupted after it was saved (its contents do not match the "
                               f"config_sha256 recorded in it); refit the component, e.g. avood run --resume RUN")
+    for key, types, required in TYPED_FIELDS:
+        field(config, key, types, str(path), error=CheckpointError, required=required,
+              fix="the file was edited or corrupted; refit the component, e.g. avood run --resume RUN")
     return config
 
 

@@ -177,6 +177,10 @@ CASES = [
     ("component-config-deep", write(SEEN_CFG, DEEP), PREDICT, "config.json' nests 100000 levels deep"),
     ("component-config-a-list", write(SEEN_CFG, b"[]"), EVALUATE, "holds a list where an object belongs"),
     ("component-config-empty", write(SEEN_CFG, b""), PREDICT, "config.json' is empty"),
+    ("sealed-component-kind-a-list", sealed(edit_json(SEEN_CFG, set_key("kind", ["seen"]))), PREDICT,
+     "field 'kind' must be a string, not a list"),
+    ("sealed-component-state-a-list", sealed(edit_json(SEEN_CFG, set_key("state", []))), EVALUATE, "field 'state' must be an object"),
+    ("sealed-component-fit-hash-a-number", sealed(edit_json(SEEN_CFG, set_key("fit_hash", 5))), PREDICT, "field 'fit_hash'"),
     # the run's outputs the report reads
     ("results-deep", write("results.json", DEEP), REPORT, "results.json' nests 100000 levels deep"),
     ("results-utf16", utf16("results.json"), REPORT, "results.json' is not UTF-8"),
@@ -245,7 +249,9 @@ def test_an_untampered_copy_still_loads_and_predicts(finished, clips, tmp_path, 
     assert out.splitlines()[0] == "index,class_id,class_name,gate_score,branch" and len(out.splitlines()) == 5
 
 
-@pytest.mark.parametrize("brk", [write(SEEN_CFG, DEEP), utf16(SEEN_CFG), write(SEEN_CFG, b"[]")], ids=["deep", "utf16", "a-list"])
+@pytest.mark.parametrize("brk", [write(SEEN_CFG, DEEP), utf16(SEEN_CFG), write(SEEN_CFG, b"[]"),
+                                 sealed(edit_json(SEEN_CFG, set_key("fit_hash", 5)))],
+                         ids=["deep", "utf16", "a-list", "sealed-fit-hash-a-number"])
 def test_resume_refits_a_component_whose_config_cannot_be_read(finished, tmp_path, monkeypatch, capsys, brk):
     """``run --resume`` names the unreadable config.json and refits that component only (the others are reused)."""
     run = tmp_path / "run"
