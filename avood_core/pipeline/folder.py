@@ -70,7 +70,7 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     path = run_dir / META
     fix = f"rerun 'avood run' (or 'avood run --resume {run_dir}') to rewrite it"
     meta = read_json(path, error=CheckpointError, fix=fix)
-    version = field(meta, "avood_format", int, str(path), error=CheckpointError,
+    version = field(meta, "avood_format", int, f"'{path}'", error=CheckpointError,
                     fix=f"this avood reads format {FORMAT}; {fix}")
     if version != FORMAT:
         raise CheckpointError(f"'{path}': field 'avood_format' is {version}, but this avood reads format {FORMAT} "

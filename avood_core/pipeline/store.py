@@ -174,7 +174,7 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"'{path}' was edited or corrupted after it was saved (its contents do not match the "
                               f"config_sha256 recorded in it); refit the component, e.g. avood run --resume RUN")
     for key, types, required in TYPED_FIELDS:
-        field(config, key, types, str(path), error=CheckpointError, required=required,
+        field(config, key, types, f"'{path}'", error=CheckpointError, required=required,
               fix="the file was edited or corrupted; refit the component, e.g. avood run --resume RUN")
     return config
 

@@ -95,16 +95,17 @@ def read_json(path: str | Path, *, expect: Types | None = dict, error: type[Avoo
 
 def field(obj: dict, key: str, types: Types, where: str, *, error: type[AvoodError] = AvoodError,
           fix: str = "restore or rewrite it", required: bool = True, finite: bool = True) -> Any:
-    """``obj[key]`` checked to be of ``types`` (a bool is never a number; a float must be finite)."""
+    """``obj[key]`` checked to be of ``types`` (a bool is never a number; a float must be finite);
+    ``where`` names the object in messages, as for :func:`parse_json`."""
     if key not in obj:
         if required:
-            raise error(f"'{where}': field '{key}' is missing ({_name(types)} expected); {fix}")
+            raise error(f"{where}: field '{key}' is missing ({_name(types)} expected); {fix}")
         return None
     value = obj[key]
     if not _is(value, types):
-        raise error(f"'{where}': field '{key}' must be {_name(types)}, not {_kind(value)} {value!r:.60}; {fix}")
+        raise error(f"{where}: field '{key}' must be {_name(types)}, not {_kind(value)} {value!r:.60}; {fix}")
     if finite and isinstance(value, float) and not math.isfinite(value):
-        raise error(f"'{where}': field '{key}' is {value}, not a finite number; {fix}")
+        raise error(f"{where}: field '{key}' is {value}, not a finite number; {fix}")
     return value
 
 

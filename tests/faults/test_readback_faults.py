@@ -188,6 +188,8 @@ CASES = [
     ("metrics-line-deep", metrics_line(DEEP), REPORT, ".jsonl' line 1"),
     ("metrics-line-a-list", metrics_line(b"[1, 2]"), REPORT, ".jsonl' line 1"),
     ("metrics-line-garbage", metrics_line(b"{oops"), REPORT, ".jsonl' line 1"),
+    ("metrics-line-epoch-missing", metrics_line(b'{"event": "epoch", "loss": 1.0}'), REPORT, ".jsonl' line 1: field 'epoch' is missing"),
+    ("metrics-line-epoch-a-string", metrics_line(b'{"event": "epoch", "epoch": "x"}'), REPORT, "field 'epoch' must be an integer"),
 ]
 
 
