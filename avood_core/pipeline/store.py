@@ -10,8 +10,11 @@ Saving builds both files in a hidden temp folder and swaps it in with two rename
 interruption leaves either the previous checkpoint or the new one (a swap cut between its
 two renames is repaired on the next load). Loading verifies the weights' checksum and the
 config's own checksum (``config_sha256``, over every other field of ``config.json``: params,
-learned scalars, class ids, the weights' checksum), then checks the learned scalars with the
-rules saving applies (no NaN; dims positive integers that the weights must fit).
+learned scalars, class ids, the weights' checksum) and the JSON types of its fields, then checks
+the learned scalars with the rules saving applies (no NaN; dims positive integers that the weights
+must fit) and the tensors as saving left them: finite, and after ``load_state`` the very names,
+dtypes and shapes the component's own ``state_tensors`` declares (checksums can be recomputed by
+whoever edits a file; these checks hold regardless).
 Format 1 folders (before the config checksum) still load, with those scalar checks.
 """
 
