@@ -209,14 +209,25 @@ class MetricsWriter(Callback):
 
 
 def read_metrics(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """``<folder>/<kind>.jsonl`` as lists of records by kind (a cut last line is skipped)."""
+    """``<folder>/<kind>.jsonl`` as lists of records by kind; a last line cut by a kill (no newline
+    after it) is skipped, any other line that is not one JSON object is a one-line CheckpointError."""
+    from avood_core.errors import CheckpointError
+    from avood_core.util.json_read import field, parse_json
+
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(folder).glob("*.jsonl")):
+        fix = f"delete '{path}' (the report then omits its training curves)"
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"'{path}' cannot be read as UTF-8 text ({exc}); {fix}") from None
+        complete = text.split("\n")[:-1]  # the last piece: "" after a final newline, else a cut line
         records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        for n, line in enumerate(complete, 1):
+            where = f"'{path}' line {n}"
+            record = parse_json(line, where, error=CheckpointError, fix=fix) if line.strip() else None
+            if record is not None and record.get("event") in ("step", "epoch"):  # the x axis of its curve
+                field(record, record["event"], int, where, error=CheckpointError, fix=fix)
+            records += [record] if record is not None else []
         out[path.stem] = records
     return out

@@ -128,6 +128,12 @@ class AVGZSLTask:
                 f"{where}: text is {tuple(self.text.shape)} but there are {len(self.class_names)} "
                 f"class names; give one text row per class"
             )
+        if not torch.isfinite(self.text).all():
+            rows = torch.nonzero(~torch.isfinite(self.text).all(dim=1)).flatten().tolist()
+            raise DataError(f"{where}: text rows {rows[:5]} hold NaN or inf; fix the class embeddings")
+        for kind, ids in (("seen", self.seen_classes), ("unseen", self.unseen_classes)):
+            if len(ids) == 0:
+                raise DataError(f"{where}: there are no {kind} classes; GZSL needs seen and unseen classes (paper Sec. 3)")
         if torch.isin(self.seen_classes, self.unseen_classes).any():
             raise DataError(f"{where}: a class is both seen and unseen; make the two sets disjoint")
         for c in (self.seen_classes, self.unseen_classes):

@@ -175,6 +175,16 @@ def _write_bad(path: Path, how: str) -> Path:
         np.savez(path, audio=np.array([audio[0], "x"], dtype=object), video=video)
     elif how in ("not-an-archive", "unsupported-suffix"):
         path.write_text("audio,video\n1,2\n")
+    elif how == "complex":
+        np.savez(path, audio=audio + 1j, video=video)
+    elif how == "group-h5":
+        with h5py.File(path, "w") as f:
+            f.create_group("audio")
+            f["video"] = video
+    elif how == "declared-huge-h5":
+        with h5py.File(path, "w") as f:
+            f.create_dataset("audio", shape=(10**9, 512), dtype="f4")  # declared, never written
+            f["video"] = video
     elif how == "not-hdf5":
         path.write_bytes(b"\x00" * 64)
     return path
@@ -191,6 +201,9 @@ BAD_INPUT = {
     "object-array": ("bad.npz", "holds object (pickled) arrays, which avood never loads"),
     "not-an-archive": ("bad.npz", "is not an .npz (zip) archive"),
     "not-hdf5": ("bad.h5", "cannot be read (OSError"),
+    "complex": ("bad.npz", "must be numeric arrays of real numbers (got audio complex64)"),
+    "group-h5": ("bad.h5", "'audio' is a group, not a dataset"),
+    "declared-huge-h5": ("bad.h5", "audio: data declares (1000000000, 512)"),
     "unsupported-suffix": ("clips.csv", "unsupported file type '.csv'; use .npz or .h5"),
     "missing-file": ("absent.npz", "not found; pass an .npz or .h5 file"),
 }

@@ -48,6 +48,34 @@ def file_digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".avood.lock"}
 
 
+def reseal(run: Path) -> None:
+    """Recompute every checksum of a run folder, as a tamperer could: each component's weights_sha256
+    and config_sha256, then the manifest of pipeline.json (files that are not JSON objects are skipped)."""
+    import hashlib
+
+    from avood_core.pipeline.store import seal
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    for kind in KINDS:
+        folder = Path(run) / "components" / kind
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except ValueError:
+            continue
+        if isinstance(config, dict) and "weights_sha256" in config:
+            config["weights_sha256"] = sha(folder / "model.safetensors")
+            (folder / "config.json").write_text(json.dumps(seal(config) if "config_sha256" in config else config, indent=2))
+    try:
+        meta = json.loads((Path(run) / "pipeline.json").read_text())
+    except ValueError:
+        return
+    if isinstance(meta, dict) and isinstance(meta.get("files"), dict):
+        meta["files"] = {rel: sha(Path(run) / rel) for rel in meta["files"] if (Path(run) / rel).is_file()}
+        (Path(run) / "pipeline.json").write_text(json.dumps(meta, indent=2))
+
+
 def run_task(run_dir: Path):
     """The task a run folder reports on, rebuilt from its config.toml."""
     from avood_core.config import load_toml, validate_config

@@ -102,6 +102,27 @@ def _read_urls(ds) -> np.ndarray:
         return np.array([u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in raw], dtype=str)
 
 
+DEFLATE_MAX_RATIO = 1032
+"""The most a deflate stream can shrink its input (zlib's technical notes): compressed features
+stored in fewer bytes than 1/1032 of their size were never written."""
+
+
+def unstored(data: "h5py.Dataset") -> str | None:
+    """Why ``data`` cannot hold the values its shape declares (written partly or never), else None.
+
+    Checked before reading, so a header declaring (10^9, 6) without data is refused instead of
+    allocating 24 GB: an uncompressed dataset stores all its bytes, a compressed one at least
+    1/:data:`DEFLATE_MAX_RATIO` of them.
+    """
+    need = int(data.size) * data.dtype.itemsize
+    stored = data.id.get_storage_size()
+    floor = need if data.compression is None else -(-need // DEFLATE_MAX_RATIO)
+    if stored >= floor:
+        return None
+    return (f"data declares {data.shape} ({need:,} bytes of {data.dtype}) but the file stores {stored:,} bytes "
+            f"of it (written partly or never)")
+
+
 def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarray, np.ndarray | None] | str:
     """(rows, dim, urls, data or None) of one file, or a one-line problem."""
     shown = rel(path, ds_dir)
@@ -114,9 +135,15 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
         with h5py.File(path, "r") as fh:
             if "data" not in fh or "video_urls" not in fh:
                 return f"'{shown}' lacks the 'data' or 'video_urls' dataset; re-download this file"
+            kinds = [name for name in ("data", "video_urls") if not isinstance(fh[name], h5py.Dataset)]
+            if kinds:
+                return f"'{shown}': '{kinds[0]}' is a group, not a dataset; re-download this file"
             data = fh["data"]
             if data.ndim != 2 or data.dtype.kind not in "fiu":
                 return f"'{shown}': data is {data.dtype} {data.shape}, not a 2-D float array; re-download this file"
+            lost = unstored(data)
+            if lost:
+                return f"'{shown}': {lost}; re-download this file"
             urls = _read_urls(fh["video_urls"])
             rows, dim = data.shape
             if dim < 1:

@@ -159,8 +159,13 @@ def read_lines(path: Path, base: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+INTEGER_COLUMNS = ("label_code",)
+"""Columns of the download's csv files that hold integers wherever they appear."""
+
+
 def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a csv file with a header: ``required`` columns in the header, every row as long as the header."""
+    """Rows of a csv file with a header: ``required`` columns in the header, every row as long as the
+    header, every :data:`INTEGER_COLUMNS` field an integer."""
     if not _is_file(path, base):
         raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
     with reading(path, base), path.open(newline="", encoding="utf-8") as fh:
@@ -180,6 +185,11 @@ def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> lis
                     f"({sum(v is not None for v in row.values())} of {len(reader.fieldnames or [])} fields); "
                     f"restore the file from the download"
                 )
+            for column in INTEGER_COLUMNS:
+                value = row.get(column)
+                if value is not None and not value.strip().lstrip("-").isdigit():
+                    raise DataError(f"'{rel(path, base)}' line {reader.line_num}: {column} {value!r} is not an integer; "
+                                    f"restore the file from the download")
             rows.append(row)
     return rows
 

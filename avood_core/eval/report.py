@@ -265,6 +265,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     ci = (results.get("metrics_ci") or {}) if results.get("metrics") else {}  # the intervals of that run
     out = read_predictions(run_dir)
     tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
+    curves = read_metrics(run_dir / "metrics")  # written by the run's callbacks
     fig_dir = run_dir / FIGURES
     made: dict[str, str] = {}
     notes: dict[str, str] = {}
@@ -308,7 +309,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     else:
         notes["no_tsne"] = ("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time "
                             "by report.save_tsne, while the test features are in memory).")
-    for kind, records in read_metrics(run_dir / "metrics").items():  # written by the run's callbacks
+    for kind, records in curves.items():
         if plots.plot_training_curves(records, fig_dir / f"curves_{kind}", f"{kind}: training curves"):
             made[f"curves_{kind}"] = (f"Training curves of the {kind} ({(results.get('components') or {}).get(kind, kind)}): "
                                       f"each loss term and the learning rate, from metrics/{kind}.jsonl.")

@@ -10,8 +10,11 @@ Saving builds both files in a hidden temp folder and swaps it in with two rename
 interruption leaves either the previous checkpoint or the new one (a swap cut between its
 two renames is repaired on the next load). Loading verifies the weights' checksum and the
 config's own checksum (``config_sha256``, over every other field of ``config.json``: params,
-learned scalars, class ids, the weights' checksum), then checks the learned scalars with the
-rules saving applies (no NaN; dims positive integers that the weights must fit).
+learned scalars, class ids, the weights' checksum) and the JSON types of its fields, then checks
+the learned scalars with the rules saving applies (no NaN; dims positive integers that the weights
+must fit) and the tensors as saving left them: finite, and after ``load_state`` the very names,
+dtypes and shapes the component's own ``state_tensors`` declares (checksums can be recomputed by
+whoever edits a file; these checks hold regardless).
 Format 1 folders (before the config checksum) still load, with those scalar checks.
 """
 
@@ -29,6 +32,7 @@ from typing import Any, Callable
 from avood_core.errors import CheckpointError, NotFittedError, PluginError
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
+from avood_core.util.json_read import field, read_json
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)  # 1: no config_sha256 yet
@@ -48,7 +52,7 @@ def seal(config: dict) -> dict:
     return {**body, "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -90,7 +94,7 @@ def save_component(component: Component, directory: str | Path, name: str, provi
 
     def fill(tmp: Path) -> None:
         save_file(tensors, str(tmp / WEIGHTS))
-        config["weights_sha256"] = _sha256(tmp / WEIGHTS)
+        config["weights_sha256"] = file_sha256(tmp / WEIGHTS)
         (tmp / CONFIG).write_text(json.dumps(seal(config), indent=2) + "\n")
 
     return _write_folder(directory, fill)
@@ -152,6 +156,11 @@ def _swap_in(new: Path, target: Path) -> None:
     shutil.rmtree(backup, ignore_errors=True)
 
 
+TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, False), ("state", dict, False),
+                ("fit_hash", (str, type(None)), False), ("weights_sha256", str, False))
+"""``config.json`` fields read back and their JSON types (``load_component`` requires params and state)."""
+
+
 def read_config(directory: str | Path) -> dict:
     """The ``config.json`` of a component folder (repairing an interrupted swap first)."""
     directory = Path(directory)
@@ -161,15 +170,15 @@ def read_config(directory: str | Path) -> dict:
     path = directory / CONFIG
     if not path.is_file():
         raise CheckpointError(f"'{path}' not found; the component was never saved there (refit it)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); refit the component") from None
-    if not isinstance(config, dict) or config.get("avood_format") not in READABLE_FORMATS or "name" not in config:
+    config = read_json(path, error=CheckpointError, fix="refit the component, e.g. avood run --resume RUN")
+    if config.get("avood_format") not in READABLE_FORMATS or "name" not in config:
         raise CheckpointError(f"'{path}' is not an avood component config (format {FORMAT}); refit the component")
     if config["avood_format"] >= 2 and seal(config).get("config_sha256") != config.get("config_sha256"):
         raise CheckpointError(f"'{path}' was edited or corrupted after it was saved (its contents do not match the "
                               f"config_sha256 recorded in it); refit the component, e.g. avood run --resume RUN")
+    for key, types, required in TYPED_FIELDS:
+        field(config, key, types, f"'{path}'", error=CheckpointError, required=required,
+              fix="the file was edited or corrupted; refit the component, e.g. avood run --resume RUN")
     return config
 
 
@@ -273,7 +282,7 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"'{weights}' not found; the checkpoint is incomplete, refit the component")
-    if _sha256(weights) != config.get("weights_sha256"):
+    if file_sha256(weights) != config.get("weights_sha256"):
         raise CheckpointError(f"'{weights}' does not match its config.json checksum (corrupted or truncated); refit the component")
     registry = registry or get_registry()
     kind, name = config["kind"], config["name"]
@@ -298,10 +307,65 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
             f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate ({where}: {first['msg']}); "
             f"the installed plugin's params changed or the file was edited, refit the component"
         ) from None
+    check_finite(tensors, weights)
     try:
         component.load_state(config["state"], tensors)
+        declared = component.state_tensors()
     except (KeyError, RuntimeError, ValueError, TypeError, NotFittedError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); refit the component") from None
+    check_declared(declared, tensors, weights, f"{kind} '{name}'")
     component.fitted = True
     return component
+
+
+def check_finite(tensors: dict, path: Path, fix: str = "the file was edited or corrupted, refit the component") -> None:
+    """No NaN/inf in a loaded tensor (saving refuses them, so one means the file was changed)."""
+    import torch
+
+    for key, value in tensors.items():
+        bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+        if bad:
+            raise CheckpointError(f"'{path}': tensor '{key}' holds {bad} NaN/inf value(s), which saving never writes; {fix}")
+
+
+def check_declared(declared: dict, loaded: dict, path: Path, label: str) -> None:
+    """The tensors read from ``path`` must be those the loaded component declares (its ``state_tensors``):
+    the same names, dtypes and shapes. A float32 weight stored as int32 with the same bytes would
+    otherwise be cast into the network silently."""
+    for key in sorted(set(declared) | set(loaded)):
+        if key not in loaded or key not in declared:
+            what = "lacks tensor" if key not in loaded else "holds tensor"
+            raise CheckpointError(f"'{path}' {what} '{key}', which {label} does{'' if key not in loaded else ' not'} "
+                                  f"declare; the file was edited or corrupted, refit the component")
+        want, got = declared[key], loaded[key]
+        if want.dtype != got.dtype or tuple(want.shape) != tuple(got.shape):
+            raise CheckpointError(
+                f"'{path}': tensor '{key}' is {str(got.dtype).replace('torch.', '')} {tuple(got.shape)} but {label} "
+                f"declares {str(want.dtype).replace('torch.', '')} {tuple(want.shape)} (dtype or shape changed); "
+                f"the file was edited or corrupted, refit the component")
+
+
+def check_task_tensors(path: Path, tensors: dict, text_dim: int) -> None:
+    """``task.safetensors``: exactly ``text`` (C, text_dim) finite float32 and non-empty int64
+    ``seen_classes`` / ``unseen_classes`` (AV-GZSL, paper Sec. 3: a test set of seen and unseen classes)."""
+    import torch
+
+    fix = "the file was edited or corrupted; rerun 'avood run'"
+    names = {"text", "seen_classes", "unseen_classes"}
+    if set(tensors) != names:
+        raise CheckpointError(f"'{path}' holds tensors {sorted(tensors)}, not {sorted(names)}; {fix}")
+    text = tensors["text"]
+    if text.dtype != torch.float32 or text.ndim != 2:
+        raise CheckpointError(f"'{path}': text must be float32 (classes, {text_dim}) (got {text.dtype} "
+                              f"{tuple(text.shape)}); {fix}")
+    if text.shape[1] != text_dim:
+        raise CheckpointError(f"'{path}': text has {text.shape[1]} columns but pipeline.json's text_dim is "
+                              f"{text_dim}; {fix}")
+    check_finite({"text": text}, path, fix)
+    for key in ("seen_classes", "unseen_classes"):
+        ids = tensors[key]
+        if ids.dtype != torch.int64 or ids.ndim != 1:
+            raise CheckpointError(f"'{path}': {key} must be 1-D int64 class ids (got {ids.dtype} {tuple(ids.shape)}); {fix}")
+        if len(ids) == 0:
+            raise CheckpointError(f"'{path}': {key} is empty, so the task has no {key.split('_')[0]} classes; {fix}")

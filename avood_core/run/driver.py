@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from avood_core.config import RunConfig, resolve, to_toml
 from avood_core.errors import AvoodError
 from avood_core.eval.bootstrap import bootstrap_intervals
 from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
+from avood_core.util.json_read import read_json
 from avood_core.limits import SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
 from avood_core.registry import KINDS, Registry, get_registry
@@ -275,4 +275,4 @@ def load_results(run_dir: Path) -> dict:
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
-    return json.loads(path.read_text())
+    return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")

@@ -10,7 +10,6 @@ ever unpickled.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -19,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 from avood_core.errors import CheckpointError
+from avood_core.util.json_read import describe, read_json
 
 Num = Optional[Union[StrictInt, StrictFloat]]
 
@@ -85,35 +85,16 @@ def _fix(run_dir: Path) -> str:
     return f"rewrite it with 'avood run --resume {run_dir}' (it reuses the saved components)"
 
 
-def _describe(exc: ValidationError, shown: int = 2) -> str:
-    """The first problems of a validation error, one per field (a number's int/float alternatives merged)."""
-    problems: dict[str, tuple[str, Any]] = {}
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p not in ("int", "float")) or "the top level"
-        problems[where] = (err["msg"].split(" or instance of")[0], err["input"])  # the last alternative: 'valid number'
-    items = list(problems.items())
-    text = "; ".join(f"{where}: {msg} (got {got!r:.60})" for where, (msg, got) in items[:shown])
-    return text + (f" (and {len(items) - shown} more)" if len(items) > shown else "")
-
-
 def read_results(run_dir: Path) -> dict:
     """``results.json`` of ``run_dir``, checked for the fields and types the report reads."""
     path = run_dir / "results.json"
     if not path.is_file():
         raise CheckpointError(f"'{path}' not found; pass a run folder written by 'avood run'")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise CheckpointError(f"'{path}' is not valid JSON ({detail}); {_fix(run_dir)}") from None
-    except OSError as exc:
-        raise CheckpointError(f"'{path}' cannot be read ({exc.strerror}); check its permissions") from None
-    if not isinstance(results, dict):
-        raise CheckpointError(f"'{path}' holds a {type(results).__name__}, not an object; {_fix(run_dir)}")
+    results = read_json(path, error=CheckpointError, fix=_fix(run_dir))
     try:
         _Results.model_validate(results)
     except ValidationError as exc:
-        raise CheckpointError(f"'{path}': {_describe(exc)}; {_fix(run_dir)}") from None
+        raise CheckpointError(f"'{path}': {describe(exc)}; {_fix(run_dir)}") from None
     return results
 
 

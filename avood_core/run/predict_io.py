@@ -28,7 +28,14 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
         elif suffix in (".h5", ".hdf5"):
             import h5py
 
+            from avood_core.data.h5io import unstored
+
             with h5py.File(path, "r") as f:
+                for k in ("audio", "video"):
+                    if k in f and not isinstance(f[k], h5py.Dataset):
+                        raise DataError(f"'{path}': '{k}' is a group, not a dataset; store audio (N, Da) and video (N, Dv)")
+                    if k in f and unstored(f[k]):
+                        raise DataError(f"'{path}': {k}: {unstored(f[k])}; write the whole array")
                 arrays = {k: f[k][()] for k in ("audio", "video") if k in f}
         else:
             raise DataError(f"'{path}': unsupported file type '{path.suffix}'; use .npz or .h5")
@@ -42,6 +49,10 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in ("audio", "video") if k not in arrays]
     if missing:
         raise DataError(f"'{path}' has no {' or '.join(repr(m) for m in missing)} array; store audio (N, Da) and video (N, Dv)")
+    odd = [f"{k} {arrays[k].dtype}" for k in ("audio", "video") if np.asarray(arrays[k]).dtype.kind not in "fiu"]
+    if odd:
+        raise DataError(f"'{path}': audio and video must be numeric arrays of real numbers (got {', '.join(odd)}); "
+                        f"store float features")
     try:
         audio, video = (np.asarray(arrays[k], dtype=np.float32) for k in ("audio", "video"))
     except (TypeError, ValueError) as exc:

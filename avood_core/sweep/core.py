@@ -20,7 +20,6 @@ waits and reuses what the first published (when another trial can run meanwhile)
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from avood_core.errors import AvoodError
 from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
+from avood_core.util.json_read import read_json
 
 
 @dataclass
@@ -110,8 +110,8 @@ def component_keys(trial: Trial, registry) -> frozenset:
 def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     """The trial's record when its folder is finished with this hash; else ``None``."""
     try:
-        info = json.loads((run_dir / TRIAL_FILE).read_text())
-    except (OSError, ValueError):
+        info = read_json(run_dir / TRIAL_FILE)
+    except AvoodError:
         return None
     if info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
         return info
@@ -123,10 +123,7 @@ def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     path = folder / "sweep.json"
     if not path.is_file():
         return
-    try:
-        old = json.loads(path.read_text()).get("spec_hash")
-    except ValueError:
-        raise AvoodError(f"'{path}' is not valid JSON; remove it or choose another sweep folder (--sweep-dir)") from None
+    old = read_json(path, fix="remove it or choose another sweep folder (--sweep-dir)").get("spec_hash")
     if old != digest and not allow_changes:
         raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
                          "pass --allow-changes to rerun it (changed trials are refitted) or choose another --sweep-dir")

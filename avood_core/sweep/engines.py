@@ -57,12 +57,12 @@ def run_trial(payload: dict) -> dict:
     marker = run_dir / TRIAL_FILE
     attempt = 1
     if marker.is_file():
-        import json
+        from avood_core.util.json_read import read_json
 
         try:
-            previous = json.loads(marker.read_text())
+            previous = read_json(marker)
             attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
-        except (ValueError, OSError):
+        except (AvoodError, ValueError, TypeError):
             pass
     info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
             "attempt": attempt, "started": started}

@@ -110,6 +110,49 @@ def no_splits(d: Path) -> None:
     shutil.rmtree(d / CS / "cls_split")
 
 
+def h5_rewrite(pick: Callable[[Path], str], fill: Callable) -> Callable[[Path], None]:
+    """The picked h5 file rewritten: ``fill(h5 file, its rows, its video_urls)`` writes ``data``."""
+    def make(d: Path) -> None:
+        import h5py
+
+        path = d / pick(d)
+        with h5py.File(path, "r") as fh:
+            urls, rows = fh["video_urls"][()], fh["data"].shape[0]
+        with h5py.File(path, "w") as fh:
+            fill(fh, rows, urls)
+            fh.create_dataset("video_urls", dtype=h5py.string_dtype(), data=list(urls))
+    return make
+
+
+def _data_group(fh, rows, urls) -> None:
+    fh.create_group("data")
+
+
+def _declared_huge(fh, rows, urls) -> None:
+    fh.create_dataset("data", shape=(10**9, 6), dtype="f4")  # declared, never written: 24 GB if read
+
+
+def _nan_row(fh, rows, urls) -> None:
+    import numpy as np
+
+    data = np.ones((rows, 6), np.float32)
+    data[0, 2] = np.nan
+    fh.create_dataset("data", data=data)
+
+
+def csv_field(rel: str, column: str, value: str) -> Callable[[Path], None]:
+    """The first data row of a csv with ``column`` set to ``value``."""
+    def make(d: Path) -> None:
+        import csv
+
+        with open(d / rel, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        rows[1][rows[0].index(column)] = value
+        with open(d / rel, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows(rows)
+    return make
+
+
 NOT_UTF8 = b"original,manual\n\xff\xfe\xfa,x\n"
 
 
@@ -206,6 +249,14 @@ CASES = [
     Case("synth-seed-huge", nothing, ("data", "synth", "{d}/out", "--dataset", "ucf", "--data-seed", str(2**70)), "must be a 64-bit integer"),
     # 15. a tree without any class split is an error (an absent cls_split alone is not: see below)
     Case("check-no-split", no_splits, CHECK, "holds neither main_split nor cls_split"),
+    # 16. values inside the files: csv fields, an h5 'data' that is no dataset, declared but never written, NaN
+    Case("check-csv-label-code-notanint", csv_field(f"{CS}/main_split/stage_1_train.csv", "label_code", "notanint"), CHECK,
+         "stage_1_train.csv' line 2: label_code 'notanint' is not an integer"),
+    Case("check-h5-data-a-group", h5_rewrite(first(f"{FEAT}/audio/stage_1_train"), _data_group), CHECK, "'data' is a group, not a dataset"),
+    Case("run-h5-data-a-group", h5_rewrite(first(f"{FEAT}/audio/stage_1_train"), _data_group), RUN_DATA, "'data' is a group, not a dataset"),
+    Case("check-h5-declared-huge", h5_rewrite(first(f"{FEAT}/video/stage_1_train"), _declared_huge), CHECK, "declares (1000000000, 6)"),
+    Case("run-h5-declared-huge", h5_rewrite(first(f"{FEAT}/video/stage_1_train"), _declared_huge), RUN_DATA, "declares (1000000000, 6)"),
+    Case("check-h5-nan", h5_rewrite(first(f"{FEAT}/audio/stage_2_train"), _nan_row), CHECK, "NaN/inf"),
 ]
 
 
