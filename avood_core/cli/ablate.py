@@ -42,10 +42,13 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Opti
     (results = the run folder's results.json); the run folder line on stderr."""
     from avood_core.config import finalize_config, resolve
     from avood_core.eval.ablate import run_ablation
+    from avood_core.run.driver import OUTPUT_OPTION
+    from avood_core.util.paths import check_output_dir
 
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
     data, recipe = opts.assemble_recipe()
-    resolve(finalize_config(data))  # a bad config fails as one line, before the recipe line
+    base = resolve(finalize_config(data))  # a bad config or output folder fails as one line, before the recipe line
+    check_output_dir(base.output_dir, OUTPUT_OPTION)
     announce(recipe)
     if seeds:
         from avood_core.eval.ablate_seeds import run_ablation_seeds

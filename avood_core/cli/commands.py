@@ -74,19 +74,25 @@ def run(
     from avood_core.run.driver import execute, execute_seeds, format_summary
 
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
-    announce(recipe)
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
     run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
+
+    def started(run_dir: Path) -> None:
+        """The run folder exists (data read, folder locked): the recipe is the first line on stderr;
+        a fault before this point stays one line."""
+        if not run_dirs:
+            announce(recipe)
+        run_dirs.append(run_dir)
     try:
         if seeds:
             if resume is not None:
                 raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
             result = execute_seeds(cfg, int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
-                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append, engine=engine,
+                                   tsne_cap=tsne_cap, on_run_dir=started, engine=engine,
                                    max_parallel=max_parallel, address=address, recipe=recipe.as_dict())
         else:
             result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
-                             allow_changes=allow_changes, on_run_dir=run_dirs.append, recipe=recipe.as_dict())
+                             allow_changes=allow_changes, on_run_dir=started, recipe=recipe.as_dict())
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         from avood_core.run.interrupted import interrupted_message
 
