@@ -106,7 +106,7 @@ def test_bad_config_is_one_line_without_a_recipe_line(trees):
 
 def test_run_names_its_recipe_first_on_stderr_and_in_results(trees, tmp_path):
     sets = [a for s in TINY for a in ("--set", s)]
-    res = runner.invoke(app, ["run", "-q", "--no-report", "--json", "--data", str(trees), "--dataset", "ucf", *sets,
+    res = runner.invoke(app, ["run", "--no-report", "--json", "--data", str(trees), "--dataset", "ucf", *sets,
                               "-o", str(tmp_path)])
     assert res.exit_code == 0, res.output
     first = res.stderr.splitlines()[0]
@@ -127,3 +127,15 @@ def test_a_tree_from_the_real_splits(tmp_path):
     assert res.exit_code == 0, res.output
     cfg, err = config("--data", str(tmp_path), "--dataset", "activitynet")
     assert (cfg["syn_num"], cfg["unseen"]["params"]["bn_momentum"]) == (1000, 0.99) and len(err) == 1
+
+
+def test_quiet_run_keeps_the_warning_but_not_the_recipe_line(trees, tmp_path):
+    sets = [a for s in TINY for a in ("--set", s)]
+    res = runner.invoke(app, ["run", "-q", "--no-report", "--data", str(trees), "--dataset", "ucf", "--profile", "quick",
+                              *sets, "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith(WARNING + "the quick profile on benchmark data") and sum(WARNING in x for x in lines) == 1
+    assert not any(x.startswith("recipe: ") for x in lines)
+    run_dir = Path(lines[-1].removeprefix("run folder: "))
+    assert json.loads((run_dir / "results.json").read_text())["recipe"]["profile"] == "quick"

@@ -49,7 +49,7 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Opti
     data, recipe = opts.assemble_recipe()
     base = resolve(finalize_config(data))  # a bad config or output folder fails as one line, before the recipe line
     check_output_dir(base.output_dir, OUTPUT_OPTION)
-    announce(recipe)
+    announce(recipe, quiet)
     if seeds:
         from avood_core.eval.ablate_seeds import run_ablation_seeds
 

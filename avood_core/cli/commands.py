@@ -81,7 +81,7 @@ def run(
         """The run folder exists (data read, folder locked): the recipe is the first line on stderr;
         a fault before this point stays one line."""
         if not run_dirs:
-            announce(recipe)
+            announce(recipe, quiet)
         run_dirs.append(run_dir)
     try:
         if seeds:

@@ -106,10 +106,11 @@ class ConfigOptions:
         return finalize_config(data, source=str(self.config) if self.config else "config"), recipe
 
 
-def announce(recipe: Any) -> None:
-    """The recipe line, then each of its warnings, on stderr; a command calls it once its config is
-    valid and before anything else it prints there."""
-    typer.echo(recipe.line(), err=True)
+def announce(recipe: Any, quiet: bool = False) -> None:
+    """The recipe line (not with ``quiet``), then each of its warnings, on stderr; a command calls it
+    once its config is valid and before anything else it prints there."""
+    if not quiet:
+        typer.echo(recipe.line(), err=True)
     for warning in recipe.warnings:
         typer.echo(f"avood: warning: {warning}", err=True)
 
