@@ -332,22 +332,7 @@ def assemble_recipe(
         return {k: {"name": DEFAULT_COMPONENTS[k], "params": {}} for k in KINDS}
 
     data = layered(empty())
-    section = data.get("data") if isinstance(data.get("data"), dict) else {}
-    benchmark = section.get("source") == "benchmark"
-    dataset = section.get("dataset")
-    if preset == NO_PRESET:
-        chosen, why = None, "--preset none"
-    elif preset is not None:
-        chosen, why = preset, "--preset"
-    elif config_file is not None or base:
-        chosen, why = None, "a config file" if config_file is not None else "a base config"
-    elif benchmark and isinstance(dataset, str):
-        from avood_core.presets import preset_names
-
-        chosen, why = (dataset, f"the default of --dataset {dataset} on benchmark data") \
-            if dataset in preset_names() else (None, f"no preset named '{dataset}'")
-    else:
-        chosen, why = None, "the embedded task's default" if not benchmark else "no --dataset"
+    chosen, why = _chosen_preset(preset, config_file is not None, bool(base), _data_section(data))
     preset_dataset = None
     if chosen is not None:
         from avood_core.presets import load_preset
@@ -355,8 +340,8 @@ def assemble_recipe(
         picked = load_preset(chosen)
         preset_dataset = (picked.config.get("data") or {}).get("dataset")
         data = layered(_deep_merge(empty(), copy.deepcopy({**picked.config, "params": picked.params})))
-        section = data.get("data") if isinstance(data.get("data"), dict) else {}
-        dataset = section.get("dataset")
+    section = _data_section(data)
+    benchmark, dataset = section.get("source") == "benchmark", section.get("dataset")
     profile = str(data.get("profile", RunConfig.model_fields["profile"].default))
     warnings = []
     if benchmark and preset_dataset is not None and isinstance(dataset, str) and preset_dataset != dataset:
@@ -371,6 +356,32 @@ def assemble_recipe(
     skip = {"data.source", "data.path"} | ({"data.dataset"} if dataset == preset_dataset else set())
     shown += [f"{k}={json.dumps(v, default=str)}" for k, v in (values or {}).items() if k not in skip]
     return data, Recipe(chosen, why, profile, tuple(shown), tuple(warnings))
+
+
+def _data_section(data: dict[str, Any]) -> dict[str, Any]:
+    section = data.get("data")
+    return section if isinstance(section, dict) else {}
+
+
+def _chosen_preset(preset: str | None, has_file: bool, has_base: bool, section: dict[str, Any]) -> tuple[str | None, str]:
+    """The preset a config is built on and why: the one named; none for ``"none"``, a config file or
+    a ``base``; else on benchmark data the ``--dataset``'s own (paper §4.2's recipe)."""
+    benchmark, dataset = section.get("source") == "benchmark", section.get("dataset")
+    if preset == NO_PRESET:
+        return None, "--preset none"
+    if preset is not None:
+        return preset, "--preset"
+    if has_file or has_base:
+        return None, "a config file" if has_file else "a base config"
+    if not benchmark:
+        return None, "the embedded task's default"
+    if not isinstance(dataset, str):
+        return None, "no --dataset"
+    from avood_core.presets import preset_names
+
+    if dataset not in preset_names():
+        return None, f"no preset named '{dataset}'"
+    return dataset, f"the default of --dataset {dataset} on benchmark data"
 
 
 def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:
