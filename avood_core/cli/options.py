@@ -89,8 +89,8 @@ class ConfigOptions:
         return self.assemble_recipe()[0]
 
     def assemble_recipe(self) -> tuple[dict[str, Any], Any]:
-        """:meth:`assemble` and its :class:`~avood_core.config.Recipe` (:func:`avood_core.config.assemble_recipe`)."""
-        from avood_core.config import assemble_recipe
+        """:meth:`assemble` and its :class:`~avood_core.recipe.Recipe` (:func:`avood_core.recipe.assemble_recipe`)."""
+        from avood_core.recipe import assemble_recipe
 
         return assemble_recipe(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
 
@@ -99,7 +99,7 @@ class ConfigOptions:
         return self.build_recipe()[0]
 
     def build_recipe(self):
-        """:meth:`build` and its :class:`~avood_core.config.Recipe`."""
+        """:meth:`build` and its :class:`~avood_core.recipe.Recipe`."""
         from avood_core.config import finalize_config
 
         data, recipe = self.assemble_recipe()

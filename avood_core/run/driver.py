@@ -83,7 +83,7 @@ def execute(
     writes a fresh run folder instead and copies the matching components into it. Each folder
     written (and the resumed one) is locked for the whole time (:func:`avood_core.run.folder.lock`).
     ``shared``: components are also taken from and published to that folder (sweeps).
-    ``recipe``: how the config was built (:meth:`avood_core.config.Recipe.as_dict`), kept in ``results.json``.
+    ``recipe``: how the config was built (:meth:`avood_core.recipe.Recipe.as_dict`), kept in ``results.json``.
     """
     import contextlib
 
