@@ -48,15 +48,10 @@ class Recipe:
                 "overrides": list(self.overrides), "warnings": list(self.warnings)}
 
 
-def assemble_recipe(
-    config_file: str | Path | None = None,
-    components: dict[str, str | None] | None = None,
-    overrides: list[str] | None = None,
-    base: dict[str, Any] | None = None,
-    preset: str | None = None,
-    values: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], Recipe]:
-    """:func:`assemble_config`'s dict (same arguments) and the :class:`Recipe` that describes it."""
+def assemble_recipe(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
+                    overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
+                    values: dict[str, Any] | None = None) -> tuple[dict[str, Any], Recipe]:
+    """:func:`avood_core.config.assemble_config`'s dict (same arguments) and the :class:`Recipe` that describes it."""
     def layered(start: dict[str, Any]) -> dict[str, Any]:
         data = _deep_merge(start, base or {})
         if config_file is not None:
