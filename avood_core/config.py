@@ -267,27 +267,17 @@ def assemble_config(
 
     Later layers win field by field: preset < ``base`` < file < ``--<kind>`` < ``--set`` < ``values``.
 
+    ``preset``: a preset name, ``"none"`` (no preset), or ``None``: on benchmark data
+    (``data.source = "benchmark"``) with a ``data.dataset`` and neither a config file nor a
+    ``base``, that dataset's preset (the paper's recipe, paper §4.2); else none.
+
     Besides the run-config fields it may hold a ``params`` table of plugin-keyed params,
     ``params.<kind>.<plugin>.<param>`` (from a preset, a file or ``--set``): they apply to
     ``<plugin>`` whenever it fills the ``<kind>`` slot, under that slot's own ``params``.
     """
-    data: dict[str, Any] = {k: {"name": DEFAULT_COMPONENTS[k], "params": {}} for k in KINDS}
-    if preset is not None:
-        from avood_core.presets import load_preset
+    from avood_core.recipe import assemble_recipe
 
-        chosen = load_preset(preset)
-        data = _deep_merge(data, {**chosen.config, "params": chosen.params})
-    data = _deep_merge(data, base or {})
-    if config_file is not None:
-        data = _deep_merge(data, load_toml(config_file))
-    for kind, name in (components or {}).items():
-        if name:
-            set_component(data, kind, name)
-    for assignment in overrides or []:
-        apply_override(data, assignment)
-    for key, value in (values or {}).items():
-        apply_value(data, key, value)
-    return data
+    return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
 
 
 def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:

@@ -46,7 +46,8 @@ def load_preset(name: str) -> Preset:
     """The preset ``name``; an unknown name fails with one line listing the valid ones."""
     names = preset_names()
     if name not in names:
-        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names) or '(none installed)'}")
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names) or '(none installed)'} "
+                          f"(or 'none': no preset)")
     where = f"preset '{name}'"
     try:
         data = tomllib.loads((_folder() / f"{name}.toml").read_text(encoding="utf-8"))

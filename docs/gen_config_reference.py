@@ -31,6 +31,8 @@ HEADER = """\
 A run is configured by one TOML file, layered (later layers win field by field):
 `--preset NAME` < `--config FILE` < `--generator/--detector/--seen/--unseen NAME` < `--set KEY=VALUE`.
 `avood config` prints the fully resolved result, every default visible.
+On benchmark data (`--data ROOT --dataset D`) without `--preset` or `--config`, the preset is D's
+(`--preset none`: no preset); the recipe (preset, profile, overrides) is the first stderr line.
 
 * `--set` takes any dotted key of the tables below, the value written as in TOML:
   `--set seed=3`, `--set data.scale=0.2`, `--set detector.hidden=[256, 64]`, `--set 'device="cpu"'`.
@@ -48,8 +50,9 @@ A run is configured by one TOML file, layered (later layers win field by field):
   widths at most 16384, epochs at most 10000, batches per epoch at most 100000, batch sizes at most
   65536, `syn_num` at most 10000, at most 16 hidden layers; each sits one to two orders of magnitude
   above the paper's largest value, so `hidden = 1e8` or `epochs = 1e12` fails at once, naming the limit.
-* `profile = "quick"` (the default) applies each plugin's **quick** overrides (column below) on
-  top of its defaults; `profile = "paper"` uses the defaults, i.e. the paper's budgets.
+* `profile = "quick"` (the default; the presets set `"paper"`) applies each plugin's **quick**
+  overrides (column below) on top of its defaults; `profile = "paper"` uses the defaults, i.e.
+  the paper's budgets.
 """
 
 

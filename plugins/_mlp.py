@@ -11,7 +11,7 @@ being a shuffled pass over ``n`` rows in batches; they differ in the loss of a b
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,14 @@ from avood_core.train.loops import check_finite, shuffled_batches
 from avood_plugins._init import reference_init
 
 CHUNK = 65536  # rows per inference forward pass
+RowSampling = Literal["reference", "passes"]
+ROW_SAMPLING_HELP = (
+    "How the detector draws its rows (real seen and synthetic unseen each on their own). 'reference' "
+    "(reference src/classifier_oodgzsl.py next_batch / next_batch_syn): a first pass through the rows in their "
+    "stored order in consecutive batches, ending while at least one batch is left (rows [k*b, (k+1)*b) while "
+    "(k+2)*b <= m); the reference never resets its index, so from then on every batch is b distinct rows drawn "
+    "afresh at random. 'passes': consecutive batches from reshuffled passes that continue across epochs, a new "
+    "pass when fewer than b rows of the current one are left.")
 
 
 class MLPParams(BaseModel):
@@ -56,10 +64,12 @@ class DetectorMLPParams(MLPParams):
         0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2)."
     )
     lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
-    epochs: int = bounded("epochs", 80, "Training epochs; one epoch = one pass over the real seen samples.")
+    epochs: int = bounded("epochs", 80, "Training epochs; one epoch = ceil(n / batch_size) steps, drawing about half "
+                                       "as many real seen rows as there are (reference OOD training).")
     batch_size: int = bounded("batch", 16, "Rows per step: batch_size // 2 real seen + batch_size // 2 synthetic unseen (reference OOD training); per dataset, default = UCF (VGGSound 6900, ActivityNet 64).", low=2)
     lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
     lr_patience: int = bounded("patience", 5, "ReduceLROnPlateau patience in epochs.")
+    row_sampling: RowSampling = Field("reference", description=ROW_SAMPLING_HELP + " (docs/fidelity.md row 8)")
 
 
 def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: float, dropout: float | None = None) -> nn.Sequential:
@@ -159,23 +169,38 @@ def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = la
         return torch.cat([head(comp.net(c.to(comp.device))) for c in x.split(CHUNK)])
 
 
-class RowCycle:
-    """Batches of row indices drawn in order from reshuffled passes over ``m`` rows.
+class RowDraws:
+    """Batches of row indices over ``m`` rows, drawn as ``mode`` says (:data:`ROW_SAMPLING_HELP`).
 
-    As the reference's ``next_batch`` / ``next_batch_syn`` (``src/classifier_oodgzsl.py``): a
-    pass continues across epochs and a fresh permutation starts when fewer than ``b`` rows of
-    the current one are left (the leftover rows are skipped, at most ``b - 1`` per pass).
+    ``"reference"`` reproduces the reference's ``next_batch`` / ``next_batch_syn``
+    (``src/classifier_oodgzsl.py``): their index grows by ``b`` each call and is never reset, so
+    once a call would end within one batch of the end (``index + 2b > m``) every later call
+    reshuffles and returns the first ``b`` rows, i.e. ``b`` distinct rows drawn afresh. Before that
+    the rows come in stored order (the reference's file order). ``"passes"``: consecutive slices of
+    reshuffled passes, a pass continuing across epochs and a fresh one starting when fewer than
+    ``b`` rows of the current one are left (at most ``b - 1`` rows skipped per pass). A batch of
+    ``b > m`` rows (not runnable in the reference) spans ``ceil(b / m)`` permutations.
     """
 
-    def __init__(self, m: int, device: torch.device) -> None:
-        self.m, self.device = m, device
+    def __init__(self, m: int, device: torch.device, mode: RowSampling = "reference") -> None:
+        self.m, self.device, self.mode = m, device, mode
         self.perm, self.offset = torch.empty(0, dtype=torch.long), 0
+        self.first_pass = mode == "reference"
+
+    def _permutation(self, b: int) -> Tensor:
+        reps = max(1, math.ceil(b / self.m))
+        return torch.cat([torch.randperm(self.m) for _ in range(reps)])
 
     def take(self, b: int) -> Tensor:
+        if self.first_pass and self.offset + 2 * b <= self.m:
+            rows = torch.arange(self.offset, self.offset + b)
+            self.offset += b
+            return rows.to(self.device)
+        if self.mode == "reference":
+            self.first_pass = False
+            return self._permutation(b)[:b].to(self.device)
         if self.offset + b > len(self.perm):
-            reps = max(1, math.ceil(b / self.m))  # b > m: a batch spans several passes
-            self.perm = torch.cat([torch.randperm(self.m) for _ in range(reps)]).to(self.device)
-            self.offset = 0
+            self.perm, self.offset = self._permutation(b).to(self.device), 0
         rows = self.perm[self.offset : self.offset + b]
         self.offset += b
         return rows
@@ -185,12 +210,12 @@ class DetectorBatches:
     """The reference's OOD-detector epoch: ``ceil(n / batch_size)`` steps of half real, half synthetic.
 
     Each step draws ``batch_size // 2`` real seen rows and as many synthetic unseen rows
-    (reference ``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``), so an epoch sees about
-    half of the real rows; the passes continue across epochs (:class:`RowCycle`).
+    (reference ``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``), so an epoch draws about
+    half as many real rows as there are; each side draws as :class:`RowDraws` in ``mode``.
     """
 
-    def __init__(self, n: int, m: int, batch_size: int, device: torch.device) -> None:
-        self.real, self.synthetic = RowCycle(n, device), RowCycle(m, device)
+    def __init__(self, n: int, m: int, batch_size: int, device: torch.device, mode: RowSampling = "reference") -> None:
+        self.real, self.synthetic = RowDraws(n, device, mode), RowDraws(m, device, mode)
         self.half, self.steps = batch_size // 2, math.ceil(n / batch_size)
 
     def __call__(self) -> list[Tensor]:

@@ -76,7 +76,7 @@ def test_cli_presets_and_config_preset():
     assert res.exit_code == 0, res.output
     import json
 
-    cfg = json.loads(res.output)
+    cfg = json.loads(res.stdout)
     assert cfg["profile"] == "paper" and cfg["unseen"]["params"]["lr"] == 2.4e-3 and cfg["seen"]["params"]["lr"] == 0.01
     res = runner.invoke(app, ["run", "--help"])
     assert "--preset" in res.output

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
-from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, config_options, new_app
+from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, announce, config_options, new_app
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION
 
 SEEDS_OPTION = seeds_option("the ablation once per seed, mean ± std per cell (with --max-parallel / --engine ray: "
@@ -40,16 +40,23 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Opti
          engine: str = "local", max_parallel: int = 1, address: Optional[str] = None) -> None:
     """Run one ablation; stdout: its markdown table, or with --json {"ablation", "run_dir", "table", "results"}
     (results = the run folder's results.json); the run folder line on stderr."""
+    from avood_core.config import finalize_config, resolve
     from avood_core.eval.ablate import run_ablation
+    from avood_core.run.driver import OUTPUT_OPTION
+    from avood_core.util.paths import check_output_dir
 
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    data, recipe = opts.assemble_recipe()
+    base = resolve(finalize_config(data))  # a bad config or output folder fails as one line, before the recipe line
+    check_output_dir(base.output_dir, OUTPUT_OPTION)
+    announce(recipe, quiet)
     if seeds:
         from avood_core.eval.ablate_seeds import run_ablation_seeds
 
-        result = run_ablation_seeds(name, opts.assemble(), int_list(seeds, "--seeds"), engine, max_parallel, address,
+        result = run_ablation_seeds(name, data, int_list(seeds, "--seeds"), engine, max_parallel, address,
                                     quiet, echo)
     else:
-        result = run_ablation(name, opts.assemble(), quiet=quiet, echo=echo)
+        result = run_ablation(name, data, quiet=quiet, echo=echo)
     if as_json:
         emit({"ablation": name, "run_dir": result.run_dir, "table": result.markdown, "results": result.results})
     else:

@@ -14,7 +14,7 @@ from avood_core.cli.ablate import ablate_app
 from avood_core.cli.data import data_app
 from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
 from avood_core.cli.options import (DEVICE_OPTION, EXIT_ERROR, EXIT_INTERRUPTED, QUIET_OPTION, ConfigOptions, Dataset,
-                                    Engine, config_options, new_app, option)
+                                    Engine, announce, config_options, new_app, option)
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
 
@@ -67,7 +67,7 @@ def run(
         opts.config = resume / "config.toml"
     if resume is not None and opts.output_dir is None:
         opts.output_dir = resume.parent  # where --allow-changes puts the new run folder
-    cfg = opts.build()
+    cfg, recipe = opts.build_recipe()
     from avood_core.registry import get_registry
     from avood_core.config import resolve
     from avood_core.run.driver import execute, execute_seeds, format_summary
@@ -75,16 +75,23 @@ def run(
     resolve(cfg, get_registry())  # fail fast on bad names/params before any work
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731
     run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
+
+    def started(run_dir: Path) -> None:
+        """The run folder exists (data read, folder locked): the recipe is the first line on stderr;
+        a fault before this point stays one line."""
+        if not run_dirs:
+            announce(recipe, quiet)
+        run_dirs.append(run_dir)
     try:
         if seeds:
             if resume is not None:
                 raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
             result = execute_seeds(cfg, int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
-                                   tsne_cap=tsne_cap, on_run_dir=run_dirs.append, engine=engine,
-                                   max_parallel=max_parallel, address=address)
+                                   tsne_cap=tsne_cap, on_run_dir=started, engine=engine,
+                                   max_parallel=max_parallel, address=address, recipe=recipe.as_dict())
         else:
             result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
-                             allow_changes=allow_changes, on_run_dir=run_dirs.append)
+                             allow_changes=allow_changes, on_run_dir=started, recipe=recipe.as_dict())
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         from avood_core.run.interrupted import interrupted_message
 
@@ -103,10 +110,13 @@ def show_config(
     fmt: Literal["toml", "json"] = typer.Option("toml", "--format", help="toml or json (json also shows unset values as null)."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
-    """Print the fully resolved run config 'avood run' would use with the same options, every default visible."""
+    """Print the fully resolved run config 'avood run' would use with the same options, every default visible
+    (its recipe line and any warning on stderr)."""
     from avood_core.config import resolve, to_toml
 
-    resolved = resolve(opts.build()).model_dump(mode="json")
+    cfg, recipe = opts.build_recipe()
+    resolved = resolve(cfg).model_dump(mode="json")
+    announce(recipe)
     if fmt == "json" or as_json:
         typer.echo(json.dumps(resolved, indent=2))
     else:

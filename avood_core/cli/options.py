@@ -136,15 +136,33 @@ class ConfigOptions:
 
     def assemble(self) -> dict[str, Any]:
         """The merged, not yet validated config dict (:func:`avood_core.config.assemble_config`)."""
-        from avood_core.config import assemble_config
+        return self.assemble_recipe()[0]
 
-        return assemble_config(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
+    def assemble_recipe(self) -> tuple[dict[str, Any], Any]:
+        """:meth:`assemble` and its :class:`~avood_core.recipe.Recipe` (:func:`avood_core.recipe.assemble_recipe`)."""
+        from avood_core.recipe import assemble_recipe
+
+        return assemble_recipe(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
 
     def build(self):
         """The validated run config (:func:`avood_core.config.build_config`)."""
-        from avood_core.config import build_config
+        return self.build_recipe()[0]
 
-        return build_config(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
+    def build_recipe(self):
+        """:meth:`build` and its :class:`~avood_core.recipe.Recipe`."""
+        from avood_core.config import finalize_config
+
+        data, recipe = self.assemble_recipe()
+        return finalize_config(data, source=str(self.config) if self.config else "config"), recipe
+
+
+def announce(recipe: Any, quiet: bool = False) -> None:
+    """The recipe line (not with ``quiet``), then each of its warnings, on stderr; a command calls it
+    once its config is valid and before anything else it prints there."""
+    if not quiet:
+        typer.echo(recipe.line(), err=True)
+    for warning in recipe.warnings:
+        typer.echo(f"avood: warning: {warning}", err=True)
 
 
 # Each ConfigOptions field as a command-line option: the flags and the help text. One meaning per
@@ -153,7 +171,8 @@ class ConfigOptions:
 _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "config": (("--config", "-c"), "TOML run config."),
     "preset": (("--preset",), "Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound "
-                              "(see 'avood presets')."),
+                              "(see 'avood presets'); default with --data and no --config: the --dataset's own; "
+                              "none: no preset."),
     **{s.kind: ((f"--{s.kind}",), f"{s.noun.capitalize()} plugin name.") for s in STAGES},
     "sets": (("--set",), "Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3."),
     "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
@@ -164,7 +183,8 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
                                "process; UCF at full epochs on 2 cores: 19.8 min, docs/performance.md)."),
     "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
     "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
-    "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data)."),
+    "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data: also picks that dataset's preset and the paper profile "
+                                "unless --preset, --profile or --config says otherwise)."),
     "loggers": (("--logger",), "Experiment logger fed during the run (repeatable): mlflow, tensorboard or an installed "
                                "logger plugin (see 'avood plugins'); params by --set logging.<name>.<param>=VALUE."),
 }

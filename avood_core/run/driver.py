@@ -68,6 +68,7 @@ def execute(
     allow_changes: bool = False,
     on_run_dir: Callable[[Path], None] = lambda path: None,
     shared: Path | None = None,
+    recipe: dict | None = None,
 ) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
 
@@ -83,6 +84,7 @@ def execute(
     writes a fresh run folder instead and copies the matching components into it. Each folder
     written (and the resumed one) is locked for the whole time (:func:`avood_core.run.folder.lock`).
     ``shared``: components are also taken from and published to that folder (sweeps).
+    ``recipe``: how the config was built (:meth:`avood_core.recipe.Recipe.as_dict`), kept in ``results.json``.
     """
     import contextlib
 
@@ -153,6 +155,7 @@ def execute(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "components": pipeline.names,
             "seed": config.seed,
+            **({"recipe": recipe} if recipe is not None else {}),
             "device": str(device),
             "python": platform.python_version(),
             "task": task.summary(),
@@ -181,13 +184,13 @@ def execute(
 def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
                   echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000,
                   on_run_dir: Callable[[Path], None] = lambda path: None, engine: str = "local",
-                  max_parallel: int = 1, address: str | None = None) -> RunResult:
+                  max_parallel: int = 1, address: str | None = None, recipe: dict | None = None) -> RunResult:
     """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
 
     The seeds run as the jobs of a sweep (avood_core.sweep.core): one after another in this process
     by default, or ``max_parallel`` at once on a local process pool or on Ray (``engine``). The
     parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
-    (:func:`avood_core.eval.report.seeds_section`); its figures show the first seed.
+    (:func:`avood_core.eval.report.seeds_section`) and ``recipe``; its figures show the first seed.
     """
     import shutil
 
@@ -218,7 +221,8 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
         for name in ("config.toml", "predictions.npz", "tsne.npz"):
             if (first / name).exists():
                 atomic_write(parent / name, lambda tmp, src=first / name: shutil.copyfile(src, tmp))
-        results = {**runs[0].results, "seeds": seeds_section(per_seed)}
+        results = {**runs[0].results, **({"recipe": recipe} if recipe is not None else {}),
+                   "seeds": seeds_section(per_seed)}
         atomic_write_json(parent / "results.json", results)
         if report:
             write_report(parent)

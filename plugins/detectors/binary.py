@@ -72,7 +72,7 @@ class BinaryDetector(TorchComponent, OODDetector):
         if x.shape[1] != x_syn.shape[1]:
             raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], audio_dim=seen.audio_dim)
-        batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev)
+        batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev, p.row_sampling)
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)

@@ -97,7 +97,7 @@ class EntropyDetector(TorchComponent, OODDetector):
             raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes), audio_dim=seen.audio_dim)
         n = len(x)
-        batches = DetectorBatches(n, len(x_syn), p.batch_size, dev)
+        batches = DetectorBatches(n, len(x_syn), p.batch_size, dev, p.row_sampling)
         last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch
 
         def epoch_start() -> None:
