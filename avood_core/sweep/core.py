@@ -190,7 +190,7 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
         threads = threads or 1
         parallel = spec.max_parallel
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
-                         spec.address, spec.retries)
+                         spec.address, spec.retries, echo=(lambda m: None) if quiet else echo)
     if parallel is None:
         parallel = engine.slots(threads)
     records: dict[str, dict] = {}
@@ -262,7 +262,7 @@ def run_jobs(jobs: list[Job], engine: str = "local", max_parallel: int = 1, addr
         threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
     for job in jobs:
         job.payload["threads"] = threads
-    eng = make_engine(engine, max_parallel, threads or 1, address=address)
+    eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)
     out: dict[str, dict] = {}
     progress = SweepProgress(len(jobs), quiet or len(jobs) == 1, echo, "seeds")
 
