@@ -20,7 +20,7 @@ MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", help="With --seeds:
 ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001.")
 
 
-@config_options("config", "preset", "sets", "profile", "data", "dataset", help={
+@config_options("config", "preset", "sets", "profile", "data", "dataset", "loggers", help={
     "config": "Base run-config TOML (replaces the spec's 'config').",
     "preset": "Base preset (replaces the spec's 'preset').",
     "sets": "Base override KEY=VALUE, added to the spec's 'set' (one value for every trial).",

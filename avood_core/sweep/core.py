@@ -229,10 +229,17 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
                           trial_line(progress.done + progress.failed + 1, len(jobs), job.label, info))
         save()
 
-    try:
-        schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
-    finally:
-        progress.close()
+    from avood_core.run.tracking import SweepSession
+
+    with SweepSession(trials[0].config.logging if jobs else None, registry, spec.name or folder.name, folder,
+                      {**meta["spec"], "trials": len(trials)}, echo) as tracking:  # e.g. MLflow's parent run
+        for job in jobs:
+            job.payload["tracking"] = tracking.context
+        try:
+            schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
+        finally:
+            progress.close()
+            tracking.failed = sum(records[job.id].get("status") != "done" for job in jobs)
     markdown = save()
     return SweepResult(folder, [records[t.id] for t in trials], markdown)
 

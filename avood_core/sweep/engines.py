@@ -74,6 +74,8 @@ def run_trial(payload: dict) -> dict:
     try:
         import torch
 
+        from avood_core.run.tracking import trial_context
+
         from avood_core.config import validate_config
         from avood_core.run.driver import execute
 
@@ -90,9 +92,10 @@ def run_trial(payload: dict) -> dict:
             config = validate_config(payload["config"], f"trial {run_dir.name}")
             shared = Path(payload["shared"]) if payload.get("shared") else None
             started_before = (run_dir / "config.toml").is_file()  # a retried attempt continues its own folder
-            res = execute(config, quiet=True, echo=echo, resume=run_dir if started_before else None,
-                          run_dir=None if started_before else run_dir, report=payload.get("report", False),
-                          tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
+            with trial_context(payload.get("tracking")):  # the sweep's loggers' context (e.g. MLflow's parent run)
+                res = execute(config, quiet=True, echo=echo, resume=run_dir if started_before else None,
+                              run_dir=None if started_before else run_dir, report=payload.get("report", False),
+                              tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
             stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
             info.update(metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
                                                         **({"stage1": stage1} if stage1 is not None else {})})
