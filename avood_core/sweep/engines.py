@@ -268,8 +268,8 @@ class RayEngine:
         target = address or found
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
-            echo(f"ray: joining the Ray cluster at {target}"
-                 + ("" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' on this machine)"))
+            where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"
+            echo(f"ray: joining the Ray cluster at {target}{where}")
             call = lambda: self.ray.init(address=target, **kwargs)  # noqa: E731
         else:
             echo(f"ray: starting a local Ray instance with {local_cpus or os.cpu_count() or 1} CPUs")
