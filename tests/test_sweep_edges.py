@@ -172,8 +172,11 @@ def test_ray_start_failure_and_slow_start_are_one_line(monkeypatch):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'avood[ray]')")
     from avood_core.sweep.engines import RayEngine
 
+    from avood_core.sweep.engines import _last_ray_start
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr("avood_core.sweep.engines._last_ray_start", lambda: None)
+    monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda temp_dir: f"127.0.0.1:{_free_port()}")
+    assert _last_ray_start() is None  # the record of a cluster that is gone: a local instance instead
 
     def broken(**kwargs):
         raise RuntimeError("Failed to start the raylet\nsee raylet.err")
@@ -192,3 +195,22 @@ def test_ray_start_failure_and_slow_start_are_one_line(monkeypatch):
     monkeypatch.setattr(ray, "init", broken)
     with pytest.raises(AvoodError, match=r"^cannot join the Ray cluster at '127.0.0.1:9' \(RuntimeError: .*'ray status'"):
         RayEngine(None, 1, 0, 0, local_cpus=1)
+
+
+def test_ray_joins_the_cluster_of_the_last_ray_start(ray_cluster, monkeypatch):
+    """No $RAY_ADDRESS: the cluster the last `ray start` here recorded is joined with its own resources."""
+    import ray
+
+    from avood_core.sweep.engines import RayEngine
+
+    address, _ = ray_cluster
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda temp_dir: address)
+    lines: list[str] = []
+    engine = RayEngine(None, 1, 0, 0, local_cpus=3, echo=lines.append)
+    try:
+        assert lines == [f"ray: joining the Ray cluster at {address} (the last 'ray start' here)"]
+        assert ray.cluster_resources()["CPU"] == 1  # the cluster's one CPU, not the 3 a local instance would get
+    finally:
+        engine.close()
+    assert not ray.is_initialized()

@@ -205,13 +205,22 @@ class LocalEngine:
 
 
 def _last_ray_start() -> str | None:
-    """The address the last ``ray start`` on this machine recorded (Ray's own lookup), if any."""
+    """The address the last ``ray start`` on this machine recorded (Ray's own lookup), when a
+    cluster still answers there (a killed one leaves its record behind)."""
     try:
         from ray._private.services import find_bootstrap_address
 
-        return find_bootstrap_address(None) or None
+        address = find_bootstrap_address(None)
     except Exception:  # noqa: BLE001 - a private helper of Ray: without it, only $RAY_ADDRESS is looked at
         return None
+    if not address:
+        return None
+    host, _, port = str(address).rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except (OSError, ValueError):
+        return None
+    return str(address)
 
 
 def _running_cluster() -> str | None:
