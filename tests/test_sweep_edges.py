@@ -27,9 +27,10 @@ def avood_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-c", "from avood_core.cli.commands import main; main()"]
 
 
-def write_spec(path: Path, seeds: list[int], *extra: str) -> Path:
-    path.write_text(f"seeds = {seeds}\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in TINY) + "]\n"
-                    + "".join(f"{line}\n" for line in extra) + "[resources]\nnum_cpus = 1\n")
+def write_spec(path: Path, seeds: list[int], *sets: str) -> Path:
+    """A spec of the tiny pipeline over ``seeds`` (one thread per trial), plus ``sets``."""
+    path.write_text(f"seeds = {seeds}\nreport = false\nset = [" + ", ".join(json.dumps(s) for s in [*TINY, *sets]) + "]\n"
+                    "[resources]\nnum_cpus = 1\n")
     return path
 
 
@@ -65,7 +66,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process tree from /proc (Linux)")
 def test_killed_local_sweep_leaves_no_worker(tmp_path):
     """kill -9 of `avood sweep --max-parallel 2` while both pool workers train: 15 s later none is alive."""
-    spec = write_spec(tmp_path / "s.toml", [0, 1, 2, 3])
+    spec = write_spec(tmp_path / "s.toml", [0, 1], "unseen.epochs=100")  # trials that outlast the kill
     out = tmp_path / "sweep"
     family: list[int] = []
     parent = subprocess.Popen([*avood_command(), "sweep", str(spec), "--sweep-dir", str(out), "--max-parallel", "2",
