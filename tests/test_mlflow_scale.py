@@ -108,7 +108,7 @@ def test_unreachable_tracking_server_fails_fast_with_one_line(tmp_path):
     assert lines[0] == "mlflow: connecting to http://127.0.0.1:9 (experiment 'avood')"
     assert lines[-1].startswith("avood: error: logger 'mlflow': the tracking server at 'http://127.0.0.1:9' is unreachable (")
     assert len(lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert not (tmp_path / "sw" / "trials").exists()
+    assert not (tmp_path / "sw").exists()  # nothing written, no trial started
 
 
 def test_run_nests_under_the_callers_active_run_with_tags_and_no_lock_or_event_files(tmp_path, monkeypatch):

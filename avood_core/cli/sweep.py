@@ -35,7 +35,8 @@ def sweep(
     max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="Trials at once (local default 1; "
                                                "ray: cluster CPUs / num_cpus)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, HOST:6379, ray://host:10001 or "
-                                          "local (default: this machine's cluster, $RAY_ADDRESS or the last 'ray start', else a local instance)."),
+                                          "local (default: this machine's cluster, $RAY_ADDRESS or the last "
+                                          "'ray start', else a local instance)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="Torch threads (and Ray CPUs) per trial."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="Ray GPUs per trial."),
     output: Optional[Path] = typer.Option(None, "--sweep-dir", readable=False, help="Sweep folder (default sweeps/<name or spec stem>)."),

@@ -147,39 +147,48 @@ def _one_line(exc: BaseException) -> str:
 class SweepSession:
     """The sweep-level hooks of the loggers a sweep's trials use (see the module docstring)::
 
-        with SweepSession(logging, registry, name, folder, params, echo) as tracking:
-            payload["tracking"] = tracking.context   # for every trial
-            ...                                      # run the trials
+        tracking = SweepSession(logging, registry, name, folder, echo)  # the loggers checked: before any work
+        with tracking.running(params, len(jobs)) as context:           # sweep_start ... sweep_end
+            payload["tracking"] = context                               # for every trial
+            ...                                                         # run the trials
             tracking.failed = <trials that failed>
     """
 
     def __init__(self, logging: LoggingConfig | None, registry, name: str, folder: Path,
-                 params: Mapping[str, Any], echo: Callable[[str], None] = lambda m: None) -> None:
+                 echo: Callable[[str], None] = lambda m: None) -> None:
         self.names = list(logging.loggers) if logging is not None else []
         self.loggers = make_loggers(logging, registry, echo) if self.names else []  # an unreachable store: one line, here
-        self.context: dict[str, Any] = {"sweep": name}
+        self.name, self.folder = name, Path(folder)
         self.failed = 0
-        self._args = (name, Path(folder), params)
 
-    def __enter__(self) -> "SweepSession":
-        for name, logger in zip(self.names, self.loggers):
+    @contextlib.contextmanager
+    def running(self, params: Mapping[str, Any], trials: int) -> Iterator[dict[str, Any]]:
+        """Around the ``trials`` that run (none: no sweep_start); yields the trials' context."""
+        context: dict[str, Any] = {"sweep": self.name}
+        started = [] if trials else None
+        for name, logger in zip(self.names, self.loggers) if trials else ():
             try:
-                given = logger.sweep_start(*self._args)
+                given = logger.sweep_start(self.name, self.folder, params)
             except Exception as exc:
                 raise PluginError(f"logger '{name}' could not start the sweep: {_one_line(exc)}; "
                                   f"check its logging.{name} params or drop --logger {name}") from None
+            started.append((name, logger))
             if given:
-                self.context[name] = given
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        for name, logger in zip(self.names, self.loggers):
-            try:
-                logger.sweep_end(self.failed, exc)
-            except Exception as err:
-                if exc is None:
-                    raise PluginError(f"logger '{name}' failed at the end of the sweep ({_one_line(err)}); "
-                                      "the trials themselves are complete") from None
+                context[name] = given
+        error: BaseException | None = None
+        try:
+            yield context
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for name, logger in started or ():
+                try:
+                    logger.sweep_end(self.failed, error)
+                except Exception as exc:
+                    if error is None:
+                        raise PluginError(f"logger '{name}' failed at the end of the sweep ({_one_line(exc)}); "
+                                          "the trials themselves are complete") from None
 
 
 def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

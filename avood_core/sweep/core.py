@@ -29,6 +29,7 @@ from typing import Callable
 
 from avood_core import __version__
 from avood_core.errors import AvoodError
+from avood_core.run.tracking import SweepSession
 from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import write_tables
@@ -189,8 +190,11 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     else:
         threads = threads or 1
         parallel = spec.max_parallel
+    say = (lambda m: None) if quiet else echo
+    tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
+                            say)  # the loggers checked (an unreachable store) before any work
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
-                         spec.address, spec.retries, echo=(lambda m: None) if quiet else echo)
+                         spec.address, spec.retries, echo=say)
     if parallel is None:
         parallel = engine.slots(threads)
     records: dict[str, dict] = {}
@@ -229,12 +233,9 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
                           trial_line(progress.done + progress.failed + 1, len(jobs), job.label, info))
         save()
 
-    from avood_core.run.tracking import SweepSession
-
-    with SweepSession(trials[0].config.logging if jobs else None, registry, spec.name or folder.name, folder,
-                      {**meta["spec"], "trials": len(trials)}, echo) as tracking:  # e.g. MLflow's parent run
+    with tracking.running({**meta["spec"], "trials": len(trials)}, len(jobs)) as context:  # e.g. MLflow's parent run
         for job in jobs:
-            job.payload["tracking"] = tracking.context
+            job.payload["tracking"] = context
         try:
             schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
         finally:
