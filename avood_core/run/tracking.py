@@ -165,7 +165,7 @@ class SweepSession:
     def running(self, params: Mapping[str, Any], trials: int) -> Iterator[dict[str, Any]]:
         """Around the ``trials`` that run (none: no sweep_start); yields the trials' context."""
         context: dict[str, Any] = {"sweep": self.name}
-        started = [] if trials else None
+        started: list[tuple[str, Logger]] = []
         for name, logger in zip(self.names, self.loggers) if trials else ():
             try:
                 given = logger.sweep_start(self.name, self.folder, params)
@@ -182,7 +182,7 @@ class SweepSession:
             error = exc
             raise
         finally:
-            for name, logger in started or ():
+            for name, logger in started:
                 try:
                     logger.sweep_end(self.failed, error)
                 except Exception as exc:
