@@ -119,10 +119,14 @@ def ray_cluster():
     temp = tempfile.mkdtemp(prefix="avray")
     port = _free_port()
     log = Path(temp) / "start.log"
+    # token authentication off for this loopback test cluster: Ray turns it on for a `ray start` once a token
+    # exists in ~/.ray, and a driver given an explicit address (RAY_ADDRESS) then needs RAY_AUTH_MODE=token too
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen([*ray_command(), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                              "--port", str(port), "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats",
                              "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
-                             "--temp-dir", temp], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+                             "--temp-dir", temp], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env)
     family: list[int] = []
     try:
         deadline = time.monotonic() + 120
@@ -155,6 +159,7 @@ def test_ray_joins_the_cluster_of_ray_address(ray_cluster, tmp_path, monkeypatch
 
     address, temp = ray_cluster
     monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the cluster (see ray_cluster)
     lines: list[str] = []
     data = {"set": list(TINY), "seeds": [0], "engine": "ray", "report": False, "resources": {"num_cpus": 1},
             "output": str(tmp_path / "sweep")}
@@ -206,6 +211,7 @@ def test_ray_joins_the_cluster_of_the_last_ray_start(ray_cluster, monkeypatch):
 
     address, _ = ray_cluster
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # as the cluster (see ray_cluster)
     monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda temp_dir: address)
     lines: list[str] = []
     engine = RayEngine(None, 1, 0, 0, local_cpus=3, echo=lines.append)

@@ -279,7 +279,8 @@ class RayEngine:
         if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
             where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"
             echo(f"ray: joining the Ray cluster at {target}{where}")
-            call = lambda: self.ray.init(address=target, **kwargs)  # noqa: E731
+            # no --address: Ray's own lookup finds the same cluster (and, for the last 'ray start' here, its auth token)
+            call = lambda: self.ray.init(address=address, **kwargs)  # noqa: E731
         else:
             echo(f"ray: starting a local Ray instance with {local_cpus or os.cpu_count() or 1} CPUs")
             call = lambda: self.ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)  # noqa: E731
