@@ -139,3 +139,14 @@ def test_tensorboard_events_read_back_with_event_accumulator(tmp_path):
     assert "unseen/step/loss" in tags
     assert [e.step for e in acc.Scalars("detector/epoch/loss")] == [0, 1]
     assert acc.Scalars("results/HM")[0].value == pytest.approx(run.results["metrics"]["HM"], rel=1e-6)
+    # the hparams plugin's session: the config as hyperparameters, the results scalars as its metrics
+    from tensorboard.plugins.hparams import metadata
+
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["seed"].number_value == 0 and start.hparams["generator.name"].string_value == "wgan_gp"
+    assert start.hparams["unseen.params.batch_size"].number_value == 16
+    assert start.hparams["detector.params.hidden"].string_value == "[32]"
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    assert {"results/HM", "results/AUROC", "results/S"} <= {m.name.tag for m in experiment.metric_infos}
+    assert {h.name for h in experiment.hparam_infos} == set(start.hparams)

@@ -25,7 +25,7 @@ METRICS_HELP = ("Table columns, repeated or comma-separated: dotted keys of the 
                 "the detector varies).")
 
 
-@config_options("config", "preset", "sets", "profile", "data", "dataset", help={
+@config_options("config", "preset", "sets", "profile", "data", "dataset", "loggers", help={
     "config": "Base run-config TOML (replaces the spec's 'config').",
     "preset": "Base preset (replaces the spec's 'preset').",
     "sets": "Base override KEY=VALUE, added to the spec's 'set' (one value for every trial).",
@@ -39,8 +39,9 @@ def sweep(
     engine: Optional[Engine] = typer.Option(None, "--engine", help="local (process pool, default) or ray."),
     max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="Trials at once (local default 1; "
                                                "ray: cluster CPUs / num_cpus)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://host:10001 "
-                                          "(default: start a local Ray instance)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, HOST:6379, ray://host:10001 or "
+                                          "local (default: this machine's cluster, $RAY_ADDRESS or the last "
+                                          "'ray start', else a local instance)."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="Torch threads (and Ray CPUs) per trial."),
     num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="Ray GPUs per trial."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", readable=False,

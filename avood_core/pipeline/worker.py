@@ -101,15 +101,13 @@ class _CounterTracker:
         self._write()
 
 
-def _die_with_parent(folder: Path, parent: int) -> None:
-    """Remove ``folder`` and exit as soon as the parent process is gone (see the module docstring)."""
-    def leave(*_: object) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-        os._exit(_PARENT_GONE)
-
+def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> None:
+    """Call ``leave`` (which must exit) as soon as process ``parent`` is gone: EOF on ``fd``, the read
+    end of a pipe whose write end only the parent holds (any OS), and on Linux the
+    ``PR_SET_PDEATHSIG`` SIGTERM (see the module docstring). Also used by the sweep's process pool."""
     def watch() -> None:
         try:
-            while os.read(0, 4096):  # the parent never writes: b"" (EOF) once its end is closed
+            while os.read(fd, 4096):  # the parent never writes: b"" (EOF) once its end is closed
                 pass
         except OSError:
             pass
@@ -126,6 +124,15 @@ def _die_with_parent(folder: Path, parent: int) -> None:
     threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
     if os.getppid() != parent:  # the parent died before the watch began
         leave()
+
+
+def _die_with_parent(folder: Path, parent: int) -> None:
+    """Remove ``folder`` and exit as soon as the parent process is gone."""
+    def leave(*_: object) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(_PARENT_GONE)
+
+    exit_with_parent(parent, leave)
 
 
 def clean_stale(root: str | Path | None = None) -> list[Path]:

@@ -94,7 +94,7 @@ def execute(
 
     registry = registry or get_registry()
     config = resolve(config, registry)
-    loggers = make_loggers(config.logging, registry)  # a missing extra fails here, before any work
+    loggers = make_loggers(config.logging, registry, echo)  # a missing extra or store fails here, before any work
     if resume is None and run_dir is None:
         check_output_dir(config.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
     with contextlib.ExitStack() as held, run_threads():

@@ -12,13 +12,18 @@ in a plugin's ``register_components`` hook). The run config's ``[logging]`` tabl
 
 A logger imports its library only in :meth:`Logger.check` and later hooks, so ``avood --help``
 stays fast; a missing library is one line naming the extra to install.
+
+In a sweep (avood_core.sweep), :class:`SweepSession` gives each chosen logger one call in the
+sweep's process before any trial starts (:meth:`Logger.sweep_start`: e.g. MLflow's store set up
+once and a parent run) and hands what it returns to the trials' loggers (:func:`trial_context`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -49,9 +54,19 @@ class Logger(Callback):
         if isinstance(params, BaseModel):
             params = params.model_dump()
         self.params = self.Params.model_validate(dict(params or {}))
+        self.echo: Callable[[str], None] = lambda message: None  # the run's log lines (set by make_loggers)
 
     def check(self) -> None:
-        """Fail with one line when the logger cannot work (its library missing); called before any training."""
+        """Fail with one line when the logger cannot work (its library missing, its server unreachable);
+        called before any training."""
+
+    def sweep_start(self, name: str, folder: Path, params: Mapping[str, Any]) -> dict | None:
+        """Once in a sweep's process, before its trials: what each trial's logger then finds in
+        :func:`trial_context` under this logger's name (``params``: the sweep's, to record)."""
+        return None
+
+    def sweep_end(self, failed: int, exc: BaseException | None) -> None:
+        """The sweep is over: ``failed`` trials failed; ``exc`` stopped it (Ctrl-C, an error)."""
 
     @classmethod
     def require(cls, module: str) -> Any:
@@ -91,15 +106,89 @@ def resolve_logging(logging: LoggingConfig, registry) -> LoggingConfig:
     return LoggingConfig.model_validate({"loggers": logging.loggers, "every_n_steps": logging.every_n_steps, **resolved})
 
 
-def make_loggers(logging: LoggingConfig, registry) -> list[Logger]:
-    """The chosen loggers, each checked (library importable) before the run starts."""
+def make_loggers(logging: LoggingConfig, registry, echo: Callable[[str], None] = lambda m: None) -> list[Logger]:
+    """The chosen loggers, each checked (library importable, store reachable) before the run starts."""
     extra = dict(logging.model_extra or {})
     loggers = []
     for name in logging.loggers:
         logger = registry.component_class("logger", name)(extra.get(name) or {})
+        logger.echo = echo
         logger.check()
         loggers.append(logger)
     return loggers
+
+
+_TRIAL: dict[str, Any] = {}  # what the sweep's process handed the trial running in this process
+
+
+@contextlib.contextmanager
+def trial_context(context: Mapping[str, Any] | None) -> Iterator[None]:
+    """While a sweep's trial runs here: ``context`` (``{"sweep": name, <logger>: what its
+    sweep_start returned}``), which the trial's loggers read with :func:`trial_info`."""
+    previous = dict(_TRIAL)
+    _TRIAL.clear()
+    _TRIAL.update(context or {})
+    try:
+        yield
+    finally:
+        _TRIAL.clear()
+        _TRIAL.update(previous)
+
+
+def trial_info(key: str) -> Any:
+    """``key`` of the running sweep trial's context (``None`` outside a sweep)."""
+    return _TRIAL.get(key)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+
+
+class SweepSession:
+    """The sweep-level hooks of the loggers a sweep's trials use (see the module docstring)::
+
+        tracking = SweepSession(logging, registry, name, folder, echo)  # the loggers checked: before any work
+        with tracking.running(params, len(jobs)) as context:           # sweep_start ... sweep_end
+            payload["tracking"] = context                               # for every trial
+            ...                                                         # run the trials
+            tracking.failed = <trials that failed>
+    """
+
+    def __init__(self, logging: LoggingConfig | None, registry, name: str, folder: Path,
+                 echo: Callable[[str], None] = lambda m: None) -> None:
+        self.names = list(logging.loggers) if logging is not None else []
+        self.loggers = make_loggers(logging, registry, echo) if self.names else []  # an unreachable store: one line, here
+        self.name, self.folder = name, Path(folder)
+        self.failed = 0
+
+    @contextlib.contextmanager
+    def running(self, params: Mapping[str, Any], trials: int) -> Iterator[dict[str, Any]]:
+        """Around the ``trials`` that run (none: no sweep_start); yields the trials' context."""
+        context: dict[str, Any] = {"sweep": self.name}
+        started: list[tuple[str, Logger]] = []
+        for name, logger in zip(self.names, self.loggers) if trials else ():
+            try:
+                given = logger.sweep_start(self.name, self.folder, params)
+            except Exception as exc:
+                raise PluginError(f"logger '{name}' could not start the sweep: {_one_line(exc)}; "
+                                  f"check its logging.{name} params or drop --logger {name}") from None
+            started.append((name, logger))
+            if given:
+                context[name] = given
+        error: BaseException | None = None
+        try:
+            yield context
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            for name, logger in started:
+                try:
+                    logger.sweep_end(self.failed, error)
+                except Exception as exc:
+                    if error is None:
+                        raise PluginError(f"logger '{name}' failed at the end of the sweep ({_one_line(exc)}); "
+                                          "the trials themselves are complete") from None
 
 
 def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -141,8 +230,7 @@ class RunSession:
             try:
                 cb.on_run_start(self.run_dir, config)
             except Exception as exc:  # a tracking server down, a bad URI: one line before any training
-                detail = " ".join(str(exc).split())[:400]
-                raise PluginError(f"logger {type(cb).__name__} could not start: {type(exc).__name__}: {detail}; "
+                raise PluginError(f"logger {type(cb).__name__} could not start: {_one_line(exc)}; "
                                   "check its logging.<name> params or drop --logger") from None
 
     def end(self, results: Mapping[str, Any]) -> None:
@@ -153,9 +241,8 @@ class RunSession:
             try:
                 cb.on_run_end(run_dir, results)
             except Exception as exc:
-                detail = " ".join(str(exc).split())[:400]
-                raise PluginError(f"logger {type(cb).__name__} failed at the end of the run ({type(exc).__name__}: "
-                                  f"{detail}); the run itself is complete in '{run_dir}'") from None
+                raise PluginError(f"logger {type(cb).__name__} failed at the end of the run ({_one_line(exc)}); "
+                                  f"the run itself is complete in '{run_dir}'") from None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and self.run_dir is not None:

@@ -29,6 +29,7 @@ from typing import Callable
 
 from avood_core import __version__
 from avood_core.errors import AvoodError
+from avood_core.run.tracking import SweepSession
 from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
@@ -123,10 +124,10 @@ def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     path = folder / "sweep.json"
     if not path.is_file():
         return
-    old = read_json(path, fix="remove it or choose another sweep folder (--sweep-dir)").get("spec_hash")
+    old = read_json(path, fix="remove it or choose another sweep folder (--output-dir)").get("spec_hash")
     if old != digest and not allow_changes:
         raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
-                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --sweep-dir")
+                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --output-dir")
 
 
 class SweepProgress:
@@ -204,8 +205,11 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     else:
         threads = threads or 1
         parallel = spec.max_parallel
+    say = (lambda m: None) if quiet else echo
+    tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
+                            say)  # the loggers checked (an unreachable store) before any work
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
-                         spec.address, spec.retries)
+                         spec.address, spec.retries, echo=say)
     if parallel is None:
         parallel = engine.slots(threads)
     records: dict[str, dict] = {}
@@ -245,10 +249,14 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
                           trial_line(progress.done + progress.failed + 1, len(jobs), job.label, info))
         save()
 
-    try:
-        schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
-    finally:
-        progress.close()
+    with tracking.running({**meta["spec"], "trials": len(trials)}, len(jobs)) as context:  # e.g. MLflow's parent run
+        for job in jobs:
+            job.payload["tracking"] = context
+        try:
+            schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
+        finally:
+            progress.close()
+            tracking.failed = sum(records[job.id].get("status") != "done" for job in jobs)
     markdown = save()
     try:
         check_metrics(columns, records)
@@ -282,7 +290,7 @@ def run_jobs(jobs: list[Job], engine: str = "local", max_parallel: int = 1, addr
         threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
     for job in jobs:
         job.payload["threads"] = threads
-    eng = make_engine(engine, max_parallel, threads or 1, address=address)
+    eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)
     out: dict[str, dict] = {}
     progress = SweepProgress(len(jobs), quiet or len(jobs) == 1, echo, "seeds")
 

@@ -20,12 +20,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from avood_core.errors import AvoodError
 
 TRIAL_FILE = "trial.json"
 RAY_HINT = "pip install 'avood[ray]'"
+RAY_INIT_TIMEOUT_S = 120.0  # the longest wait for ray.init to join or start a cluster
 
 
 def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: int | None,
@@ -75,6 +76,8 @@ def run_trial(payload: dict) -> dict:
     try:
         import torch
 
+        from avood_core.run.tracking import trial_context
+
         from avood_core.config import validate_config
         from avood_core.run.driver import execute
 
@@ -91,9 +94,10 @@ def run_trial(payload: dict) -> dict:
             config = validate_config(payload["config"], f"trial {run_dir.name}")
             shared = Path(payload["shared"]) if payload.get("shared") else None
             started_before = (run_dir / "config.toml").is_file()  # a retried attempt continues its own folder
-            res = execute(config, quiet=False, echo=echo, resume=run_dir if started_before else None,
-                          run_dir=None if started_before else run_dir, report=payload.get("report", False),
-                          tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
+            with trial_context(payload.get("tracking")):  # the sweep's loggers' context (e.g. MLflow's parent run)
+                res = execute(config, quiet=False, echo=echo, resume=run_dir if started_before else None,
+                              run_dir=None if started_before else run_dir, report=payload.get("report", False),
+                              tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
             stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
             info.update(metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
                                                         **({"stage1": stage1} if stage1 is not None else {})})
@@ -145,12 +149,25 @@ class InlineEngine:
         pass
 
 
-def _pool_init() -> None:
+def _leave(*_: object) -> None:
+    os._exit(3)
+
+
+def _pool_init(parent: int) -> None:
+    """A pool worker's start: it exits as soon as the sweep's process is gone (even one killed with
+    SIGKILL), through the mechanism of the ``jobs = 2`` worker (avood_core.pipeline.worker); the pipe
+    it watches is multiprocessing's own sentinel of the parent."""
+    import multiprocessing
+
+    from avood_core.pipeline.worker import exit_with_parent
+
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
+    exit_with_parent(parent, _leave, fd=multiprocessing.parent_process().sentinel)
 
 
 class LocalEngine:
-    """A pool of ``max_parallel`` worker processes on this machine (spawned: no forked torch state)."""
+    """A pool of ``max_parallel`` worker processes on this machine (spawned: no forked torch state);
+    a worker exits when this process dies (:func:`_pool_init`), so no trial outlives a killed sweep."""
 
     name = "local"
 
@@ -163,7 +180,7 @@ class LocalEngine:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(self.max_parallel, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_pool_init)
+                                   initializer=_pool_init, initargs=(os.getpid(),))
 
     def submit(self, payload: dict):
         return self._pool.submit(run_trial, payload)
@@ -190,17 +207,64 @@ class LocalEngine:
         self._pool.shutdown(wait=not abort, cancel_futures=True)
 
 
+def _last_ray_start() -> str | None:
+    """The address the last ``ray start`` on this machine recorded (Ray's own lookup), when a
+    cluster still answers there (a killed one leaves its record behind)."""
+    try:
+        from ray._private.services import find_bootstrap_address
+
+        address = find_bootstrap_address(None)
+    except Exception:  # noqa: BLE001 - a private helper of Ray: without it, only $RAY_ADDRESS is looked at
+        return None
+    if not address:
+        return None
+    host, _, port = str(address).rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except (OSError, ValueError):
+        return None
+    return str(address)
+
+
+def _running_cluster() -> str | None:
+    """The Ray cluster this machine would join by default: ``$RAY_ADDRESS``, else the last ``ray start``'s."""
+    return os.environ.get("RAY_ADDRESS") or _last_ray_start()
+
+
+def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
+    """``call()``, interrupted after ``seconds`` (SIGALRM: the main thread of a POSIX process only)."""
+    import signal
+    import threading
+
+    if seconds <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        return call()
+
+    def expire(*_: object) -> None:
+        raise TimeoutError(f"{what} took longer than {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class RayEngine:
-    """Trials as Ray tasks: a local Ray instance started here (no ``address``) or an existing cluster.
+    """Trials as Ray tasks: on the cluster at ``address``, else on the cluster this machine is part
+    of (``$RAY_ADDRESS``, or the last ``ray start`` here), else on a local instance started here.
 
     Per trial ``num_cpus`` (also its torch threads) and ``num_gpus``; a task whose worker dies is
-    rerun up to ``retries`` times by Ray (the rerun resumes the trial's folder).
+    rerun up to ``retries`` times by Ray (the rerun resumes the trial's folder). Connecting or
+    starting is bounded by ``init_timeout`` seconds; any failure of it is one line.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None, num_cpus: int, num_gpus: float, retries: int,
-                 local_cpus: int | None = None) -> None:
+                 local_cpus: int | None = None, echo: Callable[[str], None] = lambda m: None,
+                 init_timeout: float = RAY_INIT_TIMEOUT_S) -> None:
         try:
             import ray
         except ImportError:
@@ -208,15 +272,36 @@ class RayEngine:
         self.ray = ray
         self.owned = not ray.is_initialized()
         if self.owned:
-            try:
-                if address:
-                    ray.init(address=address, include_dashboard=False, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=local_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-            except ConnectionError as exc:
-                raise AvoodError(f"cannot join the Ray cluster at '{address}' ({exc}); start it with 'ray start --head' "
-                                 "or drop --address to start a local instance") from None
+            self._init(address, local_cpus, echo, init_timeout)
         self._task = ray.remote(run_trial).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)
+
+    def _init(self, address: str | None, local_cpus: int | None, echo: Callable[[str], None], timeout: float) -> None:
+        found = None if address else _running_cluster()
+        target = address or found
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
+            where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"
+            echo(f"ray: joining the Ray cluster at {target}{where}")
+            # no --address: Ray's own lookup finds the same cluster (and, for the last 'ray start' here, its auth token)
+            call = lambda: self.ray.init(address=address, **kwargs)  # noqa: E731
+        else:
+            echo(f"ray: starting a local Ray instance with {local_cpus or os.cpu_count() or 1} CPUs")
+            call = lambda: self.ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)  # noqa: E731
+        try:
+            _bounded(call, timeout, "ray.init")
+        except BaseException as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, a timeout: one line each
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            try:
+                self.ray.shutdown()  # what a half-finished start left running
+            except Exception:  # noqa: BLE001
+                pass
+            if target and target != "local":
+                fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
+                       if not address else "start it with 'ray start --head' or drop --address to start a local instance")
+                raise AvoodError(f"cannot join the Ray cluster at '{target}' ({_one_line(exc)}); {fix}") from None
+            raise AvoodError(f"cannot start a local Ray instance ({_one_line(exc)}); check 'ray start --head' on this "
+                             "machine, or use --engine local") from None
 
     def slots(self, num_cpus: int) -> int:
         """Trials the cluster can run at once with ``num_cpus`` each."""
@@ -242,10 +327,10 @@ class RayEngine:
 
 
 def make_engine(name: str, max_parallel: int, threads: int, num_gpus: float = 0, address: str | None = None,
-                retries: int = 1) -> Any:
-    """The engine ``name``: ``local`` (inline when ``max_parallel`` is 1) or ``ray``."""
+                retries: int = 1, echo: Callable[[str], None] = lambda m: None) -> Any:
+    """The engine ``name``: ``local`` (inline when ``max_parallel`` is 1) or ``ray`` (``echo``: which cluster)."""
     if name == "ray":
-        return RayEngine(address, threads, num_gpus, retries, local_cpus=max_parallel * threads)
+        return RayEngine(address, threads, num_gpus, retries, local_cpus=max_parallel * threads, echo=echo)
     if name != "local":
         raise AvoodError(f"unknown engine '{name}'; use local or ray")
     return InlineEngine() if max_parallel == 1 else LocalEngine(max_parallel)

@@ -8,7 +8,7 @@ A spec is a TOML file::
     seeds = [0, 1, 2]
     engine = "local"                   # or "ray"
     max_parallel = 2                   # trials at once (ray: default = cluster CPUs / num_cpus)
-    address = "auto"                   # ray: join a cluster (none: start a local Ray instance)
+    address = "auto"                   # ray: join a cluster (none: this machine's cluster, else a local instance)
 
     [axes]                             # every combination of the values is one config
     detector = ["entropy", "calibrated_stacking"]     # a component slot: plugin names
@@ -69,7 +69,8 @@ class SweepSpec(BaseModel):
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="KEY = [values]; every combination is a config.")
     engine: Literal["local", "ray"] = "local"
     max_parallel: int | None = Field(None, ge=1, description="Trials at once.")
-    address: str | None = Field(None, description="Ray: 'auto' or ray://host:10001 (none: a local Ray instance).")
+    address: str | None = Field(None, description="Ray: 'auto', ray://host:10001 or 'local' "
+                                "(none: this machine's cluster, $RAY_ADDRESS or the last 'ray start', else a local instance).")
     resources: Resources = Field(default_factory=Resources)
     retries: int = Field(1, ge=0, description="Ray: reruns of a trial whose worker died.")
     output: Path | None = Field(None, description="Sweep folder (default sweeps/<name or spec file stem>).")

@@ -1,29 +1,47 @@
-"""``--logger mlflow``: one MLflow run per avood run: params, curves, final metrics, the run folder.
+"""``--logger mlflow``: one MLflow run per avood run: params, tags, curves, final metrics, the run folder.
 
 Needs ``pip install 'avood[mlflow]'``. Tracking URI: ``logging.mlflow.uri`` (any MLflow URI, e.g.
 ``--set logging.mlflow.uri=http://host:5000`` or ``sqlite:///runs/mlflow.db``); by default MLflow's
 own: ``$MLFLOW_TRACKING_URI``, else its local store in the working folder (MLflow 3: the SQLite
 database ``./mlflow.db``, artifacts under ``./mlruns``; ``mlflow ui`` there shows the runs).
-MLflow 3 refuses a plain folder store (``file:...``) unless ``MLFLOW_ALLOW_FILE_STORE=true``. Recorded: the resolved config as params (``seed``,
-``generator.params.lr``, ...), each component's curves as ``<stage/><kind>/epoch/<metric>``
-(step = epoch) and ``<stage/><kind>/step/<metric>`` (step = optimizer step), the final
-``S``, ``U``, ``HM``, ``ZSL``, ``AUROC`` and the other metrics of results.json, and every file of
-the run folder as artifacts. A failed run ends as FAILED.
+MLflow 3 refuses a plain folder store (``file:...``) unless ``MLFLOW_ALLOW_FILE_STORE=true``.
+
+Before any training the store is opened ("mlflow: connecting to <uri>"): a tracking server is
+first asked for its ``/health`` with a 10 s timeout, so an unreachable one is one line at once
+rather than MLflow's minutes of retries; a store's first use (the SQLite schema migration) is
+serialised between the processes of this machine by a file lock, so parallel trials on a fresh
+store do not race. Recorded: the resolved config as params (``seed``, ``generator.params.lr``,
+...); tags ``avood.version``, ``avood.seed``, ``avood.<kind>`` (the four component names),
+``avood.git_commit`` (a source checkout only), ``avood.sweep`` and ``avood.run_dir``; each
+component's curves as ``<stage/><kind>/epoch/<metric>`` (step = epoch) and
+``<stage/><kind>/step/<metric>`` (step = optimizer step); the final ``S``, ``U``, ``HM``, ``ZSL``,
+``AUROC`` and the other metrics of results.json; the run folder's files as artifacts (not its lock
+file nor TensorBoard's event files). A failed run ends as FAILED.
+
+Nesting: a run started while the caller has an active MLflow run on the same store is its child
+(``mlflow.parentRunId``, as ``mlflow.start_run(nested=True)``; in that run's experiment); a sweep
+gets a parent run (named after the sweep, FAILED when a trial failed) with its trials nested.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
+import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.run.tracking import Logger, flat, headline
+from avood_core.errors import PluginError
+from avood_core.run.tracking import Logger, flat, headline, trial_info
 
 _BATCH = 100  # MLflow's limit of params / metrics per log_batch call
 _BAD = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric or param name
+HEALTH_TIMEOUT_S = 10.0  # the pre-flight request to a tracking server
+_SKIPPED = re.compile(r"^(\.avood\.lock|events\.out\.tfevents\..*)$")  # not uploaded as artifacts
 
 
 def _key(name: str) -> str:
@@ -40,8 +58,46 @@ class MLflowParams(BaseModel):
     artifacts: bool = Field(True, description="Upload the run folder's files as artifacts at the end.")
 
 
+def _preflight(uri: str) -> None:
+    """Raise when the tracking server at ``uri`` does not answer within :data:`HEALTH_TIMEOUT_S`."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        pass  # it answered (a proxy's 401/404 too): MLflow's own calls say what is wrong
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PluginError(f"logger 'mlflow': the tracking server at '{uri}' is unreachable ({reason}); start it "
+                          "('mlflow server') or fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
+
+
+@contextlib.contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Exclusive between this machine's processes while a store is opened (SQLite's migration on first use)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(tempfile.gettempdir()) / f"avood-mlflow-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _files(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not _SKIPPED.match(path.name):
+            yield path
+
+
 class MLflowLogger(Logger):
-    """Params, per-epoch and per-N-step metrics, final metrics and artifacts, through ``MlflowClient``."""
+    """Params, tags, per-epoch and per-N-step metrics, final metrics and artifacts, through ``MlflowClient``."""
 
     Params = MLflowParams
     extra = "mlflow"
@@ -49,31 +105,80 @@ class MLflowLogger(Logger):
     def __init__(self, params=None) -> None:
         super().__init__(params)
         self.client: Any = None
+        self.uri = ""
+        self.experiment_id = ""
         self.run_id: str | None = None
+        self.sweep_run_id: str | None = None
         self.stage = ""
 
     def check(self) -> None:
-        self.require("mlflow")
-
-    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
+        mlflow = self.require("mlflow")
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.params.uri)  # None: MLflow's default
-        exp = self.client.get_experiment_by_name(self.params.experiment)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(
-            self.params.experiment, artifact_location=self.params.artifact_location)
-        run = self.client.create_run(exp_id, run_name=Path(run_dir).name, tags={"avood.run_dir": str(Path(run_dir).resolve())})
-        self.run_id = run.info.run_id
-        params = [Param(_key(k), str(v)[:6000]) for k, v in flat(config).items()]
-        for i in range(0, len(params), _BATCH):
-            self.client.log_batch(self.run_id, params=params[i: i + _BATCH])
+        self.uri = self.params.uri or mlflow.get_tracking_uri()
+        self.echo(f"mlflow: connecting to {self.uri} (experiment '{self.params.experiment}')")
+        if self.uri.startswith(("http://", "https://")):
+            _preflight(self.uri)
+        try:
+            with _first_use_lock(self.uri):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                exp = self.client.get_experiment_by_name(self.params.experiment)
+                self.experiment_id = exp.experiment_id if exp is not None else self.client.create_experiment(
+                    self.params.experiment, artifact_location=self.params.artifact_location)
+        except Exception as exc:  # noqa: BLE001 - a bad URI, a locked or newer database: one line before any work
+            detail = " ".join(str(exc).split())[:300]
+            raise PluginError(f"logger 'mlflow' cannot use the tracking store '{self.uri}' ({type(exc).__name__}: "
+                              f"{detail}); fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
+
+    def _tags(self, extra: Mapping[str, str]) -> dict[str, str]:
+        from avood_core import __version__
+        from avood_core.bench.meter import _git_state
+
+        tags = {"avood.version": __version__, **extra}
+        if (commit := _git_state()) is not None:
+            tags["avood.git_commit"] = commit
+        if (sweep := trial_info("sweep")) is not None:
+            tags["avood.sweep"] = str(sweep)
+        return tags
+
+    def _parent(self) -> tuple[str | None, str]:
+        """The run this one nests under and its experiment: the sweep's parent run, else the caller's
+        active run on the same store; ``(None, <experiment>)`` when neither."""
+        given = trial_info("mlflow") or {}
+        if given.get("parent_run_id"):
+            return given["parent_run_id"], self.experiment_id
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is not None and mlflow.get_tracking_uri() == self.uri:
+            return active.info.run_id, active.info.experiment_id
+        return None, self.experiment_id
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        batch = [Param(_key(k), str(v)[:6000]) for k, v in flat(params).items()]
+        for i in range(0, len(batch), _BATCH):
+            self.client.log_batch(run_id, params=batch[i: i + _BATCH])
+
+    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        from avood_core.stages import KINDS
+
+        parent, experiment = self._parent()
+        tags = self._tags({"avood.run_dir": str(Path(run_dir).resolve()), "avood.seed": str(config.get("seed")),
+                           **{f"avood.{kind}": str((config.get(kind) or {}).get("name")) for kind in KINDS}})
+        if parent:
+            tags[MLFLOW_PARENT_RUN_ID] = parent
+        self.run_id = self.client.create_run(experiment, run_name=Path(run_dir).name, tags=tags).info.run_id
+        self._log_params(self.run_id, config)
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self.stage = f"{info['stage']}/" if info.get("stage") else ""
 
     def _metrics(self, tag: str, index: int, metrics: Mapping[str, float]) -> None:
-        if self.client is None:
+        if self.run_id is None:
             return
         from mlflow.entities import Metric
 
@@ -89,15 +194,36 @@ class MLflowLogger(Logger):
         self._metrics(f"{self.stage}{kind}/epoch/", epoch, metrics)
 
     def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
-        if self.client is None:
+        if self.run_id is None:
             return
         self._metrics("", 0, headline(results))
         if self.params.artifacts:
-            self.client.log_artifacts(self.run_id, str(run_dir))
+            root = Path(run_dir)
+            for path in _files(root):
+                parent = path.parent.relative_to(root).as_posix()
+                self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
         self.client.set_terminated(self.run_id, "FINISHED")
-        self.client = None
+        self.run_id = None
 
     def on_exception(self, run_dir: Path, exc: BaseException) -> None:
-        if self.client is not None:
+        if self.run_id is not None:
             self.client.set_terminated(self.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-            self.client = None
+            self.run_id = None
+
+    def sweep_start(self, name: str, folder: Path, params: Mapping[str, Any]) -> dict:
+        """The sweep's parent run (its trials nest under it); the store is set up here, once."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        parent, experiment = self._parent()
+        tags = self._tags({"avood.sweep": name, "avood.sweep_dir": str(Path(folder).resolve())})
+        if parent:
+            tags[MLFLOW_PARENT_RUN_ID] = parent
+        self.sweep_run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
+        self._log_params(self.sweep_run_id, params)
+        return {"parent_run_id": self.sweep_run_id}
+
+    def sweep_end(self, failed: int, exc: BaseException | None) -> None:
+        if self.sweep_run_id is not None:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED" if exc is not None or failed else "FINISHED"
+            self.client.set_terminated(self.sweep_run_id, status)
+            self.sweep_run_id = None

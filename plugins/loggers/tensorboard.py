@@ -4,7 +4,9 @@ Written with PyTorch's ``torch.utils.tensorboard.SummaryWriter`` (needs the ``te
 package: ``pip install 'avood[tensorboard]'``) into ``<run>/tensorboard`` by default; watch with
 ``tensorboard --logdir runs``. Scalars: ``<stage/><kind>/epoch/<metric>`` per epoch,
 ``<stage/><kind>/step/<metric>`` every ``logging.every_n_steps`` steps, ``results/<metric>`` at the end;
-the resolved config as text.
+the resolved config as text, and at the end as the hparams plugin's session (every config value a
+hyperparameter, the ``results/<metric>`` scalars its metrics), so TensorBoard's HPARAMS tab
+compares runs by hyperparameter (``tensorboard --logdir runs`` over many run folders).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.run.tracking import Logger, headline
+from avood_core.run.tracking import Logger, flat, headline
+
+
+def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config as hparams: dotted keys; numbers, strings and booleans kept, the rest as text."""
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat(config).items()}
 
 
 class TensorBoardParams(BaseModel):
@@ -32,6 +39,7 @@ class TensorBoardLogger(Logger):
         super().__init__(params)
         self.writer: Any = None
         self.stage = ""
+        self.config: Mapping[str, Any] = {}
 
     def check(self) -> None:
         self.require("tensorboard")
@@ -43,6 +51,7 @@ class TensorBoardLogger(Logger):
         from avood_core.config import to_toml
 
         self.writer = SummaryWriter(log_dir=str(self.params.dir or Path(run_dir) / "tensorboard"))
+        self.config = config
         self.writer.add_text("config", "```toml\n" + to_toml(dict(config)) + "\n```")
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
@@ -60,7 +69,14 @@ class TensorBoardLogger(Logger):
         self._scalars(f"{self.stage}{kind}/epoch", epoch, metrics)
 
     def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
-        self._scalars("results", 0, headline(results))
+        if self.writer is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            metrics = headline(results)
+            self._scalars("results", 0, metrics)
+            writer = self.writer._get_file_writer()  # the run's own event file (add_hparams would start another)
+            for summary in hparams(hparam_values(self.config), {f"results/{k}": v for k, v in metrics.items()}):
+                writer.add_summary(summary)
         self._close()
 
     def on_exception(self, run_dir: Path, exc: BaseException) -> None:
