@@ -129,8 +129,71 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
     return "; ".join(parts)
 
 
+def _numeric(annotation: Any) -> tuple[str | None, Any]:
+    """``("an integer" | "a number" | None, element annotation)`` of a field's annotation:
+    what a numeric field expects, or the annotation of a list/tuple field's items."""
+    import types
+    import typing
+
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _numeric(args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_numeric(a)[0] for a in args if a is not type(None)]
+        if kinds and all(kinds) and "a boolean" not in kinds:
+            return ("an integer" if set(kinds) == {"an integer"} else "a number"), None
+        return None, None
+    if origin in (list, tuple) and args:
+        return None, args[0]
+    if annotation is bool:
+        return "a boolean", None
+    if annotation is int:
+        return "an integer", None
+    if annotation is float:
+        return "a number", None
+    return None, None
+
+
+def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
+    """Refuse what pydantic would coerce without a word into a numeric field of ``model``: a
+    boolean (``seed = true`` would run seed 1), a string (``"0.001"``), a non-finite float
+    (``lr = inf``); nested models and list/tuple items too. One :class:`ConfigError` line."""
+    import math
+
+    def check(annotation: Any, value: Any, loc: str) -> None:
+        kind, item = _numeric(annotation)
+        if kind == "a boolean":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected a boolean, got {value!r}; give true or false")
+        elif kind is not None:
+            if isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
+            if isinstance(value, str):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the string {value!r}; "
+                                  f"write the number without quotes")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{source}: {loc}: {value} is not a finite number; give a finite value")
+        elif item is not None and isinstance(value, (list, tuple)):
+            items = typing.get_args(annotation)
+            for i, v in enumerate(value):
+                check(items[i] if len(items) > i and items[-1] is not Ellipsis else item, v, f"{loc}.{i}")
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            check_values(annotation, value, f"{loc}.", source)
+
+    import typing
+
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is not None:
+            check(field.annotation, value, f"{prefix}{key}")
+
+
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Stage 1: the run config's own fields."""
+    check_values(RunConfig, data, "", source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -234,6 +297,7 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     for kind in KINDS:
         spec = config.component(kind)
         cls = registry.component_class(kind, spec.name)
+        check_values(cls.Params, spec.params, f"{kind}.params.", f"config ({kind} '{spec.name}')")
         try:
             params = cls.Params.model_validate(profile_params(cls, config.profile, spec.params))
         except ValidationError as exc:

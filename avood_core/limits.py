@@ -61,6 +61,10 @@ Widths = Annotated[tuple[Width, ...], Field(max_length=LIMITS["layers"].high)]
 """Hidden-layer widths of an MLP: at most 16 layers of at most 16384 units."""
 
 
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+"""One of Adam's two betas: a decay rate in [0, 1) (torch.optim.Adam refuses anything else)."""
+
+
 def widths(default: tuple[int, ...], description: str) -> Any:
     """A :data:`Widths` field, its bounds stated in its description."""
     layers, width = LIMITS["layers"], LIMITS["width"]

@@ -220,21 +220,33 @@ def main() -> None:
     # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
     # made small-model training 7-9x slower (measured); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from avood_core.util.io import os_failure_line, stdout_broken
+
+    code: int | str | None = 0
     try:
         app()
     except AvoodError as exc:
         typer.echo(f"avood: error: {exc}", err=True)
-        sys.exit(2)
+        code = 2
     except Interrupted as exc:  # Ctrl-C in 'avood run': what was saved and how to resume
         typer.echo(f"avood: {exc}", err=True)
-        sys.exit(130)
+        code = 130
     except KeyboardInterrupt:
         typer.echo("avood: interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except SystemExit as exc:  # typer turns Ctrl-C in the other commands into a silent exit 130
         if exc.code == 130:
             typer.echo("avood: interrupted", err=True)
-        raise
+        code = exc.code
+    except OSError as exc:  # a full disk, no inodes, too many open files, stdout on /dev/full
+        line = ("cannot write to standard output ({}); redirect it to a file or pipe that takes it".format(
+            exc.strerror or exc) if stdout_broken(exc) else os_failure_line(exc))
+        typer.echo(f"avood: error: {line}", err=True)
+        code = 2
+    if stdout_broken():  # what is still buffered for stdout cannot be written
+        typer.echo("avood: error: cannot write to standard output; redirect it to a file or pipe that takes it", err=True)
+        code = code or 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":
