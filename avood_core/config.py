@@ -125,8 +125,20 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
         got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
         limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
-        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else ""))
+        valid = _valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
+                     + (f"; valid keys: {', '.join(valid)}" if valid else ""))
     return "; ".join(parts)
+
+
+def _valid_keys(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
+    """The field names of the (nested) model at ``loc`` of ``model``, for an unknown key's message."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return None
 
 
 def _numeric(annotation: Any) -> tuple[str | None, Any]:

@@ -13,7 +13,7 @@ import typer
 from avood_core.cli.ablate import ablate_app
 from avood_core.cli.data import data_app
 from avood_core.cli.jsonio import JSON_OPTION, alias, emit, int_list, pick, seeds_option, split_list, status
-from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Dataset, config_options, new_app, option
+from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Dataset, at_least, config_options, new_app, option
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
 
@@ -53,7 +53,7 @@ def run(
     ),
     seeds: Optional[list[str]] = seeds_option("mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
-    tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
+    tsne_cap: int = typer.Option(1000, "--tsne-cap", callback=at_least("--tsne-cap", 0), help="t-SNE on at most this many test clips (0: no t-SNE)."),
     as_json: bool = JSON_OPTION,
     engine: str = ENGINE_OPTION,
     max_parallel: int = MAX_PARALLEL_OPTION,

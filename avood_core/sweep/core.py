@@ -32,6 +32,7 @@ from avood_core.errors import AvoodError
 from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import write_tables
+from avood_core.util.paths import check_name, check_output_dir, contained
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
 
 def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     """Refuse a sweep folder made by another spec unless ``allow_changes``."""
-    path = folder / "sweep.json"
+    path = folder / SWEEP_FILE
     if not path.is_file():
         return
     try:
@@ -171,17 +172,68 @@ def trial_line(n: int, total: int, name: str, info: dict) -> str:
             f"({info.get('wall_s', 0):.1f} s, {reused} component fit(s) reused)")
 
 
+SWEEP_LOCK = ".avood-sweep.lock"
+SWEEP_FILE = "sweep.json"
+
+
+def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
+    """Where the sweep is written: ``output``, the spec's ``output``, or ``sweeps/<name>`` (a plain name)."""
+    if output or spec.output:
+        return Path(output or spec.output)
+    return Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
+
+
+def check_sweep_folder(folder: Path) -> None:
+    """Refuse, before anything is written, a folder that is not new, empty or an avood sweep folder:
+    a file, a run folder, or a folder of other files (its ``table.md`` would be overwritten)."""
+    if not folder.exists():
+        check_output_dir(folder, "--sweep-dir")
+        return
+    if not folder.is_dir():
+        raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --sweep-dir")
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError as exc:
+        raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
+    if not names or SWEEP_FILE in names or SWEEP_LOCK in names:
+        check_output_dir(folder, "--sweep-dir")
+        return
+    from avood_core.run.folder import is_run_folder
+
+    what = "a run folder written by 'avood run'" if is_run_folder(folder) else f"not empty and holds no {SWEEP_FILE}"
+    raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a new or "
+                     f"empty folder (or an earlier sweep's folder) to --sweep-dir")
+
+
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
               echo: Callable[[str], None] = print, registry=None, source: str = "sweep") -> SweepResult:
-    """Expand ``spec``, run the trials not finished yet on its engine and write the tables."""
+    """Expand ``spec``, run the trials not finished yet on its engine and write the tables.
+
+    The sweep folder is recognised (:func:`check_sweep_folder`) and locked (one sweep at a time)
+    before anything is written into it; its ``trials/`` and ``shared/`` never lead out of it."""
     from avood_core.registry import get_registry
+    from avood_core.run.folder import lock
 
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
+    folder = sweep_folder(spec, output)
+    check_sweep_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --sweep-dir") from None
+    with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
+        check_folder(folder, spec_hash(trials), allow_changes)
+        for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials)):
+            contained(folder, rel, "trial folders")
+        return _run_trials(spec, trials, folder, registry, quiet, echo, started)
+
+
+def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool,
+                echo: Callable[[str], None], started: float) -> SweepResult:
+    """The body of :func:`run_sweep`, with the sweep folder locked."""
     digest = spec_hash(trials)
-    folder = Path(output or spec.output or Path("sweeps") / (spec.name or "sweep"))
-    check_folder(folder, digest, allow_changes)
     threads = spec.resources.num_cpus
     if spec.engine == "local":
         parallel = spec.max_parallel or 1
