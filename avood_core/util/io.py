@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from avood_core.errors import AvoodError
 
@@ -61,9 +61,21 @@ def write_failed(exc: BaseException, path: str | os.PathLike, what: str | None =
         return exc
     if isinstance(exc, OSError):
         return WriteFailed.of(path, exc.errno, exc.strerror or str(exc), what)
-    if isinstance(exc, Exception) and _full(Path(path).parent):
-        return WriteFailed.of(path, errno.ENOSPC, os.strerror(errno.ENOSPC), what)
-    return None
+    if not isinstance(exc, Exception):
+        return None
+    code = _named_errno(str(exc)) or (errno.ENOSPC if _full(Path(path).parent) else None)
+    return None if code is None else WriteFailed.of(path, code, os.strerror(code), what)
+
+
+def _named_errno(message: str) -> int | None:
+    """The errno (of :data:`_HINTS`) a library's own exception names: ``os error 28`` (Rust),
+    ``[Errno 28]``, or the strerror text."""
+    import re
+
+    found = re.search(r"(?:os error|Errno) (\d+)", message)
+    if found and int(found.group(1)) in _HINTS:
+        return int(found.group(1))
+    return next((code for code in _HINTS if os.strerror(code) in message), None)
 
 
 def _full(folder: Path) -> bool:
@@ -77,32 +89,42 @@ def _full(folder: Path) -> bool:
     return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:
-    """Call ``write(tmp_path)``, then rename the temp file onto ``path``.
-
-    An exception (or a kill) before the rename leaves any previous ``path`` untouched and no temp
-    file behind; a failed write (see :func:`write_failed`) is a :class:`WriteFailed` naming
-    ``path`` and ``what`` it held.
-    """
-    path = Path(path)
-    tmp_path: Path | None = None
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
+    """Turn a failed write of ``path`` inside the ``with`` block into :class:`WriteFailed` (see
+    :func:`write_failed`); any other exception passes unchanged."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
-        write(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        yield
     except BaseException as exc:
-        if tmp_path is not None:
-            with contextlib.suppress(OSError):
-                tmp_path.unlink(missing_ok=True)
         failed = write_failed(exc, path, what)
         if failed is None or failed is exc:
             raise
         raise failed from None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:
+    """Call ``write(tmp_path)``, then rename the temp file onto ``path``.
+
+    An exception (or a kill) before the rename leaves any previous ``path`` untouched and no temp
+    file behind; a failed write is a :class:`WriteFailed` naming ``path`` and ``what`` it held.
+    """
+    path = Path(path)
+    tmp_path: Path | None = None
+    with writing(path, what):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
+            write(tmp_path)
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, path)
+        except BaseException:
+            if tmp_path is not None:
+                with contextlib.suppress(OSError):
+                    tmp_path.unlink(missing_ok=True)
+            raise
     return path
 
 
