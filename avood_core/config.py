@@ -31,6 +31,7 @@ from avood_core.factory import profile_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.tracking import LoggingConfig
+from avood_core.strict import check_values, valid_keys
 from avood_core.stages import STAGES
 
 
@@ -125,82 +126,10 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
         got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
         limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
-        valid = _valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        valid = valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
         parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
                      + (f"; valid keys: {', '.join(valid)}" if valid else ""))
     return "; ".join(parts)
-
-
-def _valid_keys(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
-    """The field names of the (nested) model at ``loc`` of ``model``, for an unknown key's message."""
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        model = field.annotation if field is not None else None
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return None
-
-
-def _numeric(annotation: Any) -> tuple[str | None, Any]:
-    """``("an integer" | "a number" | None, element annotation)`` of a field's annotation:
-    what a numeric field expects, or the annotation of a list/tuple field's items."""
-    import types
-    import typing
-
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _numeric(args[0])
-    if origin in (typing.Union, types.UnionType):
-        kinds = [_numeric(a)[0] for a in args if a is not type(None)]
-        if kinds and all(kinds) and "a boolean" not in kinds:
-            return ("an integer" if set(kinds) == {"an integer"} else "a number"), None
-        return None, None
-    if origin in (list, tuple) and args:
-        return None, args[0]
-    if annotation is bool:
-        return "a boolean", None
-    if annotation is int:
-        return "an integer", None
-    if annotation is float:
-        return "a number", None
-    return None, None
-
-
-def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
-    """Refuse what pydantic would coerce without a word into a numeric field of ``model``: a
-    boolean (``seed = true`` would run seed 1), a string (``"0.001"``), a non-finite float
-    (``lr = inf``); nested models and list/tuple items too. One :class:`ConfigError` line."""
-    import math
-
-    def check(annotation: Any, value: Any, loc: str) -> None:
-        kind, item = _numeric(annotation)
-        if kind == "a boolean":
-            if not isinstance(value, bool):
-                raise ConfigError(f"{source}: {loc}: expected a boolean, got {value!r}; give true or false")
-        elif kind is not None:
-            if isinstance(value, bool):
-                raise ConfigError(f"{source}: {loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
-            if isinstance(value, str):
-                raise ConfigError(f"{source}: {loc}: expected {kind}, got the string {value!r}; "
-                                  f"write the number without quotes")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{source}: {loc}: {value} is not a finite number; give a finite value")
-        elif item is not None and isinstance(value, (list, tuple)):
-            items = typing.get_args(annotation)
-            for i, v in enumerate(value):
-                check(items[i] if len(items) > i and items[-1] is not Ellipsis else item, v, f"{loc}.{i}")
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
-            check_values(annotation, value, f"{loc}.", source)
-
-    import typing
-
-    if not isinstance(data, dict):
-        return
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is not None:
-            check(field.annotation, value, f"{prefix}{key}")
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:

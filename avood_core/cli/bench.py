@@ -9,6 +9,7 @@ import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick, split_list, status
 from avood_core.cli.options import at_least
+from avood_core.errors import AvoodError
 
 
 def bench(
@@ -51,6 +52,8 @@ def bench(
     stdout: the markdown table, or with --json {"output_dir", "bench"} (bench = bench.json's content)."""
     from avood_core.bench.core import BenchOptions, render_markdown, run_bench
 
+    if dataset and not split_list(dataset):
+        raise AvoodError("--dataset '': give ucf, activitynet or vggsound (or leave --dataset out for all three)")
     names = pick(split_list(dataset), split_list([datasets_old]) if datasets_old else [], "--dataset", "--datasets")
     out = pick(output_dir, out_old, "--output-dir", "--out") or Path("bench")
     tree_seed = pick(data_seed, tree_seed_old, "--data-seed", "--tree-seed") or 0

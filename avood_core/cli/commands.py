@@ -64,6 +64,8 @@ def run(
     --json: {"run_dir", "results"} (results = the run folder's results.json)."""
     if allow_changes and resume is None:
         raise AvoodError("--allow-changes only applies to --resume RUN_DIR; drop it for a new run")
+    if resume is not None and not resume.is_dir():
+        raise AvoodError(f"--resume '{resume}' is not a folder; pass a run folder written by 'avood run'")
     if resume is not None and opts.config is None:
         opts.config = resume / "config.toml"
     if resume is not None and opts.output_dir is None:

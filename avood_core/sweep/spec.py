@@ -44,6 +44,7 @@ from avood_core.config import RunConfig, assemble_config, finalize_config, forma
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
+from avood_core.strict import check_values
 from avood_core.util.paths import check_name
 
 SPECIAL_AXES = ("dataset", "preset", *KINDS)
@@ -154,6 +155,7 @@ def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpe
     for key in added:
         merged[key] = {**raw.get(key, {}), **(data or {}).get(key, {})}
     merged["set"] = [*raw.get("set", []), *(data or {}).get("set", [])]
+    check_values(SweepSpec, merged, "", str(path or "sweep"))
     try:
         spec = SweepSpec.model_validate(merged)
     except ValidationError as exc:

@@ -110,12 +110,13 @@ def judge(case: Case, d: Path) -> Outcome:
         ("outside", bool(left)), ("silent", rc == 0),
         ("multi-line", len(lines) != 1 or not lines[0].startswith("avood: error:")),
     ]
-    got.verdict = next((name for name, bad in checks if bad), "one-line")
+    flags = [name for name, bad in checks if bad]
+    got.verdict = flags[0] if flags else "one-line"
     got.problems = [*(f"changed: {p}" for p in lost), *(f"left behind: {p}" for p in left)]
     tally = os.environ.get("AVOOD_FAULT_TALLY")
     if tally:
         with open(tally, "a") as fh:
-            fh.write(json.dumps({"case": case.id, "verdict": got.verdict, "seconds": round(seconds, 2)}) + "\n")
+            fh.write(json.dumps({"case": case.id, "verdict": got.verdict, "flags": flags, "seconds": round(seconds, 2)}) + "\n")
     return got
 
 
@@ -127,6 +128,15 @@ def check(case: Case, d: Path) -> None:
     assert got.rc == 2, got.rc
     if case.within is not None:
         assert got.seconds < case.within, f"{case.id}: refused after {got.seconds:.1f} s"
+
+
+def run_case(case: Case, tmp_path: Path) -> None:
+    """Make ``case`` in a fresh folder under ``tmp_path``, run it and :func:`check` it; undo its mounts."""
+    d = tmp_path / "case"
+    d.mkdir()
+    with contextlib.ExitStack() as stack:
+        case.make(d, stack)
+        check(case, d)
 
 
 @contextlib.contextmanager

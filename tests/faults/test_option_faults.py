@@ -9,7 +9,6 @@ the command was given). Adding a case is one line.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fault_kit import Case, check
+from fault_kit import Case, run_case
 from tiny_runs import TINY, tiny_run
 
 SETS = tuple(a for s in TINY for a in ("--set", s))
@@ -82,6 +81,8 @@ CASES = [
     Case("bench-threads-0", nothing, (*BENCH, "--threads", "0"), "--threads 0: must be at least 1", OUT),
     Case("bench-threads-neg", nothing, (*BENCH, "--threads", "-2"), "--threads -2", OUT),
     Case("bench-jobs-0", nothing, (*BENCH, "--jobs", "0"), "--jobs 0: must be at least 1", OUT),
+    Case("bench-dataset-empty", nothing, ("bench", "--dataset=", *BENCH[3:]), "--dataset '': give ucf, activitynet or vggsound", OUT),
+    Case("run-resume-file", write("f", "hi\n"), (*RUN, "--resume", "{d}/f"), "--resume '{d}/f' is not a folder", OUT),
     Case("bench-epochs-scale-0", nothing, (*BENCH, "--epochs-scale", "0"), "--epochs-scale 0: must be greater than 0", OUT),
     Case("bench-data-scale-neg", nothing, (*BENCH, "--data-scale", "-1"), "--data-scale -1: must be greater than 0", OUT),
     # -- sweeps: a trial-count limit before expansion, no value dropped, one spelling per value ------
@@ -94,6 +95,9 @@ CASES = [
     Case("sweep-values-unknown-key", write("s.toml", "[values]\nnonsense = 1\n"), (*SWEEP, "{d}/s.toml"), "nonsense: Extra inputs are not permitted (got 1); valid keys: profile", OUT),
     Case("sweep-axis-two-spellings", nothing, (*SWEEP, "--axis", 'unseen.lr=[0.001, "0.001"]'), "unseen.params.lr: expected a number, got the string '0.001'", OUT),
     Case("sweep-axis-int-and-float", nothing, (*SWEEP, "--axis", "unseen.lr=[1, 1.0]"), "resolve to the same config", OUT),
+    Case("sweep-seeds-bool", write("s.toml", "seeds = [true]\n"), (*SWEEP, "{d}/s.toml"), "seeds.0: expected an integer, got the boolean true", OUT),
+    Case("sweep-report-int", write("s.toml", "report = 1\n"), (*SWEEP, "{d}/s.toml"), "report: expected a boolean, got 1", OUT),
+    Case("sweep-resources-bool", write("s.toml", "[resources]\nnum_cpus = true\n"), (*SWEEP, "{d}/s.toml"), "resources.num_cpus: expected an integer", OUT),
     Case("sweep-dir-run-folder", run_folder, (*SWEEP[:-1], "{d}/run"), "is a run folder written by 'avood run', not a sweep folder", ("run/sweep.json", "run/trials")),
     Case("sweep-dir-other-files", write("out/table.md", "| mine |\n"), SWEEP, "is not empty and holds no sweep.json", ("out/sweep.json", "out/trials")),
     Case("sweep-dir-file", write("f", "hi\n"), (*SWEEP[:-1], "{d}/f"), "sweep folder '{d}/f' is a file"),
@@ -125,8 +129,4 @@ def template(tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_odd_option_is_one_line_and_writes_nothing(case: Case, tmp_path: Path) -> None:
-    d = tmp_path / "case"
-    d.mkdir()
-    with contextlib.ExitStack() as stack:
-        case.make(d, stack)
-        check(case, d)
+    run_case(case, tmp_path)

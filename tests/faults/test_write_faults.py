@@ -10,7 +10,6 @@ table that would look finished. Adding a case is one line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fault_kit import Case, check, tmpfs
+from fault_kit import Case, run_case, tmpfs
 from tiny_runs import TINY, run_task, tiny_run
 
 SETS = tuple(a for s in TINY for a in ("--set", s))
@@ -135,8 +134,4 @@ def template(tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_write_fault_is_one_line_and_writes_nothing_outside(case: Case, tmp_path: Path) -> None:
-    d = tmp_path / "case"
-    d.mkdir()
-    with contextlib.ExitStack() as stack:
-        case.make(d, stack)
-        check(case, d)
+    run_case(case, tmp_path)
