@@ -97,8 +97,10 @@ def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: 
         return
     path = run_dir / name
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AvoodError(f"'{path}' is a symbolic link; avood never writes its lock through a link: remove it") from None
         raise AvoodError(f"cannot lock the {noun} '{run_dir}' ({exc.strerror}: '{path}'); "
                          f"it must be a writable folder") from None
     try:

@@ -100,10 +100,10 @@ def component_keys(trial: Trial, registry) -> frozenset:
 def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     """The trial's record when its folder is finished with this hash; else ``None``."""
     try:
-        info = json.loads((run_dir / TRIAL_FILE).read_text())
-    except (OSError, ValueError):
+        info = json.loads((run_dir / TRIAL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
-    if info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
+    if isinstance(info, dict) and info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
         return info
     return None
 
@@ -114,9 +114,14 @@ def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     if not path.is_file():
         return
     try:
-        old = json.loads(path.read_text()).get("spec_hash")
-    except ValueError:
-        raise AvoodError(f"'{path}' is not valid JSON; remove it or choose another sweep folder (--sweep-dir)") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        raise AvoodError(f"'{path}' cannot be read ({why}); remove it or choose another sweep folder (--sweep-dir)") from None
+    if not isinstance(data, dict):
+        raise AvoodError(f"'{path}' holds a JSON {type(data).__name__}, not the sweep's object; remove it or choose "
+                         f"another sweep folder (--sweep-dir)")
+    old = data.get("spec_hash")
     if old != digest and not allow_changes:
         raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
                          "pass --allow-changes to rerun it (changed trials are refitted) or choose another --sweep-dir")

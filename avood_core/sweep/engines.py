@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from avood_core.errors import AvoodError
+from avood_core.util.io import open_nofollow
 
 TRIAL_FILE = "trial.json"
 RAY_HINT = "pip install 'avood[ray]'"
@@ -69,7 +70,7 @@ def run_trial(payload: dict) -> dict:
     threads = payload.get("threads")
     env_before = os.environ.get("OMP_NUM_THREADS")
     torch_before = None
-    log = open(run_dir / "log.txt", "a", encoding="utf-8")
+    log = open_nofollow(run_dir / "log.txt", "a")
     try:
         import torch
 

@@ -20,8 +20,8 @@ from avood_core.errors import AvoodError
 _HINTS = {
     errno.ENOSPC: "free space (or inodes) on its file system, or write elsewhere",
     errno.EDQUOT: "your disk quota is used up; free space or write elsewhere",
-    errno.EMFILE: "too many open files in this process; raise the limit (ulimit -n)",
-    errno.ENFILE: "too many open files on this system; close some programs or raise the limit",
+    errno.EMFILE: "this process may open no more files: raise the limit (ulimit -n) or run fewer jobs at once",
+    errno.ENFILE: "the system may open no more files: close some programs or raise its limit",
     errno.EROFS: "the file system is read-only; write elsewhere",
     errno.EACCES: "no permission; fix the folder's permissions or write elsewhere",
     errno.EPERM: "no permission; fix the folder's permissions or write elsewhere",
@@ -172,3 +172,17 @@ def stdout_broken(exc: OSError | None = None) -> bool:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return True
+
+
+def open_nofollow(path: str | os.PathLike, mode: str = "w"):
+    """``open(path, mode)`` for writing text ("w" or "a") that never follows a symbolic link at
+    ``path`` (a run folder's ``metrics/<kind>.jsonl``, a trial's ``log.txt``): a link is one line."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and Path(path).is_symlink():
+            raise AvoodError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); avood does not write through "
+                             f"links inside its folders: remove it") from None
+        raise
+    return os.fdopen(fd, mode, encoding="utf-8")

@@ -3,8 +3,9 @@
 A case runs ``python -m avood_core.cli.commands ARGS`` in a real subprocess (real tmpfs mounts,
 real symlinks, a real ``/dev/full`` on stdout) and its outcome is one of
 
-* ``one-line``: non-zero exit, stderr is exactly one ``avood: error:`` line;
-* ``multi-line``: non-zero exit, but stderr is not one such line (a usage box, a warning);
+* ``one-line``: non-zero exit, stderr ends with one ``avood: error:`` line, the only line that
+  mentions an error (status lines printed before the fault, e.g. ``resume: reusing ...``, may precede it);
+* ``multi-line``: non-zero exit, but the error is not one such line (a usage box, a second error);
 * ``traceback``: ``Traceback`` anywhere in stdout or stderr;
 * ``silent``: exit 0 on a case that must fail;
 * ``outside``: a path the command must not create (outside the folder the user named) exists;
@@ -23,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -46,6 +48,7 @@ class Case:
     cwd: str = "."  # relative to d
     limit: float = 120.0  # seconds: past this the case is a hang
     within: float | None = None  # seconds the refusal must take at most
+    nofile: int | None = None  # RLIMIT_NOFILE of the command (a real EMFILE)
 
 
 @dataclass
@@ -76,7 +79,8 @@ def snapshot(d: Path) -> dict[str, str]:
     return out
 
 
-def run_cli(args: list[str], cwd: Path, stdout: str | None, limit: float) -> tuple[int | None, str, str, float]:
+def run_cli(args: list[str], cwd: Path, stdout: str | None, limit: float,
+            nofile: int | None = None) -> tuple[int | None, str, str, float]:
     env = dict(os.environ)
     src = os.environ.get("AVOOD_FAULT_SRC")
     if src:
@@ -85,7 +89,9 @@ def run_cli(args: list[str], cwd: Path, stdout: str | None, limit: float) -> tup
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(stdout, "w")) if stdout else subprocess.PIPE
         proc = subprocess.Popen([sys.executable, "-m", "avood_core.cli.commands", *args], cwd=cwd, env=env,
-                                stdout=out, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stdout=out, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=None if nofile is None else lambda: resource.setrlimit(
+                                    resource.RLIMIT_NOFILE, (nofile, nofile)))
         try:
             o, e = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -98,7 +104,7 @@ def run_cli(args: list[str], cwd: Path, stdout: str | None, limit: float) -> tup
 def judge(case: Case, d: Path) -> Outcome:
     """Run ``case`` in ``d`` (already made) and sort its outcome (the first that applies, worst first)."""
     before = snapshot(d)
-    rc, out, err, seconds = run_cli([fill(a, d) for a in case.args], d / case.cwd, case.stdout, case.limit)
+    rc, out, err, seconds = run_cli([fill(a, d) for a in case.args], d / case.cwd, case.stdout, case.limit, case.nofile)
     got = Outcome(rc, out, err, seconds)
     after = snapshot(d)
     lost = [p for p, h in before.items() if after.get(p) != h]
@@ -108,7 +114,8 @@ def judge(case: Case, d: Path) -> Outcome:
     checks = [
         ("hang", rc is None), ("traceback", "Traceback" in out + err), ("lost", bool(lost)),
         ("outside", bool(left)), ("silent", rc == 0),
-        ("multi-line", len(lines) != 1 or not lines[0].startswith("avood: error:")),
+        ("multi-line", not lines or not lines[-1].startswith("avood: error:")
+         or sum("error" in line.lower() for line in lines) != 1),
     ]
     flags = [name for name, bad in checks if bad]
     got.verdict = flags[0] if flags else "one-line"

@@ -100,6 +100,8 @@ CASES = [
     Case("sweep-resources-bool", write("s.toml", "[resources]\nnum_cpus = true\n"), (*SWEEP, "{d}/s.toml"), "resources.num_cpus: expected an integer", OUT),
     Case("sweep-dir-run-folder", run_folder, (*SWEEP[:-1], "{d}/run"), "is a run folder written by 'avood run', not a sweep folder", ("run/sweep.json", "run/trials")),
     Case("sweep-dir-other-files", write("out/table.md", "| mine |\n"), SWEEP, "is not empty and holds no sweep.json", ("out/sweep.json", "out/trials")),
+    Case("sweep-json-list", write("out/sweep.json", "[1, 2]\n"), SWEEP, "sweep.json' holds a JSON list, not the sweep's object", ("out/trials", "out/table.md")),
+    Case("sweep-json-deep", write("out/sweep.json", "[" * 100_000 + "]" * 100_000), SWEEP, "sweep.json' cannot be read (not valid JSON)", ("out/trials", "out/table.md")),
     Case("sweep-dir-file", write("f", "hi\n"), (*SWEEP[:-1], "{d}/f"), "sweep folder '{d}/f' is a file"),
     Case("sweep-dir-locked", held_sweep, (*SWEEP, "--allow-changes"), "is being written by another avood process", ("out/trials", "out/table.md")),
     # -- config values: no boolean as a number, no string as a number, no infinity, Adam's betas --------

@@ -48,6 +48,20 @@ def link(rel: str, target: str):
     return make
 
 
+def file_link(rel: str, target: str):
+    """``d/rel`` a symlink to the file ``d/target`` (made, holding a line that must stay)."""
+    def make(d: Path, stack) -> None:
+        (d / target).parent.mkdir(parents=True, exist_ok=True)
+        (d / target).write_text("the user's file\n")
+        (d / rel).unlink(missing_ok=True)
+        os.symlink(os.path.relpath(d / target, (d / rel).parent), d / rel)
+    return make
+
+
+def remove(rel: str):
+    return lambda d, stack: shutil.rmtree(d / rel)
+
+
 def spec(text: str):
     def make(d: Path, stack) -> None:
         (d / "cwd").mkdir(exist_ok=True)
@@ -100,6 +114,8 @@ CASES = [
     Case("report-figures-link-up", both(run_copy, link("run/figures", "run/../out")), ("report", "{d}/run"), "figures' is a symbolic link", (LINKED_RESULTS,)),
     Case("resume-metrics-link", both(run_copy, link("run/metrics", "out")), (*RUN, "--resume", "{d}/run"), "run/metrics' is a symbolic link", (LINKED_RESULTS,)),
     Case("resume-component-link", both(run_copy, link("run/components/seen", "out")), (*RUN, "--resume", "{d}/run"), "components/seen' is a symbolic link", (LINKED_RESULTS,)),
+    Case("resume-metrics-file-link", both(run_copy, remove("run/components/seen"), file_link("run/metrics/seen.jsonl", "out/seen.jsonl")), (*RUN, "--resume", "{d}/run"), "seen.jsonl' is a symbolic link"),
+    Case("report-lock-link", both(run_copy, file_link("run/.avood.lock", "out/victim")), ("report", "{d}/run"), ".avood.lock' is a symbolic link"),
     Case("sweep-name-dotdot", spec('name = "../../esc"\n'), (*SWEEP, "{d}/s.toml"), "is not a plain name", ("esc", "cwd/sweeps/*"), cwd="cwd"),
     Case("sweep-name-abs", spec('name = "{d}/abs"\n'), (*SWEEP, "{d}/s.toml"), "is not a plain name", ("abs", "cwd/sweeps/*"), cwd="cwd"),
     Case("sweep-name-dot-dot-only", spec('name = ".."\n'), (*SWEEP, "{d}/s.toml"), "is not a plain name", ("cwd/*.md", "cwd/trials"), cwd="cwd"),
@@ -115,6 +131,7 @@ CASES = [
     Case("report-tmpfs-full", into_tmpfs("12m", 8192), ("report", "{d}/small/run"), "No space left on device", ("small/run/report.*",)),
     Case("predict-output-full", both(run_copy, mount("small", "1m", leave=0)), ("predict", "{d}/run", "{d}/x.npz", "--output", "{d}/small/p.csv"), "'{d}/small/p.csv'", FINISHED),
     Case("sweep-dir-tmpfs-full", mount("small", "1m", leave=0), (*SWEEP, "--sweep-dir", "{d}/small/sw"), "'{d}/small/sw", FINISHED),
+    Case("seeds-too-many-open-files", nothing, (*RUN, "--seeds", "0,1", "--max-parallel", "2", "-o", "{d}/out"), "Too many open files", ("out/**/results.json",), nofile=10),
     Case("stdout-full-config", nothing, ("config",), "standard output", stdout="/dev/full"),
     Case("stdout-full-presets-json", nothing, ("presets", "--json"), "standard output", stdout="/dev/full"),
     Case("stdout-full-plugins", nothing, ("plugins",), "standard output", stdout="/dev/full"),
