@@ -103,9 +103,9 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
         info = json.loads((run_dir / TRIAL_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if isinstance(info, dict) and info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
-        return info
-    return None
+    if not isinstance(info, dict) or info.get("status") != "done" or info.get("hash") != trial_hash:
+        return None
+    return info if (run_dir / "results.json").is_file() else None
 
 
 def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
@@ -230,8 +230,9 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
         raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --sweep-dir") from None
     with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
         check_folder(folder, spec_hash(trials), allow_changes)
-        for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials)):
-            contained(folder, rel, "trial folders")
+        shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
+        for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
+            contained(folder, rel, "trial folders and shared components")
         return _run_trials(spec, trials, folder, registry, quiet, echo, started)
 
 

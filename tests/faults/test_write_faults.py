@@ -123,6 +123,7 @@ CASES = [
     Case("sweep-name-newline", spec('name = "a\\nb"\n'), (*SWEEP, "{d}/s.toml"), "control character", ("cwd/sweeps",), cwd="cwd"),
     Case("sweep-trials-link", both(sweep_folder, link("sw/trials", "out")), (*SWEEP, "--sweep-dir", "{d}/sw", "--allow-changes"), "sw/trials' is a symbolic link", (LINKED_RESULTS,)),
     Case("sweep-shared-link", both(sweep_folder, link("sw/shared", "out")), (*SWEEP, "--sweep-dir", "{d}/sw", "--allow-changes"), "sw/shared' is a symbolic link", (LINKED_RESULTS,)),
+    Case("sweep-shared-entry-link", both(sweep_folder, link("sw/shared/seen-0123", "out")), (*SWEEP, "--sweep-dir", "{d}/sw", "--allow-changes"), "shared/seen-0123' is a symbolic link", (LINKED_RESULTS,)),
     # -- resources: a full or tiny file system, no inodes, stdout on /dev/full ------------------------
     Case("run-o-tmpfs-2m", mount("small"), (*RUN, "-o", "{d}/small"), "No space left on device", FINISHED),
     Case("run-o-tmpfs-12-inodes", mount("small", "64m", inodes=12), (*RUN, "-o", "{d}/small"), "No space left on device", FINISHED),
