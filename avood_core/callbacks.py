@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from avood_core.util.io import open_nofollow
+
 if TYPE_CHECKING:
     from avood_core.protocols import Component
 
@@ -180,7 +182,7 @@ class MetricsWriter(Callback):
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._close(kind)
-        self._files[kind] = open(self.folder / f"{kind}.jsonl", "w", encoding="utf-8")
+        self._files[kind] = open_nofollow(self.folder / f"{kind}.jsonl", "w")
         self._start[kind] = time.perf_counter()
 
     def _write(self, kind: str, event: str, index: int, metrics: Metrics) -> None:

@@ -31,6 +31,7 @@ from avood_core.factory import profile_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.tracking import LoggingConfig
+from avood_core.strict import check_values, valid_keys
 from avood_core.stages import STAGES
 
 
@@ -125,12 +126,15 @@ def format_validation_error(exc: ValidationError, prefix: str = "", model: type[
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
         got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
         limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
-        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else ""))
+        valid = valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
+                     + (f"; valid keys: {', '.join(valid)}" if valid else ""))
     return "; ".join(parts)
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Stage 1: the run config's own fields."""
+    check_values(RunConfig, data, "", source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -234,6 +238,7 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
     for kind in KINDS:
         spec = config.component(kind)
         cls = registry.component_class(kind, spec.name)
+        check_values(cls.Params, spec.params, f"{kind}.params.", f"config ({kind} '{spec.name}')")
         try:
             params = cls.Params.model_validate(profile_params(cls, config.profile, spec.params))
         except ValidationError as exc:

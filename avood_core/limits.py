@@ -39,6 +39,7 @@ LIMITS: dict[str, Limit] = {
 }
 MAX_FEATURE_DIM = 16_384  # feature widths of a written tree (the download's: 512, 128 and 4096)
 MAX_DATA_SCALE = 100.0  # clip counts of the embedded task / a written tree times this (UCF x 100: ~1 GB of features)
+MAX_TRIALS = 10_000  # trials of one sweep (axes x seeds): the paper's tables are at most a few hundred runs
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # what torch.manual_seed takes
 
 
@@ -59,6 +60,10 @@ Width = Annotated[int, Field(ge=LIMITS["width"].low, le=LIMITS["width"].high)]
 
 Widths = Annotated[tuple[Width, ...], Field(max_length=LIMITS["layers"].high)]
 """Hidden-layer widths of an MLP: at most 16 layers of at most 16384 units."""
+
+
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+"""One of Adam's two betas: a decay rate in [0, 1) (torch.optim.Adam refuses anything else)."""
 
 
 def widths(default: tuple[int, ...], description: str) -> Any:

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from avood_core.limits import Widths, bounded, widths
+from avood_core.limits import AdamBeta, Widths, bounded, widths
 from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam
 from avood_core.protocols import FitContext, TorchComponent
 from avood_core.train.loops import check_finite, shuffled_batches
@@ -42,7 +42,7 @@ class MLPParams(BaseModel):
     hidden: Widths = widths((512, 256), "Hidden layer widths of the MLP (paper: 512, 256).")
     negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")
     lr: float = Field(6e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound 8e-3, ActivityNet 8e-3).")
-    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas.")
+    betas: tuple[AdamBeta, AdamBeta] = Field((0.5, 0.999), description="Adam betas, each in [0, 1).")
     epochs: int = bounded("epochs", 200, "Training epochs (passes over the training samples).")
     batch_size: int = bounded("batch", 32, "Batch size; per dataset, default = UCF (VGGSound 1024, ActivityNet 128).")
     lr_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")

@@ -197,7 +197,7 @@ BAD_INPUT = {
     "missing-video": ("bad.npz", "has no 'video' array"),
     "missing-video-h5": ("bad.h5", "has no 'video' array"),
     "row-mismatch": ("bad.npz", "must be 2-D with the same number of rows"),
-    "strings": ("bad.npz", "audio and video must be numeric arrays"),
+    "strings": ("bad.npz", "(strings); store real-valued float features"),
     "object-array": ("bad.npz", "holds object (pickled) arrays, which avood never loads"),
     "not-an-archive": ("bad.npz", "is not an .npz (zip) archive"),
     "not-hdf5": ("bad.h5", "cannot be read (OSError"),

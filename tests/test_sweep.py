@@ -50,13 +50,13 @@ def test_spec_values_table_and_flags_are_typed_overrides(tmp_path):
     from avood_core.sweep.spec import expand, load_spec
 
     path = tmp_path / "spec.toml"
-    path.write_text('seeds = [4]\n[values]\n"unseen.lr" = 0.01\noutput_dir = "1e3"\n[axes]\n"seen.lr" = [0.5]\n')
+    path.write_text('seeds = [4]\n[values]\n"unseen.lr" = 0.01\n"data.path" = "1e3"\n[axes]\n"seen.lr" = [0.5]\n')
     spec = load_spec(path, {"values": {"profile": "paper"}})
-    assert spec.values == {"unseen.lr": 0.01, "output_dir": "1e3", "profile": "paper"}
+    assert spec.values == {"unseen.lr": 0.01, "data.path": "1e3", "profile": "paper"}
     (trial,) = expand(spec)
     cfg = trial.config
     assert (cfg.unseen.params["lr"], cfg.seen.params["lr"], cfg.profile, cfg.seed) == (0.01, 0.5, "paper", 4)
-    assert str(cfg.output_dir) == "1e3"
+    assert str(cfg.data.path) == "1e3"
 
 
 def test_spec_errors_are_one_line(tmp_path):
@@ -65,7 +65,7 @@ def test_spec_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_spec(bad)
     assert "seeds must be distinct" in str(err.value) and "engine" in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(ConfigError, match="not an axis"):
+    with pytest.raises(ConfigError, match=r"'seed' cannot be set in \[axes\]"):
         load_spec(None, {"axes": {"seed": [1, 2]}})
     with pytest.raises(ConfigError, match="unknown_key"):
         load_spec(None, {"unknown_key": 1})

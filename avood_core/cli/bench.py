@@ -8,27 +8,28 @@ from typing import Literal, Optional
 import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick, split_list, status
-from avood_core.cli.options import QUIET_OPTION
+from avood_core.cli.options import QUIET_OPTION, at_least
+from avood_core.errors import AvoodError
 
 
 def bench(
     dataset: Optional[list[str]] = typer.Option(
         None, "--dataset", help="ucf, activitynet or vggsound; repeatable (default: all three)."),
     epochs_scale: float = typer.Option(
-        1.0, "--epochs-scale", help="Multiply every component's training length (1 = the paper's epochs); "
+        1.0, "--epochs-scale", callback=at_least("--epochs-scale", 0, strict=True), help="Multiply every component's training length (1 = the paper's epochs); "
         "trained stages are also extrapolated linearly to full epochs."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N (the N-th GPU) or auto (cuda when available)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", readable=False,
                                               help="Folder for bench.json, bench.md and the cached trees (default: bench)."),
-    data_scale: float = typer.Option(1.0, "--data-scale", help="Clips per class times this (1 = the dataset's size)."),
+    data_scale: float = typer.Option(1.0, "--data-scale", callback=at_least("--data-scale", 0, strict=True), help="Clips per class times this (1 = the dataset's size)."),
     stages: Literal["2", "both"] = typer.Option("2", "--stages", help="2: stage 2 only (fit on train_val, report on test); "
                                                 "both: stage 1 then 2."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the runs."),
     data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of the synthetic trees (names, counts, "
                                             "features; default 0)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: every usable core, or OMP_NUM_THREADS); "
+    threads: Optional[int] = typer.Option(None, "--threads", callback=at_least("--threads", 1), help="torch threads (default: every usable core, or OMP_NUM_THREADS); "
                                           "split between the processes with --jobs."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Processes fitting components side by side (2: the unseen classifier "
+    jobs: int = typer.Option(1, "--jobs", "-j", callback=at_least("--jobs", 1), help="Processes fitting components side by side (2: the unseen classifier "
                              "in a worker process, as 'avood run --jobs 2')."),
     precision: Optional[Literal["fp32", "bf16", "auto"]] = typer.Option(
         None, "--precision", help="For every component with a precision param ('auto': the generator and the "
@@ -52,6 +53,8 @@ def bench(
     stdout: the markdown table, or with --json {"output_dir", "bench"} (bench = bench.json's content)."""
     from avood_core.bench.core import BenchOptions, render_markdown, run_bench
 
+    if dataset and not split_list(dataset):
+        raise AvoodError("--dataset '': give ucf, activitynet or vggsound (or leave --dataset out for all three)")
     names = pick(split_list(dataset), split_list([datasets_old]) if datasets_old else [], "--dataset", "--datasets")
     out = pick(output_dir, out_old, "--output-dir", "--out") or Path("bench")
     tree_seed = pick(data_seed, tree_seed_old, "--data-seed", "--tree-seed") or 0

@@ -14,7 +14,7 @@ from avood_core.cli.ablate import ablate_app
 from avood_core.cli.data import data_app
 from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
 from avood_core.cli.options import (DEVICE_OPTION, EXIT_ERROR, EXIT_INTERRUPTED, QUIET_OPTION, ConfigOptions, Dataset,
-                                    Engine, announce, config_options, new_app, option)
+                                    Engine, announce, at_least, config_options, new_app, option)
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
 from avood_core.errors import AvoodError, Interrupted
 
@@ -52,7 +52,7 @@ def run(
     ),
     seeds: Optional[list[str]] = seeds_option("mean ± std, each seed kept."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md/report.html with figures."),
-    tsne_cap: int = typer.Option(1000, "--tsne-cap", help="t-SNE on at most this many test clips (0: no t-SNE)."),
+    tsne_cap: int = typer.Option(1000, "--tsne-cap", callback=at_least("--tsne-cap", 0), help="t-SNE on at most this many test clips (0: no t-SNE)."),
     as_json: bool = JSON_OPTION,
     engine: Engine = ENGINE_OPTION,
     max_parallel: int = MAX_PARALLEL_OPTION,
@@ -63,6 +63,8 @@ def run(
     --json: {"run_dir", "results"} (results = the run folder's results.json)."""
     if allow_changes and resume is None:
         raise AvoodError("--allow-changes only applies to --resume RUN_DIR; drop it for a new run")
+    if resume is not None and not resume.is_dir():
+        raise AvoodError(f"--resume '{resume}' is not a folder; pass a run folder written by 'avood run'")
     if resume is not None and opts.config is None:
         opts.config = resume / "config.toml"
     if resume is not None and opts.output_dir is None:
@@ -230,21 +232,33 @@ def main() -> None:
     # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
     # made small-model training 7-9x slower (measured); must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from avood_core.util.io import os_failure_line, stdout_broken
+
+    code: int | str | None = 0
     try:
         app()
     except AvoodError as exc:
         typer.echo(f"avood: error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+        code = EXIT_ERROR
     except Interrupted as exc:  # Ctrl-C in 'avood run': what was saved and how to resume
         typer.echo(f"avood: {exc}", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
         typer.echo("avood: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
     except SystemExit as exc:  # typer turns Ctrl-C in the other commands into a silent exit 130
         if exc.code == EXIT_INTERRUPTED:
             typer.echo("avood: interrupted", err=True)
-        raise
+        code = exc.code
+    except OSError as exc:  # a full disk, no inodes, too many open files, stdout on /dev/full
+        line = ("cannot write to standard output ({}); redirect it to a file or pipe that takes it".format(
+            exc.strerror or exc) if stdout_broken(exc) else os_failure_line(exc))
+        typer.echo(f"avood: error: {line}", err=True)
+        code = EXIT_ERROR
+    if stdout_broken():  # what is still buffered for stdout cannot be written
+        typer.echo("avood: error: cannot write to standard output; redirect it to a file or pipe that takes it", err=True)
+        code = code or EXIT_ERROR
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,23 @@ DEVICE_OPTION: Any = typer.Option("auto", "--device", help=DEVICE_HELP)
 """``--device`` of the commands that load a fitted pipeline (``avood run`` takes the config's, also auto by default)."""
 
 
+def at_least(option: str, low: float, strict: bool = False) -> Callable[[Any], Any]:
+    """A typer callback refusing ``option`` values below ``low`` (``strict``: ``low`` too) as one line,
+    while the options are parsed, before the command writes anything."""
+
+    def check(value: Any) -> Any:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is not None and (v <= low if strict else v < low):
+                from avood_core.errors import AvoodError
+
+                bound = f"greater than {low:g}" if strict else f"at least {low:g}"
+                raise AvoodError(f"{option} {v:g}: must be {bound}")
+        return value
+
+    return check
+
+
 def config_options(*names: str, help: Mapping[str, str] | None = None) -> Callable[[Callable], Callable]:
     """Give a command the named :class:`ConfigOptions` options (in the order given; none named: all
     of them, in field order), ahead of its own.

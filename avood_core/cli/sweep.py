@@ -13,11 +13,11 @@ from typing import Any, Optional
 import typer
 
 from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, split_list, status
-from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, config_options, usage_error
+from avood_core.cli.options import QUIET_OPTION, ConfigOptions, Engine, at_least, config_options, usage_error
 
 # The scale-out options of the commands that run several seeds (avood run --seeds, avood ablate NAME --seeds).
 ENGINE_OPTION: Any = typer.Option("local", "--engine", help="With --seeds: local (process pool) or ray (docs/scaling.md).")
-MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", help="With --seeds: seeds at once (1: one after another here).")
+MAX_PARALLEL_OPTION: Any = typer.Option(1, "--max-parallel", callback=at_least("--max-parallel", 1), help="With --seeds: seeds at once (1: one after another here).")
 ADDRESS_OPTION: Any = typer.Option(None, "--address", help="With --seeds --engine ray: auto or ray://host:10001.")
 
 METRICS_HELP = ("Table columns, repeated or comma-separated: dotted keys of the trials' results.json metrics, e.g. "
@@ -37,13 +37,15 @@ def sweep(
     axis: Optional[list[str]] = typer.Option(None, "--axis", help="KEY=V1,V2: an axis (a component slot, dataset, "
                                              "preset or any --set key), e.g. detector=entropy,calibrated_stacking."),
     engine: Optional[Engine] = typer.Option(None, "--engine", help="local (process pool, default) or ray."),
-    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="Trials at once (local default 1; "
-                                               "ray: cluster CPUs / num_cpus)."),
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", callback=at_least("--max-parallel", 1),
+                                               help="Trials at once (local default 1; ray: cluster CPUs / num_cpus)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto, HOST:6379, ray://host:10001 or "
                                           "local (default: this machine's cluster, $RAY_ADDRESS or the last "
                                           "'ray start', else a local instance)."),
-    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="Torch threads (and Ray CPUs) per trial."),
-    num_gpus: Optional[float] = typer.Option(None, "--num-gpus", help="Ray GPUs per trial."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", callback=at_least("--num-cpus", 1),
+                                           help="Torch threads (and Ray CPUs) per trial."),
+    num_gpus: Optional[float] = typer.Option(None, "--num-gpus", callback=at_least("--num-gpus", 0),
+                                             help="Ray GPUs per trial."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", readable=False,
                                               help="The sweep folder (default sweeps/<name or spec stem>); a rerun resumes it."),
     metrics: Optional[list[str]] = typer.Option(None, "--metrics", help=METRICS_HELP),

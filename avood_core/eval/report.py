@@ -50,6 +50,7 @@ from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
 from avood_core.eval.render import num, render_html, render_markdown
 from avood_core.util.io import atomic_write, atomic_write_text
+from avood_core.util.paths import check_name, contained
 
 FIGURES = "figures"
 FIGURE_NAMES = ("roc", "threshold_sweep", "tsne")
@@ -265,8 +266,8 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     ci = (results.get("metrics_ci") or {}) if results.get("metrics") else {}  # the intervals of that run
     out = read_predictions(run_dir)
     tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
-    curves = read_metrics(run_dir / "metrics")  # written by the run's callbacks
-    fig_dir = run_dir / FIGURES
+    curves = read_metrics(run_dir / "metrics")  # written by the run's callbacks; read before anything is written
+    fig_dir = contained(run_dir, FIGURES, "the report's figures")
     made: dict[str, str] = {}
     notes: dict[str, str] = {}
     op = best = None
@@ -310,7 +311,8 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         notes["no_tsne"] = ("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time "
                             "by report.save_tsne, while the test features are in memory).")
     for kind, records in curves.items():
-        if plots.plot_training_curves(records, fig_dir / f"curves_{kind}", f"{kind}: training curves"):
+        name = check_name(f"curves_{kind}", f"figure of '{run_dir / 'metrics' / kind}.jsonl'")
+        if plots.plot_training_curves(records, fig_dir / name, f"{kind}: training curves"):
             made[f"curves_{kind}"] = (f"Training curves of the {kind} ({(results.get('components') or {}).get(kind, kind)}): "
                                       f"each loss term and the learning rate, from metrics/{kind}.jsonl.")
     for stale in set(FIGURE_NAMES) - set(made):

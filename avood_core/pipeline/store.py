@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from avood_core.util.io import writing
 from avood_core.errors import CheckpointError, NotFittedError, PluginError
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
@@ -103,19 +104,20 @@ def save_component(component: Component, directory: str | Path, name: str, provi
 def _write_folder(directory: Path, fill: Callable[[Path], None]) -> Path:
     """Build a component folder in a hidden temp folder beside ``directory`` (``fill(tmp)``
     writes its two files), fsync them, and swap it in; a failure leaves ``directory`` as it was."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        fill(tmp)
-        for f in (tmp / WEIGHTS, tmp / CONFIG):
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        _swap_in(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with writing(directory, "the component folder"):  # a full disk: one line naming the folder
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a save that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            fill(tmp)
+            for f in (tmp / WEIGHTS, tmp / CONFIG):
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            _swap_in(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return directory
 
 

@@ -78,15 +78,16 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def lock(run_dir: str | os.PathLike, command: str) -> Iterator[Path]:
+def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: str = "run folder") -> Iterator[Path]:
     """Hold the exclusive write lock of ``run_dir`` (created if missing) for the ``with`` block.
 
-    ``command`` (e.g. ``"run --resume"``) is written with this pid into the lock file so that
-    a second writer can say who holds it. Raises :class:`RunFolderBusy` when another process
-    (or another open of the lock in this one) holds it.
+    ``command`` (e.g. ``"run --resume"``) is written with this pid into the lock file ``name`` so
+    that a second writer can say who holds it. Raises :class:`RunFolderBusy` when another process
+    (or another open of the lock in this one) holds it; ``noun`` names the folder in messages
+    (a sweep folder has its own lock file).
     """
     run_dir = Path(run_dir)
-    key = os.path.realpath(run_dir)
+    key = os.path.join(os.path.realpath(run_dir), name)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no advisory locks, write unguarded
@@ -94,25 +95,31 @@ def lock(run_dir: str | os.PathLike, command: str) -> Iterator[Path]:
     if fcntl is None or key in _HELD:  # already held by this process (a run writing its report): reentrant
         yield run_dir
         return
-    path = run_dir / LOCK_NAME
+    path = run_dir / name
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
-        raise AvoodError(f"cannot lock the run folder '{run_dir}' ({exc.strerror}: '{path}'); "
+        if exc.errno == errno.ELOOP:
+            raise AvoodError(f"'{path}' is a symbolic link; avood never writes its lock through a link: remove it") from None
+        raise AvoodError(f"cannot lock the {noun} '{run_dir}' ({exc.strerror}: '{path}'); "
                          f"it must be a writable folder") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AvoodError(f"cannot lock the run folder '{run_dir}' ({exc.strerror}); "
+                raise AvoodError(f"cannot lock the {noun} '{run_dir}' ({exc.strerror}); "
                                  f"use a local file system") from None
             raise RunFolderBusy(
-                f"the run folder '{run_dir}' is being written by another avood process{_holder(path)}; "
+                f"the {noun} '{run_dir}' is being written by another avood process{_holder(path)}; "
                 f"wait until it finishes (or stop it), then retry"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {command}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {command}\n".encode())
+        except OSError as exc:  # a full disk: the lock holds, only the holder's name is missing
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
         _HELD.add(key)
         try:
             yield run_dir

@@ -14,6 +14,10 @@ from avood_core.errors import DataError
 from avood_core.util.io import atomic_write_text
 
 
+_KINDS = {"c": "complex numbers", "b": "booleans", "U": "strings", "S": "bytes", "O": "Python objects",
+          "M": "dates", "m": "time spans", "V": "raw records"}
+
+
 def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``audio`` and ``video`` arrays from an .npz (no pickles) or .h5 file."""
     if not path.is_file():
@@ -49,10 +53,11 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [k for k in ("audio", "video") if k not in arrays]
     if missing:
         raise DataError(f"'{path}' has no {' or '.join(repr(m) for m in missing)} array; store audio (N, Da) and video (N, Dv)")
-    odd = [f"{k} {arrays[k].dtype}" for k in ("audio", "video") if np.asarray(arrays[k]).dtype.kind not in "fiu"]
-    if odd:
-        raise DataError(f"'{path}': audio and video must be numeric arrays of real numbers (got {', '.join(odd)}); "
-                        f"store float features")
+    for key in ("audio", "video"):
+        kind = np.asarray(arrays[key]).dtype
+        if kind.kind not in "iuf":  # complex would lose its imaginary part; bool, str, object are no features
+            raise DataError(f"'{path}': array '{key}' has dtype {kind} ({_KINDS.get(kind.kind, 'not numeric')}); "
+                            f"store real-valued float features")
     try:
         audio, video = (np.asarray(arrays[k], dtype=np.float32) for k in ("audio", "video"))
     except (TypeError, ValueError) as exc:

@@ -34,6 +34,7 @@ from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
 from avood_core.util.json_read import read_json
+from avood_core.util.paths import check_name, check_output_dir, contained
 
 
 @dataclass
@@ -114,14 +115,14 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
         info = read_json(run_dir / TRIAL_FILE)
     except AvoodError:
         return None
-    if info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file():
-        return info
-    return None
+    if not isinstance(info, dict) or info.get("status") != "done" or info.get("hash") != trial_hash:
+        return None
+    return info if (run_dir / "results.json").is_file() else None
 
 
 def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     """Refuse a sweep folder made by another spec unless ``allow_changes``."""
-    path = folder / "sweep.json"
+    path = folder / SWEEP_FILE
     if not path.is_file():
         return
     old = read_json(path, fix="remove it or choose another sweep folder (--output-dir)").get("spec_hash")
@@ -181,6 +182,39 @@ def trial_line(n: int, total: int, name: str, info: dict) -> str:
             f"({info.get('wall_s', 0):.1f} s, {reused} component fit(s) reused)")
 
 
+SWEEP_LOCK = ".avood-sweep.lock"
+SWEEP_FILE = "sweep.json"
+
+
+def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
+    """Where the sweep is written: ``output``, the spec's ``output``, or ``sweeps/<name>`` (a plain name)."""
+    if output or spec.output:
+        return Path(output or spec.output)
+    return Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
+
+
+def check_sweep_folder(folder: Path) -> None:
+    """Refuse, before anything is written, a folder that is not new, empty or an avood sweep folder:
+    a file, a run folder, or a folder of other files (its ``table.md`` would be overwritten)."""
+    if not folder.exists():
+        check_output_dir(folder, "--output-dir")
+        return
+    if not folder.is_dir():
+        raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --output-dir")
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError as exc:
+        raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
+    if not names or SWEEP_FILE in names or SWEEP_LOCK in names:
+        check_output_dir(folder, "--output-dir")
+        return
+    from avood_core.run.folder import is_run_folder
+
+    what = "a run folder written by 'avood run'" if is_run_folder(folder) else f"not empty and holds no {SWEEP_FILE}"
+    raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a new or "
+                     f"empty folder (or an earlier sweep's folder) to --output-dir")
+
+
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
               echo: Callable[[str], None] = print, registry=None, source: str = "sweep",
               metrics: list[str] | None = None) -> SweepResult:
@@ -188,16 +222,34 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
 
     ``metrics``: the table's columns, dotted keys of the trials' ``results.json`` metrics
     (default: :func:`avood_core.sweep.table.default_metrics`). A failed trial does not stop the
-    others; :attr:`SweepResult.failed` lists them."""
+    others; :attr:`SweepResult.failed` lists them. The sweep folder is recognised
+    (:func:`check_sweep_folder`) and locked (one sweep at a time) before anything is written into
+    it; its ``trials/`` and ``shared/`` never lead out of it."""
     from avood_core.registry import get_registry
+    from avood_core.run.folder import lock
 
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
+    folder = sweep_folder(spec, output)
+    check_sweep_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --output-dir") from None
+    with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
+        check_folder(folder, spec_hash(trials), allow_changes)
+        shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
+        for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
+            contained(folder, rel, "trial folders and shared components")
+        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics)
+
+
+def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool,
+                echo: Callable[[str], None], started: float, metrics: list[str] | None) -> SweepResult:
+    """The body of :func:`run_sweep`, with the sweep folder locked."""
     digest = spec_hash(trials)
     columns = list(metrics or default_metrics(trials))
-    folder = Path(output or spec.output or Path("sweeps") / (spec.name or "sweep"))
-    check_folder(folder, digest, allow_changes)
     threads = spec.resources.num_cpus
     if spec.engine == "local":
         parallel = spec.max_parallel or 1

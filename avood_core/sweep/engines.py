@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
+from avood_core.util.io import open_nofollow
 
 TRIAL_FILE = "trial.json"
 RAY_HINT = "pip install 'avood[ray]'"
@@ -71,7 +72,7 @@ def run_trial(payload: dict) -> dict:
     threads = payload.get("threads")
     env_before = os.environ.get("OMP_NUM_THREADS")
     torch_before = None
-    log = open(run_dir / "log.txt", "a", encoding="utf-8")
+    log = open_nofollow(run_dir / "log.txt", "a")
     stderr_before, sys.stderr = sys.stderr, log  # what the run writes on stderr (warnings too) is the trial's log
     try:
         import torch

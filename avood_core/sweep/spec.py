@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from avood_core.config import RunConfig, assemble_config, finalize_config, format_validation_error, resolve
 from avood_core.errors import AvoodError, ConfigError
+from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
+from avood_core.strict import check_values
+from avood_core.util.paths import check_name
 
 SPECIAL_AXES = ("dataset", "preset", *KINDS)
 
@@ -77,6 +81,21 @@ class SweepSpec(BaseModel):
     report: bool = Field(True, description="Each trial writes report.md/report.html (figures).")
     tsne_cap: int = Field(0, ge=0, description="t-SNE on at most this many test clips per trial (0: none).")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str | None) -> str | None:
+        try:
+            return None if name is None else check_name(name, "the name")
+        except AvoodError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for key in values:
+            _not_per_trial(key, "values")
+        return values
+
     @field_validator("seeds")
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:
@@ -88,13 +107,22 @@ class SweepSpec(BaseModel):
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in axes.items():
-            if key in ("seed", "seeds"):
-                raise ValueError("seeds are not an axis; use the top-level 'seeds = [0, 1, 2]'")
+            _not_per_trial(key, "axes")
             if not values:
                 raise ValueError(f"axis '{key}' has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 raise ValueError(f"axis '{key}' repeats a value")
         return axes
+
+
+def _not_per_trial(key: str, table: str) -> None:
+    """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
+    if key in ("seed", "seeds"):
+        raise ValueError(f"'{key}' cannot be set in [{table}]: each trial's seed comes from the top-level "
+                         f"'seeds = [0, 1, 2]' (or --seeds)")
+    if key == "output_dir":
+        raise ValueError(f"'output_dir' cannot be set in [{table}]: trials are written under the sweep folder; "
+                         f"set 'output' (or --output-dir)")
 
 
 @dataclass
@@ -128,10 +156,11 @@ def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpe
     for key in added:
         merged[key] = {**raw.get(key, {}), **(data or {}).get(key, {})}
     merged["set"] = [*raw.get("set", []), *(data or {}).get("set", [])]
+    check_values(SweepSpec, merged, "", str(path or "sweep"))
     try:
         spec = SweepSpec.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(f"{path or 'sweep'}: {format_validation_error(exc)}") from None
+        raise ConfigError(f"{path or 'sweep'}: {format_validation_error(exc, model=SweepSpec)}") from None
     if spec.config is not None and path is not None and not spec.config.is_absolute():
         spec = spec.model_copy(update={"config": Path(path).parent / spec.config})
     return spec
@@ -152,6 +181,7 @@ def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], dict[str, Any], s
 
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
     """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis."""
+    check_trial_count(spec, source)  # before anything is expanded, or imported
     from avood_core.pipeline.store import config_hash
 
     registry = registry or get_registry()
@@ -178,11 +208,36 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
             payload.pop("output_dir", None)
             tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
             trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
+    _refuse_same_configs(trials, source)
     ids = [t.id for t in trials]
     for t in trials:
         if ids.count(t.id) > 1:
             t.id = f"{t.id}-{t.hash[:8]}"
     return trials
+
+
+def trial_count(spec: SweepSpec) -> int:
+    """How many trials ``spec`` expands into: the product of the axes' lengths times the seeds."""
+    return math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
+
+
+def check_trial_count(spec: SweepSpec, source: str = "sweep") -> None:
+    """Refuse a spec of more than :data:`~avood_core.limits.MAX_TRIALS` trials before expanding it."""
+    count = trial_count(spec)
+    if count > MAX_TRIALS:
+        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
+        raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
+                          f"drop axis values or split it into several sweeps")
+
+
+def _refuse_same_configs(trials: list[Trial], source: str) -> None:
+    """Two trials of one resolved config and seed (``0.001`` and ``"0.001"``, ``1`` and ``1.0``) would fit it twice."""
+    seen: dict[str, Trial] = {}
+    for t in trials:
+        other = seen.setdefault(t.hash, t)
+        if other is not t:
+            raise ConfigError(f"{source}: trials '{other.label}' and '{t.label}' (seed {t.seed}) resolve to the same "
+                              f"config; an axis gives one value twice in two spellings: keep one")
 
 
 def spec_hash(trials: list[Trial]) -> str:

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from avood_core.errors import AvoodError
+from avood_core.stages import KINDS
 
 
 def check_output_dir(path: str | os.PathLike, option: str) -> Path:
@@ -57,3 +58,54 @@ def os_error_as_line(exc: OSError, fix: str) -> str:
     """One line for an OS error that escaped the per-file handling: the file it names (if any), the reason, ``fix``."""
     name = exc.filename if exc.filename is not None else "a file"
     return os_error_line(exc, str(name), fix)
+
+
+def check_name(value: object, field: str) -> str:
+    """``value`` if it can name one file or folder (a sweep's name, a figure's, a trial's); else one line.
+
+    A name never becomes a path of its own: no separator (``/``, ``\\``), no ``.`` or ``..``, not
+    absolute, no control character, not empty; ``field`` (e.g. ``"sweep spec 'x.toml': name"``)
+    is named in the error.
+    """
+    text = str(value)
+    bad = ("it is empty" if not text.strip() else
+           "it holds a path separator" if "/" in text or "\\" in text or (os.altsep and os.altsep in text) else
+           "'.' and '..' name folders, not files" if text in (".", "..") else
+           "it holds a control character" if any(ord(c) < 32 or ord(c) == 127 for c in text) else None)
+    if bad is not None:
+        raise AvoodError(f"{field} {text!r} is not a plain name ({bad}); use letters, digits, '-', '_' and '.', "
+                         f"e.g. 'my-sweep'")
+    return text
+
+
+def contained(root: str | os.PathLike, rel: str | os.PathLike, what: str) -> Path:
+    """``root / rel``, refused (one line) when a step of ``rel`` below ``root`` is a symbolic link
+    or the path resolves outside ``root``; ``what`` says what avood was about to write there.
+
+    ``root`` itself may be a link (the folder the user named); what avood creates inside it
+    (``figures/``, ``trials/``, ``metrics/``...) must stay inside it.
+    """
+    root = Path(root)
+    path = root
+    for part in Path(rel).parts:
+        if part in ("", ".", "..") or os.sep in part:
+            raise AvoodError(f"'{root / rel}': '{part}' is not a folder name inside '{root}'")
+        path = path / part
+        if path.is_symlink():
+            raise AvoodError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); avood writes {what} only "
+                             f"inside '{root}': replace the link with a folder, or remove it")
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise AvoodError(f"'{path}' leads outside '{root}'; avood writes {what} only inside it")
+    return path
+
+
+RUN_WRITES = tuple(f"{stage}{rel}" for stage in ("", "stage1/") for rel in
+                   ("components", *(f"components/{kind}" for kind in KINDS), "metrics", "figures")) + ("stage1",)
+"""The folders avood writes into inside a run folder (``avood run``, ``--resume``, ``avood report``)."""
+
+
+def contained_tree(root: str | os.PathLike, rels: tuple[str, ...], what: str) -> None:
+    """:func:`contained` for each of ``rels`` under ``root`` (those that do not exist yet pass)."""
+    for rel in rels:
+        contained(root, rel, what)

@@ -1,0 +1,87 @@
+"""Config values as they were typed: what pydantic would coerce without a word is refused.
+
+Pydantic's lax mode turns ``seed = true`` into seed 1, ``"0.001"`` into 0.001 (so a sweep axis of
+``0.001`` and ``"0.001"`` ran one config twice), ``stage1 = 1`` into ``True``, and takes
+``lr = inf``. :func:`check_values` walks a dict against a model (the run config, a plugin's
+``Params``, a sweep spec) before it is validated and refuses each of these as one line naming
+the dotted field. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from avood_core.errors import ConfigError
+
+
+def valid_keys(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
+    """The field names of the (nested) model at ``loc`` of ``model``, for an unknown key's message."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return None
+
+
+def _numeric(annotation: Any) -> tuple[str | None, Any]:
+    """``("an integer" | "a number" | None, element annotation)`` of a field's annotation:
+    what a numeric field expects, or the annotation of a list/tuple field's items."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _numeric(args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_numeric(a)[0] for a in args if a is not type(None)]
+        if kinds and all(kinds) and "a boolean" not in kinds:
+            return ("an integer" if set(kinds) == {"an integer"} else "a number"), None
+        return None, None
+    if origin in (list, tuple) and args:
+        return None, args[0]
+    if annotation is bool:
+        return "a boolean", None
+    if annotation is int:
+        return "an integer", None
+    if annotation is float:
+        return "a number", None
+    return None, None
+
+
+def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
+    """Refuse what pydantic would coerce without a word into a numeric or boolean field of
+    ``model``: a boolean as a number (``seed = true`` would run seed 1), a string as a number
+    (``"0.001"``), a non-finite float (``lr = inf``), a number as a boolean (``stage1 = 1``);
+    nested models and list/tuple items too. One :class:`ConfigError` line naming ``prefix`` + field."""
+
+    def check(annotation: Any, value: Any, loc: str) -> None:
+        kind, item = _numeric(annotation)
+        if kind == "a boolean":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected a boolean, got {value!r}; give true or false")
+        elif kind is not None:
+            if isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
+            if isinstance(value, str):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the string {value!r}; "
+                                  f"write the number without quotes")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{source}: {loc}: {value} is not a finite number; give a finite value")
+        elif item is not None and isinstance(value, (list, tuple)):
+            items = typing.get_args(annotation)
+            for i, v in enumerate(value):
+                check(items[i] if len(items) > i and items[-1] is not Ellipsis else item, v, f"{loc}.{i}")
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            check_values(annotation, value, f"{loc}.", source)
+
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is not None:
+            check(field.annotation, value, f"{prefix}{key}")
