@@ -175,6 +175,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
         import torch
 
         from avood_core.bench.meter import peak_rss_mb
+        from avood_core.pipeline import boundary
         from avood_core.callbacks import EventRecorder
         from avood_core.train.loops import derive_seed, seed_everything
 
@@ -191,7 +192,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
         seed_everything(derive_seed(job.seed, job.kind))
         wall, cpu = time.perf_counter(), time.process_time()
         try:
-            job.component.fit(*head, ctx)
+            boundary.fit(job.component, (*head, ctx))  # its errors come back as one line (pipeline.boundary)
         finally:
             if offer is not None:
                 offer.close()
