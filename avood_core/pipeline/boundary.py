@@ -227,9 +227,11 @@ def check_selected(component: Any, value: Any, method: str = "selected_params()"
 # -- the calls the pipeline makes -----------------------------------------------------------------
 
 def fit(component: Any, args: tuple) -> None:
-    """``component.fit(*args)`` (the last argument is the FitContext)."""
+    """``component.fit(*args)`` (the last argument is the FitContext); a detector's threshold is checked after it."""
     with calling(component, "fit()"):
         component.fit(*args)
+    if getattr(component, "kind", "") == "detector":
+        check_threshold(component)
 
 
 def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, dims: Mapping[str, int]) -> AVSamples:

@@ -277,7 +277,9 @@ class Worker:
             steps = serve(channel, tick)
         except PartnerGone:
             pass  # the worker finished or died: result() tells which
-        except Exception as exc:  # noqa: BLE001 - the worker goes on alone
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the worker goes on alone (a component's sys.exit too)
             log(f"{self.kind}: the main process stopped assisting its worker ({type(exc).__name__}: {exc}); "
                 "the worker finishes alone, with the same result")
         finally:

@@ -1,4 +1,4 @@
-"""Components that break their protocol one way each, on top of the built-ins (tests/faults).
+"""Components that break their protocol one way each, on top of the kit's stand-ins (tests/faults).
 
 Each is registered under the name the fault table uses; the classes load lazily.
 """
@@ -6,12 +6,12 @@ Each is registered under the name the fault table uses; the classes load lazily.
 from avood_core import hookimpl
 
 FAULTY = {
-    "generator": ("nan_features", "short_rows", "wrong_dim", "wrong_labels", "not_samples"),
-    "detector": ("nan_score", "half_inf_score", "short_score", "wide_score", "nan_threshold", "int_is_seen",
+    "generator": ("standin", "nan_features", "short_rows", "wrong_dim", "wrong_labels", "not_samples"),
+    "detector": ("standin", "nan_score", "half_inf_score", "short_score", "wide_score", "nan_threshold", "int_is_seen",
                  "numpy_scalars", "nan_scalars", "str_scalars", "object_scalars", "fit_value_error",
                  "fit_exit0", "fit_exit3", "score_raises"),
-    "seen": ("huge_id", "float_ids", "short_pred", "fit_value_error", "fit_exit0", "list_pred", "bad_selection"),
-    "unseen": ("short_pred", "outside_ids", "nan_distances", "wide_distances", "fit_value_error", "fit_exit0"),
+    "seen": ("standin", "huge_id", "float_ids", "short_pred", "fit_value_error", "fit_exit0", "list_pred"),
+    "unseen": ("standin", "short_pred", "outside_ids", "nan_distances", "wide_distances", "fit_value_error", "fit_exit0"),
 }
 
 
@@ -20,3 +20,4 @@ def register_components(register):
     for kind, names in FAULTY.items():
         for name in names:
             register(kind, name, f"avood_faulty.components:{kind.capitalize()}_{name}")
+    register("detector", "exits_on_import", "avood_faulty.exits_at_import:Detector")  # its module exits
