@@ -174,9 +174,9 @@ def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_i
     ids = check_ids(component, method, labels, rows, class_ids, "the requested classes")
     counts = (ids.unsqueeze(1) == class_ids.cpu().long().unsqueeze(0)).sum(dim=0)
     if bool((counts != n_per_class).any()):
-        per = dict(zip(class_ids.tolist()[:_SHOWN], counts.tolist()[:_SHOWN]))
-        refuse(component, method, f"returned per-class counts {per}", f"return n_per_class={n_per_class} samples of "
-               "each requested class")
+        per = {c: n for c, n in zip(class_ids.tolist(), counts.tolist()) if n != n_per_class}
+        refuse(component, method, f"returned per-class counts {dict(list(per.items())[:_SHOWN])}",
+               f"return n_per_class={n_per_class} samples of each requested class")
 
 
 def check_samples(component: Any, value: Any, method: str = "generate()") -> AVSamples:

@@ -14,14 +14,13 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import Tensor
 
-from avood_core.errors import ComponentError
 from avood_core.hookspecs import hookimpl
 from avood_core.pipeline import boundary
 from avood_core.protocols import PROTOCOLS, Component, OODDetector, TorchComponent
 from avood_core.registry import KINDS, Registry
 from avood_core.stages import STAGES
 from avood_core.testing.data import KitData
-from avood_core.testing.errors import _expect, _fail
+from avood_core.testing.errors import _expect, _fail, _shared
 from avood_core.testing.fitting import (
     N_PER_CLASS,
     _dependencies,
@@ -29,6 +28,7 @@ from avood_core.testing.fitting import (
     component_outputs,
     fit_component,
     kit_params,
+    method_of,
 )
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
@@ -132,14 +132,6 @@ def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool
     return validated
 
 
-def _shared(check: Callable[..., Any], *args: Any) -> Any:
-    """Run one of the pipeline's own output checks (avood_core.pipeline.boundary); its refusal fails the kit."""
-    try:
-        return check(*args)
-    except ComponentError as exc:
-        _fail(str(exc))
-
-
 def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: KitData) -> None:
     """Shapes, dtypes, finiteness and class sets of :func:`component_outputs`: the checks the pipeline
     applies to every call (:mod:`avood_core.pipeline.boundary`), plus int64 ids."""
@@ -150,23 +142,24 @@ def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: Kit
         for label, classes, per in (("generated", task.unseen_classes, N_PER_CLASS),
                                     ("generated_one", task.unseen_classes[:1], 2)):
             _shared(boundary.check_generated, component, outputs[f"{label}.audio"], outputs[f"{label}.video"],
-                    outputs[f"{label}.labels"], classes, per, dims, f"generate() ({label})")
+                    outputs[f"{label}.labels"], classes, per, dims, method_of(label))
     elif kind == "detector":
         for key, rows in (("score", n), ("score_train", len(task.train)), ("score_synthetic", len(data.synthetic)),
                           ("score_one", 1)):
-            _shared(boundary.check_score, component, outputs[key], rows, f"score() ({key})")
-        _shared(boundary.check_is_seen, component, outputs["is_seen"], n, "is_seen() (test)")
+            _shared(boundary.check_score, component, outputs[key], rows, method_of(key))
+        _shared(boundary.check_is_seen, component, outputs["is_seen"], n, method_of("is_seen"))
     elif kind == "seen":
         for key, rows in (("pred", n), ("pred_one", 1)):
-            _shared(boundary.check_ids, component, f"predict() ({key})", outputs[key], rows, task.seen_classes,
+            _shared(boundary.check_ids, component, method_of(key), outputs[key], rows, task.seen_classes,
                     "the task's seen classes")
     elif kind == "unseen":
         for key, rows, candidates in (("pred_unseen", n, task.unseen_classes), ("pred_all", n, task.all_classes),
                                       ("pred_one", 1, task.unseen_classes)):
-            _shared(boundary.check_ids, component, f"predict() ({key})", outputs[key], rows, candidates,
+            _shared(boundary.check_ids, component, method_of(key), outputs[key], rows, candidates,
                     "the candidates")
         if "distances" in outputs:
-            _shared(boundary.check_distances, component, outputs["distances"], n, len(task.unseen_classes))
+            _shared(boundary.check_distances, component, outputs["distances"], n, len(task.unseen_classes),
+                    method_of("distances"))
     ids = [k for k in ("pred", "pred_one", "pred_unseen", "pred_all", "generated.labels") if k in outputs]
     wrong = [k for k in ids if outputs[k].dtype != torch.long]
     _expect(not wrong, f"{wrong[:1]} has dtype {outputs[wrong[0]].dtype if wrong else ''}; return class ids as int64 "

@@ -65,6 +65,7 @@ CASES = [
     Case("generate-short", "--generator=short_rows", r"generator 'short_rows' generate\(\) returned audio of shape \(44, 512\): return n_per_class=5 samples of each of the 9 classes"),
     Case("generate-dim", "--generator=wrong_dim", r"generator 'wrong_dim' generate\(\) returned audio of shape \(45, 510\): return n_per_class=5"),
     Case("generate-labels", "--generator=wrong_labels", r"generator 'wrong_labels' generate\(\) returned 45 ids outside the requested classes \(e.g. \[0\]"),
+    Case("generate-counts", "--generator=uneven_counts", r"generator 'uneven_counts' generate\(\) returned per-class counts \{\d+: 4, \d+: 6\}: return n_per_class=5 samples of each"),
     Case("generate-tuple", "--generator=not_samples", r"generator 'not_samples' generate\(\) returned a tuple: return avood_core.task.AVSamples"),
     Case("fit-value-error", "--detector=fit_value_error", r"detector 'fit_value_error' fit\(\) raised ValueError: bad hidden size; fix the plugin"),
     Case("fit-value-error-jobs2", "--unseen=fit_value_error", r"unseen 'fit_value_error' fit\(\) raised ValueError: bad hidden size; fix the plugin", jobs=2),

@@ -52,6 +52,14 @@ class Generator_wrong_labels(StandInGenerator):
         return AVSamples(out.audio, out.video, torch.zeros_like(out.labels))
 
 
+class Generator_uneven_counts(StandInGenerator):
+    def generate(self, class_ids, text, n_per_class):
+        out = super().generate(class_ids, text, n_per_class)
+        labels = out.labels.clone()
+        labels[0] = labels[-1]  # one class gets a sample too many, another one too few
+        return AVSamples(out.audio, out.video, labels)
+
+
 class Generator_not_samples(StandInGenerator):
     def generate(self, class_ids, text, n_per_class):
         out = super().generate(class_ids, text, n_per_class)
@@ -164,6 +172,11 @@ class Seen_short_pred(StandInSeen):
 class Seen_list_pred(StandInSeen):
     def predict(self, samples):
         return super().predict(samples).tolist()
+
+
+class Seen_list_selection(StandInSeen):
+    def selected_params(self):
+        return ["epochs", 3]
 
 
 class Seen_fit_value_error(StandInSeen):
