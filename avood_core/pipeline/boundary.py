@@ -69,8 +69,10 @@ def calling(component: Any, method: str) -> Iterator[None]:
     except BaseException as exc:  # noqa: BLE001 - a third party's code may raise anything
         detail = _one_line(f"{type(exc).__name__}: {exc}")
         hint = ("\n" + traceback.format_exc()) if os.environ.get("AVOOD_DEBUG") else " (AVOOD_DEBUG=1 shows the traceback)"
-        raise ComponentError(f"{who(component)} {method} raised {detail}; fix the plugin or report it to its "
-                             f"authors{hint}") from None
+        fix = ("lower its batch size or use a device with more memory"
+               if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+               else "fix the plugin or report it to its authors")
+        raise ComponentError(f"{who(component)} {method} raised {detail}; {fix}{hint}") from None
 
 
 # -- checks on returned values (shared with the conformance kit) -------------------------------
@@ -160,17 +162,23 @@ def check_distances(component: Any, value: Any, n: int, k: int, method: str = "d
 
 def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_ids: Tensor, n_per_class: int,
                     dims: Mapping[str, int], method: str = "generate()") -> None:
-    """``n_per_class`` finite float32 samples of each id in ``class_ids``, of the task's feature ``dims``."""
+    """``n_per_class`` finite float32 samples of each id in ``class_ids``, of the task's feature ``dims``
+    (a generator that models one modality alone returns 0 columns of the other, avood_core.fusion)."""
     rows = len(class_ids) * int(n_per_class)
+    widths = []
     for name, value in (("audio", audio), ("video", video)):
         t = as_tensor(component, method, value)
         want = (rows, dims.get(name, t.shape[-1] if t.ndim else 0))
-        if tuple(t.shape) != want:
+        if t.ndim != 2 or t.shape[0] != rows or t.shape[1] not in (want[1], 0):
             refuse(component, method, f"returned {name} of shape {tuple(t.shape)}",
                    f"return n_per_class={n_per_class} samples of each of the {len(class_ids)} classes, {name} {want}")
+        widths.append(t.shape[1])
         if t.dtype != torch.float32:
             refuse(component, method, f"returned {name} of dtype {t.dtype}", "features must be float32")
         check_finite(component, method, t, f"generated {name} features must be finite")
+    if rows and not any(widths):
+        refuse(component, method, "returned 0 audio and 0 video columns", f"return audio {(rows, dims.get('audio'))} "
+               f"and/or video {(rows, dims.get('video'))}")
     ids = check_ids(component, method, labels, rows, class_ids, "the requested classes")
     counts = (ids.unsqueeze(1) == class_ids.cpu().long().unsqueeze(0)).sum(dim=0)
     if bool((counts != n_per_class).any()):
