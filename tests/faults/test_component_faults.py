@@ -28,12 +28,14 @@ import pytest
 from test_third_party import ThrowawayEnv, _install
 from tiny_runs import TINY, file_digests
 
+from avood_core.cli import options
 from avood_core.stages import KINDS
 
 PACKAGE = Path(__file__).resolve().parent / "faulty_plugin"
 SETS = tuple(a for s in TINY if "." not in s.split("=")[0] or s.startswith("data.") for a in ("--set", s))
 FINISHED = ("results.json", "predictions.npz", "report.md")  # what a finished run writes after evaluating
 WHO = r"^avood: error: "
+ERROR = getattr(options, "EXIT_ERROR", 2)  # the CLI's exit status of a one-line error
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Case:
     option: str  # --<kind>=<registered name> of the faulty component
     line: str  # regex of the one stderr line
     jobs: int = 1
-    code: int = 2
+    code: int = ERROR
 
 
 CASES = [
@@ -144,9 +146,9 @@ def test_a_plugin_exiting_at_import_is_listed_as_broken(env: ThrowawayEnv):
 def test_a_saved_faulty_pipeline_is_refused_again(env: ThrowawayEnv, tmp_path):
     """The fitted pipeline of a failed run, evaluated from its folder: the same line, nothing added to it."""
     proc = env.avood(*run_args("--detector=nan_score", "-o", str(tmp_path)), timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.returncode == ERROR, proc.stderr[-2000:]
     (run_dir,) = [p.parent for p in tmp_path.rglob("pipeline.json")]
     before = file_digests(run_dir)
     again = env.avood("evaluate", str(run_dir), timeout=300)
-    assert again.returncode == 2 and again.stderr == proc.stderr, again.stderr[-2000:]
+    assert again.returncode == ERROR and again.stderr == proc.stderr, again.stderr[-2000:]
     assert file_digests(run_dir) == before
