@@ -15,6 +15,10 @@ class PluginError(AvoodError):
     """An unknown, duplicate or broken plugin."""
 
 
+class ComponentError(PluginError):
+    """A component's code raised (or ended the process), or a method returned what its protocol forbids."""
+
+
 class DataError(AvoodError):
     """Input data is missing, malformed or inconsistent."""
 

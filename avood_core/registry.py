@@ -31,6 +31,13 @@ KIND_LABELS = {
 }
 
 
+def failure(exc: BaseException) -> str:
+    """What a plugin's code raised, in one line (``sys.exit`` named as such)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
 @dataclass(frozen=True)
 class Provider:
     """Where a component came from: the plugin (entry point) and its distribution."""
@@ -68,11 +75,13 @@ class ComponentEntry:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
-        except Exception as exc:  # a third party's import may fail in any way
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
             raise PluginError(
                 f"{self.kind} '{self.name}' from {self.provider} failed to import "
-                f"'{self.target}': {type(exc).__name__}: {exc}; reinstall or fix that plugin"
-            ) from exc
+                f"'{self.target}': {failure(exc)}; reinstall or fix that plugin"
+            ) from None
         return obj
 
 
@@ -101,8 +110,10 @@ class Registry:
             provider = Provider(ep.name, dist.name if dist else None, dist.version if dist else None)
             try:
                 plugin = ep.load()
-            except Exception as exc:
-                self.broken.append(BrokenPlugin(provider, f"{type(exc).__name__}: {exc}"))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit at import too: the plugin is broken, not avood
+                self.broken.append(BrokenPlugin(provider, failure(exc)))
                 continue
             self.register_plugin(plugin, provider=provider)
 
@@ -126,13 +137,13 @@ class Registry:
                 continue
             try:
                 impl.function(register=register)
-            except PluginError:
+            except (PluginError, KeyboardInterrupt):
                 raise
-            except Exception as exc:
+            except BaseException as exc:
                 for kind, comp_name in added:
                     self.entries[kind].pop(comp_name, None)
                 self.pm.unregister(plugin)
-                self.broken.append(BrokenPlugin(provider, f"{type(exc).__name__}: {exc}"))
+                self.broken.append(BrokenPlugin(provider, failure(exc)))
                 return
 
     def _add(self, entry: ComponentEntry) -> None:

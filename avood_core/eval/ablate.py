@@ -275,7 +275,9 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                 cfg, selected = apply_selections(cfg, pipe1)
             pipe = cache2.pipeline(cfg, ablation.share_embedding)
             if cache1 is None:
-                selected = {k: v for k, c in pipe.components.items() if (v := dict(c.selected_params()))}
+                from avood_core.pipeline.boundary import selected_params
+
+                selected = {k: v for k, c in pipe.components.items() if (v := selected_params(c))}
             evaluation = pipe.evaluate(task.test)
             scores, outputs = evaluation.metrics, evaluation.outputs
             if row.calibrated:

@@ -65,11 +65,15 @@ def calibrated_protocol(pipe, test, scores: dict, outputs: dict) -> tuple[dict, 
 
     from avood_core.eval import metrics
     from avood_core.errors import AvoodError
+    from avood_core.pipeline import boundary
 
     if not hasattr(pipe.detector, "predict_calibrated"):
         raise AvoodError("the AVCA-protocol rows of table1 need the calibrated_stacking detector")
-    pred = pipe.detector.predict_calibrated(test).cpu()
     seen, unseen = outputs["seen_classes"], outputs["unseen_classes"]
+    with boundary.calling(pipe.detector, "predict_calibrated()"):
+        pred = pipe.detector.predict_calibrated(test)
+    pred = boundary.check_ids(pipe.detector, "predict_calibrated()", pred, len(test), torch.cat([seen, unseen]),
+                              "the task's classes")
     outputs = {**outputs, "pred": pred, "routed_seen": torch.isin(pred, seen)}
     scores = {**scores, **metrics.gzsl_scores(pred, outputs["labels"], seen, unseen),
               "protocol": "calibrated stacking over all classes (AVCA)"}

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from avood_core.callbacks import CallbackList
-from avood_core.pipeline import validate
+from avood_core.pipeline import boundary, validate
 from avood_core.pipeline.route import branches
 from avood_core.pipeline.scores import Evaluation, scores_from_outputs
 from avood_core.protocols import FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
@@ -119,9 +119,7 @@ class Pipeline:
     def bind_dependencies(self) -> None:
         """Hand each component the fitted components it declares in ``depends_on``."""
         for comp in self.components.values():
-            bind = getattr(comp, "bind_fitted", None)
-            if bind is not None:
-                bind({kind: self.components[kind] for kind in getattr(comp, "depends_on", ())})
+            boundary.bind_fitted(comp, {kind: self.components[kind] for kind in getattr(comp, "depends_on", ())})
 
     @torch.inference_mode()
     def predict(self, audio: AVSamples | Tensor, video: Tensor | None = None) -> Prediction:
@@ -138,7 +136,8 @@ class Pipeline:
             empty = torch.empty(0, dtype=torch.long)
             return Prediction(empty, torch.empty(0), torch.empty(0, dtype=torch.bool))
         with inference_threads():
-            out = branches(self.detector, self.seen, self.unseen, samples, self.unseen_classes, self.text)
+            out = branches(self.detector, self.seen, self.unseen, samples, self.seen_classes, self.unseen_classes,
+                           self.text)
         return Prediction(out.pred, out.routing.score, out.routing.seen)
 
     def check_samples(self, samples: AVSamples) -> AVSamples:
@@ -193,9 +192,9 @@ class Pipeline:
         """
         self.check_samples(test)
         with inference_threads():
-            out = branches(self.detector, self.seen, self.unseen, test, self.unseen_classes, self.text)
+            out = branches(self.detector, self.seen, self.unseen, test, self.seen_classes, self.unseen_classes, self.text)
             all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
-            baseline_pred = self.unseen.predict(test, all_classes, self.text).cpu()
+            baseline_pred = boundary.predict_unseen(self.unseen, test, all_classes, self.text)
         return {
             "labels": test.labels.cpu(),
             "score": out.routing.score,
@@ -206,7 +205,7 @@ class Pipeline:
             "baseline_pred": baseline_pred,
             "seen_classes": self.seen_classes.cpu(),
             "unseen_classes": self.unseen_classes.cpu(),
-            "threshold": torch.tensor(float(self.detector.threshold)),
+            "threshold": torch.tensor(boundary.check_threshold(self.detector)),
         }
 
     def evaluate(self, test: AVSamples) -> Evaluation:

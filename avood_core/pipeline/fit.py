@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from avood_core.callbacks import CallbackList, replay
-from avood_core.pipeline import assist
+from avood_core.pipeline import assist, boundary
 from avood_core.pipeline import worker as parallel
 from avood_core.protocols import Component, FitContext
 from avood_core.stages import BY_KIND, FIT_ORDER, SYNTHETIC_FROM, WORKER_KINDS
@@ -128,7 +128,7 @@ class Scheduler:
             seed_everything(derive_seed(ctx.seed, kind))
             ctx.callbacks.on_stage_start(kind, self.info(kind))
             start = time.perf_counter()
-            pipe.components[kind].fit(*self.inputs(kind), ctx)
+            boundary.fit(pipe.components[kind], (*self.inputs(kind), ctx))
             pipe.timings[kind] = time.perf_counter() - start
             ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=pipe.timings[kind]), pipe.components[kind])
             self.on_fitted(kind)
@@ -140,7 +140,8 @@ class Scheduler:
         seed_everything(derive_seed(self.ctx.seed, "synthesize"))
         self.ctx.callbacks.on_synthesis_start(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num))
         start = time.perf_counter()
-        pipe.synthetic = pipe.components[SYNTHETIC_FROM].generate(self.task.unseen_classes, self.task.text, pipe.syn_num)
+        pipe.synthetic = boundary.generate(pipe.components[SYNTHETIC_FROM], self.task.unseen_classes, self.task.text,
+                                           pipe.syn_num, pipe.dims)
         pipe.timings["synthesize"] = time.perf_counter() - start
         self.ctx.callbacks.on_synthesis_end(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num, wall_s=pipe.timings["synthesize"]))
         self.ctx.synthetic = pipe.synthetic

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from avood_core.pipeline import boundary
 from avood_core.protocols import OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVSamples
 
@@ -32,14 +33,11 @@ def route(detector: OODDetector, samples: AVSamples) -> Routing:
     """Score every clip and route it by ``detector.is_seen``.
 
     A detector that keeps the protocol's ``is_seen`` is routed by its ``seen_by_score`` on the
-    score just computed (the same decision, without scoring every clip twice).
+    score just computed (the same decision, without scoring every clip twice). Both outputs and the
+    threshold are checked at the component boundary (avood_core.pipeline.boundary).
     """
-    score = detector.score(samples)
-    if type(detector).is_seen is OODDetector.is_seen:
-        seen = detector.seen_by_score(score)
-    else:
-        seen = detector.is_seen(samples)
-    return Routing(score.cpu(), seen.cpu().bool())
+    score = boundary.score(detector, samples)
+    return Routing(score, boundary.is_seen(detector, samples, score))
 
 
 @dataclass
@@ -59,8 +57,9 @@ class Branches:
 
 
 def branches(detector: OODDetector, seen: SeenClassifier, unseen: UnseenClassifier, samples: AVSamples,
-             unseen_classes: Tensor, text: Tensor) -> Branches:
-    """Route every clip and run both classifiers on all of them (on CPU)."""
+             seen_classes: Tensor, unseen_classes: Tensor, text: Tensor) -> Branches:
+    """Route every clip and run both classifiers on all of them (on CPU; ids checked against each
+    classifier's class set at the component boundary)."""
     routing = route(detector, samples)
-    seen_pred = seen.predict(samples).cpu()
-    return Branches(routing, seen_pred, unseen.predict(samples, unseen_classes, text).cpu())
+    seen_pred = boundary.predict_seen(seen, samples, seen_classes)
+    return Branches(routing, seen_pred, boundary.predict_unseen(unseen, samples, unseen_classes, text))

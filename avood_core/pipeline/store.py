@@ -74,7 +74,9 @@ def save_component(component: Component, directory: str | Path, name: str, provi
             f"{component.kind} '{name}': weights {bad[:3]} hold NaN/inf; not saved to '{directory}'; "
             f"lower the learning rate or change the seed and refit"
         )
-    scalars = component.state_scalars()
+    from avood_core.pipeline.boundary import state_scalars
+
+    scalars = state_scalars(component)  # NumPy scalars as Python numbers; non-JSON values refused
     bad_scalars = _nan_paths(scalars)
     if bad_scalars:
         raise CheckpointError(

@@ -183,6 +183,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
 
         from avood_core.bench.meter import peak_rss_mb
         from avood_core.callbacks import EventRecorder
+        from avood_core.pipeline import boundary
         from avood_core.train.loops import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
@@ -198,7 +199,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
         seed_everything(derive_seed(job.seed, job.kind))
         wall, cpu = time.perf_counter(), time.process_time()
         try:
-            job.component.fit(*head, ctx)
+            boundary.fit(job.component, (*head, ctx))  # its errors come back as one line (pipeline.boundary)
         finally:
             if offer is not None:
                 offer.close()
@@ -283,7 +284,9 @@ class Worker:
             steps = serve(channel, tick)
         except PartnerGone:
             pass  # the worker finished or died: result() tells which
-        except Exception as exc:  # noqa: BLE001 - the worker goes on alone
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the worker goes on alone (a component's sys.exit too)
             log(f"{self.kind}: the main process stopped assisting its worker ({type(exc).__name__}: {exc}); "
                 "the worker finishes alone, with the same result")
         finally:

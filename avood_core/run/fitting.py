@@ -195,9 +195,11 @@ def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registr
         if config.data.source == "benchmark":
             return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
         return False, "one stage: the embedded task has no stage-1/stage-2 protocol"
+    from avood_core.pipeline.boundary import selects_on_val
+
     pipeline = build_pipeline(config, registry)
     selecting = [f"{kind} '{config.component(kind).name}'" for kind, comp in pipeline.components.items()
-                 if comp.selects_on_val()]
+                 if selects_on_val(comp)]
     if selecting:
         return True, f"stage 1 runs: {', '.join(selecting)} select(s) params on the val split for stage 2"
     return False, ("stage 1 skipped: no component selects anything on the val split (selects_on_val() is False "
@@ -213,8 +215,9 @@ def apply_selections(config: RunConfig, pipeline: "Pipeline") -> tuple[RunConfig
     from pydantic import ValidationError
 
     from avood_core.config import format_validation_error
+    from avood_core.pipeline.boundary import selected_params
 
-    selected = {k: dict(c.selected_params()) for k, c in pipeline.components.items()}
+    selected = {k: selected_params(c) for k, c in pipeline.components.items()}
     selected = {k: v for k, v in selected.items() if v}
     update = {}
     for kind, values in selected.items():

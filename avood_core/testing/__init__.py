@@ -29,9 +29,11 @@ The checks (:data:`CHECKS`), each also callable on its own:
     checkpoints use.
 ``outputs``
     on a tiny synthetic task built here (:func:`make_kit_data`), ``fit`` returns the component
-    and leaves its inputs unchanged; ``generate`` / ``score`` / ``predict`` / ``distances``
-    return tensors of the right shapes, dtypes and class sets (global ids of the seen classes,
-    or of the candidates), finite, detached from autograd.
+    and leaves its inputs unchanged; ``generate`` / ``score`` / ``is_seen`` / ``predict`` /
+    ``distances`` / ``state_scalars`` / ``selected_params`` pass the checks the pipeline applies
+    to every call (:mod:`avood_core.pipeline.boundary`, the same functions): right shapes,
+    dtypes and class sets (global ids of the seen classes, or of the candidates; int64 here),
+    finite, detached from autograd, JSON-able learned scalars.
 ``score_direction``
     detectors only: the real seen training samples score lower on average than the
     synthetic unseen samples the detector was fitted on (OOD score: higher = more unseen),

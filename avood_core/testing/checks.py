@@ -15,11 +15,12 @@ from pydantic import BaseModel, ValidationError
 from torch import Tensor
 
 from avood_core.hookspecs import hookimpl
+from avood_core.pipeline import boundary
 from avood_core.protocols import PROTOCOLS, Component, OODDetector, TorchComponent
 from avood_core.registry import KINDS, Registry
 from avood_core.stages import STAGES
 from avood_core.testing.data import KitData
-from avood_core.testing.errors import _expect, _fail
+from avood_core.testing.errors import _expect, _fail, _shared
 from avood_core.testing.fitting import (
     N_PER_CLASS,
     _dependencies,
@@ -27,6 +28,7 @@ from avood_core.testing.fitting import (
     component_outputs,
     fit_component,
     kit_params,
+    method_of,
 )
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
@@ -130,67 +132,46 @@ def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool
     return validated
 
 
-def _check_ids(name: str, pred: Tensor, n: int, allowed: Tensor, what: str) -> None:
-    _expect(pred.dtype == torch.long, f"{name}: dtype {pred.dtype}; return global class ids as int64 (torch.long)")
-    _expect(tuple(pred.shape) == (n,), f"{name}: shape {tuple(pred.shape)}, expected ({n},), one id per sample")
-    bad = sorted(set(pred.tolist()) - set(allowed.tolist()))
-    _expect(not bad, f"{name}: ids {bad[:5]} are not {what} {allowed.tolist()}; return global class ids "
-                     f"(rows of the text matrix), not positions")
-
-
-def _check_float(name: str, t: Tensor, shape: tuple[int, ...]) -> None:
-    _expect(t.is_floating_point(), f"{name}: dtype {t.dtype}; expected a floating-point tensor")
-    _expect(tuple(t.shape) == shape, f"{name}: shape {tuple(t.shape)}, expected {shape}")
-    _expect(bool(torch.isfinite(t).all()), f"{name}: holds NaN or inf")
-
-
 def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: KitData) -> None:
-    """Shapes, dtypes and class sets of :func:`component_outputs`."""
+    """Shapes, dtypes, finiteness and class sets of :func:`component_outputs`: the checks the pipeline
+    applies to every call (:mod:`avood_core.pipeline.boundary`), plus int64 ids."""
     task = data.task
     n, kind = len(task.test), component.kind
+    dims = {"audio": task.train.audio_dim, "video": task.train.video_dim}
     if kind == "generator":
-        k = len(task.unseen_classes)
         for label, classes, per in (("generated", task.unseen_classes, N_PER_CLASS),
                                     ("generated_one", task.unseen_classes[:1], 2)):
-            rows = len(classes) * per
-            _check_float(f"generate() audio ({label})", outputs[f"{label}.audio"], (rows, task.train.audio_dim))
-            _check_float(f"generate() video ({label})", outputs[f"{label}.video"], (rows, task.train.video_dim))
-            _expect(outputs[f"{label}.audio"].dtype == torch.float32, "generate(): features must be float32")
-            labels = outputs[f"{label}.labels"]
-            _expect(labels.dtype == torch.long and tuple(labels.shape) == (rows,),
-                    f"generate() labels ({label}): {labels.dtype} {tuple(labels.shape)}, expected int64 ({rows},)")
-            counts = {int(c): int((labels == c).sum()) for c in classes}
-            _expect(all(v == per for v in counts.values()) and len(labels) == rows,
-                    f"generate() ({label}) must return n_per_class={per} samples of each requested class; "
-                    f"got counts {counts}")
-        _expect(k > 0, "the kit's task has no unseen classes")
+            _shared(boundary.check_generated, component, outputs[f"{label}.audio"], outputs[f"{label}.video"],
+                    outputs[f"{label}.labels"], classes, per, dims, method_of(label))
     elif kind == "detector":
-        _check_float("score(test)", outputs["score"], (n,))
-        _check_float("score(train)", outputs["score_train"], (len(task.train),))
-        _check_float("score(synthetic)", outputs["score_synthetic"], (len(data.synthetic),))
-        _check_float("score(one sample)", outputs["score_one"], (1,))
-        is_seen = outputs["is_seen"]
-        _expect(is_seen.dtype == torch.bool and tuple(is_seen.shape) == (n,),
-                f"is_seen(test): {is_seen.dtype} {tuple(is_seen.shape)}, expected bool ({n},)")
+        for key, rows in (("score", n), ("score_train", len(task.train)), ("score_synthetic", len(data.synthetic)),
+                          ("score_one", 1)):
+            _shared(boundary.check_score, component, outputs[key], rows, method_of(key))
+        _shared(boundary.check_is_seen, component, outputs["is_seen"], n, method_of("is_seen"))
     elif kind == "seen":
-        _check_ids("predict(test)", outputs["pred"], n, task.seen_classes, "seen classes")
-        _check_ids("predict(one sample)", outputs["pred_one"], 1, task.seen_classes, "seen classes")
+        for key, rows in (("pred", n), ("pred_one", 1)):
+            _shared(boundary.check_ids, component, method_of(key), outputs[key], rows, task.seen_classes,
+                    "the task's seen classes")
     elif kind == "unseen":
-        _check_ids("predict(test, unseen classes)", outputs["pred_unseen"], n, task.unseen_classes,
-                   "among the candidates (the unseen classes)")
-        _check_ids("predict(test, all classes)", outputs["pred_all"], n, task.all_classes,
-                   "among the candidates (all classes)")
-        _check_ids("predict(one sample)", outputs["pred_one"], 1, task.unseen_classes,
-                   "among the candidates (the unseen classes)")
+        for key, rows, candidates in (("pred_unseen", n, task.unseen_classes), ("pred_all", n, task.all_classes),
+                                      ("pred_one", 1, task.unseen_classes)):
+            _shared(boundary.check_ids, component, method_of(key), outputs[key], rows, candidates,
+                    "the candidates")
         if "distances" in outputs:
-            _check_float("distances(test, unseen classes)", outputs["distances"], (n, len(task.unseen_classes)))
+            _shared(boundary.check_distances, component, outputs["distances"], n, len(task.unseen_classes),
+                    method_of("distances"))
+    ids = [k for k in ("pred", "pred_one", "pred_unseen", "pred_all", "generated.labels") if k in outputs]
+    wrong = [k for k in ids if outputs[k].dtype != torch.long]
+    _expect(not wrong, f"{wrong[:1]} has dtype {outputs[wrong[0]].dtype if wrong else ''}; return class ids as int64 "
+                       "(torch.long)")
+    _shared(boundary.check_scalars, component, component.state_scalars())
+    _shared(boundary.check_selected, component, component.selected_params())
 
 
 def check_score_direction(detector: OODDetector, data: KitData, outputs: Mapping[str, Tensor] | None = None) -> None:
     """OOD score direction: seen training samples score lower on average than synthetic unseen ones."""
     out = outputs if outputs is not None else component_outputs(detector, data)
-    threshold = float(out["threshold"])
-    _expect(math.isfinite(threshold), f"threshold is {threshold}; fit must set a finite self.threshold")
+    threshold = _shared(boundary.check_threshold, detector)
     s_seen, s_unseen = out["score_train"].double().mean().item(), out["score_synthetic"].double().mean().item()
     _expect(s_seen < s_unseen,
             f"mean OOD score of the seen training samples ({s_seen:.4g}) is not below that of the synthetic unseen "

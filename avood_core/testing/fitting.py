@@ -10,9 +10,9 @@ from torch import Tensor
 from avood_core.factory import profile_params
 from avood_core.protocols import Component
 from avood_core.stages import BY_KIND, FIT_ORDER
-from avood_core.task import AVSamples
 from avood_core.testing.data import KitData, make_context
-from avood_core.testing.errors import _fail
+from avood_core.pipeline import boundary
+from avood_core.testing.errors import _fail, _shared
 from avood_core.testing.standins import STAND_INS
 from avood_core.train.loops import seed_everything
 
@@ -67,6 +67,15 @@ def fit_component(component: Component, data: KitData, seed: int = 0,
     return returned
 
 
+def method_of(key: str) -> str:
+    """How the kit's messages name the call behind output ``key`` (e.g. ``"score() (score_train)"``)."""
+    base = key.split(".")[0]
+    for prefix in ("generate", "score", "is_seen", "distances"):
+        if base.startswith(prefix):
+            return f"{prefix}() ({base})"
+    return f"predict() ({base})"
+
+
 def component_outputs(component: Component, data: KitData, seed: int = 0) -> dict[str, Tensor]:
     """Every output the pipeline reads from a fitted component, on the kit's data, as CPU tensors.
 
@@ -88,8 +97,7 @@ def component_outputs(component: Component, data: KitData, seed: int = 0) -> dic
             seed_everything(seed + 2)
             gen_one = component.generate(task.unseen_classes[:1], text, 2)
             for label, g in (("generated", gen), ("generated_one", gen_one)):
-                if not isinstance(g, AVSamples):
-                    _fail(f"generate() must return AVSamples, not {type(g).__name__}")
+                _shared(boundary.check_samples, component, g)
                 out.update({f"{label}.audio": g.audio, f"{label}.video": g.video, f"{label}.labels": g.labels})
         elif component.kind == "detector":
             out["score"] = component.score(test)
@@ -112,8 +120,7 @@ def component_outputs(component: Component, data: KitData, seed: int = 0) -> dic
         else:
             raise ValueError(f"unknown component kind {component.kind!r}")
     for key, value in out.items():
-        if not isinstance(value, Tensor):
-            _fail(f"{component.kind} output '{key}' is a {type(value).__name__}, not a torch.Tensor")
+        _shared(boundary.as_tensor, component, method_of(key), value)
         if value.requires_grad:
             _fail(f"{component.kind} output '{key}' requires grad; compute outputs under torch.no_grad() or "
                   f"inference_mode and return detached tensors")

@@ -1,0 +1,314 @@
+"""The component boundary: every call the pipeline makes into a component, and checks on what comes back.
+
+Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each
+protocol method's output is checked here once per call (O(N) tensor ops, never inside a
+training step) for its type, shape, dtype, finiteness and class ids within the task's classes,
+and a failure is one :class:`~avood_core.errors.ComponentError` line naming the plugin, the
+method and what was wrong, e.g. ``detector 'x' score() returned 105 NaN values of 105: ...``.
+An exception raised by a plugin's code (``SystemExit`` included; ``KeyboardInterrupt`` stays an
+interrupt) becomes such a line as well, in the main process and in a worker alike
+(avood_core.pipeline.worker). The conformance kit (avood_core.testing.checks) runs these same
+functions, so a plugin author meets every check in their own tests first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import traceback
+from typing import Any, Iterator, Mapping, NoReturn
+
+import torch
+from torch import Tensor
+
+from avood_core.errors import AvoodError, ComponentError, Interrupted, NotFittedError
+from avood_core.task import AVSamples
+
+_SHOWN = 5  # ids or keys quoted in a message
+
+
+def who(component: Any) -> str:
+    """``"detector 'entropy'"``: the component's kind and the name its plugin registered it by."""
+    label = str(getattr(component, "label", "") or "")
+    kind = getattr(component, "kind", "") or "component"
+    name = label.split(" ", 1)[1] if " " in label else type(component).__name__
+    return f"{kind} '{name}'"
+
+
+def refuse(component: Any, method: str, problem: str, fix: str) -> NoReturn:
+    """Raise the one-line error: ``<kind> '<name>' <method> <problem>: <fix>``."""
+    raise ComponentError(f"{who(component)} {method} {problem}: {fix}")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def calling(component: Any, method: str) -> Iterator[None]:
+    """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``.
+
+    An :class:`AvoodError` keeps its class (its message gains the plugin's name when it lacks it);
+    ``KeyboardInterrupt`` passes as the interrupt it is; ``SystemExit`` and every other exception
+    are refused (``AVOOD_DEBUG=1`` appends the traceback).
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted):
+        raise
+    except AvoodError as exc:
+        name = who(component).split(" ", 1)[1].strip("'")
+        if not isinstance(exc, NotFittedError) and name not in str(exc) and len(exc.args) == 1:
+            exc.args = (f"{who(component)} {method}: {exc}",)
+        raise
+    except SystemExit as exc:
+        raise ComponentError(f"{who(component)} {method} called sys.exit({exc.code!r}): a component must raise an "
+                             f"exception, not end the process; fix the plugin or report it to its authors") from None
+    except BaseException as exc:  # noqa: BLE001 - a third party's code may raise anything
+        detail = _one_line(f"{type(exc).__name__}: {exc}")
+        hint = ("\n" + traceback.format_exc()) if os.environ.get("AVOOD_DEBUG") else " (AVOOD_DEBUG=1 shows the traceback)"
+        fix = ("lower its batch size or use a device with more memory"
+               if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+               else "fix the plugin or report it to its authors")
+        raise ComponentError(f"{who(component)} {method} raised {detail}; {fix}{hint}") from None
+
+
+# -- checks on returned values (shared with the conformance kit) -------------------------------
+
+def as_tensor(component: Any, method: str, value: Any) -> Tensor:
+    """``value`` detached on the CPU, or refused when it is not a torch tensor."""
+    if not isinstance(value, Tensor):
+        refuse(component, method, f"returned a {type(value).__name__}, not a torch.Tensor", "return a tensor")
+    return value.detach().cpu()
+
+
+def check_shape(component: Any, method: str, t: Tensor, shape: tuple[int, ...], what: str) -> None:
+    if tuple(t.shape) != shape:
+        refuse(component, method, f"returned shape {tuple(t.shape)} for {shape[0]} samples", f"return {what}, shape {shape}")
+
+
+def check_finite(component: Any, method: str, t: Tensor, why: str) -> None:
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        counts = [(int(torch.isnan(t).sum()), "NaN"), (int((t == math.inf).sum()), "+inf"),
+                  (int((t == -math.inf).sum()), "-inf")]
+        bad = ", ".join(f"{n} {label}" for n, label in counts if n)
+        refuse(component, method, f"returned {bad} values of {t.numel()}", why)
+
+
+def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...], what: str, why: str) -> Tensor:
+    """A finite floating-point tensor of ``shape``."""
+    t = as_tensor(component, method, value)
+    if not t.is_floating_point():
+        refuse(component, method, f"returned dtype {t.dtype}", f"return {what} as a floating-point tensor")
+    check_shape(component, method, t, shape, what)
+    check_finite(component, method, t, why)
+    return t
+
+
+def _listed(values: list, limit: int = _SHOWN) -> str:
+    return str(values[:limit])[:-1] + (", ...]" if len(values) > limit else "]")
+
+
+def check_ids(component: Any, method: str, value: Any, n: int, allowed: Tensor, among: str) -> Tensor:
+    """``n`` integer class ids (as int64), each in ``allowed`` (global ids; ``among`` names that set)."""
+    t = as_tensor(component, method, value)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        refuse(component, method, f"returned {t.dtype} ids", "return integer class ids (torch.long)")
+    check_shape(component, method, t, (n,), "one class id per sample")
+    t = t.long()
+    outside = ~torch.isin(t, allowed.cpu().long())
+    if bool(outside.any()):
+        bad = torch.unique(t[outside]).tolist()
+        refuse(component, method, f"returned {int(outside.sum())} ids outside {among} (e.g. {_listed(bad)}; "
+               f"valid: {_listed(sorted(allowed.tolist()), 10)})", "return global class ids (rows of the text matrix)")
+    return t
+
+
+def check_score(component: Any, value: Any, n: int, method: str = "score()") -> Tensor:
+    """The detector's OOD score: float (N,), finite."""
+    return check_floats(component, method, value, (n,), "one OOD score per sample",
+                        "an OOD score must be finite (higher = more likely unseen)")
+
+
+def check_is_seen(component: Any, value: Any, n: int, method: str = "is_seen()") -> Tensor:
+    """The gate's routing: bool (N,)."""
+    t = as_tensor(component, method, value)
+    if t.dtype != torch.bool:
+        refuse(component, method, f"returned dtype {t.dtype}", "return a bool tensor, True where a clip is seen")
+    check_shape(component, method, t, (n,), "one bool per sample")
+    return t
+
+
+def check_threshold(component: Any) -> float:
+    """The detector's threshold as a finite float."""
+    value = getattr(component, "threshold", None)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        refuse(component, "threshold", f"is a {type(value).__name__}", "fit() must set self.threshold to a number")
+    if not math.isfinite(number):
+        refuse(component, "threshold", f"is {number}", "fit() must set a finite self.threshold (score < threshold "
+               "routes a clip to the seen classifier)")
+    return number
+
+
+def check_distances(component: Any, value: Any, n: int, k: int, method: str = "distances()") -> Tensor:
+    """The unseen classifier's distances: float (N, K), finite."""
+    return check_floats(component, method, value, (n, k), "one distance per sample and candidate",
+                        "distances must be finite (the nearest candidate is the prediction)")
+
+
+def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_ids: Tensor, n_per_class: int,
+                    dims: Mapping[str, int], method: str = "generate()") -> None:
+    """``n_per_class`` finite float32 samples of each id in ``class_ids``, of the task's feature ``dims``
+    (a generator that models one modality alone returns 0 columns of the other, avood_core.fusion)."""
+    rows = len(class_ids) * int(n_per_class)
+    widths = []
+    for name, value in (("audio", audio), ("video", video)):
+        t = as_tensor(component, method, value)
+        want = (rows, dims.get(name, t.shape[-1] if t.ndim else 0))
+        if t.ndim != 2 or t.shape[0] != rows or t.shape[1] not in (want[1], 0):
+            refuse(component, method, f"returned {name} of shape {tuple(t.shape)}",
+                   f"return n_per_class={n_per_class} samples of each of the {len(class_ids)} classes, {name} {want}")
+        widths.append(t.shape[1])
+        if t.dtype != torch.float32:
+            refuse(component, method, f"returned {name} of dtype {t.dtype}", "features must be float32")
+        check_finite(component, method, t, f"generated {name} features must be finite")
+    if rows and not any(widths):
+        refuse(component, method, "returned 0 audio and 0 video columns", f"return audio {(rows, dims.get('audio'))} "
+               f"and/or video {(rows, dims.get('video'))}")
+    ids = check_ids(component, method, labels, rows, class_ids, "the requested classes")
+    counts = (ids.unsqueeze(1) == class_ids.cpu().long().unsqueeze(0)).sum(dim=0)
+    if bool((counts != n_per_class).any()):
+        per = {c: n for c, n in zip(class_ids.tolist(), counts.tolist()) if n != n_per_class}
+        refuse(component, method, f"returned per-class counts {dict(list(per.items())[:_SHOWN])}",
+               f"return n_per_class={n_per_class} samples of each requested class")
+
+
+def check_samples(component: Any, value: Any, method: str = "generate()") -> AVSamples:
+    """``value`` when it is an :class:`AVSamples`."""
+    if not isinstance(value, AVSamples):
+        refuse(component, method, f"returned a {type(value).__name__}", "return avood_core.task.AVSamples")
+    return value
+
+
+def _json_value(component: Any, method: str, value: Any, path: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "shape", None) == ():
+        if not isinstance(value, Tensor):  # a NumPy scalar (numpy.float32, numpy.int64, ...): its Python number
+            return _json_value(component, method, value.item(), path)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # a NumPy array: nested lists
+        return _json_value(component, method, value.tolist(), path)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                refuse(component, method, f"has key {key!r} at {path or 'the top'}", "use string keys")
+            out[key] = _json_value(component, method, item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_value(component, method, item, f"{path}[{i}]") for i, item in enumerate(value)]
+    refuse(component, method, f"holds a {type(value).__module__}.{type(value).__name__} at '{path}'",
+           "learned scalars are numbers, strings, lists or dicts (tensors go in state_tensors())")
+
+
+def check_scalars(component: Any, value: Any, method: str = "state_scalars()") -> dict[str, Any]:
+    """The learned scalars as plain JSON values: NumPy scalars become Python numbers, anything else non-JSON is refused.
+
+    NaN stays for the checkpoint's own check (avood_core.pipeline.store refuses it by path).
+    """
+    if not isinstance(value, Mapping):
+        refuse(component, method, f"returned a {type(value).__name__}", "return a dict of learned scalars")
+    return _json_value(component, method, value, "")
+
+
+def check_selected(component: Any, value: Any, method: str = "selected_params()") -> dict[str, Any]:
+    """The params selected in stage 1: a dict by param name (the params' model validates the values)."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        refuse(component, method, f"returned a {type(value).__name__}", "return a dict of param names to values")
+    return dict(value)
+
+
+# -- the calls the pipeline makes -----------------------------------------------------------------
+
+def fit(component: Any, args: tuple) -> None:
+    """``component.fit(*args)`` (the last argument is the FitContext); a detector's threshold is checked after it."""
+    with calling(component, "fit()"):
+        component.fit(*args)
+    if getattr(component, "kind", "") == "detector":
+        check_threshold(component)
+
+
+def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, dims: Mapping[str, int]) -> AVSamples:
+    with calling(component, "generate()"):
+        out = check_samples(component, component.generate(class_ids, text, n_per_class))
+    check_generated(component, out.audio, out.video, out.labels, class_ids.cpu(), n_per_class, dims)
+    return out
+
+
+def score(detector: Any, samples: AVSamples) -> Tensor:
+    with calling(detector, "score()"):
+        out = detector.score(samples)
+    return check_score(detector, out, len(samples))
+
+
+def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
+    """Routing: the detector's own ``is_seen`` when it overrides it, else its ``seen_by_score`` on ``scores``."""
+    from avood_core.protocols import OODDetector
+
+    check_threshold(detector)
+    if type(detector).is_seen is OODDetector.is_seen:
+        with calling(detector, "seen_by_score()"):
+            out = detector.seen_by_score(scores)
+        return check_is_seen(detector, out, len(samples), "seen_by_score()")
+    with calling(detector, "is_seen()"):
+        out = detector.is_seen(samples)
+    return check_is_seen(detector, out, len(samples))
+
+
+def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
+    with calling(seen, "predict()"):
+        out = seen.predict(samples)
+    return check_ids(seen, "predict()", out, len(samples), seen_classes, "the task's seen classes")
+
+
+def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
+    """Ids among ``candidates``; a classifier keeping the protocol's ``predict`` is read through its
+    ``distances`` (checked), the nearest candidate winning."""
+    from avood_core.protocols import UnseenClassifier
+
+    if type(unseen).predict is UnseenClassifier.predict:
+        with calling(unseen, "distances()"):
+            d = unseen.distances(samples, candidates, text)
+        d = check_distances(unseen, d, len(samples), len(candidates))
+        return candidates.cpu().long()[d.argmin(dim=1)] if len(samples) else torch.empty(0, dtype=torch.long)
+    with calling(unseen, "predict()"):
+        out = unseen.predict(samples, candidates, text)
+    return check_ids(unseen, "predict()", out, len(samples), candidates, "the candidates")
+
+
+def state_scalars(component: Any) -> dict[str, Any]:
+    with calling(component, "state_scalars()"):
+        out = component.state_scalars()
+    return check_scalars(component, out)
+
+
+def selected_params(component: Any) -> dict[str, Any]:
+    with calling(component, "selected_params()"):
+        out = component.selected_params()
+    return check_selected(component, out)
+
+
+def selects_on_val(component: Any) -> bool:
+    with calling(component, "selects_on_val()"):
+        return bool(component.selects_on_val())
+
+
+def bind_fitted(component: Any, fitted: Mapping[str, Any]) -> None:
+    hook = getattr(component, "bind_fitted", None)
+    if hook is not None:
+        with calling(component, "bind_fitted()"):
+            hook(dict(fitted))
