@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from avood_core.errors import AvoodError, CallbackError
 from avood_core.util.io import open_nofollow
 
 if TYPE_CHECKING:
@@ -94,29 +95,39 @@ class CallbackList(Callback):
     def __bool__(self) -> bool:
         return bool(self.callbacks)
 
+    def _each(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback; what one raises is a :class:`CallbackError` naming it (a
+        logger's failure is not the component's whose step fired the hook)."""
+        for cb in self.callbacks:
+            try:
+                getattr(cb, hook)(*args)
+            except (KeyboardInterrupt, AvoodError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a third party's logger may raise anything
+                name = getattr(cb, "name", None) or type(cb).__name__
+                text = " ".join(str(exc).split())[:300]
+                raise CallbackError(f"callback '{name}' {hook}() raised {type(exc).__name__}: {text}; check its "
+                                    f"settings or drop it (--logger)") from exc
+
     def step_due(self, step: int) -> bool:
         """True when step metrics should be reported after ``step`` (1-based): anyone listening, every N."""
         return bool(self.callbacks) and self.every_n_steps > 0 and step % self.every_n_steps == 0
 
     def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_run_start(run_dir, config)
+        self._each("on_run_start", run_dir, config)
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self._epochs_seen.discard(kind)
-        for cb in self.callbacks:
-            cb.on_stage_start(kind, info)
+        self._each("on_stage_start", kind, info)
 
     def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
         values = clean(metrics)
-        for cb in self.callbacks:
-            cb.on_step(kind, step, values)
+        self._each("on_step", kind, step, values)
 
     def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
         self._epochs_seen.add(kind)
         values = clean(metrics)
-        for cb in self.callbacks:
-            cb.on_epoch(kind, epoch, values)
+        self._each("on_epoch", kind, epoch, values)
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any], component: "Component | None" = None) -> None:
         """``component``: its ``stats.history`` is replayed as epochs when it reported none itself."""
@@ -124,20 +135,16 @@ class CallbackList(Callback):
             for i, record in enumerate(component.stats.history):
                 if isinstance(record, Mapping):
                     self.on_epoch(kind, int(record.get("epoch", i)), record)
-        for cb in self.callbacks:
-            cb.on_stage_end(kind, info)
+        self._each("on_stage_end", kind, info)
 
     def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_synthesis_start(info)
+        self._each("on_synthesis_start", info)
 
     def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_synthesis_end(info)
+        self._each("on_synthesis_end", info)
 
     def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
-        for cb in self.callbacks:
-            cb.on_run_end(run_dir, results)
+        self._each("on_run_end", run_dir, results)
 
     def on_exception(self, run_dir: Path, exc: BaseException) -> None:
         for cb in self.callbacks:

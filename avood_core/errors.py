@@ -19,6 +19,10 @@ class ComponentError(PluginError):
     """A component's code raised (or ended the process), or a method returned what its protocol forbids."""
 
 
+class CallbackError(PluginError):
+    """A callback (a logger) raised inside a hook: reported as the callback's, not the component's, fault."""
+
+
 class DataError(AvoodError):
     """Input data is missing, malformed or inconsistent."""
 

@@ -201,7 +201,7 @@ BAD_INPUT = {
     "object-array": ("bad.npz", "holds object (pickled) arrays, which avood never loads"),
     "not-an-archive": ("bad.npz", "is not an .npz (zip) archive"),
     "not-hdf5": ("bad.h5", "cannot be read (OSError"),
-    "complex": ("bad.npz", "must be numeric arrays of real numbers (got audio complex64)"),
+    "complex": ("bad.npz", "array 'audio' has dtype complex64 (complex numbers)"),
     "group-h5": ("bad.h5", "'audio' is a group, not a dataset"),
     "declared-huge-h5": ("bad.h5", "audio: data declares (1000000000, 512)"),
     "unsupported-suffix": ("clips.csv", "unsupported file type '.csv'; use .npz or .h5"),

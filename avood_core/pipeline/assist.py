@@ -1,8 +1,8 @@
 """The main process lends its core to a worker's fit once its own stages are done (``jobs = 2``).
 
 With ``jobs = 2`` the unseen classifier trains in a worker beside generator → seen → detector;
-when that main path ends first, the main process would otherwise wait with its core idle
-(issue 19 measured 26 of 38 minutes on an Intel Xeon). Instead it *assists*: it connects to
+when that main path ends first, the main process would otherwise wait with its core idle (for
+most of the unseen classifier's training on the UCF preset: docs/performance.md). Instead it *assists*: it connects to
 the worker and computes half of each remaining training step, data-parallel. A component that
 supports this has ``assist(channel, *fit_args, ctx, tick)`` (the main process's side) and polls
 ``ctx.assist`` between its steps (the worker's side); the split of one step is the component's

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping, NoReturn
 import torch
 from torch import Tensor
 
-from avood_core.errors import AvoodError, ComponentError, Interrupted, NotFittedError
+from avood_core.errors import AvoodError, CallbackError, ComponentError, Interrupted, NotFittedError
 from avood_core.task import AVSamples
 
 _SHOWN = 5  # ids or keys quoted in a message
@@ -60,7 +60,7 @@ def calling(component: Any, method: str) -> Iterator[None]:
         raise
     except AvoodError as exc:
         name = who(component).split(" ", 1)[1].strip("'")
-        if not isinstance(exc, NotFittedError) and name not in str(exc) and len(exc.args) == 1:
+        if not isinstance(exc, (NotFittedError, CallbackError)) and name not in str(exc) and len(exc.args) == 1:
             exc.args = (f"{who(component)} {method}: {exc}",)
         raise
     except SystemExit as exc:

@@ -55,6 +55,7 @@ class Logger(Callback):
             params = params.model_dump()
         self.params = self.Params.model_validate(dict(params or {}))
         self.echo: Callable[[str], None] = lambda message: None  # the run's log lines (set by make_loggers)
+        self.name = type(self).__name__  # its registered name, set by make_loggers
 
     def check(self) -> None:
         """Fail with one line when the logger cannot work (its library missing, its server unreachable);
@@ -112,7 +113,7 @@ def make_loggers(logging: LoggingConfig, registry, echo: Callable[[str], None] =
     loggers = []
     for name in logging.loggers:
         logger = registry.component_class("logger", name)(extra.get(name) or {})
-        logger.echo = echo
+        logger.echo, logger.name = echo, name  # the name its errors are reported under
         logger.check()
         loggers.append(logger)
     return loggers

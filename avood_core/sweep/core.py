@@ -233,6 +233,9 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     trials = expand(spec, registry, source)
     folder = sweep_folder(spec, output)
     check_sweep_folder(folder)
+    say = (lambda m: None) if quiet else echo
+    tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
+                            say)  # the loggers checked (an unreachable store) before anything is written
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -242,11 +245,12 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
         shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
         for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
             contained(folder, rel, "trial folders and shared components")
-        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics)
+        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics, tracking)
 
 
 def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool,
-                echo: Callable[[str], None], started: float, metrics: list[str] | None) -> SweepResult:
+                echo: Callable[[str], None], started: float, metrics: list[str] | None,
+                tracking: SweepSession) -> SweepResult:
     """The body of :func:`run_sweep`, with the sweep folder locked."""
     digest = spec_hash(trials)
     columns = list(metrics or default_metrics(trials))
@@ -258,8 +262,6 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
         threads = threads or 1
         parallel = spec.max_parallel
     say = (lambda m: None) if quiet else echo
-    tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
-                            say)  # the loggers checked (an unreachable store) before any work
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
                          spec.address, spec.retries, echo=say)
     if parallel is None:
