@@ -21,6 +21,11 @@ The unseen means are read from the test clips only to describe the data, never t
 
     python benchmarks/latent_properties.py
     python benchmarks/latent_properties.py --set latent_dim=16 --train cjme,avgzslnet,cross_attention
+    python benchmarks/latent_properties.py --modality-residual 0.2 --train cjme,avgzslnet,cross_attention
+
+``--modality-residual κ`` screens a variant that the package does not have: each modality gets its
+own class mean ``unit(√(1-κ)·μ_c + √κ·r_c,m)`` (``r_c,m`` a random unit residual per class and
+modality), in the features and in the calibration probes alike (patched in for this process only).
 """
 
 from __future__ import annotations
@@ -33,8 +38,42 @@ import time
 
 import torch
 
+from avood_core.data import embedded, latent
 from avood_core.data.embedded import make_ucf_task
 from avood_core.data.latent import LatentParams, nearest_mean, per_class_accuracy, ridge_text_map
+from avood_core.data.synthetic import unit
+
+
+def use_modality_residual(kappa: float) -> None:
+    """Patch the generator and its probes: modality ``m``'s class mean mixes in its own residual (share κ)."""
+
+    class Generator(latent.LatentGenerator):
+        def __init__(self, text, dims, params, seed, residual_keys=None) -> None:
+            super().__init__(text, dims, params, seed, residual_keys)
+            g = torch.Generator().manual_seed(seed ^ 0xA5A5)
+            self.own = [unit(torch.randn(len(self.resid), params.latent_dim, generator=g)) for _ in range(2)]
+
+        def per_modality(self, means: torch.Tensor) -> list[torch.Tensor]:
+            return [unit((1 - kappa) ** 0.5 * means + kappa**0.5 * r) for r in self.own]
+
+        def features(self, means, labels, noise, sigma):
+            p, out = self.params, []
+            for m, (scale, mm) in enumerate(zip((p.audio_scale, p.video_scale), self.per_modality(means))):
+                eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
+                z = mm[labels] + sigma / p.latent_dim**0.5 * eps
+                out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
+            return out[0], out[1]
+
+    def feats(self, means, i, y, sigma):
+        e, f = self.parts[i]
+        return torch.cat(self.gen.per_modality(means), 1)[y] + sigma * e + f
+
+    def train_means(self, means, sigma):
+        e, f = self.train_parts
+        return torch.cat(self.gen.per_modality(means), 1)[self.roles.seen] + sigma * e + f
+
+    embedded.LatentGenerator = Generator
+    latent.Probe._feats, latent.Probe._train_means = feats, train_means
 
 
 def class_means(x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -103,16 +142,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="a LatentParams field other than noise/residual (solved), e.g. latent_dim=16")
+    ap.add_argument("--modality-residual", type=float, default=0.0, help="κ of the screened variant (0: the package's model)")
     ap.add_argument("--train", default="", help="comma list of unseen classifiers to train (quick profile)")
     args = ap.parse_args()
-    fields = {f.name: f.type for f in dataclasses.fields(LatentParams)}
+    fields = {f.name for f in dataclasses.fields(LatentParams)}
     changes = {}
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in fields or key in ("noise", "residual"):
-            raise SystemExit(f"--set {item}: not a free LatentParams field (one of {sorted(set(fields) - {'noise', 'residual'})})")
+            free = sorted(set(fields) - {"noise", "residual"})
+            raise SystemExit(f"--set {item}: not a free LatentParams field (one of {free})")
         changes[key] = int(value) if key == "latent_dim" else float(value)
-    task = make_ucf_task(args.seed, params=LatentParams(**changes))
+    if args.modality_residual:
+        use_modality_residual(args.modality_residual)
+        changes["modality_residual"] = args.modality_residual
+    task = make_ucf_task(args.seed, params=LatentParams(**{k: v for k, v in changes.items() if k in fields}))
     meta = {k: task.meta[k] for k in ("noise", "residual", "seen_probe", "zsl_probe")}
     report = {"params": changes, "solved": meta, "properties": properties(task)}
     names = [n.strip() for n in args.train.split(",") if n.strip()]
