@@ -240,6 +240,7 @@ def test_table1_rows_protocols_and_paper_figures(embedded):
     lines = result.markdown.splitlines()
     assert "paper HM" in next(line for line in lines if line.startswith("| Model"))
     assert any("Table 1 of the paper on the real UCF-GZSL features" in line for line in lines)
+    assert any("calibrated for the AV-OOD row only" in line and "linear map of its word vector" in line for line in lines)
     assert next(line for line in lines if line.startswith("| AV-OOD (paper) |")).count("37.89") == 1
 
 

@@ -90,8 +90,9 @@ def paper_dataset(config) -> tuple[str, str]:
                    "row only: its seen MLP and embedding model reach the published SC_acc / UC_acc (paper Table 3) "
                    "at full epochs. Nothing ties CJME, AVGZSLNet and AVCA to their published figures, and on these "
                    "synthetic features the text-to-feature transfer of CJME and AVGZSLNet is far easier than on the "
-                   "real ones: their U, HM and their ranking against AV-OOD are not the paper's (run Table 1 on "
-                   "the benchmark, --data ROOT, for those)")
+                   "real ones (a class mean is largely a linear map of its word vector, and audio and video share it; "
+                   "docs/reproducing.md, Table 1 on the embedded task): their U, HM and their ranking against "
+                   "AV-OOD are not the paper's (run Table 1 on the benchmark, --data ROOT, for those)")
 
 
 def paper_values(dataset: str, label: str) -> dict[str, float] | None:
