@@ -173,3 +173,47 @@ def test_a_component_class_that_exits_at_import_is_a_plugin_error(tmp_path, monk
     with pytest.raises(PluginError, match=r"seen 'lazy_exit' .* failed to import 'avood_exits_lazily:Seen': "
                                           r"called sys.exit\(3\); reinstall or fix that plugin"):
         reg.component_class("seen", "lazy_exit")
+
+
+class _NonTensorState(STAND_INS["detector"]):
+    def state_tensors(self):
+        return {**super().state_tensors(), "w": [1.0, 2.0]}
+
+
+class _LoadStateRaises(STAND_INS["detector"]):
+    def load_state(self, state, tensors):
+        raise AttributeError("'_LoadStateRaises' object has no attribute 'net'")
+
+
+class _OneClass:
+    """A registry that knows one component class (what loading a component folder looks up)."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def component_class(self, kind, name):
+        return self.cls
+
+
+def _fitted(cls, data):
+    pipe = Pipeline(**{kind: (cls if kind == cls.kind else base)() for kind, base in STAND_INS.items()}, syn_num=5)
+    pipe.fit(data.task, seed=0)
+    return pipe.components[cls.kind]
+
+
+def test_state_tensors_of_other_types_is_one_line_at_saving(data, tmp_path):
+    from avood_core.pipeline.store import save_component
+
+    comp = _fitted(_NonTensorState, data)
+    with pytest.raises(ComponentError, match=r"state_tensors\(\) returned non-tensor entries \('w': list\)") as err:
+        save_component(comp, tmp_path / "c", "odd")
+    assert "\n" not in str(err.value) and not (tmp_path / "c").exists()
+
+
+def test_what_load_state_raises_is_one_line_naming_the_plugin(data, tmp_path):
+    from avood_core.pipeline.store import load_component, save_component
+
+    save_component(_fitted(_LoadStateRaises, data), tmp_path / "c", "raises")
+    with pytest.raises(ComponentError, match=r"load_state\(\) raised AttributeError: '_LoadStateRaises' object") as err:
+        load_component(tmp_path / "c", registry=_OneClass(_LoadStateRaises))
+    assert "\n" not in str(err.value)

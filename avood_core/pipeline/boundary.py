@@ -296,6 +296,19 @@ def state_scalars(component: Any) -> dict[str, Any]:
     return check_scalars(component, out)
 
 
+def state_tensors(component: Any) -> dict[str, Tensor]:
+    """``component.state_tensors()`` checked: a mapping of names to tensors (what is saved and compared on load)."""
+    with calling(component, "state_tensors()"):
+        out = component.state_tensors()
+    if not isinstance(out, Mapping):
+        refuse(component, "state_tensors()", f"returned a {type(out).__name__}", "return a dict of name -> torch.Tensor")
+    odd = [f"{k!r}: {type(v).__name__}" for k, v in out.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if odd:
+        refuse(component, "state_tensors()", f"returned non-tensor entries ({', '.join(odd[:3])})",
+               "return a dict of name -> torch.Tensor")
+    return dict(out)
+
+
 def selected_params(component: Any) -> dict[str, Any]:
     with calling(component, "selected_params()"):
         out = component.selected_params()

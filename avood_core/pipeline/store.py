@@ -67,16 +67,16 @@ def save_component(component: Component, directory: str | Path, name: str, provi
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in component.state_tensors().items()}
+    from avood_core.pipeline import boundary
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in boundary.state_tensors(component).items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(
             f"{component.kind} '{name}': weights {bad[:3]} hold NaN/inf; not saved to '{directory}'; "
             f"lower the learning rate or change the seed and refit"
         )
-    from avood_core.pipeline.boundary import state_scalars
-
-    scalars = state_scalars(component)  # NumPy scalars as Python numbers; non-JSON values refused
+    scalars = boundary.state_scalars(component)  # NumPy scalars as Python numbers; non-JSON values refused
     bad_scalars = _nan_paths(scalars)
     if bad_scalars:
         raise CheckpointError(
@@ -312,12 +312,16 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
             f"the installed plugin's params changed or the file was edited, refit the component"
         ) from None
     check_finite(tensors, weights)
-    try:
-        component.load_state(config["state"], tensors)
-        declared = component.state_tensors()
-    except (KeyError, RuntimeError, ValueError, TypeError, NotFittedError) as exc:
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); refit the component") from None
+    from avood_core.pipeline import boundary
+
+    with boundary.calling(component, "load_state()"):  # anything else it raises: one line naming the plugin
+        try:  # the usual ways a file that does not fit shows
+            component.load_state(config["state"], tensors)
+        except (KeyError, RuntimeError, ValueError, TypeError, NotFittedError) as exc:
+            detail = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); "
+                                  f"refit the component") from None
+    declared = boundary.state_tensors(component)
     check_declared(declared, tensors, weights, f"{kind} '{name}'")
     component.fitted = True
     return component
