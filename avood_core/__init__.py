@@ -36,7 +36,7 @@ _os.environ.setdefault("MKL_CBWR", "AUTO")
 
 from avood_core import _moved
 
-_moved.install()  # round-1 import paths (avood_core.perf, avood_core.training, ...) keep working
+_moved.install()  # the import paths of 0.1.0 before its subpackages (avood_core.perf, avood_core.training, ...)
 
 try:
     __version__ = version("avood")  # the installed distribution's version (pyproject.toml)

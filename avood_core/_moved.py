@@ -1,4 +1,4 @@
-"""Import paths of round 1 that moved into subpackages keep working (plugins must not break).
+"""Import paths from before the subpackages (avood_core.training, ...) resolve to the moved modules.
 
 avood 0.1's core was ~45 flat modules; they now live in packages that show the data flow
 (``data/`` -> ``pipeline/`` -> ``eval/``; docs/architecture.md). A third-party plugin written

@@ -2,4 +2,4 @@
 
 from avood_core._moved import reexport
 
-__getattr__ = reexport("avood_core.bench", "core")  # round-1 ``from avood_core.bench import ...``
+__getattr__ = reexport("avood_core.bench", "core")  # ``from avood_core.bench import ...`` names the core module's

@@ -2,4 +2,4 @@
 
 from avood_core._moved import reexport
 
-__getattr__ = reexport("avood_core.run", "driver")  # round-1 ``from avood_core.run import ...``
+__getattr__ = reexport("avood_core.run", "driver")  # ``from avood_core.run import ...`` names the core module's

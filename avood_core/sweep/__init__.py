@@ -2,4 +2,4 @@
 
 from avood_core._moved import reexport
 
-__getattr__ = reexport("avood_core.sweep", "core")  # round-1 ``from avood_core.sweep import ...``
+__getattr__ = reexport("avood_core.sweep", "core")  # ``from avood_core.sweep import ...`` names the core module's

@@ -169,7 +169,7 @@ class AVCANet(nn.Module):
         else:
             # index_select, not ``[text_rows]``: the backward of advanced indexing (aten::_index_put_impl_
             # with accumulate) adds the rows of each class with racing threads on CPU, so two same-seed
-            # runs at 2 threads differed in the last bits (issue 12); index_select's backward
+            # runs at 2 threads differed in the last bits; index_select's backward
             # (index_add_) adds them in a fixed order.
             theta_t = self.W_proj[1:](self.W_proj[0](text).index_select(0, text_rows))
         # D runs once per modality (separate BatchNorm statistics per modality, as in AVCA).
