@@ -26,6 +26,7 @@ import pytest
 from avood_core.cli.options import EXIT_ERROR
 
 from test_run_folder_faults import clips, finished  # noqa: F401  (module fixtures: one tiny run with its report)
+from test_run_folder_faults import put  # one named entry of a dict of arrays/tensors replaced
 from tiny_runs import file_digests, reseal
 
 KINDS = ("generator", "detector", "seen", "unseen")
@@ -106,12 +107,6 @@ def first_float(op):
     def change(t: dict) -> None:
         key = next(k for k, v in t.items() if v.is_floating_point())
         t[key] = op(t[key])
-    return change
-
-
-def put(key: str, make):
-    def change(t: dict) -> None:
-        t[key] = make(t)
     return change
 
 
