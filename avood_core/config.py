@@ -18,25 +18,20 @@ config shows every value a run used. Errors name the field path and the fix.
 
 from __future__ import annotations
 
-import json
-import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
-from avood_core.factory import profile_params
-from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded, upper_bound
+from avood_core.factory import DEFAULT_PROFILE, profile_params
+from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
 from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.run.tracking import LoggingConfig
-from avood_core.strict import check_values, valid_keys
-from avood_core.stages import STAGES
+from avood_core.recipe import DEFAULT_COMPONENTS, set_component
+from avood_core.run.tracking import LoggingConfig, resolve_logging
+from avood_core.strict import check_values, format_validation_error
 
 
-_KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
-DEFAULT_COMPONENTS = {s.kind: s.default for s in STAGES}
 
 
 class ComponentSpec(BaseModel):
@@ -84,7 +79,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     profile: Literal["quick", "paper"] = Field(
-        "quick",
+        DEFAULT_PROFILE,
         description="quick: each plugin's reduced epochs (demo, tests; finishes in about a minute on 2 CPU cores); "
         "paper: the plugins' defaults, i.e. the paper's full budgets.",
     )
@@ -118,20 +113,6 @@ class RunConfig(BaseModel):
         return getattr(self, kind)
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
-    """One line: ``field.path: message (got value)`` per error; ``model`` (the validated class) lets a
-    number too large to parse still name the field's limit."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
-        got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-        limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
-        valid = valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
-        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
-                     + (f"; valid keys: {', '.join(valid)}" if valid else ""))
-    return "; ".join(parts)
-
-
 def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Stage 1: the run config's own fields."""
     check_values(RunConfig, data, "", source)
@@ -139,96 +120,6 @@ def validate_config(data: dict[str, Any], source: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {format_validation_error(exc, model=RunConfig)}") from None
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' not found; pass an existing TOML file")
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"config file '{path}' cannot be read ({exc.strerror or exc}); fix its permissions") from None
-
-
-def parse_value(text: str, assignment: str | None = None) -> Any:
-    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string.
-
-    ``assignment`` (the whole ``--set``, for the message): a text holding more than one TOML
-    value (``1\\ndevice = "cuda"``) or a bare string over several lines is a :class:`ConfigError`.
-    """
-    shown = _shown_set(assignment if assignment is not None else text)
-    try:
-        doc = tomllib.loads(f"v = {text}")
-    except tomllib.TOMLDecodeError:
-        if "\n" in text or "\r" in text:
-            raise ConfigError(f"--set {shown}: the value spans several lines; give one value per --set") from None
-        return text
-    if set(doc) != {"v"}:
-        raise ConfigError(
-            f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
-            f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda"
-        )
-    return doc["v"]
-
-
-def _shown_set(assignment: str) -> str:
-    """``assignment`` quoted on one line (newlines escaped)."""
-    return "'" + assignment.replace("\n", "\\n").replace("\r", "\\r") + "'"
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``.
-
-    Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
-    """
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {_shown_set(assignment)}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
-    _put(data, key.strip(), parse_value(raw.strip(), assignment), assignment)
-
-
-def apply_value(data: dict[str, Any], key: str, value: Any) -> None:
-    """Apply one typed override (a CLI option's or a sweep axis' value) at the dotted ``key``: as
-    ``--set key=<value>``, without writing the value as TOML text and parsing it back."""
-    _put(data, key, value, None)
-
-
-def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None) -> None:
-    """Set ``value`` at the dotted ``key`` of ``data``; errors quote ``assignment`` (default: the
-    ``--set`` that ``key`` and ``value`` stand for)."""
-
-    def shown() -> str:
-        return _shown_set(assignment if assignment is not None else f"{key}={json.dumps(value, default=str)}")
-
-    path = key.split(".")
-    if not all(_KEY_PART.fullmatch(p) for p in path):
-        raise ConfigError(
-            f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ and -; "
-            f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
-        )
-    if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
-        path = [path[0], "params", *path[1:]]
-    node = data
-    for part in path[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {shown()}: '{part}' is a value, not a table")
-        node = child
-    node[path[-1]] = value
-
-
-def set_component(data: dict[str, Any], kind: str, name: str) -> None:
-    """Choose the plugin for a slot; its params reset unless the name is unchanged."""
-    current = data.get(kind)
-    if isinstance(current, dict) and current.get("name") == name:
-        return
-    data[kind] = {"name": name, "params": {}}
 
 
 def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
@@ -246,8 +137,6 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
                 f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
             ) from None
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
-    from avood_core.run.tracking import resolve_logging
-
     update["logging"] = resolve_logging(config.logging, registry)
     return config.model_copy(update=update)
 
@@ -305,19 +194,6 @@ def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, so
             own = spec.get("params") or {}
             spec["params"] = {**extra, **own} if isinstance(own, dict) else own
     return validate_config(data, source)
-
-
-def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """``b`` over ``a``; a component table naming another plugin replaces the old one whole."""
-    out = dict(a)
-    for key, value in b.items():
-        old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
-            switched = key in KINDS and "name" in value and value["name"] != old.get("name")
-            out[key] = {"params": {}, **value} if switched else _deep_merge(old, value)
-        else:
-            out[key] = value
-    return out
 
 
 def to_toml(data: dict[str, Any]) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from avood_core.errors import ConfigError
+from avood_core.strict import format_validation_error
 
 if TYPE_CHECKING:
     from avood_core.protocols import Component
 
 Profile = Literal["quick", "paper"]
 PROFILES: tuple[str, ...] = ("quick", "paper")
+DEFAULT_PROFILE = "quick"
 
 
 def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -40,7 +42,6 @@ def create_component(kind: str, name: str, profile: str = "paper", **params: Any
     """
     from pydantic import ValidationError
 
-    from avood_core.config import format_validation_error
     from avood_core.registry import get_registry
 
     cls = get_registry().component_class(kind, name)

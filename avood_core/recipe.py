@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avood_core.config import (
-    DEFAULT_COMPONENTS, RunConfig, _deep_merge, apply_override, apply_value, load_toml, set_component,
-)
-from avood_core.registry import KINDS
+from avood_core.errors import ConfigError
+from avood_core.factory import DEFAULT_PROFILE
+from avood_core.stages import KINDS, STAGES
 
 
 NO_PRESET = "none"  # --preset none: no preset, not even the default one of benchmark data
+DEFAULT_COMPONENTS = {s.kind: s.default for s in STAGES}
+_KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def assemble_recipe(config_file: str | Path | None = None, components: dict[str,
         data = layered(_deep_merge(empty(), copy.deepcopy({**picked.config, "params": picked.params})))
     section = _data_section(data)
     benchmark, dataset = section.get("source") == "benchmark", section.get("dataset")
-    profile = str(data.get("profile", RunConfig.model_fields["profile"].default))
+    profile = str(data.get("profile", DEFAULT_PROFILE))
     warnings = []
     if benchmark and preset_dataset is not None and isinstance(dataset, str) and preset_dataset != dataset:
         warnings.append(f"preset '{chosen}' holds {preset_dataset}'s hyperparameters (paper §4.2) but the data is "
@@ -119,3 +122,106 @@ def _chosen_preset(preset: str | None, has_file: bool, has_base: bool, section: 
     if dataset not in preset_names():
         return None, f"no preset named '{dataset}'"
     return dataset, f"the default of --dataset {dataset} on benchmark data"
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found; pass an existing TOML file")
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read ({exc.strerror or exc}); fix its permissions") from None
+
+
+def parse_value(text: str, assignment: str | None = None) -> Any:
+    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string.
+
+    ``assignment`` (the whole ``--set``, for the message): a text holding more than one TOML
+    value (``1\\ndevice = "cuda"``) or a bare string over several lines is a :class:`ConfigError`.
+    """
+    shown = _shown_set(assignment if assignment is not None else text)
+    try:
+        doc = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        if "\n" in text or "\r" in text:
+            raise ConfigError(f"--set {shown}: the value spans several lines; give one value per --set") from None
+        return text
+    if set(doc) != {"v"}:
+        raise ConfigError(
+            f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
+            f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda"
+        )
+    return doc["v"]
+
+
+def _shown_set(assignment: str) -> str:
+    """``assignment`` quoted on one line (newlines escaped)."""
+    return "'" + assignment.replace("\n", "\\n").replace("\r", "\\r") + "'"
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``.
+
+    Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
+    """
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {_shown_set(assignment)}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
+    _put(data, key.strip(), parse_value(raw.strip(), assignment), assignment)
+
+
+def apply_value(data: dict[str, Any], key: str, value: Any) -> None:
+    """Apply one typed override (a CLI option's or a sweep axis' value) at the dotted ``key``: as
+    ``--set key=<value>``, without writing the value as TOML text and parsing it back."""
+    _put(data, key, value, None)
+
+
+def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None) -> None:
+    """Set ``value`` at the dotted ``key`` of ``data``; errors quote ``assignment`` (default: the
+    ``--set`` that ``key`` and ``value`` stand for)."""
+
+    def shown() -> str:
+        return _shown_set(assignment if assignment is not None else f"{key}={json.dumps(value, default=str)}")
+
+    path = key.split(".")
+    if not all(_KEY_PART.fullmatch(p) for p in path):
+        raise ConfigError(
+            f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ and -; "
+            f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
+        )
+    if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
+        path = [path[0], "params", *path[1:]]
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {shown()}: '{part}' is a value, not a table")
+        node = child
+    node[path[-1]] = value
+
+
+def set_component(data: dict[str, Any], kind: str, name: str) -> None:
+    """Choose the plugin for a slot; its params reset unless the name is unchanged."""
+    current = data.get(kind)
+    if isinstance(current, dict) and current.get("name") == name:
+        return
+    data[kind] = {"name": name, "params": {}}
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``b`` over ``a``; a component table naming another plugin replaces the old one whole."""
+    out = dict(a)
+    for key, value in b.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            switched = key in KINDS and "name" in value and value["name"] != old.get("name")
+            out[key] = {"params": {}, **value} if switched else _deep_merge(old, value)
+        else:
+            out[key] = value
+    return out

@@ -15,9 +15,10 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from avood_core.errors import ConfigError
+from avood_core.limits import upper_bound
 
 
 def valid_keys(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
@@ -85,3 +86,17 @@ def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) ->
         field = model.model_fields.get(key)
         if field is not None:
             check(field.annotation, value, f"{prefix}{key}")
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line: ``field.path: message (got value)`` per error; ``model`` (the validated class) lets a
+    number too large to parse still name the field's limit."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
+        got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+        limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
+        valid = valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
+                     + (f"; valid keys: {', '.join(valid)}" if valid else ""))
+    return "; ".join(parts)

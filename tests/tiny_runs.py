@@ -78,7 +78,8 @@ def reseal(run: Path) -> None:
 
 def run_task(run_dir: Path):
     """The task a run folder reports on, rebuilt from its config.toml."""
-    from avood_core.config import load_toml, validate_config
+    from avood_core.config import validate_config
+    from avood_core.recipe import load_toml
     from avood_core.run.driver import build_task
 
     return build_task(validate_config(load_toml(Path(run_dir) / "config.toml")))

@@ -16,7 +16,7 @@ from avood_core.eval.bootstrap import bootstrap_intervals
 from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
 from avood_core.util.json_read import read_json
 from avood_core.limits import SEED_MAX, SEED_MIN
-from avood_core.util.paths import RUN_WRITES, check_output_dir, contained_tree
+from avood_core.util.paths import check_output_dir, contained_tree
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.run.fitting import (  # noqa: F401  (also imported from here by ablate, bench, sweep, tests)
     FitOptions, RunTasks, apply_selections, build_pipeline, build_task, build_tasks, fit_hashes, fit_stage,
@@ -88,7 +88,7 @@ def execute(
     """
     import contextlib
 
-    from avood_core.run.folder import check_resume, describe_differences, lock
+    from avood_core.run.folder import WRITES, check_resume, describe_differences, lock
     from avood_core.run.tracking import RunSession, make_loggers
     from avood_core.train.loops import resolve_device, run_threads
 
@@ -117,7 +117,7 @@ def execute(
             run_dir.mkdir(parents=True, exist_ok=True)
         if run_dir != source:
             held.enter_context(lock(run_dir, "run"))
-        contained_tree(run_dir, RUN_WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
+        contained_tree(run_dir, WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
         on_run_dir(run_dir)
         if source is not None and run_dir != source:
             echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "

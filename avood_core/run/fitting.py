@@ -214,7 +214,7 @@ def apply_selections(config: RunConfig, pipeline: "Pipeline") -> tuple[RunConfig
     """
     from pydantic import ValidationError
 
-    from avood_core.config import format_validation_error
+    from avood_core.strict import format_validation_error
     from avood_core.pipeline.boundary import selected_params
 
     selected = {k: selected_params(c) for k, c in pipeline.components.items()}

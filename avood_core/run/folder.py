@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from avood_core.errors import AvoodError
+from avood_core.stages import KINDS
 
 LOCK_NAME = ".avood.lock"
+
+WRITES = tuple(f"{stage}{rel}" for stage in ("", "stage1/") for rel in
+               ("components", *(f"components/{kind}" for kind in KINDS), "metrics", "figures")) + ("stage1",)
+"""The folders avood writes into inside a run folder (``avood run``, ``--resume``, ``avood report``)."""
 
 RESERVED = frozenset({
     "config.toml", "config.stage2.toml", "components", "stage1", "pipeline.json", "task.safetensors",
@@ -158,7 +163,8 @@ def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
     Differences without ``allow_changes`` are a :class:`ConfigError`: resuming would refit the
     run's components over its own files (its results would be lost).
     """
-    from avood_core.config import load_toml, resolve, validate_config
+    from avood_core.config import resolve, validate_config
+    from avood_core.recipe import load_toml
     from avood_core.errors import ConfigError
 
     saved_path = run_dir / "config.toml"

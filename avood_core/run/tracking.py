@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import ConfigError, PluginError
+from avood_core.strict import format_validation_error
 
 
 class LoggingConfig(BaseModel):
@@ -99,8 +100,6 @@ def resolve_logging(logging: LoggingConfig, registry) -> LoggingConfig:
         try:
             resolved[name] = cls.Params.model_validate(given).model_dump(mode="json")
         except ValidationError as exc:
-            from avood_core.config import format_validation_error
-
             raise ConfigError(f"config: {format_validation_error(exc, f'logging.{name}')} (logger '{name}')") from None
     for name, value in extra.items():
         resolved.setdefault(name, value)

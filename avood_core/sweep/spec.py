@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from avood_core.config import RunConfig, assemble_config, finalize_config, format_validation_error, resolve
+from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
+from avood_core.strict import format_validation_error
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
@@ -249,7 +250,7 @@ def spec_hash(trials: list[Trial]) -> str:
 
 def parse_axis(text: str) -> tuple[str, list[Any]]:
     """``--axis KEY=V1,V2`` or ``--axis 'KEY=[v1, v2]'`` (values read as TOML, else strings)."""
-    from avood_core.config import parse_value
+    from avood_core.recipe import parse_value
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or not raw.strip():

@@ -83,9 +83,9 @@ from avood_core.testing.checks import (
     check_save_load,
     check_score_direction,
 )
-from avood_core.testing.contract import CheckResult, ComponentContract, ConformanceReport, check_component
+from avood_core.testing.contract import ComponentContract, check_component
 from avood_core.testing.data import KIT_SPEC, KitData, make_context, make_kit_data, torch_threads
-from avood_core.testing.errors import ConformanceError
+from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport
 from avood_core.testing.fusion import FUSION_CHECKS, check_fusion
 from avood_core.testing.fitting import N_PER_CLASS, bind, component_outputs, fit_component, kit_params
 from avood_core.testing.standins import (

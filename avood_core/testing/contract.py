@@ -4,9 +4,6 @@ base class :class:`ComponentContract`."""
 from __future__ import annotations
 
 import time
-import traceback
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
@@ -17,56 +14,8 @@ from avood_core.task import AVGZSLTask
 from avood_core.testing import checks as kit_checks
 from avood_core.testing.checks import CHECKS
 from avood_core.testing.data import KitData, _as_kit_data, torch_threads
-from avood_core.testing.errors import ConformanceError, _expect
+from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport, _error_text, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
-
-
-@dataclass
-class CheckResult:
-    status: str  # "passed", "failed" or "skipped"
-    message: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class ConformanceReport:
-    """The outcome of :func:`check_component`: one :class:`CheckResult` per name in :data:`CHECKS`."""
-
-    component: str
-    kind: str | None
-    params: dict[str, Any]
-    results: dict[str, CheckResult] = field(default_factory=dict)
-    fitted: Component | None = field(default=None, repr=False)
-    outputs: dict[str, Tensor] = field(default_factory=dict, repr=False)
-    dependencies: dict[str, Component] = field(default_factory=dict, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status != "failed" for r in self.results.values())
-
-    @property
-    def failures(self) -> dict[str, str]:
-        return {k: r.message for k, r in self.results.items() if r.status == "failed"}
-
-    def assert_ok(self, check: str | None = None) -> None:
-        """Raise :class:`ConformanceError` for the failed check (or any failed check)."""
-        failed = self.failures if check is None else {k: v for k, v in self.failures.items() if k == check}
-        if failed:
-            raise ConformanceError(f"{self.component} ({self.kind}) fails the conformance kit:\n"
-                                   + "\n".join(f"  [{k}] {v}" for k, v in failed.items()))
-
-    def __str__(self) -> str:
-        lines = [f"{self.component} ({self.kind}), params {self.params}:"]
-        lines += [f"  {k:16s} {r.status:8s} {r.seconds:6.2f}s  {r.message}".rstrip() for k, r in self.results.items()]
-        return "\n".join(lines)
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, ConformanceError):
-        return str(exc)
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    return f"raised {type(exc).__name__}: {exc}{where}"
 
 
 def check_component(

@@ -34,9 +34,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 from avood_core.errors import AvoodError
-from avood_core.testing.contract import CheckResult, ConformanceReport
 from avood_core.testing.data import torch_threads
-from avood_core.testing.errors import _expect, _fail
+from avood_core.testing.errors import CheckResult, ConformanceReport, _error_text, _expect, _fail
 
 FUSION_CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "gradients", "modalities", "save_load", "determinism")
 DIMS = (16, 16)
@@ -182,8 +181,6 @@ def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: in
             try:
                 fn()
             except Exception as exc:
-                from avood_core.testing.contract import _error_text
-
                 report.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
                 continue
             report.results[check] = CheckResult("passed", "", time.perf_counter() - start)

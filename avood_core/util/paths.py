@@ -13,7 +13,6 @@ import stat
 from pathlib import Path
 
 from avood_core.errors import AvoodError
-from avood_core.stages import KINDS
 
 
 def check_output_dir(path: str | os.PathLike, option: str) -> Path:
@@ -98,11 +97,6 @@ def contained(root: str | os.PathLike, rel: str | os.PathLike, what: str) -> Pat
     if not path.resolve().is_relative_to(real_root):
         raise AvoodError(f"'{path}' leads outside '{root}'; avood writes {what} only inside it")
     return path
-
-
-RUN_WRITES = tuple(f"{stage}{rel}" for stage in ("", "stage1/") for rel in
-                   ("components", *(f"components/{kind}" for kind in KINDS), "metrics", "figures")) + ("stage1",)
-"""The folders avood writes into inside a run folder (``avood run``, ``--resume``, ``avood report``)."""
 
 
 def contained_tree(root: str | os.PathLike, rels: tuple[str, ...], what: str) -> None:
