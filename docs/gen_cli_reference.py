@@ -55,16 +55,8 @@ reuse it on a rerun), `--output` is `predict`'s output file, `-q`/`--quiet` sile
 `--device` is `auto` unless given (`bench` measures on `cpu`), `--profile` always `quick`/`paper`, `--seed`
 the run's seed and `--data-seed` a synthetic tree's, `--data-scale` the clips-per-class factor,
 `--dataset` one of `ucf`/`activitynet`/`vggsound` (repeatable in `bench`), `--seeds`, `--set`
-and `--logger` repeat. Options with a fixed set of values accept only those. The old spellings
-still work for this release (with a note on stderr) but are hidden: {aliases}.
+and `--logger` repeat. Options with a fixed set of values accept only those.
 """
-
-ALIASES = {
-    "avood bench --datasets a,b": "--dataset a --dataset b", "avood bench --out": "--output-dir",
-    "avood bench --tree-seed": "--data-seed", "avood bench --profile": "--torch-profile",
-    "avood data synth --like": "--dataset", "avood data synth --scale": "--data-scale",
-    "avood data synth --seed": "--data-seed",
-}
 
 _SIMPLE = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
 
@@ -192,11 +184,10 @@ def render() -> str:
     from avood_core.cli.jsonio import JSON_KEYS
 
     keys = "\n".join(f"- `avood {cmd} --json`: " + ", ".join(f"`{k}`" for k in ks) for cmd, ks in JSON_KEYS.items())
-    aliases = "; ".join(f"`{old}` is `{new}`" for old, new in ALIASES.items())
     from avood_core.cli.options import EXIT_CODES
 
     codes = "\n".join(f"| {code} | {cell(text)} |" for code, text in EXIT_CODES.items())
-    lines = [HEADER.format(json_keys=keys, aliases=aliases, exit_codes=codes)]
+    lines = [HEADER.format(json_keys=keys, exit_codes=codes)]
     lines += command_lines(["avood"], command, ctx_cls, None, 2)
     return "\n".join(lines).rstrip() + "\n"
 

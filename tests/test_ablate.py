@@ -105,9 +105,9 @@ def test_gates_fit_the_classifiers_once(embedded):
 
 def test_gate_row_equals_avood_run(embedded, tmp_path):
     """The entropy row is fitted exactly as ``avood run`` fits the same config."""
-    from avood_core.run.driver import execute
+    from avood_core.run.driver import RunOptions, execute
 
-    run = execute(finalize_config(_data(tmp_path)), quiet=True, echo=lambda m: None, report=False)
+    run = execute(finalize_config(_data(tmp_path)), RunOptions(report=False, quiet=True, echo=lambda m: None))
     row = embedded["gates"].results["rows"][2]
     assert row["metrics"]["HM"] == run.results["metrics"]["HM"]
     assert row["metrics"]["gate"]["AUROC"] == run.results["metrics"]["gate"]["AUROC"]

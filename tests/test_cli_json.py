@@ -130,7 +130,7 @@ def test_fixed_value_options_are_choices(args):
 
 
 def test_one_meaning_per_option_name():
-    """-o/--output-dir is a folder wherever it appears; --profile is always quick/paper; old spellings are hidden."""
+    """-o/--output-dir is a folder wherever it appears; --profile is always quick/paper; no old spelling is left."""
     import typer.main
 
     seen: dict[str, set[str]] = {}
@@ -139,7 +139,7 @@ def test_one_meaning_per_option_name():
         for sub in getattr(cmd, "commands", {}).values():
             walk(sub)
         for p in cmd.params:
-            if p.param_type_name == "option" and not p.hidden:
+            if p.param_type_name == "option":
                 for opt in p.opts:
                     seen.setdefault(opt, set()).add(p.name)
 

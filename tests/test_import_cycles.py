@@ -22,9 +22,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
                   "run.files", "run.tracking")),
     ("config", ("config", "factory", "presets", "recipe")),
-    ("pipeline", ("pipeline", "testing", "eval", "run.folder", "run.cache", "run.interrupted", "run.executor")),
+    ("pipeline", ("pipeline", "testing", "eval", "run.folder", "run.cache", "run.interrupted")),
+    ("executor", ("executor",)),
     ("run", ("run",)),
-    ("experiments", ("sweep", "eval.ablate", "eval.ablate_fusion", "eval.ablate_seeds", "eval.ablate_table1",
+    ("experiments", ("sweep", "eval.ablate", "eval.ablate_seeds", "eval.ablate_table1",
                      "bench")),
     ("cli", ("cli",)),
 )

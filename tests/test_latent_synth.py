@@ -149,7 +149,7 @@ def test_data_synth_knobs_reach_the_tree(tmp_path):
 
     from avood_core.cli.commands import app
 
-    out = CliRunner().invoke(app, ["data", "synth", str(tmp_path), "--like", "ucf", "--scale", "0.1", "--audio-dim", "8",
+    out = CliRunner().invoke(app, ["data", "synth", str(tmp_path), "--dataset", "ucf", "--data-scale", "0.1", "--audio-dim", "8",
                                    "--video-dim", "8", "--no-caches", "--seen-acc", "70", "--zsl-acc", "40"])
     assert out.exit_code == 0, out.output
     assert "calibrated to seen 70.00 / ZSL 40.00 %" in out.output and "probes reached" in out.output

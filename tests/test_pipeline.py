@@ -61,7 +61,7 @@ def test_a_selection_its_params_reject_is_a_one_line_config_error():
 
     from avood_core.config import build_config, resolve
     from avood_core.errors import ConfigError
-    from avood_core.run.driver import apply_selections, build_pipeline
+    from avood_core.run.fitting import apply_selections, build_pipeline
 
     config = resolve(build_config(overrides=['device="cpu"']))
     pipe = build_pipeline(config)

@@ -16,7 +16,7 @@ from avood_core.errors import AvoodError
 from avood_core.util.io import atomic_write_json, atomic_write_text
 from avood_core.pipeline import Pipeline
 from avood_core.eval.report import save_tsne, seeds_section, write_report
-from avood_core.run.driver import save_outputs
+from avood_core.run.folder import save_outputs
 
 from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator, RidgeUnseen
 

@@ -39,7 +39,7 @@ def test_val_mean_under_the_protocol_runs_stage1_and_carries_a_quantile(tmp_path
 def test_stage1_decision_per_component(tree):
     from avood_core.config import resolve
     from avood_core.registry import get_registry
-    from avood_core.run.driver import build_tasks, stage1_decision
+    from avood_core.run.fitting import build_tasks, stage1_decision
 
     registry = get_registry()
     config = resolve(tiny_config(".", *tree), registry)

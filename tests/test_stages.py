@@ -91,7 +91,7 @@ def test_pipeline_fits_in_table_order_with_table_inputs(tiny_task):
 def test_fit_hashes_follow_the_table(tiny_task):
     from avood_core.config import resolve
     from avood_core.registry import get_registry
-    from avood_core.run.driver import build_pipeline, fit_hashes
+    from avood_core.run.fitting import build_pipeline, fit_hashes
     from tiny_runs import tiny_config
 
     registry = get_registry()

@@ -265,7 +265,7 @@ def test_ablate_seeds_cells_use_the_same_interval():
 
 def test_printed_summary_shows_intervals_and_n():
     from avood_core.eval.report import seeds_section
-    from avood_core.run.driver import format_summary
+    from avood_core.cli.jsonio import format_summary
 
     out = outputs(np.random.default_rng(8))
     m = scores_from_outputs({k: __import__("torch").as_tensor(v) for k, v in out.items()})

@@ -164,10 +164,10 @@ def test_cli_sweep_failed_trial_exits_1_names_it_and_logs(tmp_path, monkeypatch,
 def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
     from tiny_runs import tiny_config
 
-    from avood_core.run.driver import execute_seeds
+    from avood_core.run.driver import RunOptions, execute_seeds
 
-    result = execute_seeds(tiny_config(tmp_path), [0, 1], quiet=True, echo=lambda m: None, report=False,
-                           max_parallel=2)
+    options = RunOptions(report=False, quiet=True, echo=lambda m: None)
+    result = execute_seeds(tiny_config(tmp_path), [0, 1], options, max_parallel=2)
     section = result.results["seeds"]
     assert section["seeds"] == [0, 1]
     for seed in (0, 1):

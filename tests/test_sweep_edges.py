@@ -176,9 +176,9 @@ def test_ray_joins_the_cluster_of_ray_address(ray_cluster, tmp_path, monkeypatch
 def test_ray_start_failure_and_slow_start_are_one_line(monkeypatch):
     """Any failure of ray.init is one line, and a start that hangs is cut at the bound."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'avood[ray]')")
-    from avood_core.sweep.engines import RayEngine
+    from avood_core.executor.engines import RayEngine
 
-    from avood_core.sweep.engines import _last_ray_start
+    from avood_core.executor.engines import _last_ray_start
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda temp_dir: f"127.0.0.1:{_free_port()}")
@@ -207,7 +207,7 @@ def test_ray_joins_the_cluster_of_the_last_ray_start(ray_cluster, monkeypatch):
     """No $RAY_ADDRESS: the cluster the last `ray start` here recorded is joined with its own resources."""
     import ray
 
-    from avood_core.sweep.engines import RayEngine
+    from avood_core.executor.engines import RayEngine
 
     address, _ = ray_cluster
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

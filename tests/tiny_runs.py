@@ -33,10 +33,10 @@ def tiny_config(output_dir: Path, *extra: str):
 def tiny_run(output_dir: Path, *extra: str, echo=lambda m: None, resume: Path | None = None,
              allow_changes: bool = False):
     """``execute`` a tiny config (no report); returns the RunResult."""
-    from avood_core.run.driver import execute
+    from avood_core.run.driver import RunOptions, execute
 
-    return execute(tiny_config(output_dir, *extra), quiet=True, echo=echo, resume=resume, report=False,
-                   allow_changes=allow_changes)
+    options = RunOptions(report=False, quiet=True, echo=echo, resume=resume, allow_changes=allow_changes)
+    return execute(tiny_config(output_dir, *extra), options)
 
 
 def file_digests(folder: Path) -> dict[str, str]:
@@ -80,7 +80,7 @@ def run_task(run_dir: Path):
     """The task a run folder reports on, rebuilt from its config.toml."""
     from avood_core.config import validate_config
     from avood_core.recipe import load_toml
-    from avood_core.run.driver import build_task
+    from avood_core.run.fitting import build_task
 
     return build_task(validate_config(load_toml(Path(run_dir) / "config.toml")))
 

@@ -208,7 +208,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     """Write or reuse the tree, fit the pipeline stage by stage under the meter, return the record."""
     import torch
 
-    from avood_core.run.driver import apply_selections, build_pipeline, build_tasks
+    from avood_core.run.fitting import apply_selections, build_pipeline, build_tasks
     from avood_core.train.loops import resolve_device
 
     root, tree = tree_for(dataset, opts, log)

@@ -42,7 +42,7 @@ def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Opti
     (results = the run folder's results.json); the run folder line on stderr."""
     from avood_core.config import finalize_config, resolve
     from avood_core.eval.ablate import run_ablation
-    from avood_core.run.driver import OUTPUT_OPTION
+    from avood_core.run.folder import OUTPUT_OPTION
     from avood_core.util.paths import check_output_dir
 
     echo = lambda m: typer.echo(m, err=True)  # noqa: E731

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import typer
 
-from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick, split_list, status
+from avood_core.cli.jsonio import JSON_OPTION, emit, split_list, status
 from avood_core.cli.options import QUIET_OPTION, at_least
 from avood_core.errors import AvoodError
 
@@ -43,10 +43,6 @@ def bench(
         "the AVOOD_SPLITS environment variable, else generated class names and text vectors."),
     as_json: bool = JSON_OPTION,
     quiet: bool = QUIET_OPTION,
-    datasets_old: Optional[str] = alias("--datasets", "--dataset"),
-    out_old: Optional[Path] = alias("--out", "--output-dir"),
-    tree_seed_old: Optional[int] = alias("--tree-seed", "--data-seed"),
-    profile_old: Optional[bool] = alias("--profile", "--torch-profile"),
 ) -> None:
     """Run the full pipeline with the paper presets and report per stage: wall, CPU, steps/s, samples/s, peak RSS.
 
@@ -55,14 +51,12 @@ def bench(
 
     if dataset and not split_list(dataset):
         raise AvoodError("--dataset '': give ucf, activitynet or vggsound (or leave --dataset out for all three)")
-    names = pick(split_list(dataset), split_list([datasets_old]) if datasets_old else [], "--dataset", "--datasets")
-    out = pick(output_dir, out_old, "--output-dir", "--out") or Path("bench")
-    tree_seed = pick(data_seed, tree_seed_old, "--data-seed", "--tree-seed") or 0
-    profile = bool(pick(torch_profile or None, profile_old or None, "--torch-profile", "--profile"))
+    names = split_list(dataset)
+    out = output_dir or Path("bench")
     opts = BenchOptions(
         datasets=[d.lower() for d in names] or ["ucf", "activitynet", "vggsound"], out=out, epochs_scale=epochs_scale,
-        device=device, data_scale=data_scale, seed=seed, tree_seed=tree_seed, stages=stages, threads=threads, jobs=jobs,
-        precision=precision, overrides=list(sets or []), splits_dir=splits, generated=generated, profile=profile,
+        device=device, data_scale=data_scale, seed=seed, tree_seed=data_seed or 0, stages=stages, threads=threads, jobs=jobs,
+        precision=precision, overrides=list(sets or []), splits_dir=splits, generated=generated, profile=torch_profile,
     )
     result = run_bench(opts, log=(lambda m: None) if quiet else status)
     if as_json:

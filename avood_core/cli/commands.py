@@ -12,7 +12,7 @@ import typer
 
 from avood_core.cli.ablate import ablate_app
 from avood_core.cli.data import data_app
-from avood_core.cli.jsonio import JSON_OPTION, emit, int_list, seeds_option, status
+from avood_core.cli.jsonio import JSON_OPTION, emit, format_summary, int_list, seeds_option, status
 from avood_core.cli.options import (DEVICE_OPTION, EXIT_ERROR, EXIT_INTERRUPTED, QUIET_OPTION, ConfigOptions, Dataset,
                                     Engine, announce, at_least, config_options, new_app, option)
 from avood_core.cli.sweep import ADDRESS_OPTION, ENGINE_OPTION, MAX_PARALLEL_OPTION, sweep
@@ -70,12 +70,8 @@ def run(
     if resume is not None and opts.output_dir is None:
         opts.output_dir = resume.parent  # where --allow-changes puts the new run folder
     cfg, recipe = opts.build_recipe()
-    from avood_core.registry import get_registry
-    from avood_core.config import resolve
-    from avood_core.run.driver import execute, execute_seeds, format_summary
+    from avood_core.run.driver import RunOptions, execute, execute_seeds
 
-    resolve(cfg, get_registry())  # fail fast on bad names/params before any work
-    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
     run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
 
     def started(run_dir: Path) -> None:
@@ -84,16 +80,15 @@ def run(
         if not run_dirs:
             announce(recipe, quiet)
         run_dirs.append(run_dir)
+    options = RunOptions(report=report, tsne_cap=tsne_cap, quiet=quiet, echo=status, resume=resume,
+                         allow_changes=allow_changes, recipe=recipe.as_dict(), on_run_dir=started)
     try:
         if seeds:
             if resume is not None:
                 raise AvoodError("--seeds and --resume cannot be combined; resume one seed's folder")
-            result = execute_seeds(cfg, int_list(seeds, "--seeds"), quiet=quiet, echo=echo, report=report,
-                                   tsne_cap=tsne_cap, on_run_dir=started, engine=engine,
-                                   max_parallel=max_parallel, address=address, recipe=recipe.as_dict())
+            result = execute_seeds(cfg, int_list(seeds, "--seeds"), options, engine, max_parallel, address)
         else:
-            result = execute(cfg, quiet=quiet, echo=echo, resume=resume, report=report, tsne_cap=tsne_cap,
-                             allow_changes=allow_changes, on_run_dir=started, recipe=recipe.as_dict())
+            result = execute(cfg, options)
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         from avood_core.run.interrupted import interrupted_message
 
@@ -185,7 +180,7 @@ def evaluate(
 
     --json: {"run_dir", "metrics"} (metrics as in results.json)."""
     from avood_core.pipeline import Pipeline
-    from avood_core.run.driver import build_task, format_summary
+    from avood_core.run.fitting import build_task
     from avood_core.train.loops import resolve_device
 
     pipeline = Pipeline.load(run_dir).to(resolve_device(device))

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 import typer
 
-from avood_core.cli.jsonio import JSON_OPTION, alias, emit, pick
+from avood_core.cli.jsonio import JSON_OPTION, emit
 from avood_core.cli.options import Dataset, new_app
 from avood_core.errors import DataError
 
@@ -25,9 +25,6 @@ def synth(
     dataset: Optional[Dataset] = typer.Option(None, "--dataset", help="The dataset whose format and size to copy (required)."),
     data_scale: Optional[float] = typer.Option(None, "--data-scale", help="Clips per class times this (at least 1 per class; default 1)."),
     data_seed: Optional[int] = typer.Option(None, "--data-seed", help="Random seed of names, counts and features (default 0)."),
-    like: Optional[Dataset] = alias("--like", "--dataset"),
-    scale: Optional[float] = alias("--scale", "--data-scale"),
-    seed: Optional[int] = alias("--seed", "--data-seed"),
     splits: Optional[Path] = typer.Option(
         None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the shared avgzsl folder)."
     ),
@@ -46,13 +43,10 @@ def synth(
     """Write a complete tree in the download's exact format, with learnable synthetic features."""
     from avood_core.data import write_synthetic_tree
 
-    dataset = pick(dataset, like, "--dataset", "--like")
     if dataset is None:
         raise typer.BadParameter("give the dataset to imitate, e.g. --dataset ucf", param_hint="--dataset")
-    scale = pick(data_scale, scale, "--data-scale", "--scale")
-    seed = pick(data_seed, seed, "--data-seed", "--seed")
     report = write_synthetic_tree(
-        out, dataset, scale=1.0 if scale is None else scale, seed=seed or 0, splits_dir=splits, features=features,
+        out, dataset, scale=1.0 if data_scale is None else data_scale, seed=data_seed or 0, splits_dir=splits, features=features,
         audio_dim=audio_dim, video_dim=video_dim, caches=caches, overwrite=overwrite,
         seen_acc=seen_acc, zsl_acc=zsl_acc,
     )

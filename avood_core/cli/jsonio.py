@@ -1,4 +1,4 @@
-"""Scriptable output shared by the ``avood`` commands: ``--json``, status lines on stderr, aliases.
+"""Output shared by the ``avood`` commands: ``--json``, status lines on stderr, a run's summary.
 
 With ``--json`` a command prints exactly one JSON document on stdout (:func:`emit`); everything
 else (progress bars, log lines, "run folder: ...", "wrote ...") goes to stderr (:func:`status`),
@@ -83,18 +83,37 @@ def seeds_option(help: str) -> Any:
     return typer.Option(None, "--seeds", help=f"Seeds, repeated or comma-separated (--seeds 0,1,2): {help}")
 
 
-def alias(name: str, target: str, **kwargs: Any) -> Any:
-    """A hidden option spelled ``name``: an old spelling of ``target`` kept for one release."""
-    return typer.Option(kwargs.pop("default", None), name, hidden=True, help=f"Old spelling of {target}.", **kwargs)
+def format_summary(results: dict) -> str:
+    """The headline numbers as a short plain-text table: one run with its 95 % bootstrap intervals
+    (``HM 30.31 [27.9, 32.6]``), several seeds as mean ± std [95 % t interval of the mean] (n)."""
+    from avood_core.eval.bootstrap import format_metric
+    from avood_core.eval.report import seed_stats
+    from avood_core.eval.stats import format_interval
 
-
-def pick(new: Any, old: Any, new_name: str, old_name: str) -> Any:
-    """The value of an option given by its new or its old (hidden) spelling; both: an error."""
-    from avood_core.errors import AvoodError
-
-    if old is not None and old != [] and new is not None and new != []:
-        raise AvoodError(f"{old_name} is the old spelling of {new_name}; give only {new_name}")
-    if old is not None and old != []:
-        status(f"avood: note: {old_name} is now {new_name}; the old spelling goes away in a later release")
-        return old
-    return new
+    if "seeds" in results:
+        sec = results["seeds"]
+        head = "\n".join(f"  {name:11s}{format_interval(seed_stats(sec, k))}"
+                         for name, k in (("S", "S"), ("U", "U"), ("HM", "HM"), ("ZSL", "ZSL"), ("gate AUROC", "gate.AUROC"))
+                         if seed_stats(sec, k)["mean"] is not None)
+        base = sec["mean"]["baseline_no_gate"]
+        what = "mean ± std [95 % t interval of the mean] (n seeds)" if len(sec["seeds"]) > 1 else "one seed (n = 1)"
+        return (f"over seeds {sec['seeds']}: {what}\n{head}\n"
+                f"unseen clf alone, no gate (mean): S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
+    m = results["metrics"]
+    ci = results.get("metrics_ci") or {}
+    b = m["baseline_no_gate"]
+    g = m["gate"]
+    cell = lambda value, key=None: format_metric(value, ci.get(key) if key else None)  # noqa: E731
+    rows = [
+        ("AV-OOD (gated)", *(cell(m[k], k) for k in ("S", "U", "HM"))),
+        ("unseen clf alone, no gate", *(cell(b[k]) for k in ("S", "U", "HM"))),
+    ]
+    width = max(8, *(len(c) + 2 for r in rows for c in r[1:]))
+    out = [f"{'':28s}" + "".join(f"{k:>{width}s}" for k in ("S", "U", "HM"))]
+    out += [f"{name:28s}" + "".join(f"{c:>{width}s}" for c in cells) for name, *cells in rows]
+    out.append(f"ZSL {cell(m['ZSL'], 'ZSL')}   seen clf acc {m['seen_classifier_acc']:.2f}   "
+               f"gate AUROC {cell(g['AUROC'], 'AUROC')}  TPR {g['TPR']:.2f}  FPR {g['FPR']:.2f}  "
+               f"threshold {g['threshold']:.4g}")
+    if ci:
+        out.append(f"[ ]: {100 * ci['level']:.0f} % {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}")
+    return "\n".join(out)

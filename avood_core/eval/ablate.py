@@ -15,8 +15,13 @@
 * ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms`` set to L⁺ only,
   L⁺ + L⁻trip, L⁺ + L⁻rec, L⁺ + L⁻reg and L⁺ + L⁻ (the paper); generator, gate and seen
   classifier fitted once. Columns: UC_acc and HM (at the gate's own threshold).
-* ``fusion`` — Fig. 1's fusion axis: the paper's configuration, then one row per stage × fusion
-  plugin (:mod:`avood_core.eval.ablate_fusion`). Columns: S, U, HM, ZSL and the gate's AUC.
+* ``fusion`` — Fig. 1's fusion axis ("Fusion 1-5"; the paper fixes ``a ⊕ v`` for the generator,
+  gate and seen classifier and cross-attention in the unseen classifier, Fig. 2): the paper's
+  configuration, then one row per stage × built-in fusion (:data:`STAGE_FUSIONS`; ``mean`` and
+  ``sum`` need equal audio and video dims; a generator models a splittable fusion only, and the
+  gate follows it, since it trains on what the generator synthesizes; the unseen classifier's
+  embedding network takes only ``cross_attention``, so it has no row). Columns: S, U, HM, ZSL
+  and the gate's AUC.
 * ``table1`` — Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking over all classes, the AVCA
   protocol), AV-OOD, and AV-OOD with each baseline as its unseen classifier; S, U, HM, ZSL, the
   paper's figures beside them (:mod:`avood_core.eval.ablate_table1`).
@@ -39,29 +44,35 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from avood_core import __version__
-from avood_core.eval import ablate_fusion as fusion
-from avood_core.eval import ablate_table1 as table1
 from avood_core.config import RunConfig, finalize_config, resolve, to_toml
 from avood_core.errors import AvoodError
-from avood_core.util.io import atomic_write_json, atomic_write_text
+from avood_core.eval import ablate_table1 as table1
+from avood_core.eval.ablate_table1 import Row
 from avood_core.registry import KINDS, Registry, get_registry
+from avood_core.util.io import atomic_write_json, atomic_write_text
+
+STAGE_FUSIONS: dict[str, tuple[str, ...]] = {
+    "detector": ("audio", "video", "mean", "sum", "gated", "cross_attention"),
+    "seen": ("audio", "video", "mean", "sum", "gated", "cross_attention"),
+    "generator": ("audio", "video"),
+}
 
 
-@dataclass(frozen=True)
-class Row:
-    """One table row: plugins put in some slots and param updates of some slots."""
-
-    label: str
-    swap: dict[str, str] = field(default_factory=dict)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    calibrated: bool = False
-    """Report the calibrated-stacking gate's argmin over all classes (AVCA protocol), not the routed pipeline."""
+def fusion_rows() -> tuple[Row, ...]:
+    """The paper's configuration, then one row per stage × fusion (the generator's with the gate's)."""
+    out = [Row("paper: concat (unseen: cross_attention)")]
+    for stage, fusions in STAGE_FUSIONS.items():
+        for fusion in fusions:
+            params = {stage: {"fusion": fusion}, **({"detector": {"fusion": fusion}} if stage == "generator" else {})}
+            out.append(Row(f"generator + detector: {fusion}" if stage == "generator" else f"{stage}: {fusion}",
+                           params=params))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ ABLATIONS: dict[str, Ablation] = {
          Row("L+ + L- (paper)", params={"unseen": {"negative_terms": ["trip", "rec", "reg"]}})),
         ("UC_acc", "HM"),
     ),
-    "fusion": Ablation("fusion", "Fusion per stage (Fig. 1, Fusion 1-5)", fusion.rows(), fusion.COLUMNS),
+    "fusion": Ablation("fusion", "Fusion per stage (Fig. 1, Fusion 1-5)", fusion_rows(), ("S", "U", "HM", "ZSL", "AUC")),
     "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.rows(), table1.METRICS),
 }
 
@@ -156,7 +167,7 @@ class FitCache:
 
     def pipeline(self, config: RunConfig, share_embedding: bool = False):
         """A fitted pipeline for ``config``, reusing every component already fitted here."""
-        from avood_core.run.driver import build_pipeline, fit_hashes
+        from avood_core.run.fitting import build_pipeline, fit_hashes
 
         pipe = build_pipeline(config, self.registry)
         hashes = fit_hashes(config, pipe, self.stage)
@@ -239,7 +250,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     """
     from avood_core.util.progress import progress_factory
     from avood_core.util.paths import check_output_dir
-    from avood_core.run.driver import OUTPUT_OPTION, apply_selections, build_tasks, new_run_dir, save_outputs, stage1_decision
+    from avood_core.run.fitting import apply_selections, build_tasks, stage1_decision
+    from avood_core.run.folder import OUTPUT_OPTION, new_run_dir, save_outputs
     from avood_core.train.loops import resolve_device, run_threads
 
     if name not in ABLATIONS:

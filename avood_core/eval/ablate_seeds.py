@@ -1,12 +1,11 @@
-"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as the jobs of a sweep; per cell the mean ± std
-and the 95 % Student t interval of the mean (:func:`avood_core.eval.stats.mean_interval`), with n.
+"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed; per cell the mean ± std and the 95 %
+Student t interval of the mean (:func:`avood_core.eval.stats.mean_interval`), with n.
 
-Each seed's ablation is one job (avood_core.sweep.core's scheduler; this process, a local pool or
-Ray), so the rows of a seed keep sharing their fitted components through the ablation's
-in-memory cache (:class:`avood_core.eval.ablate.FitCache`) exactly as ``avood ablate NAME`` does;
-what is spread over the workers is the seeds. The job gets the assembled config dict (which
-holds the data path), never fitted objects. The parent folder holds ``seed-<n>/`` (a job folder
-with ``trial.json`` and the seed's ablation folder), ``results.json`` and ``table.md``.
+Each seed's ablation is one job of the executor (:mod:`avood_core.executor`: this process, a
+local pool or Ray), so the rows of a seed share their fitted components as ``avood ablate NAME``
+does (:class:`avood_core.eval.ablate.FitCache`); the job gets the assembled config dict, never
+fitted objects. The parent folder holds ``seed-<n>/`` (``trial.json``, ``log.txt`` and the
+seed's ablation folder), ``results.json`` and ``table.md``.
 """
 
 from __future__ import annotations
@@ -57,12 +56,12 @@ def markdown(ablation, rows: list[dict], seeds: list[int]) -> str:
 def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "local", max_parallel: int = 1,
                        address: str | None = None, quiet: bool = False, echo: Callable[[str], None] = print):
     """Ablation ``name`` once per seed on ``engine``; a fresh parent folder with the mean ± std table."""
-    from avood_core.eval.ablate import ABLATIONS, AblationResult
     from avood_core.config import finalize_config, resolve
-    from avood_core.util.io import atomic_write_json, atomic_write_text
-    from avood_core.run.driver import new_run_dir
+    from avood_core.eval.ablate import ABLATIONS, AblationResult
     from avood_core.eval.stats import LEVEL, T_METHOD
-    from avood_core.sweep.core import Job, run_jobs
+    from avood_core.executor.jobs import Job, first_failure, run_plain
+    from avood_core.run.folder import new_run_dir
+    from avood_core.util.io import atomic_write_json, atomic_write_text
 
     if name not in ABLATIONS:
         raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
@@ -70,15 +69,14 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
     base = resolve(finalize_config(data))  # fail fast on a bad config, before any job starts
     parent = new_run_dir(Path(base.output_dir), f"ablate-{name}-seeds{'-'.join(map(str, seeds))}")
-    jobs = [Job(f"seed-{s}", {"ablation": name, "data": json.loads(json.dumps({**data, "seed": s}, default=str)),
-                              "run_dir": str(parent / f"seed-{s}"), "hash": f"ablate-{name}-{s}", "threads": None,
-                              "report": True}, frozenset(), f"seed {s}") for s in seeds]
-    done = run_jobs(jobs, engine, max_parallel, address, quiet, echo)
-    failed = [(s, done[f"seed-{s}"]) for s in seeds if done[f"seed-{s}"].get("status") != "done"]
+    jobs = [Job(f"seed-{s}", ablation_job, {"ablation": name, "data": json.loads(json.dumps({**data, "seed": s}, default=str)),
+                                            "run_dir": str(parent / f"seed-{s}"), "hash": f"ablate-{name}-{s}",
+                                            "threads": None, "report": True}, label=f"seed {s}") for s in seeds]
+    done = run_plain(jobs, engine, max_parallel, address, quiet, echo)
+    failed = first_failure(done, [job.id for job in jobs])
     if failed:
-        seed, info = failed[0]
-        raise AvoodError(f"ablation {name}, seed {seed} failed: {info.get('error')} "
-                         f"(log: {parent / f'seed-{seed}' / 'log.txt'})")
+        raise AvoodError(f"ablation {name}, seed {failed[0].removeprefix('seed-')} failed: {failed[1].get('error')} "
+                         f"(log: {parent / failed[0] / 'log.txt'})")
     ablation = ABLATIONS[name]
     rows = aggregate(ablation, {s: done[f"seed-{s}"]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)

@@ -1,30 +1,25 @@
-"""Run a resolved config: build the task, fit the pipeline, evaluate, write a fresh run folder."""
+"""Run a config: build the task, fit the pipeline, evaluate, write a fresh run folder; a list of
+runs (``--seeds``, a sweep's trials) goes through the executor (:mod:`avood_core.executor`)."""
 
 from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from avood_core import __version__
-from avood_core.config import RunConfig, resolve, to_toml
+from avood_core.config import RunConfig, resolve, to_toml, validate_config
 from avood_core.errors import AvoodError
 from avood_core.eval.bootstrap import bootstrap_intervals
-from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
-from avood_core.util.json_read import read_json
 from avood_core.limits import SEED_MAX, SEED_MIN
+from avood_core.registry import get_registry
+from avood_core.run.fitting import FitOptions, apply_selections, build_tasks, fit_stage, stage1_decision
+from avood_core.run.folder import OUTPUT_OPTION, load_results, new_run_dir, run_label, save_outputs
+from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
 from avood_core.util.paths import check_output_dir, contained_tree
-from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.run.fitting import (  # noqa: F401  (also imported from here by ablate, bench, sweep, tests)
-    FitOptions, RunTasks, apply_selections, build_pipeline, build_task, build_tasks, fit_hashes, fit_stage,
-    reuse_fitted, stage1_decision,
-)
-
-
-OUTPUT_OPTION = "-o/--output-dir"  # where a run's config.output_dir comes from on the command line
 
 
 @dataclass
@@ -33,58 +28,38 @@ class RunResult:
     results: dict
 
 
-def new_run_dir(root: Path, label: str) -> Path:
-    """A fresh folder ``root/<UTC time>-<label>``; never reuses an existing one."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    check_output_dir(root, OUTPUT_OPTION)
-    for i in range(1000):
-        candidate = root / (f"{stamp}-{label}" + (f"-{i}" if i else ""))
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise AvoodError(f"{OUTPUT_OPTION} '{root}': cannot create '{candidate}' ({exc.strerror or exc}); "
-                             f"pass a writable folder") from None
-    raise AvoodError(f"could not create a fresh run folder under '{root}'; clean it up")
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out and recorded (the config says what it computes)."""
+
+    report: bool = True
+    """Also write ``report.md``/``report.html`` with figures (t-SNE on at most ``tsne_cap`` test clips; 0: none)."""
+    tsne_cap: int = 1000
+    quiet: bool = False
+    """No progress bars or per-component log lines."""
+    echo: Callable[[str], None] = print
+    resume: Path | None = None
+    """Continue in that folder: components whose saved fit hash matches are reused, the others refitted."""
+    allow_changes: bool = False
+    """With ``resume`` and a config that differs from the folder's: a fresh folder with the matching components."""
+    run_dir: Path | None = None
+    """Write into this folder (a sweep trial's); it must not hold a run yet."""
+    shared: Path | None = None
+    """Components are also taken from and published to this folder (a sweep's, :mod:`avood_core.run.cache`)."""
+    recipe: dict | None = None
+    """How the config was built (:meth:`avood_core.recipe.Recipe.as_dict`), kept in ``results.json``."""
+    on_run_dir: Callable[[Path], None] = field(default=lambda path: None, compare=False)
+    """Called once the run folder exists and is locked."""
 
 
-def run_label(config: RunConfig) -> str:
-    """``<generator>-<detector>-<seen>-<unseen>-s<seed>``: the run folder's label."""
-    return "-".join([*(config.component(kind).name for kind in KINDS), f"s{config.seed}"])
-
-
-def execute(
-    config: RunConfig,
-    registry: Registry | None = None,
-    quiet: bool = False,
-    echo: Callable[[str], None] = print,
-    resume: Path | None = None,
-    report: bool = True,
-    tsne_cap: int = 1000,
-    run_dir: Path | None = None,
-    allow_changes: bool = False,
-    on_run_dir: Callable[[Path], None] = lambda path: None,
-    shared: Path | None = None,
-    recipe: dict | None = None,
-) -> RunResult:
+def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
-
-    ``report`` also writes ``report.md``/``report.html`` with figures (t-SNE on at most
-    ``tsne_cap`` test clips; 0 skips it). ``run_dir`` forces the folder (must not exist yet).
-    ``on_run_dir(folder)`` is called once the folder is known (the CLI names it on Ctrl-C).
 
     On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
     ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
-    and reports on ``test``. With ``resume`` the run continues in that folder: components
-    whose saved fit hash matches are reused, the others are refitted (and reported). A config
-    that differs from the folder's ``config.toml`` is refused unless ``allow_changes``, which
-    writes a fresh run folder instead and copies the matching components into it. Each folder
-    written (and the resumed one) is locked for the whole time (:func:`avood_core.run.folder.lock`).
-    ``shared``: components are also taken from and published to that folder (sweeps).
-    ``recipe``: how the config was built (:meth:`avood_core.recipe.Recipe.as_dict`), kept in ``results.json``.
+    and reports on ``test`` (paper §4.1). A ``resume`` whose config differs from the folder's
+    ``config.toml`` is refused unless ``allow_changes``. Each folder written (and the resumed
+    one) is locked for the whole run (:func:`avood_core.run.folder.lock`).
     """
     import contextlib
 
@@ -92,19 +67,20 @@ def execute(
     from avood_core.run.tracking import RunSession, make_loggers
     from avood_core.train.loops import resolve_device, run_threads
 
-    registry = registry or get_registry()
+    registry = get_registry()
+    echo, quiet, run_dir = options.echo, options.quiet, options.run_dir
     config = resolve(config, registry)
     loggers = make_loggers(config.logging, registry, echo)  # a missing extra or store fails here, before any work
-    if resume is None and run_dir is None:
+    if options.resume is None and run_dir is None:
         check_output_dir(config.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
     with contextlib.ExitStack() as held, run_threads():
         source = None
-        if resume is not None:
-            source = Path(resume)
+        if options.resume is not None:
+            source = Path(options.resume)
             if not source.is_dir():
                 raise AvoodError(f"--resume '{source}' is not a folder; pass a run folder written by 'avood run'")
             held.enter_context(lock(source, "run --resume"))
-            diffs = check_resume(source, config, registry, allow_changes)
+            diffs = check_resume(source, config, registry, options.allow_changes)
             run_dir = None if diffs else source
         device = resolve_device(config.device)
         started = time.perf_counter()
@@ -118,7 +94,7 @@ def execute(
         if run_dir != source:
             held.enter_context(lock(run_dir, "run"))
         contained_tree(run_dir, WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
-        on_run_dir(run_dir)
+        options.on_run_dir(run_dir)
         if source is not None and run_dir != source:
             echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
@@ -127,7 +103,7 @@ def execute(
         session = held.enter_context(RunSession(loggers))
         session.start(run_dir, config.model_dump(mode="json"))
         protocol: dict = {}
-        fit_opts = FitOptions(registry, device, echo, quiet, loggers, shared)
+        fit_opts = FitOptions(registry, device, echo, quiet, loggers, options.shared)
         run_stage1, why = stage1_decision(config, stage1_task, registry)
         if config.data.source == "benchmark":
             echo(why)
@@ -156,7 +132,7 @@ def execute(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "components": pipeline.names,
             "seed": config.seed,
-            **({"recipe": recipe} if recipe is not None else {}),
+            **({"recipe": options.recipe} if options.recipe is not None else {}),
             "device": str(device),
             "python": platform.python_version(),
             "task": task.summary(),
@@ -172,49 +148,49 @@ def execute(
         }
         save_outputs(run_dir / "predictions.npz", evaluation.outputs)
         atomic_write_json(run_dir / "results.json", results)
-        if report:
+        if options.report:
             from avood_core.eval.report import save_tsne, write_report
 
-            if tsne_cap > 0:
-                save_tsne(run_dir, task.test.x, evaluation.outputs, cap=tsne_cap, seed=config.seed)
+            if options.tsne_cap > 0:
+                save_tsne(run_dir, task.test.x, evaluation.outputs, cap=options.tsne_cap, seed=config.seed)
             write_report(run_dir)
         session.end(results)
         return RunResult(run_dir, results)
 
 
-def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None = None, quiet: bool = False,
-                  echo: Callable[[str], None] = print, report: bool = True, tsne_cap: int = 1000,
-                  on_run_dir: Callable[[Path], None] = lambda path: None, engine: str = "local",
-                  max_parallel: int = 1, address: str | None = None, recipe: dict | None = None) -> RunResult:
-    """One run per seed in ``<parent>/seed-<n>/``; the parent holds mean ± std over seeds.
-
-    The seeds run as the jobs of a sweep (avood_core.sweep.core): one after another in this process
-    by default, or ``max_parallel`` at once on a local process pool or on Ray (``engine``). The
-    parent's ``results.json`` is the first seed's plus a ``"seeds"`` section
-    (:func:`avood_core.eval.report.seeds_section`) and ``recipe``; its figures show the first seed.
-    """
+def execute_seeds(config: RunConfig, seeds: list[int], options: RunOptions = RunOptions(), engine: str = "local",
+                  max_parallel: int = 1, address: str | None = None) -> RunResult:
+    """One run per seed in ``<parent>/seed-<n>/``, run by the executor (in this process, ``max_parallel``
+    at once on a local pool, or on Ray); the parent's ``results.json`` is the first seed's plus a
+    ``"seeds"`` section (:func:`avood_core.eval.report.seeds_section`); its figures show the first seed."""
     import shutil
 
     from avood_core.eval.report import seeds_section, write_report
+    from avood_core.executor.jobs import Job, first_failure, run_plain
+    from avood_core.pipeline.store import config_hash
     from avood_core.run.folder import lock
-    from avood_core.sweep.core import run_jobs, seed_jobs
 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
     bad = [s for s in seeds if not SEED_MIN <= s <= SEED_MAX]
     if bad:
         raise AvoodError(f"--seeds: {bad[0]} is not a 64-bit integer ({SEED_MIN}..{SEED_MAX}); pick smaller seeds")
-    config = resolve(config, registry)
+    config = resolve(config)
     label = run_label(config)[: -len(f"s{config.seed}")] + f"seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)
     with lock(parent, "run --seeds"):
-        on_run_dir(parent)
-        done = run_jobs(seed_jobs(config, seeds, parent, None, report, tsne_cap), engine, max_parallel, address,
-                        quiet, echo)
-        failed = [(s, done[f"seed-{s}"]) for s in seeds if done[f"seed-{s}"].get("status") != "done"]
+        options.on_run_dir(parent)
+        jobs = []
+        for seed in seeds:
+            cfg = config.model_copy(update={"seed": seed}).model_dump(mode="json")
+            payload = trial_payload(cfg, parent / f"seed-{seed}", config_hash(cfg), None, None, options.report,
+                                    options.tsne_cap if seed == seeds[0] else 0)
+            jobs.append(Job(f"seed-{seed}", run_payload, payload, label=f"seed {seed}"))
+        done = run_plain(jobs, engine, max_parallel, address, options.quiet, options.echo)
+        failed = first_failure(done, [job.id for job in jobs])
         if failed:
-            seed, info = failed[0]
-            raise AvoodError(f"seed {seed} failed: {info.get('error')} (log: {parent / f'seed-{seed}' / 'log.txt'})")
+            raise AvoodError(f"seed {failed[0].removeprefix('seed-')} failed: {failed[1].get('error')} "
+                             f"(log: {parent / failed[0] / 'log.txt'})")
         runs = [RunResult(parent / f"seed-{s}", load_results(parent / f"seed-{s}")) for s in seeds]
         per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                      "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
@@ -222,62 +198,34 @@ def execute_seeds(config: RunConfig, seeds: list[int], registry: Registry | None
         for name in ("config.toml", "predictions.npz", "tsne.npz"):
             if (first / name).exists():
                 atomic_write(parent / name, lambda tmp, src=first / name: shutil.copyfile(src, tmp))
-        results = {**runs[0].results, **({"recipe": recipe} if recipe is not None else {}),
+        results = {**runs[0].results, **({"recipe": options.recipe} if options.recipe is not None else {}),
                    "seeds": seeds_section(per_seed)}
         atomic_write_json(parent / "results.json", results)
-        if report:
+        if options.report:
             write_report(parent)
     return RunResult(parent, results)
 
 
-def save_outputs(path: Path, outputs: dict) -> None:
-    """Per-sample test outputs (numpy arrays, no pickles) for reports and threshold sweeps."""
-    import numpy as np
-
-    from avood_core.util.io import atomic_write
-
-    arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
-    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: int | None,
+                  shared: Path | None = None, report: bool = False, tsne_cap: int = 0) -> dict:
+    """What a worker gets for one run of a list (JSON-able; never a fitted object)."""
+    return {"config": config_json, "run_dir": str(run_dir), "hash": trial_hash, "threads": threads,
+            "shared": None if shared is None else str(shared), "report": report, "tsne_cap": tsne_cap}
 
 
-def format_summary(results: dict) -> str:
-    """The headline numbers as a short plain-text table: one run with its 95 % bootstrap intervals
-    (``HM 30.31 [27.9, 32.6]``), several seeds as mean ± std [95 % t interval of the mean] (n)."""
-    from avood_core.eval.bootstrap import format_metric
-    from avood_core.eval.report import seed_stats
-    from avood_core.eval.stats import format_interval
+def run_payload(payload: dict, echo: Callable[[str], None]) -> dict:
+    """The executor's job for one run of a list: :func:`execute` into ``payload["run_dir"]``,
+    resumed when an earlier attempt started it; its metrics and the components it reused."""
+    from avood_core.run.tracking import trial_context
 
-    if "seeds" in results:
-        sec = results["seeds"]
-        head = "\n".join(f"  {name:11s}{format_interval(seed_stats(sec, k))}"
-                         for name, k in (("S", "S"), ("U", "U"), ("HM", "HM"), ("ZSL", "ZSL"), ("gate AUROC", "gate.AUROC"))
-                         if seed_stats(sec, k)["mean"] is not None)
-        base = sec["mean"]["baseline_no_gate"]
-        what = "mean ± std [95 % t interval of the mean] (n seeds)" if len(sec["seeds"]) > 1 else "one seed (n = 1)"
-        return (f"over seeds {sec['seeds']}: {what}\n{head}\n"
-                f"unseen clf alone, no gate (mean): S {base['S']:.2f}  U {base['U']:.2f}  HM {base['HM']:.2f}")
-    m = results["metrics"]
-    ci = results.get("metrics_ci") or {}
-    b = m["baseline_no_gate"]
-    g = m["gate"]
-    cell = lambda value, key=None: format_metric(value, ci.get(key) if key else None)  # noqa: E731
-    rows = [
-        ("AV-OOD (gated)", *(cell(m[k], k) for k in ("S", "U", "HM"))),
-        ("unseen clf alone, no gate", *(cell(b[k]) for k in ("S", "U", "HM"))),
-    ]
-    width = max(8, *(len(c) + 2 for r in rows for c in r[1:]))
-    out = [f"{'':28s}" + "".join(f"{k:>{width}s}" for k in ("S", "U", "HM"))]
-    out += [f"{name:28s}" + "".join(f"{c:>{width}s}" for c in cells) for name, *cells in rows]
-    out.append(f"ZSL {cell(m['ZSL'], 'ZSL')}   seen clf acc {m['seen_classifier_acc']:.2f}   "
-               f"gate AUROC {cell(g['AUROC'], 'AUROC')}  TPR {g['TPR']:.2f}  FPR {g['FPR']:.2f}  "
-               f"threshold {g['threshold']:.4g}")
-    if ci:
-        out.append(f"[ ]: {100 * ci['level']:.0f} % {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}")
-    return "\n".join(out)
-
-
-def load_results(run_dir: Path) -> dict:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
-    return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")
+    run_dir = Path(payload["run_dir"])
+    config = validate_config(payload["config"], f"trial {run_dir.name}")
+    again = (run_dir / "config.toml").is_file()
+    options = RunOptions(report=payload.get("report", False), tsne_cap=payload.get("tsne_cap", 0), echo=echo,
+                         resume=run_dir if again else None, run_dir=None if again else run_dir,
+                         shared=Path(payload["shared"]) if payload.get("shared") else None)
+    with trial_context(payload.get("tracking")):  # the sweep's loggers' context (e.g. MLflow's parent run)
+        res = execute(config, options).results
+    stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
+    return {"metrics": res["metrics"], "reused": {"stage2" if stage1 is not None else "run": res["reused_components"],
+                                                  **({"stage1": stage1} if stage1 is not None else {})}}

@@ -184,6 +184,7 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     pipeline.save_meta(stage_dir, hashes)
     return pipeline, sorted(reused)
 
+
 def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registry: Registry) -> tuple[bool, str]:
     """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line).
 
@@ -197,9 +198,9 @@ def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registr
         return False, "one stage: the embedded task has no stage-1/stage-2 protocol"
     from avood_core.pipeline.boundary import selects_on_val
 
-    pipeline = build_pipeline(config, registry)
-    selecting = [f"{kind} '{config.component(kind).name}'" for kind, comp in pipeline.components.items()
-                 if selects_on_val(comp)]
+    specs = {kind: config.component(kind) for kind in KINDS}
+    selecting = [f"{kind} '{spec.name}'" for kind, spec in specs.items()
+                 if selects_on_val(registry.component_class(kind, spec.name)(spec.params))]
     if selecting:
         return True, f"stage 1 runs: {', '.join(selecting)} select(s) params on the val split for stage 2"
     return False, ("stage 1 skipped: no component selects anything on the val split (selects_on_val() is False "

@@ -15,13 +15,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from avood_core.errors import AvoodError
 from avood_core.stages import KINDS
+from avood_core.util.json_read import read_json
+from avood_core.util.paths import check_output_dir
 
 LOCK_NAME = ".avood.lock"
+OUTPUT_OPTION = "-o/--output-dir"  # where a run's config.output_dir comes from on the command line
 
 WRITES = tuple(f"{stage}{rel}" for stage in ("", "stage1/") for rel in
                ("components", *(f"components/{kind}" for kind in KINDS), "metrics", "figures")) + ("stage1",)
@@ -179,3 +183,43 @@ def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
             f"matching components (this one stays as it is), or start afresh: avood run --config {saved_path} --set ..."
         )
     return diffs
+
+
+def new_run_dir(root: Path, label: str) -> Path:
+    """A fresh folder ``root/<UTC time>-<label>``; never reuses an existing one."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    check_output_dir(root, OUTPUT_OPTION)
+    for i in range(1000):
+        candidate = root / (f"{stamp}-{label}" + (f"-{i}" if i else ""))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise AvoodError(f"{OUTPUT_OPTION} '{root}': cannot create '{candidate}' ({exc.strerror or exc}); "
+                             f"pass a writable folder") from None
+    raise AvoodError(f"could not create a fresh run folder under '{root}'; clean it up")
+
+
+def run_label(config: Any) -> str:
+    """``<generator>-<detector>-<seen>-<unseen>-s<seed>``: the run folder's label."""
+    return "-".join([*(config.component(kind).name for kind in KINDS), f"s{config.seed}"])
+
+
+def save_outputs(path: Path, outputs: dict) -> None:
+    """Per-sample test outputs (numpy arrays, no pickles) for reports and threshold sweeps."""
+    import numpy as np
+
+    from avood_core.util.io import atomic_write
+
+    arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
+    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
+
+
+def load_results(run_dir: Path) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
+    return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")

@@ -20,7 +20,6 @@ waits and reuses what the first published (when another trial can run meanwhile)
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,21 +29,12 @@ from typing import Callable
 from avood_core import __version__
 from avood_core.errors import AvoodError
 from avood_core.run.tracking import SweepSession
-from avood_core.sweep.engines import TRIAL_FILE, make_engine, trial_payload
+from avood_core.executor.engines import TRIAL_FILE, make_engine
+from avood_core.executor.jobs import Job, cpu_count, run_jobs
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
 from avood_core.util.json_read import read_json
 from avood_core.util.paths import check_name, check_output_dir, contained
-
-
-@dataclass
-class Job:
-    """One unit for the scheduler: a trial's payload and the components it would fit."""
-
-    id: str
-    payload: dict
-    keys: frozenset = frozenset()
-    label: str = ""
 
 
 @dataclass
@@ -64,45 +54,9 @@ class SweepResult:
                 f"(log: {self.folder / r['run_dir'] / 'log.txt'})" for r in self.failed]
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
-             on_state: Callable[[int, int], None] = lambda running, pending: None) -> None:
-    """Run ``jobs`` on ``engine``, at most ``max_parallel`` at once; a job sharing a component
-    (``keys``) with a running one waits while another can start. ``on_done(job, info)`` per job;
-    ``info`` gets the driver's ``submitted``/``received`` times (for the engine's overhead)."""
-    pending, running = list(jobs), {}
-    finished = False
-    try:
-        while pending or running:
-            busy = frozenset().union(*(j.keys for j, _ in running.values()))
-            while pending and len(running) < max_parallel:
-                job = next((j for j in pending if not (j.keys & busy)), None)
-                if job is None:
-                    break
-                pending.remove(job)
-                busy |= job.keys
-                running[engine.submit(job.payload)] = (job, time.time())
-                on_state(len(running), len(pending))
-            for handle in engine.wait(list(running), timeout=0.5):
-                job, submitted = running.pop(handle)
-                info = engine.result(handle)
-                info.update(submitted=submitted, received=time.time())
-                on_done(job, info)
-            on_state(len(running), len(pending))
-        finished = True
-    finally:
-        engine.close(abort=not finished)  # interrupted: stop the running trials, do not wait for them
-
-
 def component_keys(trial: Trial, registry) -> frozenset:
     """``(kind, fit hash)`` of the components the trial fits first (stage 1 on a benchmark tree)."""
-    from avood_core.run.driver import build_pipeline, fit_hashes
+    from avood_core.run.fitting import build_pipeline, fit_hashes
 
     cfg = trial.config
     stage = "stage1" if cfg.data.source == "benchmark" and cfg.data.stage1 else ""
@@ -129,57 +83,6 @@ def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
     if old != digest and not allow_changes:
         raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
                          "pass --allow-changes to rerun it (changed trials are refitted) or choose another --output-dir")
-
-
-class SweepProgress:
-    """One rich line per sweep on stderr (done / running / failed, ETA) and a line per finished trial."""
-
-    def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
-        import sys
-
-        self.total, self.done, self.failed, self.running = total, 0, 0, 0
-        self.quiet, self.echo, self._bar = quiet, echo, None
-        if not quiet and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=Console(file=sys.stderr))
-            self._task = self._bar.add_task(title, total=total, state="")
-            self._bar.start()
-
-    def state(self, running: int) -> None:
-        self.running = running
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done + self.failed,
-                             state=f"done {self.done}  running {running}  failed {self.failed}")
-
-    def finished(self, ok: bool, line: str) -> None:
-        self.done += ok
-        self.failed += not ok
-        if self._bar is not None:
-            self._bar.console.print(line, highlight=False, markup=False)
-        elif not self.quiet:
-            self.echo(line)
-        self.state(self.running)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def trial_line(n: int, total: int, name: str, info: dict) -> str:
-    if info.get("status") != "done":
-        return f"[{n}/{total}] {name}: FAILED: {info.get('error')}"
-    if "metrics" not in info:
-        return f"[{n}/{total}] {name}: done ({info.get('wall_s', 0):.1f} s)"
-    m = info["metrics"]
-    reused = sum(len(v) for v in info.get("reused", {}).values())
-    return (f"[{n}/{total}] {name}: S {m['S']:.2f}  U {m['U']:.2f}  HM {m['HM']:.2f}  ZSL {m['ZSL']:.2f}  "
-            f"({info.get('wall_s', 0):.1f} s, {reused} component fit(s) reused)")
 
 
 SWEEP_LOCK = ".avood-sweep.lock"
@@ -252,6 +155,8 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
                 echo: Callable[[str], None], started: float, metrics: list[str] | None,
                 tracking: SweepSession) -> SweepResult:
     """The body of :func:`run_sweep`, with the sweep folder locked."""
+    from avood_core.run.driver import run_payload, trial_payload
+
     digest = spec_hash(trials)
     columns = list(metrics or default_metrics(trials))
     threads = spec.resources.num_cpus
@@ -281,7 +186,7 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
             config["device"] = "auto"
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)
         records[t.id] = {**base, "status": "pending"}
-        jobs.append(Job(t.id, payload, component_keys(t, registry), f"{t.label}, seed={t.seed}"))
+        jobs.append(Job(t.id, run_payload, payload, component_keys(t, registry), f"{t.label}, seed={t.seed}"))
     meta = {"avood_version": __version__, "spec_hash": digest, "spec": spec.model_dump(mode="json"),
             "engine": {"name": spec.engine, "max_parallel": parallel, "threads_per_trial": threads,
                        "num_gpus": spec.resources.num_gpus, "address": spec.address}}
@@ -295,21 +200,17 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
     skipped = len(trials) - len(jobs)
     if skipped and not quiet:
         echo(f"sweep: {skipped} of {len(trials)} trials already finished in '{folder}'; skipping them")
-    progress = SweepProgress(len(jobs), quiet, echo, f"sweep {folder.name}")
 
     def done(job: Job, info: dict) -> None:
         records[job.id] = {**records[job.id], **info}
-        progress.finished(info.get("status") == "done",
-                          trial_line(progress.done + progress.failed + 1, len(jobs), job.label, info))
         save()
 
     with tracking.running({**meta["spec"], "trials": len(trials)}, len(jobs)) as context:  # e.g. MLflow's parent run
         for job in jobs:
             job.payload["tracking"] = context
         try:
-            schedule(jobs, engine, parallel, done, lambda running, pending: progress.state(running))
+            run_jobs(jobs, engine, parallel, quiet, echo, f"sweep {folder.name}", done)
         finally:
-            progress.close()
             tracking.failed = sum(records[job.id].get("status") != "done" for job in jobs)
     markdown = save()
     try:
@@ -317,44 +218,3 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
     except AvoodError as exc:  # the trials are done and kept: say it, do not discard the sweep
         echo(f"sweep: note: {exc}")
     return SweepResult(folder, [records[t.id] for t in trials], markdown)
-
-
-def seed_jobs(config, seeds: list[int], parent: Path, threads: int | None, report: bool, tsne_cap: int) -> list[Job]:
-    """``avood run --seeds``: one job per seed, in ``<parent>/seed-<n>``."""
-    from avood_core.pipeline.store import config_hash
-
-    jobs = []
-    for seed in seeds:
-        cfg = config.model_copy(update={"seed": seed}).model_dump(mode="json")
-        payload = trial_payload(cfg, parent / f"seed-{seed}", config_hash(cfg), threads, None, report,
-                                tsne_cap if seed == seeds[0] else 0)
-        jobs.append(Job(f"seed-{seed}", payload, frozenset(), f"seed {seed}"))
-    return jobs
-
-
-def run_jobs(jobs: list[Job], engine: str = "local", max_parallel: int = 1, address: str | None = None,
-             quiet: bool = False, echo: Callable[[str], None] = print) -> dict[str, dict]:
-    """Run plain jobs (no sweep folder) on an engine; ``{job id: trial info}``.
-
-    ``max_parallel = 1`` on the local engine runs them in this process with its own thread count.
-    """
-    if engine == "local" and max_parallel == 1:
-        threads = None
-    else:
-        threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
-    for job in jobs:
-        job.payload["threads"] = threads
-    eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)
-    out: dict[str, dict] = {}
-    progress = SweepProgress(len(jobs), quiet or len(jobs) == 1, echo, "seeds")
-
-    def done(job: Job, info: dict) -> None:
-        out[job.id] = info
-        progress.finished(info.get("status") == "done", trial_line(len(out), len(jobs), job.label, info))
-
-    try:
-        schedule(jobs, eng, max_parallel, done, lambda running, pending: progress.state(running))
-    finally:
-        progress.close()
-    return out
-

@@ -50,15 +50,8 @@ def test_help(args):
     assert res.exit_code == 0 and "Usage" in res.output
 
 
-def test_old_spellings_still_work_with_a_note(tmp_path):
-    """--like/--scale/--seed are hidden aliases of --dataset/--data-scale/--data-seed for a release."""
-    new = runner.invoke(data_app, ["synth", str(tmp_path / "new"), "--dataset", "ucf", "--data-scale", "0.01", "--data-seed", "3",
-                                   "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
-    old = runner.invoke(data_app, ["synth", str(tmp_path / "old"), "--like", "ucf", "--scale", "0.01", "--seed", "3",
-                                   "--audio-dim", "4", "--video-dim", "3", "--no-caches"])
-    assert new.exit_code == 0 and old.exit_code == 0, old.output
-    assert "--like is now --dataset" in old.stderr and "--like" not in runner.invoke(data_app, ["synth", "--help"]).output
-    files = sorted(p.relative_to(tmp_path / "new") for p in (tmp_path / "new").rglob("*.h5"))
-    assert files and files == sorted(p.relative_to(tmp_path / "old") for p in (tmp_path / "old").rglob("*.h5"))
-    both = runner.invoke(data_app, ["synth", str(tmp_path / "x"), "--dataset", "ucf", "--like", "ucf"])
-    assert both.exit_code != 0 and "--like is the old spelling of --dataset" in str(both.exception)
+def test_old_spellings_are_gone(tmp_path):
+    """--like/--scale/--seed are not options of synth (they are --dataset/--data-scale/--data-seed)."""
+    for old in ("--like", "--scale", "--seed"):
+        res = runner.invoke(data_app, ["synth", str(tmp_path / "x"), "--dataset", "ucf", old, "1"])
+        assert res.exit_code == 2 and "No such option" in res.output, old

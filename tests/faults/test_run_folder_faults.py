@@ -298,10 +298,10 @@ CASES = [
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """One finished tiny run with every file a run writes (report, figures, t-SNE included)."""
-    from avood_core.run.driver import execute
+    from avood_core.run.driver import RunOptions, execute
 
     out = tmp_path_factory.mktemp("faults")
-    return execute(tiny_config(out), quiet=True, echo=lambda m: None, report=True, tsne_cap=40).run_dir
+    return execute(tiny_config(out), RunOptions(tsne_cap=40, quiet=True, echo=lambda m: None)).run_dir
 
 
 @pytest.fixture(scope="module")

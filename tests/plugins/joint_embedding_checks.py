@@ -84,7 +84,7 @@ def check_candidates(model, task: dict) -> None:
 def tiny_run(tmp: Path, unseen: str, detector: str, unseen_params: dict[str, Any]):
     """A tiny ``avood run`` on the embedded task with ``unseen`` behind ``detector``."""
     from avood_core.config import build_config
-    from avood_core.run.driver import execute
+    from avood_core.run.driver import RunOptions, execute
 
     overrides = [
         "data.scale=0.05", 'device="cpu"', "syn_num=5", f"output_dir={json.dumps(str(tmp))}",
@@ -96,7 +96,7 @@ def tiny_run(tmp: Path, unseen: str, detector: str, unseen_params: dict[str, Any
     if detector == "entropy":
         overrides += ["detector.epochs=2", "detector.hidden=[32]", "detector.batch_size=64"]
     cfg = build_config(components={"unseen": unseen, "detector": detector}, overrides=overrides)
-    return execute(cfg, quiet=True, echo=lambda m: None, report=False)
+    return execute(cfg, RunOptions(report=False, quiet=True, echo=lambda m: None))
 
 
 def check_tiny_runs(tmp: Path, unseen: str, unseen_params: dict[str, Any]) -> None:

@@ -221,7 +221,7 @@ def test_run_folder_reload_and_resume_bind_the_unseen_classifier(tmp_path):
     import numpy as np
 
     from avood_core.config import build_config
-    from avood_core.run.driver import execute
+    from avood_core.run.driver import RunOptions, execute
 
     tiny = [
         "data.scale=0.05", 'device="cpu"', "syn_num=5", "detector.name=\"calibrated_stacking\"",
@@ -232,16 +232,17 @@ def test_run_folder_reload_and_resume_bind_the_unseen_classifier(tmp_path):
         "unseen.enc_hidden=32", "unseen.proj_hidden=32", "unseen.joint_dim=8", "unseen.ff_dim=8",
         f"output_dir={json.dumps(str(tmp_path))}",
     ]
-    first = execute(build_config(overrides=tiny), quiet=True, echo=lambda m: None, report=False)
+    first = execute(build_config(overrides=tiny), RunOptions(report=False, quiet=True, echo=lambda m: None))
     assert first.results["components"]["detector"] == "calibrated_stacking"
     loaded = Pipeline.load(first.run_dir)
-    from avood_core.run.driver import build_task
+    from avood_core.run.fitting import build_task
 
     out = loaded.outputs(build_task(build_config(overrides=tiny)).test)
     with np.load(first.run_dir / "predictions.npz") as saved:
         assert np.array_equal(saved["score"], out["score"].numpy())
         assert np.array_equal(saved["pred"], out["pred"].numpy())
-    again = execute(build_config(overrides=tiny), quiet=True, echo=lambda m: None, report=False, resume=first.run_dir)
+    again = execute(build_config(overrides=tiny), RunOptions(report=False, quiet=True, echo=lambda m: None,
+                                                          resume=first.run_dir))
     assert again.results["reused_components"] == ["detector", "generator", "seen", "unseen"]
     assert again.results["metrics"]["gate"] == first.results["metrics"]["gate"]
 

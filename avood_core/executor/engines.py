@@ -1,15 +1,13 @@
-"""Where the trials of a sweep run: in this process, in a local process pool, or on Ray.
+"""Where jobs run: in this process, in a local process pool, or on Ray.
 
-What travels to a worker is a plain dict (:func:`trial_payload`): the resolved config as JSON,
-the trial's run folder, the shared component folder and the thread count; the worker rebuilds
-the task from the config's data path and fits through :func:`avood_core.run.driver.execute`. No
-component, tensor or task is ever pickled to a worker, so the data tree and the sweep folder
-must be readable (and the sweep folder writable) at the same path on every node.
+A job is a module-level function ``fn(payload, echo) -> dict`` and a plain JSON-able ``payload``
+holding at least ``run_dir``, ``hash`` and ``threads``; ``fn`` travels by reference (its module
+is imported in the worker), never a fitted component, tensor or task, so the data tree and the
+output folder must be readable (and the output writable) at the same path on every node.
 
-Every engine has the same three calls: ``submit(payload) -> handle``, ``wait(handles, timeout)
--> finished handles`` and ``result(handle) -> dict`` (a trial's failure is a result with
-``status = "failed"``, never an exception), plus ``close()``. Ray is imported only here, only
-by :class:`RayEngine`.
+Every engine has ``submit(fn, payload) -> handle``, ``wait(handles, timeout) -> finished
+handles``, ``result(handle) -> dict`` (a job's failure is a result with ``status = "failed"``,
+never an exception) and ``close()``. Ray is imported only by :class:`RayEngine`.
 """
 
 from __future__ import annotations
@@ -30,13 +28,6 @@ RAY_HINT = "pip install 'avood[ray]'"
 RAY_INIT_TIMEOUT_S = 120.0  # the longest wait for ray.init to join or start a cluster
 
 
-def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: int | None,
-                  shared: Path | None = None, report: bool = False, tsne_cap: int = 0) -> dict:
-    """What a worker gets for one trial (JSON-able; never a fitted object)."""
-    return {"config": config_json, "run_dir": str(run_dir), "hash": trial_hash, "threads": threads,
-            "shared": None if shared is None else str(shared), "report": report, "tsne_cap": tsne_cap}
-
-
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, AvoodError):
         return str(exc)
@@ -44,12 +35,12 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_trial(payload: dict) -> dict:
-    """Run one trial in this process; record it in ``<run_dir>/trial.json``; never raises for a trial's own error.
+def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) -> dict:
+    """``fn(payload, echo)`` in this process, recorded in ``<run_dir>/trial.json``, its output in
+    ``<run_dir>/log.txt``; never raises for the job's own error.
 
-    The run folder is resumed when it exists (a retried trial reuses what its killed attempt saved).
-    ``threads``: torch threads for the trial (and ``OMP_NUM_THREADS`` for what the trial starts),
-    so trials side by side do not oversubscribe the cores.
+    ``threads``: torch threads for the job (and ``OMP_NUM_THREADS`` for what it starts), so jobs
+    side by side do not oversubscribe the cores. A retried job finds its earlier attempt's record.
     """
     from avood_core.util.io import atomic_write_json
 
@@ -73,37 +64,17 @@ def run_trial(payload: dict) -> dict:
     env_before = os.environ.get("OMP_NUM_THREADS")
     torch_before = None
     log = open_nofollow(run_dir / "log.txt", "a")
-    stderr_before, sys.stderr = sys.stderr, log  # what the run writes on stderr (warnings too) is the trial's log
+    stderr_before, sys.stderr = sys.stderr, log  # what the job writes on stderr (warnings too) is its log
     try:
         import torch
-
-        from avood_core.run.tracking import trial_context
-
-        from avood_core.config import validate_config
-        from avood_core.run.driver import execute
 
         if threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
             torch_before = torch.get_num_threads()
             torch.set_num_threads(int(threads))
-        echo = lambda m: print(m, file=log, flush=True)  # noqa: E731
-        if payload.get("ablation"):  # avood ablate NAME --seeds: one seed's whole ablation (avood_core.eval.ablate_seeds)
-            from avood_core.eval.ablate_seeds import ablation_job
-
-            info.update(ablation_job(payload, echo))
-        else:
-            config = validate_config(payload["config"], f"trial {run_dir.name}")
-            shared = Path(payload["shared"]) if payload.get("shared") else None
-            started_before = (run_dir / "config.toml").is_file()  # a retried attempt continues its own folder
-            with trial_context(payload.get("tracking")):  # the sweep's loggers' context (e.g. MLflow's parent run)
-                res = execute(config, quiet=False, echo=echo, resume=run_dir if started_before else None,
-                              run_dir=None if started_before else run_dir, report=payload.get("report", False),
-                              tsne_cap=payload.get("tsne_cap", 0), shared=shared).results
-            stage1 = res.get("protocol", {}).get("stage1", {}).get("reused_components")
-            info.update(metrics=res["metrics"], reused={"stage2" if stage1 is not None else "run": res["reused_components"],
-                                                        **({"stage1": stage1} if stage1 is not None else {})})
+        info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
         info.update(status="done", threads=torch.get_num_threads())
-    except BaseException as exc:  # noqa: BLE001 - a failed trial is a row of the table, not a crash of the sweep
+    except BaseException as exc:  # noqa: BLE001 - a failed job is a result, not a crash of the caller
         if isinstance(exc, KeyboardInterrupt):
             raise
         print(traceback.format_exc(), file=log, flush=True)
@@ -135,9 +106,9 @@ class InlineEngine:
         self._results: dict[int, dict] = {}
         self._next = 0
 
-    def submit(self, payload: dict) -> int:
+    def submit(self, fn: Callable, payload: dict) -> int:
         self._next += 1
-        self._results[self._next] = run_trial(payload)
+        self._results[self._next] = run_trial(fn, payload)
         return self._next
 
     def wait(self, handles: list, timeout: float) -> list:
@@ -183,8 +154,8 @@ class LocalEngine:
         return ProcessPoolExecutor(self.max_parallel, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_pool_init, initargs=(os.getpid(),))
 
-    def submit(self, payload: dict):
-        return self._pool.submit(run_trial, payload)
+    def submit(self, fn: Callable, payload: dict):
+        return self._pool.submit(run_trial, fn, payload)
 
     def wait(self, handles: list, timeout: float) -> list:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -308,8 +279,8 @@ class RayEngine:
         """Trials the cluster can run at once with ``num_cpus`` each."""
         return max(1, int(self.ray.cluster_resources().get("CPU", 1) // num_cpus))
 
-    def submit(self, payload: dict):
-        return self._task.remote(payload)
+    def submit(self, fn: Callable, payload: dict):
+        return self._task.remote(fn, payload)
 
     def wait(self, handles: list, timeout: float) -> list:
         ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)

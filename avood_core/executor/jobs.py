@@ -1,0 +1,148 @@
+"""Jobs on an engine: :func:`schedule` (at most ``max_parallel`` at once, never two fitting the same
+component side by side), :func:`run_jobs` (with progress lines) and :func:`run_plain` (an engine
+made here)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from avood_core.executor.engines import make_engine
+
+
+@dataclass
+class Job:
+    """One unit for the scheduler: ``fn(payload, echo)`` (a module-level function; see
+    :mod:`avood_core.executor.engines`) and the components it would fit (``keys``)."""
+
+    id: str
+    fn: Callable[[dict, Callable[[str], None]], dict]
+    payload: dict
+    keys: frozenset = frozenset()
+    label: str = ""
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
+             on_state: Callable[[int, int], None] = lambda running, pending: None) -> None:
+    """Run ``jobs`` on ``engine``, at most ``max_parallel`` at once; a job sharing a component
+    (``keys``) with a running one waits while another can start. ``on_done(job, info)`` per job;
+    ``info`` gets the driver's ``submitted``/``received`` times (for the engine's overhead)."""
+    pending, running = list(jobs), {}
+    finished = False
+    try:
+        while pending or running:
+            busy = frozenset().union(*(j.keys for j, _ in running.values()))
+            while pending and len(running) < max_parallel:
+                job = next((j for j in pending if not (j.keys & busy)), None)
+                if job is None:
+                    break
+                pending.remove(job)
+                busy |= job.keys
+                running[engine.submit(job.fn, job.payload)] = (job, time.time())
+                on_state(len(running), len(pending))
+            for handle in engine.wait(list(running), timeout=0.5):
+                job, submitted = running.pop(handle)
+                info = engine.result(handle)
+                info.update(submitted=submitted, received=time.time())
+                on_done(job, info)
+            on_state(len(running), len(pending))
+        finished = True
+    finally:
+        engine.close(abort=not finished)  # interrupted: stop the running jobs, do not wait for them
+
+
+class Progress:
+    """One rich line on stderr (done / running / failed, ETA) and a line per finished job."""
+
+    def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
+        import sys
+
+        self.total, self.done, self.failed, self.running = total, 0, 0, 0
+        self.quiet, self.echo, self._bar = quiet, echo, None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=Console(file=sys.stderr))
+            self._task = self._bar.add_task(title, total=total, state="")
+            self._bar.start()
+
+    def state(self, running: int) -> None:
+        self.running = running
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done + self.failed,
+                             state=f"done {self.done}  running {running}  failed {self.failed}")
+
+    def finished(self, ok: bool, line: str) -> None:
+        self.done += ok
+        self.failed += not ok
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False)
+        elif not self.quiet:
+            self.echo(line)
+        self.state(self.running)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def trial_line(n: int, total: int, name: str, info: dict) -> str:
+    if info.get("status") != "done":
+        return f"[{n}/{total}] {name}: FAILED: {info.get('error')}"
+    if "metrics" not in info:
+        return f"[{n}/{total}] {name}: done ({info.get('wall_s', 0):.1f} s)"
+    m = info["metrics"]
+    reused = sum(len(v) for v in info.get("reused", {}).values())
+    return (f"[{n}/{total}] {name}: S {m['S']:.2f}  U {m['U']:.2f}  HM {m['HM']:.2f}  ZSL {m['ZSL']:.2f}  "
+            f"({info.get('wall_s', 0):.1f} s, {reused} component fit(s) reused)")
+
+
+def run_jobs(jobs: list[Job], engine, max_parallel: int, quiet: bool, echo: Callable[[str], None], title: str,
+             on_done: Callable[[Job, dict], None] = lambda job, info: None) -> dict[str, dict]:
+    """:func:`schedule` with a progress line per finished job; ``{job id: its result}``."""
+    out: dict[str, dict] = {}
+    progress = Progress(len(jobs), quiet, echo, title)
+
+    def done(job: Job, info: dict) -> None:
+        out[job.id] = info
+        progress.finished(info.get("status") == "done", trial_line(len(out), len(jobs), job.label, info))
+        on_done(job, info)
+
+    try:
+        schedule(jobs, engine, max_parallel, done, lambda running, pending: progress.state(running))
+    finally:
+        progress.close()
+    return out
+
+
+def run_plain(jobs: list[Job], engine: str = "local", max_parallel: int = 1, address: str | None = None,
+              quiet: bool = False, echo: Callable[[str], None] = print, title: str = "seeds") -> dict[str, dict]:
+    """Jobs on a new ``engine`` (``local``: in this process with its own threads when ``max_parallel``
+    is 1, else a pool sharing the cores; ``ray``: one CPU each); ``{job id: its result}``."""
+    if engine == "local" and max_parallel == 1:
+        threads = None
+    else:
+        threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
+    for job in jobs:
+        job.payload["threads"] = threads
+    eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)
+    return run_jobs(jobs, eng, max_parallel, quiet or len(jobs) == 1, echo, title)
+
+
+def first_failure(done: dict[str, dict], ids: list[str]) -> tuple[str, dict] | None:
+    """The first of ``ids`` whose job did not finish, with its result."""
+    return next(((i, done[i]) for i in ids if done[i].get("status") != "done"), None)
