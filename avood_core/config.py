@@ -80,7 +80,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: Literal["quick", "paper"] = Field(
         DEFAULT_PROFILE,
-        description="quick: each plugin's reduced epochs (demo, tests; finishes in about a minute on 2 CPU cores); "
+        description="quick: each plugin's reduced epochs (demos, tests); "
         "paper: the plugins' defaults, i.e. the paper's full budgets.",
     )
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["generator"]))

@@ -224,8 +224,8 @@ app.command("compare")(__import__("avood_core.cli.compare", fromlist=["compare"]
 def main() -> None:
     """Console entry point: errors become one line on stderr; the exit statuses are
     :data:`avood_core.cli.options.EXIT_CODES` (2: click's usage errors only)."""
-    # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning threads
-    # made small-model training 7-9x slower (measured); must be set before torch loads.
+    # Idle OpenMP threads sleep instead of spinning, which slows small models on a shared or busy
+    # CPU (docs/performance.md); it must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from avood_core.util.io import os_failure_line, stdout_broken
 

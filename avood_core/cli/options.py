@@ -180,7 +180,7 @@ _OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "device": (("--device",), DEVICE_HELP),
     "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
                                "the main process computes half of its later steps once free; identical results at equal threads per "
-                               "process; UCF at full epochs on 2 cores: 19.8 min, docs/performance.md)."),
+                               "process; timings in docs/performance.md)."),
     "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
     "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
     "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data: also picks that dataset's preset and the paper profile "

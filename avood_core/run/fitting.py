@@ -88,7 +88,7 @@ def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict
     for kind in FIT_ORDER:
         comp = pipeline.components[kind]
         payload = {**base, kind: config.component(kind).model_dump(mode="json")}
-        if BY_KIND[kind].after:  # the first stage hashes no "deps" (hashes equal to earlier versions')
+        if BY_KIND[kind].after:  # the first stage depends on nothing fitted: its payload has no "deps" key
             deps = {SYNTHETIC_FROM: hashes[SYNTHETIC_FROM]} if BY_KIND[kind].uses_synthetic or comp.uses_synthetic else {}
             payload["deps"] = {**deps, **{d: hashes[d] for d in getattr(comp, "depends_on", ())}}
         hashes[kind] = config_hash(payload)
