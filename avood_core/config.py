@@ -1,4 +1,4 @@
-"""Typed run configuration (pydantic v2), TOML loading, CLI overrides, two-stage validation.
+"""Typed run configuration (pydantic v2) and its two-stage validation.
 
 One path builds every run config (``avood run``/``config``/``ablate``/``sweep``, presets, tests)::
 
@@ -6,14 +6,9 @@ One path builds every run config (``avood run``/``config``/``ablate``/``sweep``,
     (preset < base < file <            (plugin-keyed params,                  (stage 2: each plugin's
      --<kind> < --set < typed values)   stage 1: validate_config)              Params, every default)
 
-:func:`build_config` is the first two steps in one call; :func:`validate_config` alone reads a
-config that is already whole (a run folder's ``config.toml``, a sweep trial's payload).
-
-Stage 1 validates the run config itself: four ``{name, params}`` component specs, data,
-seed, device, output folder. Stage 2 (:func:`resolve`) looks each name up in the registry
-and validates ``params`` with that plugin's own ``Params`` model, filling every default
-(and, under the ``quick`` profile, the plugin's reduced-budget overrides) so the resolved
-config shows every value a run used. Errors name the field path and the fix.
+:func:`build_config` is the first two steps; :func:`validate_config` alone reads a config that is
+already whole (a run folder's ``config.toml``, a trial's payload). The resolved config shows every
+value a run used; errors name the field path and the fix.
 """
 
 from __future__ import annotations
@@ -27,11 +22,9 @@ from avood_core.errors import ConfigError
 from avood_core.factory import DEFAULT_PROFILE, profile_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
 from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.recipe import DEFAULT_COMPONENTS, set_component
+from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, set_component
 from avood_core.run.tracking import LoggingConfig, resolve_logging
 from avood_core.strict import check_values, format_validation_error
-
-
 
 
 class ComponentSpec(BaseModel):
@@ -156,21 +149,13 @@ def assemble_config(
     values: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The merged, not yet validated config dict of a preset, a ``base`` dict, a TOML file,
-    ``--<kind> NAME`` choices (``components``), ``--set`` texts (``overrides``) and typed
-    ``values`` (dotted key -> value: the CLI's ``--seed``, ``--data``..., a sweep's axes).
+    ``--<kind> NAME`` choices (``components``), ``--set`` texts (``overrides``) and typed ``values``
+    (dotted key -> value), later layers winning field by field (:func:`avood_core.recipe.assemble_recipe`).
 
-    Later layers win field by field: preset < ``base`` < file < ``--<kind>`` < ``--set`` < ``values``.
-
-    ``preset``: a preset name, ``"none"`` (no preset), or ``None``: on benchmark data
-    (``data.source = "benchmark"``) with a ``data.dataset`` and neither a config file nor a
-    ``base``, that dataset's preset (the paper's recipe, paper §4.2); else none.
-
-    Besides the run-config fields it may hold a ``params`` table of plugin-keyed params,
-    ``params.<kind>.<plugin>.<param>`` (from a preset, a file or ``--set``): they apply to
-    ``<plugin>`` whenever it fills the ``<kind>`` slot, under that slot's own ``params``.
+    ``preset``: a name, ``"none"``, or ``None``: on benchmark data with a ``data.dataset`` and
+    neither a file nor a ``base``, that dataset's preset (paper §4.2). A ``params`` table of
+    plugin-keyed params (``params.<kind>.<plugin>.<param>``) applies whenever that plugin fills the slot.
     """
-    from avood_core.recipe import assemble_recipe
-
     return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
 
 
@@ -197,11 +182,8 @@ def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, so
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """Render a resolved config as TOML with ``tomli_w`` (any string, key or nesting round-trips).
-
-    TOML has no null: a ``None`` value is left out (reading the file back gives the field's
-    default, which is ``None`` for every optional field of the run config).
-    """
+    """A resolved config as TOML (``tomli_w``); a ``None`` is left out (TOML has no null; it reads
+    back as the field's default, ``None`` for every optional field)."""
     import tomli_w
 
     def prune(value: Any) -> Any:

@@ -1,11 +1,10 @@
-"""The recipe of a run config: which preset it is built on and why, its profile, every override.
+"""A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe.
 
-On benchmark data (``data.source = "benchmark"``) ``--dataset D`` means D's preset and with it
-the paper's profile (paper §4.2) unless the user says otherwise: ``--preset NAME``, ``--preset
-none``, or a config file. A preset of another dataset and the quick profile on benchmark data are
-allowed but warned about. ``avood run`` prints :meth:`Recipe.line` first on stderr and keeps
-:meth:`Recipe.as_dict` in ``results.json``; :func:`avood_core.config.assemble_config` is
-:func:`assemble_recipe` without the recipe.
+The recipe says which preset the config is built on and why, its profile and every override. On
+benchmark data ``--dataset D`` means D's preset and the paper's profile (paper §4.2) unless
+``--preset``, ``--preset none`` or a config file says otherwise; another dataset's preset or the
+quick profile on benchmark data is warned about. ``avood run`` prints :meth:`Recipe.line` first
+on stderr and keeps :meth:`Recipe.as_dict` in ``results.json``.
 """
 
 from __future__ import annotations
@@ -30,10 +29,7 @@ _KEY_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a run config was built: its preset (and why), its profile, every override on top, and
-    the warnings a reader of the results needs (a preset of another dataset, the quick profile on
-    benchmark data). ``avood run`` prints :meth:`line` first on stderr and stores :meth:`as_dict`
-    in ``results.json``."""
+    """How a run config was built: its preset (and why), profile, overrides and warnings."""
 
     preset: str | None
     chosen_by: str

@@ -1,42 +1,24 @@
-"""The paper's ablation tables as commands (``avood ablate gates|classifiers|losses``).
+"""The paper's ablation tables as commands (``avood ablate NAME``); the columns are :data:`COLUMN_HELP`.
 
-* ``gates`` — Table 2: the seen/unseen gate swapped among calibrated stacking, binary and
-  entropy; the generator, seen and unseen classifiers are fitted once and shared by the rows.
-  Columns: AUC (ROC of the gate score, seen = positive), FPR at TPR = 60 %, HM at TPR = 60 %
-  (the paper's HM column: the routed pipeline at the threshold where TPR first reaches 60 %)
-  and, extra, HM at the gate's own threshold.
-* ``classifiers`` — Table 3: (seen, unseen) classifiers MLP & MLP, Embedding & Embedding,
-  MLP & Embedding with the configured gate (entropy by default); the generator and the gate are
-  fitted once. Columns: SC_acc (seen classifier alone on the seen test clips, among the seen
-  classes), UC_acc (unseen classifier alone on the unseen test clips, among the unseen classes =
-  ZSL) and HM (routed, at the gate's own threshold). "Embedding" on both sides is one model:
-  the fitted ``cross_attention`` unseen classifier restricted to the seen classes
-  (``CrossAttentionSeenClassifier.from_unseen``) whenever both slots carry the same params.
-* ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms`` set to L⁺ only,
-  L⁺ + L⁻trip, L⁺ + L⁻rec, L⁺ + L⁻reg and L⁺ + L⁻ (the paper); generator, gate and seen
-  classifier fitted once. Columns: UC_acc and HM (at the gate's own threshold).
-* ``fusion`` — Fig. 1's fusion axis ("Fusion 1-5"; the paper fixes ``a ⊕ v`` for the generator,
-  gate and seen classifier and cross-attention in the unseen classifier, Fig. 2): the paper's
-  configuration, then one row per stage × built-in fusion (:data:`STAGE_FUSIONS`; ``mean`` and
-  ``sum`` need equal audio and video dims; a generator models a splittable fusion only, and the
-  gate follows it, since it trains on what the generator synthesizes; the unseen classifier's
-  embedding network takes only ``cross_attention``, so it has no row). Columns: S, U, HM, ZSL
-  and the gate's AUC.
-* ``table1`` — Table 1: CJME, AVGZSLNet, AVCA (calibrated stacking over all classes, the AVCA
-  protocol), AV-OOD, and AV-OOD with each baseline as its unseen classifier; S, U, HM, ZSL, the
-  paper's figures beside them (:mod:`avood_core.eval.ablate_table1`).
+* ``gates`` — Table 2: calibrated stacking, binary and entropy gates over the same generator and
+  classifiers; HM@TPR60 is the paper's HM column (routed at the threshold where TPR first
+  reaches 60 %).
+* ``classifiers`` — Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding under the
+  configured gate; "Embedding" on both sides is one model, the fitted ``cross_attention`` unseen
+  classifier restricted to the seen classes (``from_unseen``) when both carry the same params.
+* ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms``, L⁺ only to L⁺ + L⁻.
+* ``fusion`` — Fig. 1's fusion axis (the paper: ``a ⊕ v`` for generator, gate and seen classifier,
+  cross-attention in the unseen one, Fig. 2): one row per stage × built-in fusion
+  (:data:`STAGE_FUSIONS`; ``mean``/``sum`` need equal audio and video dims; the gate follows the
+  generator's fusion, since it trains on what the generator synthesizes; the unseen classifier's
+  network takes only ``cross_attention``).
+* ``table1`` — Table 1 with the paper's figures beside it (:mod:`avood_core.eval.ablate_table1`).
 
-Every row is a full run config built from the same assembled config as ``avood run``
-(preset, file, ``--set``...): a row swaps the plugin of some slot (its slot params reset, as
-with ``--<kind> NAME``; plugin-keyed ``params.<kind>.<plugin>`` from the preset or the file
-still apply) or changes one param. Components are cached by their fit hash
-(:func:`avood_core.run.driver.fit_hashes`: data, stage, seed, own params, upstream hashes), and each
-row is fitted through :meth:`Pipeline.fit` with the cached kinds skipped, so every component is
-seeded and fitted exactly as ``avood run`` would fit it, and fitted once however many rows use
-it. On a benchmark tree each row runs the two-stage protocol: stage 1 fits on ``training``
-and selects on ``val`` (e.g. calibrated stacking's β), stage 2 refits with those selections on
-``train_val`` and reports on ``test``; a row none of whose components selects anything on val
-skips stage 1 (``stage1.reason`` in its JSON). Nothing is selected on the test split.
+Each row is a run config assembled as for ``avood run``, with some slots' plugins swapped or
+params changed. Components are cached by fit hash (:func:`avood_core.run.fitting.fit_hashes`), so
+each is seeded and fitted as ``avood run`` would, once however many rows use it. On a benchmark
+tree each row runs the two-stage protocol (paper §4.1: select on stage-1 val, report on test);
+nothing is selected on the test split.
 """
 
 from __future__ import annotations

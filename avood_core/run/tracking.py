@@ -1,21 +1,12 @@
 """Experiment loggers: ``logger`` plugins fed by the run's callbacks (``avood run --logger mlflow``).
 
-A logger is a :class:`~avood_core.callbacks.Callback` with a pydantic ``Params`` model and
-``kind = "logger"``, registered like a component (``register("logger", "name", "pkg.mod:Class")``
-in a plugin's ``register_components`` hook). The run config's ``[logging]`` table chooses them::
-
-    [logging]
-    loggers = ["mlflow", "tensorboard"]   # avood run --logger mlflow --logger tensorboard
-    every_n_steps = 50                    # step metrics every N optimizer steps (0: epochs only)
-    [logging.mlflow]                      # params of the mlflow logger (--set logging.mlflow.uri=...)
-    uri = "file:/path/to/mlruns"
-
-A logger imports its library only in :meth:`Logger.check` and later hooks, so ``avood --help``
-stays fast; a missing library is one line naming the extra to install.
-
-In a sweep (avood_core.sweep), :class:`SweepSession` gives each chosen logger one call in the
-sweep's process before any trial starts (:meth:`Logger.sweep_start`: e.g. MLflow's store set up
-once and a parent run) and hands what it returns to the trials' loggers (:func:`trial_context`).
+A logger is a :class:`~avood_core.callbacks.Callback` with a pydantic ``Params`` model, registered
+like a component (``register("logger", "name", "pkg.mod:Class")``) and chosen by the run config's
+``[logging]`` table (``loggers = ["mlflow"]``, ``every_n_steps``, ``[logging.<name>]`` params).
+It imports its library only in :meth:`Logger.check` and later hooks, so ``avood --help`` stays
+fast. In a sweep, :class:`SweepSession` calls each logger once in the sweep's process
+(:meth:`Logger.sweep_start`, e.g. MLflow's parent run) and hands the result to the trials
+(:func:`trial_context`).
 """
 
 from __future__ import annotations
@@ -59,12 +50,11 @@ class Logger(Callback):
         self.name = type(self).__name__  # its registered name, set by make_loggers
 
     def check(self) -> None:
-        """Fail with one line when the logger cannot work (its library missing, its server unreachable);
-        called before any training."""
+        """Before any training: fail with one line when the logger cannot work (library, server)."""
 
     def sweep_start(self, name: str, folder: Path, params: Mapping[str, Any]) -> dict | None:
         """Once in a sweep's process, before its trials: what each trial's logger then finds in
-        :func:`trial_context` under this logger's name (``params``: the sweep's, to record)."""
+        :func:`trial_info` under this logger's name."""
         return None
 
     def sweep_end(self, failed: int, exc: BaseException | None) -> None:
@@ -123,8 +113,7 @@ _TRIAL: dict[str, Any] = {}  # what the sweep's process handed the trial running
 
 @contextlib.contextmanager
 def trial_context(context: Mapping[str, Any] | None) -> Iterator[None]:
-    """While a sweep's trial runs here: ``context`` (``{"sweep": name, <logger>: what its
-    sweep_start returned}``), which the trial's loggers read with :func:`trial_info`."""
+    """While a sweep's trial runs here: ``{"sweep": name, <logger>: its sweep_start's result}``."""
     previous = dict(_TRIAL)
     _TRIAL.clear()
     _TRIAL.update(context or {})
@@ -145,14 +134,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 class SweepSession:
-    """The sweep-level hooks of the loggers a sweep's trials use (see the module docstring)::
-
-        tracking = SweepSession(logging, registry, name, folder, echo)  # the loggers checked: before any work
-        with tracking.running(params, len(jobs)) as context:           # sweep_start ... sweep_end
-            payload["tracking"] = context                               # for every trial
-            ...                                                         # run the trials
-            tracking.failed = <trials that failed>
-    """
+    """The sweep-level hooks of a sweep's loggers: built (the loggers checked) before any work;
+    :meth:`running` yields the trials' context; set ``failed`` before leaving it."""
 
     def __init__(self, logging: LoggingConfig | None, registry, name: str, folder: Path,
                  echo: Callable[[str], None] = lambda m: None) -> None:
@@ -213,9 +196,8 @@ def headline(results: Mapping[str, Any]) -> dict[str, float]:
 
 
 class RunSession:
-    """The run-level hooks of ``loggers``: :meth:`start` once the run folder exists, :meth:`end`
-    with the results; leaving the ``with`` block by an exception after :meth:`start` calls
-    ``on_exception`` (a logger marks its run failed and closes its files)."""
+    """The run-level hooks of ``loggers``: :meth:`start` once the run folder exists, :meth:`end` with
+    the results; an exception after :meth:`start` calls ``on_exception``."""
 
     def __init__(self, loggers: list[Callback]) -> None:
         self.callbacks = CallbackList(loggers)
