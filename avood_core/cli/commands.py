@@ -184,7 +184,7 @@ def evaluate(
     from avood_core.train.loops import resolve_device
 
     pipeline = Pipeline.load(run_dir).to(resolve_device(device))
-    cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build()
+    cfg = ConfigOptions(run_dir / "config.toml", data=data, dataset=dataset).build_recipe()[0]
     task = pipeline.check_task(build_task(cfg))
     scores = pipeline.evaluate(task.test).metrics
     if as_json:

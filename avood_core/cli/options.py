@@ -1,16 +1,6 @@
-"""What the ``avood`` commands share: how a typer app is built, and the run-config options.
-
-``avood run``, ``avood config`` and ``avood ablate ...`` all assemble a run config from the same
-options (``--config``, ``--preset``, the four component choices, ``--set``, ``--seed``,
-``--data``...). They are declared once here; a command takes the ones it needs with
-:func:`config_options` and receives them as one :class:`ConfigOptions`::
-
-    @app.command()
-    @config_options("config", "preset", "sets")
-    def show(opts: ConfigOptions, fmt: str = typer.Option("toml", "--format")) -> None:
-        cfg = opts.build()
-
-Nothing here imports torch (``avood --help`` stays fast).
+"""What the ``avood`` commands share: how a typer app is built, and the run-config options
+(``--config``, ``--preset``, the component choices, ``--set``, ``--seed``, ``--data``...), declared
+once; a command takes them with :func:`config_options` as one :class:`ConfigOptions`. No torch here.
 """
 
 from __future__ import annotations
@@ -79,7 +69,7 @@ def complete_plugins(kind: str) -> Callable[[str], list[str]]:
 
 
 def complete_presets(incomplete: str) -> list[str]:
-    """Shell completion of ``--preset``: the shipped presets (TOML files; no torch import)."""
+    """Shell completion of ``--preset``: the shipped presets."""
     from avood_core.presets import list_presets
 
     return [p.name for p in list_presets() if p.name.startswith(incomplete)]
@@ -134,22 +124,14 @@ class ConfigOptions:
             values["logging.loggers"] = split_list(self.loggers)
         return values
 
-    def assemble(self) -> dict[str, Any]:
-        """The merged, not yet validated config dict (:func:`avood_core.config.assemble_config`)."""
-        return self.assemble_recipe()[0]
-
     def assemble_recipe(self) -> tuple[dict[str, Any], Any]:
         """:meth:`assemble` and its :class:`~avood_core.recipe.Recipe` (:func:`avood_core.recipe.assemble_recipe`)."""
         from avood_core.recipe import assemble_recipe
 
         return assemble_recipe(self.config, self.components(), self.sets, preset=self.preset, values=self.values())
 
-    def build(self):
-        """The validated run config (:func:`avood_core.config.build_config`)."""
-        return self.build_recipe()[0]
-
     def build_recipe(self):
-        """:meth:`build` and its :class:`~avood_core.recipe.Recipe`."""
+        """The validated run config (:func:`avood_core.config.finalize_config`) and its recipe."""
         from avood_core.config import finalize_config
 
         data, recipe = self.assemble_recipe()

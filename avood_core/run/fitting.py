@@ -1,7 +1,5 @@
-"""One stage of a run (paper §4.1 protocol: stage 1 fits on ``training`` and selects on ``val``,
-stage 2 refits on ``train_val`` and reports on ``test``): the tasks, the fit hashes that
-``--resume`` and the shared cache compare, fitting or reusing the four components, selections.
-"""
+"""One stage of a run (paper §4.1: stage 1 fits on ``training`` and selects on ``val``, stage 2
+refits on ``train_val`` and reports on ``test``): tasks, fit hashes, fitting or reusing, selections."""
 
 from __future__ import annotations
 
@@ -32,14 +30,9 @@ class RunTasks(NamedTuple):
 
 
 def build_tasks(config: RunConfig) -> RunTasks:
-    """The tasks for ``config.data``; what the loader returned is left as it was.
-
-    The embedded synthetic task is one stage (its ``val`` is a held-out part of the training
-    clips). A benchmark tree gives the protocol's two stages: stage 1 fits on ``training``
-    and selects on ``val``; stage 2 refits on ``train_val`` and reports on ``test``. The stage-1
-    task is a copy of the loaded one with ``val`` set and the loader's report in
-    ``meta["load_info"]``.
-    """
+    """The tasks for ``config.data``: the embedded task (one stage, ``val`` held out of the training
+    clips), or a benchmark tree's two stages; the stage-1 task is a copy of the loaded one with
+    ``val`` set and the loader's report in ``meta["load_info"]``."""
     data = config.data
     if data.source == "synthetic":
         from avood_core.data.embedded import make_ucf_task
@@ -73,12 +66,9 @@ def build_pipeline(config: RunConfig, registry: Registry | None = None) -> "Pipe
 
 
 def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict[str, str]:
-    """Per-component hash of everything its fit depends on (for ``--resume``), in fitting order.
-
-    A component's hash covers the data, the stage, the seed, its own name and params, the
-    generator's hash when it trains on synthetic features (its stage's inputs, or its own
-    ``uses_synthetic``), and the hashes of the components it declares in ``depends_on``.
-    """
+    """Per-component hash of everything its fit depends on (``--resume``, shared caches), in fitting
+    order: data, stage, seed, its name and params, and the hashes of the generator when it trains
+    on synthetic features and of the components in its ``depends_on``."""
     from avood_core.pipeline.store import config_hash
 
     base = {"data": config.data.model_dump(mode="json"), "seed": config.seed, "syn_num": config.syn_num}
@@ -98,10 +88,7 @@ def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict
 def reuse_fitted(run_dir: Path, pipeline: "Pipeline", hashes: dict[str, str], registry: Registry,
                  echo: Callable[[str], None], into: Path | None = None) -> set[str]:
     """Load the components of ``run_dir`` whose saved hash matches; report every mismatch.
-
-    ``into``: another run folder (``--resume --allow-changes``) that receives a copy of each
-    reused component; ``run_dir`` is only read then.
-    """
+    ``into`` (``--allow-changes``): a run folder that receives a copy of each reused component."""
     from avood_core.errors import CheckpointError
     from avood_core.pipeline.store import copy_component, load_component, read_config
 
@@ -148,14 +135,9 @@ class FitOptions:
 
 def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitOptions, resume: Path | None = None,
               stage: str = "") -> tuple["Pipeline", list[str]]:
-    """Fit (or reuse) the four components on ``task``, saving each into ``stage_dir`` as it is fitted.
-
-    ``resume``: the stage folder whose matching components are reused (``stage_dir`` itself, or
-    the stage folder of the run a ``--resume --allow-changes`` started from). Each fitted
-    component's curves go to ``stage_dir/metrics/<kind>.jsonl`` and to ``opts.loggers``.
-    ``stage``: ``"stage1"``, ``"stage2"`` or ``""`` (one-stage run). Returns the pipeline and
-    the kinds reused rather than fitted.
-    """
+    """Fit (or reuse, from the stage folder ``resume``) the four components on ``task``, saving each
+    into ``stage_dir`` as it is fitted, its curves into ``metrics/<kind>.jsonl`` and ``opts.loggers``.
+    ``stage``: ``"stage1"``, ``"stage2"`` or ``""``. Returns the pipeline and the kinds reused."""
     from avood_core.callbacks import CallbackList, MetricsWriter
     from avood_core.pipeline.store import save_component
     from avood_core.run import cache as component_cache
@@ -186,12 +168,9 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
 
 
 def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registry: Registry) -> tuple[bool, str]:
-    """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line).
-
-    Stage 1 exists only to select params on the val split for stage 2; it runs only when some
-    component's :meth:`~avood_core.protocols.Component.selects_on_val` is True. Otherwise its
-    fit would change nothing in stage 2, and skipping it halves the run.
-    """
+    """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line): only when
+    some component's :meth:`~avood_core.protocols.Component.selects_on_val` is True, since stage 1
+    exists only to select params on the val split for stage 2."""
     if stage1_task is None:
         if config.data.source == "benchmark":
             return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
@@ -208,11 +187,8 @@ def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registr
 
 
 def apply_selections(config: RunConfig, pipeline: "Pipeline") -> tuple[RunConfig, dict]:
-    """Stage-2 config: each component's params updated with what it selected on stage-1 val.
-
-    The updated params are validated with the component's own model: a selection its params
-    reject is a :class:`ConfigError` naming the component, the value and the fix.
-    """
+    """Stage-2 config: each component's params updated with what it selected on stage-1 val,
+    validated by its own model (a rejected selection is a :class:`ConfigError` naming it)."""
     from pydantic import ValidationError
 
     from avood_core.strict import format_validation_error

@@ -1,13 +1,8 @@
-"""What a run folder owns, who may write it, and how a resumed config may differ from the saved one.
+"""A run folder: its fresh name, what it owns, who may write it, how a resumed config may differ.
 
-* :func:`lock`: one writer at a time. ``avood run`` (also ``--resume``) and ``avood report``
-  hold an exclusive ``fcntl.flock`` on ``<run>/.avood.lock`` for as long as they write the
-  folder; a second writer fails at once with one line naming the folder and the holder's pid.
-  The lock is released by the kernel when its process exits, even on ``kill -9``, so a crashed
-  run never leaves a stale lock behind.
-* :func:`check_output_path`: ``avood predict -o`` may write beside a run's files but never over
-  them (``results.json``, ``pipeline.json``, ``components/`` ... see :data:`RESERVED`).
-* :func:`config_differences`: what a ``--resume`` changes in the saved ``config.toml``.
+:func:`lock` lets one writer at a time hold ``<run>/.avood.lock`` (``fcntl.flock``, released by
+the kernel when its process exits, even on ``kill -9``); a second one fails at once naming the
+holder's pid. ``avood predict -o`` may write beside a run's files, never over them (:data:`RESERVED`).
 """
 
 from __future__ import annotations

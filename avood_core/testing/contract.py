@@ -3,7 +3,6 @@ base class :class:`ComponentContract`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
@@ -14,7 +13,7 @@ from avood_core.task import AVGZSLTask
 from avood_core.testing import checks as kit_checks
 from avood_core.testing.checks import CHECKS
 from avood_core.testing.data import KitData, _as_kit_data, torch_threads
-from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport, _error_text, _expect
+from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
 
 
@@ -62,16 +61,8 @@ def check_component(
             return
         if needs and blocked:
             report.results[check] = CheckResult("failed", f"not run: the '{blocked}' check failed")
-            return
-        start = time.perf_counter()
-        try:
-            fn()
-        except Exception as exc:  # report every failure, not just the first
-            report.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
-            if blocks:
-                blocked = blocked or check
-            return
-        report.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+        elif not report.run(check, fn) and blocks:
+            blocked = blocked or check
 
     def protocol() -> None:
         report.kind = kit_checks.check_protocol(cls, kind)
@@ -121,9 +112,6 @@ def _inputs(data: KitData) -> list[Tensor]:
     return tensors
 
 
-# ---------------------------------------------------------------------------------------
-# pytest base class
-# ---------------------------------------------------------------------------------------
 class ComponentContract:
     """Subclass as ``Test<Something>`` to get one pytest test per conformance check.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,17 @@ class ConformanceReport:
         if failed:
             raise ConformanceError(f"{self.component} ({self.kind}) fails the conformance kit:\n"
                                    + "\n".join(f"  [{k}] {v}" for k, v in failed.items()))
+
+    def run(self, check: str, fn: Callable[[], Any]) -> bool:
+        """Time ``fn()`` and record it as ``check``: passed, or failed with the error's text."""
+        start = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:  # report every failure, not just the first
+            self.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
+            return False
+        self.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+        return True
 
     def __str__(self) -> str:
         lines = [f"{self.component} ({self.kind}), params {self.params}:"]

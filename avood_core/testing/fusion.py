@@ -1,41 +1,26 @@
 """Conformance checks for fusion plugins (kind ``fusion``, :mod:`avood_core.fusion`).
 
-:func:`check_fusion` (also reached through :func:`avood_core.testing.check_component` for a
-fusion class) runs :data:`FUSION_CHECKS` on random features of equal audio and video dims
-(:data:`DIMS`; unequal dims too, where the fusion accepts them):
-
-``protocol``
-    subclasses :class:`~avood_core.fusion.Fusion`, ``kind == "fusion"``, implements
-    ``out_dim`` and ``forward``; ``modalities`` is a non-empty subset of (audio, video) and
-    ``splittable`` a bool; unequal dims are either accepted or refused with a one-line
-    :class:`~avood_core.errors.AvoodError`.
-``params``
-    as for components: ``Params`` builds with no arguments, rejects unknown keys, documents
-    every field and survives the JSON round trip.
-``outputs``
-    ``forward`` gives a finite float32 (B, out_dim) tensor; a splittable fusion's output is the
-    concatenation of the modalities it reads.
-``gradients``
-    the gradient of the output reaches every modality it reads and every trainable parameter.
-``modalities``
-    perturbing a modality it does not read changes nothing in the output (bit for bit).
-``save_load``
-    the state dict written to safetensors and loaded into a fresh instance gives the same output.
-``determinism``
-    the same seed builds the same parameters and (in train mode, dropout included) the same output.
+:func:`check_fusion` (also :func:`avood_core.testing.check_component` given a fusion class) runs
+:data:`FUSION_CHECKS` on random features of equal audio and video dims (:data:`DIMS`; unequal
+ones where the fusion accepts them, else refused as one :class:`~avood_core.errors.AvoodError`
+line): ``protocol`` (a :class:`~avood_core.fusion.Fusion` with ``out_dim``, ``forward``,
+``modalities`` and ``splittable``), ``params`` (as for components), ``outputs`` (finite float32
+``(B, out_dim)``; a splittable fusion concatenates what it reads), ``gradients`` (they reach every
+modality read and every parameter), ``modalities`` (a modality it does not read changes nothing),
+``save_load`` (a safetensors round trip gives the same output) and ``determinism`` (the same seed
+gives the same parameters and train-mode output).
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from avood_core.errors import AvoodError
 from avood_core.testing.data import torch_threads
-from avood_core.testing.errors import CheckResult, ConformanceReport, _error_text, _expect, _fail
+from avood_core.testing.errors import CheckResult, ConformanceReport, _expect, _fail
 
 FUSION_CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "gradients", "modalities", "save_load", "determinism")
 DIMS = (16, 16)
@@ -177,13 +162,7 @@ def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: in
             if check != "protocol" and report.results["protocol"].status == "failed":
                 report.results[check] = CheckResult("failed", "not run: the 'protocol' check failed")
                 continue
-            start = time.perf_counter()
-            try:
-                fn()
-            except Exception as exc:
-                report.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
-                continue
-            report.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+            report.run(check, fn)
     if raise_on_failure:
         report.assert_ok()
     return report
