@@ -1,26 +1,15 @@
 """``avood ablate table1``: the paper's Table 1 rows in one harness, its figures printed beside them.
 
-Rows (see :data:`ROWS`):
+* **CJME**, **AVGZSLNet**, **AVCA**: the embedding model alone under the AVCA protocol, as Table 1
+  reports them: calibrated stacking over all classes (``ŷ = argmin_c d(x, t_c) + β·[c seen]``, β
+  chosen on the selection split, :mod:`avood_plugins.detectors.calibrated_stacking`). AVCA is the
+  ``cross_attention`` unseen classifier with ``negative_terms = []`` (AVCA's own L⁺ losses).
+* **AV-OOD (paper)**: entropy gate + MLP seen classifier + ``cross_attention`` (L⁺ + L⁻), routed.
+* **AV-OOD + CJME**, **AV-OOD + AVGZSLNet**: a baseline behind the same gate (not in the paper).
 
-* **CJME**, **AVGZSLNet**, **AVCA** — the embedding model alone under the AVCA protocol, which is
-  how Table 1 reports them: calibrated stacking over all classes (``ŷ = argmin_c d(x, t_c) +
-  β·[c seen]``, β chosen on the selection split by :mod:`avood_plugins.detectors.calibrated_stacking`),
-  S, U and HM of that prediction. AVCA = the ``cross_attention`` unseen classifier with
-  ``negative_terms = []`` (AVCA's own L⁺ losses, without the paper's negative terms).
-* **AV-OOD (paper)** — entropy gate + MLP seen classifier + the paper's ``cross_attention``
-  unseen classifier (L⁺ + L⁻), routed at the gate's threshold.
-* **AV-OOD + CJME**, **AV-OOD + AVGZSLNet** — the same gate and seen classifier with a baseline
-  as the unseen classifier (not in the paper: the framework's claim that any unseen classifier
-  can sit behind the gate).
-
-ZSL is, in every row, the unseen classifier alone on the unseen test clips among the unseen
-classes (AVCA's ``zsl``). Components shared by the rows (generator, seen MLP, entropy gate) are
-fitted once (:class:`avood_core.eval.ablate.FitCache`). The paper's figures (Table 1 of the paper, on
-the real SeLaVi features of the benchmark) are printed beside the measured ones, marked as the
-paper's; on the embedded synthetic task (UCF-GZSL-shaped) the UCF-GZSL figures are shown, for
-orientation only: that task is calibrated for AV-OOD's own classifiers (paper Table 3), not for the
-baselines, so the baselines' rows and their ranking against AV-OOD are not the paper's there (the
-table's footnote says so).
+ZSL is the unseen classifier alone among the unseen classes (AVCA's ``zsl``). On the embedded
+synthetic task the UCF-GZSL figures are shown for orientation only: that task is calibrated for
+AV-OOD's classifiers (paper Table 3), not for the baselines (the table's footnote says so).
 """
 
 from __future__ import annotations

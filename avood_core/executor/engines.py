@@ -126,9 +126,8 @@ def _leave(*_: object) -> None:
 
 
 def _pool_init(parent: int) -> None:
-    """A pool worker's start: it exits as soon as the sweep's process is gone (even one killed with
-    SIGKILL), through the mechanism of the ``jobs = 2`` worker (avood_core.pipeline.worker); the pipe
-    it watches is multiprocessing's own sentinel of the parent."""
+    """A pool worker exits as soon as its parent is gone (even killed with SIGKILL), watching
+    multiprocessing's sentinel of the parent as the ``jobs = 2`` worker does (avood_core.pipeline.worker)."""
     import multiprocessing
 
     from avood_core.pipeline.worker import exit_with_parent

@@ -1,21 +1,11 @@
 """``avood sweep``: many runs of one spec, on this machine or on a Ray cluster, resumable.
 
-A sweep folder holds
-
-* ``trials/<trial>/`` — one ordinary run folder per (config, seed), as ``avood run`` writes it
-  (``evaluate``, ``predict`` and ``report`` work on it), plus ``trial.json`` (status, fit hash,
-  worker pid/host, attempt, error) and ``log.txt``;
-* ``shared/`` — fitted components shared by the trials (avood_core.run.cache): trials
-  whose components have the same fit hash fit them once (e.g. the gates of Table 2 over the same
-  generator and classifiers);
-* ``sweep.json``, ``table.md``, ``table.csv`` — one row per config: mean ± std over seeds of its
-  metric columns (S, U, HM, ZSL; the gate's AUROC and FPR@TPR60 in a gates sweep; or those asked
-  for) with links to the trials; a failed trial is a row with its error.
-
-Rerunning the same spec skips the trials whose folder is complete with a matching hash and
-resumes the others; a folder made by another spec is refused unless ``allow_changes``. The
-scheduler never starts two trials that would fit the same component side by side: the second
-waits and reuses what the first published (when another trial can run meanwhile).
+A sweep folder holds ``trials/<trial>/`` (an ordinary run folder per config and seed, plus the
+executor's ``trial.json`` and ``log.txt``), ``shared/`` (components shared by trials with the same
+fit hash, :mod:`avood_core.run.cache`) and ``sweep.json``, ``table.md``, ``table.csv`` (one row per
+config, :mod:`avood_core.sweep.table`). A rerun skips the trials finished with a matching hash and
+resumes the others; a folder of another spec is refused unless ``allow_changes``. Two trials that
+would fit the same component never run side by side: the second reuses what the first published.
 """
 
 from __future__ import annotations
@@ -121,13 +111,9 @@ def check_sweep_folder(folder: Path) -> None:
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
               echo: Callable[[str], None] = print, registry=None, source: str = "sweep",
               metrics: list[str] | None = None) -> SweepResult:
-    """Expand ``spec``, run the trials not finished yet on its engine and write the tables.
-
-    ``metrics``: the table's columns, dotted keys of the trials' ``results.json`` metrics
-    (default: :func:`avood_core.sweep.table.default_metrics`). A failed trial does not stop the
-    others; :attr:`SweepResult.failed` lists them. The sweep folder is recognised
-    (:func:`check_sweep_folder`) and locked (one sweep at a time) before anything is written into
-    it; its ``trials/`` and ``shared/`` never lead out of it."""
+    """Expand ``spec``, run the trials not finished yet on its engine and write the tables (columns:
+    ``metrics``, dotted keys of the trials' metrics). A failed trial does not stop the others. The
+    folder is checked and locked before anything is written; its ``trials/`` and ``shared/`` stay in it."""
     from avood_core.registry import get_registry
     from avood_core.run.folder import lock
 
