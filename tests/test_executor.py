@@ -1,0 +1,59 @@
+"""The executor shared by sweeps, ``run --seeds`` and ``ablate --seeds``: jobs, engines, scheduling."""
+
+from __future__ import annotations
+
+import json
+
+from avood_core.errors import ConfigError
+from avood_core.executor.jobs import Job, first_failure, run_plain, schedule
+
+
+def _job_fn(payload: dict, echo) -> dict:
+    echo(f"job {payload['x']}")
+    if payload["x"] < 0:
+        raise ConfigError(f"x = {payload['x']} is negative")
+    return {"square": payload["x"] ** 2}
+
+
+def test_jobs_run_inline_and_each_records_its_result(tmp_path):
+    jobs = [Job(f"j{x}", _job_fn, {"x": x, "run_dir": str(tmp_path / f"j{x}"), "hash": f"h{x}"}, label=f"x={x}")
+            for x in (2, -1, 3)]
+    done = run_plain(jobs, quiet=True)
+    assert done["j2"]["status"] == "done" and done["j2"]["square"] == 4 and done["j3"]["square"] == 9
+    assert done["j-1"] == {**done["j-1"], "status": "failed", "error": "x = -1 is negative"}
+    assert first_failure(done, ["j2", "j-1", "j3"])[0] == "j-1"
+    record = json.loads((tmp_path / "j3" / "trial.json").read_text())
+    assert record["status"] == "done" and record["hash"] == "h3" and record["attempt"] == 1
+    assert (tmp_path / "j-1" / "log.txt").read_text().startswith("job -1\nTraceback")
+
+
+class _Recorder:
+    """An engine that finishes one job per wait, recording what ran side by side."""
+
+    def __init__(self) -> None:
+        self.running: list[str] = []
+        self.together: list[set[str]] = []
+
+    def submit(self, fn, payload):
+        self.running.append(payload["id"])
+        self.together.append(set(self.running))
+        return payload["id"]
+
+    def wait(self, handles, timeout):
+        return handles[:1]
+
+    def result(self, handle):
+        self.running.remove(handle)
+        return {"status": "done"}
+
+    def close(self, abort=False):
+        self.closed = abort
+
+
+def test_jobs_sharing_a_component_never_run_side_by_side():
+    jobs = [Job(name, _job_fn, {"id": name}, keys) for name, keys in
+            (("a", frozenset({"gen-1"})), ("b", frozenset({"gen-1"})), ("c", frozenset({"gen-2"})))]
+    engine, order = _Recorder(), []
+    schedule(jobs, engine, 2, lambda job, info: order.append(job.id))
+    assert all(not {"a", "b"} <= ran for ran in engine.together)
+    assert {"a", "c"} in engine.together and sorted(order) == ["a", "b", "c"] and engine.closed is False
