@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from avood_core.run.interrupted import interrupted_message, saved_components
+from avood_core.run.folder import interrupted_message, saved_components
 from tiny_runs import TINY
 
 REPO = Path(__file__).resolve().parents[1]

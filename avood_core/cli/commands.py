@@ -90,7 +90,7 @@ def run(
         else:
             result = execute(cfg, options)
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
-        from avood_core.run.interrupted import interrupted_message
+        from avood_core.run.folder import interrupted_message
 
         raise Interrupted(interrupted_message(run_dirs[-1] if run_dirs else None)) from None
     if as_json:

@@ -2,7 +2,7 @@
 
 The idea of the ablation cache (:class:`avood_core.eval.ablate.FitCache`) on disk, so that trials in
 other processes or on other machines sharing the folder can use it: a trial about to fit a
-component whose fit hash (:func:`avood_core.run.driver.fit_hashes`: data, stage, seed, own params,
+component whose fit hash (:func:`avood_core.run.fitting.fit_hashes`: data, stage, seed, own params,
 upstream hashes) is already in ``<shared>/<kind>-<hash>/`` loads it instead and copies it into
 its own run folder (which stays self-contained); a component it fits is published there. The
 entries are ordinary checkpoint folders (``config.json`` + ``model.safetensors``, checksummed,

@@ -1,4 +1,5 @@
-"""A run folder: its fresh name, what it owns, who may write it, how a resumed config may differ.
+"""A run folder: its fresh name, what it owns, who may write it, how a resumed config may differ,
+and the one line ``avood run`` prints on Ctrl-C (:func:`interrupted_message`).
 
 :func:`lock` lets one writer at a time hold ``<run>/.avood.lock`` (``fcntl.flock``, released by
 the kernel when its process exits, even on ``kill -9``); a second one fails at once naming the
@@ -218,3 +219,25 @@ def load_results(run_dir: Path) -> dict:
     if not path.is_file():
         raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
     return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")
+
+
+def saved_components(folder: Path) -> list[str]:
+    """The kinds whose checkpoint (config and weights) is complete in ``folder/components``."""
+    from avood_core.pipeline.store import CONFIG, WEIGHTS
+
+    return [k for k in KINDS if (folder / "components" / k / CONFIG).is_file()
+            and (folder / "components" / k / WEIGHTS).is_file()]
+
+
+def interrupted_message(run_dir: Path | None) -> str:
+    """``interrupted; <what was saved in run_dir>; <how to continue>`` on one line."""
+    if run_dir is None or not run_dir.is_dir():
+        return "interrupted before a run folder was created; nothing was saved"
+    if (run_dir / "results.json").is_file():
+        return (f"interrupted after the run finished; '{run_dir}' holds every component and results.json "
+                f"(rewrite the report with 'avood report {run_dir}')")
+    stage1 = run_dir / "stage1"
+    listed = lambda folder: ", ".join(saved_components(folder)) or "nothing"  # noqa: E731
+    saved = f"stage 1: {listed(stage1)}; stage 2: {listed(run_dir)}" if stage1.is_dir() else listed(run_dir)
+    return (f"interrupted; saved in '{run_dir}': {saved}; continue with 'avood run --resume {run_dir}' "
+            "(it reuses what was saved and fits the rest)")
