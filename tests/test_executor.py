@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from avood_core.errors import ConfigError
-from avood_core.executor.jobs import Job, first_failure, run_plain, schedule
+import pytest
+
+from avood_core.errors import AvoodError, ConfigError
+from avood_core.executor.jobs import Job, check_seeds, run_plain, run_seeds, schedule
 
 
 def _job_fn(payload: dict, echo) -> dict:
@@ -21,10 +23,22 @@ def test_jobs_run_inline_and_each_records_its_result(tmp_path):
     done = run_plain(jobs, quiet=True)
     assert done["j2"]["status"] == "done" and done["j2"]["square"] == 4 and done["j3"]["square"] == 9
     assert done["j-1"] == {**done["j-1"], "status": "failed", "error": "x = -1 is negative"}
-    assert first_failure(done, ["j2", "j-1", "j3"])[0] == "j-1"
     record = json.loads((tmp_path / "j3" / "trial.json").read_text())
     assert record["status"] == "done" and record["hash"] == "h3" and record["attempt"] == 1
     assert (tmp_path / "j-1" / "log.txt").read_text().startswith("job -1\nTraceback")
+
+
+def test_a_failed_seed_is_one_line_naming_its_log(tmp_path):
+    def job(seed: int) -> Job:
+        return Job(f"seed-{seed}", _job_fn, {"x": seed, "run_dir": str(tmp_path / f"seed-{seed}"), "hash": "h"})
+
+    done = run_seeds(tmp_path, [2, 3], job, "local", 1, None, True, print)
+    assert sorted(done) == [2, 3] and (done[2]["square"], done[3]["square"]) == (4, 9)
+    with pytest.raises(AvoodError, match=r"^demo: seed -1 failed: x = -1 is negative \(log: .*seed--1/log.txt\)$"):
+        run_seeds(tmp_path, [0, -1], job, "local", 1, None, True, print, "demo: ")
+    for bad in ([], [1, 1], [2**64]):
+        with pytest.raises(AvoodError, match="--seeds"):
+            check_seeds(bad)
 
 
 class _Recorder:

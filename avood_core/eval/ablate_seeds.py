@@ -59,32 +59,30 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     from avood_core.config import finalize_config, resolve
     from avood_core.eval.ablate import ABLATIONS, AblationResult
     from avood_core.eval.stats import LEVEL, T_METHOD
-    from avood_core.executor.jobs import Job, first_failure, run_plain
+    from avood_core.executor.jobs import Job, check_seeds, run_seeds
     from avood_core.run.folder import new_run_dir
     from avood_core.util.io import atomic_write_json, atomic_write_text
 
     if name not in ABLATIONS:
         raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
+    check_seeds(seeds)
     base = resolve(finalize_config(data))  # fail fast on a bad config, before any job starts
     parent = new_run_dir(Path(base.output_dir), f"ablate-{name}-seeds{'-'.join(map(str, seeds))}")
-    jobs = [Job(f"seed-{s}", ablation_job, {"ablation": name, "data": json.loads(json.dumps({**data, "seed": s}, default=str)),
-                                            "run_dir": str(parent / f"seed-{s}"), "hash": f"ablate-{name}-{s}",
-                                            "threads": None, "report": True}, label=f"seed {s}") for s in seeds]
-    done = run_plain(jobs, engine, max_parallel, address, quiet, echo)
-    failed = first_failure(done, [job.id for job in jobs])
-    if failed:
-        raise AvoodError(f"ablation {name}, seed {failed[0].removeprefix('seed-')} failed: {failed[1].get('error')} "
-                         f"(log: {parent / failed[0] / 'log.txt'})")
+
+    def job(seed: int) -> Job:
+        payload = {"ablation": name, "data": json.loads(json.dumps({**data, "seed": seed}, default=str)),
+                   "run_dir": str(parent / f"seed-{seed}"), "hash": f"ablate-{name}-{seed}", "report": True}
+        return Job(f"seed-{seed}", ablation_job, payload, label=f"seed {seed}")
+
+    done = run_seeds(parent, seeds, job, engine, max_parallel, address, quiet, echo, f"ablation {name}, ")
     ablation = ABLATIONS[name]
-    rows = aggregate(ablation, {s: done[f"seed-{s}"]["rows"] for s in seeds})
+    rows = aggregate(ablation, {s: done[s]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)
     results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
                "std_ddof": 1, "ci_level": LEVEL,
                "ci_method": T_METHOD, "rows": rows,
-               "per_seed": {s: {"folder": str(Path(done[f"seed-{s}"]["ablation_dir"]).relative_to(parent)),
-                                "rows": done[f"seed-{s}"]["rows"]} for s in seeds}}
+               "per_seed": {s: {"folder": str(Path(done[s]["ablation_dir"]).relative_to(parent)),
+                                "rows": done[s]["rows"]} for s in seeds}}
     atomic_write_json(parent / "results.json", results)
     atomic_write_text(parent / "table.md", table)
     return AblationResult(parent, table, results)

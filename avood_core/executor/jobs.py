@@ -1,15 +1,18 @@
 """Jobs on an engine: :func:`schedule` (at most ``max_parallel`` at once, never two fitting the same
 component side by side), :func:`run_jobs` (with progress lines) and :func:`run_plain` (an engine
-made here)."""
+made here, :func:`run_seeds`)."""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from avood_core.errors import AvoodError
 from avood_core.executor.engines import make_engine
+from avood_core.limits import SEED_MAX, SEED_MIN
 
 
 @dataclass
@@ -143,6 +146,23 @@ def run_plain(jobs: list[Job], engine: str = "local", max_parallel: int = 1, add
     return run_jobs(jobs, eng, max_parallel, quiet or len(jobs) == 1, echo, title)
 
 
-def first_failure(done: dict[str, dict], ids: list[str]) -> tuple[str, dict] | None:
-    """The first of ``ids`` whose job did not finish, with its result."""
-    return next(((i, done[i]) for i in ids if done[i].get("status") != "done"), None)
+def run_seeds(parent: Path, seeds: list[int], job: Callable[[int], Job], engine: str, max_parallel: int,
+              address: str | None, quiet: bool, echo: Callable[[str], None], what: str = "") -> dict[int, dict]:
+    """One job per seed (``job(seed)``, in ``parent/seed-<n>``) on a new ``engine``; ``{seed: its result}``.
+    A seed that fails is one :class:`AvoodError` line naming its log."""
+    done = run_plain([job(s) for s in seeds], engine, max_parallel, address, quiet, echo)
+    for seed in seeds:
+        info = done[f"seed-{seed}"]
+        if info.get("status") != "done":
+            raise AvoodError(f"{what}seed {seed} failed: {info.get('error')} "
+                             f"(log: {parent / f'seed-{seed}' / 'log.txt'})")
+    return {seed: done[f"seed-{seed}"] for seed in seeds}
+
+
+def check_seeds(seeds: list[int]) -> None:
+    """``--seeds``: distinct 64-bit integers, at least one."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
+    bad = [s for s in seeds if not SEED_MIN <= s <= SEED_MAX]
+    if bad:
+        raise AvoodError(f"--seeds: {bad[0]} is not a 64-bit integer ({SEED_MIN}..{SEED_MAX}); pick smaller seeds")

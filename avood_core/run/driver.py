@@ -14,7 +14,6 @@ from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml, validate_config
 from avood_core.errors import AvoodError
 from avood_core.eval.bootstrap import bootstrap_intervals
-from avood_core.limits import SEED_MAX, SEED_MIN
 from avood_core.registry import get_registry
 from avood_core.run.fitting import FitOptions, apply_selections, build_tasks, fit_stage, stage1_decision
 from avood_core.run.folder import OUTPUT_OPTION, load_results, new_run_dir, run_label, save_outputs
@@ -166,31 +165,24 @@ def execute_seeds(config: RunConfig, seeds: list[int], options: RunOptions = Run
     import shutil
 
     from avood_core.eval.report import seeds_section, write_report
-    from avood_core.executor.jobs import Job, first_failure, run_plain
+    from avood_core.executor.jobs import Job, check_seeds, run_seeds
     from avood_core.pipeline.store import config_hash
     from avood_core.run.folder import lock
 
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise AvoodError(f"--seeds {seeds}: give distinct integers, e.g. --seeds 0,1,2")
-    bad = [s for s in seeds if not SEED_MIN <= s <= SEED_MAX]
-    if bad:
-        raise AvoodError(f"--seeds: {bad[0]} is not a 64-bit integer ({SEED_MIN}..{SEED_MAX}); pick smaller seeds")
+    check_seeds(seeds)
     config = resolve(config)
     label = run_label(config)[: -len(f"s{config.seed}")] + f"seeds{'-'.join(map(str, seeds))}"
     parent = new_run_dir(Path(config.output_dir), label)
     with lock(parent, "run --seeds"):
         options.on_run_dir(parent)
-        jobs = []
-        for seed in seeds:
+
+        def job(seed: int) -> Job:
             cfg = config.model_copy(update={"seed": seed}).model_dump(mode="json")
             payload = trial_payload(cfg, parent / f"seed-{seed}", config_hash(cfg), None, None, options.report,
                                     options.tsne_cap if seed == seeds[0] else 0)
-            jobs.append(Job(f"seed-{seed}", run_payload, payload, label=f"seed {seed}"))
-        done = run_plain(jobs, engine, max_parallel, address, options.quiet, options.echo)
-        failed = first_failure(done, [job.id for job in jobs])
-        if failed:
-            raise AvoodError(f"seed {failed[0].removeprefix('seed-')} failed: {failed[1].get('error')} "
-                             f"(log: {parent / failed[0] / 'log.txt'})")
+            return Job(f"seed-{seed}", run_payload, payload, label=f"seed {seed}")
+
+        run_seeds(parent, seeds, job, engine, max_parallel, address, options.quiet, options.echo)
         runs = [RunResult(parent / f"seed-{s}", load_results(parent / f"seed-{s}")) for s in seeds]
         per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                      "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
