@@ -1,29 +1,10 @@
 """A sweep spec (``avood sweep SPEC``): a base config, axes, seeds and an engine, expanded into trials.
 
-A spec is a TOML file::
-
-    preset = "ucf"                     # base config: a preset, a run-config file and/or --set values
-    config = "base.toml"               # relative to the spec file
-    set = ["profile=\\"quick\\"", "data.path=\\"/data/avgzsl\\""]
-    seeds = [0, 1, 2]
-    engine = "local"                   # or "ray"
-    max_parallel = 2                   # trials at once (ray: default = cluster CPUs / num_cpus)
-    address = "auto"                   # ray: join a cluster (none: this machine's cluster, else a local instance)
-
-    [axes]                             # every combination of the values is one config
-    detector = ["entropy", "calibrated_stacking"]     # a component slot: plugin names
-    dataset = ["ucf", "activitynet"]                  # data.dataset
-    "unseen.lr" = [1e-4, 1e-3]                        # any --set key
-
-    [values]                           # typed overrides by dotted key, after 'set' (no TOML-in-a-string)
-    "unseen.lr" = 1e-4
-
-    [resources]                        # per trial: torch threads (and Ray CPUs), Ray GPUs
-    num_cpus = 1
-    num_gpus = 0
-
-Each (config, seed) is a trial: a fully resolved :class:`~avood_core.config.RunConfig` built by
-the same layers as ``avood run`` (preset < file < component choice < ``--set``), so a trial's
+The spec is a TOML file (docs/scaling.md): ``preset``, ``config`` (relative to the spec file),
+``set``, ``[values]``, ``seeds``, ``engine``, ``max_parallel``, ``address``, ``[resources]`` and
+``[axes]`` (every combination of the values is one config: a component slot's plugin names,
+``dataset``, ``preset`` or any ``--set`` key). Each (config, seed) is a trial: a resolved
+:class:`~avood_core.config.RunConfig` built by the same layers as ``avood run``, so a trial's
 folder is an ordinary run folder. Nothing here imports torch or Ray.
 """
 
@@ -217,14 +198,9 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
     return trials
 
 
-def trial_count(spec: SweepSpec) -> int:
-    """How many trials ``spec`` expands into: the product of the axes' lengths times the seeds."""
-    return math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
-
-
 def check_trial_count(spec: SweepSpec, source: str = "sweep") -> None:
     """Refuse a spec of more than :data:`~avood_core.limits.MAX_TRIALS` trials before expanding it."""
-    count = trial_count(spec)
+    count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
     if count > MAX_TRIALS:
         sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
         raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
