@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
-from avood_core.factory import DEFAULT_PROFILE, profile_params
+from avood_core.factory import DEFAULT_PROFILE, validated_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, set_component
@@ -123,12 +123,7 @@ def resolve(config: RunConfig, registry: Registry | None = None) -> RunConfig:
         spec = config.component(kind)
         cls = registry.component_class(kind, spec.name)
         check_values(cls.Params, spec.params, f"{kind}.params.", f"config ({kind} '{spec.name}')")
-        try:
-            params = cls.Params.model_validate(profile_params(cls, config.profile, spec.params))
-        except ValidationError as exc:
-            raise ConfigError(
-                f"config: {format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{spec.name}')"
-            ) from None
+        params = validated_params(cls, kind, spec.name, config.profile, spec.params, "config: ")
         update[kind] = ComponentSpec(name=spec.name, params=params.model_dump(mode="json"))
     update["logging"] = resolve_logging(config.logging, registry)
     return config.model_copy(update=update)

@@ -40,16 +40,22 @@ def create_component(kind: str, name: str, profile: str = "paper", **params: Any
     An unknown kind or name is a :class:`~avood_core.errors.PluginError` listing the valid
     ones; a bad param a :class:`~avood_core.errors.ConfigError` naming the field.
     """
-    from pydantic import ValidationError
-
     from avood_core.registry import get_registry
 
     cls = get_registry().component_class(kind, name)
+    return cls(validated_params(cls, kind, name, profile, params))
+
+
+def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapping[str, Any] | None,
+                     source: str = "") -> Any:
+    """``cls.Params`` validated from :func:`profile_params`; a bad value is one :class:`ConfigError`
+    line naming ``source``, the field and the plugin."""
+    from pydantic import ValidationError
+
     try:
-        validated = cls.Params.model_validate(profile_params(cls, profile, params))
+        return cls.Params.model_validate(profile_params(cls, profile, params))
     except ValidationError as exc:
-        raise ConfigError(f"{format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{name}')") from None
-    return cls(validated)
+        raise ConfigError(f"{source}{format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{name}')") from None
 
 
 def list_components(kind: str | None = None) -> list[str] | dict[str, list[str]]:
