@@ -202,17 +202,13 @@ def row_values(name: str, scores: dict, outputs: dict) -> dict[str, float]:
     return values
 
 
-def _fmt(v: Any) -> str:
-    return "–" if v is None or v != v else f"{v:.2f}"
-
-
 def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
     head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(ablation.name, "Gate")
     lines = [f"**{ablation.title}** — {caption}", "",
              "| " + " | ".join([head, *ablation.columns]) + " |",
              "|" + "---|" + "---:|" * len(ablation.columns)]
     for r in rows:
-        lines.append("| " + " | ".join([r["label"], *(_fmt(r["values"][c]) for c in ablation.columns)]) + " |")
+        lines.append("| " + " | ".join([r["label"], *(table1.fmt(r["values"][c]) for c in ablation.columns)]) + " |")
     lines += ["", *(f"- {c}: {COLUMN_HELP[c]}" for c in ablation.columns)]
     return "\n".join(lines) + "\n"
 

@@ -100,11 +100,13 @@ def paper_values(dataset: str, label: str) -> dict[str, float] | None:
     return None if figures is None else dict(zip(METRICS, figures))
 
 
+def fmt(v: Any) -> str:
+    """A table cell: two decimals, ``–`` for a missing or NaN value."""
+    return "–" if v is None or v != v else f"{v:.2f}"
+
+
 def markdown(title: str, rows_done: list[dict[str, Any]], caption: str, note: str) -> str:
     """Measured S/U/HM/ZSL, the paper's figures and the row's wall time, one line per row."""
-    def fmt(v: Any) -> str:
-        return "–" if v is None or v != v else f"{v:.2f}"
-
     cols = [*METRICS, *(f"paper {m}" for m in METRICS), "wall s"]
     lines = [f"**{title}** — {caption}", "", "| " + " | ".join(["Model", *cols]) + " |",
              "|---|" + "---:|" * len(cols)]
