@@ -13,7 +13,7 @@ from avood_core.task import AVGZSLTask
 from avood_core.testing import checks as kit_checks
 from avood_core.testing.checks import CHECKS
 from avood_core.testing.data import KitData, _as_kit_data, torch_threads
-from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport, _expect
+from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
 
 
