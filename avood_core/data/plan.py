@@ -49,6 +49,11 @@ class TreePlan:
         """Classes by id: the case-sensitive ``sorted(all_class.txt)``."""
         return sorted(self.all_classes)
 
+    @property
+    def w2v_names(self) -> dict[str, str]:
+        """``original.lower() -> manual`` of the w2v name csv."""
+        return {r["original"].strip().lower(): r["manual"].strip() for r in self.w2v_rows}
+
 
 def _rid(rng: random.Random, n: int = 11) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
