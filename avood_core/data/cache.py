@@ -1,21 +1,12 @@
 """The ``_features_processed/<method>/{training,val,train_val,test}<split>.pkl`` caches, read safely.
 
 A cache is ``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
-"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``. Two encodings exist:
-
-* the reference writes them with ``pickle.dump`` (a plain pickle holding torch tensors);
-* :func:`write_cache` (``avood data synth``) writes them with ``torch.save`` (a zip archive).
-
-Neither is ever unpickled with the stock ``pickle.load``, which runs whatever a file names.
-:func:`read_cache` reads a ``torch.save`` zip with ``torch.load(weights_only=True)`` under
-``torch.serialization.safe_globals`` allow-listing only numpy's array reconstructors
-(``numpy.ndarray``, ``numpy.dtype`` and its str/bytes/object dtype classes, ``_reconstruct``), and
-reads a plain pickle with :class:`_RestrictedUnpickler`, whose ``find_class`` returns only
-torch's tensor rebuilder, ``collections.OrderedDict``, ``_codecs.encode`` and numpy's array
-reconstructors; the one torch hook that would call ``torch.load(weights_only=False)`` on the
-embedded storage bytes (``torch.storage._load_from_bytes``) is replaced by a
-``weights_only=True`` load. Any other global is refused with a :class:`DataError`.
-Object arrays are accepted only when every element is ``str`` or ``bytes``.
+"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``, a plain pickle (the reference's
+``pickle.dump``) or a ``torch.save`` zip (:func:`write_cache`). Neither is unpickled with the stock
+``pickle.load``: a zip goes through ``torch.load(weights_only=True)`` allow-listing numpy's array
+reconstructors only, a pickle through :class:`_RestrictedUnpickler` (torch's tensor rebuilders,
+``OrderedDict``, ``_codecs.encode``, numpy's reconstructors; torch's storage hook replaced by a
+``weights_only=True`` load). Any other global, or an object array of anything but str/bytes, is refused.
 """
 
 from __future__ import annotations
@@ -87,7 +78,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_cache(path: Path, shown: str | None = None) -> dict:
-    """Load one cache file safely (see the module docstring) and check its layout."""
+    """Load one cache file safely and check its layout."""
     shown = shown or str(path)
     try:
         if not path.is_file():

@@ -1,17 +1,14 @@
 """What a synthetic benchmark tree holds: class names, split files and one csv row per clip.
 
-Two sources (see :func:`plan_tree`):
+* :func:`plan_from_splits` (a folder like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and ``w2v/``):
+  the real class lists and word2vec; of each real ``stage_*.csv`` the first ``max(1, round(n_c *
+  scale))`` rows of class ``c`` (no class is ever empty). A missing csv (VGGSound's stage_1_train) is
+  generated: ``9 x`` the class's stage_1_val_seen count (UCF's and ActivityNet's train:val-seen
+  ratio), else the dataset's mean per-class count.
+* :func:`plan_generated`: names, splits and text shaped like the dataset (its class counts and clip
+  totals, uneven per-class counts, cls_split = main_split).
 
-* ``splits_dir`` (a folder laid out like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and
-  ``w2v/``): the real class lists and word2vec vectors; of each real ``stage_*.csv`` the first
-  ``max(1, round(n_c * scale))`` rows of every class ``c`` (at least one clip per class, so no
-  class of a split file is ever empty; a scale above 1 keeps every real row, no more). ``stage_2_train`` is always the union of the three
-  stage-1 csv files (true of the real files). A missing csv (VGGSound's stage_1_train/
-  stage_2_train exceed the source's size limit) is generated: stage_1_train gets
-  ``9 x`` the class's stage_1_val_seen count (the train:val-seen ratio of UCF and ActivityNet,
-  ~93.7k VGGSound clips in all), or the dataset's mean per-class count where that is unknown.
-* nothing: generated names, splits and text shaped like the dataset (the AVCA-GZSL benchmark's class counts and
-  clip totals, uneven per-class counts, cls_split = main_split).
+``stage_2_train`` is always the union of the three stage-1 csv files (true of the real files).
 """
 
 from __future__ import annotations

@@ -211,10 +211,8 @@ def write_synthetic_tree(
     dims = []
     for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
         if value is not None and not 1 <= value <= MAX_FEATURE_DIM:
-            raise DataError(
-                f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
-                f"pass a positive width or drop the option ({default} for {method})"
-            )
+            raise DataError(f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
+                            f"pass a positive width or drop the option ({default} for {method})")
         dims.append(default if value is None else int(value))
     dims = tuple(dims)
     out = check_output_dir(out, "OUT")

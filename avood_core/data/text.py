@@ -1,16 +1,11 @@
 """Class text embeddings: the word2vec dict of the download and the per-class text matrix.
 
-``features/<method>/text/word_embeddings_<ds>_normed.npy`` is an ``np.save``'d *pickled* dict
-``{manual name: float32[300]}``, so reading it needs unpickling. :func:`read_w2v` does not call
-``np.load(allow_pickle=True)`` (which would run any pickled code); it parses the .npy header
-with ``numpy.lib.format`` and unpickles the payload with the restricted unpickler of
-:mod:`avood_core.data.cache` (numpy array reconstructors only), then accepts nothing but a
-dict of ``str`` -> 1-D finite float arrays of one length.
-
-Rows are placed *by name* (defect 1 of the reference, docs/defects.md): class ``c`` gets the vector of the w2v key that
-``class-split/<ds>_w2v_class_names.csv`` maps its name to. The reference code instead stores
-the rows in ``sorted(keys)`` order and indexes them by class id; ``compat_positional_text``
-reproduces that (:func:`positional_rows`).
+``word_embeddings_<ds>_normed.npy`` is an ``np.save``'d pickled dict ``{manual name: float32[300]}``;
+:func:`read_w2v` parses the .npy header and unpickles it with the restricted unpickler of
+:mod:`avood_core.data.cache` (never ``np.load(allow_pickle=True)``), accepting only ``str`` -> 1-D
+finite float arrays of one length. Rows are placed *by name* through the w2v name csv; the
+reference's lookup by class id into the ``sorted(keys)`` rows (defect 1, docs/defects.md) is
+:func:`positional_rows` (``compat_positional_text``).
 """
 
 from __future__ import annotations
@@ -71,10 +66,7 @@ def write_w2v(path: Path, vectors: dict[str, np.ndarray]) -> None:
 
 
 def sorted_rows(vectors: dict[str, np.ndarray], w2v_names: dict[str, str], class_names: list[str]):
-    """The reference cache's text part: rows in ``sorted(keys)`` order and their class ids.
-
-    A key that no class maps to gets target -1 (the reference would fail on it).
-    """
+    """The reference cache's text part: rows in ``sorted(keys)`` order and their class ids (-1: no class)."""
     by_manual = {manual: name for name, manual in w2v_names.items()}
     index = {n.lower(): i for i, n in enumerate(class_names)}
     keys = sorted(vectors)

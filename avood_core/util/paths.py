@@ -31,10 +31,8 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
     if not stat.S_ISDIR(mode):
         raise AvoodError(f"{option} '{path}': '{probe}' is a file, not a folder; pass a folder path to {option}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise AvoodError(
-            f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
-            f"pass a writable folder to {option} or fix its permissions"
-        )
+        raise AvoodError(f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
+                         f"pass a writable folder to {option} or fix its permissions")
     return path
 
 
