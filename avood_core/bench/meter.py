@@ -19,15 +19,18 @@ COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s"
            "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
 
 
-def _read_hwm_kb() -> int | None:
+def _proc_field(path: str, key: str) -> str | None:
+    """The value after ``key:`` in a ``/proc`` file (None where there is none, e.g. not Linux)."""
     try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+        with open(path) as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), None)
     except OSError:
         return None
-    return None
+
+
+def _read_hwm_kb() -> int | None:
+    hwm = _proc_field("/proc/self/status", "VmHWM:")
+    return int(hwm.split()[0]) if hwm else None
 
 
 def _reset_hwm() -> bool:
@@ -213,13 +216,7 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
 
 
 def _cpu_flags() -> list[str]:
@@ -246,13 +243,8 @@ def isa_info(device: str = "cpu") -> dict[str, Any]:
 
 
 def _mem_total_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
+    total = _proc_field("/proc/meminfo", "MemTotal:")
+    return round(int(total.split()[0]) / 1024**2, 1) if total else None
 
 
 def _version() -> str:

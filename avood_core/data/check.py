@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from avood_core.data.cache import read_cache
+from avood_core.data.cache import read_cache, read_w2v
 from avood_core.data.h5io import StageScan, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, DATASETS, FEATURES, SPLITS, STAGES, DatasetInfo, dataset_info, read_all_classes,
     read_csv_rows, read_lines, read_w2v_names, rel,
 )
-from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_as_line
 

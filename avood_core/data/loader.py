@@ -17,14 +17,13 @@ import numpy as np
 import torch
 
 from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import read_cache
+from avood_core.data.cache import place_by_target, positional_rows, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import StageData, read_stage, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
     rel, resolve_dataset_dir, split_dir_name,
 )
-from avood_core.data.text import place_by_target, positional_rows, read_w2v, sorted_rows
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples

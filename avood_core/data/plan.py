@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avood_core.data.cache import read_w2v
 from avood_core.data.layout import STAGES, SPLITS, DatasetInfo, read_csv_rows, read_lines
-from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
 
 STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")

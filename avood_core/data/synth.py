@@ -29,12 +29,11 @@ import numpy as np
 import torch
 
 from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import write_cache
+from avood_core.data.cache import sorted_rows, write_cache, write_w2v
 from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
 from avood_core.data.layout import CACHE_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
-from avood_core.data.text import sorted_rows, write_w2v
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
