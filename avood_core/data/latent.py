@@ -146,23 +146,18 @@ def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
 class LatentGenerator:
     """Fixed random structure (text map, residuals, projections) for one seed and one class table.
 
-    Row ``c`` of ``text`` is class ``c``'s word vector; with ``residual_keys`` (one per class, e.g.
-    :func:`name_key`) a class's mean depends only on its own row and key, whatever the row order.
+    Row ``c`` of ``text`` is class ``c``'s word vector and ``residual_keys[c]`` its key (:func:`name_key`):
+    a class's mean depends only on its own row and key, whatever the row order.
     """
 
     def __init__(self, text: Tensor, dims: tuple[int, int], params: LatentParams, seed: int,
-                 residual_keys: list[int] | None = None) -> None:
-        self.params = params
-        self.dims = dims
+                 residual_keys: list[int]) -> None:
+        self.params, self.dims = params, dims
         text = torch.as_tensor(text, dtype=torch.float32)
         g = torch.Generator().manual_seed(seed)
         L = params.latent_dim
-        a = torch.randn(text.shape[1], L, generator=g)
-        self.explained = unit((text - text.mean(0)) @ a)
-        if residual_keys is None:
-            self.resid = unit(torch.randn(len(text), L, generator=g))
-        else:  # one draw per class key (e.g. a hash of its name): independent of row order
-            self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
+        self.explained = unit((text - text.mean(0)) @ torch.randn(text.shape[1], L, generator=g))
+        self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
         self.proj = [self._projection(L, d, g) for d in dims]
         self.bias = [0.5 * torch.randn(d, generator=g) for d in dims]
 
@@ -177,22 +172,16 @@ class LatentGenerator:
         rho = self.params.residual if residual is None else residual
         return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
 
-    def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
-        """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
-        p = self.params
-        L = p.latent_dim
+    def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Audio and video features of clips with class ids ``labels`` at the generator's parameters."""
+        p, means = self.params, self.class_means()
+        noise = ClipNoise.draw(len(labels), p.latent_dim, self.dims, g)
         out = []
         for m, scale in enumerate((p.audio_scale, p.video_scale)):
             eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-            z = means[labels] + sigma / L**0.5 * eps
-            x = p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m]
-            out.append(x)
+            z = means[labels] + p.noise / p.latent_dim**0.5 * eps
+            out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
         return out[0], out[1]
-
-    def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features of clips with class ids ``labels`` at the generator's own parameters."""
-        noise = ClipNoise.draw(len(labels), self.params.latent_dim, self.dims, g)
-        return self.features(self.class_means(), labels, noise, self.params.noise)
 
 
 @dataclass
