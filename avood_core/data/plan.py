@@ -38,7 +38,6 @@ class TreePlan:
     txt: dict[str, dict[str, list[str]]]  # split -> stage -> class names
     rows: dict[str, dict[str, list[dict[str, str]]]]  # split -> stage -> csv rows
     copy_from: dict[str, Path] = field(default_factory=dict)  # tree-relative file -> real file to copy
-    latent: np.ndarray | None = None  # generated text's latent, per all_classes index
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -150,7 +149,7 @@ def plan_from_splits(splits_dir: Path, info: DatasetInfo, scale: float, rng: ran
             rows[split][stage] = out
             notes.append(f"{split}/{stage}.csv is missing in {splits_dir}: generated {len(out)} rows (fallback counts)")
         rows[split]["stage_2_train"] = _union_stage1(rows[split])
-    return TreePlan(info, all_classes, w2v_rows, vectors, txt, rows, copy_from, None, notes)
+    return TreePlan(info, all_classes, w2v_rows, vectors, txt, rows, copy_from, notes)
 
 
 _VERBS = ["Playing", "Riding", "Throwing", "Cleaning", "Jumping", "Cutting", "Blowing", "Walking", "Making", "Pulling"]
@@ -205,7 +204,7 @@ def plan_generated(
     total = ns2 + ntu
     pairs = _names(info, total, rng)
     g = torch.Generator().manual_seed(seed)
-    text, latent = make_text_embeddings(total, text_dim, latent_dim, g)
+    text, _ = make_text_embeddings(total, text_dim, latent_dim, g)
     order = list(range(total))
     rng.shuffle(order)
     roles = {"stage_2_test_unseen": order[:ntu], "stage_1_val_unseen": order[ntu : ntu + nvu], "stage_1_train": order[ntu + nvu :]}
@@ -217,13 +216,10 @@ def plan_generated(
             r["category"] = rng.choice(cats)
     index = {n.lower(): i for i, n in enumerate(sorted(name))}
     make = _RowMaker(info, rng, index, {r["original"].lower(): r.get("category", "misc") for r in w2v_rows})
-    members = {
-        "stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
-        "stage_1_val_unseen": roles["stage_1_val_unseen"],
-        "stage_2_train": roles["stage_1_train"] + roles["stage_1_val_unseen"],
-        "stage_2_test_seen": roles["stage_1_train"] + roles["stage_1_val_unseen"],
-        "stage_2_test_unseen": roles["stage_2_test_unseen"],
-    }
+    seen2 = roles["stage_1_train"] + roles["stage_1_val_unseen"]
+    members = {"stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
+               "stage_1_val_unseen": roles["stage_1_val_unseen"], "stage_2_train": seen2, "stage_2_test_seen": seen2,
+               "stage_2_test_unseen": roles["stage_2_test_unseen"]}
     txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
     rows: dict[str, list[dict[str, str]]] = {}
     for stage in STAGES:
@@ -235,11 +231,8 @@ def plan_generated(
         rows[stage] = [make(c, stage) for c, k in zip(classes, counts) for _ in range(k)]
     rows["stage_2_train"] = _union_stage1(rows)
     vectors = {m: text[i].numpy() for i, (_, m) in enumerate(pairs)}
-    plan = TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
-                    {s: rows for s in SPLITS.values()}, {}, latent.numpy(), [])
-    # latent rows follow ``pairs``; re-index them by the sorted all_class order
-    plan.latent = latent.numpy()[[name.index(n) for n in plan.all_classes]]
-    return plan
+    return TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
+                    {s: rows for s in SPLITS.values()})
 
 
 def copy_file(src: Path, dst: Path) -> None:
