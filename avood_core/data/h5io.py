@@ -141,15 +141,8 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
     return rows, dim, urls, values
 
 
-def scan_stage(
-    feat_dir: Path,
-    stage: str,
-    listed: list[int],
-    class_names: list[str],
-    ds_dir: Path,
-    split_txt: Path,
-    read_data: bool = False,
-) -> StageScan:
+def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[str], ds_dir: Path, split_txt: Path,
+               read_data: bool = False) -> StageScan:
     """Metadata of every class file of a stage folder: ``listed`` classes must have both files; other known
     classes' files are read too (``listed=False``; the reference's caches hold them), unknown ones named."""
     scan = StageScan(stage)

@@ -256,15 +256,8 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     return by_name, info
 
 
-def load_benchmark(
-    root: str | Path,
-    dataset: str,
-    features: str = "main",
-    split: str = "main",
-    source: str = "auto",
-    nonfinite: str = "fail",
-    compat_positional_text: bool = False,
-) -> BenchmarkTasks:
+def load_benchmark(root: str | Path, dataset: str, features: str = "main", split: str = "main", source: str = "auto",
+                   nonfinite: str = "fail", compat_positional_text: bool = False) -> BenchmarkTasks:
     """Load ``<root>/<DS>/`` (or a dataset folder itself) as the stage-1 and stage-2 tasks.
 
     ``features``: main (SeLaVi) or cls (VGGish/C3D); ``split``: main or cls. ``source``: h5, pkl (the
