@@ -30,6 +30,7 @@ CACHE_STAGES: dict[str, tuple[str, ...]] = {
     "train_val": ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"),
     "test": ("stage_2_test_seen", "stage_2_test_unseen"),
 }
+CACHED_STAGES = tuple(sorted({s for names in CACHE_STAGES.values() for s in names}))  # the folders the caches read
 
 FEATURES = {"main": "main_features", "cls": "cls_features"}
 SPLITS = {"main": "main_split", "cls": "cls_split"}

@@ -21,7 +21,7 @@ from avood_core.data.cache import place_by_target, positional_rows, read_cache, 
 from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import StageData, read_stage, scan_stage
 from avood_core.data.layout import (
-    CACHE_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
+    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
     rel, resolve_dataset_dir, split_dir_name,
 )
 from avood_core.errors import DataError
@@ -113,24 +113,21 @@ def _check_protocol(cs: ClassSplit) -> None:
 
 def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
     """Rows per cache name read from the per-class h5 folders (each folder read once)."""
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
-    scans = {
-        s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
-        for s in stages
-    }
-    problems = [p for s in stages for p in scans[s].problems]
+    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
+             for s in CACHED_STAGES}
+    problems = [p for s in CACHED_STAGES for p in scans[s].problems]
     if problems:
         raise DataError(_one_line(problems))
-    dims = {s: scans[s].dims for s in stages if scans[s].dims is not None}
+    dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
     ref_stage = next(iter(dims), None)
     for s in dims:
         if dims[s] != dims[ref_stage]:
             f = scans[s].files[0]
             raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
                             f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
-    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in stages}
+    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in CACHED_STAGES}
     parts = {cache: _Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
-    unknown = sorted({f"{s}/{u}.h5" for s in stages for u in scans[s].unknown})
+    unknown = sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})
     return parts, {"scans": scans, "ignored_files": unknown}
 
 
@@ -165,9 +162,8 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
 
 def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
     """Compare the caches' rows and dims with the h5 tree's metadata (no feature reads); raise on disagreement."""
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
-    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in stages}
-    broken = [p for s in stages for p in scans[s].problems]
+    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in CACHED_STAGES}
+    broken = [p for s in CACHED_STAGES for p in scans[s].problems]
     if broken:
         return f"not compared: the h5 tree has problems ({broken[0]})"
     for cache, names in CACHE_STAGES.items():
@@ -287,10 +283,9 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
     has_pkl = all(_cache_path(ds_dir, method, split_name, c).is_file() for c in CACHE_STAGES)
     if source == "auto":
         if not (has_h5 or has_pkl):
-            raise DataError(
-                f"no features in '{rel(feat_dir, ds_dir)}' nor caches in '{rel(ds_dir / '_features_processed' / method, ds_dir)}'; "
-                f"download the {method} of {ds.folder} or write a synthetic tree with `avood data synth`"
-            )
+            raise DataError(f"no features in '{rel(feat_dir, ds_dir)}' nor caches in "
+                            f"'{rel(ds_dir / '_features_processed' / method, ds_dir)}'; download the {method} of "
+                            f"{ds.folder} or write a synthetic tree with `avood data synth`")
         source = "h5" if has_h5 else "pkl"
     if source == "h5":
         if not has_h5:
@@ -340,7 +335,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
             for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()
         },
         "files": (
-            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in sorted({x for v in CACHE_STAGES.values() for x in v})]
+            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES]
             if source == "h5" else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]
         ),
         "dropped_rows": dropped, "nonfinite_skipped": skipped, "ignored_files": extra.get("ignored_files", []),

@@ -31,7 +31,7 @@ import torch
 from avood_core.data._threads import one_torch_thread
 from avood_core.data.cache import sorted_rows, write_cache, write_w2v
 from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
-from avood_core.data.layout import CACHE_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
+from avood_core.data.layout import CACHE_STAGES, CACHED_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
 from avood_core.errors import DataError
@@ -94,9 +94,8 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
 def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
     cs = read_class_split(root, plan.info, split)
     feat = root / "features" / method
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
     data = {}
-    for s in stages:
+    for s in CACHED_STAGES:
         scan = scan_stage(feat, s, [], cs.class_names, root, cs.stage_txt(s))
         if scan.problems:
             raise DataError(scan.problems[0])
