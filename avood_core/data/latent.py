@@ -172,16 +172,19 @@ class LatentGenerator:
         rho = self.params.residual if residual is None else residual
         return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
 
-    def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Audio and video features of clips with class ids ``labels`` at the generator's parameters."""
-        p, means = self.params, self.class_means()
-        noise = ClipNoise.draw(len(labels), p.latent_dim, self.dims, g)
-        out = []
+    def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
+        """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
+        p, out = self.params, []
         for m, scale in enumerate((p.audio_scale, p.video_scale)):
             eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-            z = means[labels] + p.noise / p.latent_dim**0.5 * eps
+            z = means[labels] + sigma / p.latent_dim**0.5 * eps
             out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
         return out[0], out[1]
+
+    def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Features of clips with class ids ``labels`` at the generator's own parameters."""
+        noise = ClipNoise.draw(len(labels), self.params.latent_dim, self.dims, g)
+        return self.features(self.class_means(), labels, noise, self.params.noise)
 
 
 @dataclass

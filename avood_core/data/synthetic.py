@@ -10,7 +10,7 @@ of the training clips forms ``val`` (seen classes only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -49,6 +49,12 @@ class SyntheticSpec:
         for name in ("train_samples", "test_seen_samples", "test_unseen_samples"):
             if getattr(self, name) < 1:
                 raise DataError(f"synthetic task: {name} = {getattr(self, name)}; it must be at least 1")
+
+    def scaled(self, scale: float) -> "SyntheticSpec":
+        """Same structure with the sample counts multiplied by ``scale`` (at least 2 per class)."""
+        return replace(self, train_samples=max(2 * self.n_seen, round(self.train_samples * scale)),
+                       test_seen_samples=max(self.n_seen, round(self.test_seen_samples * scale)),
+                       test_unseen_samples=max(2 * self.n_unseen, round(self.test_unseen_samples * scale)))
 
 
 def unit(x: Tensor) -> Tensor:
