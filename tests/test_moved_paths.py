@@ -20,7 +20,6 @@ ROUND1_IMPORTS = [
     ("avood_core.synthetic", "make_synthetic_task"),
     ("avood_core.checkpoint", "save_component"),
     ("avood_core.run", "fit_hashes"),
-    ("avood_core.bench", "bench_config"),
     ("avood_core.sweep", "run_sweep"),
 ]
 

@@ -1,18 +1,12 @@
 """``avood bench``: the full pipeline on benchmark-sized synthetic trees, timed and measured per stage.
 
-For each dataset the benchmark writes (once; later runs reuse it) a tree with
-:func:`avood_core.data.write_synthetic_tree` at that dataset's size (the real class splits and
-word2vec vectors from ``--splits`` or the ``AVOOD_SPLITS`` folder, generated ones otherwise), builds the
-run config from the dataset's paper preset (paper §4.2 and the reference configs; epochs unchanged unless ``epochs_scale``),
-and fits the pipeline exactly as ``avood run`` does: stage 2 only (fit on ``train_val``, report
-on ``test``) by default, or stage 1 then stage 2 (``stages="both"``).
-
-Per stage (load, generator, synthesize, seen, unseen, detector, evaluation) it records wall time,
-CPU time (all threads), optimizer steps and training rows (from the components'
-:class:`~avood_core.protocols.TrainStats`), steps/s, samples/s and peak RSS during the stage (Linux: the kernel's
-high-water mark, reset before each stage through ``/proc/self/clear_refs``; elsewhere the
-process peak so far), plus the load average. With ``epochs_scale < 1`` each trained stage is
-also extrapolated linearly to the full epochs by the exact factor of steps it ran.
+Per dataset: a tree written once by :func:`avood_core.data.write_synthetic_tree` at the dataset's
+size (real class splits and word2vec from ``--splits`` / ``$AVOOD_SPLITS``, else generated), the
+run config of its paper preset, and the pipeline fitted as ``avood run`` does (stage 2, or stage 1
+then 2 with ``stages="both"``). Per stage it records wall and CPU time, steps and rows (from
+:class:`~avood_core.protocols.TrainStats`), rates, peak RSS (Linux: the high-water mark reset per
+stage through ``/proc/self/clear_refs``; elsewhere the process peak) and the load average; with
+``epochs_scale < 1`` each trained stage is extrapolated to full epochs by its exact step factor.
 """
 
 from __future__ import annotations
@@ -33,19 +27,7 @@ from avood_core.errors import AvoodError
 from avood_core.stages import FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
-FIT_STAGES = FIT_ORDER
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
-
-# Paper §4.2 / reference configs, used only when the installed avood has no presets (avood_core/presets/<ds>.toml).
-FALLBACK_PRESETS: dict[str, dict[str, Any]] = {
-    "ucf": {"syn_num": 50, "unseen": {"batch_size": 112, "lr": 2.4e-3, "r_enc": 0.5, "r_proj": 0.4, "r_dec": 0.4, "bn_momentum": 0.1},
-            "seen": {"batch_size": 32, "lr": 6e-4}, "detector": {"batch_size": 16, "lr": 9e-4}},
-    "activitynet": {"syn_num": 1000, "unseen": {"batch_size": 256, "lr": 5e-4, "r_enc": 0.2, "r_proj": 0.3, "r_dec": 0.2, "bn_momentum": 0.99},
-                    "seen": {"batch_size": 128, "lr": 8e-3}, "detector": {"batch_size": 64, "lr": 5e-3}},
-    "vggsound": {"syn_num": 50, "unseen": {"batch_size": 256, "lr": 5e-4, "r_enc": 0.3, "r_proj": 0.1, "r_dec": 0.2, "bn_momentum": 0.1},
-                 "seen": {"batch_size": 1024, "lr": 8e-3}, "detector": {"batch_size": 6900, "lr": 1e-3}},
-}
-
 
 @dataclass
 class BenchOptions:
@@ -71,14 +53,6 @@ class BenchOptions:
     class_counts: tuple[int, int, int] | None = None  # generated trees only (tiny test trees)
 
 
-def _has_presets() -> bool:
-    try:
-        from avood_core.presets import preset_names
-    except ImportError:
-        return False
-    return set(DATASETS) <= set(preset_names())
-
-
 def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
     """The resolved run config: the dataset's paper preset, the tree, then the user's overrides."""
     from avood_core.config import build_config, resolve
@@ -86,19 +60,11 @@ def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
     sets = ["data.source=benchmark", f"data.path={json.dumps(str(tree_root))}", f"data.dataset={json.dumps(dataset)}",
             f"data.stage1={'true' if opts.stages == 'both' else 'false'}", f"device={json.dumps(opts.device)}",
             f"seed={opts.seed}", "profile=\"paper\""]
-    if _has_presets():
-        config = build_config(overrides=sets + list(opts.overrides), preset=dataset)
-        source = f"preset '{dataset}'"
-    else:
-        spec = FALLBACK_PRESETS[dataset]
-        base = {"syn_num": spec["syn_num"], **{k: {"name": n, "params": dict(spec.get(k, {}))} for k, n in
-                                                 (("unseen", "cross_attention"), ("seen", "mlp"), ("detector", "entropy"))}}
-        config = build_config(overrides=sets + list(opts.overrides), base=base)
-        source = "paper §4.2 values built into avood_core/bench/core.py (no presets installed)"
-    config = resolve(config)
+    config = resolve(build_config(overrides=sets + list(opts.overrides), preset=dataset))
+    source = f"preset '{dataset}'"
     if opts.precision is not None:
         update = {}
-        for kind in FIT_STAGES:
+        for kind in FIT_ORDER:
             spec = config.component(kind)
             if "precision" in spec.params and _accepts(kind, spec.name, opts.precision):
                 update[kind] = spec.model_copy(update={"params": {**spec.params, "precision": opts.precision}})
@@ -115,8 +81,6 @@ def _accepts(kind: str, name: str, precision: str) -> bool:
     field_ = get_registry().component_class(kind, name).Params.model_fields.get("precision")
     return field_ is not None and "auto" in str(field_.annotation)
 
-
-# -- trees ----------------------------------------------------------------------------------------
 
 def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     """A tree for ``dataset`` under ``opts.out/trees``, written once and reused (keyed by its settings)."""
@@ -148,15 +112,10 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
     return root, info
 
 
-# -- one dataset ----------------------------------------------------------------------------------
-
 def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None],
                   jobs: int = 1) -> tuple[float, float]:
-    """Fit with the meter hooked to the pipeline's stage callbacks (:class:`StageMeter`); the kinds
-    fitted in worker processes get the worker's own figures.
-
-    Returns the fit's wall s and the main process's CPU s over the whole fit.
-    """
+    """Fit under the meter (:class:`StageMeter`; worker-fitted kinds get the worker's own figures);
+    return the fit's wall s and the main process's CPU s."""
     from avood_core.callbacks import CallbackList
 
     offload = pipeline.worker_kinds(jobs)
@@ -185,7 +144,7 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
         if name not in meter.rows:
             continue
         row = dict(meter.rows[name])
-        comp = pipeline.components.get(name) if name in FIT_STAGES else None
+        comp = pipeline.components.get(name) if name in FIT_ORDER else None
         steps = (comp.stats.steps or None) if comp is not None else None  # None: a component that does not train
         samples = (comp.stats.samples or None) if comp is not None else None
         row["steps"] = steps
@@ -257,7 +216,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         "jobs": opts.jobs,
         "fit_wall_s": fit_wall,
         "idle": idle_cores(rows, fit_wall, fit_cpu, usable_cores()),
-        "precision": {k: rows[k].get("precision") for k in FIT_STAGES if k in rows},
+        "precision": {k: rows[k].get("precision") for k in FIT_ORDER if k in rows},
         "total_wall_s": total,
         "total_cpu_s": cpu_total,
         "full_epochs_total_wall_s": full_total + (total - stage_total),
@@ -267,7 +226,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         "rss_method": meter.rss_method,
         **({"profile_top_ops": meter.profiles} if meter.profiles else {}),
         "metrics": _headline(metrics),
-        "params": {k: {"name": config.component(k).name, **config.component(k).params} for k in FIT_STAGES},
+        "params": {k: {"name": config.component(k).name, **config.component(k).params} for k in FIT_ORDER},
         "syn_num": config.syn_num,
         "load_avg_end": [round(x, 2) for x in os.getloadavg()],
     })
@@ -277,8 +236,6 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
 def _headline(m: dict) -> dict[str, float]:
     return {"S": m["S"], "U": m["U"], "HM": m["HM"], "ZSL": m["ZSL"], "AUROC": m["gate"]["AUROC"]}
 
-
-# -- the whole benchmark --------------------------------------------------------------------------
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Benchmark every dataset of ``opts``; write ``bench.json`` and ``bench.md`` into ``opts.out``."""

@@ -1,10 +1,5 @@
-"""Full-epoch figures from a scaled ``avood bench`` run: the epochs factor per stage and the extrapolated spans.
-
-A scaled run trains each component for a fraction of its paper epochs (:func:`scale_epochs`,
-exact factor = steps run / full steps); each stage's full-epochs wall is its measured wall over
-that factor, except a worker stage the main process assisted (:func:`assisted_full_wall`); the
-fit's span counts the main process's chain and each worker's path once (:func:`span`).
-"""
+"""Full-epoch figures of a scaled ``avood bench`` run: a stage's full wall is its measured wall over its
+exact epochs factor (steps run / full steps), except an assisted worker stage (:func:`assisted_full_wall`)."""
 
 from __future__ import annotations
 
@@ -14,13 +9,8 @@ from avood_core.stages import FIT_ORDER
 
 
 def scale_epochs(config, factor: float):
-    """Scale each component's training length by ``factor``; returns (config, exact factor per kind).
-
-    A component with ``epochs`` and ``batches_per_epoch`` keeps ``round(epochs * f)`` epochs
-    (at least 1) and takes the batches per epoch that bring the total closest to ``f`` times
-    the full total; one with ``epochs`` alone scales its epochs (at least 1). The exact factor
-    (steps run / full steps) is what extrapolation divides by.
-    """
+    """Scale each component's epochs (at least 1) by ``factor``, and its ``batches_per_epoch`` to bring the
+    total steps closest to ``factor`` times; return (config, exact factor = steps run / full steps, per kind)."""
     from avood_core.config import resolve
 
     factors: dict[str, float] = {}
@@ -53,11 +43,8 @@ def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
-    """(measured, full-epochs) wall of one fitted stage set: load + fit + evaluation, workers overlapping.
-
-    The fit's full-epochs wall is the longer of the main process's chain (its stages in
-    sequence) and each worker's path (start offset and transfer overhead + its extrapolated fit).
-    """
+    """(measured, full-epochs) wall of load + fit + evaluation; the fit's full wall is the longest of the main
+    process's chain and each worker's path (start offset and overhead + its extrapolated fit)."""
     outer = [r for n, r in rows.items() if n in ("load", "evaluation")]
     workers = [r for r in rows.values() if "worker_end_s" in r]
     main = main_rows(rows)
@@ -70,11 +57,9 @@ def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float
 def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
     """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
 
-    Dividing the scaled wall by the epochs factor would keep the scaled run's share of assisted
-    steps; at full epochs the main process joins when *its* full-epochs path ends, which moves
-    when the stages' factors differ. So: the worker steps alone at its measured solo rate until
-    then (the main chain's full-epochs wall plus the measured gap between that chain's end and
-    the join), and at the measured assisted rate after it.
+    At full epochs the main process joins when *its* full-epochs chain ends (plus the measured gap
+    to the join), so the worker steps at its measured solo rate until then and at the measured
+    assisted rate after it (dividing by the factor would keep the scaled run's share of assisted steps).
     """
     a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
     solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]

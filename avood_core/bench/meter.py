@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from avood_core.bench.extrapolate import main_rows
 from avood_core.callbacks import Callback
-
 from avood_core.stages import FIT_STEPS
 
 STAGES = ("load", *FIT_STEPS, "evaluation")
@@ -19,17 +19,18 @@ COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s"
            "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
 
 
-# -- measurement ----------------------------------------------------------------------------------
-
-def _read_hwm_kb() -> int | None:
+def _proc_field(path: str, key: str) -> str | None:
+    """The value after ``key:`` in a ``/proc`` file (None where there is none, e.g. not Linux)."""
     try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+        with open(path) as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), None)
     except OSError:
         return None
-    return None
+
+
+def _read_hwm_kb() -> int | None:
+    hwm = _proc_field("/proc/self/status", "VmHWM:")
+    return int(hwm.split()[0]) if hwm else None
 
 
 def _reset_hwm() -> bool:
@@ -52,11 +53,8 @@ def _maxrss_mb() -> float | None:
 
 
 def peak_rss_mb() -> float | None:
-    """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``.
-
-    ``ru_maxrss`` of a process started by fork + exec also counts the parent's memory at the fork,
-    so a worker process must use ``VmHWM`` where it exists.
-    """
+    """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``
+    (which in a fork + exec worker also counts the parent's memory at the fork)."""
     hwm = _read_hwm_kb()
     return round(hwm / 1024, 1) if hwm is not None else _maxrss_mb()
 
@@ -138,11 +136,8 @@ class Meter:
 
 
 class StageMeter(Callback):
-    """The pipeline's stage callbacks measured by a :class:`Meter`: each component fitted in this
-    process (``on_stage_start`` .. ``on_stage_end``) and the synthesis (``synthesize``).
-
-    ``skip``: kinds fitted in worker processes; their rows come from the workers' own figures.
-    """
+    """Each stage fitted in this process and the synthesis, measured by a :class:`Meter`; ``skip``: kinds
+    fitted in worker processes (their rows come from the workers' own figures)."""
 
     def __init__(self, meter: Meter, sync: Callable[[], None], skip: Iterable[str] = ()) -> None:
         self.meter, self.sync, self.skip = meter, sync, frozenset(skip)
@@ -163,15 +158,10 @@ class StageMeter(Callback):
 
 
 def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float, cores: int) -> dict[str, Any]:
-    """Idle core-seconds of the fit's schedule: ``cores x fit wall - CPU s of the main process and its workers``.
-
-    CPU s: the main process's ``process_time`` over the whole fit plus each worker's own fit CPU
-    (its interpreter start-up and the transfers excluded). On a shared machine, cores that other
-    programs held count as idle here. ``main_wait_s``, from the stage times, is how long the main
-    process had no stage of its own to run (jobs > 1: waiting for a worker).
-    """
+    """Idle core-seconds of the fit: ``cores x fit wall -`` the main process's CPU over the fit and each worker's
+    own fit CPU (other programs' use counts as idle); ``main_wait_s``: the main process had no stage to run."""
     worker_cpu = sum(r["cpu_s"] or 0.0 for r in rows.values() if "worker_end_s" in r)
-    main_stages = sum(r["wall_s"] for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r)
+    main_stages = sum(r["wall_s"] for r in main_rows(rows))
     busy = main_cpu + worker_cpu
     return {"cores": cores, "fit_wall_s": round(fit_wall, 3), "cpu_s": round(busy, 3),
             "idle_core_s": round(max(0.0, cores * fit_wall - busy), 3),
@@ -195,8 +185,6 @@ def usable_cores() -> int:
     """The cores this process may run on (its affinity where the OS tells it, else the CPU count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-
-# -- machine and config ---------------------------------------------------------------------------
 
 def machine_info(device: str) -> dict[str, Any]:
     import torch
@@ -228,13 +216,7 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
 
 
 def _cpu_flags() -> list[str]:
@@ -245,12 +227,8 @@ def _cpu_flags() -> list[str]:
 
 
 def isa_info(device: str = "cpu") -> dict[str, Any]:
-    """The CPU's matmul ISA: AVX2 / AVX-512 / AVX512-BF16 / AMX (``None`` = unknown), torch's dispatch level, native bf16.
-
-    Flags from ``/proc/cpuinfo`` on Linux, torch's cpuinfo probes elsewhere
-    (:func:`avood_core.train.precision.cpu_flags`); ``torch_capability`` is the vectorised kernel level torch
-    dispatches to (``torch.backends.cpu.get_cpu_capability()``).
-    """
+    """The CPU's matmul ISA flags (AVX2, AVX-512, AVX512-BF16, AMX; ``None`` = unknown, from ``/proc/cpuinfo``
+    or torch's probes), torch's kernel level (``get_cpu_capability()``) and native bf16."""
     from avood_core.train.precision import cpu_flags, native_bf16, torch_cpu_capability
 
     flags = cpu_flags()
@@ -265,13 +243,8 @@ def isa_info(device: str = "cpu") -> dict[str, Any]:
 
 
 def _mem_total_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
+    total = _proc_field("/proc/meminfo", "MemTotal:")
+    return round(int(total.split()[0]) / 1024**2, 1) if total else None
 
 
 def _version() -> str:

@@ -1,21 +1,19 @@
-"""The ``_features_processed/<method>/{training,val,train_val,test}<split>.pkl`` caches, read safely.
+"""The download's pickled files, read safely: the feature caches and the word2vec dict.
 
-A cache is ``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
-"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``. Two encodings exist:
+``_features_processed/<method>/{training,val,train_val,test}<split>.pkl``: 
+``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
+"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``, a plain pickle (the reference's
+``pickle.dump``) or a ``torch.save`` zip (:func:`write_cache`). Neither is unpickled with the stock
+``pickle.load``: a zip goes through ``torch.load(weights_only=True)`` allow-listing numpy's array
+reconstructors only, a pickle through :class:`_RestrictedUnpickler` (torch's tensor rebuilders,
+``OrderedDict``, ``_codecs.encode``, numpy's reconstructors; torch's storage hook replaced by a
+``weights_only=True`` load). Any other global, or an object array of anything but str/bytes, is refused.
 
-* the reference writes them with ``pickle.dump`` (a plain pickle holding torch tensors);
-* :func:`write_cache` (``avood data synth``) writes them with ``torch.save`` (a zip archive).
-
-Neither is ever unpickled with the stock ``pickle.load``, which runs whatever a file names.
-:func:`read_cache` reads a ``torch.save`` zip with ``torch.load(weights_only=True)`` under
-``torch.serialization.safe_globals`` allow-listing only numpy's array reconstructors
-(``numpy.ndarray``, ``numpy.dtype`` and its str/bytes/object dtype classes, ``_reconstruct``), and
-reads a plain pickle with :class:`_RestrictedUnpickler`, whose ``find_class`` returns only
-torch's tensor rebuilder, ``collections.OrderedDict``, ``_codecs.encode`` and numpy's array
-reconstructors; the one torch hook that would call ``torch.load(weights_only=False)`` on the
-embedded storage bytes (``torch.storage._load_from_bytes``) is replaced by a
-``weights_only=True`` load. Any other global is refused with a :class:`DataError`.
-Object arrays are accepted only when every element is ``str`` or ``bytes``.
+``word_embeddings_<ds>_normed.npy``: an ``np.save``'d pickled dict ``{manual name: float32[300]}``;
+:func:`read_w2v` parses the .npy header and unpickles it with :class:`_RestrictedUnpickler` (never
+``np.load(allow_pickle=True)``), accepting only ``str`` -> 1-D finite float arrays of one length.
+Text rows are placed *by name* through the w2v name csv; the reference's lookup by class id into
+the ``sorted(keys)`` rows (defect 1, docs/defects.md) is :func:`positional_rows`.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avood_core.data.layout import rel
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_line
 
@@ -87,7 +86,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def read_cache(path: Path, shown: str | None = None) -> dict:
-    """Load one cache file safely (see the module docstring) and check its layout."""
+    """Load one cache file safely and check its layout."""
     shown = shown or str(path)
     try:
         if not path.is_file():
@@ -153,3 +152,78 @@ def _check_layout(obj, shown: str) -> None:
 def write_cache(path: Path, cache: dict) -> None:
     """Write a cache with ``torch.save`` (plain tensors, numpy string arrays and dicts only)."""
     torch.save(cache, path)
+
+
+def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
+    """The ``{manual name: vector}`` dict of a word-embedding .npy file, read safely (module docstring)."""
+    shown = rel(path, ds_dir)
+    if not path.is_file():
+        raise DataError(f"'{shown}' is missing; copy the word embeddings of the download there")
+    fmt = np.lib.format
+    try:
+        with path.open("rb") as fh:
+            version = fmt.read_magic(fh)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            if dtype.kind != "O" or shape != ():
+                raise DataError(f"'{shown}' holds a {dtype} array of shape {shape}, not a pickled dict; re-download it")
+            obj = _RestrictedUnpickler(fh, encoding="latin1").load()
+    except DataError:
+        raise
+    except OSError as exc:
+        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")) from None
+    except Exception as exc:  # a malformed or hostile file: one line, no traceback
+        raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
+    value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+    if not isinstance(value, dict) or not value:
+        raise DataError(f"'{shown}' does not hold a non-empty dict of word vectors; re-download it")
+    out: dict[str, np.ndarray] = {}
+    width = None
+    for key, vec in value.items():
+        arr = np.asarray(vec) if isinstance(vec, np.ndarray) else None
+        if not isinstance(key, str) or arr is None or arr.ndim != 1 or arr.dtype.kind != "f":
+            raise DataError(f"'{shown}': entry {key!r} is not a str -> 1-D float array; re-download the file")
+        if width is None:
+            width = len(arr)
+        if len(arr) != width or not np.isfinite(arr).all():
+            raise DataError(f"'{shown}': vector {key!r} has length {len(arr)} (others {width}) or NaN/inf; re-download it")
+        out[key] = arr.astype(np.float32)
+    return out
+
+
+def write_w2v(path: Path, vectors: dict[str, np.ndarray]) -> None:
+    """Write ``vectors`` in the download's format (an ``np.save``'d pickled dict)."""
+    arr = np.empty((), dtype=object)
+    arr[()] = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}
+    with path.open("wb") as fh:
+        np.save(fh, arr, allow_pickle=True)
+
+
+def sorted_rows(vectors: dict[str, np.ndarray], w2v_names: dict[str, str], class_names: list[str]):
+    """The reference cache's text part: rows in ``sorted(keys)`` order and their class ids (-1: no class)."""
+    by_manual = {manual: name for name, manual in w2v_names.items()}
+    index = {n.lower(): i for i, n in enumerate(class_names)}
+    keys = sorted(vectors)
+    data = np.stack([vectors[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+    targets = np.array([index.get(by_manual.get(k, "\0"), -1) for k in keys], dtype=np.int64)
+    return data, targets
+
+
+def place_by_target(data: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C, T) matrix with row ``targets[i]`` = ``data[i]``, and a mask of the classes that got one."""
+    text = np.zeros((n_classes, data.shape[1]), dtype=np.float32)
+    have = np.zeros(n_classes, dtype=bool)
+    ok = (targets >= 0) & (targets < n_classes)
+    text[targets[ok]] = data[ok]
+    have[targets[ok]] = True
+    return text, have
+
+
+def positional_rows(data: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's lookup: class ``c`` gets row ``c`` of the sorted-key matrix, whatever it is."""
+    text = np.zeros((n_classes, data.shape[1]), dtype=np.float32)
+    k = min(n_classes, len(data))
+    text[:k] = data[:k]
+    have = np.zeros(n_classes, dtype=bool)
+    have[:k] = True
+    return text, have

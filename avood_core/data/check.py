@@ -1,10 +1,9 @@
-"""Check a benchmark tree and render, per dataset and split, one table a user can read at a glance.
+"""``avood data check``: a benchmark tree checked, one table per dataset and split.
 
-For every stage folder: classes in the txt file, rows in the csv file, class files found in the
-h5 tree, clips, audio/video dims, word-embedding coverage, NaN/inf rows and the problems found
-(missing or broken files, empty classes, dim mismatches, h5 rows that disagree with the csv,
-stage_2_train that is not the union of the stage-1 folders, caches that disagree with the h5
-tree). Problems are collected, never raised: :attr:`TreeReport.ok` says whether there are any.
+Per stage folder: classes, csv rows, h5 class files, clips, dims, word-embedding coverage, NaN/inf
+rows and the problems (missing or broken files, empty classes, dim mismatches, h5 rows that
+disagree with the csv, a stage_2_train that is not the union of the stage-1 folders, caches that
+disagree with the h5 tree), collected, never raised: :attr:`TreeReport.ok` says whether any.
 """
 
 from __future__ import annotations
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from avood_core.data.cache import read_cache
+from avood_core.data.cache import read_cache, read_w2v
 from avood_core.data.h5io import StageScan, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, DATASETS, FEATURES, SPLITS, STAGES, DatasetInfo, dataset_info, read_all_classes,
     read_csv_rows, read_lines, read_w2v_names, rel,
 )
-from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_as_line
 
@@ -131,10 +129,8 @@ def _deep(scan: StageScan, row: StageRow, ds_dir: Path) -> dict[int, tuple[str, 
         bad = int((~(np.isfinite(arrays["audio"]).all(1) & np.isfinite(arrays["video"]).all(1))).sum())
         if bad and f.listed:
             bad_total += bad
-            row.problems.append(
-                f"'{rel(f.paths['audio'], ds_dir)}' (or its video file) holds {bad} row(s) with NaN/inf; "
-                f"re-extract them or load with nonfinite='skip'"
-            )
+            row.problems.append(f"'{rel(f.paths['audio'], ds_dir)}' (or its video file) holds {bad} row(s) with NaN/inf; "
+                                f"re-extract them or load with nonfinite='skip'")
         digests[f.class_id] = (_digest(arrays["audio"]), _digest(arrays["video"]))
     row.nonfinite = bad_total
     return digests
@@ -212,6 +208,39 @@ def _check_union(section: Section, scans: dict[str, StageScan], names: list[str]
             return
 
 
+def cache_disagreement(names: list[str], labels: np.ndarray, urls: np.ndarray, dims: tuple[int, int],
+                       scans: list[StageScan], audio=None, video=None, digests: dict | None = None) -> str | None:
+    """Why a cache's rows differ from its stage folders' h5 files (classes, clips in order, dims, and with
+    ``digests`` the feature values), or None."""
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(names):
+        return f"target {int(labels[(labels < 0) | (labels >= len(names))][0])} outside 0..{len(names) - 1}"
+    h5_dims = {scan.dims for scan in scans if scan.dims}
+    if h5_dims - {dims}:
+        return f"audio/video dims {dims}, the h5 tree's {sorted(h5_dims)[0]}"
+    order = np.argsort(labels, kind="stable")
+    labels, urls = labels[order], urls[order]
+    starts = np.searchsorted(labels, np.arange(len(names) + 1))
+    expected: dict[int, list] = {}
+    for scan in scans:
+        for f in scan.files:
+            expected.setdefault(f.class_id, []).append((scan.stage, f))
+    for c in sorted(set(expected) | set(np.unique(labels).tolist())):
+        lo, hi = starts[c], starts[c + 1]
+        parts = expected.get(c, [])
+        n_h5 = sum(f.rows for _, f in parts)
+        if hi - lo != n_h5:
+            return f"class '{names[c]}': {hi - lo} rows in the cache, {n_h5} in the h5 tree"
+        if not np.array_equal(urls[lo:hi], np.concatenate([f.urls for _, f in parts])):
+            return f"class '{names[c]}': other clips than the h5 tree"
+        for stage, f in parts:
+            d = (digests or {}).get(stage, {}).get(c)
+            rows = order[lo:lo + f.rows]
+            if d and (d[0] != _digest(audio[rows]) or d[1] != _digest(video[rows])):
+                return f"class '{names[c]}': other feature values than {stage}"
+            lo += f.rows
+    return None
+
+
 def _check_caches(section, ds_dir, method, split, names, scans, digests) -> None:
     folder = ds_dir / "_features_processed" / method
     paths = {c: folder / f"{c}{split}.pkl" for c in CACHE_STAGES}
@@ -240,38 +269,11 @@ def _check_caches(section, ds_dir, method, split, names, scans, digests) -> None
         if not all(scans.get(s) for s in CACHE_STAGES[cache]):
             row.status = "not compared (no h5)"
             continue
-        order = np.argsort(labels, kind="stable")
-        labels_sorted, urls = labels[order], a["url"][order]
-        audio, video = a["data"].numpy()[order], v["data"].numpy()[order]
-        starts = np.searchsorted(labels_sorted, np.arange(len(names) + 1))
-        expected: dict[int, list] = {}
-        for s in CACHE_STAGES[cache]:
-            for f in scans[s].files:
-                expected.setdefault(f.class_id, []).append((s, f))
-        problem = None
-        for c in sorted(set(expected) | set(np.unique(labels).tolist())):
-            lo, hi = starts[c], starts[c + 1]
-            parts = expected.get(c, [])
-            n_h5 = sum(f.rows for _, f in parts)
-            if hi - lo != n_h5:
-                problem = f"class '{names[c]}': {hi - lo} rows in the cache, {n_h5} in the h5 tree"
-                break
-            if not np.array_equal(urls[lo:hi], np.concatenate([f.urls for _, f in parts])):
-                problem = f"class '{names[c]}': other clips than the h5 tree"
-                break
-            for s, f in parts:
-                d = digests.get(s, {}).get(c)
-                if d and (d[0] != _digest(audio[lo:lo + f.rows]) or d[1] != _digest(video[lo:lo + f.rows])):
-                    problem = f"class '{names[c]}': other feature values than {s}"
-                    break
-                lo += f.rows
-            if problem:
-                break
+        problem = cache_disagreement(names, labels, a["url"], (row.audio_dim, row.video_dim),
+                                     [scans[s] for s in CACHE_STAGES[cache]], a["data"].numpy(), v["data"].numpy(), digests)
+        row.status = "DISAGREES with h5" if problem else "ok (matches h5)"
         if problem:
-            row.status = "DISAGREES with h5"
             row.problems.append(f"'{shown}' disagrees with the h5 tree ({problem}); delete the cache to rebuild it")
-        else:
-            row.status = "ok (matches h5)"
 
 
 def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]:
@@ -301,10 +303,8 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
         if not (ds_dir / "class-split" / split).is_dir():
             # Optional: a run reads only the split of data.split (main by default; load_benchmark).
             unchecked = f"; features/{method} not checked" if has_h5 or has_cache else ""
-            section.notes.append(
-                f"{rel(ds_dir / 'class-split' / split, ds_dir)} is absent (optional: only runs with "
-                f"data.split = '{key}' read it){unchecked}"
-            )
+            section.notes.append(f"{rel(ds_dir / 'class-split' / split, ds_dir)} is absent (optional: only runs with "
+                                 f"data.split = '{key}' read it){unchecked}")
             sections.append(section)
             continue
         splits_found += 1

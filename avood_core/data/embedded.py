@@ -1,19 +1,15 @@
 """The embedded default task: UCF-GZSL's real classes and word2vec vectors, synthetic features.
 
-51 classes (42 seen, 9 unseen: the main split's stage 2), named as in UCF101, each with its real
-300-d word2vec class embedding (shipped in ``avood_core/data/ucf_w2v.npz``; from the AVCA-GZSL
-benchmark, MIT licence, see NOTICE). Audio and video features (512-d each) come from the latent
-model of :mod:`avood_core.data.latent`, calibrated so that the paper's seen MLP and embedding
-model at full epochs reach UCF's published accuracies (Table 3: SC_acc 96.12, UC_acc 28.21;
-through the probes and the measured transfer, :func:`~avood_core.data.latent.probe_targets`)
-unless ``seen_acc`` / ``zsl_acc`` say otherwise. UCF's stage-2 split sizes (4994 train,
-555 test seen, 1267 test unseen clips), times ``scale``; a held-out part of the training clips
-forms ``val`` (seen classes only) for components that select on a validation split.
+51 classes (42 seen, 9 unseen: the main split's stage 2) named as in UCF101, with their real 300-d
+word2vec vectors (``ucf_w2v.npz``, from the AVCA-GZSL benchmark, MIT licence, see NOTICE); 512-d
+audio and video from the latent model of :mod:`avood_core.data.latent`, calibrated to UCF's
+published SC_acc 96.12 / UC_acc 28.21 (Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise.
+UCF's stage-2 split sizes (4994 train, 555 test seen, 1267 test unseen clips) times ``scale``; a
+held-out part of the training clips forms ``val`` (seen classes only).
 """
 
 from __future__ import annotations
 
-import zlib
 from functools import lru_cache
 from importlib import resources
 
@@ -21,7 +17,7 @@ import numpy as np
 import torch
 
 from avood_core.data._threads import one_torch_thread
-from avood_core.data.latent import ClassRoles, LatentGenerator, LatentParams, calibrate
+from avood_core.data.latent import ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.synthetic import split_counts
 from avood_core.task import AVGZSLTask, AVSamples
 
@@ -37,18 +33,10 @@ def ucf_classes() -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         return [str(n) for n in z["names"]], [str(n) for n in z["w2v_names"]], z["vectors"].copy(), z["unseen"].copy()
 
 
-def name_keys(names: list[str], seed: int) -> list[int]:
-    """A per-class random key from the class name and seed (a class's residual follows its name)."""
-    return [zlib.crc32(f"{seed}:{n.lower()}".encode()) for n in names]
-
-
 def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = None, zsl_acc: float | None = None,
                   val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
-    """Generate the embedded default task from ``seed`` (same seed and knobs, same task).
-
-    Generated with one torch thread: a matmul's last bits depend on the thread count, and a
-    reloaded run must rebuild the very same features whatever the caller's threads.
-    """
+    """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
+    thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
     with one_torch_thread():
         return _make_ucf_task(seed, scale, seen_acc, zsl_acc, val_fraction, params)
 
@@ -65,7 +53,7 @@ def _make_ucf_task(seed: int, scale: float, seen_acc: float | None, zsl_acc: flo
     counts = (split_counts(sizes["train"], len(seen), g), split_counts(sizes["test_seen"], len(seen), g),
               split_counts(sizes["test_unseen"], len(unseen), g))
     roles = ClassRoles(seen, unseen, *counts)
-    gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, name_keys(names, seed))
+    gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, [name_key(seed, n) for n in names])
     cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
     gen.params = cal.params
 

@@ -1,11 +1,6 @@
-"""Per-class h5 files: ``features/<method>/{audio,video}/<stage>/<ClassName>.h5``.
-
-Each file holds ``data`` (n, D) float and ``video_urls`` (n,) strings. A stage folder is read in
-two steps: :func:`scan_stage` opens every file once, reads its shape, urls and (with
-``read_data``) its whole ``data`` array in one read, and collects problems as one-line messages;
-:func:`read_stage` then preallocates one (N, D) float32 array per modality and copies each class
-block into place (no per-row Python work; without ``read_data`` it ``read_direct``s each file).
-"""
+"""Per-class h5 files ``features/<method>/{audio,video}/<stage>/<ClassName>.h5``: ``data`` (n, D) float and
+``video_urls`` (n,) strings. :func:`scan_stage` opens each file once (shape, urls and, with ``read_data``,
+the data) and collects one-line problems; :func:`read_stage` copies the class blocks into one array."""
 
 from __future__ import annotations
 
@@ -61,11 +56,6 @@ class StageData:
     urls: np.ndarray
     files: list[ClassFile]
 
-    def origin(self, row: int) -> str:
-        """The audio file a row came from (for messages)."""
-        bounds = np.cumsum([f.rows for f in self.files])
-        return str(self.files[int(np.searchsorted(bounds, row, side="right"))].paths["audio"])
-
 
 def index_folder(folder: Path) -> dict[str, Path]:
     """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
@@ -84,8 +74,7 @@ def index_folder(folder: Path) -> dict[str, Path]:
 
 
 def _is_dir(path: Path) -> bool:
-    """``path.is_dir()``; a folder that cannot be looked at (a parent without permission) counts as present,
-    so reading it reports why."""
+    """``path.is_dir()``; a folder that cannot be looked at counts as present, so reading it reports why."""
     try:
         return path.is_dir()
     except OSError:
@@ -102,18 +91,12 @@ def _read_urls(ds) -> np.ndarray:
         return np.array([u.decode("utf-8", "replace") if isinstance(u, bytes) else str(u) for u in raw], dtype=str)
 
 
-DEFLATE_MAX_RATIO = 1032
-"""The most a deflate stream can shrink its input (zlib's technical notes): compressed features
-stored in fewer bytes than 1/1032 of their size were never written."""
+DEFLATE_MAX_RATIO = 1032  # the most a deflate stream can shrink its input (zlib's technical notes)
 
 
 def unstored(data: "h5py.Dataset") -> str | None:
-    """Why ``data`` cannot hold the values its shape declares (written partly or never), else None.
-
-    Checked before reading, so a header declaring (10^9, 6) without data is refused instead of
-    allocating 24 GB: an uncompressed dataset stores all its bytes, a compressed one at least
-    1/:data:`DEFLATE_MAX_RATIO` of them.
-    """
+    """Why ``data`` cannot hold the values its shape declares (written partly or never), else None: checked
+    before reading, so a header declaring (10^9, 6) is refused instead of allocating 24 GB."""
     need = int(data.size) * data.dtype.itemsize
     stored = data.id.get_storage_size()
     floor = need if data.compression is None else -(-need // DEFLATE_MAX_RATIO)
@@ -158,29 +141,16 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
     return rows, dim, urls, values
 
 
-def scan_stage(
-    feat_dir: Path,
-    stage: str,
-    listed: list[int],
-    class_names: list[str],
-    ds_dir: Path,
-    split_txt: Path,
-    read_data: bool = False,
-) -> StageScan:
-    """Metadata of every class file of a stage folder.
-
-    Classes ``listed`` in the split's txt must have both files; other files that name a known
-    class are read too (the reference's caches hold every file of a folder) and marked
-    ``listed=False``; files naming no known class are reported in ``unknown``.
-    """
+def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[str], ds_dir: Path, split_txt: Path,
+               read_data: bool = False) -> StageScan:
+    """Metadata of every class file of a stage folder: ``listed`` classes must have both files; other known
+    classes' files are read too (``listed=False``; the reference's caches hold them), unknown ones named."""
     scan = StageScan(stage)
     folders = {m: feat_dir / m / stage for m in MODALITIES}
     indexes: dict[str, dict[str, Path]] = {}
     for m, folder in folders.items():
         if not _is_dir(folder):
-            scan.problems.append(
-                f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'"
-            )
+            scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'")
             return scan
         try:
             indexes[m] = index_folder(folder)
@@ -203,10 +173,8 @@ def scan_stage(
         if missing:
             m = missing[0]
             where = f"listed in {rel(split_txt, ds_dir)}" if cid in listed_set else "its other modality exists"
-            scan.problems.append(
-                f"'{rel(folders[m] / (name + '.h5'), ds_dir)}' is missing (class '{name}', {where}); "
-                f"restore the file or remove the class from the split"
-            )
+            scan.problems.append(f"'{rel(folders[m] / (name + '.h5'), ds_dir)}' is missing (class '{name}', {where}); "
+                                 f"restore the file or remove the class from the split")
             continue
         metas = {m: _meta(paths[m], ds_dir, read_data) for m in MODALITIES}
         bad = [v for v in metas.values() if isinstance(v, str)]

@@ -1,39 +1,30 @@
 """One latent model of synthetic AV-GZSL data, calibrated to the accuracies the paper publishes.
 
-Used by the embedded default task (:func:`avood_core.data.embedded.make_ucf_task`) and by
-``avood data synth`` (:mod:`avood_core.data.synth`). Its difficulty is set by two published
-facts per dataset (paper Table 3, "MLP & Embedding" row): the seen classifier's accuracy
-``SC_acc`` and the unseen (embedding) classifier's ZSL accuracy ``UC_acc``.
+Used by the embedded default task (:mod:`avood_core.data.embedded`) and ``avood data synth``. Its
+difficulty is set by two published facts per dataset (paper Table 3, "MLP & Embedding"): the seen
+classifier's accuracy ``SC_acc`` and the embedding model's ZSL accuracy ``UC_acc``. For class ``c``
+with unit word vector ``t_c`` and clip ``i``:
 
-The model, for class ``c`` with unit-norm word2vec vector ``t_c`` and clip ``i``:
+* class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``: ``A`` a fixed random text -> latent
+  map, ``r_c`` a random unit residual; the residual share ``ρ`` sets how little the text predicts
+  an unseen class (higher ``ρ`` -> lower ZSL accuracy);
+* clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√latent_dim``, a shared and a per-modality part
+  (audio noisier, ``k_a > k_v``); ``σ`` sets the seen accuracy;
+* features ``x_m = s·z_m Q_m + ν·η + b_m``: random orthonormal projections ``Q_a ≠ Q_v``, small
+  off-subspace noise ``ν`` and a bias.
 
-* class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)`` in a ``latent_dim`` space:
-  ``A`` is a fixed random linear map (text -> latent) and ``r_c`` a random unit residual of the
-  class. The residual share ``ρ`` sets how much of a class its text does not explain, i.e. how
-  predictable an unseen class is from its word vector (higher ``ρ`` -> lower ZSL accuracy);
-* clip latent per modality ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√latent_dim``: a shared and a
-  modality-specific part (audio noisier than video, ``k_a > k_v``); the per-clip noise ``σ`` sets
-  the seen accuracy (higher ``σ`` -> lower accuracy);
-* features ``x_m = s·z_m Q_m + ν·η + b_m``: two different random orthonormal projections
-  ``Q_a, Q_v`` (latent -> 512-d), small isotropic off-subspace noise ``ν`` and a bias.
-
-Knob -> latent parameter: :func:`solve_params` finds ``σ`` and ``ρ`` by bisection so that two
-cheap probes on a sample of the task's own size hit the targets: the nearest-class-mean accuracy
-on seen test clips (probe for ``SC_acc``) and a ridge map from seen text to seen class means used
-on unseen clips (probe for ``UC_acc``, a linear stand-in for the embedding model). Both probes are
-monotone in their parameter by construction (common random numbers across the bisection).
-
-The knobs are the accuracies of the paper's *trained* classifiers at full epochs, not the probes'.
-The trained cross-attention embedding model transfers less from text than the ridge probe (on
-UCF's tree, a probe ZSL of 28.2 % gave a trained UC_acc of 18.1 %), so :func:`probe_targets` turns
-a trained target into a probe target through :data:`TRANSFER`: rising curves through (probe
-target, trained accuracy) pairs measured at full epochs by ``benchmarks/calibrate_synth.py
---probe-zsl`` (:class:`TransferCurve`; table in docs/reproducing.md). A dataset or knob without a
-measured curve keeps the probe target equal to the trained one, and the calibration note says so.
+:func:`solve_params` bisects ``σ`` and ``ρ`` so that two cheap probes on a sample of the task's
+size hit the targets: nearest-class-mean accuracy on seen test clips, and a ridge map from seen
+text to seen class means used on unseen clips (monotone by construction: common random numbers).
+The knobs are the *trained* classifiers' accuracies at full epochs; the embedding model transfers
+less from text than the ridge probe, so :func:`probe_targets` maps a trained target to a probe
+target through the measured curves of :data:`TRANSFER` (``benchmarks/calibrate_synth.py
+--probe-zsl``, table in docs/reproducing.md); a knob without a curve keeps the trained target.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, replace
 
 import torch
@@ -49,31 +40,19 @@ PUBLISHED: dict[str, tuple[float, float]] = {
 }
 """(SC_acc, UC_acc) in percent, paper Table 3 "MLP & Embedding (ours)" per dataset."""
 
-PUBLISHED_GATE_AUC: dict[str, float] = {"ucf": 87.66, "vggsound": 72.59, "activitynet": 67.09}
-"""OOD-entropy AUC in percent, paper Table 2 (reported next to the measured one; not a knob)."""
-
 TRANSFER: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {
-    # UCF, cross-attention embedding model (UC_acc) at the ucf preset's full 50 x 500 batches. The
-    # last pair is the probe's ceiling (residual 0: a class mean is all text); 28.21 is its first.
     ("ucf", "zsl"): ((28.21, 18.08), (40.0, 22.34), (52.0, 24.69), (64.0, 29.67), (71.88, 29.97)),
-    # the seen MLP at the ucf preset's 200 epochs, with the ZSL probe at 60.48 (the curve above)
     ("ucf", "seen"): ((96.12, 92.67), (98.0, 95.73), (99.0, 97.67)),
-    # ActivityNet, the embedding model at the activitynet preset's full 50 epochs (batch 256; the
-    # probe's ceiling is 56.52), and the seen MLP at 200 epochs measured in the same two runs (ZSL
-    # probe 38 and 54, either side of the 47.6 that the zsl curve gives for 11.49)
     ("activitynet", "zsl"): ((38.0, 9.66), (54.0, 12.72)),
     ("activitynet", "seen"): ((70.0, 62.40), (72.0, 67.04)),
-    # VGGSound, the embedding model at the vggsound preset's full 50 epochs (batch 256; ceiling 60.00)
     ("vggsound", "zsl"): ((13.0, 7.94), (22.0, 10.81)),
-    # VGGSound's seen MLP at 200 epochs, with the ZSL probe at 15.63 (the curve above)
     ("vggsound", "seen"): ((70.0, 58.25), (72.0, 61.06), (74.0, 62.28)),
 }
-"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at full epochs) pairs, percent.
+"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at the preset's full epochs), percent.
 
-Measured with ``benchmarks/calibrate_synth.py --profile paper --probe-zsl Z [--probe-seen S]`` on
-the ``avood data synth`` tree (seed 0, scale 1, the real class splits and word2vec); the table
-and commands are in docs/reproducing.md. ActivityNet's and VGGSound's zsl curves have two points
-each, one on either side of the published UC_acc (a point costs about 50 minutes on one core).
+Measured with ``benchmarks/calibrate_synth.py --profile paper --probe-zsl Z [--probe-seen S]`` on the
+``avood data synth`` tree (seed 0, scale 1, real splits and word2vec); the runs, each pair's
+setting and the probes' ceilings are in docs/reproducing.md.
 """
 
 
@@ -91,12 +70,8 @@ def _pool_adjacent_violators(values: list[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class TransferCurve:
-    """Trained accuracy as a rising piecewise-linear function of the probe target.
-
-    The measured pairs are made non-decreasing by isotonic regression (a trained accuracy is noisy
-    by a point or two from seed to seed), then interpolated; beyond the measured range the end
-    segments are extended. Inverting it gives the probe target for a trained target.
-    """
+    """Trained accuracy as a rising piecewise-linear function of the probe target: the measured pairs made
+    non-decreasing by isotonic regression (trained accuracies are noisy), interpolated, end segments extended."""
 
     probes: tuple[float, ...]
     trained: tuple[float, ...]
@@ -130,6 +105,12 @@ def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float,
         else:
             out.append(target)
     return out[0], out[1], mapped
+
+
+def name_key(seed: int, name: str) -> int:
+    """A class's random key from its name and the seed (its residual and clips follow its name)."""
+    return zlib.crc32(f"{seed}:{name.lower()}".encode())
+
 
 @dataclass(frozen=True)
 class LatentParams:
@@ -165,24 +146,18 @@ def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
 class LatentGenerator:
     """Fixed random structure (text map, residuals, projections) for one seed and one class table.
 
-    ``text`` is the (n_classes, text_dim) matrix whose row ``c`` is class ``c``'s word vector; a
-    class's mean depends only on its own row and its own residual draw, so placing classes by name
-    (rows in any order) gives each class the same features up to the order of rows.
+    Row ``c`` of ``text`` is class ``c``'s word vector and ``residual_keys[c]`` its key (:func:`name_key`):
+    a class's mean depends only on its own row and key, whatever the row order.
     """
 
     def __init__(self, text: Tensor, dims: tuple[int, int], params: LatentParams, seed: int,
-                 residual_keys: list[int] | None = None) -> None:
-        self.params = params
-        self.dims = dims
+                 residual_keys: list[int]) -> None:
+        self.params, self.dims = params, dims
         text = torch.as_tensor(text, dtype=torch.float32)
         g = torch.Generator().manual_seed(seed)
         L = params.latent_dim
-        a = torch.randn(text.shape[1], L, generator=g)
-        self.explained = unit((text - text.mean(0)) @ a)
-        if residual_keys is None:
-            self.resid = unit(torch.randn(len(text), L, generator=g))
-        else:  # one draw per class key (e.g. a hash of its name): independent of row order
-            self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
+        self.explained = unit((text - text.mean(0)) @ torch.randn(text.shape[1], L, generator=g))
+        self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
         self.proj = [self._projection(L, d, g) for d in dims]
         self.bias = [0.5 * torch.randn(d, generator=g) for d in dims]
 
@@ -199,14 +174,11 @@ class LatentGenerator:
 
     def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
         """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
-        p = self.params
-        L = p.latent_dim
-        out = []
+        p, out = self.params, []
         for m, scale in enumerate((p.audio_scale, p.video_scale)):
             eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-            z = means[labels] + sigma / L**0.5 * eps
-            x = p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m]
-            out.append(x)
+            z = means[labels] + sigma / p.latent_dim**0.5 * eps
+            out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
         return out[0], out[1]
 
     def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -249,12 +221,8 @@ def ridge_text_map(text: Tensor, targets: Tensor, lam: float = 0.1) -> Tensor:
 
 
 class Probe:
-    """The two probes on a fixed sample of the task's size (same draws for every parameter value).
-
-    The probes work in the latent coordinates of each modality (the features projected back on
-    ``Q_m``): there the off-subspace feature noise is ``ν / (gain·√D_m)`` per coordinate, and the
-    probe costs ``2·latent_dim`` instead of ``D_a + D_v`` per clip.
-    """
+    """The two probes on a fixed sample of the task's size (same draws for every parameter value), in the
+    latent coordinates of each modality (off-subspace noise ``ν / (gain·√D_m)`` per coordinate)."""
 
     def __init__(self, gen: LatentGenerator, text: Tensor, roles: ClassRoles, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -335,11 +303,8 @@ class Calibration:
 
 def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc: float, zsl_acc: float,
                  seed: int, rounds: int = 2, steps: int = 14) -> Calibration:
-    """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent).
-
-    A target the model cannot reach (e.g. below chance on a tiny task) clamps the parameter to the
-    end of its range; :class:`Calibration` holds the probes' accuracies actually reached.
-    """
+    """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent); a target out
+    of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
     _check_percent(seen_acc, zsl_acc)
     probe = Probe(gen, text, roles, seed)
     sigma, rho = gen.params.noise, gen.params.residual
@@ -352,11 +317,8 @@ def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc
 
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,
               zsl_acc: float | None, seed: int, probe: bool = False) -> Calibration:
-    """Solve ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones).
-
-    ``probe=True`` takes the targets as the probes' own (what ``benchmarks/calibrate_synth.py
-    --probe-zsl`` uses to measure :data:`TRANSFER`).
-    """
+    """Solve ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones);
+    ``probe=True`` takes them as the probes' own (to measure :data:`TRANSFER`)."""
     seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
     zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
     _check_percent(seen, zsl)

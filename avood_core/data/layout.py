@@ -1,9 +1,7 @@
 """Names, paths and class-split files of the AVCA benchmark tree (``avgzsl_benchmark_datasets/<DS>/``).
 
-Everything here is metadata: which dataset folder, which stage folders feed which cache, how a
-class name becomes a class id (index in the case-sensitive ``sorted(all_class.txt)``, names
-matched lower-case: UCF's split files say ``HandStandPushups`` where ``all_class.txt`` says
-``HandstandPushups``), and the per-dataset column layout of the ``stage_*.csv`` files.
+A class id is the index in the case-sensitive ``sorted(all_class.txt)``, names matched lower-case
+(UCF's split files say ``HandStandPushups`` where ``all_class.txt`` says ``HandstandPushups``).
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ CACHE_STAGES: dict[str, tuple[str, ...]] = {
     "train_val": ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen"),
     "test": ("stage_2_test_seen", "stage_2_test_unseen"),
 }
+CACHED_STAGES = tuple(sorted({s for names in CACHE_STAGES.values() for s in names}))  # the folders the caches read
 
 FEATURES = {"main": "main_features", "cls": "cls_features"}
 SPLITS = {"main": "main_split", "cls": "cls_split"}
@@ -117,10 +116,8 @@ def resolve_dataset_dir(root: str | Path, info: DatasetInfo) -> Path:
         return root / info.folder
     if root.name.lower() == info.folder.lower() and (root / "class-split").is_dir():
         return root
-    raise DataError(
-        f"'{root / info.folder}' is missing; download the {info.folder} benchmark into '{root}' "
-        f"or write a synthetic one with `avood data synth {root} --like {info.key}`"
-    )
+    raise DataError(f"'{root / info.folder}' is missing; download the {info.folder} benchmark into '{root}' "
+                    f"or write a synthetic one with `avood data synth {root} --like {info.key}`")
 
 
 def rel(path: Path, base: Path) -> str:
@@ -133,7 +130,7 @@ def rel(path: Path, base: Path) -> str:
 
 @contextmanager
 def reading(path: Path, base: Path):
-    """Turn an OS or decoding error while reading the class-split file ``path`` into one DataError line."""
+    """An OS, decoding or csv error while reading the class-split file ``path`` as one DataError line."""
     shown = rel(path, base)
     try:
         yield
@@ -159,32 +156,26 @@ def read_lines(path: Path, base: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-INTEGER_COLUMNS = ("label_code",)
-"""Columns of the download's csv files that hold integers wherever they appear."""
+INTEGER_COLUMNS = ("label_code",)  # csv columns holding integers wherever they appear
 
 
 def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a csv file with a header: ``required`` columns in the header, every row as long as the
-    header, every :data:`INTEGER_COLUMNS` field an integer."""
+    """Rows of a csv file: ``required`` columns in the header, full rows, :data:`INTEGER_COLUMNS` integers."""
     if not _is_file(path, base):
         raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
     with reading(path, base), path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataError(
-                f"'{rel(path, base)}' lacks column(s) {', '.join(missing)} (header: {reader.fieldnames}); "
-                f"restore the file from the download"
-            )
+            raise DataError(f"'{rel(path, base)}' lacks column(s) {', '.join(missing)} (header: {reader.fieldnames}); "
+                            f"restore the file from the download")
         rows = []
         for row in reader:
             short = [c for c in reader.fieldnames or [] if row.get(c) is None]
             if short:
-                raise DataError(
-                    f"'{rel(path, base)}' line {reader.line_num}: the row has no {', '.join(short)} field "
-                    f"({sum(v is not None for v in row.values())} of {len(reader.fieldnames or [])} fields); "
-                    f"restore the file from the download"
-                )
+                raise DataError(f"'{rel(path, base)}' line {reader.line_num}: the row has no {', '.join(short)} field "
+                                f"({sum(v is not None for v in row.values())} of {len(reader.fieldnames or [])} fields); "
+                                f"restore the file from the download")
             for column in INTEGER_COLUMNS:
                 value = row.get(column)
                 if value is not None and not value.strip().lstrip("-").isdigit():
@@ -204,18 +195,8 @@ class ClassSplit:
     class_names: list[str]  # sorted(all_class.txt), case-sensitive: index = class id
     stage_classes: dict[str, list[int]]  # stage -> sorted class ids of its txt file
 
-    @property
-    def index(self) -> dict[str, int]:
-        return {n.lower(): i for i, n in enumerate(self.class_names)}
-
-    def class_id(self, name: str) -> int | None:
-        return self.index.get(name.strip().lower())
-
     def stage_txt(self, stage: str) -> Path:
         return self.ds_dir / "class-split" / self.split / f"{stage}.txt"
-
-    def stage_csv(self, stage: str) -> Path:
-        return self.ds_dir / "class-split" / self.split / f"{stage}.csv"
 
 
 def read_all_classes(ds_dir: Path) -> list[str]:
@@ -225,9 +206,7 @@ def read_all_classes(ds_dir: Path) -> list[str]:
     seen: dict[str, str] = {}
     for n in names:
         if n.lower() in seen:
-            raise DataError(
-                f"'{rel(path, ds_dir)}' lists '{seen[n.lower()]}' and '{n}', equal up to case; keep one"
-            )
+            raise DataError(f"'{rel(path, ds_dir)}' lists '{seen[n.lower()]}' and '{n}', equal up to case; keep one")
         seen[n.lower()] = n
     if not names:
         raise DataError(f"'{rel(path, ds_dir)}' is empty; restore it from the download")
@@ -244,10 +223,8 @@ def read_class_split(ds_dir: Path, info: DatasetInfo, split: str) -> ClassSplit:
         ids = []
         for n in read_lines(path, ds_dir):
             if n.lower() not in index:
-                raise DataError(
-                    f"'{rel(path, ds_dir)}' lists class '{n}', which is not in class-split/all_class.txt; "
-                    f"fix the name or add the class"
-                )
+                raise DataError(f"'{rel(path, ds_dir)}' lists class '{n}', which is not in class-split/all_class.txt; "
+                                f"fix the name or add the class")
             ids.append(index[n.lower()])
         if len(set(ids)) != len(ids):
             raise DataError(f"'{rel(path, ds_dir)}' lists a class twice; remove the duplicate")

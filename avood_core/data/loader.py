@@ -1,15 +1,10 @@
 """Load the AVCA benchmark (UCF, ActivityNet, VGGSound) as the two tasks of the stage-1/stage-2 protocol.
 
-Stage 1 trains on ``training`` (stage_1_train) and tests on ``val`` (stage_1_val_seen +
-stage_1_val_unseen); seen = the stage_1_train classes, unseen = the stage_1_val_unseen classes.
-Stage 2 trains on ``train_val`` (stage_1_train + stage_1_val_seen + stage_1_val_unseen, i.e.
-stage_2_train) and tests on ``test`` (stage_2_test_seen + stage_2_test_unseen); seen = the
-stage_2_train classes, unseen = the stage_2_test_unseen classes. Select on stage 1, report stage 2.
-
-Rows of every split are ordered by class id, then by stage folder, then by file order, whatever
-the source: an h5 tree and the pkl caches built from it give identical tasks. Like the reference,
-a split keeps only the rows of its stage's classes (cls_split's test folders hold classes that
-its txt files leave out); ``info["dropped_rows"]`` counts them.
+Stage 1 trains on ``training`` (stage_1_train classes seen) and tests on ``val`` (stage_1_val_unseen
+classes unseen); stage 2 trains on ``train_val`` (= stage_2_train) and tests on ``test``
+(stage_2_test_unseen classes unseen) (:data:`PROTOCOL`). Rows are ordered by class id, stage folder,
+file order, whatever the source, so an h5 tree and its pkl caches give identical tasks. Like the
+reference, a split keeps only its stage's classes; ``info["dropped_rows"]`` counts the rest.
 """
 
 from __future__ import annotations
@@ -22,13 +17,13 @@ import numpy as np
 import torch
 
 from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import read_cache
+from avood_core.data.cache import place_by_target, positional_rows, read_cache, read_w2v, sorted_rows
+from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import StageData, read_stage, scan_stage
 from avood_core.data.layout import (
-    CACHE_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
+    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
     rel, resolve_dataset_dir, split_dir_name,
 )
-from avood_core.data.text import place_by_target, positional_rows, read_w2v, sorted_rows
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
@@ -104,10 +99,8 @@ def _check_protocol(cs: ClassSplit) -> None:
         seen, unseen = set(cs.stage_classes[seen_txt]), set(cs.stage_classes[unseen_txt])
         both = seen & unseen
         if both:
-            raise DataError(
-                f"class '{cs.class_names[min(both)]}' is in both {rel(cs.stage_txt(seen_txt), cs.ds_dir)} and "
-                f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen"
-            )
+            raise DataError(f"class '{cs.class_names[min(both)]}' is in both {rel(cs.stage_txt(seen_txt), cs.ds_dir)} and "
+                            f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen")
         extra = set(cs.stage_classes[test_seen_txt]) - seen
         if extra:
             raise DataError(
@@ -120,26 +113,21 @@ def _check_protocol(cs: ClassSplit) -> None:
 
 def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
     """Rows per cache name read from the per-class h5 folders (each folder read once)."""
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
-    scans = {
-        s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
-        for s in stages
-    }
-    problems = [p for s in stages for p in scans[s].problems]
+    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
+             for s in CACHED_STAGES}
+    problems = [p for s in CACHED_STAGES for p in scans[s].problems]
     if problems:
         raise DataError(_one_line(problems))
-    dims = {s: scans[s].dims for s in stages if scans[s].dims is not None}
+    dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
     ref_stage = next(iter(dims), None)
     for s in dims:
         if dims[s] != dims[ref_stage]:
             f = scans[s].files[0]
-            raise DataError(
-                f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
-                f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder"
-            )
-    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in stages}
+            raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
+                            f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
+    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in CACHED_STAGES}
     parts = {cache: _Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
-    unknown = sorted({f"{s}/{u}.h5" for s in stages for u in scans[s].unknown})
+    unknown = sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})
     return parts, {"scans": scans, "ignored_files": unknown}
 
 
@@ -167,46 +155,24 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
     dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
     if len(set(dims.values())) > 1:
         odd = next(c for c in parts if dims[c] != dims["training"])
-        raise DataError(
-            f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
-            f"training cache has {dims['training']}; rebuild the caches"
-        )
+        raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
+                        f"training cache has {dims['training']}; rebuild the caches")
     return parts, {"text": text}
 
 
 def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
-    """Compare the caches' (class, url) rows and dims with the h5 tree's metadata (no feature reads).
-
-    Returns how it went ("matches the h5 tree" or why it was not compared); raises on disagreement.
-    """
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
-    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in stages}
-    broken = [p for s in stages for p in scans[s].problems]
+    """Compare the caches' rows and dims with the h5 tree's metadata (no feature reads); raise on disagreement."""
+    scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in CACHED_STAGES}
+    broken = [p for s in CACHED_STAGES for p in scans[s].problems]
     if broken:
         return f"not compared: the h5 tree has problems ({broken[0]})"
     for cache, names in CACHE_STAGES.items():
-        shown = rel(_cache_path(cs.ds_dir, method, cs.split, cache), cs.ds_dir)
-        files = [f for s in names for f in scans[s].files]
-        h5_labels = np.concatenate([np.full(f.rows, f.class_id) for f in files]) if files else np.empty(0, int)
-        h5_urls = np.concatenate([f.urls for f in files]) if files else np.empty(0, str)
-        order = np.argsort(h5_labels, kind="stable")
         p = parts[cache]
-        mine = np.argsort(p.labels, kind="stable")
-        h5_dims = {scans[s].dims for s in names if scans[s].dims}
-        same = len(p.labels) == len(h5_labels) and np.array_equal(p.labels[mine], h5_labels[order]) and np.array_equal(
-            p.urls[mine], h5_urls[order]
-        ) and h5_dims <= {(p.audio.shape[1], p.video.shape[1])}
-        if not same:
-            cached = dict(zip(*np.unique(p.labels, return_counts=True)))
-            on_disk = dict(zip(*np.unique(h5_labels, return_counts=True)))
-            diff = [c for c in sorted(set(cached) | set(on_disk)) if cached.get(c, 0) != on_disk.get(c, 0)]
-            detail = (
-                f"class '{cs.class_names[diff[0]]}': {cached.get(diff[0], 0)} rows in the cache, "
-                f"{on_disk.get(diff[0], 0)} in the h5 tree" if diff else "same classes and counts but other clips or dims"
-            )
-            raise DataError(
-                f"'{shown}' disagrees with the h5 tree ({detail}); delete the cache to rebuild it, or load with source='h5'"
-            )
+        problem = cache_disagreement(cs.class_names, p.labels, p.urls, (p.audio.shape[1], p.video.shape[1]),
+                                     [scans[s] for s in names])
+        if problem:
+            raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, cache), cs.ds_dir)}' disagrees with the h5 "
+                            f"tree ({problem}); delete the cache to rebuild it, or load with source='h5'")
     return "matches the h5 tree (classes, clips, dims)"
 
 
@@ -224,10 +190,8 @@ def _select(rows: _Rows, keep: list[int], required: dict[int, str], nonfinite: s
         origin = rows.origins[rows.origin[first]]
         if finite_audio[first]:  # the video row is the bad one: name the video file (h5 origins are audio paths)
             origin = origin.replace("/audio/", "/video/")
-        raise DataError(
-            f"'{origin}' holds {same_file} row(s) with NaN/inf (class '{names[rows.labels[first]]}'); "
-            f"re-extract them or load with nonfinite='skip'"
-        )
+        raise DataError(f"'{origin}' holds {same_file} row(s) with NaN/inf (class '{names[rows.labels[first]]}'); "
+                        f"re-extract them or load with nonfinite='skip'")
     mask &= finite
     idx = np.flatnonzero(mask)
     labels = rows.labels[idx]
@@ -238,10 +202,8 @@ def _select(rows: _Rows, keep: list[int], required: dict[int, str], nonfinite: s
     for cid, listed_in in required.items():
         if cid not in present:
             why = " after skipping NaN/inf rows" if skipped else ""
-            raise DataError(
-                f"class '{names[cid]}' (listed in {listed_in}) has no clips in '{rows.where}'{why}; "
-                f"restore its features or remove it from the split"
-            )
+            raise DataError(f"class '{names[cid]}' (listed in {listed_in}) has no clips in '{rows.where}'{why}; "
+                            f"restore its features or remove it from the split")
     return out, dropped, skipped
 
 
@@ -264,10 +226,8 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
             if not have[c]:
                 key = names.get(cs.class_names[c].lower())
                 how = f"w2v name '{key}'" if key else f"no row in class-split/{cs.info.w2v_csv}"
-                raise DataError(
-                    f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
-                    f"or fix class-split/{cs.info.w2v_csv}"
-                )
+                raise DataError(f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
+                                f"or fix class-split/{cs.info.w2v_csv}")
     else:
         data, targets, shown = pkl_text
         if not np.isfinite(data).all():
@@ -292,24 +252,14 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     return by_name, info
 
 
-def load_benchmark(
-    root: str | Path,
-    dataset: str,
-    features: str = "main",
-    split: str = "main",
-    source: str = "auto",
-    nonfinite: str = "fail",
-    compat_positional_text: bool = False,
-) -> BenchmarkTasks:
+def load_benchmark(root: str | Path, dataset: str, features: str = "main", split: str = "main", source: str = "auto",
+                   nonfinite: str = "fail", compat_positional_text: bool = False) -> BenchmarkTasks:
     """Load ``<root>/<DS>/`` (or a dataset folder itself) as the stage-1 and stage-2 tasks.
 
-    ``features``: main (SeLaVi) or cls (VGGish/C3D); ``split``: main or cls class split.
-    ``source``: h5 (the per-class feature tree), pkl (the ``_features_processed`` caches, read
-    without running pickled code, see :mod:`avood_core.data.cache`) or auto (h5 when present).
-    A pkl load is checked against the h5 tree's clip lists when that tree exists too.
-    ``nonfinite``: fail on NaN/inf feature rows, or skip them (counted in ``info``).
-    ``compat_positional_text``: reproduce the reference's text lookup by class id (defect 1, docs/defects.md).
-    Every problem raises :class:`DataError` with one line naming the file and the fix.
+    ``features``: main (SeLaVi) or cls (VGGish/C3D); ``split``: main or cls. ``source``: h5, pkl (the
+    caches, read safely and checked against the h5 tree when it exists) or auto (h5 when present).
+    ``nonfinite``: fail on NaN/inf rows, or skip them. ``compat_positional_text``: the reference's
+    text lookup by class id (defect 1, docs/defects.md). Problems raise a one-line :class:`DataError`.
     """
     try:
         return _load(root, dataset, features, split, source, nonfinite, compat_positional_text)
@@ -333,10 +283,9 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
     has_pkl = all(_cache_path(ds_dir, method, split_name, c).is_file() for c in CACHE_STAGES)
     if source == "auto":
         if not (has_h5 or has_pkl):
-            raise DataError(
-                f"no features in '{rel(feat_dir, ds_dir)}' nor caches in '{rel(ds_dir / '_features_processed' / method, ds_dir)}'; "
-                f"download the {method} of {ds.folder} or write a synthetic tree with `avood data synth`"
-            )
+            raise DataError(f"no features in '{rel(feat_dir, ds_dir)}' nor caches in "
+                            f"'{rel(ds_dir / '_features_processed' / method, ds_dir)}'; download the {method} of "
+                            f"{ds.folder} or write a synthetic tree with `avood data synth`")
         source = "h5" if has_h5 else "pkl"
     if source == "h5":
         if not has_h5:
@@ -386,7 +335,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
             for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()
         },
         "files": (
-            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in sorted({x for v in CACHE_STAGES.values() for x in v})]
+            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES]
             if source == "h5" else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]
         ),
         "dropped_rows": dropped, "nonfinite_skipped": skipped, "ignored_files": extra.get("ignored_files", []),

@@ -1,17 +1,14 @@
 """What a synthetic benchmark tree holds: class names, split files and one csv row per clip.
 
-Two sources (see :func:`plan_tree`):
+* :func:`plan_from_splits` (a folder like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and ``w2v/``):
+  the real class lists and word2vec; of each real ``stage_*.csv`` the first ``max(1, round(n_c *
+  scale))`` rows of class ``c`` (no class is ever empty). A missing csv (VGGSound's stage_1_train) is
+  generated: ``9 x`` the class's stage_1_val_seen count (UCF's and ActivityNet's train:val-seen
+  ratio), else the dataset's mean per-class count.
+* :func:`plan_generated`: names, splits and text shaped like the dataset (its class counts and clip
+  totals, uneven per-class counts, cls_split = main_split).
 
-* ``splits_dir`` (a folder laid out like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and
-  ``w2v/``): the real class lists and word2vec vectors; of each real ``stage_*.csv`` the first
-  ``max(1, round(n_c * scale))`` rows of every class ``c`` (at least one clip per class, so no
-  class of a split file is ever empty; a scale above 1 keeps every real row, no more). ``stage_2_train`` is always the union of the three
-  stage-1 csv files (true of the real files). A missing csv (VGGSound's stage_1_train/
-  stage_2_train exceed the source's size limit) is generated: stage_1_train gets
-  ``9 x`` the class's stage_1_val_seen count (the train:val-seen ratio of UCF and ActivityNet,
-  ~93.7k VGGSound clips in all), or the dataset's mean per-class count where that is unknown.
-* nothing: generated names, splits and text shaped like the dataset (the AVCA-GZSL benchmark's class counts and
-  clip totals, uneven per-class counts, cls_split = main_split).
+``stage_2_train`` is always the union of the three stage-1 csv files (true of the real files).
 """
 
 from __future__ import annotations
@@ -24,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avood_core.data.cache import read_w2v
 from avood_core.data.layout import STAGES, SPLITS, DatasetInfo, read_csv_rows, read_lines
-from avood_core.data.text import read_w2v
 from avood_core.errors import DataError
 
 STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")
@@ -41,13 +38,17 @@ class TreePlan:
     txt: dict[str, dict[str, list[str]]]  # split -> stage -> class names
     rows: dict[str, dict[str, list[dict[str, str]]]]  # split -> stage -> csv rows
     copy_from: dict[str, Path] = field(default_factory=dict)  # tree-relative file -> real file to copy
-    latent: np.ndarray | None = None  # generated text's latent, per all_classes index
     notes: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
         """Classes by id: the case-sensitive ``sorted(all_class.txt)``."""
         return sorted(self.all_classes)
+
+    @property
+    def w2v_names(self) -> dict[str, str]:
+        """``original.lower() -> manual`` of the w2v name csv."""
+        return {r["original"].strip().lower(): r["manual"].strip() for r in self.w2v_rows}
 
 
 def _rid(rng: random.Random, n: int = 11) -> str:
@@ -148,7 +149,7 @@ def plan_from_splits(splits_dir: Path, info: DatasetInfo, scale: float, rng: ran
             rows[split][stage] = out
             notes.append(f"{split}/{stage}.csv is missing in {splits_dir}: generated {len(out)} rows (fallback counts)")
         rows[split]["stage_2_train"] = _union_stage1(rows[split])
-    return TreePlan(info, all_classes, w2v_rows, vectors, txt, rows, copy_from, None, notes)
+    return TreePlan(info, all_classes, w2v_rows, vectors, txt, rows, copy_from, notes)
 
 
 _VERBS = ["Playing", "Riding", "Throwing", "Cleaning", "Jumping", "Cutting", "Blowing", "Walking", "Making", "Pulling"]
@@ -203,7 +204,7 @@ def plan_generated(
     total = ns2 + ntu
     pairs = _names(info, total, rng)
     g = torch.Generator().manual_seed(seed)
-    text, latent = make_text_embeddings(total, text_dim, latent_dim, g)
+    text, _ = make_text_embeddings(total, text_dim, latent_dim, g)
     order = list(range(total))
     rng.shuffle(order)
     roles = {"stage_2_test_unseen": order[:ntu], "stage_1_val_unseen": order[ntu : ntu + nvu], "stage_1_train": order[ntu + nvu :]}
@@ -215,13 +216,10 @@ def plan_generated(
             r["category"] = rng.choice(cats)
     index = {n.lower(): i for i, n in enumerate(sorted(name))}
     make = _RowMaker(info, rng, index, {r["original"].lower(): r.get("category", "misc") for r in w2v_rows})
-    members = {
-        "stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
-        "stage_1_val_unseen": roles["stage_1_val_unseen"],
-        "stage_2_train": roles["stage_1_train"] + roles["stage_1_val_unseen"],
-        "stage_2_test_seen": roles["stage_1_train"] + roles["stage_1_val_unseen"],
-        "stage_2_test_unseen": roles["stage_2_test_unseen"],
-    }
+    seen2 = roles["stage_1_train"] + roles["stage_1_val_unseen"]
+    members = {"stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
+               "stage_1_val_unseen": roles["stage_1_val_unseen"], "stage_2_train": seen2, "stage_2_test_seen": seen2,
+               "stage_2_test_unseen": roles["stage_2_test_unseen"]}
     txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
     rows: dict[str, list[dict[str, str]]] = {}
     for stage in STAGES:
@@ -233,11 +231,8 @@ def plan_generated(
         rows[stage] = [make(c, stage) for c, k in zip(classes, counts) for _ in range(k)]
     rows["stage_2_train"] = _union_stage1(rows)
     vectors = {m: text[i].numpy() for i, (_, m) in enumerate(pairs)}
-    plan = TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
-                    {s: rows for s in SPLITS.values()}, {}, latent.numpy(), [])
-    # latent rows follow ``pairs``; re-index them by the sorted all_class order
-    plan.latent = latent.numpy()[[name.index(n) for n in plan.all_classes]]
-    return plan
+    return TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
+                    {s: rows for s in SPLITS.values()})
 
 
 def copy_file(src: Path, dst: Path) -> None:

@@ -1,28 +1,24 @@
 """Write a complete synthetic benchmark tree in the download's exact on-disk format.
 
-``<out>/<DS>/`` gets ``class-split/`` (all_class.txt, the w2v name csv, main_split/ and
-cls_split/ with stage_*.txt and stage_*.csv in the dataset's own csv columns),
-``features/<method>/{audio,video}/<stage>/<Class>.h5`` for the six stage folders of the split
-that goes with the features (main_features <-> main_split, cls_features <-> cls_split),
-``features/<method>/text/word_embeddings_<ds>_normed.npy`` and, unless ``caches=False``, the four
-``_features_processed/<method>/<cache><split>.pkl`` caches (``torch.save``; built from the h5
-tree, like the reference builds them).
+``<out>/<DS>/`` gets ``class-split/`` (all_class.txt, the w2v name csv, main_split/ and cls_split/
+with stage_*.txt and stage_*.csv in the dataset's csv columns), ``features/<method>/{audio,video}/
+<stage>/<Class>.h5`` for the split that goes with the features (main_features <-> main_split,
+cls_features <-> cls_split), ``features/<method>/text/word_embeddings_<ds>_normed.npy`` and, unless
+``caches=False``, the four ``_features_processed/<method>/<cache><split>.pkl`` caches built from the
+h5 tree (like the reference builds them).
 
-The features come from the calibrated latent model of :mod:`avood_core.data.latent` (the
-embedded task's too): class means tied to the class's word vector through a random linear map
-plus a class-specific residual, per-clip noise, audio and video as two different noisy random
-projections; its noise and residual share are solved so that the stage-2 probes match the
-dataset's published accuracies (``seen_acc`` / ``zsl_acc``). A clip listed in several stage csv
-files (stage_2_train repeats the stage-1 clips) has the same features everywhere.
-
-The tree is built in a hidden temp folder next to ``<out>/<DS>`` and renamed into place, so a
-failed or killed run leaves no partial tree.
+Features come from the calibrated latent model of :mod:`avood_core.data.latent`, its stage-2 train
+classes seen and test-unseen classes unseen, calibrated to the dataset's published accuracies
+(paper Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise. A class's clips are drawn from a
+generator seeded by its name, so a clip listed in several stage csv files has the same features
+everywhere. The tree is built in a hidden temp folder and renamed into place: no partial tree.
 """
 
 from __future__ import annotations
 
 import csv
 import random
+from collections import Counter
 import shutil
 import tempfile
 import time
@@ -33,14 +29,11 @@ import numpy as np
 import torch
 
 from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import write_cache
-from avood_core.data.h5io import read_stage, scan_stage
-from avood_core.data.layout import (
-    CACHE_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name,
-)
+from avood_core.data.cache import sorted_rows, write_cache, write_w2v
+from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
+from avood_core.data.layout import CACHE_STAGES, CACHED_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
+from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
-from avood_core.data.synth_latent import calibration_note, write_latent_features
-from avood_core.data.text import sorted_rows, write_w2v
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
@@ -99,65 +92,111 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
 
 
 def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
-    from avood_core.data.layout import read_class_split
-
     cs = read_class_split(root, plan.info, split)
     feat = root / "features" / method
-    stages = sorted({s for names in CACHE_STAGES.values() for s in names})
     data = {}
-    for s in stages:
+    for s in CACHED_STAGES:
         scan = scan_stage(feat, s, [], cs.class_names, root, cs.stage_txt(s))
         if scan.problems:
             raise DataError(scan.problems[0])
         data[s] = read_stage(scan)
-    names = {r["original"].strip().lower(): r["manual"].strip() for r in plan.w2v_rows}
-    text, targets = sorted_rows(plan.vectors, names, cs.class_names)
+    text, targets = sorted_rows(plan.vectors, plan.w2v_names, cs.class_names)
     out = root / "_features_processed" / method
     out.mkdir(parents=True, exist_ok=True)
     for cache, parts in CACHE_STAGES.items():
         labels = np.concatenate([data[s].labels for s in parts])
         urls = np.concatenate([data[s].urls for s in parts])
-        entry = {
-            m: {
-                "data": torch.from_numpy(np.concatenate([getattr(data[s], m) for s in parts])),
-                "target": torch.from_numpy(labels),
-                "url": urls,
-            }
-            for m in ("audio", "video")
-        }
+        entry = {m: {"data": torch.from_numpy(np.concatenate([getattr(data[s], m) for s in parts])),
+                     "target": torch.from_numpy(labels), "url": urls} for m in ("audio", "video")}
         entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
         write_cache(out / f"{cache}{split}.pkl", entry)
 
 
+def _text_matrix(plan: TreePlan, g: torch.Generator) -> torch.Tensor:
+    """Row ``c`` = the word vector of ``plan.class_names[c]`` (looked up by name; random if absent)."""
+    manual = plan.w2v_names
+    width = len(next(iter(plan.vectors.values())))
+    rows = []
+    for name in plan.class_names:
+        vec = plan.vectors.get(manual.get(name.lower(), "\0"))
+        rows.append(torch.as_tensor(np.asarray(vec), dtype=torch.float32) if vec is not None else torch.randn(width, generator=g))
+    return torch.stack(rows)
+
+
+def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, dict[str, tuple[str, list[str]]]]]:
+    """Class index by lower-case name, and class id -> stage -> (label as written, clip files)."""
+    index = {n.lower(): i for i, n in enumerate(plan.class_names)}
+    per_class: dict[int, dict[str, tuple[str, list[str]]]] = {}
+    for stage in STAGES:
+        for r in plan.rows[split][stage]:
+            cid = index.get(r["label"].strip().lower())
+            if cid is None:
+                raise DataError(f"csv row '{r['filename']}' of {split}/{stage} names unknown class '{r['label']}'; fix the split csv")
+            per_class.setdefault(cid, {}).setdefault(stage, (r["label"], []))[1].append(r["filename"])
+    return index, per_class
+
+
+def _roles(plan: TreePlan, split: str, index: dict[str, int]) -> ClassRoles:
+    """Stage 2 fixes the calibration: its train classes are seen, its test-unseen classes unseen."""
+    train, test_seen, test_unseen = (Counter(index[r["label"].strip().lower()] for r in plan.rows[split][stage])
+                                     for stage in ("stage_2_train", "stage_2_test_seen", "stage_2_test_unseen"))
+    seen, unseen = sorted(train), sorted(test_unseen)
+    return ClassRoles(
+        torch.tensor(seen), torch.tensor(unseen), torch.tensor([train[c] for c in seen]),
+        torch.tensor([max(1, test_seen[c]) for c in seen]), torch.tensor([test_unseen[c] for c in unseen]),
+    )
+
+
+def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split: str, dims: tuple[int, int], seed: int,
+                    latent_dim: int, seen_acc: float | None, zsl_acc: float | None, probe: bool) -> Calibration:
+    """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration."""
+    g = torch.Generator().manual_seed(seed)
+    text = _text_matrix(plan, g)
+    index, per_class = _per_class(plan, split)
+    roles = _roles(plan, split, index)
+    keys = [name_key(seed, n) for n in plan.class_names]
+    gen = LatentGenerator(text, dims, LatentParams(latent_dim=latent_dim), seed, keys)
+    cal = calibrate(gen, text, roles, dataset, seen_acc, zsl_acc, seed=seed + 1, probe=probe)
+    gen.params = cal.params
+    feat = root / "features" / method
+    for stage in STAGES:
+        for m in ("audio", "video"):
+            (feat / m / stage).mkdir(parents=True, exist_ok=True)
+    for cid in sorted(per_class):
+        clips = list(dict.fromkeys(f for _, files in per_class[cid].values() for f in files))
+        row_of = {f: i for i, f in enumerate(clips)}
+        gc = torch.Generator().manual_seed(name_key(seed, plan.class_names[cid]) ^ 0x5A5A)
+        audio, video = (x.numpy() for x in gen.sample(torch.full((len(clips),), cid, dtype=torch.long), gc))
+        for stage, (label, files) in per_class[cid].items():
+            idx = np.array([row_of[f] for f in files])
+            write_class_h5(feat / "audio" / stage / f"{label}.h5", audio[idx], files)
+            write_class_h5(feat / "video" / stage / f"{label}.h5", video[idx], files)
+    return cal
+
+
+def _calibration_note(cal: Calibration) -> str:
+    """One line for the synth report: targets, probe targets and accuracies, the solved parameters."""
+    how = (f"probe targets {cal.probe_targets[0]:.2f} / {cal.probe_targets[1]:.2f} from the measured transfer "
+           f"({', '.join(cal.mapped)})" if cal.mapped else "probe targets = targets (no measured transfer)")
+    return (f"calibrated to seen {cal.seen_target:.2f} / ZSL {cal.zsl_target:.2f} %: {how}; probes reached "
+            f"{cal.seen_probe:.2f} / {cal.zsl_probe:.2f} at noise {cal.params.noise:.3f}, residual {cal.params.residual:.3f} "
+            "(avood_core.data.latent)")
+
+
 def write_synthetic_tree(
-    out: str | Path,
-    like: str,
-    *,
-    scale: float = 1.0,
-    seed: int = 0,
-    splits_dir: str | Path | None = None,
-    features: str = "main",
-    audio_dim: int | None = None,
-    video_dim: int | None = None,
-    caches: bool = True,
-    overwrite: bool = False,
-    latent_dim: int = 64,
-    class_counts: tuple[int, int, int] | None = None,
-    seen_acc: float | None = None,
-    zsl_acc: float | None = None,
-    probe: bool = False,
+    out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0, splits_dir: str | Path | None = None,
+    features: str = "main", audio_dim: int | None = None, video_dim: int | None = None, caches: bool = True,
+    overwrite: bool = False, latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
+    seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
 ) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
 
-    ``splits_dir``: a folder like ``/work/shared/avgzsl`` to take the real class lists, per-class
-    clip counts (times ``scale``, at least 1 per class) and word2vec vectors from (see
-    :mod:`avood_core.data.plan`); without it everything is generated. ``features``: main (512/512)
-    or cls (128/4096); ``audio_dim``/``video_dim`` override those widths (small ones for tests).
-    ``class_counts`` (generated trees only): (stage-1 train, stage-1 val unseen, stage-2 test
-    unseen) classes instead of the dataset's, for tiny trees. ``seen_acc`` / ``zsl_acc``: the
-    stage-2 accuracies (percent) the paper's seen MLP and embedding model should reach at full
-    epochs (:mod:`avood_core.data.latent`; default: the dataset's published SC_acc / UC_acc, paper
-    Table 3); ``probe``: take them as the probes' targets instead (to measure the transfer).
+    ``splits_dir`` (e.g. ``/work/shared/avgzsl``): the real class lists, per-class clip counts (times
+    ``scale``, at least 1) and word2vec (:mod:`avood_core.data.plan`); without it all is generated.
+    ``features``: main (512/512) or cls (128/4096), widths overridable. ``class_counts`` (generated
+    trees): (stage-1 train, stage-1 val unseen, stage-2 test unseen) classes. ``seen_acc`` /
+    ``zsl_acc``: what the paper's seen MLP and embedding model should reach at full epochs (default:
+    the published SC_acc / UC_acc); ``probe``: take them as the probes' targets instead.
     """
     started = time.perf_counter()
     info = dataset_info(like)
@@ -170,10 +209,8 @@ def write_synthetic_tree(
     dims = []
     for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
         if value is not None and not 1 <= value <= MAX_FEATURE_DIM:
-            raise DataError(
-                f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
-                f"pass a positive width or drop the option ({default} for {method})"
-            )
+            raise DataError(f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
+                            f"pass a positive width or drop the option ({default} for {method})")
         dims.append(default if value is None else int(value))
     dims = tuple(dims)
     out = check_output_dir(out, "OUT")
@@ -195,8 +232,7 @@ def write_synthetic_tree(
     try:
         _write_class_split(tmp, plan)
         with one_torch_thread():
-            cal = write_latent_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc,
-                                        probe)
+            cal = _write_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc, probe)
         text_dir = tmp / "features" / method / "text"
         text_dir.mkdir(parents=True, exist_ok=True)
         write_w2v(text_dir / info.w2v_file, plan.vectors)
@@ -222,5 +258,5 @@ def write_synthetic_tree(
         path=target, dataset=info.key, features=method, split=split,
         clips={s: len(rows[s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
         audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))),
-        caches=caches, seconds=time.perf_counter() - started, notes=[*plan.notes, calibration_note(cal)],
+        caches=caches, seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)],
     )

@@ -1,27 +1,16 @@
-"""Small synthetic AV-GZSL tasks of any shape, generated in-process from a seed.
+"""Small synthetic AV-GZSL tasks of any shape, generated in-process from a seed (the test kit's and tests').
 
-The embedded default task (``make run``) is :mod:`avood_core.data.embedded` (real UCF classes and
-word2vec vectors, features from the calibrated latent model of :mod:`avood_core.data.latent`).
-This module builds the tiny tasks of the plugin test kit and the tests (any class count and
-width, generated text), and provides ``split_counts`` and ``make_text_embeddings`` to the tree
-writer. ``SyntheticSpec()``'s defaults are UCF-GZSL-shaped (stage 2): 51 classes (42 seen,
-9 unseen), 512-d audio and video, 300-d unit-norm text embeddings, and UCF's split sizes (4994
-train, 555 test seen, 1267 test unseen clips). Zero-shot transfer is learnable but not trivial:
-
-* each class has a latent ``h_c = normalize(t_c + σ_class · ε_c)``: the text embedding
-  explains only part of the class (class-level noise);
-* each modality sees the latent through its own random two-layer network
-  ``f_m(h) = W2_m · tanh(g · W1_m · h)``, so audio and video relate differently to text;
-* each clip adds latent noise before the map and feature noise after it (sample level);
-  audio is noisier than video, as in the real benchmark.
-
-A held-out part of the training clips forms ``val`` (seen classes only) for components
-that select on a validation split.
+The embedded default task is :mod:`avood_core.data.embedded`. ``SyntheticSpec()`` is UCF-GZSL-shaped
+(stage 2: 42 seen + 9 unseen classes, 512-d audio and video, 300-d unit text, 4994 / 555 / 1267
+train / test-seen / test-unseen clips). Each class has a latent ``h_c = unit(t_c + σ_class·ε_c)``
+(text explains part of it); each modality maps it through its own random ``W2·tanh(g·W1·h)``; each
+clip adds latent noise before and feature noise after (audio noisier than video). A held-out part
+of the training clips forms ``val`` (seen classes only).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -63,22 +52,14 @@ class SyntheticSpec:
 
     def scaled(self, scale: float) -> "SyntheticSpec":
         """Same structure with the sample counts multiplied by ``scale`` (at least 2 per class)."""
-        from dataclasses import replace
-
-        return replace(
-            self,
-            train_samples=max(2 * self.n_seen, round(self.train_samples * scale)),
-            test_seen_samples=max(self.n_seen, round(self.test_seen_samples * scale)),
-            test_unseen_samples=max(2 * self.n_unseen, round(self.test_unseen_samples * scale)),
-        )
+        return replace(self, train_samples=max(2 * self.n_seen, round(self.train_samples * scale)),
+                       test_seen_samples=max(self.n_seen, round(self.test_seen_samples * scale)),
+                       test_unseen_samples=max(2 * self.n_unseen, round(self.test_unseen_samples * scale)))
 
 
 def unit(x: Tensor) -> Tensor:
     """Rows scaled to unit L2 norm."""
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-_unit = unit
 
 
 def split_counts(total: int, n_classes: int, g: torch.Generator) -> Tensor:
@@ -89,51 +70,13 @@ def split_counts(total: int, n_classes: int, g: torch.Generator) -> Tensor:
     return counts
 
 
-_counts = split_counts
-
-
-class ModalityMap:
-    """A fixed random map latent -> feature for one modality.
-
-    ``hidden`` defaults to ``2 * out_dim``; a smaller one keeps very wide outputs (e.g. the
-    4096-d C3D video features) cheap to generate.
-    """
-
-    def __init__(
-        self, latent_dim: int, out_dim: int, gain: float, g: torch.Generator, hidden: int | None = None
-    ) -> None:
-        hidden = 2 * out_dim if hidden is None else hidden
-        self.w1 = torch.randn(latent_dim, hidden, generator=g) * (gain / latent_dim**0.5)
-        self.w2 = torch.randn(hidden, out_dim, generator=g) / hidden**0.5
-        self.b = torch.randn(out_dim, generator=g) * 0.5
-
-    def __call__(self, h: Tensor) -> Tensor:
-        return torch.tanh(h @ self.w1) @ self.w2 + self.b
-
-
-_ModalityMap = ModalityMap
-
-
-def make_class_latents(base_latent: Tensor, class_noise: float, g: torch.Generator) -> Tensor:
-    """Per-class latents ``normalize(normalize(base) + σ_class · ε)``: text explains only part of a class."""
-    n, latent_dim = base_latent.shape
-    return unit(unit(base_latent) + class_noise * unit(torch.randn(n, latent_dim, generator=g)))
-
-
-def sample_features(
-    class_latent: Tensor,
-    labels: Tensor,
-    audio_map: ModalityMap,
-    video_map: ModalityMap,
-    spec: "SyntheticSpec",
-    g: torch.Generator,
-) -> tuple[Tensor, Tensor]:
-    """Audio and video features of clips with class ``labels``: latent noise, the maps, feature noise."""
-    latent_dim = class_latent.shape[1]
-    h = class_latent[labels] + spec.latent_noise / latent_dim**0.5 * torch.randn(len(labels), latent_dim, generator=g)
-    audio = audio_map(h) + spec.audio_noise * torch.randn(len(labels), audio_map.b.shape[0], generator=g)
-    video = video_map(h) + spec.video_noise * torch.randn(len(labels), video_map.b.shape[0], generator=g)
-    return audio, video
+def _modality_map(latent_dim: int, out_dim: int, gain: float, g: torch.Generator):
+    """A fixed random map latent -> feature of one modality: ``W2·tanh(g·W1·h) + b``."""
+    hidden = 2 * out_dim
+    w1 = torch.randn(latent_dim, hidden, generator=g) * (gain / latent_dim**0.5)
+    w2 = torch.randn(hidden, out_dim, generator=g) / hidden**0.5
+    b = torch.randn(out_dim, generator=g) * 0.5
+    return lambda h: torch.tanh(h @ w1) @ w2 + b
 
 
 def make_text_embeddings(n_classes: int, text_dim: int, latent_dim: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -145,33 +88,28 @@ def make_text_embeddings(n_classes: int, text_dim: int, latent_dim: int, g: torc
 
 
 def make_synthetic_task(seed: int = 0, spec: SyntheticSpec | None = None, val_fraction: float = 0.1) -> AVGZSLTask:
-    """Generate the embedded default task from ``seed`` (same seed, same task)."""
+    """Generate a task of shape ``spec`` from ``seed`` (same seed, same task)."""
     spec = spec or SyntheticSpec()
     g = torch.Generator().manual_seed(seed)
     n = spec.n_seen + spec.n_unseen
     text, latent = make_text_embeddings(n, spec.text_dim, spec.latent_dim, g)
-    class_latent = make_class_latents(latent, spec.class_noise, g)
-    audio_map = ModalityMap(spec.latent_dim, spec.audio_dim, spec.gain, g)
-    video_map = ModalityMap(spec.latent_dim, spec.video_dim, spec.gain, g)
+    class_latent = unit(unit(latent) + spec.class_noise * unit(torch.randn(n, spec.latent_dim, generator=g)))
+    maps = [_modality_map(spec.latent_dim, d, spec.gain, g) for d in (spec.audio_dim, spec.video_dim)]
     perm = torch.randperm(n, generator=g)
     seen, unseen = perm[: spec.n_seen].sort().values, perm[spec.n_seen :].sort().values
 
     def clips(classes: Tensor, total: int) -> AVSamples:
         labels = torch.repeat_interleave(classes, split_counts(total, len(classes), g))
-        audio, video = sample_features(class_latent, labels, audio_map, video_map, spec, g)
+        h = class_latent[labels] + spec.latent_noise / spec.latent_dim**0.5 * torch.randn(len(labels), spec.latent_dim, generator=g)
+        audio, video = (m(h) + noise * torch.randn(len(labels), d, generator=g) for m, noise, d in
+                        zip(maps, (spec.audio_noise, spec.video_noise), (spec.audio_dim, spec.video_dim)))
         return AVSamples(audio, video, labels)
 
     train_all = clips(seen, spec.train_samples)
     test = AVSamples.concat(clips(seen, spec.test_seen_samples), clips(unseen, spec.test_unseen_samples))
     held = torch.rand(len(train_all), generator=g) < val_fraction
     return AVGZSLTask(
-        train=train_all.subset(~held),
-        val=train_all.subset(held),
-        test=test,
-        text=text,
-        seen_classes=seen,
-        unseen_classes=unseen,
-        class_names=[f"class_{i:02d}" for i in range(n)],
-        name=f"synthetic-ucf-seed{seed}",
+        train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text, seen_classes=seen,
+        unseen_classes=unseen, class_names=[f"class_{i:02d}" for i in range(n)], name=f"synthetic-ucf-seed{seed}",
         meta={"source": "synthetic", "seed": seed, **spec.__dict__},
     )

@@ -1,20 +1,13 @@
-"""Per-run 95 % confidence intervals of S, U, HM, ZSL and the gate's AUROC by a stratified bootstrap.
+"""Per-run 95 % intervals of S, U, HM, ZSL and the gate's AUROC by a stratified bootstrap.
 
-S, U and ZSL are means of per-class accuracies (paper §4.1; :mod:`avood_core.eval.metrics`), so a
-resample redraws the test clips *within each class*: class c keeps its n_c clips, drawn with
-replacement. A resample is a matrix of counts w (how often each clip was drawn); every metric is
-then a weighted version of the :mod:`~avood_core.eval.metrics` formula, computed for all resamples
-at once:
-
-* acc_c(w) = Σ_{i: y_i = c} w_i·[ŷ_i = c] / n_c, and S, U, ZSL their means over the classes;
-* HM(w) = 2·S(w)·U(w) / (S(w) + U(w)) per resample (its interval is that of these values, not a
-  combination of the intervals of S and U);
-* AUROC(w) = Σ_{i seen, j unseen} w_i·w_j·([s_i > s_j] + ½·[s_i = s_j]) / (W_seen·W_unseen) for the
-  seen-score s = -score, from one sort of the unseen clips' scores and cumulative sums of their weights.
-
-With w = 1 everywhere these are the metrics of the run. The interval is the percentile interval of
-``RESAMPLES`` resamples (Efron & Tibshirani 1993, ch. 13), seeded by the run's seed. The paired
-version (:func:`avood_core.eval.compare`) applies the same counts to two runs' predictions.
+S, U and ZSL are means of per-class accuracies (paper §4.1), so a resample redraws the test clips
+*within each class*. A resample is a column of counts w (how often each clip was drawn); each
+metric is the weighted :mod:`~avood_core.eval.metrics` formula, for all resamples at once:
+acc_c(w) = Σ_{y_i = c} w_i·[ŷ_i = c] / n_c; HM(w) from S(w) and U(w) per resample; AUROC(w) =
+Σ_{i seen, j unseen} w_i·w_j·([s_i > s_j] + ½·[s_i = s_j]) / (W_seen·W_unseen). With w = 1 these are
+the run's metrics. The interval is the percentile interval of ``RESAMPLES`` resamples (Efron &
+Tibshirani 1993, ch. 13), seeded by the run's seed; :mod:`avood_core.eval.compare` applies the
+same counts to two runs.
 """
 
 from __future__ import annotations
@@ -23,15 +16,13 @@ from typing import Iterator
 
 import numpy as np
 
+from avood_core.eval.metrics import _np, hm_array
+
 RESAMPLES = 1000
 LEVEL = 0.95
 CHUNK = 200  # resamples per block: bounds memory at clips x CHUNK float64 matrices
 KEYS = ("S", "U", "HM", "ZSL", "AUROC")
 METHOD = "stratified percentile bootstrap (test clips resampled within each class)"
-
-
-def _np(x) -> np.ndarray:
-    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
 
 
 def rng_for(seed: int) -> np.random.Generator:
@@ -91,11 +82,8 @@ class Resampler:
         """S, U, HM, ZSL and AUROC (percent) for every column of ``weights``."""
         acc = self._class_accuracy(weights, prepared["hit"])
         s, u = self._mean_over(acc, self.seen_cols), self._mean_over(acc, self.unseen_cols)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
-        hm = np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
         zsl = self._mean_over(self._class_accuracy(weights, prepared["zsl_hit"]), self.unseen_cols)
-        return {"S": s, "U": u, "HM": hm, "ZSL": zsl, "AUROC": _weighted_auroc(weights, prepared)}
+        return {"S": s, "U": u, "HM": hm_array(s, u), "ZSL": zsl, "AUROC": _weighted_auroc(weights, prepared)}
 
 
 def _weighted_auroc(weights: np.ndarray, prepared: dict) -> np.ndarray:

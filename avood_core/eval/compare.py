@@ -1,27 +1,18 @@
 """``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or is it noise?
 
-A and B are each a run folder (``avood run``), a seed set (``avood run --seeds``) or one config row
-of a sweep folder (``avood sweep``). The difference B − A of each metric is paired:
-
-* **by seed**, when A and B share at least two seeds: d_s = B_s − A_s per common seed; the
-  interval is the Student t interval of mean(d) (:mod:`avood_core.eval.stats`) and p the exact
-  two-sided sign-flip permutation test (under "no difference" each d_s is as likely ±);
-* **by clip** otherwise (or with ``pairing="clip"``): both runs' ``predictions.npz`` on the same test
-  clips, resampled together by the stratified bootstrap of :mod:`avood_core.eval.bootstrap` (the
-  same counts for A and B, so the difference keeps the pairing); over several common seeds the
-  per-resample difference is averaged over them. The interval is the percentile interval of the
-  resampled differences and p the paired-bootstrap p-value, twice the share of resampled
-  differences on the far side of 0 (+1 corrected).
-
-The verdict is "no difference detected at this n" when the interval spans 0; a difference when it
-excludes 0 and p < 1 − level; and "by the interval only" when the test cannot follow (three seeds
-have 8 sign patterns, so the sign-flip p is at least 0.25). Identical runs give d = 0 exactly.
+A and B are each a run folder, a seed set (``avood run --seeds``) or one config row of a sweep
+folder. The difference B − A is paired **by seed** when A and B share at least two seeds (Student t
+interval of the mean difference, :mod:`avood_core.eval.stats`, and the exact sign-flip test), else
+**by clip** (both runs' ``predictions.npz`` resampled with the same stratified bootstrap counts,
+:mod:`avood_core.eval.bootstrap`, averaged over common seeds; percentile interval and the paired
+bootstrap p, twice the share of differences beyond 0, +1 corrected). The verdict: "no difference
+detected at this n" when the interval spans 0; a difference when it excludes 0 and p < 1 − level;
+"by the interval only" when the test cannot follow (three seeds cannot bring p below 0.25).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +21,7 @@ import numpy as np
 
 from avood_core.errors import AvoodError
 from avood_core.eval import bootstrap, stats
+from avood_core.util.json_read import read_json
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
 NO_DIFFERENCE = "no difference detected at this n"
@@ -47,13 +39,7 @@ class Side:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AvoodError(f"'{path}' cannot be read ({' '.join(str(exc).split())}); rerun the command that wrote it")
-    if not isinstance(data, dict):
-        raise AvoodError(f"'{path}' holds no JSON object; rerun the command that wrote it")
-    return data
+    return read_json(path, fix="rerun the command that wrote it")
 
 
 def _metric(m: dict, path: str) -> float:

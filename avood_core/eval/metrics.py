@@ -1,31 +1,17 @@
-"""AV-GZSL metrics (paper §4.1, as in AVCA-GZSL), in percent, as the paper reports them.
+"""AV-GZSL metrics (paper §4.1, as in AVCA-GZSL), in percent; ``pred`` and ``labels`` are global class ids.
 
-Notation: ``pred`` and ``labels`` are global class ids of the test samples.
+* acc_c = |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|; S and U are its means over the seen and unseen
+  classes present in the test set; HM = 2·S·U / (S + U) (0 when S + U = 0); ZSL = the unseen
+  classifier alone on the unseen test clips, among the unseen classes.
+* A routed clip is a hit only if routed to the right branch *and* classified right (each branch
+  predicts among its own classes, so that is ``ŷ_i = y_i`` on the final prediction).
+* The gate: **seen is positive**, the seen-score is ``-score`` (detectors give an OOD score), a clip
+  is routed seen iff ``score < t``. TPR(t) / FPR(t) = share of seen / unseen clips routed seen;
+  AUROC = trapezoid area under the ROC = P(seen-score of a seen clip > an unseen one's) + ½·P(tie);
+  FPR@TPR60 = FPR at the first ROC point with TPR ≥ 60 %.
 
-* per-class accuracy of class c:  acc_c = |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|
-* S  = mean of acc_c over the seen classes present in the test set
-* U  = mean of acc_c over the unseen classes present in the test set
-* HM = 2·S·U / (S + U)  (0 when S + U = 0)
-* ZSL = mean per-class accuracy of the unseen classifier on the unseen test samples alone,
-  predicting among the unseen classes only, with no gate.
-
-A routed sample is a hit only if it is routed to the right branch *and* classified right;
-since each branch predicts only among its own classes, that is ``ŷ_i = y_i`` on the final
-prediction.
-
-Gate metrics treat **seen as positive** (in-distribution). Detectors return an OOD score
-(higher = more unseen), so the positive-class score is ``-score``. A sample is routed to the
-seen branch iff ``score < t`` for the OOD threshold ``t`` (strict, as in the pipeline):
-
-* TPR(t) = |{i seen : score_i < t}| / |{i seen}|      (seen kept by the seen branch)
-* FPR(t) = |{i unseen : score_i < t}| / |{i unseen}|  (unseen wrongly sent to the seen branch)
-* ROC: the (FPR, TPR) points of every threshold, from (0, 0) to (1, 1); AUROC = trapezoid
-  area under them = P(seen-score of a seen sample > that of an unseen one) + ½·P(tie).
-* FPR@TPR60: FPR at the first ROC point (highest threshold on the seen-score) with TPR ≥ 60 %.
-
-:func:`threshold_sweep` recomputes the routing at any OOD threshold from the per-sample
-arrays of ``Pipeline.outputs``: ``pred_i(t) = seen_pred_i if score_i < t else unseen_pred_i``,
-then S, U, HM, TPR and FPR as above (supplement Fig. 1; HM at TPR = 60 % is Table 2's HM).
+:func:`threshold_sweep` recomputes the routing at any threshold from ``Pipeline.outputs``
+(supplement Fig. 1; HM at TPR = 60 % is Table 2's HM).
 """
 
 from __future__ import annotations
@@ -39,6 +25,13 @@ _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 names it tr
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def hm_array(s: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """HM per element: 0 where S + U = 0, NaN where S or U is NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
+    return np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
 
 
 def per_class_accuracy(pred, labels, classes: Iterable[int] | None = None) -> dict[int, float]:
@@ -120,9 +113,6 @@ def gate_scores(ood_score, routed_seen, labels, seen_classes) -> dict[str, float
     }
 
 
-# --- the gate at a given OOD threshold, and threshold sweeps (supplement Fig. 1) ----------
-
-
 def _rate_below(ood_score, mask, threshold: float) -> float:
     """Percent of the samples in ``mask`` with ``ood_score < threshold`` (nan if none)."""
     score, mask = _np(ood_score).astype(np.float64), _np(mask).astype(bool)
@@ -140,11 +130,8 @@ def fpr_at_threshold(ood_score, is_seen, threshold: float) -> float:
 
 
 def ood_threshold_at_tpr(ood_score, is_seen, tpr_target: float = 0.6) -> float:
-    """The OOD threshold t whose routing ``score < t`` is the ROC point of :func:`fpr_at_tpr`.
-
-    That point keeps ``-score ≥ thr``, i.e. ``score ≤ -thr``; the strict-``<`` threshold that
-    keeps exactly those samples is the next float above ``-thr``.
-    """
+    """The OOD threshold whose routing ``score < t`` is the ROC point of :func:`fpr_at_tpr`: that point
+    keeps ``score ≤ -thr``, so t is the next float above ``-thr``."""
     _, thr = fpr_at_tpr(-_np(ood_score).astype(np.float64), is_seen, tpr_target)
     return float(np.nextafter(-thr, np.inf))
 
@@ -175,13 +162,9 @@ def sweep_thresholds(ood_score, n: int = 200, include: Iterable[float] = ()) -> 
 
 
 def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, thresholds):
-    """Mean per-class accuracy (percent) of the samples in ``group`` at every threshold.
-
-    With w_i = 1 / (|present classes| · n_{y_i}) and the group's samples sorted by score,
-    acc(t) = Σ_{i: score_i < t} w_i·hs_i + Σ_{i: score_i ≥ t} w_i·hu_i: a prefix sum plus a
-    suffix sum of non-negative terms, so a branch without a hit scores exactly 0 (a running
-    sum of differences left ±1e-14 there).
-    """
+    """Mean per-class accuracy (percent) of ``group`` at every threshold: with w_i = 1 / (|classes| · n_{y_i}),
+    acc(t) = Σ_{score_i < t} w_i·hs_i + Σ_{score_i ≥ t} w_i·hu_i, a prefix plus a suffix sum (a branch
+    without a hit scores exactly 0)."""
     if not group.any():
         return np.full(len(thresholds), np.nan)
     y = labels[group]
@@ -196,15 +179,11 @@ def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, threshold
 
 
 def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
-    """S, U, HM, TPR, FPR (percent) of the routed pipeline at each OOD threshold.
+    """``{"threshold", "S", "U", "HM", "TPR", "FPR"}`` (arrays, percent) of the routed pipeline per OOD threshold.
 
-    ``outputs`` holds the arrays of ``Pipeline.outputs`` (tensors or numpy; a loaded
-    ``predictions.npz`` works): labels, score, seen_pred, unseen_pred, seen_classes,
-    unseen_classes. At threshold t, sample i goes to the seen branch iff score_i < t and its
-    prediction is seen_pred_i there, unseen_pred_i otherwise; S/U/HM/TPR/FPR follow the module
-    formulas. ``thresholds=None`` uses :func:`sweep_thresholds` (including the detector's own
-    ``outputs["threshold"]`` when present). Exact, O((N + T) log N) for N samples, T thresholds.
-    Returns ``{"threshold", "S", "U", "HM", "TPR", "FPR"}``, each an array of length T.
+    ``outputs``: the arrays of ``Pipeline.outputs`` or ``predictions.npz``; at threshold t clip i
+    takes ``seen_pred_i`` if score_i < t, else ``unseen_pred_i``. ``thresholds=None``:
+    :func:`sweep_thresholds`, with the detector's own ``outputs["threshold"]``. Exact, O((N + T) log N).
     """
     labels = _np(outputs["labels"]).astype(np.int64)
     score = _np(outputs["score"]).astype(np.float64)
@@ -218,9 +197,7 @@ def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
     hu = _np(outputs["unseen_pred"]) == labels
     s = _branch_accuracy(labels, is_seen, score, hs, hu, t)
     u = _branch_accuracy(labels, is_unseen, score, hs, hu, t)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        hm = np.where(s + u > 0, 2.0 * s * u / (s + u), 0.0)
-    hm = np.where(np.isnan(s) | np.isnan(u), np.nan, hm)
+    hm = hm_array(s, u)
 
     def rate(mask):
         if not mask.any():

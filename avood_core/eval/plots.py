@@ -1,13 +1,8 @@
 """Figures of a run: gate ROC (paper Fig. 3), threshold sweep (supplement Fig. 1), t-SNE (Fig. 2).
 
-matplotlib is imported inside the functions only, so importing this module (or the CLI) stays
-cheap. Figures are drawn on a ``matplotlib.figure.Figure`` attached to an explicit Agg canvas:
-no pyplot, no global backend switch, no display needed, safe to call from a notebook.
-Each figure is written twice, ``<path_stem>.png`` and ``<path_stem>.svg``, each atomically
-(:func:`avood_core.util.io.atomic_write`), and the functions return those two paths.
-
-Conventions follow :mod:`avood_core.eval.metrics`: detectors give an OOD score (higher = more
-unseen); ROC curves take the *seen* score (``-score``) with seen as the positive class.
+matplotlib is imported lazily and draws on an explicit Agg canvas (no pyplot, no global backend);
+each figure is written atomically as ``<path_stem>.png`` and ``.svg``. ROC curves take the seen
+score ``-score`` with seen as the positive class (:mod:`avood_core.eval.metrics`).
 """
 
 from __future__ import annotations
@@ -56,12 +51,8 @@ def save_figure(fig, path_stem) -> tuple[Path, Path]:
 
 
 def plot_roc(curves: dict, path_stem, operating_points: dict | None = None, title: str = "OOD gate ROC (seen = positive)"):
-    """ROC curves of one or more gates with their AUC in the legend and the chance diagonal.
-
-    ``curves``: name -> ``(seen_score, is_seen)``, the seen score being ``-ood_score``.
-    ``operating_points``: optional name -> ``(FPR, TPR)`` in percent, e.g. each gate at its
-    own threshold, drawn as a dot on its curve.
-    """
+    """ROC curves (name -> ``(seen_score, is_seen)``) with their AUC and the chance diagonal;
+    ``operating_points`` (name -> ``(FPR, TPR)`` in percent) are drawn as dots."""
     fig = _figure(4.9, 4.7)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance (AUC 50.00)")
@@ -80,13 +71,8 @@ def plot_roc(curves: dict, path_stem, operating_points: dict | None = None, titl
 
 
 def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str = "HM, TPR and FPR against the gate threshold"):
-    """HM (left axis), TPR and FPR (right axis) against the OOD threshold (supplement Fig. 1).
-
-    ``outputs``: the arrays of ``Pipeline.outputs`` / ``predictions.npz``. The detector's own
-    threshold (``outputs["threshold"]``; the entropy gate's mean seen-training entropy) is marked
-    by a red dot labelled "mean threshold"; the best HM of the sweep by a grey marker. The x axis
-    is logarithmic when the scores span two decades or more.
-    """
+    """HM (left axis), TPR and FPR (right axis) against the OOD threshold (supplement Fig. 1): a red dot at
+    the detector's own threshold, a grey marker at the best HM; log x when the scores span two decades."""
     sweep = metrics.threshold_sweep(outputs, thresholds)
     t = sweep["threshold"]
     log_x = metrics.spans_decades(outputs["score"]) and bool((t > 0).all())
@@ -123,12 +109,8 @@ def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str =
 
 
 def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None, title: str = "t-SNE of the test features"):
-    """2-D embedding coloured by seen/unseen × correctly/incorrectly classified (supplement Fig. 2).
-
-    ``correct``: whether the routed pipeline got each sample right. With ``baseline_correct``
-    (the no-gate baseline on the same samples) a second panel is drawn beside it, as the paper
-    compares Baseline and AV-OOD.
-    """
+    """2-D embedding coloured by seen/unseen × classified right/wrong (supplement Fig. 2); with
+    ``baseline_correct`` (the no-gate baseline) a second panel beside it, as the paper compares them."""
     xy = np.asarray(features_2d, dtype=np.float64)
     is_seen = np.asarray(is_seen, dtype=bool)
     panels = [("AV-OOD (gated)", np.asarray(correct, dtype=bool))]
@@ -153,17 +135,11 @@ def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None, t
 
 def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_dims: int | None = 50,
                threads: int | None = 1, max_iter: int = 1000):
-    """t-SNE of at most ``cap`` rows of ``x`` chosen at random (``seed``).
+    """``(coords, indices)``: the 2-D t-SNE (float32) of ``x[indices]``, at most ``cap`` sorted random rows.
 
-    Returns ``(coords, indices)``: ``coords`` (n, 2) float32 is the embedding of
-    ``x[indices]``; ``indices`` (n,) int64 are sorted row numbers of ``x``, n = min(cap, len(x)).
-
-    sklearn's Barnes-Hut t-SNE (``init="pca"``, ``learning_rate="auto"``, perplexity capped
-    below n/3) after a PCA to ``pca_dims`` dimensions (the usual t-SNE preprocessing; faster
-    neighbour search). ``threads`` caps the OpenMP/BLAS threads: its gradient loop runs many
-    short parallel regions, and with 2 threads on a busy 2-core machine it was 3-8x *slower*
-    than with 1 (``None`` = no cap). 1500 × 1024 (the synthetic UCF test features) took 6.9 s
-    of CPU, 11-12 s wall on a loaded 2-core machine; ``max_iter`` (≥ 250) trades quality for time.
+    sklearn's Barnes-Hut t-SNE (``init="pca"``, perplexity capped below n/3) after a PCA to
+    ``pca_dims``; ``threads`` caps the OpenMP/BLAS threads (``None``: no cap; its many short
+    parallel regions run slower with more threads on a busy machine: docs/performance.md).
     """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -186,12 +162,8 @@ def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_
 
 
 def plot_training_curves(records: list[dict], path_stem, title: str) -> bool:
-    """One panel per reported metric (loss terms, lr) of one component from its ``metrics/<kind>.jsonl``.
-
-    x is the epoch (per-epoch means, as the run's callbacks reported them); a component with fewer
-    than two epochs is drawn over its step reports instead. Returns False (nothing written) when
-    there is nothing to draw.
-    """
+    """One panel per metric (loss terms, lr) of ``metrics/<kind>.jsonl`` over epochs (steps with fewer
+    than two epochs); False, nothing written, when there is nothing to draw."""
     from matplotlib.ticker import MaxNLocator
 
     skip = {"kind", "stage", "event", "epoch", "step", "time"}

@@ -1,39 +1,16 @@
-"""One self-contained report of a run folder: ``report.md`` + ``report.html`` + ``figures/``.
+"""One self-contained report of a run folder: ``report.md``, ``report.html`` and ``figures/``.
 
-:func:`write_report` reads from the run folder
+Read: ``results.json`` (required), ``config.toml`` (shown verbatim), ``predictions.npz`` (the arrays
+of ``Pipeline.outputs``: ROC, threshold sweep, TPR-60 operating point), ``tsne.npz`` (written by
+:func:`save_tsne` while the test features are in memory) and ``metrics/<kind>.jsonl`` (training
+curves); a missing optional file is said in the report. Written: ``figures/{roc,threshold_sweep,
+tsne,curves_<kind>}.{png,svg}``, ``report.md`` (relative links) and ``report.html`` (PNGs embedded).
 
-* ``results.json`` (required): written by ``avood run`` (see :func:`avood_core.run.driver.execute`);
-* ``config.toml`` (optional): the resolved config, shown verbatim;
-* ``predictions.npz`` (optional): the arrays of ``Pipeline.outputs``; without it there is no
-  ROC, threshold sweep or TPR-60 operating point, and the report says so;
-* ``tsne.npz`` (optional, written by :func:`save_tsne` while the test features are in memory):
-  ``coords`` (n, 2), ``indices`` (n,) into the test set, plus ``is_seen``, ``correct``,
-  ``baseline_correct`` (n,) and ``seconds``; without it there is no t-SNE figure, and the
-  report says so.
-
-It writes ``figures/{roc,threshold_sweep,tsne,curves_<kind>}.{png,svg}`` (curves: from
-``metrics/<kind>.jsonl``), ``report.md`` (relative image links) and ``report.html`` (the PNGs embedded as base64 data URIs: one file to mail around).
-
-Multi-seed runs (``avood run --seeds 0,1,2``) add a ``"seeds"`` section to results.json::
-
-    "seeds": {
-      "seeds": [0, 1, 2],
-      "per_seed": [                      # one entry per seed, in the order run
-        {"seed": 0, "metrics": {...}, "timings_s": {...}, "run_dir": "..."},   # run_dir, timings_s optional
-        ...
-      ],
-      "mean": {...},                     # same nested shape as "metrics", numeric leaves averaged
-      "std": {...},                      # same shape, sample standard deviation (ddof = 1; 0 for one seed)
-      "ci": {...},                       # same shape, [lo, hi]: 95 % Student t interval of the mean (none for one seed)
-      "n": 3, "std_ddof": 1, "ci_level": 0.95, "ci_method": "..."
-    }
-
-Each ``metrics`` is the dict of ``avood_core.pipeline.scores_from_outputs`` (what a single run stores as
-``results["metrics"]``). :func:`seeds_section` builds the whole section from the per-seed
-entries, so producers and this report agree. The top-level ``"metrics"``, ``"seed"`` and
-``predictions.npz`` of a multi-seed folder are those of one seed (the first, by convention):
-the figures show that seed, the tables show mean ± std and every seed. If ``"metrics"`` is
-absent, the headline tables use the mean.
+A multi-seed run (``avood run --seeds``) adds ``results["seeds"]`` (:func:`seeds_section`):
+``seeds``, ``per_seed`` (``{"seed", "metrics", "timings_s"?, "run_dir"?}``), ``mean``, ``std``
+(ddof = 1) and ``ci`` (the Student t interval of the mean; none for one seed), each shaped like
+``metrics``, and ``n``, ``std_ddof``, ``ci_level``, ``ci_method``. Its top-level ``metrics`` and
+``predictions.npz`` are one seed's (the figures show it); without ``metrics`` the tables use the mean.
 """
 
 from __future__ import annotations
@@ -56,9 +33,6 @@ FIGURES = "figures"
 FIGURE_NAMES = ("roc", "threshold_sweep", "tsne")
 
 
-# --- multi-seed aggregation ------------------------------------------------------------
-
-
 def _aggregate(items: list, how) -> Any:
     """Apply ``how`` to the numeric leaves shared by every dict in ``items`` (recursively)."""
     first = items[0]
@@ -72,9 +46,7 @@ def _aggregate(items: list, how) -> Any:
 
 
 def seeds_section(per_seed: list[dict]) -> dict:
-    """The ``results["seeds"]`` section from ``[{"seed": s, "metrics": {...}, ...}, ...]``: mean, std
-    (ddof = 1; 0 for one seed) and the 95 % Student t interval of the mean ``[lo, hi]`` per numeric
-    leaf (:func:`avood_core.eval.stats.mean_interval`; no interval for one seed), with n."""
+    """The ``results["seeds"]`` section from ``[{"seed": s, "metrics": {...}, ...}, ...]`` (module docstring)."""
     if not per_seed:
         raise AvoodError("seeds_section needs at least one seed's results")
     ms = [p["metrics"] for p in per_seed]
@@ -92,15 +64,11 @@ def seeds_section(per_seed: list[dict]) -> dict:
 
 
 def seed_stats(section: dict, path: str) -> dict:
-    """``{"n", "mean", "std", "ci"}`` of one metric (``"HM"``, ``"gate.AUROC"``) of a seeds section,
-    as :func:`avood_core.eval.stats.format_interval` takes it (std and ci None for one seed)."""
+    """``{"n", "mean", "std", "ci"}`` of one metric (``"gate.AUROC"``) of a seeds section (std, ci None for one seed)."""
     n = section.get("n") or len(section.get("per_seed") or section.get("seeds") or [])
     return {"n": n, "mean": _get(section.get("mean"), path),
             "std": _get(section.get("std"), path) if n > 1 else None,
             "ci": _interval(_get(section.get("ci"), path)) if n > 1 else None}
-
-
-# --- t-SNE at run time ---------------------------------------------------------------------
 
 
 def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path:
@@ -131,18 +99,12 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
     return atomic_write(Path(run_dir) / "tsne.npz", write)
 
 
-# --- formatting ------------------------------------------------------------------------------
-
-
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _check_note(recomputed: dict, stored: dict) -> str:
-    """Whether S, U, HM recomputed from predictions.npz match results.json (up to 1e-6).
-
-    NaN or inf on either side never counts as a match: such a run cannot be checked.
-    """
+    """Whether S, U, HM recomputed from predictions.npz match results.json (up to 1e-6; NaN/inf never match)."""
     if not stored:
         return "results.json holds no single-run metrics to check against predictions.npz."
     pairs = [(recomputed.get(k), stored.get(k)) for k in ("S", "U", "HM")]
@@ -168,9 +130,6 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
         key = f"{prefix}{k}"
         rows += _flatten(v, key + ".") if isinstance(v, dict) else [(key, v)]
     return rows
-
-
-# --- the report -----------------------------------------------------------------------------
 
 
 def _interval(v: Any) -> list | None:
@@ -241,10 +200,8 @@ def _seed_blocks(seeds: dict) -> list:
 
 
 def write_report(run_dir) -> tuple[Path, Path]:
-    """Write ``figures/``, ``report.md`` and ``report.html`` into ``run_dir``; return the two
-    report paths. Only results.json is required (see the module docstring). Every input is read
-    and checked first (:mod:`avood_core.run.files`), so a bad one changes nothing; the folder is
-    locked while the report is written (:func:`avood_core.run.folder.lock`)."""
+    """Write ``figures/``, ``report.md`` and ``report.html`` into ``run_dir`` (locked meanwhile); return the
+    two report paths. Every input is read and checked first, so a bad one changes nothing."""
     from avood_core.run.folder import lock
 
     run_dir = Path(run_dir)

@@ -1,9 +1,5 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
-
-A write that fails (a full disk, a file system out of inodes, a quota, too many open files)
-removes its temp file, leaves any previous file untouched and raises :class:`WriteFailed`:
-one line naming the file and the cause, which the CLI prints as is.
-"""
+"""Atomic file writes (a temp file in the same folder, fsync, rename over the target); a failed write
+leaves any previous file untouched and raises :class:`WriteFailed`, one line naming the file and cause."""
 
 from __future__ import annotations
 
@@ -30,11 +26,7 @@ _HINTS = {
 
 
 class WriteFailed(AvoodError, OSError):
-    """A file could not be written (a full disk, no inodes, a quota, too many open files...).
-
-    Both an :class:`AvoodError` (the CLI prints one line) and an :class:`OSError` (code that
-    handles OS errors keeps working); ``errno`` is the cause's.
-    """
+    """A file could not be written: an :class:`AvoodError` (one CLI line) and an :class:`OSError` (its ``errno``)."""
 
     def __init__(self, message: str, code: int | None = None, path: str | None = None) -> None:
         super().__init__(message)
@@ -54,9 +46,8 @@ class WriteFailed(AvoodError, OSError):
 
 
 def write_failed(exc: BaseException, path: str | os.PathLike, what: str | None = None) -> WriteFailed | None:
-    """:class:`WriteFailed` for an error raised while writing ``path``, or ``None`` when it is not
-    one: an ``OSError``, or any exception (a library's own: torch, safetensors) raised while the
-    file system holding ``path`` is full."""
+    """:class:`WriteFailed` for an ``OSError`` raised while writing ``path``, or for a library's own exception
+    (torch, safetensors) naming an errno or raised while its file system is full; else ``None``."""
     if isinstance(exc, WriteFailed):
         return exc
     if isinstance(exc, OSError):
@@ -68,8 +59,7 @@ def write_failed(exc: BaseException, path: str | os.PathLike, what: str | None =
 
 
 def _named_errno(message: str) -> int | None:
-    """The errno (of :data:`_HINTS`) a library's own exception names: ``os error 28`` (Rust),
-    ``[Errno 28]``, or the strerror text."""
+    """The errno of :data:`_HINTS` a message names: ``os error 28`` (Rust), ``[Errno 28]`` or the strerror."""
     import re
 
     found = re.search(r"(?:os error|Errno) (\d+)", message)
@@ -91,8 +81,7 @@ def _full(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
-    """Turn a failed write of ``path`` inside the ``with`` block into :class:`WriteFailed` (see
-    :func:`write_failed`); any other exception passes unchanged."""
+    """A failed write of ``path`` inside the block as :class:`WriteFailed`; other exceptions pass unchanged."""
     try:
         yield
     except BaseException as exc:
@@ -103,11 +92,7 @@ def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:
-    """Call ``write(tmp_path)``, then rename the temp file onto ``path``.
-
-    An exception (or a kill) before the rename leaves any previous ``path`` untouched and no temp
-    file behind; a failed write is a :class:`WriteFailed` naming ``path`` and ``what`` it held.
-    """
+    """Call ``write(tmp_path)``, then rename the temp file onto ``path`` (nothing left behind on failure)."""
     path = Path(path)
     tmp_path: Path | None = None
     with writing(path, what):
@@ -153,9 +138,8 @@ def os_failure_line(exc: OSError) -> str:
 
 
 def stdout_broken(exc: OSError | None = None) -> bool:
-    """Whether standard output cannot take what is written to it (``> /dev/full``, a full disk):
-    ``exc`` was raised by ``click.echo`` writing to it, or what is buffered cannot be flushed.
-    If so, stdout is pointed at ``/dev/null`` so that the interpreter's flush at exit does not fail again."""
+    """Whether stdout cannot take what is written (``> /dev/full``): ``exc`` came from ``click.echo``, or the
+    buffer cannot be flushed. If so, stdout is pointed at ``/dev/null`` so the flush at exit does not fail again."""
     import sys
     import traceback
 
@@ -175,8 +159,7 @@ def stdout_broken(exc: OSError | None = None) -> bool:
 
 
 def open_nofollow(path: str | os.PathLike, mode: str = "w"):
-    """``open(path, mode)`` for writing text ("w" or "a") that never follows a symbolic link at
-    ``path`` (a run folder's ``metrics/<kind>.jsonl``, a trial's ``log.txt``): a link is one line."""
+    """``open(path, mode)`` for writing text ("w" or "a") that never follows a symbolic link (one error line)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC) | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, 0o644)

@@ -1,11 +1,9 @@
 """The one JSON reader of the project: every JSON file avood reads back goes through :func:`read_json`.
 
-A file is refused with one :class:`~avood_core.errors.AvoodError` line (of the caller's subclass)
-naming the file and the caller's fix when it cannot be read, is empty, is not UTF-8 (a UTF-16
-file, a Latin-1 edit), nests deeper than :data:`MAX_DEPTH` (checked by a bracket scan before
-parsing: a file nested 100,000 deep would otherwise exhaust Python's recursion limit), is not
-JSON, or holds another type than expected at the top (a list where an object belongs).
-:func:`field` reads one typed member of a parsed object with the same one-line failure.
+A file that cannot be read, is empty, is not UTF-8, nests deeper than :data:`MAX_DEPTH` (a bracket
+scan before parsing, so no recursion limit is hit), is not JSON or holds another type at the top
+is refused with one line (the caller's :class:`~avood_core.errors.AvoodError` subclass) naming the
+file and the caller's fix. :func:`field` reads one typed member the same way.
 """
 
 from __future__ import annotations

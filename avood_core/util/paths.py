@@ -1,10 +1,4 @@
-"""Output folders checked before any work starts, and OS errors on input files turned into one line.
-
-``avood run -o f`` where ``f`` is a file, a path under a file, or a read-only folder used to
-fail with a traceback when the run folder was created (after the data was loaded); each
-command that writes now calls :func:`check_output_dir` first, and the error names the path,
-the option and the fix.
-"""
+"""Paths checked before any work starts (output folders, plain names, containment) and OS errors as one line."""
 
 from __future__ import annotations
 
@@ -16,12 +10,8 @@ from avood_core.errors import AvoodError
 
 
 def check_output_dir(path: str | os.PathLike, option: str) -> Path:
-    """``path`` if it is, or can be created as, a folder this process can write into; else one line.
-
-    The nearest existing ancestor decides: a file (``-o f``, ``-o f/sub``) or a folder without
-    write permission (or on a read-only file system) is an :class:`AvoodError` naming ``option``.
-    Nothing is created here.
-    """
+    """``path`` if it is, or can be created as, a folder this process can write into; else one line naming
+    ``option``. The nearest existing ancestor decides (a file, a read-only folder); nothing is created."""
     path = Path(path).expanduser()
     probe = path
     while True:
@@ -40,10 +30,8 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
     if not stat.S_ISDIR(mode):
         raise AvoodError(f"{option} '{path}': '{probe}' is a file, not a folder; pass a folder path to {option}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise AvoodError(
-            f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
-            f"pass a writable folder to {option} or fix its permissions"
-        )
+        raise AvoodError(f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
+                         f"pass a writable folder to {option} or fix its permissions")
     return path
 
 
@@ -60,12 +48,8 @@ def os_error_as_line(exc: OSError, fix: str) -> str:
 
 
 def check_name(value: object, field: str) -> str:
-    """``value`` if it can name one file or folder (a sweep's name, a figure's, a trial's); else one line.
-
-    A name never becomes a path of its own: no separator (``/``, ``\\``), no ``.`` or ``..``, not
-    absolute, no control character, not empty; ``field`` (e.g. ``"sweep spec 'x.toml': name"``)
-    is named in the error.
-    """
+    """``value`` if it names one file or folder (no separator, not ``.``/``..``, no control character, not
+    empty); else one line naming ``field`` (e.g. ``"sweep spec 'x.toml': name"``)."""
     text = str(value)
     bad = ("it is empty" if not text.strip() else
            "it holds a path separator" if "/" in text or "\\" in text or (os.altsep and os.altsep in text) else
@@ -78,12 +62,8 @@ def check_name(value: object, field: str) -> str:
 
 
 def contained(root: str | os.PathLike, rel: str | os.PathLike, what: str) -> Path:
-    """``root / rel``, refused (one line) when a step of ``rel`` below ``root`` is a symbolic link
-    or the path resolves outside ``root``; ``what`` says what avood was about to write there.
-
-    ``root`` itself may be a link (the folder the user named); what avood creates inside it
-    (``figures/``, ``trials/``, ``metrics/``...) must stay inside it.
-    """
+    """``root / rel``, refused (one line) when a step of ``rel`` below ``root`` is a symbolic link or the path
+    resolves outside ``root`` (``root`` itself may be a link); ``what`` says what avood would write there."""
     root = Path(root)
     path = root
     for part in Path(rel).parts:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 
 class Tracker(Protocol):
@@ -23,12 +23,6 @@ class NullProgress:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "NullProgress":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
 
 class RichTracker:
     """One rich progress bar with the latest metrics shown beside it."""
@@ -38,12 +32,8 @@ class RichTracker:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[metrics]}"),
-            transient=False,
             console=Console(stderr=True),  # stdout holds only the command's result (e.g. --json)
         )
         self._task = self._progress.add_task(description, total=total, metrics="")
@@ -51,19 +41,10 @@ class RichTracker:
 
     def update(self, n: int = 1, **metrics: float) -> None:
         text = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        if text:
-            self._progress.update(self._task, advance=n, metrics=text)
-        else:
-            self._progress.update(self._task, advance=n)
+        self._progress.update(self._task, advance=n, **({"metrics": text} if text else {}))
 
     def close(self) -> None:
         self._progress.stop()
-
-    def __enter__(self) -> "RichTracker":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def progress_factory(quiet: bool = False) -> ProgressFactory | None:

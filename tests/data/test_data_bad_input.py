@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from avood_core.data import check_tree, load_benchmark
-from avood_core.data.cache import read_cache, write_cache
-from avood_core.data.text import read_w2v, write_w2v
+from avood_core.data.cache import read_cache, read_w2v, write_cache, write_w2v
 from avood_core.errors import DataError
 
 FEAT = "UCF/features/main_features"

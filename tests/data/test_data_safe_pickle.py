@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from avood_core.data.cache import read_cache, write_cache
-from avood_core.data.text import read_w2v
+from avood_core.data.cache import read_cache, read_w2v, write_cache
 from avood_core.errors import DataError
 
 

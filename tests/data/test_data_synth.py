@@ -91,7 +91,7 @@ def test_existing_tree_is_refused_or_replaced_atomically(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth_mod, "write_latent_features", boom)  # the features step (calibrated generator)
+    monkeypatch.setattr(synth_mod, "_write_features", boom)  # the features step (calibrated generator)
     with pytest.raises(RuntimeError, match="disk full"):
         write_synthetic_tree(tmp_path, "ucf", seed=2, overwrite=True, **kw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["UCF"]  # no partial folder left behind
