@@ -1,14 +1,10 @@
 """The component boundary: every call the pipeline makes into a component, and checks on what comes back.
 
-Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each
-protocol method's output is checked here once per call (O(N) tensor ops, never inside a
-training step) for its type, shape, dtype, finiteness and class ids within the task's classes,
-and a failure is one :class:`~avood_core.errors.ComponentError` line naming the plugin, the
-method and what was wrong, e.g. ``detector 'x' score() returned 105 NaN values of 105: ...``.
-An exception raised by a plugin's code (``SystemExit`` included; ``KeyboardInterrupt`` stays an
-interrupt) becomes such a line as well, in the main process and in a worker alike
-(avood_core.pipeline.worker). The conformance kit (avood_core.testing.checks) runs these same
-functions, so a plugin author meets every check in their own tests first.
+Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each output is
+checked once per call (never inside a training step) for its type, shape, dtype, finiteness and
+class ids, and a failure, or an exception of the plugin's code (``SystemExit`` too), is one
+:class:`~avood_core.errors.ComponentError` line naming the plugin, the method and what was wrong.
+The conformance kit (avood_core.testing.checks) runs these same functions.
 """
 
 from __future__ import annotations
@@ -48,12 +44,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def calling(component: Any, method: str) -> Iterator[None]:
-    """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``.
-
-    An :class:`AvoodError` keeps its class (its message gains the plugin's name when it lacks it);
-    ``KeyboardInterrupt`` passes as the interrupt it is; ``SystemExit`` and every other exception
-    are refused (``AVOOD_DEBUG=1`` appends the traceback).
-    """
+    """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``
+    (an :class:`AvoodError` keeps its class; ``KeyboardInterrupt`` passes; ``AVOOD_DEBUG=1`` adds the traceback)."""
     try:
         yield
     except (KeyboardInterrupt, Interrupted):
@@ -163,7 +155,7 @@ def check_distances(component: Any, value: Any, n: int, k: int, method: str = "d
 def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_ids: Tensor, n_per_class: int,
                     dims: Mapping[str, int], method: str = "generate()") -> None:
     """``n_per_class`` finite float32 samples of each id in ``class_ids``, of the task's feature ``dims``
-    (a generator that models one modality alone returns 0 columns of the other, avood_core.fusion)."""
+    (or 0 columns of the modality a one-modality generator does not model, avood_core.fusion)."""
     rows = len(class_ids) * int(n_per_class)
     widths = []
     for name, value in (("audio", audio), ("video", video)):
@@ -216,10 +208,7 @@ def _json_value(component: Any, method: str, value: Any, path: str) -> Any:
 
 
 def check_scalars(component: Any, value: Any, method: str = "state_scalars()") -> dict[str, Any]:
-    """The learned scalars as plain JSON values: NumPy scalars become Python numbers, anything else non-JSON is refused.
-
-    NaN stays for the checkpoint's own check (avood_core.pipeline.store refuses it by path).
-    """
+    """The learned scalars as plain JSON values (NumPy scalars as Python numbers; NaN is refused by the store)."""
     if not isinstance(value, Mapping):
         refuse(component, method, f"returned a {type(value).__name__}", "return a dict of learned scalars")
     return _json_value(component, method, value, "")
