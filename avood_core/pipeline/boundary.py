@@ -223,11 +223,18 @@ def check_selected(component: Any, value: Any, method: str = "selected_params()"
 
 # -- the calls the pipeline makes -----------------------------------------------------------------
 
+def _call(component: Any, method: str, *args: Any) -> Any:
+    """``component.<method>(*args)`` inside :func:`calling`."""
+    with calling(component, f"{method}()"):
+        return getattr(component, method)(*args)
+
+
 def fit(component: Any, args: tuple) -> None:
-    """``component.fit(*args)`` (the last argument is the FitContext); a detector's threshold is checked after it."""
-    with calling(component, "fit()"):
-        component.fit(*args)
-    if getattr(component, "kind", "") == "detector":
+    """``component.fit(*args)`` (the last argument is the FitContext); a gate's threshold is checked after it."""
+    from avood_core.protocols import OODDetector
+
+    _call(component, "fit", *args)
+    if isinstance(component, OODDetector):
         check_threshold(component)
 
 
@@ -239,9 +246,7 @@ def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, 
 
 
 def score(detector: Any, samples: AVSamples) -> Tensor:
-    with calling(detector, "score()"):
-        out = detector.score(samples)
-    return check_score(detector, out, len(samples))
+    return check_score(detector, _call(detector, "score", samples), len(samples))
 
 
 def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
@@ -259,9 +264,8 @@ def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
 
 
 def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
-    with calling(seen, "predict()"):
-        out = seen.predict(samples)
-    return check_ids(seen, "predict()", out, len(samples), seen_classes, "the task's seen classes")
+    return check_ids(seen, "predict()", _call(seen, "predict", samples), len(samples), seen_classes,
+                     "the task's seen classes")
 
 
 def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
@@ -280,15 +284,12 @@ def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Te
 
 
 def state_scalars(component: Any) -> dict[str, Any]:
-    with calling(component, "state_scalars()"):
-        out = component.state_scalars()
-    return check_scalars(component, out)
+    return check_scalars(component, _call(component, "state_scalars"))
 
 
 def state_tensors(component: Any) -> dict[str, Tensor]:
     """``component.state_tensors()`` checked: a mapping of names to tensors (what is saved and compared on load)."""
-    with calling(component, "state_tensors()"):
-        out = component.state_tensors()
+    out = _call(component, "state_tensors")
     if not isinstance(out, Mapping):
         refuse(component, "state_tensors()", f"returned a {type(out).__name__}", "return a dict of name -> torch.Tensor")
     odd = [f"{k!r}: {type(v).__name__}" for k, v in out.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
@@ -299,14 +300,11 @@ def state_tensors(component: Any) -> dict[str, Tensor]:
 
 
 def selected_params(component: Any) -> dict[str, Any]:
-    with calling(component, "selected_params()"):
-        out = component.selected_params()
-    return check_selected(component, out)
+    return check_selected(component, _call(component, "selected_params"))
 
 
 def selects_on_val(component: Any) -> bool:
-    with calling(component, "selects_on_val()"):
-        return bool(component.selects_on_val())
+    return bool(_call(component, "selects_on_val"))
 
 
 def bind_fitted(component: Any, fitted: Mapping[str, Any]) -> None:

@@ -13,7 +13,6 @@ from torch import Tensor
 from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import DataError
 from avood_core.pipeline import boundary, folder
-from avood_core.pipeline.fit import Scheduler
 from avood_core.pipeline.route import ROUTED, branches
 from avood_core.pipeline.scores import Evaluation, scores_from_outputs
 from avood_core.protocols import Component, FitContext, move_components
@@ -89,20 +88,11 @@ class Pipeline:
         else:
             super().__setattr__(name, value)
 
-    def fit(
-        self,
-        task: AVGZSLTask,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        progress: ProgressFactory | None = None,
-        log: Callable[[str], None] = lambda m: None,
-        skip: frozenset[str] = frozenset(),
-        on_fitted: Callable[[str], None] = lambda kind: None,
-        jobs: int = 1,
-        callbacks: Iterable[Callback] = (),
-        every_n_steps: int = 50,
-        stage_name: str = "",
-    ) -> "Pipeline":
+    def fit(self, task: AVGZSLTask, device: torch.device | str = "cpu", seed: int = 0,
+            progress: ProgressFactory | None = None, log: Callable[[str], None] = lambda m: None,
+            skip: frozenset[str] = frozenset(), on_fitted: Callable[[str], None] = lambda kind: None,
+            jobs: int = 1, callbacks: Iterable[Callback] = (), every_n_steps: int = 50,
+            stage_name: str = "") -> "Pipeline":
         """Fit every component on ``task`` in the table's fitting order (avood_core.pipeline.fit).
 
         ``skip``: kinds already fitted (reused); ``on_fitted(kind)`` runs right after each fit.
@@ -119,6 +109,9 @@ class Pipeline:
             device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log,
             callbacks=CallbackList(callbacks, every_n_steps=every_n_steps),
         )
+        # imported here: ``python -m avood_core.pipeline.worker`` imports this package before the worker module
+        from avood_core.pipeline.fit import Scheduler
+
         scheduler = Scheduler(self.components, self.stages, ctx, {"train": task.train, "text": task.text}, self.names,
                               self.syn_num, self.dims, skip, on_fitted, stage_name, self.worker_kinds(jobs, skip))
         scheduler.run(jobs)
@@ -216,18 +209,10 @@ class Pipeline:
             all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
             gate, _, unseen = self.routed()
             baseline_pred = boundary.predict_unseen(unseen, test, all_classes, self.text)
-        return {
-            "labels": test.labels.cpu(),
-            "score": out.routing.score,
-            "routed_seen": out.routing.seen,
-            "seen_pred": out.seen_pred,
-            "unseen_pred": out.unseen_pred,
-            "pred": out.pred,
-            "baseline_pred": baseline_pred,
-            "seen_classes": self.seen_classes.cpu(),
-            "unseen_classes": self.unseen_classes.cpu(),
-            "threshold": torch.tensor(boundary.check_threshold(gate)),
-        }
+        return {"labels": test.labels.cpu(), "score": out.routing.score, "routed_seen": out.routing.seen,
+                "seen_pred": out.seen_pred, "unseen_pred": out.unseen_pred, "pred": out.pred,
+                "baseline_pred": baseline_pred, "seen_classes": self.seen_classes.cpu(),
+                "unseen_classes": self.unseen_classes.cpu(), "threshold": torch.tensor(boundary.check_threshold(gate))}
 
     def evaluate(self, test: AVSamples) -> Evaluation:
         """S, U, HM, ZSL (paper §4.1), the gate's metrics and the no-gate baseline, in percent (``.metrics``,

@@ -54,8 +54,11 @@ class Scheduler:
         """What stage callbacks hear about ``kind``."""
         return {"name": self.names.get(kind, type(self.components[kind]).__name__), "stage": self.stage_name, **extra}
 
+    def row(self, kind: str) -> Stage:
+        return next(s for s in self.stages if s.kind == kind)
+
     def inputs(self, kind: str) -> tuple:
-        return next(s for s in self.stages if s.kind == kind).fit_args(self.data)
+        return self.row(kind).fit_args(self.data)
 
     def deps(self, kind: str) -> tuple[str, ...]:
         return tuple(getattr(self.components[kind], "depends_on", ()))
@@ -64,8 +67,7 @@ class Scheduler:
         """Whether ``kind`` may go to a worker now: its inputs and its ``depends_on`` kinds are ready."""
         if kind in self.workers or kind in self.ctx.fitted:
             return False
-        stage = next(s for s in self.stages if s.kind == kind)
-        if (stage.uses_synthetic or self.components[kind].uses_synthetic) and "synthetic" not in self.data:
+        if (self.row(kind).uses_synthetic or self.components[kind].uses_synthetic) and "synthetic" not in self.data:
             return False
         return all(dep in self.ctx.fitted for dep in self.deps(kind))
 
