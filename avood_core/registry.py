@@ -69,10 +69,8 @@ class ComponentEntry:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
-            raise PluginError(
-                f"{self.kind} '{self.name}' from {self.provider} failed to import "
-                f"'{self.target}': {failure(exc)}; reinstall or fix that plugin"
-            ) from None
+            raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
+                              f"'{self.target}': {failure(exc)}; reinstall or fix that plugin") from None
         return obj
 
 
@@ -147,10 +145,8 @@ class Registry:
             raise PluginError(f"{entry.provider} registers an invalid {entry.kind} name {entry.name!r}; use an identifier")
         existing = self.entries[entry.kind].get(entry.name)
         if existing is not None:
-            raise PluginError(
-                f"duplicate {entry.kind} '{entry.name}': provided by {existing.provider} and by "
-                f"{entry.provider}; uninstall one of them"
-            )
+            raise PluginError(f"duplicate {entry.kind} '{entry.name}': provided by {existing.provider} and by "
+                              f"{entry.provider}; uninstall one of them")
         self.entries[entry.kind][entry.name] = entry
 
     # -- lookup --------------------------------------------------------------------------
@@ -170,10 +166,8 @@ class Registry:
         cls = self.entry(kind, name).load()
         declared = getattr(cls, "kind", None)
         if declared != kind:
-            raise PluginError(
-                f"{kind} '{name}' resolves to {cls!r}, which declares kind={declared!r}; "
-                f"its plugin must register it under kind '{declared}' or subclass the {kind} protocol"
-            )
+            raise PluginError(f"{kind} '{name}' resolves to {cls!r}, which declares kind={declared!r}; its plugin "
+                              f"must register it under kind '{declared}' or subclass the {kind} protocol")
         return cls
 
     def all_entries(self, kinds: tuple[str, ...] | None = None) -> Iterable[ComponentEntry]:

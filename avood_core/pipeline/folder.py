@@ -121,10 +121,9 @@ def load(run_dir: Path, kinds: list[str], registry=None) -> tuple[dict[str, Any]
                         run_dir / "components" / kind / CONFIG)
         saved = config.get("fit_hash")
         if expected.get(kind) is not None and saved != expected[kind]:
-            raise CheckpointError(
-                f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "
-                f"(fit hash {expected[kind]}), likely by an interrupted --resume; finish it with 'avood run --resume {run_dir}'"
-            )
+            raise CheckpointError(f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "
+                                  f"(fit hash {expected[kind]}), likely by an interrupted --resume; finish it with "
+                                  f"'avood run --resume {run_dir}'")
     for rel in manifest_names(kinds):
         verify(run_dir, meta, rel)
     return parts, state

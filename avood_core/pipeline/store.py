@@ -240,10 +240,8 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
         cls = registry.component_class(kind, name)
     except PluginError as exc:
         dist = config.get("distribution") or "its plugin package"
-        raise CheckpointError(
-            f"'{directory / CONFIG}' needs {kind} '{name}' from {dist} {config.get('version') or ''}".rstrip()
-            + f", which is not installed ({exc}); install it to load this checkpoint"
-        ) from None
+        raise CheckpointError(f"'{directory / CONFIG}' needs {kind} '{name}' from {dist} {config.get('version') or ''}"
+                              .rstrip() + f", which is not installed ({exc}); install it to load this checkpoint") from None
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
