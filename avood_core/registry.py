@@ -170,6 +170,10 @@ class Registry:
                               f"must register it under kind '{declared}' or subclass the {kind} protocol")
         return cls
 
+    def __iter__(self) -> Iterable[ComponentEntry]:
+        """The components (the stages' kinds and fusions); :meth:`all_entries` adds the loggers."""
+        return self.all_entries(ALL_KINDS)
+
     def all_entries(self, kinds: tuple[str, ...] | None = None) -> Iterable[ComponentEntry]:
         """Every registered plugin entry of ``kinds`` (default: all), by kind then name."""
         for kind in kinds or self.kinds:
