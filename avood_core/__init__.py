@@ -1,31 +1,15 @@
 """avood: audio-visual generalized zero-shot learning with OOD detection.
 
-The public API is this package and the plugin-contract modules it draws from:
+The public API is this facade (``__all__``), the plugin-contract modules it draws from
+(``avood_core.protocols``, ``.task``, ``.errors``, ``.hookspecs``, ``.fusion``, ``.limits``,
+``.callbacks``, ``.stages``) and the conformance kit ``avood_core.testing``; every other module
+is private (docs/architecture.md, "Public API"). Names are loaded on first use (PEP 562), so
+``import avood_core`` imports no torch.
 
-- ``avood_core`` (this facade, ``__all__``): the component contract (``Component``,
-  ``TorchComponent``, ``Generator``, ``OODDetector``, ``SeenClassifier``, ``UnseenClassifier``,
-  ``FitContext``, ``TrainStats``), the stage table (``STAGES``, ``KINDS``), the data containers (``AVSamples``, ``AVGZSLTask``), the errors, ``hookimpl``,
-  ``Fusion``, ``bounded``, ``Callback``, ``Pipeline`` (``evaluate`` returns an ``Evaluation``; ``route``), ``create_component``, ``list_components``,
-  the embedded synthetic task, the paper's metrics (``mean_class_accuracy``, ``harmonic_mean``,
-  ``gzsl_scores``) and ``__version__``;
-- the contract modules ``avood_core.protocols``, ``.task``, ``.errors``, ``.hookspecs``,
-  ``.fusion``, ``.limits`` and ``.callbacks``;
-- the conformance kit for plugin tests, ``avood_core.testing``.
-
-Every other module (``config``, ``registry``, ``factory``, ``data/``, ``pipeline/``, ``train/``,
-``eval/``, ``run/``, ``bench/``, ``sweep/``, ``cli/``, ``util/``) is private: it may change
-between releases (docs/architecture.md, "Public API").
-
-Importing this package is cheap: the names above are loaded on first use (PEP 562), so torch
-is imported only when a name that needs it (``Pipeline``, ``AVSamples``, ``Fusion``...) is.
-
-Importing it also turns on Intel MKL's Conditional Numerical Reproducibility
-(``MKL_CBWR=AUTO``, unless the environment already sets ``MKL_CBWR``; empty turns it off):
-Intel documents that without it MKL (PyTorch's float32 matmul on x86) may order its sums
-differently from one run to the next on the same machine (docs/performance.md,
-"Reproducibility"). MKL reads the variable at its first call, so this must run before the
-first torch matmul of the process: the CLI, ``import avood_core`` and the ``jobs = 2`` worker
-(``python -m avood_core.pipeline.worker``) all pass through here first.
+It also sets ``MKL_CBWR=AUTO`` (unless the environment sets ``MKL_CBWR``; empty turns it off):
+Intel documents that without it MKL may order its sums differently from one run to the next on
+the same machine (docs/performance.md, "Reproducibility"). MKL reads it at its first call, so the
+CLI, ``import avood_core`` and the ``jobs = 2`` worker all pass through here first.
 """
 
 import os as _os
@@ -34,12 +18,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 _os.environ.setdefault("MKL_CBWR", "AUTO")
 
-from avood_core import _moved
-
-_moved.install()  # the import paths of 0.1.0 before its subpackages (avood_core.perf, avood_core.training, ...)
-
 try:
-    __version__ = version("avood")  # the installed distribution's version (pyproject.toml)
+    __version__ = version("avood")
 except PackageNotFoundError:  # a source tree on sys.path without an install
     __version__ = "0+unknown"
 
@@ -54,7 +34,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {  # module (under avood_core.) -> the nam
     "limits": ("bounded", "widths", "Widths", "LIMITS"),
     "callbacks": ("Callback",),
     "pipeline": ("Pipeline", "Evaluation", "route"),
-    "stages": ("STAGES", "KINDS"),
+    "stages": ("STAGES", "Stage", "KINDS"),
     "factory": ("create_component", "list_components"),
     "registry": ("Registry", "get_registry"),
     "data.synthetic": ("SyntheticSpec", "make_synthetic_task"),

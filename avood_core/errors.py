@@ -42,7 +42,7 @@ class NotFittedError(AvoodError):
         super().__init__(f"{label} is not fitted; {fix}")
         self.label, self.fix = label, fix
 
-    def __reduce__(self):  # pickles across worker processes with its two arguments
+    def __reduce__(self):  # pickles to a worker process's parent with its two arguments
         return type(self), (self.label, self.fix)
 
 

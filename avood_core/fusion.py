@@ -1,20 +1,14 @@
 """Fusion: how a component combines the audio and visual features before its own network.
 
-The paper's framework lets "different modality fusion methods (Fusion 1-5) be implemented at
-various stages" (Fig. 1, §1): its own choice is concatenation ``x = a ⊕ v`` for the generator,
-the OOD detector and the seen classifier (Fig. 2, §3.1) and a transformer cross-attention
-(Fusion-5) in the unseen classifier (§3.4). A fusion is a plugin of kind ``fusion``
-(registered like any component, e.g. ``register("fusion", "concat", "pkg.mod:Concat")``): an
-``nn.Module`` built for given audio and video dims, with ``out_dim`` and ``forward(audio,
-video)``. Every component that consumes features has a ``fusion`` param (default = the paper's
-choice for it) and ``fusion_params``; a learned fusion is part of the component's network, so
-it trains with it and is saved in its ``model.safetensors`` (under ``fusion.*``).
-
-Components keep handing each other ``x = a ⊕ v`` (:attr:`AVSamples.x`); :class:`FusedMLP`
-splits it at the audio dim and applies the fusion first. A generator models the fused vector
-itself, so it accepts only fusions whose output is the concatenation of the modalities they
-read (``splittable``: ``concat``, ``audio``, ``video``): an audio-only generator synthesizes
-audio only, and :func:`input_x` gives each consumer what it reads, or a one-line error.
+The paper lets "different modality fusion methods (Fusion 1-5) be implemented at various stages"
+(Fig. 1, §1): its own choice is concatenation ``x = a ⊕ v`` for the generator, the OOD detector
+and the seen classifier (Fig. 2, §3.1) and a transformer cross-attention (Fusion-5) in the unseen
+classifier (§3.4). A fusion is a plugin of kind ``fusion``: an ``nn.Module`` built for given audio
+and video dims, with ``out_dim`` and ``forward(audio, video)``. Every component that consumes
+features has ``fusion`` / ``fusion_params`` params; a learned fusion trains and is saved with the
+component's network (under ``fusion.*``). Components hand each other ``x = a ⊕ v``; a generator
+accepts only ``splittable`` fusions (``concat``, ``audio``, ``video``), and :func:`input_x` gives
+each consumer what it reads, or a one-line error.
 """
 
 from __future__ import annotations
@@ -38,9 +32,8 @@ FUSION_PARAMS_HELP = "Params of the fusion plugin (its Params model), e.g. {dim 
 class Fusion(nn.Module):
     """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``.
 
-    ``modalities``: the inputs it reads (an unread one may be absent or anything: the output
-    does not depend on it). ``splittable``: the output is the concatenation of the modalities
-    read, in order (audio first), so a generator can synthesize it and split it back.
+    ``modalities``: the inputs it reads. ``splittable``: the output is the concatenation of the
+    modalities read, audio first, so a generator can synthesize it and split it back.
     """
 
     kind: ClassVar[str] = "fusion"
@@ -131,12 +124,8 @@ def make_fusion(name: str, audio_dim: int, video_dim: int, params: Mapping[str, 
 
 
 class FusedMLP(nn.Sequential):
-    """``mlp(fusion(a, v))`` on ``x = a ⊕ v``.
-
-    The MLP layers keep the indices of a plain ``nn.Sequential`` (``0.weight``, ...), so a
-    parameter-free fusion (``concat``) leaves the saved weights exactly as before fusion became
-    a plugin; a learned fusion's parameters are saved under ``fusion.*``.
-    """
+    """``mlp(fusion(a, v))`` on ``x = a ⊕ v``; the MLP layers keep the names and indices of a plain
+    ``nn.Sequential`` (``0.weight``, ...), a learned fusion's parameters are ``fusion.*``."""
 
     def __init__(self, fusion: Fusion, mlp: nn.Sequential) -> None:
         super().__init__(*mlp)
@@ -163,22 +152,17 @@ class FusedMLP(nn.Sequential):
 
 
 def build_fused_mlp(params: Any, in_dim: int, audio_dim: int | None, make_mlp, who: str) -> FusedMLP:
-    """The fusion named by ``params.fusion`` (built first), then ``make_mlp(fused_dim)`` behind it.
-
-    ``audio_dim`` ``None`` (a run folder from before fusion was a plugin) means ``concat`` input.
-    """
+    """The fusion named by ``params.fusion`` (built first; ``audio_dim`` None: the whole input as
+    audio), then ``make_mlp(fused_dim)`` behind it."""
     a = in_dim if audio_dim is None else int(audio_dim)
     fusion = make_fusion(params.fusion, a, in_dim - a, params.fusion_params, who)
     return FusedMLP(fusion, make_mlp(fusion.dim))
 
 
 def input_x(samples: Any, fusion: str, audio_dim: int, video_dim: int, who: str) -> Tensor:
-    """``samples.x`` laid out as ``a ⊕ v`` with the given dims, for a consumer whose fusion is ``fusion``.
-
-    A modality missing from ``samples`` (e.g. features of an audio-only generator, whose video
-    is (N, 0)) is filled with zeros when ``fusion`` does not read it; when it does, a one-line
-    error names the consumer and the fix.
-    """
+    """``samples.x`` laid out as ``a ⊕ v`` with the given dims for a consumer of ``fusion``: a modality
+    missing from ``samples`` (video (N, 0) from an audio-only generator) is zeros when ``fusion`` does
+    not read it, else a one-line error naming the consumer and the fix."""
     reads = fusion_class(fusion).modalities
     parts = []
     for modality, have, want in (("audio", samples.audio, audio_dim), ("video", samples.video, video_dim)):

@@ -10,8 +10,7 @@ A plugin is any module or object registered with the plugin manager, normally th
         register("unseen", "my_model", "my_pkg.model:MyModel")   # lazy: imported on first use
         register("detector", "my_gate", MyGate)                  # or the class itself
 
-``kind`` is one of ``generator``, ``detector``, ``seen``, ``unseen`` (the pipeline stages) or
-``fusion`` (how a stage combines audio and video: :mod:`avood_core.fusion`). Passing a
+``kind`` is a stage's kind (avood_core.stages), ``fusion`` (avood_core.fusion) or ``logger``. A
 ``"module:Class"`` string keeps ``avood --help`` and ``avood plugins`` from importing torch.
 """
 

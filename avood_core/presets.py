@@ -1,14 +1,8 @@
-"""Per-dataset presets: the paper's hyperparameters (paper §4.2, reference configs) as TOML data shipped in the package.
+"""Per-dataset presets: the paper's hyperparameters (§4.2, the reference configs) as TOML shipped in the package.
 
-A preset file ``avood_core/presets/<name>.toml`` holds
-
-* ``description`` — one line, shown by ``avood presets``;
-* ``[config]`` — run-config fields (``profile``, ``syn_num``, ``[config.data]``, ...);
-* ``[params.<kind>.<plugin>]`` — params of ``<plugin>`` whenever it fills the ``<kind>`` slot
-  (so ``--preset ucf --detector binary`` gets the binary gate the paper's UCF OOD lr/batch).
-
-A preset is the lowest layer of a config (:func:`avood_core.config.build_config`): the user's
-TOML file, ``--<kind> NAME``, ``--set`` and the other flags override it field by field.
+``avood_core/presets/<name>.toml`` holds ``description`` (shown by ``avood presets``), ``[config]``
+(run-config fields) and ``[params.<kind>.<plugin>]`` (params of ``<plugin>`` whenever it fills the
+``<kind>`` slot). A preset is the lowest layer of a config (:func:`avood_core.config.build_config`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""The four component protocols of the AV-OOD framework (paper Fig. 1/2).
+"""The component protocols of the AV-OOD framework (paper Fig. 1/2), one per row of the stage table.
 
-A component is a class with ``kind`` (``generator``, ``detector``, ``seen`` or ``unseen``),
-a pydantic ``Params`` model (its hyperparameters, defaults = the paper) and the methods of
-its kind. All features are torch tensors; class ids are global (rows of the task's text
-matrix). The pipeline seeds the global RNGs before each ``fit`` and each ``generate``.
-
-Score direction of :class:`OODDetector`: ``score`` is an *OOD score* — higher means more
-likely unseen — and a sample is routed to the seen branch iff ``score < threshold``.
-For the entropy detector the score is the predictive entropy, as in the paper.
+A component has a ``kind``, a pydantic ``Params`` model (defaults = the paper) and the methods
+of its protocol. Features are torch tensors; class ids are global (rows of the text matrix).
+The pipeline seeds the global RNGs before each ``fit`` and each ``generate``.
 """
 
 from __future__ import annotations
@@ -108,11 +103,8 @@ class Component:
 
     @property
     def label(self) -> str:
-        """``"<kind> <name>"`` with the name the registry knows the class by (e.g. ``"detector entropy"``;
-        the class name for a class not from the registry); what log lines and errors name it by.
-
-        Settable: a component wrapped by another one takes the wrapper's label.
-        """
+        """``"<kind> <name>"`` by the registry's name of the class (e.g. ``"detector entropy"``), what log
+        lines and errors name it by; settable (a component wrapped by another takes the wrapper's label)."""
         own = self.__dict__.get("_label")
         if own:
             return own
@@ -124,35 +116,21 @@ class Component:
     def label(self, value: str) -> None:
         self.__dict__["_label"] = value
 
-    # Round-1 names of the stats (plugins outside this repository may still set or read them).
-    history = property(lambda self: self.stats.history, lambda self, v: setattr(self.stats, "history", v))
-    steps = property(lambda self: self.stats.steps, lambda self, v: setattr(self.stats, "steps", v))
-    samples = property(lambda self: self.stats.samples, lambda self, v: setattr(self.stats, "samples", v))
-
     def bind_fitted(self, fitted: Mapping[str, "Component"]) -> None:
-        """Receive the fitted components named in ``depends_on`` (by kind).
-
-        The pipeline calls it after ``fit`` (also when this component was reused, not refitted)
-        and after loading a run folder, so a component that uses another one at predict time
-        (e.g. a calibrated-stacking gate on the unseen classifier's distances) holds it again.
-        The default keeps nothing.
-        """
+        """Receive the fitted components named in ``depends_on`` (by kind), after ``fit`` (also of a
+        reused component) and after loading a run folder, e.g. a calibrated-stacking gate the unseen
+        classifier. The default keeps nothing."""
 
     def selects_on_val(self) -> bool:
-        """Whether :meth:`selected_params` can be non-empty with these params (stage 1 must run).
+        """Whether :meth:`selected_params` can be non-empty with these params (then stage 1 runs).
 
-        The benchmark protocol runs stage 1 only when some component says True. The default is
-        True exactly when the class overrides :meth:`selected_params` (a safe guess); a component
-        whose selection depends on its params (e.g. ``beta = None``) overrides this to say so.
+        The default: whether the class overrides :meth:`selected_params`; a component whose
+        selection depends on its params (e.g. ``beta = None``) overrides this.
         """
         return type(self).selected_params is not Component.selected_params
 
     def selected_params(self) -> dict[str, Any]:
-        """Params this component selected on ``ctx.val`` in stage 1, to fix for stage 2.
-
-        E.g. ``{"beta": 1.2}`` for a calibrated-stacking gate or ``{"epochs": 37}`` for early
-        stopping. The default selects nothing.
-        """
+        """Params selected on ``ctx.val`` in stage 1, fixed for stage 2 (e.g. ``{"beta": 1.2}``, ``{"epochs": 37}``)."""
         return {}
 
     # State for checkpoints: tensors go to model.safetensors, scalars to config.json.
@@ -225,8 +203,9 @@ class Generator(Component):
 class OODDetector(Component):
     """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD).
 
-    ``score`` is an OOD score: **higher = more likely unseen**. ``threshold`` is learned in
-    ``fit``; ``is_seen(s) = score(s) < threshold``.
+    ``score`` is an OOD score, **higher = more likely unseen** (for the entropy detector the
+    predictive entropy, as in the paper); ``threshold`` is learned in ``fit``; a clip goes to the
+    seen branch iff ``is_seen``: by default ``score < threshold``.
     """
 
     kind: ClassVar[str] = "detector"
@@ -272,20 +251,16 @@ class UnseenClassifier(Component):
         raise NotImplementedError(f"{type(self).__name__} does not provide class distances")
 
     def predict(self, samples: "AVSamples", candidates: "Tensor", text: "Tensor") -> "Tensor":
-        """Global ids from ``candidates`` (1-D ids; ``text`` is the full (C, T) matrix).
-
-        The default takes the nearest candidate by :meth:`distances`.
-        """
+        """Global ids from ``candidates`` (``text``: the full (C, T) matrix); by default the nearest by :meth:`distances`."""
         d = self.distances(samples, candidates, text)
         return candidates.to(d.device)[d.argmin(dim=1)].cpu()
 
 
 PROTOCOLS: dict[str, type[Component]] = {s.kind: globals()[s.protocol_name] for s in STAGES}
-"""The protocol class of each kind, from the stage table (avood_core.stages)."""
 
 
 def move_components(components: Iterable[Component], device: "torch.device") -> None:
-    """Move the ``net`` of every :class:`TorchComponent` among ``components`` (and those they hold) to ``device``."""
+    """Move the ``net`` of every :class:`TorchComponent` among ``components`` (and those they hold)."""
     done: set[int] = set()
 
     def move(obj: object) -> None:

@@ -1,10 +1,7 @@
-"""Plugin registry on pluggy: entry-point discovery, lazy component classes, clear errors.
-
-Every component, the paper's own included, arrives through the ``avood`` entry-point group
-(or :meth:`Registry.register_plugin` for an object registered in-process, e.g. in a test).
-A plugin whose import or hook fails is recorded in :attr:`Registry.broken` and the rest of
-the registry keeps working; an unknown name fails with the list of valid names; the same
-kind/name from two providers is an error naming both.
+"""Plugin registry on pluggy: every component, the paper's own included, arrives through the ``avood``
+entry-point group (or :meth:`Registry.register_plugin`). A plugin whose import or hook fails is
+recorded in :attr:`Registry.broken` and the rest keeps working; an unknown name fails with the valid
+names; the same kind/name from two providers is an error naming both.
 """
 
 from __future__ import annotations
@@ -21,14 +18,10 @@ from avood_core.errors import PluginError
 from avood_core.stages import KINDS, STAGES
 
 ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
-"""Every component kind: the stages and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
+"""The stages' kinds and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
 PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
-"""What a plugin may register: the components, fusions and experiment loggers (avood_core.run.tracking)."""
-KIND_LABELS = {
-    **{s.kind: f"{s.noun}s" for s in STAGES},
-    "fusion": "fusions",
-    "logger": "loggers",
-}
+"""What a plugin may register: those and experiment loggers (avood_core.run.tracking)."""
+KIND_LABELS = {**{s.kind: f"{s.noun}s" for s in STAGES}, "fusion": "fusions", "logger": "loggers"}
 
 
 def failure(exc: BaseException) -> str:
@@ -64,12 +57,10 @@ class ComponentEntry:
 
     def load(self) -> type:
         if self._cls is None:
-            self._cls = self._resolve()
+            self._cls = self.target if not isinstance(self.target, str) else self._import()
         return self._cls
 
-    def _resolve(self) -> type:
-        if not isinstance(self.target, str):
-            return self.target
+    def _import(self) -> type:
         module_name, _, attr = self.target.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
@@ -78,10 +69,8 @@ class ComponentEntry:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
-            raise PluginError(
-                f"{self.kind} '{self.name}' from {self.provider} failed to import "
-                f"'{self.target}': {failure(exc)}; reinstall or fix that plugin"
-            ) from None
+            raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
+                              f"'{self.target}': {failure(exc)}; reinstall or fix that plugin") from None
         return obj
 
 
@@ -94,10 +83,12 @@ class BrokenPlugin:
 class Registry:
     """Components by kind and name, collected from plugins through the ``register_components`` hook."""
 
-    def __init__(self, discover: bool = True) -> None:
+    def __init__(self, discover: bool = True, kinds: tuple[str, ...] = PLUGIN_KINDS) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in PLUGIN_KINDS}
+        self.kinds = kinds
+        """What a plugin may register (a stage table other than :data:`~avood_core.stages.STAGES` adds its kinds)."""
+        self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in kinds}
         self.broken: list[BrokenPlugin] = []
         if discover:
             self.discover()
@@ -147,19 +138,15 @@ class Registry:
                 return
 
     def _add(self, entry: ComponentEntry) -> None:
-        if entry.kind not in PLUGIN_KINDS:
-            raise PluginError(
-                f"{entry.provider} registers '{entry.name}' under unknown kind '{entry.kind}'; "
-                f"valid kinds: {', '.join(PLUGIN_KINDS)}"
-            )
+        if entry.kind not in self.kinds:
+            raise PluginError(f"{entry.provider} registers '{entry.name}' under unknown kind '{entry.kind}'; "
+                              f"valid kinds: {', '.join(self.kinds)}")
         if not isinstance(entry.name, str) or not entry.name.isidentifier():
             raise PluginError(f"{entry.provider} registers an invalid {entry.kind} name {entry.name!r}; use an identifier")
         existing = self.entries[entry.kind].get(entry.name)
         if existing is not None:
-            raise PluginError(
-                f"duplicate {entry.kind} '{entry.name}': provided by {existing.provider} and by "
-                f"{entry.provider}; uninstall one of them"
-            )
+            raise PluginError(f"duplicate {entry.kind} '{entry.name}': provided by {existing.provider} and by "
+                              f"{entry.provider}; uninstall one of them")
         self.entries[entry.kind][entry.name] = entry
 
     # -- lookup --------------------------------------------------------------------------
@@ -173,32 +160,29 @@ class Registry:
             return self.entries[kind][name]
         except KeyError:
             valid = ", ".join(self.names(kind)) or "(none installed)"
-            raise PluginError(f"unknown {kind} '{name}'; valid {KIND_LABELS[kind]}: {valid}") from None
+            raise PluginError(f"unknown {kind} '{name}'; valid {KIND_LABELS.get(kind, kind + 's')}: {valid}") from None
 
     def component_class(self, kind: str, name: str) -> type:
         cls = self.entry(kind, name).load()
         declared = getattr(cls, "kind", None)
         if declared != kind:
-            raise PluginError(
-                f"{kind} '{name}' resolves to {cls!r}, which declares kind={declared!r}; "
-                f"its plugin must register it under kind '{declared}' or subclass the {kind} protocol"
-            )
+            raise PluginError(f"{kind} '{name}' resolves to {cls!r}, which declares kind={declared!r}; its plugin "
+                              f"must register it under kind '{declared}' or subclass the {kind} protocol")
         return cls
 
     def __iter__(self) -> Iterable[ComponentEntry]:
         """The components (the stages' kinds and fusions); :meth:`all_entries` adds the loggers."""
         return self.all_entries(ALL_KINDS)
 
-    def all_entries(self, kinds: tuple[str, ...] = PLUGIN_KINDS) -> Iterable[ComponentEntry]:
-        """Every registered plugin entry of ``kinds``, by kind then name."""
-        for kind in kinds:
+    def all_entries(self, kinds: tuple[str, ...] | None = None) -> Iterable[ComponentEntry]:
+        """Every registered plugin entry of ``kinds`` (default: all), by kind then name."""
+        for kind in kinds or self.kinds:
             for name in sorted(self.entries[kind]):
                 yield self.entries[kind][name]
 
-    @staticmethod
-    def _check_kind(kind: str) -> None:
-        if kind not in PLUGIN_KINDS:
-            raise PluginError(f"unknown plugin kind '{kind}'; valid kinds: {', '.join(PLUGIN_KINDS)}")
+    def _check_kind(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise PluginError(f"unknown plugin kind '{kind}'; valid kinds: {', '.join(self.kinds)}")
 
 
 _default: Registry | None = None

@@ -1,26 +1,18 @@
-"""The four stages of the AV-OOD pipeline, declared once (paper Fig. 2, §3).
+"""The stages of the AV-OOD pipeline, declared once (paper Fig. 2, §3).
 
-Every place that needs the kinds, their order or their dependencies reads :data:`STAGES`:
-the pipeline's fitting order, fit arguments and worker scheduling (avood_core.pipeline.fit),
-the fit hashes of ``--resume`` (avood_core.run.driver.fit_hashes), the registry's kinds
-(avood_core.registry.KINDS), the protocol classes (avood_core.protocols.PROTOCOLS), the CLI's
-``--generator/--detector/--seen/--unseen`` options and the run folder's ``components/<kind>``.
-
-Fit inputs name the arguments of each protocol's ``fit`` before the :class:`FitContext`:
-``train`` (real seen features), ``text`` (class embeddings) and ``synthetic`` (the generator's
-unseen features: a stage with that input needs the generator first, as in the reference code
-AV-OOD-GZSL ``main.py``, where the OOD detector trains on real seen vs generated unseen).
+A :class:`~avood_core.pipeline.Pipeline` holds one component per row and fits, routes, saves
+and loads them by the rows; the registry's kinds, the protocols, the run config, the CLI's
+``--<kind>`` options and the ``--resume`` fit hashes read the table too. A row's ``inputs`` name
+the arguments of its ``fit`` before the :class:`~avood_core.protocols.FitContext`: ``train``
+(real seen features), ``text`` (class embeddings) or ``synthetic`` (the unseen features the
+``Generator`` row synthesizes right after its fit; as in the reference code AV-OOD-GZSL
+``main.py``, the OOD detector trains on real seen vs generated unseen).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:  # imported lazily: the CLI reads the kinds without importing pydantic or torch
-    from avood_core.protocols import Component
-
-FitInput = Literal["train", "text", "synthetic"]
+from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -28,41 +20,29 @@ class Stage:
     """One row of the stage table."""
 
     kind: str
-    """The component kind (a run config's table, the registry's kind, ``components/<kind>``)."""
+    """The component kind: a run config's table, the registry's kind, ``components/<kind>``."""
     protocol_name: str
-    """The class a component of this kind subclasses: ``avood_core.protocols.<protocol_name>``."""
-    inputs: tuple[FitInput, ...]
+    """Its protocol class in :mod:`avood_core.protocols`; routing finds the gate and the two
+    classifiers by it (``OODDetector``, ``SeenClassifier``, ``UnseenClassifier``)."""
+    inputs: tuple[str, ...]
     """What ``fit`` is given, in argument order, before the fit context."""
     after: tuple[str, ...]
-    """Kinds fitted before this one when one process fits them all (the fitting order).
-
-    A kind trained in a worker waits only for the data it needs (``synthetic``) and the kinds
-    its component declares in ``depends_on``."""
+    """Kinds fitted before this one in one process (a worker waits only for its inputs and ``depends_on``)."""
     worker: int
-    """0: always fitted in the main process; else its rank among the kinds ``fit(jobs=N)`` sends
-    to the ``N - 1`` worker processes (1 first: the slowest, the unseen classifier)."""
+    """0: always fitted in the main process; else its rank among the kinds ``fit(jobs=N)`` sends to workers."""
     noun: str
     """How messages, listings and ``--help`` name one component of this kind."""
     default: str
-    """The plugin a run config uses when it names none: the paper's choice (paper §3, Fig. 2)."""
+    """The plugin a run config uses when it names none: the paper's choice."""
     required: tuple[tuple[str, ...], ...]
     """The methods a component of this kind must override (any one of each tuple; testing kit)."""
 
-    @property
-    def protocol(self) -> type[Component]:
-        """The protocol class (:data:`avood_core.protocols.PROTOCOLS` maps each kind to it)."""
-        from avood_core import protocols
-
-        return getattr(protocols, self.protocol_name)
-
-    def fit_args(self, train: object, text: object, synthetic: object) -> tuple:
-        """The positional arguments of this kind's ``fit`` before the context, in table order."""
-        values = {"train": train, "text": text, "synthetic": synthetic}
-        return tuple(values[name] for name in self.inputs)
+    def fit_args(self, data: Mapping[str, object]) -> tuple:
+        """The positional arguments of this kind's ``fit`` before the context, taken from ``data`` by input name."""
+        return tuple(data[name] for name in self.inputs)
 
     @property
     def uses_synthetic(self) -> bool:
-        """Whether ``fit`` always takes the generator's synthetic features."""
         return "synthetic" in self.inputs
 
 
@@ -78,30 +58,36 @@ STAGES: tuple[Stage, ...] = (
 )
 """The stage table, in the canonical order of the kinds (configs, listings, run folders)."""
 
-BY_KIND: dict[str, Stage] = {s.kind: s for s in STAGES}
-KINDS: tuple[str, ...] = tuple(BY_KIND)
-"""The pipeline's stages (one component each in a run config)."""
 
-
-def _fit_order() -> tuple[str, ...]:
+def fit_order(stages: tuple[Stage, ...] = STAGES) -> tuple[str, ...]:
     """The kinds in fitting order: each after every kind of its ``after``, ties in table order."""
     order: list[str] = []
-    while len(order) < len(STAGES):
-        ready = [s.kind for s in STAGES if s.kind not in order and all(a in order for a in s.after)]
+    while len(order) < len(stages):
+        ready = [s.kind for s in stages if s.kind not in order and all(a in order for a in s.after)]
         if not ready:
-            raise RuntimeError(f"the stage table has a cycle among {[s.kind for s in STAGES if s.kind not in order]}")
+            raise ValueError(f"the stage table has a cycle among {[s.kind for s in stages if s.kind not in order]}")
         order.append(ready[0])
     return tuple(order)
 
 
-FIT_ORDER: tuple[str, ...] = _fit_order()
+def kind_of(protocol_name: str, stages: tuple[Stage, ...] = STAGES) -> str:
+    """The kind of the row whose protocol is ``protocol_name``."""
+    return next(s.kind for s in stages if s.protocol_name == protocol_name)
+
+
+def worker_kinds(jobs: int, skip: frozenset[str] = frozenset(), stages: tuple[Stage, ...] = STAGES) -> list[str]:
+    """The kinds ``fit(jobs=...)`` sends to its ``jobs - 1`` worker processes, by their ``worker`` rank."""
+    ranked = sorted((s for s in stages if s.worker and s.kind not in skip), key=lambda s: s.worker)
+    return [s.kind for s in ranked][: max(jobs - 1, 0)]
+
+
+BY_KIND: dict[str, Stage] = {s.kind: s for s in STAGES}
+KINDS: tuple[str, ...] = tuple(BY_KIND)
+FIT_ORDER: tuple[str, ...] = fit_order()
 """``generator, seen, unseen, detector``: the generator first (its output feeds the others), the
 gate last so that it may use the fitted classifiers (``ctx.fitted``)."""
-WORKER_KINDS: tuple[str, ...] = tuple(s.kind for s in sorted(STAGES, key=lambda s: s.worker) if s.worker)
-"""The kinds that may train in a worker process, in the order they are sent there."""
-SYNTHETIC_FROM = next(s.kind for s in STAGES if s.protocol_name == "Generator")
+SYNTHETIC_FROM = kind_of("Generator")
 """The stage whose ``generate`` gives the ``synthetic`` fit input, right after its own fit."""
 FIT_STEPS: tuple[str, ...] = tuple(step for kind in FIT_ORDER
                                    for step in ((kind, "synthesize") if kind == SYNTHETIC_FROM else (kind,)))
-"""What one process does in a fit, in order: each kind's fit, and ``synthesize`` after the generator
-(the names of ``Pipeline.timings`` and of the benchmark's stage rows)."""
+"""Each kind's fit and ``synthesize`` after the generator: the names of ``Pipeline.timings``."""

@@ -1,10 +1,6 @@
-"""Config values as they were typed: what pydantic would coerce without a word is refused.
-
-Pydantic's lax mode turns ``seed = true`` into seed 1, ``"0.001"`` into 0.001 (so a sweep axis of
-``0.001`` and ``"0.001"`` ran one config twice), ``stage1 = 1`` into ``True``, and takes
-``lr = inf``. :func:`check_values` walks a dict against a model (the run config, a plugin's
-``Params``, a sweep spec) before it is validated and refuses each of these as one line naming
-the dotted field. Nothing here imports torch.
+"""Config values as they were typed: what pydantic's lax mode would coerce without a word is refused
+(``seed = true`` as seed 1, ``"0.001"`` as 0.001, ``stage1 = 1`` as ``True``, ``lr = inf``), one line
+naming the dotted field. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -55,10 +51,8 @@ def _numeric(annotation: Any) -> tuple[str | None, Any]:
 
 
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
-    """Refuse what pydantic would coerce without a word into a numeric or boolean field of
-    ``model``: a boolean as a number (``seed = true`` would run seed 1), a string as a number
-    (``"0.001"``), a non-finite float (``lr = inf``), a number as a boolean (``stage1 = 1``);
-    nested models and list/tuple items too. One :class:`ConfigError` line naming ``prefix`` + field."""
+    """Refuse a boolean or a string as a number, a non-finite float and a number as a boolean in a
+    field of ``model`` (nested models and list/tuple items too): one :class:`ConfigError` line."""
 
     def check(annotation: Any, value: Any, loc: str) -> None:
         kind, item = _numeric(annotation)

@@ -27,15 +27,11 @@ class AVSamples:
         self.video = torch.as_tensor(self.video, dtype=torch.float32)
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
         if self.audio.ndim != 2 or self.video.ndim != 2 or self.labels.ndim != 1:
-            raise DataError(
-                f"AVSamples needs audio (N, Da), video (N, Dv), labels (N,); got shapes "
-                f"{tuple(self.audio.shape)}, {tuple(self.video.shape)}, {tuple(self.labels.shape)}"
-            )
+            raise DataError(f"AVSamples needs audio (N, Da), video (N, Dv), labels (N,); got shapes "
+                            f"{tuple(self.audio.shape)}, {tuple(self.video.shape)}, {tuple(self.labels.shape)}")
         if not (len(self.audio) == len(self.video) == len(self.labels)):
-            raise DataError(
-                f"AVSamples rows differ: audio {len(self.audio)}, video {len(self.video)}, "
-                f"labels {len(self.labels)}; pass one row per clip in each"
-            )
+            raise DataError(f"AVSamples rows differ: audio {len(self.audio)}, video {len(self.video)}, "
+                            f"labels {len(self.labels)}; pass one row per clip in each")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -79,11 +75,7 @@ class AVSamples:
 
     @staticmethod
     def concat(*parts: "AVSamples") -> "AVSamples":
-        return AVSamples(
-            torch.cat([p.audio for p in parts]),
-            torch.cat([p.video for p in parts]),
-            torch.cat([p.labels for p in parts]),
-        )
+        return AVSamples(*(torch.cat([getattr(p, k) for p in parts]) for k in ("audio", "video", "labels")))
 
 
 @dataclass
@@ -124,10 +116,8 @@ class AVGZSLTask:
     def validate(self) -> None:
         where = f"task '{self.name}'"
         if self.text.ndim != 2 or self.text.shape[0] != len(self.class_names):
-            raise DataError(
-                f"{where}: text is {tuple(self.text.shape)} but there are {len(self.class_names)} "
-                f"class names; give one text row per class"
-            )
+            raise DataError(f"{where}: text is {tuple(self.text.shape)} but there are {len(self.class_names)} "
+                            f"class names; give one text row per class")
         if not torch.isfinite(self.text).all():
             rows = torch.nonzero(~torch.isfinite(self.text).all(dim=1)).flatten().tolist()
             raise DataError(f"{where}: text rows {rows[:5]} hold NaN or inf; fix the class embeddings")
@@ -151,9 +141,7 @@ class AVGZSLTask:
 
     def summary(self) -> dict:
         def split(s: AVSamples | None) -> dict | None:
-            if s is None:
-                return None
-            return {"samples": len(s), "classes": int(len(s.classes))}
+            return None if s is None else {"samples": len(s), "classes": int(len(s.classes))}
 
         return {
             "name": self.name,

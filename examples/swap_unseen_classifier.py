@@ -45,7 +45,7 @@ def main() -> None:
         unseen=RidgeToText(),  # <- the swap
         syn_num=50,
     )
-    result = pipe.fit(task, seed=0).evaluate(task.test)
+    result = pipe.fit(task, seed=0).evaluate(task.test).metrics
     print(f"task: {task.name}, {len(task.train)} training clips, {len(task.test)} test clips")
     print(f"S {result['S']:.2f}  U {result['U']:.2f}  HM {result['HM']:.2f}  ZSL {result['ZSL']:.2f}  "
           f"gate AUROC {result['gate']['AUROC']:.2f}")

@@ -63,7 +63,7 @@ def _misaligned(x: torch.Tensor, offset: int) -> torch.Tensor:
 def test_unseen_classifier_twice_with_two_threads_is_bit_identical(tiny_task, two_threads):
     first, second = _fit(tiny_task, tiny_task.train), _fit(tiny_task, tiny_task.train)
     _same_weights(first, second)
-    assert first.history == second.history
+    assert first.stats.history == second.stats.history
     test = tiny_task.test
     assert torch.equal(first.distances(test, tiny_task.unseen_classes, tiny_task.text),
                        second.distances(test, tiny_task.unseen_classes, tiny_task.text))

@@ -18,7 +18,7 @@ PACKAGES = {"avood_core": ROOT / "avood_core", "avood_plugins": ROOT / "plugins"
 # avood_core); it may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("util", "errors", "limits", "strict", "hookspecs")),
-    ("contract", ("protocols", "task", "stages", "callbacks", "registry", "fusion", "_moved")),
+    ("contract", ("protocols", "task", "stages", "callbacks", "registry", "fusion")),
     ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
                   "run.files", "run.tracking")),
     ("config", ("config", "factory", "presets", "recipe")),

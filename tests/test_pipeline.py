@@ -27,7 +27,7 @@ def test_predict_routes_to_the_branch_class_sets(fitted, tiny_task):
 
 
 def test_evaluate_matches_the_metric_definitions(fitted, tiny_task):
-    out = fitted.evaluate(tiny_task.test)
+    out = fitted.evaluate(tiny_task.test).metrics
     pred = fitted.predict(tiny_task.test)
     expect = metrics.gzsl_scores(pred.labels, tiny_task.test.labels, tiny_task.seen_classes, tiny_task.unseen_classes)
     assert out["S"] == pytest.approx(expect["S"]) and out["HM"] == pytest.approx(expect["HM"])
@@ -49,7 +49,7 @@ def test_evaluate_matches_the_metric_definitions(fitted, tiny_task):
 def test_same_seed_same_numbers(tiny_task):
     def run(seed):
         pipe = Pipeline(RidgeGenerator(), CentroidDetector(), CentroidSeen(), RidgeUnseen(), syn_num=10)
-        return pipe.fit(tiny_task, seed=seed).evaluate(tiny_task.test)
+        return pipe.fit(tiny_task, seed=seed).evaluate(tiny_task.test).metrics
 
     a, b = run(1), run(1)
     assert {k: a[k] for k in ("S", "U", "HM", "ZSL")} == {k: b[k] for k in ("S", "U", "HM", "ZSL")}

@@ -89,8 +89,8 @@ def test_changed_generator_param_refits_generator_and_detector_in_a_new_folder(f
     assert after["seen"] == before["seen"] and after["unseen"] == before["unseen"]  # copied, not refitted
     assert after["generator"] != before["generator"] and after["detector"] != before["detector"]
     # both folders are consistent, loadable pipelines reporting their own metrics
-    assert Pipeline.load(new).evaluate(run_task(new).test) == result.results["metrics"]
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
+    assert Pipeline.load(new).evaluate(run_task(new).test).metrics == result.results["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test).metrics == finished_run[1]["metrics"]
 
 
 def test_changed_seen_param_refits_only_the_seen_classifier(run_copy):
@@ -152,12 +152,12 @@ def test_interrupted_resume_keeps_the_old_run_and_the_new_folder_resumes(finishe
     assert sorted(p.name for p in (new / "components").iterdir()) == ["generator", "seen", "unseen"]
     with pytest.raises(CheckpointError, match="not a finished avood run folder"):
         Pipeline.load(new)
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test).metrics == finished_run[1]["metrics"]
     # the new folder's config.toml holds the changed config: resuming it is no change, it finishes in place
     result, messages = _resume(new, "generator.beta=0.02")
     assert result.results["reused_components"] == ["generator", "seen", "unseen"]
     assert any(m == "resume: detector was not saved yet; fitting it" for m in messages)
-    assert Pipeline.load(new).evaluate(run_task(new).test) == result.results["metrics"]
+    assert Pipeline.load(new).evaluate(run_task(new).test).metrics == result.results["metrics"]
 
 
 def test_a_cut_resume_in_place_refuses_to_load_until_finished(run_copy):
@@ -172,7 +172,7 @@ def test_a_cut_resume_in_place_refuses_to_load_until_finished(run_copy):
         Pipeline.load(run_copy)
     result, messages = _resume(run_copy)
     assert result.results["reused_components"] == ["detector", "seen", "unseen"]
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == result.results["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test).metrics == result.results["metrics"]
 
 
 # -- determinism -----------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_diverging_refit_on_resume_keeps_the_previous_good_checkpoint(finished_r
     with pytest.raises(TrainingDiverged, match="seen mlp: loss became nan in epoch 1"):
         _resume(run_copy, "seen.lr=1e30", allow_changes=True)
     assert file_digests(run_copy) == before
-    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test) == finished_run[1]["metrics"]
+    assert Pipeline.load(run_copy).evaluate(run_task(run_copy).test).metrics == finished_run[1]["metrics"]
 
 
 def test_nan_features_stop_the_generator_and_nothing_is_saved(tmp_path, monkeypatch):

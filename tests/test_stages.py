@@ -5,12 +5,16 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import torch
 
 from avood_core import stages
+from avood_core.hookspecs import hookimpl
 from avood_core.pipeline import Pipeline
-from avood_core.stages import BY_KIND, FIT_ORDER, KINDS, STAGES, WORKER_KINDS
-from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator, RidgeUnseen
+from avood_core.protocols import Component
+from avood_core.registry import PLUGIN_KINDS, Registry
+from avood_core.stages import BY_KIND, FIT_ORDER, KINDS, STAGES, Stage, fit_order, worker_kinds
+from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator, RidgeUnseen, ToyPlugin
 
 CORE = Path(__file__).resolve().parents[1] / "avood_core"
 
@@ -18,7 +22,7 @@ CORE = Path(__file__).resolve().parents[1] / "avood_core"
 def test_the_table_pins_kinds_order_inputs_and_dependencies():
     assert KINDS == ("generator", "detector", "seen", "unseen")
     assert FIT_ORDER == ("generator", "seen", "unseen", "detector")
-    assert WORKER_KINDS == ("unseen", "seen")
+    assert worker_kinds(3) == ["unseen", "seen"]
     assert {s.kind: s.inputs for s in STAGES} == {
         "generator": ("train", "text"), "detector": ("train", "synthetic"), "seen": ("train",), "unseen": ("train", "text")}
     assert {s.kind: s.after for s in STAGES} == {
@@ -39,7 +43,7 @@ def test_registry_protocols_config_and_cli_derive_from_the_table():
     assert registry.KINDS is KINDS
     assert registry.ALL_KINDS[:4] == KINDS and registry.PLUGIN_KINDS[:4] == KINDS
     assert list(registry.KIND_LABELS)[:4] == list(KINDS)
-    assert protocols.PROTOCOLS == {s.kind: s.protocol for s in STAGES}
+    assert protocols.PROTOCOLS == {s.kind: getattr(protocols, s.protocol_name) for s in STAGES}
     assert [p.kind for p in protocols.PROTOCOLS.values()] == list(KINDS)
     assert DEFAULT_COMPONENTS == {"generator": "wgan_gp", "detector": "entropy", "seen": "mlp", "unseen": "cross_attention"}
     # The typed per-kind fields (config, CLI options, Pipeline's constructor) follow the table's order.
@@ -48,7 +52,7 @@ def test_registry_protocols_config_and_cli_derive_from_the_table():
         (k, f"{k}-name") for k in KINDS]
     assert all(_OPTIONS[k][0] == (f"--{k}",) for k in KINDS)
     pipe = Pipeline(RidgeGenerator(), CentroidDetector(), CentroidSeen(), RidgeUnseen())
-    assert list(pipe.components) == list(KINDS)
+    assert list(pipe.components) == list(KINDS) and pipe.detector is pipe.components["detector"]
     assert pipe.worker_kinds(1) == [] and pipe.worker_kinds(2) == ["unseen"]
     assert pipe.worker_kinds(3) == ["unseen", "seen"] and pipe.worker_kinds(3, frozenset({"unseen"})) == ["seen"]
 
@@ -119,3 +123,51 @@ def test_route_asks_the_detectors_is_seen(tiny_task):
     assert torch.equal(out["routed_seen"], routing.seen) and torch.equal(pred.routed_seen, routing.seen)
     assert torch.equal(pred.labels, out["pred"])
 
+
+
+class Shift(Component):
+    """The component of a stage the table does not ship: the mean synthetic feature, after the classifiers."""
+
+    kind = "shift"
+
+    def fit(self, train, synthetic, ctx):
+        assert {"generator", "seen", "unseen"} <= ctx.fitted.keys() and len(train) > 0
+        self.mean, self.fitted = float(synthetic.x.mean()), True
+        return self
+
+    def state_scalars(self):
+        return {"mean": self.mean}
+
+    def load_state(self, scalars, tensors):
+        self.mean, self.fitted = scalars["mean"], True
+
+
+class ShiftPlugin:
+    @staticmethod
+    @hookimpl
+    def register_components(register):
+        register("shift", "shift", Shift)
+
+
+def test_a_row_added_to_the_table_is_a_stage(tiny_task, tmp_path):
+    """One more row: the pipeline fits it in order with its inputs, offloads it by rank, saves and loads it."""
+    table = (*STAGES, Stage("shift", "Component", inputs=("train", "synthetic"), after=("seen", "unseen"), worker=3,
+                            noun="shift", default="shift", required=(("fit",),)))
+    assert fit_order(table) == ("generator", "seen", "unseen", "detector", "shift")
+    names = {"generator": "toy_ridge", "detector": "toy_centroid", "seen": "toy_centroid", "unseen": "toy_ridge",
+             "shift": "shift"}
+    pipe = Pipeline(RidgeGenerator(), CentroidDetector(), CentroidSeen(), RidgeUnseen(), Shift(), stages=table,
+                    syn_num=5, names=names)
+    assert pipe.worker_kinds(9) == ["unseen", "seen", "shift"]
+    pipe.fit(tiny_task, seed=0)
+    assert list(pipe.timings) == [*stages.FIT_STEPS, "shift"]
+    assert pipe.shift.mean == float(pipe.synthetic.x.mean())
+    pipe.save(tmp_path)
+    registry = Registry(discover=False, kinds=(*PLUGIN_KINDS, "shift"))
+    registry.register_plugin(ToyPlugin())
+    registry.register_plugin(ShiftPlugin())
+    loaded = Pipeline.load(tmp_path, registry, stages=table)
+    assert list(loaded.components) == [*KINDS, "shift"] and loaded.shift.mean == pipe.shift.mean
+    assert torch.equal(pipe.predict(tiny_task.test).labels, pipe.evaluate(tiny_task.test).outputs["pred"])  # routed
+    with pytest.raises(TypeError, match="one component per stage"):
+        Pipeline(RidgeGenerator(), CentroidDetector(), CentroidSeen(), RidgeUnseen(), stages=table)

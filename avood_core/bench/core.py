@@ -116,12 +116,10 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
                   jobs: int = 1) -> tuple[float, float]:
     """Fit under the meter (:class:`StageMeter`; worker-fitted kinds get the worker's own figures);
     return the fit's wall s and the main process's CPU s."""
-    from avood_core.callbacks import CallbackList
-
     offload = pipeline.worker_kinds(jobs)
     start, cpu0 = time.perf_counter(), time.process_time()
     pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs,
-                 callbacks=CallbackList([StageMeter(meter, sync, skip=offload)], every_n_steps=0))
+                 callbacks=[StageMeter(meter, sync, skip=offload)], every_n_steps=0)
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu0
     for kind in offload:
         info = pipeline.worker_info.get(kind)
@@ -189,7 +187,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         meter1 = Meter(profile_dir, f"{dataset}-stage1-")
         pipe1 = build_pipeline(config)
         fit1, cpu1 = _fit_measured(pipe1, stage1, meter1, device, config.seed, sync, opts.jobs)
-        metrics1 = meter1.measure("evaluation", lambda: pipe1.evaluate(stage1.test), sync)
+        metrics1 = meter1.measure("evaluation", lambda: pipe1.evaluate(stage1.test).metrics, sync)
         config, selected = apply_selections(config, pipe1)
         rows1 = _stage_rows(meter1, pipe1, factors)
         protocol["stage1"] = {"stages": rows1, "selected": selected, "metrics_on_val": _headline(metrics1),
@@ -197,7 +195,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     log(f"bench {dataset}: stage 2 (fit on train_val, report on test)")
     pipeline = build_pipeline(config)
     fit_wall, fit_cpu = _fit_measured(pipeline, task, meter, device, config.seed, sync, opts.jobs)
-    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test), sync)
+    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics, sync)
     total = time.perf_counter() - started
     rows = _stage_rows(meter, pipeline, factors)
     stage_total, full_total = span(rows, fit_wall)

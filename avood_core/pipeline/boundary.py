@@ -1,14 +1,10 @@
 """The component boundary: every call the pipeline makes into a component, and checks on what comes back.
 
-Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each
-protocol method's output is checked here once per call (O(N) tensor ops, never inside a
-training step) for its type, shape, dtype, finiteness and class ids within the task's classes,
-and a failure is one :class:`~avood_core.errors.ComponentError` line naming the plugin, the
-method and what was wrong, e.g. ``detector 'x' score() returned 105 NaN values of 105: ...``.
-An exception raised by a plugin's code (``SystemExit`` included; ``KeyboardInterrupt`` stays an
-interrupt) becomes such a line as well, in the main process and in a worker alike
-(avood_core.pipeline.worker). The conformance kit (avood_core.testing.checks) runs these same
-functions, so a plugin author meets every check in their own tests first.
+Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each output is
+checked once per call (never inside a training step) for its type, shape, dtype, finiteness and
+class ids, and a failure, or an exception of the plugin's code (``SystemExit`` too), is one
+:class:`~avood_core.errors.ComponentError` line naming the plugin, the method and what was wrong.
+The conformance kit (avood_core.testing.checks) runs these same functions.
 """
 
 from __future__ import annotations
@@ -48,12 +44,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def calling(component: Any, method: str) -> Iterator[None]:
-    """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``.
-
-    An :class:`AvoodError` keeps its class (its message gains the plugin's name when it lacks it);
-    ``KeyboardInterrupt`` passes as the interrupt it is; ``SystemExit`` and every other exception
-    are refused (``AVOOD_DEBUG=1`` appends the traceback).
-    """
+    """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``
+    (an :class:`AvoodError` keeps its class; ``KeyboardInterrupt`` passes; ``AVOOD_DEBUG=1`` adds the traceback)."""
     try:
         yield
     except (KeyboardInterrupt, Interrupted):
@@ -163,7 +155,7 @@ def check_distances(component: Any, value: Any, n: int, k: int, method: str = "d
 def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_ids: Tensor, n_per_class: int,
                     dims: Mapping[str, int], method: str = "generate()") -> None:
     """``n_per_class`` finite float32 samples of each id in ``class_ids``, of the task's feature ``dims``
-    (a generator that models one modality alone returns 0 columns of the other, avood_core.fusion)."""
+    (or 0 columns of the modality a one-modality generator does not model, avood_core.fusion)."""
     rows = len(class_ids) * int(n_per_class)
     widths = []
     for name, value in (("audio", audio), ("video", video)):
@@ -216,10 +208,7 @@ def _json_value(component: Any, method: str, value: Any, path: str) -> Any:
 
 
 def check_scalars(component: Any, value: Any, method: str = "state_scalars()") -> dict[str, Any]:
-    """The learned scalars as plain JSON values: NumPy scalars become Python numbers, anything else non-JSON is refused.
-
-    NaN stays for the checkpoint's own check (avood_core.pipeline.store refuses it by path).
-    """
+    """The learned scalars as plain JSON values (NumPy scalars as Python numbers; NaN is refused by the store)."""
     if not isinstance(value, Mapping):
         refuse(component, method, f"returned a {type(value).__name__}", "return a dict of learned scalars")
     return _json_value(component, method, value, "")
@@ -234,11 +223,18 @@ def check_selected(component: Any, value: Any, method: str = "selected_params()"
 
 # -- the calls the pipeline makes -----------------------------------------------------------------
 
+def _call(component: Any, method: str, *args: Any) -> Any:
+    """``component.<method>(*args)`` inside :func:`calling`."""
+    with calling(component, f"{method}()"):
+        return getattr(component, method)(*args)
+
+
 def fit(component: Any, args: tuple) -> None:
-    """``component.fit(*args)`` (the last argument is the FitContext); a detector's threshold is checked after it."""
-    with calling(component, "fit()"):
-        component.fit(*args)
-    if getattr(component, "kind", "") == "detector":
+    """``component.fit(*args)`` (the last argument is the FitContext); a gate's threshold is checked after it."""
+    from avood_core.protocols import OODDetector
+
+    _call(component, "fit", *args)
+    if isinstance(component, OODDetector):
         check_threshold(component)
 
 
@@ -250,9 +246,7 @@ def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, 
 
 
 def score(detector: Any, samples: AVSamples) -> Tensor:
-    with calling(detector, "score()"):
-        out = detector.score(samples)
-    return check_score(detector, out, len(samples))
+    return check_score(detector, _call(detector, "score", samples), len(samples))
 
 
 def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
@@ -270,9 +264,8 @@ def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
 
 
 def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
-    with calling(seen, "predict()"):
-        out = seen.predict(samples)
-    return check_ids(seen, "predict()", out, len(samples), seen_classes, "the task's seen classes")
+    return check_ids(seen, "predict()", _call(seen, "predict", samples), len(samples), seen_classes,
+                     "the task's seen classes")
 
 
 def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
@@ -291,15 +284,12 @@ def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Te
 
 
 def state_scalars(component: Any) -> dict[str, Any]:
-    with calling(component, "state_scalars()"):
-        out = component.state_scalars()
-    return check_scalars(component, out)
+    return check_scalars(component, _call(component, "state_scalars"))
 
 
 def state_tensors(component: Any) -> dict[str, Tensor]:
     """``component.state_tensors()`` checked: a mapping of names to tensors (what is saved and compared on load)."""
-    with calling(component, "state_tensors()"):
-        out = component.state_tensors()
+    out = _call(component, "state_tensors")
     if not isinstance(out, Mapping):
         refuse(component, "state_tensors()", f"returned a {type(out).__name__}", "return a dict of name -> torch.Tensor")
     odd = [f"{k!r}: {type(v).__name__}" for k, v in out.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
@@ -310,14 +300,11 @@ def state_tensors(component: Any) -> dict[str, Tensor]:
 
 
 def selected_params(component: Any) -> dict[str, Any]:
-    with calling(component, "selected_params()"):
-        out = component.selected_params()
-    return check_selected(component, out)
+    return check_selected(component, _call(component, "selected_params"))
 
 
 def selects_on_val(component: Any) -> bool:
-    with calling(component, "selects_on_val()"):
-        return bool(component.selects_on_val())
+    return bool(_call(component, "selects_on_val"))
 
 
 def bind_fitted(component: Any, fitted: Mapping[str, Any]) -> None:

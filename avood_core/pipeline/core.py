@@ -1,28 +1,48 @@
-"""The :class:`Pipeline`: four fitted components, their shared task state, and the public methods.
-
-Fitting is scheduled in :mod:`avood_core.pipeline.fit`, routing in :mod:`avood_core.pipeline.route`,
-input checks in :mod:`avood_core.pipeline.validate`, run folders in :mod:`avood_core.pipeline.store`.
-"""
+"""The :class:`Pipeline`: one component per row of the stage table, the task state they share, routing, metrics."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
 
-from avood_core.callbacks import CallbackList
-from avood_core.pipeline import boundary, validate
-from avood_core.pipeline.route import branches
+from avood_core.callbacks import Callback, CallbackList
+from avood_core.errors import DataError
+from avood_core.pipeline import boundary, folder
+from avood_core.pipeline.route import ROUTED, branches
 from avood_core.pipeline.scores import Evaluation, scores_from_outputs
-from avood_core.protocols import FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
-from avood_core.stages import KINDS
+from avood_core.protocols import Component, FitContext, move_components
+from avood_core.stages import STAGES, Stage, kind_of, worker_kinds
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.train.loops import inference_threads
 from avood_core.util.progress import ProgressFactory
+
+
+def samples_from_arrays(audio: Any, video: Any, dims: dict[str, int]) -> AVSamples:
+    """:class:`AVSamples` from ``audio`` (N, Da) and ``video`` (N, Dv) arrays of the fitted ``dims``."""
+    arrays = {}
+    for name, arr in (("audio", audio), ("video", video)):
+        if arr is None:
+            raise DataError(f"no {name} features given; pass audio (N, Da) and video (N, Dv) arrays")
+        try:
+            arrays[name] = torch.as_tensor(arr, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{name} is not a numeric array ({type(exc).__name__}: {exc}); pass float features") from None
+    audio, video = arrays["audio"], arrays["video"]
+    for name, arr in arrays.items():
+        want = dims.get(name)
+        if arr.ndim != 2 or (want is not None and arr.shape[1] != want):
+            raise DataError(f"{name} has shape {tuple(arr.shape)} but the pipeline was fitted on (N, {want}); pass features of that dim")
+        if not torch.isfinite(arr).all():
+            bad = int((~torch.isfinite(arr)).any(dim=1).sum())
+            raise DataError(f"{name} holds NaN/inf in {bad} row(s); clean or drop those rows first")
+    if len(audio) != len(video):
+        raise DataError(f"audio has {len(audio)} rows but video has {len(video)}; pass one row per clip in each")
+    return AVSamples(audio, video, torch.zeros(len(audio), dtype=torch.long))
 
 
 @dataclass
@@ -34,85 +54,78 @@ class Prediction:
     routed_seen: Tensor
 
 
-@dataclass
 class Pipeline:
-    """Generator → OOD detector → seen / unseen classifier, each a replaceable plugin."""
+    """One plugin component per row of ``stages`` (the stage table, avood_core.stages), which the pipeline
+    fits, routes, saves and loads by: ``Pipeline(generator, detector, seen, unseen)`` in table order or
+    by kind (``Pipeline(generator=..., ...)``); ``pipe.detector`` is ``pipe.components["detector"]``."""
 
-    generator: Generator
-    detector: OODDetector
-    seen: SeenClassifier
-    unseen: UnseenClassifier
-    syn_num: int = 50
-    names: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    text: Tensor | None = None
-    seen_classes: Tensor | None = None
-    unseen_classes: Tensor | None = None
-    synthetic: AVSamples | None = None
-    class_names: list[str] = field(default_factory=list)
-    dims: dict[str, int] = field(default_factory=dict)
-    worker_info: dict[str, dict] = field(default_factory=dict)
-    """Per kind fitted in a worker process (``jobs > 1``): its wall, CPU time, peak RSS and threads."""
+    def __init__(self, *components: Component, stages: tuple[Stage, ...] = STAGES, syn_num: int = 50,
+                 names: dict[str, str] | None = None, **by_kind: Component) -> None:
+        kinds = [s.kind for s in stages]
+        given = {**dict(zip(kinds, components)), **by_kind}
+        if len(components) > len(kinds) or set(given) != set(kinds):
+            raise TypeError(f"Pipeline takes one component per stage ({', '.join(kinds)}), got {', '.join(given)}")
+        self.components: dict[str, Component] = {kind: given[kind] for kind in kinds}
+        self.stages, self.syn_num, self.names = stages, syn_num, dict(names or {})
+        self.timings: dict[str, float] = {}
+        self.text: Tensor | None = None
+        self.seen_classes: Tensor | None = None
+        self.unseen_classes: Tensor | None = None
+        self.synthetic: AVSamples | None = None
+        self.class_names: list[str] = []
+        self.dims: dict[str, int] = {}
+        self.worker_info: dict[str, dict] = {}  # per kind fitted in a worker: wall, CPU time, peak RSS, threads
 
-    @property
-    def components(self) -> dict[str, object]:
-        """The four components by kind, in the stage table's order (avood_core.stages)."""
-        return {kind: getattr(self, kind) for kind in KINDS}
+    def __getattr__(self, name: str) -> Component:
+        components = self.__dict__.get("components", {})
+        if name in components:
+            return components[name]
+        raise AttributeError(f"'Pipeline' object has no attribute {name!r}")
 
-    def fit(
-        self,
-        task: AVGZSLTask,
-        device: torch.device | str = "cpu",
-        seed: int = 0,
-        progress: ProgressFactory | None = None,
-        log: Callable[[str], None] = lambda m: None,
-        skip: frozenset[str] = frozenset(),
-        on_fitted: Callable[[str], None] = lambda kind: None,
-        jobs: int = 1,
-        callbacks: CallbackList | None = None,
-        stage_name: str = "",
-    ) -> "Pipeline":
-        """Fit every component on ``task``, in the order of the stage table (avood_core.pipeline.fit).
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("components", {}):
+            self.components[name] = value
+        else:
+            super().__setattr__(name, value)
 
-        ``skip``: kinds already fitted (e.g. reused on resume); ``on_fitted(kind)`` is called
-        right after each fit (the run saves the component there). ``jobs > 1``: the kinds of
-        :meth:`worker_kinds` train in worker processes beside the others (avood_core.pipeline.worker),
-        each process with ``torch.get_num_threads() // jobs`` threads; the results are those of
-        a sequential fit at that thread count.
+    def fit(self, task: AVGZSLTask, device: torch.device | str = "cpu", seed: int = 0,
+            progress: ProgressFactory | None = None, log: Callable[[str], None] = lambda m: None,
+            skip: frozenset[str] = frozenset(), on_fitted: Callable[[str], None] = lambda kind: None,
+            jobs: int = 1, callbacks: Iterable[Callback] = (), every_n_steps: int = 50,
+            stage_name: str = "") -> "Pipeline":
+        """Fit every component on ``task`` in the table's fitting order (avood_core.pipeline.fit).
 
-        ``callbacks`` hear each fitted component's start, curves and end (avood_core.callbacks;
-        a worker's curves are replayed when it is joined); ``stage_name`` names the protocol
-        stage in their ``info`` (``"stage1"``, ``"stage2"`` or ``""``).
+        ``skip``: kinds already fitted (reused); ``on_fitted(kind)`` runs right after each fit.
+        ``jobs > 1``: the kinds of :meth:`worker_kinds` train in worker processes, each process at
+        ``torch.get_num_threads() // jobs`` threads, with the results of a sequential fit at that
+        count. ``callbacks`` hear each fit (step metrics every ``every_n_steps`` steps);
+        ``stage_name`` (``"stage1"``, ``"stage2"`` or ``""``) is in their ``info``.
         """
-        from avood_core.pipeline.fit import fit_pipeline
-
-        callbacks = callbacks if callbacks is not None else CallbackList()
         self.text, self.seen_classes, self.unseen_classes = task.text, task.seen_classes, task.unseen_classes
         self.class_names = list(task.class_names)
         self.dims = {"audio": task.train.audio_dim, "video": task.train.video_dim}
         ctx = FitContext(
             text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
-            device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log, callbacks=callbacks,
+            device=torch.device(device), seed=seed, progress=progress, val=task.val, log=log,
+            callbacks=CallbackList(callbacks, every_n_steps=every_n_steps),
         )
-        fit_pipeline(self, task, ctx, skip, on_fitted, jobs, stage_name)
+        # imported here: ``python -m avood_core.pipeline.worker`` imports this package before the worker module
+        from avood_core.pipeline.fit import Scheduler
+
+        scheduler = Scheduler(self.components, self.stages, ctx, {"train": task.train, "text": task.text}, self.names,
+                              self.syn_num, self.dims, skip, on_fitted, stage_name, self.worker_kinds(jobs, skip))
+        scheduler.run(jobs)
+        self.timings.update(scheduler.timings)
+        self.synthetic, self.worker_info = scheduler.data.get("synthetic"), scheduler.worker_info
         self.bind_dependencies()
         return self
 
     def worker_kinds(self, jobs: int, skip: frozenset[str] = frozenset()) -> list[str]:
-        """The kinds ``fit(jobs=...)`` trains in worker processes: the unseen, then the seen classifier.
-
-        The generator and the detector stay in this process (the detector trains on the
-        generator's output). A kind another component depends on is still offloaded; that
-        component waits for it.
-        """
-        from avood_core.pipeline.fit import worker_kinds
-
-        return worker_kinds(jobs, skip)
+        """The kinds ``fit(jobs=...)`` trains in worker processes, by the table's ``worker`` rank."""
+        return worker_kinds(jobs, skip, self.stages)
 
     def to(self, device: torch.device | str) -> "Pipeline":
         """Move every component's network (also one held inside another component) to ``device``."""
-        from avood_core.protocols import move_components
-
         move_components(self.components.values(), torch.device(device))
         return self
 
@@ -121,32 +134,43 @@ class Pipeline:
         for comp in self.components.values():
             boundary.bind_fitted(comp, {kind: self.components[kind] for kind in getattr(comp, "depends_on", ())})
 
+    def routed(self) -> tuple[Component, ...]:
+        """The gate and the classifiers of its seen and unseen branches: the rows of the protocols in ``ROUTED``."""
+        return tuple(self.components[kind_of(p, self.stages)] for p in ROUTED)
+
+    def _branches(self, samples: AVSamples):
+        return branches(*self.routed(), samples, self.seen_classes, self.unseen_classes, self.text)
+
     @torch.inference_mode()
     def predict(self, audio: AVSamples | Tensor, video: Tensor | None = None) -> Prediction:
-        """Route each sample by the gate and classify it within the chosen branch.
-
-        Pass an :class:`AVSamples`, or ``audio`` (N, Da) and ``video`` (N, Dv) arrays.
-        The computation is :meth:`outputs`' (both classifiers on every clip, at
-        :data:`~avood_core.train.loops.INFERENCE_THREADS` threads), so predicting a run's test
-        clips reproduces its ``predictions.npz`` bit for bit.
-        """
+        """Route each sample (an :class:`AVSamples`, or ``audio`` (N, Da) and ``video`` (N, Dv) arrays) by the
+        gate and classify it in its branch, as :meth:`outputs` does (``predictions.npz`` reproduced)."""
         samples = (self.check_samples(audio) if isinstance(audio, AVSamples)
-                   else validate.samples_from_arrays(audio, video, self.dims))
+                   else samples_from_arrays(audio, video, self.dims))
         if len(samples) == 0:
             empty = torch.empty(0, dtype=torch.long)
             return Prediction(empty, torch.empty(0), torch.empty(0, dtype=torch.bool))
         with inference_threads():
-            out = branches(self.detector, self.seen, self.unseen, samples, self.seen_classes, self.unseen_classes,
-                           self.text)
+            out = self._branches(samples)
         return Prediction(out.pred, out.routing.score, out.routing.seen)
 
     def check_samples(self, samples: AVSamples) -> AVSamples:
         """``samples`` unchanged, or a one-line :class:`DataError` when their dims differ from the fitted ones."""
-        return validate.check_samples(samples, self.dims)
+        for name, got in (("audio", samples.audio_dim), ("video", samples.video_dim)):
+            want = self.dims.get(name)
+            if want is not None and got != want:
+                raise DataError(f"the data has {name} dim {got} but the pipeline was fitted on {name} dim {want} "
+                                f"(audio {self.dims.get('audio')}, video {self.dims.get('video')}); use features of "
+                                f"the run's dataset")
+        return samples
 
     def check_task(self, task: AVGZSLTask) -> AVGZSLTask:
         """``task`` unchanged if it matches what the pipeline was fitted on (dims, classes), else a DataError."""
-        return validate.check_task(task, self.dims, self.class_names)
+        self.check_samples(task.test)
+        if self.class_names and list(task.class_names) != self.class_names:
+            raise DataError(f"the data has {len(task.class_names)} classes that differ from the {len(self.class_names)} "
+                            f"classes the pipeline was fitted on; evaluate on the run's dataset")
+        return task
 
     def save(self, run_dir: str | Path, providers: dict | None = None, fit_hashes: dict | None = None) -> None:
         """Write every component plus ``pipeline.json`` and ``task.safetensors`` (text, class sets)."""
@@ -158,62 +182,41 @@ class Pipeline:
         self.save_meta(run_dir, fit_hashes)
 
     def save_meta(self, run_dir: str | Path, fit_hashes: dict | None = None) -> None:
-        """``task.safetensors`` and ``pipeline.json``, written last: they mark the run folder finished.
-
-        ``fit_hashes`` records which fit of each component belongs to this pipeline, so that
-        :meth:`load` refuses a folder whose components were partly refitted by a cut resume.
-        """
-        from avood_core.pipeline.folder import save_pipeline_meta
-
-        save_pipeline_meta(self, Path(run_dir), fit_hashes)
+        """``task.safetensors`` and ``pipeline.json``, written last (the folder is finished); ``fit_hashes``
+        lets :meth:`load` refuse a folder whose components were partly refitted by a cut resume."""
+        folder.save_meta(Path(run_dir), list(self.components), {k: getattr(self, k) for k in folder.TENSORS},
+                         {k: getattr(self, k) for k in folder.FIELDS}, fit_hashes)
 
     @classmethod
-    def load(cls, run_dir: str | Path, registry=None) -> "Pipeline":
+    def load(cls, run_dir: str | Path, registry=None, stages: tuple[Stage, ...] = STAGES) -> "Pipeline":
         """Rebuild a fitted pipeline from a run folder without retraining (no pickle involved)."""
-        from avood_core.pipeline.folder import load_pipeline_parts
-
-        parts, meta = load_pipeline_parts(Path(run_dir), registry)
-        pipe = cls(**parts, syn_num=meta["syn_num"], names=meta["names"])
-        pipe.text, pipe.seen_classes, pipe.unseen_classes = meta["text"], meta["seen_classes"], meta["unseen_classes"]
-        pipe.class_names, pipe.dims = meta["class_names"], meta["dims"]
+        components, state = folder.load(Path(run_dir), [s.kind for s in stages], registry)
+        pipe = cls(**components, stages=stages)
+        for key, value in state.items():
+            setattr(pipe, key, value)
         pipe.bind_dependencies()
         return pipe
 
     @torch.inference_mode()
     def outputs(self, test: AVSamples) -> dict[str, Tensor]:
-        """Per-sample arrays from which every metric and figure is computed.
-
-        ``score`` (OOD score), ``seen_pred`` (seen classifier on every sample),
-        ``unseen_pred`` (unseen classifier among the unseen classes, every sample),
-        ``baseline_pred`` (unseen classifier among all classes, no gate), ``pred`` (routed).
-        Computed at :data:`~avood_core.train.loops.INFERENCE_THREADS` threads, whatever the caller's
-        count: the run that fitted the pipeline and a :meth:`load` of its folder on the same
-        machine give the same bits.
-        """
+        """Per-sample arrays of every metric and figure: ``score`` (OOD score), ``seen_pred`` and ``unseen_pred``
+        (each classifier on every sample), ``baseline_pred`` (the unseen classifier among all classes, no gate),
+        ``pred`` (routed). At :data:`~avood_core.train.loops.INFERENCE_THREADS` threads whatever the caller's
+        count, so a run and a :meth:`load` of its folder give the same bits."""
         self.check_samples(test)
         with inference_threads():
-            out = branches(self.detector, self.seen, self.unseen, test, self.seen_classes, self.unseen_classes, self.text)
+            out = self._branches(test)
             all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
-            baseline_pred = boundary.predict_unseen(self.unseen, test, all_classes, self.text)
-        return {
-            "labels": test.labels.cpu(),
-            "score": out.routing.score,
-            "routed_seen": out.routing.seen,
-            "seen_pred": out.seen_pred,
-            "unseen_pred": out.unseen_pred,
-            "pred": out.pred,
-            "baseline_pred": baseline_pred,
-            "seen_classes": self.seen_classes.cpu(),
-            "unseen_classes": self.unseen_classes.cpu(),
-            "threshold": torch.tensor(boundary.check_threshold(self.detector)),
-        }
+            gate, _, unseen = self.routed()
+            baseline_pred = boundary.predict_unseen(unseen, test, all_classes, self.text)
+        return {"labels": test.labels.cpu(), "score": out.routing.score, "routed_seen": out.routing.seen,
+                "seen_pred": out.seen_pred, "unseen_pred": out.unseen_pred, "pred": out.pred,
+                "baseline_pred": baseline_pred, "seen_classes": self.seen_classes.cpu(),
+                "unseen_classes": self.unseen_classes.cpu(), "threshold": torch.tensor(boundary.check_threshold(gate))}
 
     def evaluate(self, test: AVSamples) -> Evaluation:
-        """S, U, HM, ZSL (paper §4.1), the gate's metrics and the no-gate baseline, in percent.
-
-        The result is the metrics dict (as ``results.json`` stores it); its ``outputs`` holds the
-        per-sample arrays of :meth:`outputs` they were computed from (``predictions.npz``).
-        """
+        """S, U, HM, ZSL (paper §4.1), the gate's metrics and the no-gate baseline, in percent (``.metrics``,
+        as ``results.json`` stores them), with the per-sample arrays of :meth:`outputs` (``.outputs``)."""
         start = time.perf_counter()
         outputs = self.outputs(test)
         result = Evaluation(scores_from_outputs(outputs), outputs)

@@ -1,10 +1,10 @@
-"""Fitting the four stages in the order of the stage table (avood_core.stages), some in workers.
+"""Fitting the stages in the table's order (avood_core.stages), some in worker processes.
 
-One process fits the kinds in :data:`~avood_core.stages.FIT_ORDER`, each with its table
-inputs (paper Fig. 2: the generator first, its synthetic unseen features right after it, the
-gate last). With ``jobs > 1`` the kinds of :data:`~avood_core.stages.WORKER_KINDS` train in
-worker processes (avood_core.pipeline.worker) as soon as their data and the kinds their
-component ``depends_on`` are ready; a kind that needs a worker's result joins it first.
+One process fits the kinds in fitting order, each with its table inputs (paper Fig. 2: the
+generator first, its synthetic unseen features right after it, the gate last). With ``jobs > 1``
+the offloaded kinds train in worker processes (avood_core.pipeline.worker) as soon as their
+inputs and the kinds their component ``depends_on`` are ready; a kind that needs a worker's
+result joins it first.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 
@@ -20,58 +20,54 @@ from avood_core.callbacks import CallbackList, replay
 from avood_core.pipeline import assist, boundary
 from avood_core.pipeline import worker as parallel
 from avood_core.protocols import Component, FitContext
-from avood_core.stages import BY_KIND, FIT_ORDER, SYNTHETIC_FROM, WORKER_KINDS
-from avood_core.task import AVGZSLTask
+from avood_core.stages import Stage, fit_order, kind_of
 from avood_core.train.loops import derive_seed, seed_everything
-
-if TYPE_CHECKING:
-    from avood_core.pipeline.core import Pipeline
 
 
 def _no_log(message: str) -> None:
     """The log of a job's context in a worker (its lines come back with the result)."""
 
 
-def worker_kinds(jobs: int, skip: frozenset[str] = frozenset()) -> list[str]:
-    """The kinds ``fit(jobs=...)`` sends to its ``jobs - 1`` worker processes, in table rank."""
-    if jobs <= 1:
-        return []
-    return [k for k in WORKER_KINDS if k not in skip][: jobs - 1]
-
-
 @dataclass
 class Scheduler:
-    """One ``Pipeline.fit``: which kinds are fitted, which train in a worker, and their bookkeeping."""
+    """One fit of a pipeline's components: which are fitted where, and what each fit took."""
 
-    pipe: "Pipeline"
-    task: AVGZSLTask
+    components: dict[str, Component]
+    stages: tuple[Stage, ...]
     ctx: FitContext
+    data: dict[str, object]
+    """The fit inputs by name (``train``, ``text``; ``synthetic`` once the generator has synthesized)."""
+    names: dict[str, str]
+    syn_num: int
+    dims: dict[str, int]
     skip: frozenset[str]
     on_fitted: Callable[[str], None]
     stage_name: str
     offload: list[str]
-    threads: int
+    threads: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    worker_info: dict[str, dict] = field(default_factory=dict)
     workers: dict[str, parallel.Worker] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def info(self, kind: str, **extra: object) -> dict:
         """What stage callbacks hear about ``kind``."""
-        return {"name": self.pipe.names.get(kind, type(self.pipe.components[kind]).__name__),
-                "stage": self.stage_name, **extra}
+        return {"name": self.names.get(kind, type(self.components[kind]).__name__), "stage": self.stage_name, **extra}
+
+    def row(self, kind: str) -> Stage:
+        return next(s for s in self.stages if s.kind == kind)
 
     def inputs(self, kind: str) -> tuple:
-        """The arguments of ``kind``'s ``fit`` before the context, as the stage table names them."""
-        return BY_KIND[kind].fit_args(self.task.train, self.task.text, self.pipe.synthetic)
+        return self.row(kind).fit_args(self.data)
 
     def deps(self, kind: str) -> tuple[str, ...]:
-        return tuple(getattr(self.pipe.components[kind], "depends_on", ()))
+        return tuple(getattr(self.components[kind], "depends_on", ()))
 
     def can_start_worker(self, kind: str) -> bool:
-        """Whether ``kind`` may go to a worker now: its data and its ``depends_on`` kinds are ready."""
-        comp: Component = self.pipe.components[kind]
+        """Whether ``kind`` may go to a worker now: its inputs and its ``depends_on`` kinds are ready."""
         if kind in self.workers or kind in self.ctx.fitted:
             return False
-        if (BY_KIND[kind].uses_synthetic or comp.uses_synthetic) and self.pipe.synthetic is None:
+        if (self.row(kind).uses_synthetic or self.components[kind].uses_synthetic) and "synthetic" not in self.data:
             return False
         return all(dep in self.ctx.fitted for dep in self.deps(kind))
 
@@ -84,7 +80,7 @@ class Scheduler:
             job_ctx = dataclasses.replace(ctx, log=_no_log, progress=None,
                                           callbacks=CallbackList(every_n_steps=callbacks.every_n_steps),
                                           fitted={d: ctx.fitted[d] for d in self.deps(kind)})
-            worker = parallel.start(kind, self.pipe.components[kind], (*self.inputs(kind), job_ctx), ctx.seed,
+            worker = parallel.start(kind, self.components[kind], (*self.inputs(kind), job_ctx), ctx.seed,
                                     self.threads, ctx.log)
             if worker is not None:
                 self.workers[kind] = worker
@@ -93,32 +89,31 @@ class Scheduler:
 
     def join(self, kind: str) -> None:
         """Wait for ``kind``'s worker and take its fitted component, curves and logs."""
-        pipe, ctx = self.pipe, self.ctx
+        ctx, comp = self.ctx, self.components[kind]
         worker = self.workers.pop(kind)
-        comp = pipe.components[kind]
         assisted = None
         if callable(getattr(comp, "assist", None)) and assist.enabled() and torch.device(ctx.device).type == "cpu":
             args = self.inputs(kind)
             assisted = worker.help(lambda channel, tick: comp.assist(channel, *args, ctx, tick), ctx.progress, ctx.log)
         res = worker.result(ctx.progress)
-        vars(pipe.components[kind]).update(vars(res.component))  # the caller's object is the fitted one
-        pipe.worker_info[kind] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_mb": res.peak_rss_mb,
+        vars(comp).update(vars(res.component))  # the caller's object is the fitted one
+        self.worker_info[kind] = {"wall_s": res.wall_s, "cpu_s": res.cpu_s, "peak_rss_mb": res.peak_rss_mb,
                                   "threads": self.threads, "start_s": worker.started - self.started,
                                   "end_s": time.perf_counter() - self.started}
         if assisted is not None:
-            pipe.worker_info[kind]["assist"] = {**assisted, "start_s": round(worker.started - self.started
-                                                                          + assisted["start_s"], 3)}
+            self.worker_info[kind]["assist"] = {**assisted, "start_s": round(worker.started - self.started
+                                                                           + assisted["start_s"], 3)}
         for line in res.logs:
             ctx.log(line)
         replay(res.events, ctx.callbacks)
-        ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=res.wall_s), pipe.components[kind])
-        pipe.timings[kind] = res.wall_s
+        ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=res.wall_s), comp)
+        self.timings[kind] = res.wall_s
         self.on_fitted(kind)
-        ctx.fitted[kind] = pipe.components[kind]
+        ctx.fitted[kind] = comp
 
     def stage(self, kind: str) -> None:
         """Fit ``kind`` here, unless it is in a worker (joined later) or already fitted or reused."""
-        pipe, ctx = self.pipe, self.ctx
+        ctx, comp = self.ctx, self.components[kind]
         if kind in self.workers or kind in ctx.fitted:
             return
         for dep in self.deps(kind):
@@ -128,49 +123,40 @@ class Scheduler:
             seed_everything(derive_seed(ctx.seed, kind))
             ctx.callbacks.on_stage_start(kind, self.info(kind))
             start = time.perf_counter()
-            boundary.fit(pipe.components[kind], (*self.inputs(kind), ctx))
-            pipe.timings[kind] = time.perf_counter() - start
-            ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=pipe.timings[kind]), pipe.components[kind])
+            boundary.fit(comp, (*self.inputs(kind), ctx))
+            self.timings[kind] = time.perf_counter() - start
+            ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=self.timings[kind]), comp)
             self.on_fitted(kind)
-        ctx.fitted[kind] = pipe.components[kind]
+        ctx.fitted[kind] = comp
 
-    def synthesize(self) -> None:
+    def synthesize(self, kind: str) -> None:
         """The generator's ``syn_num`` features per unseen class: the ``synthetic`` fit input."""
-        pipe = self.pipe
         seed_everything(derive_seed(self.ctx.seed, "synthesize"))
-        self.ctx.callbacks.on_synthesis_start(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num))
+        self.ctx.callbacks.on_synthesis_start(self.info(kind, n_per_class=self.syn_num))
         start = time.perf_counter()
-        pipe.synthetic = boundary.generate(pipe.components[SYNTHETIC_FROM], self.task.unseen_classes, self.task.text,
-                                           pipe.syn_num, pipe.dims)
-        pipe.timings["synthesize"] = time.perf_counter() - start
-        self.ctx.callbacks.on_synthesis_end(self.info(SYNTHETIC_FROM, n_per_class=pipe.syn_num, wall_s=pipe.timings["synthesize"]))
-        self.ctx.synthetic = pipe.synthetic
+        synthetic = boundary.generate(self.components[kind], self.ctx.unseen_classes, self.ctx.text, self.syn_num,
+                                      self.dims)
+        self.timings["synthesize"] = time.perf_counter() - start
+        self.ctx.callbacks.on_synthesis_end(self.info(kind, n_per_class=self.syn_num,
+                                                      wall_s=self.timings["synthesize"]))
+        self.data["synthetic"] = self.ctx.synthetic = synthetic
 
-    def run(self) -> None:
-        """Every kind in fitting order (workers started when ready), then every worker joined."""
+    def run(self, jobs: int) -> None:
+        """Every kind in fitting order (workers started when ready), then every worker joined, at
+        ``torch threads // jobs`` threads per process when some kind is offloaded."""
+        threads_before = torch.get_num_threads()
+        self.threads = parallel.threads_per_job(jobs) if self.offload else threads_before
+        generator = kind_of("Generator", self.stages)
+        torch.set_num_threads(self.threads)
         try:
-            for kind in FIT_ORDER:
+            for kind in fit_order(self.stages):
                 self.launch_ready()
                 self.stage(kind)
-                if kind == SYNTHETIC_FROM:
-                    self.synthesize()
+                if kind == generator:
+                    self.synthesize(kind)
             for kind in list(self.workers):
                 self.join(kind)
         finally:
             for worker in self.workers.values():
                 worker.stop()
-
-
-def fit_pipeline(pipe: "Pipeline", task: AVGZSLTask, ctx: FitContext, skip: frozenset[str],
-                 on_fitted: Callable[[str], None], jobs: int, stage_name: str) -> None:
-    """Fit ``pipe``'s components on ``task`` (see :meth:`avood_core.pipeline.Pipeline.fit`)."""
-    offload = worker_kinds(jobs, skip)
-    threads_before = torch.get_num_threads()
-    threads = parallel.threads_per_job(jobs) if offload else threads_before
-    pipe.worker_info = {}
-    scheduler = Scheduler(pipe, task, ctx, skip, on_fitted, stage_name, offload, threads)
-    torch.set_num_threads(threads)
-    try:
-        scheduler.run()
-    finally:
-        torch.set_num_threads(threads_before)
+            torch.set_num_threads(threads_before)

@@ -1,32 +1,29 @@
 """A fitted pipeline's run folder: ``pipeline.json`` + ``task.safetensors`` beside ``components/<kind>``.
 
-Each component folder is a checkpoint of :mod:`avood_core.pipeline.store`; the two files here
-hold what the four share (class embeddings, class sets, names, dims, fit hashes) and are written
-last, so they mark the folder finished. ``pipeline.json`` also holds the run's checksum manifest
-(``files``: the sha256 of ``task.safetensors`` and of every component file), so a file changed
-after the run was saved is refused on load with one line naming it. ``pipeline.json`` is read
-with a strict schema: its format version must be :data:`FORMAT`, unknown keys and wrong types
-are refused, each with one line naming the field.
+Each component folder is a checkpoint of :mod:`avood_core.pipeline.store`; the two files here hold
+what the components share (class embeddings, class sets, names, dims, fit hashes) and are written
+last, so they mark the folder finished. ``pipeline.json`` (a strict schema, format :data:`FORMAT`)
+also holds the sha256 of ``task.safetensors`` and of every component file, so a file changed
+after the run was saved is refused on load with one line naming it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from avood_core.errors import CheckpointError
-from avood_core.pipeline.store import (CONFIG, WEIGHTS, check_class_ids, check_task_meta, check_task_tensors,
-                                       file_sha256, load_component, read_config)
-from avood_core.stages import KINDS
+from avood_core.pipeline.store import CONFIG, WEIGHTS, check_class_ids, check_finite, file_sha256, load_component, read_config
 from avood_core.util.json_read import describe, field, read_json
-
-if TYPE_CHECKING:
-    from avood_core.pipeline.core import Pipeline
 
 FORMAT = 2
 META, TASK = "pipeline.json", "task.safetensors"
+TENSORS = ("text", "seen_classes", "unseen_classes")
+"""The pipeline's attributes in ``task.safetensors``."""
+FIELDS = ("syn_num", "names", "class_names", "dims")
+"""The pipeline's attributes in ``pipeline.json``."""
 
 
 class _Meta(BaseModel):
@@ -37,7 +34,7 @@ class _Meta(BaseModel):
     syn_num: StrictInt = Field(ge=0)
     names: dict[str, StrictStr]
     class_names: list[StrictStr]
-    dims: dict[str, StrictInt]
+    dims: dict[str, Annotated[StrictInt, Field(ge=1)]]
     text_dim: StrictInt = Field(ge=1)
     fit_hashes: dict[str, Optional[StrictStr]]
     files: dict[str, StrictStr]
@@ -48,24 +45,23 @@ def manifest_names(kinds) -> list[str]:
     return [TASK, *(f"components/{kind}/{name}" for kind in kinds for name in (CONFIG, WEIGHTS))]
 
 
-def save_pipeline_meta(pipe: "Pipeline", run_dir: Path, fit_hashes: dict | None = None) -> None:
-    """Write ``task.safetensors`` and ``pipeline.json`` (fit hashes and the checksum manifest)."""
+def save_meta(run_dir: Path, kinds: list[str], tensors: dict[str, Any], fields: dict[str, Any],
+              fit_hashes: dict | None = None) -> None:
+    """Write ``task.safetensors`` (:data:`TENSORS`) and ``pipeline.json`` (:data:`FIELDS`, fit hashes, checksums)."""
     from safetensors.torch import save_file
 
     from avood_core.util.io import atomic_write, atomic_write_json
 
-    tensors = {"text": pipe.text.cpu().contiguous(), "seen_classes": pipe.seen_classes.cpu().contiguous(),
-               "unseen_classes": pipe.unseen_classes.cpu().contiguous()}
+    tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
     atomic_write(run_dir / TASK, lambda tmp: save_file(tensors, str(tmp)))
     atomic_write_json(run_dir / META, {
-        "avood_format": FORMAT, "syn_num": pipe.syn_num, "names": pipe.names,
-        "class_names": pipe.class_names, "dims": pipe.dims, "text_dim": int(pipe.text.shape[1]),
-        "fit_hashes": {k: (fit_hashes or {}).get(k) for k in pipe.components},
-        "files": {rel: file_sha256(run_dir / rel) for rel in manifest_names(pipe.components)},
+        "avood_format": FORMAT, **fields, "text_dim": int(tensors["text"].shape[1]),
+        "fit_hashes": {k: (fit_hashes or {}).get(k) for k in kinds},
+        "files": {rel: file_sha256(run_dir / rel) for rel in manifest_names(kinds)},
     })
 
 
-def read_meta(run_dir: Path) -> dict[str, Any]:
+def read_meta(run_dir: Path, kinds: list[str]) -> dict[str, Any]:
     """``pipeline.json`` of ``run_dir``: its format version, then every field by the strict schema."""
     path = run_dir / META
     fix = f"rerun 'avood run' (or 'avood run --resume {run_dir}') to rewrite it"
@@ -79,7 +75,7 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
         _Meta.model_validate(meta)
     except ValidationError as exc:
         raise CheckpointError(f"'{path}': {describe(exc)}; {fix}") from None
-    missing = [rel for rel in manifest_names(KINDS) if rel not in meta["files"]]
+    missing = [rel for rel in manifest_names(kinds) if rel not in meta["files"]]
     if missing:
         raise CheckpointError(f"'{path}': the checksum manifest 'files' lacks '{missing[0]}'; {fix}")
     return meta
@@ -98,8 +94,8 @@ def verify(run_dir: Path, meta: dict[str, Any], rel: str) -> None:
             f"records); restore it, or rerun 'avood run --resume {run_dir}' to refit and rewrite it")
 
 
-def load_pipeline_parts(run_dir: Path, registry=None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(components by kind, shared state)`` of a finished run folder, every file checked."""
+def load(run_dir: Path, kinds: list[str], registry=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(components by kind, shared state by attribute)`` of a finished run folder, every file checked."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -107,19 +103,17 @@ def load_pipeline_parts(run_dir: Path, registry=None) -> tuple[dict[str, Any], d
     for path in (meta_path, task_path):
         if not path.is_file():
             raise CheckpointError(f"'{path}' not found; '{run_dir}' is not a finished avood run folder")
-    meta = read_meta(run_dir)
+    meta = read_meta(run_dir, kinds)
     verify(run_dir, meta, TASK)
     try:
         tensors = load_file(str(task_path))
     except (SafetensorError, OSError, ValueError) as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise CheckpointError(f"'{task_path}' cannot be read ({detail}); rerun 'avood run'") from None
-    check_task_tensors(task_path, tensors, meta["text_dim"])
-    state = {key: meta[key] for key in ("syn_num", "names", "class_names", "dims")}
-    state.update({key: tensors[key] for key in ("text", "seen_classes", "unseen_classes")})
+    check_task(run_dir, tensors, meta)
+    state = {**{key: meta[key] for key in FIELDS}, **{key: tensors[key] for key in TENSORS}}
     seen_c, unseen_c, class_names = state["seen_classes"], state["unseen_classes"], state["class_names"]
-    check_task_meta(run_dir, state["text"], seen_c, unseen_c, class_names, state["dims"])
-    parts = {kind: load_component(run_dir / "components" / kind, registry, kind=kind) for kind in KINDS}
+    parts = {kind: load_component(run_dir / "components" / kind, registry, kind=kind) for kind in kinds}
     expected = meta["fit_hashes"]
     for kind in parts:
         config = read_config(run_dir / "components" / kind)
@@ -127,10 +121,40 @@ def load_pipeline_parts(run_dir: Path, registry=None) -> tuple[dict[str, Any], d
                         run_dir / "components" / kind / CONFIG)
         saved = config.get("fit_hash")
         if expected.get(kind) is not None and saved != expected[kind]:
-            raise CheckpointError(
-                f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "
-                f"(fit hash {expected[kind]}), likely by an interrupted --resume; finish it with 'avood run --resume {run_dir}'"
-            )
-    for rel in manifest_names(KINDS):
+            raise CheckpointError(f"'{run_dir}': {kind} was refitted (fit hash {saved}) after this pipeline was saved "
+                                  f"(fit hash {expected[kind]}), likely by an interrupted --resume; finish it with "
+                                  f"'avood run --resume {run_dir}'")
+    for rel in manifest_names(kinds):
         verify(run_dir, meta, rel)
     return parts, state
+
+
+def check_task(run_dir: Path, tensors: dict, meta: dict) -> None:
+    """``task.safetensors`` as saving wrote it and agreeing with ``pipeline.json``: ``text`` finite float32
+    (one row per class name, ``text_dim`` columns); the seen and unseen classes non-empty, distinct
+    int64 ids of its rows (AV-GZSL, paper Sec. 3: a test set of seen and unseen classes)."""
+    import torch
+
+    path, fix = run_dir / TASK, "the file was edited or corrupted; rerun 'avood run'"
+    if set(tensors) != set(TENSORS):
+        raise CheckpointError(f"'{path}' holds tensors {sorted(tensors)}, not {sorted(TENSORS)}; {fix}")
+    text, n, text_dim = tensors["text"], len(meta["class_names"]), meta["text_dim"]
+    if text.dtype != torch.float32 or text.ndim != 2:
+        raise CheckpointError(f"'{path}': text must be float32 (classes, {text_dim}) (got {text.dtype} "
+                              f"{tuple(text.shape)}); {fix}")
+    if text.shape[1] != text_dim:
+        raise CheckpointError(f"'{path}': text has {text.shape[1]} columns but pipeline.json's text_dim is {text_dim}; {fix}")
+    if text.shape[0] != n:
+        raise CheckpointError(f"'{run_dir}': pipeline.json class_names must be {text.shape[0]} strings, one per text "
+                              f"row of task.safetensors; {fix}")
+    check_finite({"text": text}, path, fix)
+    ids: list[int] = []
+    for key in ("seen_classes", "unseen_classes"):
+        if tensors[key].dtype != torch.int64 or tensors[key].ndim != 1:
+            raise CheckpointError(f"'{path}': {key} must be 1-D int64 class ids (got {tensors[key].dtype} "
+                                  f"{tuple(tensors[key].shape)}); {fix}")
+        if len(tensors[key]) == 0:
+            raise CheckpointError(f"'{path}': {key} is empty, so the task has no {key.split('_')[0]} classes; {fix}")
+        ids += tensors[key].tolist()
+    if len(set(ids)) != len(ids) or any(not 0 <= i < n for i in ids):
+        raise CheckpointError(f"'{path}': seen/unseen classes must be distinct class ids in [0, {n}); {fix}")

@@ -1,10 +1,9 @@
 """Routing (paper Fig. 2, §3.3): the OOD detector sends each clip to the seen or the unseen classifier.
 
-Both :meth:`~avood_core.pipeline.Pipeline.predict` and
-:meth:`~avood_core.pipeline.Pipeline.outputs` route through :func:`route`, which asks the
-detector's own :meth:`~avood_core.protocols.OODDetector.is_seen` (by default ``score < threshold``;
-a detector may override it), as the reference code AV-OOD-GZSL ``test.py`` splits the test clips
-by the gate before classifying each part.
+:func:`route` asks the detector's own :meth:`~avood_core.protocols.OODDetector.is_seen` (by default
+``score < threshold``), as the reference code AV-OOD-GZSL ``test.py`` splits the test clips by the
+gate before classifying each part. The pipeline finds the gate and the two classifiers in the stage
+table by their protocols (:data:`ROUTED`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,9 @@ from avood_core.pipeline import boundary
 from avood_core.protocols import OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVSamples
 
+ROUTED = ("OODDetector", "SeenClassifier", "UnseenClassifier")
+"""The protocols of the gate and of its seen and unseen branches (``Stage.protocol_name``)."""
+
 
 @dataclass
 class Routing:
@@ -30,12 +32,8 @@ class Routing:
 
 
 def route(detector: OODDetector, samples: AVSamples) -> Routing:
-    """Score every clip and route it by ``detector.is_seen``.
-
-    A detector that keeps the protocol's ``is_seen`` is routed by its ``seen_by_score`` on the
-    score just computed (the same decision, without scoring every clip twice). Both outputs and the
-    threshold are checked at the component boundary (avood_core.pipeline.boundary).
-    """
+    """Score every clip and route it by ``detector.is_seen`` (a detector that keeps the protocol's
+    ``is_seen`` is routed by its ``seen_by_score`` on the score just computed); both checked."""
     score = boundary.score(detector, samples)
     return Routing(score, boundary.is_seen(detector, samples, score))
 
@@ -58,8 +56,7 @@ class Branches:
 
 def branches(detector: OODDetector, seen: SeenClassifier, unseen: UnseenClassifier, samples: AVSamples,
              seen_classes: Tensor, unseen_classes: Tensor, text: Tensor) -> Branches:
-    """Route every clip and run both classifiers on all of them (on CPU; ids checked against each
-    classifier's class set at the component boundary)."""
+    """Route every clip and run both classifiers on all of them (ids checked against each branch's classes)."""
     routing = route(detector, samples)
     seen_pred = boundary.predict_seen(seen, samples, seen_classes)
     return Branches(routing, seen_pred, boundary.predict_unseen(unseen, samples, unseen_classes, text))

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from avood_core.eval import metrics
 
 
-class Evaluation(dict):
-    """What :meth:`Pipeline.evaluate <avood_core.pipeline.Pipeline.evaluate>` returns: the metrics dict
-    (``result["HM"]``, JSON as it is) plus ``outputs``, the per-sample arrays they came from."""
+@dataclass(frozen=True)
+class Evaluation:
+    """What :meth:`Pipeline.evaluate <avood_core.pipeline.Pipeline.evaluate>` returns."""
 
-    def __init__(self, scores: dict, outputs: dict[str, Tensor]) -> None:
-        super().__init__(scores)
-        self.outputs = outputs
-
-    @property
-    def metrics(self) -> dict:
-        """The metrics alone, as a plain dict (what ``results.json`` stores)."""
-        return dict(self)
+    metrics: dict
+    """The metrics, as ``results.json`` stores them (``evaluation.metrics["HM"]``)."""
+    outputs: dict[str, Tensor]
+    """The per-sample arrays they came from (``predictions.npz``)."""
 
 
 def scores_from_outputs(out: dict) -> dict:

@@ -1,21 +1,12 @@
-"""Component checkpoints: ``config.json`` + ``model.safetensors``, written atomically, never unpickled.
+"""Component checkpoints: ``<dir>/config.json`` (kind, plugin name, distribution + version, params,
+learned scalars, the ``--resume`` fit hash, the weights' sha256) + ``<dir>/model.safetensors``, never unpickled.
 
-Layout of one component folder::
-
-    <dir>/config.json        kind, plugin name, distribution + version, params, learned scalars,
-                             the config hash used by ``--resume`` and the weights' sha256
-    <dir>/model.safetensors  every tensor of the component
-
-Saving builds both files in a hidden temp folder and swaps it in with two renames, so an
-interruption leaves either the previous checkpoint or the new one (a swap cut between its
-two renames is repaired on the next load). Loading verifies the weights' checksum and the
-config's own checksum (``config_sha256``, over every other field of ``config.json``: params,
-learned scalars, class ids, the weights' checksum) and the JSON types of its fields, then checks
-the learned scalars with the rules saving applies (no NaN; dims positive integers that the weights
-must fit) and the tensors as saving left them: finite, and after ``load_state`` the very names,
-dtypes and shapes the component's own ``state_tensors`` declares (checksums can be recomputed by
-whoever edits a file; these checks hold regardless).
-Format 1 folders (before the config checksum) still load, with those scalar checks.
+Saving builds both files in a hidden temp folder and swaps it in with two renames (a swap cut
+between them is repaired on the next load). Loading verifies the weights' sha256 and the config's
+own (``config_sha256``, over every other field), the JSON types, the learned scalars by the rules
+of saving (no NaN, positive dims, class ids of the task) and the tensors: finite, and after
+``load_state`` the very names, dtypes and shapes the component's ``state_tensors`` declares
+(a checksum can be recomputed by whoever edits a file; these checks hold regardless).
 """
 
 from __future__ import annotations
@@ -36,7 +27,6 @@ from avood_core.registry import Registry, get_registry
 from avood_core.util.json_read import field, read_json
 
 FORMAT = 2
-READABLE_FORMATS = (1, 2)  # 1: no config_sha256 yet
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
@@ -66,34 +56,23 @@ def save_component(component: Component, directory: str | Path, name: str, provi
     import torch
     from safetensors.torch import save_file
 
-    directory = Path(directory)
     from avood_core.pipeline import boundary
 
+    directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous() for k, v in boundary.state_tensors(component).items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(
-            f"{component.kind} '{name}': weights {bad[:3]} hold NaN/inf; not saved to '{directory}'; "
-            f"lower the learning rate or change the seed and refit"
-        )
+        raise CheckpointError(f"{component.kind} '{name}': weights {bad[:3]} hold NaN/inf; not saved to '{directory}'; "
+                              f"lower the learning rate or change the seed and refit")
     scalars = boundary.state_scalars(component)  # NumPy scalars as Python numbers; non-JSON values refused
-    bad_scalars = _nan_paths(scalars)
-    if bad_scalars:
-        raise CheckpointError(
-            f"{component.kind} '{name}': learned value(s) {bad_scalars[:3]} are NaN; not saved to '{directory}'; "
-            f"check the component's training data and params and refit"
-        )
-    config = {
-        "avood_format": FORMAT,
-        "kind": component.kind,
-        "name": name,
-        "class": f"{type(component).__module__}:{type(component).__qualname__}",
-        "distribution": getattr(provider, "dist", None),
-        "version": getattr(provider, "version", None),
-        "params": component.params.model_dump(mode="json"),
-        "state": scalars,
-        "fit_hash": fit_hash,
-    }
+    bad = _nan_paths(scalars)
+    if bad:
+        raise CheckpointError(f"{component.kind} '{name}': learned value(s) {bad[:3]} are NaN; not saved to "
+                              f"'{directory}'; check the component's training data and params and refit")
+    config = {"avood_format": FORMAT, "kind": component.kind, "name": name,
+              "class": f"{type(component).__module__}:{type(component).__qualname__}",
+              "distribution": getattr(provider, "dist", None), "version": getattr(provider, "version", None),
+              "params": component.params.model_dump(mode="json"), "state": scalars, "fit_hash": fit_hash}
 
     def fill(tmp: Path) -> None:
         save_file(tensors, str(tmp / WEIGHTS))
@@ -134,19 +113,6 @@ def _nan_paths(value: Any, path: str = "") -> list[str]:
     return []
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def _swap_in(new: Path, target: Path) -> None:
     backup = target.with_name(f".{target.name}.old")
     if not target.exists() and backup.exists():
@@ -156,13 +122,20 @@ def _swap_in(new: Path, target: Path) -> None:
     if target.exists():
         os.rename(target, backup)
     os.rename(new, target)
-    _fsync_dir(target.parent)  # make the renames durable before the old copy goes
+    try:  # make the renames durable before the old copy goes
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        pass
     shutil.rmtree(backup, ignore_errors=True)
 
 
-TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, False), ("state", dict, False),
+TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, True), ("state", dict, True),
                 ("fit_hash", (str, type(None)), False), ("weights_sha256", str, False))
-"""``config.json`` fields read back and their JSON types (``load_component`` requires params and state)."""
+"""``config.json`` fields read back, their JSON types and whether they are required."""
 
 
 def read_config(directory: str | Path) -> dict:
@@ -175,9 +148,9 @@ def read_config(directory: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"'{path}' not found; the component was never saved there (refit it)")
     config = read_json(path, error=CheckpointError, fix="refit the component, e.g. avood run --resume RUN")
-    if config.get("avood_format") not in READABLE_FORMATS or "name" not in config:
+    if config.get("avood_format") != FORMAT or "name" not in config:
         raise CheckpointError(f"'{path}' is not an avood component config (format {FORMAT}); refit the component")
-    if config["avood_format"] >= 2 and seal(config).get("config_sha256") != config.get("config_sha256"):
+    if seal(config).get("config_sha256") != config.get("config_sha256"):
         raise CheckpointError(f"'{path}' was edited or corrupted after it was saved (its contents do not match the "
                               f"config_sha256 recorded in it); refit the component, e.g. avood run --resume RUN")
     for key, types, required in TYPED_FIELDS:
@@ -231,58 +204,31 @@ def _find(value: Any, key: str, path: str = "") -> list[tuple[str, Any]]:
     return found
 
 
-def check_task_meta(run_dir: Path, text, seen, unseen, class_names: Any, dims: Any) -> None:
-    """``task.safetensors`` and ``pipeline.json`` of a run folder agree with each other: one
-    class name per text row, seen and unseen ids disjoint and within the rows, dims positive."""
-    n = int(text.shape[0]) if getattr(text, "ndim", 0) == 2 else -1
-    ids = [*seen.tolist(), *unseen.tolist()] if seen.ndim == 1 and unseen.ndim == 1 else None
-    problem = None
-    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names) or len(class_names) != n:
-        problem = f"pipeline.json class_names must be {n} strings, one per text row of task.safetensors"
-    elif ids is None or seen.is_floating_point() or unseen.is_floating_point() or len(set(ids)) != len(ids) \
-            or any(not 0 <= i < n for i in ids):
-        problem = f"task.safetensors seen/unseen classes must be distinct class ids in [0, {n})"
-    elif not isinstance(dims, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values()):
-        problem = f"pipeline.json dims must map names to positive integers (got {dims!r:.80})"
-    if problem:
-        raise CheckpointError(f"'{run_dir}': {problem}; the folder was edited or corrupted, rerun 'avood run'")
-
-
 def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int], path: Path) -> None:
-    """Class ids a component saved (``seen_classes``, ``unseen_classes``, ``classes``, any nesting)
-    must be integers naming classes of the run's task: seen ones among its seen classes, unseen
-    ones among its unseen classes. A negative or out-of-range id would index the wrong class name."""
+    """Class ids a component saved (``seen_classes``, ``unseen_classes``, ``classes``, any nesting) must
+    be classes of the run's task of that kind (a wrong id would index the wrong class name)."""
     allowed = {"seen_classes": seen, "unseen_classes": unseen, "classes": seen | unseen}
     for key, pool in allowed.items():
         for where, ids in _find(state, key):
             wrong = [i for i in ids if i not in pool]  # a list of ints: check_scalars ran on load
             if wrong:
-                raise CheckpointError(
-                    f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not {key.replace('_', ' ')} of "
-                    f"this run's task ({n_classes} classes); the file was edited or corrupted, refit the component"
-                )
+                raise CheckpointError(f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not "
+                                      f"{key.replace('_', ' ')} of this run's task ({n_classes} classes); the file was "
+                                      f"edited or corrupted, refit the component")
 
 
 def load_component(directory: str | Path, registry: Registry | None = None, kind: str | None = None) -> Component:
-    """Rebuild a fitted component from its folder via the registry (no pickle involved).
-
-    ``kind``: the slot it must fill (``generator``, ``detector``, ``seen``, ``unseen``), if known.
-    """
+    """Rebuild a fitted component from its folder via the registry (no pickle); ``kind``: the slot it fills."""
     from pydantic import ValidationError
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
     config = read_config(directory)
-    missing = [k for k in ("kind", "params", "state") if k not in config]
-    if missing:
-        raise CheckpointError(f"'{directory / CONFIG}' lacks {', '.join(missing)}; it is not a complete avood component config, refit the component")
     check_scalars(config, directory / CONFIG)
     if kind is not None and config["kind"] != kind:
-        raise CheckpointError(
-            f"'{directory / CONFIG}' holds a {config['kind']} '{config['name']}' but this folder is the {kind} slot; "
-            f"the run folder was edited by hand, refit the component"
-        )
+        raise CheckpointError(f"'{directory / CONFIG}' holds a {config['kind']} '{config['name']}' but this folder "
+                              f"is the {kind} slot; the run folder was edited by hand, refit the component")
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"'{weights}' not found; the checkpoint is incomplete, refit the component")
@@ -294,10 +240,8 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
         cls = registry.component_class(kind, name)
     except PluginError as exc:
         dist = config.get("distribution") or "its plugin package"
-        raise CheckpointError(
-            f"'{directory / CONFIG}' needs {kind} '{name}' from {dist} {config.get('version') or ''}".rstrip()
-            + f", which is not installed ({exc}); install it to load this checkpoint"
-        ) from None
+        raise CheckpointError(f"'{directory / CONFIG}' needs {kind} '{name}' from {dist} {config.get('version') or ''}"
+                              .rstrip() + f", which is not installed ({exc}); install it to load this checkpoint") from None
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
@@ -307,10 +251,9 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise CheckpointError(
-            f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate ({where}: {first['msg']}); "
-            f"the installed plugin's params changed or the file was edited, refit the component"
-        ) from None
+        raise CheckpointError(f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate ({where}: "
+                              f"{first['msg']}); the installed plugin's params changed or the file was edited, "
+                              f"refit the component") from None
     check_finite(tensors, weights)
     from avood_core.pipeline import boundary
 
@@ -338,9 +281,8 @@ def check_finite(tensors: dict, path: Path, fix: str = "the file was edited or c
 
 
 def check_declared(declared: dict, loaded: dict, path: Path, label: str) -> None:
-    """The tensors read from ``path`` must be those the loaded component declares (its ``state_tensors``):
-    the same names, dtypes and shapes. A float32 weight stored as int32 with the same bytes would
-    otherwise be cast into the network silently."""
+    """The tensors read from ``path`` must have the names, dtypes and shapes the loaded component's
+    ``state_tensors`` declares (a float32 weight stored as int32 would otherwise be cast silently)."""
     for key in sorted(set(declared) | set(loaded)):
         if key not in loaded or key not in declared:
             what = "lacks tensor" if key not in loaded else "holds tensor"
@@ -348,32 +290,7 @@ def check_declared(declared: dict, loaded: dict, path: Path, label: str) -> None
                                   f"declare; the file was edited or corrupted, refit the component")
         want, got = declared[key], loaded[key]
         if want.dtype != got.dtype or tuple(want.shape) != tuple(got.shape):
-            raise CheckpointError(
-                f"'{path}': tensor '{key}' is {str(got.dtype).replace('torch.', '')} {tuple(got.shape)} but {label} "
-                f"declares {str(want.dtype).replace('torch.', '')} {tuple(want.shape)} (dtype or shape changed); "
-                f"the file was edited or corrupted, refit the component")
-
-
-def check_task_tensors(path: Path, tensors: dict, text_dim: int) -> None:
-    """``task.safetensors``: exactly ``text`` (C, text_dim) finite float32 and non-empty int64
-    ``seen_classes`` / ``unseen_classes`` (AV-GZSL, paper Sec. 3: a test set of seen and unseen classes)."""
-    import torch
-
-    fix = "the file was edited or corrupted; rerun 'avood run'"
-    names = {"text", "seen_classes", "unseen_classes"}
-    if set(tensors) != names:
-        raise CheckpointError(f"'{path}' holds tensors {sorted(tensors)}, not {sorted(names)}; {fix}")
-    text = tensors["text"]
-    if text.dtype != torch.float32 or text.ndim != 2:
-        raise CheckpointError(f"'{path}': text must be float32 (classes, {text_dim}) (got {text.dtype} "
-                              f"{tuple(text.shape)}); {fix}")
-    if text.shape[1] != text_dim:
-        raise CheckpointError(f"'{path}': text has {text.shape[1]} columns but pipeline.json's text_dim is "
-                              f"{text_dim}; {fix}")
-    check_finite({"text": text}, path, fix)
-    for key in ("seen_classes", "unseen_classes"):
-        ids = tensors[key]
-        if ids.dtype != torch.int64 or ids.ndim != 1:
-            raise CheckpointError(f"'{path}': {key} must be 1-D int64 class ids (got {ids.dtype} {tuple(ids.shape)}); {fix}")
-        if len(ids) == 0:
-            raise CheckpointError(f"'{path}': {key} is empty, so the task has no {key.split('_')[0]} classes; {fix}")
+            raise CheckpointError(f"'{path}': tensor '{key}' is {str(got.dtype).replace('torch.', '')} "
+                                  f"{tuple(got.shape)} but {label} declares {str(want.dtype).replace('torch.', '')} "
+                                  f"{tuple(want.shape)} (dtype or shape changed); the file was edited or corrupted, "
+                                  f"refit the component")

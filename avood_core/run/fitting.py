@@ -138,7 +138,7 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     """Fit (or reuse, from the stage folder ``resume``) the four components on ``task``, saving each
     into ``stage_dir`` as it is fitted, its curves into ``metrics/<kind>.jsonl`` and ``opts.loggers``.
     ``stage``: ``"stage1"``, ``"stage2"`` or ``""``. Returns the pipeline and the kinds reused."""
-    from avood_core.callbacks import CallbackList, MetricsWriter
+    from avood_core.callbacks import MetricsWriter
     from avood_core.pipeline.store import save_component
     from avood_core.run import cache as component_cache
     from avood_core.util.progress import progress_factory
@@ -158,11 +158,10 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
         if shared is not None:
             component_cache.publish(folder, shared, kind, hashes[kind])
 
-    callbacks = CallbackList([MetricsWriter(stage_dir / "metrics", stage), *opts.loggers],
-                             every_n_steps=config.logging.every_n_steps)
     pipeline.fit(task, device=opts.device, seed=config.seed, progress=progress_factory(opts.quiet),
                  log=(lambda m: None) if opts.quiet else echo, skip=frozenset(reused), on_fitted=save,
-                 jobs=config.jobs, callbacks=callbacks, stage_name=stage)
+                 jobs=config.jobs, callbacks=[MetricsWriter(stage_dir / "metrics", stage), *opts.loggers],
+                 every_n_steps=config.logging.every_n_steps, stage_name=stage)
     pipeline.save_meta(stage_dir, hashes)
     return pipeline, sorted(reused)
 

@@ -62,7 +62,8 @@ def fit_component(component: Component, data: KitData, seed: int = 0,
     seed_everything(seed)
     if component.kind not in BY_KIND:
         raise ValueError(f"unknown component kind {component.kind!r}; one of {sorted(BY_KIND)}")
-    returned = component.fit(*BY_KIND[component.kind].fit_args(task.train, task.text, data.synthetic), ctx)
+    inputs = {"train": task.train, "text": task.text, "synthetic": data.synthetic}
+    returned = component.fit(*BY_KIND[component.kind].fit_args(inputs), ctx)
     bind(component, ctx.fitted)
     return returned
 

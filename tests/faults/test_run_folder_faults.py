@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from avood_core.cli.options import EXIT_ERROR
+from avood_core.errors import CheckpointError
 
 from tiny_runs import file_digests, reseal, tiny_config
 
@@ -46,7 +47,7 @@ def nothing(run: Path, tmp: Path, stack) -> None:
 def edit_json(rel: str, change, seal: bool = False, **top):
     """Edit a JSON file of the run: ``change(data)`` mutates it; ``seal``: recompute config_sha256
     (a consistent file of wrong content, as a buggy plugin or a hand edit plus fix-up would leave);
-    ``top``: set top-level keys afterwards (``avood_format=1`` makes an old-format file)."""
+    ``top``: set top-level keys afterwards (e.g. another ``avood_format``)."""
     def brk(run: Path, tmp: Path, stack) -> None:
         from avood_core.pipeline.store import seal as seal_config
 
@@ -60,15 +61,7 @@ def edit_json(rel: str, change, seal: bool = False, **top):
 
 
 def without_checksum(data: dict) -> None:
-    data.pop("config_sha256", None)  # (absent in folders saved before it existed)
-
-
-def old_format(rel: str, change):
-    """A format-1 component config (saved before config_sha256 existed), edited by ``change``."""
-    def both(data: dict) -> None:
-        without_checksum(data)
-        change(data)
-    return edit_json(rel, both, avood_format=1)
+    data.pop("config_sha256", None)
 
 
 def seen_ids(*ids: int):
@@ -249,12 +242,12 @@ CASES = [
      "learned value(s) ['threshold'] are NaN"),
     ("sealed-dims-zero", edit_json(SEEN_CFG, set_key("state.dims.in_dim", 0), seal=True), EVALUATE,
      "state.dims must map names to positive integers"),
-    ("old-format-seen-classes-negative", old_format(SEEN_CFG, seen_ids(-5)), PREDICT, "class id(s) [-5]"),
-    ("old-format-threshold-nan", old_format(DET_CFG, threshold(float("nan"))), PREDICT, "learned value(s) ['threshold'] are NaN"),
+    ("old-format-without-checksum", edit_json(SEEN_CFG, without_checksum, avood_format=1), PREDICT,
+     "is not an avood component config (format 2)"),
     ("pipeline-json-class-names", edit_json("pipeline.json", set_key("class_names", ["a", "b"])), PREDICT,
      "class_names must be 51 strings"),
     ("pipeline-json-dims-zero", edit_json("pipeline.json", set_key("dims.audio", 0)), PREDICT,
-     "dims must map names to positive integers"),
+     "dims.audio: Input should be greater than or equal to 1"),
     ("task-seen-classes-edited", task_ids([-1, 3, 4]), PREDICT, "task.safetensors' was changed after the run was saved"),
     # 7. NaN/inf in the run's outputs
     ("predictions-score-nan", edit_npz("predictions.npz", put("score", lambda a: np.where(
@@ -416,22 +409,19 @@ def test_predict_may_write_beside_the_run_files(finished, clips, tmp_path, monke
     assert not list(run.glob(".*.tmp"))  # written through a temp file and os.replace
 
 
-def test_old_format_component_configs_still_load(finished, tmp_path):
-    """A run saved before config_sha256 (format 1) loads, with its scalars checked, and evaluates the same."""
+def test_a_component_config_of_another_format_is_refused_in_one_line(finished, tmp_path):
+    """A config without config_sha256 (format 1) is refused, naming the file and the fix."""
     from avood_core.pipeline import Pipeline
-
-    from tiny_runs import KINDS, run_task
 
     run = tmp_path / "run"
     shutil.copytree(finished, run)
-    for kind in KINDS:
-        path = run / "components" / kind / "config.json"
-        data = json.loads(path.read_text())
-        assert data["avood_format"] == 2 and len(data.pop("config_sha256")) == 64
-        path.write_text(json.dumps({**data, "avood_format": 1}))
-    reseal(run)  # the manifest of pipeline.json records the format-1 files
-    expected = json.loads((finished / "results.json").read_text())["metrics"]
-    assert Pipeline.load(run).evaluate(run_task(run).test) == expected
+    path = run / "components" / "seen" / "config.json"
+    data = json.loads(path.read_text())
+    assert data["avood_format"] == 2 and len(data.pop("config_sha256")) == 64
+    path.write_text(json.dumps({**data, "avood_format": 1}))
+    reseal(run)  # the manifest of pipeline.json records the edited file
+    with pytest.raises(CheckpointError, match=r"config.json' is not an avood component config \(format 2\); refit"):
+        Pipeline.load(run)
 
 
 def test_nan_metrics_in_results_json_are_never_reported_as_a_match(finished, tmp_path, monkeypatch, capsys):

@@ -52,7 +52,7 @@ def fit(cls: type, task: dict, seed: int = 0, val: AVSamples | None = None, **pa
 
 def check_loss_decreases(model, terms: tuple[str, ...]) -> None:
     """The total loss and each of ``terms`` fall from the first to the last epoch."""
-    first, last = model.history[0], model.history[-1]
+    first, last = model.stats.history[0], model.stats.history[-1]
     assert last["loss"] < 0.7 * first["loss"], (first, last)
     for term in terms:
         assert last[term] <= first[term] + 1e-6, (term, first[term], last[term])
@@ -116,5 +116,5 @@ def check_tiny_runs(tmp: Path, unseen: str, unseen_params: dict[str, Any]) -> No
         names = json.loads((run_dir / "pipeline.json").read_text())["names"]
         assert names["unseen"] == unseen and names["detector"] == detector
         pipe = Pipeline.load(run_dir)
-        saved = pipe.evaluate(run_task(run_dir).test)
+        saved = pipe.evaluate(run_task(run_dir).test).metrics
         assert saved["HM"] == m["HM"] and saved["ZSL"] == m["ZSL"]

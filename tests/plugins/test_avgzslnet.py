@@ -44,7 +44,7 @@ def test_protocol_params_registration():
 
 def test_loss_decreases_and_zero_shot_above_chance(task, fitted):
     check_loss_decreases(fitted, fitted.terms[1:])
-    assert [h["epoch"] for h in fitted.history] == list(range(6))
+    assert [h["epoch"] for h in fitted.stats.history] == list(range(6))
     check_zero_shot([fitted, fit(AVGZSLNetClassifier, task, seed=1, **TINY)], task)
 
 
@@ -63,7 +63,7 @@ def test_distances_sum_the_audio_and_video_distances(task, fitted):
 def test_reconstruction_terms_are_trained(task):
     """The decoder losses are part of the objective: without normalisation the decoder still learns the text."""
     model = fit(AVGZSLNetClassifier, task, epochs=3, embed_dropout=0.2, normalize_decoder=False)
-    assert model.history[-1]["rec"] < model.history[0]["rec"]
+    assert model.stats.history[-1]["rec"] < model.stats.history[0]["rec"]
     assert not torch.allclose(model.net.decode(model.net.F_T(task["text"][:2])).norm(dim=1), torch.ones(2))
 
 

@@ -52,8 +52,8 @@ def test_protocol_params_and_registration():
 
 def test_one_output_logit_and_loss_decreases(fitted):
     assert fitted.net[-1].out_features == 1
-    assert len(fitted.history) == FAST["epochs"]
-    assert fitted.history[-1]["loss"] < fitted.history[0]["loss"]
+    assert len(fitted.stats.history) == FAST["epochs"]
+    assert fitted.stats.history[-1]["loss"] < fitted.stats.history[0]["loss"]
 
 
 def test_loss_is_eq3(data):
@@ -66,7 +66,7 @@ def test_loss_is_eq3(data):
     with torch.no_grad():
         p_seen, p_syn = torch.sigmoid(det.net(data["seen"].x)), torch.sigmoid(det.net(syn.x))
         expected = -torch.log(p_seen).mean() - torch.log(1 - p_syn).mean()
-    assert det.history[0]["loss"] == pytest.approx(float(expected), rel=1e-4)
+    assert det.stats.history[0]["loss"] == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_score_is_negative_logit_and_routes_by_probability(fitted, data):

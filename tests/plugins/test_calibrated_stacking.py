@@ -174,7 +174,7 @@ def test_beta_unchanged_when_test_labels_are_poisoned(tiny_task, shape):
     poisoned = _toy_pipeline().fit(poisoned_task, seed=0)
     assert poisoned.detector.beta == clean.detector.beta
     assert poisoned.detector.selection == clean.detector.selection
-    assert clean.evaluate(task.test)["HM"] != poisoned.evaluate(poisoned_task.test)["HM"]  # the poison bites
+    assert clean.evaluate(task.test).metrics["HM"] != poisoned.evaluate(poisoned_task.test).metrics["HM"]  # the poison bites
     # ...while the selection split does matter: poisoning val changes the HM curve.
     val = task.val
     shuffled = AVSamples(val.audio, val.video, val.labels[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))])

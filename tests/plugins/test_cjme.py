@@ -48,8 +48,8 @@ def test_loss_decreases_and_zero_shot_above_chance(task, fitted):
     # The attention term's targets move with the embeddings (all 0.5 while the entropies are equal
     # at the start), so it may rise; the triplet and coordination terms and the total fall.
     check_loss_decreases(fitted, ("trip", "av"))
-    assert [h["epoch"] for h in fitted.history] == list(range(6))
-    assert fitted.steps == 6 * 20 and fitted.samples == 2 * 32 * 6 * 20
+    assert [h["epoch"] for h in fitted.stats.history] == list(range(6))
+    assert fitted.stats.steps == 6 * 20 and fitted.stats.samples == 2 * 32 * 6 * 20
     check_zero_shot([fitted, fit(CJMEClassifier, task, seed=1, **TINY)], task)
 
 
@@ -79,14 +79,14 @@ def test_attention_supervision():
 def test_compat_switch_changes_the_loss(task, fitted):
     compat = fit(CJMEClassifier, task, epochs=1, compat_batch_mean_weights=True)
     default = fit(CJMEClassifier, task, epochs=1)
-    assert compat.history[0]["trip"] != default.history[0]["trip"]
+    assert compat.stats.history[0]["trip"] != default.stats.history[0]["trip"]
 
 
 def test_scheduler_steps_on_the_selection_hm(task):
     model = fit(CJMEClassifier, task, epochs=2, val=task["val"])
-    assert all(0.0 <= h["val_HM"] <= 100.0 for h in model.history)
+    assert all(0.0 <= h["val_HM"] <= 100.0 for h in model.stats.history)
     plain = fit(CJMEClassifier, task, epochs=2, val=task["val_seen_only"])  # seen classes only
-    assert all("val_HM" not in h for h in plain.history)
+    assert all("val_HM" not in h for h in plain.stats.history)
 
 
 def test_same_seed_same_distances(task, fitted):

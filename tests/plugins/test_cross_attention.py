@@ -135,7 +135,7 @@ def test_distances_and_predict(task, fitted):
 
 def test_training_history_and_progress(fitted):
     clf, _, progress = fitted
-    h = clf.history
+    h = clf.stats.history
     assert len(h) == SMALL["epochs"] and set(h[0]) >= {"loss", "trip", "rec", "reg"}
     assert h[-1]["loss"] < h[0]["loss"]
     assert progress.total == progress.steps == SMALL["epochs"] * SMALL["batches_per_epoch"]
@@ -151,9 +151,9 @@ def test_zero_shot_accuracy_above_chance(task, fitted):
 
 def test_negative_terms_change_the_loss(task, fitted):
     plus_only, _ = fit_tiny(task, negative_terms=[])
-    full = fitted[0].history
-    assert plus_only.history != full
-    assert plus_only.history[0]["trip"] < full[0]["trip"]  # L⁺ alone has half the triplet terms
+    full = fitted[0].stats.history
+    assert plus_only.stats.history != full
+    assert plus_only.stats.history[0]["trip"] < full[0]["trip"]  # L⁺ alone has half the triplet terms
 
 
 def test_decoder_triplets_l_ct_present_and_switchable():
@@ -173,7 +173,7 @@ def test_decoder_triplets_l_ct_present_and_switchable():
 
 def test_decoder_triplets_switch_changes_training(task, fitted):
     without, _ = fit_tiny(task, decoder_triplets=False)
-    assert without.history[0]["trip"] < fitted[0].history[0]["trip"]  # 2 x 2 fewer triplet terms
+    assert without.stats.history[0]["trip"] < fitted[0].stats.history[0]["trip"]  # 2 x 2 fewer triplet terms
 
 
 def test_bn_momentum_only_on_the_last_bn_of_two_layer_stacks():

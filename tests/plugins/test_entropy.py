@@ -61,8 +61,8 @@ def test_protocol_and_params():
 
 def test_loss_decreases(fitted):
     assert fitted.fitted
-    assert len(fitted.history) == FAST["epochs"]
-    assert fitted.history[-1]["loss"] < fitted.history[0]["loss"]
+    assert len(fitted.stats.history) == FAST["epochs"]
+    assert fitted.stats.history[-1]["loss"] < fitted.stats.history[0]["loss"]
 
 
 def test_mean_threshold_is_mean_seen_entropy(fitted, data):
@@ -134,8 +134,8 @@ def test_reference_half_batches_and_scheduler_quantity(data, monkeypatch):
     steps = -(-n // 50)
     training_rows = seen_rows[: 3 * steps]
     assert training_rows == [50] * (3 * steps)  # 25 real + 25 synthetic per step
-    assert det.steps == 3 * steps and det.samples == 3 * steps * 50
-    assert stepped == pytest.approx([-h["h_unseen"] * steps for h in det.history], rel=1e-5)
+    assert det.stats.steps == 3 * steps and det.stats.samples == 3 * steps * 50
+    assert stepped == pytest.approx([-h["h_unseen"] * steps for h in det.stats.history], rel=1e-5)
     slopes = {m.negative_slope for m in det.net if isinstance(m, torch.nn.LeakyReLU)}
     assert slopes == {0.2}
 

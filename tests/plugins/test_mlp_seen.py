@@ -45,8 +45,8 @@ def test_protocol_and_params():
 
 
 def test_loss_decreases(fitted):
-    assert fitted.fitted and len(fitted.history) == FAST["epochs"]
-    assert fitted.history[-1]["loss"] < fitted.history[0]["loss"]
+    assert fitted.fitted and len(fitted.stats.history) == FAST["epochs"]
+    assert fitted.stats.history[-1]["loss"] < fitted.stats.history[0]["loss"]
 
 
 def test_predicts_global_ids_accurately(fitted, train):
@@ -65,11 +65,11 @@ def test_same_seed_same_outputs(fitted, train):
 def test_select_on_val_uses_val_only(train):
     val = AVSamples.concat(blobs(SEEN, 10, 5), blobs(UNSEEN, 10, 6))  # unseen rows are ignored
     clf = _fit(train, val=val, epochs=10, select_on_val=True)
-    assert all("val_acc" in h for h in clf.history)
-    best = max(range(10), key=lambda e: clf.history[e]["val_acc"])
+    assert all("val_acc" in h for h in clf.stats.history)
+    best = max(range(10), key=lambda e: clf.stats.history[e]["val_acc"])
     assert clf.best_epoch == best
     plain = _fit(train, val=val, epochs=10)  # select_on_val off: val is not evaluated
-    assert plain.best_epoch is None and "val_acc" not in plain.history[0]
+    assert plain.best_epoch is None and "val_acc" not in plain.stats.history[0]
 
 
 def test_state_round_trip(fitted, train):

@@ -61,7 +61,7 @@ def test_reference_class_u_shape():
 def test_trains_on_synthetic_classes_only(fitted):
     assert torch.equal(fitted.classes, UNSEEN)
     assert fitted.net[-1].out_features == len(UNSEEN)
-    assert fitted.history[-1]["loss"] < fitted.history[0]["loss"]
+    assert fitted.stats.history[-1]["loss"] < fitted.stats.history[0]["loss"]
 
 
 def test_predicts_among_known_candidates(fitted):

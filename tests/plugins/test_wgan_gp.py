@@ -93,11 +93,11 @@ def test_generate_shapes_dtypes_labels(fitted) -> None:
 
 def test_history_and_decoder_learns(fitted) -> None:
     gen, _, _ = fitted
-    assert len(gen.history) == TINY["epochs"]
-    for row in gen.history:
+    assert len(gen.stats.history) == TINY["epochs"]
+    for row in gen.stats.history:
         assert set(row) == {"d_loss", "g_loss", "dec_loss", "wasserstein"}
         assert all(math.isfinite(v) for v in row.values())
-    assert gen.history[-1]["dec_loss"] < 0.5 * gen.history[0]["dec_loss"]
+    assert gen.stats.history[-1]["dec_loss"] < 0.5 * gen.stats.history[0]["dec_loss"]
 
 
 def test_generated_class_means_match_their_class(fitted) -> None:
@@ -167,7 +167,7 @@ def test_one_real_batch_per_generator_step(monkeypatch) -> None:
 
     monkeypatch.setattr(training.ClassBalancedSampler, "sample", counting)
     gen, _, _ = fit(epochs=2, batches_per_epoch=3, critic_iters=4, batch_size=24)
-    assert draws == [24] * 6 and gen.steps == 6 and gen.samples == 6 * 24
+    assert draws == [24] * 6 and gen.stats.steps == 6 and gen.stats.samples == 6 * 24
 
 
 def test_step_counts_decoder_steps_in_the_g_step() -> None:
