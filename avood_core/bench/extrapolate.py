@@ -68,7 +68,7 @@ def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float
 
 
 def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
-    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
+    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.train.strategy).
 
     Dividing the scaled wall by the epochs factor would keep the scaled run's share of assisted
     steps; at full epochs the main process joins when *its* full-epochs path ends, which moves

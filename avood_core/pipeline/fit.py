@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from avood_core.callbacks import CallbackList, replay
-from avood_core.pipeline import assist, boundary
+from avood_core.pipeline import boundary
 from avood_core.pipeline import worker as parallel
 from avood_core.protocols import Component, FitContext
 from avood_core.stages import BY_KIND, FIT_ORDER, SYNTHETIC_FROM, WORKER_KINDS
 from avood_core.task import AVGZSLTask
+from avood_core.train import exchange
 from avood_core.train.loops import derive_seed, seed_everything
+from avood_core.util.threads import torch_threads
 
 if TYPE_CHECKING:
     from avood_core.pipeline.core import Pipeline
@@ -97,7 +99,7 @@ class Scheduler:
         worker = self.workers.pop(kind)
         comp = pipe.components[kind]
         assisted = None
-        if callable(getattr(comp, "assist", None)) and assist.enabled() and torch.device(ctx.device).type == "cpu":
+        if callable(getattr(comp, "assist", None)) and exchange.enabled() and torch.device(ctx.device).type == "cpu":
             args = self.inputs(kind)
             assisted = worker.help(lambda channel, tick: comp.assist(channel, *args, ctx, tick), ctx.progress, ctx.log)
         res = worker.result(ctx.progress)
@@ -165,12 +167,7 @@ def fit_pipeline(pipe: "Pipeline", task: AVGZSLTask, ctx: FitContext, skip: froz
                  on_fitted: Callable[[str], None], jobs: int, stage_name: str) -> None:
     """Fit ``pipe``'s components on ``task`` (see :meth:`avood_core.pipeline.Pipeline.fit`)."""
     offload = worker_kinds(jobs, skip)
-    threads_before = torch.get_num_threads()
-    threads = parallel.threads_per_job(jobs) if offload else threads_before
+    threads = parallel.threads_per_job(jobs) if offload else torch.get_num_threads()
     pipe.worker_info = {}
-    scheduler = Scheduler(pipe, task, ctx, skip, on_fitted, stage_name, offload, threads)
-    torch.set_num_threads(threads)
-    try:
-        scheduler.run()
-    finally:
-        torch.set_num_threads(threads_before)
+    with torch_threads(threads):
+        Scheduler(pipe, task, ctx, skip, on_fitted, stage_name, offload, threads).run()

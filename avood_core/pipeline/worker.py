@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
+from avood_core.train.exchange import SHM
 
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
 JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
 PREFIX = "avood-"  # temporary folders: avood-<kind>-<random>
-SHM = "/dev/shm"  # where assist arenas go when it has room (avood_core.pipeline.assist.Arena.place)
 _PARENT_GONE = 3  # the worker's exit status when its parent died
 
 
@@ -189,7 +189,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
         torch.set_num_threads(job.threads)
         logs: list[str] = []
         *head, ctx = job.args
-        from avood_core.pipeline.assist import Offer
+        from avood_core.train.exchange import Offer
 
         offer = Offer.open(folder)
         ctx = dataclasses.replace(ctx, log=logs.append, assist=offer,
@@ -255,14 +255,14 @@ class Worker:
 
     def help(self, serve: Callable[[Any, Callable[[], None]], int], progress: Callable[[int, str], Any] | None = None,
              log: Callable[[str], None] = lambda message: None) -> dict | None:
-        """Lend this process to the worker's fit (avood_core.pipeline.assist) until it ends.
+        """Lend this process to the worker's fit (avood_core.train.strategy) until it ends.
 
         ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound; it
-        returns the number of steps it computed half of. Returns ``{"steps", "start_s", "wall_s"}``,
-        or None when the worker offers no assistance. A failure here is logged, not raised: the
+        returns the number of steps it computed half of, or None when its step cannot be split.
+        Returns ``{"steps", "start_s", "wall_s"}``, or None when there is no assistance. A failure here is logged, not raised: the
         worker then finishes alone, with the same result.
         """
-        from avood_core.pipeline.assist import PartnerGone, connect
+        from avood_core.train.exchange import PartnerGone, connect
 
         channel = connect(self.folder)
         while channel is None and self._proc.poll() is None and not (self.folder / PROGRESS).exists():
@@ -279,9 +279,11 @@ class Worker:
                 last = now
                 self._show(progress)
 
-        steps = 0
+        steps: int | None = 0
         try:
             steps = serve(channel, tick)
+            if steps is None:
+                return None
         except PartnerGone:
             pass  # the worker finished or died: result() tells which
         except KeyboardInterrupt:
