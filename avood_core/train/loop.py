@@ -26,6 +26,8 @@ from avood_core.train.loops import check_finite
 from avood_core.train.precision import autocast, resolve_precision
 from avood_core.train.strategy import Halves, SplitStep, serve
 
+__all__ = ["Halves", "LoopComponent", "Plateau", "Training", "fit_loop", "resolve", "update"]
+
 _READOUT_EVERY = 25  # steps between loss readouts on the progress bar (each one syncs the device)
 
 
