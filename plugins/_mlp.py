@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from avood_core.limits import AdamBeta, Widths, bounded, widths
 from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam
-from avood_core.protocols import FitContext, TorchComponent
+from avood_core.protocols import TorchComponent
 from avood_core.train.loop import Plateau, Training
 from avood_core.train.loops import shuffled_batches
 from avood_plugins._init import reference_init

@@ -31,8 +31,8 @@ measured slower on two CPU cores and cannot take a partner mid-fit (docs/perform
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
