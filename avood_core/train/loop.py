@@ -181,9 +181,10 @@ class LoopComponent:
         """The training of this component on its fit inputs (the arguments of ``fit`` before ``ctx``)."""
         raise NotImplementedError
 
-    def fit(self, *args: Any) -> Any:
+    def fit(self, *inputs: Any, ctx: Any = None) -> Any:
         """``fit(*inputs, ctx)``: :func:`fit_loop` on ``self.training(*inputs, ctx=ctx)``."""
-        *inputs, ctx = args
+        if ctx is None:
+            *inputs, ctx = inputs
         fit_loop(self, ctx, self.training(*inputs, ctx=ctx))
         return self
 

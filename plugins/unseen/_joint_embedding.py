@@ -30,7 +30,7 @@ serve behind the entropy gate.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,6 +97,24 @@ def balanced_pairs(sampler: ClassBalancedSampler, labels: Tensor, b: int) -> Ten
     """``b`` class-balanced positives, then for each a random clip of another class (its negative)."""
     pos = sampler.sample(b)
     return torch.cat([pos, other_class_samples(labels[pos], sampler)])
+
+
+def embedding_distances(comp: TorchComponent, samples: AVSamples, candidates: Tensor, text: Tensor,
+                        embed_text: Callable[[Tensor], Tensor],
+                        clip_distances: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    """(N, K) ``clip_distances(audio, video, embed_text(text[candidates]))`` in eval mode, :data:`CHUNK`
+    clips at a time, float32 on CPU."""
+    if comp.net is None:
+        raise NotFittedError(comp.label)
+    cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
+    comp.net.eval()
+    with torch.inference_mode():
+        theta_t = embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(comp.device))
+        out = [clip_distances(a.to(comp.device), v.to(comp.device), theta_t)
+               for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
+    if not out:
+        return torch.empty(0, len(cand))
+    return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor callers may edit
 
 
 def embedding_fit_inputs(label: str, train: AVSamples, text: Tensor) -> tuple[Tensor, ClassBalancedSampler]:
@@ -179,16 +197,5 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         return max(c["HM"] for c in curve)
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) clip-to-class distances (eval mode, chunked), float32 on CPU; smaller = closer."""
-        net = self.net
-        if net is None:
-            raise NotFittedError(self.label)
-        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
-        net.eval()
-        with torch.inference_mode():
-            theta_t = net.F_T(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
-            out = [net.clip_distances(a.to(self.device), v.to(self.device), theta_t)
-                   for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
-        if not out:
-            return torch.empty(0, len(cand))
-        return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor
+        """(N, K) clip-to-class distances; smaller = closer."""
+        return embedding_distances(self, samples, candidates, text, lambda t: self.net.F_T(t), lambda *a: self.net.clip_distances(*a))

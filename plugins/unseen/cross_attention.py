@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import ConfigError, NotFittedError
+from avood_core.errors import ConfigError
 from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
@@ -45,9 +45,8 @@ from avood_core.train.loop import LoopComponent, Training, resolve
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
 from avood_core.train.strategy import Halves
 from avood_plugins.unseen._avca_net import AVCANet
-from avood_plugins.unseen._joint_embedding import balanced_pairs, embedding_fit_inputs
+from avood_plugins.unseen._joint_embedding import balanced_pairs, embedding_distances, embedding_fit_inputs
 
-_CHUNK = 4096  # samples per inference forward pass
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
 
 NegativeTerm = Literal["trip", "rec", "reg"]
@@ -229,18 +228,6 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         return torch.stack([trip + rec + reg, trip, rec, reg])
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
-        net = self.net
-        if net is None:
-            raise NotFittedError(self.label)
-        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
-        net.eval()
-        with torch.inference_mode():
-            theta_t = net.embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
-            out = [
-                torch.cdist(net.embed_video(a.to(self.device), v.to(self.device)), theta_t)
-                for a, v in zip(samples.audio.split(_CHUNK), samples.video.split(_CHUNK))
-            ]
-        if not out:
-            return torch.empty(0, len(cand))
-        return torch.cat(out).cpu()  # outside inference mode: an ordinary tensor callers may edit in place
+        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂`` (paper §3.4)."""
+        return embedding_distances(self, samples, candidates, text, lambda t: self.net.embed_text(t),
+                                   lambda a, v, theta_t: torch.cdist(self.net.embed_video(a, v), theta_t))
