@@ -123,15 +123,10 @@ class WGANGPNet(nn.Module):
 
 
 class WGANGP(LoopComponent, TorchComponent, Generator):
-    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
+    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1; the step: :meth:`_step`).
 
-    One generator step draws one class-balanced real batch; ``critic_iters`` iterations on it
-    (each: a decoder step, then a critic step, fresh noise) are followed by a G step on the same
-    batch and a decoder step on the G step's α·MSE(Dec(x̃), t). In the G step
-    ``L_emb = CEL(x̃, x, +1) + CEL(x̃, x[π], ±1)`` with x the real sample x̃ was conditioned
-    alongside and π a random permutation of the batch (target +1 where x[π] has x's class),
-    as in the reference. ``stats.history`` holds per-epoch means; ``stats.steps`` counts generator steps
-    (each after critic_iters critic/decoder steps), ``stats.samples`` the real rows drawn (one batch per step).
+    ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
+    ``stats.samples`` the real rows drawn (one batch per step).
     """
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
