@@ -171,7 +171,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
 
         from avood_core.bench.meter import peak_rss_mb
         from avood_core.callbacks import EventRecorder
-        from avood_core.pipeline import boundary
+        import avood_core.pipeline.boundary as boundary
         from avood_core.train.loops import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
