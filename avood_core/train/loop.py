@@ -69,6 +69,8 @@ class Training:
     rows_per_sample: int = 1
     """``stats.samples`` per batch row."""
     precision: str = "fp32"
+    log_epochs: bool = False
+    """Log each epoch's means (``ctx.log``), not only the last."""
 
     def autocast(self):
         """The forward passes' precision context on the network's device."""
@@ -159,6 +161,8 @@ def fit_loop(comp: Any, ctx: Any, t: Training) -> list[dict[str, float]]:
                 sched.step(record[metric] if isinstance(metric, str) else metric(record, steps))
             stats.history.append(record)
             callbacks.on_epoch(kind, epoch, record)
+            if t.log_epochs:
+                ctx.log(f"{label} epoch {epoch + 1}/{t.epochs}: " + " ".join(f"{k}={record[k]:.4g}" for k in names))
     finally:
         if split is not None:
             split.close()

@@ -123,9 +123,9 @@ class WGANGPNet(nn.Module):
 
 
 class WGANGP(LoopComponent, TorchComponent, Generator):
-    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1; the step: :meth:`_step`).
+    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
 
-    ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
+    The step: :meth:`_step`. ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
     ``stats.samples`` the real rows drawn (one batch per step).
     """
 
@@ -196,7 +196,7 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
             return self._step(net, x_all[idx], labels[idx], text[labels[idx]], opts, precision)
 
         return Training(net, opts[0], METRICS, p.epochs, lambda: (sampler.sample(p.batch_size) for _ in range(p.batches_per_epoch)),
-                        p.batches_per_epoch, step, manual=True, hint="lower lr or raise gp_lambda", precision=precision)
+                        p.batches_per_epoch, step, manual=True, hint="lower lr or raise gp_lambda", precision=precision, log_epochs=True)
 
     def _step(self, net: WGANGPNet, x: Tensor, labels: Tensor, c: Tensor, opts: list[Optimizer], precision: str) -> Tensor:
         """One generator step on the real batch ``(x, labels, c)``; returns mean losses (device).
