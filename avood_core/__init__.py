@@ -39,6 +39,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {  # module (under avood_core.) -> the nam
     "registry": ("Registry", "get_registry"),
     "data.synthetic": ("SyntheticSpec", "make_synthetic_task"),
     "eval.metrics": ("mean_class_accuracy", "harmonic_mean", "gzsl_scores"),
+    "train.loop": ("LoopComponent", "Training", "Halves", "Plateau", "fit_loop", "update"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

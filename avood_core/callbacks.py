@@ -12,11 +12,10 @@ A :class:`Callback` hears, in this order::
     on_run_end(run_dir, results)             # results.json's content
     on_exception(run_dir, exc)               # instead of on_run_end when the run failed
 
-Components report through their :class:`~avood_core.protocols.FitContext`: ``ctx.callbacks`` is
-a :class:`CallbackList` (``ctx.callbacks.on_epoch(self.kind, epoch, {...})``, with
-``ctx.callbacks.step_due(step)`` to decide when to compute step metrics). A component that
-reports nothing still gets its curves: at ``on_stage_end`` its ``stats.history`` (one dict per
-epoch, :class:`~avood_core.protocols.TrainStats`) is replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
+The training loop (:mod:`avood_core.train.loop`) fires ``on_step`` and ``on_epoch`` through
+``ctx.callbacks`` (a :class:`CallbackList`). A component that owns its ``fit`` may do the same, or
+report nothing: at ``on_stage_end`` its ``stats.history`` (one dict per epoch,
+:class:`~avood_core.protocols.TrainStats`) is then replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
 :class:`EventRecorder` stands in; the parent replays its events into its own callbacks
 (:func:`replay`), so metrics fitted elsewhere reach the run folder and the loggers too.
 

@@ -51,7 +51,7 @@ class FitContext:
     """Where a fit reports its curves: ``callbacks.on_epoch(kind, epoch, metrics)`` after each epoch,
     ``callbacks.on_step(kind, step, metrics)`` when ``callbacks.step_due(step)`` (avood_core.callbacks)."""
     assist: Any = None
-    """In a worker process (``jobs > 1``): an :class:`avood_core.pipeline.assist.Offer` whose ``poll()``
+    """In a worker process (``jobs > 1``): an :class:`avood_core.train.exchange.Offer` whose ``poll()``
     a fit may call between steps to take the main process's help once it is free; else None."""
 
     def track(self, total: int, description: str):

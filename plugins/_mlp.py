@@ -1,4 +1,4 @@
-"""What the MLP-based plugins share: their params, the network, the epoch loop and chunked inference.
+"""What the MLP-based plugins share: their params, the network, their training and chunked inference.
 
 Used by the seen ``mlp`` classifier, the unseen ``mlp`` classifier and the ``entropy`` and
 ``binary`` detectors (paper §3.2-3.3; reference ``src/classifier.py`` ``CLASS_S`` / ``CLASS_U`` and
@@ -11,7 +11,7 @@ being a shuffled pass over ``n`` rows in batches; they differ in the loss of a b
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from avood_core.limits import AdamBeta, Widths, bounded, widths
 from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam
-from avood_core.protocols import FitContext, TorchComponent
-from avood_core.train.loops import check_finite, shuffled_batches
+from avood_core.protocols import TorchComponent
+from avood_core.train.loop import Plateau, Training
+from avood_core.train.loops import shuffled_batches
 from avood_plugins._init import reference_init
 
 CHUNK = 65536  # rows per inference forward pass
@@ -89,73 +90,17 @@ def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: 
     return reference_init(nn.Sequential(*layers))
 
 
-def train_epochs(
-    comp: TorchComponent,
-    ctx: FitContext,
-    n: int,
-    step: Callable[[Tensor], Tensor],
-    terms: Sequence[str],
-    hint: str,
-    rows_per_sample: int = 1,
-    epoch_start: Callable[[], None] = lambda: None,
-    epoch_end: Callable[[int], dict[str, float]] = lambda epoch: {},
-    batches: Callable[[], Sequence[Tensor]] | None = None,
-    plateau: Callable[[dict[str, float], int], float] | None = None,
-) -> list[dict[str, float]]:
-    """Train ``comp.net`` for ``comp.params.epochs`` epochs into ``comp.stats``; returns its history.
-
-    An epoch is ``batches()`` (default: a shuffled pass over ``n`` rows in ``batch_size``
-    batches). ``step(idx)`` returns the batch's loss terms stacked, the loss first (named
-    ``terms``); the loop backpropagates the loss, steps Adam (fused where possible), sums each
-    term weighted by the batch size, checks the epoch mean is finite (else
-    :class:`TrainingDiverged` naming ``comp.label`` and ``hint``) and steps the plateau scheduler on
-    ``plateau(record, steps)`` (default: the epoch's mean loss). ``epoch_start`` runs before an
-    epoch's batches are drawn; ``epoch_end(epoch)`` adds fields to the epoch's history record.
-    ``comp.stats`` (:class:`~avood_core.protocols.TrainStats`) gets the epoch records, optimizer steps and training rows.
-    Each epoch's record (and every ``ctx.callbacks.every_n_steps`` steps the batch's terms and lr)
-    goes to ``ctx.callbacks``.
-    """
-    p, net = comp.params, comp.net
-    dev = next(net.parameters()).device
-    opt = adam(net.parameters(), lr=p.lr, betas=p.betas)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor, patience=p.lr_patience)
-    draw = batches or (lambda: shuffled_batches(n, p.batch_size))
-    label, stats = comp.label, comp.stats
-    kind = comp.kind or label
-    bar = ctx.track(p.epochs * math.ceil(n / p.batch_size), kind)
-    stats.reset()
-    history = stats.history
-    try:
-        for epoch in range(p.epochs):
-            net.train()
-            epoch_start()
-            sums = torch.zeros(len(terms), device=dev)
-            rows, epoch_batches = 0, draw()
-            for idx in epoch_batches:
-                idx = idx.to(dev)
-                values = step(idx)
-                opt.zero_grad(set_to_none=True)
-                values[0].backward()
-                opt.step()
-                stats.steps += 1
-                stats.samples += rows_per_sample * len(idx)
-                rows += len(idx)
-                sums += values.detach() * len(idx)
-                if ctx.callbacks.step_due(stats.steps):
-                    ctx.callbacks.on_step(kind, stats.steps, {**dict(zip(terms, values.detach().tolist())),
-                                                             "lr": opt.param_groups[0]["lr"]})
-            means = sums / max(rows, 1)
-            check_finite(means[0], label, epoch + 1, hint)
-            record = dict(zip(terms, means.tolist()))
-            lr = opt.param_groups[0]["lr"]  # the lr this epoch trained with
-            sched.step(plateau(record, len(epoch_batches)) if plateau else record[terms[0]])
-            history.append({"epoch": epoch, **record, "lr": lr, **epoch_end(epoch)})
-            ctx.callbacks.on_epoch(kind, epoch, history[-1])
-            bar.update(len(epoch_batches), loss=record[terms[0]])
-    finally:
-        bar.close()
-    net.eval()
-    return history
+def mlp_training(comp: TorchComponent, n: int, step: Callable[[Tensor], Tensor], terms: tuple[str, ...], hint: str,
+                 batches: Callable[[], Sequence[Tensor]] | None = None, **options: Any) -> Training:
+    """The loop's :class:`Training` of ``comp.net``: Adam (``lr``, ``betas``) and ``ReduceLROnPlateau`` on the
+    epoch's mean loss (``lr_factor``, ``lr_patience``), an epoch being ``batches()`` (default: a shuffled
+    pass over ``n`` rows in ``batch_size`` batches); epoch means weighted by the batch rows.
+    ``options``: further :class:`Training` fields (``rows_per_sample``, ``epoch_end``, ``plateau``)."""
+    p = comp.params
+    plateau = Plateau(p.lr_factor, p.lr_patience, options.pop("plateau", "loss"))
+    return Training(comp.net, adam(comp.net.parameters(), lr=p.lr, betas=p.betas), terms, p.epochs,
+                    batches or (lambda: shuffled_batches(n, p.batch_size)), math.ceil(n / p.batch_size), step,
+                    plateau=plateau, hint=hint, weighted=True, precision=p.precision, **options)
 
 
 def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = lambda out: out) -> Tensor:

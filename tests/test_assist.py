@@ -1,4 +1,4 @@
-"""``jobs = 2``: the main process computes half of the worker's unseen steps once it is free (issue 19).
+"""``jobs = 2``: the main process computes half of the worker's unseen steps once it is free (avood_core.train.strategy).
 
 The claim under test: the assisted fit gives the same bits as a one-process fit at one thread,
 whenever the main process joins, and also when it leaves mid-way.
@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
-from avood_core.pipeline import Pipeline, assist
+from avood_core.pipeline import Pipeline
 from avood_core.pipeline.fit import _no_log
-from avood_core.pipeline.worker import PREFIX, SHM, Job, Worker, clean_stale
+from avood_core.pipeline.worker import PREFIX, Job, Worker, clean_stale
 from avood_core.protocols import FitContext
+from avood_core.train import exchange
+from avood_core.train.exchange import SHM
 from avood_core.train.loops import derive_seed, seed_everything
 from avood_core.train.precision import keep_mask, skip_words, words_drawn
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
@@ -76,7 +78,7 @@ def test_an_assisted_fit_is_bit_identical_to_one_process(task, one_thread, preci
     params = {**SMALL, "precision": precision}
     res, info, lines = _assisted(task, CrossAttentionClassifier(**params), **params)
     assert info is not None and info["steps"] >= 25, info  # all but the first step or few were split
-    assert any(f"negative half of {info['steps']} of 30 steps" in line for line in res.logs), res.logs
+    assert any(f"second half of {info['steps']} of 30 steps" in line for line in res.logs), res.logs
     assert _differing(_solo(task, **params), res.component) == []
     assert lines == []
 
@@ -142,7 +144,7 @@ def test_a_jobs_2_pipeline_assists_and_matches_jobs_1(task, one_thread):
 
 def test_assist_can_be_switched_off(task, one_thread, monkeypatch):
     monkeypatch.setenv("AVOOD_ASSIST", "0")
-    assert not assist.enabled()
+    assert not exchange.enabled()
     pipe = Pipeline(generator=RidgeGenerator(), detector=CentroidDetector(), seen=CentroidSeen(),
                     unseen=CrossAttentionClassifier(**SMALL), syn_num=5).fit(task, seed=3, jobs=2)
     assert "assist" not in pipe.worker_info["unseen"]
@@ -162,26 +164,26 @@ def test_skipping_a_forwards_words_lands_where_the_forward_left_the_generator():
 
 
 def test_a_channel_carries_tensors_of_any_dtype_and_an_arena_is_shared(tmp_path):
-    offer = assist.Offer.open(tmp_path)
+    offer = exchange.Offer.open(tmp_path)
     assert offer is not None and offer.poll() is None  # nobody has connected: never blocks
-    main = assist.connect(tmp_path)
+    main = exchange.connect(tmp_path)
     worker = offer.poll()
-    assert main is not None and worker is not None and not (tmp_path / assist.SOCKET).exists()
+    assert main is not None and worker is not None and not (tmp_path / exchange.SOCKET).exists()
     sent = [torch.randn(3, 4), torch.arange(5), torch.randn(2, 2).bfloat16(), torch.empty(0, 3), torch.tensor(True)]
     main.send("x", {"k": 1}, sent)
     tag, meta, got = worker.recv("x")
     assert (tag, meta) == ("x", {"k": 1})
     assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(sent, got))
     main.send("y")
-    with pytest.raises(assist.PartnerGone, match="expected 'x', got 'y'"):
+    with pytest.raises(exchange.PartnerGone, match="expected 'x', got 'y'"):
         worker.recv("x")
-    specs = [assist.spec_of(t) for t in sent[:3]]
-    mine = assist.Arena(tmp_path / "a", specs, create=True)
-    theirs = assist.Arena(tmp_path / "a", specs, create=False)
+    specs = [exchange.spec_of(t) for t in sent[:3]]
+    mine = exchange.Arena(tmp_path / "a", specs, create=True)
+    theirs = exchange.Arena(tmp_path / "a", specs, create=False)
     mine.tensors[0].copy_(sent[0])
     assert torch.equal(theirs.tensors[0], sent[0])
     main.close()
-    with pytest.raises(assist.PartnerGone, match="closed"):
+    with pytest.raises(exchange.PartnerGone, match="closed"):
         worker.recv()
     worker.close()
 

@@ -198,3 +198,47 @@ def test_swap_example_runs_and_prints_metrics():
         assert re.search(rf"\b{metric} \d+\.\d\d", proc.stdout), proc.stdout
     assert elapsed < 60, f"the swap example took {elapsed:.1f} s"
 
+
+
+def test_the_example_loop_component_gets_callbacks_stats_and_jobs_2(monkeypatch, torch_threads):
+    """The example's ``triplet`` classifier only describes its step (two halves): the core's loop fires
+    its callbacks and fills its stats, and under ``jobs = 2`` the main process computes the second half
+    of its steps in the worker's fit, with the bits of ``jobs = 1``."""
+    import torch
+
+    from avood_core import Callback, Pipeline, SyntheticSpec, make_synthetic_task
+    from avood_core.callbacks import CallbackList
+    from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator
+
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))  # the worker process gets this sys.path too
+    from avood_example.triplet import TripletEmbedding
+
+    torch_threads(1)
+    task = make_synthetic_task(seed=0, spec=SyntheticSpec(n_seen=8, n_unseen=4, audio_dim=24, video_dim=20, text_dim=16,
+                                                          latent_dim=8, train_samples=480, test_seen_samples=60,
+                                                          test_unseen_samples=80))
+
+    class Epochs(Callback):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, int, int]] = []
+
+        def on_step(self, kind, step, metrics):
+            self.seen.append(("step", step, "loss" in metrics))
+
+        def on_epoch(self, kind, epoch, metrics):
+            self.seen.append(("epoch", epoch, "loss" in metrics) if kind == "unseen" else ("other", 0, 0))
+
+    def fit(jobs: int):
+        heard = Epochs()
+        pipe = Pipeline(generator=RidgeGenerator(), detector=CentroidDetector(), seen=CentroidSeen(),
+                        unseen=TripletEmbedding(dim=16, epochs=3, steps=30, batch_size=32), syn_num=5)
+        return pipe.fit(task, seed=3, jobs=jobs, callbacks=CallbackList([heard], every_n_steps=30)), heard
+
+    one, heard_one = fit(1)
+    two, heard_two = fit(2)
+    assert two.worker_info["unseen"]["assist"]["steps"] > 0  # split over the two processes
+    assert one.unseen.stats.steps == two.unseen.stats.steps == 90 and len(two.unseen.stats.history) == 3
+    assert [e for e in heard_one.seen if e[0] != "other"] == [e for e in heard_two.seen if e[0] != "other"] == [
+        ("step", 30, True), ("epoch", 0, True), ("step", 60, True), ("epoch", 1, True), ("step", 90, True), ("epoch", 2, True)]
+    a, b = one.unseen.state_tensors(), two.unseen.state_tensors()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

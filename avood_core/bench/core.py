@@ -131,7 +131,7 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
                             "load_avg": None, "process": f"worker, {info['threads']} thread(s)",
                             "worker_overhead_s": round(info["end_s"] - info["start_s"] - info["wall_s"], 3),
                             "worker_end_s": info["end_s"]}
-        if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.pipeline.assist)
+        if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.train.strategy)
             meter.rows[kind]["assist"] = info["assist"]
     return fit_wall, fit_cpu
 

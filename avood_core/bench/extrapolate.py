@@ -55,7 +55,7 @@ def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float
 
 
 def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
-    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.pipeline.assist).
+    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.train.strategy).
 
     At full epochs the main process joins when *its* full-epochs chain ends (plus the measured gap
     to the join), so the worker steps at its measured solo rate until then and at the measured

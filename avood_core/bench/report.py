@@ -65,7 +65,7 @@ def idle_lines(rec: dict[str, Any]) -> list[str]:
 
 
 def assist_lines(rec: dict[str, Any]) -> list[str]:
-    """When and how long the main process assisted a worker's fit (jobs = 2, avood_core.pipeline.assist)."""
+    """When and how long the main process assisted a worker's fit (jobs = 2, avood_core.train.strategy)."""
     out = []
     for kind, row in rec.get("stages", {}).items():
         a = row.get("assist") if isinstance(row, dict) else None

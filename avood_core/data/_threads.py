@@ -1,21 +1,10 @@
-"""A context that runs torch on one intra-op thread (restored afterwards).
+"""Data code runs torch on one intra-op thread: it makes many small torch calls (per-class feature
+generation, the task's validation scans), and on a busy 2-core machine torch's thread pool only
+adds hand-off stalls."""
 
-The data code makes many small torch calls (per-class feature generation, the task's validation
-scans); on a 2-core machine that is busy, torch's thread pool only adds hand-off stalls.
-"""
-
-from __future__ import annotations
-
-from contextlib import contextmanager
-
-import torch
+from avood_core.util.threads import torch_threads
 
 
-@contextmanager
 def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """One torch thread for the enclosed code, the previous count afterwards."""
+    return torch_threads(1)

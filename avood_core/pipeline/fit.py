@@ -17,11 +17,13 @@ from typing import Callable
 import torch
 
 from avood_core.callbacks import CallbackList, replay
-from avood_core.pipeline import assist, boundary
+from avood_core.pipeline import boundary
 from avood_core.pipeline import worker as parallel
 from avood_core.protocols import Component, FitContext
 from avood_core.stages import Stage, fit_order, kind_of
+from avood_core.train import exchange
 from avood_core.train.loops import derive_seed, seed_everything
+from avood_core.util.threads import torch_threads
 
 
 def _no_log(message: str) -> None:
@@ -92,7 +94,7 @@ class Scheduler:
         ctx, comp = self.ctx, self.components[kind]
         worker = self.workers.pop(kind)
         assisted = None
-        if callable(getattr(comp, "assist", None)) and assist.enabled() and torch.device(ctx.device).type == "cpu":
+        if callable(getattr(comp, "assist", None)) and exchange.enabled() and torch.device(ctx.device).type == "cpu":
             args = self.inputs(kind)
             assisted = worker.help(lambda channel, tick: comp.assist(channel, *args, ctx, tick), ctx.progress, ctx.log)
         res = worker.result(ctx.progress)
@@ -144,19 +146,17 @@ class Scheduler:
     def run(self, jobs: int) -> None:
         """Every kind in fitting order (workers started when ready), then every worker joined, at
         ``torch threads // jobs`` threads per process when some kind is offloaded."""
-        threads_before = torch.get_num_threads()
-        self.threads = parallel.threads_per_job(jobs) if self.offload else threads_before
+        self.threads = parallel.threads_per_job(jobs) if self.offload else torch.get_num_threads()
         generator = kind_of("Generator", self.stages)
-        torch.set_num_threads(self.threads)
-        try:
-            for kind in fit_order(self.stages):
-                self.launch_ready()
-                self.stage(kind)
-                if kind == generator:
-                    self.synthesize(kind)
-            for kind in list(self.workers):
-                self.join(kind)
-        finally:
-            for worker in self.workers.values():
-                worker.stop()
-            torch.set_num_threads(threads_before)
+        with torch_threads(self.threads):
+            try:
+                for kind in fit_order(self.stages):
+                    self.launch_ready()
+                    self.stage(kind)
+                    if kind == generator:
+                        self.synthesize(kind)
+                for kind in list(self.workers):
+                    self.join(kind)
+            finally:
+                for worker in self.workers.values():
+                    worker.stop()

@@ -1,26 +1,14 @@
 """Fit one component in a worker process while the pipeline fits the others (``jobs = 2``).
 
-The unseen classifier (71 % of a UCF run on a CPU, docs/performance.md) needs neither the
-generator nor the other classifiers, so on a machine with two cores it can train beside them.
-Every stage seeds itself with ``derive_seed(seed, kind)`` before its fit, in whatever process
-runs it, so a component fitted in a worker is the one a sequential run fits: bit-identical at
-the same per-process thread count (tested).
-
-The worker is a fresh interpreter, ``python -m avood_core.pipeline.worker FOLDER`` (no forked OpenMP or
-CUDA state, and unlike multiprocessing's spawn it never re-runs the user's main script). The job
-and the result are pickles of the component and the features in a private temporary folder
-(tensors by value: no shared memory that a container's small ``/dev/shm`` could break); the
-worker writes its step counter to a file there, which the parent shows while it waits. An
-error in the worker comes back as the same :class:`AvoodError` class with its message (other
-exceptions as one line naming the component); a worker that dies (killed, out of memory) is
-reported with its exit code. A component whose class lives in ``__main__`` (or that cannot be
-pickled) is fitted in the main process instead, with a log line saying so.
-
-The worker dies with its parent, even one killed with SIGKILL: it watches its stdin, a pipe
-whose write end only the parent holds, and the parent's death closes it (any OS); on Linux
-``prctl(PR_SET_PDEATHSIG)`` also sends it SIGTERM. Either way it removes its temporary folder
-and exits. A folder that outlived both processes (both killed at once) is removed by the next
-worker start: each folder records the two pids in an ``owner`` file.
+Every stage seeds itself with ``derive_seed(seed, kind)`` wherever it runs, so a component fitted
+in a worker is bit-identical to a sequential run's at the same per-process thread count. The
+worker is a fresh interpreter, ``python -m avood_core.pipeline.worker FOLDER PARENT``; job and
+result are pickles in a private temporary folder, where the worker also writes its step counter.
+Errors come back as the same :class:`AvoodError` class (others as one line naming the component);
+a component defined in ``__main__`` or unpicklable is fitted in the main process, with a log line.
+The worker dies with its parent, even one killed with SIGKILL (its stdin is a pipe only the
+parent holds; on Linux also ``PR_SET_PDEATHSIG``); a folder that outlived both (its ``owner``
+file names the two pids) is removed by the next worker start. docs/architecture.md has the details.
 """
 
 from __future__ import annotations
@@ -42,11 +30,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
+from avood_core.train.exchange import SHM
 
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
 JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
 PREFIX = "avood-"  # temporary folders: avood-<kind>-<random>
-SHM = "/dev/shm"  # where assist arenas go when it has room (avood_core.pipeline.assist.Arena.place)
 _PARENT_GONE = 3  # the worker's exit status when its parent died
 
 
@@ -183,13 +171,13 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
 
         from avood_core.bench.meter import peak_rss_mb
         from avood_core.callbacks import EventRecorder
-        from avood_core.pipeline import boundary
+        import avood_core.pipeline.boundary as boundary
         from avood_core.train.loops import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
         logs: list[str] = []
         *head, ctx = job.args
-        from avood_core.pipeline.assist import Offer
+        from avood_core.train.exchange import Offer
 
         offer = Offer.open(folder)
         ctx = dataclasses.replace(ctx, log=logs.append, assist=offer,
@@ -255,14 +243,14 @@ class Worker:
 
     def help(self, serve: Callable[[Any, Callable[[], None]], int], progress: Callable[[int, str], Any] | None = None,
              log: Callable[[str], None] = lambda message: None) -> dict | None:
-        """Lend this process to the worker's fit (avood_core.pipeline.assist) until it ends.
+        """Lend this process to the worker's fit (avood_core.train.strategy) until it ends.
 
         ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound; it
-        returns the number of steps it computed half of. Returns ``{"steps", "start_s", "wall_s"}``,
-        or None when the worker offers no assistance. A failure here is logged, not raised: the
+        returns the number of steps it computed half of, or None when its step cannot be split.
+        Returns ``{"steps", "start_s", "wall_s"}``, or None when there is no assistance. A failure here is logged, not raised: the
         worker then finishes alone, with the same result.
         """
-        from avood_core.pipeline.assist import PartnerGone, connect
+        from avood_core.train.exchange import PartnerGone, connect
 
         channel = connect(self.folder)
         while channel is None and self._proc.poll() is None and not (self.folder / PROGRESS).exists():
@@ -279,9 +267,11 @@ class Worker:
                 last = now
                 self._show(progress)
 
-        steps = 0
+        steps: int | None = 0
         try:
             steps = serve(channel, tick)
+            if steps is None:
+                return None
         except PartnerGone:
             pass  # the worker finished or died: result() tells which
         except KeyboardInterrupt:

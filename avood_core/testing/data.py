@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import torch
 
@@ -12,6 +11,7 @@ from avood_core.protocols import Component, FitContext
 from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.testing.errors import _fail
+from avood_core.util.threads import torch_threads  # noqa: F401  (exported by avood_core.testing)
 
 KIT_SPEC = SyntheticSpec(
     n_seen=6, n_unseen=3, audio_dim=16, video_dim=12, text_dim=10, latent_dim=6,
@@ -79,13 +79,3 @@ def make_context(data: KitData, seed: int = 0, fitted: Mapping[str, Component] |
     )
 
 
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` intra-op torch threads (None: unchanged), restoring the count afterwards."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from avood_core.errors import AvoodError, TrainingDiverged
+from avood_core.util.threads import torch_threads
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -42,19 +43,15 @@ def resolve_device(device: str) -> torch.device:
 @contextlib.contextmanager
 def run_threads():
     """:func:`set_threads` for the duration of a run; the previous torch thread count afterwards."""
-    before = torch.get_num_threads()
-    set_threads()
-    try:
+    with torch_threads(None):
+        set_threads()
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 INFERENCE_THREADS = 1
 """Torch threads of every pipeline inference (:func:`inference_threads`)."""
 
 
-@contextlib.contextmanager
 def inference_threads():
     """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count.
 
@@ -63,16 +60,9 @@ def inference_threads():
     of a run's own evaluation, of ``avood evaluate`` and of ``Pipeline.load(...)`` on the same
     machine bit-identical, whatever threads the caller runs with. One thread costs little:
     inference is a few forward passes over the test clips (the unseen classifier's distances for
-    1,822 UCF-sized clips: about 0.4 s on a busy 2-core machine).
+    1,822 UCF-sized clips: docs/performance.md).
     """
-    before = torch.get_num_threads()
-    if before != INFERENCE_THREADS:
-        torch.set_num_threads(INFERENCE_THREADS)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+    return torch_threads(INFERENCE_THREADS)
 
 
 def set_threads() -> None:

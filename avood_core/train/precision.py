@@ -126,7 +126,7 @@ _drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
 def words_drawn() -> int:
     """How many int64 random words :func:`keep_mask` has drawn from the CPU generator so far.
 
-    A fit that splits one step over two processes (avood_plugins.unseen._halves) counts a
+    A fit that splits one step over two processes (avood_core.train.strategy) counts a
     forward's draws with it, so that the other process can skip exactly as many
     (:func:`skip_words`) and draw the masks a one-process step would draw next.
     """

@@ -38,7 +38,8 @@ from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
-from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, train_epochs
+from avood_core.train.loop import fit_loop
+from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, mlp_training
 
 
 class BinaryDetector(TorchComponent, OODDetector):
@@ -83,12 +84,10 @@ class BinaryDetector(TorchComponent, OODDetector):
             bce_unseen = F.binary_cross_entropy_with_logits(z[b:], torch.zeros_like(z[b:]))
             return torch.stack([bce_seen + bce_unseen, bce_seen, bce_unseen])
 
-        history = train_epochs(self, ctx, len(x), step, ("loss", "bce_seen", "bce_unseen"),
-                               "lower the detector lr", rows_per_sample=2, batches=batches)
+        fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss", "bce_seen", "bce_unseen"), "lower the detector lr",
+                                         batches, rows_per_sample=2))
         self.threshold = math.log((1.0 - p.threshold_prob) / p.threshold_prob)
-        ctx.log(f"{self.label}: final loss {history[-1]['loss']:.4g}, threshold {self.threshold:.4g} "
-                f"(seen iff sigmoid > {p.threshold_prob})")
-        self.fitted = True
+        ctx.log(f"{self.label}: threshold {self.threshold:.4g} (seen iff sigmoid > {p.threshold_prob})")
         return self
 
     def logits(self, samples: AVSamples) -> Tensor:

@@ -30,7 +30,8 @@ from avood_core.fusion import FusionParams, build_fused_mlp, input_x
 from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
-from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, train_epochs
+from avood_core.train.loop import fit_loop
+from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, mlp_training
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -100,8 +101,9 @@ class EntropyDetector(TorchComponent, OODDetector):
         batches = DetectorBatches(n, len(x_syn), p.batch_size, dev, p.row_sampling)
         last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch
 
-        def epoch_start() -> None:
+        def epoch() -> list[Tensor]:
             last_epoch_seen.zero_()
+            return batches()
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
@@ -114,10 +116,8 @@ class EntropyDetector(TorchComponent, OODDetector):
             ce = F.cross_entropy(logits[:b], y[idx])
             return torch.stack([h_seen - h_unseen + ce, ce, h_seen, h_unseen])
 
-        train_epochs(self, ctx, n, step, ("loss", "ce", "h_seen", "h_unseen"), "lower the detector lr",
-                     rows_per_sample=2, epoch_start=epoch_start, batches=batches, plateau=lambda rec, steps: -rec["h_unseen"] * steps)
-
-        net.eval()
+        fit_loop(self, ctx, mlp_training(self, n, step, ("loss", "ce", "h_seen", "h_unseen"), "lower the detector lr",
+                                         epoch, rows_per_sample=2, plateau=lambda rec, steps: -rec["h_unseen"] * steps))
         h_train = self._entropy_x(x)
         self.val_quantile = None
         if p.threshold_rule == "mean":

@@ -31,10 +31,11 @@ from torch.optim import Optimizer
 from avood_core.errors import ConfigError, DataError, NotFittedError
 from avood_core.fusion import FusionParams, fusion_class
 from avood_core.limits import bounded
-from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
+from avood_core.train.loop import LoopComponent, Training, resolve, update
+from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
 from avood_core.protocols import FitContext, Generator, TorchComponent
 from avood_core.task import AVSamples
-from avood_core.train.loops import ClassBalancedSampler, check_finite
+from avood_core.train.loops import ClassBalancedSampler
 from avood_plugins._init import reference_init
 
 METRICS = ("d_loss", "g_loss", "dec_loss", "wasserstein")
@@ -121,16 +122,11 @@ class WGANGPNet(nn.Module):
         return self.D(torch.cat([x, c], dim=1)).squeeze(1)
 
 
-class WGANGP(TorchComponent, Generator):
+class WGANGP(LoopComponent, TorchComponent, Generator):
     """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
 
-    One generator step draws one class-balanced real batch; ``critic_iters`` iterations on it
-    (each: a decoder step, then a critic step, fresh noise) are followed by a G step on the same
-    batch and a decoder step on the G step's α·MSE(Dec(x̃), t). In the G step
-    ``L_emb = CEL(x̃, x, +1) + CEL(x̃, x[π], ±1)`` with x the real sample x̃ was conditioned
-    alongside and π a random permutation of the batch (target +1 where x[π] has x's class),
-    as in the reference. ``stats.history`` holds per-epoch means; ``stats.steps`` counts generator steps
-    (each after critic_iters critic/decoder steps), ``stats.samples`` the real rows drawn (one batch per step).
+    The step: :meth:`_step`. ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
+    ``stats.samples`` the real rows drawn (one batch per step).
     """
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
@@ -185,59 +181,24 @@ class WGANGP(TorchComponent, Generator):
         return torch.cat([getattr(train, m) for m in ("audio", "video") if m in cls.modalities], dim=1)
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "WGANGP":
-        p = self.params
-        device = ctx.device
+    def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
+        p, device = self.params, ctx.device
         text = torch.as_tensor(text, dtype=torch.float32).to(device)
         if len(train) == 0 or int(train.labels.max()) >= len(text) or int(train.labels.min()) < 0:
             raise DataError(f"{self.label}: train labels must be ids of the {len(text)} text rows (and non-empty)")
-        x_all = self._modelled(train).to(device)  # sets audio_dim by the fusion
-        self.precision_used = resolve_precision(p.precision, device)
-        if p.precision == "auto":
-            ctx.log(f"{self.label}: precision auto -> {self.precision_used} on {torch.device(device)}")
+        x_all, labels = self._modelled(train).to(device), train.labels.to(device)  # sets audio_dim by the fusion
+        precision = resolve(self, ctx)
         net = self.build(device, x_dim=x_all.shape[1], t_dim=text.shape[1])
-        net.train()
-        betas = (p.beta1, p.beta2)
-        opt_g = adam(net.G.parameters(), lr=p.lr, betas=betas)
-        opt_d = adam(net.D.parameters(), lr=p.lr, betas=betas)
-        opt_dec = adam(net.Dec.parameters(), lr=p.lr, betas=betas)
+        opts = [adam(m.parameters(), lr=p.lr, betas=(p.beta1, p.beta2)) for m in (net.G, net.D, net.Dec)]
         sampler = ClassBalancedSampler(train.labels)
-        bs = p.batch_size
 
-        stats, label = self.stats, self.label
-        stats.reset()
-        bar = ctx.track(p.epochs * p.batches_per_epoch, "generator")
-        try:
-            for epoch in range(p.epochs):
-                sums = torch.zeros(len(METRICS), device=device)
-                for _ in range(p.batches_per_epoch):
-                    idx = sampler.sample(bs)
-                    labels = train.labels[idx].to(device)
-                    # Training always conditions on the text rows, as the reference (defect 2 is synthesis only).
-                    step = self._step(net, x_all[idx.to(device)], labels, text[labels], (opt_g, opt_d, opt_dec))
-                    stats.steps += 1
-                    stats.samples += bs
-                    sums += step
-                    values = step.cpu()
-                    for name, value in zip(METRICS, values):
-                        hint = f"lower lr or raise gp_lambda ({name} diverged)"
-                        check_finite(value, label, epoch + 1, hint=hint)
-                    bar.update(1, **dict(zip(METRICS, values.tolist())))
-                    if ctx.callbacks.step_due(stats.steps):
-                        ctx.callbacks.on_step("generator", stats.steps, {**dict(zip(METRICS, values.tolist())), "lr": p.lr})
-                means = (sums / p.batches_per_epoch).tolist()
-                stats.history.append(dict(zip(METRICS, means)))
-                ctx.callbacks.on_epoch("generator", epoch, {**stats.history[-1], "lr": p.lr})
-                ctx.log(f"{label} epoch {epoch + 1}/{p.epochs}: "
-                        + " ".join(f"{k}={v:.4g}" for k, v in stats.history[-1].items()))  # fmt: skip
-        finally:
-            bar.close()
-        net.eval()
-        self.fitted = True
-        return self
+        def step(idx: Tensor) -> Tensor:  # training conditions on the text rows, as the reference (defect 2: synthesis)
+            return self._step(net, x_all[idx], labels[idx], text[labels[idx]], opts, precision)
 
-    def _step(self, net: WGANGPNet, x: Tensor, labels: Tensor, c: Tensor,
-              opts: tuple[Optimizer, Optimizer, Optimizer]) -> Tensor:
+        return Training(net, opts[0], METRICS, p.epochs, lambda: (sampler.sample(p.batch_size) for _ in range(p.batches_per_epoch)),
+                        p.batches_per_epoch, step, manual=True, hint="lower lr or raise gp_lambda", precision=precision, log_epochs=True)
+
+    def _step(self, net: WGANGPNet, x: Tensor, labels: Tensor, c: Tensor, opts: list[Optimizer], precision: str) -> Tensor:
         """One generator step on the real batch ``(x, labels, c)``; returns mean losses (device).
 
         ``critic_iters`` decoder + critic iterations on that batch with fresh noise each, then
@@ -249,7 +210,7 @@ class WGANGP(TorchComponent, Generator):
         n = len(x)
         for _ in range(p.critic_iters):
             # Forward passes only under autocast (its weight-cast cache must not outlive a step).
-            with autocast(x.device, self.precision_used):
+            with autocast(x.device, precision):
                 # Decoder: regress the condition from real features.
                 dec_loss = F.mse_loss(net.Dec(x).float(), c)
                 # Critic: E[D(x̃)] - E[D(x)] + λ·GP, GP on per-sample 2-norms at interpolates.
@@ -265,11 +226,7 @@ class WGANGP(TorchComponent, Generator):
                 d_loss = d_fake - d_real + p.gp_lambda * gp
             # Dec and D have disjoint parameters and losses: one backward gives each its own
             # gradient, exactly as two separate backward passes would.
-            opt_dec.zero_grad(set_to_none=True)
-            opt_d.zero_grad(set_to_none=True)
-            (dec_loss + d_loss).backward()
-            opt_dec.step()
-            opt_d.step()
+            update(dec_loss + d_loss, opt_dec, opt_d)
             d_sum = d_sum + d_loss.detach()
             dec_sum = dec_sum + dec_loss.detach()
             w_sum = w_sum + (d_real - d_fake).detach()
@@ -279,17 +236,13 @@ class WGANGP(TorchComponent, Generator):
         perm = torch.randperm(n).to(x.device)
         ones = torch.ones(n, device=x.device)
         same = torch.where(labels[perm] == labels, ones, -ones)  # permuted pairs of one class stay matched
-        with autocast(x.device, self.precision_used):
+        with autocast(x.device, precision):
             fake = net.generate(torch.randn(n, net.noise_dim, device=x.device), c).float()
             emb = F.cosine_embedding_loss(fake, x, ones, margin=0.0) + F.cosine_embedding_loss(
                 fake, x[perm], same, margin=0.0
             )
             g_loss = -net.critic(fake, c).float().mean() + p.beta * emb + p.alpha * F.mse_loss(net.Dec(fake).float(), c)
-        opt_g.zero_grad(set_to_none=True)
-        opt_dec.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
-        opt_dec.step()
+        update(g_loss, opt_g, opt_dec)
         net.D.requires_grad_(True)
         k = p.critic_iters
         return torch.stack([d_sum / k, g_loss.detach(), dec_sum / k, w_sum / k])

@@ -27,7 +27,8 @@ from avood_core.fusion import FusionParams, build_fused_mlp
 from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
-from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, train_epochs
+from avood_core.train.loop import fit_loop
+from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, mlp_training
 
 
 class MLPSeenClassifier(TorchComponent, SeenClassifier):
@@ -96,11 +97,10 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 self.best_epoch = epoch
             return {"val_acc": acc}
 
-        train_epochs(self, ctx, len(x), step, ("loss",), "lower the seen classifier lr", epoch_end=epoch_end)
+        fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss",), "lower the seen classifier lr", epoch_end=epoch_end))
         if best["state"] is not None:
             net.load_state_dict(best["state"])
             ctx.log(f"{self.label}: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
-        self.fitted = True  # train_epochs left the net in eval mode
         return self
 
     def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:

@@ -102,32 +102,19 @@ class AVCANet(nn.Module):
         video_dim: int,
         text_dim: int,
         *,
-        embed_dim: int,
-        enc_hidden: int,
         proj_hidden: int,
         joint_dim: int,
-        heads: int,
-        ff_dim: int,
-        r_enc: float,
         r_proj: float,
         r_dec: float,
         bn_momentum: float,
-        frozen_position: bool = False,
-        fusion: nn.Module | None = None,
+        fusion: nn.Module,
     ) -> None:
         """``fusion``: a two-stream fusion plugin (``streams(a, v) -> (φa, φv, φa', φv')``, width E =
-        ``fusion.dim // 2``), built first by the caller; ``None`` builds the ``cross_attention``
-        fusion (Fusion-5) from the encoder and attention args. Its parameters are registered here
-        under their own names (A_enc, V_enc, cross, pos), as before fusion was a plugin, so the
-        saved weights and the parameter creation order are unchanged.
+        ``fusion.dim // 2``; the paper's is Fusion-5, ``cross_attention``), built by the caller. Its
+        parameters are registered here under their own names (A_enc, V_enc, cross, pos), so the
+        saved weights and the parameter creation order are those of one network.
         """
         super().__init__()
-        if fusion is None:
-            from avood_plugins.fusion.cross_attention import CrossAttentionFusion
-
-            fusion = CrossAttentionFusion(audio_dim, video_dim, embed_dim=embed_dim, enc_hidden=enc_hidden, heads=heads,
-                                          ff_dim=ff_dim, dropout=r_enc, bn_momentum=bn_momentum,
-                                          frozen_position=frozen_position)
         object.__setattr__(self, "fusion", fusion)  # not a child: its modules are registered below by name
         for name, child in fusion.named_children():
             self.add_module(name, child)

@@ -30,7 +30,7 @@ serve behind the entropy gate.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,10 +38,11 @@ from torch import Tensor, nn
 
 from avood_core.errors import DataError, NotFittedError
 from avood_core.limits import bounded
-from avood_core.train.precision import Dropout, adam
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.train.loops import ClassBalancedSampler, check_finite, other_class_samples
+from avood_core.train.loop import LoopComponent, Plateau, Training
+from avood_core.train.loops import ClassBalancedSampler, other_class_samples
+from avood_core.train.precision import Dropout, adam
 
 CHUNK = 4096  # samples per inference forward pass
 
@@ -92,6 +93,30 @@ class JointEmbeddingNet(nn.Module):
         raise NotImplementedError
 
 
+def balanced_pairs(sampler: ClassBalancedSampler, labels: Tensor, b: int) -> Tensor:
+    """``b`` class-balanced positives, then for each a random clip of another class (its negative)."""
+    pos = sampler.sample(b)
+    return torch.cat([pos, other_class_samples(labels[pos], sampler)])
+
+
+def embedding_distances(comp: TorchComponent, samples: AVSamples, candidates: Tensor, text: Tensor,
+                        embed_text: Callable[[Tensor], Tensor],
+                        clip_distances: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    """(N, K) ``clip_distances(audio, video, embed_text(text[candidates]))`` in eval mode, :data:`CHUNK`
+    clips at a time, float32 on CPU."""
+    if comp.net is None:
+        raise NotFittedError(comp.label)
+    cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
+    comp.net.eval()
+    with torch.inference_mode():
+        theta_t = embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(comp.device))
+        out = [clip_distances(a.to(comp.device), v.to(comp.device), theta_t)
+               for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
+    if not out:
+        return torch.empty(0, len(cand))
+    return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor callers may edit
+
+
 def embedding_fit_inputs(label: str, train: AVSamples, text: Tensor) -> tuple[Tensor, ClassBalancedSampler]:
     """The checks every embedding model runs before training (one line naming ``label`` on bad
     input), then the float32 text matrix and the class-balanced sampler of the negatives."""
@@ -106,8 +131,8 @@ def embedding_fit_inputs(label: str, train: AVSamples, text: Tensor) -> tuple[Te
     return text, sampler
 
 
-class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
-    """Training loop, selection HM and distances shared by ``cjme`` and ``avgzslnet``."""
+class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
+    """Training, selection HM and distances shared by ``cjme`` and ``avgzslnet``."""
 
     terms: ClassVar[tuple[str, ...]] = ("loss",)
     """Names of the loss terms :meth:`batch_terms` returns, the total first."""
@@ -127,61 +152,26 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
         """
         raise NotImplementedError
 
-    def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "JointEmbeddingClassifier":
-        p = self.params
+    def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
+        p, dev = self.params, ctx.device
         text, sampler = embedding_fit_inputs(self.label, train, text)
-        dev = ctx.device
-        audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
-        text_dev = text.to(dev)
-        class_text = text_dev[sampler.classes.to(dev)]
+        audio, video, labels, text = train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev)
+        class_text = text[sampler.classes.to(dev)]
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
-        opt = adam(net.parameters(), lr=p.lr)
         selection = self._selection_split(ctx)
-        sched = None
+
+        def step(idx: Tensor) -> Tensor:
+            pos, neg = idx.chunk(2)
+            return self.batch_terms(net, (audio[pos], video[pos], text[labels[pos]]),
+                                    (audio[neg], video[neg], text[labels[neg]]), class_text)
+
+        plateau = None
         if p.lr_scheduler:
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max" if selection is not None else "min", factor=p.lr_factor, patience=p.lr_patience)
-        b = p.batch_size
-        bar = ctx.track(p.epochs * p.batches_per_epoch, self.kind or self.label)
-        stats = self.stats  # samples: positives + negatives
-        stats.reset()
-        try:
-            for epoch in range(p.epochs):
-                net.train()
-                sums = torch.zeros(len(self.terms), device=dev)
-                for _ in range(p.batches_per_epoch):
-                    pos = sampler.sample(b)
-                    neg = other_class_samples(train.labels[pos], sampler)
-                    pos, neg = pos.to(dev), neg.to(dev)
-                    values = self.batch_terms(
-                        net, (audio[pos], video[pos], text_dev[labels[pos]]),
-                        (audio[neg], video[neg], text_dev[labels[neg]]), class_text)
-                    opt.zero_grad(set_to_none=True)
-                    values[0].backward()
-                    opt.step()
-                    stats.steps += 1
-                    stats.samples += 2 * b
-                    sums += values.detach()
-                    bar.update(1)
-                means = sums / p.batches_per_epoch
-                check_finite(means[0], self.label, epoch + 1, "lower unseen.lr")
-                record: dict[str, float] = {"epoch": epoch, **dict(zip(self.terms, means.tolist()))}
-                if selection is not None:
-                    record["val_HM"] = self.selection_hm(selection, ctx)
-                if sched is not None:
-                    sched.step(record["val_HM"] if selection is not None else record["loss"])
-                record["lr"] = opt.param_groups[0]["lr"]
-                stats.history.append(record)
-                bar.update(0, loss=record["loss"])
-        finally:
-            bar.close()
-        net.eval()
-        last = stats.history[-1]
-        ctx.log(f"{self.label}: final loss {last['loss']:.4g} ("
-                + ", ".join(f"{k} {last[k]:.4g}" for k in self.terms[1:]) + ")"
-                + (f", selection HM {last['val_HM']:.2f}" if "val_HM" in last else ""))
-        self.fitted = True
-        return self
+            plateau = Plateau(p.lr_factor, p.lr_patience, *(("val_HM", "max") if selection is not None else ()))
+        return Training(net, adam(net.parameters(), lr=p.lr), self.terms, p.epochs,
+                        lambda: (balanced_pairs(sampler, train.labels, p.batch_size) for _ in range(p.batches_per_epoch)),
+                        p.batches_per_epoch, step, plateau=plateau, hint="lower unseen.lr",
+                        epoch_end=lambda epoch: {"val_HM": self.selection_hm(selection, ctx)} if selection is not None else {})
 
     @staticmethod
     def _selection_split(ctx: FitContext) -> AVSamples | None:
@@ -207,16 +197,5 @@ class JointEmbeddingClassifier(TorchComponent, UnseenClassifier):
         return max(c["HM"] for c in curve)
 
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) clip-to-class distances (eval mode, chunked), float32 on CPU; smaller = closer."""
-        net = self.net
-        if net is None:
-            raise NotFittedError(self.label)
-        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
-        net.eval()
-        with torch.inference_mode():
-            theta_t = net.F_T(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
-            out = [net.clip_distances(a.to(self.device), v.to(self.device), theta_t)
-                   for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
-        if not out:
-            return torch.empty(0, len(cand))
-        return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor
+        """(N, K) clip-to-class distances; smaller = closer."""
+        return embedding_distances(self, samples, candidates, text, lambda t: self.net.F_T(t), lambda *a: self.net.clip_distances(*a))

@@ -29,34 +29,32 @@ ablates the subsets). Prediction: the nearest candidate class by Euclidean dista
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import ConfigError, NotFittedError
+from avood_core.errors import ConfigError
 from avood_core.fusion import FusionParams, make_fusion
 from avood_core.limits import bounded
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_core.train.loops import check_finite, other_class_samples
-from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast, resolve_precision
+from avood_core.train.loop import LoopComponent, Training, resolve
+from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
+from avood_core.train.strategy import Halves
 from avood_plugins.unseen._avca_net import AVCANet
-from avood_plugins.unseen._halves import LeaderStep, serve
-from avood_plugins.unseen._joint_embedding import embedding_fit_inputs
+from avood_plugins.unseen._joint_embedding import balanced_pairs, embedding_distances, embedding_fit_inputs
 
-_CHUNK = 4096  # samples per inference forward pass
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
-_LOG_EVERY = 25  # steps between loss readouts on the progress bar (each one syncs the device)
 
 NegativeTerm = Literal["trip", "rec", "reg"]
 
 
 def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor, idx: Tensor,
-                 precision: str) -> tuple[dict[str, Tensor], Tensor]:
-    """The network's outputs (fp32) for rows ``idx`` and their text rows, as one call (one BatchNorm batch)."""
+                 precision: str) -> dict[str, Tensor]:
+    """The network's outputs (fp32) for rows ``idx``, as one call (one BatchNorm batch)."""
     classes, inverse = torch.unique(labels[idx], return_inverse=True)
     table = text[classes]
     with autocast(audio.device, precision):
@@ -64,7 +62,7 @@ def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, t
         out = net(audio[idx], video[idx], table, text_rows=inverse)
     if precision == "bf16":  # losses in fp32
         out = {k: v.float() for k, v in out.items()}
-    return out, table[inverse]
+    return out
 
 
 def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
@@ -167,7 +165,7 @@ class CrossAttentionParams(FusionParams):
         return self
 
 
-class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
+class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
     """AVCA cross-attention embedding model + negative losses (paper §3.4)."""
 
     Params = CrossAttentionParams
@@ -196,76 +194,24 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
             raise ConfigError(f"{self.label}: fusion '{p.fusion}' gives one fused vector, but the embedding "
                               "network needs the audio and visual streams (a fusion with streams()); use "
                               "fusion = 'cross_attention'")
-        return AVCANet(
-            audio_dim, video_dim, text_dim,
-            embed_dim=p.embed_dim, enc_hidden=p.enc_hidden, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim,
-            heads=p.heads, ff_dim=p.ff_dim, r_enc=p.r_enc, r_proj=p.r_proj, r_dec=p.r_dec,
-            bn_momentum=p.bn_momentum, frozen_position=p.compat_frozen_position, fusion=fusion,
-        )
+        return AVCANet(audio_dim, video_dim, text_dim, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim, r_proj=p.r_proj,
+                       r_dec=p.r_dec, bn_momentum=p.bn_momentum, fusion=fusion)
 
-    def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "CrossAttentionClassifier":
-        p, label = self.params, self.label
-        text, sampler = embedding_fit_inputs(label, train, text)
-        dev = ctx.device
-        self.precision_used = resolve_precision(p.precision, dev)
-        if p.precision == "auto":
-            ctx.log(f"{label}: precision auto -> {self.precision_used} on {torch.device(dev)}")
-        audio, video, labels = train.audio.to(dev), train.video.to(dev), train.labels.to(dev)
-        text_dev = text.to(dev)
+    def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
+        p, dev = self.params, ctx.device
+        text, sampler = embedding_fit_inputs(self.label, train, text)
+        precision = resolve(self, ctx)
+        audio, video, labels, text = train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev)
         net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
-        trainable = [q for q in net.parameters() if q.requires_grad]  # excludes frozen positions (compat)
-        opt = adam(trainable, lr=p.lr, weight_decay=p.weight_decay)
-        b = p.batch_size
-        precision = self.precision_used or "fp32"
+        opt = adam([q for q in net.parameters() if q.requires_grad], lr=p.lr, weight_decay=p.weight_decay)
 
-        def forward(net: nn.Module, idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-            return half_forward(net, audio, video, labels, text_dev, idx, precision)
+        def forward(net: nn.Module, idx: Tensor) -> dict[str, Tensor]:
+            return half_forward(net, audio, video, labels, text, idx, precision)
 
-        step_grads = LeaderStep(net, trainable, forward, self._losses, lambda idx: text_dev[labels[idx]], precision,
-                                offer=ctx.assist if torch.device(dev).type == "cpu" else None,
-                                hello={"dims": dict(self.dims), "precision": precision}, log=ctx.log, label=label)
-        bar = ctx.track(p.epochs * p.batches_per_epoch, "unseen")
-        stats = self.stats  # samples: positives + negatives
-        stats.reset()
-        try:
-            for epoch in range(p.epochs):
-                net.train()
-                sums = torch.zeros(4, device=dev)
-                for step in range(p.batches_per_epoch):
-                    pos = sampler.sample(b)
-                    idx = torch.cat([pos, other_class_samples(train.labels[pos], sampler)]).to(dev)
-                    terms = step_grads(idx, b)
-                    opt.step()
-                    stats.steps += 1
-                    stats.samples += len(idx)
-                    sums += terms
-                    if ctx.callbacks.step_due(stats.steps):
-                        ctx.callbacks.on_step("unseen", stats.steps, {**dict(zip(_TERMS, terms.tolist())),
-                                                                     "lr": opt.param_groups[0]["lr"]})
-                    if (step + 1) % _LOG_EVERY == 0 or step + 1 == p.batches_per_epoch:
-                        value = terms[0]
-                        check_finite(value, label, epoch + 1)
-                        bar.update(1, loss=float(value))
-                    else:
-                        bar.update(1)
-                means = sums / p.batches_per_epoch
-                check_finite(means[0], label, epoch + 1)
-                loss_m, trip_m, rec_m, reg_m = means.tolist()
-                stats.history.append({"epoch": epoch, "loss": loss_m, "trip": trip_m, "rec": rec_m, "reg": reg_m,
-                                     "lr": opt.param_groups[0]["lr"]})
-                ctx.callbacks.on_epoch("unseen", epoch, stats.history[-1])
-        finally:
-            step_grads.close()
-            bar.close()
-        if step_grads.split_steps:
-            ctx.log(f"{label}: the main process computed the negative half of {step_grads.split_steps} of "
-                    f"{stats.steps} steps (jobs = 2, same result as one process)")
-        net.eval()
-        last = stats.history[-1]
-        ctx.log(f"{label}: final loss {last['loss']:.4g} (trip {last['trip']:.4g}, "
-                f"rec {last['rec']:.4g}, reg {last['reg']:.4g})")
-        self.fitted = True
-        return self
+        halves = Halves(forward, lambda idx: text[labels[idx]], self._losses)
+        return Training(net, opt, _TERMS, p.epochs, lambda: (balanced_pairs(sampler, train.labels, p.batch_size)
+                                                            for _ in range(p.batches_per_epoch)),
+                        p.batches_per_epoch, halves=halves, precision=precision)
 
     def _losses(self, s_pos: Mapping[str, Tensor], t_pos: Tensor, s_neg: Mapping[str, Tensor], t_neg: Tensor) -> Tensor:
         """``[L, trip, rec, reg]`` of one step (eq. 6-9): L⁺ plus the terms of L⁻ in ``negative_terms``."""
@@ -281,39 +227,7 @@ class CrossAttentionClassifier(TorchComponent, UnseenClassifier):
             reg = reg + reg_loss(s_neg)
         return torch.stack([trip + rec + reg, trip, rec, reg])
 
-    def assist(self, channel: Any, train: AVSamples, text: Tensor, ctx: FitContext,
-               tick: Callable[[], None] = lambda: None) -> int:
-        """Compute the negative half of a worker's remaining steps (``jobs = 2``, avood_core.pipeline.assist).
-
-        Runs in the main process while this component's fit runs in the worker; the fit's result
-        is the same bits as without it (:mod:`avood_plugins.unseen._halves`). Returns the steps served.
-        """
-        text = torch.as_tensor(text, dtype=torch.float32)
-
-        def setup(hello: dict[str, Any]) -> tuple[nn.Module, Any]:
-            net, precision = self.make_net(**hello["dims"]), hello["precision"]
-
-            def forward(net: nn.Module, idx: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-                return half_forward(net, train.audio, train.video, train.labels, text, idx, precision)
-
-            return net, forward, self._losses, lambda idx: text[train.labels[idx]]
-
-        with torch.random.fork_rng(devices=[]):  # the partner sets the generator each step; ours is kept
-            return serve(channel, setup, tick)
-
     def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂``, float32 on CPU (eval mode, chunked)."""
-        net = self.net
-        if net is None:
-            raise NotFittedError(self.label)
-        cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
-        net.eval()
-        with torch.inference_mode():
-            theta_t = net.embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(self.device))
-            out = [
-                torch.cdist(net.embed_video(a.to(self.device), v.to(self.device)), theta_t)
-                for a, v in zip(samples.audio.split(_CHUNK), samples.video.split(_CHUNK))
-            ]
-        if not out:
-            return torch.empty(0, len(cand))
-        return torch.cat(out).cpu()  # outside inference mode: an ordinary tensor callers may edit in place
+        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂`` (paper §3.4)."""
+        return embedding_distances(self, samples, candidates, text, lambda t: self.net.embed_text(t),
+                                   lambda a, v, theta_t: torch.cdist(self.net.embed_video(a, v), theta_t))

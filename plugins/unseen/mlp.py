@@ -34,7 +34,8 @@ from avood_core.limits import LIMITS, Width
 from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
-from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, train_epochs
+from avood_core.train.loop import fit_loop
+from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, mlp_training
 
 
 class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
@@ -84,10 +85,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
                 logits = net(x[idx])
             return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
 
-        history = train_epochs(self, ctx, len(x), step, ("loss",), "lower the unseen classifier lr")
-        ctx.log(f"{self.label}: final loss {history[-1]['loss']:.4g} on {len(x)} synthetic features of "
-                f"{len(self.classes)} classes")
-        self.fitted = True
+        fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss",), "lower the unseen classifier lr"))
         return self
 
     def logits(self, samples: AVSamples) -> Tensor:

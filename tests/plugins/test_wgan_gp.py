@@ -95,7 +95,7 @@ def test_history_and_decoder_learns(fitted) -> None:
     gen, _, _ = fitted
     assert len(gen.stats.history) == TINY["epochs"]
     for row in gen.stats.history:
-        assert set(row) == {"d_loss", "g_loss", "dec_loss", "wasserstein"}
+        assert set(row) == {"epoch", "d_loss", "g_loss", "dec_loss", "wasserstein", "lr"}
         assert all(math.isfinite(v) for v in row.values())
     assert gen.stats.history[-1]["dec_loss"] < 0.5 * gen.stats.history[0]["dec_loss"]
 
@@ -183,7 +183,7 @@ def test_step_counts_decoder_steps_in_the_g_step() -> None:
         opt.step = lambda *a, _s=step, _n=name, **k: (calls.append(_n), _s(*a, **k))[1]
     x, labels = train.x[:16], train.labels[:16]
     torch.manual_seed(0)
-    gen._step(net, x, labels, text[labels], opts)
+    gen._step(net, x, labels, text[labels], opts, "fp32")
     assert calls == ["Dec", "D"] * 3 + ["G", "Dec"]
     # the G step's backward reached the decoder (α·MSE(Dec(x̃), t)) and G, not the frozen critic
     assert all(p.grad is not None for p in net.Dec.parameters()) and all(p.grad is not None for p in net.G.parameters())
@@ -227,7 +227,7 @@ def test_progress_tracker_gets_metrics() -> None:
     WGANGP(TINY, epochs=2, batches_per_epoch=3).fit(samples.where(SEEN), text, context(text, progress=Recorder))
     assert calls[0] == ("open", 6, "generator") and calls[-1] == ("close",)
     updates = [c for c in calls if c[0] == "update"]
-    assert len(updates) == 6 and updates[0][2] == ["d_loss", "dec_loss", "g_loss", "wasserstein"]
+    assert len(updates) == 6 and updates[2][2] == ["d_loss", "dec_loss", "g_loss", "wasserstein"]  # the epoch's readout
 
 
 def test_bad_input_is_reported() -> None:

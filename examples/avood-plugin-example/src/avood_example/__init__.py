@@ -16,4 +16,5 @@ __version__ = "0.1.0"
 @hookimpl
 def register_components(register):
     register("unseen", "eszsl", "avood_example.eszsl:ESZSL")
+    register("unseen", "triplet", "avood_example.triplet:TripletEmbedding")
     register("fusion", "bilinear", "avood_example.bilinear:LowRankBilinear")

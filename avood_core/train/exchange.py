@@ -1,21 +1,12 @@
-"""The main process lends its core to a worker's fit once its own stages are done (``jobs = 2``).
+"""The exchange between a worker's fit and the main process that assists it (``jobs = 2``).
 
-With ``jobs = 2`` the unseen classifier trains in a worker beside generator → seen → detector;
-when that main path ends first, the main process would otherwise wait with its core idle (for
-most of the unseen classifier's training on the UCF preset: docs/performance.md). Instead it *assists*: it connects to
-the worker and computes half of each remaining training step, data-parallel. A component that
-supports this has ``assist(channel, *fit_args, ctx, tick)`` (the main process's side) and polls
-``ctx.assist`` between its steps (the worker's side); the split of one step is the component's
-own business (:mod:`avood_plugins.unseen._halves` for the paper's cross-attention classifier).
-
-Determinism: a component may only split a step this way if the split step gives the same bits
-as its one-process step, so the result cannot depend on *when* the main process joins (which
-is set by the clock). Set ``AVOOD_ASSIST=0`` to switch the assistance off.
-
-Transport: a Unix socket in the worker's private folder carries the messages (a pickled
-header and the raw bytes of CPU tensors); an :class:`Arena` (a shared memory-mapped file)
-holds what is large and lives for the whole assistance, such as the parameters and their
-gradients. POSIX only: elsewhere the worker offers nothing and the main process just waits.
+With ``jobs = 2`` a component may train in a worker while the main process fits the others;
+once the main process is done it connects to the worker and computes half of each remaining
+step (:mod:`avood_core.train.strategy`). A Unix socket in the worker's private folder carries
+the messages (a pickled header and the raw bytes of CPU tensors); an :class:`Arena` (a shared
+memory-mapped file) holds what is large and lives for the whole assistance (parameters,
+gradients, activations). POSIX only: elsewhere the worker offers nothing and the main process
+just waits. ``AVOOD_ASSIST=0`` switches it off.
 """
 
 from __future__ import annotations
@@ -33,6 +24,7 @@ import torch
 from torch import Tensor
 
 SOCKET = "assist.sock"
+SHM = "/dev/shm"  # where arenas go when it has room (Arena.place)
 _HEADER = struct.Struct("<Q")
 _ALIGN = 64  # bytes; each arena slot starts on a cache line
 _MAX_SOCKET_PATH = 100  # sun_path holds 104 (macOS) to 108 (Linux) bytes
@@ -145,8 +137,6 @@ class Arena:
     @staticmethod
     def place(folder: Path, name: str, size_hint: int) -> Path:
         """Where to create an arena of about ``size_hint`` bytes: ``/dev/shm`` when it has twice that free."""
-        from avood_core.pipeline.worker import SHM
-
         shm = Path(SHM)
         try:
             st = os.statvfs(shm)

@@ -1,12 +1,14 @@
-"""One training step of the cross-attention classifier as two halves, in one process or two (paper §3.4).
+"""Data parallelism behind the training loop: a two-half step in one process or two.
 
-A step draws B positives and B negatives; each half goes through the network as its own call
-(its own BatchNorm batch, as the reference's ``CLSU_Embedding.forward``) and the loss (eq. 6-9)
-couples them. The step here: forward both halves, cut the graph at the network outputs, compute
-the loss on the cut and back-propagate it to the outputs, then back-propagate the positive
-half's outputs (``grad = g⁺``) and after them the negative half's (``grad += g⁻``). One process
-does all of it (:class:`LeaderStep` alone). With ``jobs = 2`` the main process, once its own
-stages are done, computes the negative half of each remaining step (avood_core.pipeline.assist)::
+A component whose step is two halves (:class:`Halves`: each half goes through the network as its
+own call, its own BatchNorm batch, and the loss couples them; e.g. the paper's positives and
+negatives, §3.4, reference ``CLSU_Embedding.forward``) gets this from
+:func:`avood_core.train.loop.fit_loop`. The step: forward both halves, cut the graph at the
+network outputs, compute the loss on the cut and back-propagate it to the outputs, then
+back-propagate the first half's outputs (``grad = g⁺``) and after them the second's
+(``grad += g⁻``). One process does all of it (:class:`SplitStep` without a partner). With
+``jobs = 2`` the main process, once its own stages are done, computes the second half of each
+remaining step of the fit running in the worker (:mod:`avood_core.train.exchange`)::
 
     worker (leader)                                 main process (partner, :func:`serve`)
     sample; send idx, RNG state S0, k          →    set S0, skip k words; forward idx⁻ (k words more)
@@ -14,33 +16,42 @@ stages are done, computes the negative half of each remaining step (avood_core.p
     outputs⁺ into the arena                    ⇄    outputs⁻, its BatchNorm inputs, the RNG state S0 + 2k
     the loss on the cut; backward idx⁺              the same loss; backward idx⁻
     grad = g⁺; grad += g⁻                      ←    g⁻ into the arena
-    idx⁻'s BatchNorm calls again (running statistics); Adam on the shared parameters
+    idx⁻'s BatchNorm calls again (running statistics); the optimizer on the shared parameters
 
 Every operation of the two-process step is the one-process step's, on the same shapes at the
 same thread count: idx⁻'s dropout masks come from the same generator position (keep_mask's draws
 are serial, so skipping k words lands where idx⁺'s forward left the generator), both processes
 compute the same loss from the same outputs, the running statistics get idx⁻'s update from the
 same kernel on the same input, and the gradient is g⁺ + g⁻ either way. So the fit gives the
-same bits whether, and whenever, the main process joins (tested); if it drops out mid-step,
-the worker computes that half itself.
+same bits whether, and whenever, the main process joins (tests/test_assist.py); if it drops
+out mid-step, the worker computes that half itself. A ``torch.distributed`` (gloo) version was
+measured slower on two CPU cores and cannot take a partner mid-fit (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-from avood_core.pipeline.assist import Arena, Channel, PartnerGone, spec_of
+from avood_core.train.exchange import Arena, Channel, PartnerGone, spec_of
 from avood_core.train.precision import autocast, skip_words, words_drawn
 
-Forward = Callable[[nn.Module, Tensor], "tuple[dict[str, Tensor], Tensor]"]
-"""``(net, idx) -> (outputs, text rows)``: one half through the network, as one call."""
-Losses = Callable[[dict, Tensor, dict, Tensor], Tensor]
-"""``(out⁺, text⁺, out⁻, text⁻) -> stacked loss terms``, the total first."""
+
+@dataclass
+class Halves:
+    """A step of two halves of the batch ``idx`` (first half ``idx[:b]``, second ``idx[b:]``, ``b = len(idx) // 2``)."""
+
+    forward: Callable[[nn.Module, Tensor], dict[str, Tensor]]
+    """``(net, rows) -> outputs``: one half through the network, as one call."""
+    extra: Callable[[Tensor], Tensor]
+    """``rows -> tensor``: what the losses need of a half besides the network's outputs (no gradient)."""
+    losses: Callable[[dict, Tensor, dict, Tensor], Tensor]
+    """``(out⁺, extra⁺, out⁻, extra⁻) -> stacked loss terms``, the total first."""
 
 
 def _cut(outs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -100,16 +111,15 @@ class _Partner:
             p.data = p.data.clone()
 
 
-class LeaderStep:
+class SplitStep:
     """The step in the process that owns the fit; takes a partner from ``offer`` when one connects."""
 
-    def __init__(self, net: nn.Module, trainable: list[nn.Parameter], forward: Forward, losses: Losses,
-                 text_rows: Callable[[Tensor], Tensor], precision: str, offer: Any = None,
-                 hello: dict[str, Any] | None = None, log: Callable[[str], None] = lambda m: None,
-                 label: str = "unseen") -> None:
-        self.net, self.trainable, self.forward, self.losses = net, trainable, forward, losses
-        self.text_rows, self.precision, self.offer = text_rows, precision, offer
-        self.hello, self.log, self.label = hello or {}, log, label
+    def __init__(self, net: nn.Module, halves: Halves, precision: str, offer: Any = None,
+                 log: Callable[[str], None] = lambda m: None, label: str = "") -> None:
+        self.net, self.trainable = net, [q for q in net.parameters() if q.requires_grad]
+        self.forward, self.losses, self.extra = halves.forward, halves.losses, halves.extra
+        self.precision, self.offer = precision, offer
+        self.hello, self.log, self.label = {"precision": precision}, log, label
         self.partner: _Partner | None = None
         self.words: int | None = None  # keep_mask words one half's forward draws, measured
         self.split_steps = 0
@@ -151,17 +161,18 @@ class LeaderStep:
             self.offer.close()
             self.offer = None
 
-    def __call__(self, idx: Tensor, b: int) -> Tensor:
+    def __call__(self, idx: Tensor) -> Tensor:
         """One step's gradients (the caller steps the optimizer); returns the loss terms, detached."""
         self._poll()
+        b = len(idx) // 2
         if self.partner is not None:
             return self._split(idx, b)
         w0 = words_drawn()
-        s_pos, t_pos = self.forward(self.net, idx[:b])
+        s_pos = self.forward(self.net, idx[:b])
         self.words = words_drawn() - w0
-        s_neg, t_neg = self.forward(self.net, idx[b:])
+        s_neg = self.forward(self.net, idx[b:])
         cut_pos, cut_neg = _cut(s_pos), _cut(s_neg)
-        terms = self.losses(cut_pos, t_pos, cut_neg, t_neg)
+        terms = self.losses(cut_pos, self.extra(idx[:b]), cut_neg, self.extra(idx[b:]))
         self.net.zero_grad(set_to_none=True)
         terms[0].backward()
         _backprop(s_pos, cut_pos)
@@ -176,13 +187,13 @@ class LeaderStep:
         except PartnerGone as exc:
             self.drop(str(exc))
         w0 = words_drawn()
-        s_pos, t_pos = self.forward(self.net, idx[:b])
+        s_pos = self.forward(self.net, idx[:b])
         self.words = k = words_drawn() - w0
         rng_mid = torch.get_rng_state()
 
         def local() -> dict[str, Tensor]:  # the negative half here, from where the positive one left the generator
             torch.set_rng_state(rng_mid)
-            return self.forward(self.net, neg)[0]
+            return self.forward(self.net, neg)
 
         if k != k_sent:
             self.drop(f"a forward drew {k} random words, not {k_sent}")
@@ -196,7 +207,7 @@ class LeaderStep:
             s_neg = local()
             cut_neg = _cut(s_neg)
         cut_pos = _cut(s_pos)
-        terms = self.losses(cut_pos, t_pos, cut_neg, self.text_rows(neg))
+        terms = self.losses(cut_pos, self.extra(idx[:b]), cut_neg, self.extra(neg))
         self.net.zero_grad(set_to_none=True)
         terms[0].backward()
         _backprop(s_pos, cut_pos)
@@ -262,18 +273,21 @@ def _leaves(views: dict[str, Tensor]) -> dict[str, Tensor]:
     return {key: v.clone().requires_grad_() for key, v in views.items()}
 
 
-def serve(channel: Channel, setup: Callable[[dict[str, Any]], "tuple[nn.Module, Forward, Losses, Callable]"],
+def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
           tick: Callable[[], None] = lambda: None) -> int:
-    """The main process's side: compute the negative half of the leader's steps until it says done.
+    """The main process's side: compute the second half of the leader's steps until it says done.
 
-    ``setup(hello)`` builds the network, the half forward, the losses and the text rows from the
-    leader's hello (``dims``, ``precision``). Returns the number of steps served. The caller keeps
-    its own RNG state around this (the generator is set to the leader's state each step).
+    ``net`` and ``halves``: the step as this process builds it from the same fit inputs.
+    Returns the number of steps served. The caller keeps its own RNG state around this (the
+    generator is set to the leader's state each step).
     """
     _, hello, _ = channel.recv("hello")
-    net, forward, losses, text_rows = setup(hello)
+    forward, losses, extra = halves.forward, halves.losses, halves.extra
     params = list(net.parameters())
     n = hello["n_params"]
+    if hello["precision"] != precision:
+        channel.send("refuse", f"precision {precision} here, {hello['precision']} in the worker")
+        return 0
     if [spec_of(p) for p in params] != list(hello["specs"][:n]):
         channel.send("refuse", "the network built here has other parameter shapes")
         return 0
@@ -305,7 +319,7 @@ def serve(channel: Channel, setup: Callable[[dict[str, Any]], "tuple[nn.Module, 
             skip_words(meta["k"])
             captured.clear()
             w0 = words_drawn()
-            s_neg, t_neg = forward(net, idx[b:])
+            s_neg = forward(net, idx[b:])
             if words_drawn() - w0 != meta["k"]:
                 raise RuntimeError(f"the negative half drew {words_drawn() - w0} random words, the positive {meta['k']}")
             first = acts is None
@@ -321,7 +335,7 @@ def serve(channel: Channel, setup: Callable[[dict[str, Any]], "tuple[nn.Module, 
             if first:
                 acts.arena.unlink()  # the leader has mapped it
             cut_pos, cut_neg = _leaves(acts.out_pos), _cut(s_neg)
-            terms = losses(cut_pos, text_rows(idx[:b]), cut_neg, t_neg)
+            terms = losses(cut_pos, extra(idx[:b]), cut_neg, extra(idx[b:]))
             net.zero_grad(set_to_none=True)
             terms[0].backward()
             _backprop(s_neg, cut_neg)
