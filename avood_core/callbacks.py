@@ -29,13 +29,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from avood_core.errors import AvoodError, CallbackError
 from avood_core.util.io import open_nofollow
 
-if TYPE_CHECKING:
-    from avood_core.protocols import Component
 
 Metrics = Mapping[str, float]
 
@@ -128,8 +126,8 @@ class CallbackList(Callback):
         values = clean(metrics)
         self._each("on_epoch", kind, epoch, values)
 
-    def on_stage_end(self, kind: str, info: Mapping[str, Any], component: "Component | None" = None) -> None:
-        """``component``: its ``stats.history`` is replayed as epochs when it reported none itself."""
+    def on_stage_end(self, kind: str, info: Mapping[str, Any], component: Any = None) -> None:
+        """``component`` (the fitted component): its ``stats.history`` is replayed as epochs when it reported none itself."""
         if kind not in self._epochs_seen and component is not None:
             for i, record in enumerate(component.stats.history):
                 if isinstance(record, Mapping):

@@ -1,7 +1,7 @@
 """The import graph of ``avood_core`` and ``plugins``: no cycles, and no module importing one above its layer.
 
-Every ``import`` counts, at module level or inside a function (a lazy import still ties the two
-modules together); an import under ``if TYPE_CHECKING:`` does not. Imports of a package's
+Every ``import`` counts: at module level, inside a function (a lazy import still ties the two
+modules together) and under ``if TYPE_CHECKING:`` (a type still names the module). Imports of a package's
 ``__init__`` (the facade ``avood_core``) are not edges. docs/architecture.md, "Layers", shows
 :data:`LAYERS`.
 """
@@ -41,20 +41,12 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def _type_checking(node: ast.If) -> bool:
-    test = node.test
-    return getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
-
-
 def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     found: list = []
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        elif isinstance(node, ast.If) and _type_checking(node):
-            for other in node.orelse:
-                visit(other)
         else:
             for child in ast.iter_child_nodes(node):
                 visit(child)
@@ -170,7 +162,7 @@ def test_the_checks_can_fail() -> None:
         "avood_plugins.x (config) imports avood_core.pipeline.core (pipeline)"]
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import b\n"
                      "def f():\n    import c\n")
-    assert sorted(n.names[0].name for n in _imports(tree) if isinstance(n, ast.Import)) == ["b", "c"]
+    assert sorted(n.names[0].name for n in _imports(tree) if isinstance(n, ast.Import)) == ["a", "b", "c"]
 
 
 def test_every_module_has_a_layer() -> None:
