@@ -1,19 +1,9 @@
-"""The download's pickled files, read safely: the feature caches and the word2vec dict.
+"""The download's pickled files read without executing pickled code: the feature caches and the word2vec dict.
 
-``_features_processed/<method>/{training,val,train_val,test}<split>.pkl``: 
-``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
-"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``, a plain pickle (the reference's
-``pickle.dump``) or a ``torch.save`` zip (:func:`write_cache`). Neither is unpickled with the stock
-``pickle.load``: a zip goes through ``torch.load(weights_only=True)`` allow-listing numpy's array
-reconstructors only, a pickle through :class:`_RestrictedUnpickler` (torch's tensor rebuilders,
-``OrderedDict``, ``_codecs.encode``, numpy's reconstructors; torch's storage hook replaced by a
-``weights_only=True`` load). Any other global, or an object array of anything but str/bytes, is refused.
-
-``word_embeddings_<ds>_normed.npy``: an ``np.save``'d pickled dict ``{manual name: float32[300]}``;
-:func:`read_w2v` parses the .npy header and unpickles it with :class:`_RestrictedUnpickler` (never
-``np.load(allow_pickle=True)``), accepting only ``str`` -> 1-D finite float arrays of one length.
-Text rows are placed *by name* through the w2v name csv; the reference's lookup by class id into
-the ``sorted(keys)`` rows (defect 1, docs/defects.md) is :func:`positional_rows`.
+A ``torch.save`` zip loads with ``weights_only=True`` (numpy's reconstructors allowed), a plain pickle
+through :class:`_RestrictedUnpickler` (torch's tensor rebuilders, ``OrderedDict``, ``_codecs.encode``,
+numpy's reconstructors); any other global is refused. Text rows are placed by name; the reference's
+positional lookup (defect 1, docs/defects.md) is :func:`positional_rows`.
 """
 
 from __future__ import annotations

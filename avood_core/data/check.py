@@ -1,9 +1,5 @@
-"""``avood data check``: a benchmark tree checked, one table per dataset and split.
-
-Per stage folder: classes, csv rows, h5 class files, clips, dims, word-embedding coverage, NaN/inf
-rows and the problems (missing or broken files, empty classes, dim mismatches, h5 rows that
-disagree with the csv, a stage_2_train that is not the union of the stage-1 folders, caches that
-disagree with the h5 tree), collected, never raised: :attr:`TreeReport.ok` says whether any.
+"""``avood data check``: a benchmark tree checked, one table per dataset and split; problems are
+collected, never raised (:attr:`TreeReport.ok`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""The embedded default task: UCF-GZSL's real classes and word2vec vectors, synthetic features.
-
-51 classes (42 seen, 9 unseen: the main split's stage 2) named as in UCF101, with their real 300-d
-word2vec vectors (``ucf_w2v.npz``, from the AVCA-GZSL benchmark, MIT licence, see NOTICE); 512-d
-audio and video from the latent model of :mod:`avood_core.data.latent`, calibrated to UCF's
-published SC_acc 96.12 / UC_acc 28.21 (Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise.
-UCF's stage-2 split sizes (4994 train, 555 test seen, 1267 test unseen clips) times ``scale``; a
-held-out part of the training clips forms ``val`` (seen classes only).
+"""The embedded default task: UCF-GZSL's 51 real classes (42 seen, 9 unseen) and word2vec vectors
+(``ucf_w2v.npz``, AVCA-GZSL benchmark, MIT licence, see NOTICE), synthetic 512-d features from
+:mod:`avood_core.data.latent` calibrated to UCF's SC_acc 96.12 / UC_acc 28.21 (paper Table 3).
 """
 
 from __future__ import annotations

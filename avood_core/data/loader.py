@@ -1,10 +1,7 @@
-"""Load the AVCA benchmark (UCF, ActivityNet, VGGSound) as the two tasks of the stage-1/stage-2 protocol.
+"""Load the AVCA benchmark as the two tasks of the stage-1/stage-2 protocol (:data:`PROTOCOL`).
 
-Stage 1 trains on ``training`` (stage_1_train classes seen) and tests on ``val`` (stage_1_val_unseen
-classes unseen); stage 2 trains on ``train_val`` (= stage_2_train) and tests on ``test``
-(stage_2_test_unseen classes unseen) (:data:`PROTOCOL`). Rows are ordered by class id, stage folder,
-file order, whatever the source, so an h5 tree and its pkl caches give identical tasks. Like the
-reference, a split keeps only its stage's classes; ``info["dropped_rows"]`` counts the rest.
+Rows are ordered by class id, stage folder and file order, so an h5 tree and its pkl caches give
+identical tasks; like the reference, a split keeps only its stage's classes (``info["dropped_rows"]``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""Write a complete synthetic benchmark tree in the download's exact on-disk format.
+"""``avood data synth``: write a complete synthetic benchmark tree in the download's exact format.
 
-``<out>/<DS>/`` gets ``class-split/`` (all_class.txt, the w2v name csv, main_split/ and cls_split/
-with stage_*.txt and stage_*.csv in the dataset's csv columns), ``features/<method>/{audio,video}/
-<stage>/<Class>.h5`` for the split that goes with the features (main_features <-> main_split,
-cls_features <-> cls_split), ``features/<method>/text/word_embeddings_<ds>_normed.npy`` and, unless
-``caches=False``, the four ``_features_processed/<method>/<cache><split>.pkl`` caches built from the
-h5 tree (like the reference builds them).
-
-Features come from the calibrated latent model of :mod:`avood_core.data.latent`, its stage-2 train
-classes seen and test-unseen classes unseen, calibrated to the dataset's published accuracies
-(paper Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise. A class's clips are drawn from a
-generator seeded by its name, so a clip listed in several stage csv files has the same features
-everywhere. The tree is built in a hidden temp folder and renamed into place: no partial tree.
+Features come from :mod:`avood_core.data.latent` (paper Table 3 accuracies unless ``seen_acc`` /
+``zsl_acc``); a class's clips follow its name, so a clip listed in several csv files has the same
+features everywhere. The tree is built in a hidden temp folder and renamed into place.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Figures of a run: gate ROC (paper Fig. 3), threshold sweep (supplement Fig. 1), t-SNE (Fig. 2).
 
-matplotlib is imported lazily and draws on an explicit Agg canvas (no pyplot, no global backend);
-each figure is written atomically as ``<path_stem>.png`` and ``.svg``. ROC curves take the seen
-score ``-score`` with seen as the positive class (:mod:`avood_core.eval.metrics`).
+matplotlib is imported lazily and draws on an Agg canvas (no pyplot); each figure is written
+atomically as ``<stem>.png`` and ``.svg``.
 """
 
 from __future__ import annotations

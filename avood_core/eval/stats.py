@@ -1,8 +1,5 @@
-"""Across-seed statistics: mean, std and the Student t interval of the mean; paired sign-flip tests.
-
-One seed moves HM by several points (the paper reports one seed, §4), so every table that
-aggregates seeds (``avood run --seeds``, ``avood ablate NAME --seeds``, ``avood sweep``) shows the
-mean, the sample std (ddof = 1) and the interval ``mean ± t_{(1+level)/2, n-1} · std / √n``.
+"""Across-seed statistics: mean, std (ddof = 1), Student t interval of the mean; paired sign-flip tests
+(docs/statistics.md).
 """
 
 from __future__ import annotations
