@@ -349,10 +349,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
 
 
 def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) -> TreeReport:
-    """Validate ``root`` (a benchmark root or one dataset folder); ``deep`` reads every feature value.
-
-    Raises :class:`DataError` only when ``root`` holds no dataset folder at all.
-    """
+    """Validate ``root`` (benchmark root or dataset folder); raises :class:`DataError` only if it holds no dataset."""
     root = Path(root).expanduser()
     infos = [dataset_info(dataset)] if dataset else list(DATASETS.values())
     found = []

@@ -127,11 +127,7 @@ def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
 
 
 class LatentGenerator:
-    """Fixed random structure (text map, residuals, projections) for one seed and one class table.
-
-    Row ``c`` of ``text`` is class ``c``'s word vector and ``residual_keys[c]`` its key (:func:`name_key`):
-    a class's mean depends only on its own row and key, whatever the row order.
-    """
+    """Fixed random structure for one seed; class ``c``'s mean depends only on ``text[c]`` and ``residual_keys[c]``."""
 
     def __init__(self, text: Tensor, dims: tuple[int, int], params: LatentParams, seed: int,
                  residual_keys: list[int]) -> None:

@@ -180,14 +180,9 @@ def write_synthetic_tree(
     overwrite: bool = False, latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
     seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
 ) -> SynthReport:
-    """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
+    """Write ``<out>/<DS>/`` shaped like dataset ``like`` (options: docs/cli.md, ``avood data synth``).
 
-    ``splits_dir`` (e.g. ``/work/shared/avgzsl``): the real class lists, per-class clip counts (times
-    ``scale``, at least 1) and word2vec (:mod:`avood_core.data.plan`); without it all is generated.
-    ``features``: main (512/512) or cls (128/4096), widths overridable. ``class_counts`` (generated
-    trees): (stage-1 train, stage-1 val unseen, stage-2 test unseen) classes. ``seen_acc`` /
-    ``zsl_acc``: what the paper's seen MLP and embedding model should reach at full epochs (default:
-    the published SC_acc / UC_acc); ``probe``: take them as the probes' targets instead.
+    ``splits_dir``: the real class lists, clip counts and word2vec (:mod:`avood_core.data.plan`), else generated.
     """
     started = time.perf_counter()
     info = dataset_info(like)

@@ -170,12 +170,7 @@ def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, threshold
 
 
 def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
-    """``{"threshold", "S", "U", "HM", "TPR", "FPR"}`` (arrays, percent) of the routed pipeline per OOD threshold.
-
-    ``outputs``: the arrays of ``Pipeline.outputs`` or ``predictions.npz``; at threshold t clip i
-    takes ``seen_pred_i`` if score_i < t, else ``unseen_pred_i``. ``thresholds=None``:
-    :func:`sweep_thresholds`, with the detector's own ``outputs["threshold"]``. Exact, O((N + T) log N).
-    """
+    """S, U, HM, TPR, FPR (percent) of ``Pipeline.outputs`` routed at each OOD threshold; exact, O((N + T) log N)."""
     labels = _np(outputs["labels"]).astype(np.int64)
     score = _np(outputs["score"]).astype(np.float64)
     is_seen = np.isin(labels, _np(outputs["seen_classes"]))

@@ -45,12 +45,7 @@ FLIP_DRAWS = 100_000  # random sign patterns beyond that
 
 
 def sign_flip_p(diffs: Iterable[float], max_exact: int = EXACT_FLIPS, draws: int = FLIP_DRAWS, seed: int = 0) -> float:
-    """Two-sided p-value of the paired sign-flip permutation test of mean(diffs) = 0.
-
-    p is the share of sign patterns whose |mean| reaches the observed one: all 2^n patterns for
-    n ≤ ``max_exact`` (the smallest p at n seeds is 2 / 2^n), else ``draws`` seeded random ones
-    (+1 corrected). All-zero differences give p = 1.
-    """
+    """Two-sided paired sign-flip p of mean(diffs) = 0: all 2^n patterns up to ``max_exact``, else seeded draws."""
     d = np.asarray(list(diffs), dtype=np.float64)
     observed = abs(d.sum())
     if len(d) <= max_exact:
