@@ -24,6 +24,7 @@ from avood_core.stages import FIT_ORDER
 DATASETS = ("ucf", "activitynet", "vggsound")
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
 
+
 @dataclass
 class BenchOptions:
     """What to benchmark; see :func:`run_bench`."""

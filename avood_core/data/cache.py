@@ -110,30 +110,30 @@ def _urls(value, shown: str, where: str) -> np.ndarray:
 
 
 def _check_layout(obj, shown: str) -> None:
-    bad = f"'{shown}' is not an AVCA feature cache"
+    def bad(why: str) -> DataError:
+        return DataError(f"'{shown}' is not an AVCA feature cache ({why}); delete it and rebuild it")
+
     if not isinstance(obj, dict) or not {"audio", "video", "text"} <= set(obj):
-        raise DataError(f"{bad} (expected keys audio, video, text); delete it and rebuild it")
+        raise bad("expected keys audio, video, text")
     for mod in ("audio", "video", "text"):
         part = obj[mod]
         if not isinstance(part, dict) or "data" not in part or "target" not in part:
-            raise DataError(f"{bad} ({mod} lacks data/target); delete it and rebuild it")
+            raise bad(f"{mod} lacks data/target")
         data = torch.as_tensor(part["data"])
         target = torch.as_tensor(part["target"])
         if data.ndim != 2 or not data.is_floating_point() or target.ndim != 1 or len(target) != len(data):
-            raise DataError(
-                f"{bad} ({mod}: data {tuple(data.shape)}, target {tuple(target.shape)}); delete it and rebuild it"
-            )
+            raise bad(f"{mod}: data {tuple(data.shape)}, target {tuple(target.shape)}")
         if data.shape[1] < 1:
-            raise DataError(f"{bad} ({mod}: data has 0 feature columns, shape {tuple(data.shape)}); delete it and rebuild it")
+            raise bad(f"{mod}: data has 0 feature columns, shape {tuple(data.shape)}")
         if target.is_floating_point():
-            raise DataError(f"{bad} ({mod} target is not integer); delete it and rebuild it")
+            raise bad(f"{mod} target is not integer")
         part["data"], part["target"] = data.float(), target.long()
         if mod != "text":
             if "url" not in part:
-                raise DataError(f"{bad} ({mod} lacks url); delete it and rebuild it")
+                raise bad(f"{mod} lacks url")
             part["url"] = _urls(part["url"], shown, f"{mod}.url")
             if len(part["url"]) != len(data):
-                raise DataError(f"{bad} ({mod}: {len(data)} rows but {len(part['url'])} urls); rebuild it")
+                raise bad(f"{mod}: {len(data)} rows but {len(part['url'])} urls")
     a, v = obj["audio"], obj["video"]
     if not torch.equal(a["target"], v["target"]) or not np.array_equal(a["url"], v["url"]):
         raise DataError(f"'{shown}': audio and video rows differ (targets or urls); delete it and rebuild it")

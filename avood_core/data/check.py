@@ -276,8 +276,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     try:
         names = read_all_classes(ds_dir)
     except DataError as exc:
-        s = Section(info.folder, "-", None, problems=[str(exc)])
-        return [s]
+        return [Section(info.folder, "-", None, problems=[str(exc)])]
     index = {n.lower(): i for i, n in enumerate(names)}
     try:
         w2v = read_w2v_names(ds_dir, info)

@@ -268,7 +268,6 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         for ext in ("png", "svg"):
             (fig_dir / f"{stale}.{ext}").unlink(missing_ok=True)
 
-    # --- assemble ------------------------------------------------------------------
     title = f"avood run report: {run_dir.name}"
     comps = results.get("components") or {}
     blocks: list = [("h1", title), ("p", "All metrics in percent (paper §4.1); seen = positive for the gate. "
