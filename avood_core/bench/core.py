@@ -1,12 +1,7 @@
 """``avood bench``: the full pipeline on benchmark-sized synthetic trees, timed and measured per stage.
 
-Per dataset: a tree written once by :func:`avood_core.data.write_synthetic_tree` at the dataset's
-size (real class splits and word2vec from ``--splits`` / ``$AVOOD_SPLITS``, else generated), the
-run config of its paper preset, and the pipeline fitted as ``avood run`` does (stage 2, or stage 1
-then 2 with ``stages="both"``). Per stage it records wall and CPU time, steps and rows (from
-:class:`~avood_core.protocols.TrainStats`), rates, peak RSS (Linux: the high-water mark reset per
-stage through ``/proc/self/clear_refs``; elsewhere the process peak) and the load average; with
-``epochs_scale < 1`` each trained stage is extrapolated to full epochs by its exact step factor.
+Per stage: wall and CPU time, steps, rows, rates, peak RSS and load average; with ``epochs_scale < 1``
+each trained stage is extrapolated to full epochs (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -28,6 +23,7 @@ from avood_core.stages import FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
+
 
 @dataclass
 class BenchOptions:

@@ -55,12 +55,8 @@ def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float
 
 
 def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
-    """Full-epochs wall of a worker stage the main process assisted (jobs = 2, avood_core.train.strategy).
-
-    At full epochs the main process joins when *its* full-epochs chain ends (plus the measured gap
-    to the join), so the worker steps at its measured solo rate until then and at the measured
-    assisted rate after it (dividing by the factor would keep the scaled run's share of assisted steps).
-    """
+    """Full-epochs wall of an assisted worker stage (jobs = 2, avood_core.train.strategy): its solo rate until the main process's full chain ends, then
+    the assisted rate (dividing by the factor would keep the scaled run's share of assisted steps)."""
     a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
     solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
     if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:

@@ -189,10 +189,12 @@ def usable_cores() -> int:
 def machine_info(device: str) -> dict[str, Any]:
     import torch
 
+    from avood_core import __version__
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable_cores(),
         "cpu_flags": _cpu_flags(),
@@ -206,17 +208,13 @@ def machine_info(device: str) -> dict[str, Any]:
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "device": device,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "avood": _version(),
+        "avood": __version__,
         "git": _git_state(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda
     return info
-
-
-def _cpu_model() -> str:
-    return _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
 
 
 def _cpu_flags() -> list[str]:
@@ -247,15 +245,9 @@ def _mem_total_gb() -> float | None:
     return round(int(total.split()[0]) / 1024**2, 1) if total else None
 
 
-def _version() -> str:
-    from avood_core import __version__
-
-    return __version__
-
-
 def _git_state() -> str | None:
     """The source checkout's commit (``+dirty`` with changes); ``None`` for an installed wheel."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not ((root / ".git").exists() and (root / "pyproject.toml").is_file() and (root / "avood_core").is_dir()):
         return None  # an installed package: site-packages is no checkout (and may sit inside someone else's)
     try:

@@ -6,7 +6,6 @@ from typing import Any
 
 from avood_core.bench.meter import COLUMNS, STAGES
 
-# -- markdown -------------------------------------------------------------------------------------
 
 def _fmt(v: Any, digits: int = 1) -> str:
     if v is None:

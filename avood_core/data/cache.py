@@ -1,19 +1,9 @@
-"""The download's pickled files, read safely: the feature caches and the word2vec dict.
+"""The download's pickled files read without executing pickled code: the feature caches and the word2vec dict.
 
-``_features_processed/<method>/{training,val,train_val,test}<split>.pkl``: 
-``{"audio"|"video": {"data": FloatTensor(N, D), "target": LongTensor(N), "url": array},
-"text": {"data": FloatTensor(C, T), "target": LongTensor(C)}}``, a plain pickle (the reference's
-``pickle.dump``) or a ``torch.save`` zip (:func:`write_cache`). Neither is unpickled with the stock
-``pickle.load``: a zip goes through ``torch.load(weights_only=True)`` allow-listing numpy's array
-reconstructors only, a pickle through :class:`_RestrictedUnpickler` (torch's tensor rebuilders,
-``OrderedDict``, ``_codecs.encode``, numpy's reconstructors; torch's storage hook replaced by a
-``weights_only=True`` load). Any other global, or an object array of anything but str/bytes, is refused.
-
-``word_embeddings_<ds>_normed.npy``: an ``np.save``'d pickled dict ``{manual name: float32[300]}``;
-:func:`read_w2v` parses the .npy header and unpickles it with :class:`_RestrictedUnpickler` (never
-``np.load(allow_pickle=True)``), accepting only ``str`` -> 1-D finite float arrays of one length.
-Text rows are placed *by name* through the w2v name csv; the reference's lookup by class id into
-the ``sorted(keys)`` rows (defect 1, docs/defects.md) is :func:`positional_rows`.
+A ``torch.save`` zip loads with ``weights_only=True`` (numpy's reconstructors allowed), a plain pickle
+through :class:`_RestrictedUnpickler` (torch's tensor rebuilders, ``OrderedDict``, ``_codecs.encode``,
+numpy's reconstructors); any other global is refused. Text rows are placed by name; the reference's
+positional lookup (defect 1, docs/defects.md) is :func:`positional_rows`.
 """
 
 from __future__ import annotations
@@ -120,30 +110,30 @@ def _urls(value, shown: str, where: str) -> np.ndarray:
 
 
 def _check_layout(obj, shown: str) -> None:
-    bad = f"'{shown}' is not an AVCA feature cache"
+    def bad(why: str) -> DataError:
+        return DataError(f"'{shown}' is not an AVCA feature cache ({why}); delete it and rebuild it")
+
     if not isinstance(obj, dict) or not {"audio", "video", "text"} <= set(obj):
-        raise DataError(f"{bad} (expected keys audio, video, text); delete it and rebuild it")
+        raise bad("expected keys audio, video, text")
     for mod in ("audio", "video", "text"):
         part = obj[mod]
         if not isinstance(part, dict) or "data" not in part or "target" not in part:
-            raise DataError(f"{bad} ({mod} lacks data/target); delete it and rebuild it")
+            raise bad(f"{mod} lacks data/target")
         data = torch.as_tensor(part["data"])
         target = torch.as_tensor(part["target"])
         if data.ndim != 2 or not data.is_floating_point() or target.ndim != 1 or len(target) != len(data):
-            raise DataError(
-                f"{bad} ({mod}: data {tuple(data.shape)}, target {tuple(target.shape)}); delete it and rebuild it"
-            )
+            raise bad(f"{mod}: data {tuple(data.shape)}, target {tuple(target.shape)}")
         if data.shape[1] < 1:
-            raise DataError(f"{bad} ({mod}: data has 0 feature columns, shape {tuple(data.shape)}); delete it and rebuild it")
+            raise bad(f"{mod}: data has 0 feature columns, shape {tuple(data.shape)}")
         if target.is_floating_point():
-            raise DataError(f"{bad} ({mod} target is not integer); delete it and rebuild it")
+            raise bad(f"{mod} target is not integer")
         part["data"], part["target"] = data.float(), target.long()
         if mod != "text":
             if "url" not in part:
-                raise DataError(f"{bad} ({mod} lacks url); delete it and rebuild it")
+                raise bad(f"{mod} lacks url")
             part["url"] = _urls(part["url"], shown, f"{mod}.url")
             if len(part["url"]) != len(data):
-                raise DataError(f"{bad} ({mod}: {len(data)} rows but {len(part['url'])} urls); rebuild it")
+                raise bad(f"{mod}: {len(data)} rows but {len(part['url'])} urls")
     a, v = obj["audio"], obj["video"]
     if not torch.equal(a["target"], v["target"]) or not np.array_equal(a["url"], v["url"]):
         raise DataError(f"'{shown}': audio and video rows differ (targets or urls); delete it and rebuild it")

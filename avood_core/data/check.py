@@ -1,9 +1,5 @@
-"""``avood data check``: a benchmark tree checked, one table per dataset and split.
-
-Per stage folder: classes, csv rows, h5 class files, clips, dims, word-embedding coverage, NaN/inf
-rows and the problems (missing or broken files, empty classes, dim mismatches, h5 rows that
-disagree with the csv, a stage_2_train that is not the union of the stage-1 folders, caches that
-disagree with the h5 tree), collected, never raised: :attr:`TreeReport.ok` says whether any.
+"""``avood data check``: a benchmark tree checked, one table per dataset and split; problems are
+collected, never raised (:attr:`TreeReport.ok`).
 """
 
 from __future__ import annotations
@@ -280,8 +276,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     try:
         names = read_all_classes(ds_dir)
     except DataError as exc:
-        s = Section(info.folder, "-", None, problems=[str(exc)])
-        return [s]
+        return [Section(info.folder, "-", None, problems=[str(exc)])]
     index = {n.lower(): i for i, n in enumerate(names)}
     try:
         w2v = read_w2v_names(ds_dir, info)
@@ -353,10 +348,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
 
 
 def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) -> TreeReport:
-    """Validate ``root`` (a benchmark root or one dataset folder); ``deep`` reads every feature value.
-
-    Raises :class:`DataError` only when ``root`` holds no dataset folder at all.
-    """
+    """Validate ``root`` (benchmark root or dataset folder); raises :class:`DataError` only if it holds no dataset."""
     root = Path(root).expanduser()
     infos = [dataset_info(dataset)] if dataset else list(DATASETS.values())
     found = []

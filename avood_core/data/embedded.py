@@ -1,11 +1,6 @@
-"""The embedded default task: UCF-GZSL's real classes and word2vec vectors, synthetic features.
-
-51 classes (42 seen, 9 unseen: the main split's stage 2) named as in UCF101, with their real 300-d
-word2vec vectors (``ucf_w2v.npz``, from the AVCA-GZSL benchmark, MIT licence, see NOTICE); 512-d
-audio and video from the latent model of :mod:`avood_core.data.latent`, calibrated to UCF's
-published SC_acc 96.12 / UC_acc 28.21 (Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise.
-UCF's stage-2 split sizes (4994 train, 555 test seen, 1267 test unseen clips) times ``scale``; a
-held-out part of the training clips forms ``val`` (seen classes only).
+"""The embedded default task: UCF-GZSL's 51 real classes (42 seen, 9 unseen) and word2vec vectors
+(``ucf_w2v.npz``, AVCA-GZSL benchmark, MIT licence, see NOTICE), synthetic 512-d features from
+:mod:`avood_core.data.latent` calibrated to UCF's SC_acc 96.12 / UC_acc 28.21 (paper Table 3).
 """
 
 from __future__ import annotations
@@ -38,38 +33,33 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
     """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
     thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
     with one_torch_thread():
-        return _make_ucf_task(seed, scale, seen_acc, zsl_acc, val_fraction, params)
+        names, _, vectors, unseen_mask = ucf_classes()
+        text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
+        seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
+        unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
+        g = torch.Generator().manual_seed(seed)
+        sizes = {k: max((2 if k != "test_seen" else 1) * (len(seen) if k != "test_unseen" else len(unseen)), round(v * scale))
+                 for k, v in UCF_SIZES.items()}
+        counts = (split_counts(sizes["train"], len(seen), g), split_counts(sizes["test_seen"], len(seen), g),
+                  split_counts(sizes["test_unseen"], len(unseen), g))
+        roles = ClassRoles(seen, unseen, *counts)
+        gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, [name_key(seed, n) for n in names])
+        cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
+        gen.params = cal.params
 
+        def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
+            labels = torch.repeat_interleave(classes, n)
+            audio, video = gen.sample(labels, g)
+            return AVSamples(audio, video, labels)
 
-def _make_ucf_task(seed: int, scale: float, seen_acc: float | None, zsl_acc: float | None,
-                   val_fraction: float, params: LatentParams | None) -> AVGZSLTask:
-    names, _, vectors, unseen_mask = ucf_classes()
-    text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
-    seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
-    unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
-    g = torch.Generator().manual_seed(seed)
-    sizes = {k: max((2 if k != "test_seen" else 1) * (len(seen) if k != "test_unseen" else len(unseen)), round(v * scale))
-             for k, v in UCF_SIZES.items()}
-    counts = (split_counts(sizes["train"], len(seen), g), split_counts(sizes["test_seen"], len(seen), g),
-              split_counts(sizes["test_unseen"], len(unseen), g))
-    roles = ClassRoles(seen, unseen, *counts)
-    gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, [name_key(seed, n) for n in names])
-    cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
-    gen.params = cal.params
-
-    def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
-        labels = torch.repeat_interleave(classes, n)
-        audio, video = gen.sample(labels, g)
-        return AVSamples(audio, video, labels)
-
-    train_all = clips(seen, counts[0])
-    test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))
-    held = torch.rand(len(train_all), generator=g) < val_fraction
-    return AVGZSLTask(
-        train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text,
-        seen_classes=seen, unseen_classes=unseen, class_names=list(names), name=f"synthetic-ucf-seed{seed}",
-        meta={"source": "synthetic", "seed": seed, "generator": "latent_synth", "seen_acc_target": cal.seen_target,
-              "zsl_acc_target": cal.zsl_target, "probe_targets": [round(t, 2) for t in cal.probe_targets],
-              "seen_probe": round(cal.seen_probe, 2), "zsl_probe": round(cal.zsl_probe, 2), "noise": cal.params.noise,
-              "residual": cal.params.residual, "latent_dim": cal.params.latent_dim, "scale": scale},
-    )
+        train_all = clips(seen, counts[0])
+        test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))
+        held = torch.rand(len(train_all), generator=g) < val_fraction
+        return AVGZSLTask(
+            train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text,
+            seen_classes=seen, unseen_classes=unseen, class_names=list(names), name=f"synthetic-ucf-seed{seed}",
+            meta={"source": "synthetic", "seed": seed, "generator": "latent_synth", "seen_acc_target": cal.seen_target,
+                  "zsl_acc_target": cal.zsl_target, "probe_targets": [round(t, 2) for t in cal.probe_targets],
+                  "seen_probe": round(cal.seen_probe, 2), "zsl_probe": round(cal.zsl_probe, 2), "noise": cal.params.noise,
+                  "residual": cal.params.residual, "latent_dim": cal.params.latent_dim, "scale": scale},
+        )

@@ -1,25 +1,8 @@
-"""One latent model of synthetic AV-GZSL data, calibrated to the accuracies the paper publishes.
+"""The calibrated latent model of synthetic AV-GZSL data (docs/reproducing.md, "Calibration of the synthetic data").
 
-Used by the embedded default task (:mod:`avood_core.data.embedded`) and ``avood data synth``. Its
-difficulty is set by two published facts per dataset (paper Table 3, "MLP & Embedding"): the seen
-classifier's accuracy ``SC_acc`` and the embedding model's ZSL accuracy ``UC_acc``. For class ``c``
-with unit word vector ``t_c`` and clip ``i``:
-
-* class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``: ``A`` a fixed random text -> latent
-  map, ``r_c`` a random unit residual; the residual share ``ρ`` sets how little the text predicts
-  an unseen class (higher ``ρ`` -> lower ZSL accuracy);
-* clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√latent_dim``, a shared and a per-modality part
-  (audio noisier, ``k_a > k_v``); ``σ`` sets the seen accuracy;
-* features ``x_m = s·z_m Q_m + ν·η + b_m``: random orthonormal projections ``Q_a ≠ Q_v``, small
-  off-subspace noise ``ν`` and a bias.
-
-:func:`solve_params` bisects ``σ`` and ``ρ`` so that two cheap probes on a sample of the task's
-size hit the targets: nearest-class-mean accuracy on seen test clips, and a ridge map from seen
-text to seen class means used on unseen clips (monotone by construction: common random numbers).
-The knobs are the *trained* classifiers' accuracies at full epochs; the embedding model transfers
-less from text than the ridge probe, so :func:`probe_targets` maps a trained target to a probe
-target through the measured curves of :data:`TRANSFER` (``benchmarks/calibrate_synth.py
---probe-zsl``, table in docs/reproducing.md); a knob without a curve keeps the trained target.
+Class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``; clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√L``;
+features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`solve_params` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
+accuracy) against two probes; :data:`TRANSFER` maps trained targets (paper Table 3) to probe targets.
 """
 
 from __future__ import annotations
@@ -144,11 +127,7 @@ def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
 
 
 class LatentGenerator:
-    """Fixed random structure (text map, residuals, projections) for one seed and one class table.
-
-    Row ``c`` of ``text`` is class ``c``'s word vector and ``residual_keys[c]`` its key (:func:`name_key`):
-    a class's mean depends only on its own row and key, whatever the row order.
-    """
+    """Fixed random structure for one seed; class ``c``'s mean depends only on ``text[c]`` and ``residual_keys[c]``."""
 
     def __init__(self, text: Tensor, dims: tuple[int, int], params: LatentParams, seed: int,
                  residual_keys: list[int]) -> None:

@@ -14,14 +14,8 @@ from pathlib import Path
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_line
 
-STAGES = (
-    "stage_1_train",
-    "stage_1_val_seen",
-    "stage_1_val_unseen",
-    "stage_2_train",
-    "stage_2_test_seen",
-    "stage_2_test_unseen",
-)
+STAGES = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen", "stage_2_train", "stage_2_test_seen",
+          "stage_2_test_unseen")
 
 # The reference's four caches and the stage folders each is read from, in order.
 CACHE_STAGES: dict[str, tuple[str, ...]] = {
@@ -92,18 +86,19 @@ def dataset_info(name: str) -> DatasetInfo:
     raise DataError(f"unknown dataset '{name}'; use one of {', '.join(DATASETS)}")
 
 
+def _folder(value: str, table: dict[str, str], what: str) -> str:
+    key = str(value).strip().lower().removesuffix(f"_{what}")
+    if key not in table:
+        raise DataError(f"unknown {what} '{value}'; use main or cls")
+    return table[key]
+
+
 def features_dir_name(features: str) -> str:
-    key = str(features).strip().lower().removesuffix("_features")
-    if key not in FEATURES:
-        raise DataError(f"unknown features '{features}'; use main or cls")
-    return FEATURES[key]
+    return _folder(features, FEATURES, "features")
 
 
 def split_dir_name(split: str) -> str:
-    key = str(split).strip().lower().removesuffix("_split")
-    if key not in SPLITS:
-        raise DataError(f"unknown split '{split}'; use main or cls")
-    return SPLITS[key]
+    return _folder(split, SPLITS, "split")
 
 
 def resolve_dataset_dir(root: str | Path, info: DatasetInfo) -> Path:

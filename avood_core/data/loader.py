@@ -1,10 +1,7 @@
-"""Load the AVCA benchmark (UCF, ActivityNet, VGGSound) as the two tasks of the stage-1/stage-2 protocol.
+"""Load the AVCA benchmark as the two tasks of the stage-1/stage-2 protocol (:data:`PROTOCOL`).
 
-Stage 1 trains on ``training`` (stage_1_train classes seen) and tests on ``val`` (stage_1_val_unseen
-classes unseen); stage 2 trains on ``train_val`` (= stage_2_train) and tests on ``test``
-(stage_2_test_unseen classes unseen) (:data:`PROTOCOL`). Rows are ordered by class id, stage folder,
-file order, whatever the source, so an h5 tree and its pkl caches give identical tasks. Like the
-reference, a split keeps only its stage's classes; ``info["dropped_rows"]`` counts the rest.
+Rows are ordered by class id, stage folder and file order, so an h5 tree and its pkl caches give
+identical tasks; like the reference, a split keeps only its stage's classes (``info["dropped_rows"]``).
 """
 
 from __future__ import annotations
@@ -37,10 +34,7 @@ PROTOCOL = {
 
 @dataclass
 class BenchmarkTasks:
-    """The stage-1 (selection) and stage-2 (report) tasks of one dataset, and how they were read.
-
-    ``urls[f"stage{n}.{train|test}"]`` names the clip of each row of that split.
-    """
+    """Stage-1 (selection) and stage-2 (report) tasks; ``urls[f"stage{n}.{train|test}"]`` names each row's clip."""
 
     stage1: AVGZSLTask
     stage2: AVGZSLTask
@@ -254,12 +248,9 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
 
 def load_benchmark(root: str | Path, dataset: str, features: str = "main", split: str = "main", source: str = "auto",
                    nonfinite: str = "fail", compat_positional_text: bool = False) -> BenchmarkTasks:
-    """Load ``<root>/<DS>/`` (or a dataset folder itself) as the stage-1 and stage-2 tasks.
+    """Load ``<root>/<DS>/`` (or a dataset folder) as the stage-1 and stage-2 tasks (docs/config-reference.md, ``data.*``).
 
-    ``features``: main (SeLaVi) or cls (VGGish/C3D); ``split``: main or cls. ``source``: h5, pkl (the
-    caches, read safely and checked against the h5 tree when it exists) or auto (h5 when present).
-    ``nonfinite``: fail on NaN/inf rows, or skip them. ``compat_positional_text``: the reference's
-    text lookup by class id (defect 1, docs/defects.md). Problems raise a one-line :class:`DataError`.
+    ``compat_positional_text``: the reference's text lookup by class id (defect 1, docs/defects.md).
     """
     try:
         return _load(root, dataset, features, split, source, nonfinite, compat_positional_text)

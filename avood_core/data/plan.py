@@ -1,14 +1,8 @@
 """What a synthetic benchmark tree holds: class names, split files and one csv row per clip.
 
-* :func:`plan_from_splits` (a folder like ``/work/shared/avgzsl``: ``<DS>/class-split/`` and ``w2v/``):
-  the real class lists and word2vec; of each real ``stage_*.csv`` the first ``max(1, round(n_c *
-  scale))`` rows of class ``c`` (no class is ever empty). A missing csv (VGGSound's stage_1_train) is
-  generated: ``9 x`` the class's stage_1_val_seen count (UCF's and ActivityNet's train:val-seen
-  ratio), else the dataset's mean per-class count.
-* :func:`plan_generated`: names, splits and text shaped like the dataset (its class counts and clip
-  totals, uneven per-class counts, cls_split = main_split).
-
-``stage_2_train`` is always the union of the three stage-1 csv files (true of the real files).
+:func:`plan_from_splits` keeps the real class lists, word2vec and the first ``max(1, round(n_c * scale))``
+rows per class of each real csv; :func:`plan_generated` shapes them like the dataset. ``stage_2_train``
+is always the union of the three stage-1 csv files (true of the real files).
 """
 
 from __future__ import annotations

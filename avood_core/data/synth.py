@@ -1,17 +1,8 @@
-"""Write a complete synthetic benchmark tree in the download's exact on-disk format.
+"""``avood data synth``: write a complete synthetic benchmark tree in the download's exact format.
 
-``<out>/<DS>/`` gets ``class-split/`` (all_class.txt, the w2v name csv, main_split/ and cls_split/
-with stage_*.txt and stage_*.csv in the dataset's csv columns), ``features/<method>/{audio,video}/
-<stage>/<Class>.h5`` for the split that goes with the features (main_features <-> main_split,
-cls_features <-> cls_split), ``features/<method>/text/word_embeddings_<ds>_normed.npy`` and, unless
-``caches=False``, the four ``_features_processed/<method>/<cache><split>.pkl`` caches built from the
-h5 tree (like the reference builds them).
-
-Features come from the calibrated latent model of :mod:`avood_core.data.latent`, its stage-2 train
-classes seen and test-unseen classes unseen, calibrated to the dataset's published accuracies
-(paper Table 3) unless ``seen_acc`` / ``zsl_acc`` say otherwise. A class's clips are drawn from a
-generator seeded by its name, so a clip listed in several stage csv files has the same features
-everywhere. The tree is built in a hidden temp folder and renamed into place: no partial tree.
+Features come from :mod:`avood_core.data.latent` (paper Table 3 accuracies unless ``seen_acc`` /
+``zsl_acc``); a class's clips follow its name, so a clip listed in several csv files has the same
+features everywhere. The tree is built in a hidden temp folder and renamed into place.
 """
 
 from __future__ import annotations
@@ -189,14 +180,9 @@ def write_synthetic_tree(
     overwrite: bool = False, latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
     seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
 ) -> SynthReport:
-    """Write ``<out>/<DS>/`` shaped like dataset ``like`` (ucf, activitynet, vggsound).
+    """Write ``<out>/<DS>/`` shaped like dataset ``like`` (options: docs/cli.md, ``avood data synth``).
 
-    ``splits_dir`` (e.g. ``/work/shared/avgzsl``): the real class lists, per-class clip counts (times
-    ``scale``, at least 1) and word2vec (:mod:`avood_core.data.plan`); without it all is generated.
-    ``features``: main (512/512) or cls (128/4096), widths overridable. ``class_counts`` (generated
-    trees): (stage-1 train, stage-1 val unseen, stage-2 test unseen) classes. ``seen_acc`` /
-    ``zsl_acc``: what the paper's seen MLP and embedding model should reach at full epochs (default:
-    the published SC_acc / UC_acc); ``probe``: take them as the probes' targets instead.
+    ``splits_dir``: the real class lists, clip counts and word2vec (:mod:`avood_core.data.plan`), else generated.
     """
     started = time.perf_counter()
     info = dataset_info(like)

@@ -1,11 +1,7 @@
-"""Small synthetic AV-GZSL tasks of any shape, generated in-process from a seed (the test kit's and tests').
+"""Small synthetic AV-GZSL tasks of any shape from a seed (the test kit's); ``SyntheticSpec()`` is UCF-GZSL-shaped.
 
-The embedded default task is :mod:`avood_core.data.embedded`. ``SyntheticSpec()`` is UCF-GZSL-shaped
-(stage 2: 42 seen + 9 unseen classes, 512-d audio and video, 300-d unit text, 4994 / 555 / 1267
-train / test-seen / test-unseen clips). Each class has a latent ``h_c = unit(t_c + σ_class·ε_c)``
-(text explains part of it); each modality maps it through its own random ``W2·tanh(g·W1·h)``; each
-clip adds latent noise before and feature noise after (audio noisier than video). A held-out part
-of the training clips forms ``val`` (seen classes only).
+Class latent ``h_c = unit(t_c + σ_class·ε_c)``, per modality ``W2·tanh(g·W1·h)``, latent and feature noise per
+clip (audio noisier); ``val`` holds out part of the seen training clips.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Per-run 95 % intervals of S, U, HM, ZSL and the gate's AUROC by a stratified bootstrap.
+"""Per-run 95 % intervals of S, U, HM, ZSL and gate AUROC by a stratified bootstrap (docs/statistics.md).
 
-S, U and ZSL are means of per-class accuracies (paper §4.1), so a resample redraws the test clips
-*within each class*. A resample is a column of counts w (how often each clip was drawn); each
-metric is the weighted :mod:`~avood_core.eval.metrics` formula, for all resamples at once:
-acc_c(w) = Σ_{y_i = c} w_i·[ŷ_i = c] / n_c; HM(w) from S(w) and U(w) per resample; AUROC(w) =
-Σ_{i seen, j unseen} w_i·w_j·([s_i > s_j] + ½·[s_i = s_j]) / (W_seen·W_unseen). With w = 1 these are
-the run's metrics. The interval is the percentile interval of ``RESAMPLES`` resamples (Efron &
-Tibshirani 1993, ch. 13), seeded by the run's seed; :mod:`avood_core.eval.compare` applies the
-same counts to two runs.
+A resample redraws test clips within each class as a column of counts ``w``; every metric is the
+weighted formula for all resamples at once; the percentile interval (Efron & Tibshirani 1993, ch. 13).
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or is it noise?
 
-A and B are each a run folder, a seed set (``avood run --seeds``) or one config row of a sweep
-folder. The difference B − A is paired **by seed** when A and B share at least two seeds (Student t
-interval of the mean difference, :mod:`avood_core.eval.stats`, and the exact sign-flip test), else
-**by clip** (both runs' ``predictions.npz`` resampled with the same stratified bootstrap counts,
-:mod:`avood_core.eval.bootstrap`, averaged over common seeds; percentile interval and the paired
-bootstrap p, twice the share of differences beyond 0, +1 corrected). The verdict: "no difference
-detected at this n" when the interval spans 0; a difference when it excludes 0 and p < 1 − level;
-"by the interval only" when the test cannot follow (three seeds cannot bring p below 0.25).
+Paired by seed (t interval, exact sign-flip test) when A and B share two seeds, else by clip (paired
+stratified bootstrap); the method and the verdicts are in docs/statistics.md, "avood compare A B".
 """
 
 from __future__ import annotations

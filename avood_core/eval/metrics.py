@@ -1,17 +1,8 @@
-"""AV-GZSL metrics (paper §4.1, as in AVCA-GZSL), in percent; ``pred`` and ``labels`` are global class ids.
+"""AV-GZSL metrics in percent (paper §4.1, as in AVCA-GZSL; docs/architecture.md, "Routing and metrics").
 
-* acc_c = |{i : y_i = c, ŷ_i = c}| / |{i : y_i = c}|; S and U are its means over the seen and unseen
-  classes present in the test set; HM = 2·S·U / (S + U) (0 when S + U = 0); ZSL = the unseen
-  classifier alone on the unseen test clips, among the unseen classes.
-* A routed clip is a hit only if routed to the right branch *and* classified right (each branch
-  predicts among its own classes, so that is ``ŷ_i = y_i`` on the final prediction).
-* The gate: **seen is positive**, the seen-score is ``-score`` (detectors give an OOD score), a clip
-  is routed seen iff ``score < t``. TPR(t) / FPR(t) = share of seen / unseen clips routed seen;
-  AUROC = trapezoid area under the ROC = P(seen-score of a seen clip > an unseen one's) + ½·P(tie);
-  FPR@TPR60 = FPR at the first ROC point with TPR ≥ 60 %.
-
-:func:`threshold_sweep` recomputes the routing at any threshold from ``Pipeline.outputs``
-(supplement Fig. 1; HM at TPR = 60 % is Table 2's HM).
+S, U: mean per-class accuracy over seen / unseen classes, HM = 2SU/(S+U). The gate: seen is positive,
+the seen-score is ``-score``, a clip is routed seen iff ``score < t``; :func:`threshold_sweep` gives
+supplement Fig. 1, HM at TPR = 60 % is Table 2's HM.
 """
 
 from __future__ import annotations
@@ -179,12 +170,7 @@ def _branch_accuracy(labels, group, score, hit_if_seen, hit_if_unseen, threshold
 
 
 def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
-    """``{"threshold", "S", "U", "HM", "TPR", "FPR"}`` (arrays, percent) of the routed pipeline per OOD threshold.
-
-    ``outputs``: the arrays of ``Pipeline.outputs`` or ``predictions.npz``; at threshold t clip i
-    takes ``seen_pred_i`` if score_i < t, else ``unseen_pred_i``. ``thresholds=None``:
-    :func:`sweep_thresholds`, with the detector's own ``outputs["threshold"]``. Exact, O((N + T) log N).
-    """
+    """S, U, HM, TPR, FPR (percent) of ``Pipeline.outputs`` routed at each OOD threshold; exact, O((N + T) log N)."""
     labels = _np(outputs["labels"]).astype(np.int64)
     score = _np(outputs["score"]).astype(np.float64)
     is_seen = np.isin(labels, _np(outputs["seen_classes"]))

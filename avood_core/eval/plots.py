@@ -1,8 +1,7 @@
 """Figures of a run: gate ROC (paper Fig. 3), threshold sweep (supplement Fig. 1), t-SNE (Fig. 2).
 
-matplotlib is imported lazily and draws on an explicit Agg canvas (no pyplot, no global backend);
-each figure is written atomically as ``<path_stem>.png`` and ``.svg``. ROC curves take the seen
-score ``-score`` with seen as the positive class (:mod:`avood_core.eval.metrics`).
+matplotlib is imported lazily and draws on an Agg canvas (no pyplot); each figure is written
+atomically as ``<stem>.png`` and ``.svg``.
 """
 
 from __future__ import annotations
@@ -135,12 +134,7 @@ def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None, t
 
 def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_dims: int | None = 50,
                threads: int | None = 1, max_iter: int = 1000):
-    """``(coords, indices)``: the 2-D t-SNE (float32) of ``x[indices]``, at most ``cap`` sorted random rows.
-
-    sklearn's Barnes-Hut t-SNE (``init="pca"``, perplexity capped below n/3) after a PCA to
-    ``pca_dims``; ``threads`` caps the OpenMP/BLAS threads (``None``: no cap; its many short
-    parallel regions run slower with more threads on a busy machine: docs/performance.md).
-    """
+    """``(coords, indices)``: sklearn's t-SNE after a PCA of at most ``cap`` random rows; ``threads`` caps OpenMP/BLAS."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits

@@ -1,9 +1,5 @@
-"""Markdown and self-contained HTML of a report's blocks (:mod:`avood_core.eval.report`).
-
-A report is a list of blocks: ``("h1"|"h2"|"h3", text)``, ``("p", text)``,
-``("table", header, rows)``, ``("code", text, language)`` and ``("figure", relative path
-without suffix, caption)``. :func:`render_markdown` links the figures' PNG and SVG files;
-:func:`render_html` embeds the PNGs as base64 data URIs (one file to mail around).
+"""Markdown and self-contained HTML (PNGs embedded) of a report's blocks: ``("h1"|"h2"|"h3", text)``,
+``("p", text)``, ``("table", header, rows)``, ``("code", text, language)``, ``("figure", stem, caption)``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """One self-contained report of a run folder: ``report.md``, ``report.html`` and ``figures/``.
 
-Read: ``results.json`` (required), ``config.toml`` (shown verbatim), ``predictions.npz`` (the arrays
-of ``Pipeline.outputs``: ROC, threshold sweep, TPR-60 operating point), ``tsne.npz`` (written by
-:func:`save_tsne` while the test features are in memory) and ``metrics/<kind>.jsonl`` (training
-curves); a missing optional file is said in the report. Written: ``figures/{roc,threshold_sweep,
-tsne,curves_<kind>}.{png,svg}``, ``report.md`` (relative links) and ``report.html`` (PNGs embedded).
-
-A multi-seed run (``avood run --seeds``) adds ``results["seeds"]`` (:func:`seeds_section`):
-``seeds``, ``per_seed`` (``{"seed", "metrics", "timings_s"?, "run_dir"?}``), ``mean``, ``std``
-(ddof = 1) and ``ci`` (the Student t interval of the mean; none for one seed), each shaped like
-``metrics``, and ``n``, ``std_ddof``, ``ci_level``, ``ci_method``. Its top-level ``metrics`` and
-``predictions.npz`` are one seed's (the figures show it); without ``metrics`` the tables use the mean.
+Reads ``results.json``, ``config.toml``, ``predictions.npz``, ``tsne.npz`` and ``metrics/*.jsonl``; a
+missing optional file is said in the report. ``results["seeds"]`` of ``avood run --seeds`` is
+:func:`seeds_section` (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -276,7 +268,6 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         for ext in ("png", "svg"):
             (fig_dir / f"{stale}.{ext}").unlink(missing_ok=True)
 
-    # --- assemble ------------------------------------------------------------------
     title = f"avood run report: {run_dir.name}"
     comps = results.get("components") or {}
     blocks: list = [("h1", title), ("p", "All metrics in percent (paper §4.1); seen = positive for the gate. "

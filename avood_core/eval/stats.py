@@ -1,8 +1,5 @@
-"""Across-seed statistics: mean, std and the Student t interval of the mean; paired sign-flip tests.
-
-One seed moves HM by several points (the paper reports one seed, §4), so every table that
-aggregates seeds (``avood run --seeds``, ``avood ablate NAME --seeds``, ``avood sweep``) shows the
-mean, the sample std (ddof = 1) and the interval ``mean ± t_{(1+level)/2, n-1} · std / √n``.
+"""Across-seed statistics: mean, std (ddof = 1), Student t interval of the mean; paired sign-flip tests
+(docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -48,12 +45,7 @@ FLIP_DRAWS = 100_000  # random sign patterns beyond that
 
 
 def sign_flip_p(diffs: Iterable[float], max_exact: int = EXACT_FLIPS, draws: int = FLIP_DRAWS, seed: int = 0) -> float:
-    """Two-sided p-value of the paired sign-flip permutation test of mean(diffs) = 0.
-
-    p is the share of sign patterns whose |mean| reaches the observed one: all 2^n patterns for
-    n ≤ ``max_exact`` (the smallest p at n seeds is 2 / 2^n), else ``draws`` seeded random ones
-    (+1 corrected). All-zero differences give p = 1.
-    """
+    """Two-sided paired sign-flip p of mean(diffs) = 0: all 2^n patterns up to ``max_exact``, else seeded draws."""
     d = np.asarray(list(diffs), dtype=np.float64)
     observed = abs(d.sum())
     if len(d) <= max_exact:

@@ -1,9 +1,5 @@
-"""The one JSON reader of the project: every JSON file avood reads back goes through :func:`read_json`.
-
-A file that cannot be read, is empty, is not UTF-8, nests deeper than :data:`MAX_DEPTH` (a bracket
-scan before parsing, so no recursion limit is hit), is not JSON or holds another type at the top
-is refused with one line (the caller's :class:`~avood_core.errors.AvoodError` subclass) naming the
-file and the caller's fix. :func:`field` reads one typed member the same way.
+"""The one JSON reader of the project: unreadable, empty, non-UTF-8, too deep (:data:`MAX_DEPTH`, by a
+bracket scan before parsing), invalid or mistyped files are refused with one line naming file and fix.
 """
 
 from __future__ import annotations
