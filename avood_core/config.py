@@ -1,15 +1,6 @@
-"""Typed run configuration (pydantic v2) and its two-stage validation.
-
-One path builds every run config (``avood run``/``config``/``ablate``/``sweep``, presets, tests)::
-
-    assemble_config(layers) -> dict  ->  finalize_config(dict) -> RunConfig  ->  resolve(RunConfig) -> RunConfig
-    (preset < base < file <            (plugin-keyed params,                  (stage 2: each plugin's
-     --<kind> < --set < typed values)   stage 1: validate_config)              Params, every default)
-
-:func:`build_config` is the first two steps; :func:`validate_config` alone reads a config that is
-already whole (a run folder's ``config.toml``, a trial's payload). The resolved config shows every
-value a run used; errors name the field path and the fix.
-"""
+"""Typed run configuration (pydantic v2) and its two-stage validation: :func:`assemble_config`
+(the layers) -> :func:`finalize_config` (stage 1) -> :func:`resolve` (stage 2: each plugin's
+``Params``, every default visible); docs/architecture.md "Plugins, configuration, run folders"."""
 
 from __future__ import annotations
 

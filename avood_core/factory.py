@@ -1,12 +1,5 @@
-"""Components by kind and name, with a profile's params: ``create_component`` and ``list_components``.
-
-The registry (:mod:`avood_core.registry`) knows which class fills ``(kind, name)``; a run config
-(:func:`avood_core.config.resolve`), the conformance kit (:mod:`avood_core.testing`) and user
-code (``examples/swap_unseen_classifier.py``) all turn that class into params the same way,
-through :func:`profile_params`: under the ``quick`` profile the class's ``quick`` overrides
-(reduced budgets for demos and tests) come first, the caller's params win over them; under
-``paper`` the class's defaults (the paper's full budgets, §4.2) stand.
-"""
+"""Components by kind and name, with a profile's params (:func:`profile_params`: ``quick`` overrides
+first, the caller's win; under ``paper`` the class defaults, §4.2, stand)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""Upper bounds on every size, count and budget param: the run config's and every plugin's ``Params``.
-
-Without them ``hidden = 1e8`` or ``syn_num = 1e9`` fails only when the allocation does (a
-traceback, or the OOM killer), and ``epochs = 1e12`` runs for ever. Each bound sits one to two
-orders of magnitude above the largest value of the paper's configs (§4.2 and the supplement;
-the reference code's per-dataset configs, liuyuan-wen/AV-OOD-GZSL ``config/*.yaml``), so no
-real setting is refused; pydantic's error names the field and the limit, e.g.
-``generator.params.hidden: Input should be less than or equal to 16384 (got 100000000)``.
-
-Plugins declare such params with :func:`bounded` (one kind of :data:`LIMITS` each) and
-hidden-layer lists with :data:`Widths`; ``tests/faults/test_input_faults.py`` checks that
-every integer param of every installed plugin has an upper bound.
-"""
+"""Upper bounds on every size, count and budget param (the run config's and every plugin's ``Params``),
+one to two orders of magnitude above the paper's configs (§4.2, the supplement; liuyuan-wen/AV-OOD-GZSL
+``config/*.yaml``), so ``hidden = 1e8`` is one pydantic line instead of an OOM. Plugins use
+:func:`bounded` and :data:`Widths`; tests/faults/test_input_faults.py checks every integer param."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe.
-
-The recipe says which preset the config is built on and why, its profile and every override. On
-benchmark data ``--dataset D`` means D's preset and the paper's profile (paper §4.2) unless
-``--preset``, ``--preset none`` or a config file says otherwise; another dataset's preset or the
-quick profile on benchmark data is warned about. ``avood run`` prints :meth:`Recipe.line` first
-on stderr and keeps :meth:`Recipe.as_dict` in ``results.json``.
-"""
+"""A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe: the preset and
+why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Config values as they were typed: what pydantic would coerce without a word is refused.
-
-Pydantic's lax mode turns ``seed = true`` into seed 1, ``"0.001"`` into 0.001 (so a sweep axis of
-``0.001`` and ``"0.001"`` ran one config twice), ``stage1 = 1`` into ``True``, and takes
-``lr = inf``. :func:`check_values` walks a dict against a model (the run config, a plugin's
-``Params``, a sweep spec) before it is validated and refuses each of these as one line naming
-the dotted field. Nothing here imports torch.
-"""
+"""Config values as they were typed: what pydantic's lax mode would coerce silently (``seed = true``,
+``"0.001"``, ``stage1 = 1``, ``lr = inf``) is refused as one line naming the dotted field."""
 
 from __future__ import annotations
 

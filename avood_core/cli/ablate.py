@@ -1,12 +1,4 @@
-"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables and Table 1, one command each.
-
-Each command takes the config options of ``avood run`` (config file, ``--preset``, ``--set``,
-component choices, ``--seed``, ``--data``/``--dataset``...), prints a markdown table on stdout
-and writes ``results.json``, ``table.md`` and per-row predictions into a fresh run folder.
-Slot options (``--detector NAME``, ``--set detector.lr=...``) set the base config; a row that
-puts another plugin in that slot starts from that plugin's defaults plus its plugin-keyed
-params (``--set params.detector.binary.lr=...``, or a preset's).
-"""
+"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables (docs/cli.md)."""
 
 from __future__ import annotations
 

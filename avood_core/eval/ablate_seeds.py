@@ -1,12 +1,5 @@
-"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed; per cell the mean ± std and the 95 %
-Student t interval of the mean (:func:`avood_core.eval.stats.mean_interval`), with n.
-
-Each seed's ablation is one job of the executor (:mod:`avood_core.executor`: this process, a
-local pool or Ray), so the rows of a seed share their fitted components as ``avood ablate NAME``
-does (:class:`avood_core.eval.ablate.FitCache`); the job gets the assembled config dict, never
-fitted objects. The parent folder holds ``seed-<n>/`` (``trial.json``, ``log.txt`` and the
-seed's ablation folder), ``results.json`` and ``table.md``.
-"""
+"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as an executor job; per cell the
+mean ± std and the 95 % Student t interval of the mean, with n (docs/scaling.md "Ablations over seeds")."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""A folder of fitted components shared by the trials of a sweep, keyed by kind and fit hash.
-
-The idea of the ablation cache (:class:`avood_core.eval.ablate.FitCache`) on disk, so that trials in
-other processes or on other machines sharing the folder can use it: a trial about to fit a
-component whose fit hash (:func:`avood_core.run.fitting.fit_hashes`: data, stage, seed, own params,
-upstream hashes) is already in ``<shared>/<kind>-<hash>/`` loads it instead and copies it into
-its own run folder (which stays self-contained); a component it fits is published there. The
-entries are ordinary checkpoint folders (``config.json`` + ``model.safetensors``, checksummed,
-never unpickled), published with one rename so a reader sees a whole entry or none.
-"""
+"""A folder of fitted components shared by a sweep's trials, keyed by kind and fit hash
+(:func:`avood_core.run.fitting.fit_hashes`): the ablation's :class:`~avood_core.eval.ablate.FitCache`
+on disk. Entries are checkpoint folders published with one rename (a reader sees all or nothing)."""
 
 from __future__ import annotations
 

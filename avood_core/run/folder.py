@@ -1,10 +1,5 @@
-"""A run folder: its fresh name, what it owns, who may write it, how a resumed config may differ,
-and the one line ``avood run`` prints on Ctrl-C (:func:`interrupted_message`).
-
-:func:`lock` lets one writer at a time hold ``<run>/.avood.lock`` (``fcntl.flock``, released by
-the kernel when its process exits, even on ``kill -9``); a second one fails at once naming the
-holder's pid. ``avood predict -o`` may write beside a run's files, never over them (:data:`RESERVED`).
-"""
+"""A run folder: its fresh name, what it owns, its writer lock, how a resumed config may differ,
+and the line ``avood run`` prints on Ctrl-C."""
 
 from __future__ import annotations
 

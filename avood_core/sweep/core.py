@@ -1,12 +1,5 @@
-"""``avood sweep``: many runs of one spec, on this machine or on a Ray cluster, resumable.
-
-A sweep folder holds ``trials/<trial>/`` (an ordinary run folder per config and seed, plus the
-executor's ``trial.json`` and ``log.txt``), ``shared/`` (components shared by trials with the same
-fit hash, :mod:`avood_core.run.cache`) and ``sweep.json``, ``table.md``, ``table.csv`` (one row per
-config, :mod:`avood_core.sweep.table`). A rerun skips the trials finished with a matching hash and
-resumes the others; a folder of another spec is refused unless ``allow_changes``. Two trials that
-would fit the same component never run side by side: the second reuses what the first published.
-"""
+"""``avood sweep``: many runs of one spec, resumable, on this machine or on Ray; the sweep folder's
+layout is in docs/scaling.md."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""The tables of a sweep folder: ``sweep.json``, ``table.md`` and ``table.csv``.
-
-One row per config (the axis values): per metric column, the statistic over its finished seeds
-(:func:`_cell`), the number of seeds and links to the trial folders. A failed trial is a row of
-its own with its error. The columns are metrics of the trials' ``results.json`` by dotted key
-(``HM``, ``gate.AUROC``, ``gate.FPR@TPR60``...): :func:`default_metrics` or ``avood sweep --metrics``.
-"""
+"""The tables of a sweep folder (``sweep.json``, ``table.md``, ``table.csv``): one row per config,
+per metric (a dotted key of the trials' ``results.json``) the statistic over its finished seeds."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""Conformance checks for fusion plugins (kind ``fusion``, :mod:`avood_core.fusion`).
-
-:func:`check_fusion` (also :func:`avood_core.testing.check_component` given a fusion class) runs
-:data:`FUSION_CHECKS` on random features of equal audio and video dims (:data:`DIMS`; unequal
-ones where the fusion accepts them, else refused as one :class:`~avood_core.errors.AvoodError`
-line): ``protocol`` (a :class:`~avood_core.fusion.Fusion` with ``out_dim``, ``forward``,
-``modalities`` and ``splittable``), ``params`` (as for components), ``outputs`` (finite float32
-``(B, out_dim)``; a splittable fusion concatenates what it reads), ``gradients`` (they reach every
-modality read and every parameter), ``modalities`` (a modality it does not read changes nothing),
-``save_load`` (a safetensors round trip gives the same output) and ``determinism`` (the same seed
-gives the same parameters and train-mode output).
-"""
+"""Conformance checks for fusion plugins (:data:`FUSION_CHECKS`, :func:`check_fusion`); the list
+of checks is in docs/writing-a-plugin.md §10."""
 
 from __future__ import annotations
 
