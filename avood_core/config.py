@@ -134,14 +134,9 @@ def assemble_config(
     preset: str | None = None,
     values: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The merged, not yet validated config dict of a preset, a ``base`` dict, a TOML file,
-    ``--<kind> NAME`` choices (``components``), ``--set`` texts (``overrides``) and typed ``values``
-    (dotted key -> value), later layers winning field by field (:func:`avood_core.recipe.assemble_recipe`).
-
-    ``preset``: a name, ``"none"``, or ``None``: on benchmark data with a ``data.dataset`` and
-    neither a file nor a ``base``, that dataset's preset (paper §4.2). A ``params`` table of
-    plugin-keyed params (``params.<kind>.<plugin>.<param>``) applies whenever that plugin fills the slot.
-    """
+    """The merged, not yet validated config dict: preset < ``base`` < TOML file < ``--<kind>`` choices
+    (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field by field. ``preset``: a
+    name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or ``base``: its preset, §4.2)."""
     return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
 
 

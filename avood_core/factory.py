@@ -26,13 +26,8 @@ def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] 
 
 
 def create_component(kind: str, name: str, profile: str = "paper", **params: Any) -> "Component":
-    """A new, unfitted instance of the registered ``kind`` component ``name`` with ``profile``'s params.
-
-    ``kind``: generator, detector, seen or unseen; ``params`` override single fields, e.g.
-    ``create_component("detector", "entropy", profile="quick", threshold_rule="val_mean")``.
-    An unknown kind or name is a :class:`~avood_core.errors.PluginError` listing the valid
-    ones; a bad param a :class:`~avood_core.errors.ConfigError` naming the field.
-    """
+    """A new, unfitted ``kind`` component ``name`` with ``profile``'s params, ``params`` overriding single
+    fields; an unknown kind or name is a :class:`PluginError`, a bad param a :class:`ConfigError`."""
     from avood_core.registry import get_registry
 
     cls = get_registry().component_class(kind, name)

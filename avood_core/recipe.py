@@ -130,11 +130,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_value(text: str, assignment: str | None = None) -> Any:
-    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string.
-
-    ``assignment`` (the whole ``--set``, for the message): a text holding more than one TOML
-    value (``1\\ndevice = "cuda"``) or a bare string over several lines is a :class:`ConfigError`.
-    """
+    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string;
+    several TOML values or a multi-line bare string is a :class:`ConfigError` quoting ``assignment``."""
     shown = _shown_set(assignment if assignment is not None else text)
     try:
         doc = tomllib.loads(f"v = {text}")
@@ -156,10 +153,7 @@ def _shown_set(assignment: str) -> str:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``.
-
-    Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
-    """
+    """Apply one ``--set key.path=value`` (``<kind>.<param>`` is short for ``<kind>.params.<param>``)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {_shown_set(assignment)}: expected KEY=VALUE, e.g. --set detector.lr=0.001")

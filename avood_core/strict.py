@@ -49,10 +49,8 @@ def _numeric(annotation: Any) -> tuple[str | None, Any]:
 
 
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
-    """Refuse what pydantic would coerce without a word into a numeric or boolean field of
-    ``model``: a boolean as a number (``seed = true`` would run seed 1), a string as a number
-    (``"0.001"``), a non-finite float (``lr = inf``), a number as a boolean (``stage1 = 1``);
-    nested models and list/tuple items too. One :class:`ConfigError` line naming ``prefix`` + field."""
+    """Refuse, as one :class:`ConfigError` line naming ``prefix`` + field, what pydantic would coerce into
+    a numeric or boolean field of ``model`` (nested models and list items too)."""
 
     def check(annotation: Any, value: Any, loc: str) -> None:
         kind, item = _numeric(annotation)

@@ -219,13 +219,8 @@ def _slug(label: str) -> str:
 
 def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet: bool = False,
                  echo: Callable[[str], None] = print, tasks: tuple | None = None, plots: bool = True) -> AblationResult:
-    """Fit every row of ablation ``name`` and write a fresh run folder.
-
-    ``data``: an assembled config dict (:func:`avood_core.config.assemble_config`). ``tasks``:
-    ``(stage-1 task or None, reported task)`` instead of building them from the config.
-    The folder holds ``config.toml`` (the base config), ``results.json`` (every row: config,
-    selections, values), ``table.md``, ``rows/<row>/predictions.npz`` and, for gates, ``roc.png``.
-    """
+    """Fit every row of ablation ``name`` from an assembled config dict and write a fresh run folder;
+    ``tasks``: ``(stage-1 task or None, reported task)`` instead of building them from the config."""
     from avood_core.util.progress import progress_factory
     from avood_core.util.paths import check_output_dir
     from avood_core.run.fitting import apply_selections, build_tasks, stage1_decision

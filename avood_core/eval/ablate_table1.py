@@ -49,11 +49,8 @@ def rows() -> tuple[Row, ...]:
 
 
 def calibrated_protocol(pipe, test, scores: dict, outputs: dict) -> tuple[dict, dict]:
-    """Scores and outputs of the AVCA protocol: the gate's calibrated argmin over all classes.
-
-    ``pipe.detector`` must be a calibrated-stacking gate (``predict_calibrated``); its routing
-    is the same (seen iff the calibrated argmin is a seen class), so only the predictions change.
-    """
+    """Scores and outputs of the AVCA protocol: a calibrated-stacking gate's argmin over all classes
+    (its routing is the same, so only the predictions change)."""
     import torch
 
     from avood_core.eval import metrics

@@ -36,12 +36,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) -> dict:
-    """``fn(payload, echo)`` in this process, recorded in ``<run_dir>/trial.json``, its output in
-    ``<run_dir>/log.txt``; never raises for the job's own error.
-
-    ``threads``: torch threads for the job (and ``OMP_NUM_THREADS`` for what it starts), so jobs
-    side by side do not oversubscribe the cores. A retried job finds its earlier attempt's record.
-    """
+    """``fn(payload, echo)`` in this process with ``payload["threads"]`` torch threads, recorded in
+    ``<run_dir>/trial.json`` (a retry finds its earlier attempt), its output in ``log.txt``; never
+    raises for the job's own error."""
     from avood_core.util.io import atomic_write_json
 
     started = time.time()
@@ -223,13 +220,9 @@ def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
 
 
 class RayEngine:
-    """Trials as Ray tasks: on the cluster at ``address``, else on the cluster this machine is part
-    of (``$RAY_ADDRESS``, or the last ``ray start`` here), else on a local instance started here.
-
-    Per trial ``num_cpus`` (also its torch threads) and ``num_gpus``; a task whose worker dies is
-    rerun up to ``retries`` times by Ray (the rerun resumes the trial's folder). Connecting or
-    starting is bounded by ``init_timeout`` seconds; any failure of it is one line.
-    """
+    """Trials as Ray tasks on the cluster at ``address``, else the one this machine is part of, else a
+    local instance; ``num_cpus`` (also its torch threads) and ``num_gpus`` per trial, ``retries`` reruns
+    of a task whose worker dies, the connection bounded by ``init_timeout`` seconds."""
 
     name = "ray"
 

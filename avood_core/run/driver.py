@@ -52,14 +52,9 @@ class RunOptions:
 
 
 def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
-    """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
-
-    On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
-    ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
-    and reports on ``test`` (paper §4.1). A ``resume`` whose config differs from the folder's
-    ``config.toml`` is refused unless ``allow_changes``. Each folder written (and the resumed
-    one) is locked for the whole run (:func:`avood_core.run.folder.lock`).
-    """
+    """Resolve, fit, evaluate; write config, components, outputs and results into a locked run folder.
+    On a benchmark tree stage 1 (fit on ``training``, select on ``val``) runs in ``<run>/stage1`` and
+    fixes the stage-2 params; stage 2 refits on ``train_val`` and reports on ``test`` (paper §4.1)."""
     import contextlib
 
     from avood_core.run.folder import WRITES, check_resume, describe_differences, lock

@@ -110,11 +110,7 @@ INT_KEYS = ("labels", "pred", "seen_pred", "unseen_pred", "seen_classes", "unsee
 
 
 def read_predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
-    """``predictions.npz`` (the arrays of ``Pipeline.outputs``), or None when absent.
-
-    Per-sample arrays must be 1-D of one length, ids integers, ``score`` finite and
-    ``threshold`` one finite number: NaN/inf would make every recomputed metric meaningless.
-    """
+    """``predictions.npz`` (the arrays of ``Pipeline.outputs``), checked, or None when absent."""
     path = run_dir / "predictions.npz"
     out = _load_npz(path, run_dir)
     if out is None:

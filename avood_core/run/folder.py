@@ -79,13 +79,8 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: str = "run folder") -> Iterator[Path]:
-    """Hold the exclusive write lock of ``run_dir`` (created if missing) for the ``with`` block.
-
-    ``command`` (e.g. ``"run --resume"``) is written with this pid into the lock file ``name`` so
-    that a second writer can say who holds it. Raises :class:`RunFolderBusy` when another process
-    (or another open of the lock in this one) holds it; ``noun`` names the folder in messages
-    (a sweep folder has its own lock file).
-    """
+    """Hold the exclusive write lock ``name`` of ``run_dir`` (created if missing) for the ``with`` block;
+    ``command`` and this pid go into the lock file, so a second writer's :class:`RunFolderBusy` names them."""
     run_dir = Path(run_dir)
     key = os.path.join(os.path.realpath(run_dir), name)
     try:
@@ -153,11 +148,8 @@ def describe_differences(diffs: list[tuple[str, Any, Any]], shown: int = 4) -> s
 
 
 def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
-    """The differences between ``config`` and the resolved ``config.toml`` of ``run_dir``.
-
-    Differences without ``allow_changes`` are a :class:`ConfigError`: resuming would refit the
-    run's components over its own files (its results would be lost).
-    """
+    """The differences between ``config`` and ``run_dir``'s resolved ``config.toml``; any, without
+    ``allow_changes``, is a :class:`ConfigError` (resuming would refit over that run's files)."""
     from avood_core.config import resolve, validate_config
     from avood_core.recipe import load_toml
     from avood_core.errors import ConfigError

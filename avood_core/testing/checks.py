@@ -222,10 +222,7 @@ def _private_registry(cls: type, kind: str, name: str) -> Registry:
 def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
                     name: str | None = None, seed: int = 0,
                     fitted: Mapping[str, Component] | None = None) -> Component:
-    """Save through :mod:`avood_core.pipeline.store`, load, compare outputs; returns the loaded component.
-
-    ``fitted``: the dependencies to :func:`bind` into the loaded component (as ``Pipeline.load`` does).
-    """
+    """Save through :mod:`avood_core.pipeline.store`, load (binding ``fitted``), compare; the loaded component."""
     from avood_core.pipeline.store import load_component, save_component
 
     kind = component.kind
