@@ -55,7 +55,7 @@ def assemble_recipe(config_file: str | Path | None = None, components: dict[str,
         for assignment in overrides or []:
             apply_override(data, assignment)
         for key, value in (values or {}).items():
-            apply_value(data, key, value)
+            _put(data, key, value)
         return data
 
     def empty() -> dict[str, Any]:
@@ -160,15 +160,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     _put(data, key.strip(), parse_value(raw.strip(), assignment), assignment)
 
 
-def apply_value(data: dict[str, Any], key: str, value: Any) -> None:
-    """Apply one typed override (a CLI option's or a sweep axis' value) at the dotted ``key``: as
-    ``--set key=<value>``, without writing the value as TOML text and parsing it back."""
-    _put(data, key, value, None)
-
-
-def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None) -> None:
-    """Set ``value`` at the dotted ``key`` of ``data``; errors quote ``assignment`` (default: the
-    ``--set`` that ``key`` and ``value`` stand for)."""
+def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = None) -> None:
+    """Set ``value`` at the dotted ``key`` of ``data``, as ``--set key=<value>`` would (a typed value is not
+    written as TOML and parsed back); errors quote ``assignment`` (default: that ``--set``)."""
 
     def shown() -> str:
         return _shown_set(assignment if assignment is not None else f"{key}={json.dumps(value, default=str)}")

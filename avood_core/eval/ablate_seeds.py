@@ -72,8 +72,7 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     rows = aggregate(ablation, {s: done[s]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)
     results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
-               "std_ddof": 1, "ci_level": LEVEL,
-               "ci_method": T_METHOD, "rows": rows,
+               "std_ddof": 1, "ci_level": LEVEL, "ci_method": T_METHOD, "rows": rows,
                "per_seed": {s: {"folder": str(Path(done[s]["ablation_dir"]).relative_to(parent)),
                                 "rows": done[s]["rows"]} for s in seeds}}
     atomic_write_json(parent / "results.json", results)

@@ -194,11 +194,6 @@ def _last_ray_start() -> str | None:
     return str(address)
 
 
-def _running_cluster() -> str | None:
-    """The Ray cluster this machine would join by default: ``$RAY_ADDRESS``, else the last ``ray start``'s."""
-    return os.environ.get("RAY_ADDRESS") or _last_ray_start()
-
-
 def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
     """``call()``, interrupted after ``seconds`` (SIGALRM: the main thread of a POSIX process only)."""
     import signal
@@ -240,8 +235,7 @@ class RayEngine:
         self._task = ray.remote(run_trial).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)
 
     def _init(self, address: str | None, local_cpus: int | None, echo: Callable[[str], None], timeout: float) -> None:
-        found = None if address else _running_cluster()
-        target = address or found
+        target = address or os.environ.get("RAY_ADDRESS") or _last_ray_start()  # the cluster joined by default
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
             where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"

@@ -15,11 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
-from avood_core.strict import format_validation_error
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.strict import check_values
+from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
 
 SPECIAL_AXES = ("dataset", "preset", *KINDS)

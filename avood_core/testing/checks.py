@@ -21,15 +21,8 @@ from avood_core.registry import KINDS, Registry
 from avood_core.stages import STAGES
 from avood_core.testing.data import KitData
 from avood_core.testing.errors import _expect, _fail, _shared
-from avood_core.testing.fitting import (
-    N_PER_CLASS,
-    _dependencies,
-    bind,
-    component_outputs,
-    fit_component,
-    kit_params,
-    method_of,
-)
+from avood_core.testing.fitting import (N_PER_CLASS, _dependencies, bind, component_outputs, fit_component,
+                                        kit_params, method_of)
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
 

@@ -3,15 +3,17 @@ of checks is in docs/writing-a-plugin.md §10."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from avood_core.errors import AvoodError
 from avood_core.testing.data import torch_threads
 from avood_core.testing.errors import CheckResult, ConformanceReport, _expect, _fail
 
+# each name runs check_fusion_<name>(cls, params, seed)
 FUSION_CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "gradients", "modalities", "save_load", "determinism")
 DIMS = (16, 16)
 UNEQUAL_DIMS = (16, 12)
@@ -30,7 +32,7 @@ def _build(cls: type, params: Mapping[str, Any], seed: int, dims: tuple[int, int
     return cls(*dims, dict(params))
 
 
-def check_fusion_protocol(cls: type, params: Mapping[str, Any]) -> None:
+def check_fusion_protocol(cls: type, params: Mapping[str, Any], seed: int) -> None:
     from avood_core.fusion import Fusion
 
     if not (isinstance(cls, type) and issubclass(cls, Fusion)):
@@ -51,7 +53,7 @@ def check_fusion_protocol(cls: type, params: Mapping[str, Any]) -> None:
               "avood_core.errors.ConfigError naming the fusion and the fix")
 
 
-def check_fusion_params(cls: type, params: Mapping[str, Any]) -> None:
+def check_fusion_params(cls: type, params: Mapping[str, Any], seed: int) -> None:
     from avood_core.testing.checks import check_params_model
 
     validated, _ = check_params_model(cls, params, quick=False)
@@ -138,21 +140,12 @@ def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: in
     """Run :data:`FUSION_CHECKS` on fusion class ``cls``; raise on a failure unless ``raise_on_failure=False``."""
     params = dict(params or {})
     report = ConformanceReport(name or getattr(cls, "__name__", repr(cls)), "fusion", params)
-    steps: dict[str, Callable[[], Any]] = {
-        "protocol": lambda: check_fusion_protocol(cls, params),
-        "params": lambda: check_fusion_params(cls, params),
-        "outputs": lambda: check_fusion_outputs(cls, params, seed),
-        "gradients": lambda: check_fusion_gradients(cls, params, seed),
-        "modalities": lambda: check_fusion_modalities(cls, params, seed),
-        "save_load": lambda: check_fusion_save_load(cls, params, seed),
-        "determinism": lambda: check_fusion_determinism(cls, params, seed),
-    }
     with torch_threads(threads):
-        for check, fn in steps.items():
+        for check in FUSION_CHECKS:
             if check != "protocol" and report.results["protocol"].status == "failed":
                 report.results[check] = CheckResult("failed", "not run: the 'protocol' check failed")
                 continue
-            report.run(check, fn)
+            report.run(check, functools.partial(globals()[f"check_fusion_{check}"], cls, params, seed))
     if raise_on_failure:
         report.assert_ok()
     return report
