@@ -126,14 +126,9 @@ def build_config(config_file: str | Path | None = None, *layers: Any, **named: A
     return finalize_config(data, source=str(config_file) if config_file else "config")
 
 
-def assemble_config(
-    config_file: str | Path | None = None,
-    components: dict[str, str | None] | None = None,
-    overrides: list[str] | None = None,
-    base: dict[str, Any] | None = None,
-    preset: str | None = None,
-    values: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def assemble_config(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
+                    overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
+                    values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The merged, not yet validated config dict: preset < ``base`` < TOML file < ``--<kind>`` choices
     (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field by field. ``preset``: a
     name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or ``base``: its preset, §4.2)."""

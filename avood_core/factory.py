@@ -17,8 +17,7 @@ DEFAULT_PROFILE = "quick"
 
 
 def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``cls``'s params under ``profile``, not yet validated: its ``quick`` overrides (``quick``
-    profile only), then ``params`` over them."""
+    """``cls``'s params under ``profile``, not yet validated: ``quick`` overrides (that profile only), then ``params``."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; use 'quick' (reduced epochs) or 'paper' (full budgets)")
     base = dict(getattr(cls, "quick", {})) if profile == "quick" else {}
@@ -36,8 +35,7 @@ def create_component(kind: str, name: str, profile: str = "paper", **params: Any
 
 def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapping[str, Any] | None,
                      source: str = "") -> Any:
-    """``cls.Params`` validated from :func:`profile_params`; a bad value is one :class:`ConfigError`
-    line naming ``source``, the field and the plugin."""
+    """``cls.Params`` of :func:`profile_params`; a bad value is one :class:`ConfigError` line naming the field."""
     from pydantic import ValidationError
 
     try:
@@ -47,8 +45,7 @@ def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapp
 
 
 def list_components(kind: str | None = None) -> list[str] | dict[str, list[str]]:
-    """The installed component names of ``kind`` (sorted); no ``kind``: every component kind
-    (the stages and ``fusion``) mapped to its names."""
+    """The installed component names of ``kind``; no ``kind``: every kind (stages, ``fusion``) to its names."""
     from avood_core.registry import ALL_KINDS, get_registry
 
     registry = get_registry()

@@ -1,14 +1,7 @@
-"""Where jobs run: in this process, in a local process pool, or on Ray.
-
-A job is a module-level function ``fn(payload, echo) -> dict`` and a plain JSON-able ``payload``
-holding at least ``run_dir``, ``hash`` and ``threads``; ``fn`` travels by reference (its module
-is imported in the worker), never a fitted component, tensor or task, so the data tree and the
-output folder must be readable (and the output writable) at the same path on every node.
-
-Every engine has ``submit(fn, payload) -> handle``, ``wait(handles, timeout) -> finished
-handles``, ``result(handle) -> dict`` (a job's failure is a result with ``status = "failed"``,
-never an exception) and ``close()``. Ray is imported only by :class:`RayEngine`.
-"""
+"""Where jobs run: this process, a local process pool, or Ray (imported only by :class:`RayEngine`).
+A job is a module-level ``fn(payload, echo) -> dict`` and a JSON-able ``payload`` (``run_dir``, ``hash``,
+``threads``), never a fitted object, so data and output must sit at the same path on every node. An
+engine has ``submit``, ``wait``, ``result`` (a failed job is a result with ``status = "failed"``) and ``close``."""
 
 from __future__ import annotations
 
@@ -123,8 +116,7 @@ def _leave(*_: object) -> None:
 
 
 def _pool_init(parent: int) -> None:
-    """A pool worker exits as soon as its parent is gone (even killed with SIGKILL), watching
-    multiprocessing's sentinel of the parent as the ``jobs = 2`` worker does (avood_core.pipeline.worker)."""
+    """A pool worker exits as soon as its parent is gone (even SIGKILLed), as the ``jobs = 2`` worker does."""
     import multiprocessing
 
     from avood_core.pipeline.worker import exit_with_parent

@@ -20,7 +20,7 @@ def entry(shared: Path, kind: str, fit_hash: str) -> Path:
 def reuse_shared(shared: Path, stage_dir: Path, pipeline, hashes: dict[str, str], registry,
                  echo: Callable[[str], None], skip: set[str]) -> set[str]:
     """Load into ``pipeline`` the components found in ``shared`` (kinds in ``skip`` excepted); copy each into ``stage_dir``."""
-    from avood_core.pipeline.store import load_component
+    from avood_core.pipeline.store import copy_component, load_component
 
     reused = set()
     for kind in KINDS:
@@ -32,11 +32,7 @@ def reuse_shared(shared: Path, stage_dir: Path, pipeline, hashes: dict[str, str]
         except CheckpointError as exc:
             echo(f"shared: {kind}: {exc}; fitting it")
             continue
-        target = stage_dir / "components" / kind
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, target)
+        copy_component(source, stage_dir / "components" / kind)
         setattr(pipeline, kind, component)
         reused.add(kind)
         echo(f"shared: reusing {kind} fitted by another trial (config hash {hashes[kind]})")

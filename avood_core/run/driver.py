@@ -122,23 +122,17 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
         metrics_ci = bootstrap_intervals(evaluation.outputs, config.seed)
         boot_seconds = time.perf_counter() - boot_start
         results = {
-            "avood_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "components": pipeline.names,
-            "seed": config.seed,
+            "avood_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "components": pipeline.names, "seed": config.seed,
             **({"recipe": options.recipe} if options.recipe is not None else {}),
-            "device": str(device),
-            "python": platform.python_version(),
-            "task": task.summary(),
+            "device": str(device), "python": platform.python_version(), "task": task.summary(),
             "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
             **({"protocol": protocol} if protocol else {}),
             "reused_components": reused,
             **({"resumed_from": str(source)} if source is not None and source != run_dir else {}),
-            "metrics": evaluation.metrics,
-            "metrics_ci": metrics_ci,
+            "metrics": evaluation.metrics, "metrics_ci": metrics_ci,
             "timings_s": {**pipeline.timings, "bootstrap": boot_seconds, "total": time.perf_counter() - started},
-            "jobs": config.jobs,
-            "workers": pipeline.worker_info,
+            "jobs": config.jobs, "workers": pipeline.worker_info,
         }
         save_outputs(run_dir / "predictions.npz", evaluation.outputs)
         atomic_write_json(run_dir / "results.json", results)
@@ -154,9 +148,8 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
 
 def execute_seeds(config: RunConfig, seeds: list[int], options: RunOptions = RunOptions(), engine: str = "local",
                   max_parallel: int = 1, address: str | None = None) -> RunResult:
-    """One run per seed in ``<parent>/seed-<n>/``, run by the executor (in this process, ``max_parallel``
-    at once on a local pool, or on Ray); the parent's ``results.json`` is the first seed's plus a
-    ``"seeds"`` section (:func:`avood_core.eval.report.seeds_section`); its figures show the first seed."""
+    """One run per seed in ``<parent>/seed-<n>/`` by the executor; the parent's ``results.json`` is the
+    first seed's plus a ``"seeds"`` section, its figures the first seed's."""
     import shutil
 
     from avood_core.eval.report import seeds_section, write_report
@@ -201,8 +194,7 @@ def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: in
 
 
 def run_payload(payload: dict, echo: Callable[[str], None]) -> dict:
-    """The executor's job for one run of a list: :func:`execute` into ``payload["run_dir"]``,
-    resumed when an earlier attempt started it; its metrics and the components it reused."""
+    """The executor's job for one run of a list: :func:`execute`, resumed when an earlier attempt began it."""
     from avood_core.run.tracking import trial_context
 
     run_dir = Path(payload["run_dir"])

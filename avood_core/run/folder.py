@@ -134,8 +134,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, saved value, wanted value)`` for each leaf that differs (keys in
-    :data:`NOT_COMPARED` aside); a key missing on one side shows as ``None`` there."""
+    """``(dotted key, saved, wanted)`` per differing leaf (:data:`NOT_COMPARED` aside; missing: ``None``)."""
     a, b = _flatten(saved), _flatten(wanted)
     keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_COMPARED)
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]

@@ -80,8 +80,7 @@ def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
 
 
 def check_sweep_folder(folder: Path) -> None:
-    """Refuse, before anything is written, a folder that is not new, empty or an avood sweep folder:
-    a file, a run folder, or a folder of other files (its ``table.md`` would be overwritten)."""
+    """Refuse, before anything is written, a file, a run folder or a folder of other files (not a sweep's)."""
     if not folder.exists():
         check_output_dir(folder, "--output-dir")
         return
@@ -104,9 +103,8 @@ def check_sweep_folder(folder: Path) -> None:
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
               echo: Callable[[str], None] = print, registry=None, source: str = "sweep",
               metrics: list[str] | None = None) -> SweepResult:
-    """Expand ``spec``, run the trials not finished yet on its engine and write the tables (columns:
-    ``metrics``, dotted keys of the trials' metrics). A failed trial does not stop the others. The
-    folder is checked and locked before anything is written; its ``trials/`` and ``shared/`` stay in it."""
+    """Expand ``spec``, run the unfinished trials on its engine (a failure does not stop the others) and
+    write the tables (``metrics``: dotted keys); the folder is checked and locked before anything is written."""
     from avood_core.registry import get_registry
     from avood_core.run.folder import lock
 

@@ -17,20 +17,11 @@ from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
 
 
-def check_component(
-    cls: type,
-    kind: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    task: "KitData | AVGZSLTask | None" = None,
-    *,
-    seed: int = 0,
-    name: str | None = None,
-    dependencies: Mapping[str, "Component | type"] | None = None,
-    quick: bool = True,
-    threads: int | None = 1,
-    checks: tuple[str, ...] = CHECKS,
-    raise_on_failure: bool = True,
-) -> ConformanceReport:
+def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any] | None = None,
+                    task: "KitData | AVGZSLTask | None" = None, *, seed: int = 0, name: str | None = None,
+                    dependencies: Mapping[str, "Component | type"] | None = None, quick: bool = True,
+                    threads: int | None = 1, checks: tuple[str, ...] = CHECKS,
+                    raise_on_failure: bool = True) -> ConformanceReport:
     """Run the conformance checks on ``cls`` (a fusion class: :func:`~avood_core.testing.fusion.check_fusion`);
     raise on any failure unless ``raise_on_failure=False``. ``params`` go on top of ``quick`` (``quick=False``:
     the defaults); ``task`` defaults to :func:`make_kit_data`; ``dependencies`` replace the fitted stand-ins.
