@@ -66,6 +66,5 @@ def check(
         emit({"root": report.root, "ok": not report.problems, "problems": report.problems, "sections": report.sections})
     else:
         typer.echo(report.render())
-    problems = report.problems
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) in '{root}'; the first: {problems[0]}")
+    if report.problems:
+        raise DataError(f"{len(report.problems)} problem(s) in '{root}'; the first: {report.problems[0]}")

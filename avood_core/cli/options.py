@@ -107,13 +107,9 @@ class ConfigOptions:
             values.update({"data.source": "benchmark", "data.path": str(self.data)})
         if self.dataset is not None:
             values["data.dataset"] = self.dataset
-        for key, value in (("profile", self.profile), ("device", self.device), ("output_dir", self.output_dir)):
-            if value is not None:
-                values[key] = str(value)
-        if self.seed is not None:
-            values["seed"] = int(self.seed)
-        if self.jobs is not None:
-            values["jobs"] = int(self.jobs)
+        for key, cast in (("profile", str), ("device", str), ("output_dir", str), ("seed", int), ("jobs", int)):
+            if getattr(self, key) is not None:
+                values[key] = cast(getattr(self, key))
         if self.loggers:
             from avood_core.cli.jsonio import split_list
 

@@ -66,7 +66,7 @@ class Progress:
     def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
         import sys
 
-        self.total, self.done, self.failed, self.running = total, 0, 0, 0
+        self.done, self.failed, self.running = 0, 0, 0
         self.quiet, self.echo, self._bar = quiet, echo, None
         if not quiet and sys.stderr.isatty():
             from rich.console import Console

@@ -124,18 +124,11 @@ def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: 
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(dotted key, saved, wanted)`` per differing leaf (:data:`NOT_COMPARED` aside; missing: ``None``)."""
-    a, b = _flatten(saved), _flatten(wanted)
+    from avood_core.run.tracking import flat
+
+    a, b = flat(saved), flat(wanted)
     keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_COMPARED)
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
