@@ -197,10 +197,6 @@ def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-
-
 def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet: bool = False,
                  echo: Callable[[str], None] = print, tasks: tuple | None = None, plots: bool = True) -> AblationResult:
     """Fit every row of ablation ``name`` from an assembled config dict and write a fresh run folder;
@@ -251,7 +247,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             scores, outputs = evaluation.metrics, evaluation.outputs
             if row.calibrated:
                 scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
-            save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
+            slug = re.sub(r"[^a-z0-9]+", "-", row.label.lower()).strip("-")
+            save_outputs(run_dir / "rows" / slug / "predictions.npz", outputs)
             fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
                        "stage1": {"ran": run_stage1, "reason": why},

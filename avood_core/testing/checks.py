@@ -1,4 +1,4 @@
-"""The individual conformance checks (see the package docstring), each callable on its own."""
+"""The individual conformance checks (docs/writing-a-plugin.md §6), each callable on its own."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick
 
 
 def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
-    """The validated kit params, after checking the ``Params`` model (see the module docstring)."""
+    """The validated kit params, after checking the ``Params`` model and that an instance keeps them."""
     validated, merged = check_params_model(cls, params, quick)
     name, model = cls.__name__, cls.Params
     instance = cls(merged)
