@@ -1,15 +1,6 @@
-"""Typed run configuration (pydantic v2) and its two-stage validation.
-
-One path builds every run config (``avood run``/``config``/``ablate``/``sweep``, presets, tests)::
-
-    assemble_config(layers) -> dict  ->  finalize_config(dict) -> RunConfig  ->  resolve(RunConfig) -> RunConfig
-    (preset < base < file <            (plugin-keyed params,                  (stage 2: each plugin's
-     --<kind> < --set < typed values)   stage 1: validate_config)              Params, every default)
-
-:func:`build_config` is the first two steps; :func:`validate_config` alone reads a config that is
-already whole (a run folder's ``config.toml``, a trial's payload). The resolved config shows every
-value a run used; errors name the field path and the fix.
-"""
+"""Typed run configuration (pydantic v2) and its two-stage validation: :func:`assemble_config`
+(the layers) -> :func:`finalize_config` (stage 1) -> :func:`resolve` (stage 2: each plugin's
+``Params``, every default visible); docs/architecture.md "Plugins, configuration, run folders"."""
 
 from __future__ import annotations
 
@@ -135,22 +126,12 @@ def build_config(config_file: str | Path | None = None, *layers: Any, **named: A
     return finalize_config(data, source=str(config_file) if config_file else "config")
 
 
-def assemble_config(
-    config_file: str | Path | None = None,
-    components: dict[str, str | None] | None = None,
-    overrides: list[str] | None = None,
-    base: dict[str, Any] | None = None,
-    preset: str | None = None,
-    values: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The merged, not yet validated config dict of a preset, a ``base`` dict, a TOML file,
-    ``--<kind> NAME`` choices (``components``), ``--set`` texts (``overrides``) and typed ``values``
-    (dotted key -> value), later layers winning field by field (:func:`avood_core.recipe.assemble_recipe`).
-
-    ``preset``: a name, ``"none"``, or ``None``: on benchmark data with a ``data.dataset`` and
-    neither a file nor a ``base``, that dataset's preset (paper §4.2). A ``params`` table of
-    plugin-keyed params (``params.<kind>.<plugin>.<param>``) applies whenever that plugin fills the slot.
-    """
+def assemble_config(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
+                    overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
+                    values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The merged, not yet validated config dict: preset < ``base`` < TOML file < ``--<kind>`` choices
+    (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field by field. ``preset``: a
+    name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or ``base``: its preset, §4.2)."""
     return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
 
 

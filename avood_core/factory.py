@@ -1,12 +1,5 @@
-"""Components by kind and name, with a profile's params: ``create_component`` and ``list_components``.
-
-The registry (:mod:`avood_core.registry`) knows which class fills ``(kind, name)``; a run config
-(:func:`avood_core.config.resolve`), the conformance kit (:mod:`avood_core.testing`) and user
-code (``examples/swap_unseen_classifier.py``) all turn that class into params the same way,
-through :func:`profile_params`: under the ``quick`` profile the class's ``quick`` overrides
-(reduced budgets for demos and tests) come first, the caller's params win over them; under
-``paper`` the class's defaults (the paper's full budgets, §4.2) stand.
-"""
+"""Components by kind and name, with a profile's params (:func:`profile_params`: ``quick`` overrides
+first, the caller's win; under ``paper`` the class defaults, §4.2, stand)."""
 
 from __future__ import annotations
 
@@ -24,8 +17,7 @@ DEFAULT_PROFILE = "quick"
 
 
 def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``cls``'s params under ``profile``, not yet validated: its ``quick`` overrides (``quick``
-    profile only), then ``params`` over them."""
+    """``cls``'s params under ``profile``, not yet validated: ``quick`` overrides (that profile only), then ``params``."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; use 'quick' (reduced epochs) or 'paper' (full budgets)")
     base = dict(getattr(cls, "quick", {})) if profile == "quick" else {}
@@ -33,13 +25,8 @@ def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] 
 
 
 def create_component(kind: str, name: str, profile: str = "paper", **params: Any) -> "Component":
-    """A new, unfitted instance of the registered ``kind`` component ``name`` with ``profile``'s params.
-
-    ``kind``: generator, detector, seen or unseen; ``params`` override single fields, e.g.
-    ``create_component("detector", "entropy", profile="quick", threshold_rule="val_mean")``.
-    An unknown kind or name is a :class:`~avood_core.errors.PluginError` listing the valid
-    ones; a bad param a :class:`~avood_core.errors.ConfigError` naming the field.
-    """
+    """A new, unfitted ``kind`` component ``name`` with ``profile``'s params, ``params`` overriding single
+    fields; an unknown kind or name is a :class:`PluginError`, a bad param a :class:`ConfigError`."""
     from avood_core.registry import get_registry
 
     cls = get_registry().component_class(kind, name)
@@ -48,8 +35,7 @@ def create_component(kind: str, name: str, profile: str = "paper", **params: Any
 
 def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapping[str, Any] | None,
                      source: str = "") -> Any:
-    """``cls.Params`` validated from :func:`profile_params`; a bad value is one :class:`ConfigError`
-    line naming ``source``, the field and the plugin."""
+    """``cls.Params`` of :func:`profile_params`; a bad value is one :class:`ConfigError` line naming the field."""
     from pydantic import ValidationError
 
     try:
@@ -59,8 +45,7 @@ def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapp
 
 
 def list_components(kind: str | None = None) -> list[str] | dict[str, list[str]]:
-    """The installed component names of ``kind`` (sorted); no ``kind``: every component kind
-    (the stages and ``fusion``) mapped to its names."""
+    """The installed component names of ``kind``; no ``kind``: every kind (stages, ``fusion``) to its names."""
     from avood_core.registry import ALL_KINDS, get_registry
 
     registry = get_registry()

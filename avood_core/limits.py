@@ -1,11 +1,7 @@
-"""Upper bounds on every size, count and budget param (the run config's and every plugin's ``Params``).
-
-Without them ``hidden = 1e8`` fails only when the allocation does and ``epochs = 1e12`` runs for
-ever. Each bound sits one to two orders of magnitude above the largest value of the paper's
-configs (§4.2 and the supplement; liuyuan-wen/AV-OOD-GZSL ``config/*.yaml``), so no real setting
-is refused. Plugins declare such params with :func:`bounded` and hidden-layer lists with
-:data:`Widths`; ``tests/faults/test_input_faults.py`` checks every integer param has a bound.
-"""
+"""Upper bounds on every size, count and budget param (the run config's and every plugin's ``Params``),
+one to two orders of magnitude above the paper's configs (§4.2, the supplement; liuyuan-wen/AV-OOD-GZSL
+``config/*.yaml``), so ``hidden = 1e8`` is one pydantic line instead of an OOM. Plugins use
+:func:`bounded` and :data:`Widths`; tests/faults/test_input_faults.py checks every integer param."""
 
 from __future__ import annotations
 
@@ -21,7 +17,6 @@ class Limit(NamedTuple):
 
 
 LIMITS: dict[str, Limit] = {
-    # a 16384 x 16384 float32 layer is 1 GiB, plus 2 GiB of Adam state (paper: at most 1024)
     "width": Limit(1, 16_384, "a 16384-wide square layer is 1 GiB of weights + 2 GiB of Adam state"),
     "epochs": Limit(1, 10_000, "the paper trains at most 200 epochs"),
     "patience": Limit(0, 10_000, "epochs are at most 10000"),
@@ -67,16 +62,3 @@ def widths(default: tuple[int, ...], description: str) -> Any:
     return Field(default, description=f"{description} At most {layers.high} layers ({layers.why}) of at most "
                                       f"{width.high} units ({width.why}).")
 
-
-def upper_bound(model: type | None, loc: tuple) -> int | float | None:
-    """The ``le`` bound of the field at ``loc`` (a pydantic error's location) of ``model``, if any."""
-    from annotated_types import Le
-    from pydantic import BaseModel
-
-    field = None
-    for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        field = model.model_fields[part]
-        model = field.annotation
-    return next((m.le for m in (field.metadata if field else []) if isinstance(m, Le)), None)

@@ -1,11 +1,5 @@
-"""A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe.
-
-The recipe says which preset the config is built on and why, its profile and every override. On
-benchmark data ``--dataset D`` means D's preset and the paper's profile (paper §4.2) unless
-``--preset``, ``--preset none`` or a config file says otherwise; another dataset's preset or the
-quick profile on benchmark data is warned about. ``avood run`` prints :meth:`Recipe.line` first
-on stderr and keeps :meth:`Recipe.as_dict` in ``results.json``.
-"""
+"""A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe: the preset and
+why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2)."""
 
 from __future__ import annotations
 
@@ -61,7 +55,7 @@ def assemble_recipe(config_file: str | Path | None = None, components: dict[str,
         for assignment in overrides or []:
             apply_override(data, assignment)
         for key, value in (values or {}).items():
-            apply_value(data, key, value)
+            _put(data, key, value)
         return data
 
     def empty() -> dict[str, Any]:
@@ -136,11 +130,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_value(text: str, assignment: str | None = None) -> Any:
-    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string.
-
-    ``assignment`` (the whole ``--set``, for the message): a text holding more than one TOML
-    value (``1\\ndevice = "cuda"``) or a bare string over several lines is a :class:`ConfigError`.
-    """
+    """A CLI value as one TOML value (``0.001``, ``true``, ``[1, 2]``, ``"x"``), else the raw string;
+    several TOML values or a multi-line bare string is a :class:`ConfigError` quoting ``assignment``."""
     shown = _shown_set(assignment if assignment is not None else text)
     try:
         doc = tomllib.loads(f"v = {text}")
@@ -162,25 +153,16 @@ def _shown_set(assignment: str) -> str:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``--set key.path=value``; ``<kind>.<param>`` is short for ``<kind>.params.<param>``.
-
-    Exactly one ``KEY=VALUE`` with one TOML value; anything else is a one-line :class:`ConfigError`.
-    """
+    """Apply one ``--set key.path=value`` (``<kind>.<param>`` is short for ``<kind>.params.<param>``)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {_shown_set(assignment)}: expected KEY=VALUE, e.g. --set detector.lr=0.001")
     _put(data, key.strip(), parse_value(raw.strip(), assignment), assignment)
 
 
-def apply_value(data: dict[str, Any], key: str, value: Any) -> None:
-    """Apply one typed override (a CLI option's or a sweep axis' value) at the dotted ``key``: as
-    ``--set key=<value>``, without writing the value as TOML text and parsing it back."""
-    _put(data, key, value, None)
-
-
-def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None) -> None:
-    """Set ``value`` at the dotted ``key`` of ``data``; errors quote ``assignment`` (default: the
-    ``--set`` that ``key`` and ``value`` stand for)."""
+def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = None) -> None:
+    """Set ``value`` at the dotted ``key`` of ``data``, as ``--set key=<value>`` would (a typed value is not
+    written as TOML and parsed back); errors quote ``assignment`` (default: that ``--set``)."""
 
     def shown() -> str:
         return _shown_set(assignment if assignment is not None else f"{key}={json.dumps(value, default=str)}")

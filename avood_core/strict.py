@@ -1,7 +1,5 @@
-"""Config values as they were typed: what pydantic's lax mode would coerce without a word is refused
-(``seed = true`` as seed 1, ``"0.001"`` as 0.001, ``stage1 = 1`` as ``True``, ``lr = inf``), one line
-naming the dotted field. Nothing here imports torch.
-"""
+"""Config values as they were typed: what pydantic's lax mode would coerce silently (``seed = true``,
+``"0.001"``, ``stage1 = 1``, ``lr = inf``) is refused as one line naming the dotted field."""
 
 from __future__ import annotations
 
@@ -11,20 +9,21 @@ import types
 import typing
 from typing import Any
 
+from annotated_types import Le
 from pydantic import BaseModel, ValidationError
 
 from avood_core.errors import ConfigError
-from avood_core.limits import upper_bound
 
 
-def valid_keys(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
-    """The field names of the (nested) model at ``loc`` of ``model``, for an unknown key's message."""
+def _field_at(model: Any, loc: tuple) -> tuple[Any, Any]:
+    """``(field, annotation)`` at ``loc`` (a pydantic error's location) of ``model``, or ``(None, None)``."""
+    field = None
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        model = field.annotation if field is not None else None
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None, None
+        field = model.model_fields[part]
+        model = field.annotation
+    return field, model
 
 
 def _numeric(annotation: Any) -> tuple[str | None, Any]:
@@ -51,8 +50,8 @@ def _numeric(annotation: Any) -> tuple[str | None, Any]:
 
 
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
-    """Refuse a boolean or a string as a number, a non-finite float and a number as a boolean in a
-    field of ``model`` (nested models and list/tuple items too): one :class:`ConfigError` line."""
+    """Refuse, as one :class:`ConfigError` line naming ``prefix`` + field, what pydantic would coerce into
+    a numeric or boolean field of ``model`` (nested models and list items too)."""
 
     def check(annotation: Any, value: Any, loc: str) -> None:
         kind, item = _numeric(annotation)
@@ -83,14 +82,18 @@ def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) ->
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
-    """One line: ``field.path: message (got value)`` per error; ``model`` (the validated class) lets a
-    number too large to parse still name the field's limit."""
+    """One line, ``field.path: message (got value)`` per error; ``model`` lets it name a limit and valid keys."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(err["loc"]))
         got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-        limit = upper_bound(model, err["loc"]) if err["type"] == "int_parsing_size" else None
-        valid = valid_keys(model, err["loc"][:-1]) if err["type"] == "extra_forbidden" else None
+        limit, valid = None, None
+        if err["type"] == "int_parsing_size":  # a number too large to parse: name the field's limit
+            field = _field_at(model, err["loc"])[0]
+            limit = next((m.le for m in (field.metadata if field else []) if isinstance(m, Le)), None)
+        elif err["type"] == "extra_forbidden":
+            nested = _field_at(model, err["loc"][:-1])[1]
+            valid = list(nested.model_fields) if isinstance(nested, type) and issubclass(nested, BaseModel) else None
         parts.append(f"{loc}: {err['msg']}{got}" + (f"; the limit is {limit}" if limit is not None else "")
                      + (f"; valid keys: {', '.join(valid)}" if valid else ""))
     return "; ".join(parts)

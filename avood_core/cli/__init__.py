@@ -1,8 +1,5 @@
-"""The ``avood`` command line: one module per command group; ``main`` is the console script.
-
-``app`` and ``main`` are loaded on first access, so importing a helper module of this package
-(e.g. :mod:`avood_core.cli.jsonio`) does not build the whole command tree.
-"""
+"""The ``avood`` command line; ``app`` and ``main`` load on first access, so a helper module of this
+package does not build the whole command tree."""
 
 from typing import Any
 

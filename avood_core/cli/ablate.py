@@ -1,12 +1,4 @@
-"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables and Table 1, one command each.
-
-Each command takes the config options of ``avood run`` (config file, ``--preset``, ``--set``,
-component choices, ``--seed``, ``--data``/``--dataset``...), prints a markdown table on stdout
-and writes ``results.json``, ``table.md`` and per-row predictions into a fresh run folder.
-Slot options (``--detector NAME``, ``--set detector.lr=...``) set the base config; a row that
-puts another plugin in that slot starts from that plugin's defaults plus its plugin-keyed
-params (``--set params.detector.binary.lr=...``, or a preset's).
-"""
+"""``avood ablate gates|classifiers|losses|fusion|table1``: the paper's ablation tables (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -36,41 +28,34 @@ ablation_options = config_options(help={
 })
 
 
-def _run(name: str, opts: ConfigOptions, quiet: bool, as_json: bool, seeds: Optional[list[str]] = None,
-         engine: str = "local", max_parallel: int = 1, address: Optional[str] = None) -> None:
-    """Run one ablation; stdout: its markdown table, or with --json {"ablation", "run_dir", "table", "results"}
-    (results = the run folder's results.json); the run folder line on stderr."""
-    from avood_core.config import finalize_config, resolve
-    from avood_core.eval.ablate import run_ablation
-    from avood_core.run.folder import OUTPUT_OPTION
-    from avood_core.util.paths import check_output_dir
-
-    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
-    data, recipe = opts.assemble_recipe()
-    base = resolve(finalize_config(data))  # a bad config or output folder fails as one line, before the recipe line
-    check_output_dir(base.output_dir, OUTPUT_OPTION)
-    announce(recipe, quiet)
-    if seeds:
-        from avood_core.eval.ablate_seeds import run_ablation_seeds
-
-        result = run_ablation_seeds(name, data, int_list(seeds, "--seeds"), engine, max_parallel, address,
-                                    quiet, echo)
-    else:
-        result = run_ablation(name, data, quiet=quiet, echo=echo)
-    if as_json:
-        emit({"ablation": name, "run_dir": result.run_dir, "table": result.markdown, "results": result.results})
-    else:
-        typer.echo(result.markdown, nl=False)
-    status(f"run folder: {result.run_dir}")
-
-
 def _ablation_command(name: str, doc: str) -> None:
-    """Register ``avood ablate NAME``: the run options, --quiet, --json and the seed-scheduler options."""
+    """Register ``avood ablate NAME``: stdout its markdown table, or with --json {"ablation", "run_dir", "table",
+    "results"} (results = the run folder's results.json); the run folder line on stderr."""
 
     def command(opts: ConfigOptions, quiet: bool = QUIET_OPTION, as_json: bool = JSON_OPTION,
                 seeds: Optional[list[str]] = SEEDS_OPTION, engine: Engine = ENGINE_OPTION,
                 max_parallel: int = MAX_PARALLEL_OPTION, address: Optional[str] = ADDRESS_OPTION) -> None:
-        _run(name, opts, quiet, as_json, seeds, engine, max_parallel, address)
+        from avood_core.config import finalize_config, resolve
+        from avood_core.eval.ablate import run_ablation
+        from avood_core.run.folder import OUTPUT_OPTION
+        from avood_core.util.paths import check_output_dir
+
+        data, recipe = opts.assemble_recipe()
+        base = resolve(finalize_config(data))  # a bad config or output folder fails as one line, before the recipe line
+        check_output_dir(base.output_dir, OUTPUT_OPTION)
+        announce(recipe, quiet)
+        if seeds:
+            from avood_core.eval.ablate_seeds import run_ablation_seeds
+
+            result = run_ablation_seeds(name, data, int_list(seeds, "--seeds"), engine, max_parallel, address,
+                                        quiet, status)
+        else:
+            result = run_ablation(name, data, quiet=quiet, echo=status)
+        if as_json:
+            emit({"ablation": name, "run_dir": result.run_dir, "table": result.markdown, "results": result.results})
+        else:
+            typer.echo(result.markdown, nl=False)
+        status(f"run folder: {result.run_dir}")
 
     command.__name__, command.__qualname__, command.__doc__ = name, name, doc
     ablate_app.command(name)(ablation_options(command))

@@ -75,8 +75,7 @@ def run(
     run_dirs: list[Path] = []  # the folder being written, named on Ctrl-C
 
     def started(run_dir: Path) -> None:
-        """The run folder exists (data read, folder locked): the recipe is the first line on stderr;
-        a fault before this point stays one line."""
+        """The run folder exists: the recipe goes first on stderr (a fault before stays one line)."""
         if not run_dirs:
             announce(recipe, quiet)
         run_dirs.append(run_dir)
@@ -222,8 +221,7 @@ app.command("compare")(__import__("avood_core.cli.compare", fromlist=["compare"]
 
 
 def main() -> None:
-    """Console entry point: errors become one line on stderr; the exit statuses are
-    :data:`avood_core.cli.options.EXIT_CODES` (2: click's usage errors only)."""
+    """Console entry point: errors become one line on stderr; exit statuses as in ``EXIT_CODES``."""
     # Idle OpenMP threads sleep instead of spinning, which slows small models on a shared or busy
     # CPU (docs/performance.md); it must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

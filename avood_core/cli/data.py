@@ -1,9 +1,4 @@
-"""``avood data``: write a synthetic benchmark tree, or check a downloaded one.
-
-Mounted by the main CLI as ``app.add_typer(data_app, name="data")``. Errors are raised as
-:class:`~avood_core.errors.AvoodError` subclasses; ``avood_core.cli.commands.main`` prints them as one line.
-Torch and h5py are imported only when a command runs.
-"""
+"""``avood data``: write a synthetic benchmark tree, or check a downloaded one."""
 
 from __future__ import annotations
 
@@ -71,6 +66,5 @@ def check(
         emit({"root": report.root, "ok": not report.problems, "problems": report.problems, "sections": report.sections})
     else:
         typer.echo(report.render())
-    problems = report.problems
-    if problems:
-        raise DataError(f"{len(problems)} problem(s) in '{root}'; the first: {problems[0]}")
+    if report.problems:
+        raise DataError(f"{len(report.problems)} problem(s) in '{root}'; the first: {report.problems[0]}")

@@ -1,11 +1,5 @@
-"""Output shared by the ``avood`` commands: ``--json``, status lines on stderr, a run's summary.
-
-With ``--json`` a command prints exactly one JSON document on stdout (:func:`emit`); everything
-else (progress bars, log lines, "run folder: ...", "wrote ...") goes to stderr (:func:`status`),
-so ``avood run --json | jq .metrics.HM`` and ``avood ablate gates > table.md`` hold nothing else.
-The keys of each command's document are listed in :data:`JSON_KEYS` (tested, and shown in
-docs/cli.md). Nothing here imports torch.
-"""
+"""Output shared by the ``avood`` commands: one ``--json`` document on stdout (:func:`emit`, keys in
+:data:`JSON_KEYS`), everything else on stderr (:func:`status`), a run's summary (docs/cli.md)."""
 
 from __future__ import annotations
 

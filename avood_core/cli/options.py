@@ -1,7 +1,5 @@
-"""What the ``avood`` commands share: how a typer app is built, and the run-config options
-(``--config``, ``--preset``, the component choices, ``--set``, ``--seed``, ``--data``...), declared
-once; a command takes them with :func:`config_options` as one :class:`ConfigOptions`. No torch here.
-"""
+"""What the ``avood`` commands share: the typer app, the exit statuses, and the run-config options
+declared once (a command takes them with :func:`config_options` as one :class:`ConfigOptions`)."""
 
 from __future__ import annotations
 
@@ -43,9 +41,8 @@ def usage_error(message: str) -> Exception:
 
 
 def new_app(help: str, completion: bool = False) -> typer.Typer:
-    """A typer app or sub-app as every avood command group has it: help when called bare, ``-h``/``--help``,
-    plain tracebacks (``avood_core.cli.commands.main`` turns user errors into one line); ``completion``: the
-    ``--install-completion`` / ``--show-completion`` options (the top-level app only)."""
+    """A typer app as every avood command group has it: help when called bare, ``-h``, plain tracebacks
+    (``main`` makes user errors one line); ``completion``: the top-level app's completion options."""
     return typer.Typer(help=help, no_args_is_help=True, add_completion=completion, pretty_exceptions_enable=False,
                        context_settings=CONTEXT)
 
@@ -104,20 +101,15 @@ class ConfigOptions:
         return {kind: getattr(self, kind) for kind in KINDS}
 
     def values(self) -> dict[str, Any]:
-        """What the typed options stand for, by dotted config key (``--seed 3``: ``{"seed": 3}``);
-        they apply after the ``--set`` assignments."""
+        """The typed options by dotted config key (``--seed 3``: ``{"seed": 3}``), applied after ``--set``."""
         values: dict[str, Any] = {}
         if self.data is not None:
             values.update({"data.source": "benchmark", "data.path": str(self.data)})
         if self.dataset is not None:
             values["data.dataset"] = self.dataset
-        for key, value in (("profile", self.profile), ("device", self.device), ("output_dir", self.output_dir)):
-            if value is not None:
-                values[key] = str(value)
-        if self.seed is not None:
-            values["seed"] = int(self.seed)
-        if self.jobs is not None:
-            values["jobs"] = int(self.jobs)
+        for key, cast in (("profile", str), ("device", str), ("output_dir", str), ("seed", int), ("jobs", int)):
+            if getattr(self, key) is not None:
+                values[key] = cast(getattr(self, key))
         if self.loggers:
             from avood_core.cli.jsonio import split_list
 
@@ -139,8 +131,7 @@ class ConfigOptions:
 
 
 def announce(recipe: Any, quiet: bool = False) -> None:
-    """The recipe line (not with ``quiet``), then each of its warnings, on stderr; a command calls it
-    once its config is valid and before anything else it prints there."""
+    """The recipe line (not with ``quiet``) and its warnings on stderr, once the config is valid."""
     if not quiet:
         typer.echo(recipe.line(), err=True)
     for warning in recipe.warnings:
@@ -186,8 +177,7 @@ DEVICE_OPTION: Any = typer.Option("auto", "--device", help=DEVICE_HELP)
 
 
 def at_least(option: str, low: float, strict: bool = False) -> Callable[[Any], Any]:
-    """A typer callback refusing ``option`` values below ``low`` (``strict``: ``low`` too) as one line,
-    while the options are parsed, before the command writes anything."""
+    """A typer callback refusing ``option`` values below ``low`` (``strict``: ``low`` too) as one line."""
 
     def check(value: Any) -> Any:
         values = value if isinstance(value, (list, tuple)) else [value]
@@ -203,12 +193,8 @@ def at_least(option: str, low: float, strict: bool = False) -> Callable[[Any], A
 
 
 def config_options(*names: str, help: Mapping[str, str] | None = None) -> Callable[[Callable], Callable]:
-    """Give a command the named :class:`ConfigOptions` options (in the order given; none named: all
-    of them, in field order), ahead of its own.
-
-    The command's first parameter receives them as one :class:`ConfigOptions`; its other parameters
-    are typer parameters as usual. ``help`` replaces the help text of some options.
-    """
+    """Give a command the named :class:`ConfigOptions` options (none named: all), ahead of its own; its
+    first parameter receives them as one :class:`ConfigOptions`. ``help`` replaces some help texts."""
     names = names or tuple(_OPTIONS)
     texts = dict(help or {})
     unknown = (set(names) | set(texts)) - set(_OPTIONS)

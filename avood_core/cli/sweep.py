@@ -1,9 +1,4 @@
-"""``avood sweep [SPEC]``: the trials of a spec (configs × seeds) on a process pool or on Ray (docs/scaling.md).
-
-Flags add to (axes, ``--set``) or replace (the rest) the spec file's values; with no file the
-flags are the whole spec (at least one ``--axis``). Torch and Ray are imported only when the
-command runs. Failed trials are named on stderr and make the exit status 1.
-"""
+"""``avood sweep [SPEC]``: the trials of a spec on a process pool or on Ray (docs/scaling.md)."""
 
 from __future__ import annotations
 

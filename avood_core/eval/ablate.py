@@ -1,25 +1,9 @@
-"""The paper's ablation tables as commands (``avood ablate NAME``); the columns are :data:`COLUMN_HELP`.
-
-* ``gates`` — Table 2: calibrated stacking, binary and entropy gates over the same generator and
-  classifiers; HM@TPR60 is the paper's HM column (routed at the threshold where TPR first
-  reaches 60 %).
-* ``classifiers`` — Table 3: MLP & MLP, Embedding & Embedding, MLP & Embedding under the
-  configured gate; "Embedding" on both sides is one model, the fitted ``cross_attention`` unseen
-  classifier restricted to the seen classes (``from_unseen``) when both carry the same params.
-* ``losses`` — supplement Table 1: the unseen classifier's ``negative_terms``, L⁺ only to L⁺ + L⁻.
-* ``fusion`` — Fig. 1's fusion axis (the paper: ``a ⊕ v`` for generator, gate and seen classifier,
-  cross-attention in the unseen one, Fig. 2): one row per stage × built-in fusion
-  (:data:`STAGE_FUSIONS`; ``mean``/``sum`` need equal audio and video dims; the gate follows the
-  generator's fusion, since it trains on what the generator synthesizes; the unseen classifier's
-  network takes only ``cross_attention``).
-* ``table1`` — Table 1 with the paper's figures beside it (:mod:`avood_core.eval.ablate_table1`).
-
-Each row is a run config assembled as for ``avood run``, with some slots' plugins swapped or
-params changed. Components are cached by fit hash (:func:`avood_core.run.fitting.fit_hashes`), so
-each is seeded and fitted as ``avood run`` would, once however many rows use it. On a benchmark
-tree each row runs the two-stage protocol (paper §4.1: select on stage-1 val, report on test);
-nothing is selected on the test split.
-"""
+"""The paper's ablation tables as ``avood ablate NAME`` (:data:`ABLATIONS`, columns :data:`COLUMN_HELP`):
+gates (Table 2; HM@TPR60 is its HM column), classifiers (Table 3; "Embedding & Embedding" is one fitted
+``cross_attention`` model, ``from_unseen``), losses (supplement Table 1), fusion (Fig. 1: a row per stage ×
+fusion, :data:`STAGE_FUSIONS`; the gate follows the generator's fusion) and table1. Each row is a run
+config as for ``avood run``, each component fitted once per fit hash (:class:`FitCache`); on a benchmark
+tree each row runs the two-stage protocol (paper §4.1), nothing selected on the test split."""
 
 from __future__ import annotations
 
@@ -213,19 +197,10 @@ def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-
-
 def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet: bool = False,
                  echo: Callable[[str], None] = print, tasks: tuple | None = None, plots: bool = True) -> AblationResult:
-    """Fit every row of ablation ``name`` and write a fresh run folder.
-
-    ``data``: an assembled config dict (:func:`avood_core.config.assemble_config`). ``tasks``:
-    ``(stage-1 task or None, reported task)`` instead of building them from the config.
-    The folder holds ``config.toml`` (the base config), ``results.json`` (every row: config,
-    selections, values), ``table.md``, ``rows/<row>/predictions.npz`` and, for gates, ``roc.png``.
-    """
+    """Fit every row of ablation ``name`` from an assembled config dict and write a fresh run folder;
+    ``tasks``: ``(stage-1 task or None, reported task)`` instead of building them from the config."""
     from avood_core.util.progress import progress_factory
     from avood_core.util.paths import check_output_dir
     from avood_core.run.fitting import apply_selections, build_tasks, stage1_decision
@@ -272,7 +247,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             scores, outputs = evaluation.metrics, evaluation.outputs
             if row.calibrated:
                 scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
-            save_outputs(run_dir / "rows" / _slug(row.label) / "predictions.npz", outputs)
+            slug = re.sub(r"[^a-z0-9]+", "-", row.label.lower()).strip("-")
+            save_outputs(run_dir / "rows" / slug / "predictions.npz", outputs)
             fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
                        "stage1": {"ran": run_stage1, "reason": why},

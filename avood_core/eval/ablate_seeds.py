@@ -1,12 +1,5 @@
-"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed; per cell the mean ± std and the 95 %
-Student t interval of the mean (:func:`avood_core.eval.stats.mean_interval`), with n.
-
-Each seed's ablation is one job of the executor (:mod:`avood_core.executor`: this process, a
-local pool or Ray), so the rows of a seed share their fitted components as ``avood ablate NAME``
-does (:class:`avood_core.eval.ablate.FitCache`); the job gets the assembled config dict, never
-fitted objects. The parent folder holds ``seed-<n>/`` (``trial.json``, ``log.txt`` and the
-seed's ablation folder), ``results.json`` and ``table.md``.
-"""
+"""``avood ablate NAME --seeds 0,1,2``: one ablation per seed as an executor job; per cell the
+mean ± std and the 95 % Student t interval of the mean, with n (docs/scaling.md "Ablations over seeds")."""
 
 from __future__ import annotations
 
@@ -79,8 +72,7 @@ def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "l
     rows = aggregate(ablation, {s: done[s]["rows"] for s in seeds})
     table = markdown(ablation, rows, seeds)
     results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
-               "std_ddof": 1, "ci_level": LEVEL,
-               "ci_method": T_METHOD, "rows": rows,
+               "std_ddof": 1, "ci_level": LEVEL, "ci_method": T_METHOD, "rows": rows,
                "per_seed": {s: {"folder": str(Path(done[s]["ablation_dir"]).relative_to(parent)),
                                 "rows": done[s]["rows"]} for s in seeds}}
     atomic_write_json(parent / "results.json", results)

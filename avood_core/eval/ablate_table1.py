@@ -1,16 +1,9 @@
 """``avood ablate table1``: the paper's Table 1 rows in one harness, its figures printed beside them.
 
-* **CJME**, **AVGZSLNet**, **AVCA**: the embedding model alone under the AVCA protocol, as Table 1
-  reports them: calibrated stacking over all classes (``ŷ = argmin_c d(x, t_c) + β·[c seen]``, β
-  chosen on the selection split, :mod:`avood_plugins.detectors.calibrated_stacking`). AVCA is the
-  ``cross_attention`` unseen classifier with ``negative_terms = []`` (AVCA's own L⁺ losses).
-* **AV-OOD (paper)**: entropy gate + MLP seen classifier + ``cross_attention`` (L⁺ + L⁻), routed.
-* **AV-OOD + CJME**, **AV-OOD + AVGZSLNet**: a baseline behind the same gate (not in the paper).
-
-ZSL is the unseen classifier alone among the unseen classes (AVCA's ``zsl``). On the embedded
-synthetic task the UCF-GZSL figures are shown for orientation only: that task is calibrated for
-AV-OOD's classifiers (paper Table 3), not for the baselines (the table's footnote says so).
-"""
+CJME, AVGZSLNet and AVCA are the embedding model alone under the AVCA protocol (calibrated stacking
+over all classes, β chosen on the selection split); AV-OOD is the paper's routed pipeline; "AV-OOD +
+baseline" rows are not in the paper. On the embedded synthetic task the UCF-GZSL figures are for
+orientation only (the table's footnote says so)."""
 
 from __future__ import annotations
 
@@ -56,11 +49,8 @@ def rows() -> tuple[Row, ...]:
 
 
 def calibrated_protocol(pipe, test, scores: dict, outputs: dict) -> tuple[dict, dict]:
-    """Scores and outputs of the AVCA protocol: the gate's calibrated argmin over all classes.
-
-    ``pipe.detector`` must be a calibrated-stacking gate (``predict_calibrated``); its routing
-    is the same (seen iff the calibrated argmin is a seen class), so only the predictions change.
-    """
+    """Scores and outputs of the AVCA protocol: a calibrated-stacking gate's argmin over all classes
+    (its routing is the same, so only the predictions change)."""
     import torch
 
     from avood_core.eval import metrics

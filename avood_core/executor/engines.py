@@ -1,14 +1,7 @@
-"""Where jobs run: in this process, in a local process pool, or on Ray.
-
-A job is a module-level function ``fn(payload, echo) -> dict`` and a plain JSON-able ``payload``
-holding at least ``run_dir``, ``hash`` and ``threads``; ``fn`` travels by reference (its module
-is imported in the worker), never a fitted component, tensor or task, so the data tree and the
-output folder must be readable (and the output writable) at the same path on every node.
-
-Every engine has ``submit(fn, payload) -> handle``, ``wait(handles, timeout) -> finished
-handles``, ``result(handle) -> dict`` (a job's failure is a result with ``status = "failed"``,
-never an exception) and ``close()``. Ray is imported only by :class:`RayEngine`.
-"""
+"""Where jobs run: this process, a local process pool, or Ray (imported only by :class:`RayEngine`).
+A job is a module-level ``fn(payload, echo) -> dict`` and a JSON-able ``payload`` (``run_dir``, ``hash``,
+``threads``), never a fitted object, so data and output must sit at the same path on every node. An
+engine has ``submit``, ``wait``, ``result`` (a failed job is a result with ``status = "failed"``) and ``close``."""
 
 from __future__ import annotations
 
@@ -36,12 +29,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) -> dict:
-    """``fn(payload, echo)`` in this process, recorded in ``<run_dir>/trial.json``, its output in
-    ``<run_dir>/log.txt``; never raises for the job's own error.
-
-    ``threads``: torch threads for the job (and ``OMP_NUM_THREADS`` for what it starts), so jobs
-    side by side do not oversubscribe the cores. A retried job finds its earlier attempt's record.
-    """
+    """``fn(payload, echo)`` in this process with ``payload["threads"]`` torch threads, recorded in
+    ``<run_dir>/trial.json`` (a retry finds its earlier attempt), its output in ``log.txt``; never
+    raises for the job's own error."""
     from avood_core.util.io import atomic_write_json
 
     started = time.time()
@@ -126,8 +116,7 @@ def _leave(*_: object) -> None:
 
 
 def _pool_init(parent: int) -> None:
-    """A pool worker exits as soon as its parent is gone (even killed with SIGKILL), watching
-    multiprocessing's sentinel of the parent as the ``jobs = 2`` worker does (avood_core.pipeline.worker)."""
+    """A pool worker exits as soon as its parent is gone (even SIGKILLed), as the ``jobs = 2`` worker does."""
     import multiprocessing
 
     from avood_core.pipeline.worker import exit_with_parent
@@ -197,11 +186,6 @@ def _last_ray_start() -> str | None:
     return str(address)
 
 
-def _running_cluster() -> str | None:
-    """The Ray cluster this machine would join by default: ``$RAY_ADDRESS``, else the last ``ray start``'s."""
-    return os.environ.get("RAY_ADDRESS") or _last_ray_start()
-
-
 def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
     """``call()``, interrupted after ``seconds`` (SIGALRM: the main thread of a POSIX process only)."""
     import signal
@@ -223,13 +207,9 @@ def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
 
 
 class RayEngine:
-    """Trials as Ray tasks: on the cluster at ``address``, else on the cluster this machine is part
-    of (``$RAY_ADDRESS``, or the last ``ray start`` here), else on a local instance started here.
-
-    Per trial ``num_cpus`` (also its torch threads) and ``num_gpus``; a task whose worker dies is
-    rerun up to ``retries`` times by Ray (the rerun resumes the trial's folder). Connecting or
-    starting is bounded by ``init_timeout`` seconds; any failure of it is one line.
-    """
+    """Trials as Ray tasks on the cluster at ``address``, else the one this machine is part of, else a
+    local instance; ``num_cpus`` (also its torch threads) and ``num_gpus`` per trial, ``retries`` reruns
+    of a task whose worker dies, the connection bounded by ``init_timeout`` seconds."""
 
     name = "ray"
 
@@ -247,8 +227,7 @@ class RayEngine:
         self._task = ray.remote(run_trial).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)
 
     def _init(self, address: str | None, local_cpus: int | None, echo: Callable[[str], None], timeout: float) -> None:
-        found = None if address else _running_cluster()
-        target = address or found
+        target = address or os.environ.get("RAY_ADDRESS") or _last_ray_start()  # the cluster joined by default
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
             where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"

@@ -1,6 +1,5 @@
 """Jobs on an engine: :func:`schedule` (at most ``max_parallel`` at once, never two fitting the same
-component side by side), :func:`run_jobs` (with progress lines) and :func:`run_plain` (an engine
-made here, :func:`run_seeds`)."""
+component side by side), :func:`run_jobs` with progress lines, :func:`run_seeds` on a new engine."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from avood_core.limits import SEED_MAX, SEED_MIN
 
 @dataclass
 class Job:
-    """One unit for the scheduler: ``fn(payload, echo)`` (a module-level function; see
-    :mod:`avood_core.executor.engines`) and the components it would fit (``keys``)."""
+    """``fn(payload, echo)`` (a module-level function) and the components it would fit (``keys``)."""
 
     id: str
     fn: Callable[[dict, Callable[[str], None]], dict]
@@ -36,9 +34,8 @@ def cpu_count() -> int:
 
 def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
              on_state: Callable[[int, int], None] = lambda running, pending: None) -> None:
-    """Run ``jobs`` on ``engine``, at most ``max_parallel`` at once; a job sharing a component
-    (``keys``) with a running one waits while another can start. ``on_done(job, info)`` per job;
-    ``info`` gets the driver's ``submitted``/``received`` times (for the engine's overhead)."""
+    """Run ``jobs``, at most ``max_parallel`` at once, a job sharing ``keys`` with a running one waiting;
+    ``on_done(job, info)`` per job, ``info`` with the driver's ``submitted``/``received`` times."""
     pending, running = list(jobs), {}
     finished = False
     try:
@@ -69,7 +66,7 @@ class Progress:
     def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
         import sys
 
-        self.total, self.done, self.failed, self.running = total, 0, 0, 0
+        self.done, self.failed, self.running = 0, 0, 0
         self.quiet, self.echo, self._bar = quiet, echo, None
         if not quiet and sys.stderr.isatty():
             from rich.console import Console
@@ -148,8 +145,7 @@ def run_plain(jobs: list[Job], engine: str = "local", max_parallel: int = 1, add
 
 def run_seeds(parent: Path, seeds: list[int], job: Callable[[int], Job], engine: str, max_parallel: int,
               address: str | None, quiet: bool, echo: Callable[[str], None], what: str = "") -> dict[int, dict]:
-    """One job per seed (``job(seed)``, in ``parent/seed-<n>``) on a new ``engine``; ``{seed: its result}``.
-    A seed that fails is one :class:`AvoodError` line naming its log."""
+    """One job per seed (``job(seed)``) on a new ``engine``; a failed seed is one line naming its log."""
     done = run_plain([job(s) for s in seeds], engine, max_parallel, address, quiet, echo)
     for seed in seeds:
         info = done[f"seed-{seed}"]

@@ -1,13 +1,6 @@
-"""A folder of fitted components shared by the trials of a sweep, keyed by kind and fit hash.
-
-The idea of the ablation cache (:class:`avood_core.eval.ablate.FitCache`) on disk, so that trials in
-other processes or on other machines sharing the folder can use it: a trial about to fit a
-component whose fit hash (:func:`avood_core.run.fitting.fit_hashes`: data, stage, seed, own params,
-upstream hashes) is already in ``<shared>/<kind>-<hash>/`` loads it instead and copies it into
-its own run folder (which stays self-contained); a component it fits is published there. The
-entries are ordinary checkpoint folders (``config.json`` + ``model.safetensors``, checksummed,
-never unpickled), published with one rename so a reader sees a whole entry or none.
-"""
+"""A folder of fitted components shared by a sweep's trials, keyed by kind and fit hash
+(:func:`avood_core.run.fitting.fit_hashes`): the ablation's :class:`~avood_core.eval.ablate.FitCache`
+on disk. Entries are checkpoint folders published with one rename (a reader sees all or nothing)."""
 
 from __future__ import annotations
 
@@ -27,7 +20,7 @@ def entry(shared: Path, kind: str, fit_hash: str) -> Path:
 def reuse_shared(shared: Path, stage_dir: Path, pipeline, hashes: dict[str, str], registry,
                  echo: Callable[[str], None], skip: set[str]) -> set[str]:
     """Load into ``pipeline`` the components found in ``shared`` (kinds in ``skip`` excepted); copy each into ``stage_dir``."""
-    from avood_core.pipeline.store import load_component
+    from avood_core.pipeline.store import copy_component, load_component
 
     reused = set()
     for kind in KINDS:
@@ -39,11 +32,7 @@ def reuse_shared(shared: Path, stage_dir: Path, pipeline, hashes: dict[str, str]
         except CheckpointError as exc:
             echo(f"shared: {kind}: {exc}; fitting it")
             continue
-        target = stage_dir / "components" / kind
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, target)
+        copy_component(source, stage_dir / "components" / kind)
         setattr(pipeline, kind, component)
         reused.add(kind)
         echo(f"shared: reusing {kind} fitted by another trial (config hash {hashes[kind]})")

@@ -52,14 +52,9 @@ class RunOptions:
 
 
 def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
-    """Resolve, fit, evaluate; write config, components, outputs and results into a run folder.
-
-    On a benchmark tree, stage 1 (fit on ``training``, select on ``val``) runs first in
-    ``<run>/stage1``; its selections fix the stage-2 params; stage 2 refits on ``train_val``
-    and reports on ``test`` (paper §4.1). A ``resume`` whose config differs from the folder's
-    ``config.toml`` is refused unless ``allow_changes``. Each folder written (and the resumed
-    one) is locked for the whole run (:func:`avood_core.run.folder.lock`).
-    """
+    """Resolve, fit, evaluate; write config, components, outputs and results into a locked run folder.
+    On a benchmark tree stage 1 (fit on ``training``, select on ``val``) runs in ``<run>/stage1`` and
+    fixes the stage-2 params; stage 2 refits on ``train_val`` and reports on ``test`` (paper §4.1)."""
     import contextlib
 
     from avood_core.run.folder import WRITES, check_resume, describe_differences, lock
@@ -127,23 +122,17 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
         metrics_ci = bootstrap_intervals(evaluation.outputs, config.seed)
         boot_seconds = time.perf_counter() - boot_start
         results = {
-            "avood_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "components": pipeline.names,
-            "seed": config.seed,
+            "avood_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "components": pipeline.names, "seed": config.seed,
             **({"recipe": options.recipe} if options.recipe is not None else {}),
-            "device": str(device),
-            "python": platform.python_version(),
-            "task": task.summary(),
+            "device": str(device), "python": platform.python_version(), "task": task.summary(),
             "splits": {"fit": "train", "select": "val" if task.val is not None else None, "report": "test"},
             **({"protocol": protocol} if protocol else {}),
             "reused_components": reused,
             **({"resumed_from": str(source)} if source is not None and source != run_dir else {}),
-            "metrics": evaluation.metrics,
-            "metrics_ci": metrics_ci,
+            "metrics": evaluation.metrics, "metrics_ci": metrics_ci,
             "timings_s": {**pipeline.timings, "bootstrap": boot_seconds, "total": time.perf_counter() - started},
-            "jobs": config.jobs,
-            "workers": pipeline.worker_info,
+            "jobs": config.jobs, "workers": pipeline.worker_info,
         }
         save_outputs(run_dir / "predictions.npz", evaluation.outputs)
         atomic_write_json(run_dir / "results.json", results)
@@ -159,9 +148,8 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
 
 def execute_seeds(config: RunConfig, seeds: list[int], options: RunOptions = RunOptions(), engine: str = "local",
                   max_parallel: int = 1, address: str | None = None) -> RunResult:
-    """One run per seed in ``<parent>/seed-<n>/``, run by the executor (in this process, ``max_parallel``
-    at once on a local pool, or on Ray); the parent's ``results.json`` is the first seed's plus a
-    ``"seeds"`` section (:func:`avood_core.eval.report.seeds_section`); its figures show the first seed."""
+    """One run per seed in ``<parent>/seed-<n>/`` by the executor; the parent's ``results.json`` is the
+    first seed's plus a ``"seeds"`` section, its figures the first seed's."""
     import shutil
 
     from avood_core.eval.report import seeds_section, write_report
@@ -206,8 +194,7 @@ def trial_payload(config_json: dict, run_dir: Path, trial_hash: str, threads: in
 
 
 def run_payload(payload: dict, echo: Callable[[str], None]) -> dict:
-    """The executor's job for one run of a list: :func:`execute` into ``payload["run_dir"]``,
-    resumed when an earlier attempt started it; its metrics and the components it reused."""
+    """The executor's job for one run of a list: :func:`execute`, resumed when an earlier attempt began it."""
     from avood_core.run.tracking import trial_context
 
     run_dir = Path(payload["run_dir"])

@@ -1,12 +1,5 @@
-"""Reading the outputs of a run folder for ``avood report``, checked before anything is written.
-
-``results.json``, ``predictions.npz`` and ``tsne.npz`` are read here and nowhere else by the
-report. A file that is truncated, not JSON / not a zip, holds object (pickled) arrays, lacks a
-key, has a value of the wrong type or shape, or NaN/inf scores, is one
-:class:`~avood_core.errors.CheckpointError` line naming the file and how to rewrite it, raised
-before the report writes anything. Arrays are loaded with ``allow_pickle=False``: nothing is
-ever unpickled.
-"""
+"""Reading a run folder's ``results.json``, ``predictions.npz`` and ``tsne.npz`` for ``avood report``,
+checked before anything is written (never unpickled); a bad file is one line naming it and the fix."""
 
 from __future__ import annotations
 
@@ -117,11 +110,7 @@ INT_KEYS = ("labels", "pred", "seen_pred", "unseen_pred", "seen_classes", "unsee
 
 
 def read_predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
-    """``predictions.npz`` (the arrays of ``Pipeline.outputs``), or None when absent.
-
-    Per-sample arrays must be 1-D of one length, ids integers, ``score`` finite and
-    ``threshold`` one finite number: NaN/inf would make every recomputed metric meaningless.
-    """
+    """``predictions.npz`` (the arrays of ``Pipeline.outputs``), checked, or None when absent."""
     path = run_dir / "predictions.npz"
     out = _load_npz(path, run_dir)
     if out is None:

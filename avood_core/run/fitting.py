@@ -30,9 +30,8 @@ class RunTasks(NamedTuple):
 
 
 def build_tasks(config: RunConfig) -> RunTasks:
-    """The tasks for ``config.data``: the embedded task (one stage, ``val`` held out of the training
-    clips), or a benchmark tree's two stages; the stage-1 task is a copy of the loaded one with
-    ``val`` set and the loader's report in ``meta["load_info"]``."""
+    """The embedded task (``val`` held out of its training clips), or a benchmark tree's two stages (the
+    stage-1 task's ``val`` is its test split, the loader's report in ``meta["load_info"]``)."""
     data = config.data
     if data.source == "synthetic":
         from avood_core.data.embedded import make_ucf_task
@@ -66,9 +65,8 @@ def build_pipeline(config: RunConfig, registry: Registry | None = None) -> "Pipe
 
 
 def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict[str, str]:
-    """Per-component hash of everything its fit depends on (``--resume``, shared caches), in fitting
-    order: data, stage, seed, its name and params, and the hashes of the generator when it trains
-    on synthetic features and of the components in its ``depends_on``."""
+    """Per-component hash of all its fit depends on (data, stage, seed, name, params, and the hashes of
+    the generator when it trains on synthetic features and of its ``depends_on``), in fitting order."""
     from avood_core.pipeline.store import config_hash
 
     base = {"data": config.data.model_dump(mode="json"), "seed": config.seed, "syn_num": config.syn_num}
@@ -135,9 +133,8 @@ class FitOptions:
 
 def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitOptions, resume: Path | None = None,
               stage: str = "") -> tuple["Pipeline", list[str]]:
-    """Fit (or reuse, from the stage folder ``resume``) the four components on ``task``, saving each
-    into ``stage_dir`` as it is fitted, its curves into ``metrics/<kind>.jsonl`` and ``opts.loggers``.
-    ``stage``: ``"stage1"``, ``"stage2"`` or ``""``. Returns the pipeline and the kinds reused."""
+    """Fit (or reuse, from ``resume``) the four components on ``task``, each saved into ``stage_dir`` as
+    it is fitted, curves to ``metrics/<kind>.jsonl`` and the loggers; the pipeline and the kinds reused."""
     from avood_core.callbacks import MetricsWriter
     from avood_core.pipeline.store import save_component
     from avood_core.run import cache as component_cache
@@ -167,9 +164,8 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
 
 
 def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registry: Registry) -> tuple[bool, str]:
-    """Whether stage 1 of the benchmark protocol runs for ``config``, and why (one line): only when
-    some component's :meth:`~avood_core.protocols.Component.selects_on_val` is True, since stage 1
-    exists only to select params on the val split for stage 2."""
+    """Whether stage 1 runs for ``config`` and why (one line): only when a component selects params on
+    val (:meth:`~avood_core.protocols.Component.selects_on_val`), its only purpose."""
     if stage1_task is None:
         if config.data.source == "benchmark":
             return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
@@ -186,8 +182,7 @@ def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registr
 
 
 def apply_selections(config: RunConfig, pipeline: "Pipeline") -> tuple[RunConfig, dict]:
-    """Stage-2 config: each component's params updated with what it selected on stage-1 val,
-    validated by its own model (a rejected selection is a :class:`ConfigError` naming it)."""
+    """Stage-2 config: each component's params updated with its stage-1 val selections, validated."""
     from pydantic import ValidationError
 
     from avood_core.strict import format_validation_error

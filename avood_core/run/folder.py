@@ -1,10 +1,5 @@
-"""A run folder: its fresh name, what it owns, who may write it, how a resumed config may differ,
-and the one line ``avood run`` prints on Ctrl-C (:func:`interrupted_message`).
-
-:func:`lock` lets one writer at a time hold ``<run>/.avood.lock`` (``fcntl.flock``, released by
-the kernel when its process exits, even on ``kill -9``); a second one fails at once naming the
-holder's pid. ``avood predict -o`` may write beside a run's files, never over them (:data:`RESERVED`).
-"""
+"""A run folder: its fresh name, what it owns, its writer lock, how a resumed config may differ,
+and the line ``avood run`` prints on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -84,13 +79,8 @@ def _holder(path: Path) -> str:
 
 @contextlib.contextmanager
 def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: str = "run folder") -> Iterator[Path]:
-    """Hold the exclusive write lock of ``run_dir`` (created if missing) for the ``with`` block.
-
-    ``command`` (e.g. ``"run --resume"``) is written with this pid into the lock file ``name`` so
-    that a second writer can say who holds it. Raises :class:`RunFolderBusy` when another process
-    (or another open of the lock in this one) holds it; ``noun`` names the folder in messages
-    (a sweep folder has its own lock file).
-    """
+    """Hold the exclusive write lock ``name`` of ``run_dir`` (created if missing) for the ``with`` block;
+    ``command`` and this pid go into the lock file, so a second writer's :class:`RunFolderBusy` names them."""
     run_dir = Path(run_dir)
     key = os.path.join(os.path.realpath(run_dir), name)
     try:
@@ -134,19 +124,11 @@ def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: 
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, saved value, wanted value)`` for each leaf that differs (keys in
-    :data:`NOT_COMPARED` aside); a key missing on one side shows as ``None`` there."""
-    a, b = _flatten(saved), _flatten(wanted)
+    """``(dotted key, saved, wanted)`` per differing leaf (:data:`NOT_COMPARED` aside; missing: ``None``)."""
+    from avood_core.run.tracking import flat
+
+    a, b = flat(saved), flat(wanted)
     keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_COMPARED)
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
@@ -158,11 +140,8 @@ def describe_differences(diffs: list[tuple[str, Any, Any]], shown: int = 4) -> s
 
 
 def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
-    """The differences between ``config`` and the resolved ``config.toml`` of ``run_dir``.
-
-    Differences without ``allow_changes`` are a :class:`ConfigError`: resuming would refit the
-    run's components over its own files (its results would be lost).
-    """
+    """The differences between ``config`` and ``run_dir``'s resolved ``config.toml``; any, without
+    ``allow_changes``, is a :class:`ConfigError` (resuming would refit over that run's files)."""
     from avood_core.config import resolve, validate_config
     from avood_core.recipe import load_toml
     from avood_core.errors import ConfigError

@@ -73,8 +73,7 @@ OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def check_output(output: Path | None) -> None:
-    """Fail early (before any work) on an output path that is a folder, not .csv or .json, or a
-    file a run folder owns (:func:`avood_core.run.folder.check_output_path`)."""
+    """Fail before any work on a folder, a suffix other than .csv/.json, or a file a run folder owns."""
     if output is None:
         return
     from avood_core.run.folder import check_output_path

@@ -1,13 +1,6 @@
-"""Experiment loggers: ``logger`` plugins fed by the run's callbacks (``avood run --logger mlflow``).
-
-A logger is a :class:`~avood_core.callbacks.Callback` with a pydantic ``Params`` model, registered
-like a component (``register("logger", "name", "pkg.mod:Class")``) and chosen by the run config's
-``[logging]`` table (``loggers = ["mlflow"]``, ``every_n_steps``, ``[logging.<name>]`` params).
-It imports its library only in :meth:`Logger.check` and later hooks, so ``avood --help`` stays
-fast. In a sweep, :class:`SweepSession` calls each logger once in the sweep's process
-(:meth:`Logger.sweep_start`, e.g. MLflow's parent run) and hands the result to the trials
-(:func:`trial_context`).
-"""
+"""Experiment loggers: ``logger`` plugins fed by the run's callbacks (``avood run --logger mlflow``),
+chosen by the config's ``[logging]`` table; in a sweep :class:`SweepSession` starts each once
+(e.g. MLflow's parent run). docs/writing-a-plugin.md §9, docs/scaling.md "Experiment loggers"."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""``avood sweep``: many runs of one spec, on this machine or on a Ray cluster, resumable.
-
-A sweep folder holds ``trials/<trial>/`` (an ordinary run folder per config and seed, plus the
-executor's ``trial.json`` and ``log.txt``), ``shared/`` (components shared by trials with the same
-fit hash, :mod:`avood_core.run.cache`) and ``sweep.json``, ``table.md``, ``table.csv`` (one row per
-config, :mod:`avood_core.sweep.table`). A rerun skips the trials finished with a matching hash and
-resumes the others; a folder of another spec is refused unless ``allow_changes``. Two trials that
-would fit the same component never run side by side: the second reuses what the first published.
-"""
+"""``avood sweep``: many runs of one spec, resumable, on this machine or on Ray; the sweep folder's
+layout is in docs/scaling.md."""
 
 from __future__ import annotations
 
@@ -87,8 +80,7 @@ def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
 
 
 def check_sweep_folder(folder: Path) -> None:
-    """Refuse, before anything is written, a folder that is not new, empty or an avood sweep folder:
-    a file, a run folder, or a folder of other files (its ``table.md`` would be overwritten)."""
+    """Refuse, before anything is written, a file, a run folder or a folder of other files (not a sweep's)."""
     if not folder.exists():
         check_output_dir(folder, "--output-dir")
         return
@@ -111,9 +103,8 @@ def check_sweep_folder(folder: Path) -> None:
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
               echo: Callable[[str], None] = print, registry=None, source: str = "sweep",
               metrics: list[str] | None = None) -> SweepResult:
-    """Expand ``spec``, run the trials not finished yet on its engine and write the tables (columns:
-    ``metrics``, dotted keys of the trials' metrics). A failed trial does not stop the others. The
-    folder is checked and locked before anything is written; its ``trials/`` and ``shared/`` stay in it."""
+    """Expand ``spec``, run the unfinished trials on its engine (a failure does not stop the others) and
+    write the tables (``metrics``: dotted keys); the folder is checked and locked before anything is written."""
     from avood_core.registry import get_registry
     from avood_core.run.folder import lock
 

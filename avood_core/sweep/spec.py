@@ -1,12 +1,5 @@
-"""A sweep spec (``avood sweep SPEC``): a base config, axes, seeds and an engine, expanded into trials.
-
-The spec is a TOML file (docs/scaling.md): ``preset``, ``config`` (relative to the spec file),
-``set``, ``[values]``, ``seeds``, ``engine``, ``max_parallel``, ``address``, ``[resources]`` and
-``[axes]`` (every combination of the values is one config: a component slot's plugin names,
-``dataset``, ``preset`` or any ``--set`` key). Each (config, seed) is a trial: a resolved
-:class:`~avood_core.config.RunConfig` built by the same layers as ``avood run``, so a trial's
-folder is an ordinary run folder. Nothing here imports torch or Ray.
-"""
+"""A sweep spec (TOML, docs/scaling.md): a base config, axes, seeds and an engine, expanded into
+trials, each a :class:`~avood_core.config.RunConfig` built as ``avood run`` builds one."""
 
 from __future__ import annotations
 
@@ -22,11 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
-from avood_core.strict import format_validation_error
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.strict import check_values
+from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
 
 SPECIAL_AXES = ("dataset", "preset", *KINDS)

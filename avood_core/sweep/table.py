@@ -1,10 +1,5 @@
-"""The tables of a sweep folder: ``sweep.json``, ``table.md`` and ``table.csv``.
-
-One row per config (the axis values): per metric column, the statistic over its finished seeds
-(:func:`_cell`), the number of seeds and links to the trial folders. A failed trial is a row of
-its own with its error. The columns are metrics of the trials' ``results.json`` by dotted key
-(``HM``, ``gate.AUROC``, ``gate.FPR@TPR60``...): :func:`default_metrics` or ``avood sweep --metrics``.
-"""
+"""The tables of a sweep folder (``sweep.json``, ``table.md``, ``table.csv``): one row per config,
+per metric (a dotted key of the trials' ``results.json``) the statistic over its finished seeds."""
 
 from __future__ import annotations
 
@@ -44,17 +39,6 @@ def metric_value(metrics: dict | None, key: str) -> Any:
     return value
 
 
-def numeric_keys(metrics: dict, prefix: str = "") -> list[str]:
-    """Every dotted key of a metrics dict whose value is a number (the columns ``--metrics`` can name)."""
-    keys: list[str] = []
-    for name, value in metrics.items():
-        if isinstance(value, dict):
-            keys += numeric_keys(value, f"{prefix}{name}.")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
 def default_metrics(trials: list) -> list[str]:
     """S, U, HM, ZSL; plus the gate's AUROC and FPR@TPR60 when the trials differ in their detector (a gates sweep)."""
     detectors = {t.config.detector.name for t in trials}
@@ -68,7 +52,9 @@ def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
         return
     unknown = [k for k in metrics if all(metric_value(m, k) is None for m in done)]
     if unknown:
-        known = ", ".join(numeric_keys(done[0]))
+        from avood_core.run.tracking import flat
+
+        known = ", ".join(k for k, v in flat(done[0]).items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise AvoodError(f"--metrics: no trial has {', '.join(unknown)}; the metrics of results.json are: {known}")
 
 
@@ -98,9 +84,7 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
 
 
 def _cell(row: dict, key: str) -> str:
-    """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n seeds) of metric
-    ``key`` over the row's finished seeds; one seed ``26.53 (n = 1)``
-    (:func:`avood_core.eval.stats.format_interval`)."""
+    """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n) of ``key``."""
     from avood_core.eval.stats import format_interval
 
     if row.get("mean", {}).get(key) is None:

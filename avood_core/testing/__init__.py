@@ -1,29 +1,6 @@
-"""A conformance test kit for avood components, for plugin authors and the built-ins alike::
-
-    from avood_core.testing import check_component, ComponentContract
-
-    def test_my_unseen_conforms():
-        check_component(MyUnseen, params={"epochs": 2})   # raises AssertionError listing failures
-
-    class TestMyUnseen(ComponentContract):                # or one pytest test per check
-        component = MyUnseen
-        params = {"epochs": 2}
-
-The checks (:data:`CHECKS`, each also callable alone): ``protocol`` (the class subclasses its
-kind's protocol and declares ``quick``, ``uses_synthetic``, ``depends_on``), ``params`` (a
-pydantic ``Params`` with documented defaults that rejects unknown keys and round-trips JSON),
-``outputs`` (on a tiny task, every call passes the pipeline's own boundary checks,
-:mod:`avood_core.pipeline.boundary`), ``score_direction`` (detectors: real seen clips score lower
-than the synthetic unseen ones; ``is_seen == score < threshold``), ``save_load`` (a checkpoint
-round trip gives the same outputs, floats up to :data:`SAVE_LOAD_RTOL` / :data:`SAVE_LOAD_ATOL`)
-and ``determinism`` (seeded refits are bit-identical). Fusion plugins have their own
-(:data:`FUSION_CHECKS`, :func:`check_fusion`).
-
-The params are the class's ``quick`` overrides plus the caller's; the kit runs on the CPU with
-one torch thread. The task has 6 seen and 3 unseen classes (16-d audio, 12-d video, 10-d text);
-a detector's "synthetic unseen" clips are held-out real ones (a perfect generator), and
-components with ``depends_on`` get fitted stand-ins (:class:`StandInGenerator`, ...).
-"""
+"""A conformance test kit for avood components: :func:`check_component` or the pytest base class
+:class:`ComponentContract`; the checks (:data:`CHECKS`, :data:`FUSION_CHECKS`) and the kit's
+task are described in docs/writing-a-plugin.md §6 and §10."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The individual conformance checks (see the package docstring), each callable on its own."""
+"""The individual conformance checks (docs/writing-a-plugin.md §6), each callable on its own."""
 
 from __future__ import annotations
 
@@ -21,15 +21,8 @@ from avood_core.registry import KINDS, Registry
 from avood_core.stages import STAGES
 from avood_core.testing.data import KitData
 from avood_core.testing.errors import _expect, _fail, _shared
-from avood_core.testing.fitting import (
-    N_PER_CLASS,
-    _dependencies,
-    bind,
-    component_outputs,
-    fit_component,
-    kit_params,
-    method_of,
-)
+from avood_core.testing.fitting import (N_PER_CLASS, _dependencies, bind, component_outputs, fit_component,
+                                        kit_params, method_of)
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
 
@@ -122,7 +115,7 @@ def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick
 
 
 def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
-    """The validated kit params, after checking the ``Params`` model (see the module docstring)."""
+    """The validated kit params, after checking the ``Params`` model and that an instance keeps them."""
     validated, merged = check_params_model(cls, params, quick)
     name, model = cls.__name__, cls.Params
     instance = cls(merged)
@@ -222,10 +215,7 @@ def _private_registry(cls: type, kind: str, name: str) -> Registry:
 def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
                     name: str | None = None, seed: int = 0,
                     fitted: Mapping[str, Component] | None = None) -> Component:
-    """Save through :mod:`avood_core.pipeline.store`, load, compare outputs; returns the loaded component.
-
-    ``fitted``: the dependencies to :func:`bind` into the loaded component (as ``Pipeline.load`` does).
-    """
+    """Save through :mod:`avood_core.pipeline.store`, load (binding ``fitted``), compare; the loaded component."""
     from avood_core.pipeline.store import load_component, save_component
 
     kind = component.kind

@@ -17,31 +17,15 @@ from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
 from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
 
 
-def check_component(
-    cls: type,
-    kind: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    task: "KitData | AVGZSLTask | None" = None,
-    *,
-    seed: int = 0,
-    name: str | None = None,
-    dependencies: Mapping[str, "Component | type"] | None = None,
-    quick: bool = True,
-    threads: int | None = 1,
-    checks: tuple[str, ...] = CHECKS,
-    raise_on_failure: bool = True,
-) -> ConformanceReport:
-    """Run the conformance checks on ``cls``; raise on any failure unless ``raise_on_failure=False``.
-
-    ``kind``: the kind it is registered under (default: its own ``kind``). ``params``: overrides on
-    top of the class's ``quick`` dict (``quick=False``: on top of the defaults). ``task``: a
-    :class:`KitData` or an :class:`AVGZSLTask` (default: :func:`make_kit_data`). ``name``: the
-    registry name used in the checkpoint. ``dependencies``: components (classes or instances) to
-    put in ``ctx.fitted`` for the kinds in ``cls.depends_on`` (default: fitted stand-ins).
-    The component is fitted twice (once more for ``determinism``). A fusion class (kind ``fusion``)
-    runs :func:`avood_core.testing.fusion.check_fusion` instead (``params``, ``seed``, ``name``,
-    ``threads`` and ``raise_on_failure`` apply).
-    """
+def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any] | None = None,
+                    task: "KitData | AVGZSLTask | None" = None, *, seed: int = 0, name: str | None = None,
+                    dependencies: Mapping[str, "Component | type"] | None = None, quick: bool = True,
+                    threads: int | None = 1, checks: tuple[str, ...] = CHECKS,
+                    raise_on_failure: bool = True) -> ConformanceReport:
+    """Run the conformance checks on ``cls`` (a fusion class: :func:`~avood_core.testing.fusion.check_fusion`);
+    raise on any failure unless ``raise_on_failure=False``. ``params`` go on top of ``quick`` (``quick=False``:
+    the defaults); ``task`` defaults to :func:`make_kit_data`; ``dependencies`` replace the fitted stand-ins.
+    Options: docs/writing-a-plugin.md §6."""
     from avood_core.fusion import Fusion
 
     if isinstance(cls, type) and issubclass(cls, Fusion):  # a fusion plugin: its own checks (testing.fusion)
@@ -113,13 +97,8 @@ def _inputs(data: KitData) -> list[Tensor]:
 
 
 class ComponentContract:
-    """Subclass as ``Test<Something>`` to get one pytest test per conformance check.
-
-    Set ``component`` (the class) and optionally ``kind``, ``params`` (overrides on top of
-    ``quick``), ``name``, ``seed``, ``dependencies``, ``task`` (a zero-argument callable
-    returning a :class:`KitData` or :class:`AVGZSLTask`). The checks run once per subclass
-    and are cached; each test method reports one of them.
-    """
+    """Subclass as ``Test<Something>`` and set ``component`` (optionally ``kind``, ``params``, ``name``,
+    ``seed``, ``dependencies``, ``task``: a zero-argument callable) for one cached pytest test per check."""
 
     component: ClassVar[type | None] = None
     kind: ClassVar[str | None] = None

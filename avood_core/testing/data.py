@@ -23,11 +23,7 @@ KIT_SPEC = SyntheticSpec(
 
 @dataclass
 class KitData:
-    """The kit's task plus the synthetic unseen samples a detector is fitted on.
-
-    ``synthetic`` holds unseen-class clips disjoint from ``task.test`` (see the module
-    docstring); ``task.test`` keeps the rest of the unseen clips and all seen test clips.
-    """
+    """The kit's task plus the held-out unseen clips a detector is fitted on as "synthetic" ones."""
 
     task: AVGZSLTask
     synthetic: AVSamples

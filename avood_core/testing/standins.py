@@ -8,14 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from avood_core.protocols import (
-    Component,
-    FitContext,
-    Generator,
-    OODDetector,
-    SeenClassifier,
-    UnseenClassifier,
-)
+from avood_core.protocols import Component, FitContext, Generator, OODDetector, SeenClassifier, UnseenClassifier
 from avood_core.task import AVSamples
 
 

@@ -11,7 +11,7 @@ its Fig. 1 "Fusion 1-5", in the spirit of gated multimodal units, Arevalo et al.
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from avood_core.fusion import Fusion
