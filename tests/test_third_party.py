@@ -207,7 +207,6 @@ def test_the_example_loop_component_gets_callbacks_stats_and_jobs_2(monkeypatch,
     import torch
 
     from avood_core import Callback, Pipeline, SyntheticSpec, make_synthetic_task
-    from avood_core.callbacks import CallbackList
     from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator
 
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))  # the worker process gets this sys.path too
@@ -232,7 +231,7 @@ def test_the_example_loop_component_gets_callbacks_stats_and_jobs_2(monkeypatch,
         heard = Epochs()
         pipe = Pipeline(generator=RidgeGenerator(), detector=CentroidDetector(), seen=CentroidSeen(),
                         unseen=TripletEmbedding(dim=16, epochs=3, steps=30, batch_size=32), syn_num=5)
-        return pipe.fit(task, seed=3, jobs=jobs, callbacks=CallbackList([heard], every_n_steps=30)), heard
+        return pipe.fit(task, seed=3, jobs=jobs, callbacks=[heard], every_n_steps=30), heard
 
     one, heard_one = fit(1)
     two, heard_two = fit(2)

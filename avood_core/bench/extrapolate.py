@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from avood_core.bench.meter import main_rows
 from avood_core.stages import FIT_ORDER
 
 
@@ -35,11 +36,6 @@ def scale_epochs(config, factor: float):
         params["epochs"] = new_epochs
         update[kind] = spec.model_copy(update={"params": params})
     return resolve(config.model_copy(update=update)), factors
-
-
-def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stages the main process fitted itself, in sequence (not load, evaluation or a worker's)."""
-    return [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
 
 
 def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from avood_core.bench.extrapolate import main_rows
 from avood_core.callbacks import Callback
 from avood_core.stages import FIT_STEPS
 
@@ -155,6 +154,11 @@ class StageMeter(Callback):
 
     def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
         self.meter.stop("synthesize", self.sync)
+
+
+def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stages the main process fitted itself, in sequence (not load, evaluation or a worker's)."""
+    return [r for n, r in rows.items() if n not in ("load", "evaluation") and "worker_end_s" not in r]
 
 
 def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float, cores: int) -> dict[str, Any]:
