@@ -3,7 +3,7 @@
 With ``jobs = 2`` a component may train in a worker while the main process fits the others;
 once the main process is done it connects to the worker and computes half of each remaining
 step (:mod:`avood_core.train.strategy`). A Unix socket in the worker's private folder carries
-the messages (a pickled header and the raw bytes of CPU tensors); an :class:`Arena` (a shared
+the messages (a pickle with the raw bytes of CPU tensors); an :class:`Arena` (a shared
 memory-mapped file) holds what is large and lives for the whole assistance (parameters,
 gradients, activations). POSIX only: elsewhere the worker offers nothing and the main process
 just waits. ``AVOOD_ASSIST=0`` switches it off.
@@ -11,12 +11,13 @@ just waits. ``AVOOD_ASSIST=0`` switches it off.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
 import select
 import socket
-import struct
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,8 +25,7 @@ import torch
 from torch import Tensor
 
 SOCKET = "assist.sock"
-SHM = "/dev/shm"  # where arenas go when it has room (Arena.place)
-_HEADER = struct.Struct("<Q")
+SHM = "/dev/shm"  # where arenas go when it has room (Arena.create)
 _ALIGN = 64  # bytes; each arena slot starts on a cache line
 _MAX_SOCKET_PATH = 100  # sun_path holds 104 (macOS) to 108 (Linux) bytes
 
@@ -39,64 +39,44 @@ def enabled() -> bool:
     return os.environ.get("AVOOD_ASSIST", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _raw(t: Tensor) -> memoryview:
-    """The bytes of CPU tensor ``t`` (contiguous), without a copy where it already is contiguous."""
-    flat = t.detach().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-
-
 class Channel:
-    """One connected stream socket carrying ``(tag, meta, tensors)`` messages."""
+    """One connected stream socket carrying ``(tag, meta, tensors)`` messages: one pickle, tensors as raw bytes."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
-        self.sock = sock
+        self.conn = Connection(sock.detach())
 
     def send(self, tag: str, meta: Any = None, tensors: Sequence[Tensor] = ()) -> None:
-        specs = [(str(t.dtype).removeprefix("torch."), tuple(t.shape)) for t in tensors]
-        header = pickle.dumps((tag, meta, specs), protocol=pickle.HIGHEST_PROTOCOL)
+        raw = [(spec_of(t), t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()) for t in tensors]
         try:
-            self.sock.sendall(_HEADER.pack(len(header)) + header)
-            for t in tensors:
-                self.sock.sendall(_raw(t))
+            self.conn.send_bytes(pickle.dumps((tag, meta, raw), protocol=pickle.HIGHEST_PROTOCOL))
         except OSError as exc:
             raise PartnerGone(f"sending '{tag}': {exc}") from None
 
-    def _read_into(self, view: memoryview) -> None:
-        while len(view):
-            try:
-                n = self.sock.recv_into(view)
-            except OSError as exc:
-                raise PartnerGone(str(exc)) from None
-            if n == 0:
-                raise PartnerGone("the other process closed the channel")
-            view = view[n:]
-
     def recv(self, expect: str | None = None) -> tuple[str, Any, list[Tensor]]:
         """The next message; ``expect``: the tag it must have (:class:`PartnerGone` otherwise)."""
-        size = bytearray(_HEADER.size)
-        self._read_into(memoryview(size))
-        header = bytearray(_HEADER.unpack(size)[0])
-        self._read_into(memoryview(header))
-        tag, meta, specs = pickle.loads(header)
-        tensors = []
-        for dtype, shape in specs:
-            t = torch.empty(shape, dtype=getattr(torch, dtype))
-            if t.numel():
-                self._read_into(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-            tensors.append(t)
+        try:
+            tag, meta, raw = pickle.loads(self.conn.recv_bytes())
+        except EOFError:
+            raise PartnerGone("the other process closed the channel") from None
+        except OSError as exc:
+            raise PartnerGone(str(exc)) from None
+        tensors = [torch.empty(shape, dtype=getattr(torch, dtype)) for (dtype, shape), _ in raw]
+        for t, (_, data) in zip(tensors, raw):
+            t.reshape(-1).view(torch.uint8).copy_(torch.from_numpy(data))
         if expect is not None and tag != expect:
             raise PartnerGone(f"expected '{expect}', got '{tag}'" + (f": {meta}" if tag == "refuse" else ""))
         return tag, meta, tensors
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:  # pragma: no cover - already gone
-            pass
+        self.conn.close()
 
 
 Spec = tuple[str, tuple[int, ...]]
+
+
+def spec_of(t: Tensor) -> Spec:
+    return str(t.dtype).removeprefix("torch."), tuple(t.shape)
 
 
 def _nbytes(spec: Spec) -> int:
@@ -124,64 +104,45 @@ class Arena:
         with open(path, "r+b") as fh:
             self._map = mmap.mmap(fh.fileno(), self.size)
         base = torch.frombuffer(self._map, dtype=torch.uint8)
-        self.tensors: list[Tensor] = []
-        for spec, at in zip(self.specs, offsets):
-            dtype, shape = spec
-            self.tensors.append(base[at:at + _nbytes(spec)].view(getattr(torch, dtype)).view(shape))
+        self.tensors: list[Tensor] = [base[at:at + _nbytes(spec)].view(getattr(torch, spec[0])).view(spec[1])
+                                      for spec, at in zip(self.specs, offsets)]
 
     @classmethod
     def create(cls, folder: Path, name: str, specs: Sequence[Spec]) -> "Arena":
-        """A new arena for ``specs``, placed by :meth:`place` (its file name is ``name``, prefixed there)."""
-        return cls(cls.place(folder, name, sum(_nbytes(spec) for spec in specs)), specs, create=True)
-
-    @staticmethod
-    def place(folder: Path, name: str, size_hint: int) -> Path:
-        """Where to create an arena of about ``size_hint`` bytes: ``/dev/shm`` when it has twice that free."""
-        shm = Path(SHM)
-        try:
-            st = os.statvfs(shm)
-            if st.f_bavail * st.f_frsize >= 2 * size_hint + (16 << 20):
-                return shm / f"avood-{os.getpid()}-{folder.name}-{name}"
-        except OSError:
-            pass
-        return folder / name
+        """A new arena for ``specs``: in ``/dev/shm`` when it has twice their size free, else ``folder / name``."""
+        size, path = sum(_nbytes(spec) for spec in specs), folder / name
+        with contextlib.suppress(OSError):
+            st = os.statvfs(SHM)
+            if st.f_bavail * st.f_frsize >= 2 * size + (16 << 20):
+                path = Path(SHM) / f"avood-{os.getpid()}-{folder.name}-{name}"
+        return cls(path, specs, create=True)
 
     def unlink(self) -> None:
         """Remove the file; the mappings stay valid while the two processes hold them."""
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
-
-
-def spec_of(t: Tensor) -> Spec:
-    return str(t.dtype).removeprefix("torch."), tuple(t.shape)
 
 
 class Offer:
     """The worker's side: a listening socket that its component's fit polls between steps."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.path = folder / SOCKET
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._sock.bind(str(self.path))
-            self._sock.listen(1)
-            self._sock.setblocking(False)
-        except OSError:
-            self._sock.close()
-            raise
+    def __init__(self, folder: Path, sock: socket.socket) -> None:
+        self.folder, self.path, self._sock = folder, folder / SOCKET, sock
 
     @classmethod
     def open(cls, folder: Path) -> "Offer | None":
         """An offer in ``folder``; None where Unix sockets are missing or the path is too long."""
         if not hasattr(socket, "AF_UNIX") or len(str(folder / SOCKET)) > _MAX_SOCKET_PATH:
             return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            return cls(folder)
+            sock.bind(str(folder / SOCKET))
+            sock.listen(1)
+            sock.setblocking(False)
         except OSError:
+            sock.close()
             return None
+        return cls(folder, sock)
 
     def poll(self) -> Channel | None:
         """A channel to the main process if it has connected since the last poll (never blocks)."""
@@ -196,10 +157,8 @@ class Offer:
 
     def close(self) -> None:
         self._sock.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def connect(folder: Path) -> Channel | None:

@@ -1,35 +1,18 @@
 """Data parallelism behind the training loop: a two-half step in one process or two.
 
-A component whose step is two halves (:class:`Halves`: each half goes through the network as its
-own call, its own BatchNorm batch, and the loss couples them; e.g. the paper's positives and
-negatives, §3.4, reference ``CLSU_Embedding.forward``) gets this from
-:func:`avood_core.train.loop.fit_loop`. The step: forward both halves, cut the graph at the
-network outputs, compute the loss on the cut and back-propagate it to the outputs, then
-back-propagate the first half's outputs (``grad = g⁺``) and after them the second's
-(``grad += g⁻``). One process does all of it (:class:`SplitStep` without a partner). With
-``jobs = 2`` the main process, once its own stages are done, computes the second half of each
-remaining step of the fit running in the worker (:mod:`avood_core.train.exchange`)::
-
-    worker (leader)                                 main process (partner, :func:`serve`)
-    sample; send idx, RNG state S0, k          →    set S0, skip k words; forward idx⁻ (k words more)
-    forward idx⁺ (draws k words)
-    outputs⁺ into the arena                    ⇄    outputs⁻, its BatchNorm inputs, the RNG state S0 + 2k
-    the loss on the cut; backward idx⁺              the same loss; backward idx⁻
-    grad = g⁺; grad += g⁻                      ←    g⁻ into the arena
-    idx⁻'s BatchNorm calls again (running statistics); the optimizer on the shared parameters
-
-Every operation of the two-process step is the one-process step's, on the same shapes at the
-same thread count: idx⁻'s dropout masks come from the same generator position (keep_mask's draws
-are serial, so skipping k words lands where idx⁺'s forward left the generator), both processes
-compute the same loss from the same outputs, the running statistics get idx⁻'s update from the
-same kernel on the same input, and the gradient is g⁺ + g⁻ either way. So the fit gives the
-same bits whether, and whenever, the main process joins (tests/test_assist.py); if it drops
-out mid-step, the worker computes that half itself. A ``torch.distributed`` (gloo) version was
-measured slower on two CPU cores and cannot take a partner mid-fit (docs/performance.md).
+A component whose step is two halves (:class:`Halves`: each half through the network as its own
+call, its own BatchNorm batch, the loss coupling them; the paper's positives and negatives, §3.4,
+reference ``CLSU_Embedding.forward``) gets this from :func:`avood_core.train.loop.fit_loop`: forward
+both halves, cut the graph at the outputs, the loss on the cut, then back-propagate the first half
+(``grad = g⁺``) and the second (``grad += g⁻``). With ``jobs = 2`` the main process, once its own
+stages are done, computes the second half of each remaining step of the worker's fit (:func:`serve`,
+over :mod:`avood_core.train.exchange`), with the same bits whether, whenever and however long it
+joins; docs/performance.md ("The main process assists") gives the protocol and why it is exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +36,14 @@ class Halves:
     losses: Callable[[dict, Tensor, dict, Tensor], Tensor]
     """``(out⁺, extra⁺, out⁻, extra⁻) -> stacked loss terms``, the total first."""
 
+    def backward(self, net: nn.Module, idx: Tensor, cut_pos: dict[str, Tensor], cut_neg: dict[str, Tensor]) -> Tensor:
+        """The loss terms on the cut outputs, the total back-propagated to them (the net's gradients zeroed first)."""
+        b = len(idx) // 2
+        terms = self.losses(cut_pos, self.extra(idx[:b]), cut_neg, self.extra(idx[b:]))
+        net.zero_grad(set_to_none=True)
+        terms[0].backward()
+        return terms.detach()
+
 
 def _cut(outs: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().requires_grad_() for k, v in outs.items()}
@@ -69,6 +60,12 @@ def batch_norms(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def _release(params: list[nn.Parameter]) -> None:
+    """Move the parameters back to this process's own memory (the arena may go)."""
+    for p in params:
+        p.data = p.data.clone()
+
+
 class _Partner:
     """The leader's view of the main process: the channel and the arena of parameters and gradients."""
 
@@ -81,14 +78,13 @@ class _Partner:
             for p, view in zip(self.params, self.arena.tensors):
                 view.copy_(p.detach())
                 p.data = view  # Adam updates the shared copy in place; the partner reads it
-            self.grads = self.arena.tensors[len(self.params):]
-            self.bns = batch_norms(net)
+            self.grads, self.bns = self.arena.tensors[len(self.params):], batch_norms(net)
             self.acts: _Activations | None = None
             channel.send("hello", {**hello, "arena": str(self.arena.path), "specs": specs, "n_params": len(self.params),
                                    "folder": str(folder)})
             channel.recv("ready")
         except BaseException:
-            self.release()
+            _release(self.params)
             raise
         finally:
             self.arena.unlink()  # both hold the mapping now (or the partner never will)
@@ -105,10 +101,19 @@ class _Partner:
         self.channel.send("out")
         return _leaves(self.acts.out_neg)
 
-    def release(self) -> None:
-        """Move the parameters back to this process's own memory (the arena may go)."""
-        for p in self.params:
-            p.data = p.data.clone()
+    def gather(self, device: torch.device, precision: str) -> bool:
+        """Add the partner's g⁻ to ours and replay idx⁻'s BatchNorm calls; True (:class:`PartnerGone` if it left)."""
+        present = self.channel.recv("grads")[1]
+        for p, g, has in zip(self.trainable, self.grads, present):
+            if has:
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.add_(g)  # = AccumulateGrad's in-place sum of the one-process step
+        with torch.no_grad(), autocast(device, precision):
+            for i, x in zip(self.acts.bn_index, self.acts.bn):
+                self.bns[i](x)  # idx⁻'s running-statistics update, after idx⁺'s as in one process
+        return True
 
 
 class SplitStep:
@@ -117,8 +122,7 @@ class SplitStep:
     def __init__(self, net: nn.Module, halves: Halves, precision: str, offer: Any = None,
                  log: Callable[[str], None] = lambda m: None, label: str = "") -> None:
         self.net, self.trainable = net, [q for q in net.parameters() if q.requires_grad]
-        self.forward, self.losses, self.extra = halves.forward, halves.losses, halves.extra
-        self.precision, self.offer = precision, offer
+        self.halves, self.precision, self.offer = halves, precision, offer
         self.hello, self.log, self.label = {"precision": precision}, log, label
         self.partner: _Partner | None = None
         self.words: int | None = None  # keep_mask words one half's forward draws, measured
@@ -137,117 +141,78 @@ class SplitStep:
             self.log(f"{self.label}: the main process could not assist ({exc}); training on alone")
             channel.close()
 
-    def _end(self) -> None:
-        """Parameters back in this process's memory, channel closed, no partner."""
+    def drop(self, why: str) -> None:
+        """Parameters back in this process's memory, channel closed, no partner (``why`` logged if given)."""
         if self.partner is not None:
-            self.partner.release()
+            if why:
+                self.log(f"{self.label}: the main process stopped assisting ({why}); training on alone, same result")
+            _release(self.partner.params)
             self.partner.channel.close()
             self.partner = None
-
-    def drop(self, why: str) -> None:
-        if self.partner is not None:
-            self.log(f"{self.label}: the main process stopped assisting ({why}); training on alone, same result")
-        self._end()
 
     def close(self) -> None:
         """End the assistance (tell the partner) and keep the parameters in this process's memory."""
         if self.partner is not None:
-            try:
+            with contextlib.suppress(PartnerGone):
                 self.partner.channel.send("done")
-            except PartnerGone:
-                pass
-        self._end()
+        self.drop("")
         if self.offer is not None:
             self.offer.close()
             self.offer = None
 
-    def __call__(self, idx: Tensor) -> Tensor:
-        """One step's gradients (the caller steps the optimizer); returns the loss terms, detached."""
-        self._poll()
-        b = len(idx) // 2
-        if self.partner is not None:
-            return self._split(idx, b)
-        w0 = words_drawn()
-        s_pos = self.forward(self.net, idx[:b])
-        self.words = words_drawn() - w0
-        s_neg = self.forward(self.net, idx[b:])
-        cut_pos, cut_neg = _cut(s_pos), _cut(s_neg)
-        terms = self.losses(cut_pos, self.extra(idx[:b]), cut_neg, self.extra(idx[b:]))
-        self.net.zero_grad(set_to_none=True)
-        terms[0].backward()
-        _backprop(s_pos, cut_pos)
-        _backprop(s_neg, cut_neg)
-        return terms.detach()
-
-    def _split(self, idx: Tensor, b: int) -> Tensor:
-        partner, neg, k_sent = self.partner, idx[b:], self.words
-        assert partner is not None and k_sent is not None
+    def _partner_does(self, action: Callable[[_Partner], Any]) -> Any:
+        """``action(partner)``, or None (the partner dropped) when there is none or it leaves."""
+        if self.partner is None:
+            return None
         try:
-            partner.channel.send("job", {"k": k_sent}, [idx, torch.get_rng_state()])
+            return action(self.partner)
         except PartnerGone as exc:
             self.drop(str(exc))
+            return None
+
+    def __call__(self, idx: Tensor) -> Tensor:
+        """One step's gradients (the caller steps the optimizer); returns the loss terms, detached.
+
+        With a partner it computes the second half (:func:`serve`); whenever it leaves, this process
+        computes that half itself from where the first half left the generator."""
+        self._poll()
+        b, k_sent, forward = len(idx) // 2, self.words, self.halves.forward
+        self._partner_does(lambda partner: partner.channel.send("job", {"k": k_sent}, [idx, torch.get_rng_state()]))
         w0 = words_drawn()
-        s_pos = self.forward(self.net, idx[:b])
-        self.words = k = words_drawn() - w0
+        s_pos = forward(self.net, idx[:b])
+        self.words = words_drawn() - w0
         rng_mid = torch.get_rng_state()
 
         def local() -> dict[str, Tensor]:  # the negative half here, from where the positive one left the generator
             torch.set_rng_state(rng_mid)
-            return self.forward(self.net, neg)
+            return forward(self.net, idx[b:])
 
-        if k != k_sent:
-            self.drop(f"a forward drew {k} random words, not {k_sent}")
-        cut_neg = s_neg = None
-        if self.partner is not None:
-            try:
-                cut_neg = partner.exchange(s_pos)
-            except PartnerGone as exc:
-                self.drop(str(exc))
-        if cut_neg is None:
-            s_neg = local()
-            cut_neg = _cut(s_neg)
-        cut_pos = _cut(s_pos)
-        terms = self.losses(cut_pos, self.extra(idx[:b]), cut_neg, self.extra(neg))
-        self.net.zero_grad(set_to_none=True)
-        terms[0].backward()
+        if self.words != k_sent:
+            self.drop(f"a forward drew {self.words} random words, not {k_sent}")
+        cut_neg = self._partner_does(lambda partner: partner.exchange(s_pos))
+        s_neg = local() if cut_neg is None else None
+        cut_pos, cut_neg = _cut(s_pos), _cut(s_neg) if cut_neg is None else cut_neg
+        terms = self.halves.backward(self.net, idx, cut_pos, cut_neg)
         _backprop(s_pos, cut_pos)
-        if s_neg is not None:
-            _backprop(s_neg, cut_neg)
-            return terms.detach()
-        present = None
-        if self.partner is not None:
-            try:
-                present = partner.channel.recv("grads")[1]
-            except PartnerGone as exc:
-                self.drop(str(exc))
-        if present is None:  # the partner left after the outputs: its half again, here
-            _backprop(local(), cut_neg)
-            return terms.detach()
-        for p, g, has in zip(self.trainable, partner.grads, present):
-            if has:
-                if p.grad is None:
-                    p.grad = g.clone()
-                else:
-                    p.grad.add_(g)  # = AccumulateGrad's in-place sum of the one-process step
-        with torch.no_grad(), autocast(idx.device, self.precision):
-            for i, x in zip(partner.acts.bn_index, partner.acts.bn):
-                partner.bns[i](x)  # idx⁻'s running-statistics update, after idx⁺'s as in one process
-        self.split_steps += 1
-        return terms.detach()
+        if s_neg is None and self._partner_does(lambda partner: partner.gather(idx.device, self.precision)):
+            self.split_steps += 1
+        else:  # solo, or the partner left after the outputs: its half again, here
+            _backprop(s_neg if s_neg is not None else local(), cut_neg)
+        return terms
 
 
 class _Activations:
     """The per-step arena the partner creates at its first step: outputs of both halves, idx⁻'s BatchNorm inputs."""
 
     def __init__(self, meta: dict[str, Any], create: bool) -> None:
-        self.keys, self.bn_index = list(meta["keys"]), list(meta["bn_index"])
-        n = len(self.keys)
-        self.arena = Arena.create(Path(meta["folder"]), meta["name"], meta["specs"]) if create \
-            else Arena(Path(meta["path"]), meta["specs"], create=False)
+        keys, self.bn_index, specs = list(meta["keys"]), list(meta["bn_index"]), list(meta["specs"])
+        n = len(keys)
+        self.arena = Arena.create(Path(meta["folder"]), meta["name"], specs) if create \
+            else Arena(Path(meta["path"]), specs, create=False)
         self.meta = {**meta, "path": str(self.arena.path)}
+        self.layout = (list(zip(keys, specs[:n])), list(zip(self.bn_index, specs[2 * n:])))
         views = self.arena.tensors
-        self.out_neg = dict(zip(self.keys, views[:n]))
-        self.out_pos = dict(zip(self.keys, views[n:2 * n]))
+        self.out_neg, self.out_pos = dict(zip(keys, views[:n])), dict(zip(keys, views[n:2 * n]))
         self.bn = views[2 * n:]
 
     @classmethod
@@ -258,10 +223,8 @@ class _Activations:
 
     def fits(self, outs: dict[str, Tensor], bn: list[tuple[int, Tensor]] | None = None) -> bool:
         """Whether this step's tensors have the layout of the first one."""
-        if list(outs) != self.keys or any(spec_of(t) != spec_of(v) for t, v in zip(outs.values(), self.out_neg.values())):
-            return False
-        return bn is None or ([i for i, _ in bn] == self.bn_index
-                              and all(spec_of(x) == spec_of(v) for (_, x), v in zip(bn, self.bn)))
+        return [(k, spec_of(t)) for k, t in outs.items()] == self.layout[0] and \
+            (bn is None or [(i, spec_of(x)) for i, x in bn] == self.layout[1])
 
 
 def _fill(views: dict[str, Tensor], outs: dict[str, Tensor]) -> None:
@@ -273,6 +236,18 @@ def _leaves(views: dict[str, Tensor]) -> dict[str, Tensor]:
     return {key: v.clone().requires_grad_() for key, v in views.items()}
 
 
+def _refusal(hello: dict[str, Any], precision: str, params: list[nn.Parameter]) -> str | None:
+    """Why this process cannot serve the leader's step (None: it can)."""
+    n, trainable = hello["n_params"], [p for p in params if p.requires_grad]
+    if hello["precision"] != precision:
+        return f"precision {precision} here, {hello['precision']} in the worker"
+    if [spec_of(p) for p in params] != list(hello["specs"][:n]):
+        return "the network built here has other parameter shapes"
+    if len(hello["specs"]) - n != len(trainable):
+        return "the network built here has other trainable parameters"
+    return None
+
+
 def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
           tick: Callable[[], None] = lambda: None) -> int:
     """The main process's side: compute the second half of the leader's steps until it says done.
@@ -282,25 +257,17 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
     generator is set to the leader's state each step).
     """
     _, hello, _ = channel.recv("hello")
-    forward, losses, extra = halves.forward, halves.losses, halves.extra
     params = list(net.parameters())
-    n = hello["n_params"]
-    if hello["precision"] != precision:
-        channel.send("refuse", f"precision {precision} here, {hello['precision']} in the worker")
-        return 0
-    if [spec_of(p) for p in params] != list(hello["specs"][:n]):
-        channel.send("refuse", "the network built here has other parameter shapes")
+    refusal = _refusal(hello, precision, params)
+    if refusal is not None:
+        channel.send("refuse", refusal)
         return 0
     arena = Arena(Path(hello["arena"]), hello["specs"], create=False)
     for p, view in zip(params, arena.tensors):
         p.data = view
-    trainable = [p for p in params if p.requires_grad]
-    grads = arena.tensors[n:]
-    if len(grads) != len(trainable):
-        channel.send("refuse", "the network built here has other trainable parameters")
-        return 0
+    trainable, grads = [p for p in params if p.requires_grad], arena.tensors[hello["n_params"]:]
     captured: list[tuple[int, Tensor]] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args, i=i: captured.append((i, args[0].detach())))
+    hooks = [m.register_forward_pre_hook(lambda _, args, i=i: captured.append((i, args[0].detach())))
              for i, m in enumerate(batch_norms(net))]
     net.train()
     acts: _Activations | None = None
@@ -314,12 +281,11 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
             if tag != "job":
                 raise PartnerGone(f"expected 'job', got '{tag}'")
             idx, rng = tensors
-            b = len(idx) // 2
             torch.set_rng_state(rng)
             skip_words(meta["k"])
             captured.clear()
             w0 = words_drawn()
-            s_neg = forward(net, idx[b:])
+            s_neg = halves.forward(net, idx[len(idx) // 2:])
             if words_drawn() - w0 != meta["k"]:
                 raise RuntimeError(f"the negative half drew {words_drawn() - w0} random words, the positive {meta['k']}")
             first = acts is None
@@ -334,21 +300,16 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
             channel.recv("out")
             if first:
                 acts.arena.unlink()  # the leader has mapped it
-            cut_pos, cut_neg = _leaves(acts.out_pos), _cut(s_neg)
-            terms = losses(cut_pos, extra(idx[:b]), cut_neg, extra(idx[b:]))
-            net.zero_grad(set_to_none=True)
-            terms[0].backward()
+            cut_neg = _cut(s_neg)
+            halves.backward(net, idx, _leaves(acts.out_pos), cut_neg)
             _backprop(s_neg, cut_neg)
-            present = []
             for p, view in zip(trainable, grads):
-                present.append(p.grad is not None)
                 if p.grad is not None:
                     view.copy_(p.grad)
-            channel.send("grads", present)
+            channel.send("grads", [p.grad is not None for p in trainable])
             steps += 1
             tick()
     finally:
         for h in hooks:
             h.remove()
-        for p in params:  # the leader may still step the arena; nothing here uses it after this
-            p.data = p.data.clone()
+        _release(params)  # the leader may still step the arena; nothing here uses it after this
