@@ -13,7 +13,7 @@ from scipy import stats as sps
 
 from avood_core.errors import AvoodError
 from avood_core.eval import bootstrap, compare, metrics, stats
-from avood_core.pipeline.scores import scores_from_outputs
+from avood_core.pipeline import scores_from_outputs
 
 
 def outputs(rng, n_seen=6, n_unseen=4, per_class=60, seen_acc=0.7, unseen_acc=0.5, ties=True) -> dict:

@@ -1,4 +1,9 @@
-"""The :class:`Pipeline`: one component per row of the stage table, the task state they share, routing, metrics."""
+"""The :class:`Pipeline`: one component per row of the stage table, the task state they share, routing, metrics.
+
+Routing (paper Fig. 2, §3.3): the OOD detector sends each clip to the seen or the unseen classifier by its own
+:meth:`~avood_core.protocols.OODDetector.is_seen` (by default ``score < threshold``), as the reference code
+AV-OOD-GZSL ``test.py`` splits the test clips by the gate before classifying each part.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,9 @@ from torch import Tensor
 
 from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import DataError
+from avood_core.eval import metrics
 from avood_core.pipeline import boundary, folder
-from avood_core.pipeline.route import ROUTED, branches
-from avood_core.pipeline.scores import Evaluation, scores_from_outputs
-from avood_core.protocols import Component, FitContext, move_components
+from avood_core.protocols import Component, FitContext, OODDetector, move_components
 from avood_core.stages import STAGES, Stage, kind_of, worker_kinds
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.train.loops import inference_threads
@@ -43,6 +47,53 @@ def samples_from_arrays(audio: Any, video: Any, dims: dict[str, int]) -> AVSampl
     if len(audio) != len(video):
         raise DataError(f"audio has {len(audio)} rows but video has {len(video)}; pass one row per clip in each")
     return AVSamples(audio, video, torch.zeros(len(audio), dtype=torch.long))
+
+
+ROUTED = ("OODDetector", "SeenClassifier", "UnseenClassifier")
+"""The protocols of the gate and of its seen and unseen branches (``Stage.protocol_name``)."""
+
+
+@dataclass
+class Routing:
+    """The gate's view of each clip (CPU tensors): ``score`` (higher = more likely unseen) and ``seen``
+    (True where the clip goes to the seen classifier)."""
+
+    score: Tensor
+    seen: Tensor
+
+
+def route(detector: OODDetector, samples: AVSamples) -> Routing:
+    """Score every clip and route it by ``detector.is_seen`` (a detector that keeps the protocol's
+    ``is_seen`` is routed by its ``seen_by_score`` on the score just computed); both checked."""
+    score = boundary.score(detector, samples)
+    return Routing(score, boundary.is_seen(detector, samples, score))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :meth:`Pipeline.evaluate` returns: ``metrics`` as ``results.json`` stores them
+    (``evaluation.metrics["HM"]``) and the per-sample ``outputs`` they came from (``predictions.npz``)."""
+
+    metrics: dict
+    outputs: dict[str, Tensor]
+
+
+def scores_from_outputs(out: dict) -> dict:
+    """Every headline metric (paper §4.1) from the arrays of :meth:`Pipeline.outputs` (see avood_core.eval.metrics)."""
+    labels, seen_c, unseen_c = out["labels"], out["seen_classes"], out["unseen_classes"]
+    is_unseen = torch.isin(torch.as_tensor(labels), torch.as_tensor(unseen_c))
+    is_seen = ~is_unseen
+    return {
+        **metrics.gzsl_scores(out["pred"], labels, seen_c, unseen_c),
+        "ZSL": metrics.mean_class_accuracy(out["unseen_pred"][is_unseen], labels[is_unseen], unseen_c),
+        "seen_classifier_acc": metrics.mean_class_accuracy(out["seen_pred"][is_seen], labels[is_seen], seen_c),
+        "gate": {
+            **metrics.gate_scores(out["score"], out["routed_seen"], labels, seen_c),
+            "threshold": float(out["threshold"]),
+            "routing": metrics.routing_counts(out["routed_seen"], labels, seen_c),
+        },
+        "baseline_no_gate": metrics.gzsl_scores(out["baseline_pred"], labels, seen_c, unseen_c),
+    }
 
 
 @dataclass
@@ -138,8 +189,15 @@ class Pipeline:
         """The gate and the classifiers of its seen and unseen branches: the rows of the protocols in ``ROUTED``."""
         return tuple(self.components[kind_of(p, self.stages)] for p in ROUTED)
 
-    def _branches(self, samples: AVSamples):
-        return branches(*self.routed(), samples, self.seen_classes, self.unseen_classes, self.text)
+    def _branches(self, samples: AVSamples) -> dict[str, Tensor]:
+        """Route every clip and run both classifiers on all of them (ids checked against each branch's
+        classes); ``pred``: the seen classifier's where routed seen, else the unseen one's."""
+        gate, seen, unseen = self.routed()
+        routing = route(gate, samples)
+        out = {"score": routing.score, "routed_seen": routing.seen,
+               "seen_pred": boundary.predict_seen(seen, samples, self.seen_classes),
+               "unseen_pred": boundary.predict_unseen(unseen, samples, self.unseen_classes, self.text)}
+        return {**out, "pred": torch.where(routing.seen, out["seen_pred"], out["unseen_pred"])}
 
     @torch.inference_mode()
     def predict(self, audio: AVSamples | Tensor, video: Tensor | None = None) -> Prediction:
@@ -152,7 +210,7 @@ class Pipeline:
             return Prediction(empty, torch.empty(0), torch.empty(0, dtype=torch.bool))
         with inference_threads():
             out = self._branches(samples)
-        return Prediction(out.pred, out.routing.score, out.routing.seen)
+        return Prediction(out["pred"], out["score"], out["routed_seen"])
 
     def check_samples(self, samples: AVSamples) -> AVSamples:
         """``samples`` unchanged, or a one-line :class:`DataError` when their dims differ from the fitted ones."""
@@ -209,9 +267,7 @@ class Pipeline:
             all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
             gate, _, unseen = self.routed()
             baseline_pred = boundary.predict_unseen(unseen, test, all_classes, self.text)
-        return {"labels": test.labels.cpu(), "score": out.routing.score, "routed_seen": out.routing.seen,
-                "seen_pred": out.seen_pred, "unseen_pred": out.unseen_pred, "pred": out.pred,
-                "baseline_pred": baseline_pred, "seen_classes": self.seen_classes.cpu(),
+        return {"labels": test.labels.cpu(), **out, "baseline_pred": baseline_pred, "seen_classes": self.seen_classes.cpu(),
                 "unseen_classes": self.unseen_classes.cpu(), "threshold": torch.tensor(boundary.check_threshold(gate))}
 
     def evaluate(self, test: AVSamples) -> Evaluation:

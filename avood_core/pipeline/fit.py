@@ -146,7 +146,7 @@ class Scheduler:
     def run(self, jobs: int) -> None:
         """Every kind in fitting order (workers started when ready), then every worker joined, at
         ``torch threads // jobs`` threads per process when some kind is offloaded."""
-        self.threads = parallel.threads_per_job(jobs) if self.offload else torch.get_num_threads()
+        self.threads = max(1, torch.get_num_threads() // max(1, jobs)) if self.offload else torch.get_num_threads()
         generator = kind_of("Generator", self.stages)
         with torch_threads(self.threads):
             try:

@@ -72,21 +72,17 @@ class _CounterTracker:
     """The worker's progress tracker: writes "done total" into the progress file, throttled."""
 
     def __init__(self, path: Path, total: int) -> None:
-        self._path, self._total, self._count, self._last = path, total, 0, 0.0
-        self._write()
-
-    def _write(self) -> None:
-        _write_atomic(self._path, f"{self._count} {self._total}".encode())
+        self.path, self.total, self.count, self.last = path, total, 0, 0.0
+        self.close()
 
     def update(self, n: int = 1, **metrics: float) -> None:
-        self._count += n
-        now = time.monotonic()
-        if now - self._last >= _PROGRESS_EVERY_S:
-            self._last = now
-            self._write()
+        self.count += n
+        if time.monotonic() - self.last >= _PROGRESS_EVERY_S:
+            self.close()
 
     def close(self) -> None:
-        self._write()
+        self.last = time.monotonic()
+        _write_atomic(self.path, f"{self.count} {self.total}".encode())
 
 
 def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> None:
@@ -112,15 +108,6 @@ def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> No
     threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
     if os.getppid() != parent:  # the parent died before the watch began
         leave()
-
-
-def _die_with_parent(folder: Path, parent: int) -> None:
-    """Remove ``folder`` and exit as soon as the parent process is gone."""
-    def leave(*_: object) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-        os._exit(_PARENT_GONE)
-
-    exit_with_parent(parent, leave)
 
 
 def clean_stale(root: str | Path | None = None) -> list[Path]:
@@ -162,8 +149,12 @@ def _alive(pid: int) -> bool:
 
 def _worker_main(folder: Path, parent: int | None = None) -> int:
     """Run the job in ``folder`` and write its result there (``python -m avood_core.pipeline.worker FOLDER PARENT_PID``)."""
+    def leave(*_: object) -> None:  # the parent is gone: remove the folder and exit
+        shutil.rmtree(folder, ignore_errors=True)
+        os._exit(_PARENT_GONE)
+
     if parent is not None:
-        _die_with_parent(folder, parent)
+        exit_with_parent(parent, leave)
     try:
         with open(folder / JOB, "rb") as fh:  # streamed: the features are read once, into their arrays
             job: Job = pickle.load(fh)
@@ -171,17 +162,16 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
 
         from avood_core.bench.meter import peak_rss_mb
         from avood_core.callbacks import EventRecorder
-        import avood_core.pipeline.boundary as boundary
+        from avood_core.pipeline import boundary
+        from avood_core.train.exchange import Offer
         from avood_core.train.loops import derive_seed, seed_everything
 
         torch.set_num_threads(job.threads)
         logs: list[str] = []
         *head, ctx = job.args
-        from avood_core.train.exchange import Offer
-
         offer = Offer.open(folder)
         ctx = dataclasses.replace(ctx, log=logs.append, assist=offer,
-                                  progress=lambda total, desc: _CounterTracker(folder / PROGRESS, total))
+                                  progress=lambda total, _: _CounterTracker(folder / PROGRESS, total))
         recorder = EventRecorder()
         ctx.callbacks.callbacks.append(recorder)
         seed_everything(derive_seed(job.seed, job.kind))
@@ -226,16 +216,12 @@ class Worker:
         self._tracker: Any = None
         self._shown = 0
 
-    def _progress(self) -> tuple[int, int]:
-        try:
-            done, total = (self.folder / PROGRESS).read_text().split()
-            return int(done), int(total)
-        except (OSError, ValueError):
-            return 0, 0
-
     def _show(self, progress: Callable[[int, str], Any] | None) -> None:
         """Advance the parent's progress bar to the worker's step counter."""
-        done, total = self._progress()
+        try:
+            done, total = (int(n) for n in (self.folder / PROGRESS).read_text().split())
+        except (OSError, ValueError):
+            return
         if progress is not None and total:
             self._tracker = self._tracker or progress(total, f"{self.kind} (worker)")
             self._tracker.update(max(0, done - self._shown))
@@ -334,13 +320,6 @@ def _rebuild_error(kind: str, name: str, module: str, qualname: str, text: str, 
         return AvoodError(f"{kind} '{name}' failed in its worker process:\n{trace}")
     last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
     return AvoodError(f"{kind} '{name}' failed in its worker process: {last} (AVOOD_DEBUG=1 shows its traceback)")
-
-
-def threads_per_job(jobs: int) -> int:
-    """Torch threads for each of ``jobs`` processes: the current setting split between them."""
-    import torch
-
-    return max(1, torch.get_num_threads() // max(1, jobs))
 
 
 def start(kind: str, component: Any, args: tuple, seed: int, threads: int, log: Callable[[str], None]) -> Worker | None:
