@@ -102,21 +102,37 @@ def _write_folder(directory: Path, fill: Callable[[Path], None]) -> Path:
     return directory
 
 
-def _nan_paths(value: Any, path: str = "") -> list[str]:
-    """Paths of the NaN floats inside a JSON-able value (state scalars; ±inf may be a deliberate threshold)."""
-    if isinstance(value, float):
-        return [path or "value"] if math.isnan(value) else []
+def _entries(value: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted path, key, value)`` of every entry inside nested dicts and lists (the learned scalars)."""
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _nan_paths(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, (list, tuple)):
-        return [p for i, v in enumerate(value) for p in _nan_paths(v, f"{path}[{i}]")]
-    return []
+        items = [(f"{path}.{k}" if path else str(k), k, v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{path}[{i}]", None, v) for i, v in enumerate(value)]
+    else:
+        return []
+    return [entry for here, k, v in items for entry in [(here, k, v), *_entries(v, here)]]
+
+
+def _nan_paths(state: Any) -> list[str]:
+    """Paths of the NaN floats inside the learned scalars (±inf may be a deliberate threshold)."""
+    return [path for path, _, v in _entries(state) if isinstance(v, float) and math.isnan(v)]
+
+
+def _find(state: Any, key: str) -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every entry named ``key`` inside the learned scalars."""
+    return [(path, v) for path, k, v in _entries(state) if k == key]
+
+
+def _repair(directory: Path) -> Path:
+    """The backup path of ``directory``, moved back first if a swap was cut between its two renames."""
+    backup = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and backup.exists():
+        os.rename(backup, directory)
+    return backup
 
 
 def _swap_in(new: Path, target: Path) -> None:
-    backup = target.with_name(f".{target.name}.old")
-    if not target.exists() and backup.exists():
-        os.rename(backup, target)  # repair an earlier swap cut between its renames before dropping anything
+    backup = _repair(target)  # before dropping anything
     if backup.exists():
         shutil.rmtree(backup)
     if target.exists():
@@ -141,9 +157,7 @@ TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, True)
 def read_config(directory: str | Path) -> dict:
     """The ``config.json`` of a component folder (repairing an interrupted swap first)."""
     directory = Path(directory)
-    backup = directory.with_name(f".{directory.name}.old")
-    if not directory.exists() and backup.exists():
-        os.rename(backup, directory)  # a save was cut between its two renames
+    _repair(directory)
     path = directory / CONFIG
     if not path.is_file():
         raise CheckpointError(f"'{path}' not found; the component was never saved there (refit it)")
@@ -191,17 +205,6 @@ def check_scalars(config: dict, path: Path) -> None:
         if not ok:
             raise CheckpointError(f"'{path}': state.{where} must map names to positive integers (got {dims!r}); "
                                   f"the file was edited or corrupted, refit the component")
-
-
-def _find(value: Any, key: str, path: str = "") -> list[tuple[str, Any]]:
-    """``(dotted path, value)`` of every entry named ``key`` inside nested dicts."""
-    if not isinstance(value, dict):
-        return []
-    found = []
-    for k, v in value.items():
-        here = f"{path}.{k}" if path else str(k)
-        found += [(here, v)] if k == key else _find(v, key, here)
-    return found
 
 
 def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int], path: Path) -> None:

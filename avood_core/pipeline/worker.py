@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from avood_core.errors import AvoodError
 from avood_core.train.exchange import SHM
+from avood_core.util.io import atomic_write, atomic_write_text
 
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
 JOB, RESULT, PROGRESS, OWNER = "job.pkl", "result.pkl", "progress", "owner"
@@ -62,12 +63,6 @@ class WorkerResult:
     """The fit's step/epoch reports (avood_core.callbacks.EventRecorder), replayed by the parent."""
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class _CounterTracker:
     """The worker's progress tracker: writes "done total" into the progress file, throttled."""
 
@@ -82,7 +77,7 @@ class _CounterTracker:
 
     def close(self) -> None:
         self.last = time.monotonic()
-        _write_atomic(self.path, f"{self.count} {self.total}".encode())
+        atomic_write_text(self.path, f"{self.count} {self.total}")
 
 
 def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> None:
@@ -186,7 +181,7 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         cls = type(exc)
         message = ("error", cls.__module__, cls.__qualname__, str(exc), traceback.format_exc())
-    _write_atomic(folder / RESULT, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write(folder / RESULT, lambda tmp: tmp.write_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)))
     return 0
 
 
@@ -208,7 +203,7 @@ class Worker:
             # stdin: a pipe only this process writes to; its EOF tells the worker that we are gone
             self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.pipeline.worker", str(self.folder), str(os.getpid())],
                                           env=env, stdin=subprocess.PIPE)
-            _write_atomic(self.folder / OWNER, f"{os.getpid()} {self._proc.pid}".encode())
+            atomic_write_text(self.folder / OWNER, f"{os.getpid()} {self._proc.pid}")
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from avood_core.train.loops import check_finite
+from avood_core.errors import TrainingDiverged
 from avood_core.train.precision import autocast, resolve_precision
 from avood_core.train.strategy import Halves, SplitStep, serve
 
@@ -97,9 +97,12 @@ def update(loss: Tensor, *optimizers: Optimizer) -> None:
 
 
 def _check(values: Tensor, names: tuple[str, ...], label: str, epoch: int, hint: str) -> None:
+    """Stop training with a clear message when a loss term is NaN or infinite."""
     if not torch.isfinite(values).all():
         i = int((~torch.isfinite(values)).nonzero()[0])
-        check_finite(values[i], label, epoch, hint if i == 0 else f"{hint} ({names[i]} diverged)")
+        hint = hint if i == 0 else f"{hint} ({names[i]} diverged)"
+        raise TrainingDiverged(f"{label}: loss became {values[i].item()} in epoch {epoch}; training stopped and "
+                               f"nothing was saved; {hint} or change the seed")
 
 
 def fit_loop(comp: Any, ctx: Any, t: Training) -> list[dict[str, float]]:
@@ -129,13 +132,10 @@ def fit_loop(comp: Any, ctx: Any, t: Training) -> list[dict[str, float]]:
             for batch in t.batches():
                 if isinstance(batch, Tensor):
                     batch = batch.to(dev)
+                values = split(batch) if split is not None else t.step(batch)
                 if split is not None:
-                    values = split(batch)
                     opt.step()
-                elif t.manual:
-                    values = t.step(batch)
-                else:
-                    values = t.step(batch)
+                elif not t.manual:
                     update(values[0], opt)
                 values = values.detach()
                 steps += 1

@@ -1,4 +1,4 @@
-"""Shared training utilities: seeding, devices, vectorised batch sampling, divergence checks."""
+"""Shared training utilities: seeding, devices, threads, vectorised batch sampling."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avood_core.errors import AvoodError, TrainingDiverged
+from avood_core.errors import AvoodError
 from avood_core.util.threads import torch_threads
 
 
@@ -117,11 +117,3 @@ def other_class_samples(labels: Tensor, sampler: ClassBalancedSampler) -> Tensor
     within = (torch.rand(len(labels)) * sampler.counts[k]).long()
     return sampler.order[sampler.offsets[k] + within]
 
-
-def check_finite(loss: Tensor, component: str, epoch: int, hint: str = "lower the learning rate") -> None:
-    """Stop training with a clear message when a loss is NaN or infinite."""
-    if not torch.isfinite(loss).all():
-        raise TrainingDiverged(
-            f"{component}: loss became {loss.item()} in epoch {epoch}; training stopped and "
-            f"nothing was saved; {hint} or change the seed"
-        )
