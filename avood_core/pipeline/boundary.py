@@ -37,11 +37,6 @@ def refuse(component: Any, method: str, problem: str, fix: str) -> NoReturn:
     raise ComponentError(f"{who(component)} {method} {problem}: {fix}")
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 @contextlib.contextmanager
 def calling(component: Any, method: str) -> Iterator[None]:
     """Run plugin code; what it raises becomes one :class:`ComponentError` naming the plugin and ``method``
@@ -59,7 +54,8 @@ def calling(component: Any, method: str) -> Iterator[None]:
         raise ComponentError(f"{who(component)} {method} called sys.exit({exc.code!r}): a component must raise an "
                              f"exception, not end the process; fix the plugin or report it to its authors") from None
     except BaseException as exc:  # noqa: BLE001 - a third party's code may raise anything
-        detail = _one_line(f"{type(exc).__name__}: {exc}")
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
         hint = ("\n" + traceback.format_exc()) if os.environ.get("AVOOD_DEBUG") else " (AVOOD_DEBUG=1 shows the traceback)"
         fix = ("lower its batch size or use a device with more memory"
                if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
@@ -99,10 +95,6 @@ def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...]
     return t
 
 
-def _listed(values: list, limit: int = _SHOWN) -> str:
-    return str(values[:limit])[:-1] + (", ...]" if len(values) > limit else "]")
-
-
 def check_ids(component: Any, method: str, value: Any, n: int, allowed: Tensor, among: str) -> Tensor:
     """``n`` integer class ids (as int64), each in ``allowed`` (global ids; ``among`` names that set)."""
     t = as_tensor(component, method, value)
@@ -113,8 +105,10 @@ def check_ids(component: Any, method: str, value: Any, n: int, allowed: Tensor, 
     outside = ~torch.isin(t, allowed.cpu().long())
     if bool(outside.any()):
         bad = torch.unique(t[outside]).tolist()
-        refuse(component, method, f"returned {int(outside.sum())} ids outside {among} (e.g. {_listed(bad)}; "
-               f"valid: {_listed(sorted(allowed.tolist()), 10)})", "return global class ids (rows of the text matrix)")
+        listed = [str(v[:limit])[:-1] + (", ...]" if len(v) > limit else "]")
+                  for v, limit in ((bad, _SHOWN), (sorted(allowed.tolist()), 10))]
+        refuse(component, method, f"returned {int(outside.sum())} ids outside {among} (e.g. {listed[0]}; "
+               f"valid: {listed[1]})", "return global class ids (rows of the text matrix)")
     return t
 
 
@@ -239,8 +233,7 @@ def fit(component: Any, args: tuple) -> None:
 
 
 def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, dims: Mapping[str, int]) -> AVSamples:
-    with calling(component, "generate()"):
-        out = check_samples(component, component.generate(class_ids, text, n_per_class))
+    out = check_samples(component, _call(component, "generate", class_ids, text, n_per_class))
     check_generated(component, out.audio, out.video, out.labels, class_ids.cpu(), n_per_class, dims)
     return out
 
@@ -254,13 +247,11 @@ def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
     from avood_core.protocols import OODDetector
 
     check_threshold(detector)
-    if type(detector).is_seen is OODDetector.is_seen:
-        with calling(detector, "seen_by_score()"):
-            out = detector.seen_by_score(scores)
-        return check_is_seen(detector, out, len(samples), "seen_by_score()")
-    with calling(detector, "is_seen()"):
-        out = detector.is_seen(samples)
-    return check_is_seen(detector, out, len(samples))
+    by_score = type(detector).is_seen is OODDetector.is_seen
+    method = "seen_by_score()" if by_score else "is_seen()"
+    with calling(detector, method):
+        out = detector.seen_by_score(scores) if by_score else detector.is_seen(samples)
+    return check_is_seen(detector, out, len(samples), method)
 
 
 def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
@@ -274,12 +265,10 @@ def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Te
     from avood_core.protocols import UnseenClassifier
 
     if type(unseen).predict is UnseenClassifier.predict:
-        with calling(unseen, "distances()"):
-            d = unseen.distances(samples, candidates, text)
+        d = _call(unseen, "distances", samples, candidates, text)
         d = check_distances(unseen, d, len(samples), len(candidates))
         return candidates.cpu().long()[d.argmin(dim=1)] if len(samples) else torch.empty(0, dtype=torch.long)
-    with calling(unseen, "predict()"):
-        out = unseen.predict(samples, candidates, text)
+    out = _call(unseen, "predict", samples, candidates, text)
     return check_ids(unseen, "predict()", out, len(samples), candidates, "the candidates")
 
 
@@ -308,7 +297,5 @@ def selects_on_val(component: Any) -> bool:
 
 
 def bind_fitted(component: Any, fitted: Mapping[str, Any]) -> None:
-    hook = getattr(component, "bind_fitted", None)
-    if hook is not None:
-        with calling(component, "bind_fitted()"):
-            hook(dict(fitted))
+    if getattr(component, "bind_fitted", None) is not None:
+        _call(component, "bind_fitted", dict(fitted))

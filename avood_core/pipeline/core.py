@@ -267,7 +267,8 @@ class Pipeline:
             all_classes = torch.cat([self.seen_classes, self.unseen_classes]).sort().values
             gate, _, unseen = self.routed()
             baseline_pred = boundary.predict_unseen(unseen, test, all_classes, self.text)
-        return {"labels": test.labels.cpu(), **out, "baseline_pred": baseline_pred, "seen_classes": self.seen_classes.cpu(),
+        return {"labels": test.labels.cpu(), **out, "baseline_pred": baseline_pred,
+                "seen_classes": self.seen_classes.cpu(),
                 "unseen_classes": self.unseen_classes.cpu(), "threshold": torch.tensor(boundary.check_threshold(gate))}
 
     def evaluate(self, test: AVSamples) -> Evaluation:

@@ -118,11 +118,6 @@ def _nan_paths(state: Any) -> list[str]:
     return [path for path, _, v in _entries(state) if isinstance(v, float) and math.isnan(v)]
 
 
-def _find(state: Any, key: str) -> list[tuple[str, Any]]:
-    """``(dotted path, value)`` of every entry named ``key`` inside the learned scalars."""
-    return [(path, v) for path, k, v in _entries(state) if k == key]
-
-
 def _repair(directory: Path) -> Path:
     """The backup path of ``directory``, moved back first if a swap was cut between its two renames."""
     backup = directory.with_name(f".{directory.name}.old")
@@ -187,37 +182,40 @@ def copy_component(source: str | Path, target: str | Path) -> Path:
 CLASS_KEYS = ("seen_classes", "unseen_classes", "classes")
 
 
+def _ints(values: Any, least: int | None = None) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and (least is None or v >= least) for v in values)
+
+
+_CLASS_IDS = (lambda v: isinstance(v, list) and _ints(v), "must be a list of integer class ids (got {!r:.80})")
+_DIMS = (lambda v: isinstance(v, dict) and _ints(v.values(), 1), "must map names to positive integers (got {!r})")
+_SCALAR_RULES = {**dict.fromkeys(CLASS_KEYS, _CLASS_IDS), "dims": _DIMS}
+"""The learned scalars saving writes under these keys (any nesting): what each must be."""
+
+
 def check_scalars(config: dict, path: Path) -> None:
-    """The learned scalars of a loaded ``config.json`` by the rules of saving: no NaN anywhere,
-    class ids (:data:`CLASS_KEYS`, any nesting) lists of integers, ``dims`` (any nesting) a table
-    of positive integers; a one-line CheckpointError otherwise."""
+    """The learned scalars of a loaded ``config.json`` by the rules of saving: no NaN anywhere, then
+    :data:`_SCALAR_RULES` (class ids, dims); a one-line CheckpointError otherwise."""
     bad = _nan_paths(config.get("state"))
     if bad:
         raise CheckpointError(f"'{path}': learned value(s) {bad[:3]} are NaN, which saving never writes; "
                               f"the file was edited or corrupted, refit the component")
-    for key in CLASS_KEYS:
-        for where, ids in _find(config.get("state"), key):
-            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-                raise CheckpointError(f"'{path}': state.{where} must be a list of integer class ids (got {ids!r:.80}); "
-                                      f"the file was edited or corrupted, refit the component")
-    for where, dims in _find(config.get("state"), "dims"):
-        ok = isinstance(dims, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in dims.values())
-        if not ok:
-            raise CheckpointError(f"'{path}': state.{where} must map names to positive integers (got {dims!r}); "
-                                  f"the file was edited or corrupted, refit the component")
+    for where, key, value in _entries(config.get("state")):
+        ok, must = _SCALAR_RULES.get(key, (None, ""))
+        if ok is not None and not ok(value):
+            raise CheckpointError(f"'{path}': state.{where} {must.format(value)}; the file was edited or corrupted, "
+                                  f"refit the component")
 
 
 def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int], path: Path) -> None:
     """Class ids a component saved (``seen_classes``, ``unseen_classes``, ``classes``, any nesting) must
     be classes of the run's task of that kind (a wrong id would index the wrong class name)."""
     allowed = {"seen_classes": seen, "unseen_classes": unseen, "classes": seen | unseen}
-    for key, pool in allowed.items():
-        for where, ids in _find(state, key):
-            wrong = [i for i in ids if i not in pool]  # a list of ints: check_scalars ran on load
-            if wrong:
-                raise CheckpointError(f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not "
-                                      f"{key.replace('_', ' ')} of this run's task ({n_classes} classes); the file was "
-                                      f"edited or corrupted, refit the component")
+    for where, key, ids in _entries(state):
+        wrong = [i for i in ids if i not in allowed[key]] if key in allowed else []  # ints: check_scalars ran on load
+        if wrong:
+            raise CheckpointError(f"'{path}': state.{where} holds class id(s) {wrong[:5]} that are not "
+                                  f"{key.replace('_', ' ')} of this run's task ({n_classes} classes); the file was "
+                                  f"edited or corrupted, refit the component")
 
 
 def load_component(directory: str | Path, registry: Registry | None = None, kind: str | None = None) -> Component:

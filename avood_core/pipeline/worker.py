@@ -209,10 +209,13 @@ class Worker:
             raise
         self.started = time.perf_counter()
         self._tracker: Any = None
-        self._shown = 0
+        self._shown, self._last = 0, 0.0
 
-    def _show(self, progress: Callable[[int, str], Any] | None) -> None:
-        """Advance the parent's progress bar to the worker's step counter."""
+    def _show(self, progress: Callable[[int, str], Any] | None, every_s: float = 0.0) -> None:
+        """Advance the parent's progress bar to the worker's step counter (at most once per ``every_s``)."""
+        if time.perf_counter() - self._last < every_s:
+            return
+        self._last = time.perf_counter()
         try:
             done, total = (int(n) for n in (self.folder / PROGRESS).read_text().split())
         except (OSError, ValueError):
@@ -226,11 +229,9 @@ class Worker:
              log: Callable[[str], None] = lambda message: None) -> dict | None:
         """Lend this process to the worker's fit (avood_core.train.strategy) until it ends.
 
-        ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound; it
-        returns the number of steps it computed half of, or None when its step cannot be split.
-        Returns ``{"steps", "start_s", "wall_s"}``, or None when there is no assistance. A failure here is logged, not raised: the
-        worker then finishes alone, with the same result.
-        """
+        ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound (the steps it
+        computed half of; None: its step cannot be split). Returns ``{"steps", "start_s", "wall_s"}``, or
+        None without assistance. A failure is logged, not raised: the worker finishes alone, same result."""
         from avood_core.train.exchange import PartnerGone, connect
 
         channel = connect(self.folder)
@@ -239,18 +240,10 @@ class Worker:
             channel = connect(self.folder)
         if channel is None:
             return None
-        start, last = time.perf_counter(), 0.0
-
-        def tick() -> None:
-            nonlocal last
-            now = time.perf_counter()
-            if now - last >= 0.2:
-                last = now
-                self._show(progress)
-
+        start = time.perf_counter()
         steps: int | None = 0
         try:
-            steps = serve(channel, tick)
+            steps = serve(channel, lambda: self._show(progress, 0.2))
             if steps is None:
                 return None
         except PartnerGone:
@@ -290,7 +283,7 @@ class Worker:
     def stop(self) -> None:
         """Make sure the process is gone (terminated if still running) and its folder removed."""
         if self._proc.poll() is None:
-            self._proc.terminate()  # the worker removes its folder and exits (see _die_with_parent)
+            self._proc.terminate()  # the worker removes its folder and exits (see exit_with_parent)
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:

@@ -102,7 +102,7 @@ class _Partner:
         return _leaves(self.acts.out_neg)
 
     def gather(self, device: torch.device, precision: str) -> bool:
-        """Add the partner's g⁻ to ours and replay idx⁻'s BatchNorm calls; True (:class:`PartnerGone` if it left)."""
+        """Add the partner's g⁻ to ours, replay idx⁻'s BatchNorm calls; True (:class:`PartnerGone` if it left)."""
         present = self.channel.recv("grads")[1]
         for p, g, has in zip(self.trainable, self.grads, present):
             if has:
