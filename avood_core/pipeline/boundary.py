@@ -1,10 +1,9 @@
 """The component boundary: every call the pipeline makes into a component, and checks on what comes back.
 
-Any component is replaceable (paper Fig. 2), so nothing a plugin returns is trusted: each output is
-checked once per call (never inside a training step) for its type, shape, dtype, finiteness and
-class ids, and a failure, or an exception of the plugin's code (``SystemExit`` too), is one
-:class:`~avood_core.errors.ComponentError` line naming the plugin, the method and what was wrong.
-The conformance kit (avood_core.testing.checks) runs these same functions.
+Any component is replaceable (paper Fig. 2), so each output is checked once per call for its type, shape,
+dtype, finiteness and class ids; a failure or an exception of the plugin's code is one
+:class:`~avood_core.errors.ComponentError` line naming the plugin and the method. The conformance kit
+(avood_core.testing.checks) runs these same functions.
 """
 
 from __future__ import annotations

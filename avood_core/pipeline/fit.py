@@ -1,10 +1,7 @@
-"""Fitting the stages in the table's order (avood_core.stages), some in worker processes.
+"""Fitting the stages in the table's order (paper Fig. 2), the offloaded kinds in worker processes.
 
-One process fits the kinds in fitting order, each with its table inputs (paper Fig. 2: the
-generator first, its synthetic unseen features right after it, the gate last). With ``jobs > 1``
-the offloaded kinds train in worker processes (avood_core.pipeline.worker) as soon as their
-inputs and the kinds their component ``depends_on`` are ready; a kind that needs a worker's
-result joins it first.
+With ``jobs > 1`` an offloaded kind starts in a worker (avood_core.pipeline.worker) once its inputs
+and its ``depends_on`` kinds are ready; a kind that needs a worker's result joins it first.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """A fitted pipeline's run folder: ``pipeline.json`` + ``task.safetensors`` beside ``components/<kind>``.
 
-Each component folder is a checkpoint of :mod:`avood_core.pipeline.store`; the two files here hold
-what the components share (class embeddings, class sets, names, dims, fit hashes) and are written
-last, so they mark the folder finished. ``pipeline.json`` (a strict schema, format :data:`FORMAT`)
-also holds the sha256 of ``task.safetensors`` and of every component file, so a file changed
-after the run was saved is refused on load with one line naming it.
+The two files hold what the components share, are written last (they mark the folder finished), and
+``pipeline.json`` (strict schema, format :data:`FORMAT`) records every file's sha256, checked on load.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""Component checkpoints: ``<dir>/config.json`` (kind, plugin name, distribution + version, params,
-learned scalars, the ``--resume`` fit hash, the weights' sha256) + ``<dir>/model.safetensors``, never unpickled.
+"""Component checkpoints: ``<dir>/config.json`` (kind, plugin, distribution + version, params, learned
+scalars, fit hash, the weights' sha256) + ``<dir>/model.safetensors``, never unpickled.
 
-Saving builds both files in a hidden temp folder and swaps it in with two renames (a swap cut
-between them is repaired on the next load). Loading verifies the weights' sha256 and the config's
-own (``config_sha256``, over every other field), the JSON types, the learned scalars by the rules
-of saving (no NaN, positive dims, class ids of the task) and the tensors: finite, and after
-``load_state`` the very names, dtypes and shapes the component's ``state_tensors`` declares
-(a checksum can be recomputed by whoever edits a file; these checks hold regardless).
+Saving swaps a finished temp folder in with two renames (a cut swap is repaired on the next load).
+Loading verifies both checksums, the JSON types, the learned scalars by the rules of saving and the
+tensors: finite, with the names, dtypes and shapes the component's ``state_tensors`` declares.
 """
 
 from __future__ import annotations

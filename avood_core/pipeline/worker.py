@@ -1,14 +1,9 @@
 """Fit one component in a worker process while the pipeline fits the others (``jobs = 2``).
 
-Every stage seeds itself with ``derive_seed(seed, kind)`` wherever it runs, so a component fitted
-in a worker is bit-identical to a sequential run's at the same per-process thread count. The
-worker is a fresh interpreter, ``python -m avood_core.pipeline.worker FOLDER PARENT``; job and
-result are pickles in a private temporary folder, where the worker also writes its step counter.
-Errors come back as the same :class:`AvoodError` class (others as one line naming the component);
-a component defined in ``__main__`` or unpicklable is fitted in the main process, with a log line.
-The worker dies with its parent, even one killed with SIGKILL (its stdin is a pipe only the
-parent holds; on Linux also ``PR_SET_PDEATHSIG``); a folder that outlived both (its ``owner``
-file names the two pids) is removed by the next worker start. docs/architecture.md has the details.
+A fresh ``python -m avood_core.pipeline.worker FOLDER PARENT`` interpreter; job, result and step counter
+are files in a private temporary folder. Seeded by ``derive_seed`` as in one process, so bit-identical at
+the same threads; errors come back as one line; it dies with its parent (docs/architecture.md, "Fitting in
+two processes").
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The exchange between a worker's fit and the main process that assists it (``jobs = 2``).
 
-With ``jobs = 2`` a component may train in a worker while the main process fits the others;
-once the main process is done it connects to the worker and computes half of each remaining
-step (:mod:`avood_core.train.strategy`). A Unix socket in the worker's private folder carries
-the messages (a pickle with the raw bytes of CPU tensors); an :class:`Arena` (a shared
-memory-mapped file) holds what is large and lives for the whole assistance (parameters,
-gradients, activations). POSIX only: elsewhere the worker offers nothing and the main process
-just waits. ``AVOOD_ASSIST=0`` switches it off.
+A Unix socket in the worker's private folder carries the messages (a pickle with the raw bytes of CPU
+tensors); an :class:`Arena` (a shared memory-mapped file) holds the parameters, gradients and
+activations (:mod:`avood_core.train.strategy`). POSIX only; ``AVOOD_ASSIST=0`` switches it off.
 """
 
 from __future__ import annotations
@@ -85,11 +81,8 @@ def _nbytes(spec: Spec) -> int:
 
 
 class Arena:
-    """Tensors in one shared memory-mapped file, one slot per ``(dtype, shape)`` spec.
-
-    The creator writes the file (in ``/dev/shm`` where it has room, else in ``folder``); the
-    other process maps it by path; the creator unlinks it once both hold the mapping.
-    """
+    """Tensors in one shared memory-mapped file, one slot per ``(dtype, shape)`` spec: the creator writes it,
+    the other process maps it by path, the creator unlinks it once both hold the mapping."""
 
     def __init__(self, path: Path, specs: Sequence[Spec], create: bool) -> None:
         self.path, self.specs = path, list(specs)

@@ -1,14 +1,8 @@
 """The training loop: a component describes its model, optimizer and one step; the loop runs the rest.
 
-A component returns a :class:`Training` from ``training(*fit_inputs, ctx=ctx)`` and inherits
-``fit`` and ``assist`` from :class:`LoopComponent`. :func:`fit_loop` runs the epochs and their
-batches (moved to the network's device), the step (the loop back-propagates the total and steps
-the optimizer; a ``manual`` step alternates its own optimizers with :func:`update`, as the
-WGAN-GP critic and generator do; a :class:`~avood_core.train.strategy.Halves` step runs through
-the data-parallel strategy, split over two processes under ``jobs = 2``), the finite-loss check,
-the plateau scheduler, the progress bar, :class:`~avood_core.protocols.TrainStats` and every
-``on_step`` / ``on_epoch`` callback. The step runs its forward passes under ``training.autocast()``
-(the component's precision, :mod:`avood_core.train.precision`).
+A component returns a :class:`Training` from ``training(*fit_inputs, ctx=ctx)`` and inherits ``fit`` and
+``assist`` from :class:`LoopComponent`; docs/architecture.md ("The training loop") shows what
+:func:`fit_loop` runs.
 """
 
 from __future__ import annotations
@@ -106,11 +100,8 @@ def _check(values: Tensor, names: tuple[str, ...], label: str, epoch: int, hint:
 
 
 def fit_loop(comp: Any, ctx: Any, t: Training) -> list[dict[str, float]]:
-    """Train ``t`` for ``t.epochs`` epochs; ``comp.stats`` gets the epoch records, steps and rows.
-
-    A non-finite loss term (checked at each progress readout and on the epoch's means) stops
-    the fit with :class:`~avood_core.errors.TrainingDiverged` naming ``comp.label`` and ``t.hint``.
-    """
+    """Train ``t`` for ``t.epochs`` epochs; ``comp.stats`` gets the epoch records, steps and rows. A non-finite
+    loss term (at each progress readout and in the epoch's means) raises TrainingDiverged with ``t.hint``."""
     net, opt, names, label = t.net, t.optimizer, tuple(t.terms), comp.label
     kind = comp.kind or label
     dev = next(net.parameters()).device

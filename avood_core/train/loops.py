@@ -53,15 +53,10 @@ INFERENCE_THREADS = 1
 
 
 def inference_threads():
-    """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count.
-
-    A float32 matmul's last bits can depend on the thread count (a BLAS may split a sum
-    between threads; docs/performance.md, "Reproducibility"). Fixing the count makes the scores
-    of a run's own evaluation, of ``avood evaluate`` and of ``Pipeline.load(...)`` on the same
-    machine bit-identical, whatever threads the caller runs with. One thread costs little:
-    inference is a few forward passes over the test clips (the unseen classifier's distances for
-    1,822 UCF-sized clips: docs/performance.md).
-    """
+    """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count: a float32
+    matmul's last bits can depend on the thread count, so a run's evaluation, ``avood evaluate`` and
+    ``Pipeline.load(...)`` give the same scores whatever the caller's threads (docs/performance.md,
+    "Reproducibility")."""
     return torch_threads(INFERENCE_THREADS)
 
 
@@ -77,19 +72,14 @@ def set_threads() -> None:
 
 
 class ClassBalancedSampler:
-    """Draws index batches with classes uniform, then samples uniform within the class.
-
-    Fully vectorised: samples are grouped by class once; a batch is two random draws.
-    """
+    """Draws index batches with classes uniform, then samples uniform within the class (vectorised:
+    samples are grouped by class once; a batch is two random draws)."""
 
     def __init__(self, labels: Tensor) -> None:
         labels = labels.cpu()
-        order = torch.argsort(labels, stable=True)
-        classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
-        self.order = order
-        self.classes = classes
-        self.counts = counts
-        self.offsets = torch.cumsum(counts, 0) - counts
+        self.order = torch.argsort(labels, stable=True)
+        self.classes, self.counts = torch.unique_consecutive(labels[self.order], return_counts=True)
+        self.offsets = torch.cumsum(self.counts, 0) - self.counts
 
     def sample(self, batch_size: int) -> Tensor:
         k = torch.randint(len(self.classes), (batch_size,))

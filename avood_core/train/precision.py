@@ -1,12 +1,5 @@
-"""Speed helpers shared by the training loops (see docs/performance.md for the measurements).
-
-* :func:`adam`: ``torch.optim.Adam`` with the fused kernel (one pass over each parameter instead
-  of about ten elementwise ops per tensor; on CPU this was the largest cost of the small MLPs).
-* :func:`autocast`: bf16 autocast of the matmuls for ``precision = "bf16"`` (weights, optimizer
-  state, normalisation statistics and losses stay fp32), a no-op for ``"fp32"``.
-* :func:`dropout`: inverted dropout whose CPU mask costs a quarter of a ``torch.rand`` draw.
-* :func:`resolve_precision`: ``precision = "auto"`` of the matmul-heavy components (generator,
-  unseen cross-attention classifier): bf16 where the hardware computes it natively, else fp32.
+"""Speed helpers shared by the training loops (docs/performance.md has the measurements): fused
+:func:`adam`, bf16 :func:`autocast`, a cheaper CPU :func:`dropout` mask, :func:`resolve_precision`.
 """
 
 from __future__ import annotations
@@ -39,10 +32,8 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_flags() -> set[str] | None:
-    """The CPU's ISA flags among :data:`ISA_FLAGS`: ``/proc/cpuinfo`` on Linux, else torch's cpuinfo probes.
-
-    ``None`` when neither source answers (then nothing is assumed about the CPU).
-    """
+    """The CPU's ISA flags among :data:`ISA_FLAGS`: ``/proc/cpuinfo`` on Linux, else torch's cpuinfo probes;
+    ``None`` when neither answers (then nothing is assumed about the CPU)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -50,30 +41,21 @@ def cpu_flags() -> set[str] | None:
                 return {f for f in ISA_FLAGS if f in found}
     except OSError:
         pass
-    import torch  # macOS, Windows: torch's own CPU probes (private helpers of torch >= 2.3; absent = unknown)
-
+    # macOS, Windows: torch's own CPU probes (private helpers of torch >= 2.3; absent = unknown)
     probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "avx512_vnni": "_is_avx512_vnni_supported",
               "amx_tile": "_is_amx_tile_supported", "amx_bf16": "_is_amx_tile_supported"}
-    cpu = getattr(torch._C, "_cpu", None)
-    flags, answered = set(), False
-    for flag, name in probes.items():
-        fn = getattr(cpu, name, None)
-        if fn is None:
-            continue
-        answered = True
-        try:
-            if fn():
+    found = {flag: getattr(getattr(torch._C, "_cpu", None), name, None) for flag, name in probes.items()}
+    flags = set()
+    for flag, fn in found.items():
+        with contextlib.suppress(RuntimeError):
+            if fn is not None and fn():
                 flags.add(flag)
-        except RuntimeError:
-            continue
-    return flags if answered else None
+    return flags if any(fn is not None for fn in found.values()) else None
 
 
 def torch_cpu_capability() -> str | None:
     """``torch.backends.cpu.get_cpu_capability()`` (e.g. ``AVX512``, ``AVX2``), or ``None`` where torch lacks it."""
-    import torch
-
     try:
         return str(torch.backends.cpu.get_cpu_capability())
     except (AttributeError, RuntimeError):
@@ -124,12 +106,8 @@ _drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
 
 
 def words_drawn() -> int:
-    """How many int64 random words :func:`keep_mask` has drawn from the CPU generator so far.
-
-    A fit that splits one step over two processes (avood_core.train.strategy) counts a
-    forward's draws with it, so that the other process can skip exactly as many
-    (:func:`skip_words`) and draw the masks a one-process step would draw next.
-    """
+    """How many int64 random words :func:`keep_mask` has drawn from the CPU generator so far (a split step,
+    avood_core.train.strategy, counts a forward's draws so the other process can :func:`skip_words` as many)."""
     return _drawn
 
 
@@ -140,13 +118,9 @@ def skip_words(n: int) -> None:
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
-    """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536), from 16-bit random draws.
-
-    ``torch.rand`` on CPU draws one 32-bit Mersenne-twister word per element; slicing int64
-    words into four 16-bit lanes needs a quarter of the draws (about 3x faster, measured).
-    The top lane of ``random_()``'s non-negative int64 has only 15 random bits, so the
-    words are drawn over the full signed range.
-    """
+    """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536) from four 16-bit lanes per int64
+    word: a quarter of ``torch.rand``'s draws (about 3x faster). Words span the full signed range (the top
+    lane of a non-negative int64 has only 15 random bits)."""
     n = 1
     for s in shape:
         n *= int(s)

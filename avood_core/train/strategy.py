@@ -250,12 +250,8 @@ def _refusal(hello: dict[str, Any], precision: str, params: list[nn.Parameter]) 
 
 def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
           tick: Callable[[], None] = lambda: None) -> int:
-    """The main process's side: compute the second half of the leader's steps until it says done.
-
-    ``net`` and ``halves``: the step as this process builds it from the same fit inputs.
-    Returns the number of steps served. The caller keeps its own RNG state around this (the
-    generator is set to the leader's state each step).
-    """
+    """The main process's side: compute the second half of the leader's steps (``net`` and ``halves`` built here
+    from the same fit inputs) until it says done; the steps served. The caller keeps its own RNG state around this."""
     _, hello, _ = channel.recv("hello")
     params = list(net.parameters())
     refusal = _refusal(hello, precision, params)
@@ -287,7 +283,8 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
             w0 = words_drawn()
             s_neg = halves.forward(net, idx[len(idx) // 2:])
             if words_drawn() - w0 != meta["k"]:
-                raise RuntimeError(f"the negative half drew {words_drawn() - w0} random words, the positive {meta['k']}")
+                raise RuntimeError(f"the negative half drew {words_drawn() - w0} random words, the positive "
+                                   f"{meta['k']}")
             first = acts is None
             if first:
                 acts = _Activations.build(Path(hello["folder"]), s_neg, captured)
