@@ -182,10 +182,7 @@ def check_samples(component: Any, value: Any, method: str = "generate()") -> AVS
 def _json_value(component: Any, method: str, value: Any, path: str) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "shape", None) == ():
-        if not isinstance(value, Tensor):  # a NumPy scalar (numpy.float32, numpy.int64, ...): its Python number
-            return _json_value(component, method, value.item(), path)
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # a NumPy array: nested lists
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # NumPy array or scalar: lists, numbers
         return _json_value(component, method, value.tolist(), path)
     if isinstance(value, Mapping):
         out = {}

@@ -105,10 +105,15 @@ class Scheduler:
         for line in res.logs:
             ctx.log(line)
         replay(res.events, ctx.callbacks)
-        ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=res.wall_s), comp)
-        self.timings[kind] = res.wall_s
-        self.on_fitted(kind)
-        ctx.fitted[kind] = comp
+        self.fitted(kind, res.wall_s)
+
+    def fitted(self, kind: str, wall_s: float | None) -> None:
+        """``kind`` is fitted (in ``wall_s``; None: reused): its timing, callbacks and ``ctx.fitted``."""
+        if wall_s is not None:
+            self.timings[kind] = wall_s
+            self.ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=wall_s), self.components[kind])
+            self.on_fitted(kind)
+        self.ctx.fitted[kind] = self.components[kind]
 
     def stage(self, kind: str) -> None:
         """Fit ``kind`` here, unless it is in a worker (joined later) or already fitted or reused."""
@@ -118,15 +123,13 @@ class Scheduler:
         for dep in self.deps(kind):
             if dep in self.workers:
                 self.join(dep)
-        if kind not in self.skip:
-            seed_everything(derive_seed(ctx.seed, kind))
-            ctx.callbacks.on_stage_start(kind, self.info(kind))
-            start = time.perf_counter()
-            boundary.fit(comp, (*self.inputs(kind), ctx))
-            self.timings[kind] = time.perf_counter() - start
-            ctx.callbacks.on_stage_end(kind, self.info(kind, wall_s=self.timings[kind]), comp)
-            self.on_fitted(kind)
-        ctx.fitted[kind] = comp
+        if kind in self.skip:
+            return self.fitted(kind, None)
+        seed_everything(derive_seed(ctx.seed, kind))
+        ctx.callbacks.on_stage_start(kind, self.info(kind))
+        start = time.perf_counter()
+        boundary.fit(comp, (*self.inputs(kind), ctx))
+        self.fitted(kind, time.perf_counter() - start)
 
     def synthesize(self, kind: str) -> None:
         """The generator's ``syn_num`` features per unseen class: the ``synthetic`` fit input."""
