@@ -62,19 +62,13 @@ class Scheduler:
     def deps(self, kind: str) -> tuple[str, ...]:
         return tuple(getattr(self.components[kind], "depends_on", ()))
 
-    def can_start_worker(self, kind: str) -> bool:
-        """Whether ``kind`` may go to a worker now: its inputs and its ``depends_on`` kinds are ready."""
-        if kind in self.workers or kind in self.ctx.fitted:
-            return False
-        if (self.row(kind).uses_synthetic or self.components[kind].uses_synthetic) and "synthetic" not in self.data:
-            return False
-        return all(dep in self.ctx.fitted for dep in self.deps(kind))
-
     def launch_ready(self) -> None:
-        """Start a worker for every offloaded kind that can start now."""
+        """Start a worker for every offloaded kind whose inputs and ``depends_on`` kinds are ready."""
         ctx, callbacks = self.ctx, self.ctx.callbacks
         for kind in self.offload:
-            if not self.can_start_worker(kind):
+            synthetic = self.row(kind).uses_synthetic or self.components[kind].uses_synthetic
+            if kind in self.workers or kind in ctx.fitted or (synthetic and "synthetic" not in self.data) \
+                    or not all(dep in ctx.fitted for dep in self.deps(kind)):
                 continue
             job_ctx = dataclasses.replace(ctx, log=_no_log, progress=None,
                                           callbacks=CallbackList(every_n_steps=callbacks.every_n_steps),

@@ -8,6 +8,7 @@ tensors: finite, with the names, dtypes and shapes the component's ``state_tenso
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -92,7 +93,19 @@ def _write_folder(directory: Path, fill: Callable[[Path], None]) -> Path:
             for f in (tmp / WEIGHTS, tmp / CONFIG):
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-            _swap_in(tmp, directory)
+            backup = _repair(directory)  # before dropping anything
+            if backup.exists():
+                shutil.rmtree(backup)
+            if directory.exists():
+                os.rename(directory, backup)
+            os.rename(tmp, directory)
+            with contextlib.suppress(OSError):  # the renames durable before the old copy goes (no dir fds: skip)
+                fd = os.open(directory.parent, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            shutil.rmtree(backup, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -121,24 +134,6 @@ def _repair(directory: Path) -> Path:
     if not directory.exists() and backup.exists():
         os.rename(backup, directory)
     return backup
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    backup = _repair(target)  # before dropping anything
-    if backup.exists():
-        shutil.rmtree(backup)
-    if target.exists():
-        os.rename(target, backup)
-    os.rename(new, target)
-    try:  # make the renames durable before the old copy goes
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        pass
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 TYPED_FIELDS = (("kind", str, True), ("name", str, True), ("params", dict, True), ("state", dict, True),
@@ -262,8 +257,18 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
             detail = " ".join(str(exc).split())[:300]
             raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); "
                                   f"refit the component") from None
-    declared = boundary.state_tensors(component)
-    check_declared(declared, tensors, weights, f"{kind} '{name}'")
+    label, declared = f"{kind} '{name}'", boundary.state_tensors(component)
+    for key in sorted(set(declared) | set(tensors)):  # names, dtypes, shapes: no silent cast of a changed tensor
+        if key not in tensors or key not in declared:
+            what = "lacks tensor '{}', which {} does" if key not in tensors else "holds tensor '{}', which {} does not"
+            raise CheckpointError(f"'{weights}' {what.format(key, label)} declare; the file was edited or corrupted, "
+                                  f"refit the component")
+        want, got = declared[key], tensors[key]
+        if want.dtype != got.dtype or tuple(want.shape) != tuple(got.shape):
+            raise CheckpointError(f"'{weights}': tensor '{key}' is {str(got.dtype).replace('torch.', '')} "
+                                  f"{tuple(got.shape)} but {label} declares {str(want.dtype).replace('torch.', '')} "
+                                  f"{tuple(want.shape)} (dtype or shape changed); the file was edited or corrupted, "
+                                  f"refit the component")
     component.fitted = True
     return component
 
@@ -277,18 +282,3 @@ def check_finite(tensors: dict, path: Path, fix: str = "the file was edited or c
         if bad:
             raise CheckpointError(f"'{path}': tensor '{key}' holds {bad} NaN/inf value(s), which saving never writes; {fix}")
 
-
-def check_declared(declared: dict, loaded: dict, path: Path, label: str) -> None:
-    """The tensors read from ``path`` must have the names, dtypes and shapes the loaded component's
-    ``state_tensors`` declares (a float32 weight stored as int32 would otherwise be cast silently)."""
-    for key in sorted(set(declared) | set(loaded)):
-        if key not in loaded or key not in declared:
-            what = "lacks tensor" if key not in loaded else "holds tensor"
-            raise CheckpointError(f"'{path}' {what} '{key}', which {label} does{'' if key not in loaded else ' not'} "
-                                  f"declare; the file was edited or corrupted, refit the component")
-        want, got = declared[key], loaded[key]
-        if want.dtype != got.dtype or tuple(want.shape) != tuple(got.shape):
-            raise CheckpointError(f"'{path}': tensor '{key}' is {str(got.dtype).replace('torch.', '')} "
-                                  f"{tuple(got.shape)} but {label} declares {str(want.dtype).replace('torch.', '')} "
-                                  f"{tuple(want.shape)} (dtype or shape changed); the file was edited or corrupted, "
-                                  f"refit the component")
