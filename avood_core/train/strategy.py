@@ -97,9 +97,10 @@ class _Partner:
             self.acts = _Activations(meta, create=False)
         if not self.acts.fits(s_pos):
             raise PartnerGone("the halves' output shapes differ")
-        _fill(self.acts.out_pos, s_pos)
+        for key, t in s_pos.items():
+            self.acts.out_pos[key].copy_(t.detach())
         self.channel.send("out")
-        return _leaves(self.acts.out_neg)
+        return {key: v.clone().requires_grad_() for key, v in self.acts.out_neg.items()}
 
     def gather(self, device: torch.device, precision: str) -> bool:
         """Add the partner's g⁻ to ours, replay idx⁻'s BatchNorm calls; True (:class:`PartnerGone` if it left)."""
@@ -227,15 +228,6 @@ class _Activations:
             (bn is None or [(i, spec_of(x)) for i, x in bn] == self.layout[1])
 
 
-def _fill(views: dict[str, Tensor], outs: dict[str, Tensor]) -> None:
-    for key, t in outs.items():
-        views[key].copy_(t.detach())
-
-
-def _leaves(views: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {key: v.clone().requires_grad_() for key, v in views.items()}
-
-
 def _refusal(hello: dict[str, Any], precision: str, params: list[nn.Parameter]) -> str | None:
     """Why this process cannot serve the leader's step (None: it can)."""
     n, trainable = hello["n_params"], [p for p in params if p.requires_grad]
@@ -290,7 +282,8 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
                 acts = _Activations.build(Path(hello["folder"]), s_neg, captured)
             elif not acts.fits(s_neg, captured):
                 raise RuntimeError("the negative half changed its output shapes")
-            _fill(acts.out_neg, s_neg)
+            for key, t in s_neg.items():
+                acts.out_neg[key].copy_(t.detach())
             for (_, x), view in zip(captured, acts.bn):
                 view.copy_(x)
             channel.send("out", acts.meta if first else None, [torch.get_rng_state()])
@@ -298,7 +291,7 @@ def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
             if first:
                 acts.arena.unlink()  # the leader has mapped it
             cut_neg = _cut(s_neg)
-            halves.backward(net, idx, _leaves(acts.out_pos), cut_neg)
+            halves.backward(net, idx, {key: v.clone().requires_grad_() for key, v in acts.out_pos.items()}, cut_neg)
             _backprop(s_neg, cut_neg)
             for p, view in zip(trainable, grads):
                 if p.grad is not None:
