@@ -272,8 +272,21 @@ class Worker:
             self.stop()
         if message[0] == "ok":
             return message[1]
-        _, module, qualname, text, trace = message
-        raise _rebuild_error(self.kind, self.name, module, qualname, text, trace)
+        _, module, qualname, text, trace = message  # the same AvoodError class, else one line
+        try:
+            cls = getattr(importlib.import_module(module), qualname)
+            error = cls(text) if isinstance(cls, type) and issubclass(cls, AvoodError) else None
+        except Exception:  # noqa: BLE001 - not rebuilt: the generic error below
+            error = None
+        if error is not None:
+            raise error
+        if qualname == "KeyboardInterrupt":
+            raise KeyboardInterrupt()
+        what = f"{self.kind} '{self.name}' failed in its worker process"
+        if os.environ.get("AVOOD_DEBUG"):
+            raise AvoodError(f"{what}:\n{trace}")
+        last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
+        raise AvoodError(f"{what}: {last} (AVOOD_DEBUG=1 shows its traceback)")
 
     def stop(self) -> None:
         """Make sure the process is gone (terminated if still running) and its folder removed."""
@@ -287,22 +300,6 @@ class Worker:
         if self._proc.stdin is not None:
             self._proc.stdin.close()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _rebuild_error(kind: str, name: str, module: str, qualname: str, text: str, trace: str) -> Exception:
-    """The worker's exception as the same AvoodError class, or a one-line AvoodError otherwise."""
-    try:
-        cls = getattr(importlib.import_module(module), qualname)
-        if isinstance(cls, type) and issubclass(cls, AvoodError):
-            return cls(text)
-    except Exception:  # noqa: BLE001 - fall through to the generic error
-        pass
-    if qualname == "KeyboardInterrupt":
-        return KeyboardInterrupt()
-    if os.environ.get("AVOOD_DEBUG"):
-        return AvoodError(f"{kind} '{name}' failed in its worker process:\n{trace}")
-    last = trace.strip().splitlines()[-1] if trace.strip() else f"{qualname}: {text}"
-    return AvoodError(f"{kind} '{name}' failed in its worker process: {last} (AVOOD_DEBUG=1 shows its traceback)")
 
 
 def start(kind: str, component: Any, args: tuple, seed: int, threads: int, log: Callable[[str], None]) -> Worker | None:
