@@ -33,37 +33,35 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
     ``<run_dir>/trial.json`` (a retry finds its earlier attempt), its output in ``log.txt``; never
     raises for the job's own error."""
     from avood_core.util.io import atomic_write_json
+    from avood_core.util.json_read import read_json
 
     started = time.time()
     run_dir = Path(payload["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / TRIAL_FILE
     attempt = 1
-    if marker.is_file():
-        from avood_core.util.json_read import read_json
-
-        try:
-            previous = read_json(marker)
-            attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
-        except (AvoodError, ValueError, TypeError):
-            pass
+    try:
+        previous = read_json(marker) if marker.is_file() else {}
+        attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
+    except (AvoodError, AttributeError, ValueError, TypeError):
+        pass
     info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
             "attempt": attempt, "started": started}
     atomic_write_json(marker, info)
     threads = payload.get("threads")
     env_before = os.environ.get("OMP_NUM_THREADS")
-    torch_before = None
     log = open_nofollow(run_dir / "log.txt", "a")
     stderr_before, sys.stderr = sys.stderr, log  # what the job writes on stderr (warnings too) is its log
     try:
         import torch
 
+        from avood_core.util.threads import torch_threads
+
         if threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
-            torch_before = torch.get_num_threads()
-            torch.set_num_threads(int(threads))
-        info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
-        info.update(status="done", threads=torch.get_num_threads())
+        with torch_threads(threads):
+            info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
+            info.update(status="done", threads=torch.get_num_threads())
     except BaseException as exc:  # noqa: BLE001 - a failed job is a result, not a crash of the caller
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -72,43 +70,14 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
     finally:
         sys.stderr = stderr_before
         log.close()
-        if threads:
-            if env_before is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = env_before
-            if torch_before is not None:
-                import torch
-
-                torch.set_num_threads(torch_before)
+        if threads and env_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        elif threads:
+            os.environ["OMP_NUM_THREADS"] = env_before
     info["finished"] = time.time()
     info["wall_s"] = info["finished"] - started
     atomic_write_json(marker, info)
     return info
-
-
-class InlineEngine:
-    """Trials one after another in this process (``max_parallel = 1`` on the local engine)."""
-
-    name = "inline"
-
-    def __init__(self) -> None:
-        self._results: dict[int, dict] = {}
-        self._next = 0
-
-    def submit(self, fn: Callable, payload: dict) -> int:
-        self._next += 1
-        self._results[self._next] = run_trial(fn, payload)
-        return self._next
-
-    def wait(self, handles: list, timeout: float) -> list:
-        return list(handles)
-
-    def result(self, handle: int) -> dict:
-        return self._results.pop(handle)
-
-    def close(self, abort: bool = False) -> None:
-        pass
 
 
 def _leave(*_: object) -> None:
@@ -128,8 +97,6 @@ def _pool_init(parent: int) -> None:
 class LocalEngine:
     """A pool of ``max_parallel`` worker processes on this machine (spawned: no forked torch state);
     a worker exits when this process dies (:func:`_pool_init`), so no trial outlives a killed sweep."""
-
-    name = "local"
 
     def __init__(self, max_parallel: int) -> None:
         self.max_parallel = max_parallel
@@ -165,6 +132,24 @@ class LocalEngine:
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 process.terminate()
         self._pool.shutdown(wait=not abort, cancel_futures=True)
+
+
+class InlineEngine(LocalEngine):
+    """Trials one after another in this process (``max_parallel = 1`` on the local engine): each handle is
+    a finished future."""
+
+    def __init__(self) -> None:
+        pass
+
+    def submit(self, fn: Callable, payload: dict):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(run_trial(fn, payload))
+        return future
+
+    def close(self, abort: bool = False) -> None:
+        pass
 
 
 def _last_ray_start() -> str | None:
@@ -210,8 +195,6 @@ class RayEngine:
     """Trials as Ray tasks on the cluster at ``address``, else the one this machine is part of, else a
     local instance; ``num_cpus`` (also its torch threads) and ``num_gpus`` per trial, ``retries`` reruns
     of a task whose worker dies, the connection bounded by ``init_timeout`` seconds."""
-
-    name = "ray"
 
     def __init__(self, address: str | None, num_cpus: int, num_gpus: float, retries: int,
                  local_cpus: int | None = None, echo: Callable[[str], None] = lambda m: None,

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 from avood_core.errors import AvoodError
 from avood_core.stages import KINDS
-from avood_core.util.json_read import read_json
 from avood_core.util.paths import check_output_dir
 
 LOCK_NAME = ".avood.lock"
@@ -191,13 +190,6 @@ def save_outputs(path: Path, outputs: dict) -> None:
 
     arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
     atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
-
-
-def load_results(run_dir: Path) -> dict:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
-    return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")
 
 
 def saved_components(folder: Path) -> list[str]:

@@ -121,20 +121,19 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     except OSError as exc:
         raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --output-dir") from None
     with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
-        check_folder(folder, spec_hash(trials), allow_changes)
+        digest = spec_hash(trials)
+        check_folder(folder, digest, allow_changes)
         shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
         for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
             contained(folder, rel, "trial folders and shared components")
-        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics, tracking)
+        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics, tracking, digest)
 
 
-def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool,
-                echo: Callable[[str], None], started: float, metrics: list[str] | None,
-                tracking: SweepSession) -> SweepResult:
+def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool, echo: Callable[[str], None],
+                started: float, metrics: list[str] | None, tracking: SweepSession, digest: str) -> SweepResult:
     """The body of :func:`run_sweep`, with the sweep folder locked."""
     from avood_core.run.driver import run_payload, trial_payload
 
-    digest = spec_hash(trials)
     columns = list(metrics or default_metrics(trials))
     threads = spec.resources.num_cpus
     if spec.engine == "local":
