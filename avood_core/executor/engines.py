@@ -14,18 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
+from avood_core.run.tracking import one_line
 from avood_core.util.io import open_nofollow
 
 TRIAL_FILE = "trial.json"
 RAY_HINT = "pip install 'avood[ray]'"
 RAY_INIT_TIMEOUT_S = 120.0  # the longest wait for ray.init to join or start a cluster
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, AvoodError):
-        return str(exc)
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) -> dict:
@@ -66,7 +60,7 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
         if isinstance(exc, KeyboardInterrupt):
             raise
         print(traceback.format_exc(), file=log, flush=True)
-        info.update(status="failed", error=_one_line(exc))
+        info.update(status="failed", error=one_line(exc, 300))
     finally:
         sys.stderr = stderr_before
         log.close()
@@ -232,8 +226,8 @@ class RayEngine:
             if target and target != "local":
                 fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
                        if not address else "start it with 'ray start --head' or drop --address to start a local instance")
-                raise AvoodError(f"cannot join the Ray cluster at '{target}' ({_one_line(exc)}); {fix}") from None
-            raise AvoodError(f"cannot start a local Ray instance ({_one_line(exc)}); check 'ray start --head' on this "
+                raise AvoodError(f"cannot join the Ray cluster at '{target}' ({one_line(exc, 300)}); {fix}") from None
+            raise AvoodError(f"cannot start a local Ray instance ({one_line(exc, 300)}); check 'ray start --head' on this "
                              "machine, or use --engine local") from None
 
     def slots(self, num_cpus: int) -> int:

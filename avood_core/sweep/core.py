@@ -57,26 +57,8 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     return info if (run_dir / "results.json").is_file() else None
 
 
-def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
-    """Refuse a sweep folder made by another spec unless ``allow_changes``."""
-    path = folder / SWEEP_FILE
-    if not path.is_file():
-        return
-    old = read_json(path, fix="remove it or choose another sweep folder (--output-dir)").get("spec_hash")
-    if old != digest and not allow_changes:
-        raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
-                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --output-dir")
-
-
 SWEEP_LOCK = ".avood-sweep.lock"
 SWEEP_FILE = "sweep.json"
-
-
-def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
-    """Where the sweep is written: ``output``, the spec's ``output``, or ``sweeps/<name>`` (a plain name)."""
-    if output or spec.output:
-        return Path(output or spec.output)
-    return Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
 
 
 def check_sweep_folder(folder: Path) -> None:
@@ -111,7 +93,8 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
-    folder = sweep_folder(spec, output)
+    output = output or spec.output  # else sweeps/<name> (a plain name)
+    folder = Path(output) if output else Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
     check_sweep_folder(folder)
     say = (lambda m: None) if quiet else echo
     tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
@@ -122,7 +105,12 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
         raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --output-dir") from None
     with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
         digest = spec_hash(trials)
-        check_folder(folder, digest, allow_changes)
+        made_for = read_json(folder / SWEEP_FILE, fix="remove it or choose another sweep folder (--output-dir)"
+                             ).get("spec_hash") if (folder / SWEEP_FILE).is_file() else digest
+        if made_for != digest and not allow_changes:  # another spec's folder
+            raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
+                             "pass --allow-changes to rerun it (changed trials are refitted) or choose another "
+                             "--output-dir")
         shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
         for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
             contained(folder, rel, "trial folders and shared components")
@@ -135,13 +123,9 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
     from avood_core.run.driver import run_payload, trial_payload
 
     columns = list(metrics or default_metrics(trials))
-    threads = spec.resources.num_cpus
-    if spec.engine == "local":
-        parallel = spec.max_parallel or 1
-        threads = threads or max(1, cpu_count() // parallel)
-    else:
-        threads = threads or 1
-        parallel = spec.max_parallel
+    local = spec.engine == "local"
+    parallel = spec.max_parallel or (1 if local else None)  # ray: as many as the cluster's CPUs hold
+    threads = spec.resources.num_cpus or (max(1, cpu_count() // parallel) if local else 1)
     say = (lambda m: None) if quiet else echo
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
                          spec.address, spec.retries, echo=say)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
 from avood_core.errors import AvoodError, ConfigError
@@ -20,9 +20,6 @@ from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
-
-SPECIAL_AXES = ("dataset", "preset", *KINDS)
-
 
 class Resources(BaseModel):
     """What one trial gets: torch threads / Ray CPUs, and Ray GPUs."""
@@ -63,12 +60,18 @@ class SweepSpec(BaseModel):
         except AvoodError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("values")
+    @field_validator("values", "axes")
     @classmethod
-    def _values(cls, values: dict[str, Any]) -> dict[str, Any]:
-        for key in values:
-            _not_per_trial(key, "values")
-        return values
+    def _per_trial(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
+        for key in table:
+            if key in ("seed", "seeds"):
+                raise ValueError(f"'{key}' cannot be set in [{info.field_name}]: each trial's seed comes from the "
+                                 f"top-level 'seeds = [0, 1, 2]' (or --seeds)")
+            if key == "output_dir":
+                raise ValueError(f"'output_dir' cannot be set in [{info.field_name}]: trials are written under the "
+                                 f"sweep folder; set 'output' (or --output-dir)")
+        return table
 
     @field_validator("seeds")
     @classmethod
@@ -81,22 +84,11 @@ class SweepSpec(BaseModel):
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in axes.items():
-            _not_per_trial(key, "axes")
             if not values:
                 raise ValueError(f"axis '{key}' has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 raise ValueError(f"axis '{key}' repeats a value")
         return axes
-
-
-def _not_per_trial(key: str, table: str) -> None:
-    """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
-    if key in ("seed", "seeds"):
-        raise ValueError(f"'{key}' cannot be set in [{table}]: each trial's seed comes from the top-level "
-                         f"'seeds = [0, 1, 2]' (or --seeds)")
-    if key == "output_dir":
-        raise ValueError(f"'output_dir' cannot be set in [{table}]: trials are written under the sweep folder; "
-                         f"set 'output' (or --output-dir)")
 
 
 @dataclass
