@@ -50,7 +50,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     fixes the stage-2 params; stage 2 refits on ``train_val`` and reports on ``test`` (paper §4.1)."""
     import contextlib
 
-    from avood_core.run.folder import WRITES, check_resume, describe_differences, lock
+    from avood_core.run.folder import WRITES, check_resume, lock
     from avood_core.run.tracking import RunSession, make_loggers
     from avood_core.train.loops import resolve_device, run_threads
 
@@ -83,7 +83,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
         contained_tree(run_dir, WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
         options.on_run_dir(run_dir)
         if source is not None and run_dir != source:
-            echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
+            echo(f"resume: the config differs from '{source}' ({diffs}); --allow-changes: "
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
         if run_dir != source:  # a resume in place keeps its config.toml (equal but for output_dir and jobs)
             atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))

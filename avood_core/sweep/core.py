@@ -63,23 +63,21 @@ SWEEP_FILE = "sweep.json"
 
 def check_sweep_folder(folder: Path) -> None:
     """Refuse, before anything is written, a file, a run folder or a folder of other files (not a sweep's)."""
-    if not folder.exists():
-        check_output_dir(folder, "--output-dir")
-        return
-    if not folder.is_dir():
-        raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --output-dir")
-    try:
-        names = {p.name for p in folder.iterdir()}
-    except OSError as exc:
-        raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
-    if not names or SWEEP_FILE in names or SWEEP_LOCK in names:
-        check_output_dir(folder, "--output-dir")
-        return
-    from avood_core.run.folder import is_run_folder
+    if folder.exists():
+        if not folder.is_dir():
+            raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --output-dir")
+        try:
+            names = {p.name for p in folder.iterdir()}
+        except OSError as exc:
+            raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
+        if names and not names & {SWEEP_FILE, SWEEP_LOCK}:
+            from avood_core.run.folder import is_run_folder
 
-    what = "a run folder written by 'avood run'" if is_run_folder(folder) else f"not empty and holds no {SWEEP_FILE}"
-    raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a new or "
-                     f"empty folder (or an earlier sweep's folder) to --output-dir")
+            what = ("a run folder written by 'avood run'" if is_run_folder(folder)
+                    else f"not empty and holds no {SWEEP_FILE}")
+            raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a "
+                             f"new or empty folder (or an earlier sweep's folder) to --output-dir")
+    check_output_dir(folder, "--output-dir")
 
 
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,

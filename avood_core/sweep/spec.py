@@ -146,8 +146,13 @@ def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], dict[str, Any], s
 
 
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
-    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis."""
-    check_trial_count(spec, source)  # before anything is expanded, or imported
+    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis, a spec of more
+    than :data:`~avood_core.limits.MAX_TRIALS` trials before anything is expanded."""
+    count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
+    if count > MAX_TRIALS:
+        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
+        raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
+                          f"drop axis values or split it into several sweeps")
     from avood_core.pipeline.store import config_hash
 
     registry = registry or get_registry()
@@ -174,31 +179,17 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
             payload.pop("output_dir", None)
             tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
             trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
-    _refuse_same_configs(trials, source)
-    ids = [t.id for t in trials]
-    for t in trials:
-        if ids.count(t.id) > 1:
-            t.id = f"{t.id}-{t.hash[:8]}"
-    return trials
-
-
-def check_trial_count(spec: SweepSpec, source: str = "sweep") -> None:
-    """Refuse a spec of more than :data:`~avood_core.limits.MAX_TRIALS` trials before expanding it."""
-    count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
-    if count > MAX_TRIALS:
-        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
-        raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
-                          f"drop axis values or split it into several sweeps")
-
-
-def _refuse_same_configs(trials: list[Trial], source: str) -> None:
-    """Two trials of one resolved config and seed (``0.001`` and ``"0.001"``, ``1`` and ``1.0``) would fit it twice."""
-    seen: dict[str, Trial] = {}
+    seen: dict[str, Trial] = {}  # one resolved config and seed twice (0.001 and "0.001") would fit it twice
     for t in trials:
         other = seen.setdefault(t.hash, t)
         if other is not t:
             raise ConfigError(f"{source}: trials '{other.label}' and '{t.label}' (seed {t.seed}) resolve to the same "
                               f"config; an axis gives one value twice in two spellings: keep one")
+    ids = [t.id for t in trials]
+    for t in trials:
+        if ids.count(t.id) > 1:
+            t.id = f"{t.id}-{t.hash[:8]}"
+    return trials
 
 
 def spec_hash(trials: list[Trial]) -> str:
