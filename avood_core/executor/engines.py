@@ -205,17 +205,17 @@ class RayEngine:
 
     def _init(self, address: str | None, local_cpus: int | None, echo: Callable[[str], None], timeout: float) -> None:
         target = address or os.environ.get("RAY_ADDRESS") or _last_ray_start()  # the cluster joined by default
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
+        join = bool(target) and target != "local"
+        if join:  # an existing cluster has its own resources: passing num_cpus is an error
             where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"
             echo(f"ray: joining the Ray cluster at {target}{where}")
             # no --address: Ray's own lookup finds the same cluster (and, for the last 'ray start' here, its auth token)
-            call = lambda: self.ray.init(address=address, **kwargs)  # noqa: E731
+            kwargs: dict[str, Any] = {"address": address}
         else:
-            echo(f"ray: starting a local Ray instance with {local_cpus or os.cpu_count() or 1} CPUs")
-            call = lambda: self.ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)  # noqa: E731
+            kwargs = {"address": "local", "num_cpus": local_cpus or os.cpu_count() or 1}
+            echo(f"ray: starting a local Ray instance with {kwargs['num_cpus']} CPUs")
         try:
-            _bounded(call, timeout, "ray.init")
+            _bounded(lambda: self.ray.init(**kwargs, include_dashboard=False, log_to_driver=False), timeout, "ray.init")
         except BaseException as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, a timeout: one line each
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -223,7 +223,7 @@ class RayEngine:
                 self.ray.shutdown()  # what a half-finished start left running
             except Exception:  # noqa: BLE001
                 pass
-            if target and target != "local":
+            if join:
                 fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
                        if not address else "start it with 'ray start --head' or drop --address to start a local instance")
                 raise AvoodError(f"cannot join the Ray cluster at '{target}' ({one_line(exc, 300)}); {fix}") from None

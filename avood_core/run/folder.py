@@ -108,11 +108,9 @@ def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: 
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
         _HELD.add(key)
-        try:
-            yield run_dir
-        finally:
-            _HELD.discard(key)
+        yield run_dir
     finally:
+        _HELD.discard(key)
         os.close(fd)  # closing the descriptor releases the flock
 
 

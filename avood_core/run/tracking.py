@@ -134,8 +134,8 @@ class SweepSession:
 
     def __init__(self, logging: LoggingConfig | None, registry, name: str, folder: Path,
                  echo: Callable[[str], None] = lambda m: None) -> None:
-        self.names = list(logging.loggers) if logging is not None else []
-        self.loggers = make_loggers(logging, registry, echo) if self.names else []  # an unreachable store: one line, here
+        # the loggers checked here: an unreachable store is one line before any work
+        self.loggers = make_loggers(logging, registry, echo) if logging is not None else []
         self.name, self.folder = name, Path(folder)
         self.failed = 0
 
@@ -143,16 +143,16 @@ class SweepSession:
     def running(self, params: Mapping[str, Any], trials: int) -> Iterator[dict[str, Any]]:
         """Around the ``trials`` that run (none: no sweep_start); yields the trials' context."""
         context: dict[str, Any] = {"sweep": self.name}
-        started: list[tuple[str, Logger]] = []
-        for name, logger in zip(self.names, self.loggers) if trials else ():
+        started: list[Logger] = []
+        for logger in self.loggers if trials else ():
             try:
                 given = logger.sweep_start(self.name, self.folder, params)
             except Exception as exc:
-                raise PluginError(f"logger '{name}' could not start the sweep: {one_line(exc)}; "
-                                  f"check its logging.{name} params or drop --logger {name}") from None
-            started.append((name, logger))
+                raise PluginError(f"logger '{logger.name}' could not start the sweep: {one_line(exc)}; "
+                                  f"check its logging.{logger.name} params or drop --logger {logger.name}") from None
+            started.append(logger)
             if given:
-                context[name] = given
+                context[logger.name] = given
         error: BaseException | None = None
         try:
             yield context
@@ -160,12 +160,12 @@ class SweepSession:
             error = exc
             raise
         finally:
-            for name, logger in started:
+            for logger in started:
                 try:
                     logger.sweep_end(self.failed, error)
                 except Exception as exc:
                     if error is None:
-                        raise PluginError(f"logger '{name}' failed at the end of the sweep ({one_line(exc)}); "
+                        raise PluginError(f"logger '{logger.name}' failed at the end of the sweep ({one_line(exc)}); "
                                           "the trials themselves are complete") from None
 
 

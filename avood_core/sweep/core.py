@@ -139,7 +139,7 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
         if finished is not None:
             records[t.id] = {**base, **finished, "skipped": True}
             continue
-        config = t.config_json
+        config = t.config.model_dump(mode="json")
         if spec.resources.num_gpus and spec.engine == "ray":
             config["device"] = "auto"
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)

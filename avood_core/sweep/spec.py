@@ -21,6 +21,7 @@ from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
 
+
 class Resources(BaseModel):
     """What one trial gets: torch threads / Ray CPUs, and Ray GPUs."""
 
@@ -102,10 +103,6 @@ class Trial:
     config: RunConfig
     hash: str
 
-    @property
-    def config_json(self) -> dict:
-        return self.config.model_dump(mode="json")
-
 
 def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpec:
     """The spec of a TOML file (``None``: an empty spec) updated by ``data`` (the CLI flags given)."""
@@ -136,15 +133,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
-def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], dict[str, Any], str | None]:
-    """``(component choices, typed overrides, preset)`` that one axis value stands for."""
-    if key in KINDS:
-        return {key: str(value)}, {}, None
-    if key == "preset":
-        return {}, {}, str(value)
-    return {}, {"data.dataset" if key == "dataset" else key: value}, None
-
-
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
     """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis, a spec of more
     than :data:`~avood_core.limits.MAX_TRIALS` trials before anything is expanded."""
@@ -161,14 +149,11 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
     for combo in itertools.product(*(spec.axes[k] for k in keys)):
         axes = dict(zip(keys, combo))
         label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
-        components: dict[str, str] = {}
-        values = dict(spec.values)
-        preset = spec.preset
-        for key, value in axes.items():
-            comp, typed, chosen = _axis_layer(key, value)
-            components.update(comp)
-            values.update(typed)
-            preset = chosen or preset
+        # an axis is a component slot, the preset, the dataset or a typed override by dotted key
+        components = {k: str(v) for k, v in axes.items() if k in KINDS}
+        preset = str(axes.get("preset", "")) or spec.preset
+        values = {**spec.values, **{"data.dataset" if k == "dataset" else k: v for k, v in axes.items()
+                                    if k not in KINDS and k != "preset"}}
         for seed in spec.seeds:
             try:
                 data = assemble_config(spec.config, components, spec.set, preset=preset, values={**values, "seed": seed})
