@@ -74,10 +74,6 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
     return info
 
 
-def _leave(*_: object) -> None:
-    os._exit(3)
-
-
 def _pool_init(parent: int) -> None:
     """A pool worker exits as soon as its parent is gone (even SIGKILLed), as the ``jobs = 2`` worker does."""
     import multiprocessing
@@ -85,7 +81,7 @@ def _pool_init(parent: int) -> None:
     from avood_core.pipeline.worker import exit_with_parent
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
-    exit_with_parent(parent, _leave, fd=multiprocessing.parent_process().sentinel)
+    exit_with_parent(parent, lambda *_: os._exit(3), fd=multiprocessing.parent_process().sentinel)
 
 
 class LocalEngine:

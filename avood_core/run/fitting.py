@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable
 
 from avood_core.config import RunConfig
 from avood_core.errors import AvoodError, ConfigError
@@ -20,24 +20,16 @@ if TYPE_CHECKING:
     from avood_core.task import AVGZSLTask
 
 
-class RunTasks(NamedTuple):
-    """The tasks of one run; unpacks as ``stage1, report = build_tasks(config)``."""
-
-    stage1: "AVGZSLTask | None"
-    """Stage 1 of the benchmark protocol (its ``val`` is the stage-1 val split), or None."""
-    report: "AVGZSLTask"
-    """The task whose test split the run reports on (stage 2, or the embedded task)."""
-
-
-def build_tasks(config: RunConfig) -> RunTasks:
-    """The embedded task (``val`` held out of its training clips), or a benchmark tree's two stages (the
-    stage-1 task's ``val`` is its test split, the loader's report in ``meta["load_info"]``)."""
+def build_tasks(config: RunConfig) -> tuple["AVGZSLTask | None", "AVGZSLTask"]:
+    """``(stage 1 or None, the task the run reports on)``: the embedded task (``val`` held out of its training
+    clips) alone, or a benchmark tree's two stages (stage 1's ``val`` is its test split, the stage-1 val
+    split of the protocol; the loader's report in its ``meta["load_info"]``)."""
     data = config.data
     if data.source == "synthetic":
         from avood_core.data.embedded import make_ucf_task
 
         seed = config.seed if data.task_seed is None else data.task_seed
-        return RunTasks(None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc))
+        return None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc)
     from avood_core.data import load_benchmark
 
     if data.path is None or data.dataset is None:
@@ -47,12 +39,12 @@ def build_tasks(config: RunConfig) -> RunTasks:
     stage1 = copy.copy(tasks.stage1)
     stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
     stage1.meta = {**stage1.meta, "load_info": tasks.info}
-    return RunTasks(stage1 if data.stage1 else None, tasks.stage2)
+    return stage1 if data.stage1 else None, tasks.stage2
 
 
 def build_task(config: RunConfig) -> "AVGZSLTask":
     """The task whose test split a run reports on."""
-    return build_tasks(config).report
+    return build_tasks(config)[1]
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None) -> "Pipeline":
