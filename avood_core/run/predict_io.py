@@ -64,10 +64,6 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return audio, video
 
 
-COLUMNS = ("index", "class_id", "class_name", "gate_score", "branch")
-OUTPUT_SUFFIXES = (".csv", ".json")
-
-
 def check_output(output: Path | None) -> None:
     """Fail before any work on a folder, a suffix other than .csv/.json, or a file a run folder owns."""
     if output is None:
@@ -75,7 +71,7 @@ def check_output(output: Path | None) -> None:
     from avood_core.run.folder import check_output_path
 
     check_output_path(output, "--output")
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+    if output.suffix.lower() not in (".csv", ".json"):
         raise DataError(f"--output '{output}': unsupported file type '{output.suffix}'; use .csv or .json")
 
 
@@ -92,7 +88,7 @@ def write_predictions(pipeline, pred, output: Path | None) -> str | None:
         text = json.dumps(rows, indent=1) + "\n"
     else:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+        writer = csv.DictWriter(buf, fieldnames=["index", "class_id", "class_name", "gate_score", "branch"])
         writer.writeheader()
         writer.writerows(rows)
         text = buf.getvalue()
