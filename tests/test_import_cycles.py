@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
                   "run.files", "run.tracking")),
     ("config", ("config", "factory", "presets", "recipe")),
-    ("pipeline", ("pipeline", "testing", "eval", "run.folder", "run.cache")),
+    ("pipeline", ("pipeline", "testing", "eval", "run.folder")),
     ("executor", ("executor",)),
     ("run", ("run",)),
     ("experiments", ("sweep", "eval.ablate", "eval.ablate_seeds", "eval.ablate_table1",

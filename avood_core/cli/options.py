@@ -54,26 +54,25 @@ Profile = Literal["quick", "paper"]
 Engine = Literal["local", "ray"]
 
 
-def complete_plugins(kind: str) -> Callable[[str], list[str]]:
-    """Shell completion of a ``kind`` plugin name: the installed ones (entry points only; no torch import)."""
+def _completion(kind: str) -> Callable[[str], list[str]]:
+    """Shell completion of a ``kind`` plugin name (entry points only; no torch import) or of a preset."""
 
     def complete(incomplete: str) -> list[str]:
-        from avood_core.registry import get_registry
+        if kind == "preset":
+            from avood_core.presets import list_presets
 
-        return [n for n in get_registry().names(kind) if n.startswith(incomplete)]
+            names = [p.name for p in list_presets()]
+        else:
+            from avood_core.registry import get_registry
+
+            names = get_registry().names(kind)
+        return [n for n in names if n.startswith(incomplete)]
 
     return complete
 
 
-def complete_presets(incomplete: str) -> list[str]:
-    """Shell completion of ``--preset``: the shipped presets."""
-    from avood_core.presets import list_presets
-
-    return [p.name for p in list_presets() if p.name.startswith(incomplete)]
-
-
-_COMPLETE: dict[str, Callable[[str], list[str]]] = {
-    **{kind: complete_plugins(kind) for kind in KINDS}, "loggers": complete_plugins("logger"), "preset": complete_presets}
+_COMPLETE = {**{kind: _completion(kind) for kind in KINDS}, "loggers": _completion("logger"),
+             "preset": _completion("preset")}
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
+from avood_core.run.tracking import one_line
 from avood_core.util.io import open_nofollow
 
 TRIAL_FILE = "trial.json"
@@ -21,98 +22,56 @@ RAY_HINT = "pip install 'avood[ray]'"
 RAY_INIT_TIMEOUT_S = 120.0  # the longest wait for ray.init to join or start a cluster
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, AvoodError):
-        return str(exc)
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) -> dict:
     """``fn(payload, echo)`` in this process with ``payload["threads"]`` torch threads, recorded in
     ``<run_dir>/trial.json`` (a retry finds its earlier attempt), its output in ``log.txt``; never
     raises for the job's own error."""
     from avood_core.util.io import atomic_write_json
+    from avood_core.util.json_read import read_json
 
     started = time.time()
     run_dir = Path(payload["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / TRIAL_FILE
     attempt = 1
-    if marker.is_file():
-        from avood_core.util.json_read import read_json
-
-        try:
-            previous = read_json(marker)
-            attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
-        except (AvoodError, ValueError, TypeError):
-            pass
+    try:
+        previous = read_json(marker) if marker.is_file() else {}
+        attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
+    except (AvoodError, AttributeError, ValueError, TypeError):
+        pass
     info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
             "attempt": attempt, "started": started}
     atomic_write_json(marker, info)
     threads = payload.get("threads")
     env_before = os.environ.get("OMP_NUM_THREADS")
-    torch_before = None
     log = open_nofollow(run_dir / "log.txt", "a")
     stderr_before, sys.stderr = sys.stderr, log  # what the job writes on stderr (warnings too) is its log
     try:
         import torch
 
+        from avood_core.util.threads import torch_threads
+
         if threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
-            torch_before = torch.get_num_threads()
-            torch.set_num_threads(int(threads))
-        info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
-        info.update(status="done", threads=torch.get_num_threads())
+        with torch_threads(threads):
+            info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
+            info.update(status="done", threads=torch.get_num_threads())
     except BaseException as exc:  # noqa: BLE001 - a failed job is a result, not a crash of the caller
         if isinstance(exc, KeyboardInterrupt):
             raise
         print(traceback.format_exc(), file=log, flush=True)
-        info.update(status="failed", error=_one_line(exc))
+        info.update(status="failed", error=one_line(exc, 300))
     finally:
         sys.stderr = stderr_before
         log.close()
-        if threads:
-            if env_before is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = env_before
-            if torch_before is not None:
-                import torch
-
-                torch.set_num_threads(torch_before)
+        if threads and env_before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        elif threads:
+            os.environ["OMP_NUM_THREADS"] = env_before
     info["finished"] = time.time()
     info["wall_s"] = info["finished"] - started
     atomic_write_json(marker, info)
     return info
-
-
-class InlineEngine:
-    """Trials one after another in this process (``max_parallel = 1`` on the local engine)."""
-
-    name = "inline"
-
-    def __init__(self) -> None:
-        self._results: dict[int, dict] = {}
-        self._next = 0
-
-    def submit(self, fn: Callable, payload: dict) -> int:
-        self._next += 1
-        self._results[self._next] = run_trial(fn, payload)
-        return self._next
-
-    def wait(self, handles: list, timeout: float) -> list:
-        return list(handles)
-
-    def result(self, handle: int) -> dict:
-        return self._results.pop(handle)
-
-    def close(self, abort: bool = False) -> None:
-        pass
-
-
-def _leave(*_: object) -> None:
-    os._exit(3)
 
 
 def _pool_init(parent: int) -> None:
@@ -122,14 +81,12 @@ def _pool_init(parent: int) -> None:
     from avood_core.pipeline.worker import exit_with_parent
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
-    exit_with_parent(parent, _leave, fd=multiprocessing.parent_process().sentinel)
+    exit_with_parent(parent, lambda *_: os._exit(3), fd=multiprocessing.parent_process().sentinel)
 
 
 class LocalEngine:
     """A pool of ``max_parallel`` worker processes on this machine (spawned: no forked torch state);
     a worker exits when this process dies (:func:`_pool_init`), so no trial outlives a killed sweep."""
-
-    name = "local"
 
     def __init__(self, max_parallel: int) -> None:
         self.max_parallel = max_parallel
@@ -165,6 +122,24 @@ class LocalEngine:
             for process in list(getattr(self._pool, "_processes", {}).values()):
                 process.terminate()
         self._pool.shutdown(wait=not abort, cancel_futures=True)
+
+
+class InlineEngine(LocalEngine):
+    """Trials one after another in this process (``max_parallel = 1`` on the local engine): each handle is
+    a finished future."""
+
+    def __init__(self) -> None:
+        pass
+
+    def submit(self, fn: Callable, payload: dict):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(run_trial(fn, payload))
+        return future
+
+    def close(self, abort: bool = False) -> None:
+        pass
 
 
 def _last_ray_start() -> str | None:
@@ -211,8 +186,6 @@ class RayEngine:
     local instance; ``num_cpus`` (also its torch threads) and ``num_gpus`` per trial, ``retries`` reruns
     of a task whose worker dies, the connection bounded by ``init_timeout`` seconds."""
 
-    name = "ray"
-
     def __init__(self, address: str | None, num_cpus: int, num_gpus: float, retries: int,
                  local_cpus: int | None = None, echo: Callable[[str], None] = lambda m: None,
                  init_timeout: float = RAY_INIT_TIMEOUT_S) -> None:
@@ -228,17 +201,17 @@ class RayEngine:
 
     def _init(self, address: str | None, local_cpus: int | None, echo: Callable[[str], None], timeout: float) -> None:
         target = address or os.environ.get("RAY_ADDRESS") or _last_ray_start()  # the cluster joined by default
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if target and target != "local":  # an existing cluster has its own resources: passing num_cpus is an error
+        join = bool(target) and target != "local"
+        if join:  # an existing cluster has its own resources: passing num_cpus is an error
             where = "" if address else " ($RAY_ADDRESS)" if os.environ.get("RAY_ADDRESS") else " (the last 'ray start' here)"
             echo(f"ray: joining the Ray cluster at {target}{where}")
             # no --address: Ray's own lookup finds the same cluster (and, for the last 'ray start' here, its auth token)
-            call = lambda: self.ray.init(address=address, **kwargs)  # noqa: E731
+            kwargs: dict[str, Any] = {"address": address}
         else:
-            echo(f"ray: starting a local Ray instance with {local_cpus or os.cpu_count() or 1} CPUs")
-            call = lambda: self.ray.init(address="local", num_cpus=local_cpus or os.cpu_count() or 1, **kwargs)  # noqa: E731
+            kwargs = {"address": "local", "num_cpus": local_cpus or os.cpu_count() or 1}
+            echo(f"ray: starting a local Ray instance with {kwargs['num_cpus']} CPUs")
         try:
-            _bounded(call, timeout, "ray.init")
+            _bounded(lambda: self.ray.init(**kwargs, include_dashboard=False, log_to_driver=False), timeout, "ray.init")
         except BaseException as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, a timeout: one line each
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -246,11 +219,11 @@ class RayEngine:
                 self.ray.shutdown()  # what a half-finished start left running
             except Exception:  # noqa: BLE001
                 pass
-            if target and target != "local":
+            if join:
                 fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
                        if not address else "start it with 'ray start --head' or drop --address to start a local instance")
-                raise AvoodError(f"cannot join the Ray cluster at '{target}' ({_one_line(exc)}); {fix}") from None
-            raise AvoodError(f"cannot start a local Ray instance ({_one_line(exc)}); check 'ray start --head' on this "
+                raise AvoodError(f"cannot join the Ray cluster at '{target}' ({one_line(exc, 300)}); {fix}") from None
+            raise AvoodError(f"cannot start a local Ray instance ({one_line(exc, 300)}); check 'ray start --head' on this "
                              "machine, or use --engine local") from None
 
     def slots(self, num_cpus: int) -> int:

@@ -60,46 +60,6 @@ def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job,
         engine.close(abort=not finished)  # interrupted: stop the running jobs, do not wait for them
 
 
-class Progress:
-    """One rich line on stderr (done / running / failed, ETA) and a line per finished job."""
-
-    def __init__(self, total: int, quiet: bool, echo: Callable[[str], None], title: str) -> None:
-        import sys
-
-        self.done, self.failed, self.running = 0, 0, 0
-        self.quiet, self.echo, self._bar = quiet, echo, None
-        if not quiet and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=Console(file=sys.stderr))
-            self._task = self._bar.add_task(title, total=total, state="")
-            self._bar.start()
-
-    def state(self, running: int) -> None:
-        self.running = running
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done + self.failed,
-                             state=f"done {self.done}  running {running}  failed {self.failed}")
-
-    def finished(self, ok: bool, line: str) -> None:
-        self.done += ok
-        self.failed += not ok
-        if self._bar is not None:
-            self._bar.console.print(line, highlight=False, markup=False)
-        elif not self.quiet:
-            self.echo(line)
-        self.state(self.running)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def trial_line(n: int, total: int, name: str, info: dict) -> str:
     if info.get("status") != "done":
         return f"[{n}/{total}] {name}: FAILED: {info.get('error')}"
@@ -113,19 +73,43 @@ def trial_line(n: int, total: int, name: str, info: dict) -> str:
 
 def run_jobs(jobs: list[Job], engine, max_parallel: int, quiet: bool, echo: Callable[[str], None], title: str,
              on_done: Callable[[Job, dict], None] = lambda job, info: None) -> dict[str, dict]:
-    """:func:`schedule` with a progress line per finished job; ``{job id: its result}``."""
+    """:func:`schedule` with a line per finished job and, on a terminal, one rich line on stderr (done /
+    running / failed, ETA); ``{job id: its result}``."""
+    import sys
+
     out: dict[str, dict] = {}
-    progress = Progress(len(jobs), quiet, echo, title)
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn(), console=Console(file=sys.stderr))
+        task = bar.add_task(title, total=len(jobs), state="")
+        bar.start()
+
+    def state(running: int, pending: int) -> None:
+        if bar is not None:
+            failed = sum(info.get("status") != "done" for info in out.values())
+            bar.update(task, completed=len(out), state=f"done {len(out) - failed}  running {running}  failed {failed}")
 
     def done(job: Job, info: dict) -> None:
         out[job.id] = info
-        progress.finished(info.get("status") == "done", trial_line(len(out), len(jobs), job.label, info))
+        line = trial_line(len(out), len(jobs), job.label, info)
+        if bar is not None:
+            bar.console.print(line, highlight=False, markup=False)
+        elif not quiet:
+            echo(line)
         on_done(job, info)
 
     try:
-        schedule(jobs, engine, max_parallel, done, lambda running, pending: progress.state(running))
+        schedule(jobs, engine, max_parallel, done, state)
     finally:
-        progress.close()
+        if bar is not None:
+            bar.stop()
     return out
 
 
@@ -133,10 +117,8 @@ def run_plain(jobs: list[Job], engine: str = "local", max_parallel: int = 1, add
               quiet: bool = False, echo: Callable[[str], None] = print, title: str = "seeds") -> dict[str, dict]:
     """Jobs on a new ``engine`` (``local``: in this process with its own threads when ``max_parallel``
     is 1, else a pool sharing the cores; ``ray``: one CPU each); ``{job id: its result}``."""
-    if engine == "local" and max_parallel == 1:
-        threads = None
-    else:
-        threads = max(1, cpu_count() // max_parallel) if engine == "local" else 1
+    local = engine == "local"
+    threads = None if local and max_parallel == 1 else max(1, cpu_count() // max_parallel) if local else 1
     for job in jobs:
         job.payload["threads"] = threads
     eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)

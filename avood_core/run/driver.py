@@ -16,7 +16,8 @@ from avood_core.errors import AvoodError
 from avood_core.eval.bootstrap import bootstrap_intervals
 from avood_core.registry import get_registry
 from avood_core.run.fitting import FitOptions, apply_selections, build_tasks, fit_stage, stage1_decision
-from avood_core.run.folder import OUTPUT_OPTION, load_results, new_run_dir, run_label, save_outputs
+from avood_core.run.files import read_results
+from avood_core.run.folder import OUTPUT_OPTION, new_run_dir, run_label, save_outputs
 from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
 from avood_core.util.paths import check_output_dir, contained_tree
 
@@ -31,24 +32,16 @@ class RunResult:
 class RunOptions:
     """How a run is carried out and recorded (the config says what it computes)."""
 
-    report: bool = True
-    """Also write ``report.md``/``report.html`` with figures (t-SNE on at most ``tsne_cap`` test clips; 0: none)."""
+    report: bool = True  # also report.md/report.html with figures (t-SNE on at most tsne_cap test clips; 0: none)
     tsne_cap: int = 1000
-    quiet: bool = False
-    """No progress bars or per-component log lines."""
+    quiet: bool = False  # no progress bars or per-component log lines
     echo: Callable[[str], None] = print
-    resume: Path | None = None
-    """Continue in that folder: components whose saved fit hash matches are reused, the others refitted."""
-    allow_changes: bool = False
-    """With ``resume`` and a config that differs from the folder's: a fresh folder with the matching components."""
-    run_dir: Path | None = None
-    """Write into this folder (a sweep trial's); it must not hold a run yet."""
-    shared: Path | None = None
-    """Components are also taken from and published to this folder (a sweep's, :mod:`avood_core.run.cache`)."""
-    recipe: dict | None = None
-    """How the config was built (:meth:`avood_core.recipe.Recipe.as_dict`), kept in ``results.json``."""
-    on_run_dir: Callable[[Path], None] = field(default=lambda path: None, compare=False)
-    """Called once the run folder exists and is locked."""
+    resume: Path | None = None  # continue in that folder: components whose fit hash matches are reused
+    allow_changes: bool = False  # with resume and a changed config: a fresh folder with the matching components
+    run_dir: Path | None = None  # write into this folder (a sweep trial's); it must not hold a run yet
+    shared: Path | None = None  # components also taken from and published to it (a sweep's, fitting.publish)
+    recipe: dict | None = None  # how the config was built (Recipe.as_dict), kept in results.json
+    on_run_dir: Callable[[Path], None] = field(default=lambda path: None, compare=False)  # the folder is locked
 
 
 def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
@@ -57,7 +50,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     fixes the stage-2 params; stage 2 refits on ``train_val`` and reports on ``test`` (paper §4.1)."""
     import contextlib
 
-    from avood_core.run.folder import WRITES, check_resume, describe_differences, lock
+    from avood_core.run.folder import WRITES, check_resume, lock
     from avood_core.run.tracking import RunSession, make_loggers
     from avood_core.train.loops import resolve_device, run_threads
 
@@ -90,7 +83,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
         contained_tree(run_dir, WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
         options.on_run_dir(run_dir)
         if source is not None and run_dir != source:
-            echo(f"resume: the config differs from '{source}' ({describe_differences(diffs)}); --allow-changes: "
+            echo(f"resume: the config differs from '{source}' ({diffs}); --allow-changes: "
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
         if run_dir != source:  # a resume in place keeps its config.toml (equal but for output_dir and jobs)
             atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
@@ -171,7 +164,7 @@ def execute_seeds(config: RunConfig, seeds: list[int], options: RunOptions = Run
             return Job(f"seed-{seed}", run_payload, payload, label=f"seed {seed}")
 
         run_seeds(parent, seeds, job, engine, max_parallel, address, options.quiet, options.echo)
-        runs = [RunResult(parent / f"seed-{s}", load_results(parent / f"seed-{s}")) for s in seeds]
+        runs = [RunResult(parent / f"seed-{s}", read_results(parent / f"seed-{s}")) for s in seeds]
         per_seed = [{"seed": s, "metrics": r.results["metrics"], "timings_s": r.results["timings_s"],
                      "run_dir": r.run_dir.name} for s, r in zip(seeds, runs)]
         first = runs[0].run_dir

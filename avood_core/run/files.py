@@ -8,53 +8,34 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model,
+                      field_validator)
 
 from avood_core.errors import CheckpointError
 from avood_core.util.json_read import describe, read_json
 
-Num = Optional[Union[StrictInt, StrictFloat]]
+Number = Union[StrictInt, StrictFloat]
+Num = Optional[Number]
 
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-class _Routing(_Open):  # counts; their mean over seeds is a float
-    seen_to_seen: Union[StrictInt, StrictFloat]
-    seen_to_unseen: Union[StrictInt, StrictFloat]
-    unseen_to_seen: Union[StrictInt, StrictFloat]
-    unseen_to_unseen: Union[StrictInt, StrictFloat]
+def _table(name: str, base: type[BaseModel] = _Open, **fields: Any) -> type[BaseModel]:
+    """A table of results.json: the named fields checked, any other key kept."""
+    return create_model(name, __base__=base, **fields)
 
 
-class _Gate(_Open):
-    AUROC: Num = None
-    TPR: Num = None
-    FPR: Num = None
-    fpr_at_tpr60: Num = Field(None, alias="FPR@TPR60")
-    threshold: Num = None
-    routing: Optional[_Routing] = None
-
-
-class _GZSL(_Open):
-    S: Num = None
-    U: Num = None
-    HM: Num = None
-
-
-class _Metrics(_GZSL):
-    ZSL: Num = None
-    seen_classifier_acc: Num = None
-    gate: Optional[_Gate] = None
-    baseline_no_gate: Optional[_GZSL] = None
-
-
-class _Seeds(_Open):
-    seeds: Optional[list[Any]] = None
-    per_seed: Optional[list[dict[str, Any]]] = None
-    mean: Optional[_Metrics] = None
-    std: Optional[_Metrics] = None
-    std_ddof: Optional[StrictInt] = None
+_GZSL = _table("_GZSL", **dict.fromkeys(("S", "U", "HM"), (Num, None)))
+_Routing = _table("_Routing", **dict.fromkeys(  # counts; their mean over seeds is a float
+    ("seen_to_seen", "seen_to_unseen", "unseen_to_seen", "unseen_to_unseen"), (Number, ...)))
+_Gate = _table("_Gate", **dict.fromkeys(("AUROC", "TPR", "FPR", "threshold"), (Num, None)),
+               fpr_at_tpr60=(Num, Field(None, alias="FPR@TPR60")), routing=(Optional[_Routing], None))
+_Metrics = _table("_Metrics", _GZSL, ZSL=(Num, None), seen_classifier_acc=(Num, None), gate=(Optional[_Gate], None),
+                  baseline_no_gate=(Optional[_GZSL], None))
+_Seeds = _table("_Seeds", seeds=(Optional[list[Any]], None), per_seed=(Optional[list[dict[str, Any]]], None),
+                mean=(Optional[_Metrics], None), std=(Optional[_Metrics], None), std_ddof=(Optional[StrictInt], None))
 
 
 class _Results(_Open):
@@ -63,7 +44,7 @@ class _Results(_Open):
     seeds: Optional[_Seeds] = None
     task: Optional[dict[str, Any]] = None
     splits: Optional[dict[str, Any]] = None
-    timings_s: Optional[dict[str, Union[StrictInt, StrictFloat]]] = None
+    timings_s: Optional[dict[str, Number]] = None
 
     @field_validator("task")
     @classmethod

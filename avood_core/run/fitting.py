@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable
 
 from avood_core.config import RunConfig
 from avood_core.errors import AvoodError, ConfigError
@@ -20,24 +20,16 @@ if TYPE_CHECKING:
     from avood_core.task import AVGZSLTask
 
 
-class RunTasks(NamedTuple):
-    """The tasks of one run; unpacks as ``stage1, report = build_tasks(config)``."""
-
-    stage1: "AVGZSLTask | None"
-    """Stage 1 of the benchmark protocol (its ``val`` is the stage-1 val split), or None."""
-    report: "AVGZSLTask"
-    """The task whose test split the run reports on (stage 2, or the embedded task)."""
-
-
-def build_tasks(config: RunConfig) -> RunTasks:
-    """The embedded task (``val`` held out of its training clips), or a benchmark tree's two stages (the
-    stage-1 task's ``val`` is its test split, the loader's report in ``meta["load_info"]``)."""
+def build_tasks(config: RunConfig) -> tuple["AVGZSLTask | None", "AVGZSLTask"]:
+    """``(stage 1 or None, the task the run reports on)``: the embedded task (``val`` held out of its training
+    clips) alone, or a benchmark tree's two stages (stage 1's ``val`` is its test split, the stage-1 val
+    split of the protocol; the loader's report in its ``meta["load_info"]``)."""
     data = config.data
     if data.source == "synthetic":
         from avood_core.data.embedded import make_ucf_task
 
         seed = config.seed if data.task_seed is None else data.task_seed
-        return RunTasks(None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc))
+        return None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc)
     from avood_core.data import load_benchmark
 
     if data.path is None or data.dataset is None:
@@ -47,12 +39,12 @@ def build_tasks(config: RunConfig) -> RunTasks:
     stage1 = copy.copy(tasks.stage1)
     stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
     stage1.meta = {**stage1.meta, "load_info": tasks.info}
-    return RunTasks(stage1 if data.stage1 else None, tasks.stage2)
+    return stage1 if data.stage1 else None, tasks.stage2
 
 
 def build_task(config: RunConfig) -> "AVGZSLTask":
     """The task whose test split a run reports on."""
-    return build_tasks(config).report
+    return build_tasks(config)[1]
 
 
 def build_pipeline(config: RunConfig, registry: Registry | None = None) -> "Pipeline":
@@ -83,12 +75,28 @@ def fit_hashes(config: RunConfig, pipeline: "Pipeline", stage: str = "") -> dict
     return hashes
 
 
+def _load(pipeline: "Pipeline", kind: str, folder: Path, registry: Registry, echo: Callable[[str], None],
+          why: str, into: Path | None) -> bool:
+    """Load ``folder``'s checkpoint as ``pipeline``'s ``kind`` and copy it into ``into``; a bad one is a line."""
+    from avood_core.errors import CheckpointError
+    from avood_core.pipeline.store import copy_component, load_component
+
+    try:
+        setattr(pipeline, kind, load_component(folder, registry, kind=kind))
+    except CheckpointError as exc:
+        echo(f"{why}: {kind}: {exc}; {'refitting' if why == 'resume' else 'fitting it'}")
+        return False
+    if into is not None:
+        copy_component(folder, into / "components" / kind)
+    return True
+
+
 def reuse_fitted(run_dir: Path, pipeline: "Pipeline", hashes: dict[str, str], registry: Registry,
                  echo: Callable[[str], None], into: Path | None = None) -> set[str]:
     """Load the components of ``run_dir`` whose saved hash matches; report every mismatch.
     ``into`` (``--allow-changes``): a run folder that receives a copy of each reused component."""
     from avood_core.errors import CheckpointError
-    from avood_core.pipeline.store import copy_component, load_component, read_config
+    from avood_core.pipeline.store import read_config
 
     reused = set()
     for kind in KINDS:
@@ -104,17 +112,32 @@ def reuse_fitted(run_dir: Path, pipeline: "Pipeline", hashes: dict[str, str], re
         if saved.get("fit_hash") != hashes[kind]:
             echo(f"resume: {kind} '{saved.get('name')}' was fitted with another config "
                  f"(hash {saved.get('fit_hash')} != {hashes[kind]}); refitting, not reusing it")
-            continue
-        try:
-            setattr(pipeline, kind, load_component(folder, registry, kind=kind))
-        except CheckpointError as exc:
-            echo(f"resume: {kind}: {exc}; refitting")
-            continue
-        if into is not None:
-            copy_component(folder, into / "components" / kind)
-        reused.add(kind)
-        echo(f"resume: reusing fitted {kind} '{saved['name']}' (config hash {hashes[kind]})")
+        elif _load(pipeline, kind, folder, registry, echo, "resume", into):
+            reused.add(kind)
+            echo(f"resume: reusing fitted {kind} '{saved['name']}' (config hash {hashes[kind]})")
     return reused
+
+
+def publish(folder: Path, shared: Path, kind: str, fit_hash: str) -> None:
+    """Copy a saved component folder into a sweep's ``shared`` folder as ``<kind>-<fit hash>``, published
+    with one rename (a reader sees all or nothing; first writer wins; a failure only costs a refit elsewhere)."""
+    import shutil
+    import tempfile
+
+    target = Path(shared) / f"{kind}-{fit_hash}"
+    if target.exists():
+        return
+    try:
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=shared))
+        shutil.copytree(folder, tmp / "c")
+        try:
+            (tmp / "c").rename(target)
+        except OSError:  # another trial published it first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -128,7 +151,7 @@ class FitOptions:
     loggers: list[Any] = field(default_factory=list)
     """Experiment loggers fed each component's curves (avood_core.run.tracking)."""
     shared: Path | None = None
-    """A folder of components shared with other runs (avood_core.run.cache)."""
+    """A folder of components shared with other runs (a sweep's, :func:`publish`)."""
 
 
 def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitOptions, resume: Path | None = None,
@@ -137,7 +160,6 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     it is fitted, curves to ``metrics/<kind>.jsonl`` and the loggers; the pipeline and the kinds reused."""
     from avood_core.callbacks import MetricsWriter
     from avood_core.pipeline.store import save_component
-    from avood_core.run import cache as component_cache
     from avood_core.util.progress import progress_factory
 
     registry, echo, shared = opts.registry, opts.echo, opts.shared
@@ -145,15 +167,19 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     hashes = fit_hashes(config, pipeline, stage)
     reused = set() if resume is None else reuse_fitted(resume, pipeline, hashes, registry, echo,
                                                         into=None if resume == stage_dir else stage_dir)
-    if shared is not None:
-        reused |= component_cache.reuse_shared(shared, stage_dir, pipeline, hashes, registry, echo, reused)
+    for kind in KINDS if shared is not None else ():  # a sweep's components fitted by another trial
+        source = shared / f"{kind}-{hashes[kind]}"
+        if kind not in reused and source.is_dir() and _load(pipeline, kind, source, registry, echo, "shared",
+                                                            stage_dir):
+            reused.add(kind)
+            echo(f"shared: reusing {kind} fitted by another trial (config hash {hashes[kind]})")
     providers = {k: registry.entry(k, config.component(k).name).provider for k in KINDS}
 
     def save(kind: str) -> None:
         folder = save_component(pipeline.components[kind], stage_dir / "components" / kind,
                                 config.component(kind).name, providers[kind], hashes[kind])
         if shared is not None:
-            component_cache.publish(folder, shared, kind, hashes[kind])
+            publish(folder, shared, kind, hashes[kind])
 
     pipeline.fit(task, device=opts.device, seed=config.seed, progress=progress_factory(opts.quiet),
                  log=(lambda m: None) if opts.quiet else echo, skip=frozenset(reused), on_fitted=save,

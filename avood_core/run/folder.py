@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 from avood_core.errors import AvoodError
 from avood_core.stages import KINDS
-from avood_core.util.json_read import read_json
 from avood_core.util.paths import check_output_dir
 
 LOCK_NAME = ".avood.lock"
@@ -30,8 +29,6 @@ RESERVED = frozenset({
 """Names a run folder owns (``avood run``, ``--seeds``, ``avood ablate``, ``avood report``); also
 every ``seed-*`` folder and every hidden name (temp files, swap folders, the lock)."""
 
-_MARKERS = ("components", "results.json", "pipeline.json")
-
 NOT_COMPARED = frozenset({"output_dir", "jobs"})
 """Config keys a ``--resume`` may change freely: where fresh runs go (a resume writes into its own
 folder) and how many processes fit (the same results, docs/performance.md), not what is computed."""
@@ -46,13 +43,8 @@ class RunFolderBusy(AvoodError):
 
 def is_run_folder(path: Path) -> bool:
     """True for a folder written by ``avood run`` / ``ablate`` / ``--seeds`` (finished or not)."""
-    if (path / LOCK_NAME).is_file():
-        return True
-    return (path / "config.toml").is_file() and any((path / m).exists() for m in _MARKERS)
-
-
-def _reserved(name: str) -> bool:
-    return name in RESERVED or name.startswith((".", "seed-"))
+    return (path / LOCK_NAME).is_file() or ((path / "config.toml").is_file() and any(
+        (path / m).exists() for m in ("components", "results.json", "pipeline.json")))
 
 
 def check_output_path(path: Path, option: str = "--output") -> None:
@@ -62,7 +54,7 @@ def check_output_path(path: Path, option: str = "--output") -> None:
     real = Path(os.path.realpath(path))
     for folder in real.parents:
         rel = real.relative_to(folder)
-        if is_run_folder(folder) and _reserved(rel.parts[0]):
+        if is_run_folder(folder) and (rel.parts[0] in RESERVED or rel.parts[0].startswith((".", "seed-"))):
             raise AvoodError(
                 f"{option} '{path}' would overwrite '{rel.parts[0]}' of the run folder '{folder}', which "
                 f"'avood report'/'evaluate' read; write elsewhere, e.g. '{folder / 'my-predictions.csv'}'"
@@ -116,48 +108,36 @@ def lock(run_dir: str | os.PathLike, command: str, name: str = LOCK_NAME, noun: 
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
         _HELD.add(key)
-        try:
-            yield run_dir
-        finally:
-            _HELD.discard(key)
+        yield run_dir
     finally:
+        _HELD.discard(key)
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(dotted key, saved, wanted)`` per differing leaf (:data:`NOT_COMPARED` aside; missing: ``None``)."""
-    from avood_core.run.tracking import flat
-
-    a, b = flat(saved), flat(wanted)
-    keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_COMPARED)
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
-
-
-def describe_differences(diffs: list[tuple[str, Any, Any]], shown: int = 4) -> str:
-    """``generator.params.beta 0.01 -> 0.02, seed 0 -> 1 (and 3 more)``."""
-    text = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in diffs[:shown])
-    return text + (f" (and {len(diffs) - shown} more)" if len(diffs) > shown else "")
-
-
-def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> list:
-    """The differences between ``config`` and ``run_dir``'s resolved ``config.toml``; any, without
+def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> str:
+    """How ``config`` differs from ``run_dir``'s resolved ``config.toml`` (``generator.params.beta 0.01 -> 0.02,
+    seed 0 -> 1 (and 3 more)``; :data:`NOT_COMPARED` aside), "" when it does not; a difference, without
     ``allow_changes``, is a :class:`ConfigError` (resuming would refit over that run's files)."""
     from avood_core.config import resolve, validate_config
-    from avood_core.recipe import load_toml
     from avood_core.errors import ConfigError
+    from avood_core.recipe import load_toml
+    from avood_core.run.tracking import flat
 
     saved_path = run_dir / "config.toml"
     if not saved_path.is_file():
         raise AvoodError(f"--resume '{run_dir}': '{saved_path}' not found; pass a run folder written by 'avood run'")
-    saved = resolve(validate_config(load_toml(saved_path), str(saved_path)), registry)
-    diffs = config_differences(saved.model_dump(mode="json"), config.model_dump(mode="json"))
+    saved = flat(resolve(validate_config(load_toml(saved_path), str(saved_path)), registry).model_dump(mode="json"))
+    wanted = flat(config.model_dump(mode="json"))
+    keys = sorted(k for k in set(saved) | set(wanted) if k.split(".")[0] not in NOT_COMPARED)
+    diffs = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]
+    text = ", ".join(diffs[:4]) + (f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else "")
     if diffs and not allow_changes:
         raise ConfigError(
-            f"--resume '{run_dir}': the config differs from its config.toml ({describe_differences(diffs)}); "
+            f"--resume '{run_dir}': the config differs from its config.toml ({text}); "
             f"resuming would refit over that run. Add --allow-changes to write a new run folder that reuses the "
             f"matching components (this one stays as it is), or start afresh: avood run --config {saved_path} --set ..."
         )
-    return diffs
+    return text
 
 
 def new_run_dir(root: Path, label: str) -> Path:
@@ -191,13 +171,6 @@ def save_outputs(path: Path, outputs: dict) -> None:
 
     arrays = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
     atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **arrays))
-
-
-def load_results(run_dir: Path) -> dict:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise AvoodError(f"'{path}' not found; pass a run folder written by 'avood run'")
-    return read_json(path, fix=f"rerun that seed: avood run --resume {path.parent}")
 
 
 def saved_components(folder: Path) -> list[str]:

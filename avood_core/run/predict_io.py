@@ -58,18 +58,10 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if kind.kind not in "iuf":  # complex would lose its imaginary part; bool, str, object are no features
             raise DataError(f"'{path}': array '{key}' has dtype {kind} ({_KINDS.get(kind.kind, 'not numeric')}); "
                             f"store real-valued float features")
-    try:
-        audio, video = (np.asarray(arrays[k], dtype=np.float32) for k in ("audio", "video"))
-    except (TypeError, ValueError) as exc:
-        kinds = ", ".join(f"{k} {arrays[k].dtype}" for k in ("audio", "video"))
-        raise DataError(f"'{path}': audio and video must be numeric arrays ({kinds}: {exc}); store float features") from None
+    audio, video = (np.asarray(arrays[k], dtype=np.float32) for k in ("audio", "video"))  # numeric: checked above
     if audio.ndim != 2 or video.ndim != 2 or len(audio) != len(video):
         raise DataError(f"'{path}': audio {audio.shape} and video {video.shape} must be 2-D with the same number of rows")
     return audio, video
-
-
-COLUMNS = ("index", "class_id", "class_name", "gate_score", "branch")
-OUTPUT_SUFFIXES = (".csv", ".json")
 
 
 def check_output(output: Path | None) -> None:
@@ -79,7 +71,7 @@ def check_output(output: Path | None) -> None:
     from avood_core.run.folder import check_output_path
 
     check_output_path(output, "--output")
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+    if output.suffix.lower() not in (".csv", ".json"):
         raise DataError(f"--output '{output}': unsupported file type '{output.suffix}'; use .csv or .json")
 
 
@@ -96,7 +88,7 @@ def write_predictions(pipeline, pred, output: Path | None) -> str | None:
         text = json.dumps(rows, indent=1) + "\n"
     else:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+        writer = csv.DictWriter(buf, fieldnames=["index", "class_id", "class_name", "gate_score", "branch"])
         writer.writeheader()
         writer.writerows(rows)
         text = buf.getvalue()

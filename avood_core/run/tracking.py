@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avood_core.callbacks import Callback, CallbackList
-from avood_core.errors import ConfigError, PluginError
+from avood_core.errors import AvoodError, ConfigError, PluginError
 from avood_core.strict import format_validation_error
 
 
@@ -107,14 +107,12 @@ _TRIAL: dict[str, Any] = {}  # what the sweep's process handed the trial running
 @contextlib.contextmanager
 def trial_context(context: Mapping[str, Any] | None) -> Iterator[None]:
     """While a sweep's trial runs here: ``{"sweep": name, <logger>: its sweep_start's result}``."""
-    previous = dict(_TRIAL)
-    _TRIAL.clear()
-    _TRIAL.update(context or {})
+    global _TRIAL
+    previous, _TRIAL = _TRIAL, dict(context or {})
     try:
         yield
     finally:
-        _TRIAL.clear()
-        _TRIAL.update(previous)
+        _TRIAL = previous
 
 
 def trial_info(key: str) -> Any:
@@ -122,8 +120,12 @@ def trial_info(key: str) -> Any:
     return _TRIAL.get(key)
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """``exc`` as one line: an avood error's own text, else ``Type: message`` (at most ``limit`` characters)."""
+    if isinstance(exc, AvoodError):
+        return str(exc)
+    text = " ".join(str(exc).split())[:limit]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class SweepSession:
@@ -132,8 +134,8 @@ class SweepSession:
 
     def __init__(self, logging: LoggingConfig | None, registry, name: str, folder: Path,
                  echo: Callable[[str], None] = lambda m: None) -> None:
-        self.names = list(logging.loggers) if logging is not None else []
-        self.loggers = make_loggers(logging, registry, echo) if self.names else []  # an unreachable store: one line, here
+        # the loggers checked here: an unreachable store is one line before any work
+        self.loggers = make_loggers(logging, registry, echo) if logging is not None else []
         self.name, self.folder = name, Path(folder)
         self.failed = 0
 
@@ -141,16 +143,16 @@ class SweepSession:
     def running(self, params: Mapping[str, Any], trials: int) -> Iterator[dict[str, Any]]:
         """Around the ``trials`` that run (none: no sweep_start); yields the trials' context."""
         context: dict[str, Any] = {"sweep": self.name}
-        started: list[tuple[str, Logger]] = []
-        for name, logger in zip(self.names, self.loggers) if trials else ():
+        started: list[Logger] = []
+        for logger in self.loggers if trials else ():
             try:
                 given = logger.sweep_start(self.name, self.folder, params)
             except Exception as exc:
-                raise PluginError(f"logger '{name}' could not start the sweep: {_one_line(exc)}; "
-                                  f"check its logging.{name} params or drop --logger {name}") from None
-            started.append((name, logger))
+                raise PluginError(f"logger '{logger.name}' could not start the sweep: {one_line(exc)}; "
+                                  f"check its logging.{logger.name} params or drop --logger {logger.name}") from None
+            started.append(logger)
             if given:
-                context[name] = given
+                context[logger.name] = given
         error: BaseException | None = None
         try:
             yield context
@@ -158,12 +160,12 @@ class SweepSession:
             error = exc
             raise
         finally:
-            for name, logger in started:
+            for logger in started:
                 try:
                     logger.sweep_end(self.failed, error)
                 except Exception as exc:
                     if error is None:
-                        raise PluginError(f"logger '{name}' failed at the end of the sweep ({_one_line(exc)}); "
+                        raise PluginError(f"logger '{logger.name}' failed at the end of the sweep ({one_line(exc)}); "
                                           "the trials themselves are complete") from None
 
 
@@ -205,7 +207,7 @@ class RunSession:
             try:
                 cb.on_run_start(self.run_dir, config)
             except Exception as exc:  # a tracking server down, a bad URI: one line before any training
-                raise PluginError(f"logger {type(cb).__name__} could not start: {_one_line(exc)}; "
+                raise PluginError(f"logger {type(cb).__name__} could not start: {one_line(exc)}; "
                                   "check its logging.<name> params or drop --logger") from None
 
     def end(self, results: Mapping[str, Any]) -> None:
@@ -216,7 +218,7 @@ class RunSession:
             try:
                 cb.on_run_end(run_dir, results)
             except Exception as exc:
-                raise PluginError(f"logger {type(cb).__name__} failed at the end of the run ({_one_line(exc)}); "
+                raise PluginError(f"logger {type(cb).__name__} failed at the end of the run ({one_line(exc)}); "
                                   f"the run itself is complete in '{run_dir}'") from None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:

@@ -57,47 +57,27 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     return info if (run_dir / "results.json").is_file() else None
 
 
-def check_folder(folder: Path, digest: str, allow_changes: bool) -> None:
-    """Refuse a sweep folder made by another spec unless ``allow_changes``."""
-    path = folder / SWEEP_FILE
-    if not path.is_file():
-        return
-    old = read_json(path, fix="remove it or choose another sweep folder (--output-dir)").get("spec_hash")
-    if old != digest and not allow_changes:
-        raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
-                         "pass --allow-changes to rerun it (changed trials are refitted) or choose another --output-dir")
-
-
 SWEEP_LOCK = ".avood-sweep.lock"
 SWEEP_FILE = "sweep.json"
 
 
-def sweep_folder(spec: SweepSpec, output: Path | None = None) -> Path:
-    """Where the sweep is written: ``output``, the spec's ``output``, or ``sweeps/<name>`` (a plain name)."""
-    if output or spec.output:
-        return Path(output or spec.output)
-    return Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
-
-
 def check_sweep_folder(folder: Path) -> None:
     """Refuse, before anything is written, a file, a run folder or a folder of other files (not a sweep's)."""
-    if not folder.exists():
-        check_output_dir(folder, "--output-dir")
-        return
-    if not folder.is_dir():
-        raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --output-dir")
-    try:
-        names = {p.name for p in folder.iterdir()}
-    except OSError as exc:
-        raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
-    if not names or SWEEP_FILE in names or SWEEP_LOCK in names:
-        check_output_dir(folder, "--output-dir")
-        return
-    from avood_core.run.folder import is_run_folder
+    if folder.exists():
+        if not folder.is_dir():
+            raise AvoodError(f"sweep folder '{folder}' is a file, not a folder; pass a new folder to --output-dir")
+        try:
+            names = {p.name for p in folder.iterdir()}
+        except OSError as exc:
+            raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
+        if names and not names & {SWEEP_FILE, SWEEP_LOCK}:
+            from avood_core.run.folder import is_run_folder
 
-    what = "a run folder written by 'avood run'" if is_run_folder(folder) else f"not empty and holds no {SWEEP_FILE}"
-    raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a new or "
-                     f"empty folder (or an earlier sweep's folder) to --output-dir")
+            what = ("a run folder written by 'avood run'" if is_run_folder(folder)
+                    else f"not empty and holds no {SWEEP_FILE}")
+            raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a "
+                             f"new or empty folder (or an earlier sweep's folder) to --output-dir")
+    check_output_dir(folder, "--output-dir")
 
 
 def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool = False, quiet: bool = False,
@@ -111,7 +91,8 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
-    folder = sweep_folder(spec, output)
+    output = output or spec.output  # else sweeps/<name> (a plain name)
+    folder = Path(output) if output else Path("sweeps") / check_name(spec.name or "sweep", "sweep name")
     check_sweep_folder(folder)
     say = (lambda m: None) if quiet else echo
     tracking = SweepSession(trials[0].config.logging if trials else None, registry, spec.name or folder.name, folder,
@@ -121,28 +102,28 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
     except OSError as exc:
         raise AvoodError(f"sweep folder '{folder}' cannot be created ({exc.strerror}); pass a writable --output-dir") from None
     with lock(folder, "sweep", SWEEP_LOCK, "sweep folder"):
-        check_folder(folder, spec_hash(trials), allow_changes)
+        digest = spec_hash(trials)
+        made_for = read_json(folder / SWEEP_FILE, fix="remove it or choose another sweep folder (--output-dir)"
+                             ).get("spec_hash") if (folder / SWEEP_FILE).is_file() else digest
+        if made_for != digest and not allow_changes:  # another spec's folder
+            raise AvoodError(f"sweep folder '{folder}' was made by another spec (its trials or configs changed); "
+                             "pass --allow-changes to rerun it (changed trials are refitted) or choose another "
+                             "--output-dir")
         shared = sorted(p.name for p in (folder / "shared").iterdir()) if (folder / "shared").is_dir() else []
         for rel in ("trials", "shared", *(f"trials/{t.id}" for t in trials), *(f"shared/{n}" for n in shared)):
             contained(folder, rel, "trial folders and shared components")
-        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics, tracking)
+        return _run_trials(spec, trials, folder, registry, quiet, echo, started, metrics, tracking, digest)
 
 
-def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool,
-                echo: Callable[[str], None], started: float, metrics: list[str] | None,
-                tracking: SweepSession) -> SweepResult:
+def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool, echo: Callable[[str], None],
+                started: float, metrics: list[str] | None, tracking: SweepSession, digest: str) -> SweepResult:
     """The body of :func:`run_sweep`, with the sweep folder locked."""
     from avood_core.run.driver import run_payload, trial_payload
 
-    digest = spec_hash(trials)
     columns = list(metrics or default_metrics(trials))
-    threads = spec.resources.num_cpus
-    if spec.engine == "local":
-        parallel = spec.max_parallel or 1
-        threads = threads or max(1, cpu_count() // parallel)
-    else:
-        threads = threads or 1
-        parallel = spec.max_parallel
+    local = spec.engine == "local"
+    parallel = spec.max_parallel or (1 if local else None)  # ray: as many as the cluster's CPUs hold
+    threads = spec.resources.num_cpus or (max(1, cpu_count() // parallel) if local else 1)
     say = (lambda m: None) if quiet else echo
     engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
                          spec.address, spec.retries, echo=say)
@@ -158,7 +139,7 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
         if finished is not None:
             records[t.id] = {**base, **finished, "skipped": True}
             continue
-        config = t.config_json
+        config = t.config.model_dump(mode="json")
         if spec.resources.num_gpus and spec.engine == "ray":
             config["device"] = "auto"
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
 from avood_core.errors import AvoodError, ConfigError
@@ -20,8 +20,6 @@ from avood_core.limits import MAX_TRIALS
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
-
-SPECIAL_AXES = ("dataset", "preset", *KINDS)
 
 
 class Resources(BaseModel):
@@ -63,12 +61,18 @@ class SweepSpec(BaseModel):
         except AvoodError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("values")
+    @field_validator("values", "axes")
     @classmethod
-    def _values(cls, values: dict[str, Any]) -> dict[str, Any]:
-        for key in values:
-            _not_per_trial(key, "values")
-        return values
+    def _per_trial(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
+        for key in table:
+            if key in ("seed", "seeds"):
+                raise ValueError(f"'{key}' cannot be set in [{info.field_name}]: each trial's seed comes from the "
+                                 f"top-level 'seeds = [0, 1, 2]' (or --seeds)")
+            if key == "output_dir":
+                raise ValueError(f"'output_dir' cannot be set in [{info.field_name}]: trials are written under the "
+                                 f"sweep folder; set 'output' (or --output-dir)")
+        return table
 
     @field_validator("seeds")
     @classmethod
@@ -81,22 +85,11 @@ class SweepSpec(BaseModel):
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, values in axes.items():
-            _not_per_trial(key, "axes")
             if not values:
                 raise ValueError(f"axis '{key}' has no values")
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 raise ValueError(f"axis '{key}' repeats a value")
         return axes
-
-
-def _not_per_trial(key: str, table: str) -> None:
-    """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
-    if key in ("seed", "seeds"):
-        raise ValueError(f"'{key}' cannot be set in [{table}]: each trial's seed comes from the top-level "
-                         f"'seeds = [0, 1, 2]' (or --seeds)")
-    if key == "output_dir":
-        raise ValueError(f"'output_dir' cannot be set in [{table}]: trials are written under the sweep folder; "
-                         f"set 'output' (or --output-dir)")
 
 
 @dataclass
@@ -109,10 +102,6 @@ class Trial:
     seed: int
     config: RunConfig
     hash: str
-
-    @property
-    def config_json(self) -> dict:
-        return self.config.model_dump(mode="json")
 
 
 def load_spec(path: Path | None, data: dict[str, Any] | None = None) -> SweepSpec:
@@ -144,18 +133,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
-def _axis_layer(key: str, value: Any) -> tuple[dict[str, str], dict[str, Any], str | None]:
-    """``(component choices, typed overrides, preset)`` that one axis value stands for."""
-    if key in KINDS:
-        return {key: str(value)}, {}, None
-    if key == "preset":
-        return {}, {}, str(value)
-    return {}, {"data.dataset" if key == "dataset" else key: value}, None
-
-
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
-    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis."""
-    check_trial_count(spec, source)  # before anything is expanded, or imported
+    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis, a spec of more
+    than :data:`~avood_core.limits.MAX_TRIALS` trials before anything is expanded."""
+    count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
+    if count > MAX_TRIALS:
+        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
+        raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
+                          f"drop axis values or split it into several sweeps")
     from avood_core.pipeline.store import config_hash
 
     registry = registry or get_registry()
@@ -164,14 +149,11 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
     for combo in itertools.product(*(spec.axes[k] for k in keys)):
         axes = dict(zip(keys, combo))
         label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
-        components: dict[str, str] = {}
-        values = dict(spec.values)
-        preset = spec.preset
-        for key, value in axes.items():
-            comp, typed, chosen = _axis_layer(key, value)
-            components.update(comp)
-            values.update(typed)
-            preset = chosen or preset
+        # an axis is a component slot, the preset, the dataset or a typed override by dotted key
+        components = {k: str(v) for k, v in axes.items() if k in KINDS}
+        preset = str(axes.get("preset", "")) or spec.preset
+        values = {**spec.values, **{"data.dataset" if k == "dataset" else k: v for k, v in axes.items()
+                                    if k not in KINDS and k != "preset"}}
         for seed in spec.seeds:
             try:
                 data = assemble_config(spec.config, components, spec.set, preset=preset, values={**values, "seed": seed})
@@ -182,31 +164,17 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
             payload.pop("output_dir", None)
             tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
             trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
-    _refuse_same_configs(trials, source)
-    ids = [t.id for t in trials]
-    for t in trials:
-        if ids.count(t.id) > 1:
-            t.id = f"{t.id}-{t.hash[:8]}"
-    return trials
-
-
-def check_trial_count(spec: SweepSpec, source: str = "sweep") -> None:
-    """Refuse a spec of more than :data:`~avood_core.limits.MAX_TRIALS` trials before expanding it."""
-    count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
-    if count > MAX_TRIALS:
-        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
-        raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
-                          f"drop axis values or split it into several sweeps")
-
-
-def _refuse_same_configs(trials: list[Trial], source: str) -> None:
-    """Two trials of one resolved config and seed (``0.001`` and ``"0.001"``, ``1`` and ``1.0``) would fit it twice."""
-    seen: dict[str, Trial] = {}
+    seen: dict[str, Trial] = {}  # one resolved config and seed twice (0.001 and "0.001") would fit it twice
     for t in trials:
         other = seen.setdefault(t.hash, t)
         if other is not t:
             raise ConfigError(f"{source}: trials '{other.label}' and '{t.label}' (seed {t.seed}) resolve to the same "
                               f"config; an axis gives one value twice in two spellings: keep one")
+    ids = [t.id for t in trials]
+    for t in trials:
+        if ids.count(t.id) > 1:
+            t.id = f"{t.id}-{t.hash[:8]}"
+    return trials
 
 
 def spec_hash(trials: list[Trial]) -> str:

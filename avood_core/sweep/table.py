@@ -98,16 +98,8 @@ def _header(key: str) -> str:
     return key.replace("gate.", "gate ", 1)
 
 
-def footnote(metrics: list[str]) -> str:
-    """What the cells are and what each column means."""
-    meanings = "; ".join(f"{_header(k)}: {_MEANING[k]}" for k in metrics if k in _MEANING)
-    return ("Mean ± std (ddof = 1) [95 % Student t interval of the mean] (n seeds) over the seeds that finished, "
-            "in results.json's units (percent for accuracies "
-            "and rates)" + (f"; {meanings}" if meanings else "")
-            + " (paper §4, Tables 1-2).")
-
-
 def markdown(rows: list[dict], caption: str, metrics: list[str]) -> str:
+    """The table, then what the cells are and what each column means."""
     lines = [f"**Sweep** — {caption}", "", "| Config | Seeds | " + " | ".join(map(_header, metrics)) + " | Trials |",
              "|---|---|" + "---:|" * len(metrics) + "---|"]
     for row in rows:
@@ -118,7 +110,9 @@ def markdown(rows: list[dict], caption: str, metrics: list[str]) -> str:
                          + " |" * (len(metrics) - 1) + f" {links} |")
         else:
             lines.append(f"| {row['config']} | {seeds} | " + " | ".join(_cell(row, k) for k in metrics) + f" | {links} |")
-    lines += ["", footnote(metrics)]
+    meanings = "".join(f"; {_header(k)}: {_MEANING[k]}" for k in metrics if k in _MEANING)
+    lines += ["", "Mean ± std (ddof = 1) [95 % Student t interval of the mean] (n seeds) over the seeds that finished, "
+              f"in results.json's units (percent for accuracies and rates){meanings} (paper §4, Tables 1-2)."]
     return "\n".join(lines) + "\n"
 
 
