@@ -10,9 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
-from avood_core.factory import DEFAULT_PROFILE, validated_params
+from avood_core.registry import DEFAULT_PROFILE, KINDS, Registry, get_registry, validated_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
-from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, set_component
 from avood_core.run.tracking import LoggingConfig, resolve_logging
 from avood_core.strict import check_values, format_validation_error

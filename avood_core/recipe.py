@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from avood_core.errors import ConfigError
-from avood_core.factory import DEFAULT_PROFILE
+from avood_core.registry import DEFAULT_PROFILE
 from avood_core.stages import KINDS, STAGES
 
 

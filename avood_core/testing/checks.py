@@ -6,28 +6,22 @@ import inspect
 import json
 import math
 import tempfile
-import types
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from pydantic import BaseModel, ValidationError
 from torch import Tensor
 
-from avood_core.hookspecs import hookimpl
 from avood_core.pipeline import boundary
 from avood_core.protocols import PROTOCOLS, Component, OODDetector, TorchComponent
-from avood_core.registry import KINDS, Registry
-from avood_core.stages import STAGES
-from avood_core.testing.data import KitData
+from avood_core.registry import KINDS, ComponentEntry, Provider, Registry
+from avood_core.stages import BY_KIND
 from avood_core.testing.errors import _expect, _fail, _shared
-from avood_core.testing.fitting import (N_PER_CLASS, _dependencies, bind, component_outputs, fit_component,
+from avood_core.testing.fitting import (N_PER_CLASS, KitData, _dependencies, bind, component_outputs, fit_component,
                                         kit_params, method_of)
 
 CHECKS: tuple[str, ...] = ("protocol", "params", "outputs", "score_direction", "save_load", "determinism")
-
-# What each kind must override (any one of a tuple).
-_REQUIRED_METHODS: dict[str, tuple[tuple[str, ...], ...]] = {s.kind: s.required for s in STAGES}
 
 
 def _overrides(cls: type, method: str) -> bool:
@@ -50,7 +44,7 @@ def check_protocol(cls: type, kind: str | None = None) -> str:
               f"register it under kind {declared!r} or subclass the {kind} protocol")
     if not issubclass(cls, PROTOCOLS[declared]):
         _fail(f"{cls.__name__} declares kind {declared!r} but does not subclass {PROTOCOLS[declared].__name__}")
-    for options in _REQUIRED_METHODS[declared]:
+    for options in BY_KIND[declared].required:
         if not any(_overrides(cls, m) for m in options):
             _fail(f"{cls.__name__} must implement {' or '.join(options)}() of the {declared} protocol")
     if issubclass(cls, TorchComponent) and not _overrides(cls, "make_net"):
@@ -188,28 +182,15 @@ def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str
         _fail(f"{what}: outputs differ in keys {sorted(set(a) ^ set(b))}")
     for key in a:
         x, y = a[key], b[key]
-        if x.dtype == y.dtype and x.shape == y.shape and x.is_floating_point() and (rtol or atol):
+        if x.dtype != y.dtype or x.shape != y.shape:
+            _fail(f"{what}: output '{key}' differs ({x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}); {hint}")
+        if x.is_floating_point() and (rtol or atol):
             same = torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
         else:
-            same = x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+            same = torch.equal(x, y)
         if not same:
-            detail = ""
-            if x.shape == y.shape and x.dtype == y.dtype and x.is_floating_point():
-                detail = f" (max abs difference {float((x.double() - y.double()).abs().max()):.3g})"
-            elif x.shape != y.shape or x.dtype != y.dtype:
-                detail = f" ({x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)})"
-            _fail(f"{what}: output '{key}' differs{detail}; {hint}")
-
-
-def _private_registry(cls: type, kind: str, name: str) -> Registry:
-    registry = Registry(discover=False)
-
-    @hookimpl
-    def register_components(register: Callable[[str, str, object], None]) -> None:
-        register(kind, name, cls)
-
-    registry.register_plugin(types.SimpleNamespace(register_components=register_components), name="avood-testing-kit")
-    return registry
+            detail = f" (max abs difference {float((x.double() - y.double()).abs().max()):.3g})"
+            _fail(f"{what}: output '{key}' differs{detail if x.is_floating_point() else ''}; {hint}")
 
 
 def check_save_load(component: Component, data: KitData, outputs: Mapping[str, Tensor] | None = None,
@@ -224,7 +205,9 @@ def check_save_load(component: Component, data: KitData, outputs: Mapping[str, T
     with tempfile.TemporaryDirectory(prefix="avood-kit-") as tmp:
         folder = Path(tmp) / kind
         save_component(component, folder, name)
-        loaded = load_component(folder, _private_registry(type(component), kind, name))
+        registry = Registry(discover=False)
+        registry.add(ComponentEntry(kind, name, type(component), Provider("avood-testing-kit")))
+        loaded = load_component(folder, registry)
     bind(loaded, fitted or {})
     _expect(type(loaded) is type(component), f"loaded a {type(loaded).__name__}, expected {type(component).__name__}")
     _expect(loaded.params == component.params, f"params changed in the round trip: {component.params!r} -> {loaded.params!r}")

@@ -12,9 +12,9 @@ from avood_core.protocols import Component
 from avood_core.task import AVGZSLTask
 from avood_core.testing import checks as kit_checks
 from avood_core.testing.checks import CHECKS
-from avood_core.testing.data import KitData, _as_kit_data, torch_threads
 from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
-from avood_core.testing.fitting import _dependencies, component_outputs, fit_component, kit_params
+from avood_core.testing.fitting import (KitData, _as_kit_data, _dependencies, component_outputs, fit_component,
+                                        kit_params, torch_threads)
 
 
 def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any] | None = None,
@@ -37,23 +37,17 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
         raise ValueError(f"unknown checks {unknown}; valid: {', '.join(CHECKS)}")
     merged = kit_params(cls, params, quick)
     report = ConformanceReport(getattr(cls, "__name__", repr(cls)), kind or getattr(cls, "kind", None), merged)
-    blocked: str | None = None  # a failed check that the later ones need
 
-    def run(check: str, fn: Callable[[], Any], needs: bool = True, blocks: bool = False) -> None:
-        nonlocal blocked
-        if check not in checks:
-            return
-        if needs and blocked:
-            report.results[check] = CheckResult("failed", f"not run: the '{blocked}' check failed")
-        elif not report.run(check, fn) and blocks:
-            blocked = blocked or check
+    def run(check: str, fn: Callable[[], Any], needs: tuple[str, ...] = ("protocol", "outputs")) -> None:
+        if check in checks:  # protocol and outputs (the fitted component) are the basis of the later checks
+            report.run(check, fn, needs)
 
     def protocol() -> None:
         report.kind = kit_checks.check_protocol(cls, kind)
 
     with torch_threads(threads):
-        run("protocol", protocol, needs=False, blocks=True)
-        run("params", lambda: kit_checks.check_params(cls, params, quick), needs=False)
+        run("protocol", protocol)
+        run("params", lambda: kit_checks.check_params(cls, params, quick), needs=())
         data = _as_kit_data(task, seed)
 
         def fit_and_outputs() -> None:
@@ -72,7 +66,7 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
 
         if any(c in checks for c in ("score_direction", "save_load", "determinism")) and "outputs" not in checks:
             checks = (*checks, "outputs")  # the fitted component and its outputs are the basis of the rest
-        run("outputs", fit_and_outputs, blocks=True)
+        run("outputs", fit_and_outputs)
         if report.kind == "detector":
             run("score_direction", lambda: kit_checks.check_score_direction(report.fitted, data, report.outputs))
         elif "score_direction" in checks:
