@@ -1,17 +1,19 @@
-"""All checks at once: :func:`check_component`, its :class:`ConformanceReport`, and the pytest
-base class :class:`ComponentContract`."""
+"""All checks at once: :func:`check_component` (a fusion: :func:`check_fusion`), and the pytest base
+class :class:`ComponentContract`."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import Tensor
 
+from avood_core.fusion import Fusion
 from avood_core.protocols import Component
 from avood_core.task import AVGZSLTask
 from avood_core.testing import checks as kit_checks
-from avood_core.testing.checks import CHECKS
+from avood_core.testing.checks import CHECKS, FUSION_CHECKS
 from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
 from avood_core.testing.fitting import (KitData, _as_kit_data, _dependencies, component_outputs, fit_component,
                                         kit_params, torch_threads)
@@ -22,15 +24,11 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
                     dependencies: Mapping[str, "Component | type"] | None = None, quick: bool = True,
                     threads: int | None = 1, checks: tuple[str, ...] = CHECKS,
                     raise_on_failure: bool = True) -> ConformanceReport:
-    """Run the conformance checks on ``cls`` (a fusion class: :func:`~avood_core.testing.fusion.check_fusion`);
+    """Run the conformance checks on ``cls`` (a fusion class: :func:`check_fusion`);
     raise on any failure unless ``raise_on_failure=False``. ``params`` go on top of ``quick`` (``quick=False``:
     the defaults); ``task`` defaults to :func:`make_kit_data`; ``dependencies`` replace the fitted stand-ins.
     Options: docs/writing-a-plugin.md §6."""
-    from avood_core.fusion import Fusion
-
-    if isinstance(cls, type) and issubclass(cls, Fusion):  # a fusion plugin: its own checks (testing.fusion)
-        from avood_core.testing.fusion import check_fusion
-
+    if isinstance(cls, type) and issubclass(cls, Fusion):  # a fusion plugin: its own checks
         return check_fusion(cls, params, seed=seed, name=name, threads=threads, raise_on_failure=raise_on_failure)
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
@@ -76,6 +74,20 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
         run("determinism", lambda: kit_checks.check_determinism(cls, data, params, seed, report.outputs, quick,
                                                                 dependencies))
     report.results = {k: report.results[k] for k in CHECKS if k in report.results}
+    if raise_on_failure:
+        report.assert_ok()
+    return report
+
+
+def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: int = 0, name: str | None = None,
+                 threads: int | None = 1, raise_on_failure: bool = True) -> ConformanceReport:
+    """Run :data:`FUSION_CHECKS` on fusion class ``cls``; raise on a failure unless ``raise_on_failure=False``."""
+    params = dict(params or {})
+    report = ConformanceReport(name or getattr(cls, "__name__", repr(cls)), "fusion", params)
+    with torch_threads(threads):
+        for check in FUSION_CHECKS:
+            fn = functools.partial(getattr(kit_checks, f"check_fusion_{check}"), cls, params, seed)
+            report.run(check, fn, needs=("protocol",))
     if raise_on_failure:
         report.assert_ok()
     return report
