@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from avood_core.errors import ConfigError
 from avood_core.registry import DEFAULT_PROFILE, KINDS, Registry, get_registry, validated_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
-from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, set_component
+from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, check_plugin_params, set_component
 from avood_core.run.tracking import LoggingConfig, resolve_logging
 from avood_core.strict import check_values, format_validation_error
 
@@ -137,10 +138,6 @@ def assemble_config(config_file: str | Path | None = None, components: dict[str,
 def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:
     """Validate an assembled dict: ``swap`` puts other plugins in some slots (their slot params
     reset, as with ``--<kind> NAME``), then plugin-keyed ``params`` fill each slot's params."""
-    import copy
-
-    from avood_core.presets import check_plugin_params
-
     data = copy.deepcopy(data)
     for kind, name in (swap or {}).items():
         set_component(data, kind, name)

@@ -1,5 +1,10 @@
 """A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe: the preset and
-why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2)."""
+why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2).
+
+Presets are the paper's hyperparameters (§4.2, the reference configs) shipped as
+``avood_core/presets/<name>.toml``: ``description`` (shown by ``avood presets``), ``[config]`` (run-config
+fields) and ``[params.<kind>.<plugin>]`` (params of ``<plugin>`` whenever it fills the ``<kind>`` slot);
+a preset is the lowest layer of a config."""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import copy
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +71,6 @@ def assemble_recipe(config_file: str | Path | None = None, components: dict[str,
     chosen, why = _chosen_preset(preset, config_file is not None, bool(base), _data_section(data))
     preset_dataset = None
     if chosen is not None:
-        from avood_core.presets import load_preset
-
         picked = load_preset(chosen)
         preset_dataset = (picked.config.get("data") or {}).get("dataset")
         data = layered(_deep_merge(empty(), copy.deepcopy({**picked.config, "params": picked.params})))
@@ -107,8 +111,6 @@ def _chosen_preset(preset: str | None, has_file: bool, has_base: bool, section: 
         return None, "the embedded task's default"
     if not isinstance(dataset, str):
         return None, "no --dataset"
-    from avood_core.presets import preset_names
-
     if dataset not in preset_names():
         return None, f"no preset named '{dataset}'"
     return dataset, f"the default of --dataset {dataset} on benchmark data"
@@ -203,3 +205,57 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+def _folder():
+    return resources.files("avood_core") / "presets"
+
+
+def preset_names() -> list[str]:
+    """The shipped presets, sorted."""
+    folder = _folder()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Preset:
+    """The preset ``name``; an unknown name fails with one line listing the valid ones."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names) or '(none installed)'} "
+                          f"(or 'none': no preset)")
+    where = f"preset '{name}'"
+    try:
+        data = tomllib.loads((_folder() / f"{name}.toml").read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}; reinstall avood") from None
+    unknown = sorted(set(data) - {"description", "config", "params"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level keys {unknown}; use description, [config], [params.<kind>.<plugin>]")
+    return Preset(name, str(data.get("description", "")), dict(data.get("config", {})),
+                  check_plugin_params(data.get("params", {}), where))
+
+
+def check_plugin_params(params: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Validate the shape of a ``params`` table: ``{kind: {plugin name: {param: value}}}``."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: 'params' must be a table of kinds ({', '.join(KINDS)})")
+    for kind, by_name in params.items():
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: params.{kind}: unknown kind; use one of {', '.join(KINDS)}")
+        if not isinstance(by_name, dict) or not all(isinstance(v, dict) for v in by_name.values()):
+            raise ConfigError(f"{where}: params.{kind} must hold one table per plugin name, e.g. [params.{kind}.NAME]")
+    return params
+
+
+def list_presets() -> list[Preset]:
+    return [load_preset(n) for n in preset_names()]

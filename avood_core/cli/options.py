@@ -67,7 +67,7 @@ def complete_plugins(kind: str) -> Callable[[str], list[str]]:
 
 def complete_presets(incomplete: str) -> list[str]:
     """Shell completion of ``--preset``: the shipped presets."""
-    from avood_core.presets import list_presets
+    from avood_core.recipe import list_presets
 
     return [p.name for p in list_presets() if p.name.startswith(incomplete)]
 
