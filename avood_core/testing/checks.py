@@ -36,41 +36,35 @@ def _overrides(cls: type, method: str) -> bool:
 
 def check_protocol(cls: type, kind: str | None = None) -> str:
     """The class's kind, after checking it subclasses that protocol and overrides its methods."""
-    if not isinstance(cls, type) or not issubclass(cls, Component):
-        _fail(f"{cls!r} is not a component class; subclass one of avood_core.protocols."
-              f"{', '.join(p.__name__ for p in PROTOCOLS.values())}")
-    declared = getattr(cls, "kind", "")
-    if declared not in KINDS:
-        _fail(f"{cls.__name__}.kind is {declared!r}; subclass a protocol (Generator, OODDetector, SeenClassifier, "
-              f"UnseenClassifier) so kind is one of {', '.join(KINDS)}")
-    if kind is not None and declared != kind:
-        _fail(f"{cls.__name__} declares kind {declared!r} but is registered/checked as {kind!r}; "
-              f"register it under kind {declared!r} or subclass the {kind} protocol")
-    if not issubclass(cls, PROTOCOLS[declared]):
-        _fail(f"{cls.__name__} declares kind {declared!r} but does not subclass {PROTOCOLS[declared].__name__}")
+    _expect(isinstance(cls, type) and issubclass(cls, Component), f"{cls!r} is not a component class; subclass one "
+            f"of avood_core.protocols.{', '.join(p.__name__ for p in PROTOCOLS.values())}")
+    name, declared = cls.__name__, getattr(cls, "kind", "")
+    _expect(declared in KINDS, f"{name}.kind is {declared!r}; subclass a protocol (Generator, OODDetector, "
+                               f"SeenClassifier, UnseenClassifier) so kind is one of {', '.join(KINDS)}")
+    _expect(kind in (None, declared), f"{name} declares kind {declared!r} but is registered/checked as {kind!r}; "
+                                      f"register it under kind {declared!r} or subclass the {kind} protocol")
+    protocol = PROTOCOLS[declared]
+    _expect(issubclass(cls, protocol), f"{name} declares kind {declared!r} but does not subclass {protocol.__name__}")
     for options in BY_KIND[declared].required:
-        if not any(_overrides(cls, m) for m in options):
-            _fail(f"{cls.__name__} must implement {' or '.join(options)}() of the {declared} protocol")
-    if issubclass(cls, TorchComponent) and not _overrides(cls, "make_net"):
-        _fail(f"{cls.__name__} is a TorchComponent but does not implement make_net(**dims)")
-    if not isinstance(getattr(cls, "quick", None), Mapping):
-        _fail(f"{cls.__name__}.quick must be a mapping of param overrides (the quick profile), "
-              f"not {type(getattr(cls, 'quick', None)).__name__}")
-    if not isinstance(getattr(cls, "uses_synthetic", None), bool):
-        _fail(f"{cls.__name__}.uses_synthetic must be a bool")
+        _expect(any(_overrides(cls, m) for m in options),
+                f"{name} must implement {' or '.join(options)}() of the {declared} protocol")
+    _expect(not issubclass(cls, TorchComponent) or _overrides(cls, "make_net"),
+            f"{name} is a TorchComponent but does not implement make_net(**dims)")
+    quick = getattr(cls, "quick", None)
+    _expect(isinstance(quick, Mapping), f"{name}.quick must be a mapping of param overrides (the quick profile), "
+                                        f"not {type(quick).__name__}")
+    _expect(isinstance(getattr(cls, "uses_synthetic", None), bool), f"{name}.uses_synthetic must be a bool")
     deps = getattr(cls, "depends_on", None)
-    if not isinstance(deps, tuple) or any(d not in KINDS or d == declared for d in deps):
-        _fail(f"{cls.__name__}.depends_on must be a tuple of other kinds among {', '.join(KINDS)}; got {deps!r}")
+    _expect(isinstance(deps, tuple) and all(d in KINDS and d != declared for d in deps),
+            f"{name}.depends_on must be a tuple of other kinds among {', '.join(KINDS)}; got {deps!r}")
     return declared
 
 
 def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> tuple[BaseModel, dict]:
     """``(validated, merged)`` kit params after checking ``cls.Params`` alone (no instance is built)."""
-    model = getattr(cls, "Params", None)
-    name = cls.__name__
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        _fail(f"{name}.Params must be a pydantic BaseModel subclass (use avood_core.protocols.NoParams "
-              f"when there are no hyperparameters)")
+    model, name = getattr(cls, "Params", None), cls.__name__
+    _expect(isinstance(model, type) and issubclass(model, BaseModel), f"{name}.Params must be a pydantic BaseModel "
+            "subclass (use avood_core.protocols.NoParams when there are no hyperparameters)")
     try:
         defaults = model()
     except ValidationError as exc:
@@ -85,13 +79,11 @@ def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick
         _fail(f"{name}.Params accepts unknown keys; set model_config = ConfigDict(extra='forbid') so a "
               f"misspelt --set fails instead of being ignored")
     undocumented = [k for k, f in model.model_fields.items() if not (f.description or "").strip()]
-    if undocumented:
-        _fail(f"{name}.Params fields without a description: {undocumented}; use Field(default, "
-              f"description=...) (the config reference and `avood config` users read it)")
+    _expect(not undocumented, f"{name}.Params fields without a description: {undocumented}; use Field(default, "
+                              f"description=...) (the config reference and `avood config` users read it)")
     quick_map = dict(getattr(cls, "quick", {}) if quick else {})
     unknown = sorted(set(quick_map) - set(model.model_fields))
-    if unknown:
-        _fail(f"{name}.quick names {unknown}, which are not fields of {name}.Params")
+    _expect(not unknown, f"{name}.quick names {unknown}, which are not fields of {name}.Params")
     try:
         model.model_validate(quick_map)
     except ValidationError as exc:
@@ -107,19 +99,16 @@ def check_params_model(cls: type, params: Mapping[str, Any] | None = None, quick
             again = model.model_validate(json.loads(json.dumps(p.model_dump(mode="json"))))
         except (ValidationError, TypeError, ValueError) as exc:
             _fail(f"{name}.Params {label} do not survive the JSON round trip of checkpoints: {exc}")
-        if again != p:
-            _fail(f"{name}.Params {label} change in the JSON round trip of checkpoints: {p!r} -> {again!r}")
+        _expect(again == p, f"{name}.Params {label} change in the JSON round trip of checkpoints: {p!r} -> {again!r}")
     return validated, merged
 
 
 def check_params(cls: type, params: Mapping[str, Any] | None = None, quick: bool = True) -> BaseModel:
     """The validated kit params, after checking the ``Params`` model and that an instance keeps them."""
     validated, merged = check_params_model(cls, params, quick)
-    name, model = cls.__name__, cls.Params
-    instance = cls(merged)
-    if not isinstance(instance.params, model):
-        _fail(f"{name}(params).params is a {type(instance.params).__name__}, not {name}.Params; "
-              f"call Component.__init__ (super().__init__(params, **overrides))")
+    got = cls(merged).params
+    _expect(isinstance(got, cls.Params), f"{cls.__name__}(params).params is a {type(got).__name__}, not "
+            f"{cls.__name__}.Params; call Component.__init__ (super().__init__(params, **overrides))")
     return validated
 
 
@@ -182,8 +171,7 @@ Integer and boolean outputs (class ids, routing) must be identical."""
 
 def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str,
           rtol: float = 0.0, atol: float = 0.0) -> None:
-    if set(a) != set(b):
-        _fail(f"{what}: outputs differ in keys {sorted(set(a) ^ set(b))}")
+    _expect(set(a) == set(b), f"{what}: outputs differ in keys {sorted(set(a) ^ set(b))}")
     for key in a:
         x, y = a[key], b[key]
         if x.dtype != y.dtype or x.shape != y.shape:
@@ -263,8 +251,8 @@ def _build_fusion(cls: type, params: Mapping[str, Any], seed: int, train: bool =
 
 
 def check_fusion_protocol(cls: type, params: Mapping[str, Any], seed: int) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, Fusion)):
-        _fail(f"{cls!r} is not a fusion; subclass avood_core.fusion.Fusion")
+    _expect(isinstance(cls, type) and issubclass(cls, Fusion),
+            f"{cls!r} is not a fusion; subclass avood_core.fusion.Fusion")
     _expect(getattr(cls, "kind", None) == "fusion", f"{cls.__name__}.kind must be 'fusion'")
     for method in ("out_dim", "forward"):
         _expect(getattr(cls, method) is not getattr(Fusion, method), f"{cls.__name__} must implement {method}()")

@@ -40,11 +40,8 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
         if check in checks:  # protocol and outputs (the fitted component) are the basis of the later checks
             report.run(check, fn, needs)
 
-    def protocol() -> None:
-        report.kind = kit_checks.check_protocol(cls, kind)
-
     with torch_threads(threads):
-        run("protocol", protocol)
+        run("protocol", lambda: setattr(report, "kind", kit_checks.check_protocol(cls, kind)))
         run("params", lambda: kit_checks.check_params(cls, params, quick), needs=())
         data = _as_kit_data(task, seed)
 
@@ -62,7 +59,7 @@ def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any
             report.outputs = component_outputs(comp, data, seed)
             kit_checks.check_outputs(comp, report.outputs, data)
 
-        if any(c in checks for c in ("score_direction", "save_load", "determinism")) and "outputs" not in checks:
+        if set(checks) & {"score_direction", "save_load", "determinism"}:
             checks = (*checks, "outputs")  # the fitted component and its outputs are the basis of the rest
         run("outputs", fit_and_outputs)
         if report.kind == "detector":
@@ -95,11 +92,8 @@ def check_fusion(cls: type, params: Mapping[str, Any] | None = None, *, seed: in
 
 def _inputs(data: KitData) -> list[Tensor]:
     t = data.task
-    tensors = [t.train.audio, t.train.video, t.train.labels, t.text, t.seen_classes, t.unseen_classes,
-               data.synthetic.audio, data.synthetic.video, data.synthetic.labels]
-    if t.val is not None:
-        tensors += [t.val.audio, t.val.video, t.val.labels]
-    return tensors
+    splits = [s for s in (t.train, data.synthetic, t.val) if s is not None]
+    return [t.text, t.seen_classes, t.unseen_classes, *(x for s in splits for x in (s.audio, s.video, s.labels))]
 
 
 class ComponentContract:
@@ -130,20 +124,17 @@ class ComponentContract:
             cls._avood_kit_report = report
         return report
 
-    def _outcome(self, check: str) -> None:
-        result = self.conformance_report().results.get(check)
-        if result is not None and result.status == "skipped":
-            import pytest
-
-            pytest.skip(result.message)
-        self.conformance_report().assert_ok(check)
-
 
 def _check_test(check: str):
     """``test_<check>``: one pytest test per kit check, so ``-k test_save_load`` selects it."""
 
     def test(self: ComponentContract) -> None:
-        self._outcome(check)
+        report = self.conformance_report()
+        if check in report.results and report.results[check].status == "skipped":
+            import pytest
+
+            pytest.skip(report.results[check].message)
+        report.assert_ok(check)
 
     test.__name__ = test.__qualname__ = f"test_{check}"
     test.__doc__ = f"The kit's {check!r} check (avood_core.testing.checks)."
