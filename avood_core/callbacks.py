@@ -135,12 +135,9 @@ def replay(events: Iterable[tuple[str, str, int, Mapping[str, float]]], callback
 
 
 class MetricsWriter(Callback):
-    """``<folder>/<kind>.jsonl``: one JSON line per step or epoch report, written as it happens.
-
-    A line is ``{"kind", "stage", "event": "step"|"epoch", "step" or "epoch", "time", <metrics>}``
-    (``time``: seconds since the component started). A refitted component (e.g. on ``--resume``)
-    starts its file anew; a reused one keeps its old file.
-    """
+    """``<folder>/<kind>.jsonl``: per step or epoch report, as it happens, one JSON line ``{"kind", "stage",
+    "event": "step"|"epoch", "step" or "epoch", "time" (s since the component started), <metrics>}``. A
+    refitted component (e.g. on ``--resume``) starts its file anew; a reused one keeps its old file."""
 
     def __init__(self, folder: Path, stage: str = "") -> None:
         self.folder, self.stage = Path(folder), stage
@@ -149,15 +146,14 @@ class MetricsWriter(Callback):
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._close(kind)
+        self.on_stage_end(kind, info)
         self._files[kind] = open_nofollow(self.folder / f"{kind}.jsonl", "w")
         self._start[kind] = time.perf_counter()
 
     def _write(self, kind: str, event: str, index: int, metrics: Metrics) -> None:
-        fh = self._files.get(kind)
-        if fh is None:  # a report outside a stage (a component fitted by hand): open on demand
+        if kind not in self._files:  # a report outside a stage (a component fitted by hand): open on demand
             self.on_stage_start(kind, {})
-            fh = self._files[kind]
+        fh = self._files[kind]
         record = {"kind": kind, "stage": self.stage, "event": event, event: index,
                   "time": round(time.perf_counter() - self._start[kind], 3), **metrics}
         fh.write(json.dumps(record) + "\n")
@@ -170,9 +166,6 @@ class MetricsWriter(Callback):
         self._write(kind, "epoch", epoch, metrics)
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
-        self._close(kind)
-
-    def _close(self, kind: str) -> None:
         fh = self._files.pop(kind, None)
         if fh is not None:
             fh.close()

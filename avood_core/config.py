@@ -126,13 +126,9 @@ def build_config(config_file: str | Path | None = None, *layers: Any, **named: A
     return finalize_config(data, source=str(config_file) if config_file else "config")
 
 
-def assemble_config(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
-                    overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
-                    values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The merged, not yet validated config dict: preset < ``base`` < TOML file < ``--<kind>`` choices
-    (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field by field. ``preset``: a
-    name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or ``base``: its preset, §4.2)."""
-    return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
+def assemble_config(*layers: Any, **named: Any) -> dict[str, Any]:
+    """The merged, not yet validated config dict of :func:`~avood_core.recipe.assemble_recipe` (same arguments)."""
+    return assemble_recipe(*layers, **named)[0]
 
 
 def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:
@@ -144,12 +140,9 @@ def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, so
     by_plugin = check_plugin_params(data.pop("params", {}), source)
     for kind in KINDS:
         spec = data.get(kind)
-        if not isinstance(spec, dict):
-            continue
-        extra = by_plugin.get(kind, {}).get(spec.get("name"))
-        if extra:
-            own = spec.get("params") or {}
-            spec["params"] = {**extra, **own} if isinstance(own, dict) else own
+        extra = by_plugin.get(kind, {}).get(spec.get("name")) if isinstance(spec, dict) else None
+        if extra and isinstance(spec.get("params") or {}, dict):  # a slot's own params win
+            spec["params"] = {**extra, **(spec.get("params") or {})}
     return validate_config(data, source)
 
 

@@ -50,7 +50,10 @@ class Recipe:
 def assemble_recipe(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
                     overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
                     values: dict[str, Any] | None = None) -> tuple[dict[str, Any], Recipe]:
-    """:func:`avood_core.config.assemble_config`'s dict (same arguments) and the :class:`Recipe` that describes it."""
+    """The merged, not yet validated config dict and the :class:`Recipe` that describes it: preset < ``base`` <
+    TOML file < ``--<kind>`` choices (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field
+    by field. ``preset``: a name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or
+    ``base``: its preset, §4.2)."""
     def layered(start: dict[str, Any]) -> dict[str, Any]:
         data = _deep_merge(start, base or {})
         if config_file is not None:
