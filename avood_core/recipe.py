@@ -145,10 +145,8 @@ def parse_value(text: str, assignment: str | None = None) -> Any:
             raise ConfigError(f"--set {shown}: the value spans several lines; give one value per --set") from None
         return text
     if set(doc) != {"v"}:
-        raise ConfigError(
-            f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
-            f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda"
-        )
+        raise ConfigError(f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
+                          f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda")
     return doc["v"]
 
 
@@ -174,10 +172,8 @@ def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = No
 
     path = key.split(".")
     if not all(_KEY_PART.fullmatch(p) for p in path):
-        raise ConfigError(
-            f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ and -; "
-            f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
-        )
+        raise ConfigError(f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ "
+                          f"and -; give one KEY=VALUE per --set, e.g. --set detector.lr=0.001")
     if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
         path = [path[0], "params", *path[1:]]
     node = data
@@ -192,9 +188,8 @@ def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = No
 def set_component(data: dict[str, Any], kind: str, name: str) -> None:
     """Choose the plugin for a slot; its params reset unless the name is unchanged."""
     current = data.get(kind)
-    if isinstance(current, dict) and current.get("name") == name:
-        return
-    data[kind] = {"name": name, "params": {}}
+    if not (isinstance(current, dict) and current.get("name") == name):
+        data[kind] = {"name": name, "params": {}}
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -218,16 +213,13 @@ class Preset:
     params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
-def _folder():
-    return resources.files("avood_core") / "presets"
+PRESETS = resources.files("avood_core") / "presets"
 
 
 def preset_names() -> list[str]:
     """The shipped presets, sorted."""
-    folder = _folder()
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+    found = PRESETS.iterdir() if PRESETS.is_dir() else ()
+    return sorted(p.name[: -len(".toml")] for p in found if p.name.endswith(".toml"))
 
 
 def load_preset(name: str) -> Preset:
@@ -238,7 +230,7 @@ def load_preset(name: str) -> Preset:
                           f"(or 'none': no preset)")
     where = f"preset '{name}'"
     try:
-        data = tomllib.loads((_folder() / f"{name}.toml").read_text(encoding="utf-8"))
+        data = tomllib.loads((PRESETS / f"{name}.toml").read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}; reinstall avood") from None
     unknown = sorted(set(data) - {"description", "config", "params"})
