@@ -18,12 +18,10 @@ from torch import Tensor, nn
 from avood_core.errors import ConfigError, DataError, PluginError
 from avood_core.protocols import NoParams
 
-class Fusion(nn.Module):
-    """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``.
 
-    ``modalities``: the inputs it reads. ``splittable``: the output is the concatenation of the
-    modalities read, audio first, so a generator can synthesize it and split it back.
-    """
+class Fusion(nn.Module):
+    """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``; ``modalities``:
+    the inputs it reads; ``splittable``: it outputs those concatenated, audio first (a generator may use it)."""
 
     kind: ClassVar[str] = "fusion"
     Params: ClassVar[type[BaseModel]] = NoParams

@@ -182,12 +182,9 @@ class Generator(Component):
 
 
 class OODDetector(Component):
-    """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD).
-
-    ``score`` is an OOD score, **higher = more likely unseen** (for the entropy detector the
-    predictive entropy, as in the paper); ``threshold`` is learned in ``fit``; a clip goes to the
-    seen branch iff ``is_seen``: by default ``score < threshold``.
-    """
+    """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD): ``score`` is an OOD
+    score, **higher = more likely unseen** (the entropy detector: the predictive entropy, as in the paper);
+    ``threshold`` is learned in ``fit``; a clip goes to the seen branch iff ``is_seen`` (``score < threshold``)."""
 
     kind: ClassVar[str] = "detector"
     threshold: float = float("nan")

@@ -227,14 +227,8 @@ def method_of(key: str) -> str:
 
 
 def component_outputs(component: Component, data: KitData, seed: int = 0) -> dict[str, Tensor]:
-    """Every output the pipeline reads from a fitted component, on the kit's data, as CPU tensors.
-
-    generator: ``generate`` for the unseen classes (``N_PER_CLASS`` each) and for one class;
-    detector: ``score``/``is_seen`` on test, train and synthetic samples and the threshold;
-    seen: ``predict`` on the test set and on one sample;
-    unseen: ``predict`` among the unseen classes, among all classes, on one sample, and
-    ``distances`` among the unseen classes when the classifier provides them.
-    """
+    """Every output the pipeline reads from a fitted component (each of its protocol's calls, on the test set,
+    on one sample and where it matters on train/synthetic or other candidates), on the kit's data, as CPU tensors."""
     task = data.task
     test, text = task.test, task.text
     one = test.subset(torch.tensor([0]))
