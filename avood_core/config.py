@@ -30,43 +30,36 @@ class DataConfig(BaseModel):
     """Where the task comes from: the embedded synthetic task or a benchmark tree."""
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["synthetic", "benchmark"] = Field(
-        "synthetic", description="'synthetic': the embedded UCF-shaped task; 'benchmark': an AVCA-format tree at `path`."
-    )
+    source: Literal["synthetic", "benchmark"] = Field("synthetic", description=(
+        "'synthetic': the embedded UCF-shaped task; 'benchmark': an AVCA-format tree at `path`."))
     path: Path | None = Field(None, description="Root of an avgzsl_benchmark_datasets tree (source = benchmark).")
     dataset: Literal["ucf", "activitynet", "vggsound"] | None = Field(None, description="Benchmark dataset.")
     features: Literal["main", "cls"] = Field("main", description="main: SeLaVi 512/512; cls: VGGish 128 / C3D 4096.")
     split: Literal["main", "cls"] = Field("main", description="Class split: main_split or cls_split.")
-    format: Literal["auto", "h5", "pkl"] = Field(
-        "auto", description="Read the per-class h5 tree, the _features_processed pkl caches (read safely), or auto (h5 first)."
-    )
+    format: Literal["auto", "h5", "pkl"] = Field("auto", description=(
+        "Read the per-class h5 tree, the _features_processed pkl caches (read safely), or auto (h5 first)."))
     nonfinite: Literal["fail", "skip"] = Field("fail", description="NaN/inf feature rows: fail, or skip them (counted).")
-    compat_positional_text: bool = Field(
-        False, description="Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."
-    )
+    compat_positional_text: bool = Field(False, description=(
+        "Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."))
     stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
-    scale: float = Field(
-        1.0, gt=0, le=MAX_DATA_SCALE,
-        description=f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features).",
-    )
+    scale: float = Field(1.0, gt=0, le=MAX_DATA_SCALE, description=(
+        f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features)."))
     task_seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Synthetic task seed; None = the run seed.")
-    seen_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: the seen MLP's accuracy in % at full epochs to calibrate to (None = UCF's SC_acc 96.12, paper Table 3)."
-    )
-    zsl_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: the embedding model's ZSL accuracy in % at full epochs to calibrate to (None = UCF's UC_acc 28.21, paper Table 3)."
-    )
+    seen_acc: float | None = Field(None, gt=0, lt=100, description=(
+        "Synthetic task: the seen MLP's accuracy in % at full epochs to calibrate to (None = UCF's SC_acc 96.12, "
+        "paper Table 3)."))
+    zsl_acc: float | None = Field(None, gt=0, lt=100, description=(
+        "Synthetic task: the embedding model's ZSL accuracy in % at full epochs to calibrate to (None = UCF's UC_acc "
+        "28.21, paper Table 3)."))
 
 
 class RunConfig(BaseModel):
     """One run: the four components, data, seed, device and output folder."""
 
     model_config = ConfigDict(extra="forbid")
-    profile: Literal["quick", "paper"] = Field(
-        DEFAULT_PROFILE,
-        description="quick: each plugin's reduced epochs (demos, tests); "
-        "paper: the plugins' defaults, i.e. the paper's full budgets.",
-    )
+    profile: Literal["quick", "paper"] = Field(DEFAULT_PROFILE, description=(
+        "quick: each plugin's reduced epochs (demos, tests); "
+        "paper: the plugins' defaults, i.e. the paper's full budgets."))
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["generator"]))
     detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["detector"]))
     seen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["seen"]))
@@ -75,16 +68,15 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Fixes every random source of the run (a 64-bit integer).")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
-    jobs: int = Field(
-        1, ge=1, le=3,
-        description="Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
+    jobs: int = Field(1, ge=1, le=3, description=(
+        "Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
         "beside the generator, seen classifier and detector (3 also the seen classifier); each process gets "
         "torch threads // jobs; once the main process has fitted its own stages it computes half of each of the "
         "unseen classifier's remaining steps (AVOOD_ASSIST=0: it waits). Same results as jobs = 1 at that thread "
-        "count (docs/performance.md).",
-    )
+        "count (docs/performance.md)."))
     output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Experiment loggers and how often they hear step metrics.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description=(
+        "Experiment loggers and how often they hear step metrics."))
 
     @field_validator("device")
     @classmethod
