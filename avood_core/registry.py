@@ -84,8 +84,7 @@ class Registry:
     def __init__(self, discover: bool = True, kinds: tuple[str, ...] = PLUGIN_KINDS) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.kinds = kinds
-        """What a plugin may register (a stage table other than :data:`~avood_core.stages.STAGES` adds its kinds)."""
+        self.kinds = kinds  # what a plugin may register (a stage table other than STAGES adds its kinds)
         self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in kinds}
         self.broken: list[BrokenPlugin] = []
         if discover:
@@ -95,7 +94,7 @@ class Registry:
         """Load every entry point of ``group``; a failing one is recorded as broken."""
         for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
-            provider = Provider(ep.name, dist.name if dist else None, dist.version if dist else None)
+            provider = Provider(ep.name, *((dist.name, dist.version) if dist else ()))
             try:
                 plugin = ep.load()
             except KeyboardInterrupt:

@@ -191,8 +191,7 @@ def check_save_load(component: Component, data: KitData, outputs: Mapping[str, T
     """Save through :mod:`avood_core.pipeline.store`, load (binding ``fitted``), compare; the loaded component."""
     from avood_core.pipeline.store import load_component, save_component
 
-    kind = component.kind
-    name = name or "component_under_test"
+    kind, name = component.kind, name or "component_under_test"
     before = outputs if outputs is not None else component_outputs(component, data, seed)
     with tempfile.TemporaryDirectory(prefix="avood-kit-") as tmp:
         folder = Path(tmp) / kind
