@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Mapping
 
 import pluggy
 
@@ -24,7 +24,6 @@ ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
 PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
 """What a plugin may register: those and experiment loggers (avood_core.run.tracking)."""
 KIND_LABELS = {**{s.kind: f"{s.noun}s" for s in STAGES}, "fusion": "fusions", "logger": "loggers"}
-Profile = Literal["quick", "paper"]
 PROFILES: tuple[str, ...] = ("quick", "paper")
 DEFAULT_PROFILE = "quick"
 

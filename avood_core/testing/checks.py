@@ -176,10 +176,8 @@ def _same(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: str, hint: str
         x, y = a[key], b[key]
         if x.dtype != y.dtype or x.shape != y.shape:
             _fail(f"{what}: output '{key}' differs ({x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}); {hint}")
-        if x.is_floating_point() and (rtol or atol):
-            same = torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
-        else:
-            same = torch.equal(x, y)
+        same = (torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True) if x.is_floating_point() and (rtol or atol)
+                else torch.equal(x, y))
         if not same:
             detail = f" (max abs difference {float((x.double() - y.double()).abs().max()):.3g})"
             _fail(f"{what}: output '{key}' differs{detail if x.is_floating_point() else ''}; {hint}")

@@ -117,10 +117,9 @@ class ComponentContract:
                 raise TypeError(f"{cls.__name__}: set `component = YourComponentClass`")
             # the raw attribute (not bound as a method): a zero-argument callable or None
             task = next((c.__dict__["task"] for c in cls.__mro__ if "task" in c.__dict__), None)
-            report = check_component(
-                cls.component, cls.kind, cls.params, task() if task is not None else None, seed=cls.seed,
-                name=cls.name, dependencies=cls.dependencies, quick=cls.quick, raise_on_failure=False,
-            )
+            report = check_component(cls.component, cls.kind, cls.params, task() if task is not None else None,
+                                     seed=cls.seed, name=cls.name, dependencies=cls.dependencies, quick=cls.quick,
+                                     raise_on_failure=False)
             cls._avood_kit_report = report
         return report
 
