@@ -1,15 +1,10 @@
 """avood: audio-visual generalized zero-shot learning with OOD detection.
 
-The public API is this facade (``__all__``), the plugin-contract modules it draws from
-(``avood_core.protocols``, ``.task``, ``.errors``, ``.hookspecs``, ``.fusion``, ``.limits``,
-``.callbacks``, ``.stages``) and the conformance kit ``avood_core.testing``; every other module
-is private (docs/architecture.md, "Public API"). Names are loaded on first use (PEP 562), so
-``import avood_core`` imports no torch.
-
-It also sets ``MKL_CBWR=AUTO`` (unless the environment sets ``MKL_CBWR``; empty turns it off):
-Intel documents that without it MKL may order its sums differently from one run to the next on
-the same machine (docs/performance.md, "Reproducibility"). MKL reads it at its first call, so the
-CLI, ``import avood_core`` and the ``jobs = 2`` worker all pass through here first.
+The public API is this facade (``__all__``), the plugin-contract modules it draws from and the conformance
+kit ``avood_core.testing`` (docs/architecture.md, "Public API"). Names load on first use (PEP 562), so
+``import avood_core`` imports no torch. It sets ``MKL_CBWR=AUTO`` (unless ``MKL_CBWR`` is set; empty turns
+it off): without it MKL may order its sums differently from run to run on one machine (Intel's note,
+docs/performance.md "Reproducibility"); MKL reads it at its first call, and every entry passes here first.
 """
 
 import os as _os
@@ -35,8 +30,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {  # module (under avood_core.) -> the nam
     "callbacks": ("Callback",),
     "pipeline": ("Pipeline", "Evaluation", "route"),
     "stages": ("STAGES", "Stage", "KINDS"),
-    "factory": ("create_component", "list_components"),
-    "registry": ("Registry", "get_registry"),
+    "registry": ("Registry", "get_registry", "create_component", "list_components"),
     "data.synthetic": ("SyntheticSpec", "make_synthetic_task"),
     "eval.metrics": ("mean_class_accuracy", "harmonic_mean", "gzsl_scores"),
     "train.loop": ("LoopComponent", "Training", "Halves", "Plateau", "fit_loop", "update"),

@@ -1,27 +1,6 @@
-"""Stage callbacks: what a run tells the outside world while it trains (Lightning-Callback-like, small).
-
-A :class:`Callback` hears, in this order::
-
-    on_run_start(run_dir, config)            # the resolved config as a dict
-      on_stage_start(kind, info)             # one component starts fitting: info = {name, stage}
-        on_step(kind, step, metrics)         # every ``every_n_steps`` optimizer steps (1-based step)
-        on_epoch(kind, epoch, metrics)       # after each epoch (0-based), the epoch's mean losses and lr
-      on_stage_end(kind, info)               # info = {name, stage, wall_s}
-      on_synthesis_start(info)               # after the generator: info = {name, stage, n_per_class}
-      on_synthesis_end(info)                 # info = {name, stage, n_per_class, wall_s}
-    on_run_end(run_dir, results)             # results.json's content
-    on_exception(run_dir, exc)               # instead of on_run_end when the run failed
-
-The training loop (:mod:`avood_core.train.loop`) fires ``on_step`` and ``on_epoch`` through
-``ctx.callbacks`` (a :class:`CallbackList`). A component that owns its ``fit`` may do the same, or
-report nothing: at ``on_stage_end`` its ``stats.history`` (one dict per epoch,
-:class:`~avood_core.protocols.TrainStats`) is then replayed as ``on_epoch`` events. In a worker process (``jobs > 1``) a
-:class:`EventRecorder` stands in; the parent replays its events into its own callbacks
-(:func:`replay`), so metrics fitted elsewhere reach the run folder and the loggers too.
-
-Built in: :class:`MetricsWriter` (``<run>/metrics/<kind>.jsonl``, always on); experiment
-loggers are ``logger`` plugins (``avood_plugins.loggers``), chosen by ``avood run --logger NAME``.
-"""
+"""Stage callbacks: what a run tells the outside world while it trains (Lightning-Callback-like, small);
+the hooks' order and who fires them: docs/architecture.md "Training curves and loggers". Built in:
+:class:`MetricsWriter` (``<run>/metrics/<kind>.jsonl``); experiment loggers are ``logger`` plugins."""
 
 from __future__ import annotations
 
@@ -72,13 +51,8 @@ class Callback:
 
 def clean(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The numeric, finite entries of ``metrics`` as floats (``epoch``/``step`` keys dropped)."""
-    out = {}
-    for key, value in metrics.items():
-        if key in ("epoch", "step") or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if math.isfinite(value):
-            out[str(key)] = float(value)
-    return out
+    return {str(k): float(v) for k, v in metrics.items() if k not in ("epoch", "step")
+            and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 class CallbackList(Callback):
@@ -110,21 +84,16 @@ class CallbackList(Callback):
         """True when step metrics should be reported after ``step`` (1-based): anyone listening, every N."""
         return bool(self.callbacks) and self.every_n_steps > 0 and step % self.every_n_steps == 0
 
-    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
-        self._each("on_run_start", run_dir, config)
-
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self._epochs_seen.discard(kind)
         self._each("on_stage_start", kind, info)
 
     def on_step(self, kind: str, step: int, metrics: Metrics) -> None:
-        values = clean(metrics)
-        self._each("on_step", kind, step, values)
+        self._each("on_step", kind, step, clean(metrics))
 
     def on_epoch(self, kind: str, epoch: int, metrics: Metrics) -> None:
         self._epochs_seen.add(kind)
-        values = clean(metrics)
-        self._each("on_epoch", kind, epoch, values)
+        self._each("on_epoch", kind, epoch, clean(metrics))
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any], component: Any = None) -> None:
         """``component`` (the fitted component): its ``stats.history`` is replayed as epochs when it reported none itself."""
@@ -134,21 +103,16 @@ class CallbackList(Callback):
                     self.on_epoch(kind, int(record.get("epoch", i)), record)
         self._each("on_stage_end", kind, info)
 
-    def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
-        self._each("on_synthesis_start", info)
-
-    def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
-        self._each("on_synthesis_end", info)
-
-    def on_run_end(self, run_dir: Path, results: Mapping[str, Any]) -> None:
-        self._each("on_run_end", run_dir, results)
-
     def on_exception(self, run_dir: Path, exc: BaseException) -> None:
         for cb in self.callbacks:
             try:
                 cb.on_exception(run_dir, exc)
             except Exception:  # noqa: BLE001 - the run's own error is the one to report
                 pass
+
+
+for _hook in ("on_run_start", "on_synthesis_start", "on_synthesis_end", "on_run_end"):  # sent on as they are
+    setattr(CallbackList, _hook, lambda self, *args, _hook=_hook: self._each(_hook, *args))
 
 
 class EventRecorder(Callback):
@@ -171,12 +135,9 @@ def replay(events: Iterable[tuple[str, str, int, Mapping[str, float]]], callback
 
 
 class MetricsWriter(Callback):
-    """``<folder>/<kind>.jsonl``: one JSON line per step or epoch report, written as it happens.
-
-    A line is ``{"kind", "stage", "event": "step"|"epoch", "step" or "epoch", "time", <metrics>}``
-    (``time``: seconds since the component started). A refitted component (e.g. on ``--resume``)
-    starts its file anew; a reused one keeps its old file.
-    """
+    """``<folder>/<kind>.jsonl``: per step or epoch report, as it happens, one JSON line ``{"kind", "stage",
+    "event": "step"|"epoch", "step" or "epoch", "time" (s since the component started), <metrics>}``. A
+    refitted component (e.g. on ``--resume``) starts its file anew; a reused one keeps its old file."""
 
     def __init__(self, folder: Path, stage: str = "") -> None:
         self.folder, self.stage = Path(folder), stage
@@ -185,15 +146,14 @@ class MetricsWriter(Callback):
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._close(kind)
+        self.on_stage_end(kind, info)
         self._files[kind] = open_nofollow(self.folder / f"{kind}.jsonl", "w")
         self._start[kind] = time.perf_counter()
 
     def _write(self, kind: str, event: str, index: int, metrics: Metrics) -> None:
-        fh = self._files.get(kind)
-        if fh is None:  # a report outside a stage (a component fitted by hand): open on demand
+        if kind not in self._files:  # a report outside a stage (a component fitted by hand): open on demand
             self.on_stage_start(kind, {})
-            fh = self._files[kind]
+        fh = self._files[kind]
         record = {"kind": kind, "stage": self.stage, "event": event, event: index,
                   "time": round(time.perf_counter() - self._start[kind], 3), **metrics}
         fh.write(json.dumps(record) + "\n")
@@ -206,9 +166,6 @@ class MetricsWriter(Callback):
         self._write(kind, "epoch", epoch, metrics)
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
-        self._close(kind)
-
-    def _close(self, kind: str) -> None:
         fh = self._files.pop(kind, None)
         if fh is not None:
             fh.close()

@@ -4,16 +4,16 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from avood_core.errors import ConfigError
-from avood_core.factory import DEFAULT_PROFILE, validated_params
+from avood_core.registry import DEFAULT_PROFILE, KINDS, Registry, get_registry, validated_params
 from avood_core.limits import MAX_DATA_SCALE, SEED_MAX, SEED_MIN, bounded
-from avood_core.registry import KINDS, Registry, get_registry
-from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, set_component
+from avood_core.recipe import DEFAULT_COMPONENTS, assemble_recipe, check_plugin_params, set_component
 from avood_core.run.tracking import LoggingConfig, resolve_logging
 from avood_core.strict import check_values, format_validation_error
 
@@ -30,43 +30,36 @@ class DataConfig(BaseModel):
     """Where the task comes from: the embedded synthetic task or a benchmark tree."""
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["synthetic", "benchmark"] = Field(
-        "synthetic", description="'synthetic': the embedded UCF-shaped task; 'benchmark': an AVCA-format tree at `path`."
-    )
+    source: Literal["synthetic", "benchmark"] = Field("synthetic", description=(
+        "'synthetic': the embedded UCF-shaped task; 'benchmark': an AVCA-format tree at `path`."))
     path: Path | None = Field(None, description="Root of an avgzsl_benchmark_datasets tree (source = benchmark).")
     dataset: Literal["ucf", "activitynet", "vggsound"] | None = Field(None, description="Benchmark dataset.")
     features: Literal["main", "cls"] = Field("main", description="main: SeLaVi 512/512; cls: VGGish 128 / C3D 4096.")
     split: Literal["main", "cls"] = Field("main", description="Class split: main_split or cls_split.")
-    format: Literal["auto", "h5", "pkl"] = Field(
-        "auto", description="Read the per-class h5 tree, the _features_processed pkl caches (read safely), or auto (h5 first)."
-    )
+    format: Literal["auto", "h5", "pkl"] = Field("auto", description=(
+        "Read the per-class h5 tree, the _features_processed pkl caches (read safely), or auto (h5 first)."))
     nonfinite: Literal["fail", "skip"] = Field("fail", description="NaN/inf feature rows: fail, or skip them (counted).")
-    compat_positional_text: bool = Field(
-        False, description="Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."
-    )
+    compat_positional_text: bool = Field(False, description=(
+        "Reference defect 1 (docs/defects.md): look text rows up by class id instead of by name (default: by name)."))
     stage1: bool = Field(True, description="Benchmark: run stage 1 (fit on training, select on val) before stage 2.")
-    scale: float = Field(
-        1.0, gt=0, le=MAX_DATA_SCALE,
-        description=f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features).",
-    )
+    scale: float = Field(1.0, gt=0, le=MAX_DATA_SCALE, description=(
+        f"Synthetic task: multiplier on UCF's sample counts. At most {MAX_DATA_SCALE:g} (~1 GB of features)."))
     task_seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Synthetic task seed; None = the run seed.")
-    seen_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: the seen MLP's accuracy in % at full epochs to calibrate to (None = UCF's SC_acc 96.12, paper Table 3)."
-    )
-    zsl_acc: float | None = Field(
-        None, gt=0, lt=100, description="Synthetic task: the embedding model's ZSL accuracy in % at full epochs to calibrate to (None = UCF's UC_acc 28.21, paper Table 3)."
-    )
+    seen_acc: float | None = Field(None, gt=0, lt=100, description=(
+        "Synthetic task: the seen MLP's accuracy in % at full epochs to calibrate to (None = UCF's SC_acc 96.12, "
+        "paper Table 3)."))
+    zsl_acc: float | None = Field(None, gt=0, lt=100, description=(
+        "Synthetic task: the embedding model's ZSL accuracy in % at full epochs to calibrate to (None = UCF's UC_acc "
+        "28.21, paper Table 3)."))
 
 
 class RunConfig(BaseModel):
     """One run: the four components, data, seed, device and output folder."""
 
     model_config = ConfigDict(extra="forbid")
-    profile: Literal["quick", "paper"] = Field(
-        DEFAULT_PROFILE,
-        description="quick: each plugin's reduced epochs (demos, tests); "
-        "paper: the plugins' defaults, i.e. the paper's full budgets.",
-    )
+    profile: Literal["quick", "paper"] = Field(DEFAULT_PROFILE, description=(
+        "quick: each plugin's reduced epochs (demos, tests); "
+        "paper: the plugins' defaults, i.e. the paper's full budgets."))
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["generator"]))
     detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["detector"]))
     seen: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name=DEFAULT_COMPONENTS["seen"]))
@@ -75,16 +68,15 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Fixes every random source of the run (a 64-bit integer).")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto (cuda when available).")
-    jobs: int = Field(
-        1, ge=1, le=3,
-        description="Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
+    jobs: int = Field(1, ge=1, le=3, description=(
+        "Processes that fit components side by side: 2 trains the unseen classifier in a worker process "
         "beside the generator, seen classifier and detector (3 also the seen classifier); each process gets "
         "torch threads // jobs; once the main process has fitted its own stages it computes half of each of the "
         "unseen classifier's remaining steps (AVOOD_ASSIST=0: it waits). Same results as jobs = 1 at that thread "
-        "count (docs/performance.md).",
-    )
+        "count (docs/performance.md)."))
     output_dir: Path = Field(Path("runs"), description="Each run writes a fresh sub-folder here.")
-    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Experiment loggers and how often they hear step metrics.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description=(
+        "Experiment loggers and how often they hear step metrics."))
 
     @field_validator("device")
     @classmethod
@@ -126,34 +118,23 @@ def build_config(config_file: str | Path | None = None, *layers: Any, **named: A
     return finalize_config(data, source=str(config_file) if config_file else "config")
 
 
-def assemble_config(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
-                    overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
-                    values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The merged, not yet validated config dict: preset < ``base`` < TOML file < ``--<kind>`` choices
-    (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field by field. ``preset``: a
-    name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or ``base``: its preset, §4.2)."""
-    return assemble_recipe(config_file, components, overrides, base, preset, values)[0]
+def assemble_config(*layers: Any, **named: Any) -> dict[str, Any]:
+    """The merged, not yet validated config dict of :func:`~avood_core.recipe.assemble_recipe` (same arguments)."""
+    return assemble_recipe(*layers, **named)[0]
 
 
 def finalize_config(data: dict[str, Any], swap: dict[str, str] | None = None, source: str = "config") -> RunConfig:
     """Validate an assembled dict: ``swap`` puts other plugins in some slots (their slot params
     reset, as with ``--<kind> NAME``), then plugin-keyed ``params`` fill each slot's params."""
-    import copy
-
-    from avood_core.presets import check_plugin_params
-
     data = copy.deepcopy(data)
     for kind, name in (swap or {}).items():
         set_component(data, kind, name)
     by_plugin = check_plugin_params(data.pop("params", {}), source)
     for kind in KINDS:
         spec = data.get(kind)
-        if not isinstance(spec, dict):
-            continue
-        extra = by_plugin.get(kind, {}).get(spec.get("name"))
-        if extra:
-            own = spec.get("params") or {}
-            spec["params"] = {**extra, **own} if isinstance(own, dict) else own
+        extra = by_plugin.get(kind, {}).get(spec.get("name")) if isinstance(spec, dict) else None
+        if extra and isinstance(spec.get("params") or {}, dict):  # a slot's own params win
+            spec["params"] = {**extra, **(spec.get("params") or {})}
     return validate_config(data, source)
 
 

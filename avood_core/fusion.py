@@ -1,14 +1,10 @@
 """Fusion: how a component combines the audio and visual features before its own network.
 
 The paper lets "different modality fusion methods (Fusion 1-5) be implemented at various stages"
-(Fig. 1, §1): its own choice is concatenation ``x = a ⊕ v`` for the generator, the OOD detector
-and the seen classifier (Fig. 2, §3.1) and a transformer cross-attention (Fusion-5) in the unseen
-classifier (§3.4). A fusion is a plugin of kind ``fusion``: an ``nn.Module`` built for given audio
-and video dims, with ``out_dim`` and ``forward(audio, video)``. Every component that consumes
-features has ``fusion`` / ``fusion_params`` params; a learned fusion trains and is saved with the
-component's network (under ``fusion.*``). Components hand each other ``x = a ⊕ v``; a generator
-accepts only ``splittable`` fusions (``concat``, ``audio``, ``video``), and :func:`input_x` gives
-each consumer what it reads, or a one-line error.
+(Fig. 1, §1): concatenation ``x = a ⊕ v`` for the generator, the OOD detector and the seen classifier
+(Fig. 2, §3.1), a transformer cross-attention (Fusion-5) in the unseen classifier (§3.4). A fusion is a
+plugin of kind ``fusion`` (docs/writing-a-plugin.md §10); components hand each other ``x = a ⊕ v`` and
+:func:`input_x` gives each consumer what it reads, or a one-line error.
 """
 
 from __future__ import annotations
@@ -22,19 +18,10 @@ from torch import Tensor, nn
 from avood_core.errors import ConfigError, DataError, PluginError
 from avood_core.protocols import NoParams
 
-FUSION_HELP = (
-    "How this component combines the audio and visual features before its network: a fusion plugin "
-    "(see 'avood plugins'; built-ins concat, audio, video, mean, sum, gated, cross_attention)."
-)
-FUSION_PARAMS_HELP = "Params of the fusion plugin (its Params model), e.g. {dim = 256} for gated."
-
 
 class Fusion(nn.Module):
-    """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``.
-
-    ``modalities``: the inputs it reads. ``splittable``: the output is the concatenation of the
-    modalities read, audio first, so a generator can synthesize it and split it back.
-    """
+    """Base of every fusion plugin: ``out_dim(audio_dim, video_dim)`` and ``forward(audio, video)``; ``modalities``:
+    the inputs it reads; ``splittable``: it outputs those concatenated, audio first (a generator may use it)."""
 
     kind: ClassVar[str] = "fusion"
     Params: ClassVar[type[BaseModel]] = NoParams
@@ -75,8 +62,11 @@ class FusionParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: str = Field("concat", description=FUSION_HELP)
-    fusion_params: dict[str, Any] = Field(default_factory=dict, description=FUSION_PARAMS_HELP)
+    fusion: str = Field("concat", description=(
+        "How this component combines the audio and visual features before its network: a fusion plugin "
+        "(see 'avood plugins'; built-ins concat, audio, video, mean, sum, gated, cross_attention)."))
+    fusion_params: dict[str, Any] = Field(default_factory=dict, description=(
+        "Params of the fusion plugin (its Params model), e.g. {dim = 256} for gated."))
 
     @field_validator("fusion")
     @classmethod
@@ -93,16 +83,17 @@ class FusionParams(BaseModel):
         """Non-empty ``fusion_params`` are checked against the fusion's ``Params`` at config time."""
         if self.fusion_params:
             try:
-                model = fusion_class(self.fusion).Params
+                fusion_class(self.fusion).Params.model_validate(self.fusion_params)
             except PluginError:
-                return self  # an unregistered fusion (custom registry): checked when it is built
-            try:
-                model.model_validate(self.fusion_params)
+                pass  # an unregistered fusion (custom registry): checked when it is built
             except ValidationError as exc:
-                err = exc.errors()[0]
-                raise ValueError(f"fusion_params.{'.'.join(map(str, err['loc']))} of fusion '{self.fusion}': "
-                                 f"{err['msg']}") from None
+                raise ValueError(_params_error(self.fusion, exc)) from None
         return self
+
+
+def _params_error(name: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"fusion_params.{'.'.join(map(str, err['loc']))} of fusion '{name}': {err['msg']}"
 
 
 def fusion_class(name: str) -> type[Fusion]:
@@ -118,9 +109,7 @@ def make_fusion(name: str, audio_dim: int, video_dim: int, params: Mapping[str, 
     try:
         return cls(audio_dim, video_dim, dict(params or {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{who}: fusion_params.{loc} of fusion '{name}': {err['msg']}") from None
+        raise ConfigError(f"{who}: {_params_error(name, exc)}") from None
 
 
 class FusedMLP(nn.Sequential):
@@ -145,10 +134,7 @@ class FusedMLP(nn.Sequential):
         return iter(self.layers())
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        h = self.fusion.fuse_x(x)
-        for layer in self.layers():
-            h = layer(h)
-        return h
+        return super().forward(self.fusion.fuse_x(x))  # through the MLP's layers (__iter__)
 
 
 def build_fused_mlp(params: Any, in_dim: int, audio_dim: int | None, make_mlp, who: str) -> FusedMLP:

@@ -1,18 +1,8 @@
-"""The single hook through which plugins (built-in or third-party) add components.
-
-A plugin is any module or object registered with the plugin manager, normally through the
-``avood`` entry-point group, that implements::
-
-    from avood_core.hookspecs import hookimpl
-
-    @hookimpl
-    def register_components(register):
-        register("unseen", "my_model", "my_pkg.model:MyModel")   # lazy: imported on first use
-        register("detector", "my_gate", MyGate)                  # or the class itself
-
-``kind`` is a stage's kind (avood_core.stages), ``fusion`` (avood_core.fusion) or ``logger``. A
-``"module:Class"`` string keeps ``avood --help`` and ``avood plugins`` from importing torch.
-"""
+"""The single hook through which plugins (built-in or third-party) add components: a module or object
+registered through the ``avood`` entry-point group implements ``@hookimpl def register_components(register)``
+and calls ``register(kind, name, "my_pkg.model:MyModel")`` (lazy: imported on first use, so ``avood --help``
+and ``avood plugins`` import no torch) or ``register(kind, name, MyClass)``; ``kind`` is a stage's kind
+(avood_core.stages), ``fusion`` (avood_core.fusion) or ``logger`` (docs/writing-a-plugin.md)."""
 
 from __future__ import annotations
 

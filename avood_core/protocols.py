@@ -1,9 +1,7 @@
-"""The component protocols of the AV-OOD framework (paper Fig. 1/2), one per row of the stage table.
-
-A component has a ``kind``, a pydantic ``Params`` model (defaults = the paper) and the methods
-of its protocol. Features are torch tensors; class ids are global (rows of the text matrix).
-The pipeline seeds the global RNGs before each ``fit`` and each ``generate``.
-"""
+"""The component protocols of the AV-OOD framework (paper Fig. 1/2), one per row of the stage table: a
+``kind``, a pydantic ``Params`` model (defaults = the paper) and the protocol's methods. Features are torch
+tensors; class ids are global (rows of the text matrix). The pipeline seeds the global RNGs before each
+``fit`` and each ``generate``."""
 
 from __future__ import annotations
 
@@ -40,19 +38,16 @@ class FitContext:
     device: "torch.device"
     seed: int = 0
     progress: "ProgressFactory | None" = None
-    val: "AVSamples | None" = None
-    """Selection split (stage-1 validation); never the test split."""
-    synthetic: "AVSamples | None" = None
-    """Generated unseen features, once the generator has run."""
-    fitted: dict[str, "Component"] = field(default_factory=dict)
-    """Components already fitted in this pipeline, by kind."""
+    val: "AVSamples | None" = None  # the selection split (stage-1 validation); never the test split
+    synthetic: "AVSamples | None" = None  # generated unseen features, once the generator has run
+    fitted: dict[str, "Component"] = field(default_factory=dict)  # components already fitted, by kind
     log: Callable[[str], None] = lambda message: None
+    # Where a fit reports its curves: ``on_epoch(kind, epoch, metrics)`` after each epoch,
+    # ``on_step(kind, step, metrics)`` when ``callbacks.step_due(step)`` (avood_core.callbacks).
     callbacks: CallbackList = field(default_factory=CallbackList)
-    """Where a fit reports its curves: ``callbacks.on_epoch(kind, epoch, metrics)`` after each epoch,
-    ``callbacks.on_step(kind, step, metrics)`` when ``callbacks.step_due(step)`` (avood_core.callbacks)."""
+    # In a worker process (``jobs > 1``): an avood_core.train.exchange.Offer whose ``poll()`` a fit may
+    # call between steps to take the main process's help once it is free; else None.
     assist: Any = None
-    """In a worker process (``jobs > 1``): an :class:`avood_core.train.exchange.Offer` whose ``poll()``
-    a fit may call between steps to take the main process's help once it is free; else None."""
 
     def track(self, total: int, description: str):
         """A progress tracker (``update(n, **metrics)``), silent when progress is off."""
@@ -63,17 +58,12 @@ class FitContext:
 
 @dataclass
 class TrainStats:
-    """What a component's last ``fit`` did (``avood bench``, the callbacks' curve replay read it).
+    """What a component's last ``fit`` did (``avood bench``, the callbacks' curve replay read it); not
+    part of a checkpoint: a loaded component has empty stats."""
 
-    Not part of a checkpoint: a loaded component has empty stats.
-    """
-
-    history: list[dict[str, float]] = field(default_factory=list)
-    """One record per epoch (``epoch`` and the epoch's mean loss terms, ``lr``, ...)."""
-    steps: int = 0
-    """Optimizer steps (for a GAN: generator steps)."""
-    samples: int = 0
-    """Training rows drawn over all steps."""
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: ``epoch``, mean losses, ``lr``
+    steps: int = 0  # optimizer steps (for a GAN: generator steps)
+    samples: int = 0  # training rows drawn over all steps
 
     def reset(self) -> None:
         self.history, self.steps, self.samples = [], 0, 0
@@ -84,12 +74,9 @@ class Component:
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
-    quick: ClassVar[Mapping[str, Any]] = {}
-    """Reduced-budget param overrides used by the ``quick`` profile (demo, tests)."""
-    uses_synthetic: ClassVar[bool] = False
-    """True for classifiers that train on generated unseen features (``ctx.synthetic``)."""
-    depends_on: ClassVar[tuple[str, ...]] = ()
-    """Kinds of fitted components this one uses through ``ctx.fitted`` (e.g. a gate on ``unseen``)."""
+    quick: ClassVar[Mapping[str, Any]] = {}  # reduced-budget param overrides of the ``quick`` profile
+    uses_synthetic: ClassVar[bool] = False  # a classifier that trains on generated unseen features
+    depends_on: ClassVar[tuple[str, ...]] = ()  # kinds of fitted components it uses via ``ctx.fitted``
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(params, BaseModel):
@@ -105,12 +92,9 @@ class Component:
     def label(self) -> str:
         """``"<kind> <name>"`` by the registry's name of the class (e.g. ``"detector entropy"``), what log
         lines and errors name it by; settable (a component wrapped by another takes the wrapper's label)."""
-        own = self.__dict__.get("_label")
-        if own:
-            return own
         from avood_core.registry import registered_name
 
-        return f"{self.kind} {registered_name(type(self))}".strip()
+        return self.__dict__.get("_label") or f"{self.kind} {registered_name(type(self))}".strip()
 
     @label.setter
     def label(self, value: str) -> None:
@@ -122,11 +106,8 @@ class Component:
         classifier. The default keeps nothing."""
 
     def selects_on_val(self) -> bool:
-        """Whether :meth:`selected_params` can be non-empty with these params (then stage 1 runs).
-
-        The default: whether the class overrides :meth:`selected_params`; a component whose
-        selection depends on its params (e.g. ``beta = None``) overrides this.
-        """
+        """Whether :meth:`selected_params` can be non-empty with these params (then stage 1 runs); by
+        default whether the class overrides it (one whose selection depends on its params overrides this)."""
         return type(self).selected_params is not Component.selected_params
 
     def selected_params(self) -> dict[str, Any]:
@@ -201,12 +182,9 @@ class Generator(Component):
 
 
 class OODDetector(Component):
-    """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD).
-
-    ``score`` is an OOD score, **higher = more likely unseen** (for the entropy detector the
-    predictive entropy, as in the paper); ``threshold`` is learned in ``fit``; a clip goes to the
-    seen branch iff ``is_seen``: by default ``score < threshold``.
-    """
+    """Seen/unseen gate, trained on real seen (in-distribution) and synthetic unseen (OOD): ``score`` is an OOD
+    score, **higher = more likely unseen** (the entropy detector: the predictive entropy, as in the paper);
+    ``threshold`` is learned in ``fit``; a clip goes to the seen branch iff ``is_seen`` (``score < threshold``)."""
 
     kind: ClassVar[str] = "detector"
     threshold: float = float("nan")

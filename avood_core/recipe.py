@@ -1,5 +1,10 @@
 """A run config's dict, layer by layer (TOML, ``--set``, typed values), and its recipe: the preset and
-why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2)."""
+why, the profile, every override (``--dataset D`` on benchmark data: D's preset, paper profile, §4.2).
+
+Presets are the paper's hyperparameters (§4.2, the reference configs) shipped as
+``avood_core/presets/<name>.toml``: ``description`` (shown by ``avood presets``), ``[config]`` (run-config
+fields) and ``[params.<kind>.<plugin>]`` (params of ``<plugin>`` whenever it fills the ``<kind>`` slot);
+a preset is the lowest layer of a config."""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import copy
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from avood_core.errors import ConfigError
-from avood_core.factory import DEFAULT_PROFILE
+from avood_core.registry import DEFAULT_PROFILE
 from avood_core.stages import KINDS, STAGES
 
 
@@ -44,7 +50,10 @@ class Recipe:
 def assemble_recipe(config_file: str | Path | None = None, components: dict[str, str | None] | None = None,
                     overrides: list[str] | None = None, base: dict[str, Any] | None = None, preset: str | None = None,
                     values: dict[str, Any] | None = None) -> tuple[dict[str, Any], Recipe]:
-    """:func:`avood_core.config.assemble_config`'s dict (same arguments) and the :class:`Recipe` that describes it."""
+    """The merged, not yet validated config dict and the :class:`Recipe` that describes it: preset < ``base`` <
+    TOML file < ``--<kind>`` choices (``components``) < ``--set`` texts (``overrides``) < typed ``values``, field
+    by field. ``preset``: a name, ``"none"``, or ``None`` (on benchmark data with a dataset and no file or
+    ``base``: its preset, §4.2)."""
     def layered(start: dict[str, Any]) -> dict[str, Any]:
         data = _deep_merge(start, base or {})
         if config_file is not None:
@@ -65,8 +74,6 @@ def assemble_recipe(config_file: str | Path | None = None, components: dict[str,
     chosen, why = _chosen_preset(preset, config_file is not None, bool(base), _data_section(data))
     preset_dataset = None
     if chosen is not None:
-        from avood_core.presets import load_preset
-
         picked = load_preset(chosen)
         preset_dataset = (picked.config.get("data") or {}).get("dataset")
         data = layered(_deep_merge(empty(), copy.deepcopy({**picked.config, "params": picked.params})))
@@ -107,8 +114,6 @@ def _chosen_preset(preset: str | None, has_file: bool, has_base: bool, section: 
         return None, "the embedded task's default"
     if not isinstance(dataset, str):
         return None, "no --dataset"
-    from avood_core.presets import preset_names
-
     if dataset not in preset_names():
         return None, f"no preset named '{dataset}'"
     return dataset, f"the default of --dataset {dataset} on benchmark data"
@@ -140,10 +145,8 @@ def parse_value(text: str, assignment: str | None = None) -> Any:
             raise ConfigError(f"--set {shown}: the value spans several lines; give one value per --set") from None
         return text
     if set(doc) != {"v"}:
-        raise ConfigError(
-            f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
-            f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda"
-        )
+        raise ConfigError(f"--set {shown}: holds more than one value ({', '.join(k for k in doc if k != 'v')} too); "
+                          f"give one KEY=VALUE per --set, e.g. --set seed=1 --set device=cuda")
     return doc["v"]
 
 
@@ -169,10 +172,8 @@ def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = No
 
     path = key.split(".")
     if not all(_KEY_PART.fullmatch(p) for p in path):
-        raise ConfigError(
-            f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ and -; "
-            f"give one KEY=VALUE per --set, e.g. --set detector.lr=0.001"
-        )
+        raise ConfigError(f"--set {shown()}: '{_shown_set(key)[1:-1]}' is not a dotted key of letters, digits, _ "
+                          f"and -; give one KEY=VALUE per --set, e.g. --set detector.lr=0.001")
     if path[0] in KINDS and len(path) >= 2 and path[1] not in ("name", "params"):
         path = [path[0], "params", *path[1:]]
     node = data
@@ -187,9 +188,8 @@ def _put(data: dict[str, Any], key: str, value: Any, assignment: str | None = No
 def set_component(data: dict[str, Any], kind: str, name: str) -> None:
     """Choose the plugin for a slot; its params reset unless the name is unchanged."""
     current = data.get(kind)
-    if isinstance(current, dict) and current.get("name") == name:
-        return
-    data[kind] = {"name": name, "params": {}}
+    if not (isinstance(current, dict) and current.get("name") == name):
+        data[kind] = {"name": name, "params": {}}
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -203,3 +203,54 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+PRESETS = resources.files("avood_core") / "presets"
+
+
+def preset_names() -> list[str]:
+    """The shipped presets, sorted."""
+    found = PRESETS.iterdir() if PRESETS.is_dir() else ()
+    return sorted(p.name[: -len(".toml")] for p in found if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Preset:
+    """The preset ``name``; an unknown name fails with one line listing the valid ones."""
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names) or '(none installed)'} "
+                          f"(or 'none': no preset)")
+    where = f"preset '{name}'"
+    try:
+        data = tomllib.loads((PRESETS / f"{name}.toml").read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}; reinstall avood") from None
+    unknown = sorted(set(data) - {"description", "config", "params"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level keys {unknown}; use description, [config], [params.<kind>.<plugin>]")
+    return Preset(name, str(data.get("description", "")), dict(data.get("config", {})),
+                  check_plugin_params(data.get("params", {}), where))
+
+
+def check_plugin_params(params: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Validate the shape of a ``params`` table: ``{kind: {plugin name: {param: value}}}``."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: 'params' must be a table of kinds ({', '.join(KINDS)})")
+    for kind, by_name in params.items():
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: params.{kind}: unknown kind; use one of {', '.join(KINDS)}")
+        if not isinstance(by_name, dict) or not all(isinstance(v, dict) for v in by_name.values()):
+            raise ConfigError(f"{where}: params.{kind} must hold one table per plugin name, e.g. [params.{kind}.NAME]")
+    return params
+
+
+def list_presets() -> list[Preset]:
+    return [load_preset(n) for n in preset_names()]

@@ -1,27 +1,31 @@
 """Plugin registry on pluggy: every component, the paper's own included, arrives through the ``avood``
 entry-point group (or :meth:`Registry.register_plugin`). A plugin whose import or hook fails is
 recorded in :attr:`Registry.broken` and the rest keeps working; an unknown name fails with the valid
-names; the same kind/name from two providers is an error naming both.
-"""
+names; the same kind/name from two providers is an error naming both. :func:`create_component` builds
+one with a profile's params (:func:`profile_params`: ``quick`` overrides first, the caller's win; under
+``paper`` the class defaults, §4.2, stand)."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as md
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pluggy
 
 from avood_core import hookspecs
-from avood_core.errors import PluginError
+from avood_core.errors import ConfigError, PluginError
 from avood_core.stages import KINDS, STAGES
+from avood_core.strict import format_validation_error
 
 ALL_KINDS: tuple[str, ...] = (*KINDS, "fusion")
 """The stages' kinds and ``fusion`` (how a stage combines audio and video, avood_core.fusion)."""
 PLUGIN_KINDS: tuple[str, ...] = (*ALL_KINDS, "logger")
 """What a plugin may register: those and experiment loggers (avood_core.run.tracking)."""
 KIND_LABELS = {**{s.kind: f"{s.noun}s" for s in STAGES}, "fusion": "fusions", "logger": "loggers"}
+PROFILES: tuple[str, ...] = ("quick", "paper")
+DEFAULT_PROFILE = "quick"
 
 
 def failure(exc: BaseException) -> str:
@@ -57,21 +61,14 @@ class ComponentEntry:
 
     def load(self) -> type:
         if self._cls is None:
-            self._cls = self.target if not isinstance(self.target, str) else self._import()
+            try:
+                self._cls = pkgutil.resolve_name(self.target) if isinstance(self.target, str) else self.target
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
+                raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
+                                  f"'{self.target}': {failure(exc)}; reinstall or fix that plugin") from None
         return self._cls
-
-    def _import(self) -> type:
-        module_name, _, attr = self.target.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split(".") if attr else []:
-                obj = getattr(obj, part)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
-            raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
-                              f"'{self.target}': {failure(exc)}; reinstall or fix that plugin") from None
-        return obj
 
 
 @dataclass(frozen=True)
@@ -86,19 +83,17 @@ class Registry:
     def __init__(self, discover: bool = True, kinds: tuple[str, ...] = PLUGIN_KINDS) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.kinds = kinds
-        """What a plugin may register (a stage table other than :data:`~avood_core.stages.STAGES` adds its kinds)."""
+        self.kinds = kinds  # what a plugin may register (a stage table other than STAGES adds its kinds)
         self.entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in kinds}
         self.broken: list[BrokenPlugin] = []
         if discover:
             self.discover()
 
-    # -- discovery -----------------------------------------------------------------------
     def discover(self, group: str = hookspecs.PROJECT) -> None:
         """Load every entry point of ``group``; a failing one is recorded as broken."""
         for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
             dist = getattr(ep, "dist", None)
-            provider = Provider(ep.name, dist.name if dist else None, dist.version if dist else None)
+            provider = Provider(ep.name, *((dist.name, dist.version) if dist else ()))
             try:
                 plugin = ep.load()
             except KeyboardInterrupt:
@@ -110,8 +105,7 @@ class Registry:
 
     def register_plugin(self, plugin: object, name: str | None = None, provider: Provider | None = None) -> None:
         """Register a module or object implementing ``register_components`` (no package needed)."""
-        if provider is None:
-            provider = Provider(name or getattr(plugin, "__name__", type(plugin).__name__))
+        provider = provider or Provider(name or getattr(plugin, "__name__", type(plugin).__name__))
         try:
             self.pm.register(plugin, name=f"{provider.plugin}@{id(plugin)}")
         except Exception as exc:
@@ -120,7 +114,7 @@ class Registry:
         added: list[tuple[str, str]] = []
 
         def register(kind: str, comp_name: str, target: object) -> None:
-            self._add(ComponentEntry(kind, comp_name, target, provider))
+            self.add(ComponentEntry(kind, comp_name, target, provider))
             added.append((kind, comp_name))
 
         for impl in self.pm.hook.register_components.get_hookimpls():
@@ -137,7 +131,8 @@ class Registry:
                 self.broken.append(BrokenPlugin(provider, failure(exc)))
                 return
 
-    def _add(self, entry: ComponentEntry) -> None:
+    def add(self, entry: ComponentEntry) -> None:
+        """Register one component directly (the kit's private registry; plugins use the hook)."""
         if entry.kind not in self.kinds:
             raise PluginError(f"{entry.provider} registers '{entry.name}' under unknown kind '{entry.kind}'; "
                               f"valid kinds: {', '.join(self.kinds)}")
@@ -149,18 +144,17 @@ class Registry:
                               f"{entry.provider}; uninstall one of them")
         self.entries[entry.kind][entry.name] = entry
 
-    # -- lookup --------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
-        self._check_kind(kind)
+        if kind not in self.kinds:
+            raise PluginError(f"unknown plugin kind '{kind}'; valid kinds: {', '.join(self.kinds)}")
         return sorted(self.entries[kind])
 
     def entry(self, kind: str, name: str) -> ComponentEntry:
-        self._check_kind(kind)
-        try:
-            return self.entries[kind][name]
-        except KeyError:
-            valid = ", ".join(self.names(kind)) or "(none installed)"
-            raise PluginError(f"unknown {kind} '{name}'; valid {KIND_LABELS.get(kind, kind + 's')}: {valid}") from None
+        names = self.names(kind)
+        if name not in names:
+            valid = ", ".join(names) or "(none installed)"
+            raise PluginError(f"unknown {kind} '{name}'; valid {KIND_LABELS.get(kind, kind + 's')}: {valid}")
+        return self.entries[kind][name]
 
     def component_class(self, kind: str, name: str) -> type:
         cls = self.entry(kind, name).load()
@@ -179,10 +173,6 @@ class Registry:
         for kind in kinds or self.kinds:
             for name in sorted(self.entries[kind]):
                 yield self.entries[kind][name]
-
-    def _check_kind(self, kind: str) -> None:
-        if kind not in self.kinds:
-            raise PluginError(f"unknown plugin kind '{kind}'; valid kinds: {', '.join(self.kinds)}")
 
 
 _default: Registry | None = None
@@ -210,3 +200,35 @@ def registered_name(cls: type) -> str:
         if entry.target is cls or entry.target == path or entry._cls is cls:
             return entry.name
     return cls.__name__
+
+
+def profile_params(cls: type, profile: str = "paper", params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``cls``'s params under ``profile``, not yet validated: ``quick`` overrides (that profile only), then ``params``."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; use 'quick' (reduced epochs) or 'paper' (full budgets)")
+    base = dict(getattr(cls, "quick", {})) if profile == "quick" else {}
+    return {**base, **dict(params or {})}
+
+
+def validated_params(cls: type, kind: str, name: str, profile: str, params: Mapping[str, Any] | None,
+                     source: str = "") -> Any:
+    """``cls.Params`` of :func:`profile_params`; a bad value is one :class:`ConfigError` line naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return cls.Params.model_validate(profile_params(cls, profile, params))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}{format_validation_error(exc, f'{kind}.params', cls.Params)} ({kind} '{name}')") from None
+
+
+def create_component(kind: str, name: str, profile: str = "paper", **params: Any) -> Any:
+    """A new, unfitted ``kind`` component ``name`` with ``profile``'s params, ``params`` overriding single
+    fields; an unknown kind or name is a :class:`PluginError`, a bad param a :class:`ConfigError`."""
+    cls = get_registry().component_class(kind, name)
+    return cls(validated_params(cls, kind, name, profile, params))
+
+
+def list_components(kind: str | None = None) -> list[str] | dict[str, list[str]]:
+    """The installed component names of ``kind``; no ``kind``: every kind (stages, ``fusion``) to its names."""
+    registry = get_registry()
+    return registry.names(kind) if kind is not None else {k: registry.names(k) for k in ALL_KINDS}

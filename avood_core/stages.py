@@ -1,13 +1,9 @@
-"""The stages of the AV-OOD pipeline, declared once (paper Fig. 2, §3).
-
-A :class:`~avood_core.pipeline.Pipeline` holds one component per row and fits, routes, saves
-and loads them by the rows; the registry's kinds, the protocols, the run config, the CLI's
-``--<kind>`` options and the ``--resume`` fit hashes read the table too. A row's ``inputs`` name
-the arguments of its ``fit`` before the :class:`~avood_core.protocols.FitContext`: ``train``
-(real seen features), ``text`` (class embeddings) or ``synthetic`` (the unseen features the
-``Generator`` row synthesizes right after its fit; as in the reference code AV-OOD-GZSL
-``main.py``, the OOD detector trains on real seen vs generated unseen).
-"""
+"""The stages of the AV-OOD pipeline, declared once (paper Fig. 2, §3): a Pipeline holds one component
+per row and fits, routes, saves and loads them by the rows; the registry's kinds, the protocols, the run
+config, the CLI's ``--<kind>`` options and the ``--resume`` fit hashes read the table too. ``inputs``:
+``train`` (real seen features), ``text`` (class embeddings), ``synthetic`` (what the ``Generator`` row
+synthesizes right after its fit; as in the reference code AV-OOD-GZSL ``main.py``, the OOD detector trains
+on real seen vs generated unseen)."""
 
 from __future__ import annotations
 
@@ -19,23 +15,14 @@ from typing import Mapping
 class Stage:
     """One row of the stage table."""
 
-    kind: str
-    """The component kind: a run config's table, the registry's kind, ``components/<kind>``."""
-    protocol_name: str
-    """Its protocol class in :mod:`avood_core.protocols`; routing finds the gate and the two
-    classifiers by it (``OODDetector``, ``SeenClassifier``, ``UnseenClassifier``)."""
-    inputs: tuple[str, ...]
-    """What ``fit`` is given, in argument order, before the fit context."""
-    after: tuple[str, ...]
-    """Kinds fitted before this one in one process (a worker waits only for its inputs and ``depends_on``)."""
-    worker: int
-    """0: always fitted in the main process; else its rank among the kinds ``fit(jobs=N)`` sends to workers."""
-    noun: str
-    """How messages, listings and ``--help`` name one component of this kind."""
-    default: str
-    """The plugin a run config uses when it names none: the paper's choice."""
-    required: tuple[tuple[str, ...], ...]
-    """The methods a component of this kind must override (any one of each tuple; testing kit)."""
+    kind: str  # a run config's table, the registry's kind, ``components/<kind>``
+    protocol_name: str  # its protocol class in avood_core.protocols (routing finds the gate, classifiers by it)
+    inputs: tuple[str, ...]  # what ``fit`` is given, in argument order, before the fit context
+    after: tuple[str, ...]  # kinds fitted before it in one process (a worker waits for inputs, depends_on)
+    worker: int  # 0: always in the main process; else its rank among the kinds ``fit(jobs=N)`` sends to workers
+    noun: str  # how messages, listings and ``--help`` name one component of this kind
+    default: str  # the plugin a run config uses when it names none: the paper's choice
+    required: tuple[tuple[str, ...], ...]  # methods it must override (any one of each tuple; testing kit)
 
     def fit_args(self, data: Mapping[str, object]) -> tuple:
         """The positional arguments of this kind's ``fit`` before the context, taken from ``data`` by input name."""

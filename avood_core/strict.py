@@ -40,13 +40,8 @@ def _numeric(annotation: Any) -> tuple[str | None, Any]:
         return None, None
     if origin in (list, tuple) and args:
         return None, args[0]
-    if annotation is bool:
-        return "a boolean", None
-    if annotation is int:
-        return "an integer", None
-    if annotation is float:
-        return "a number", None
-    return None, None
+    return next((word for t, word in ((bool, "a boolean"), (int, "an integer"), (float, "a number"))
+                 if annotation is t), None), None
 
 
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
@@ -73,12 +68,9 @@ def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) ->
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
             check_values(annotation, value, f"{loc}.", source)
 
-    if not isinstance(data, dict):
-        return
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is not None:
-            check(field.annotation, value, f"{prefix}{key}")
+    for key, value in data.items() if isinstance(data, dict) else ():
+        if key in model.model_fields:
+            check(model.model_fields[key].annotation, value, f"{prefix}{key}")
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:

@@ -12,11 +12,8 @@ from avood_core.errors import DataError
 
 @dataclass
 class AVSamples:
-    """Paired audio and video features with global class ids.
-
-    ``audio`` is (N, Da), ``video`` is (N, Dv), float32; ``labels`` is (N,) int64 holding
-    global class ids (rows of the task's text matrix). ``x`` is the fused ``a ⊕ v``.
-    """
+    """Paired audio (N, Da) and video (N, Dv) float32 features with (N,) int64 global class ids (rows of
+    the task's text matrix); ``x`` is the fused ``a ⊕ v``."""
 
     audio: Tensor
     video: Tensor
@@ -80,12 +77,8 @@ class AVSamples:
 
 @dataclass
 class AVGZSLTask:
-    """One AV-GZSL problem: train on seen classes, test on seen ∪ unseen.
-
-    ``text`` is (C, T): row ``c`` is the embedding of global class ``c``, whose name is
-    ``class_names[c]``. ``val`` is an optional selection split (the stage-1 validation set);
-    components may select epochs or thresholds on it, never on ``test``.
-    """
+    """One AV-GZSL problem: train on seen classes, test on seen ∪ unseen. ``text`` (C, T): row ``c`` embeds
+    class ``c``, named ``class_names[c]``; ``val``: an optional selection split (stage 1), never ``test``."""
 
     train: AVSamples
     test: AVSamples
@@ -143,16 +136,7 @@ class AVGZSLTask:
         def split(s: AVSamples | None) -> dict | None:
             return None if s is None else {"samples": len(s), "classes": int(len(s.classes))}
 
-        return {
-            "name": self.name,
-            "classes": self.n_classes,
-            "seen_classes": int(len(self.seen_classes)),
-            "unseen_classes": int(len(self.unseen_classes)),
-            "audio_dim": self.train.audio_dim,
-            "video_dim": self.train.video_dim,
-            "text_dim": int(self.text.shape[1]),
-            "train": split(self.train),
-            "val": split(self.val),
-            "test": split(self.test),
-            **({"meta": self.meta} if self.meta else {}),
-        }
+        return {"name": self.name, "classes": self.n_classes, "seen_classes": int(len(self.seen_classes)),
+                "unseen_classes": int(len(self.unseen_classes)), "audio_dim": self.train.audio_dim,
+                "video_dim": self.train.video_dim, "text_dim": int(self.text.shape[1]), "train": split(self.train),
+                "val": split(self.val), "test": split(self.test), **({"meta": self.meta} if self.meta else {})}

@@ -237,7 +237,7 @@ def _completions(command: str, option: str, incomplete: str = "") -> list[str]:
 
 
 def test_completion_offers_plugin_preset_and_engine_names():
-    from avood_core.presets import list_presets
+    from avood_core.recipe import list_presets
     from avood_core.registry import get_registry
 
     reg = get_registry()

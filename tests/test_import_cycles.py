@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contract", ("protocols", "task", "stages", "callbacks", "registry", "fusion")),
     ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
                   "run.files", "run.tracking")),
-    ("config", ("config", "factory", "presets", "recipe")),
+    ("config", ("config", "recipe")),
     ("pipeline", ("pipeline", "testing", "eval", "run.folder")),
     ("executor", ("executor",)),
     ("run", ("run",)),

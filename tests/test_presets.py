@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from avood_core.cli.commands import app
 from avood_core.config import build_config, resolve
 from avood_core.errors import ConfigError
-from avood_core.presets import list_presets, load_preset, preset_names
+from avood_core.recipe import list_presets, load_preset, preset_names
 
 runner = CliRunner()
 

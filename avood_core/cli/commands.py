@@ -124,7 +124,7 @@ def presets_cmd(as_json: bool = JSON_OPTION) -> None:
     """List the per-dataset presets (the paper's hyperparameters) for --preset.
 
     --json: {"presets": [{"name", "description"}]}."""
-    from avood_core.presets import list_presets
+    from avood_core.recipe import list_presets
 
     items = list_presets()
     if as_json:

@@ -59,7 +59,7 @@ def _completion(kind: str) -> Callable[[str], list[str]]:
 
     def complete(incomplete: str) -> list[str]:
         if kind == "preset":
-            from avood_core.presets import list_presets
+            from avood_core.recipe import list_presets
 
             names = [p.name for p in list_presets()]
         else:

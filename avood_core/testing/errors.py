@@ -58,7 +58,7 @@ class ConformanceReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "failed" for r in self.results.values())
+        return not self.failures
 
     @property
     def failures(self) -> dict[str, str]:
@@ -66,21 +66,25 @@ class ConformanceReport:
 
     def assert_ok(self, check: str | None = None) -> None:
         """Raise :class:`ConformanceError` for the failed check (or any failed check)."""
-        failed = self.failures if check is None else {k: v for k, v in self.failures.items() if k == check}
+        failed = {k: v for k, v in self.failures.items() if check in (None, k)}
         if failed:
             raise ConformanceError(f"{self.component} ({self.kind}) fails the conformance kit:\n"
                                    + "\n".join(f"  [{k}] {v}" for k, v in failed.items()))
 
-    def run(self, check: str, fn: Callable[[], Any]) -> bool:
-        """Time ``fn()`` and record it as ``check``: passed, or failed with the error's text."""
+    def run(self, check: str, fn: Callable[[], Any], needs: tuple[str, ...] = ()) -> None:
+        """Time ``fn()`` and record it as ``check``: passed, or failed with the error's text; not run
+        (failed) when a check it ``needs`` has failed."""
+        blocked = next((n for n in needs if n in self.failures), None)
+        if blocked:
+            self.results[check] = CheckResult("failed", f"not run: the '{blocked}' check failed")
+            return
         start = time.perf_counter()
         try:
             fn()
         except Exception as exc:  # report every failure, not just the first
             self.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
-            return False
+            return
         self.results[check] = CheckResult("passed", "", time.perf_counter() - start)
-        return True
 
     def __str__(self) -> str:
         lines = [f"{self.component} ({self.kind}), params {self.params}:"]

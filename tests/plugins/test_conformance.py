@@ -71,7 +71,7 @@ def test_registered_component_conforms(kind: str, name: str, check: str):
 @pytest.mark.parametrize("check", FUSION_CHECKS)
 @pytest.mark.parametrize("kind,name", FUSIONS, ids=[f"{k}-{n}" for k, n in FUSIONS])
 def test_registered_fusion_conforms(kind: str, name: str, check: str):
-    """Every registered fusion (built-in or third-party) passes the fusion contract (avood_core.testing.fusion)."""
+    """Every registered fusion (built-in or third-party) passes the fusion contract (avood_core.testing.check_fusion)."""
     _report(kind, name).assert_ok(check)
 
 
