@@ -1,20 +1,6 @@
-"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``).
-
-An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's;
-any fusion plugin may replace it, :mod:`avood_core.fusion`) (``in -> 512 -> 128 ->
-n_seen``, LeakyReLU 0.2, the reference's ``weights_init``). With ``H(p) = -Σ_i p_i log p_i``
-(natural log) and ``p = softmax(O(·))``, each step draws ``batch_size // 2`` real seen ``x``
-(labels ``y`` = position among the seen classes) and as many synthetic unseen ``x̃`` (the
-reference's half batches, ``ceil(n / batch_size)`` steps an epoch) and minimises
-
-    L = mean_x H(p(x)) - mean_x̃ H(p(x̃)) + CE(O(x), y),
-
-so seen features get confident (low-entropy) predictions and unseen ones flat ones. The
-learning rate is reduced on plateaus of ``Σ_steps −mean_x̃ H(p(x̃))`` (the reference steps its
-scheduler on that sum, not on the total loss). The OOD score of a sample is its predictive
-entropy; a sample is seen iff ``H < threshold`` where the threshold is the mean entropy of the
-seen training samples after training ("mean threshold").
-"""
+"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``):
+``L = mean H(p(x)) − mean H(p(x̃)) + CE(O(x), y)`` on half real seen, half synthetic unseen batches; score = the
+predictive entropy, seen iff below the threshold (by default the seen training clips' mean; docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -25,13 +11,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, DataError
-from avood_core.fusion import FusionParams, build_fused_mlp, input_x
-from avood_core.train.precision import autocast
+from avood_core.errors import AvoodError
+from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, mlp_training
+from avood_plugins._mlp import DetectorMLPParams, detector_data, fused_mlp, infer, mlp_training, seen_positions
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -79,27 +64,15 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
-        p = self.params
-        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope), "detector")
+        return fused_mlp(self, in_dim, audio_dim, n_seen)
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
-        if len(seen) == 0 or len(synthetic_unseen) == 0:
-            raise DataError(f"{self.label}: needs real seen and synthetic unseen samples; run the generator first")
-        classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
-        pos = torch.searchsorted(classes, seen.labels).clamp(max=len(classes) - 1)
-        if not torch.equal(classes[pos], seen.labels):
-            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
-        self.seen_classes = classes
-        dev = ctx.device
-        x, y = seen.x.to(dev), pos.to(dev)
-        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, self.label).to(dev)
-        if x.shape[1] != x_syn.shape[1]:
-            raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
-        net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes), audio_dim=seen.audio_dim)
-        n = len(x)
-        batches = DetectorBatches(n, len(x_syn), p.batch_size, dev, p.row_sampling)
-        last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch
+        x, batches, forward = detector_data(self, seen, synthetic_unseen, ctx)
+        self.seen_classes, pos = seen_positions(self, ctx, seen.labels)
+        y, n = pos.to(x.device), len(x)
+        self.build(x.device, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=seen.audio_dim)
+        last_epoch_seen = torch.zeros((), device=x.device)  # Σ H over the real rows drawn in the epoch
 
         def epoch() -> list[Tensor]:
             last_epoch_seen.zero_()
@@ -107,9 +80,7 @@ class EntropyDetector(TorchComponent, OODDetector):
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
-            with autocast(dev, p.precision):
-                logits = net(torch.cat([x[idx], x_syn[batches.take_synthetic(b)]]))
-            logits = logits.float()
+            logits = forward(idx)
             h = entropy_from_logits(logits)
             last_epoch_seen.add_(h[:b].detach().sum())
             h_seen, h_unseen = h[:b].mean(), h[b:].mean()
