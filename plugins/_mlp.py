@@ -71,8 +71,8 @@ class DetectorMLPParams(MLPParams):
     row_sampling: RowSampling = Field("reference", description=ROW_SAMPLING_HELP + " (docs/fidelity.md row 8)")
 
 
-def fused_mlp(comp: TorchComponent, in_dim: int, audio_dim: int | None, out_dim: int, hidden: Sequence[int] | None = None,
-              dropout: float | None = None) -> nn.Module:
+def fused_mlp(comp: TorchComponent, in_dim: int, audio_dim: int | None, out_dim: int,
+              hidden: Sequence[int] | None = None, dropout: float | None = None) -> nn.Module:
     """``comp``'s fusion, then ``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width (``hidden``, default
     ``params.hidden``) and ``Linear(out_dim)``, reference-initialised. ``dropout=None`` adds no Dropout
     module (the detectors); a number adds one even at 0, so a classifier's weight names do not depend on it."""

@@ -14,7 +14,8 @@ from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training, seen_positions
+from avood_plugins._mlp import (ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training,
+                                seen_positions)
 
 
 class MLPSeenClassifier(TorchComponent, SeenClassifier):

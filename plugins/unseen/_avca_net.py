@@ -141,6 +141,10 @@ class AVCANet(nn.Module):
         """θt = W_proj(t), (C, J)."""
         return self.W_proj(text)
 
+    def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
+        """(B, C) ``‖θv − θt‖₂`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``)."""
+        return torch.cdist(self.embed_video(audio, video), theta_t)
+
     def forward(self, audio: Tensor, video: Tensor, text: Tensor, text_rows: Tensor | None = None) -> dict[str, Tensor]:
         """All tensors the losses need: encoder outputs, projections, reconstructions, decodings.
 

@@ -45,7 +45,7 @@ from avood_core.train.loop import LoopComponent, Training, resolve
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
 from avood_core.train.strategy import Halves
 from avood_plugins.unseen._avca_net import AVCANet
-from avood_plugins.unseen._joint_embedding import balanced_pairs, embedding_distances, embedding_fit_inputs
+from avood_plugins.unseen._joint_embedding import embedding_distances, embedding_inputs
 
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
 
@@ -198,20 +198,16 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
                        r_dec=p.r_dec, bn_momentum=p.bn_momentum, fusion=fusion)
 
     def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
-        p, dev = self.params, ctx.device
-        text, sampler = embedding_fit_inputs(self.label, train, text)
+        p = self.params
+        net, (audio, video, labels, text), epoch = embedding_inputs(self, train, text, ctx)
         precision = resolve(self, ctx)
-        audio, video, labels, text = train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev)
-        net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
         opt = adam([q for q in net.parameters() if q.requires_grad], lr=p.lr, weight_decay=p.weight_decay)
 
         def forward(net: nn.Module, idx: Tensor) -> dict[str, Tensor]:
             return half_forward(net, audio, video, labels, text, idx, precision)
 
         halves = Halves(forward, lambda idx: text[labels[idx]], self._losses)
-        return Training(net, opt, _TERMS, p.epochs, lambda: (balanced_pairs(sampler, train.labels, p.batch_size)
-                                                            for _ in range(p.batches_per_epoch)),
-                        p.batches_per_epoch, halves=halves, precision=precision)
+        return Training(net, opt, _TERMS, p.epochs, epoch, p.batches_per_epoch, halves=halves, precision=precision)
 
     def _losses(self, s_pos: Mapping[str, Tensor], t_pos: Tensor, s_neg: Mapping[str, Tensor], t_neg: Tensor) -> Tensor:
         """``[L, trip, rec, reg]`` of one step (eq. 6-9): L⁺ plus the terms of L⁻ in ``negative_terms``."""
@@ -227,7 +223,4 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
             reg = reg + reg_loss(s_neg)
         return torch.stack([trip + rec + reg, trip, rec, reg])
 
-    def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂`` (paper §3.4)."""
-        return embedding_distances(self, samples, candidates, text, lambda t: self.net.embed_text(t),
-                                   lambda a, v, theta_t: torch.cdist(self.net.embed_video(a, v), theta_t))
+    distances = embedding_distances  # (N, K) ‖θv(n) − W_proj(t_{candidates[k]})‖₂ (paper §3.4)
