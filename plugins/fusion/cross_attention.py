@@ -1,18 +1,6 @@
-"""``cross_attention``: the paper's Fusion-5 (§3.4, Fig. 2 right), AVCA's audio-visual cross-attention.
-
-Shapes (B = batch, Da/Dv = audio/video dims, E = ``embed_dim``)::
-
-    φa = A_enc(a), φv = V_enc(v)                 (B, E)     Da|Dv -> enc_hidden -> E, Linear-BN-ReLU-Dropout
-    [ya, yv] = Layer([φa + p0, φv + p1])         (B, 2, E)  one pre-LN transformer layer, learned positions p
-    fused = (φa + ya) ⊕ (φv + yv)                (B, 2E)
-
-The unseen classifier (:mod:`avood_plugins.unseen.cross_attention`) reads the two streams
-separately through :meth:`CrossAttentionFusion.streams` (its projectors, reconstructors and
-losses need ``φa, φv`` and the attended ``φa', φv'``); the seen classifier and the detector,
-given ``fusion = "cross_attention"``, get the concatenation. Parameters are created in the
-order A_enc, V_enc, cross, p (reference ``src/model_clsu_embedding.py``; AVCA
-``model_improvements.py``), which keeps the unseen classifier's defaults bit-identical.
-"""
+"""``cross_attention``: the paper's Fusion-5 (§3.4, Fig. 2 right), AVCA's audio-visual cross-attention:
+encoders ``φa``, ``φv``, one pre-LN transformer layer over the two tokens with learned positions, output
+``(φa + ya) ⊕ (φv + yv)``; :meth:`CrossAttentionFusion.streams` gives the streams (docs/plugins.md)."""
 
 from __future__ import annotations
 

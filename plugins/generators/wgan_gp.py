@@ -1,22 +1,7 @@
-"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1).
+"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1, eq. 1-2).
 
-Fused features ``x = a ⊕ v`` are modelled as ``x̃ = G(z, t)`` with ``z ~ N(0, I)`` and ``t``
-the class text embedding (``fusion = "concat"``, the paper's; ``"audio"`` / ``"video"`` model and
-synthesize that modality alone, the other one then has 0 dims: :mod:`avood_core.fusion`). Training minimises over G and maximises over the critic D (eq. 1, 2)
-
-    L_WGAN = E[D(x, t)] - E[D(x̃, t)] - λ E[(‖∇_x̂ D(x̂, t)‖₂ - 1)²],   x̂ = εx + (1-ε)x̃,
-    L_gen  = -E[D(x̃, t)] + α MSE(Dec(x̃), t) + β L_emb(x̃; x⁺, x⁻),
-
-where Dec: x -> t is a decoder trained on real features (MSE(Dec(x), t)) and L_emb is the
-cosine embedding loss (margin 0) pulling x̃ towards the real x it was conditioned alongside
-and, for the pair (x̃, x⁻) with x⁻ a permuted real row of the batch, pushing it away if x⁻ is
-of another class (pulling if of the same class). The training recipe is the reference code's
-(liuyuan-wen/AV-OOD-GZSL ``src/model_generator.py`` ``optimize_params``, ``src/model_addition.py``):
-one real batch per generator step, shared by the ``critic_iters`` critic/decoder iterations
-(fresh noise each) and the G step; the decoder also steps on α·MSE(Dec(x̃), t) after the G
-step; ``weights_init`` on G, D and Dec; α = 0.01 and β = 0.1 (the paper's text, §4.2, gives
-α = 0.1 and β = 0.01: docs/fidelity.md).
-"""
+``x̃ = G(z, t)`` against a critic D with gradient penalty, plus ``α MSE(Dec(x̃), t) + β L_emb`` on G; the recipe
+of the reference code (``src/model_generator.py`` ``optimize_params``; α, β: docs/fidelity.md; docs/plugins.md)."""
 
 from __future__ import annotations
 

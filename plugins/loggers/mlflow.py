@@ -1,27 +1,8 @@
 """``--logger mlflow``: one MLflow run per avood run: params, tags, curves, final metrics, the run folder.
 
-Needs ``pip install 'avood[mlflow]'``. Tracking URI: ``logging.mlflow.uri`` (any MLflow URI, e.g.
-``--set logging.mlflow.uri=http://host:5000`` or ``sqlite:///runs/mlflow.db``); by default MLflow's
-own: ``$MLFLOW_TRACKING_URI``, else its local store in the working folder (MLflow 3: the SQLite
-database ``./mlflow.db``, artifacts under ``./mlruns``; ``mlflow ui`` there shows the runs).
-MLflow 3 refuses a plain folder store (``file:...``) unless ``MLFLOW_ALLOW_FILE_STORE=true``.
-
-Before any training the store is opened ("mlflow: connecting to <uri>"): a tracking server is
-first asked for its ``/health`` with a 10 s timeout, so an unreachable one is one line at once
-rather than MLflow's minutes of retries; a store's first use (the SQLite schema migration) is
-serialised between the processes of this machine by a file lock, so parallel trials on a fresh
-store do not race. Recorded: the resolved config as params (``seed``, ``generator.params.lr``,
-...); tags ``avood.version``, ``avood.seed``, ``avood.<kind>`` (the four component names),
-``avood.git_commit`` (a source checkout only), ``avood.sweep`` and ``avood.run_dir``; each
-component's curves as ``<stage/><kind>/epoch/<metric>`` (step = epoch) and
-``<stage/><kind>/step/<metric>`` (step = optimizer step); the final ``S``, ``U``, ``HM``, ``ZSL``,
-``AUROC`` and the other metrics of results.json; the run folder's files as artifacts (not its lock
-file nor TensorBoard's event files). A failed run ends as FAILED.
-
-Nesting: a run started while the caller has an active MLflow run on the same store is its child
-(``mlflow.parentRunId``, as ``mlflow.start_run(nested=True)``; in that run's experiment); a sweep
-gets a parent run (named after the sweep, FAILED when a trial failed) with its trials nested.
-"""
+Needs ``pip install 'avood[mlflow]'``; store ``logging.mlflow.uri`` (default MLflow's own). A tracking server is
+checked with a 10 s ``/health`` request, a store's first use is serialised by a file lock, a run nests under the
+caller's active run and a sweep's trials under its parent run (docs/plugins.md)."""
 
 from __future__ import annotations
 

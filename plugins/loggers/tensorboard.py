@@ -1,13 +1,5 @@
-"""``--logger tensorboard``: the run's curves and final metrics as TensorBoard event files.
-
-Written with PyTorch's ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard``
-package: ``pip install 'avood[tensorboard]'``) into ``<run>/tensorboard`` by default; watch with
-``tensorboard --logdir runs``. Scalars: ``<stage/><kind>/epoch/<metric>`` per epoch,
-``<stage/><kind>/step/<metric>`` every ``logging.every_n_steps`` steps, ``results/<metric>`` at the end;
-the resolved config as text, and at the end as the hparams plugin's session (every config value a
-hyperparameter, the ``results/<metric>`` scalars its metrics), so TensorBoard's HPARAMS tab
-compares runs by hyperparameter (``tensorboard --logdir runs`` over many run folders).
-"""
+"""``--logger tensorboard``: the run's curves and final metrics as TensorBoard event files (``pip install
+'avood[tensorboard]'``), in ``<run>/tensorboard`` by default; the config as text and as the HPARAMS session."""
 
 from __future__ import annotations
 

@@ -1,24 +1,7 @@
-"""The AVCA cross-attention embedding network (paper §3.4, Fig. 2 right; AVCA, Mercea et al. 2022).
-
-Shapes (B = batch, Da/Dv/T = audio/video/text dims, E = ``embed_dim``, J = ``joint_dim``)::
-
-    φa = A_enc(a), φv = V_enc(v)                              (B, E)   Da|Dv -> 512 -> E
-    [ya, yv] = Layer([φa + p0, φv + p1])                      (B, 2, E) one pre-LN transformer layer
-    φa' = φa + ya,  φv' = φv + yv                              (B, E)   "attn_a", "attn_v" = ya, yv
-      (the three lines above are the cross_attention fusion plugin, avood_plugins.fusion.cross_attention)
-    θa = A_proj(φa'), θv = V_proj(φv'), θt = W_proj(t)         (B, J)   E|T -> proj_hidden -> J
-    ρa = A_rec(θa), ρv = V_rec(θv)                             (B, E)   reconstructors, J -> E
-    δm = D(θm), m ∈ {a, v, t}                                  (B, T)   decoder, J -> T
-
-The decoder's output has the text size T so that MSE(δm, t) is defined (the paper's
-J -> 300 = T); ``W_proj`` likewise takes the text size as input.
-
-Every block is ``Linear -> BatchNorm1d -> ReLU -> Dropout`` (also the last one of a stack, as in
-AVCA), so the joint space is the non-negative orthant. The transformer layer is
-``y = x + Drop(MHA(LN(x))); y = y + Drop(FF(LN(y)))`` with ``FF = Linear(E, ff) -> GELU -> Linear(ff, E)``
-and dropout ``r_enc`` as in AVCA; ``attn_m`` is the layer's full output for token m (its own
-residual stream included), which is added to the encoder output once more.
-"""
+"""The AVCA cross-attention embedding network (paper §3.4, Fig. 2 right; AVCA, Mercea et al. 2022): the
+fusion's encoders and cross-attention, projectors A_proj, V_proj, W_proj into the joint space, decoder D to the
+text space and reconstructors A_rec, V_rec, each block ``Linear -> BatchNorm1d -> ReLU -> Dropout``
+(shapes: docs/plugins.md)."""
 
 from __future__ import annotations
 

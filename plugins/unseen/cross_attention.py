@@ -1,31 +1,8 @@
-"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4).
+"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4, eq. 6-9).
 
-Network: :class:`~avood_plugins.unseen._avca_net.AVCANet` (encoders, one cross-attention layer,
-projectors into a ``joint_dim`` space, decoder ``D`` and reconstructors). Each training step
-draws ``B`` class-balanced positive samples and, for each, a random sample of another class
-(the negative, with its own class's text); the two halves go through the network as separate
-calls, so each BatchNorm normalizes a half with its own batch statistics and updates its
-running statistics twice a step, as in the reference (``CLSU_Embedding.forward``).
-With ``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``o_m`` the projector
-outputs θ_m, ``s`` the anchor half and ``o`` the other half (s, o) ∈ {(+, −), (−, +)}:
-
-    L_trip^s = Σ_{m∈{a,v}} T(o_m^s, o_t^s, o_m^o) + T(o_t^s, o_m^s, o_t^o)
-                         + T(o_t^s, o_m^s, o_m^o) + T(o_m^s, o_t^s, o_t^o)          (eq. 6)
-                         + T(ρ_t^s, ρ_m^s, ρ_m^o)                                    (l_ct)
-    L_rec^s  = Σ_{m∈{a,v,t}} MSE(D(o_m^s), t^s)                                     (eq. 7)
-    L_reg^s  = Σ_{m∈{a,v}} MSE(rec_m(o_m^s), φ_m^s)                                 (eq. 8)
-
-``o_av`` of eq. 6 is read as "each of the audio and the visual embedding": every term is
-applied once with θa and once with θv and summed, which is exactly AVCA's eight triplet terms.
-``ρ_m = D(o_m)`` are the decoder outputs: the two ``l_ct`` triplets are not in the paper's
-eq. 6 but are in the code that produced its tables (reference ``src/model_clsu_embedding.py``
-``loss_function_w_a``, as AVCA's ``model_improvements.py``), on both the L⁺ and the L⁻ side;
-``decoder_triplets = false`` drops them (the paper's text). ``φ_m`` is the encoder output
-before cross-attention. The loss is ``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻``
-(``negative_terms = [trip, rec, reg]`` is the paper's ``L_uc = L⁺ + L⁻``; supplement Table 1
-ablates the subsets). Prediction: the nearest candidate class by Euclidean distance between
-θv and ``W_proj(t_c)`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``).
-"""
+``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻`` with triplet (eq. 6, plus the reference's ``l_ct`` on the decoder
+outputs), reconstruction (eq. 7) and regularisation (eq. 8) terms, positives and negatives as separate halves
+(reference ``src/model_clsu_embedding.py``); prediction: the nearest ``W_proj(t_c)`` to θv (docs/plugins.md)."""
 
 from __future__ import annotations
 
