@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from avood_core.fusion import Fusion
 from avood_core.limits import bounded
-from avood_plugins.unseen._avca_net import CrossAttentionLayer, mlp
+from avood_plugins.unseen._avca_net import CrossAttentionLayer, heads_divide, mlp
 
 
 class CrossAttentionFusion(Fusion):
@@ -26,12 +26,7 @@ class CrossAttentionFusion(Fusion):
         dropout: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the attention layer (paper UCF r_enc: 0.5).")
         bn_momentum: float = Field(0.1, gt=0, le=1, description="Momentum of the encoders' last BatchNorm (PyTorch convention).")
         frozen_position: bool = Field(False, description="Keep the position embeddings at their N(0, 1) init (reference defect 4, docs/defects.md).")
-
-        @model_validator(mode="after")
-        def _heads_divide(self) -> "CrossAttentionFusion.Params":
-            if self.embed_dim % self.heads:
-                raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}; pick heads dividing it")
-            return self
+        _heads_divide = model_validator(mode="after")(heads_divide)
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
         return 2 * self.params.embed_dim

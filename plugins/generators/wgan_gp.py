@@ -108,11 +108,8 @@ class WGANGPNet(nn.Module):
 
 
 class WGANGP(LoopComponent, TorchComponent, Generator):
-    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
-
-    The step: :meth:`_step`. ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
-    ``stats.samples`` the real rows drawn (one batch per step).
-    """
+    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1); ``stats.steps`` counts generator
+    steps (each after ``critic_iters`` critic/decoder steps), ``stats.samples`` the real rows drawn."""
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 2, "batches_per_epoch": 40}
@@ -138,23 +135,15 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
         self.precision_used = scalars.get("precision")  # absent in states saved before "auto" existed
 
     def _synthesis_condition(self, labels: Tensor, text: Tensor) -> Tensor:
-        """The condition c of synthesized rows: the text row, or (defect 2 compat) the id broadcast to t_dim.
-
-        The reference's ``generate_syn_feature(netG, unseen_class_ids, test_dataset.all_targets, n)``
-        indexes a vector of class-id integers by the unseen class id and repeats that integer
-        over the 300 text dims. (That vector holds the labels of the test clips in file order,
-        so its entry depends on the test split's layout; avood does not read test data and
-        broadcasts the class id itself.)
-        """
+        """The condition c of synthesized rows: the text row, or (defect 2 compat) the class id broadcast to t_dim, as
+        the reference's ``generate_syn_feature`` (which reads the id from the test labels; avood never reads test data)."""
         if self.params.compat_label_condition:
             return labels.to(text.device, torch.float32).unsqueeze(1).expand(-1, text.shape[1])
         return text[labels.to(text.device)]
 
     def _modelled(self, train: AVSamples) -> Tensor:
-        """The features the generator models, by its fusion: ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``.
-
-        Sets ``audio_dim`` (0 for a video-only generator), where :meth:`generate` splits its output.
-        """
+        """The features the generator models by its fusion, ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``; sets
+        ``audio_dim`` (0 for video alone), where :meth:`generate` splits its output."""
         name = self.params.fusion
         cls = fusion_class(name)
         if not cls.splittable:
@@ -184,11 +173,8 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
                         p.batches_per_epoch, step, manual=True, hint="lower lr or raise gp_lambda", precision=precision, log_epochs=True)
 
     def _step(self, net: WGANGPNet, x: Tensor, labels: Tensor, c: Tensor, opts: list[Optimizer], precision: str) -> Tensor:
-        """One generator step on the real batch ``(x, labels, c)``; returns mean losses (device).
-
-        ``critic_iters`` decoder + critic iterations on that batch with fresh noise each, then
-        a G step and a decoder step on the G loss (reference ``optimize_params``).
-        """
+        """One generator step on the real batch (reference ``optimize_params``): ``critic_iters`` decoder + critic
+        iterations with fresh noise each, then a G step and a decoder step on the G loss; returns the mean losses."""
         p = self.params
         opt_g, opt_d, opt_dec = opts
         d_sum = dec_sum = w_sum = 0.0

@@ -124,11 +124,8 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
 
     def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
                     class_text: Tensor) -> Tensor:
-        """The stacked loss terms (names :attr:`terms`, total first) of one batch.
-
-        ``pos`` / ``neg`` = (audio, video, class text) of the positives and of their negatives;
-        ``class_text`` = the text rows of the training classes.
-        """
+        """The stacked loss terms (:attr:`terms`, total first) of one batch: ``pos`` / ``neg`` = (audio, video, class
+        text) of the positives and of their negatives; ``class_text`` = the text rows of the training classes."""
         raise NotImplementedError
 
     def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:

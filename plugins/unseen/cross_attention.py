@@ -21,7 +21,7 @@ from avood_core.task import AVSamples
 from avood_core.train.loop import LoopComponent, Training, resolve
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
 from avood_core.train.strategy import Halves
-from avood_plugins.unseen._avca_net import AVCANet
+from avood_plugins.unseen._avca_net import AVCANet, heads_divide
 from avood_plugins.unseen._joint_embedding import embedding_distances, embedding_inputs
 
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
@@ -43,10 +43,8 @@ def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, t
 
 
 def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
-    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}.
-
-    ``decoder`` adds the reference's ``l_ct = T(ρ_t, ρ_m, ρ_m⁻)`` on the decoder outputs.
-    """
+    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}; ``decoder`` adds the
+    reference's ``l_ct = T(ρ_t, ρ_m, ρ_m⁻)`` on the decoder outputs."""
     def t(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         return F.triplet_margin_loss(x, y, z, margin=margin)
 
@@ -134,12 +132,7 @@ class CrossAttentionParams(FusionParams):
         if len(set(v)) != len(v):
             raise ValueError(f"negative_terms lists a term twice: {v}; list each of trip, rec, reg at most once")
         return v
-
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "CrossAttentionClassifier.Params":
-        if self.embed_dim % self.heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}; pick heads dividing it")
-        return self
+    _heads_divide = model_validator(mode="after")(heads_divide)
 
 
 class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
@@ -171,8 +164,7 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
             raise ConfigError(f"{self.label}: fusion '{p.fusion}' gives one fused vector, but the embedding "
                               "network needs the audio and visual streams (a fusion with streams()); use "
                               "fusion = 'cross_attention'")
-        return AVCANet(audio_dim, video_dim, text_dim, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim, r_proj=p.r_proj,
-                       r_dec=p.r_dec, bn_momentum=p.bn_momentum, fusion=fusion)
+        return AVCANet(text_dim, p, fusion)
 
     def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
         p = self.params
