@@ -60,8 +60,7 @@ class DetectorMLPParams(MLPParams):
 
     hidden: Widths = widths((512, 128), "Hidden layer widths of the MLP (paper: 512, 128).")
     negative_slope: float = Field(
-        0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2)."
-    )
+        0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2).")
     lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
     epochs: int = bounded("epochs", 80, "Training epochs; one epoch = ceil(n / batch_size) steps, drawing about half "
                                        "as many real seen rows as there are (reference OOD training).")

@@ -23,11 +23,9 @@ class BinaryDetector(TorchComponent, OODDetector):
     """BCE seen-vs-synthetic-unseen gate (paper eq. 3); score = negative logit of "seen"."""
 
     class Params(DetectorMLPParams, FusionParams):
-        threshold_prob: float = Field(
-            0.5, gt=0, lt=1,
+        threshold_prob: float = Field(0.5, gt=0, lt=1,
             description="A sample is routed seen iff sigmoid(O(x)) > threshold_prob; the OOD threshold is "
-            "-logit(threshold_prob) on the score -O(x) (0.5 -> threshold 0).",
-        )
+            "-logit(threshold_prob) on the score -O(x) (0.5 -> threshold 0).")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
 

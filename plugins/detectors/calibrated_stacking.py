@@ -46,16 +46,12 @@ class CalibratedStacking(OODDetector):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        beta: float | None = Field(
-            None,
+        beta: float | None = Field(None,
             description="Calibration β added to the seen classes' distances. None = choose it from beta_grid by HM on "
             "the selection split (stage-1 val; embedded task: held-out seen clips + synthetic unseen), and report "
-            "it so stage 2 reuses it; a number = use it as is.",
-        )
-        beta_grid: list[float] = Field(
-            default_factory=lambda: list(DEFAULT_GRID), max_length=LIMITS["grid"].high,
-            description=f"Candidate β values (AVCA: linspace(0, 3, 16)); the first one with the best HM wins. {note('grid')}",
-        )
+            "it so stage 2 reuses it; a number = use it as is.")
+        beta_grid: list[float] = Field(default_factory=lambda: list(DEFAULT_GRID), max_length=LIMITS["grid"].high,
+            description=f"Candidate β values (AVCA: linspace(0, 3, 16)); the first one with the best HM wins. {note('grid')}")
 
         @field_validator("beta_grid")
         @classmethod

@@ -29,25 +29,19 @@ class EntropyDetector(TorchComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
     class Params(DetectorMLPParams, FusionParams):
-        threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field(
-            "mean",
-            description=(
-                "'mean': mean entropy of all seen training samples after training (paper supplement §2.2). "
-                "'val_mean' (not in the paper): mean entropy of the seen-class clips of the selection split "
-                "(ctx.val, never test); the detector fits its training clips closely, so their entropy "
-                "understates that of unseen-during-training seen clips. Under the benchmark protocol it is "
-                "selected in stage 1 and carried to stage 2 as 'quantile' (the share of seen training clips "
-                "below it). 'quantile': the threshold_quantile quantile of the seen training entropies. "
-                "'reference_half': compat switch reproducing reference defect 5 (docs/defects.md): the summed "
-                "entropy of the seen clips drawn in the last epoch (about half of them) divided by their total "
-                "count, about half the mean."
-            ),
-        )
-        threshold_quantile: float | None = Field(
-            None, ge=0, le=1,
+        threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field("mean",
+            description="'mean': mean entropy of all seen training samples after training (paper supplement §2.2). "
+            "'val_mean' (not in the paper): mean entropy of the seen-class clips of the selection split "
+            "(ctx.val, never test); the detector fits its training clips closely, so their entropy "
+            "understates that of unseen-during-training seen clips. Under the benchmark protocol it is "
+            "selected in stage 1 and carried to stage 2 as 'quantile' (the share of seen training clips "
+            "below it). 'quantile': the threshold_quantile quantile of the seen training entropies. "
+            "'reference_half': compat switch reproducing reference defect 5 (docs/defects.md): the summed "
+            "entropy of the seen clips drawn in the last epoch (about half of them) divided by their total "
+            "count, about half the mean.")
+        threshold_quantile: float | None = Field(None, ge=0, le=1,
             description="With threshold_rule 'quantile': the share of seen training clips routed seen "
-            "(set by stage 1 from 'val_mean'; required with 'quantile').",
-        )
+            "(set by stage 1 from 'val_mean'; required with 'quantile').")
 
         @model_validator(mode="after")
         def _quantile_given(self) -> "EntropyDetector.Params":

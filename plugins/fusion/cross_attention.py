@@ -26,6 +26,7 @@ class CrossAttentionFusion(Fusion):
         dropout: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the attention layer (paper UCF r_enc: 0.5).")
         bn_momentum: float = Field(0.1, gt=0, le=1, description="Momentum of the encoders' last BatchNorm (PyTorch convention).")
         frozen_position: bool = Field(False, description="Keep the position embeddings at their N(0, 1) init (reference defect 4, docs/defects.md).")
+
         _heads_divide = model_validator(mode="after")(heads_divide)
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:

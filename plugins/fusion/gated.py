@@ -17,11 +17,9 @@ class Gated(Fusion):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        dim: int | None = bounded(
-            "width", None,
+        dim: int | None = bounded("width", None,
             description="Width D of the fused feature; None = the common dim when Da = Dv (no projections), "
-            "else max(Da, Dv) with a Linear projection of each modality.",
-        )
+            "else max(Da, Dv) with a Linear projection of each modality.")
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
         if self.params.dim is not None:

@@ -32,53 +32,39 @@ class WGANGPParams(FusionParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: str = Field(
-        "concat",
+    fusion: str = Field("concat",
         description="What the generator models and synthesizes: concat = a ⊕ v (the paper's), audio or video (that "
         "modality alone; the stages trained on its output must then use a fusion reading only it). Only fusions "
-        "whose output is the concatenation of the modalities they read fit here.",
-    )
+        "whose output is the concatenation of the modalities they read fit here.")
 
     noise_dim: int = bounded("width", 1024, "Dimension nz of the noise z ~ N(0, I).")
     hidden: int = bounded("width", 512, "Width of both hidden layers of the generator G.")
     critic_hidden: int | None = bounded(
-        "width", None, "Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300)."
-    )
+        "width", None, "Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300).")
     decoder_hidden: int | None = bounded(
-        "width", None, "Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2."
-    )
+        "width", None, "Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2.")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate of G, D and Dec.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of all three optimizers.")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of all three optimizers.")
     critic_iters: int = bounded("iters", 5, "Critic (and decoder) iterations per generator step.")
     gp_lambda: float = Field(10.0, ge=0, description="Gradient-penalty weight λ (eq. 1).")
-    alpha: float = Field(
-        0.01, ge=0,
+    alpha: float = Field(0.01, ge=0,
         description="Weight α of the reconstruction loss MSE(Dec(x̃), t) (eq. 2). 0.01 = the reference code "
-        "(recons_weight), which produced the paper's tables; the paper's text says 0.1 (set alpha = 0.1, beta = 0.01).",
-    )
-    beta: float = Field(
-        0.1, ge=0,
+        "(recons_weight), which produced the paper's tables; the paper's text says 0.1 (set alpha = 0.1, beta = 0.01).")
+    beta: float = Field(0.1, ge=0,
         description="Weight β of the cosine embedding loss L_emb (eq. 2). 0.1 = the reference code (cosem_weight); "
-        "the paper's text says 0.01.",
-    )
+        "the paper's text says 0.01.")
     epochs: int = bounded("epochs", 5, "Training epochs.")
     batches_per_epoch: int = bounded(
         "steps", 500, "Generator steps per epoch, one real class-balanced batch each (reference: the "
-        "unseen classifier's loader, n_batches = 500)."
-    )
+        "unseen classifier's loader, n_batches = 500).")
     batch_size: int = bounded(
         "batch", 112, low=2, description="Real samples per class-balanced batch; the reference trains the GAN on the unseen "
-        "classifier's loader, so per dataset, default = UCF 112 (VGGSound and ActivityNet 256)."
-    )
-    compat_label_condition: bool = Field(
-        False,
-        description=(
-            "Reproduce reference defect 2 (docs/defects.md): G is trained on the text embedding as usual, but "
-            "unseen features are synthesized conditioned on a class-id integer broadcast to a t_dim float vector "
-            "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis."
-        ),
-    )
+        "classifier's loader, so per dataset, default = UCF 112 (VGGSound and ActivityNet 256).")
+    compat_label_condition: bool = Field(False,
+        description="Reproduce reference defect 2 (docs/defects.md): G is trained on the text embedding as usual, but "
+        "unseen features are synthesized conditioned on a class-id integer broadcast to a t_dim float vector "
+        "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis.")
     precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
 
@@ -108,8 +94,8 @@ class WGANGPNet(nn.Module):
 
 
 class WGANGP(LoopComponent, TorchComponent, Generator):
-    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1); ``stats.steps`` counts generator
-    steps (each after ``critic_iters`` critic/decoder steps), ``stats.samples`` the real rows drawn."""
+    """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
+    ``stats.steps``: generator steps (each after ``critic_iters`` critic/decoder steps); ``stats.samples``: real rows."""
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 2, "batches_per_epoch": 40}

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
+from avood_core.eval import metrics
 from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
@@ -22,14 +23,10 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     """Seen-class MLP classifier (paper §3.3); returns global class ids."""
 
     class Params(ClassifierMLPParams, FusionParams):
-        select_on_val: bool = Field(
-            False,
-            description=(
-                "Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
-                "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
-                "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch."
-            ),
-        )
+        select_on_val: bool = Field(False,
+            description="Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
+            "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
+            "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch.")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
 
@@ -77,14 +74,8 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         return self
 
     def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:
-        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos``."""
-        pred = infer(self, x).argmax(dim=1).cpu()
-        hit = (pred == pos.cpu()).float()
-        k = len(self.seen_classes)
-        per_class = torch.zeros(k).index_add_(0, pos.cpu(), hit)
-        counts = torch.bincount(pos.cpu(), minlength=k).float()
-        present = counts > 0
-        return float((per_class[present] / counts[present]).mean())
+        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos`` (a fraction)."""
+        return metrics.mean_class_accuracy(infer(self, x).argmax(dim=1), pos) / 100.0
 
     def logits(self, samples: AVSamples) -> Tensor:
         """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""

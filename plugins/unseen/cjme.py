@@ -55,11 +55,9 @@ class CJMEClassifier(JointEmbeddingClassifier):
     class Params(JointEmbeddingParams):
         dropout: float = Field(0.2, ge=0, lt=1, description="Dropout of F_A, F_V, F_T; per dataset, default = UCF and ActivityNet (VGGSound 0.0; AVCA-GZSL run_scripts/*/cjme.sh --dropout_baselines).")
         entropy_margin: float = Field(0.1, ge=0, description="ε of the attention supervision: entropies closer than ε give target 0.5 (AVCA-GZSL src/loss.py CJMELoss).")
-        compat_batch_mean_weights: bool = Field(
-            False,
+        compat_batch_mean_weights: bool = Field(False,
             description="Compat switch: True reproduces AVCA-GZSL's broadcast in the composite triplet loss "
-            "(mean(1 - w) * mean(T_a) + mean(w) * mean(T_v)); False (default) weighs each sample's triplets by its own w.",
-        )
+            "(mean(1 - w) * mean(T_a) + mean(w) * mean(T_v)); False (default) weighs each sample's triplets by its own w.")
 
     def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
                     class_text: Tensor) -> Tensor:

@@ -72,26 +72,20 @@ class CrossAttentionParams(FusionParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: str = Field(
-        "cross_attention",
+    fusion: str = Field("cross_attention",
         description="Fusion-5 of the paper (§3.4): the cross_attention fusion plugin, built from embed_dim, "
         "enc_hidden, heads, ff_dim, r_enc, bn_momentum and compat_frozen_position (fusion_params override them). "
-        "The embedding network needs per-modality streams, so only a fusion with streams() fits here.",
-    )
+        "The embedding network needs per-modality streams, so only a fusion with streams() fits here.")
     lr: float = Field(2.4e-3, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound and ActivityNet 5e-4).")
     batch_size: int = bounded("batch", 112, "Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
     r_enc: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the cross-attention layer; per dataset, default = UCF (VGGSound .3, ActivityNet .2).")
     r_proj: float = Field(0.4, ge=0, lt=1, description="Dropout of the projectors A_proj, V_proj, W_proj; per dataset, default = UCF (VGGSound .1, ActivityNet .3).")
     r_dec: float = Field(0.4, ge=0, lt=1, description="Dropout of the decoder D and the reconstructors A_rec, V_rec; per dataset, default = UCF (VGGSound .2, ActivityNet .2).")
-    bn_momentum: float = Field(
-        0.1, gt=0, le=1,
-        description=(
-            "BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch) of the last "
-            "BatchNorm of each two-layer stack (encoders, projectors), as the reference's EmbeddingNet; the hidden "
-            "BatchNorm and those of D, A_rec, V_rec keep 0.1. Per dataset, default = UCF and VGGSound 0.1; the "
-            "reference passes 0.99 for ActivityNet as-is in this convention (running stats ≈ the last batches')."
-        ),
-    )
+    bn_momentum: float = Field(0.1, gt=0, le=1,
+        description="BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch) of the last "
+        "BatchNorm of each two-layer stack (encoders, projectors), as the reference's EmbeddingNet; the hidden "
+        "BatchNorm and those of D, A_rec, V_rec keep 0.1. Per dataset, default = UCF and VGGSound 0.1; the "
+        "reference passes 0.99 for ActivityNet as-is in this convention (running stats ≈ the last batches').")
     weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay (L2 added to the gradient).")
     epochs: int = bounded("epochs", 50, "Training epochs.")
     batches_per_epoch: int = bounded("steps", 500, "Class-balanced batches per epoch.")
@@ -102,28 +96,16 @@ class CrossAttentionParams(FusionParams):
     joint_dim: int = bounded("width", 64, "Dimension of the joint embedding space (paper: 64).")
     heads: int = bounded("width", 3, "Attention heads of the cross-attention layer; must divide embed_dim (paper: 3 x 100).")
     ff_dim: int = bounded("width", 64, "Feed-forward hidden width of the cross-attention layer (paper: 64).")
-    negative_terms: list[NegativeTerm] = Field(
-        ["trip", "rec", "reg"],
-        description=(
-            "Which negative-anchor terms L⁻ are added to L⁺: all three = the paper's L⁺ + L⁻; [] = L⁺ only "
-            "(AVCA-style); single terms reproduce the supplement's Table 1 ablation."
-        ),
-    )
-    decoder_triplets: bool = Field(
-        True,
-        description=(
-            "Add the reference's l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs to the triplet "
-            "term of L⁺ (and of L⁻ when 'trip' is in negative_terms): the code that produced the paper's tables "
-            "has them (src/model_clsu_embedding.py loss_function_w_a); False = eq. 6 of the paper's text only."
-        ),
-    )
-    compat_frozen_position: bool = Field(
-        False,
-        description=(
-            "Compat switch (reference defect 4, docs/defects.md): True reproduces the reference defect of never optimizing the learned "
-            "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
-        ),
-    )
+    negative_terms: list[NegativeTerm] = Field(["trip", "rec", "reg"],
+        description="Which negative-anchor terms L⁻ are added to L⁺: all three = the paper's L⁺ + L⁻; [] = L⁺ only "
+        "(AVCA-style); single terms reproduce the supplement's Table 1 ablation.")
+    decoder_triplets: bool = Field(True,
+        description="Add the reference's l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs to the triplet "
+        "term of L⁺ (and of L⁻ when 'trip' is in negative_terms): the code that produced the paper's tables "
+        "has them (src/model_clsu_embedding.py loss_function_w_a); False = eq. 6 of the paper's text only.")
+    compat_frozen_position: bool = Field(False,
+        description="Compat switch (reference defect 4, docs/defects.md): True reproduces the reference defect of never optimizing the learned "
+        "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them.")
     precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
     @field_validator("negative_terms")
@@ -132,6 +114,7 @@ class CrossAttentionParams(FusionParams):
         if len(set(v)) != len(v):
             raise ValueError(f"negative_terms lists a term twice: {v}; list each of trip, rec, reg at most once")
         return v
+
     _heads_divide = model_validator(mode="after")(heads_divide)
 
 
