@@ -83,7 +83,7 @@ class EntropyDetector(TorchComponent, OODDetector):
 
         fit_loop(self, ctx, mlp_training(self, n, step, ("loss", "ce", "h_seen", "h_unseen"), "lower the detector lr",
                                          epoch, rows_per_sample=2, plateau=lambda rec, steps: -rec["h_unseen"] * steps))
-        h_train = self._entropy_x(x)
+        h_train = infer(self, x, entropy_from_logits)
         self.val_quantile = None
         if p.threshold_rule == "mean":
             self.threshold = float(h_train.double().mean())
@@ -93,7 +93,7 @@ class EntropyDetector(TorchComponent, OODDetector):
                 raise AvoodError(f"{self.label}: threshold_rule 'val_mean' needs seen-class clips in the "
                                  "validation split (stage 1 of the benchmark protocol, or the embedded task's val); "
                                  "use threshold_rule = 'mean' or provide a val split")
-            self.threshold = float(self._entropy_x(val.x.to(x.device)).double().mean())
+            self.threshold = float(infer(self, val.x.to(x.device), entropy_from_logits).double().mean())
             self.val_quantile = float((h_train < self.threshold).double().mean())
         elif p.threshold_rule == "quantile":
             self.threshold = float(torch.quantile(h_train.double(), float(p.threshold_quantile)))
@@ -113,17 +113,11 @@ class EntropyDetector(TorchComponent, OODDetector):
             return {"threshold_rule": "quantile", "threshold_quantile": self.val_quantile}
         return {}
 
-    def _entropy_x(self, x: Tensor) -> Tensor:
-        """Predictive entropy of fused features ``x`` (eval mode, no grad), on the net's device."""
-        return infer(self, x, entropy_from_logits)
-
     def entropy(self, samples: AVSamples) -> Tensor:
-        """``H(softmax(O(a ⊕ v)))`` per sample, float32 on CPU."""
-        return self._entropy_x(samples.x).cpu()
+        """``H(softmax(O(a ⊕ v)))`` per sample, float32 on CPU: the OOD score (higher = more likely unseen)."""
+        return infer(self, samples.x, entropy_from_logits).cpu()
 
-    def score(self, samples: AVSamples) -> Tensor:
-        """OOD score = predictive entropy (higher = more likely unseen)."""
-        return self.entropy(samples)
+    score = entropy
 
     def logits(self, samples: AVSamples) -> Tensor:
         """Raw (N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""

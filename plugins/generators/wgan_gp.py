@@ -99,11 +99,8 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 2, "batches_per_epoch": 40}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.audio_dim: int = 0
-        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
+    audio_dim: int = 0  # where generate splits its output (set at fit)
+    precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     # -- network and state ---------------------------------------------------------------
     def make_net(self, **dims: int) -> WGANGPNet:

@@ -11,11 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from avood_core.run.tracking import Logger, flat, headline
 
 
-def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as hparams: dotted keys; numbers, strings and booleans kept, the rest as text."""
-    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat(config).items()}
-
-
 class TensorBoardParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dir: str | None = Field(None, description="Event-file folder (default: <run folder>/tensorboard).")
@@ -67,7 +62,9 @@ class TensorBoardLogger(Logger):
             metrics = headline(results)
             self._scalars("results", 0, metrics)
             writer = self.writer._get_file_writer()  # the run's own event file (add_hparams would start another)
-            for summary in hparams(hparam_values(self.config), {f"results/{k}": v for k, v in metrics.items()}):
+            # the resolved config as hparams: dotted keys; numbers, strings and booleans kept, the rest as text
+            values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat(self.config).items()}
+            for summary in hparams(values, {f"results/{k}": v for k, v in metrics.items()}):
                 writer.add_summary(summary)
         self._close()
 

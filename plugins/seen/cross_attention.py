@@ -67,10 +67,7 @@ class CrossAttentionSeenClassifier(SeenClassifier):
 
     def predict(self, samples: AVSamples) -> Tensor:
         """Global ids of the nearest seen class (LongTensor on CPU)."""
-        d = self.distances(samples)
-        if d.shape[0] == 0:
-            return torch.empty(0, dtype=torch.long)
-        return self.seen_classes[d.argmin(dim=1)]
+        return self.seen_classes[self.distances(samples).argmin(dim=1)]
 
     # -- checkpoint: the wrapped model's tensors under "model.", the seen texts, the class ids ----
     def state_tensors(self) -> dict[str, Tensor]:

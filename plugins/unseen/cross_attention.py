@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import ConfigError
@@ -124,10 +124,7 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
     Params = CrossAttentionParams
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 4, "batches_per_epoch": 60}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
+    precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     def extra_scalars(self) -> dict[str, Any]:
         return {"precision": self.precision_used}
