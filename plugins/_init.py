@@ -1,12 +1,5 @@
-"""The reference code's weight initialisation, shared by every plugin network that uses it.
-
-The reference code (liuyuan-wen/AV-OOD-GZSL, ``src/model_addition.py: weights_init``) applies
-one rule to the generator G, the critic D, the decoder Dec, the OOD detector, the seen (and
-unseen) MLP classifiers and every ``EmbeddingNet`` of the cross-attention model: each
-``Linear`` gets weights ~ N(0, 0.02) and bias 0, each ``BatchNorm`` gets γ ~ N(1, 0.02) and
-β = 0. The paper's text is silent on initialisation, so this is the default. The transformer
-layer and the position embeddings keep PyTorch's defaults, as in the reference.
-"""
+"""The reference code's weight initialisation (``src/model_addition.py: weights_init``; docs/fidelity.md row 7):
+``Linear`` weights ~ N(0, 0.02), bias 0; ``BatchNorm`` γ ~ N(1, 0.02), β = 0; the rest keep PyTorch's defaults."""
 
 from __future__ import annotations
 

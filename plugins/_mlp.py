@@ -1,12 +1,6 @@
-"""What the MLP-based plugins share: their params, the network, their training and chunked inference.
-
-Used by the seen ``mlp`` classifier, the unseen ``mlp`` classifier and the ``entropy`` and
-``binary`` detectors (paper §3.2-3.3; reference ``src/classifier.py`` ``CLASS_S`` / ``CLASS_U`` and
-``src/classifier_oodgzsl.py`` ``OOD_Detector``): each is an MLP over the fused feature
-``x = a ⊕ v`` with the reference's ``weights_init`` (:func:`avood_plugins._init.reference_init`),
-trained with Adam and ``ReduceLROnPlateau`` (by default on the epoch's mean loss), one epoch
-being a shuffled pass over ``n`` rows in batches; they differ in the loss of a batch.
-"""
+"""What the MLP plugins share (seen and unseen ``mlp``, ``entropy``, ``binary``; paper §3.2-3.3, reference
+``src/classifier.py`` ``CLASS_S`` / ``CLASS_U``, ``src/classifier_oodgzsl.py`` ``OOD_Detector``): params, the
+fused network, its training, the detectors' batches and chunked inference (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -14,12 +8,16 @@ import math
 from typing import Any, Callable, Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from avood_core.errors import DataError, NotFittedError
+from avood_core.fusion import build_fused_mlp, input_x
 from avood_core.limits import AdamBeta, Widths, bounded, widths
-from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam
-from avood_core.protocols import TorchComponent
+from avood_core.protocols import FitContext, TorchComponent
+from avood_core.task import AVSamples
+from avood_core.train.precision import PRECISION_HELP, Dropout, Precision, adam, autocast
 from avood_core.train.loop import Plateau, Training
 from avood_core.train.loops import shuffled_batches
 from avood_plugins._init import reference_init
@@ -62,8 +60,7 @@ class DetectorMLPParams(MLPParams):
 
     hidden: Widths = widths((512, 128), "Hidden layer widths of the MLP (paper: 512, 128).")
     negative_slope: float = Field(
-        0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2)."
-    )
+        0.2, ge=0, description="LeakyReLU negative slope of the hidden layers (reference OOD_Detector: 0.2).")
     lr: float = Field(9e-4, gt=0, description="Adam learning rate; per dataset, default = UCF (reference config 9e-4; VGGSound 1e-3, ActivityNet 5e-3).")
     epochs: int = bounded("epochs", 80, "Training epochs; one epoch = ceil(n / batch_size) steps, drawing about half "
                                        "as many real seen rows as there are (reference OOD training).")
@@ -73,21 +70,49 @@ class DetectorMLPParams(MLPParams):
     row_sampling: RowSampling = Field("reference", description=ROW_SAMPLING_HELP + " (docs/fidelity.md row 8)")
 
 
-def build_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, negative_slope: float, dropout: float | None = None) -> nn.Sequential:
-    """``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width, then ``Linear(out_dim)``, reference-initialised.
+def fused_mlp(comp: TorchComponent, in_dim: int, audio_dim: int | None, out_dim: int,
+              hidden: Sequence[int] | None = None, dropout: float | None = None) -> nn.Module:
+    """``comp``'s fusion, then ``[Linear -> LeakyReLU (-> Dropout)]`` per hidden width (``hidden``, default
+    ``params.hidden``) and ``Linear(out_dim)``, reference-initialised. ``dropout=None`` adds no Dropout
+    module (the detectors); a number adds one even at 0, so a classifier's weight names do not depend on it."""
+    p = comp.params
 
-    ``dropout=None`` adds no Dropout module (the detectors); a number adds one even at 0, so the
-    layer indices (and the saved weights' names) of a classifier do not depend on it.
-    """
-    layers: list[nn.Module] = []
-    width = in_dim
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
-        if dropout is not None:
-            layers.append(Dropout(dropout))
-        width = h
-    layers.append(nn.Linear(width, out_dim))
-    return reference_init(nn.Sequential(*layers))
+    def mlp(width: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for h in p.hidden if hidden is None else hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(p.negative_slope)]
+            if dropout is not None:
+                layers.append(Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        return reference_init(nn.Sequential(*layers))
+
+    return build_fused_mlp(p, in_dim, audio_dim, mlp, comp.label)
+
+
+def class_positions(classes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Positions of ``labels`` in the sorted ``classes`` and a mask of the labels found there."""
+    pos = torch.searchsorted(classes, labels).clamp(max=len(classes) - 1)
+    return pos, classes[pos] == labels
+
+
+def seen_positions(comp: TorchComponent, ctx: FitContext, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``ctx.seen_classes`` (sorted, CPU) and the position of each training label among them."""
+    classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
+    pos, known = class_positions(classes, labels)
+    if not known.all():
+        raise DataError(f"{comp.label}: a training sample's label is not among ctx.seen_classes")
+    return classes, pos
+
+
+def ce_step(comp: TorchComponent, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+    """The classifiers' step: ``CE(net(x[idx]), y[idx])`` (forward under the precision, loss in fp32)."""
+    def step(idx: Tensor) -> Tensor:
+        with autocast(x.device, comp.params.precision):
+            logits = comp.net(x[idx])
+        return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
+
+    return step
 
 
 def mlp_training(comp: TorchComponent, n: int, step: Callable[[Tensor], Tensor], terms: tuple[str, ...], hint: str,
@@ -106,8 +131,6 @@ def mlp_training(comp: TorchComponent, n: int, step: Callable[[Tensor], Tensor],
 def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = lambda out: out) -> Tensor:
     """``head(net(x))`` in eval mode without gradients, in chunks of :data:`CHUNK` rows, on the net's device."""
     if comp.net is None:
-        from avood_core.errors import NotFittedError
-
         raise NotFittedError(comp.label)
     comp.net.eval()
     with torch.inference_mode():
@@ -115,17 +138,9 @@ def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = la
 
 
 class RowDraws:
-    """Batches of row indices over ``m`` rows, drawn as ``mode`` says (:data:`ROW_SAMPLING_HELP`).
-
-    ``"reference"`` reproduces the reference's ``next_batch`` / ``next_batch_syn``
-    (``src/classifier_oodgzsl.py``): their index grows by ``b`` each call and is never reset, so
-    once a call would end within one batch of the end (``index + 2b > m``) every later call
-    reshuffles and returns the first ``b`` rows, i.e. ``b`` distinct rows drawn afresh. Before that
-    the rows come in stored order (the reference's file order). ``"passes"``: consecutive slices of
-    reshuffled passes, a pass continuing across epochs and a fresh one starting when fewer than
-    ``b`` rows of the current one are left (at most ``b - 1`` rows skipped per pass). A batch of
-    ``b > m`` rows (not runnable in the reference) spans ``ceil(b / m)`` permutations.
-    """
+    """Batches of row indices over ``m`` rows, drawn as ``mode`` says (:data:`ROW_SAMPLING_HELP`; reference
+    ``src/classifier_oodgzsl.py`` ``next_batch`` / ``next_batch_syn``); a batch of ``b > m`` rows spans
+    ``ceil(b / m)`` permutations."""
 
     def __init__(self, m: int, device: torch.device, mode: RowSampling = "reference") -> None:
         self.m, self.device, self.mode = m, device, mode
@@ -152,12 +167,9 @@ class RowDraws:
 
 
 class DetectorBatches:
-    """The reference's OOD-detector epoch: ``ceil(n / batch_size)`` steps of half real, half synthetic.
-
-    Each step draws ``batch_size // 2`` real seen rows and as many synthetic unseen rows
-    (reference ``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``), so an epoch draws about
-    half as many real rows as there are; each side draws as :class:`RowDraws` in ``mode``.
-    """
+    """The reference's OOD-detector epoch (``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``):
+    ``ceil(n / batch_size)`` steps of ``batch_size // 2`` real seen and as many synthetic unseen rows,
+    each side drawn as :class:`RowDraws` in ``mode``."""
 
     def __init__(self, n: int, m: int, batch_size: int, device: torch.device, mode: RowSampling = "reference") -> None:
         self.real, self.synthetic = RowDraws(n, device, mode), RowDraws(m, device, mode)
@@ -169,3 +181,24 @@ class DetectorBatches:
 
     def take_synthetic(self, b: int) -> Tensor:
         return self.synthetic.take(b)
+
+
+def detector_data(comp: TorchComponent, seen: AVSamples, synthetic_unseen: AVSamples,
+                  ctx: FitContext) -> tuple[Tensor, DetectorBatches, Callable[[Tensor], Tensor]]:
+    """The detectors' inputs: real seen ``x`` on the device, their :class:`DetectorBatches` and
+    ``forward(idx)``: the fp32 outputs on the rows ``idx`` of ``x`` followed by as many synthetic rows."""
+    p, dev = comp.params, ctx.device
+    if len(seen) == 0 or len(synthetic_unseen) == 0:
+        raise DataError(f"{comp.label}: needs real seen and synthetic unseen samples; run the generator first")
+    x = seen.x.to(dev)
+    x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, comp.label).to(dev)
+    if x.shape[1] != x_syn.shape[1]:
+        raise DataError(f"{comp.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
+    batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev, p.row_sampling)
+
+    def forward(idx: Tensor) -> Tensor:
+        with autocast(dev, p.precision):
+            out = comp.net(torch.cat([x[idx], x_syn[batches.take_synthetic(len(idx))]]))
+        return out.float()
+
+    return x, batches, forward

@@ -1,20 +1,6 @@
-"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``).
-
-An MLP ``O: x -> n_seen logits`` over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's;
-any fusion plugin may replace it, :mod:`avood_core.fusion`) (``in -> 512 -> 128 ->
-n_seen``, LeakyReLU 0.2, the reference's ``weights_init``). With ``H(p) = -Σ_i p_i log p_i``
-(natural log) and ``p = softmax(O(·))``, each step draws ``batch_size // 2`` real seen ``x``
-(labels ``y`` = position among the seen classes) and as many synthetic unseen ``x̃`` (the
-reference's half batches, ``ceil(n / batch_size)`` steps an epoch) and minimises
-
-    L = mean_x H(p(x)) - mean_x̃ H(p(x̃)) + CE(O(x), y),
-
-so seen features get confident (low-entropy) predictions and unseen ones flat ones. The
-learning rate is reduced on plateaus of ``Σ_steps −mean_x̃ H(p(x̃))`` (the reference steps its
-scheduler on that sum, not on the total loss). The OOD score of a sample is its predictive
-entropy; a sample is seen iff ``H < threshold`` where the threshold is the mean entropy of the
-seen training samples after training ("mean threshold").
-"""
+"""Entropy OOD detector ``O_ent`` (paper §3.2, supplement §2.2; reference ``src/classifier_oodgzsl.py``):
+``L = mean H(p(x)) − mean H(p(x̃)) + CE(O(x), y)`` on half real seen, half synthetic unseen batches; score = the
+predictive entropy, seen iff below the threshold (by default the seen training clips' mean; docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -25,13 +11,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import Tensor, nn
 
-from avood_core.errors import AvoodError, DataError
-from avood_core.fusion import FusionParams, build_fused_mlp, input_x
-from avood_core.train.precision import autocast
+from avood_core.errors import AvoodError
+from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, OODDetector, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import DetectorBatches, DetectorMLPParams, build_mlp, infer, mlp_training
+from avood_plugins._mlp import DetectorMLPParams, detector_data, fused_mlp, infer, mlp_training, seen_positions
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -44,25 +29,19 @@ class EntropyDetector(TorchComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
     class Params(DetectorMLPParams, FusionParams):
-        threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field(
-            "mean",
-            description=(
-                "'mean': mean entropy of all seen training samples after training (paper supplement §2.2). "
-                "'val_mean' (not in the paper): mean entropy of the seen-class clips of the selection split "
-                "(ctx.val, never test); the detector fits its training clips closely, so their entropy "
-                "understates that of unseen-during-training seen clips. Under the benchmark protocol it is "
-                "selected in stage 1 and carried to stage 2 as 'quantile' (the share of seen training clips "
-                "below it). 'quantile': the threshold_quantile quantile of the seen training entropies. "
-                "'reference_half': compat switch reproducing reference defect 5 (docs/defects.md): the summed "
-                "entropy of the seen clips drawn in the last epoch (about half of them) divided by their total "
-                "count, about half the mean."
-            ),
-        )
-        threshold_quantile: float | None = Field(
-            None, ge=0, le=1,
+        threshold_rule: Literal["mean", "val_mean", "quantile", "reference_half"] = Field("mean",
+            description="'mean': mean entropy of all seen training samples after training (paper supplement §2.2). "
+            "'val_mean' (not in the paper): mean entropy of the seen-class clips of the selection split "
+            "(ctx.val, never test); the detector fits its training clips closely, so their entropy "
+            "understates that of unseen-during-training seen clips. Under the benchmark protocol it is "
+            "selected in stage 1 and carried to stage 2 as 'quantile' (the share of seen training clips "
+            "below it). 'quantile': the threshold_quantile quantile of the seen training entropies. "
+            "'reference_half': compat switch reproducing reference defect 5 (docs/defects.md): the summed "
+            "entropy of the seen clips drawn in the last epoch (about half of them) divided by their total "
+            "count, about half the mean.")
+        threshold_quantile: float | None = Field(None, ge=0, le=1,
             description="With threshold_rule 'quantile': the share of seen training clips routed seen "
-            "(set by stage 1 from 'val_mean'; required with 'quantile').",
-        )
+            "(set by stage 1 from 'val_mean'; required with 'quantile').")
 
         @model_validator(mode="after")
         def _quantile_given(self) -> "EntropyDetector.Params":
@@ -79,27 +58,15 @@ class EntropyDetector(TorchComponent, OODDetector):
         self.val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
-        p = self.params
-        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope), "detector")
+        return fused_mlp(self, in_dim, audio_dim, n_seen)
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
-        if len(seen) == 0 or len(synthetic_unseen) == 0:
-            raise DataError(f"{self.label}: needs real seen and synthetic unseen samples; run the generator first")
-        classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
-        pos = torch.searchsorted(classes, seen.labels).clamp(max=len(classes) - 1)
-        if not torch.equal(classes[pos], seen.labels):
-            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
-        self.seen_classes = classes
-        dev = ctx.device
-        x, y = seen.x.to(dev), pos.to(dev)
-        x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, self.label).to(dev)
-        if x.shape[1] != x_syn.shape[1]:
-            raise DataError(f"{self.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
-        net = self.build(dev, in_dim=x.shape[1], n_seen=len(classes), audio_dim=seen.audio_dim)
-        n = len(x)
-        batches = DetectorBatches(n, len(x_syn), p.batch_size, dev, p.row_sampling)
-        last_epoch_seen = torch.zeros((), device=dev)  # Σ H over the real rows drawn in the epoch
+        x, batches, forward = detector_data(self, seen, synthetic_unseen, ctx)
+        self.seen_classes, pos = seen_positions(self, ctx, seen.labels)
+        y, n = pos.to(x.device), len(x)
+        self.build(x.device, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=seen.audio_dim)
+        last_epoch_seen = torch.zeros((), device=x.device)  # Σ H over the real rows drawn in the epoch
 
         def epoch() -> list[Tensor]:
             last_epoch_seen.zero_()
@@ -107,9 +74,7 @@ class EntropyDetector(TorchComponent, OODDetector):
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
-            with autocast(dev, p.precision):
-                logits = net(torch.cat([x[idx], x_syn[batches.take_synthetic(b)]]))
-            logits = logits.float()
+            logits = forward(idx)
             h = entropy_from_logits(logits)
             last_epoch_seen.add_(h[:b].detach().sum())
             h_seen, h_unseen = h[:b].mean(), h[b:].mean()
@@ -118,7 +83,7 @@ class EntropyDetector(TorchComponent, OODDetector):
 
         fit_loop(self, ctx, mlp_training(self, n, step, ("loss", "ce", "h_seen", "h_unseen"), "lower the detector lr",
                                          epoch, rows_per_sample=2, plateau=lambda rec, steps: -rec["h_unseen"] * steps))
-        h_train = self._entropy_x(x)
+        h_train = infer(self, x, entropy_from_logits)
         self.val_quantile = None
         if p.threshold_rule == "mean":
             self.threshold = float(h_train.double().mean())
@@ -128,7 +93,7 @@ class EntropyDetector(TorchComponent, OODDetector):
                 raise AvoodError(f"{self.label}: threshold_rule 'val_mean' needs seen-class clips in the "
                                  "validation split (stage 1 of the benchmark protocol, or the embedded task's val); "
                                  "use threshold_rule = 'mean' or provide a val split")
-            self.threshold = float(self._entropy_x(val.x.to(x.device)).double().mean())
+            self.threshold = float(infer(self, val.x.to(x.device), entropy_from_logits).double().mean())
             self.val_quantile = float((h_train < self.threshold).double().mean())
         elif p.threshold_rule == "quantile":
             self.threshold = float(torch.quantile(h_train.double(), float(p.threshold_quantile)))
@@ -148,17 +113,11 @@ class EntropyDetector(TorchComponent, OODDetector):
             return {"threshold_rule": "quantile", "threshold_quantile": self.val_quantile}
         return {}
 
-    def _entropy_x(self, x: Tensor) -> Tensor:
-        """Predictive entropy of fused features ``x`` (eval mode, no grad), on the net's device."""
-        return infer(self, x, entropy_from_logits)
-
     def entropy(self, samples: AVSamples) -> Tensor:
-        """``H(softmax(O(a ⊕ v)))`` per sample, float32 on CPU."""
-        return self._entropy_x(samples.x).cpu()
+        """``H(softmax(O(a ⊕ v)))`` per sample, float32 on CPU: the OOD score (higher = more likely unseen)."""
+        return infer(self, samples.x, entropy_from_logits).cpu()
 
-    def score(self, samples: AVSamples) -> Tensor:
-        """OOD score = predictive entropy (higher = more likely unseen)."""
-        return self.entropy(samples)
+    score = entropy
 
     def logits(self, samples: AVSamples) -> Tensor:
         """Raw (N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""

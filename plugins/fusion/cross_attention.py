@@ -1,18 +1,6 @@
-"""``cross_attention``: the paper's Fusion-5 (§3.4, Fig. 2 right), AVCA's audio-visual cross-attention.
-
-Shapes (B = batch, Da/Dv = audio/video dims, E = ``embed_dim``)::
-
-    φa = A_enc(a), φv = V_enc(v)                 (B, E)     Da|Dv -> enc_hidden -> E, Linear-BN-ReLU-Dropout
-    [ya, yv] = Layer([φa + p0, φv + p1])         (B, 2, E)  one pre-LN transformer layer, learned positions p
-    fused = (φa + ya) ⊕ (φv + yv)                (B, 2E)
-
-The unseen classifier (:mod:`avood_plugins.unseen.cross_attention`) reads the two streams
-separately through :meth:`CrossAttentionFusion.streams` (its projectors, reconstructors and
-losses need ``φa, φv`` and the attended ``φa', φv'``); the seen classifier and the detector,
-given ``fusion = "cross_attention"``, get the concatenation. Parameters are created in the
-order A_enc, V_enc, cross, p (reference ``src/model_clsu_embedding.py``; AVCA
-``model_improvements.py``), which keeps the unseen classifier's defaults bit-identical.
-"""
+"""``cross_attention``: the paper's Fusion-5 (§3.4, Fig. 2 right), AVCA's audio-visual cross-attention:
+encoders ``φa``, ``φv``, one pre-LN transformer layer over the two tokens with learned positions, output
+``(φa + ya) ⊕ (φv + yv)``; :meth:`CrossAttentionFusion.streams` gives the streams (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +10,7 @@ from torch import Tensor, nn
 
 from avood_core.fusion import Fusion
 from avood_core.limits import bounded
-from avood_plugins.unseen._avca_net import CrossAttentionLayer, mlp
+from avood_plugins.unseen._avca_net import CrossAttentionLayer, heads_divide, mlp
 
 
 class CrossAttentionFusion(Fusion):
@@ -39,11 +27,7 @@ class CrossAttentionFusion(Fusion):
         bn_momentum: float = Field(0.1, gt=0, le=1, description="Momentum of the encoders' last BatchNorm (PyTorch convention).")
         frozen_position: bool = Field(False, description="Keep the position embeddings at their N(0, 1) init (reference defect 4, docs/defects.md).")
 
-        @model_validator(mode="after")
-        def _heads_divide(self) -> "CrossAttentionFusion.Params":
-            if self.embed_dim % self.heads:
-                raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}; pick heads dividing it")
-            return self
+        _heads_divide = model_validator(mode="after")(heads_divide)
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
         return 2 * self.params.embed_dim

@@ -1,12 +1,5 @@
-"""``gated``: a learned per-dimension gate between the modalities (not in the paper; an option of
-its Fig. 1 "Fusion 1-5", in the spirit of gated multimodal units, Arevalo et al. 2017).
-
-    â = P_a(a), v̂ = P_v(v)                         (B, D)  identity when Da = Dv = D and dim is unset
-    g = σ(W [a ⊕ v] + b)                            (B, D)  per-dimension gate
-    y = g ⊙ â + (1 − g) ⊙ v̂                        (B, D)
-
-``W`` is initialised to zero and ``b`` to 0, so training starts from the mean of the two.
-"""
+"""``gated``: ``y = g ⊙ P_a(a) + (1 − g) ⊙ P_v(v)``, ``g = σ(W [a ⊕ v] + b)`` per dimension, ``W``, ``b`` = 0 at
+init (not in the paper; an option of its Fig. 1 "Fusion 1-5", after gated multimodal units, Arevalo et al. 2017)."""
 
 from __future__ import annotations
 
@@ -24,11 +17,9 @@ class Gated(Fusion):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        dim: int | None = bounded(
-            "width", None,
+        dim: int | None = bounded("width", None,
             description="Width D of the fused feature; None = the common dim when Da = Dv (no projections), "
-            "else max(Da, Dv) with a Linear projection of each modality.",
-        )
+            "else max(Da, Dv) with a Linear projection of each modality.")
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
         if self.params.dim is not None:

@@ -1,22 +1,7 @@
-"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1).
+"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1, eq. 1-2).
 
-Fused features ``x = a ⊕ v`` are modelled as ``x̃ = G(z, t)`` with ``z ~ N(0, I)`` and ``t``
-the class text embedding (``fusion = "concat"``, the paper's; ``"audio"`` / ``"video"`` model and
-synthesize that modality alone, the other one then has 0 dims: :mod:`avood_core.fusion`). Training minimises over G and maximises over the critic D (eq. 1, 2)
-
-    L_WGAN = E[D(x, t)] - E[D(x̃, t)] - λ E[(‖∇_x̂ D(x̂, t)‖₂ - 1)²],   x̂ = εx + (1-ε)x̃,
-    L_gen  = -E[D(x̃, t)] + α MSE(Dec(x̃), t) + β L_emb(x̃; x⁺, x⁻),
-
-where Dec: x -> t is a decoder trained on real features (MSE(Dec(x), t)) and L_emb is the
-cosine embedding loss (margin 0) pulling x̃ towards the real x it was conditioned alongside
-and, for the pair (x̃, x⁻) with x⁻ a permuted real row of the batch, pushing it away if x⁻ is
-of another class (pulling if of the same class). The training recipe is the reference code's
-(liuyuan-wen/AV-OOD-GZSL ``src/model_generator.py`` ``optimize_params``, ``src/model_addition.py``):
-one real batch per generator step, shared by the ``critic_iters`` critic/decoder iterations
-(fresh noise each) and the G step; the decoder also steps on α·MSE(Dec(x̃), t) after the G
-step; ``weights_init`` on G, D and Dec; α = 0.01 and β = 0.1 (the paper's text, §4.2, gives
-α = 0.1 and β = 0.01: docs/fidelity.md).
-"""
+``x̃ = G(z, t)`` against a critic D with gradient penalty, plus ``α MSE(Dec(x̃), t) + β L_emb`` on G; the recipe
+of the reference code (``src/model_generator.py`` ``optimize_params``; α, β: docs/fidelity.md; docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -47,53 +32,39 @@ class WGANGPParams(FusionParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: str = Field(
-        "concat",
+    fusion: str = Field("concat",
         description="What the generator models and synthesizes: concat = a ⊕ v (the paper's), audio or video (that "
         "modality alone; the stages trained on its output must then use a fusion reading only it). Only fusions "
-        "whose output is the concatenation of the modalities they read fit here.",
-    )
+        "whose output is the concatenation of the modalities they read fit here.")
 
     noise_dim: int = bounded("width", 1024, "Dimension nz of the noise z ~ N(0, I).")
     hidden: int = bounded("width", 512, "Width of both hidden layers of the generator G.")
     critic_hidden: int | None = bounded(
-        "width", None, "Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300)."
-    )
+        "width", None, "Hidden width of the critic D; None = (x_dim + t_dim) // 2 (662 for 1024 + 300).")
     decoder_hidden: int | None = bounded(
-        "width", None, "Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2."
-    )
+        "width", None, "Hidden width of the decoder Dec (two layers); None = (x_dim + t_dim) // 2.")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate of G, D and Dec.")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1 of all three optimizers.")
     beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 of all three optimizers.")
     critic_iters: int = bounded("iters", 5, "Critic (and decoder) iterations per generator step.")
     gp_lambda: float = Field(10.0, ge=0, description="Gradient-penalty weight λ (eq. 1).")
-    alpha: float = Field(
-        0.01, ge=0,
+    alpha: float = Field(0.01, ge=0,
         description="Weight α of the reconstruction loss MSE(Dec(x̃), t) (eq. 2). 0.01 = the reference code "
-        "(recons_weight), which produced the paper's tables; the paper's text says 0.1 (set alpha = 0.1, beta = 0.01).",
-    )
-    beta: float = Field(
-        0.1, ge=0,
+        "(recons_weight), which produced the paper's tables; the paper's text says 0.1 (set alpha = 0.1, beta = 0.01).")
+    beta: float = Field(0.1, ge=0,
         description="Weight β of the cosine embedding loss L_emb (eq. 2). 0.1 = the reference code (cosem_weight); "
-        "the paper's text says 0.01.",
-    )
+        "the paper's text says 0.01.")
     epochs: int = bounded("epochs", 5, "Training epochs.")
     batches_per_epoch: int = bounded(
         "steps", 500, "Generator steps per epoch, one real class-balanced batch each (reference: the "
-        "unseen classifier's loader, n_batches = 500)."
-    )
+        "unseen classifier's loader, n_batches = 500).")
     batch_size: int = bounded(
         "batch", 112, low=2, description="Real samples per class-balanced batch; the reference trains the GAN on the unseen "
-        "classifier's loader, so per dataset, default = UCF 112 (VGGSound and ActivityNet 256)."
-    )
-    compat_label_condition: bool = Field(
-        False,
-        description=(
-            "Reproduce reference defect 2 (docs/defects.md): G is trained on the text embedding as usual, but "
-            "unseen features are synthesized conditioned on a class-id integer broadcast to a t_dim float vector "
-            "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis."
-        ),
-    )
+        "classifier's loader, so per dataset, default = UCF 112 (VGGSound and ActivityNet 256).")
+    compat_label_condition: bool = Field(False,
+        description="Reproduce reference defect 2 (docs/defects.md): G is trained on the text embedding as usual, but "
+        "unseen features are synthesized conditioned on a class-id integer broadcast to a t_dim float vector "
+        "instead of the class's text embedding. False (default) = the paper's conditioning on t at synthesis.")
     precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
 
@@ -124,18 +95,12 @@ class WGANGPNet(nn.Module):
 
 class WGANGP(LoopComponent, TorchComponent, Generator):
     """Conditional WGAN-GP generator of fused audio-visual features (paper §3.1).
-
-    The step: :meth:`_step`. ``stats.steps`` counts generator steps (each after ``critic_iters`` critic/decoder steps),
-    ``stats.samples`` the real rows drawn (one batch per step).
-    """
+    ``stats.steps``: generator steps (each after ``critic_iters`` critic/decoder steps); ``stats.samples``: real rows."""
 
     Params: ClassVar[type[BaseModel]] = WGANGPParams
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 2, "batches_per_epoch": 40}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.audio_dim: int = 0
-        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
+    audio_dim: int = 0  # where generate splits its output (set at fit)
+    precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     # -- network and state ---------------------------------------------------------------
     def make_net(self, **dims: int) -> WGANGPNet:
@@ -153,23 +118,15 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
         self.precision_used = scalars.get("precision")  # absent in states saved before "auto" existed
 
     def _synthesis_condition(self, labels: Tensor, text: Tensor) -> Tensor:
-        """The condition c of synthesized rows: the text row, or (defect 2 compat) the id broadcast to t_dim.
-
-        The reference's ``generate_syn_feature(netG, unseen_class_ids, test_dataset.all_targets, n)``
-        indexes a vector of class-id integers by the unseen class id and repeats that integer
-        over the 300 text dims. (That vector holds the labels of the test clips in file order,
-        so its entry depends on the test split's layout; avood does not read test data and
-        broadcasts the class id itself.)
-        """
+        """The condition c of synthesized rows: the text row, or (defect 2 compat) the class id broadcast to t_dim, as
+        the reference's ``generate_syn_feature`` (which reads the id from the test labels; avood never reads test data)."""
         if self.params.compat_label_condition:
             return labels.to(text.device, torch.float32).unsqueeze(1).expand(-1, text.shape[1])
         return text[labels.to(text.device)]
 
     def _modelled(self, train: AVSamples) -> Tensor:
-        """The features the generator models, by its fusion: ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``.
-
-        Sets ``audio_dim`` (0 for a video-only generator), where :meth:`generate` splits its output.
-        """
+        """The features the generator models by its fusion, ``a ⊕ v`` (concat, the paper's), ``a`` or ``v``; sets
+        ``audio_dim`` (0 for video alone), where :meth:`generate` splits its output."""
         name = self.params.fusion
         cls = fusion_class(name)
         if not cls.splittable:
@@ -199,11 +156,8 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
                         p.batches_per_epoch, step, manual=True, hint="lower lr or raise gp_lambda", precision=precision, log_epochs=True)
 
     def _step(self, net: WGANGPNet, x: Tensor, labels: Tensor, c: Tensor, opts: list[Optimizer], precision: str) -> Tensor:
-        """One generator step on the real batch ``(x, labels, c)``; returns mean losses (device).
-
-        ``critic_iters`` decoder + critic iterations on that batch with fresh noise each, then
-        a G step and a decoder step on the G loss (reference ``optimize_params``).
-        """
+        """One generator step on the real batch (reference ``optimize_params``): ``critic_iters`` decoder + critic
+        iterations with fresh noise each, then a G step and a decoder step on the G loss; returns the mean losses."""
         p = self.params
         opt_g, opt_d, opt_dec = opts
         d_sum = dec_sum = w_sum = 0.0

@@ -1,27 +1,8 @@
 """``--logger mlflow``: one MLflow run per avood run: params, tags, curves, final metrics, the run folder.
 
-Needs ``pip install 'avood[mlflow]'``. Tracking URI: ``logging.mlflow.uri`` (any MLflow URI, e.g.
-``--set logging.mlflow.uri=http://host:5000`` or ``sqlite:///runs/mlflow.db``); by default MLflow's
-own: ``$MLFLOW_TRACKING_URI``, else its local store in the working folder (MLflow 3: the SQLite
-database ``./mlflow.db``, artifacts under ``./mlruns``; ``mlflow ui`` there shows the runs).
-MLflow 3 refuses a plain folder store (``file:...``) unless ``MLFLOW_ALLOW_FILE_STORE=true``.
-
-Before any training the store is opened ("mlflow: connecting to <uri>"): a tracking server is
-first asked for its ``/health`` with a 10 s timeout, so an unreachable one is one line at once
-rather than MLflow's minutes of retries; a store's first use (the SQLite schema migration) is
-serialised between the processes of this machine by a file lock, so parallel trials on a fresh
-store do not race. Recorded: the resolved config as params (``seed``, ``generator.params.lr``,
-...); tags ``avood.version``, ``avood.seed``, ``avood.<kind>`` (the four component names),
-``avood.git_commit`` (a source checkout only), ``avood.sweep`` and ``avood.run_dir``; each
-component's curves as ``<stage/><kind>/epoch/<metric>`` (step = epoch) and
-``<stage/><kind>/step/<metric>`` (step = optimizer step); the final ``S``, ``U``, ``HM``, ``ZSL``,
-``AUROC`` and the other metrics of results.json; the run folder's files as artifacts (not its lock
-file nor TensorBoard's event files). A failed run ends as FAILED.
-
-Nesting: a run started while the caller has an active MLflow run on the same store is its child
-(``mlflow.parentRunId``, as ``mlflow.start_run(nested=True)``; in that run's experiment); a sweep
-gets a parent run (named after the sweep, FAILED when a trial failed) with its trials nested.
-"""
+Needs ``pip install 'avood[mlflow]'``; store ``logging.mlflow.uri`` (default MLflow's own). A tracking server is
+checked with a 10 s ``/health`` request, a store's first use is serialised by a file lock, a run nests under the
+caller's active run and a sweep's trials under its parent run (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -90,12 +71,6 @@ def _first_use_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not _SKIPPED.match(path.name):
-            yield path
-
-
 class MLflowLogger(Logger):
     """Params, tags, per-epoch and per-N-step metrics, final metrics and artifacts, through ``MlflowClient``."""
 
@@ -130,17 +105,6 @@ class MLflowLogger(Logger):
             raise PluginError(f"logger 'mlflow' cannot use the tracking store '{self.uri}' ({type(exc).__name__}: "
                               f"{detail}); fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
 
-    def _tags(self, extra: Mapping[str, str]) -> dict[str, str]:
-        from avood_core import __version__
-        from avood_core.bench.meter import _git_state
-
-        tags = {"avood.version": __version__, **extra}
-        if (commit := _git_state()) is not None:
-            tags["avood.git_commit"] = commit
-        if (sweep := trial_info("sweep")) is not None:
-            tags["avood.sweep"] = str(sweep)
-        return tags
-
     def _parent(self) -> tuple[str | None, str]:
         """The run this one nests under and its experiment: the sweep's parent run, else the caller's
         active run on the same store; ``(None, <experiment>)`` when neither."""
@@ -154,25 +118,36 @@ class MLflowLogger(Logger):
             return active.info.run_id, active.info.experiment_id
         return None, self.experiment_id
 
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def _start(self, name: str, extra_tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
+        """A new run named ``name`` (nested as :meth:`_parent` says) with avood's tags and ``params``; its id."""
         from mlflow.entities import Param
-
-        batch = [Param(_key(k), str(v)[:6000]) for k, v in flat(params).items()]
-        for i in range(0, len(batch), _BATCH):
-            self.client.log_batch(run_id, params=batch[i: i + _BATCH])
-
-    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        from avood_core.stages import KINDS
+        from avood_core import __version__
+        from avood_core.bench.meter import _git_state
 
         parent, experiment = self._parent()
-        tags = self._tags({"avood.run_dir": str(Path(run_dir).resolve()), "avood.seed": str(config.get("seed")),
-                           **{f"avood.{kind}": str((config.get(kind) or {}).get("name")) for kind in KINDS}})
+        tags = {"avood.version": __version__, **extra_tags}
+        if (commit := _git_state()) is not None:
+            tags["avood.git_commit"] = commit
+        if (sweep := trial_info("sweep")) is not None:
+            tags["avood.sweep"] = str(sweep)
         if parent:
             tags[MLFLOW_PARENT_RUN_ID] = parent
-        self.run_id = self.client.create_run(experiment, run_name=Path(run_dir).name, tags=tags).info.run_id
-        self._log_params(self.run_id, config)
+        run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
+        self._batched(run_id, "params", [Param(_key(k), str(v)[:6000]) for k, v in flat(params).items()])
+        return run_id
+
+    def _batched(self, run_id: str, field: str, batch: list) -> None:
+        for i in range(0, len(batch), _BATCH):
+            self.client.log_batch(run_id, **{field: batch[i: i + _BATCH]})
+
+    def on_run_start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
+        from avood_core.stages import KINDS
+
+        tags = {"avood.run_dir": str(Path(run_dir).resolve()), "avood.seed": str(config.get("seed")),
+                **{f"avood.{kind}": str((config.get(kind) or {}).get("name")) for kind in KINDS}}
+        self.run_id = self._start(Path(run_dir).name, tags, config)
 
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         self.stage = f"{info['stage']}/" if info.get("stage") else ""
@@ -183,9 +158,8 @@ class MLflowLogger(Logger):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(_key(f"{tag}{name}"), float(value), now, index) for name, value in metrics.items()]
-        for i in range(0, len(batch), _BATCH):
-            self.client.log_batch(self.run_id, metrics=batch[i: i + _BATCH])
+        self._batched(self.run_id, "metrics",
+                      [Metric(_key(f"{tag}{name}"), float(value), now, index) for name, value in metrics.items()])
 
     def on_step(self, kind: str, step: int, metrics: Mapping[str, float]) -> None:
         self._metrics(f"{self.stage}{kind}/step/", step, metrics)
@@ -199,7 +173,7 @@ class MLflowLogger(Logger):
         self._metrics("", 0, headline(results))
         if self.params.artifacts:
             root = Path(run_dir)
-            for path in _files(root):
+            for path in sorted(p for p in root.rglob("*") if p.is_file() and not _SKIPPED.match(p.name)):
                 parent = path.parent.relative_to(root).as_posix()
                 self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
         self.client.set_terminated(self.run_id, "FINISHED")
@@ -212,14 +186,8 @@ class MLflowLogger(Logger):
 
     def sweep_start(self, name: str, folder: Path, params: Mapping[str, Any]) -> dict:
         """The sweep's parent run (its trials nest under it); the store is set up here, once."""
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        parent, experiment = self._parent()
-        tags = self._tags({"avood.sweep": name, "avood.sweep_dir": str(Path(folder).resolve())})
-        if parent:
-            tags[MLFLOW_PARENT_RUN_ID] = parent
-        self.sweep_run_id = self.client.create_run(experiment, run_name=name, tags=tags).info.run_id
-        self._log_params(self.sweep_run_id, params)
+        self.sweep_run_id = self._start(name, {"avood.sweep": name, "avood.sweep_dir": str(Path(folder).resolve())},
+                                        params)
         return {"parent_run_id": self.sweep_run_id}
 
     def sweep_end(self, failed: int, exc: BaseException | None) -> None:

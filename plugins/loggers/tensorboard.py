@@ -1,13 +1,5 @@
-"""``--logger tensorboard``: the run's curves and final metrics as TensorBoard event files.
-
-Written with PyTorch's ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard``
-package: ``pip install 'avood[tensorboard]'``) into ``<run>/tensorboard`` by default; watch with
-``tensorboard --logdir runs``. Scalars: ``<stage/><kind>/epoch/<metric>`` per epoch,
-``<stage/><kind>/step/<metric>`` every ``logging.every_n_steps`` steps, ``results/<metric>`` at the end;
-the resolved config as text, and at the end as the hparams plugin's session (every config value a
-hyperparameter, the ``results/<metric>`` scalars its metrics), so TensorBoard's HPARAMS tab
-compares runs by hyperparameter (``tensorboard --logdir runs`` over many run folders).
-"""
+"""``--logger tensorboard``: the run's curves and final metrics as TensorBoard event files (``pip install
+'avood[tensorboard]'``), in ``<run>/tensorboard`` by default; the config as text and as the HPARAMS session."""
 
 from __future__ import annotations
 
@@ -17,11 +9,6 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from avood_core.run.tracking import Logger, flat, headline
-
-
-def hparam_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as hparams: dotted keys; numbers, strings and booleans kept, the rest as text."""
-    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat(config).items()}
 
 
 class TensorBoardParams(BaseModel):
@@ -75,7 +62,9 @@ class TensorBoardLogger(Logger):
             metrics = headline(results)
             self._scalars("results", 0, metrics)
             writer = self.writer._get_file_writer()  # the run's own event file (add_hparams would start another)
-            for summary in hparams(hparam_values(self.config), {f"results/{k}": v for k, v in metrics.items()}):
+            # the resolved config as hparams: dotted keys; numbers, strings and booleans kept, the rest as text
+            values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat(self.config).items()}
+            for summary in hparams(values, {f"results/{k}": v for k, v in metrics.items()}):
                 writer.add_summary(summary)
         self._close()
 

@@ -1,17 +1,6 @@
-"""The cross-attention embedding model as a *seen* classifier (paper Table 3, "Embedding" seen).
-
-It wraps :class:`avood_plugins.unseen.cross_attention.CrossAttentionClassifier` (AVCA
-cross-attention embedding + the paper's negative losses; same ``Params``, same defaults)
-without changing it: ``fit`` trains that model on the seen training clips and their class
-texts exactly as the unseen classifier trains, and ``predict`` returns the seen class whose
-projected text ``W_proj(t_c)`` is nearest to the clip's visual embedding ``θv``, among the seen
-classes only. The seen classes and their text rows are kept with the model, so a loaded
-checkpoint predicts without the task.
-
-:meth:`from_unseen` builds one from an already fitted embedding unseen classifier (no
-training): the ablation of classifiers uses it so that "Embedding & Embedding" is one model
-restricted to the seen and to the unseen classes, as the paper's Table 3 compares them.
-"""
+"""The cross-attention embedding model as a *seen* classifier (paper Table 3, "Embedding" seen): the unseen
+``cross_attention`` model trained on the seen clips, predicting the nearest seen class; :meth:`from_unseen`
+shares a fitted unseen model (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -78,10 +67,7 @@ class CrossAttentionSeenClassifier(SeenClassifier):
 
     def predict(self, samples: AVSamples) -> Tensor:
         """Global ids of the nearest seen class (LongTensor on CPU)."""
-        d = self.distances(samples)
-        if d.shape[0] == 0:
-            return torch.empty(0, dtype=torch.long)
-        return self.seen_classes[d.argmin(dim=1)]
+        return self.seen_classes[self.distances(samples).argmin(dim=1)]
 
     # -- checkpoint: the wrapped model's tensors under "model.", the seen texts, the class ids ----
     def state_tensors(self) -> dict[str, Tensor]:

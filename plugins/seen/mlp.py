@@ -1,48 +1,32 @@
-"""MLP seen classifier (paper §3.3, §4.2; reference ``src/classifier.py`` ``CLASS_S``).
-
-A 3-layer MLP over the fused feature ``x = a ⊕ v`` (``fusion = "concat"``, the paper's; any fusion
-plugin may replace it, see :mod:`avood_core.fusion`):
-``in -> 512 LeakyReLU(0.2) Dropout(0.1) -> 256 LeakyReLU(0.2) Dropout(0.1) -> n_seen`` with
-the reference's ``weights_init``, trained with ``L_sc = CE(O(x), y(x))`` where ``y(x)`` is the
-position of the label among the seen classes. Predictions map the argmax back to global ids.
-
-The reference hands later stages the epoch that scores best on the *test* split (reference
-defect 3, docs/defects.md);
-here training runs a fixed number of epochs and keeps the last one, or, with
-``select_on_val`` and a selection split in ``ctx.val``, the epoch with the best mean
-per-class accuracy on the val samples of seen classes. The test split is never used.
-"""
+"""MLP seen classifier (paper §3.3, §4.2; reference ``src/classifier.py`` ``CLASS_S``): ``CE(O(a ⊕ v), y)``;
+the last epoch, or with ``select_on_val`` the best on ``ctx.val``, never test (defect 3; docs/plugins.md)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
-from avood_core.fusion import FusionParams, build_fused_mlp
-from avood_core.train.precision import autocast
+from avood_core.eval import metrics
+from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, mlp_training
+from avood_plugins._mlp import (ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training,
+                                seen_positions)
 
 
 class MLPSeenClassifier(TorchComponent, SeenClassifier):
     """Seen-class MLP classifier (paper §3.3); returns global class ids."""
 
     class Params(ClassifierMLPParams, FusionParams):
-        select_on_val: bool = Field(
-            False,
-            description=(
-                "Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
-                "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
-                "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch."
-            ),
-        )
+        select_on_val: bool = Field(False,
+            description="Keep the epoch with the best mean per-class accuracy on the seen-class samples of ctx.val "
+            "(the selection split, never test); False = keep the last epoch. The reference's best-on-test epoch "
+            "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch.")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
 
@@ -52,23 +36,13 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         self.best_epoch: int | None = None
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
-        p = self.params
-        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, p.hidden, n_seen, p.negative_slope, p.dropout),
-                               self.label)
-
-    def _positions(self, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """Positions of ``labels`` among ``seen_classes`` and a mask of those that are seen."""
-        pos = torch.searchsorted(self.seen_classes, labels).clamp(max=len(self.seen_classes) - 1)
-        return pos, self.seen_classes[pos] == labels
+        return fused_mlp(self, in_dim, audio_dim, n_seen, dropout=self.params.dropout)
 
     def fit(self, train: AVSamples, ctx: FitContext) -> "MLPSeenClassifier":
         p = self.params
         if len(train) == 0:
             raise DataError(f"{self.label}: the training split is empty")
-        self.seen_classes = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
-        pos, ok = self._positions(train.labels)
-        if not ok.all():
-            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
+        self.seen_classes, pos = seen_positions(self, ctx, train.labels)
         dev = ctx.device
         x, y = train.x.to(dev), pos.to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=train.audio_dim)
@@ -76,17 +50,12 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         val = None
         if p.select_on_val:
             if ctx.val is not None:
-                vpos, vok = self._positions(ctx.val.labels)
+                vpos, vok = class_positions(self.seen_classes, ctx.val.labels)
                 if vok.any():
                     val = (ctx.val.x[vok], vpos[vok])
             if val is None:
                 ctx.log(f"{self.label}: select_on_val set but no val samples of seen classes; keeping the last epoch")
         self.best_epoch, best = None, {"acc": -1.0, "state": None}
-
-        def step(idx: Tensor) -> Tensor:
-            with autocast(dev, p.precision):
-                logits = net(x[idx])
-            return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
 
         def epoch_end(epoch: int) -> dict[str, float]:
             if val is None:
@@ -97,28 +66,20 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
                 self.best_epoch = epoch
             return {"val_acc": acc}
 
-        fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss",), "lower the seen classifier lr", epoch_end=epoch_end))
+        fit_loop(self, ctx, mlp_training(self, len(x), ce_step(self, x, y), ("loss",), "lower the seen classifier lr",
+                                         epoch_end=epoch_end))
         if best["state"] is not None:
             net.load_state_dict(best["state"])
             ctx.log(f"{self.label}: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
         return self
 
     def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:
-        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos``."""
-        pred = self._logits_x(x).argmax(dim=1).cpu()
-        hit = (pred == pos.cpu()).float()
-        k = len(self.seen_classes)
-        per_class = torch.zeros(k).index_add_(0, pos.cpu(), hit)
-        counts = torch.bincount(pos.cpu(), minlength=k).float()
-        present = counts > 0
-        return float((per_class[present] / counts[present]).mean())
-
-    def _logits_x(self, x: Tensor) -> Tensor:
-        return infer(self, x)
+        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos`` (a fraction)."""
+        return metrics.mean_class_accuracy(infer(self, x).argmax(dim=1), pos) / 100.0
 
     def logits(self, samples: AVSamples) -> Tensor:
         """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""
-        return self._logits_x(samples.x).cpu()
+        return infer(self, samples.x).cpu()
 
     def predict(self, samples: AVSamples) -> Tensor:
         """Global class ids (LongTensor on CPU) of the most likely seen class."""

@@ -1,26 +1,11 @@
-"""The AVCA cross-attention embedding network (paper §3.4, Fig. 2 right; AVCA, Mercea et al. 2022).
-
-Shapes (B = batch, Da/Dv/T = audio/video/text dims, E = ``embed_dim``, J = ``joint_dim``)::
-
-    φa = A_enc(a), φv = V_enc(v)                              (B, E)   Da|Dv -> 512 -> E
-    [ya, yv] = Layer([φa + p0, φv + p1])                      (B, 2, E) one pre-LN transformer layer
-    φa' = φa + ya,  φv' = φv + yv                              (B, E)   "attn_a", "attn_v" = ya, yv
-      (the three lines above are the cross_attention fusion plugin, avood_plugins.fusion.cross_attention)
-    θa = A_proj(φa'), θv = V_proj(φv'), θt = W_proj(t)         (B, J)   E|T -> proj_hidden -> J
-    ρa = A_rec(θa), ρv = V_rec(θv)                             (B, E)   reconstructors, J -> E
-    δm = D(θm), m ∈ {a, v, t}                                  (B, T)   decoder, J -> T
-
-The decoder's output has the text size T so that MSE(δm, t) is defined (the paper's
-J -> 300 = T); ``W_proj`` likewise takes the text size as input.
-
-Every block is ``Linear -> BatchNorm1d -> ReLU -> Dropout`` (also the last one of a stack, as in
-AVCA), so the joint space is the non-negative orthant. The transformer layer is
-``y = x + Drop(MHA(LN(x))); y = y + Drop(FF(LN(y)))`` with ``FF = Linear(E, ff) -> GELU -> Linear(ff, E)``
-and dropout ``r_enc`` as in AVCA; ``attn_m`` is the layer's full output for token m (its own
-residual stream included), which is added to the encoder output once more.
-"""
+"""The AVCA cross-attention embedding network (paper §3.4, Fig. 2 right; AVCA, Mercea et al. 2022): the
+fusion's encoders and cross-attention, projectors A_proj, V_proj, W_proj into the joint space, decoder D to the
+text space and reconstructors A_rec, V_rec, each block ``Linear -> BatchNorm1d -> ReLU -> Dropout``
+(shapes: docs/plugins.md)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,13 +14,16 @@ from avood_core.train.precision import Dropout  # noqa: F401  (nn.Dropout with a
 from avood_plugins._init import reference_init
 
 
-def mlp(dims: list[int], dropout: float, bn_momentum: float) -> nn.Sequential:
-    """``[Linear -> BN -> ReLU -> Dropout]`` for each consecutive pair of ``dims``, reference-initialised.
+def heads_divide(params: Any) -> Any:
+    """The params' check that ``heads`` divides ``embed_dim`` (a pydantic after-validator)."""
+    if params.embed_dim % params.heads:
+        raise ValueError(f"embed_dim {params.embed_dim} is not divisible by heads {params.heads}; pick heads dividing it")
+    return params
 
-    As the reference's ``EmbeddingNet`` (``src/model_addition.py``): ``bn_momentum`` goes to the
-    last BatchNorm of a stack with a hidden layer only; the hidden BatchNorm and the one of a
-    single-layer stack (D, A_rec, V_rec) keep PyTorch's 0.1.
-    """
+
+def mlp(dims: list[int], dropout: float, bn_momentum: float) -> nn.Sequential:
+    """``[Linear -> BN -> ReLU -> Dropout]`` per consecutive pair of ``dims``, reference-initialised; as AVCA's
+    ``EmbeddingNet``, ``bn_momentum`` goes to the last BatchNorm of a stack with a hidden layer only (else 0.1)."""
     layers: list[nn.Module] = []
     pairs = list(zip(dims[:-1], dims[1:]))
     for i, (d_in, d_out) in enumerate(pairs):
@@ -76,13 +64,9 @@ def _wide(x: Tensor) -> Tensor:
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``softmax(q kᵀ / √d) v`` per head for (B, S, H, d) tensors, returned as (B, S, H, d).
-
-    For the two tokens of this model the scores are a (B, S, S, H) elementwise product-sum
-    in fp32 (15 % cheaper than ``scaled_dot_product_attention`` forward + backward on CPU at
-    S = 2, and no bf16 round trip of the scores under autocast; docs/performance.md).
-    Longer sequences use ``scaled_dot_product_attention``.
-    """
+    """``softmax(q kᵀ / √d) v`` per head for (B, S, H, d) tensors, returned as (B, S, H, d): for up to
+    :data:`_SHORT` tokens an elementwise product-sum in fp32 (cheaper on CPU than ``scaled_dot_product_attention``,
+    no bf16 round trip of the scores; docs/performance.md), else ``scaled_dot_product_attention``."""
     s, d = q.shape[1], q.shape[-1]
     if s > _SHORT:
         out = nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
@@ -96,60 +80,42 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 class AVCANet(nn.Module):
     """Encoders, cross-attention, projectors, decoder and reconstructors (see module docstring)."""
 
-    def __init__(
-        self,
-        audio_dim: int,
-        video_dim: int,
-        text_dim: int,
-        *,
-        proj_hidden: int,
-        joint_dim: int,
-        r_proj: float,
-        r_dec: float,
-        bn_momentum: float,
-        fusion: nn.Module,
-    ) -> None:
-        """``fusion``: a two-stream fusion plugin (``streams(a, v) -> (φa, φv, φa', φv')``, width E =
-        ``fusion.dim // 2``; the paper's is Fusion-5, ``cross_attention``), built by the caller. Its
-        parameters are registered here under their own names (A_enc, V_enc, cross, pos), so the
-        saved weights and the parameter creation order are those of one network.
-        """
+    def __init__(self, text_dim: int, p: Any, fusion: nn.Module) -> None:
+        """``p``: the classifier's params (``proj_hidden``, ``joint_dim``, ``r_proj``, ``r_dec``, ``bn_momentum``).
+        ``fusion``: a two-stream fusion plugin (``streams(a, v) -> (φa, φv, φa', φv')``, width E = ``fusion.dim // 2``;
+        the paper's Fusion-5), whose parameters are registered here under their own names (A_enc, V_enc, cross,
+        pos), so the saved weights and the parameter creation order are those of one network."""
         super().__init__()
         object.__setattr__(self, "fusion", fusion)  # not a child: its modules are registered below by name
         for name, child in fusion.named_children():
             self.add_module(name, child)
         for name, param in fusion.named_parameters(recurse=False):
             self.register_parameter(name, param)
-        embed_dim = fusion.dim // 2
-        m = bn_momentum
-        self.A_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
-        self.V_proj = mlp([embed_dim, proj_hidden, joint_dim], r_proj, m)
-        self.W_proj = mlp([text_dim, proj_hidden, joint_dim], r_proj, m)
-        self.D = mlp([joint_dim, text_dim], r_dec, m)
-        self.A_rec = mlp([joint_dim, embed_dim], r_dec, m)
-        self.V_rec = mlp([joint_dim, embed_dim], r_dec, m)
-
-    def fuse(self, audio: Tensor, video: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(φa, φv, φa + attn_a, φv + attn_v)`` for a batch of audio and video features (the fusion's streams)."""
-        return self.fusion.streams(audio, video)
+        e, j, m = fusion.dim // 2, p.joint_dim, p.bn_momentum
+        self.A_proj = mlp([e, p.proj_hidden, j], p.r_proj, m)
+        self.V_proj = mlp([e, p.proj_hidden, j], p.r_proj, m)
+        self.W_proj = mlp([text_dim, p.proj_hidden, j], p.r_proj, m)
+        self.D = mlp([j, text_dim], p.r_dec, m)
+        self.A_rec = mlp([j, e], p.r_dec, m)
+        self.V_rec = mlp([j, e], p.r_dec, m)
 
     def embed_video(self, audio: Tensor, video: Tensor) -> Tensor:
         """θv = V_proj(φv + attn_v): the visual embedding used for prediction, (B, J)."""
-        return self.V_proj(self.fuse(audio, video)[3])
+        return self.V_proj(self.fusion.streams(audio, video)[3])
 
     def embed_text(self, text: Tensor) -> Tensor:
         """θt = W_proj(t), (C, J)."""
         return self.W_proj(text)
 
-    def forward(self, audio: Tensor, video: Tensor, text: Tensor, text_rows: Tensor | None = None) -> dict[str, Tensor]:
-        """All tensors the losses need: encoder outputs, projections, reconstructions, decodings.
+    def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
+        """(B, C) ``‖θv − θt‖₂`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``)."""
+        return torch.cdist(self.embed_video(audio, video), theta_t)
 
-        ``text`` is (B, T), one row per sample; or, with ``text_rows`` (B,) given, a (C, T) table
-        whose row ``text_rows[i]`` belongs to sample i. The table form runs W_proj's first
-        Linear once per distinct row and gathers (C << B in class-balanced batches); BatchNorm
-        and dropout still see all B rows, so the result is the same as with the (B, T) form.
-        """
-        phi_a, phi_v, fa, fv = self.fuse(audio, video)
+    def forward(self, audio: Tensor, video: Tensor, text: Tensor, text_rows: Tensor | None = None) -> dict[str, Tensor]:
+        """All tensors the losses need: encoder outputs, projections, reconstructions, decodings. ``text``: (B, T),
+        or with ``text_rows`` (B,) a (C, T) table whose row ``text_rows[i]`` is sample i's: W_proj's first Linear
+        runs once per class (docs/performance.md), BatchNorm and dropout still see all B rows."""
+        phi_a, phi_v, fa, fv = self.fusion.streams(audio, video)  # (φa, φv, φa + attn_a, φv + attn_v)
         theta_a, theta_v = self.A_proj(fa), self.V_proj(fv)
         if text_rows is None:
             theta_t = self.W_proj(text)

@@ -1,32 +1,6 @@
-"""What the Table 1 baselines ``cjme`` and ``avgzslnet`` share: embedding nets, params, training, distances.
-
-Both map audio ``a``, video ``v`` and the class text ``t`` into one ``joint_dim`` space with
-three embedding networks ``F_A``, ``F_V``, ``F_T`` (AVCA-GZSL ``src/model.py``: ``EmbeddingNet``,
-``EmbeddingNetCJME``, ``TripletNet``)::
-
-    F_m(x) = Linear(hidden -> joint_dim) ∘ Dropout ∘ ReLU ∘ BatchNorm ∘ Linear(in -> hidden)(x)
-
-with ``hidden`` = 1024 for audio and video and 300 for text, ``joint_dim`` = 64. They train as
-AVCA-GZSL trains them (``main.py``, ``src/train.py``, ``src/sampler.py``, ``src/dataset.py``):
-``batches_per_epoch`` class-balanced batches of ``batch_size`` positives ``p`` per epoch,
-each with a negative ``q`` = a random clip of another class and its class text; Adam
-(``lr`` 1e-3, no weight decay) and ``ReduceLROnPlateau(mode='max', patience=3, factor=0.1)``.
-The positive and the negative half go through each network in separate calls (separate
-BatchNorm batches), as in the reference. AVCA steps the scheduler on the validation HM of each
-epoch; here it steps on that HM (best calibrated-stacking β of ``linspace(0, 3, 16)``, the
-selection of :mod:`avood_plugins.detectors.calibrated_stacking`) where ``ctx.val`` holds clips
-of both seen and unseen classes (benchmark stage 1), else on the epoch's mean training loss
-(the embedded task's val split has seen classes only; stage 2 has none). AVCA also keeps the
-checkpoint of the best validation epoch; like the ``cross_attention`` classifier, these train
-for ``epochs`` epochs and keep the last.
-
-Prediction (AVCA-GZSL ``src/utils.py``, ``get_best_evaluation`` in mode ``both``): a clip's
-distance to class ``c`` combines ``‖F_A(a) − F_T(t_c)‖₂`` and ``‖F_V(v) − F_T(t_c)‖₂`` in a way
-each model defines (:meth:`JointEmbeddingNet.clip_distances`); the nearest candidate wins.
-Over all classes (``candidates`` = seen ∪ unseen) the distances feed the ``calibrated_stacking``
-gate, which is how the paper's Table 1 reports these baselines; over the unseen classes they
-serve behind the entropy gate.
-"""
+"""What the Table 1 baselines ``cjme`` and ``avgzslnet`` share, and with ``cross_attention`` the embedding models'
+inputs and distances: ``F_A``, ``F_V``, ``F_T`` into one ``joint_dim`` space, trained on class-balanced positives and
+other-class negatives as AVCA-GZSL (``src/model.py``, ``src/train.py``, ``src/sampler.py``; docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -88,47 +62,52 @@ class JointEmbeddingNet(nn.Module):
         self.F_V = embedding_net(video_dim, p.hidden, p.joint_dim, dropout, p.use_bn, out_relu)
         self.F_T = embedding_net(text_dim, p.text_hidden, p.joint_dim, dropout, p.use_bn, out_relu)
 
+    def embed_text(self, text: Tensor) -> Tensor:
+        return self.F_T(text)
+
     def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
         """(N, K) distances of N clips to K projected class texts ``theta_t``."""
         raise NotImplementedError
 
 
-def balanced_pairs(sampler: ClassBalancedSampler, labels: Tensor, b: int) -> Tensor:
-    """``b`` class-balanced positives, then for each a random clip of another class (its negative)."""
-    pos = sampler.sample(b)
-    return torch.cat([pos, other_class_samples(labels[pos], sampler)])
+def embedding_inputs(comp: TorchComponent, train: AVSamples, text: Tensor,
+                     ctx: FitContext) -> tuple[nn.Module, tuple[Tensor, Tensor, Tensor, Tensor], Callable[[], Any]]:
+    """The checks every embedding model runs before training (one line naming ``comp`` on bad input), then its
+    network built for these dims, (audio, video, labels, float32 text) on the device, and one epoch's batches:
+    ``batches_per_epoch`` times ``batch_size`` class-balanced positives followed by a random clip of another
+    class for each (its negative)."""
+    p, dev, text = comp.params, ctx.device, torch.as_tensor(text, dtype=torch.float32)
+    if len(train) == 0:
+        raise DataError(f"{comp.label}: the training split is empty")
+    if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
+        raise DataError(f"{comp.label}: labels must index the rows of text {tuple(text.shape)}")
+    sampler = ClassBalancedSampler(train.labels)
+    if len(sampler.classes) < 2:
+        raise DataError(f"{comp.label}: negative sampling needs at least two training classes")
+
+    def pairs() -> Tensor:
+        pos = sampler.sample(p.batch_size)
+        return torch.cat([pos, other_class_samples(train.labels[pos], sampler)])
+
+    net = comp.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
+    data = (train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev))
+    return net, data, lambda: (pairs() for _ in range(p.batches_per_epoch))
 
 
-def embedding_distances(comp: TorchComponent, samples: AVSamples, candidates: Tensor, text: Tensor,
-                        embed_text: Callable[[Tensor], Tensor],
-                        clip_distances: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
-    """(N, K) ``clip_distances(audio, video, embed_text(text[candidates]))`` in eval mode, :data:`CHUNK`
-    clips at a time, float32 on CPU."""
+def embedding_distances(comp: TorchComponent, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
+    """(N, K) ``net.clip_distances(audio, video, net.embed_text(text[candidates]))`` in eval mode, :data:`CHUNK`
+    clips at a time, float32 on CPU; smaller = closer."""
     if comp.net is None:
         raise NotFittedError(comp.label)
     cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
     comp.net.eval()
     with torch.inference_mode():
-        theta_t = embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(comp.device))
-        out = [clip_distances(a.to(comp.device), v.to(comp.device), theta_t)
+        theta_t = comp.net.embed_text(torch.as_tensor(text, dtype=torch.float32)[cand].to(comp.device))
+        out = [comp.net.clip_distances(a.to(comp.device), v.to(comp.device), theta_t)
                for a, v in zip(samples.audio.split(CHUNK), samples.video.split(CHUNK))]
     if not out:
         return torch.empty(0, len(cand))
     return torch.cat(out).float().cpu()  # outside inference mode: an ordinary tensor callers may edit
-
-
-def embedding_fit_inputs(label: str, train: AVSamples, text: Tensor) -> tuple[Tensor, ClassBalancedSampler]:
-    """The checks every embedding model runs before training (one line naming ``label`` on bad
-    input), then the float32 text matrix and the class-balanced sampler of the negatives."""
-    text = torch.as_tensor(text, dtype=torch.float32)
-    if len(train) == 0:
-        raise DataError(f"{label}: the training split is empty")
-    if text.ndim != 2 or train.labels.min() < 0 or train.labels.max() >= len(text):
-        raise DataError(f"{label}: labels must index the rows of text {tuple(text.shape)}")
-    sampler = ClassBalancedSampler(train.labels)
-    if len(sampler.classes) < 2:
-        raise DataError(f"{label}: negative sampling needs at least two training classes")
-    return text, sampler
 
 
 class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
@@ -145,19 +124,14 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
 
     def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
                     class_text: Tensor) -> Tensor:
-        """The stacked loss terms (names :attr:`terms`, total first) of one batch.
-
-        ``pos`` / ``neg`` = (audio, video, class text) of the positives and of their negatives;
-        ``class_text`` = the text rows of the training classes.
-        """
+        """The stacked loss terms (:attr:`terms`, total first) of one batch: ``pos`` / ``neg`` = (audio, video, class
+        text) of the positives and of their negatives; ``class_text`` = the text rows of the training classes."""
         raise NotImplementedError
 
     def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
-        p, dev = self.params, ctx.device
-        text, sampler = embedding_fit_inputs(self.label, train, text)
-        audio, video, labels, text = train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev)
-        class_text = text[sampler.classes.to(dev)]
-        net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
+        p = self.params
+        net, (audio, video, labels, text), epoch = embedding_inputs(self, train, text, ctx)
+        class_text = text[torch.unique(labels)]
         selection = self._selection_split(ctx)
 
         def step(idx: Tensor) -> Tensor:
@@ -168,10 +142,9 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         plateau = None
         if p.lr_scheduler:
             plateau = Plateau(p.lr_factor, p.lr_patience, *(("val_HM", "max") if selection is not None else ()))
-        return Training(net, adam(net.parameters(), lr=p.lr), self.terms, p.epochs,
-                        lambda: (balanced_pairs(sampler, train.labels, p.batch_size) for _ in range(p.batches_per_epoch)),
-                        p.batches_per_epoch, step, plateau=plateau, hint="lower unseen.lr",
-                        epoch_end=lambda epoch: {"val_HM": self.selection_hm(selection, ctx)} if selection is not None else {})
+        return Training(net, adam(net.parameters(), lr=p.lr), self.terms, p.epochs, epoch, p.batches_per_epoch, step,
+                        plateau=plateau, hint="lower unseen.lr", epoch_end=lambda epoch: {} if selection is None
+                        else {"val_HM": self.selection_hm(selection, ctx)})
 
     @staticmethod
     def _selection_split(ctx: FitContext) -> AVSamples | None:
@@ -186,16 +159,11 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
 
     def selection_hm(self, val: AVSamples, ctx: FitContext) -> float:
         """AVCA's validation HM: calibrated stacking over all classes at the best β of its grid (percent)."""
-        from avood_plugins.detectors.calibrated_stacking import DEFAULT_GRID, beta_curve, stacking_margin
+        from avood_plugins.detectors.calibrated_stacking import DEFAULT_GRID, beta_curve, calibrated
 
         seen = torch.unique(torch.as_tensor(ctx.seen_classes, dtype=torch.long).cpu())
         unseen = torch.unique(torch.as_tensor(ctx.unseen_classes, dtype=torch.long).cpu())
-        d = self.distances(val, torch.cat([seen, unseen]), ctx.text)
-        d_seen, d_unseen = d[:, : len(seen)], d[:, len(seen):]
-        curve = beta_curve(stacking_margin(d_seen, d_unseen), seen[d_seen.argmin(dim=1)],
-                           unseen[d_unseen.argmin(dim=1)], val.labels.cpu(), seen, unseen, DEFAULT_GRID)
-        return max(c["HM"] for c in curve)
+        nearest = calibrated(self.distances(val, torch.cat([seen, unseen]), ctx.text), seen, unseen)
+        return max(c["HM"] for c in beta_curve(*nearest, val.labels.cpu(), seen, unseen, DEFAULT_GRID))
 
-    def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) clip-to-class distances; smaller = closer."""
-        return embedding_distances(self, samples, candidates, text, lambda t: self.net.F_T(t), lambda *a: self.net.clip_distances(*a))
+    distances = embedding_distances

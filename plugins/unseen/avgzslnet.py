@@ -1,29 +1,7 @@
-"""Unseen classifier: AVGZSLNet, label features reconstructed from audio-visual embeddings (paper Table 1 baseline).
-
-Mazumder, Singh, Parida, Namboodiri, "AVGZSLNet: Audio-Visual Generalized Zero-Shot Learning by
-Reconstructing Label Features from Multi-Modal Embeddings", WACV 2021; built as AVCA-GZSL
-benchmarks it (``src/model.py`` ``AVGZSLNet``/``EmbeddingNet``/``DecoderNet``, ``src/loss.py``
-``AVGZSLLoss``/``CrossModalDecoderLoss``/``CompositeTripletLoss``, ``src/utils.py``
-``get_best_evaluation``), whose numbers the paper's Table 1 reports.
-
-Network (:mod:`avood_plugins.unseen._joint_embedding`): ``F_A``, ``F_V``, ``F_T`` into a 64-d
-space (dropout ``embed_dropout`` = 0.8, AVCA-GZSL's ``--embedding_dropout`` default) and the
-cross-modal decoder ``D: 64 -> decoder_hidden -> T`` (BatchNorm, dropout ``decoder_dropout``)
-back to the text space, its output L2-normalised (``--normalize_decoder_outputs``).
-
-Loss of a batch of positives p (class text ``x_t``) and negatives q, with
-``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``m_p = F_M(m-input of p)``::
-
-    L_ct  = T(t_p, a_p, a_q) + T(a_p, t_p, t_q) + T(t_p, v_p, v_q) + T(v_p, t_p, t_q)   (composite triplet)
-    L_rec = mean ‖D(t_p) − x_t‖₂ + mean ‖D(a_p) − x_t‖₂ + mean ‖D(v_p) − x_t‖₂         (label reconstruction)
-    L_cmd = L_rec + T(D(t_p), D(a_p), D(a_q)) + T(D(t_p), D(v_p), D(v_q))               (cross-modal decoder)
-    L     = L_ct + L_cmd
-
-Each of the five decoder calls is its own BatchNorm batch, as in the reference.
-
-Prediction: ``d(x, c) = ‖a − F_T(t_c)‖₂ + ‖v − F_T(t_c)‖₂`` (AVCA-GZSL's evaluation sums the
-audio and the video distance), nearest candidate.
-"""
+"""Unseen classifier AVGZSLNet (Mazumder et al., "AVGZSLNet: Audio-Visual Generalized Zero-Shot Learning by
+Reconstructing Label Features from Multi-Modal Embeddings", WACV 2021; paper Table 1 baseline), as AVCA-GZSL
+benchmarks it (``src/model.py`` ``AVGZSLNet``, ``src/loss.py`` ``AVGZSLLoss``): composite triplet loss plus the
+cross-modal decoder's label reconstruction; ``d = ‖a − F_T(t)‖ + ‖v − F_T(t)‖`` at prediction (docs/plugins.md)."""
 
 from __future__ import annotations
 

@@ -1,33 +1,7 @@
-"""Unseen classifier: CJME, Coordinated Joint Multimodal Embeddings (paper Table 1 baseline).
-
-Parida, Matiyali, Guha, Sharma, "Coordinated Joint Multimodal Embeddings for Generalized
-Audio-Visual Zero-shot Classification and Retrieval of Videos", WACV 2020; built as AVCA-GZSL
-benchmarks it (``src/model.py`` ``CJME``/``EmbeddingNetCJME``, ``src/loss.py`` ``CJMELoss``/
-``CompositeCJMETripletLoss``, ``src/utils.py`` ``get_best_evaluation``), whose numbers the
-paper's Table 1 reports.
-
-Network (:mod:`avood_plugins.unseen._joint_embedding`): ``F_A``, ``F_V``, ``F_T`` into a 64-d
-space, each ending in a ReLU, dropout ``dropout`` (AVCA's ``--dropout_baselines``); and a
-modality attention ``w(a, v) = σ(Linear(BN(a ⊕ v)))`` ∈ (0, 1), the weight of video.
-
-Loss of a batch of positives p (class y) and negatives q (another class), with
-``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` per sample::
-
-    L_ct  = mean_i [ (1 − w_i) T(t_p, a_p, a_q)_i + w_i T(t_p, v_p, v_q)_i ]
-    L_av  = MSE(a_p, v_p)                                     (coordinate the two modalities)
-    L_att = MSE(w, s),  s_i = 1 if H_a,i − H_v,i > ε, 0 if H_v,i − H_a,i > ε, else 0.5
-    L     = L_ct + L_av + L_att
-
-where ``a_p = F_A(audio_p)``, ``t_p = F_T(text_y)`` etc., and ``H_m`` is the entropy of
-``softmax(m_p · F_T(T_train)ᵀ)`` over the training classes (embeddings detached): the
-attention learns to pick the modality whose class posterior is more certain (ε =
-``entropy_margin``, 0.1). AVCA-GZSL multiplies the (B, 1) weights with the (B,) triplet losses,
-which broadcasts to (B, B), so its ``L_ct`` is ``mean(1 − w)·mean(T_a) + mean(w)·mean(T_v)``;
-``compat_batch_mean_weights`` reproduces that, the default weighs each sample by its own w.
-
-Prediction: ``d(x, c) = ‖a − F_T(t_c)‖₂`` if ``w(a, v) < 0.5`` else ``‖v − F_T(t_c)‖₂`` (the
-thresholded attention of AVCA-GZSL's evaluation), nearest candidate.
-"""
+"""Unseen classifier CJME (Parida et al., "Coordinated Joint Multimodal Embeddings for Generalized Audio-Visual
+Zero-shot Classification and Retrieval of Videos", WACV 2020; paper Table 1 baseline), as AVCA-GZSL benchmarks it
+(``src/model.py`` ``CJME``, ``src/loss.py`` ``CJMELoss``): ``L = L_ct + L_av + L_att`` with a learned modality
+attention ``w(a, v)``; the nearer modality's distance by ``w`` at prediction (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -81,11 +55,9 @@ class CJMEClassifier(JointEmbeddingClassifier):
     class Params(JointEmbeddingParams):
         dropout: float = Field(0.2, ge=0, lt=1, description="Dropout of F_A, F_V, F_T; per dataset, default = UCF and ActivityNet (VGGSound 0.0; AVCA-GZSL run_scripts/*/cjme.sh --dropout_baselines).")
         entropy_margin: float = Field(0.1, ge=0, description="ε of the attention supervision: entropies closer than ε give target 0.5 (AVCA-GZSL src/loss.py CJMELoss).")
-        compat_batch_mean_weights: bool = Field(
-            False,
+        compat_batch_mean_weights: bool = Field(False,
             description="Compat switch: True reproduces AVCA-GZSL's broadcast in the composite triplet loss "
-            "(mean(1 - w) * mean(T_a) + mean(w) * mean(T_v)); False (default) weighs each sample's triplets by its own w.",
-        )
+            "(mean(1 - w) * mean(T_a) + mean(w) * mean(T_v)); False (default) weighs each sample's triplets by its own w.")
 
     def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
                     class_text: Tensor) -> Tensor:

@@ -1,31 +1,8 @@
-"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4).
+"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4, eq. 6-9).
 
-Network: :class:`~avood_plugins.unseen._avca_net.AVCANet` (encoders, one cross-attention layer,
-projectors into a ``joint_dim`` space, decoder ``D`` and reconstructors). Each training step
-draws ``B`` class-balanced positive samples and, for each, a random sample of another class
-(the negative, with its own class's text); the two halves go through the network as separate
-calls, so each BatchNorm normalizes a half with its own batch statistics and updates its
-running statistics twice a step, as in the reference (``CLSU_Embedding.forward``).
-With ``T(x, y, z) = max(‖x − y‖₂ − ‖x − z‖₂ + μ, 0)`` (batch mean), ``o_m`` the projector
-outputs θ_m, ``s`` the anchor half and ``o`` the other half (s, o) ∈ {(+, −), (−, +)}:
-
-    L_trip^s = Σ_{m∈{a,v}} T(o_m^s, o_t^s, o_m^o) + T(o_t^s, o_m^s, o_t^o)
-                         + T(o_t^s, o_m^s, o_m^o) + T(o_m^s, o_t^s, o_t^o)          (eq. 6)
-                         + T(ρ_t^s, ρ_m^s, ρ_m^o)                                    (l_ct)
-    L_rec^s  = Σ_{m∈{a,v,t}} MSE(D(o_m^s), t^s)                                     (eq. 7)
-    L_reg^s  = Σ_{m∈{a,v}} MSE(rec_m(o_m^s), φ_m^s)                                 (eq. 8)
-
-``o_av`` of eq. 6 is read as "each of the audio and the visual embedding": every term is
-applied once with θa and once with θv and summed, which is exactly AVCA's eight triplet terms.
-``ρ_m = D(o_m)`` are the decoder outputs: the two ``l_ct`` triplets are not in the paper's
-eq. 6 but are in the code that produced its tables (reference ``src/model_clsu_embedding.py``
-``loss_function_w_a``, as AVCA's ``model_improvements.py``), on both the L⁺ and the L⁻ side;
-``decoder_triplets = false`` drops them (the paper's text). ``φ_m`` is the encoder output
-before cross-attention. The loss is ``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻``
-(``negative_terms = [trip, rec, reg]`` is the paper's ``L_uc = L⁺ + L⁻``; supplement Table 1
-ablates the subsets). Prediction: the nearest candidate class by Euclidean distance between
-θv and ``W_proj(t_c)`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``).
-"""
+``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻`` with triplet (eq. 6, plus the reference's ``l_ct`` on the decoder
+outputs), reconstruction (eq. 7) and regularisation (eq. 8) terms, positives and negatives as separate halves
+(reference ``src/model_clsu_embedding.py``); prediction: the nearest ``W_proj(t_c)`` to θv (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -33,7 +10,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import ConfigError
@@ -44,8 +21,8 @@ from avood_core.task import AVSamples
 from avood_core.train.loop import LoopComponent, Training, resolve
 from avood_core.train.precision import AUTO_PRECISION_HELP, AutoPrecision, adam, autocast
 from avood_core.train.strategy import Halves
-from avood_plugins.unseen._avca_net import AVCANet
-from avood_plugins.unseen._joint_embedding import balanced_pairs, embedding_distances, embedding_fit_inputs
+from avood_plugins.unseen._avca_net import AVCANet, heads_divide
+from avood_plugins.unseen._joint_embedding import embedding_distances, embedding_inputs
 
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
 
@@ -66,10 +43,8 @@ def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, t
 
 
 def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
-    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}.
-
-    ``decoder`` adds the reference's ``l_ct = T(ρ_t, ρ_m, ρ_m⁻)`` on the decoder outputs.
-    """
+    """Eq. 6 with ``s`` as anchor half and ``o`` as the other half, summed over m ∈ {a, v}; ``decoder`` adds the
+    reference's ``l_ct = T(ρ_t, ρ_m, ρ_m⁻)`` on the decoder outputs."""
     def t(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         return F.triplet_margin_loss(x, y, z, margin=margin)
 
@@ -97,26 +72,20 @@ class CrossAttentionParams(FusionParams):
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: str = Field(
-        "cross_attention",
+    fusion: str = Field("cross_attention",
         description="Fusion-5 of the paper (§3.4): the cross_attention fusion plugin, built from embed_dim, "
         "enc_hidden, heads, ff_dim, r_enc, bn_momentum and compat_frozen_position (fusion_params override them). "
-        "The embedding network needs per-modality streams, so only a fusion with streams() fits here.",
-    )
+        "The embedding network needs per-modality streams, so only a fusion with streams() fits here.")
     lr: float = Field(2.4e-3, gt=0, description="Adam learning rate; per dataset, default = UCF (VGGSound and ActivityNet 5e-4).")
     batch_size: int = bounded("batch", 112, "Positive samples per step (as many negatives join them); per dataset, default = UCF (VGGSound and ActivityNet 256).")
     r_enc: float = Field(0.5, ge=0, lt=1, description="Dropout of the encoders and the cross-attention layer; per dataset, default = UCF (VGGSound .3, ActivityNet .2).")
     r_proj: float = Field(0.4, ge=0, lt=1, description="Dropout of the projectors A_proj, V_proj, W_proj; per dataset, default = UCF (VGGSound .1, ActivityNet .3).")
     r_dec: float = Field(0.4, ge=0, lt=1, description="Dropout of the decoder D and the reconstructors A_rec, V_rec; per dataset, default = UCF (VGGSound .2, ActivityNet .2).")
-    bn_momentum: float = Field(
-        0.1, gt=0, le=1,
-        description=(
-            "BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch) of the last "
-            "BatchNorm of each two-layer stack (encoders, projectors), as the reference's EmbeddingNet; the hidden "
-            "BatchNorm and those of D, A_rec, V_rec keep 0.1. Per dataset, default = UCF and VGGSound 0.1; the "
-            "reference passes 0.99 for ActivityNet as-is in this convention (running stats ≈ the last batches')."
-        ),
-    )
+    bn_momentum: float = Field(0.1, gt=0, le=1,
+        description="BatchNorm momentum in PyTorch's convention (running = (1 - m) * running + m * batch) of the last "
+        "BatchNorm of each two-layer stack (encoders, projectors), as the reference's EmbeddingNet; the hidden "
+        "BatchNorm and those of D, A_rec, V_rec keep 0.1. Per dataset, default = UCF and VGGSound 0.1; the "
+        "reference passes 0.99 for ActivityNet as-is in this convention (running stats ≈ the last batches').")
     weight_decay: float = Field(1e-5, ge=0, description="Adam weight decay (L2 added to the gradient).")
     epochs: int = bounded("epochs", 50, "Training epochs.")
     batches_per_epoch: int = bounded("steps", 500, "Class-balanced batches per epoch.")
@@ -127,28 +96,16 @@ class CrossAttentionParams(FusionParams):
     joint_dim: int = bounded("width", 64, "Dimension of the joint embedding space (paper: 64).")
     heads: int = bounded("width", 3, "Attention heads of the cross-attention layer; must divide embed_dim (paper: 3 x 100).")
     ff_dim: int = bounded("width", 64, "Feed-forward hidden width of the cross-attention layer (paper: 64).")
-    negative_terms: list[NegativeTerm] = Field(
-        ["trip", "rec", "reg"],
-        description=(
-            "Which negative-anchor terms L⁻ are added to L⁺: all three = the paper's L⁺ + L⁻; [] = L⁺ only "
-            "(AVCA-style); single terms reproduce the supplement's Table 1 ablation."
-        ),
-    )
-    decoder_triplets: bool = Field(
-        True,
-        description=(
-            "Add the reference's l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs to the triplet "
-            "term of L⁺ (and of L⁻ when 'trip' is in negative_terms): the code that produced the paper's tables "
-            "has them (src/model_clsu_embedding.py loss_function_w_a); False = eq. 6 of the paper's text only."
-        ),
-    )
-    compat_frozen_position: bool = Field(
-        False,
-        description=(
-            "Compat switch (reference defect 4, docs/defects.md): True reproduces the reference defect of never optimizing the learned "
-            "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them."
-        ),
-    )
+    negative_terms: list[NegativeTerm] = Field(["trip", "rec", "reg"],
+        description="Which negative-anchor terms L⁻ are added to L⁺: all three = the paper's L⁺ + L⁻; [] = L⁺ only "
+        "(AVCA-style); single terms reproduce the supplement's Table 1 ablation.")
+    decoder_triplets: bool = Field(True,
+        description="Add the reference's l_ct = T(ρw, ρv, ρv⁻) + T(ρw, ρa, ρa⁻) on the decoder outputs to the triplet "
+        "term of L⁺ (and of L⁻ when 'trip' is in negative_terms): the code that produced the paper's tables "
+        "has them (src/model_clsu_embedding.py loss_function_w_a); False = eq. 6 of the paper's text only.")
+    compat_frozen_position: bool = Field(False,
+        description="Compat switch (reference defect 4, docs/defects.md): True reproduces the reference defect of never optimizing the learned "
+        "position embeddings (they keep their N(0, 1) init); False (default, correct) trains them.")
     precision: AutoPrecision = Field("fp32", description=AUTO_PRECISION_HELP)
 
     @field_validator("negative_terms")
@@ -158,11 +115,7 @@ class CrossAttentionParams(FusionParams):
             raise ValueError(f"negative_terms lists a term twice: {v}; list each of trip, rec, reg at most once")
         return v
 
-    @model_validator(mode="after")
-    def _heads_divide(self) -> "CrossAttentionClassifier.Params":
-        if self.embed_dim % self.heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}; pick heads dividing it")
-        return self
+    _heads_divide = model_validator(mode="after")(heads_divide)
 
 
 class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
@@ -171,10 +124,7 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
     Params = CrossAttentionParams
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 4, "batches_per_epoch": 60}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
+    precision_used: str | None = None  # params.precision resolved at fit ("auto" -> fp32 / bf16)
 
     def extra_scalars(self) -> dict[str, Any]:
         return {"precision": self.precision_used}
@@ -194,24 +144,19 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
             raise ConfigError(f"{self.label}: fusion '{p.fusion}' gives one fused vector, but the embedding "
                               "network needs the audio and visual streams (a fusion with streams()); use "
                               "fusion = 'cross_attention'")
-        return AVCANet(audio_dim, video_dim, text_dim, proj_hidden=p.proj_hidden, joint_dim=p.joint_dim, r_proj=p.r_proj,
-                       r_dec=p.r_dec, bn_momentum=p.bn_momentum, fusion=fusion)
+        return AVCANet(text_dim, p, fusion)
 
     def training(self, train: AVSamples, text: Tensor, ctx: FitContext) -> Training:
-        p, dev = self.params, ctx.device
-        text, sampler = embedding_fit_inputs(self.label, train, text)
+        p = self.params
+        net, (audio, video, labels, text), epoch = embedding_inputs(self, train, text, ctx)
         precision = resolve(self, ctx)
-        audio, video, labels, text = train.audio.to(dev), train.video.to(dev), train.labels.to(dev), text.to(dev)
-        net = self.build(dev, audio_dim=train.audio_dim, video_dim=train.video_dim, text_dim=text.shape[1])
         opt = adam([q for q in net.parameters() if q.requires_grad], lr=p.lr, weight_decay=p.weight_decay)
 
         def forward(net: nn.Module, idx: Tensor) -> dict[str, Tensor]:
             return half_forward(net, audio, video, labels, text, idx, precision)
 
         halves = Halves(forward, lambda idx: text[labels[idx]], self._losses)
-        return Training(net, opt, _TERMS, p.epochs, lambda: (balanced_pairs(sampler, train.labels, p.batch_size)
-                                                            for _ in range(p.batches_per_epoch)),
-                        p.batches_per_epoch, halves=halves, precision=precision)
+        return Training(net, opt, _TERMS, p.epochs, epoch, p.batches_per_epoch, halves=halves, precision=precision)
 
     def _losses(self, s_pos: Mapping[str, Tensor], t_pos: Tensor, s_neg: Mapping[str, Tensor], t_neg: Tensor) -> Tensor:
         """``[L, trip, rec, reg]`` of one step (eq. 6-9): L⁺ plus the terms of L⁻ in ``negative_terms``."""
@@ -227,7 +172,4 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
             reg = reg + reg_loss(s_neg)
         return torch.stack([trip + rec + reg, trip, rec, reg])
 
-    def distances(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
-        """(N, K) ``‖θv(n) − W_proj(t_{candidates[k]})‖₂`` (paper §3.4)."""
-        return embedding_distances(self, samples, candidates, text, lambda t: self.net.embed_text(t),
-                                   lambda a, v, theta_t: torch.cdist(self.net.embed_video(a, v), theta_t))
+    distances = embedding_distances  # (N, K) ‖θv(n) − W_proj(t_{candidates[k]})‖₂ (paper §3.4)

@@ -1,41 +1,22 @@
-"""MLP unseen classifier trained on generated unseen features (paper Table 3, "MLP" unseen).
-
-The reference's ``CLASS_U`` (``src/classifier.py``) over the fused feature ``x = a ⊕ v`` (``fusion``
-param, :mod:`avood_core.fusion`):
-``in -> K // 2 LeakyReLU(0.2) -> 256 LeakyReLU(0.2) -> K`` without dropout and with the
-reference's ``weights_init``, one output per class of the generator's synthetic features
-(K of them), trained with cross-entropy on
-``ctx.synthetic`` only (``uses_synthetic = True``: the pipeline hands it the ``syn_num``
-generated features per unseen class). The real seen clips are not used: the output layer
-is fixed to the synthesized classes, which is the limitation the paper points out.
-
-Prediction among ``candidates``: the logits of the candidate classes the MLP was trained on;
-candidates it never saw (e.g. the seen classes, when the no-gate baseline asks for all
-classes) get ``-inf`` and so are never predicted. ``candidates`` without any known class is
-an error. The text embeddings are not used (``text`` is accepted for the protocol).
-
-The optimizer settings are the seen MLP's UCF values (the paper gives none for this ablation;
-the reference's ``CLASS_U`` path reads a ``clsu.beta`` its configs do not define, so it cannot
-be run as shipped).
-"""
+"""MLP unseen classifier on generated unseen features (paper Table 3 "MLP"; reference ``src/classifier.py``
+``CLASS_U``): ``CE(O(a ⊕ v), y)`` over ``ctx.synthetic`` only; candidates it never saw get ``-inf``
+(docs/plugins.md)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Mapping
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError, NotFittedError
-from avood_core.fusion import FusionParams, build_fused_mlp, input_x
+from avood_core.fusion import FusionParams, input_x
 from avood_core.limits import LIMITS, Width
-from avood_core.train.precision import autocast
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, build_mlp, infer, mlp_training
+from avood_plugins._mlp import ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training
 
 
 class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
@@ -61,10 +42,8 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         self.classes: Tensor = torch.empty(0, dtype=torch.long)
 
     def make_net(self, in_dim: int, n_classes: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
-        p = self.params
-        widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in p.hidden]
-        return build_fused_mlp(p, in_dim, audio_dim, lambda d: build_mlp(d, widths, n_classes, p.negative_slope, p.dropout),
-                               self.label)
+        widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in self.params.hidden]
+        return fused_mlp(self, in_dim, audio_dim, n_classes, widths, self.params.dropout)
 
     def fit(self, train: AVSamples, text: Tensor, ctx: FitContext) -> "MLPUnseenClassifier":
         p = self.params
@@ -78,14 +57,8 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         dev = ctx.device
         x = input_x(syn, p.fusion, train.audio_dim, train.video_dim, self.label).to(dev)  # real clips' layout
         y = torch.searchsorted(self.classes, syn.labels.cpu()).to(dev)
-        net = self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes), audio_dim=train.audio_dim)
-
-        def step(idx: Tensor) -> Tensor:
-            with autocast(dev, p.precision):
-                logits = net(x[idx])
-            return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
-
-        fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss",), "lower the unseen classifier lr"))
+        self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes), audio_dim=train.audio_dim)
+        fit_loop(self, ctx, mlp_training(self, len(x), ce_step(self, x, y), ("loss",), "lower the unseen classifier lr"))
         return self
 
     def logits(self, samples: AVSamples) -> Tensor:
@@ -97,8 +70,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         if self.net is None:
             raise NotFittedError(self.label)
         cand = torch.as_tensor(candidates, dtype=torch.long).cpu()
-        pos = torch.searchsorted(self.classes, cand).clamp(max=len(self.classes) - 1)
-        known = self.classes[pos] == cand
+        pos, known = class_positions(self.classes, cand)
         if not known.any():
             raise DataError(f"{self.label}: none of the {len(cand)} candidate classes was among the "
                             f"{len(self.classes)} synthesized classes it was trained on")
