@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pipeline", ("pipeline", "testing", "eval", "run.folder", "run.cache")),
     ("executor", ("executor",)),
     ("run", ("run",)),
-    ("experiments", ("sweep", "eval.ablate", "eval.ablate_seeds", "eval.ablate_table1",
+    ("experiments", ("sweep", "eval.ablate", "eval.ablate_table1",
                      "bench")),
     ("cli", ("cli",)),
 )

@@ -247,7 +247,7 @@ def test_compare_sweep_rows_and_malformed_folders(tmp_path):
 def test_ablate_seeds_cells_use_the_same_interval():
     from types import SimpleNamespace
 
-    from avood_core.eval.ablate_seeds import aggregate, markdown
+    from avood_core.eval.ablate import aggregate, seeds_markdown as markdown
 
     ablation = SimpleNamespace(rows=[SimpleNamespace(label="entropy")], columns=["HM"], title="Table 2")
     three = aggregate(ablation, {s: [{"values": {"HM": hm}}] for s, hm in enumerate((26.53, 27.08, 24.86))})

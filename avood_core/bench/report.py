@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from avood_core.bench.meter import COLUMNS, STAGES
+from avood_core.eval.render import md_table
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -26,15 +27,10 @@ HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s"
 
 
 def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| stage | " + " | ".join(HEADERS[c] for c in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
-    for name in STAGES:
-        if name in rows:
-            r = rows[name]
-            cells = [_fmt(r.get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS]
-            label = f"{name} ({r['process']})" if r.get("process") else name
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    body = [[f"{name} ({rows[name]['process']})" if rows[name].get("process") else name,
+             *(_fmt(rows[name].get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS)]
+            for name in STAGES if name in rows]
+    return md_table(["stage", *(HEADERS[c] for c in COLUMNS)], body).splitlines()
 
 
 def isa_line(m: dict[str, Any]) -> str:

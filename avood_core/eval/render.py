@@ -20,8 +20,31 @@ def num(v: Any, fmt: str = ".2f") -> str:
     return "n/a" if v is None else str(v)
 
 
+def finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def interval(v: Any) -> list | None:
+    """``v`` if it is an interval ``[lo, hi]`` of finite numbers (as results.json stores them), else None."""
+    return v if isinstance(v, list) and len(v) == 2 and all(finite(x) for x in v) else None
+
+
+def ci_cell(value: Any, ci: Any) -> str:
+    """``30.31 [27.9, 32.6]``: a metric with its bootstrap interval (``results["metrics_ci"]``), if any."""
+    ci = interval(ci)
+    return num(value) + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci and finite(value) else "")
+
+
 def _md_cell(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list, rows: list, align: str = "") -> str:
+    """A markdown table; ``align``: ``l``/``r`` per column (default: the first left, the others right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+             "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows])
 
 
 def render_markdown(blocks: list) -> str:
@@ -32,11 +55,7 @@ def render_markdown(blocks: list) -> str:
         elif kind == "p":
             out.append(a[0])
         elif kind == "table":
-            header, rows = a
-            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
-                     "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
-            out.append("\n".join(lines))
+            out.append(md_table(*a))
         elif kind == "code":
             out.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
         elif kind == "figure":
