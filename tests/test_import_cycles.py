@@ -19,7 +19,7 @@ PACKAGES = {"avood_core": ROOT / "avood_core", "avood_plugins": ROOT / "plugins"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("util", "errors", "limits", "strict", "hookspecs")),
     ("contract", ("protocols", "task", "stages", "callbacks", "registry", "fusion")),
-    ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
+    ("numerics", ("data", "train", "eval.metrics", "eval.stats", "bench.meter",
                   "run.files", "run.tracking")),
     ("config", ("config", "factory", "presets", "recipe")),
     ("pipeline", ("pipeline", "testing", "eval", "run.folder", "run.cache")),

@@ -164,26 +164,19 @@ def scale_epochs(config, factor: float):
     total steps closest to ``factor`` times; return (config, exact factor = steps run / full steps, per kind)."""
     from avood_core.config import resolve
 
-    factors: dict[str, float] = {}
+    factors, update = {k: 1.0 for k in FIT_ORDER}, {}
     if factor == 1.0:
-        return config, {k: 1.0 for k in FIT_ORDER}
-    update = {}
+        return config, factors
     for kind in FIT_ORDER:
         spec = config.component(kind)
         params = dict(spec.params)
         if "epochs" not in params:
-            factors[kind] = 1.0
             continue
-        epochs = int(params["epochs"])
-        new_epochs = max(1, round(epochs * factor))
+        epochs, bpe = int(params["epochs"]), int(params.get("batches_per_epoch", 1))
+        params["epochs"] = max(1, round(epochs * factor))
         if "batches_per_epoch" in params:
-            bpe = int(params["batches_per_epoch"])
-            new_bpe = max(1, round(epochs * bpe * factor / new_epochs))
-            params["batches_per_epoch"] = new_bpe
-            factors[kind] = new_epochs * new_bpe / (epochs * bpe)
-        else:
-            factors[kind] = new_epochs / epochs
-        params["epochs"] = new_epochs
+            params["batches_per_epoch"] = max(1, round(epochs * bpe * factor / params["epochs"]))
+        factors[kind] = params["epochs"] * params.get("batches_per_epoch", 1) / (epochs * bpe)
         update[kind] = spec.model_copy(update={"params": params})
     return resolve(config.model_copy(update=update)), factors
 

@@ -27,11 +27,6 @@ def _proc_field(path: str, key: str) -> str | None:
         return None
 
 
-def _read_hwm_kb() -> int | None:
-    hwm = _proc_field("/proc/self/status", "VmHWM:")
-    return int(hwm.split()[0]) if hwm else None
-
-
 def _reset_hwm() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as fh:
@@ -54,8 +49,8 @@ def _maxrss_mb() -> float | None:
 def peak_rss_mb() -> float | None:
     """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``
     (which in a fork + exec worker also counts the parent's memory at the fork)."""
-    hwm = _read_hwm_kb()
-    return round(hwm / 1024, 1) if hwm is not None else _maxrss_mb()
+    hwm = _proc_field("/proc/self/status", "VmHWM:")
+    return round(int(hwm.split()[0]) / 1024, 1) if hwm else _maxrss_mb()
 
 
 class Meter:
@@ -98,25 +93,16 @@ class Meter:
         if prof is not None:
             prof.stop()
             self._save_profile(name, prof, wall)
-        hwm = _read_hwm_kb() if reset else None
-        self.rows[name] = {
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
-            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
-        }
+        self.rows[name] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb() if reset else _maxrss_mb(),
+                           "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
     def _profiler(self):
         if self.profile_dir is None:
             return None
+        import torch
         from torch.profiler import ProfilerActivity, profile
 
-        activities = [ProfilerActivity.CPU]
-        import torch
-
-        if torch.cuda.is_available():
-            activities.append(ProfilerActivity.CUDA)
-        return profile(activities=activities)
+        return profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])])
 
     def _save_profile(self, name: str, prof, wall: float) -> None:
         """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
@@ -176,13 +162,10 @@ def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float
 
 def precision_of(comp: Any) -> str | None:
     """The precision a fitted component used: ``precision_used`` (auto resolved) or its ``precision`` param."""
-    inner = getattr(comp, "model", None)  # the seen cross_attention wrapper
-    for obj in (comp, inner):
-        used = getattr(obj, "precision_used", None)
-        if used:
+    for obj in (comp, getattr(comp, "model", None)):  # the seen cross_attention wrapper holds a model
+        if used := getattr(obj, "precision_used", None):
             return used
-    params = getattr(comp, "params", None)
-    return getattr(params, "precision", None)
+    return getattr(getattr(comp, "params", None), "precision", None)
 
 
 def usable_cores() -> int:
@@ -194,16 +177,18 @@ def machine_info(device: str) -> dict[str, Any]:
     import torch
 
     from avood_core import __version__
+    from avood_core.train.precision import ISA_FLAGS, cpu_flags
 
+    mem = _proc_field("/proc/meminfo", "MemTotal:")
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable_cores(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": [f for f in ISA_FLAGS if f in (cpu_flags() or set())],
         "isa": isa_info(device),
-        "memory_gb": _mem_total_gb(),
+        "memory_gb": round(int(mem.split()[0]) / 1024**2, 1) if mem else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
@@ -221,13 +206,6 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
-def _cpu_flags() -> list[str]:
-    from avood_core.train.precision import ISA_FLAGS, cpu_flags
-
-    flags = cpu_flags() or set()
-    return [f for f in ISA_FLAGS if f in flags]
-
-
 def isa_info(device: str = "cpu") -> dict[str, Any]:
     """The CPU's matmul ISA flags (AVX2, AVX-512, AVX512-BF16, AMX; ``None`` = unknown, from ``/proc/cpuinfo``
     or torch's probes), torch's kernel level (``get_cpu_capability()``) and native bf16."""
@@ -242,11 +220,6 @@ def isa_info(device: str = "cpu") -> dict[str, Any]:
             "torch_capability": torch_cpu_capability(),
             "native_bf16_cpu": native_bf16("cpu", flags) if known else None,
             **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})}
-
-
-def _mem_total_gb() -> float | None:
-    total = _proc_field("/proc/meminfo", "MemTotal:")
-    return round(int(total.split()[0]) / 1024**2, 1) if total else None
 
 
 def _git_state() -> str | None:

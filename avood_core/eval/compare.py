@@ -14,7 +14,8 @@ from typing import Iterator
 import numpy as np
 
 from avood_core.errors import AvoodError
-from avood_core.eval import bootstrap, stats
+from avood_core.eval import stats
+from avood_core.eval.render import md_table
 from avood_core.util.json_read import read_json
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
@@ -139,26 +140,21 @@ def _by_seed(a: Side, b: Side, seeds: list[int], level: float) -> dict:
     return out
 
 
-def _predictions(side: Side, seed: int) -> dict:
+def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[stats.Resampler, dict, dict]:
+    """The class layout of one pair's test clips and both runs' arrays, after checking they are the same clips."""
     from avood_core.run.files import read_predictions
 
-    run = side.runs[seed]
-    out = read_predictions(run)
-    if out is None:
-        raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions of "
-                         "both runs (written by 'avood run')")
-    return out
-
-
-def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[bootstrap.Resampler, dict, dict]:
-    """The class layout of one pair's test clips and both runs' arrays, after checking they are the same clips."""
-    pa, pb = _predictions(a, sa), _predictions(b, sb)
+    pa, pb = (read_predictions(run) for run in (a.runs[sa], b.runs[sb]))
+    for run, out in ((a.runs[sa], pa), (b.runs[sb], pb)):
+        if out is None:
+            raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions of "
+                             "both runs (written by 'avood run')")
     if not np.array_equal(pa["labels"], pb["labels"]) or any(
             not np.array_equal(np.sort(pa[k]), np.sort(pb[k])) for k in ("seen_classes", "unseen_classes")):
         raise AvoodError(f"'{b.runs[sb] / 'predictions.npz'}' holds other test clips than "
                          f"'{a.runs[sa] / 'predictions.npz'}'; pairing by clip needs both runs evaluated on the same "
                          "test split")
-    layout = bootstrap.Resampler(pa["labels"], pa["seen_classes"], pa["unseen_classes"])
+    layout = stats.Resampler(pa["labels"], pa["seen_classes"], pa["unseen_classes"])
     return layout, layout.prepare(pa), layout.prepare(pb)
 
 
@@ -172,7 +168,7 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
                 {k: np.mean([mb[k] for _, mb in per], axis=0) for k in METRICS})
 
     va, vb = values([lay.ones() for lay, _, _ in triples])
-    rng = bootstrap.rng_for(seed)
+    rng = stats.rng_for(seed)
     resampled = [values(list(blocks)) for blocks in zip(*(lay.counts(resamples, rng) for lay, _, _ in triples))]
     out = {}
     for name in METRICS:
@@ -180,7 +176,7 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
         diff = float(vb[name][0] - va[name][0])
         if not np.isfinite(diff) or not np.isfinite(d).all():
             continue
-        ci = bootstrap.percentile_interval(d, level)
+        ci = stats.percentile_interval(d, level)
         p = min(1.0, 2.0 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (len(d) + 1))
         out[name] = {"a": float(va[name][0]), "b": float(vb[name][0]), "diff": diff, "ci": ci, "p": p,
                      "verdict": _verdict(diff, ci, p, level)}
@@ -188,7 +184,7 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
 
 
 def compare(path_a: Path, path_b: Path, config_a: str | None = None, config_b: str | None = None,
-            pairing: str = "auto", level: float = 0.95, resamples: int = bootstrap.RESAMPLES, seed: int = 0) -> dict:
+            pairing: str = "auto", level: float = 0.95, resamples: int = stats.RESAMPLES, seed: int = 0) -> dict:
     """The paired comparison of B against A (the ``--json`` document of ``avood compare``)."""
     if pairing not in ("auto", "seed", "clip"):
         raise AvoodError(f"--pair '{pairing}': valid: auto, seed, clip")
@@ -227,15 +223,14 @@ def markdown(doc: dict) -> str:
     """The comparison as a markdown table with its methods underneath."""
     n = len(doc["pairs"])
     unit = f"{n} seed{'s' if n > 1 else ''}" if doc["pairing"] == "seed" else f"{n} run pair{'s' if n > 1 else ''}"
-    lines = [f"**avood compare** — B: {doc['b']} against A: {doc['a']}; paired by {doc['pairing']} ({unit})", "",
-             f"| Metric | A | B | B − A | {100 * doc['level']:.0f} % interval | p | Verdict |",
-             "|---|---:|---:|---:|---:|---:|---|"]
     signed = lambda x: f"{round(x, 2) + 0.0:+.2f}"  # noqa: E731  (no "-0.00")
-    for name, r in doc["metrics"].items():
-        ci = f"[{signed(r['ci'][0])}, {signed(r['ci'][1])}]" if r["ci"] else "–"
-        lines.append(f"| {name} | {r['a']:.2f} | {r['b']:.2f} | {signed(r['diff'])} | {ci} | {r['p']:.3g} | "
-                     f"{r['verdict']} |")
-    lines += ["", f"Interval: {doc['interval_method']}. p: {doc['p_method']}. \"No difference detected\" when the "
-              f"interval spans 0; a difference when it excludes 0 and p < {1 - doc['level']:.2g}. Metrics in percent "
-              "(paper §4.1); AUROC is the gate's (seen = positive)."]
+    body = [[name, f"{r['a']:.2f}", f"{r['b']:.2f}", signed(r["diff"]),
+             f"[{signed(r['ci'][0])}, {signed(r['ci'][1])}]" if r["ci"] else "–", f"{r['p']:.3g}", r["verdict"]]
+            for name, r in doc["metrics"].items()]
+    lines = [f"**avood compare** — B: {doc['b']} against A: {doc['a']}; paired by {doc['pairing']} ({unit})", "",
+             md_table(["Metric", "A", "B", "B − A", f"{100 * doc['level']:.0f} % interval", "p", "Verdict"], body,
+                      "lrrrrrl"),
+             "", f"Interval: {doc['interval_method']}. p: {doc['p_method']}. \"No difference detected\" when the "
+             f"interval spans 0; a difference when it excludes 0 and p < {1 - doc['level']:.2g}. Metrics in percent "
+             "(paper §4.1); AUROC is the gate's (seen = positive)."]
     return "\n".join(lines) + "\n"
