@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench.meter import (STAGES, Meter, StageMeter, idle_cores, machine_info, main_rows, precision_of,
+from avood_core.bench.meter import (STAGES, Meter, idle_cores, machine_info, main_rows, precision_of,
                                     usable_cores)
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
@@ -108,17 +108,16 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
     return root, info
 
 
-def _fit_measured(config, task, meter: Meter, device, sync: Callable[[], None], factors: dict[str, float],
-                  jobs: int = 1) -> dict[str, Any]:
-    """Fit and evaluate one stage's pipeline under the meter (:class:`StageMeter`; worker-fitted kinds get the
-    worker's own figures): ``{"pipeline", "metrics", "rows", "fit_wall_s", "idle"}``."""
+def _fit_measured(config, task, meter: Meter, device, factors: dict[str, float], jobs: int = 1) -> dict[str, Any]:
+    """Fit and evaluate one stage's pipeline under ``meter`` (worker-fitted kinds get the worker's own figures):
+    ``{"pipeline", "metrics", "rows", "fit_wall_s", "idle"}``."""
     from avood_core.run.fitting import build_pipeline
 
     pipeline = build_pipeline(config)
-    offload = pipeline.worker_kinds(jobs)
+    offload = meter.skip = frozenset(pipeline.worker_kinds(jobs))
     start, cpu0 = time.perf_counter(), time.process_time()
     pipeline.fit(task, device=device, seed=config.seed, progress=None, jobs=jobs,
-                 callbacks=[StageMeter(meter, sync, skip=offload)], every_n_steps=0)
+                 callbacks=[meter], every_n_steps=0)
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu0
     for kind in offload:
         info = pipeline.worker_info.get(kind)
@@ -132,7 +131,7 @@ def _fit_measured(config, task, meter: Meter, device, sync: Callable[[], None], 
                             "worker_end_s": info["end_s"]}
         if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.train.strategy)
             meter.rows[kind]["assist"] = info["assist"]
-    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics, sync)
+    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics)
     rows = _stage_rows(meter, pipeline, factors)
     return {"pipeline": pipeline, "metrics": metrics, "rows": rows, "fit_wall_s": fit_wall,
             "idle": idle_cores(rows, fit_wall, fit_cpu, usable_cores())}
@@ -226,21 +225,21 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
                               "stages_run": "stage 1 + stage 2" if opts.stages == "both" else "stage 2 only",
                               "epochs_factor": factors}
     profile_dir = Path(opts.out) / "profile" if opts.profile else None
-    meter = Meter(profile_dir, f"{dataset}-")
+    meter = Meter(profile_dir, f"{dataset}-", sync)
     started = time.perf_counter()
     stage1, task = meter.measure("load", lambda: build_tasks(config))
     record["task"] = task.summary()
     parts = []  # (stage rows, fit wall) of each protocol stage
     if stage1 is not None:
         log(f"bench {dataset}: stage 1 (fit on training, select on val)")
-        one = _fit_measured(config, stage1, Meter(profile_dir, f"{dataset}-stage1-"), device, sync, factors, opts.jobs)
+        one = _fit_measured(config, stage1, Meter(profile_dir, f"{dataset}-stage1-", sync), device, factors, opts.jobs)
         config, selected = apply_selections(config, one["pipeline"])
         record["protocol"] = {"stage1": {"stages": one["rows"], "selected": selected,
                                          "metrics_on_val": _headline(one["metrics"]), "fit_wall_s": one["fit_wall_s"],
                                          "idle": one["idle"]}}
         parts.append((one["rows"], one["fit_wall_s"]))
     log(f"bench {dataset}: stage 2 (fit on train_val, report on test)")
-    two = _fit_measured(config, task, meter, device, sync, factors, opts.jobs)
+    two = _fit_measured(config, task, meter, device, factors, opts.jobs)
     total = time.perf_counter() - started
     rows = two["rows"]
     parts.append((rows, two["fit_wall_s"]))

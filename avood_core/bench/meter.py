@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from avood_core.callbacks import Callback
 from avood_core.stages import FIT_STEPS
@@ -53,10 +53,13 @@ def peak_rss_mb() -> float | None:
     return round(int(hwm.split()[0]) / 1024, 1) if hwm else _maxrss_mb()
 
 
-class Meter:
-    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average."""
+class Meter(Callback):
+    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average; as a callback, each stage
+    fitted in this process and the synthesis (not the kinds in ``skip``, fitted in worker processes: their rows
+    come from the workers' own figures). ``sync()`` waits for a GPU's queued work before a stage ends."""
 
-    def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
+    def __init__(self, profile_dir: Path | None = None, prefix: str = "", sync: Callable[[], None] = lambda: None) -> None:
+        self.sync, self.skip = sync, frozenset()
         self.rows: dict[str, dict[str, Any]] = {}
         self.hwm_reset = _reset_hwm()
         # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
@@ -66,11 +69,11 @@ class Meter:
         self.profiles: dict[str, list[dict[str, Any]]] = {}
         self._open: tuple[Any, ...] = ("", False, 0.0, None, 0.0, 0.0)  # the stage being measured (start)
 
-    def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
+    def measure(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` measured as stage ``name``."""
         self.start(name)
         result = fn()
-        self.stop(name, sync)
+        self.stop(name)
         return result
 
     def start(self, name: str) -> None:
@@ -82,9 +85,9 @@ class Meter:
             prof.start()
         self._open = (name, reset, load0, prof, time.process_time(), time.perf_counter())
 
-    def stop(self, name: str, sync: Callable[[], None] = lambda: None) -> None:
-        """End stage ``name`` after ``sync()`` (a GPU's queued work) and record its row."""
-        sync()
+    def stop(self, name: str) -> None:
+        """End stage ``name`` after ``sync()`` and record its row."""
+        self.sync()
         wall1, cpu1 = time.perf_counter(), time.process_time()
         opened, reset, load0, prof, cpu0, wall0 = self._open
         if opened != name:
@@ -119,27 +122,19 @@ class Meter:
         path.write_text(f"# stage {name}: wall {wall:.2f} s under the profiler (profiling inflates times)\n"
                         + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
-
-class StageMeter(Callback):
-    """Each stage fitted in this process and the synthesis, measured by a :class:`Meter`; ``skip``: kinds
-    fitted in worker processes (their rows come from the workers' own figures)."""
-
-    def __init__(self, meter: Meter, sync: Callable[[], None], skip: Iterable[str] = ()) -> None:
-        self.meter, self.sync, self.skip = meter, sync, frozenset(skip)
-
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         if kind not in self.skip:
-            self.meter.start(kind)
+            self.start(kind)
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
         if kind not in self.skip:
-            self.meter.stop(kind, self.sync)
+            self.stop(kind)
 
     def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
-        self.meter.start("synthesize")
+        self.start("synthesize")
 
     def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
-        self.meter.stop("synthesize", self.sync)
+        self.stop("synthesize")
 
 
 def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

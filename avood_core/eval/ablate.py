@@ -142,12 +142,9 @@ class FitCache:
         hashes = fit_hashes(config, pipe, self.stage)
         if share_embedding:
             self._share_embedding(config, hashes)
-        reuse = set()
-        for kind in KINDS:
-            comp = self.fitted.get((kind, hashes[kind]))
-            if comp is not None:
-                setattr(pipe, kind, comp)
-                reuse.add(kind)
+        reuse = {kind for kind in KINDS if (kind, hashes[kind]) in self.fitted}
+        for kind in reuse:
+            setattr(pipe, kind, self.fitted[(kind, hashes[kind])])
         pipe.fit(self.task, device=self.device, seed=config.seed, progress=self.progress, log=self.log,
                  skip=frozenset(reuse), jobs=config.jobs)
         for kind in KINDS:
@@ -159,9 +156,8 @@ class FitCache:
     def _share_embedding(self, config: RunConfig, hashes: dict[str, str]) -> None:
         """Seen ``cross_attention`` = the fitted unseen ``cross_attention`` when both have the same params."""
         seen, unseen = config.seen, config.unseen
-        if (seen.name, unseen.name) != ("cross_attention", "cross_attention") or seen.params != unseen.params:
-            return
-        if ("seen", hashes["seen"]) in self.fitted:
+        if ((seen.name, unseen.name) != ("cross_attention", "cross_attention") or seen.params != unseen.params
+                or ("seen", hashes["seen"]) in self.fitted):
             return
         model = self.fitted.get(("unseen", hashes["unseen"]))
         cls = self.registry.component_class("seen", seen.name)

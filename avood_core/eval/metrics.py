@@ -56,13 +56,9 @@ def roc_curve(seen_score, is_seen) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.argsort(-score, kind="mergesort")
     score, pos = score[order], pos[order]
     distinct = np.r_[np.nonzero(np.diff(score))[0], len(score) - 1]
-    tps = np.cumsum(pos)[distinct]
-    fps = np.cumsum(~pos)[distinct]
+    tps, fps = np.cumsum(pos)[distinct], np.cumsum(~pos)[distinct]
     n_pos, n_neg = max(pos.sum(), 1), max((~pos).sum(), 1)
-    tpr = np.r_[0.0, tps / n_pos]
-    fpr = np.r_[0.0, fps / n_neg]
-    thr = np.r_[np.inf, score[distinct]]
-    return fpr, tpr, thr
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, score[distinct]]
 
 
 def auroc(seen_score, is_seen) -> float:
@@ -82,12 +78,8 @@ def routing_counts(routed_seen, labels, seen_classes) -> dict[str, int]:
     """Confusion of the gate: true branch → routed branch."""
     routed = _np(routed_seen).astype(bool)
     truly_seen = np.isin(_np(labels), _np(seen_classes))
-    return {
-        "seen_to_seen": int(np.sum(truly_seen & routed)),
-        "seen_to_unseen": int(np.sum(truly_seen & ~routed)),
-        "unseen_to_seen": int(np.sum(~truly_seen & routed)),
-        "unseen_to_unseen": int(np.sum(~truly_seen & ~routed)),
-    }
+    return {f"{a}_to_{b}": int(np.sum(true & to)) for a, true in (("seen", truly_seen), ("unseen", ~truly_seen))
+            for b, to in (("seen", routed), ("unseen", ~routed))}
 
 
 def gate_scores(ood_score, routed_seen, labels, seen_classes) -> dict[str, float]:
