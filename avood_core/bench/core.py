@@ -142,9 +142,11 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
     for name in (n for n in STAGES if n in meter.rows):
         row, f = meter.rows[name], factors.get(name, 1.0)
         comp = pipeline.components.get(name) if name in FIT_ORDER else None
-        steps, samples = (comp.stats.steps or None, comp.stats.samples or None) if comp else (None, None)  # None: no training
+        # None: a component that does not train
+        steps, samples = (comp.stats.steps or None, comp.stats.samples or None) if comp else (None, None)
         rate = lambda n: n / row["wall_s"] if n and row["wall_s"] > 0 else None  # noqa: E731
-        rows[name] = {**row, "steps": steps, "samples": samples, "steps_per_s": rate(steps), "samples_per_s": rate(samples),
+        rows[name] = {**row, "steps": steps, "samples": samples, "steps_per_s": rate(steps),
+                      "samples_per_s": rate(samples),
                       "precision": precision_of(comp) if comp else None,  # training matmuls; inference is fp32
                       "epochs_factor": f, "full_wall_s": row["wall_s"] / f,
                       "full_cpu_s": row["cpu_s"] / f if row["cpu_s"] is not None else None}
@@ -193,8 +195,9 @@ def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float
 
 
 def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
-    """Full-epochs wall of an assisted worker stage (jobs = 2, avood_core.train.strategy): its solo rate until the main process's full chain ends, then
-    the assisted rate (dividing by the factor would keep the scaled run's share of assisted steps)."""
+    """Full-epochs wall of an assisted worker stage (jobs = 2, avood_core.train.strategy): its solo rate until the
+    main process's full chain ends, then the assisted rate (dividing by the factor would keep the scaled run's share
+    of assisted steps)."""
     a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
     solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
     if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:

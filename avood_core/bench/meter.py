@@ -58,7 +58,8 @@ class Meter(Callback):
     fitted in this process and the synthesis (not the kinds in ``skip``, fitted in worker processes: their rows
     come from the workers' own figures). ``sync()`` waits for a GPU's queued work before a stage ends."""
 
-    def __init__(self, profile_dir: Path | None = None, prefix: str = "", sync: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, profile_dir: Path | None = None, prefix: str = "",
+                 sync: Callable[[], None] = lambda: None) -> None:
         self.sync, self.skip = sync, frozenset()
         self.rows: dict[str, dict[str, Any]] = {}
         self.hwm_reset = _reset_hwm()
@@ -105,7 +106,8 @@ class Meter(Callback):
         import torch
         from torch.profiler import ProfilerActivity, profile
 
-        return profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])])
+        cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+        return profile(activities=[ProfilerActivity.CPU, *cuda])
 
     def _save_profile(self, name: str, prof, wall: float) -> None:
         """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""

@@ -99,9 +99,10 @@ def markdown(title: str, rows_done: list[dict[str, Any]], caption: str, note: st
     """Measured S/U/HM/ZSL, the paper's figures and the row's wall time, one line per row."""
     from avood_core.eval.render import md_table
 
-    body = [[r["label"], *(fmt(r["values"][m]) for m in METRICS), *(fmt((r.get("paper") or {}).get(m)) for m in METRICS),
-             f"{r['wall_s']:.1f}"] for r in rows_done]
-    lines = [f"**{title}** — {caption}", "", md_table(["Model", *METRICS, *(f"paper {m}" for m in METRICS), "wall s"], body),
+    body = [[r["label"], *(fmt(r["values"][m]) for m in METRICS),
+             *(fmt((r.get("paper") or {}).get(m)) for m in METRICS), f"{r['wall_s']:.1f}"] for r in rows_done]
+    head = ["Model", *METRICS, *(f"paper {m}" for m in METRICS), "wall s"]
+    lines = [f"**{title}** — {caption}", "", md_table(head, body),
              "", "- S, U: mean per-class accuracy on the seen / unseen test clips of the final prediction, %; "
              "HM = 2SU/(S+U); ZSL: the unseen classifier alone on the unseen clips among the unseen classes, %",
              "- CJME, AVGZSLNet, AVCA: calibrated stacking over all classes (the AVCA protocol, as in the paper's "

@@ -115,15 +115,17 @@ def _check_same_task(a: Side, b: Side, pairs: list[tuple[int, int]]) -> None:
                                  "compare runs of the same dataset and split")
 
 
-def _verdict(diff: float, ci: list | None, p: float, level: float) -> str:
-    """No difference when the interval spans 0; a difference when the test agrees (p < 1 − level); else
-    the interval's direction with the test's p (3 seeds cannot bring the exact sign-flip test below 0.25)."""
-    if ci is None or not np.isfinite(p) or ci[0] <= 0.0 <= ci[1]:
-        return NO_DIFFERENCE
+def _row(a: float, b: float, diff: float, ci: list | None, p: float, level: float) -> dict:
+    """One metric's comparison. Verdict: no difference when the interval spans 0; a difference when the test
+    agrees (p < 1 − level); else the interval's direction with the test's p (3 seeds cannot bring the exact
+    sign-flip test below 0.25)."""
     direction = f"B {'higher' if diff > 0 else 'lower'} than A"
-    if p < 1.0 - level:
-        return direction
-    return f"{direction} by the interval only (test p = {p:.2g}: too few pairs for the test)"
+    if ci is None or not np.isfinite(p) or ci[0] <= 0.0 <= ci[1]:
+        verdict = NO_DIFFERENCE
+    else:
+        verdict = (direction if p < 1.0 - level
+                   else f"{direction} by the interval only (test p = {p:.2g}: too few pairs for the test)")
+    return {"a": a, "b": b, "diff": diff, "ci": ci, "p": p, "verdict": verdict}
 
 
 def _by_seed(a: Side, b: Side, seeds: list[int], level: float) -> dict:
@@ -134,9 +136,7 @@ def _by_seed(a: Side, b: Side, seeds: list[int], level: float) -> dict:
         if not (np.isfinite(va).all() and np.isfinite(vb).all()):
             continue
         d = stats.mean_interval(vb - va, level)
-        p = stats.sign_flip_p(vb - va)
-        out[name] = {"a": float(va.mean()), "b": float(vb.mean()), "diff": d["mean"], "ci": d["ci"], "p": p,
-                     "verdict": _verdict(d["mean"], d["ci"], p, level)}
+        out[name] = _row(float(va.mean()), float(vb.mean()), d["mean"], d["ci"], stats.sign_flip_p(vb - va), level)
     return out
 
 
@@ -147,8 +147,8 @@ def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[stats.Resampler, d
     pa, pb = (read_predictions(run) for run in (a.runs[sa], b.runs[sb]))
     for run, out in ((a.runs[sa], pa), (b.runs[sb], pb)):
         if out is None:
-            raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions of "
-                             "both runs (written by 'avood run')")
+            raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions "
+                             "of both runs (written by 'avood run')")
     if not np.array_equal(pa["labels"], pb["labels"]) or any(
             not np.array_equal(np.sort(pa[k]), np.sort(pb[k])) for k in ("seen_classes", "unseen_classes")):
         raise AvoodError(f"'{b.runs[sb] / 'predictions.npz'}' holds other test clips than "
@@ -176,10 +176,8 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
         diff = float(vb[name][0] - va[name][0])
         if not np.isfinite(diff) or not np.isfinite(d).all():
             continue
-        ci = stats.percentile_interval(d, level)
         p = min(1.0, 2.0 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (len(d) + 1))
-        out[name] = {"a": float(va[name][0]), "b": float(vb[name][0]), "diff": diff, "ci": ci, "p": p,
-                     "verdict": _verdict(diff, ci, p, level)}
+        out[name] = _row(float(va[name][0]), float(vb[name][0]), diff, stats.percentile_interval(d, level), p, level)
     return out
 
 
@@ -193,25 +191,23 @@ def compare(path_a: Path, path_b: Path, config_a: str | None = None, config_b: s
     if pairing == "seed" and len(common) < 2:
         raise AvoodError(f"--pair seed needs at least 2 seeds in both A and B (common: {common or 'none'}); "
                          "use --pair clip")
-    if pairing == "seed" or (pairing == "auto" and len(common) >= 2):
-        how, pairs = "seed", [(s, s) for s in common]
-        _check_same_task(a, b, pairs)
-        result = _by_seed(a, b, common, level)
+    by_seed = pairing == "seed" or (pairing == "auto" and len(common) >= 2)
+    if common:
+        pairs = [(s, s) for s in common]
+    elif len(a.runs) == 1 and len(b.runs) == 1:
+        pairs = [(next(iter(a.runs)), next(iter(b.runs)))]
+    else:
+        raise AvoodError(f"A (seeds {sorted(a.runs)}) and B (seeds {sorted(b.runs)}) share no seed; compare "
+                         "seed sets with the same seeds, or one run folder of each")
+    _check_same_task(a, b, pairs)
+    if by_seed:
+        how, result = "seed", _by_seed(a, b, common, level)
         interval = f"Student t interval of the mean paired difference over {len(common)} seeds"
         p_method = (f"exact two-sided sign-flip permutation test over the {2 ** len(common)} sign patterns "
                     f"(smallest attainable p: {2 / 2 ** len(common):.3g})" if len(common) <= stats.EXACT_FLIPS else
                     f"two-sided sign-flip permutation test, {stats.FLIP_DRAWS} random sign patterns (seed 0)")
     else:
-        if common:
-            pairs = [(s, s) for s in common]
-        elif len(a.runs) == 1 and len(b.runs) == 1:
-            pairs = [(next(iter(a.runs)), next(iter(b.runs)))]
-        else:
-            raise AvoodError(f"A (seeds {sorted(a.runs)}) and B (seeds {sorted(b.runs)}) share no seed; compare "
-                             "seed sets with the same seeds, or one run folder of each")
-        how = "clip"
-        _check_same_task(a, b, pairs)
-        result = _by_clip(a, b, pairs, level, resamples, seed)
+        how, result = "clip", _by_clip(a, b, pairs, level, resamples, seed)
         interval = (f"percentile interval of {resamples} paired stratified bootstrap resamples of the test clips "
                     f"(seed {seed})" + (f", difference averaged over {len(pairs)} seed pairs" if len(pairs) > 1 else ""))
         p_method = "paired bootstrap: twice the share of resampled differences on the far side of 0 (+1 corrected)"

@@ -72,16 +72,10 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
     seconds = time.perf_counter() - start
     out = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
     labels = out["labels"][idx]
-    arrays = {
-        "coords": coords,
-        "indices": idx,
-        "is_seen": np.isin(labels, out["seen_classes"]),
-        "correct": out["pred"][idx] == labels,
-        **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
-        "seed": np.int64(seed),
-        "cap": np.int64(cap),
-        "seconds": np.float64(seconds),
-    }
+    arrays = {"coords": coords, "indices": idx, "is_seen": np.isin(labels, out["seen_classes"]),
+              "correct": out["pred"][idx] == labels,
+              **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
+              "seed": np.int64(seed), "cap": np.int64(cap), "seconds": np.float64(seconds)}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -120,15 +114,13 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None, ci: dict) -> list[list[str]]:
-    rows = [["AV-OOD (gated, detector's own threshold)", *(ci_cell(m.get(k), ci.get(k)) for k in ("S", "U", "HM"))]]
     b = m.get("baseline_no_gate") or {}
-    rows.append(["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))])
-    if op:
-        rows.append([f"gated at TPR = 60 % (threshold {op['threshold']:.4g}; Table 2 protocol)",
-                     *(num(op[k]) for k in ("S", "U", "HM"))])
-    if best:
-        rows.append([f"best HM of the sweep (threshold {best['threshold']:.4g}; test-set oracle, not a result)",
-                     *(num(best[k]) for k in ("S", "U", "HM"))])
+    rows = [["AV-OOD (gated, detector's own threshold)", *(ci_cell(m.get(k), ci.get(k)) for k in ("S", "U", "HM"))],
+            ["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))]]
+    for label, at in (("gated at TPR = 60 % (threshold {:.4g}; Table 2 protocol)", op),
+                      ("best HM of the sweep (threshold {:.4g}; test-set oracle, not a result)", best)):
+        if at:
+            rows.append([label.format(at["threshold"]), *(num(at[k]) for k in ("S", "U", "HM"))])
     return rows
 
 
@@ -157,21 +149,16 @@ def _seed_blocks(seeds: dict) -> list:
                     f"mean ± sample standard deviation (ddof = {seeds.get('std_ddof', 1)}) [{stats.T_METHOD}, "
                     f"{100 * seeds.get('ci_level', stats.LEVEL):.0f} %], in percent except the threshold; one seed "
                     "has no std and no interval.")]
-    rows = []
-    for name, path in _SEED_METRICS:
-        entry = seed_stats(seeds, path)
-        if entry["mean"] is None:
-            continue
-        fmt = ".4g" if path.endswith("threshold") else ".2f"
-        rows.append([name, stats.format_interval(entry, fmt, ".4g" if fmt == ".4g" else ".1f")])
-    blocks.append(("table", ["metric", "mean ± std [95 % interval of the mean] (n)"], rows))
+    fmts = lambda path: (".4g", ".4g") if path.endswith("threshold") else (".2f", ".1f")  # noqa: E731  (value, ci)
+    entries = [(name, path, seed_stats(seeds, path)) for name, path in _SEED_METRICS]
+    blocks.append(("table", ["metric", "mean ± std [95 % interval of the mean] (n)"],
+                   [[name, stats.format_interval(e, *fmts(path))] for name, path, e in entries
+                    if e["mean"] is not None]))
     if per:
         cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
-        blocks.append(("h3", "Per seed"))
-        blocks.append(("table", ["seed", *(c[0] for c in cols)],
-                       [[str(p.get("seed")), *(num(_get(p.get("metrics"), c[1]),
-                                                   ".4g" if c[1].endswith("threshold") else ".2f") for c in cols)]
-                        for p in per]))
+        blocks += [("h3", "Per seed"), ("table", ["seed", *(c[0] for c in cols)],
+                                        [[str(p.get("seed")), *(num(_get(p.get("metrics"), path), fmts(path)[0])
+                                                                for _, path in cols)] for p in per])]
     return blocks
 
 
@@ -210,7 +197,8 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         labels = out["labels"]
         is_seen = np.isin(labels, out["seen_classes"])
         name, thr = comps.get("detector", "gate"), float(out["threshold"])
-        at = (metrics.fpr_at_threshold(out["score"], is_seen, thr), metrics.tpr_at_threshold(out["score"], is_seen, thr))
+        at = (metrics.fpr_at_threshold(out["score"], is_seen, thr),
+              metrics.tpr_at_threshold(out["score"], is_seen, thr))
         plots.plot_roc({name: (-out["score"].astype(np.float64), is_seen)}, fig_dir / "roc", {name: at})
         made["roc"] = (f"ROC of the gate '{name}' over all thresholds (seen = positive); the dot is its own "
                        f"threshold (FPR {at[0]:.2f} %, TPR {at[1]:.2f} %).")
