@@ -248,10 +248,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     parts.append((rows, two["fit_wall_s"]))
     measured, full = (sum(x) for x in zip(*(span(r, w) for r, w in parts)))
     record.update({
-        "stages": rows,
-        "jobs": opts.jobs,
-        "fit_wall_s": two["fit_wall_s"],
-        "idle": two["idle"],
+        "stages": rows, "jobs": opts.jobs, "fit_wall_s": two["fit_wall_s"], "idle": two["idle"],
         "precision": {k: rows[k].get("precision") for k in FIT_ORDER if k in rows},
         "total_wall_s": total,
         "total_cpu_s": sum(r["cpu_s"] or 0.0 for part, _ in parts for r in part.values()),
@@ -263,8 +260,7 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
         **({"profile_top_ops": meter.profiles} if meter.profiles else {}),
         "metrics": _headline(two["metrics"]),
         "params": {k: {"name": config.component(k).name, **config.component(k).params} for k in FIT_ORDER},
-        "syn_num": config.syn_num,
-        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        "syn_num": config.syn_num, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
     })
     return record
 
@@ -296,26 +292,24 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
     else:
         set_threads()
     out = Path(opts.out)
-    result: dict[str, Any] = {
-        "avood_bench": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv) if sys.argv and "avood" in Path(sys.argv[0]).name else None,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-        "machine": machine_info(opts.device),
-        "datasets": {},
-    }
 
-    def write() -> None:
+    def write(result: dict[str, Any]) -> None:
         atomic_write_json(out / "bench.json", result)
         atomic_write_text(out / "bench.md", render_markdown(result))
 
     try:
         out.mkdir(parents=True, exist_ok=True)
+        result: dict[str, Any] = {
+            "avood_bench": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv) if sys.argv and "avood" in Path(sys.argv[0]).name else None,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+            "machine": machine_info(opts.device), "datasets": {},
+        }
         for dataset in opts.datasets:
             result["datasets"][dataset] = bench_dataset(dataset, opts, log)
-            write()  # partial results survive a later failure
+            write(result)  # partial results survive a later failure
         result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-        write()
+        write(result)
         return result
     finally:
         torch.set_num_threads(threads_before)

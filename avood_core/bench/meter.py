@@ -62,9 +62,8 @@ class Meter(Callback):
                  sync: Callable[[], None] = lambda: None) -> None:
         self.sync, self.skip = sync, frozenset()
         self.rows: dict[str, dict[str, Any]] = {}
-        self.hwm_reset = _reset_hwm()
         # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
-        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
+        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if _reset_hwm()
                            else "ru_maxrss: the process peak so far, not reset per stage")
         self.profile_dir, self.prefix = profile_dir, prefix
         self.profiles: dict[str, list[dict[str, Any]]] = {}
@@ -178,28 +177,19 @@ def machine_info(device: str) -> dict[str, Any]:
 
     mem = _proc_field("/proc/meminfo", "MemTotal:")
     info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        "platform": platform.platform(), "python": platform.python_version(),
         "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable_cores(),
-        "cpu_flags": [f for f in ISA_FLAGS if f in (cpu_flags() or set())],
-        "isa": isa_info(device),
+        "cpu_count": os.cpu_count(), "cpus_usable": usable_cores(),
+        "cpu_flags": [f for f in ISA_FLAGS if f in (cpu_flags() or set())], "isa": isa_info(device),
         "memory_gb": round(int(mem.split()[0]) / 1024**2, 1) if mem else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "device": device,
-        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "avood": __version__,
-        "git": _git_state(),
+        **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+        "mkldnn": bool(torch.backends.mkldnn.is_available()), "device": device,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()], "avood": __version__, "git": _git_state(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-        info["cuda_version"] = torch.version.cuda
+        info.update(cuda_device=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda)
     return info
 
 

@@ -167,7 +167,7 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
         return ({k: np.mean([ma[k] for ma, _ in per], axis=0) for k in METRICS},
                 {k: np.mean([mb[k] for _, mb in per], axis=0) for k in METRICS})
 
-    va, vb = values([lay.ones() for lay, _, _ in triples])
+    va, vb = values([np.ones((len(lay.labels), 1)) for lay, _, _ in triples])  # the test splits themselves
     rng = stats.rng_for(seed)
     resampled = [values(list(blocks)) for blocks in zip(*(lay.counts(resamples, rng) for lay, _, _ in triples))]
     out = {}

@@ -136,11 +136,8 @@ def sweep_thresholds(ood_score, n: int = 200, include: Iterable[float] = ()) -> 
     extra = [float(x) for x in include if np.isfinite(x)]
     if len(s) == 0:
         return np.unique(np.asarray(extra, dtype=np.float64))
-    if spans_decades(s):
-        pos = s[s > 0]
-        grid = np.geomspace(pos.min(), pos.max(), n)
-    else:
-        grid = np.linspace(s.min(), s.max(), n)
+    pos = s[s > 0]
+    grid = np.geomspace(pos.min(), pos.max(), n) if spans_decades(s) else np.linspace(s.min(), s.max(), n)
     return np.unique(np.r_[grid, np.nextafter(s.max(), np.inf), extra])
 
 
@@ -175,14 +172,13 @@ def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
     hu = _np(outputs["unseen_pred"]) == labels
     s = _branch_accuracy(labels, is_seen, score, hs, hu, t)
     u = _branch_accuracy(labels, is_unseen, score, hs, hu, t)
-    hm = hm_array(s, u)
 
     def rate(mask):
         if not mask.any():
             return np.full(len(t), np.nan)
         return 100.0 * np.searchsorted(np.sort(score[mask]), t, side="left") / mask.sum()
 
-    return {"threshold": t, "S": s, "U": u, "HM": hm, "TPR": rate(is_seen), "FPR": rate(~is_seen)}
+    return {"threshold": t, "S": s, "U": u, "HM": hm_array(s, u), "TPR": rate(is_seen), "FPR": rate(~is_seen)}
 
 
 def operating_point(outputs: dict, tpr_target: float = 0.6) -> dict[str, float]:

@@ -47,23 +47,6 @@ def md_table(header: list, rows: list, align: str = "") -> str:
     return "\n".join(lines + ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows])
 
 
-def render_markdown(blocks: list) -> str:
-    out = []
-    for kind, *a in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + a[0])
-        elif kind == "p":
-            out.append(a[0])
-        elif kind == "table":
-            out.append(md_table(*a))
-        elif kind == "code":
-            out.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
-        elif kind == "figure":
-            rel, caption = a
-            out.append(f"![{caption}]({rel}.png)\n\n*{caption}* ([SVG]({rel}.svg))")
-    return "\n\n".join(out) + "\n"
-
-
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:980px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.25em .6em}td:not(:first-child),th:not(:first-child){text-align:right}
@@ -71,26 +54,32 @@ th{background:#f3f3f3}pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-s
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{font-style:italic;color:#555}"""
 
 
-def render_html(blocks: list, run_dir: Path, title: str) -> str:
+def render(blocks: list, run_dir: Path, title: str) -> tuple[str, str]:
+    """The markdown and the self-contained HTML (figures' PNGs from ``run_dir`` embedded) of ``blocks``."""
     e = html.escape
-    out = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
+    md, out = [], [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+                   f"<style>{_CSS}</style></head><body>"]
     for kind, *a in blocks:
         if kind in ("h1", "h2", "h3"):
+            md.append("#" * int(kind[1]) + " " + a[0])
             out.append(f"<{kind}>{e(a[0])}</{kind}>")
         elif kind == "p":
+            md.append(a[0])
             out.append(f"<p>{e(a[0])}</p>")
         elif kind == "table":
             header, rows = a
+            md.append(md_table(header, rows))
             out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>")
             out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
             out.append("</table>")
         elif kind == "code":
+            md.append(f"```{a[1]}\n{a[0].rstrip()}\n```")
             out.append(f"<pre><code>{e(a[0].rstrip())}</code></pre>")
         elif kind == "figure":
             rel, caption = a
+            md.append(f"![{caption}]({rel}.png)\n\n*{caption}* ([SVG]({rel}.svg))")
             data = base64.b64encode((run_dir / f"{rel}.png").read_bytes()).decode("ascii")
             out.append(f"<figure><img alt=\"{e(caption)}\" src=\"data:image/png;base64,{data}\">"
                        f"<figcaption>{e(caption)}</figcaption></figure>")
     out.append("</body></html>\n")
-    return "\n".join(out)
+    return "\n\n".join(md) + "\n", "\n".join(out)

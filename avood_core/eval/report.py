@@ -16,7 +16,7 @@ import numpy as np
 from avood_core.eval import metrics, stats
 from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
-from avood_core.eval.render import ci_cell, finite, interval, num, render_html, render_markdown
+from avood_core.eval.render import ci_cell, finite, interval, num, render
 from avood_core.util.io import atomic_write, atomic_write_text
 from avood_core.util.paths import check_name, contained
 
@@ -295,6 +295,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     rows.append(["report figures and tables (this report)", num(time.perf_counter() - started, ".3f"), ""])
     blocks += [("h2", "Timings"), ("table", ["stage", "seconds", "% of total"], rows)]
 
-    md_path = atomic_write_text(run_dir / "report.md", render_markdown(blocks))
-    html_path = atomic_write_text(run_dir / "report.html", render_html(blocks, run_dir, title))
+    md, page = render(blocks, run_dir, title)
+    md_path = atomic_write_text(run_dir / "report.md", md)
+    html_path = atomic_write_text(run_dir / "report.html", page)
     return md_path, html_path

@@ -93,10 +93,6 @@ class Resampler:
                 block[s:s + n] = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T
             yield block
 
-    def ones(self) -> np.ndarray:
-        """The one "resample" that is the test split itself."""
-        return np.ones((len(self.labels), 1))
-
     def prepare(self, outputs: dict) -> dict:
         """The per-clip arrays of ``outputs`` (``Pipeline.outputs`` / predictions.npz) in class order."""
         if not np.array_equal(_np(outputs["labels"]).astype(np.int64)[self.order], self.labels):
