@@ -255,7 +255,8 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                        "values": row_values(name, scores, outputs), "metrics": scores,
                        "wall_s": time.perf_counter() - row_start, "components_fitted": fitted() - fits_before}
             if paper:
-                done[i]["paper"] = table1.paper_values(paper[0], row.label)
+                figures = table1.PAPER_TABLE1.get(paper[0], {}).get(row.label)
+                done[i]["paper"] = None if figures is None else dict(zip(table1.METRICS, figures))
             if name == "gates":
                 import numpy as np
 

@@ -85,11 +85,6 @@ def paper_dataset(config) -> tuple[str, str]:
                    "AV-OOD are not the paper's (run Table 1 on the benchmark, --data ROOT, for those)")
 
 
-def paper_values(dataset: str, label: str) -> dict[str, float] | None:
-    figures = PAPER_TABLE1.get(dataset, {}).get(label)
-    return None if figures is None else dict(zip(METRICS, figures))
-
-
 def fmt(v: Any) -> str:
     """A table cell: two decimals, ``–`` for a missing or NaN value."""
     return "–" if v is None or v != v else f"{v:.2f}"

@@ -16,6 +16,7 @@ import numpy as np
 from avood_core.errors import AvoodError
 from avood_core.eval import stats
 from avood_core.eval.render import md_table
+from avood_core.eval.report import get_path
 from avood_core.util.json_read import read_json
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
@@ -38,9 +39,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _metric(m: dict, path: str) -> float:
-    for key in path.split("."):
-        m = m.get(key) if isinstance(m, dict) else None
-    return float(m) if isinstance(m, (int, float)) and not isinstance(m, bool) else float("nan")
+    v = get_path(m, path)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
 def load_side(path: Path, config: str | None = None) -> Side:

@@ -57,9 +57,9 @@ def seeds_section(per_seed: list[dict]) -> dict:
 def seed_stats(section: dict, path: str) -> dict:
     """``{"n", "mean", "std", "ci"}`` of one metric (``"gate.AUROC"``) of a seeds section (std, ci None for one seed)."""
     n = section.get("n") or len(section.get("per_seed") or section.get("seeds") or [])
-    return {"n": n, "mean": _get(section.get("mean"), path),
-            "std": _get(section.get("std"), path) if n > 1 else None,
-            "ci": interval(_get(section.get("ci"), path)) if n > 1 else None}
+    return {"n": n, "mean": get_path(section.get("mean"), path),
+            "std": get_path(section.get("std"), path) if n > 1 else None,
+            "ci": interval(get_path(section.get("ci"), path)) if n > 1 else None}
 
 
 def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path:
@@ -97,20 +97,16 @@ def _check_note(recomputed: dict, stored: dict) -> str:
     return "WARNING: S, U or HM recomputed from predictions.npz differ from results.json."
 
 
-def _get(d: dict | None, path: str) -> Any:
+def get_path(d: dict | None, path: str) -> Any:
+    """``d["gate"]["AUROC"]`` for ``"gate.AUROC"``; None where a step is missing."""
     for key in path.split("."):
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
+        d = d.get(key) if isinstance(d, dict) else None
     return d
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        rows += _flatten(v, key + ".") if isinstance(v, dict) else [(key, v)]
-    return rows
+    return [kv for k, v in d.items()
+            for kv in (_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)])]
 
 
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None, ci: dict) -> list[list[str]]:
@@ -155,9 +151,9 @@ def _seed_blocks(seeds: dict) -> list:
                    [[name, stats.format_interval(e, *fmts(path))] for name, path, e in entries
                     if e["mean"] is not None]))
     if per:
-        cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
+        cols = [c for c in _SEED_METRICS if any(get_path(p.get("metrics"), c[1]) is not None for p in per)][:9]
         blocks += [("h3", "Per seed"), ("table", ["seed", *(c[0] for c in cols)],
-                                        [[str(p.get("seed")), *(num(_get(p.get("metrics"), path), fmts(path)[0])
+                                        [[str(p.get("seed")), *(num(get_path(p.get("metrics"), path), fmts(path)[0])
                                                                 for _, path in cols)] for p in per])]
     return blocks
 
