@@ -59,23 +59,17 @@ def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
     config = resolve(build_config(overrides=sets + list(opts.overrides), preset=dataset))
     source = f"preset '{dataset}'"
     if opts.precision is not None:
+        from avood_core.registry import get_registry
+
         update = {}
         for kind in FIT_ORDER:
             spec = config.component(kind)
-            if "precision" in spec.params and _accepts(kind, spec.name, opts.precision):
+            field_ = get_registry().component_class(kind, spec.name).Params.model_fields.get("precision")
+            # "auto" only where the plugin's precision takes it (the generator and cross_attention)
+            if "precision" in spec.params and (opts.precision != "auto" or "auto" in str(field_ and field_.annotation)):
                 update[kind] = spec.model_copy(update={"params": {**spec.params, "precision": opts.precision}})
         config = resolve(config.model_copy(update=update))
     return config, source
-
-
-def _accepts(kind: str, name: str, precision: str) -> bool:
-    """Whether plugin ``kind``/``name`` takes ``precision`` ("auto" only the generator and cross_attention do)."""
-    if precision != "auto":
-        return True
-    from avood_core.registry import get_registry
-
-    field_ = get_registry().component_class(kind, name).Params.model_fields.get("precision")
-    return field_ is not None and "auto" in str(field_.annotation)
 
 
 def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:

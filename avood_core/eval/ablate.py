@@ -264,11 +264,9 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                 curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
                 points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
         rows = [done[i] for i in range(len(ablation.rows))]
-        if base.data.source == "benchmark":
-            source = f"benchmark {base.data.dataset} ({base.data.path})" + (
-                ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
-        else:
-            source = f"embedded synthetic task (scale {base.data.scale})"
+        source = (f"benchmark {base.data.dataset} ({base.data.path})" + (
+            ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
+            if base.data.source == "benchmark" else f"embedded synthetic task (scale {base.data.scale})")
         caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
         table = (table1.markdown(ablation.title, rows, caption, paper[1]) if paper
                  else markdown_table(ablation, rows, caption))
