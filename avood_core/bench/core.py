@@ -136,12 +136,12 @@ def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, 
     for name in (n for n in STAGES if n in meter.rows):
         row, f = meter.rows[name], factors.get(name, 1.0)
         comp = pipeline.components.get(name) if name in FIT_ORDER else None
-        # None: a component that does not train
-        steps, samples = (comp.stats.steps or None, comp.stats.samples or None) if comp else (None, None)
+        stats = comp.stats if comp is not None else None  # steps, samples None: a component that does not train
+        steps, samples = (stats.steps or None, stats.samples or None) if stats is not None else (None, None)
         rate = lambda n: n / row["wall_s"] if n and row["wall_s"] > 0 else None  # noqa: E731
+        # precision: of the training matmuls (inference is fp32)
         rows[name] = {**row, "steps": steps, "samples": samples, "steps_per_s": rate(steps),
-                      "samples_per_s": rate(samples),
-                      "precision": precision_of(comp) if comp else None,  # training matmuls; inference is fp32
+                      "samples_per_s": rate(samples), "precision": precision_of(comp) if comp is not None else None,
                       "epochs_factor": f, "full_wall_s": row["wall_s"] / f,
                       "full_cpu_s": row["cpu_s"] / f if row["cpu_s"] is not None else None}
     for row in rows.values():
