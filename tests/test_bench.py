@@ -113,7 +113,7 @@ def test_assist_line_names_the_steps_and_when_it_began():
 
 def test_assisted_full_wall_joins_when_the_main_paths_full_epochs_end():
     """Scaled x0.1: the worker steps alone at 10/s until the main path's full-epochs end, then at 20/s."""
-    from avood_core.bench.extrapolate import assisted_full_wall
+    from avood_core.bench.core import assisted_full_wall
 
     rows = {"load": {"wall_s": 1.0, "full_wall_s": 1.0},
             "generator": {"wall_s": 8.0, "full_wall_s": 80.0},

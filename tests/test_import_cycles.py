@@ -19,13 +19,13 @@ PACKAGES = {"avood_core": ROOT / "avood_core", "avood_plugins": ROOT / "plugins"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("util", "errors", "limits", "strict", "hookspecs")),
     ("contract", ("protocols", "task", "stages", "callbacks", "registry", "fusion")),
-    ("numerics", ("data", "train", "eval.metrics", "eval.stats", "eval.bootstrap", "bench.meter",
+    ("numerics", ("data", "train", "eval.metrics", "eval.stats", "bench.meter",
                   "run.files", "run.tracking")),
     ("config", ("config", "recipe")),
     ("pipeline", ("pipeline", "testing", "eval", "run.folder")),
     ("executor", ("executor",)),
     ("run", ("run",)),
-    ("experiments", ("sweep", "eval.ablate", "eval.ablate_seeds", "eval.ablate_table1",
+    ("experiments", ("sweep", "eval.ablate", "eval.ablate_table1",
                      "bench")),
     ("cli", ("cli",)),
 )

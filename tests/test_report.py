@@ -157,7 +157,7 @@ def test_seeds_section_and_its_rendering(run_folder, tmp_path):
 
 
 def test_report_shows_the_bootstrap_intervals(run_folder, tmp_path):
-    from avood_core.eval.bootstrap import bootstrap_intervals
+    from avood_core.eval.stats import bootstrap_intervals
 
     run = _copy(run_folder, tmp_path, drop=("tsne.npz",))
     base = json.loads((run / "results.json").read_text())

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from avood_core.errors import AvoodError
-from avood_core.eval import bootstrap, compare, metrics, stats
+from avood_core.eval import compare, metrics, stats
 from avood_core.pipeline import scores_from_outputs
 
 
@@ -82,14 +82,14 @@ def test_resampled_metrics_are_the_metrics_of_the_resampled_clips():
     """A count vector w is the data set that repeats clip i w_i times: every resampled metric equals
     metrics.py's on that data set (ties in the score included), and w = 1 is the run itself."""
     out = outputs(np.random.default_rng(1))
-    layout = bootstrap.Resampler(out["labels"], out["seen_classes"], out["unseen_classes"])
+    layout = stats.Resampler(out["labels"], out["seen_classes"], out["unseen_classes"])
     prepared = layout.prepare(out)
     full = scores_from_outputs({k: __import__("torch").as_tensor(v) for k, v in out.items()})
-    one = layout.metrics(prepared, layout.ones())
+    one = layout.metrics(prepared, np.ones((len(layout.labels), 1)))  # the test split itself
     for key in ("S", "U", "HM", "ZSL"):
         assert one[key][0] == pytest.approx(full[key], abs=1e-9)
     assert one["AUROC"][0] == pytest.approx(full["gate"]["AUROC"], abs=1e-9)
-    counts = next(layout.counts(3, bootstrap.rng_for(7)))
+    counts = next(layout.counts(3, stats.rng_for(7)))
     assert (np.add.reduceat(counts, layout.starts, axis=0) == layout.sizes[:, None]).all()  # n_c draws per class
     got = layout.metrics(prepared, counts)
     for r in range(3):
@@ -111,7 +111,7 @@ def test_bootstrap_interval_of_a_known_accuracy_covers_it_with_the_normal_width(
     covered, ratios = 0, []
     for trial in range(60):
         out = outputs(rng, n_seen=10, n_unseen=10, per_class=40, seen_acc=0.6, unseen_acc=0.3, ties=False)
-        ci = bootstrap.bootstrap_intervals(out, seed=trial, resamples=400)
+        ci = stats.bootstrap_intervals(out, seed=trial, resamples=400)
         covered += ci["S"][0] <= 60.0 <= ci["S"][1]
         seen = np.isin(out["labels"], out["seen_classes"])
         acc = np.array([np.mean(out["pred"][out["labels"] == c] == c) for c in out["seen_classes"]])
@@ -124,11 +124,11 @@ def test_bootstrap_interval_of_a_known_accuracy_covers_it_with_the_normal_width(
 
 def test_bootstrap_is_deterministic_and_brackets_the_run():
     out = outputs(np.random.default_rng(2), n_seen=30, n_unseen=21, per_class=36)
-    a, b = bootstrap.bootstrap_intervals(out, 5), bootstrap.bootstrap_intervals(out, 5)
-    assert a == b and a["resamples"] == 1000 and a["method"] == bootstrap.METHOD
-    assert bootstrap.bootstrap_intervals(out, 6)["HM"] != a["HM"]
-    assert bootstrap.bootstrap_intervals(out, -3) == bootstrap.bootstrap_intervals(out, -3)  # any 64-bit seed
-    for key in bootstrap.KEYS:
+    a, b = stats.bootstrap_intervals(out, 5), stats.bootstrap_intervals(out, 5)
+    assert a == b and a["resamples"] == 1000 and a["method"] == stats.METHOD
+    assert stats.bootstrap_intervals(out, 6)["HM"] != a["HM"]
+    assert stats.bootstrap_intervals(out, -3) == stats.bootstrap_intervals(out, -3)  # any 64-bit seed
+    for key in stats.KEYS:
         assert a[key][0] < a[key][1]
     full = scores_from_outputs({k: __import__("torch").as_tensor(v) for k, v in out.items()})
     assert a["HM"][0] < full["HM"] < a["HM"][1]
@@ -247,7 +247,7 @@ def test_compare_sweep_rows_and_malformed_folders(tmp_path):
 def test_ablate_seeds_cells_use_the_same_interval():
     from types import SimpleNamespace
 
-    from avood_core.eval.ablate_seeds import aggregate, markdown
+    from avood_core.eval.ablate import aggregate, seeds_markdown as markdown
 
     ablation = SimpleNamespace(rows=[SimpleNamespace(label="entropy")], columns=["HM"], title="Table 2")
     three = aggregate(ablation, {s: [{"values": {"HM": hm}}] for s, hm in enumerate((26.53, 27.08, 24.86))})
@@ -264,7 +264,7 @@ def test_printed_summary_shows_intervals_and_n():
     out = outputs(np.random.default_rng(8))
     m = scores_from_outputs({k: __import__("torch").as_tensor(v) for k, v in out.items()})
     m["gate"]["threshold"] = 0.6
-    ci = bootstrap.bootstrap_intervals(out, 0, resamples=200)
+    ci = stats.bootstrap_intervals(out, 0, resamples=200)
     text = format_summary({"metrics": m, "metrics_ci": ci})
     assert f"{m['HM']:.2f} [{ci['HM'][0]:.1f}, {ci['HM'][1]:.1f}]" in text
     assert f"gate AUROC {m['gate']['AUROC']:.2f} [{ci['AUROC'][0]:.1f}, {ci['AUROC'][1]:.1f}]" in text

@@ -180,7 +180,7 @@ def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
 def test_ablate_seeds_run_as_jobs_and_keep_the_shared_fits(tmp_path):
     from test_ablate import TINY as TINY_ABLATE
 
-    from avood_core.eval.ablate_seeds import run_ablation_seeds
+    from avood_core.eval.ablate import run_ablation_seeds
     from avood_core.config import assemble_config
 
     data = assemble_config(overrides=[*TINY_ABLATE, f"output_dir={json.dumps(str(tmp_path))}"])

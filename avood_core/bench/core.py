@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench.extrapolate import assisted_full_wall, scale_epochs, span
-from avood_core.bench.meter import STAGES, Meter, StageMeter, idle_cores, machine_info, precision_of, usable_cores
+from avood_core.bench.meter import (STAGES, Meter, idle_cores, machine_info, main_rows, precision_of,
+                                    usable_cores)
 from avood_core.bench.report import render_markdown
 from avood_core.errors import AvoodError
 from avood_core.stages import FIT_ORDER
@@ -59,23 +59,17 @@ def bench_config(dataset: str, tree_root: Path, opts: BenchOptions):
     config = resolve(build_config(overrides=sets + list(opts.overrides), preset=dataset))
     source = f"preset '{dataset}'"
     if opts.precision is not None:
+        from avood_core.registry import get_registry
+
         update = {}
         for kind in FIT_ORDER:
             spec = config.component(kind)
-            if "precision" in spec.params and _accepts(kind, spec.name, opts.precision):
+            field_ = get_registry().component_class(kind, spec.name).Params.model_fields.get("precision")
+            # "auto" only where the plugin's precision takes it (the generator and cross_attention)
+            if "precision" in spec.params and (opts.precision != "auto" or "auto" in str(field_ and field_.annotation)):
                 update[kind] = spec.model_copy(update={"params": {**spec.params, "precision": opts.precision}})
         config = resolve(config.model_copy(update=update))
     return config, source
-
-
-def _accepts(kind: str, name: str, precision: str) -> bool:
-    """Whether plugin ``kind``/``name`` takes ``precision`` ("auto" only the generator and cross_attention do)."""
-    if precision != "auto":
-        return True
-    from avood_core.registry import get_registry
-
-    field_ = get_registry().component_class(kind, name).Params.model_fields.get("precision")
-    return field_ is not None and "auto" in str(field_.annotation)
 
 
 def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
@@ -108,14 +102,16 @@ def tree_for(dataset: str, opts: BenchOptions, log: Callable[[str], None]) -> tu
     return root, info
 
 
-def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callable[[], None],
-                  jobs: int = 1) -> tuple[float, float]:
-    """Fit under the meter (:class:`StageMeter`; worker-fitted kinds get the worker's own figures);
-    return the fit's wall s and the main process's CPU s."""
-    offload = pipeline.worker_kinds(jobs)
+def _fit_measured(config, task, meter: Meter, device, factors: dict[str, float], jobs: int = 1) -> dict[str, Any]:
+    """Fit and evaluate one stage's pipeline under ``meter`` (worker-fitted kinds get the worker's own figures):
+    ``{"pipeline", "metrics", "rows", "fit_wall_s", "idle"}``."""
+    from avood_core.run.fitting import build_pipeline
+
+    pipeline = build_pipeline(config)
+    offload = meter.skip = frozenset(pipeline.worker_kinds(jobs))
     start, cpu0 = time.perf_counter(), time.process_time()
-    pipeline.fit(task, device=device, seed=seed, progress=None, jobs=jobs,
-                 callbacks=[StageMeter(meter, sync, skip=offload)], every_n_steps=0)
+    pipeline.fit(task, device=device, seed=config.seed, progress=None, jobs=jobs,
+                 callbacks=[meter], every_n_steps=0)
     fit_wall, fit_cpu = time.perf_counter() - start, time.process_time() - cpu0
     for kind in offload:
         info = pipeline.worker_info.get(kind)
@@ -129,39 +125,92 @@ def _fit_measured(pipeline, task, meter: Meter, device, seed: int, sync: Callabl
                             "worker_end_s": info["end_s"]}
         if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.train.strategy)
             meter.rows[kind]["assist"] = info["assist"]
-    return fit_wall, fit_cpu
+    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics)
+    rows = _stage_rows(meter, pipeline, factors)
+    return {"pipeline": pipeline, "metrics": metrics, "rows": rows, "fit_wall_s": fit_wall,
+            "idle": idle_cores(rows, fit_wall, fit_cpu, usable_cores())}
 
 
 def _stage_rows(meter: Meter, pipeline, factors: dict[str, float]) -> dict[str, dict[str, Any]]:
     rows = {}
-    for name in STAGES:
-        if name not in meter.rows:
-            continue
-        row = dict(meter.rows[name])
+    for name in (n for n in STAGES if n in meter.rows):
+        row, f = meter.rows[name], factors.get(name, 1.0)
         comp = pipeline.components.get(name) if name in FIT_ORDER else None
-        steps = (comp.stats.steps or None) if comp is not None else None  # None: a component that does not train
-        samples = (comp.stats.samples or None) if comp is not None else None
-        row["steps"] = steps
-        row["precision"] = precision_of(comp) if comp is not None else None  # training matmuls; inference is fp32
-        row["samples"] = samples
-        row["steps_per_s"] = steps / row["wall_s"] if steps and row["wall_s"] > 0 else None
-        row["samples_per_s"] = samples / row["wall_s"] if samples and row["wall_s"] > 0 else None
-        f = factors.get(name, 1.0)
-        row["epochs_factor"] = f
-        row["full_wall_s"] = row["wall_s"] / f
-        row["full_cpu_s"] = row["cpu_s"] / f if row["cpu_s"] is not None else None
-        rows[name] = row
+        stats = comp.stats if comp is not None else None  # steps, samples None: a component that does not train
+        steps, samples = (stats.steps or None, stats.samples or None) if stats is not None else (None, None)
+        rate = lambda n: n / row["wall_s"] if n and row["wall_s"] > 0 else None  # noqa: E731
+        # precision: of the training matmuls (inference is fp32)
+        rows[name] = {**row, "steps": steps, "samples": samples, "steps_per_s": rate(steps),
+                      "samples_per_s": rate(samples), "precision": precision_of(comp) if comp is not None else None,
+                      "epochs_factor": f, "full_wall_s": row["wall_s"] / f,
+                      "full_cpu_s": row["cpu_s"] / f if row["cpu_s"] is not None else None}
     for row in rows.values():
         if row.get("assist") and row["epochs_factor"] != 1.0:
             row["full_wall_s"] = assisted_full_wall(row, rows)
     return rows
 
 
+# Full-epoch figures of a scaled run: a stage's full wall is its measured wall over its exact epochs factor
+# (steps run / full steps), except an assisted worker stage (:func:`assisted_full_wall`).
+
+
+def scale_epochs(config, factor: float):
+    """Scale each component's epochs (at least 1) by ``factor``, and its ``batches_per_epoch`` to bring the
+    total steps closest to ``factor`` times; return (config, exact factor = steps run / full steps, per kind)."""
+    from avood_core.config import resolve
+
+    factors, update = {k: 1.0 for k in FIT_ORDER}, {}
+    if factor == 1.0:
+        return config, factors
+    for kind in FIT_ORDER:
+        spec = config.component(kind)
+        params = dict(spec.params)
+        if "epochs" not in params:
+            continue
+        epochs, bpe = int(params["epochs"]), int(params.get("batches_per_epoch", 1))
+        params["epochs"] = max(1, round(epochs * factor))
+        if "batches_per_epoch" in params:
+            params["batches_per_epoch"] = max(1, round(epochs * bpe * factor / params["epochs"]))
+        factors[kind] = params["epochs"] * params.get("batches_per_epoch", 1) / (epochs * bpe)
+        update[kind] = spec.model_copy(update={"params": params})
+    return resolve(config.model_copy(update=update)), factors
+
+
+def span(rows: dict[str, dict[str, Any]], fit_wall: float) -> tuple[float, float]:
+    """(measured, full-epochs) wall of load + fit + evaluation; the fit's full wall is the longest of the main
+    process's chain and each worker's path (start offset and overhead + its extrapolated fit)."""
+    outer = [r for n, r in rows.items() if n in ("load", "evaluation")]
+    workers = [r for r in rows.values() if "worker_end_s" in r]
+    main = main_rows(rows)
+    full_fit = max([sum(r["full_wall_s"] for r in main)]
+                   + [r["worker_end_s"] - r["wall_s"] + r["full_wall_s"] for r in workers])
+    measured = sum(r["wall_s"] for r in outer) + fit_wall
+    return measured, sum(r["full_wall_s"] for r in outer) + full_fit
+
+
+def assisted_full_wall(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> float:
+    """Full-epochs wall of an assisted worker stage (jobs = 2, avood_core.train.strategy): its solo rate until the
+    main process's full chain ends, then the assisted rate (dividing by the factor would keep the scaled run's share
+    of assisted steps)."""
+    a, f, steps = row["assist"], row["epochs_factor"], row["steps"]
+    solo_steps, solo_s = (steps or 0) - a["steps"], row["wall_s"] - a["wall_s"]
+    if solo_steps <= 0 or solo_s <= 0 or a["steps"] <= 0 or a["wall_s"] <= 0:
+        return row["full_wall_s"]  # no rate to extrapolate one of the phases from
+    main = main_rows(rows)
+    fit_start = row["worker_end_s"] - row["wall_s"]
+    join = sum(r["full_wall_s"] for r in main) + a["start_s"] - sum(r["wall_s"] for r in main) - fit_start
+    solo_rate, pair_rate, total = solo_steps / solo_s, a["steps"] / a["wall_s"], steps / f
+    if total <= solo_rate * join:
+        return total / solo_rate
+    join = max(join, 0.0)
+    return join + (total - solo_rate * join) / pair_rate
+
+
 def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write or reuse the tree, fit the pipeline stage by stage under the meter, return the record."""
     import torch
 
-    from avood_core.run.fitting import apply_selections, build_pipeline, build_tasks
+    from avood_core.run.fitting import apply_selections, build_tasks
     from avood_core.train.loops import resolve_device
 
     root, tree = tree_for(dataset, opts, log)
@@ -173,56 +222,39 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
                               "stages_run": "stage 1 + stage 2" if opts.stages == "both" else "stage 2 only",
                               "epochs_factor": factors}
     profile_dir = Path(opts.out) / "profile" if opts.profile else None
-    meter = Meter(profile_dir, f"{dataset}-")
+    meter = Meter(profile_dir, f"{dataset}-", sync)
     started = time.perf_counter()
     stage1, task = meter.measure("load", lambda: build_tasks(config))
     record["task"] = task.summary()
-    protocol: dict[str, Any] = {}
+    parts = []  # (stage rows, fit wall) of each protocol stage
     if stage1 is not None:
         log(f"bench {dataset}: stage 1 (fit on training, select on val)")
-        meter1 = Meter(profile_dir, f"{dataset}-stage1-")
-        pipe1 = build_pipeline(config)
-        fit1, cpu1 = _fit_measured(pipe1, stage1, meter1, device, config.seed, sync, opts.jobs)
-        metrics1 = meter1.measure("evaluation", lambda: pipe1.evaluate(stage1.test).metrics, sync)
-        config, selected = apply_selections(config, pipe1)
-        rows1 = _stage_rows(meter1, pipe1, factors)
-        protocol["stage1"] = {"stages": rows1, "selected": selected, "metrics_on_val": _headline(metrics1),
-                              "fit_wall_s": fit1, "idle": idle_cores(rows1, fit1, cpu1, usable_cores())}
+        one = _fit_measured(config, stage1, Meter(profile_dir, f"{dataset}-stage1-", sync), device, factors, opts.jobs)
+        config, selected = apply_selections(config, one["pipeline"])
+        record["protocol"] = {"stage1": {"stages": one["rows"], "selected": selected,
+                                         "metrics_on_val": _headline(one["metrics"]), "fit_wall_s": one["fit_wall_s"],
+                                         "idle": one["idle"]}}
+        parts.append((one["rows"], one["fit_wall_s"]))
     log(f"bench {dataset}: stage 2 (fit on train_val, report on test)")
-    pipeline = build_pipeline(config)
-    fit_wall, fit_cpu = _fit_measured(pipeline, task, meter, device, config.seed, sync, opts.jobs)
-    metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics, sync)
+    two = _fit_measured(config, task, meter, device, factors, opts.jobs)
     total = time.perf_counter() - started
-    rows = _stage_rows(meter, pipeline, factors)
-    stage_total, full_total = span(rows, fit_wall)
-    full_cpu = sum(r["full_cpu_s"] or 0.0 for r in rows.values())
-    cpu_total = sum(r["cpu_s"] or 0.0 for r in rows.values())
-    if "stage1" in protocol:
-        s1 = protocol["stage1"]["stages"]
-        measured1, full1 = span(s1, protocol["stage1"]["fit_wall_s"])
-        stage_total += measured1
-        full_total += full1
-        full_cpu += sum(r["full_cpu_s"] or 0.0 for r in s1.values())
-        cpu_total += sum(r["cpu_s"] or 0.0 for r in s1.values())
+    rows = two["rows"]
+    parts.append((rows, two["fit_wall_s"]))
+    measured, full = (sum(x) for x in zip(*(span(r, w) for r, w in parts)))
     record.update({
-        "stages": rows,
-        **({"protocol": protocol} if protocol else {}),
-        "jobs": opts.jobs,
-        "fit_wall_s": fit_wall,
-        "idle": idle_cores(rows, fit_wall, fit_cpu, usable_cores()),
+        "stages": rows, "jobs": opts.jobs, "fit_wall_s": two["fit_wall_s"], "idle": two["idle"],
         "precision": {k: rows[k].get("precision") for k in FIT_ORDER if k in rows},
         "total_wall_s": total,
-        "total_cpu_s": cpu_total,
-        "full_epochs_total_wall_s": full_total + (total - stage_total),
-        "full_epochs_total_cpu_s": full_cpu,
+        "total_cpu_s": sum(r["cpu_s"] or 0.0 for part, _ in parts for r in part.values()),
+        "full_epochs_total_wall_s": full + (total - measured),
+        "full_epochs_total_cpu_s": sum(r["full_cpu_s"] or 0.0 for part, _ in parts for r in part.values()),
         "peak_rss_mb": max(r["peak_rss_mb"] or 0.0 for r in rows.values() if "worker_end_s" not in r),
         "peak_rss_workers_mb": sum(r["peak_rss_mb"] or 0.0 for r in rows.values() if "worker_end_s" in r),
         "rss_method": meter.rss_method,
         **({"profile_top_ops": meter.profiles} if meter.profiles else {}),
-        "metrics": _headline(metrics),
+        "metrics": _headline(two["metrics"]),
         "params": {k: {"name": config.component(k).name, **config.component(k).params} for k in FIT_ORDER},
-        "syn_num": config.syn_num,
-        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        "syn_num": config.syn_num, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
     })
     return record
 
@@ -236,6 +268,8 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
     import torch
 
     from avood_core.train.loops import set_threads
+    from avood_core.util.io import atomic_write_json, atomic_write_text
+    from avood_core.util.paths import check_output_dir
 
     bad = [d for d in opts.datasets if d not in DATASETS]
     if bad or not opts.datasets:
@@ -244,8 +278,6 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         raise AvoodError(f"--epochs-scale must be positive, got {opts.epochs_scale}")
     if opts.stages not in ("2", "both"):
         raise AvoodError(f"--stages '{opts.stages}': use 2 (stage 2 only) or both")
-    from avood_core.util.paths import check_output_dir
-
     check_output_dir(opts.out, "-o/--output-dir")  # before any tree is written or anything trains
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch has not started OpenMP yet
     threads_before = torch.get_num_threads()
@@ -253,34 +285,27 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         torch.set_num_threads(opts.threads)
     else:
         set_threads()
+    out = Path(opts.out)
+
+    def write(result: dict[str, Any]) -> None:
+        atomic_write_json(out / "bench.json", result)
+        atomic_write_text(out / "bench.md", render_markdown(result))
+
     try:
-        return _run_all(opts, log)
+        out.mkdir(parents=True, exist_ok=True)
+        result: dict[str, Any] = {
+            "avood_bench": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv) if sys.argv and "avood" in Path(sys.argv[0]).name else None,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
+            "machine": machine_info(opts.device), "datasets": {},
+        }
+        for dataset in opts.datasets:
+            result["datasets"][dataset] = bench_dataset(dataset, opts, log)
+            write(result)  # partial results survive a later failure
+        result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        write(result)
+        return result
     finally:
         torch.set_num_threads(threads_before)
 
-
-def _run_all(opts: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "avood_bench": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv) if sys.argv and "avood" in Path(sys.argv[0]).name else None,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items()},
-        "machine": machine_info(opts.device),
-        "datasets": {},
-    }
-    for dataset in opts.datasets:
-        result["datasets"][dataset] = bench_dataset(dataset, opts, log)
-        _write(out, result)  # partial results survive a later failure
-    result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    _write(out, result)
-    return result
-
-
-def _write(out: Path, result: dict[str, Any]) -> None:
-    from avood_core.util.io import atomic_write_json, atomic_write_text
-
-    atomic_write_json(out / "bench.json", result)
-    atomic_write_text(out / "bench.md", render_markdown(result))
 

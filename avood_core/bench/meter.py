@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from avood_core.callbacks import Callback
 from avood_core.stages import FIT_STEPS
@@ -25,11 +25,6 @@ def _proc_field(path: str, key: str) -> str | None:
             return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), None)
     except OSError:
         return None
-
-
-def _read_hwm_kb() -> int | None:
-    hwm = _proc_field("/proc/self/status", "VmHWM:")
-    return int(hwm.split()[0]) if hwm else None
 
 
 def _reset_hwm() -> bool:
@@ -54,28 +49,31 @@ def _maxrss_mb() -> float | None:
 def peak_rss_mb() -> float | None:
     """This program's peak RSS in MB: ``VmHWM`` on Linux (since the last reset or exec), else ``ru_maxrss``
     (which in a fork + exec worker also counts the parent's memory at the fork)."""
-    hwm = _read_hwm_kb()
-    return round(hwm / 1024, 1) if hwm is not None else _maxrss_mb()
+    hwm = _proc_field("/proc/self/status", "VmHWM:")
+    return round(int(hwm.split()[0]) / 1024, 1) if hwm else _maxrss_mb()
 
 
-class Meter:
-    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average."""
+class Meter(Callback):
+    """Times stages: wall, CPU (all threads), peak RSS during the stage, load average; as a callback, each stage
+    fitted in this process and the synthesis (not the kinds in ``skip``, fitted in worker processes: their rows
+    come from the workers' own figures). ``sync()`` waits for a GPU's queued work before a stage ends."""
 
-    def __init__(self, profile_dir: Path | None = None, prefix: str = "") -> None:
+    def __init__(self, profile_dir: Path | None = None, prefix: str = "",
+                 sync: Callable[[], None] = lambda: None) -> None:
+        self.sync, self.skip = sync, frozenset()
         self.rows: dict[str, dict[str, Any]] = {}
-        self.hwm_reset = _reset_hwm()
         # clear_refs also resets what getrusage's ru_maxrss reports, so per-stage peaks are all there is.
-        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if self.hwm_reset
+        self.rss_method = ("per stage: VmHWM after a /proc/self/clear_refs reset" if _reset_hwm()
                            else "ru_maxrss: the process peak so far, not reset per stage")
         self.profile_dir, self.prefix = profile_dir, prefix
         self.profiles: dict[str, list[dict[str, Any]]] = {}
         self._open: tuple[Any, ...] = ("", False, 0.0, None, 0.0, 0.0)  # the stage being measured (start)
 
-    def measure(self, name: str, fn: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> Any:
+    def measure(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()`` measured as stage ``name``."""
         self.start(name)
         result = fn()
-        self.stop(name, sync)
+        self.stop(name)
         return result
 
     def start(self, name: str) -> None:
@@ -87,9 +85,9 @@ class Meter:
             prof.start()
         self._open = (name, reset, load0, prof, time.process_time(), time.perf_counter())
 
-    def stop(self, name: str, sync: Callable[[], None] = lambda: None) -> None:
-        """End stage ``name`` after ``sync()`` (a GPU's queued work) and record its row."""
-        sync()
+    def stop(self, name: str) -> None:
+        """End stage ``name`` after ``sync()`` and record its row."""
+        self.sync()
         wall1, cpu1 = time.perf_counter(), time.process_time()
         opened, reset, load0, prof, cpu0, wall0 = self._open
         if opened != name:
@@ -98,25 +96,17 @@ class Meter:
         if prof is not None:
             prof.stop()
             self._save_profile(name, prof, wall)
-        hwm = _read_hwm_kb() if reset else None
-        self.rows[name] = {
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "peak_rss_mb": hwm / 1024 if hwm is not None else _maxrss_mb(),
-            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],
-        }
+        self.rows[name] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb() if reset else _maxrss_mb(),
+                           "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
     def _profiler(self):
         if self.profile_dir is None:
             return None
+        import torch
         from torch.profiler import ProfilerActivity, profile
 
-        activities = [ProfilerActivity.CPU]
-        import torch
-
-        if torch.cuda.is_available():
-            activities.append(ProfilerActivity.CUDA)
-        return profile(activities=activities)
+        cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+        return profile(activities=[ProfilerActivity.CPU, *cuda])
 
     def _save_profile(self, name: str, prof, wall: float) -> None:
         """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
@@ -133,27 +123,19 @@ class Meter:
         path.write_text(f"# stage {name}: wall {wall:.2f} s under the profiler (profiling inflates times)\n"
                         + events.table(sort_by="self_cpu_time_total", row_limit=30) + "\n")
 
-
-class StageMeter(Callback):
-    """Each stage fitted in this process and the synthesis, measured by a :class:`Meter`; ``skip``: kinds
-    fitted in worker processes (their rows come from the workers' own figures)."""
-
-    def __init__(self, meter: Meter, sync: Callable[[], None], skip: Iterable[str] = ()) -> None:
-        self.meter, self.sync, self.skip = meter, sync, frozenset(skip)
-
     def on_stage_start(self, kind: str, info: Mapping[str, Any]) -> None:
         if kind not in self.skip:
-            self.meter.start(kind)
+            self.start(kind)
 
     def on_stage_end(self, kind: str, info: Mapping[str, Any]) -> None:
         if kind not in self.skip:
-            self.meter.stop(kind, self.sync)
+            self.stop(kind)
 
     def on_synthesis_start(self, info: Mapping[str, Any]) -> None:
-        self.meter.start("synthesize")
+        self.start("synthesize")
 
     def on_synthesis_end(self, info: Mapping[str, Any]) -> None:
-        self.meter.stop("synthesize", self.sync)
+        self.stop("synthesize")
 
 
 def main_rows(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -176,13 +158,10 @@ def idle_cores(rows: dict[str, dict[str, Any]], fit_wall: float, main_cpu: float
 
 def precision_of(comp: Any) -> str | None:
     """The precision a fitted component used: ``precision_used`` (auto resolved) or its ``precision`` param."""
-    inner = getattr(comp, "model", None)  # the seen cross_attention wrapper
-    for obj in (comp, inner):
-        used = getattr(obj, "precision_used", None)
-        if used:
+    for obj in (comp, getattr(comp, "model", None)):  # the seen cross_attention wrapper holds a model
+        if used := getattr(obj, "precision_used", None):
             return used
-    params = getattr(comp, "params", None)
-    return getattr(params, "precision", None)
+    return getattr(getattr(comp, "params", None), "precision", None)
 
 
 def usable_cores() -> int:
@@ -194,38 +173,24 @@ def machine_info(device: str) -> dict[str, Any]:
     import torch
 
     from avood_core import __version__
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable_cores(),
-        "cpu_flags": _cpu_flags(),
-        "isa": isa_info(device),
-        "memory_gb": _mem_total_gb(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
-        "device": device,
-        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "avood": __version__,
-        "git": _git_state(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-        info["cuda_version"] = torch.version.cuda
-    return info
-
-
-def _cpu_flags() -> list[str]:
     from avood_core.train.precision import ISA_FLAGS, cpu_flags
 
-    flags = cpu_flags() or set()
-    return [f for f in ISA_FLAGS if f in flags]
+    mem = _proc_field("/proc/meminfo", "MemTotal:")
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "python": platform.python_version(),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cpu_count": os.cpu_count(), "cpus_usable": usable_cores(),
+        "cpu_flags": [f for f in ISA_FLAGS if f in (cpu_flags() or set())], "isa": isa_info(device),
+        "memory_gb": round(int(mem.split()[0]) / 1024**2, 1) if mem else None,
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+        "mkldnn": bool(torch.backends.mkldnn.is_available()), "device": device,
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()], "avood": __version__, "git": _git_state(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info.update(cuda_device=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda)
+    return info
 
 
 def isa_info(device: str = "cpu") -> dict[str, Any]:
@@ -242,11 +207,6 @@ def isa_info(device: str = "cpu") -> dict[str, Any]:
             "torch_capability": torch_cpu_capability(),
             "native_bf16_cpu": native_bf16("cpu", flags) if known else None,
             **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})}
-
-
-def _mem_total_gb() -> float | None:
-    total = _proc_field("/proc/meminfo", "MemTotal:")
-    return round(int(total.split()[0]) / 1024**2, 1) if total else None
 
 
 def _git_state() -> str | None:

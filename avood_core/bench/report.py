@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from avood_core.bench.meter import COLUMNS, STAGES
+from avood_core.eval.render import md_table
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -13,9 +14,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
     if isinstance(v, list):
         return "/".join(_fmt(x, 2) for x in v)
     if isinstance(v, float):
-        if v >= 1000:
-            return f"{v:,.0f}"
-        return f"{v:.{digits}f}"
+        return f"{v:,.0f}" if v >= 1000 else f"{v:.{digits}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -26,15 +25,10 @@ HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s"
 
 
 def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["| stage | " + " | ".join(HEADERS[c] for c in COLUMNS) + " |",
-             "|---|" + "---:|" * len(COLUMNS)]
-    for name in STAGES:
-        if name in rows:
-            r = rows[name]
-            cells = [_fmt(r.get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS]
-            label = f"{name} ({r['process']})" if r.get("process") else name
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    body = [[f"{name} ({rows[name]['process']})" if rows[name].get("process") else name,
+             *(_fmt(rows[name].get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS)]
+            for name in STAGES if name in rows]
+    return md_table(["stage", *(HEADERS[c] for c in COLUMNS)], body).splitlines()
 
 
 def isa_line(m: dict[str, Any]) -> str:
@@ -53,28 +47,21 @@ def isa_line(m: dict[str, Any]) -> str:
 
 def idle_lines(rec: dict[str, Any]) -> list[str]:
     """The schedule's idle core-seconds (stage 2's fit; stage 1's too when it ran)."""
-    out = []
-    for label, idle in (("Stage 1 fit", (rec.get("protocol") or {}).get("stage1", {}).get("idle")), ("Fit", rec.get("idle"))):
-        if idle:
-            out.append(f"{label}: {_fmt(idle['idle_core_s'])} idle core-seconds of {idle['cores']} cores x "
-                       f"{_fmt(idle['fit_wall_s'])} s ({100 * (idle['idle_share'] or 0):.0f} %; {idle['method']}, "
-                       f"CPU {_fmt(idle['cpu_s'])} s; other programs' use counts as idle); the main process waited "
-                       f"{_fmt(idle['main_wait_s'])} s with no stage of its own.")
-    return out
+    fits = (("Stage 1 fit", (rec.get("protocol") or {}).get("stage1", {}).get("idle")), ("Fit", rec.get("idle")))
+    return [f"{label}: {_fmt(idle['idle_core_s'])} idle core-seconds of {idle['cores']} cores x "
+            f"{_fmt(idle['fit_wall_s'])} s ({100 * (idle['idle_share'] or 0):.0f} %; {idle['method']}, "
+            f"CPU {_fmt(idle['cpu_s'])} s; other programs' use counts as idle); the main process waited "
+            f"{_fmt(idle['main_wait_s'])} s with no stage of its own." for label, idle in fits if idle]
 
 
 def assist_lines(rec: dict[str, Any]) -> list[str]:
     """When and how long the main process assisted a worker's fit (jobs = 2, avood_core.train.strategy)."""
-    out = []
-    for kind, row in rec.get("stages", {}).items():
-        a = row.get("assist") if isinstance(row, dict) else None
-        if a:
-            out.append(f"The main process assisted the {kind} worker from {_fmt(a['start_s'])} s into the fit for "
-                       f"{_fmt(a['wall_s'])} s, computing the negative half of {a['steps']} steps (same bits as one "
-                       "process)." + (" Its full-epochs figure has the worker step alone at its measured rate until the main "
-                                      "process's full-epochs path ends and at the assisted rate after it."
-                                      if row.get("epochs_factor", 1.0) != 1.0 else ""))
-    return out
+    return [f"The main process assisted the {kind} worker from {_fmt(a['start_s'])} s into the fit for "
+            f"{_fmt(a['wall_s'])} s, computing the negative half of {a['steps']} steps (same bits as one process)."
+            + (" Its full-epochs figure has the worker step alone at its measured rate until the main process's "
+               "full-epochs path ends and at the assisted rate after it."
+               if row.get("epochs_factor", 1.0) != 1.0 else "")
+            for kind, row in rec.get("stages", {}).items() if isinstance(row, dict) and (a := row.get("assist"))]
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -97,9 +84,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"test {(t.get('test') or {}).get('samples')} clips; "
                   f"syn_num {rec['syn_num']}.", ""]
         if "protocol" in rec:
-            lines += ["Stage 1 (fit on training, select on val):", ""]
-            lines += stage_table(rec["protocol"]["stage1"]["stages"])
-            lines += ["", "Stage 2 (fit on train_val, report on test):", ""]
+            lines += ["Stage 1 (fit on training, select on val):", "",
+                      *stage_table(rec["protocol"]["stage1"]["stages"]),
+                      "", "Stage 2 (fit on train_val, report on test):", ""]
         lines += stage_table(rec["stages"])
         mt = rec["metrics"]
         lines += ["",
@@ -117,8 +104,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
                   ""]
         if rec.get("profile_top_ops"):
-            lines += ["Profile (torch.profiler, share of each stage's self CPU time; top 6 ops):", ""]
-            for stage, ops in rec["profile_top_ops"].items():
-                lines.append(f"- {stage}: " + ", ".join(f"{o['op']} {o['self_cpu_pct']}%" for o in ops[:6]))
-            lines.append("")
+            lines += ["Profile (torch.profiler, share of each stage's self CPU time; top 6 ops):", "",
+                      *(f"- {stage}: " + ", ".join(f"{o['op']} {o['self_cpu_pct']}%" for o in ops[:6])
+                        for stage, ops in rec["profile_top_ops"].items()), ""]
     return "\n".join(lines)

@@ -45,7 +45,7 @@ def _ablation_command(name: str, doc: str) -> None:
         check_output_dir(base.output_dir, OUTPUT_OPTION)
         announce(recipe, quiet)
         if seeds:
-            from avood_core.eval.ablate_seeds import run_ablation_seeds
+            from avood_core.eval.ablate import run_ablation_seeds
 
             result = run_ablation_seeds(name, data, int_list(seeds, "--seeds"), engine, max_parallel, address,
                                         quiet, status)

@@ -80,7 +80,7 @@ def seeds_option(help: str) -> Any:
 def format_summary(results: dict) -> str:
     """The headline numbers as a short plain-text table: one run with its 95 % bootstrap intervals
     (``HM 30.31 [27.9, 32.6]``), several seeds as mean ± std [95 % t interval of the mean] (n)."""
-    from avood_core.eval.bootstrap import format_metric
+    from avood_core.eval.render import ci_cell
     from avood_core.eval.report import seed_stats
     from avood_core.eval.stats import format_interval
 
@@ -97,7 +97,7 @@ def format_summary(results: dict) -> str:
     ci = results.get("metrics_ci") or {}
     b = m["baseline_no_gate"]
     g = m["gate"]
-    cell = lambda value, key=None: format_metric(value, ci.get(key) if key else None)  # noqa: E731
+    cell = lambda value, key=None: ci_cell(value, ci.get(key) if key else None)  # noqa: E731
     rows = [
         ("AV-OOD (gated)", *(cell(m[k], k) for k in ("S", "U", "HM"))),
         ("unseen clf alone, no gate", *(cell(b[k]) for k in ("S", "U", "HM"))),

@@ -7,6 +7,7 @@ tree each row runs the two-stage protocol (paper §4.1), nothing selected on the
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -20,6 +21,8 @@ from avood_core.config import RunConfig, finalize_config, resolve, to_toml
 from avood_core.errors import AvoodError
 from avood_core.eval import ablate_table1 as table1
 from avood_core.eval.ablate_table1 import Row
+from avood_core.eval.render import md_table
+from avood_core.eval.stats import LEVEL, T_METHOD, format_interval, mean_interval
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.util.io import atomic_write_json, atomic_write_text
 
@@ -139,12 +142,9 @@ class FitCache:
         hashes = fit_hashes(config, pipe, self.stage)
         if share_embedding:
             self._share_embedding(config, hashes)
-        reuse = set()
-        for kind in KINDS:
-            comp = self.fitted.get((kind, hashes[kind]))
-            if comp is not None:
-                setattr(pipe, kind, comp)
-                reuse.add(kind)
+        reuse = {kind for kind in KINDS if (kind, hashes[kind]) in self.fitted}
+        for kind in reuse:
+            setattr(pipe, kind, self.fitted[(kind, hashes[kind])])
         pipe.fit(self.task, device=self.device, seed=config.seed, progress=self.progress, log=self.log,
                  skip=frozenset(reuse), jobs=config.jobs)
         for kind in KINDS:
@@ -156,9 +156,8 @@ class FitCache:
     def _share_embedding(self, config: RunConfig, hashes: dict[str, str]) -> None:
         """Seen ``cross_attention`` = the fitted unseen ``cross_attention`` when both have the same params."""
         seen, unseen = config.seen, config.unseen
-        if (seen.name, unseen.name) != ("cross_attention", "cross_attention") or seen.params != unseen.params:
-            return
-        if ("seen", hashes["seen"]) in self.fitted:
+        if ((seen.name, unseen.name) != ("cross_attention", "cross_attention") or seen.params != unseen.params
+                or ("seen", hashes["seen"]) in self.fitted):
             return
         model = self.fitted.get(("unseen", hashes["unseen"]))
         cls = self.registry.component_class("seen", seen.name)
@@ -188,13 +187,15 @@ def row_values(name: str, scores: dict, outputs: dict) -> dict[str, float]:
 
 def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
     head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(ablation.name, "Gate")
-    lines = [f"**{ablation.title}** — {caption}", "",
-             "| " + " | ".join([head, *ablation.columns]) + " |",
-             "|" + "---|" + "---:|" * len(ablation.columns)]
-    for r in rows:
-        lines.append("| " + " | ".join([r["label"], *(table1.fmt(r["values"][c]) for c in ablation.columns)]) + " |")
-    lines += ["", *(f"- {c}: {COLUMN_HELP[c]}" for c in ablation.columns)]
-    return "\n".join(lines) + "\n"
+    body = [[r["label"], *(table1.fmt(r["values"][c]) for c in ablation.columns)] for r in rows]
+    return "\n".join([f"**{ablation.title}** — {caption}", "", md_table([head, *ablation.columns], body), "",
+                      *(f"- {c}: {COLUMN_HELP[c]}" for c in ablation.columns)]) + "\n"
+
+
+def _ablation(name: str) -> Ablation:
+    if name not in ABLATIONS:
+        raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
+    return ABLATIONS[name]
 
 
 def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet: bool = False,
@@ -203,17 +204,17 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
     ``tasks``: ``(stage-1 task or None, reported task)`` instead of building them from the config."""
     from avood_core.util.progress import progress_factory
     from avood_core.util.paths import check_output_dir
+    from avood_core.pipeline.boundary import selected_params
     from avood_core.run.fitting import apply_selections, build_tasks, stage1_decision
     from avood_core.run.folder import OUTPUT_OPTION, new_run_dir, save_outputs
     from avood_core.train.loops import resolve_device, run_threads
 
-    if name not in ABLATIONS:
-        raise AvoodError(f"unknown ablation '{name}'; valid: {', '.join(ABLATIONS)}")
-    ablation = ABLATIONS[name]
+    ablation = _ablation(name)
     registry = registry or get_registry()
     base = resolve(finalize_config(data), registry)
     check_output_dir(base.output_dir, OUTPUT_OPTION)  # before the data is read and anything trains
     configs = [row_config(data, row, registry) for row in ablation.rows]
+    paper = table1.paper_dataset(base) if name == "table1" else None  # (dataset key, footnote)
     with run_threads():
         device = resolve_device(base.device)
         started = time.perf_counter()
@@ -224,24 +225,23 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
         log = (lambda m: None) if quiet else echo
         cache1 = FitCache(stage1_task, "stage1", registry, device, progress, log) if stage1_task is not None else None
         cache2 = FitCache(task, "stage2" if stage1_task is not None else "", registry, device, progress, log)
+        caches = [c for c in (cache1, cache2) if c is not None]
+        fitted = lambda: sum(sum(c.fits.values()) for c in caches)  # noqa: E731
 
         done: dict[int, dict] = {}
         curves, points = {}, {}
         for i in ablation.fit_order or range(len(ablation.rows)):
             row, cfg = ablation.rows[i], configs[i]
             log(f"ablate {name}: {row.label}")
-            row_start, fits_before = time.perf_counter(), sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
+            row_start, fits_before = time.perf_counter(), fitted()
             selected: dict = {}
             run_stage1, why = stage1_decision(cfg, stage1_task, registry)
             if cache1 is not None:
                 log(f"ablate {name}: {row.label}: {why}")
             if run_stage1:
-                pipe1 = cache1.pipeline(cfg, ablation.share_embedding)
-                cfg, selected = apply_selections(cfg, pipe1)
+                cfg, selected = apply_selections(cfg, cache1.pipeline(cfg, ablation.share_embedding))
             pipe = cache2.pipeline(cfg, ablation.share_embedding)
             if cache1 is None:
-                from avood_core.pipeline.boundary import selected_params
-
                 selected = {k: v for k, c in pipe.components.items() if (v := selected_params(c))}
             evaluation = pipe.evaluate(task.test)
             scores, outputs = evaluation.metrics, evaluation.outputs
@@ -249,14 +249,14 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                 scores, outputs = table1.calibrated_protocol(pipe, task.test, scores, outputs)
             slug = re.sub(r"[^a-z0-9]+", "-", row.label.lower()).strip("-")
             save_outputs(run_dir / "rows" / slug / "predictions.npz", outputs)
-            fits_after = sum(cache2.fits.values()) + (sum(cache1.fits.values()) if cache1 else 0)
             done[i] = {"label": row.label, "components": dict(pipe.names), "selected": selected,
                        "stage1": {"ran": run_stage1, "reason": why},
                        "config": {k: cfg.component(k).model_dump(mode="json") for k in KINDS},
                        "values": row_values(name, scores, outputs), "metrics": scores,
-                       "wall_s": time.perf_counter() - row_start, "components_fitted": fits_after - fits_before}
-            if name == "table1":
-                done[i]["paper"] = table1.paper_values(table1.paper_dataset(base)[0], row.label)
+                       "wall_s": time.perf_counter() - row_start, "components_fitted": fitted() - fits_before}
+            if paper:
+                figures = table1.PAPER_TABLE1.get(paper[0], {}).get(row.label)
+                done[i]["paper"] = None if figures is None else dict(zip(table1.METRICS, figures))
             if name == "gates":
                 import numpy as np
 
@@ -264,16 +264,12 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
                 curves[row.label] = (-outputs["score"].numpy(), np.isin(labels, outputs["seen_classes"].numpy()))
                 points[row.label] = (scores["gate"]["FPR"], scores["gate"]["TPR"])
         rows = [done[i] for i in range(len(ablation.rows))]
-        if base.data.source == "benchmark":
-            source = f"benchmark {base.data.dataset} ({base.data.path})" + (
-                ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
-        else:
-            source = f"embedded synthetic task (scale {base.data.scale})"
+        source = (f"benchmark {base.data.dataset} ({base.data.path})" + (
+            ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
+            if base.data.source == "benchmark" else f"embedded synthetic task (scale {base.data.scale})")
         caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
-        if name == "table1":
-            table = table1.markdown(ablation.title, rows, caption, table1.paper_dataset(base)[1])
-        else:
-            table = markdown_table(ablation, rows, caption)
+        table = (table1.markdown(ablation.title, rows, caption, paper[1]) if paper
+                 else markdown_table(ablation, rows, caption))
         trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
         results = {
             "avood_version": __version__,
@@ -282,9 +278,9 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             "column_help": {c: COLUMN_HELP[c] for c in ablation.columns},
             "seed": base.seed, "profile": base.profile, "device": str(device), "task": task.summary(),
             "protocol": "two-stage (select on stage-1 val, report on test)" if cache1 is not None else "single stage",
-            "trained": trained, "shared": sorted(set(cache2.shared + (cache1.shared if cache1 else []))),
+            "trained": trained, "shared": sorted({s for c in caches for s in c.shared}),
             "rows": rows, "timings_s": {"total": time.perf_counter() - started},
-            **({"paper_figures": table1.paper_dataset(base)[1]} if name == "table1" else {}),
+            **({"paper_figures": paper[1]} if paper else {}),
         }
         atomic_write_json(run_dir / "results.json", results)
         atomic_write_text(run_dir / "table.md", table)
@@ -293,3 +289,61 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
 
             plot_roc(curves, run_dir / "roc", points, title="Gate ROC (seen = positive); dots: own thresholds")
         return AblationResult(run_dir, table, results)
+
+
+# ``avood ablate NAME --seeds 0,1,2``: one ablation per seed as an executor job; per cell the mean ± std and the
+# 95 % Student t interval of the mean, with n (docs/scaling.md "Ablations over seeds").
+
+
+def ablation_job(payload: dict, echo: Callable[[str], None]) -> dict:
+    """Run in a worker: one seed's ablation under ``payload['run_dir']``; its rows' values."""
+    data = {**payload["data"], "output_dir": payload["run_dir"]}
+    result = run_ablation(payload["ablation"], data, quiet=True, echo=echo, plots=payload.get("report", True))
+    return {"ablation_dir": str(result.run_dir), "rows": [{"label": r["label"], "values": r["values"]}
+                                                         for r in result.results["rows"]]}
+
+
+def aggregate(ablation, per_seed: dict[int, list[dict]]) -> list[dict]:
+    """Per row and column: ``{"n", "mean", "std", "ci"}`` over the seeds: std with ddof = 1 (0 for one seed,
+    as in ``results["seeds"]``), ci the 95 % t interval of the mean (None for one seed)."""
+    def cell(values) -> dict:
+        cell_stats = mean_interval(values)
+        return {**cell_stats, "std": cell_stats["std"] or 0.0}
+
+    return [{"label": row.label,
+             "values": {col: cell(rows_[i]["values"][col] for rows_ in per_seed.values()) for col in ablation.columns}}
+            for i, row in enumerate(ablation.rows)]
+
+
+def seeds_markdown(ablation, rows: list[dict], seeds: list[int]) -> str:
+    body = [[row["label"], *(format_interval(row["values"][c]) for c in ablation.columns)] for row in rows]
+    return (f"**{ablation.title}** — mean ± std [95 % t interval of the mean] (n) over seeds "
+            f"{', '.join(map(str, seeds))}\n\n" + md_table(["Row", *ablation.columns], body) + "\n")
+
+
+def run_ablation_seeds(name: str, data: dict, seeds: list[int], engine: str = "local", max_parallel: int = 1,
+                       address: str | None = None, quiet: bool = False, echo: Callable[[str], None] = print):
+    """Ablation ``name`` once per seed on ``engine``; a fresh parent folder with the mean ± std table."""
+    from avood_core.executor.jobs import Job, check_seeds, run_seeds
+    from avood_core.run.folder import new_run_dir
+
+    ablation = _ablation(name)
+    check_seeds(seeds)
+    base = resolve(finalize_config(data))  # fail fast on a bad config, before any job starts
+    parent = new_run_dir(Path(base.output_dir), f"ablate-{name}-seeds{'-'.join(map(str, seeds))}")
+
+    def job(seed: int) -> Job:
+        payload = {"ablation": name, "data": json.loads(json.dumps({**data, "seed": seed}, default=str)),
+                   "run_dir": str(parent / f"seed-{seed}"), "hash": f"ablate-{name}-{seed}", "report": True}
+        return Job(f"seed-{seed}", ablation_job, payload, label=f"seed {seed}")
+
+    done = run_seeds(parent, seeds, job, engine, max_parallel, address, quiet, echo, f"ablation {name}, ")
+    rows = aggregate(ablation, {s: done[s]["rows"] for s in seeds})
+    table = seeds_markdown(ablation, rows, seeds)
+    results = {"ablation": name, "title": ablation.title, "columns": list(ablation.columns), "seeds": seeds,
+               "std_ddof": 1, "ci_level": LEVEL, "ci_method": T_METHOD, "rows": rows,
+               "per_seed": {s: {"folder": str(Path(done[s]["ablation_dir"]).relative_to(parent)),
+                                "rows": done[s]["rows"]} for s in seeds}}
+    atomic_write_json(parent / "results.json", results)
+    atomic_write_text(parent / "table.md", table)
+    return AblationResult(parent, table, results)

@@ -85,11 +85,6 @@ def paper_dataset(config) -> tuple[str, str]:
                    "AV-OOD are not the paper's (run Table 1 on the benchmark, --data ROOT, for those)")
 
 
-def paper_values(dataset: str, label: str) -> dict[str, float] | None:
-    figures = PAPER_TABLE1.get(dataset, {}).get(label)
-    return None if figures is None else dict(zip(METRICS, figures))
-
-
 def fmt(v: Any) -> str:
     """A table cell: two decimals, ``–`` for a missing or NaN value."""
     return "–" if v is None or v != v else f"{v:.2f}"
@@ -97,17 +92,16 @@ def fmt(v: Any) -> str:
 
 def markdown(title: str, rows_done: list[dict[str, Any]], caption: str, note: str) -> str:
     """Measured S/U/HM/ZSL, the paper's figures and the row's wall time, one line per row."""
-    cols = [*METRICS, *(f"paper {m}" for m in METRICS), "wall s"]
-    lines = [f"**{title}** — {caption}", "", "| " + " | ".join(["Model", *cols]) + " |",
-             "|---|" + "---:|" * len(cols)]
-    for r in rows_done:
-        paper = r.get("paper") or {}
-        cells = [fmt(r["values"][m]) for m in METRICS] + [fmt(paper.get(m)) for m in METRICS] + [f"{r['wall_s']:.1f}"]
-        lines.append("| " + " | ".join([r["label"], *cells]) + " |")
-    lines += ["", "- S, U: mean per-class accuracy on the seen / unseen test clips of the final prediction, %; "
-              "HM = 2SU/(S+U); ZSL: the unseen classifier alone on the unseen clips among the unseen classes, %",
-              "- CJME, AVGZSLNet, AVCA: calibrated stacking over all classes (the AVCA protocol, as in the paper's "
-              "Table 1); AV-OOD rows: entropy gate + MLP seen classifier, routed at the gate's threshold",
-              f"- {note}; – = not in the paper",
-              "- wall s: seconds for the row, including the components first fitted for it (shared ones once)"]
+    from avood_core.eval.render import md_table
+
+    body = [[r["label"], *(fmt(r["values"][m]) for m in METRICS),
+             *(fmt((r.get("paper") or {}).get(m)) for m in METRICS), f"{r['wall_s']:.1f}"] for r in rows_done]
+    head = ["Model", *METRICS, *(f"paper {m}" for m in METRICS), "wall s"]
+    lines = [f"**{title}** — {caption}", "", md_table(head, body),
+             "", "- S, U: mean per-class accuracy on the seen / unseen test clips of the final prediction, %; "
+             "HM = 2SU/(S+U); ZSL: the unseen classifier alone on the unseen clips among the unseen classes, %",
+             "- CJME, AVGZSLNet, AVCA: calibrated stacking over all classes (the AVCA protocol, as in the paper's "
+             "Table 1); AV-OOD rows: entropy gate + MLP seen classifier, routed at the gate's threshold",
+             f"- {note}; – = not in the paper",
+             "- wall s: seconds for the row, including the components first fitted for it (shared ones once)"]
     return "\n".join(lines) + "\n"

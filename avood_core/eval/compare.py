@@ -14,7 +14,9 @@ from typing import Iterator
 import numpy as np
 
 from avood_core.errors import AvoodError
-from avood_core.eval import bootstrap, stats
+from avood_core.eval import stats
+from avood_core.eval.render import md_table
+from avood_core.eval.report import get_path
 from avood_core.util.json_read import read_json
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
@@ -37,9 +39,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _metric(m: dict, path: str) -> float:
-    for key in path.split("."):
-        m = m.get(key) if isinstance(m, dict) else None
-    return float(m) if isinstance(m, (int, float)) and not isinstance(m, bool) else float("nan")
+    v = get_path(m, path)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
 def load_side(path: Path, config: str | None = None) -> Side:
@@ -114,15 +115,17 @@ def _check_same_task(a: Side, b: Side, pairs: list[tuple[int, int]]) -> None:
                                  "compare runs of the same dataset and split")
 
 
-def _verdict(diff: float, ci: list | None, p: float, level: float) -> str:
-    """No difference when the interval spans 0; a difference when the test agrees (p < 1 − level); else
-    the interval's direction with the test's p (3 seeds cannot bring the exact sign-flip test below 0.25)."""
-    if ci is None or not np.isfinite(p) or ci[0] <= 0.0 <= ci[1]:
-        return NO_DIFFERENCE
+def _row(a: float, b: float, diff: float, ci: list | None, p: float, level: float) -> dict:
+    """One metric's comparison. Verdict: no difference when the interval spans 0; a difference when the test
+    agrees (p < 1 − level); else the interval's direction with the test's p (3 seeds cannot bring the exact
+    sign-flip test below 0.25)."""
     direction = f"B {'higher' if diff > 0 else 'lower'} than A"
-    if p < 1.0 - level:
-        return direction
-    return f"{direction} by the interval only (test p = {p:.2g}: too few pairs for the test)"
+    if ci is None or not np.isfinite(p) or ci[0] <= 0.0 <= ci[1]:
+        verdict = NO_DIFFERENCE
+    else:
+        verdict = (direction if p < 1.0 - level
+                   else f"{direction} by the interval only (test p = {p:.2g}: too few pairs for the test)")
+    return {"a": a, "b": b, "diff": diff, "ci": ci, "p": p, "verdict": verdict}
 
 
 def _by_seed(a: Side, b: Side, seeds: list[int], level: float) -> dict:
@@ -133,32 +136,25 @@ def _by_seed(a: Side, b: Side, seeds: list[int], level: float) -> dict:
         if not (np.isfinite(va).all() and np.isfinite(vb).all()):
             continue
         d = stats.mean_interval(vb - va, level)
-        p = stats.sign_flip_p(vb - va)
-        out[name] = {"a": float(va.mean()), "b": float(vb.mean()), "diff": d["mean"], "ci": d["ci"], "p": p,
-                     "verdict": _verdict(d["mean"], d["ci"], p, level)}
+        out[name] = _row(float(va.mean()), float(vb.mean()), d["mean"], d["ci"], stats.sign_flip_p(vb - va), level)
     return out
 
 
-def _predictions(side: Side, seed: int) -> dict:
+def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[stats.Resampler, dict, dict]:
+    """The class layout of one pair's test clips and both runs' arrays, after checking they are the same clips."""
     from avood_core.run.files import read_predictions
 
-    run = side.runs[seed]
-    out = read_predictions(run)
-    if out is None:
-        raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions of "
-                         "both runs (written by 'avood run')")
-    return out
-
-
-def _pair_layout(a: Side, b: Side, sa: int, sb: int) -> tuple[bootstrap.Resampler, dict, dict]:
-    """The class layout of one pair's test clips and both runs' arrays, after checking they are the same clips."""
-    pa, pb = _predictions(a, sa), _predictions(b, sb)
+    pa, pb = (read_predictions(run) for run in (a.runs[sa], b.runs[sb]))
+    for run, out in ((a.runs[sa], pa), (b.runs[sb], pb)):
+        if out is None:
+            raise AvoodError(f"'{run / 'predictions.npz'}' not found; pairing by clip needs the per-clip predictions "
+                             "of both runs (written by 'avood run')")
     if not np.array_equal(pa["labels"], pb["labels"]) or any(
             not np.array_equal(np.sort(pa[k]), np.sort(pb[k])) for k in ("seen_classes", "unseen_classes")):
         raise AvoodError(f"'{b.runs[sb] / 'predictions.npz'}' holds other test clips than "
                          f"'{a.runs[sa] / 'predictions.npz'}'; pairing by clip needs both runs evaluated on the same "
                          "test split")
-    layout = bootstrap.Resampler(pa["labels"], pa["seen_classes"], pa["unseen_classes"])
+    layout = stats.Resampler(pa["labels"], pa["seen_classes"], pa["unseen_classes"])
     return layout, layout.prepare(pa), layout.prepare(pb)
 
 
@@ -171,8 +167,8 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
         return ({k: np.mean([ma[k] for ma, _ in per], axis=0) for k in METRICS},
                 {k: np.mean([mb[k] for _, mb in per], axis=0) for k in METRICS})
 
-    va, vb = values([lay.ones() for lay, _, _ in triples])
-    rng = bootstrap.rng_for(seed)
+    va, vb = values([np.ones((len(lay.labels), 1)) for lay, _, _ in triples])  # the test splits themselves
+    rng = stats.rng_for(seed)
     resampled = [values(list(blocks)) for blocks in zip(*(lay.counts(resamples, rng) for lay, _, _ in triples))]
     out = {}
     for name in METRICS:
@@ -180,15 +176,13 @@ def _by_clip(a: Side, b: Side, pairs: list[tuple[int, int]], level: float, resam
         diff = float(vb[name][0] - va[name][0])
         if not np.isfinite(diff) or not np.isfinite(d).all():
             continue
-        ci = bootstrap.percentile_interval(d, level)
         p = min(1.0, 2.0 * (min(int((d <= 0).sum()), int((d >= 0).sum())) + 1) / (len(d) + 1))
-        out[name] = {"a": float(va[name][0]), "b": float(vb[name][0]), "diff": diff, "ci": ci, "p": p,
-                     "verdict": _verdict(diff, ci, p, level)}
+        out[name] = _row(float(va[name][0]), float(vb[name][0]), diff, stats.percentile_interval(d, level), p, level)
     return out
 
 
 def compare(path_a: Path, path_b: Path, config_a: str | None = None, config_b: str | None = None,
-            pairing: str = "auto", level: float = 0.95, resamples: int = bootstrap.RESAMPLES, seed: int = 0) -> dict:
+            pairing: str = "auto", level: float = 0.95, resamples: int = stats.RESAMPLES, seed: int = 0) -> dict:
     """The paired comparison of B against A (the ``--json`` document of ``avood compare``)."""
     if pairing not in ("auto", "seed", "clip"):
         raise AvoodError(f"--pair '{pairing}': valid: auto, seed, clip")
@@ -197,25 +191,23 @@ def compare(path_a: Path, path_b: Path, config_a: str | None = None, config_b: s
     if pairing == "seed" and len(common) < 2:
         raise AvoodError(f"--pair seed needs at least 2 seeds in both A and B (common: {common or 'none'}); "
                          "use --pair clip")
-    if pairing == "seed" or (pairing == "auto" and len(common) >= 2):
-        how, pairs = "seed", [(s, s) for s in common]
-        _check_same_task(a, b, pairs)
-        result = _by_seed(a, b, common, level)
+    by_seed = pairing == "seed" or (pairing == "auto" and len(common) >= 2)
+    if common:
+        pairs = [(s, s) for s in common]
+    elif len(a.runs) == 1 and len(b.runs) == 1:
+        pairs = [(next(iter(a.runs)), next(iter(b.runs)))]
+    else:
+        raise AvoodError(f"A (seeds {sorted(a.runs)}) and B (seeds {sorted(b.runs)}) share no seed; compare "
+                         "seed sets with the same seeds, or one run folder of each")
+    _check_same_task(a, b, pairs)
+    if by_seed:
+        how, result = "seed", _by_seed(a, b, common, level)
         interval = f"Student t interval of the mean paired difference over {len(common)} seeds"
         p_method = (f"exact two-sided sign-flip permutation test over the {2 ** len(common)} sign patterns "
                     f"(smallest attainable p: {2 / 2 ** len(common):.3g})" if len(common) <= stats.EXACT_FLIPS else
                     f"two-sided sign-flip permutation test, {stats.FLIP_DRAWS} random sign patterns (seed 0)")
     else:
-        if common:
-            pairs = [(s, s) for s in common]
-        elif len(a.runs) == 1 and len(b.runs) == 1:
-            pairs = [(next(iter(a.runs)), next(iter(b.runs)))]
-        else:
-            raise AvoodError(f"A (seeds {sorted(a.runs)}) and B (seeds {sorted(b.runs)}) share no seed; compare "
-                             "seed sets with the same seeds, or one run folder of each")
-        how = "clip"
-        _check_same_task(a, b, pairs)
-        result = _by_clip(a, b, pairs, level, resamples, seed)
+        how, result = "clip", _by_clip(a, b, pairs, level, resamples, seed)
         interval = (f"percentile interval of {resamples} paired stratified bootstrap resamples of the test clips "
                     f"(seed {seed})" + (f", difference averaged over {len(pairs)} seed pairs" if len(pairs) > 1 else ""))
         p_method = "paired bootstrap: twice the share of resampled differences on the far side of 0 (+1 corrected)"
@@ -227,15 +219,14 @@ def markdown(doc: dict) -> str:
     """The comparison as a markdown table with its methods underneath."""
     n = len(doc["pairs"])
     unit = f"{n} seed{'s' if n > 1 else ''}" if doc["pairing"] == "seed" else f"{n} run pair{'s' if n > 1 else ''}"
-    lines = [f"**avood compare** — B: {doc['b']} against A: {doc['a']}; paired by {doc['pairing']} ({unit})", "",
-             f"| Metric | A | B | B − A | {100 * doc['level']:.0f} % interval | p | Verdict |",
-             "|---|---:|---:|---:|---:|---:|---|"]
     signed = lambda x: f"{round(x, 2) + 0.0:+.2f}"  # noqa: E731  (no "-0.00")
-    for name, r in doc["metrics"].items():
-        ci = f"[{signed(r['ci'][0])}, {signed(r['ci'][1])}]" if r["ci"] else "–"
-        lines.append(f"| {name} | {r['a']:.2f} | {r['b']:.2f} | {signed(r['diff'])} | {ci} | {r['p']:.3g} | "
-                     f"{r['verdict']} |")
-    lines += ["", f"Interval: {doc['interval_method']}. p: {doc['p_method']}. \"No difference detected\" when the "
-              f"interval spans 0; a difference when it excludes 0 and p < {1 - doc['level']:.2g}. Metrics in percent "
-              "(paper §4.1); AUROC is the gate's (seen = positive)."]
+    body = [[name, f"{r['a']:.2f}", f"{r['b']:.2f}", signed(r["diff"]),
+             f"[{signed(r['ci'][0])}, {signed(r['ci'][1])}]" if r["ci"] else "–", f"{r['p']:.3g}", r["verdict"]]
+            for name, r in doc["metrics"].items()]
+    lines = [f"**avood compare** — B: {doc['b']} against A: {doc['a']}; paired by {doc['pairing']} ({unit})", "",
+             md_table(["Metric", "A", "B", "B − A", f"{100 * doc['level']:.0f} % interval", "p", "Verdict"], body,
+                      "lrrrrrl"),
+             "", f"Interval: {doc['interval_method']}. p: {doc['p_method']}. \"No difference detected\" when the "
+             f"interval spans 0; a difference when it excludes 0 and p < {1 - doc['level']:.2g}. Metrics in percent "
+             "(paper §4.1); AUROC is the gate's (seen = positive)."]
     return "\n".join(lines) + "\n"

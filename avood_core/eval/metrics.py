@@ -56,13 +56,9 @@ def roc_curve(seen_score, is_seen) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.argsort(-score, kind="mergesort")
     score, pos = score[order], pos[order]
     distinct = np.r_[np.nonzero(np.diff(score))[0], len(score) - 1]
-    tps = np.cumsum(pos)[distinct]
-    fps = np.cumsum(~pos)[distinct]
+    tps, fps = np.cumsum(pos)[distinct], np.cumsum(~pos)[distinct]
     n_pos, n_neg = max(pos.sum(), 1), max((~pos).sum(), 1)
-    tpr = np.r_[0.0, tps / n_pos]
-    fpr = np.r_[0.0, fps / n_neg]
-    thr = np.r_[np.inf, score[distinct]]
-    return fpr, tpr, thr
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, score[distinct]]
 
 
 def auroc(seen_score, is_seen) -> float:
@@ -82,12 +78,8 @@ def routing_counts(routed_seen, labels, seen_classes) -> dict[str, int]:
     """Confusion of the gate: true branch → routed branch."""
     routed = _np(routed_seen).astype(bool)
     truly_seen = np.isin(_np(labels), _np(seen_classes))
-    return {
-        "seen_to_seen": int(np.sum(truly_seen & routed)),
-        "seen_to_unseen": int(np.sum(truly_seen & ~routed)),
-        "unseen_to_seen": int(np.sum(~truly_seen & routed)),
-        "unseen_to_unseen": int(np.sum(~truly_seen & ~routed)),
-    }
+    return {f"{a}_to_{b}": int(np.sum(true & to)) for a, true in (("seen", truly_seen), ("unseen", ~truly_seen))
+            for b, to in (("seen", routed), ("unseen", ~routed))}
 
 
 def gate_scores(ood_score, routed_seen, labels, seen_classes) -> dict[str, float]:
@@ -144,11 +136,8 @@ def sweep_thresholds(ood_score, n: int = 200, include: Iterable[float] = ()) -> 
     extra = [float(x) for x in include if np.isfinite(x)]
     if len(s) == 0:
         return np.unique(np.asarray(extra, dtype=np.float64))
-    if spans_decades(s):
-        pos = s[s > 0]
-        grid = np.geomspace(pos.min(), pos.max(), n)
-    else:
-        grid = np.linspace(s.min(), s.max(), n)
+    pos = s[s > 0]
+    grid = np.geomspace(pos.min(), pos.max(), n) if spans_decades(s) else np.linspace(s.min(), s.max(), n)
     return np.unique(np.r_[grid, np.nextafter(s.max(), np.inf), extra])
 
 
@@ -183,14 +172,13 @@ def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
     hu = _np(outputs["unseen_pred"]) == labels
     s = _branch_accuracy(labels, is_seen, score, hs, hu, t)
     u = _branch_accuracy(labels, is_unseen, score, hs, hu, t)
-    hm = hm_array(s, u)
 
     def rate(mask):
         if not mask.any():
             return np.full(len(t), np.nan)
         return 100.0 * np.searchsorted(np.sort(score[mask]), t, side="left") / mask.sum()
 
-    return {"threshold": t, "S": s, "U": u, "HM": hm, "TPR": rate(is_seen), "FPR": rate(~is_seen)}
+    return {"threshold": t, "S": s, "U": u, "HM": hm_array(s, u), "TPR": rate(is_seen), "FPR": rate(~is_seen)}
 
 
 def operating_point(outputs: dict, tpr_target: float = 0.6) -> dict[str, float]:

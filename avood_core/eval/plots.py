@@ -39,14 +39,12 @@ def save_figure(fig, path_stem) -> tuple[Path, Path]:
     import matplotlib
 
     stem = Path(path_stem)
-    paths = []
     with matplotlib.rc_context({"svg.hashsalt": "avood", "svg.fonttype": "path"}):
-        for fmt in ("png", "svg"):
-            path = stem.with_name(stem.name + "." + fmt)
-            meta = {"Date": None} if fmt == "svg" else None  # no timestamp: same run, same bytes
-            atomic_write(path, lambda tmp, fmt=fmt, meta=meta: fig.savefig(tmp, format=fmt, dpi=DPI, metadata=meta))
-            paths.append(path)
-    return paths[0], paths[1]
+        png, svg = (atomic_write(stem.with_name(f"{stem.name}.{fmt}"),  # svg without a timestamp: same run, same bytes
+                                 lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=DPI,
+                                                                  metadata={"Date": None} if fmt == "svg" else None))
+                    for fmt in ("png", "svg"))
+    return png, svg
 
 
 def plot_roc(curves: dict, path_stem, operating_points: dict | None = None, title: str = "OOD gate ROC (seen = positive)"):
@@ -92,18 +90,13 @@ def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str =
         ax.plot([chosen], [hm], "o", color="red", ms=8, zorder=6, label=f"mean threshold {chosen:.3g}")
         ax.annotate(f"mean threshold\nHM {hm:.2f}", (chosen, hm), xytext=(8, -28), textcoords="offset points",
                     color="red", fontsize=8)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("OOD threshold (routed seen iff score < threshold)" + (", log scale" if log_x else ""))
+    ax.set(xscale="log" if log_x else "linear", ylim=(0, None), title=title,
+           xlabel="OOD threshold (routed seen iff score < threshold)" + (", log scale" if log_x else ""))
     ax.set_ylabel("HM (%)", color=_COLORS["HM"])
-    ax2.set_ylabel("TPR / FPR (%)")
-    ax.set_ylim(bottom=0)
-    ax2.set_ylim(0, 101)
-    ax.set_title(title)
+    ax2.set(ylabel="TPR / FPR (%)", ylim=(0, 101))
     ax.grid(alpha=0.3)
-    handles = ax.get_legend_handles_labels()
-    handles2 = ax2.get_legend_handles_labels()
-    fig.legend(handles[0] + handles2[0], handles[1] + handles2[1], loc="outside lower center", ncol=3, fontsize=8)
+    (h1, l1), (h2, l2) = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncol=3, fontsize=8)
     return save_figure(fig, path_stem)
 
 

@@ -7,7 +7,6 @@ missing optional file is said in the report. ``results["seeds"]`` of ``avood run
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 from avood_core.eval import metrics, stats
 from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
-from avood_core.eval.render import num, render_html, render_markdown
+from avood_core.eval.render import ci_cell, finite, interval, num, render
 from avood_core.util.io import atomic_write, atomic_write_text
 from avood_core.util.paths import check_name, contained
 
@@ -58,9 +57,9 @@ def seeds_section(per_seed: list[dict]) -> dict:
 def seed_stats(section: dict, path: str) -> dict:
     """``{"n", "mean", "std", "ci"}`` of one metric (``"gate.AUROC"``) of a seeds section (std, ci None for one seed)."""
     n = section.get("n") or len(section.get("per_seed") or section.get("seeds") or [])
-    return {"n": n, "mean": _get(section.get("mean"), path),
-            "std": _get(section.get("std"), path) if n > 1 else None,
-            "ci": _interval(_get(section.get("ci"), path)) if n > 1 else None}
+    return {"n": n, "mean": get_path(section.get("mean"), path),
+            "std": get_path(section.get("std"), path) if n > 1 else None,
+            "ci": interval(get_path(section.get("ci"), path)) if n > 1 else None}
 
 
 def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path:
@@ -73,16 +72,10 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
     seconds = time.perf_counter() - start
     out = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
     labels = out["labels"][idx]
-    arrays = {
-        "coords": coords,
-        "indices": idx,
-        "is_seen": np.isin(labels, out["seen_classes"]),
-        "correct": out["pred"][idx] == labels,
-        **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
-        "seed": np.int64(seed),
-        "cap": np.int64(cap),
-        "seconds": np.float64(seconds),
-    }
+    arrays = {"coords": coords, "indices": idx, "is_seen": np.isin(labels, out["seen_classes"]),
+              "correct": out["pred"][idx] == labels,
+              **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
+              "seed": np.int64(seed), "cap": np.int64(cap), "seconds": np.float64(seconds)}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -91,16 +84,12 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
     return atomic_write(Path(run_dir) / "tsne.npz", write)
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _check_note(recomputed: dict, stored: dict) -> str:
     """Whether S, U, HM recomputed from predictions.npz match results.json (up to 1e-6; NaN/inf never match)."""
     if not stored:
         return "results.json holds no single-run metrics to check against predictions.npz."
     pairs = [(recomputed.get(k), stored.get(k)) for k in ("S", "U", "HM")]
-    if not all(_finite(a) and _finite(b) for a, b in pairs):
+    if not all(finite(a) and finite(b) for a, b in pairs):
         return ("WARNING: S, U or HM is NaN, inf or absent in predictions.npz or results.json; "
                 "the metrics cannot be checked against each other.")
     if all(abs(a - b) < 1e-6 for a, b in pairs):
@@ -108,43 +97,26 @@ def _check_note(recomputed: dict, stored: dict) -> str:
     return "WARNING: S, U or HM recomputed from predictions.npz differ from results.json."
 
 
-def _get(d: dict | None, path: str) -> Any:
+def get_path(d: dict | None, path: str) -> Any:
+    """``d["gate"]["AUROC"]`` for ``"gate.AUROC"``; None where a step is missing."""
     for key in path.split("."):
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
+        d = d.get(key) if isinstance(d, dict) else None
     return d
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    rows = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        rows += _flatten(v, key + ".") if isinstance(v, dict) else [(key, v)]
-    return rows
-
-
-def _interval(v: Any) -> list | None:
-    """``v`` if it is an interval ``[lo, hi]`` of finite numbers (as results.json stores them), else None."""
-    return v if isinstance(v, list) and len(v) == 2 and all(_finite(x) for x in v) else None
-
-
-def _ci_cell(value: Any, interval: Any) -> str:
-    """``30.31 [27.9, 32.6]``: a metric with its bootstrap interval (``results["metrics_ci"]``), if any."""
-    interval = _interval(interval)
-    return num(value) + (f" [{interval[0]:.1f}, {interval[1]:.1f}]" if interval and _finite(value) else "")
+    return [kv for k, v in d.items()
+            for kv in (_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)])]
 
 
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None, ci: dict) -> list[list[str]]:
-    rows = [["AV-OOD (gated, detector's own threshold)", *(_ci_cell(m.get(k), ci.get(k)) for k in ("S", "U", "HM"))]]
     b = m.get("baseline_no_gate") or {}
-    rows.append(["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))])
-    if op:
-        rows.append([f"gated at TPR = 60 % (threshold {op['threshold']:.4g}; Table 2 protocol)",
-                     *(num(op[k]) for k in ("S", "U", "HM"))])
-    if best:
-        rows.append([f"best HM of the sweep (threshold {best['threshold']:.4g}; test-set oracle, not a result)",
-                     *(num(best[k]) for k in ("S", "U", "HM"))])
+    rows = [["AV-OOD (gated, detector's own threshold)", *(ci_cell(m.get(k), ci.get(k)) for k in ("S", "U", "HM"))],
+            ["unseen classifier alone, no gate (all classes)", *(num(b.get(k)) for k in ("S", "U", "HM"))]]
+    for label, at in (("gated at TPR = 60 % (threshold {:.4g}; Table 2 protocol)", op),
+                      ("best HM of the sweep (threshold {:.4g}; test-set oracle, not a result)", best)):
+        if at:
+            rows.append([label.format(at["threshold"]), *(num(at[k]) for k in ("S", "U", "HM"))])
     return rows
 
 
@@ -152,7 +124,7 @@ def _ci_note(ci: dict) -> str:
     if not ci:
         return "results.json holds no bootstrap intervals (metrics_ci) for this run."
     level = ci.get("level")
-    return (f"[lo, hi]: {num(100 * level if _finite(level) else None, '.0f')} % confidence interval by "
+    return (f"[lo, hi]: {num(100 * level if finite(level) else None, '.0f')} % confidence interval by "
             f"{ci.get('method')}, {ci.get('resamples')} resamples, seed {ci.get('seed')}; HM's interval is that of "
             "the resampled HM.")
 
@@ -173,21 +145,16 @@ def _seed_blocks(seeds: dict) -> list:
                     f"mean ± sample standard deviation (ddof = {seeds.get('std_ddof', 1)}) [{stats.T_METHOD}, "
                     f"{100 * seeds.get('ci_level', stats.LEVEL):.0f} %], in percent except the threshold; one seed "
                     "has no std and no interval.")]
-    rows = []
-    for name, path in _SEED_METRICS:
-        entry = seed_stats(seeds, path)
-        if entry["mean"] is None:
-            continue
-        fmt = ".4g" if path.endswith("threshold") else ".2f"
-        rows.append([name, stats.format_interval(entry, fmt, ".4g" if fmt == ".4g" else ".1f")])
-    blocks.append(("table", ["metric", "mean ± std [95 % interval of the mean] (n)"], rows))
+    fmts = lambda path: (".4g", ".4g") if path.endswith("threshold") else (".2f", ".1f")  # noqa: E731  (value, ci)
+    entries = [(name, path, seed_stats(seeds, path)) for name, path in _SEED_METRICS]
+    blocks.append(("table", ["metric", "mean ± std [95 % interval of the mean] (n)"],
+                   [[name, stats.format_interval(e, *fmts(path))] for name, path, e in entries
+                    if e["mean"] is not None]))
     if per:
-        cols = [c for c in _SEED_METRICS if any(_get(p.get("metrics"), c[1]) is not None for p in per)][:9]
-        blocks.append(("h3", "Per seed"))
-        blocks.append(("table", ["seed", *(c[0] for c in cols)],
-                       [[str(p.get("seed")), *(num(_get(p.get("metrics"), c[1]),
-                                                   ".4g" if c[1].endswith("threshold") else ".2f") for c in cols)]
-                        for p in per]))
+        cols = [c for c in _SEED_METRICS if any(get_path(p.get("metrics"), c[1]) is not None for p in per)][:9]
+        blocks += [("h3", "Per seed"), ("table", ["seed", *(c[0] for c in cols)],
+                                        [[str(p.get("seed")), *(num(get_path(p.get("metrics"), path), fmts(path)[0])
+                                                                for _, path in cols)] for p in per])]
     return blocks
 
 
@@ -217,16 +184,17 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     tsne = read_tsne(run_dir, None if out is None else len(out["labels"]))
     curves = read_metrics(run_dir / "metrics")  # written by the run's callbacks; read before anything is written
     fig_dir = contained(run_dir, FIGURES, "the report's figures")
+    comps = results.get("components") or {}
     made: dict[str, str] = {}
-    notes: dict[str, str] = {}
+    check, missing = [], []  # the predictions check (under Results); notes of missing files (under Figures)
     op = best = None
 
     if out is not None:
         labels = out["labels"]
         is_seen = np.isin(labels, out["seen_classes"])
-        name = (results.get("components") or {}).get("detector", "gate")
-        at = (metrics.fpr_at_threshold(out["score"], is_seen, float(out["threshold"])),
-              metrics.tpr_at_threshold(out["score"], is_seen, float(out["threshold"])))
+        name, thr = comps.get("detector", "gate"), float(out["threshold"])
+        at = (metrics.fpr_at_threshold(out["score"], is_seen, thr),
+              metrics.tpr_at_threshold(out["score"], is_seen, thr))
         plots.plot_roc({name: (-out["score"].astype(np.float64), is_seen)}, fig_dir / "roc", {name: at})
         made["roc"] = (f"ROC of the gate '{name}' over all thresholds (seen = positive); the dot is its own "
                        f"threshold (FPR {at[0]:.2f} %, TPR {at[1]:.2f} %).")
@@ -239,10 +207,10 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
             i = int(np.nanargmax(sweep["HM"]))
             best = {k: float(v[i]) for k, v in sweep.items()}
         recomputed = metrics.gzsl_scores(out["pred"], labels, out["seen_classes"], out["unseen_classes"])
-        notes["check"] = _check_note(recomputed, results.get("metrics") or {})
+        check.append(_check_note(recomputed, results.get("metrics") or {}))
     else:
-        notes["no_pred"] = ("predictions.npz is missing: no ROC, threshold sweep or TPR = 60 % operating "
-                            "point for this run.")
+        missing.append("predictions.npz is missing: no ROC, threshold sweep or TPR = 60 % operating point for "
+                       "this run.")
 
     if tsne is not None and "coords" in tsne:
         idx = tsne["indices"]
@@ -257,19 +225,18 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
         made["tsne"] = (f"t-SNE of {len(idx)} random test samples (fused audio-visual features), coloured by "
                         "seen/unseen class × classified right (True) or wrong (False).")
     else:
-        notes["no_tsne"] = ("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time "
-                            "by report.save_tsne, while the test features are in memory).")
+        missing.append("No t-SNE figure: tsne.npz was not saved with this run (it is computed at run time by "
+                       "report.save_tsne, while the test features are in memory).")
     for kind, records in curves.items():
         name = check_name(f"curves_{kind}", f"figure of '{run_dir / 'metrics' / kind}.jsonl'")
         if plots.plot_training_curves(records, fig_dir / name, f"{kind}: training curves"):
-            made[f"curves_{kind}"] = (f"Training curves of the {kind} ({(results.get('components') or {}).get(kind, kind)}): "
-                                      f"each loss term and the learning rate, from metrics/{kind}.jsonl.")
+            made[f"curves_{kind}"] = (f"Training curves of the {kind} ({comps.get(kind, kind)}): each loss term and "
+                                      f"the learning rate, from metrics/{kind}.jsonl.")
     for stale in set(FIGURE_NAMES) - set(made):
         for ext in ("png", "svg"):
             (fig_dir / f"{stale}.{ext}").unlink(missing_ok=True)
 
     title = f"avood run report: {run_dir.name}"
-    comps = results.get("components") or {}
     blocks: list = [("h1", title), ("p", "All metrics in percent (paper §4.1); seen = positive for the gate. "
                                         "Generated by avood_core.eval.report from the files of this run folder.")]
     blocks.append(("table", ["run", "value"], [
@@ -280,31 +247,24 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
                ("table", ["", "S", "U", "HM"], _gzsl_rows(m, op, best, ci)),
                ("table", ["other", "value"], [
                    ["ZSL (unseen classifier on unseen test samples, unseen classes only)",
-                    _ci_cell(m.get("ZSL"), ci.get("ZSL"))],
+                    ci_cell(m.get("ZSL"), ci.get("ZSL"))],
                    ["seen classifier accuracy (seen test samples, seen classes only)",
                     num(m.get("seen_classifier_acc"))]])]
-    blocks.append(("p", _ci_note(ci)))
-    if "check" in notes:
-        blocks.append(("p", notes["check"]))
+    blocks += [("p", text) for text in (_ci_note(ci), *check)]
     blocks += [("h3", "OOD gate"), ("table", ["gate", "value"], [
-        ["AUROC", _ci_cell(gate.get("AUROC"), ci.get("AUROC"))], ["TPR at its threshold", num(gate.get("TPR"))],
+        ["AUROC", ci_cell(gate.get("AUROC"), ci.get("AUROC"))], ["TPR at its threshold", num(gate.get("TPR"))],
         ["FPR at its threshold", num(gate.get("FPR"))], ["FPR at TPR = 60 %", num(gate.get("FPR@TPR60"))],
         ["threshold (routed seen iff score < threshold)", num(gate.get("threshold"), ".6g")]])]
     r = gate.get("routing")
     if r:
         blocks += [("p", "Routing (true branch → routed branch):"),
-                   ("table", ["true \\ routed", "seen", "unseen", "total"], [
-                       ["seen", r["seen_to_seen"], r["seen_to_unseen"], r["seen_to_seen"] + r["seen_to_unseen"]],
-                       ["unseen", r["unseen_to_seen"], r["unseen_to_unseen"],
-                        r["unseen_to_seen"] + r["unseen_to_unseen"]]])]
+                   ("table", ["true \\ routed", "seen", "unseen", "total"],
+                    [[b, r[f"{b}_to_seen"], r[f"{b}_to_unseen"], r[f"{b}_to_seen"] + r[f"{b}_to_unseen"]]
+                     for b in ("seen", "unseen")])]
     if seeds:
         blocks += _seed_blocks(seeds)
-    blocks.append(("h2", "Figures"))
-    for key, caption in made.items():
-        blocks.append(("figure", f"{FIGURES}/{key}", caption))
-    for key in ("no_pred", "no_tsne"):
-        if key in notes:
-            blocks.append(("p", notes[key]))
+    blocks += [("h2", "Figures"), *(("figure", f"{FIGURES}/{key}", caption) for key, caption in made.items()),
+               *(("p", note) for note in missing)]
     task = results.get("task")
     blocks.append(("h2", "Data"))
     if task:
@@ -331,6 +291,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
     rows.append(["report figures and tables (this report)", num(time.perf_counter() - started, ".3f"), ""])
     blocks += [("h2", "Timings"), ("table", ["stage", "seconds", "% of total"], rows)]
 
-    md_path = atomic_write_text(run_dir / "report.md", render_markdown(blocks))
-    html_path = atomic_write_text(run_dir / "report.html", render_html(blocks, run_dir, title))
+    md, page = render(blocks, run_dir, title)
+    md_path = atomic_write_text(run_dir / "report.md", md)
+    html_path = atomic_write_text(run_dir / "report.html", page)
     return md_path, html_path

@@ -1,14 +1,19 @@
-"""Across-seed statistics: mean, std (ddof = 1), Student t interval of the mean; paired sign-flip tests
-(docs/statistics.md).
+"""Statistics (docs/statistics.md): across seeds, mean, std (ddof = 1) and the Student t interval of the mean,
+and paired sign-flip tests; per run, 95 % intervals of S, U, HM, ZSL and gate AUROC by a stratified bootstrap.
+
+A bootstrap resample redraws test clips within each class as a column of counts ``w``; every metric is the
+weighted formula for all resamples at once; the percentile interval (Efron & Tibshirani 1993, ch. 13).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
+
+from avood_core.eval.metrics import _np, hm_array
 
 LEVEL = 0.95
 T_METHOD = "Student t interval of the mean over seeds"
@@ -53,3 +58,98 @@ def sign_flip_p(diffs: Iterable[float], max_exact: int = EXACT_FLIPS, draws: int
         return float(np.mean(np.abs(signs @ d) >= observed * (1 - 1e-12)))
     signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(draws, len(d)))
     return float((np.sum(np.abs(signs @ d) >= observed * (1 - 1e-12)) + 1) / (draws + 1))
+
+
+RESAMPLES = 1000
+CHUNK = 200  # resamples per block: bounds memory at clips x CHUNK float64 matrices
+KEYS = ("S", "U", "HM", "ZSL", "AUROC")
+METHOD = "stratified percentile bootstrap (test clips resampled within each class)"
+
+
+def rng_for(seed: int) -> np.random.Generator:
+    """The bootstrap's generator for a run seed (any 64-bit integer, negatives included)."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed) % 2**64))
+
+
+class Resampler:
+    """The class layout of one test split: clips sorted by class, and the stratified count draws."""
+
+    def __init__(self, labels, seen_classes, unseen_classes) -> None:
+        labels = _np(labels).astype(np.int64)
+        self.order = np.argsort(labels, kind="stable")
+        self.labels = labels[self.order]
+        classes, self.starts, self.sizes = np.unique(self.labels, return_index=True, return_counts=True)
+        self.seen_cols = np.isin(classes, _np(seen_classes))
+        self.unseen_cols = np.isin(classes, _np(unseen_classes))
+        self.is_seen = np.isin(self.labels, _np(seen_classes))
+
+    def counts(self, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Blocks of at most :data:`CHUNK` columns of counts (rows: clips in class order; columns: resamples)."""
+        for start in range(0, resamples, CHUNK):
+            b = min(CHUNK, resamples - start)
+            block = np.empty((len(self.labels), b))
+            for s, n in zip(self.starts, self.sizes):
+                draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+                block[s:s + n] = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).T
+            yield block
+
+    def prepare(self, outputs: dict) -> dict:
+        """The per-clip arrays of ``outputs`` (``Pipeline.outputs`` / predictions.npz) in class order."""
+        if not np.array_equal(_np(outputs["labels"]).astype(np.int64)[self.order], self.labels):
+            raise ValueError("outputs of another test split")
+        take = lambda k: _np(outputs[k])[self.order]  # noqa: E731
+        seen_score = -take("score").astype(np.float64)
+        seen, unseen = np.flatnonzero(self.is_seen), np.flatnonzero(~self.is_seen)
+        unseen = unseen[np.argsort(seen_score[unseen], kind="stable")]
+        ordered = seen_score[unseen]
+        return {"hit": take("pred") == self.labels, "zsl_hit": take("unseen_pred") == self.labels,
+                "seen": seen, "unseen": unseen,  # unseen clips by ascending seen-score
+                "lo": np.searchsorted(ordered, seen_score[seen], side="left"),  # unseen clips below each seen one
+                "hi": np.searchsorted(ordered, seen_score[seen], side="right")}  # ... below or tied
+
+    def _class_accuracy(self, weights: np.ndarray, hit: np.ndarray) -> np.ndarray:
+        """acc_c(w) in percent: rows classes, columns resamples."""
+        return 100.0 * np.add.reduceat(weights * hit[:, None], self.starts, axis=0) / self.sizes[:, None]
+
+    @staticmethod
+    def _mean_over(acc: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return acc[cols].mean(axis=0) if cols.any() else np.full(acc.shape[1], np.nan)
+
+    def metrics(self, prepared: dict, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """S, U, HM, ZSL and AUROC (percent) for every column of ``weights``."""
+        acc = self._class_accuracy(weights, prepared["hit"])
+        s, u = self._mean_over(acc, self.seen_cols), self._mean_over(acc, self.unseen_cols)
+        zsl = self._mean_over(self._class_accuracy(weights, prepared["zsl_hit"]), self.unseen_cols)
+        return {"S": s, "U": u, "HM": hm_array(s, u), "ZSL": zsl, "AUROC": _weighted_auroc(weights, prepared)}
+
+
+def _weighted_auroc(weights: np.ndarray, prepared: dict) -> np.ndarray:
+    """AUROC (percent) per column of ``weights``: Σ_i w_i·(W_below(i) + ½·W_tied(i)) / (W_seen·W_unseen)
+    over the seen clips i, W_below / W_tied the unseen weight below / at s_i (cumulative sums)."""
+    below = np.zeros((len(prepared["unseen"]) + 1, weights.shape[1]))
+    np.cumsum(weights[prepared["unseen"]], axis=0, out=below[1:])
+    seen = weights[prepared["seen"]]
+    total = seen.sum(axis=0) * below[-1]
+    pairs = np.einsum("ir,ir->r", seen, below[prepared["lo"]] + below[prepared["hi"]]) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 100.0 * pairs / total, np.nan)
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> list[float] | None:
+    """The central ``level`` percentile interval of the finite ``values``; None if there are none."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = np.percentile(values, [50.0 * (1 - level), 50.0 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_intervals(outputs: dict, seed: int, resamples: int = RESAMPLES, level: float = LEVEL) -> dict:
+    """``results["metrics_ci"]``: ``{"S": [lo, hi], "U", "HM", "ZSL", "AUROC", "method", "level",
+    "resamples", "seed"}`` for a run's per-sample ``outputs``; same seed, same bits."""
+    layout = Resampler(outputs["labels"], outputs["seen_classes"], outputs["unseen_classes"])
+    prepared = layout.prepare(outputs)
+    blocks = [layout.metrics(prepared, w) for w in layout.counts(resamples, rng_for(seed))]
+    values = {k: np.concatenate([b[k] for b in blocks]) for k in KEYS}
+    return {**{k: percentile_interval(values[k], level) for k in KEYS},
+            "method": METHOD, "level": level, "resamples": resamples, "seed": int(seed)}

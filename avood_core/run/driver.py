@@ -13,7 +13,7 @@ from typing import Callable
 from avood_core import __version__
 from avood_core.config import RunConfig, resolve, to_toml, validate_config
 from avood_core.errors import AvoodError
-from avood_core.eval.bootstrap import bootstrap_intervals
+from avood_core.eval.stats import bootstrap_intervals
 from avood_core.registry import get_registry
 from avood_core.run.fitting import FitOptions, apply_selections, build_tasks, fit_stage, stage1_decision
 from avood_core.run.files import read_results
