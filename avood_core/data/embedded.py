@@ -11,10 +11,10 @@ from importlib import resources
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
 from avood_core.data.latent import ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.synthetic import split_counts
 from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
 UCF_SIZES = {"train": 4994, "test_seen": 555, "test_unseen": 1267}
 FEATURE_DIMS = (512, 512)
@@ -32,7 +32,7 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
                   val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
     """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
     thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
-    with one_torch_thread():
+    with torch_threads(1):
         names, _, vectors, unseen_mask = ucf_classes()
         text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
         seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()

@@ -119,11 +119,12 @@ class ClassRoles:
     test_unseen_counts: Tensor
 
 
-def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
-    """``rows`` orthonormal rows in ``cols`` dims (``rows <= cols``); rows are random otherwise."""
-    m = torch.randn(cols, rows, generator=g)
-    q, r = torch.linalg.qr(m)
-    return (q * torch.sign(torch.diagonal(r))).T.contiguous()
+def _projection(latent_dim: int, out_dim: int, g: torch.Generator) -> Tensor:
+    """``Q_m``: ``latent_dim`` orthonormal rows times ``√out_dim`` (random rows when ``out_dim < latent_dim``)."""
+    if out_dim < latent_dim:
+        return torch.randn(latent_dim, out_dim, generator=g)
+    q, r = torch.linalg.qr(torch.randn(out_dim, latent_dim, generator=g))
+    return (q * torch.sign(torch.diagonal(r))).T.contiguous() * out_dim**0.5
 
 
 class LatentGenerator:
@@ -137,49 +138,30 @@ class LatentGenerator:
         L = params.latent_dim
         self.explained = unit((text - text.mean(0)) @ torch.randn(text.shape[1], L, generator=g))
         self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
-        self.proj = [self._projection(L, d, g) for d in dims]
+        self.proj = [_projection(L, d, g) for d in dims]
         self.bias = [0.5 * torch.randn(d, generator=g) for d in dims]
-
-    @staticmethod
-    def _projection(latent_dim: int, out_dim: int, g: torch.Generator) -> Tensor:
-        if out_dim >= latent_dim:
-            return _orthonormal(latent_dim, out_dim, g) * out_dim**0.5
-        return torch.randn(latent_dim, out_dim, generator=g)
 
     def class_means(self, residual: float | None = None) -> Tensor:
         """``μ_c`` for every class (rows of the text matrix) at residual share ``residual``."""
         rho = self.params.residual if residual is None else residual
         return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
 
-    def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
-        """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
-        p, out = self.params, []
-        for m, scale in enumerate((p.audio_scale, p.video_scale)):
-            eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-            z = means[labels] + sigma / p.latent_dim**0.5 * eps
-            out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
-        return out[0], out[1]
-
     def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features of clips with class ids ``labels`` at the generator's own parameters."""
-        noise = ClipNoise.draw(len(labels), self.params.latent_dim, self.dims, g)
-        return self.features(self.class_means(), labels, noise, self.params.noise)
+        """Audio and video features of clips with class ids ``labels`` at the generator's own parameters."""
+        p, means = self.params, self.class_means()
+        eps, feat = _clip_noise(len(labels), self.dims, p, g)
+        audio, video = (p.gain * (means[labels] + p.noise / p.latent_dim**0.5 * eps[m]) @ self.proj[m]
+                        + p.feature_noise * feat[m] + self.bias[m] for m in range(2))
+        return audio, video
 
 
-@dataclass
-class ClipNoise:
-    """Unit Gaussian draws for a batch of clips (reused across a bisection: common random numbers)."""
-
-    shared: Tensor
-    own: tuple[Tensor, Tensor]
-    feat: tuple[Tensor, Tensor]
-
-    @classmethod
-    def draw(cls, n: int, latent_dim: int, dims: tuple[int, int], g: torch.Generator) -> "ClipNoise":
-        shared = torch.randn(n, latent_dim, generator=g)
-        own = (torch.randn(n, latent_dim, generator=g), torch.randn(n, latent_dim, generator=g))
-        feat = (torch.randn(n, dims[0], generator=g), torch.randn(n, dims[1], generator=g))
-        return cls(shared, own, feat)
+def _clip_noise(n: int, dims: tuple[int, int], p: LatentParams, g: torch.Generator) -> tuple[list, list]:
+    """Unit Gaussian draws of ``n`` clips: per modality the latent noise ``√½·ε + √½·k_m·ε_m`` and the feature
+    noise ``η`` (the probes reuse theirs across a bisection: common random numbers)."""
+    shared = torch.randn(n, p.latent_dim, generator=g)
+    own = (torch.randn(n, p.latent_dim, generator=g), torch.randn(n, p.latent_dim, generator=g))
+    feat = [torch.randn(n, d, generator=g) for d in dims]
+    return [(0.5**0.5) * shared + (0.5**0.5) * k * own[m] for m, k in enumerate((p.audio_scale, p.video_scale))], feat
 
 
 def per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
@@ -213,46 +195,33 @@ class Probe:
         # per clip: features = [μ_y, μ_y] + σ·E + F (E: latent noise, F: off-subspace noise), E and F drawn once
         self.parts = []
         for y in (self.y_train, self.y_seen, self.y_unseen):
-            noise = ClipNoise.draw(len(y), L, (L, L), g)
-            e = [(0.5**0.5) * noise.shared + (0.5**0.5) * k * noise.own[m] for m, k in enumerate((p.audio_scale, p.video_scale))]
-            f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * noise.feat[m] for m in range(2)]
-            self.parts.append((torch.cat(e, 1) / L**0.5, torch.cat(f, 1)))
+            eps, feat = _clip_noise(len(y), (L, L), p, g)
+            f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * feat[m] for m in range(2)]
+            self.parts.append((torch.cat(eps, 1) / L**0.5, torch.cat(f, 1)))
         pos = {int(c): i for i, c in enumerate(roles.seen)}
         onehot = torch.zeros(len(roles.seen), len(self.y_train))
         onehot[torch.tensor([pos[int(c)] for c in self.y_train]), torch.arange(len(self.y_train))] = 1.0
         avg = onehot / onehot.sum(1, keepdim=True)
         self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
 
-    def _feats(self, means: Tensor, i: int, y: Tensor, sigma: float) -> Tensor:
-        e, f = self.parts[i]
-        return torch.cat([means, means], 1)[y] + sigma * e + f
-
-    def _train_means(self, means: Tensor, sigma: float) -> Tensor:
-        e, f = self.train_parts
-        return torch.cat([means, means], 1)[self.roles.seen] + sigma * e + f
+    def _feats(self, sigma: float, residual: float, part: int, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Features of clips ``y`` (of ``self.parts[part]``) and the class means estimated from training clips."""
+        means = torch.cat([self.gen.class_means(residual)] * 2, 1)
+        (e, f), (te, tf) = self.parts[part], self.train_parts
+        return means[y] + sigma * e + f, means[self.roles.seen] + sigma * te + tf
 
     def seen_acc(self, sigma: float, residual: float) -> float:
         """Nearest-class-mean accuracy on seen test clips, means estimated from training clips."""
-        means = self.gen.class_means(residual)
-        est = self._train_means(means, sigma)
-        x = self._feats(means, 1, self.y_seen, sigma)
+        x, est = self._feats(sigma, residual, 1, self.y_seen)
         return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.y_seen)
 
     def zsl_acc(self, sigma: float, residual: float) -> float:
         """Unseen test clips classified among unseen classes by ridge-predicted means from text."""
-        means = self.gen.class_means(residual)
-        est = self._train_means(means, sigma)
+        x, est = self._feats(sigma, residual, 2, self.y_unseen)
         center = est.mean(0)
         w = ridge_text_map(self.text[self.roles.seen], est - center)
         pred_means = self.text[self.roles.unseen] @ w + center
-        x = self._feats(means, 2, self.y_unseen, sigma)
         return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.y_unseen)
-
-
-def _check_percent(seen_acc: float, zsl_acc: float) -> None:
-    for name, v in (("--seen-acc", seen_acc), ("--zsl-acc", zsl_acc)):
-        if not 0 < v < 100:
-            raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
 
 
 def _bisect(f, lo: float, hi: float, target: float, steps: int) -> float:
@@ -284,7 +253,6 @@ def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc
                  seed: int, rounds: int = 2, steps: int = 14) -> Calibration:
     """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent); a target out
     of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
-    _check_percent(seen_acc, zsl_acc)
     probe = Probe(gen, text, roles, seed)
     sigma, rho = gen.params.noise, gen.params.residual
     for _ in range(rounds):
@@ -300,7 +268,9 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
     ``probe=True`` takes them as the probes' own (to measure :data:`TRANSFER`)."""
     seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
     zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
-    _check_percent(seen, zsl)
+    for name, v in (("--seen-acc", seen), ("--zsl-acc", zsl)):
+        if not 0 < v < 100:
+            raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
     p_seen, p_zsl, mapped = (seen, zsl, []) if probe else probe_targets(dataset, seen, zsl)
     cal = solve_params(gen, text, roles, p_seen, p_zsl, seed=seed)
     return replace(cal, seen_target=seen, zsl_target=zsl, mapped=tuple(mapped))

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import place_by_target, positional_rows, read_cache, read_w2v, sorted_rows
+from avood_core.data.cache import placed, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import StageData, read_stage, scan_stage
 from avood_core.data.layout import (
@@ -24,6 +23,7 @@ from avood_core.data.layout import (
 from avood_core.errors import DataError
 from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
 # stage -> (train cache, test cache, seen txt, unseen txt, test-seen txt)
 PROTOCOL = {
@@ -226,13 +226,13 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
         data, targets, shown = pkl_text
         if not np.isfinite(data).all():
             raise DataError(f"'{shown}': the text embeddings hold NaN/inf; rebuild the cache")
-        by_name, have = place_by_target(data, targets, n)
+        by_name, have = placed(data, targets, n)
         for c in sorted(used):
             if not have[c]:
                 raise DataError(
                     f"class '{cs.class_names[c]}' has no text row (no text.target {c}) in '{shown}'; rebuild the cache"
                 )
-    positional, pos_have = positional_rows(data, n)
+    positional, pos_have = placed(data, np.arange(len(data)), n)
     differs = [cs.class_names[c] for c in sorted(used) if not np.array_equal(positional[c], by_name[c])]
     info = {"file": shown, "placement": "positional (compat)" if compat else "by_name", "positional_differs": differs}
     if compat:
@@ -304,7 +304,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
             key = f"stage{stage}.{purpose}"
             splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
             urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
-        with one_torch_thread():  # the task's validation scans every feature
+        with torch_threads(1):  # the task's validation scans every feature
             tasks[stage] = AVGZSLTask(
                 train=splits["train"], test=splits["test"], text=torch.tensor(text),
                 seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen), class_names=list(cs.class_names),

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
 from avood_core.data.cache import sorted_rows, write_cache, write_w2v
 from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
 from avood_core.data.layout import CACHE_STAGES, CACHED_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
@@ -28,6 +27,7 @@ from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_gen
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
+from avood_core.util.threads import torch_threads
 
 
 @dataclass
@@ -217,7 +217,7 @@ def write_synthetic_tree(
         raise DataError(f"OUT '{out}': cannot create a folder there ({exc.strerror or exc}); pass a writable folder") from None
     try:
         _write_class_split(tmp, plan)
-        with one_torch_thread():
+        with torch_threads(1):  # many small torch calls: a thread pool only adds hand-off stalls
             cal = _write_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc, probe)
         text_dir = tmp / "features" / method / "text"
         text_dir.mkdir(parents=True, exist_ok=True)
