@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data.layout import rel
+from avood_core.data.layout import os_error_line, rel
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_line
 
 
 try:  # numpy 2; numpy 1 names the same modules numpy.core
@@ -67,7 +66,8 @@ def read_cache(path: Path, shown: str | None = None) -> dict:
         with path.open("rb"):  # the OS's reason (permission, symlink loop) first: is_zipfile hides it
             pass
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod), or delete it and load with source='h5'")) from None
+        fix = "fix its permissions (chmod), or delete it and load with source='h5'"
+        raise DataError(os_error_line(exc, fix, shown)) from None
     try:
         if zipfile.is_zipfile(path):
             with torch.serialization.safe_globals(_numpy_safe_globals()):
@@ -144,7 +144,7 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
     except DataError:
         raise
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or the link, or re-download it", shown)) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj

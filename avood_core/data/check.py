@@ -15,10 +15,9 @@ from avood_core.data.cache import read_cache, read_w2v
 from avood_core.data.h5io import StageScan, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, DATASETS, FEATURES, SPLITS, STAGES, DatasetInfo, dataset_info, read_all_classes,
-    read_csv_rows, read_lines, read_w2v_names, rel,
+    os_error_line, read_csv_rows, read_lines, read_w2v_names, rel,
 )
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_as_line
 
 
 @dataclass
@@ -362,7 +361,7 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
             elif root.name.lower() == info.folder.lower():
                 found.append((root, info))
     except OSError as exc:
-        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or pass another folder")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or pass another folder")) from None
     if not found:
         wanted = infos[0].folder if dataset else "UCF, ActivityNet or VGGSound"
         raise DataError(f"no {wanted} folder in '{root}'; pass the avgzsl_benchmark_datasets folder")
@@ -371,6 +370,6 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
         try:
             sections += _check_dataset(ds_dir, info, deep)
         except OSError as exc:  # what the per-file checks did not name: one problem, never a traceback
-            line = os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")
+            line = os_error_line(exc, "fix its permissions (chmod) or restore it from the download")
             sections.append(Section(info.folder, "-", None, problems=[line]))
     return TreeReport(root, sections)

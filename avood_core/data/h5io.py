@@ -12,8 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from avood_core.data.layout import rel
-from avood_core.util.paths import os_error_line
+from avood_core.data.layout import os_error_line, rel
 
 MODALITIES = ("audio", "video")
 
@@ -113,7 +112,7 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
         with open(path, "rb"):  # the OS's own reason (permission, symlink loop) before h5py's wrapped one
             pass
     except OSError as exc:
-        return os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")
+        return os_error_line(exc, "fix its permissions (chmod) or the link, or re-download it", shown)
     try:
         with h5py.File(path, "r") as fh:
             if "data" not in fh or "video_urls" not in fh:
@@ -155,7 +154,7 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
         try:
             indexes[m] = index_folder(folder)
         except OSError as exc:
-            scan.problems.append(os_error_line(exc, rel(folder, ds_dir), "fix its permissions (chmod) or re-download it"))
+            scan.problems.append(os_error_line(exc, "fix its permissions (chmod) or re-download it", rel(folder, ds_dir)))
             return scan
     by_lower = {n.lower(): i for i, n in enumerate(class_names)}
     listed_set = set(listed)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_line
 
 STAGES = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen", "stage_2_train", "stage_2_test_seen",
           "stage_2_test_unseen")
@@ -123,6 +122,13 @@ def rel(path: Path, base: Path) -> str:
         return str(path)
 
 
+def os_error_line(exc: OSError, fix: str, shown: str | Path | None = None) -> str:
+    """One line for an OS error on the file ``shown`` (default: the one it names): the reason (strerror, no errno
+    noise) and ``fix``."""
+    shown = shown if shown is not None else exc.filename if exc.filename is not None else "a file"
+    return f"'{shown}' cannot be read ({exc.strerror or type(exc).__name__}); {fix}"
+
+
 @contextmanager
 def reading(path: Path, base: Path):
     """An OS, decoding or csv error while reading the class-split file ``path`` as one DataError line."""
@@ -134,7 +140,7 @@ def reading(path: Path, base: Path):
     except csv.Error as exc:
         raise DataError(f"'{shown}' is not a valid csv file ({exc}); restore the file from the download") from None
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or restore it from the download")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or restore it from the download", shown)) from None
 
 
 def _is_file(path: Path, base: Path) -> bool:

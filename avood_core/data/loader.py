@@ -18,10 +18,9 @@ from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import StageData, read_stage, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
-    rel, resolve_dataset_dir, split_dir_name,
+    os_error_line, rel, resolve_dataset_dir, split_dir_name,
 )
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.util.threads import torch_threads
 
@@ -55,37 +54,19 @@ class _Rows:
     where: str  # the folder(s) or cache file, for messages
 
     def take(self, idx: np.ndarray) -> "_Rows":
-        return _Rows(
-            self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins, self.where
-        )
-
-    @staticmethod
-    def concat(parts: list["_Rows"]) -> "_Rows":
-        if len(parts) == 1:
-            return parts[0]
-        origins, shifted = [], []
-        for p in parts:
-            shifted.append(p.origin + len(origins))
-            origins.extend(p.origins)
-        return _Rows(
-            np.concatenate([p.audio for p in parts]), np.concatenate([p.video for p in parts]),
-            np.concatenate([p.labels for p in parts]), np.concatenate([p.urls for p in parts]),
-            np.concatenate(shifted), origins, " + ".join(p.where for p in parts),
-        )
+        return _Rows(self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins,
+                     self.where)
 
 
-def _from_stage(data: StageData, ds_dir: Path) -> _Rows:
-    origins = [rel(f.paths["audio"], ds_dir) for f in data.files]
-    origin = np.repeat(np.arange(len(data.files), dtype=np.int32), [f.rows for f in data.files])
-    where = rel(ds_dir / "features" / "<method>", ds_dir)
-    if data.files:
-        where = rel(data.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
-    return _Rows(data.audio, data.video, data.labels, data.urls, origin, origins, where)
-
-
-def _one_line(problems: list[str]) -> str:
-    more = len(problems) - 1
-    return problems[0] + (f" ({more} more problem(s): run `avood data check`)" if more > 0 else "")
+def _from_stages(stages: list[StageData], ds_dir: Path) -> _Rows:
+    """The rows of stage folders in order (one folder: its arrays, not a copy); a row's origin is its audio file."""
+    files = [f for d in stages for f in d.files]
+    audio, video, labels, urls = (x[0] if len(x) == 1 else np.concatenate(x)
+                                  for x in zip(*[(d.audio, d.video, d.labels, d.urls) for d in stages]))
+    wheres = [rel(d.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/") if d.files
+              else rel(ds_dir / "features" / "<method>", ds_dir) for d in stages]
+    origin = np.repeat(np.arange(len(files), dtype=np.int32), [f.rows for f in files])
+    return _Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in files], " + ".join(wheres))
 
 
 def _check_protocol(cs: ClassSplit) -> None:
@@ -105,13 +86,14 @@ def _check_protocol(cs: ClassSplit) -> None:
             raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
 
 
-def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
+def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
     """Rows per cache name read from the per-class h5 folders (each folder read once)."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
              for s in CACHED_STAGES}
     problems = [p for s in CACHED_STAGES for p in scans[s].problems]
     if problems:
-        raise DataError(_one_line(problems))
+        more = f" ({len(problems) - 1} more problem(s): run `avood data check`)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
     dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
     ref_stage = next(iter(dims), None)
     for s in dims:
@@ -119,10 +101,9 @@ def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
             f = scans[s].files[0]
             raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
                             f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
-    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in CACHED_STAGES}
-    parts = {cache: _Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
-    unknown = sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})
-    return parts, {"scans": scans, "ignored_files": unknown}
+    data = {s: read_stage(scans[s]) for s in CACHED_STAGES}
+    parts = {cache: _from_stages([data[s] for s in names], cs.ds_dir) for cache, names in CACHE_STAGES.items()}
+    return parts, {"ignored_files": sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})}
 
 
 def _cache_path(ds_dir: Path, method: str, split: str, cache: str) -> Path:
@@ -144,8 +125,7 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
             a["data"].numpy(), v["data"].numpy(), labels, a["url"],
             np.zeros(len(labels), dtype=np.int32), [shown], shown,
         )
-        if text is None:
-            text = (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
+        text = text or (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
     dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
     if len(set(dims.values())) > 1:
         odd = next(c for c in parts if dims[c] != dims["training"])
@@ -205,45 +185,35 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     n = len(cs.class_names)
     if source == "h5":
         path = feat_dir / "text" / cs.info.w2v_file
-        vectors = read_w2v(path, cs.ds_dir)
-        names = read_w2v_names(cs.ds_dir, cs.info)
+        vectors, names = read_w2v(path, cs.ds_dir), read_w2v_names(cs.ds_dir, cs.info)
         data, targets = sorted_rows(vectors, names, cs.class_names)
-        width = data.shape[1]
-        by_name = np.zeros((n, width), dtype=np.float32)
-        have = np.zeros(n, dtype=bool)
-        for c, cname in enumerate(cs.class_names):
-            key = names.get(cname.lower())
-            if key is not None and key in vectors:
-                by_name[c], have[c] = vectors[key], True
+        keys = [names.get(c.lower()) for c in cs.class_names]
+        found = [c for c, key in enumerate(keys) if key in vectors]
+        rows = np.array([vectors[keys[c]] for c in found], dtype=np.float32).reshape(len(found), data.shape[1])
+        by_name, have = placed(rows, np.array(found, dtype=np.int64), n)
         shown = rel(path, cs.ds_dir)
-        for c in sorted(used):
-            if not have[c]:
-                key = names.get(cs.class_names[c].lower())
-                how = f"w2v name '{key}'" if key else f"no row in class-split/{cs.info.w2v_csv}"
-                raise DataError(f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
-                                f"or fix class-split/{cs.info.w2v_csv}")
     else:
         data, targets, shown = pkl_text
         if not np.isfinite(data).all():
             raise DataError(f"'{shown}': the text embeddings hold NaN/inf; rebuild the cache")
         by_name, have = placed(data, targets, n)
-        for c in sorted(used):
-            if not have[c]:
-                raise DataError(
-                    f"class '{cs.class_names[c]}' has no text row (no text.target {c}) in '{shown}'; rebuild the cache"
-                )
+    lacking = [c for c in sorted(used) if not have[c]]
+    if lacking and source == "h5":
+        c = lacking[0]
+        how = f"w2v name '{keys[c]}'" if keys[c] else f"no row in class-split/{cs.info.w2v_csv}"
+        raise DataError(f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
+                        f"or fix class-split/{cs.info.w2v_csv}")
+    if lacking:
+        raise DataError(f"class '{cs.class_names[lacking[0]]}' has no text row (no text.target {lacking[0]}) in "
+                        f"'{shown}'; rebuild the cache")
     positional, pos_have = placed(data, np.arange(len(data)), n)
     differs = [cs.class_names[c] for c in sorted(used) if not np.array_equal(positional[c], by_name[c])]
     info = {"file": shown, "placement": "positional (compat)" if compat else "by_name", "positional_differs": differs}
-    if compat:
-        missing = [c for c in sorted(used) if not pos_have[c]]
-        if missing:
-            raise DataError(
-                f"'{shown}' has {len(data)} text rows, too few for the positional lookup of class id {missing[0]}; "
-                f"load with compat_positional_text=False"
-            )
-        return positional, info
-    return by_name, info
+    missing = [c for c in sorted(used) if not pos_have[c]]
+    if compat and missing:
+        raise DataError(f"'{shown}' has {len(data)} text rows, too few for the positional lookup of class id "
+                        f"{missing[0]}; load with compat_positional_text=False")
+    return (positional if compat else by_name), info
 
 
 def load_benchmark(root: str | Path, dataset: str, features: str = "main", split: str = "main", source: str = "auto",
@@ -255,7 +225,7 @@ def load_benchmark(root: str | Path, dataset: str, features: str = "main", split
     try:
         return _load(root, dataset, features, split, source, nonfinite, compat_positional_text)
     except OSError as exc:  # what the per-file checks did not name (e.g. a folder without search permission)
-        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or restore it from the download")) from None
 
 
 def _load(root, dataset, features, split, source, nonfinite, compat_positional_text) -> BenchmarkTasks:
@@ -281,14 +251,13 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
     if source == "h5":
         if not has_h5:
             raise DataError(f"'{rel(feat_dir / 'audio', ds_dir)}' is missing; download the features or load with source='pkl'")
-        parts, extra = _read_h5(cs, feat_dir)
+        parts, extra = read_h5(cs, feat_dir)
     else:
         parts, extra = _read_pkl(cs, method)
         extra["cache_check"] = _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"
 
-    used = set()
-    for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values():
-        used |= set(cs.stage_classes[seen_txt]) | set(cs.stage_classes[unseen_txt])
+    used = {c for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values()
+            for c in cs.stage_classes[seen_txt] + cs.stage_classes[unseen_txt]}
     text, text_info = _text_matrix(cs, source, feat_dir, extra.get("text"), used, compat_positional_text)
 
     tasks, urls, dropped, skipped = {}, {}, {}, {}

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from avood_core.data.cache import sorted_rows, write_cache, write_w2v
-from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
-from avood_core.data.layout import CACHE_STAGES, CACHED_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
+from avood_core.data.h5io import write_class_h5
+from avood_core.data.layout import FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
+from avood_core.data.loader import read_h5
 from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
@@ -83,22 +84,15 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
 
 
 def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
+    """The reference's four caches of the tree just written, read back from its h5 files."""
     cs = read_class_split(root, plan.info, split)
-    feat = root / "features" / method
-    data = {}
-    for s in CACHED_STAGES:
-        scan = scan_stage(feat, s, [], cs.class_names, root, cs.stage_txt(s))
-        if scan.problems:
-            raise DataError(scan.problems[0])
-        data[s] = read_stage(scan)
+    parts, _ = read_h5(cs, root / "features" / method)
     text, targets = sorted_rows(plan.vectors, plan.w2v_names, cs.class_names)
     out = root / "_features_processed" / method
     out.mkdir(parents=True, exist_ok=True)
-    for cache, parts in CACHE_STAGES.items():
-        labels = np.concatenate([data[s].labels for s in parts])
-        urls = np.concatenate([data[s].urls for s in parts])
-        entry = {m: {"data": torch.from_numpy(np.concatenate([getattr(data[s], m) for s in parts])),
-                     "target": torch.from_numpy(labels), "url": urls} for m in ("audio", "video")}
+    for cache, rows in parts.items():
+        entry = {m: {"data": torch.from_numpy(getattr(rows, m)), "target": torch.from_numpy(rows.labels), "url": rows.urls}
+                 for m in ("audio", "video")}
         entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
         write_cache(out / f"{cache}{split}.pkl", entry)
 

@@ -1,4 +1,4 @@
-"""Paths checked before any work starts (output folders, plain names, containment) and OS errors as one line."""
+"""Paths checked before any work starts: output folders, plain names, containment."""
 
 from __future__ import annotations
 
@@ -33,18 +33,6 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
         raise AvoodError(f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
                          f"pass a writable folder to {option} or fix its permissions")
     return path
-
-
-def os_error_line(exc: OSError, shown: str, fix: str) -> str:
-    """One line for an OS error on the file ``shown``: what failed (strerror, no errno noise) and ``fix``."""
-    reason = exc.strerror or type(exc).__name__
-    return f"'{shown}' cannot be read ({reason}); {fix}"
-
-
-def os_error_as_line(exc: OSError, fix: str) -> str:
-    """One line for an OS error that escaped the per-file handling: the file it names (if any), the reason, ``fix``."""
-    name = exc.filename if exc.filename is not None else "a file"
-    return os_error_line(exc, str(name), fix)
 
 
 def check_name(value: object, field: str) -> str:
