@@ -141,13 +141,9 @@ def _check_stage(
         listed_names = read_lines(txt, ds_dir)
     except DataError as exc:
         return StageRow(stage, 0, problems=[str(exc)]), None, {}
-    row = StageRow(stage, len(listed_names))
-    listed = []
-    for n in listed_names:
-        if n.lower() in index:
-            listed.append(index[n.lower()])
-        else:
-            row.problems.append(f"'{rel(txt, ds_dir)}' lists '{n}', which is not in all_class.txt; fix the name")
+    listed = [index[n.lower()] for n in listed_names if n.lower() in index]
+    row = StageRow(stage, len(listed_names), problems=[f"'{rel(txt, ds_dir)}' lists '{n}', which is not in all_class.txt; "
+                                                       f"fix the name" for n in listed_names if n.lower() not in index])
     csv_path = ds_dir / "class-split" / split / f"{stage}.csv"
     csv_counts: Counter | None = None
     if csv_path.is_file():
@@ -160,11 +156,9 @@ def _check_stage(
     else:
         row.notes.append(f"{rel(csv_path, ds_dir)} is absent (metadata only: clip counts not cross-checked)")
     if vectors is not None:
-        have = sum(1 for c in listed if w2v.get(names[c].lower()) in vectors)
-        row.text = f"{have}/{len(listed)}"
-        for c in listed:
-            if w2v.get(names[c].lower()) not in vectors:
-                row.problems.append(f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv")
+        lacking = [c for c in listed if w2v.get(names[c].lower()) not in vectors]
+        row.text = f"{len(listed) - len(lacking)}/{len(listed)}"
+        row.problems += [f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv" for c in lacking]
     if feat_dir is None:
         return row, None, {}
     scan = scan_stage(feat_dir, stage, listed, names, ds_dir, txt, read_data=deep)
@@ -277,12 +271,11 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     except DataError as exc:
         return [Section(info.folder, "-", None, problems=[str(exc)])]
     index = {n.lower(): i for i, n in enumerate(names)}
+    w2v, w2v_problem = {}, None
     try:
         w2v = read_w2v_names(ds_dir, info)
     except DataError as exc:
-        w2v, w2v_problem = {}, str(exc)
-    else:
-        w2v_problem = None
+        w2v_problem = str(exc)
     sections = []
     any_features, splits_found = False, 0
     for key, split in SPLITS.items():
@@ -291,9 +284,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
         has_h5 = (feat_dir / "audio").is_dir() or (feat_dir / "video").is_dir()
         has_cache = (ds_dir / "_features_processed" / method).is_dir()
         any_features |= has_h5 or has_cache
-        section = Section(info.folder, split, method if has_h5 else None)
-        if w2v_problem:
-            section.problems.append(w2v_problem)
+        section = Section(info.folder, split, method if has_h5 else None, problems=[w2v_problem] if w2v_problem else [])
         if not (ds_dir / "class-split" / split).is_dir():
             # Optional: a run reads only the split of data.split (main by default; load_benchmark).
             unchecked = f"; features/{method} not checked" if has_h5 or has_cache else ""
@@ -303,29 +294,25 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             continue
         splits_found += 1
         vectors = None
-        text_file = feat_dir / "text" / info.w2v_file
         if has_h5:
             try:
-                vectors = read_w2v(text_file, ds_dir)
+                vectors = read_w2v(feat_dir / "text" / info.w2v_file, ds_dir)
             except DataError as exc:
                 section.problems.append(str(exc))
         elif not has_cache:
             section.notes.append(f"no features/{method} and no cached {method} (not downloaded)")
         scans, digests = {}, {}
         for stage in STAGES:
-            row, scan, dig = _check_stage(
-                ds_dir, split, stage, names, index, feat_dir if has_h5 else None, vectors, w2v, deep
-            )
+            row, scans[stage], digests[stage] = _check_stage(ds_dir, split, stage, names, index,
+                                                             feat_dir if has_h5 else None, vectors, w2v, deep)
             section.stages.append(row)
-            scans[stage], digests[stage] = scan, dig
         dims = Counter((r.audio_dim, r.video_dim) for r in section.stages if r.audio_dim is not None)
         if len(dims) > 1:
             want = dims.most_common(1)[0][0]
             odd = next(r for r in section.stages if r.audio_dim is not None and (r.audio_dim, r.video_dim) != want)
-            section.consistency.append(
-                f"features/{method}/*/{odd.stage} has audio/video dims {(odd.audio_dim, odd.video_dim)} but the other "
-                f"stages have {want}; re-extract that stage folder"
-            )
+            section.consistency.append(f"features/{method}/*/{odd.stage} has audio/video dims "
+                                       f"{(odd.audio_dim, odd.video_dim)} but the other stages have {want}; "
+                                       f"re-extract that stage folder")
         if has_h5:
             _check_union(section, scans, names, ds_dir)
         if has_cache:

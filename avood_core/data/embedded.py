@@ -45,7 +45,6 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
         roles = ClassRoles(seen, unseen, *counts)
         gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, [name_key(seed, n) for n in names])
         cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
-        gen.params = cal.params
 
         def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
             labels = torch.repeat_interleave(classes, n)

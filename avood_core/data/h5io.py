@@ -56,28 +56,18 @@ class StageData:
     files: list[ClassFile]
 
 
-def index_folder(folder: Path) -> dict[str, Path]:
+def _h5_files(folder: Path) -> dict[str, Path]:
     """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
     found: dict[str, Path] = {}
     with os.scandir(folder) as it:
         for entry in it:
-            if not entry.name.endswith(".h5"):
-                continue
             try:
-                is_file = entry.is_file()
+                keep = entry.name.endswith(".h5") and entry.is_file()
             except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
-                is_file = True
-            if is_file:
+                keep = True
+            if keep:
                 found[entry.name[:-3].lower()] = Path(entry.path)
     return found
-
-
-def _is_dir(path: Path) -> bool:
-    """``path.is_dir()``; a folder that cannot be looked at counts as present, so reading it reports why."""
-    try:
-        return path.is_dir()
-    except OSError:
-        return True
 
 
 def _read_urls(ds) -> np.ndarray:
@@ -148,24 +138,19 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     folders = {m: feat_dir / m / stage for m in MODALITIES}
     indexes: dict[str, dict[str, Path]] = {}
     for m, folder in folders.items():
-        if not _is_dir(folder):
-            scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'")
-            return scan
-        try:
-            indexes[m] = index_folder(folder)
+        try:  # a folder that cannot be looked at counts as present, so listing it reports why
+            if not folder.is_dir():
+                scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'")
+                return scan
+            indexes[m] = _h5_files(folder)
         except OSError as exc:
             scan.problems.append(os_error_line(exc, "fix its permissions (chmod) or re-download it", rel(folder, ds_dir)))
             return scan
     by_lower = {n.lower(): i for i, n in enumerate(class_names)}
+    stems = list(dict.fromkeys(stem for m in MODALITIES for stem in indexes[m]))
+    scan.unknown = [stem for stem in stems if stem not in by_lower]
     listed_set = set(listed)
-    wanted = set(listed)
-    for m in MODALITIES:
-        for stem in indexes[m]:
-            if stem in by_lower:
-                wanted.add(by_lower[stem])
-            elif stem not in scan.unknown:
-                scan.unknown.append(stem)
-    for cid in sorted(wanted):
+    for cid in sorted(listed_set | {by_lower[stem] for stem in stems if stem in by_lower}):
         name = class_names[cid]
         paths = {m: indexes[m].get(name.lower()) for m in MODALITIES}
         missing = [m for m in MODALITIES if paths[m] is None]
@@ -187,21 +172,14 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
                 f"video_urls); re-download both files of class '{name}'"
             )
             continue
-        scan.files.append(
-            ClassFile(
-                cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
-                {"audio": xa, "video": xv} if read_data else None,
-            )
-        )
-    dims = scan.dims
-    if dims is not None:
-        for f in scan.files:
-            for m, want in zip(MODALITIES, dims):
-                if f.dims[m] != want:
-                    scan.problems.append(
-                        f"'{rel(f.paths[m], ds_dir)}' has {f.dims[m]} {m} columns but the other classes have "
-                        f"{want}; re-extract this file"
-                    )
+        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
+                                    {"audio": xa, "video": xv} if read_data else None))
+    dims = scan.dims or ()
+    for f in scan.files:
+        for m, want in zip(MODALITIES, dims):
+            if f.dims[m] != want:
+                scan.problems.append(f"'{rel(f.paths[m], ds_dir)}' has {f.dims[m]} {m} columns but the other classes "
+                                     f"have {want}; re-extract this file")
     return scan
 
 

@@ -264,7 +264,7 @@ def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc
 
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,
               zsl_acc: float | None, seed: int, probe: bool = False) -> Calibration:
-    """Solve ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones);
+    """Solve and set ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones);
     ``probe=True`` takes them as the probes' own (to measure :data:`TRANSFER`)."""
     seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
     zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
@@ -273,4 +273,5 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
             raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
     p_seen, p_zsl, mapped = (seen, zsl, []) if probe else probe_targets(dataset, seen, zsl)
     cal = solve_params(gen, text, roles, p_seen, p_zsl, seed=seed)
+    gen.params = cal.params
     return replace(cal, seen_target=seen, zsl_target=zsl, mapped=tuple(mapped))

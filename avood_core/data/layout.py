@@ -7,6 +7,7 @@ A class id is the index in the case-sensitive ``sorted(all_class.txt)``, names m
 from __future__ import annotations
 
 import csv
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,18 +144,17 @@ def reading(path: Path, base: Path):
         raise DataError(os_error_line(exc, "fix its permissions (chmod) or restore it from the download", shown)) from None
 
 
-def _is_file(path: Path, base: Path) -> bool:
+def _read_text(path: Path, base: Path, newline: str | None = None) -> str:
     with reading(path, base):
-        return path.is_file()
+        if not path.is_file():
+            raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
+        with path.open(encoding="utf-8", newline=newline) as fh:
+            return fh.read()
 
 
 def read_lines(path: Path, base: Path) -> list[str]:
     """The non-empty, stripped lines of a text file."""
-    if not _is_file(path, base):
-        raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    with reading(path, base):
-        text = path.read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in _read_text(path, base).splitlines() if line.strip()]
 
 
 INTEGER_COLUMNS = ("label_code",)  # csv columns holding integers wherever they appear
@@ -162,10 +162,9 @@ INTEGER_COLUMNS = ("label_code",)  # csv columns holding integers wherever they 
 
 def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
     """Rows of a csv file: ``required`` columns in the header, full rows, :data:`INTEGER_COLUMNS` integers."""
-    if not _is_file(path, base):
-        raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    with reading(path, base), path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = _read_text(path, base, newline="")
+    with reading(path, base):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"'{rel(path, base)}' lacks column(s) {', '.join(missing)} (header: {reader.fieldnames}); "

@@ -24,7 +24,7 @@ from avood_core.data.h5io import write_class_h5
 from avood_core.data.layout import FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.loader import read_h5
-from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
+from avood_core.data.plan import TreePlan, plan_from_splits, plan_generated
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
@@ -61,7 +61,8 @@ class SynthReport:
 def _write_class_split(root: Path, plan: TreePlan) -> None:
     info = plan.info
     for rel_path, src in plan.copy_from.items():
-        copy_file(src, root / rel_path)
+        (root / rel_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, root / rel_path)
     cs = root / "class-split"
     cs.mkdir(parents=True, exist_ok=True)
     if "class-split/all_class.txt" not in plan.copy_from:
@@ -97,17 +98,6 @@ def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
         write_cache(out / f"{cache}{split}.pkl", entry)
 
 
-def _text_matrix(plan: TreePlan, g: torch.Generator) -> torch.Tensor:
-    """Row ``c`` = the word vector of ``plan.class_names[c]`` (looked up by name; random if absent)."""
-    manual = plan.w2v_names
-    width = len(next(iter(plan.vectors.values())))
-    rows = []
-    for name in plan.class_names:
-        vec = plan.vectors.get(manual.get(name.lower(), "\0"))
-        rows.append(torch.as_tensor(np.asarray(vec), dtype=torch.float32) if vec is not None else torch.randn(width, generator=g))
-    return torch.stack(rows)
-
-
 def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, dict[str, tuple[str, list[str]]]]]:
     """Class index by lower-case name, and class id -> stage -> (label as written, clip files)."""
     index = {n.lower(): i for i, n in enumerate(plan.class_names)}
@@ -136,13 +126,15 @@ def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split
                     latent_dim: int, seen_acc: float | None, zsl_acc: float | None, probe: bool) -> Calibration:
     """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration."""
     g = torch.Generator().manual_seed(seed)
-    text = _text_matrix(plan, g)
+    manual, width = plan.w2v_names, len(next(iter(plan.vectors.values())))
+    vectors = [plan.vectors.get(manual.get(name.lower(), "\0")) for name in plan.class_names]  # by name, random if absent
+    text = torch.stack([torch.as_tensor(np.asarray(v), dtype=torch.float32) if v is not None
+                        else torch.randn(width, generator=g) for v in vectors])
     index, per_class = _per_class(plan, split)
     roles = _roles(plan, split, index)
     keys = [name_key(seed, n) for n in plan.class_names]
     gen = LatentGenerator(text, dims, LatentParams(latent_dim=latent_dim), seed, keys)
     cal = calibrate(gen, text, roles, dataset, seen_acc, zsl_acc, seed=seed + 1, probe=probe)
-    gen.params = cal.params
     feat = root / "features" / method
     for stage in STAGES:
         for m in ("audio", "video"):
@@ -197,13 +189,11 @@ def write_synthetic_tree(
     target = out / info.folder
     if target.exists() and not overwrite:
         raise DataError(f"'{target}' already exists; remove it, pick another folder or pass --overwrite")
-    rng = random.Random(seed)
     if splits_dir is not None and class_counts is not None:
         raise DataError("class_counts applies to generated trees only; drop it or drop splits_dir")
-    if splits_dir is not None:
-        plan = plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng)
-    else:
-        plan = plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts)
+    rng = random.Random(seed)
+    plan = (plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng) if splits_dir is not None
+            else plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts))
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{info.folder}.partial-", dir=out))
@@ -225,14 +215,13 @@ def write_synthetic_tree(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)
-    except OSError as exc:  # disk full, permissions changed while writing: no partial tree, one line
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        where = getattr(exc, "filename", None) or out
+        if not isinstance(exc, OSError):
+            raise
+        where = exc.filename or out  # disk full, permissions changed while writing: no partial tree, one line
         raise DataError(f"writing the tree under '{out}' failed at '{where}' ({exc.strerror or exc}); "
                         f"free space or fix permissions, then run `avood data synth` again") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     rows = plan.rows[split]
     return SynthReport(
         path=target, dataset=info.key, features=method, split=split,
