@@ -146,11 +146,15 @@ class LatentGenerator:
         rho = self.params.residual if residual is None else residual
         return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
 
+    def modality_means(self, means: Tensor) -> list[Tensor]:
+        """The class means of audio and video: both ``μ_c`` (benchmarks/latent_properties.py varies them)."""
+        return [means, means]
+
     def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         """Audio and video features of clips with class ids ``labels`` at the generator's own parameters."""
-        p, means = self.params, self.class_means()
+        p, means = self.params, self.modality_means(self.class_means())
         eps, feat = _clip_noise(len(labels), self.dims, p, g)
-        audio, video = (p.gain * (means[labels] + p.noise / p.latent_dim**0.5 * eps[m]) @ self.proj[m]
+        audio, video = (p.gain * (means[m][labels] + p.noise / p.latent_dim**0.5 * eps[m]) @ self.proj[m]
                         + p.feature_noise * feat[m] + self.bias[m] for m in range(2))
         return audio, video
 
@@ -188,40 +192,40 @@ class Probe:
     def __init__(self, gen: LatentGenerator, text: Tensor, roles: ClassRoles, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
         self.gen, self.text, self.roles = gen, torch.as_tensor(text, dtype=torch.float32), roles
-        self.y_train = torch.repeat_interleave(roles.seen, roles.train_counts)
-        self.y_seen = torch.repeat_interleave(roles.seen, roles.test_seen_counts)
-        self.y_unseen = torch.repeat_interleave(roles.unseen, roles.test_unseen_counts)
+        # clips of training, test-seen and test-unseen
+        self.ys = [torch.repeat_interleave(c, n) for c, n in ((roles.seen, roles.train_counts),
+                   (roles.seen, roles.test_seen_counts), (roles.unseen, roles.test_unseen_counts))]
         p, L = gen.params, gen.params.latent_dim
         # per clip: features = [μ_y, μ_y] + σ·E + F (E: latent noise, F: off-subspace noise), E and F drawn once
         self.parts = []
-        for y in (self.y_train, self.y_seen, self.y_unseen):
+        for y in self.ys:
             eps, feat = _clip_noise(len(y), (L, L), p, g)
             f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * feat[m] for m in range(2)]
             self.parts.append((torch.cat(eps, 1) / L**0.5, torch.cat(f, 1)))
         pos = {int(c): i for i, c in enumerate(roles.seen)}
-        onehot = torch.zeros(len(roles.seen), len(self.y_train))
-        onehot[torch.tensor([pos[int(c)] for c in self.y_train]), torch.arange(len(self.y_train))] = 1.0
+        onehot = torch.zeros(len(roles.seen), len(self.ys[0]))
+        onehot[torch.tensor([pos[int(c)] for c in self.ys[0]]), torch.arange(len(self.ys[0]))] = 1.0
         avg = onehot / onehot.sum(1, keepdim=True)
         self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
 
-    def _feats(self, sigma: float, residual: float, part: int, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Features of clips ``y`` (of ``self.parts[part]``) and the class means estimated from training clips."""
-        means = torch.cat([self.gen.class_means(residual)] * 2, 1)
+    def _feats(self, sigma: float, residual: float, part: int) -> tuple[Tensor, Tensor]:
+        """Features of the clips of ``self.parts[part]`` and the class means estimated from training clips."""
+        means = torch.cat(self.gen.modality_means(self.gen.class_means(residual)), 1)
         (e, f), (te, tf) = self.parts[part], self.train_parts
-        return means[y] + sigma * e + f, means[self.roles.seen] + sigma * te + tf
+        return means[self.ys[part]] + sigma * e + f, means[self.roles.seen] + sigma * te + tf
 
     def seen_acc(self, sigma: float, residual: float) -> float:
         """Nearest-class-mean accuracy on seen test clips, means estimated from training clips."""
-        x, est = self._feats(sigma, residual, 1, self.y_seen)
-        return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.y_seen)
+        x, est = self._feats(sigma, residual, 1)
+        return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.ys[1])
 
     def zsl_acc(self, sigma: float, residual: float) -> float:
         """Unseen test clips classified among unseen classes by ridge-predicted means from text."""
-        x, est = self._feats(sigma, residual, 2, self.y_unseen)
+        x, est = self._feats(sigma, residual, 2)
         center = est.mean(0)
         w = ridge_text_map(self.text[self.roles.seen], est - center)
         pred_means = self.text[self.roles.unseen] @ w + center
-        return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.y_unseen)
+        return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.ys[2])
 
 
 def _bisect(f, lo: float, hi: float, target: float, steps: int) -> float:

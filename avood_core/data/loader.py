@@ -110,7 +110,7 @@ def _cache_path(ds_dir: Path, method: str, split: str, cache: str) -> Path:
     return ds_dir / "_features_processed" / method / f"{cache}{split}.pkl"
 
 
-def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
+def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], tuple]:
     parts, text = {}, None
     for cache in CACHE_STAGES:
         path = _cache_path(cs.ds_dir, method, cs.split, cache)
@@ -131,7 +131,7 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
         odd = next(c for c in parts if dims[c] != dims["training"])
         raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
                         f"training cache has {dims['training']}; rebuild the caches")
-    return parts, {"text": text}
+    return parts, text
 
 
 def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
@@ -252,13 +252,15 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
         if not has_h5:
             raise DataError(f"'{rel(feat_dir / 'audio', ds_dir)}' is missing; download the features or load with source='pkl'")
         parts, extra = read_h5(cs, feat_dir)
+        pkl_text = None
     else:
-        parts, extra = _read_pkl(cs, method)
-        extra["cache_check"] = _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"
+        parts, pkl_text = _read_pkl(cs, method)
+        extra = {"ignored_files": [],
+                 "cache_check": _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"}
 
     used = {c for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values()
             for c in cs.stage_classes[seen_txt] + cs.stage_classes[unseen_txt]}
-    text, text_info = _text_matrix(cs, source, feat_dir, extra.get("text"), used, compat_positional_text)
+    text, text_info = _text_matrix(cs, source, feat_dir, pkl_text, used, compat_positional_text)
 
     tasks, urls, dropped, skipped = {}, {}, {}, {}
     for stage, (train_cache, test_cache, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
@@ -285,21 +287,13 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
         "dataset": ds.key, "folder": str(ds_dir), "features": method, "split": split_name, "source": source,
         "n_classes": len(cs.class_names), "audio_dim": tasks[1].train.audio_dim, "video_dim": tasks[1].train.video_dim,
         "text_dim": int(text.shape[1]),
-        "purposes": {
-            f"stage{stage}": {
-                "train": {"cache": tr, "stage_folders": list(CACHE_STAGES[tr])},
-                "test": {"cache": te, "stage_folders": list(CACHE_STAGES[te])},
-                "seen_classes_from": f"class-split/{split_name}/{seen_txt}.txt",
-                "unseen_classes_from": f"class-split/{split_name}/{unseen_txt}.txt",
-            }
-            for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()
-        },
-        "files": (
-            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES]
-            if source == "h5" else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]
-        ),
-        "dropped_rows": dropped, "nonfinite_skipped": skipped, "ignored_files": extra.get("ignored_files", []),
-        **({"cache_check": extra["cache_check"]} if "cache_check" in extra else {}),
-        "text": text_info, "load_seconds": round(time.perf_counter() - started, 3),
+        "purposes": {f"stage{stage}": {"train": {"cache": tr, "stage_folders": list(CACHE_STAGES[tr])},
+                                       "test": {"cache": te, "stage_folders": list(CACHE_STAGES[te])},
+                                       "seen_classes_from": f"class-split/{split_name}/{seen_txt}.txt",
+                                       "unseen_classes_from": f"class-split/{split_name}/{unseen_txt}.txt"}
+                     for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()},
+        "files": ([rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES] if source == "h5"
+                  else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]),
+        "dropped_rows": dropped, "nonfinite_skipped": skipped, **extra, "text": text_info, "load_seconds": round(time.perf_counter() - started, 3),
     }
     return BenchmarkTasks(tasks[1], tasks[2], info, urls)
