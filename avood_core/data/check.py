@@ -168,16 +168,12 @@ def _check_stage(
     row.samples = sum(f.rows for f in found)
     if scan.dims:
         row.audio_dim, row.video_dim = scan.dims
-    if csv_counts is not None:
-        for f in found:
-            want = csv_counts.get(names[f.class_id].lower(), 0)
-            if want != f.rows:
-                row.problems.append(
-                    f"'{rel(f.paths['audio'], ds_dir)}' holds {f.rows} clips but {rel(csv_path, ds_dir)} lists {want}; "
-                    f"re-download the file"
-                )
-    digests = _deep(scan, row, ds_dir) if deep else {}
-    return row, scan, digests
+    for f in found if csv_counts is not None else []:
+        want = csv_counts.get(names[f.class_id].lower(), 0)
+        if want != f.rows:
+            row.problems.append(f"'{rel(f.paths['audio'], ds_dir)}' holds {f.rows} clips but {rel(csv_path, ds_dir)} "
+                                f"lists {want}; re-download the file")
+    return row, scan, _deep(scan, row, ds_dir) if deep else {}
 
 
 def _check_union(section: Section, scans: dict[str, StageScan], names: list[str], ds_dir: Path) -> None:
@@ -242,14 +238,13 @@ def _check_caches(section, ds_dir, method, split, names, scans, digests) -> None
         row = CacheRow(path.name)
         section.caches.append(row)
         if cache not in present:
-            row.status = "missing"
-            row.problems.append(f"'{shown}' is missing while other caches exist; delete them all or rebuild them")
+            row.status, row.problems = "missing", [f"'{shown}' is missing while other caches exist; delete them all or "
+                                                   f"rebuild them"]
             continue
         try:
             obj = read_cache(path, shown)
         except DataError as exc:
-            row.status = "unreadable"
-            row.problems.append(str(exc))
+            row.status, row.problems = "unreadable", [str(exc)]
             continue
         a, v = obj["audio"], obj["video"]
         labels = a["target"].numpy()

@@ -184,25 +184,14 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
 
 
 def read_stage(scan: StageScan) -> StageData:
-    """Every class block of a clean scan in preallocated float32 arrays (the scan's data is released)."""
-    total = sum(f.rows for f in scan.files)
-    da, dv = scan.dims or (0, 0)
-    out = {"audio": np.empty((total, da), dtype=np.float32), "video": np.empty((total, dv), dtype=np.float32)}
-    labels = np.empty(total, dtype=np.int64)
-    offset = 0
+    """Every class block of a clean scan (read with its data) in float32 arrays; the scan's data is released."""
+    audio, video = (np.concatenate([f.data[m] for f in scan.files] or [np.empty((0, dim))], dtype=np.float32,
+                                   casting="unsafe") for m, dim in zip(MODALITIES, scan.dims or (0, 0)))
     for f in scan.files:
-        stop = offset + f.rows
-        for m in MODALITIES:
-            if f.data is not None:
-                out[m][offset:stop] = f.data[m]
-            else:
-                with h5py.File(f.paths[m], "r") as fh:
-                    fh["data"].read_direct(out[m], dest_sel=np.s_[offset:stop])
         f.data = None
-        labels[offset:stop] = f.class_id
-        offset = stop
+    labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), [f.rows for f in scan.files])
     urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
-    return StageData(scan.stage, out["audio"], out["video"], labels, urls, scan.files)
+    return StageData(scan.stage, audio, video, labels, urls, scan.files)
 
 
 def write_class_h5(path: Path, data: np.ndarray, urls: list[str]) -> None:

@@ -49,13 +49,10 @@ class SynthReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [
-            f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
-            f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in {self.seconds:.1f} s"
-        ]
-        lines += [f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES]
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return "\n".join([f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
+                          f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in {self.seconds:.1f} s",
+                          *[f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES],
+                          *[f"  note: {n}" for n in self.notes]])
 
 
 def _write_class_split(root: Path, plan: TreePlan) -> None:
@@ -178,13 +175,11 @@ def write_synthetic_tree(
         raise DataError(f"--data-scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --data-scale 0.1")
     if not SEED_MIN <= seed <= SEED_MAX:
         raise DataError(f"--data-seed {seed}: must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
-    dims = []
-    for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
+    for name, value, default in zip(("audio", "video"), (audio_dim, video_dim), FEATURE_DIMS[method]):
         if value is not None and not 1 <= value <= MAX_FEATURE_DIM:
             raise DataError(f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
                             f"pass a positive width or drop the option ({default} for {method})")
-        dims.append(default if value is None else int(value))
-    dims = tuple(dims)
+    dims = tuple(d if v is None else int(v) for v, d in zip((audio_dim, video_dim), FEATURE_DIMS[method]))
     out = check_output_dir(out, "OUT")
     target = out / info.folder
     if target.exists() and not overwrite:
@@ -222,10 +217,7 @@ def write_synthetic_tree(
         where = exc.filename or out  # disk full, permissions changed while writing: no partial tree, one line
         raise DataError(f"writing the tree under '{out}' failed at '{where}' ({exc.strerror or exc}); "
                         f"free space or fix permissions, then run `avood data synth` again") from None
-    rows = plan.rows[split]
-    return SynthReport(
-        path=target, dataset=info.key, features=method, split=split,
-        clips={s: len(rows[s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
-        audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))),
-        caches=caches, seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)],
-    )
+    return SynthReport(path=target, dataset=info.key, features=method, split=split,
+                       clips={s: len(plan.rows[split][s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
+                       audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))), caches=caches,
+                       seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)])
