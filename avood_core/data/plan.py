@@ -21,6 +21,7 @@ from avood_core.errors import DataError
 
 STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")
 TRAIN_TO_VAL_SEEN = 9
+_YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
 @dataclass
@@ -45,11 +46,6 @@ class TreePlan:
         return {r["original"].strip().lower(): r["manual"].strip() for r in self.w2v_rows}
 
 
-def _rid(rng: random.Random, n: int = 11) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
 class _RowMaker:
     """Fresh csv rows in a dataset's column layout (unique filenames per tree)."""
 
@@ -64,7 +60,7 @@ class _RowMaker:
         code = str(self.index[label.lower()])
         if self.info.key == "ucf":
             return {"filename": f"v_{label}_g{k // 7 + 1:02d}_c{k % 7 + 1:02d}", "label": label, "label_code": code}
-        yid = _rid(self.rng)
+        yid = "".join(self.rng.choice(_YOUTUBE_ID_CHARS) for _ in range(11))
         if self.info.key == "activitynet":
             return {"filename": f"{yid}_{k % 9}", "label_code": code, "label": label}
         start = self.rng.randrange(0, 600)
