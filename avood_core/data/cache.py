@@ -151,13 +151,11 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
     if not isinstance(value, dict) or not value:
         raise DataError(f"'{shown}' does not hold a non-empty dict of word vectors; re-download it")
     out: dict[str, np.ndarray] = {}
-    width = None
     for key, vec in value.items():
         arr = np.asarray(vec) if isinstance(vec, np.ndarray) else None
         if not isinstance(key, str) or arr is None or arr.ndim != 1 or arr.dtype.kind != "f":
             raise DataError(f"'{shown}': entry {key!r} is not a str -> 1-D float array; re-download the file")
-        if width is None:
-            width = len(arr)
+        width = len(next(iter(out.values()), arr))  # the first vector's
         if len(arr) != width or not np.isfinite(arr).all():
             raise DataError(f"'{shown}': vector {key!r} has length {len(arr)} (others {width}) or NaN/inf; re-download it")
         out[key] = arr.astype(np.float32)

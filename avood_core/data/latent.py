@@ -39,16 +39,11 @@ setting and the probes' ceilings are in docs/reproducing.md.
 """
 
 
-def _pool_adjacent_violators(values: list[float]) -> list[float]:
-    """The non-decreasing sequence closest to ``values`` in least squares (isotonic regression)."""
-    blocks: list[list[float]] = []  # [sum, count]
-    for v in values:
-        blocks.append([v, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    return [b[0] / b[1] for b in blocks for _ in range(int(b[1]))]
+def _isotonic(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares (isotonic regression), by its min-max
+    formula ``x_i = max_{j<=i} min_{k>=i} mean(values[j..k])`` (a handful of points)."""
+    n = len(values)
+    return [max(min(sum(values[j:k + 1]) / (k + 1 - j) for k in range(i, n)) for j in range(i + 1)) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class TransferCurve:
         if len(pairs) < 2:
             raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
         ordered = sorted(pairs)
-        return cls(tuple(p for p, _ in ordered), tuple(_pool_adjacent_violators([t for _, t in ordered])))
+        return cls(tuple(p for p, _ in ordered), tuple(_isotonic([t for _, t in ordered])))
 
     def probe_for(self, trained: float) -> float:
         """The probe target whose trained accuracy the curve gives as ``trained``."""
