@@ -45,15 +45,30 @@ class StageScan:
 
 
 @dataclass
-class StageData:
-    """The clips of one stage folder, rows grouped by class id (ascending)."""
+class Rows:
+    """Clips with, per row, an index into ``origins`` (the file it came from)."""
 
-    stage: str
     audio: np.ndarray
     video: np.ndarray
     labels: np.ndarray
     urls: np.ndarray
-    files: list[ClassFile]
+    origin: np.ndarray
+    origins: list[str]
+    where: str  # the folder(s) or cache file, for messages
+
+    def take(self, idx: np.ndarray) -> "Rows":
+        return Rows(self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins,
+                    self.where)
+
+    @staticmethod
+    def concat(parts: list["Rows"]) -> "Rows":
+        """``parts`` one after the other (one part: itself, not a copy)."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = [sum(len(q.origins) for q in parts[:i]) for i in range(len(parts))]
+        return Rows(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("audio", "video", "labels", "urls")),
+                    np.concatenate([p.origin + offset for p, offset in zip(parts, offsets)]),
+                    [o for p in parts for o in p.origins], " + ".join(p.where for p in parts))
 
 
 def _h5_files(folder: Path) -> dict[str, Path]:
@@ -183,15 +198,21 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     return scan
 
 
-def read_stage(scan: StageScan) -> StageData:
-    """Every class block of a clean scan (read with its data) in float32 arrays; the scan's data is released."""
+def read_stage(scan: StageScan, ds_dir: Path) -> Rows:
+    """Every class block of a clean scan (read with its data), rows grouped by class id, as float32; the scan's data
+    is released. A row's origin is its class's audio file."""
     audio, video = (np.concatenate([f.data[m] for f in scan.files] or [np.empty((0, dim))], dtype=np.float32,
                                    casting="unsafe") for m, dim in zip(MODALITIES, scan.dims or (0, 0)))
     for f in scan.files:
         f.data = None
-    labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), [f.rows for f in scan.files])
+    rows = [f.rows for f in scan.files]
+    labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), rows)
     urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
-    return StageData(scan.stage, audio, video, labels, urls, scan.files)
+    where = rel(ds_dir / "features" / "<method>", ds_dir)
+    if scan.files:
+        where = rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
+    origin = np.repeat(np.arange(len(rows), dtype=np.int32), rows)
+    return Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in scan.files], where)
 
 
 def write_class_h5(path: Path, data: np.ndarray, urls: list[str]) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from avood_core.data.cache import placed, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
-from avood_core.data.h5io import StageData, read_stage, scan_stage
+from avood_core.data.h5io import Rows, read_stage, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
     os_error_line, rel, resolve_dataset_dir, split_dir_name,
@@ -41,34 +41,6 @@ class BenchmarkTasks:
     urls: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-@dataclass
-class _Rows:
-    """Clips of one split with, per row, an index into ``origins`` (the file it came from)."""
-
-    audio: np.ndarray
-    video: np.ndarray
-    labels: np.ndarray
-    urls: np.ndarray
-    origin: np.ndarray
-    origins: list[str]
-    where: str  # the folder(s) or cache file, for messages
-
-    def take(self, idx: np.ndarray) -> "_Rows":
-        return _Rows(self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins,
-                     self.where)
-
-
-def _from_stages(stages: list[StageData], ds_dir: Path) -> _Rows:
-    """The rows of stage folders in order (one folder: its arrays, not a copy); a row's origin is its audio file."""
-    files = [f for d in stages for f in d.files]
-    audio, video, labels, urls = (x[0] if len(x) == 1 else np.concatenate(x)
-                                  for x in zip(*[(d.audio, d.video, d.labels, d.urls) for d in stages]))
-    wheres = [rel(d.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/") if d.files
-              else rel(ds_dir / "features" / "<method>", ds_dir) for d in stages]
-    origin = np.repeat(np.arange(len(files), dtype=np.int32), [f.rows for f in files])
-    return _Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in files], " + ".join(wheres))
-
-
 def _check_protocol(cs: ClassSplit) -> None:
     for stage, (_, _, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
         seen, unseen = set(cs.stage_classes[seen_txt]), set(cs.stage_classes[unseen_txt])
@@ -86,7 +58,7 @@ def _check_protocol(cs: ClassSplit) -> None:
             raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
 
 
-def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
+def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, Rows], dict]:
     """Rows per cache name read from the per-class h5 folders (each folder read once)."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
              for s in CACHED_STAGES}
@@ -101,8 +73,8 @@ def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
             f = scans[s].files[0]
             raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
                             f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
-    data = {s: read_stage(scans[s]) for s in CACHED_STAGES}
-    parts = {cache: _from_stages([data[s] for s in names], cs.ds_dir) for cache, names in CACHE_STAGES.items()}
+    data = {s: read_stage(scans[s], cs.ds_dir) for s in CACHED_STAGES}
+    parts = {cache: Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
     return parts, {"ignored_files": sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})}
 
 
@@ -110,7 +82,7 @@ def _cache_path(ds_dir: Path, method: str, split: str, cache: str) -> Path:
     return ds_dir / "_features_processed" / method / f"{cache}{split}.pkl"
 
 
-def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], tuple]:
+def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, Rows], tuple]:
     parts, text = {}, None
     for cache in CACHE_STAGES:
         path = _cache_path(cs.ds_dir, method, cs.split, cache)
@@ -121,7 +93,7 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], tuple]:
         bad = (labels < 0) | (labels >= len(cs.class_names))
         if bad.any():
             raise DataError(f"'{shown}' holds target {int(labels[bad][0])}, outside 0..{len(cs.class_names) - 1}; rebuild it")
-        parts[cache] = _Rows(
+        parts[cache] = Rows(
             a["data"].numpy(), v["data"].numpy(), labels, a["url"],
             np.zeros(len(labels), dtype=np.int32), [shown], shown,
         )
@@ -134,7 +106,7 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], tuple]:
     return parts, text
 
 
-def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
+def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, Rows], feat_dir: Path) -> str:
     """Compare the caches' rows and dims with the h5 tree's metadata (no feature reads); raise on disagreement."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in CACHED_STAGES}
     broken = [p for s in CACHED_STAGES for p in scans[s].problems]
@@ -150,7 +122,7 @@ def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows
     return "matches the h5 tree (classes, clips, dims)"
 
 
-def _select(rows: _Rows, keep: list[int], required: dict[int, str], nonfinite: str, names: list[str]) -> tuple[_Rows, int, int]:
+def _select(rows: Rows, keep: list[int], required: dict[int, str], nonfinite: str, names: list[str]) -> tuple[Rows, int, int]:
     """Rows of classes ``keep``, NaN/inf handled, sorted by class id; (rows, dropped, skipped)."""
     mask = np.isin(rows.labels, np.asarray(keep, dtype=np.int64))
     dropped = int((~mask).sum())
