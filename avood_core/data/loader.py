@@ -93,20 +93,18 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, Rows], tuple]:
         bad = (labels < 0) | (labels >= len(cs.class_names))
         if bad.any():
             raise DataError(f"'{shown}' holds target {int(labels[bad][0])}, outside 0..{len(cs.class_names) - 1}; rebuild it")
-        parts[cache] = Rows(
-            a["data"].numpy(), v["data"].numpy(), labels, a["url"],
-            np.zeros(len(labels), dtype=np.int32), [shown], shown,
-        )
+        parts[cache] = Rows(a["data"].numpy(), v["data"].numpy(), labels, a["url"], np.zeros(len(labels), dtype=np.int32),
+                            [shown], shown)
         text = text or (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
     dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
     if len(set(dims.values())) > 1:
         odd = next(c for c in parts if dims[c] != dims["training"])
-        raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
-                        f"training cache has {dims['training']}; rebuild the caches")
+        raise DataError(f"'{parts[odd].where}' has dims {dims[odd]} but the training cache has {dims['training']}; "
+                        f"rebuild the caches")
     return parts, text
 
 
-def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, Rows], feat_dir: Path) -> str:
+def _verify_cache_against_h5(cs: ClassSplit, parts: dict[str, Rows], feat_dir: Path) -> str:
     """Compare the caches' rows and dims with the h5 tree's metadata (no feature reads); raise on disagreement."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in CACHED_STAGES}
     broken = [p for s in CACHED_STAGES for p in scans[s].problems]
@@ -117,8 +115,8 @@ def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, Rows]
         problem = cache_disagreement(cs.class_names, p.labels, p.urls, (p.audio.shape[1], p.video.shape[1]),
                                      [scans[s] for s in names])
         if problem:
-            raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, cache), cs.ds_dir)}' disagrees with the h5 "
-                            f"tree ({problem}); delete the cache to rebuild it, or load with source='h5'")
+            raise DataError(f"'{p.where}' disagrees with the h5 tree ({problem}); delete the cache to rebuild it, or "
+                            f"load with source='h5'")
     return "matches the h5 tree (classes, clips, dims)"
 
 
@@ -228,7 +226,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
     else:
         parts, pkl_text = _read_pkl(cs, method)
         extra = {"ignored_files": [],
-                 "cache_check": _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"}
+                 "cache_check": _verify_cache_against_h5(cs, parts, feat_dir) if has_h5 else "no h5 tree"}
 
     used = {c for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values()
             for c in cs.stage_classes[seen_txt] + cs.stage_classes[unseen_txt]}

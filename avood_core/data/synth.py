@@ -95,8 +95,9 @@ def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
         write_cache(out / f"{cache}{split}.pkl", entry)
 
 
-def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, dict[str, tuple[str, list[str]]]]]:
-    """Class index by lower-case name, and class id -> stage -> (label as written, clip files)."""
+def _per_class(plan: TreePlan, split: str) -> tuple[dict[int, dict[str, tuple[str, list[str]]]], ClassRoles]:
+    """Class id -> stage -> (label as written, clip files), and the calibration's roles: stage 2 fixes them (its
+    train classes are seen, its test-unseen classes unseen)."""
     index = {n.lower(): i for i, n in enumerate(plan.class_names)}
     per_class: dict[int, dict[str, tuple[str, list[str]]]] = {}
     for stage in STAGES:
@@ -105,18 +106,12 @@ def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, di
             if cid is None:
                 raise DataError(f"csv row '{r['filename']}' of {split}/{stage} names unknown class '{r['label']}'; fix the split csv")
             per_class.setdefault(cid, {}).setdefault(stage, (r["label"], []))[1].append(r["filename"])
-    return index, per_class
-
-
-def _roles(plan: TreePlan, split: str, index: dict[str, int]) -> ClassRoles:
-    """Stage 2 fixes the calibration: its train classes are seen, its test-unseen classes unseen."""
     train, test_seen, test_unseen = (Counter(index[r["label"].strip().lower()] for r in plan.rows[split][stage])
                                      for stage in ("stage_2_train", "stage_2_test_seen", "stage_2_test_unseen"))
     seen, unseen = sorted(train), sorted(test_unseen)
-    return ClassRoles(
-        torch.tensor(seen), torch.tensor(unseen), torch.tensor([train[c] for c in seen]),
-        torch.tensor([max(1, test_seen[c]) for c in seen]), torch.tensor([test_unseen[c] for c in unseen]),
-    )
+    return per_class, ClassRoles(torch.tensor(seen), torch.tensor(unseen), torch.tensor([train[c] for c in seen]),
+                                 torch.tensor([max(1, test_seen[c]) for c in seen]),
+                                 torch.tensor([test_unseen[c] for c in unseen]))
 
 
 def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split: str, dims: tuple[int, int], seed: int,
@@ -127,8 +122,7 @@ def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split
     vectors = [plan.vectors.get(manual.get(name.lower(), "\0")) for name in plan.class_names]  # by name, random if absent
     text = torch.stack([torch.as_tensor(np.asarray(v), dtype=torch.float32) if v is not None
                         else torch.randn(width, generator=g) for v in vectors])
-    index, per_class = _per_class(plan, split)
-    roles = _roles(plan, split, index)
+    per_class, roles = _per_class(plan, split)
     keys = [name_key(seed, n) for n in plan.class_names]
     gen = LatentGenerator(text, dims, LatentParams(latent_dim=latent_dim), seed, keys)
     cal = calibrate(gen, text, roles, dataset, seen_acc, zsl_acc, seed=seed + 1, probe=probe)
