@@ -59,10 +59,8 @@ class Section:
 
     def all_problems(self) -> list[str]:
         """Root causes first: structure, then stage folders, then cross-stage checks, then caches."""
-        return (
-            self.problems + [p for r in self.stages for p in r.problems] + self.consistency
-            + [p for c in self.caches for p in c.problems]
-        )
+        return (self.problems + [p for r in self.stages for p in r.problems] + self.consistency
+                + [p for c in self.caches for p in c.problems])
 
 
 @dataclass
@@ -81,18 +79,13 @@ class TreeReport:
     def render(self) -> str:
         out = []
         for s in self.sections:
-            feat = f"features/{s.features} (h5)" if s.features else "no h5 features"
-            out.append(f"{s.dataset} - {s.split}, {feat}")
-            head = ("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS")
-            rows = [
-                (r.stage, r.classes, _v(r.csv_rows), r.h5_classes, _v(r.samples), _v(r.audio_dim), _v(r.video_dim),
-                 r.text, _v(r.nonfinite), f"{len(r.problems)} problem(s)" if r.problems else "ok")
-                for r in s.stages
-            ]
-            out += _table(head, rows)
+            out.append(f"{s.dataset} - {s.split}, " + (f"features/{s.features} (h5)" if s.features else "no h5 features"))
+            out += _table(("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS"),
+                          [(r.stage, r.classes, r.csv_rows, r.h5_classes, r.samples, r.audio_dim, r.video_dim, r.text,
+                            r.nonfinite, f"{len(r.problems)} problem(s)" if r.problems else "ok") for r in s.stages])
             if s.caches:
-                rows = [(c.name, _v(c.samples), _v(c.classes), _v(c.audio_dim), _v(c.video_dim), c.status) for c in s.caches]
-                out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"), rows)
+                out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"),
+                              [(c.name, c.samples, c.classes, c.audio_dim, c.video_dim, c.status) for c in s.caches])
             out += [f"  note: {n}" for n in s.notes + [n for r in s.stages for n in r.notes]]
             out += [f"  problem: {p}" for p in s.all_problems()]
             out.append("")
@@ -101,15 +94,12 @@ class TreeReport:
         return "\n".join(out)
 
 
-def _v(x) -> str:
-    return "-" if x is None else str(x)
-
-
 def _table(head: tuple, rows: list[tuple]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda r: "  " + "  ".join(str(v).ljust(w) if i in (0, len(r) - 1) else str(v).rjust(w)  # noqa: E731
-                                     for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-    return [fmt(head)] + [fmt(r) for r in rows]
+    """Aligned columns: the first and the last left-aligned, the others right-aligned; None shows as '-'."""
+    cells = [["-" if v is None else str(v) for v in r] for r in [head, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    return ["  " + "  ".join(v.ljust(w) if i in (0, len(r) - 1) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+            .rstrip() for r in cells]
 
 
 def _digest(arr: np.ndarray) -> str:

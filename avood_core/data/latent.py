@@ -74,15 +74,10 @@ class TransferCurve:
 
 def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float, float, list[str]]:
     """Probe targets for trained-classifier targets (percent), and which knobs had a measured curve."""
-    out, mapped = [], []
-    for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)):
-        pairs = TRANSFER.get((dataset, knob), ())
-        if len(pairs) >= 2:
-            out.append(min(99.0, max(1.0, TransferCurve.fit(pairs).probe_for(target))))
-            mapped.append(knob)
-        else:
-            out.append(target)
-    return out[0], out[1], mapped
+    mapped = [knob for knob in ("seen", "zsl") if len(TRANSFER.get((dataset, knob), ())) >= 2]
+    seen, zsl = (min(99.0, max(1.0, TransferCurve.fit(TRANSFER[dataset, knob]).probe_for(target))) if knob in mapped
+                 else target for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)))
+    return seen, zsl, mapped
 
 
 def name_key(seed: int, name: str) -> int:
