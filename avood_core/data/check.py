@@ -121,10 +121,8 @@ def _deep(scan: StageScan, row: StageRow, ds_dir: Path) -> dict[int, tuple[str, 
     return digests
 
 
-def _check_stage(
-    ds_dir: Path, split: str, stage: str, names: list[str], index: dict[str, int], feat_dir: Path | None,
-    vectors: dict | None, w2v: dict[str, str], deep: bool,
-) -> tuple[StageRow, StageScan | None, dict]:
+def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: dict[str, int], feat_dir: Path | None,
+                 vectors: dict | None, w2v: dict[str, str], deep: bool) -> tuple[StageRow, StageScan | None, dict]:
     """One table row of a stage folder, its scan (None without features) and its data digests."""
     txt = ds_dir / "class-split" / split / f"{stage}.txt"
     try:
@@ -176,10 +174,9 @@ def _check_union(section: Section, scans: dict[str, StageScan], names: list[str]
     have = {f.class_id: sorted(f.urls.tolist()) for f in scans["stage_2_train"].files}
     for c in sorted(set(union) | set(have)):
         if sorted(union.get(c, [])) != have.get(c, []):
-            section.consistency.append(
-                f"features/{section.features}/*/stage_2_train/{names[c]}.h5 is not the union of the stage-1 folders "
-                f"({len(have.get(c, []))} vs {len(union.get(c, []))} clips); re-download stage_2_train"
-            )
+            section.consistency.append(f"features/{section.features}/*/stage_2_train/{names[c]}.h5 is not the union "
+                                       f"of the stage-1 folders ({len(have.get(c, []))} vs {len(union.get(c, []))} "
+                                       f"clips); re-download stage_2_train")
             return
 
 
@@ -306,15 +303,12 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
         sections.append(section)
     if not splits_found:
-        sections[0].problems.append(
-            f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither {' nor '.join(SPLITS.values())}; "
-            f"restore the class-split folder of the download"
-        )
+        sections[0].problems.append(f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither "
+                                    f"{' nor '.join(SPLITS.values())}; restore the class-split folder of the download")
     if not any_features:
-        sections[0].problems.append(
-            f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor '{rel(ds_dir / '_features_processed', ds_dir)}'; "
-            f"download them (or write a synthetic tree with `avood data synth`)"
-        )
+        sections[0].problems.append(f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor "
+                                    f"'{rel(ds_dir / '_features_processed', ds_dir)}'; download them (or write a "
+                                    f"synthetic tree with `avood data synth`)")
     return sections
 
 

@@ -182,10 +182,8 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
             continue
         (na, da, ua, xa), (nv, dv, uv, xv) = metas["audio"], metas["video"]
         if na != nv or not np.array_equal(ua, uv):
-            scan.problems.append(
-                f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows or other "
-                f"video_urls); re-download both files of class '{name}'"
-            )
+            scan.problems.append(f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows "
+                                 f"or other video_urls); re-download both files of class '{name}'")
             continue
         scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
                                     {"audio": xa, "video": xv} if read_data else None))

@@ -50,10 +50,9 @@ def _check_protocol(cs: ClassSplit) -> None:
                             f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen")
         extra = set(cs.stage_classes[test_seen_txt]) - seen
         if extra:
-            raise DataError(
-                f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', which is not in "
-                f"{rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be training classes"
-            )
+            raise DataError(f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', which "
+                            f"is not in {rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be training "
+                            f"classes")
         if not seen or not unseen:
             raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
 
@@ -246,13 +245,12 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
             splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
             urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
         with torch_threads(1):  # the task's validation scans every feature
-            tasks[stage] = AVGZSLTask(
-                train=splits["train"], test=splits["test"], text=torch.tensor(text),
-                seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen), class_names=list(cs.class_names),
-                name=f"{ds.key}-{method}-{split_name}-stage{stage}",
-                meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage, "source": source,
-                      "root": str(ds_dir), "compat_positional_text": compat_positional_text},
-            )
+            tasks[stage] = AVGZSLTask(train=splits["train"], test=splits["test"], text=torch.tensor(text),
+                                      seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen),
+                                      class_names=list(cs.class_names), name=f"{ds.key}-{method}-{split_name}-stage{stage}",
+                                      meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage,
+                                            "source": source, "root": str(ds_dir),
+                                            "compat_positional_text": compat_positional_text})
     info = {
         "dataset": ds.key, "folder": str(ds_dir), "features": method, "split": split_name, "source": source,
         "n_classes": len(cs.class_names), "audio_dim": tasks[1].train.audio_dim, "video_dim": tasks[1].train.video_dim,

@@ -160,10 +160,8 @@ def _names(info: DatasetInfo, n: int, rng: random.Random) -> list[tuple[str, str
     return out
 
 
-def plan_generated(
-    info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
-    class_counts: tuple[int, int, int] | None = None,
-) -> TreePlan:
+def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
+                   class_counts: tuple[int, int, int] | None = None) -> TreePlan:
     """Generated tree; ``class_counts`` = (stage-1 train, stage-1 val unseen, stage-2 test unseen)
     overrides the dataset's class counts (clip totals follow, per class as in the dataset)."""
     import torch
