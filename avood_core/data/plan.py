@@ -194,9 +194,7 @@ def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim
                "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen, "stage_2_test_unseen": test_unseen}
     txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
     rows: dict[str, list[dict[str, str]]] = {}
-    for stage in STAGES:
-        if stage == "stage_2_train":
-            continue
+    for stage in default:  # stage_2_train: the union of the stage-1 folders
         classes = txt[stage]
         clips = info.samples[stage] * scale * len(classes) / default[stage]
         counts = split_counts(max(len(classes), round(clips)), len(classes), g).tolist()

@@ -151,12 +151,11 @@ def _calibration_note(cal: Calibration) -> str:
             "(avood_core.data.latent)")
 
 
-def write_synthetic_tree(
-    out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0, splits_dir: str | Path | None = None,
-    features: str = "main", audio_dim: int | None = None, video_dim: int | None = None, caches: bool = True,
-    overwrite: bool = False, latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
-    seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
-) -> SynthReport:
+def write_synthetic_tree(out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0,
+                         splits_dir: str | Path | None = None, features: str = "main", audio_dim: int | None = None,
+                         video_dim: int | None = None, caches: bool = True, overwrite: bool = False, latent_dim: int = 64,
+                         class_counts: tuple[int, int, int] | None = None, seen_acc: float | None = None,
+                         zsl_acc: float | None = None, probe: bool = False) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (options: docs/cli.md, ``avood data synth``).
 
     ``splits_dir``: the real class lists, clip counts and word2vec (:mod:`avood_core.data.plan`), else generated.

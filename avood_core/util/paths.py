@@ -23,10 +23,8 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
                 return path
             probe = probe.parent
         except OSError as exc:
-            raise AvoodError(
-                f"{option} '{path}': '{probe}' cannot be accessed ({exc.strerror or exc}); "
-                f"fix its permissions or pass another {option}"
-            ) from None
+            raise AvoodError(f"{option} '{path}': '{probe}' cannot be accessed ({exc.strerror or exc}); "
+                             f"fix its permissions or pass another {option}") from None
     if not stat.S_ISDIR(mode):
         raise AvoodError(f"{option} '{path}': '{probe}' is a file, not a folder; pass a folder path to {option}")
     if not os.access(probe, os.W_OK | os.X_OK):
