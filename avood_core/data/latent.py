@@ -1,7 +1,7 @@
 """The calibrated latent model of synthetic AV-GZSL data (docs/reproducing.md, "Calibration of the synthetic data").
 
 Class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``; clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√L``;
-features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`solve_params` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
+features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`calibrate` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
 accuracy) against two probes; :data:`TRANSFER` maps trained targets (paper Table 3) to probe targets.
 """
 
@@ -243,29 +243,22 @@ class Calibration:
     mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferCurve
 
 
-def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc: float, zsl_acc: float,
-                 seed: int, rounds: int = 2, steps: int = 14) -> Calibration:
-    """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent); a target out
-    of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
-    probe = Probe(gen, text, roles, seed)
-    sigma, rho = gen.params.noise, gen.params.residual
-    for _ in range(rounds):
-        sigma = _bisect(lambda s: probe.seen_acc(s, rho), 0.01, 40.0, seen_acc, steps)
-        rho = _bisect(lambda r: probe.zsl_acc(sigma, r), 0.0, 1.0, zsl_acc, steps)
-    params = replace(gen.params, noise=sigma, residual=rho)
-    return Calibration(params, seen_acc, zsl_acc, probe.seen_acc(sigma, rho), probe.zsl_acc(sigma, rho), (seen_acc, zsl_acc))
-
-
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,
-              zsl_acc: float | None, seed: int, probe: bool = False) -> Calibration:
-    """Solve and set ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones);
-    ``probe=True`` takes them as the probes' own (to measure :data:`TRANSFER`)."""
+              zsl_acc: float | None, seed: int, probe: bool = False, rounds: int = 2, steps: int = 14) -> Calibration:
+    """Solve and set ``gen``'s latent ``noise`` and ``residual`` for trained-classifier targets (default: ``dataset``'s
+    published ones; ``probe=True`` takes them as the probes' own, to measure :data:`TRANSFER`); a probe target out
+    of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
     seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
     zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
     for name, v in (("--seen-acc", seen), ("--zsl-acc", zsl)):
         if not 0 < v < 100:
             raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
     p_seen, p_zsl, mapped = (seen, zsl, []) if probe else probe_targets(dataset, seen, zsl)
-    cal = solve_params(gen, text, roles, p_seen, p_zsl, seed=seed)
-    gen.params = cal.params
-    return replace(cal, seen_target=seen, zsl_target=zsl, mapped=tuple(mapped))
+    probes = Probe(gen, text, roles, seed)
+    sigma, rho = gen.params.noise, gen.params.residual
+    for _ in range(rounds):
+        sigma = _bisect(lambda s: probes.seen_acc(s, rho), 0.01, 40.0, p_seen, steps)
+        rho = _bisect(lambda r: probes.zsl_acc(sigma, r), 0.0, 1.0, p_zsl, steps)
+    gen.params = replace(gen.params, noise=sigma, residual=rho)
+    return Calibration(gen.params, seen, zsl, probes.seen_acc(sigma, rho), probes.zsl_acc(sigma, rho), (p_seen, p_zsl),
+                       tuple(mapped))
