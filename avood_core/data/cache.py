@@ -40,7 +40,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
-        ("torch.storage", "_load_from_bytes"): lambda b: torch.load(io.BytesIO(b), weights_only=True, map_location="cpu"),
+        ("torch.storage", "_load_from_bytes"):
+            lambda b: torch.load(io.BytesIO(b), weights_only=True, map_location="cpu"),
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("_codecs", "encode"): codecs.encode,
         ("numpy", "ndarray"): np.ndarray,
@@ -144,7 +145,8 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
     except DataError:
         raise
     except OSError as exc:
-        raise DataError(os_error_line(exc, "fix its permissions (chmod) or the link, or re-download it", shown)) from None
+        fix = "fix its permissions (chmod) or the link, or re-download it"
+        raise DataError(os_error_line(exc, fix, shown)) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj

@@ -79,10 +79,12 @@ class TreeReport:
     def render(self) -> str:
         out = []
         for s in self.sections:
-            out.append(f"{s.dataset} - {s.split}, " + (f"features/{s.features} (h5)" if s.features else "no h5 features"))
-            out += _table(("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS"),
-                          [(r.stage, r.classes, r.csv_rows, r.h5_classes, r.samples, r.audio_dim, r.video_dim, r.text,
-                            r.nonfinite, f"{len(r.problems)} problem(s)" if r.problems else "ok") for r in s.stages])
+            feat = f"features/{s.features} (h5)" if s.features else "no h5 features"
+            out.append(f"{s.dataset} - {s.split}, {feat}")
+            head = ("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS")
+            out += _table(head, [(r.stage, r.classes, r.csv_rows, r.h5_classes, r.samples, r.audio_dim, r.video_dim,
+                                  r.text, r.nonfinite, f"{len(r.problems)} problem(s)" if r.problems else "ok")
+                                 for r in s.stages])
             if s.caches:
                 out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"),
                               [(c.name, c.samples, c.classes, c.audio_dim, c.video_dim, c.status) for c in s.caches])
@@ -98,8 +100,8 @@ def _table(head: tuple, rows: list[tuple]) -> list[str]:
     """Aligned columns: the first and the last left-aligned, the others right-aligned; None shows as '-'."""
     cells = [["-" if v is None else str(v) for v in r] for r in [head, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    return ["  " + "  ".join(v.ljust(w) if i in (0, len(r) - 1) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
-            .rstrip() for r in cells]
+    align = [str.ljust] + [str.rjust] * (len(head) - 2) + [str.ljust]
+    return ["  " + "  ".join(a(v, w) for a, v, w in zip(align, r, widths)).rstrip() for r in cells]
 
 
 def _digest(arr: np.ndarray) -> str:
@@ -130,8 +132,9 @@ def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: 
     except DataError as exc:
         return StageRow(stage, 0, problems=[str(exc)]), None, {}
     listed = [index[n.lower()] for n in listed_names if n.lower() in index]
-    row = StageRow(stage, len(listed_names), problems=[f"'{rel(txt, ds_dir)}' lists '{n}', which is not in all_class.txt; "
-                                                       f"fix the name" for n in listed_names if n.lower() not in index])
+    row = StageRow(stage, len(listed_names), problems=[f"'{rel(txt, ds_dir)}' lists '{n}', which is not in "
+                                                       f"all_class.txt; fix the name"
+                                                       for n in listed_names if n.lower() not in index])
     csv_path = ds_dir / "class-split" / split / f"{stage}.csv"
     csv_counts: Counter | None = None
     if csv_path.is_file():
@@ -146,7 +149,8 @@ def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: 
     if vectors is not None:
         lacking = [c for c in listed if w2v.get(names[c].lower()) not in vectors]
         row.text = f"{len(listed) - len(lacking)}/{len(listed)}"
-        row.problems += [f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv" for c in lacking]
+        row.problems += [f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv"
+                         for c in lacking]
     if feat_dir is None:
         return row, None, {}
     scan = scan_stage(feat_dir, stage, listed, names, ds_dir, txt, read_data=deep)

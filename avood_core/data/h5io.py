@@ -155,11 +155,13 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     for m, folder in folders.items():
         try:  # a folder that cannot be looked at counts as present, so listing it reports why
             if not folder.is_dir():
-                scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'")
+                scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with "
+                                     f"source='pkl'")
                 return scan
             indexes[m] = _h5_files(folder)
         except OSError as exc:
-            scan.problems.append(os_error_line(exc, "fix its permissions (chmod) or re-download it", rel(folder, ds_dir)))
+            fix = "fix its permissions (chmod) or re-download it"
+            scan.problems.append(os_error_line(exc, fix, rel(folder, ds_dir)))
             return scan
     by_lower = {n.lower(): i for i, n in enumerate(class_names)}
     stems = list(dict.fromkeys(stem for m in MODALITIES for stem in indexes[m]))
@@ -185,8 +187,8 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
             scan.problems.append(f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows "
                                  f"or other video_urls); re-download both files of class '{name}'")
             continue
-        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
-                                    {"audio": xa, "video": xv} if read_data else None))
+        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua,
+                                    cid in listed_set, {"audio": xa, "video": xv} if read_data else None))
     dims = scan.dims or ()
     for f in scan.files:
         for m, want in zip(MODALITIES, dims):

@@ -141,7 +141,8 @@ def reading(path: Path, base: Path):
     except csv.Error as exc:
         raise DataError(f"'{shown}' is not a valid csv file ({exc}); restore the file from the download") from None
     except OSError as exc:
-        raise DataError(os_error_line(exc, "fix its permissions (chmod) or restore it from the download", shown)) from None
+        fix = "fix its permissions (chmod) or restore it from the download"
+        raise DataError(os_error_line(exc, fix, shown)) from None
 
 
 def _read_text(path: Path, base: Path, newline: str | None = None) -> str:

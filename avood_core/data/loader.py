@@ -50,9 +50,9 @@ def _check_protocol(cs: ClassSplit) -> None:
                             f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen")
         extra = set(cs.stage_classes[test_seen_txt]) - seen
         if extra:
-            raise DataError(f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', which "
-                            f"is not in {rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be training "
-                            f"classes")
+            raise DataError(f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', "
+                            f"which is not in {rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be "
+                            f"training classes")
         if not seen or not unseen:
             raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
 
@@ -92,8 +92,8 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, Rows], tuple]:
         bad = (labels < 0) | (labels >= len(cs.class_names))
         if bad.any():
             raise DataError(f"'{shown}' holds target {int(labels[bad][0])}, outside 0..{len(cs.class_names) - 1}; rebuild it")
-        parts[cache] = Rows(a["data"].numpy(), v["data"].numpy(), labels, a["url"], np.zeros(len(labels), dtype=np.int32),
-                            [shown], shown)
+        parts[cache] = Rows(a["data"].numpy(), v["data"].numpy(), labels, a["url"],
+                            np.zeros(len(labels), dtype=np.int32), [shown], shown)
         text = text or (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
     dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
     if len(set(dims.values())) > 1:
@@ -247,7 +247,8 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
         with torch_threads(1):  # the task's validation scans every feature
             tasks[stage] = AVGZSLTask(train=splits["train"], test=splits["test"], text=torch.tensor(text),
                                       seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen),
-                                      class_names=list(cs.class_names), name=f"{ds.key}-{method}-{split_name}-stage{stage}",
+                                      class_names=list(cs.class_names),
+                                      name=f"{ds.key}-{method}-{split_name}-stage{stage}",
                                       meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage,
                                             "source": source, "root": str(ds_dir),
                                             "compat_positional_text": compat_positional_text})
@@ -262,6 +263,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
                      for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()},
         "files": ([rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES] if source == "h5"
                   else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]),
-        "dropped_rows": dropped, "nonfinite_skipped": skipped, **extra, "text": text_info, "load_seconds": round(time.perf_counter() - started, 3),
+        "dropped_rows": dropped, "nonfinite_skipped": skipped, **extra, "text": text_info,
+        "load_seconds": round(time.perf_counter() - started, 3),
     }
     return BenchmarkTasks(tasks[1], tasks[2], info, urls)

@@ -191,7 +191,8 @@ def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim
             r["category"] = rng.choice(cats)
     make = _RowMaker(info, rng, name, w2v_rows)
     members = {"stage_1_train": train, "stage_1_val_seen": train, "stage_1_val_unseen": val_unseen,
-               "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen, "stage_2_test_unseen": test_unseen}
+               "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen,
+               "stage_2_test_unseen": test_unseen}
     txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
     rows: dict[str, list[dict[str, str]]] = {}
     for stage in default:  # stage_2_train: the union of the stage-1 folders

@@ -50,7 +50,8 @@ class SynthReport:
 
     def summary(self) -> str:
         return "\n".join([f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
-                          f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in {self.seconds:.1f} s",
+                          f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in "
+                          f"{self.seconds:.1f} s",
                           *[f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES],
                           *[f"  note: {n}" for n in self.notes]])
 
@@ -89,8 +90,8 @@ def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
     out = root / "_features_processed" / method
     out.mkdir(parents=True, exist_ok=True)
     for cache, rows in parts.items():
-        entry = {m: {"data": torch.from_numpy(getattr(rows, m)), "target": torch.from_numpy(rows.labels), "url": rows.urls}
-                 for m in ("audio", "video")}
+        entry = {m: {"data": torch.from_numpy(getattr(rows, m)), "target": torch.from_numpy(rows.labels),
+                     "url": rows.urls} for m in ("audio", "video")}
         entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
         write_cache(out / f"{cache}{split}.pkl", entry)
 
@@ -119,7 +120,8 @@ def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split
     """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration."""
     g = torch.Generator().manual_seed(seed)
     manual, width = plan.w2v_names, len(next(iter(plan.vectors.values())))
-    vectors = [plan.vectors.get(manual.get(name.lower(), "\0")) for name in plan.class_names]  # by name, random if absent
+    # a class's word vector by name, random if absent
+    vectors = [plan.vectors.get(manual.get(name.lower(), "\0")) for name in plan.class_names]
     text = torch.stack([torch.as_tensor(np.asarray(v), dtype=torch.float32) if v is not None
                         else torch.randn(width, generator=g) for v in vectors])
     per_class, roles = _per_class(plan, split)
@@ -153,9 +155,10 @@ def _calibration_note(cal: Calibration) -> str:
 
 def write_synthetic_tree(out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0,
                          splits_dir: str | Path | None = None, features: str = "main", audio_dim: int | None = None,
-                         video_dim: int | None = None, caches: bool = True, overwrite: bool = False, latent_dim: int = 64,
-                         class_counts: tuple[int, int, int] | None = None, seen_acc: float | None = None,
-                         zsl_acc: float | None = None, probe: bool = False) -> SynthReport:
+                         video_dim: int | None = None, caches: bool = True, overwrite: bool = False,
+                         latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
+                         seen_acc: float | None = None, zsl_acc: float | None = None,
+                         probe: bool = False) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (options: docs/cli.md, ``avood data synth``).
 
     ``splits_dir``: the real class lists, clip counts and word2vec (:mod:`avood_core.data.plan`), else generated.
@@ -211,6 +214,7 @@ def write_synthetic_tree(out: str | Path, like: str, *, scale: float = 1.0, seed
         raise DataError(f"writing the tree under '{out}' failed at '{where}' ({exc.strerror or exc}); "
                         f"free space or fix permissions, then run `avood data synth` again") from None
     return SynthReport(path=target, dataset=info.key, features=method, split=split,
-                       clips={s: len(plan.rows[split][s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
-                       audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))), caches=caches,
+                       clips={s: len(plan.rows[split][s]) for s in STAGES},
+                       classes={s: len(plan.txt[split][s]) for s in STAGES}, audio_dim=dims[0], video_dim=dims[1],
+                       text_dim=len(next(iter(plan.vectors.values()))), caches=caches,
                        seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)])
