@@ -53,27 +53,10 @@ def use_modality_residual(kappa: float) -> None:
             g = torch.Generator().manual_seed(seed ^ 0xA5A5)
             self.own = [unit(torch.randn(len(self.resid), params.latent_dim, generator=g)) for _ in range(2)]
 
-        def per_modality(self, means: torch.Tensor) -> list[torch.Tensor]:
+        def modality_means(self, means: torch.Tensor) -> list[torch.Tensor]:
             return [unit((1 - kappa) ** 0.5 * means + kappa**0.5 * r) for r in self.own]
 
-        def features(self, means, labels, noise, sigma):
-            p, out = self.params, []
-            for m, (scale, mm) in enumerate(zip((p.audio_scale, p.video_scale), self.per_modality(means))):
-                eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-                z = mm[labels] + sigma / p.latent_dim**0.5 * eps
-                out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
-            return out[0], out[1]
-
-    def feats(self, means, i, y, sigma):
-        e, f = self.parts[i]
-        return torch.cat(self.gen.per_modality(means), 1)[y] + sigma * e + f
-
-    def train_means(self, means, sigma):
-        e, f = self.train_parts
-        return torch.cat(self.gen.per_modality(means), 1)[self.roles.seen] + sigma * e + f
-
     embedded.LatentGenerator = Generator
-    latent.Probe._feats, latent.Probe._train_means = feats, train_means
 
 
 def class_means(x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

@@ -3,11 +3,13 @@
 A ``torch.save`` zip loads with ``weights_only=True`` (numpy's reconstructors allowed), a plain pickle
 through :class:`_RestrictedUnpickler` (torch's tensor rebuilders, ``OrderedDict``, ``_codecs.encode``,
 numpy's reconstructors); any other global is refused. Text rows are placed by name; the reference's
-positional lookup (defect 1, docs/defects.md) is :func:`positional_rows`.
+positional lookup (defect 1, docs/defects.md) is :func:`placed` by row number.
 """
 
 from __future__ import annotations
 
+import codecs
+import collections
 import io
 import pickle
 import zipfile
@@ -16,63 +18,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data.layout import rel
+from avood_core.data.layout import os_error_line, rel
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_line
+
+
+try:  # numpy 2; numpy 1 names the same modules numpy.core
+    from numpy._core import multiarray as _multiarray, numeric as _numeric
+except ImportError:
+    from numpy.core import multiarray as _multiarray, numeric as _numeric
 
 
 def _numpy_safe_globals() -> list:
     """The numpy globals a torch.save'd cache of string/float arrays needs, and nothing else."""
     dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
-    return [np.ndarray, np.dtype, _reconstruct(), *dtypes]
-
-
-def _safe_storage_from_bytes(b: bytes):
-    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
-
-
-def _numpy_private(module: str, attr: str):
-    """numpy's private ``attr`` of ``numpy._core.<module>`` (numpy 2) or ``numpy.core.<module>`` (numpy 1)."""
-    for name in (f"numpy._core.{module}", f"numpy.core.{module}"):
-        try:
-            return getattr(__import__(name, fromlist=[attr]), attr)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"numpy {attr} not found")
-
-
-def _reconstruct():
-    return _numpy_private("multiarray", "_reconstruct")
-
-
-def _frombuffer():
-    return _numpy_private("numeric", "_frombuffer")
+    return [np.ndarray, np.dtype, _multiarray._reconstruct, *dtypes]
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles only tensors, dicts and numpy arrays; refuses every other global."""
 
     _ALLOWED = {
-        ("torch._utils", "_rebuild_tensor_v2"): lambda: torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_tensor"): lambda: torch._utils._rebuild_tensor,
-        ("torch.storage", "_load_from_bytes"): lambda: _safe_storage_from_bytes,
-        ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
-        ("_codecs", "encode"): lambda: __import__("_codecs").encode,
-        ("numpy", "ndarray"): lambda: np.ndarray,
-        ("numpy", "dtype"): lambda: np.dtype,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
+        ("torch.storage", "_load_from_bytes"):
+            lambda b: torch.load(io.BytesIO(b), weights_only=True, map_location="cpu"),
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("_codecs", "encode"): codecs.encode,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        **{(f"numpy.{core}.multiarray", "_reconstruct"): _multiarray._reconstruct for core in ("_core", "core")},
+        **{(f"numpy.{core}.numeric", "_frombuffer"): _numeric._frombuffer for core in ("_core", "core")},
     }
 
     def find_class(self, module: str, name: str):
-        make = self._ALLOWED.get((module, name))
-        if make is None and module == "numpy.dtypes" and name.endswith("DType"):
-            make = lambda: getattr(np.dtypes, name)  # noqa: E731  (dtype classes only)
-        if make is None:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name}")
-        return make()
+        if (module, name) in self._ALLOWED:
+            return self._ALLOWED[module, name]
+        if module == "numpy.dtypes" and name.endswith("DType"):  # dtype classes only
+            return getattr(np.dtypes, name)
+        raise pickle.UnpicklingError(f"refusing global {module}.{name}")
 
 
 def read_cache(path: Path, shown: str | None = None) -> dict:
@@ -84,7 +67,8 @@ def read_cache(path: Path, shown: str | None = None) -> dict:
         with path.open("rb"):  # the OS's reason (permission, symlink loop) first: is_zipfile hides it
             pass
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod), or delete it and load with source='h5'")) from None
+        fix = "fix its permissions (chmod), or delete it and load with source='h5'"
+        raise DataError(os_error_line(exc, fix, shown)) from None
     try:
         if zipfile.is_zipfile(path):
             with torch.serialization.safe_globals(_numpy_safe_globals()):
@@ -161,20 +145,19 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
     except DataError:
         raise
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")) from None
+        fix = "fix its permissions (chmod) or the link, or re-download it"
+        raise DataError(os_error_line(exc, fix, shown)) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if not isinstance(value, dict) or not value:
         raise DataError(f"'{shown}' does not hold a non-empty dict of word vectors; re-download it")
     out: dict[str, np.ndarray] = {}
-    width = None
     for key, vec in value.items():
         arr = np.asarray(vec) if isinstance(vec, np.ndarray) else None
         if not isinstance(key, str) or arr is None or arr.ndim != 1 or arr.dtype.kind != "f":
             raise DataError(f"'{shown}': entry {key!r} is not a str -> 1-D float array; re-download the file")
-        if width is None:
-            width = len(arr)
+        width = len(next(iter(out.values()), arr))  # the first vector's
         if len(arr) != width or not np.isfinite(arr).all():
             raise DataError(f"'{shown}': vector {key!r} has length {len(arr)} (others {width}) or NaN/inf; re-download it")
         out[key] = arr.astype(np.float32)
@@ -199,21 +182,12 @@ def sorted_rows(vectors: dict[str, np.ndarray], w2v_names: dict[str, str], class
     return data, targets
 
 
-def place_by_target(data: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(C, T) matrix with row ``targets[i]`` = ``data[i]``, and a mask of the classes that got one."""
+def placed(data: np.ndarray, targets: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(C, T) matrix with row ``targets[i]`` = ``data[i]``, and a mask of the classes that got one; with
+    ``targets = arange(len(data))`` the reference's lookup (class ``c`` gets row ``c`` of the sorted-key matrix)."""
     text = np.zeros((n_classes, data.shape[1]), dtype=np.float32)
     have = np.zeros(n_classes, dtype=bool)
     ok = (targets >= 0) & (targets < n_classes)
     text[targets[ok]] = data[ok]
     have[targets[ok]] = True
-    return text, have
-
-
-def positional_rows(data: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's lookup: class ``c`` gets row ``c`` of the sorted-key matrix, whatever it is."""
-    text = np.zeros((n_classes, data.shape[1]), dtype=np.float32)
-    k = min(n_classes, len(data))
-    text[:k] = data[:k]
-    have = np.zeros(n_classes, dtype=bool)
-    have[:k] = True
     return text, have

@@ -15,10 +15,9 @@ from avood_core.data.cache import read_cache, read_w2v
 from avood_core.data.h5io import StageScan, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, DATASETS, FEATURES, SPLITS, STAGES, DatasetInfo, dataset_info, read_all_classes,
-    read_csv_rows, read_lines, read_w2v_names, rel,
+    os_error_line, read_csv_rows, read_lines, read_w2v_names, rel,
 )
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_as_line
 
 
 @dataclass
@@ -60,10 +59,8 @@ class Section:
 
     def all_problems(self) -> list[str]:
         """Root causes first: structure, then stage folders, then cross-stage checks, then caches."""
-        return (
-            self.problems + [p for r in self.stages for p in r.problems] + self.consistency
-            + [p for c in self.caches for p in c.problems]
-        )
+        return (self.problems + [p for r in self.stages for p in r.problems] + self.consistency
+                + [p for c in self.caches for p in c.problems])
 
 
 @dataclass
@@ -85,15 +82,12 @@ class TreeReport:
             feat = f"features/{s.features} (h5)" if s.features else "no h5 features"
             out.append(f"{s.dataset} - {s.split}, {feat}")
             head = ("STAGE", "CLASSES", "CSV ROWS", "H5 FILES", "CLIPS", "AUDIO", "VIDEO", "TEXT", "NaN/inf", "STATUS")
-            rows = [
-                (r.stage, r.classes, _v(r.csv_rows), r.h5_classes, _v(r.samples), _v(r.audio_dim), _v(r.video_dim),
-                 r.text, _v(r.nonfinite), f"{len(r.problems)} problem(s)" if r.problems else "ok")
-                for r in s.stages
-            ]
-            out += _table(head, rows)
+            out += _table(head, [(r.stage, r.classes, r.csv_rows, r.h5_classes, r.samples, r.audio_dim, r.video_dim,
+                                  r.text, r.nonfinite, f"{len(r.problems)} problem(s)" if r.problems else "ok")
+                                 for r in s.stages])
             if s.caches:
-                rows = [(c.name, _v(c.samples), _v(c.classes), _v(c.audio_dim), _v(c.video_dim), c.status) for c in s.caches]
-                out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"), rows)
+                out += _table(("CACHE", "CLIPS", "CLASSES", "AUDIO", "VIDEO", "STATUS"),
+                              [(c.name, c.samples, c.classes, c.audio_dim, c.video_dim, c.status) for c in s.caches])
             out += [f"  note: {n}" for n in s.notes + [n for r in s.stages for n in r.notes]]
             out += [f"  problem: {p}" for p in s.all_problems()]
             out.append("")
@@ -102,15 +96,12 @@ class TreeReport:
         return "\n".join(out)
 
 
-def _v(x) -> str:
-    return "-" if x is None else str(x)
-
-
 def _table(head: tuple, rows: list[tuple]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda r: "  " + "  ".join(str(v).ljust(w) if i in (0, len(r) - 1) else str(v).rjust(w)  # noqa: E731
-                                     for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-    return [fmt(head)] + [fmt(r) for r in rows]
+    """Aligned columns: the first and the last left-aligned, the others right-aligned; None shows as '-'."""
+    cells = [["-" if v is None else str(v) for v in r] for r in [head, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    align = [str.ljust] + [str.rjust] * (len(head) - 2) + [str.ljust]
+    return ["  " + "  ".join(a(v, w) for a, v, w in zip(align, r, widths)).rstrip() for r in cells]
 
 
 def _digest(arr: np.ndarray) -> str:
@@ -132,23 +123,18 @@ def _deep(scan: StageScan, row: StageRow, ds_dir: Path) -> dict[int, tuple[str, 
     return digests
 
 
-def _check_stage(
-    ds_dir: Path, split: str, stage: str, names: list[str], index: dict[str, int], feat_dir: Path | None,
-    vectors: dict | None, w2v: dict[str, str], deep: bool,
-) -> tuple[StageRow, StageScan | None, dict]:
+def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: dict[str, int], feat_dir: Path | None,
+                 vectors: dict | None, w2v: dict[str, str], deep: bool) -> tuple[StageRow, StageScan | None, dict]:
     """One table row of a stage folder, its scan (None without features) and its data digests."""
     txt = ds_dir / "class-split" / split / f"{stage}.txt"
     try:
         listed_names = read_lines(txt, ds_dir)
     except DataError as exc:
         return StageRow(stage, 0, problems=[str(exc)]), None, {}
-    row = StageRow(stage, len(listed_names))
-    listed = []
-    for n in listed_names:
-        if n.lower() in index:
-            listed.append(index[n.lower()])
-        else:
-            row.problems.append(f"'{rel(txt, ds_dir)}' lists '{n}', which is not in all_class.txt; fix the name")
+    listed = [index[n.lower()] for n in listed_names if n.lower() in index]
+    row = StageRow(stage, len(listed_names), problems=[f"'{rel(txt, ds_dir)}' lists '{n}', which is not in "
+                                                       f"all_class.txt; fix the name"
+                                                       for n in listed_names if n.lower() not in index])
     csv_path = ds_dir / "class-split" / split / f"{stage}.csv"
     csv_counts: Counter | None = None
     if csv_path.is_file():
@@ -161,11 +147,10 @@ def _check_stage(
     else:
         row.notes.append(f"{rel(csv_path, ds_dir)} is absent (metadata only: clip counts not cross-checked)")
     if vectors is not None:
-        have = sum(1 for c in listed if w2v.get(names[c].lower()) in vectors)
-        row.text = f"{have}/{len(listed)}"
-        for c in listed:
-            if w2v.get(names[c].lower()) not in vectors:
-                row.problems.append(f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv")
+        lacking = [c for c in listed if w2v.get(names[c].lower()) not in vectors]
+        row.text = f"{len(listed) - len(lacking)}/{len(listed)}"
+        row.problems += [f"class '{names[c]}' ({stage}) has no word embedding; add it or fix the w2v name csv"
+                         for c in lacking]
     if feat_dir is None:
         return row, None, {}
     scan = scan_stage(feat_dir, stage, listed, names, ds_dir, txt, read_data=deep)
@@ -175,16 +160,12 @@ def _check_stage(
     row.samples = sum(f.rows for f in found)
     if scan.dims:
         row.audio_dim, row.video_dim = scan.dims
-    if csv_counts is not None:
-        for f in found:
-            want = csv_counts.get(names[f.class_id].lower(), 0)
-            if want != f.rows:
-                row.problems.append(
-                    f"'{rel(f.paths['audio'], ds_dir)}' holds {f.rows} clips but {rel(csv_path, ds_dir)} lists {want}; "
-                    f"re-download the file"
-                )
-    digests = _deep(scan, row, ds_dir) if deep else {}
-    return row, scan, digests
+    for f in found if csv_counts is not None else []:
+        want = csv_counts.get(names[f.class_id].lower(), 0)
+        if want != f.rows:
+            row.problems.append(f"'{rel(f.paths['audio'], ds_dir)}' holds {f.rows} clips but {rel(csv_path, ds_dir)} "
+                                f"lists {want}; re-download the file")
+    return row, scan, _deep(scan, row, ds_dir) if deep else {}
 
 
 def _check_union(section: Section, scans: dict[str, StageScan], names: list[str], ds_dir: Path) -> None:
@@ -197,10 +178,9 @@ def _check_union(section: Section, scans: dict[str, StageScan], names: list[str]
     have = {f.class_id: sorted(f.urls.tolist()) for f in scans["stage_2_train"].files}
     for c in sorted(set(union) | set(have)):
         if sorted(union.get(c, [])) != have.get(c, []):
-            section.consistency.append(
-                f"features/{section.features}/*/stage_2_train/{names[c]}.h5 is not the union of the stage-1 folders "
-                f"({len(have.get(c, []))} vs {len(union.get(c, []))} clips); re-download stage_2_train"
-            )
+            section.consistency.append(f"features/{section.features}/*/stage_2_train/{names[c]}.h5 is not the union "
+                                       f"of the stage-1 folders ({len(have.get(c, []))} vs {len(union.get(c, []))} "
+                                       f"clips); re-download stage_2_train")
             return
 
 
@@ -249,14 +229,13 @@ def _check_caches(section, ds_dir, method, split, names, scans, digests) -> None
         row = CacheRow(path.name)
         section.caches.append(row)
         if cache not in present:
-            row.status = "missing"
-            row.problems.append(f"'{shown}' is missing while other caches exist; delete them all or rebuild them")
+            row.status, row.problems = "missing", [f"'{shown}' is missing while other caches exist; delete them all or "
+                                                   f"rebuild them"]
             continue
         try:
             obj = read_cache(path, shown)
         except DataError as exc:
-            row.status = "unreadable"
-            row.problems.append(str(exc))
+            row.status, row.problems = "unreadable", [str(exc)]
             continue
         a, v = obj["audio"], obj["video"]
         labels = a["target"].numpy()
@@ -278,12 +257,11 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     except DataError as exc:
         return [Section(info.folder, "-", None, problems=[str(exc)])]
     index = {n.lower(): i for i, n in enumerate(names)}
+    w2v, w2v_problem = {}, None
     try:
         w2v = read_w2v_names(ds_dir, info)
     except DataError as exc:
-        w2v, w2v_problem = {}, str(exc)
-    else:
-        w2v_problem = None
+        w2v_problem = str(exc)
     sections = []
     any_features, splits_found = False, 0
     for key, split in SPLITS.items():
@@ -292,9 +270,7 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
         has_h5 = (feat_dir / "audio").is_dir() or (feat_dir / "video").is_dir()
         has_cache = (ds_dir / "_features_processed" / method).is_dir()
         any_features |= has_h5 or has_cache
-        section = Section(info.folder, split, method if has_h5 else None)
-        if w2v_problem:
-            section.problems.append(w2v_problem)
+        section = Section(info.folder, split, method if has_h5 else None, problems=[w2v_problem] if w2v_problem else [])
         if not (ds_dir / "class-split" / split).is_dir():
             # Optional: a run reads only the split of data.split (main by default; load_benchmark).
             unchecked = f"; features/{method} not checked" if has_h5 or has_cache else ""
@@ -304,29 +280,25 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             continue
         splits_found += 1
         vectors = None
-        text_file = feat_dir / "text" / info.w2v_file
         if has_h5:
             try:
-                vectors = read_w2v(text_file, ds_dir)
+                vectors = read_w2v(feat_dir / "text" / info.w2v_file, ds_dir)
             except DataError as exc:
                 section.problems.append(str(exc))
         elif not has_cache:
             section.notes.append(f"no features/{method} and no cached {method} (not downloaded)")
         scans, digests = {}, {}
         for stage in STAGES:
-            row, scan, dig = _check_stage(
-                ds_dir, split, stage, names, index, feat_dir if has_h5 else None, vectors, w2v, deep
-            )
+            row, scans[stage], digests[stage] = _check_stage(ds_dir, split, stage, names, index,
+                                                             feat_dir if has_h5 else None, vectors, w2v, deep)
             section.stages.append(row)
-            scans[stage], digests[stage] = scan, dig
         dims = Counter((r.audio_dim, r.video_dim) for r in section.stages if r.audio_dim is not None)
         if len(dims) > 1:
             want = dims.most_common(1)[0][0]
             odd = next(r for r in section.stages if r.audio_dim is not None and (r.audio_dim, r.video_dim) != want)
-            section.consistency.append(
-                f"features/{method}/*/{odd.stage} has audio/video dims {(odd.audio_dim, odd.video_dim)} but the other "
-                f"stages have {want}; re-extract that stage folder"
-            )
+            section.consistency.append(f"features/{method}/*/{odd.stage} has audio/video dims "
+                                       f"{(odd.audio_dim, odd.video_dim)} but the other stages have {want}; "
+                                       f"re-extract that stage folder")
         if has_h5:
             _check_union(section, scans, names, ds_dir)
         if has_cache:
@@ -335,15 +307,12 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
         sections.append(section)
     if not splits_found:
-        sections[0].problems.append(
-            f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither {' nor '.join(SPLITS.values())}; "
-            f"restore the class-split folder of the download"
-        )
+        sections[0].problems.append(f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither "
+                                    f"{' nor '.join(SPLITS.values())}; restore the class-split folder of the download")
     if not any_features:
-        sections[0].problems.append(
-            f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor '{rel(ds_dir / '_features_processed', ds_dir)}'; "
-            f"download them (or write a synthetic tree with `avood data synth`)"
-        )
+        sections[0].problems.append(f"no features in '{rel(ds_dir / 'features', ds_dir)}' nor "
+                                    f"'{rel(ds_dir / '_features_processed', ds_dir)}'; download them (or write a "
+                                    f"synthetic tree with `avood data synth`)")
     return sections
 
 
@@ -362,7 +331,7 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
             elif root.name.lower() == info.folder.lower():
                 found.append((root, info))
     except OSError as exc:
-        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or pass another folder")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or pass another folder")) from None
     if not found:
         wanted = infos[0].folder if dataset else "UCF, ActivityNet or VGGSound"
         raise DataError(f"no {wanted} folder in '{root}'; pass the avgzsl_benchmark_datasets folder")
@@ -371,6 +340,6 @@ def check_tree(root: str | Path, dataset: str | None = None, deep: bool = True) 
         try:
             sections += _check_dataset(ds_dir, info, deep)
         except OSError as exc:  # what the per-file checks did not name: one problem, never a traceback
-            line = os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")
+            line = os_error_line(exc, "fix its permissions (chmod) or restore it from the download")
             sections.append(Section(info.folder, "-", None, problems=[line]))
     return TreeReport(root, sections)

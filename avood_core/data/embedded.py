@@ -11,12 +11,11 @@ from importlib import resources
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
 from avood_core.data.latent import ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
-from avood_core.data.synthetic import split_counts
+from avood_core.data.synthetic import SyntheticSpec, split_counts
 from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
-UCF_SIZES = {"train": 4994, "test_seen": 555, "test_unseen": 1267}
 FEATURE_DIMS = (512, 512)
 
 
@@ -32,20 +31,18 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
                   val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
     """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
     thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
-    with one_torch_thread():
+    with torch_threads(1):
         names, _, vectors, unseen_mask = ucf_classes()
         text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
         seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
         unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
         g = torch.Generator().manual_seed(seed)
-        sizes = {k: max((2 if k != "test_seen" else 1) * (len(seen) if k != "test_unseen" else len(unseen)), round(v * scale))
-                 for k, v in UCF_SIZES.items()}
-        counts = (split_counts(sizes["train"], len(seen), g), split_counts(sizes["test_seen"], len(seen), g),
-                  split_counts(sizes["test_unseen"], len(unseen), g))
+        spec = SyntheticSpec(len(seen), len(unseen)).scaled(scale)  # UCF-GZSL's clip counts
+        counts = [split_counts(n, len(c), g) for n, c in zip(
+            (spec.train_samples, spec.test_seen_samples, spec.test_unseen_samples), (seen, seen, unseen))]
         roles = ClassRoles(seen, unseen, *counts)
         gen = LatentGenerator(text, FEATURE_DIMS, params or LatentParams(), seed, [name_key(seed, n) for n in names])
         cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
-        gen.params = cal.params
 
         def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
             labels = torch.repeat_interleave(classes, n)

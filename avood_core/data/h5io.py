@@ -12,8 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from avood_core.data.layout import rel
-from avood_core.util.paths import os_error_line
+from avood_core.data.layout import os_error_line, rel
 
 MODALITIES = ("audio", "video")
 
@@ -46,39 +45,44 @@ class StageScan:
 
 
 @dataclass
-class StageData:
-    """The clips of one stage folder, rows grouped by class id (ascending)."""
+class Rows:
+    """Clips with, per row, an index into ``origins`` (the file it came from)."""
 
-    stage: str
     audio: np.ndarray
     video: np.ndarray
     labels: np.ndarray
     urls: np.ndarray
-    files: list[ClassFile]
+    origin: np.ndarray
+    origins: list[str]
+    where: str  # the folder(s) or cache file, for messages
+
+    def take(self, idx: np.ndarray) -> "Rows":
+        return Rows(self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins,
+                    self.where)
+
+    @staticmethod
+    def concat(parts: list["Rows"]) -> "Rows":
+        """``parts`` one after the other (one part: itself, not a copy)."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets = [sum(len(q.origins) for q in parts[:i]) for i in range(len(parts))]
+        return Rows(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("audio", "video", "labels", "urls")),
+                    np.concatenate([p.origin + offset for p, offset in zip(parts, offsets)]),
+                    [o for p in parts for o in p.origins], " + ".join(p.where for p in parts))
 
 
-def index_folder(folder: Path) -> dict[str, Path]:
+def _h5_files(folder: Path) -> dict[str, Path]:
     """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
     found: dict[str, Path] = {}
     with os.scandir(folder) as it:
         for entry in it:
-            if not entry.name.endswith(".h5"):
-                continue
             try:
-                is_file = entry.is_file()
+                keep = entry.name.endswith(".h5") and entry.is_file()
             except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
-                is_file = True
-            if is_file:
+                keep = True
+            if keep:
                 found[entry.name[:-3].lower()] = Path(entry.path)
     return found
-
-
-def _is_dir(path: Path) -> bool:
-    """``path.is_dir()``; a folder that cannot be looked at counts as present, so reading it reports why."""
-    try:
-        return path.is_dir()
-    except OSError:
-        return True
 
 
 def _read_urls(ds) -> np.ndarray:
@@ -113,7 +117,7 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
         with open(path, "rb"):  # the OS's own reason (permission, symlink loop) before h5py's wrapped one
             pass
     except OSError as exc:
-        return os_error_line(exc, shown, "fix its permissions (chmod) or the link, or re-download it")
+        return os_error_line(exc, "fix its permissions (chmod) or the link, or re-download it", shown)
     try:
         with h5py.File(path, "r") as fh:
             if "data" not in fh or "video_urls" not in fh:
@@ -149,24 +153,21 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     folders = {m: feat_dir / m / stage for m in MODALITIES}
     indexes: dict[str, dict[str, Path]] = {}
     for m, folder in folders.items():
-        if not _is_dir(folder):
-            scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with source='pkl'")
-            return scan
-        try:
-            indexes[m] = index_folder(folder)
+        try:  # a folder that cannot be looked at counts as present, so listing it reports why
+            if not folder.is_dir():
+                scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with "
+                                     f"source='pkl'")
+                return scan
+            indexes[m] = _h5_files(folder)
         except OSError as exc:
-            scan.problems.append(os_error_line(exc, rel(folder, ds_dir), "fix its permissions (chmod) or re-download it"))
+            fix = "fix its permissions (chmod) or re-download it"
+            scan.problems.append(os_error_line(exc, fix, rel(folder, ds_dir)))
             return scan
     by_lower = {n.lower(): i for i, n in enumerate(class_names)}
+    stems = list(dict.fromkeys(stem for m in MODALITIES for stem in indexes[m]))
+    scan.unknown = [stem for stem in stems if stem not in by_lower]
     listed_set = set(listed)
-    wanted = set(listed)
-    for m in MODALITIES:
-        for stem in indexes[m]:
-            if stem in by_lower:
-                wanted.add(by_lower[stem])
-            elif stem not in scan.unknown:
-                scan.unknown.append(stem)
-    for cid in sorted(wanted):
+    for cid in sorted(listed_set | {by_lower[stem] for stem in stems if stem in by_lower}):
         name = class_names[cid]
         paths = {m: indexes[m].get(name.lower()) for m in MODALITIES}
         missing = [m for m in MODALITIES if paths[m] is None]
@@ -183,49 +184,35 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
             continue
         (na, da, ua, xa), (nv, dv, uv, xv) = metas["audio"], metas["video"]
         if na != nv or not np.array_equal(ua, uv):
-            scan.problems.append(
-                f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows or other "
-                f"video_urls); re-download both files of class '{name}'"
-            )
+            scan.problems.append(f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows "
+                                 f"or other video_urls); re-download both files of class '{name}'")
             continue
-        scan.files.append(
-            ClassFile(
-                cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua, cid in listed_set,
-                {"audio": xa, "video": xv} if read_data else None,
-            )
-        )
-    dims = scan.dims
-    if dims is not None:
-        for f in scan.files:
-            for m, want in zip(MODALITIES, dims):
-                if f.dims[m] != want:
-                    scan.problems.append(
-                        f"'{rel(f.paths[m], ds_dir)}' has {f.dims[m]} {m} columns but the other classes have "
-                        f"{want}; re-extract this file"
-                    )
+        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua,
+                                    cid in listed_set, {"audio": xa, "video": xv} if read_data else None))
+    dims = scan.dims or ()
+    for f in scan.files:
+        for m, want in zip(MODALITIES, dims):
+            if f.dims[m] != want:
+                scan.problems.append(f"'{rel(f.paths[m], ds_dir)}' has {f.dims[m]} {m} columns but the other classes "
+                                     f"have {want}; re-extract this file")
     return scan
 
 
-def read_stage(scan: StageScan) -> StageData:
-    """Every class block of a clean scan in preallocated float32 arrays (the scan's data is released)."""
-    total = sum(f.rows for f in scan.files)
-    da, dv = scan.dims or (0, 0)
-    out = {"audio": np.empty((total, da), dtype=np.float32), "video": np.empty((total, dv), dtype=np.float32)}
-    labels = np.empty(total, dtype=np.int64)
-    offset = 0
+def read_stage(scan: StageScan, ds_dir: Path) -> Rows:
+    """Every class block of a clean scan (read with its data), rows grouped by class id, as float32; the scan's data
+    is released. A row's origin is its class's audio file."""
+    audio, video = (np.concatenate([f.data[m] for f in scan.files] or [np.empty((0, dim))], dtype=np.float32,
+                                   casting="unsafe") for m, dim in zip(MODALITIES, scan.dims or (0, 0)))
     for f in scan.files:
-        stop = offset + f.rows
-        for m in MODALITIES:
-            if f.data is not None:
-                out[m][offset:stop] = f.data[m]
-            else:
-                with h5py.File(f.paths[m], "r") as fh:
-                    fh["data"].read_direct(out[m], dest_sel=np.s_[offset:stop])
         f.data = None
-        labels[offset:stop] = f.class_id
-        offset = stop
+    rows = [f.rows for f in scan.files]
+    labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), rows)
     urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
-    return StageData(scan.stage, out["audio"], out["video"], labels, urls, scan.files)
+    where = rel(ds_dir / "features" / "<method>", ds_dir)
+    if scan.files:
+        where = rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
+    origin = np.repeat(np.arange(len(rows), dtype=np.int32), rows)
+    return Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in scan.files], where)
 
 
 def write_class_h5(path: Path, data: np.ndarray, urls: list[str]) -> None:

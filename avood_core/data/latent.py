@@ -1,7 +1,7 @@
 """The calibrated latent model of synthetic AV-GZSL data (docs/reproducing.md, "Calibration of the synthetic data").
 
 Class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``; clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√L``;
-features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`solve_params` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
+features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`calibrate` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
 accuracy) against two probes; :data:`TRANSFER` maps trained targets (paper Table 3) to probe targets.
 """
 
@@ -39,16 +39,11 @@ setting and the probes' ceilings are in docs/reproducing.md.
 """
 
 
-def _pool_adjacent_violators(values: list[float]) -> list[float]:
-    """The non-decreasing sequence closest to ``values`` in least squares (isotonic regression)."""
-    blocks: list[list[float]] = []  # [sum, count]
-    for v in values:
-        blocks.append([v, 1.0])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    return [b[0] / b[1] for b in blocks for _ in range(int(b[1]))]
+def _isotonic(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares (isotonic regression), by its min-max
+    formula ``x_i = max_{j<=i} min_{k>=i} mean(values[j..k])`` (a handful of points)."""
+    n = len(values)
+    return [max(min(sum(values[j:k + 1]) / (k + 1 - j) for k in range(i, n)) for j in range(i + 1)) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class TransferCurve:
         if len(pairs) < 2:
             raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
         ordered = sorted(pairs)
-        return cls(tuple(p for p, _ in ordered), tuple(_pool_adjacent_violators([t for _, t in ordered])))
+        return cls(tuple(p for p, _ in ordered), tuple(_isotonic([t for _, t in ordered])))
 
     def probe_for(self, trained: float) -> float:
         """The probe target whose trained accuracy the curve gives as ``trained``."""
@@ -79,15 +74,10 @@ class TransferCurve:
 
 def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float, float, list[str]]:
     """Probe targets for trained-classifier targets (percent), and which knobs had a measured curve."""
-    out, mapped = [], []
-    for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)):
-        pairs = TRANSFER.get((dataset, knob), ())
-        if len(pairs) >= 2:
-            out.append(min(99.0, max(1.0, TransferCurve.fit(pairs).probe_for(target))))
-            mapped.append(knob)
-        else:
-            out.append(target)
-    return out[0], out[1], mapped
+    mapped = [knob for knob in ("seen", "zsl") if len(TRANSFER.get((dataset, knob), ())) >= 2]
+    seen, zsl = (min(99.0, max(1.0, TransferCurve.fit(TRANSFER[dataset, knob]).probe_for(target))) if knob in mapped
+                 else target for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)))
+    return seen, zsl, mapped
 
 
 def name_key(seed: int, name: str) -> int:
@@ -119,11 +109,12 @@ class ClassRoles:
     test_unseen_counts: Tensor
 
 
-def _orthonormal(rows: int, cols: int, g: torch.Generator) -> Tensor:
-    """``rows`` orthonormal rows in ``cols`` dims (``rows <= cols``); rows are random otherwise."""
-    m = torch.randn(cols, rows, generator=g)
-    q, r = torch.linalg.qr(m)
-    return (q * torch.sign(torch.diagonal(r))).T.contiguous()
+def _projection(latent_dim: int, out_dim: int, g: torch.Generator) -> Tensor:
+    """``Q_m``: ``latent_dim`` orthonormal rows times ``√out_dim`` (random rows when ``out_dim < latent_dim``)."""
+    if out_dim < latent_dim:
+        return torch.randn(latent_dim, out_dim, generator=g)
+    q, r = torch.linalg.qr(torch.randn(out_dim, latent_dim, generator=g))
+    return (q * torch.sign(torch.diagonal(r))).T.contiguous() * out_dim**0.5
 
 
 class LatentGenerator:
@@ -137,49 +128,34 @@ class LatentGenerator:
         L = params.latent_dim
         self.explained = unit((text - text.mean(0)) @ torch.randn(text.shape[1], L, generator=g))
         self.resid = unit(torch.stack([torch.randn(L, generator=torch.Generator().manual_seed(k)) for k in residual_keys]))
-        self.proj = [self._projection(L, d, g) for d in dims]
+        self.proj = [_projection(L, d, g) for d in dims]
         self.bias = [0.5 * torch.randn(d, generator=g) for d in dims]
-
-    @staticmethod
-    def _projection(latent_dim: int, out_dim: int, g: torch.Generator) -> Tensor:
-        if out_dim >= latent_dim:
-            return _orthonormal(latent_dim, out_dim, g) * out_dim**0.5
-        return torch.randn(latent_dim, out_dim, generator=g)
 
     def class_means(self, residual: float | None = None) -> Tensor:
         """``μ_c`` for every class (rows of the text matrix) at residual share ``residual``."""
         rho = self.params.residual if residual is None else residual
         return unit((1 - rho) ** 0.5 * self.explained + rho**0.5 * self.resid)
 
-    def features(self, means: Tensor, labels: Tensor, noise: "ClipNoise", sigma: float) -> tuple[Tensor, Tensor]:
-        """Audio and video features of clips ``labels`` from pre-drawn unit noise ``noise``."""
-        p, out = self.params, []
-        for m, scale in enumerate((p.audio_scale, p.video_scale)):
-            eps = (0.5**0.5) * noise.shared + (0.5**0.5) * scale * noise.own[m]
-            z = means[labels] + sigma / p.latent_dim**0.5 * eps
-            out.append(p.gain * z @ self.proj[m] + p.feature_noise * noise.feat[m] + self.bias[m])
-        return out[0], out[1]
+    def modality_means(self, means: Tensor) -> list[Tensor]:
+        """The class means of audio and video: both ``μ_c`` (benchmarks/latent_properties.py varies them)."""
+        return [means, means]
 
     def sample(self, labels: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features of clips with class ids ``labels`` at the generator's own parameters."""
-        noise = ClipNoise.draw(len(labels), self.params.latent_dim, self.dims, g)
-        return self.features(self.class_means(), labels, noise, self.params.noise)
+        """Audio and video features of clips with class ids ``labels`` at the generator's own parameters."""
+        p, means = self.params, self.modality_means(self.class_means())
+        eps, feat = _clip_noise(len(labels), self.dims, p, g)
+        audio, video = (p.gain * (means[m][labels] + p.noise / p.latent_dim**0.5 * eps[m]) @ self.proj[m]
+                        + p.feature_noise * feat[m] + self.bias[m] for m in range(2))
+        return audio, video
 
 
-@dataclass
-class ClipNoise:
-    """Unit Gaussian draws for a batch of clips (reused across a bisection: common random numbers)."""
-
-    shared: Tensor
-    own: tuple[Tensor, Tensor]
-    feat: tuple[Tensor, Tensor]
-
-    @classmethod
-    def draw(cls, n: int, latent_dim: int, dims: tuple[int, int], g: torch.Generator) -> "ClipNoise":
-        shared = torch.randn(n, latent_dim, generator=g)
-        own = (torch.randn(n, latent_dim, generator=g), torch.randn(n, latent_dim, generator=g))
-        feat = (torch.randn(n, dims[0], generator=g), torch.randn(n, dims[1], generator=g))
-        return cls(shared, own, feat)
+def _clip_noise(n: int, dims: tuple[int, int], p: LatentParams, g: torch.Generator) -> tuple[list, list]:
+    """Unit Gaussian draws of ``n`` clips: per modality the latent noise ``√½·ε + √½·k_m·ε_m`` and the feature
+    noise ``η`` (the probes reuse theirs across a bisection: common random numbers)."""
+    shared = torch.randn(n, p.latent_dim, generator=g)
+    own = (torch.randn(n, p.latent_dim, generator=g), torch.randn(n, p.latent_dim, generator=g))
+    feat = [torch.randn(n, d, generator=g) for d in dims]
+    return [(0.5**0.5) * shared + (0.5**0.5) * k * own[m] for m, k in enumerate((p.audio_scale, p.video_scale))], feat
 
 
 def per_class_accuracy(pred: Tensor, labels: Tensor) -> float:
@@ -206,53 +182,40 @@ class Probe:
     def __init__(self, gen: LatentGenerator, text: Tensor, roles: ClassRoles, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
         self.gen, self.text, self.roles = gen, torch.as_tensor(text, dtype=torch.float32), roles
-        self.y_train = torch.repeat_interleave(roles.seen, roles.train_counts)
-        self.y_seen = torch.repeat_interleave(roles.seen, roles.test_seen_counts)
-        self.y_unseen = torch.repeat_interleave(roles.unseen, roles.test_unseen_counts)
+        # clips of training, test-seen and test-unseen
+        self.ys = [torch.repeat_interleave(c, n) for c, n in ((roles.seen, roles.train_counts),
+                   (roles.seen, roles.test_seen_counts), (roles.unseen, roles.test_unseen_counts))]
         p, L = gen.params, gen.params.latent_dim
         # per clip: features = [μ_y, μ_y] + σ·E + F (E: latent noise, F: off-subspace noise), E and F drawn once
         self.parts = []
-        for y in (self.y_train, self.y_seen, self.y_unseen):
-            noise = ClipNoise.draw(len(y), L, (L, L), g)
-            e = [(0.5**0.5) * noise.shared + (0.5**0.5) * k * noise.own[m] for m, k in enumerate((p.audio_scale, p.video_scale))]
-            f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * noise.feat[m] for m in range(2)]
-            self.parts.append((torch.cat(e, 1) / L**0.5, torch.cat(f, 1)))
+        for y in self.ys:
+            eps, feat = _clip_noise(len(y), (L, L), p, g)
+            f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * feat[m] for m in range(2)]
+            self.parts.append((torch.cat(eps, 1) / L**0.5, torch.cat(f, 1)))
         pos = {int(c): i for i, c in enumerate(roles.seen)}
-        onehot = torch.zeros(len(roles.seen), len(self.y_train))
-        onehot[torch.tensor([pos[int(c)] for c in self.y_train]), torch.arange(len(self.y_train))] = 1.0
+        onehot = torch.zeros(len(roles.seen), len(self.ys[0]))
+        onehot[torch.tensor([pos[int(c)] for c in self.ys[0]]), torch.arange(len(self.ys[0]))] = 1.0
         avg = onehot / onehot.sum(1, keepdim=True)
         self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
 
-    def _feats(self, means: Tensor, i: int, y: Tensor, sigma: float) -> Tensor:
-        e, f = self.parts[i]
-        return torch.cat([means, means], 1)[y] + sigma * e + f
-
-    def _train_means(self, means: Tensor, sigma: float) -> Tensor:
-        e, f = self.train_parts
-        return torch.cat([means, means], 1)[self.roles.seen] + sigma * e + f
+    def _feats(self, sigma: float, residual: float, part: int) -> tuple[Tensor, Tensor]:
+        """Features of the clips of ``self.parts[part]`` and the class means estimated from training clips."""
+        means = torch.cat(self.gen.modality_means(self.gen.class_means(residual)), 1)
+        (e, f), (te, tf) = self.parts[part], self.train_parts
+        return means[self.ys[part]] + sigma * e + f, means[self.roles.seen] + sigma * te + tf
 
     def seen_acc(self, sigma: float, residual: float) -> float:
         """Nearest-class-mean accuracy on seen test clips, means estimated from training clips."""
-        means = self.gen.class_means(residual)
-        est = self._train_means(means, sigma)
-        x = self._feats(means, 1, self.y_seen, sigma)
-        return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.y_seen)
+        x, est = self._feats(sigma, residual, 1)
+        return per_class_accuracy(nearest_mean(x, est, self.roles.seen), self.ys[1])
 
     def zsl_acc(self, sigma: float, residual: float) -> float:
         """Unseen test clips classified among unseen classes by ridge-predicted means from text."""
-        means = self.gen.class_means(residual)
-        est = self._train_means(means, sigma)
+        x, est = self._feats(sigma, residual, 2)
         center = est.mean(0)
         w = ridge_text_map(self.text[self.roles.seen], est - center)
         pred_means = self.text[self.roles.unseen] @ w + center
-        x = self._feats(means, 2, self.y_unseen, sigma)
-        return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.y_unseen)
-
-
-def _check_percent(seen_acc: float, zsl_acc: float) -> None:
-    for name, v in (("--seen-acc", seen_acc), ("--zsl-acc", zsl_acc)):
-        if not 0 < v < 100:
-            raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
+        return per_class_accuracy(nearest_mean(x, pred_means, self.roles.unseen), self.ys[2])
 
 
 def _bisect(f, lo: float, hi: float, target: float, steps: int) -> float:
@@ -280,27 +243,22 @@ class Calibration:
     mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferCurve
 
 
-def solve_params(gen: LatentGenerator, text: Tensor, roles: ClassRoles, seen_acc: float, zsl_acc: float,
-                 seed: int, rounds: int = 2, steps: int = 14) -> Calibration:
-    """Latent ``noise`` and ``residual`` whose probes give ``seen_acc`` and ``zsl_acc`` (percent); a target out
-    of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
-    _check_percent(seen_acc, zsl_acc)
-    probe = Probe(gen, text, roles, seed)
-    sigma, rho = gen.params.noise, gen.params.residual
-    for _ in range(rounds):
-        sigma = _bisect(lambda s: probe.seen_acc(s, rho), 0.01, 40.0, seen_acc, steps)
-        rho = _bisect(lambda r: probe.zsl_acc(sigma, r), 0.0, 1.0, zsl_acc, steps)
-    params = replace(gen.params, noise=sigma, residual=rho)
-    return Calibration(params, seen_acc, zsl_acc, probe.seen_acc(sigma, rho), probe.zsl_acc(sigma, rho), (seen_acc, zsl_acc))
-
-
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,
-              zsl_acc: float | None, seed: int, probe: bool = False) -> Calibration:
-    """Solve ``gen``'s parameters for trained-classifier targets (default: ``dataset``'s published ones);
-    ``probe=True`` takes them as the probes' own (to measure :data:`TRANSFER`)."""
+              zsl_acc: float | None, seed: int, probe: bool = False, rounds: int = 2, steps: int = 14) -> Calibration:
+    """Solve and set ``gen``'s latent ``noise`` and ``residual`` for trained-classifier targets (default: ``dataset``'s
+    published ones; ``probe=True`` takes them as the probes' own, to measure :data:`TRANSFER`); a probe target out
+    of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
     seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
     zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
-    _check_percent(seen, zsl)
+    for name, v in (("--seen-acc", seen), ("--zsl-acc", zsl)):
+        if not 0 < v < 100:
+            raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
     p_seen, p_zsl, mapped = (seen, zsl, []) if probe else probe_targets(dataset, seen, zsl)
-    cal = solve_params(gen, text, roles, p_seen, p_zsl, seed=seed)
-    return replace(cal, seen_target=seen, zsl_target=zsl, mapped=tuple(mapped))
+    probes = Probe(gen, text, roles, seed)
+    sigma, rho = gen.params.noise, gen.params.residual
+    for _ in range(rounds):
+        sigma = _bisect(lambda s: probes.seen_acc(s, rho), 0.01, 40.0, p_seen, steps)
+        rho = _bisect(lambda r: probes.zsl_acc(sigma, r), 0.0, 1.0, p_zsl, steps)
+    gen.params = replace(gen.params, noise=sigma, residual=rho)
+    return Calibration(gen.params, seen, zsl, probes.seen_acc(sigma, rho), probes.zsl_acc(sigma, rho), (p_seen, p_zsl),
+                       tuple(mapped))

@@ -7,12 +7,12 @@ A class id is the index in the case-sensitive ``sorted(all_class.txt)``, names m
 from __future__ import annotations
 
 import csv
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_line
 
 STAGES = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen", "stage_2_train", "stage_2_test_seen",
           "stage_2_test_unseen")
@@ -123,6 +123,13 @@ def rel(path: Path, base: Path) -> str:
         return str(path)
 
 
+def os_error_line(exc: OSError, fix: str, shown: str | Path | None = None) -> str:
+    """One line for an OS error on the file ``shown`` (default: the one it names): the reason (strerror, no errno
+    noise) and ``fix``."""
+    shown = shown if shown is not None else exc.filename if exc.filename is not None else "a file"
+    return f"'{shown}' cannot be read ({exc.strerror or type(exc).__name__}); {fix}"
+
+
 @contextmanager
 def reading(path: Path, base: Path):
     """An OS, decoding or csv error while reading the class-split file ``path`` as one DataError line."""
@@ -134,21 +141,21 @@ def reading(path: Path, base: Path):
     except csv.Error as exc:
         raise DataError(f"'{shown}' is not a valid csv file ({exc}); restore the file from the download") from None
     except OSError as exc:
-        raise DataError(os_error_line(exc, shown, "fix its permissions (chmod) or restore it from the download")) from None
+        fix = "fix its permissions (chmod) or restore it from the download"
+        raise DataError(os_error_line(exc, fix, shown)) from None
 
 
-def _is_file(path: Path, base: Path) -> bool:
+def _read_text(path: Path, base: Path, newline: str | None = None) -> str:
     with reading(path, base):
-        return path.is_file()
+        if not path.is_file():
+            raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
+        with path.open(encoding="utf-8", newline=newline) as fh:
+            return fh.read()
 
 
 def read_lines(path: Path, base: Path) -> list[str]:
     """The non-empty, stripped lines of a text file."""
-    if not _is_file(path, base):
-        raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    with reading(path, base):
-        text = path.read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in _read_text(path, base).splitlines() if line.strip()]
 
 
 INTEGER_COLUMNS = ("label_code",)  # csv columns holding integers wherever they appear
@@ -156,10 +163,9 @@ INTEGER_COLUMNS = ("label_code",)  # csv columns holding integers wherever they 
 
 def read_csv_rows(path: Path, base: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
     """Rows of a csv file: ``required`` columns in the header, full rows, :data:`INTEGER_COLUMNS` integers."""
-    if not _is_file(path, base):
-        raise DataError(f"'{rel(path, base)}' is missing; restore the class-split folder of the download")
-    with reading(path, base), path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    text = _read_text(path, base, newline="")
+    with reading(path, base):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"'{rel(path, base)}' lacks column(s) {', '.join(missing)} (header: {reader.fieldnames}); "

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
-from avood_core.data.cache import place_by_target, positional_rows, read_cache, read_w2v, sorted_rows
+from avood_core.data.cache import placed, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
-from avood_core.data.h5io import StageData, read_stage, scan_stage
+from avood_core.data.h5io import Rows, read_stage, scan_stage
 from avood_core.data.layout import (
     CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
-    rel, resolve_dataset_dir, split_dir_name,
+    os_error_line, rel, resolve_dataset_dir, split_dir_name,
 )
 from avood_core.errors import DataError
-from avood_core.util.paths import os_error_as_line
 from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
 # stage -> (train cache, test cache, seen txt, unseen txt, test-seen txt)
 PROTOCOL = {
@@ -42,52 +41,6 @@ class BenchmarkTasks:
     urls: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-@dataclass
-class _Rows:
-    """Clips of one split with, per row, an index into ``origins`` (the file it came from)."""
-
-    audio: np.ndarray
-    video: np.ndarray
-    labels: np.ndarray
-    urls: np.ndarray
-    origin: np.ndarray
-    origins: list[str]
-    where: str  # the folder(s) or cache file, for messages
-
-    def take(self, idx: np.ndarray) -> "_Rows":
-        return _Rows(
-            self.audio[idx], self.video[idx], self.labels[idx], self.urls[idx], self.origin[idx], self.origins, self.where
-        )
-
-    @staticmethod
-    def concat(parts: list["_Rows"]) -> "_Rows":
-        if len(parts) == 1:
-            return parts[0]
-        origins, shifted = [], []
-        for p in parts:
-            shifted.append(p.origin + len(origins))
-            origins.extend(p.origins)
-        return _Rows(
-            np.concatenate([p.audio for p in parts]), np.concatenate([p.video for p in parts]),
-            np.concatenate([p.labels for p in parts]), np.concatenate([p.urls for p in parts]),
-            np.concatenate(shifted), origins, " + ".join(p.where for p in parts),
-        )
-
-
-def _from_stage(data: StageData, ds_dir: Path) -> _Rows:
-    origins = [rel(f.paths["audio"], ds_dir) for f in data.files]
-    origin = np.repeat(np.arange(len(data.files), dtype=np.int32), [f.rows for f in data.files])
-    where = rel(ds_dir / "features" / "<method>", ds_dir)
-    if data.files:
-        where = rel(data.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
-    return _Rows(data.audio, data.video, data.labels, data.urls, origin, origins, where)
-
-
-def _one_line(problems: list[str]) -> str:
-    more = len(problems) - 1
-    return problems[0] + (f" ({more} more problem(s): run `avood data check`)" if more > 0 else "")
-
-
 def _check_protocol(cs: ClassSplit) -> None:
     for stage, (_, _, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
         seen, unseen = set(cs.stage_classes[seen_txt]), set(cs.stage_classes[unseen_txt])
@@ -97,21 +50,21 @@ def _check_protocol(cs: ClassSplit) -> None:
                             f"{rel(cs.stage_txt(unseen_txt), cs.ds_dir)}; a class is either seen or unseen")
         extra = set(cs.stage_classes[test_seen_txt]) - seen
         if extra:
-            raise DataError(
-                f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', which is not in "
-                f"{rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be training classes"
-            )
+            raise DataError(f"{rel(cs.stage_txt(test_seen_txt), cs.ds_dir)} lists '{cs.class_names[min(extra)]}', "
+                            f"which is not in {rel(cs.stage_txt(seen_txt), cs.ds_dir)}; test-seen classes must be "
+                            f"training classes")
         if not seen or not unseen:
             raise DataError(f"stage {stage} has no seen or no unseen classes; check class-split/{cs.split}")
 
 
-def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
+def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, Rows], dict]:
     """Rows per cache name read from the per-class h5 folders (each folder read once)."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s), read_data=True)
              for s in CACHED_STAGES}
     problems = [p for s in CACHED_STAGES for p in scans[s].problems]
     if problems:
-        raise DataError(_one_line(problems))
+        more = f" ({len(problems) - 1} more problem(s): run `avood data check`)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
     dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
     ref_stage = next(iter(dims), None)
     for s in dims:
@@ -119,17 +72,16 @@ def _read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, _Rows], dict]:
             f = scans[s].files[0]
             raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
                             f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
-    data = {s: _from_stage(read_stage(scans[s]), cs.ds_dir) for s in CACHED_STAGES}
-    parts = {cache: _Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
-    unknown = sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})
-    return parts, {"scans": scans, "ignored_files": unknown}
+    data = {s: read_stage(scans[s], cs.ds_dir) for s in CACHED_STAGES}
+    parts = {cache: Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
+    return parts, {"ignored_files": sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})}
 
 
 def _cache_path(ds_dir: Path, method: str, split: str, cache: str) -> Path:
     return ds_dir / "_features_processed" / method / f"{cache}{split}.pkl"
 
 
-def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
+def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, Rows], tuple]:
     parts, text = {}, None
     for cache in CACHE_STAGES:
         path = _cache_path(cs.ds_dir, method, cs.split, cache)
@@ -140,21 +92,18 @@ def _read_pkl(cs: ClassSplit, method: str) -> tuple[dict[str, _Rows], dict]:
         bad = (labels < 0) | (labels >= len(cs.class_names))
         if bad.any():
             raise DataError(f"'{shown}' holds target {int(labels[bad][0])}, outside 0..{len(cs.class_names) - 1}; rebuild it")
-        parts[cache] = _Rows(
-            a["data"].numpy(), v["data"].numpy(), labels, a["url"],
-            np.zeros(len(labels), dtype=np.int32), [shown], shown,
-        )
-        if text is None:
-            text = (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
+        parts[cache] = Rows(a["data"].numpy(), v["data"].numpy(), labels, a["url"],
+                            np.zeros(len(labels), dtype=np.int32), [shown], shown)
+        text = text or (obj["text"]["data"].numpy(), obj["text"]["target"].numpy(), shown)
     dims = {c: (p.audio.shape[1], p.video.shape[1]) for c, p in parts.items()}
     if len(set(dims.values())) > 1:
         odd = next(c for c in parts if dims[c] != dims["training"])
-        raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, odd), cs.ds_dir)}' has dims {dims[odd]} but the "
-                        f"training cache has {dims['training']}; rebuild the caches")
-    return parts, {"text": text}
+        raise DataError(f"'{parts[odd].where}' has dims {dims[odd]} but the training cache has {dims['training']}; "
+                        f"rebuild the caches")
+    return parts, text
 
 
-def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows], feat_dir: Path) -> str:
+def _verify_cache_against_h5(cs: ClassSplit, parts: dict[str, Rows], feat_dir: Path) -> str:
     """Compare the caches' rows and dims with the h5 tree's metadata (no feature reads); raise on disagreement."""
     scans = {s: scan_stage(feat_dir, s, cs.stage_classes[s], cs.class_names, cs.ds_dir, cs.stage_txt(s)) for s in CACHED_STAGES}
     broken = [p for s in CACHED_STAGES for p in scans[s].problems]
@@ -165,12 +114,12 @@ def _verify_cache_against_h5(cs: ClassSplit, method: str, parts: dict[str, _Rows
         problem = cache_disagreement(cs.class_names, p.labels, p.urls, (p.audio.shape[1], p.video.shape[1]),
                                      [scans[s] for s in names])
         if problem:
-            raise DataError(f"'{rel(_cache_path(cs.ds_dir, method, cs.split, cache), cs.ds_dir)}' disagrees with the h5 "
-                            f"tree ({problem}); delete the cache to rebuild it, or load with source='h5'")
+            raise DataError(f"'{p.where}' disagrees with the h5 tree ({problem}); delete the cache to rebuild it, or "
+                            f"load with source='h5'")
     return "matches the h5 tree (classes, clips, dims)"
 
 
-def _select(rows: _Rows, keep: list[int], required: dict[int, str], nonfinite: str, names: list[str]) -> tuple[_Rows, int, int]:
+def _select(rows: Rows, keep: list[int], required: dict[int, str], nonfinite: str, names: list[str]) -> tuple[Rows, int, int]:
     """Rows of classes ``keep``, NaN/inf handled, sorted by class id; (rows, dropped, skipped)."""
     mask = np.isin(rows.labels, np.asarray(keep, dtype=np.int64))
     dropped = int((~mask).sum())
@@ -205,45 +154,35 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     n = len(cs.class_names)
     if source == "h5":
         path = feat_dir / "text" / cs.info.w2v_file
-        vectors = read_w2v(path, cs.ds_dir)
-        names = read_w2v_names(cs.ds_dir, cs.info)
+        vectors, names = read_w2v(path, cs.ds_dir), read_w2v_names(cs.ds_dir, cs.info)
         data, targets = sorted_rows(vectors, names, cs.class_names)
-        width = data.shape[1]
-        by_name = np.zeros((n, width), dtype=np.float32)
-        have = np.zeros(n, dtype=bool)
-        for c, cname in enumerate(cs.class_names):
-            key = names.get(cname.lower())
-            if key is not None and key in vectors:
-                by_name[c], have[c] = vectors[key], True
+        keys = [names.get(c.lower()) for c in cs.class_names]
+        found = [c for c, key in enumerate(keys) if key in vectors]
+        rows = np.array([vectors[keys[c]] for c in found], dtype=np.float32).reshape(len(found), data.shape[1])
+        by_name, have = placed(rows, np.array(found, dtype=np.int64), n)
         shown = rel(path, cs.ds_dir)
-        for c in sorted(used):
-            if not have[c]:
-                key = names.get(cs.class_names[c].lower())
-                how = f"w2v name '{key}'" if key else f"no row in class-split/{cs.info.w2v_csv}"
-                raise DataError(f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
-                                f"or fix class-split/{cs.info.w2v_csv}")
     else:
         data, targets, shown = pkl_text
         if not np.isfinite(data).all():
             raise DataError(f"'{shown}': the text embeddings hold NaN/inf; rebuild the cache")
-        by_name, have = place_by_target(data, targets, n)
-        for c in sorted(used):
-            if not have[c]:
-                raise DataError(
-                    f"class '{cs.class_names[c]}' has no text row (no text.target {c}) in '{shown}'; rebuild the cache"
-                )
-    positional, pos_have = positional_rows(data, n)
+        by_name, have = placed(data, targets, n)
+    lacking = [c for c in sorted(used) if not have[c]]
+    if lacking and source == "h5":
+        c = lacking[0]
+        how = f"w2v name '{keys[c]}'" if keys[c] else f"no row in class-split/{cs.info.w2v_csv}"
+        raise DataError(f"class '{cs.class_names[c]}' has no word embedding in '{shown}' ({how}); add the vector "
+                        f"or fix class-split/{cs.info.w2v_csv}")
+    if lacking:
+        raise DataError(f"class '{cs.class_names[lacking[0]]}' has no text row (no text.target {lacking[0]}) in "
+                        f"'{shown}'; rebuild the cache")
+    positional, pos_have = placed(data, np.arange(len(data)), n)
     differs = [cs.class_names[c] for c in sorted(used) if not np.array_equal(positional[c], by_name[c])]
     info = {"file": shown, "placement": "positional (compat)" if compat else "by_name", "positional_differs": differs}
-    if compat:
-        missing = [c for c in sorted(used) if not pos_have[c]]
-        if missing:
-            raise DataError(
-                f"'{shown}' has {len(data)} text rows, too few for the positional lookup of class id {missing[0]}; "
-                f"load with compat_positional_text=False"
-            )
-        return positional, info
-    return by_name, info
+    missing = [c for c in sorted(used) if not pos_have[c]]
+    if compat and missing:
+        raise DataError(f"'{shown}' has {len(data)} text rows, too few for the positional lookup of class id "
+                        f"{missing[0]}; load with compat_positional_text=False")
+    return (positional if compat else by_name), info
 
 
 def load_benchmark(root: str | Path, dataset: str, features: str = "main", split: str = "main", source: str = "auto",
@@ -255,7 +194,7 @@ def load_benchmark(root: str | Path, dataset: str, features: str = "main", split
     try:
         return _load(root, dataset, features, split, source, nonfinite, compat_positional_text)
     except OSError as exc:  # what the per-file checks did not name (e.g. a folder without search permission)
-        raise DataError(os_error_as_line(exc, "fix its permissions (chmod) or restore it from the download")) from None
+        raise DataError(os_error_line(exc, "fix its permissions (chmod) or restore it from the download")) from None
 
 
 def _load(root, dataset, features, split, source, nonfinite, compat_positional_text) -> BenchmarkTasks:
@@ -281,15 +220,16 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
     if source == "h5":
         if not has_h5:
             raise DataError(f"'{rel(feat_dir / 'audio', ds_dir)}' is missing; download the features or load with source='pkl'")
-        parts, extra = _read_h5(cs, feat_dir)
+        parts, extra = read_h5(cs, feat_dir)
+        pkl_text = None
     else:
-        parts, extra = _read_pkl(cs, method)
-        extra["cache_check"] = _verify_cache_against_h5(cs, method, parts, feat_dir) if has_h5 else "no h5 tree"
+        parts, pkl_text = _read_pkl(cs, method)
+        extra = {"ignored_files": [],
+                 "cache_check": _verify_cache_against_h5(cs, parts, feat_dir) if has_h5 else "no h5 tree"}
 
-    used = set()
-    for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values():
-        used |= set(cs.stage_classes[seen_txt]) | set(cs.stage_classes[unseen_txt])
-    text, text_info = _text_matrix(cs, source, feat_dir, extra.get("text"), used, compat_positional_text)
+    used = {c for _, _, seen_txt, unseen_txt, _ in PROTOCOL.values()
+            for c in cs.stage_classes[seen_txt] + cs.stage_classes[unseen_txt]}
+    text, text_info = _text_matrix(cs, source, feat_dir, pkl_text, used, compat_positional_text)
 
     tasks, urls, dropped, skipped = {}, {}, {}, {}
     for stage, (train_cache, test_cache, seen_txt, unseen_txt, test_seen_txt) in PROTOCOL.items():
@@ -304,33 +244,26 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
             key = f"stage{stage}.{purpose}"
             splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
             urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
-        with one_torch_thread():  # the task's validation scans every feature
-            tasks[stage] = AVGZSLTask(
-                train=splits["train"], test=splits["test"], text=torch.tensor(text),
-                seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen), class_names=list(cs.class_names),
-                name=f"{ds.key}-{method}-{split_name}-stage{stage}",
-                meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage, "source": source,
-                      "root": str(ds_dir), "compat_positional_text": compat_positional_text},
-            )
+        with torch_threads(1):  # the task's validation scans every feature
+            tasks[stage] = AVGZSLTask(train=splits["train"], test=splits["test"], text=torch.tensor(text),
+                                      seen_classes=torch.tensor(seen), unseen_classes=torch.tensor(unseen),
+                                      class_names=list(cs.class_names),
+                                      name=f"{ds.key}-{method}-{split_name}-stage{stage}",
+                                      meta={"dataset": ds.key, "features": method, "split": split_name, "stage": stage,
+                                            "source": source, "root": str(ds_dir),
+                                            "compat_positional_text": compat_positional_text})
     info = {
         "dataset": ds.key, "folder": str(ds_dir), "features": method, "split": split_name, "source": source,
         "n_classes": len(cs.class_names), "audio_dim": tasks[1].train.audio_dim, "video_dim": tasks[1].train.video_dim,
         "text_dim": int(text.shape[1]),
-        "purposes": {
-            f"stage{stage}": {
-                "train": {"cache": tr, "stage_folders": list(CACHE_STAGES[tr])},
-                "test": {"cache": te, "stage_folders": list(CACHE_STAGES[te])},
-                "seen_classes_from": f"class-split/{split_name}/{seen_txt}.txt",
-                "unseen_classes_from": f"class-split/{split_name}/{unseen_txt}.txt",
-            }
-            for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()
-        },
-        "files": (
-            [rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES]
-            if source == "h5" else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]
-        ),
-        "dropped_rows": dropped, "nonfinite_skipped": skipped, "ignored_files": extra.get("ignored_files", []),
-        **({"cache_check": extra["cache_check"]} if "cache_check" in extra else {}),
-        "text": text_info, "load_seconds": round(time.perf_counter() - started, 3),
+        "purposes": {f"stage{stage}": {"train": {"cache": tr, "stage_folders": list(CACHE_STAGES[tr])},
+                                       "test": {"cache": te, "stage_folders": list(CACHE_STAGES[te])},
+                                       "seen_classes_from": f"class-split/{split_name}/{seen_txt}.txt",
+                                       "unseen_classes_from": f"class-split/{split_name}/{unseen_txt}.txt"}
+                     for stage, (tr, te, seen_txt, unseen_txt, _) in PROTOCOL.items()},
+        "files": ([rel(feat_dir / m / s, ds_dir) for m in ("audio", "video") for s in CACHED_STAGES] if source == "h5"
+                  else [rel(_cache_path(ds_dir, method, split_name, c), ds_dir) for c in CACHE_STAGES]),
+        "dropped_rows": dropped, "nonfinite_skipped": skipped, **extra, "text": text_info,
+        "load_seconds": round(time.perf_counter() - started, 3),
     }
     return BenchmarkTasks(tasks[1], tasks[2], info, urls)

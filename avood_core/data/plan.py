@@ -7,9 +7,9 @@ is always the union of the three stage-1 csv files (true of the real files).
 
 from __future__ import annotations
 
+import itertools
 import random
-import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from avood_core.errors import DataError
 
 STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")
 TRAIN_TO_VAL_SEEN = 9
+_YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
 @dataclass
@@ -45,17 +46,13 @@ class TreePlan:
         return {r["original"].strip().lower(): r["manual"].strip() for r in self.w2v_rows}
 
 
-def _rid(rng: random.Random, n: int = 11) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-    return "".join(rng.choice(alphabet) for _ in range(n))
-
-
 class _RowMaker:
     """Fresh csv rows in a dataset's column layout (unique filenames per tree)."""
 
-    def __init__(self, info: DatasetInfo, rng: random.Random, index: dict[str, int], category: dict[str, str]):
-        self.info, self.rng, self.index, self.category = info, rng, index, category
-        self.per_class: Counter = Counter()
+    def __init__(self, info: DatasetInfo, rng: random.Random, all_classes: list[str], w2v_rows: list[dict[str, str]]):
+        self.info, self.rng, self.per_class = info, rng, Counter()
+        self.index = {n.lower(): i for i, n in enumerate(sorted(all_classes))}
+        self.category = {r["original"].lower(): r.get("category", "misc") for r in w2v_rows}
 
     def __call__(self, label: str, stage: str) -> dict[str, str]:
         k = self.per_class[label]
@@ -63,7 +60,7 @@ class _RowMaker:
         code = str(self.index[label.lower()])
         if self.info.key == "ucf":
             return {"filename": f"v_{label}_g{k // 7 + 1:02d}_c{k % 7 + 1:02d}", "label": label, "label_code": code}
-        yid = _rid(self.rng)
+        yid = "".join(self.rng.choice(_YOUTUBE_ID_CHARS) for _ in range(11))
         if self.info.key == "activitynet":
             return {"filename": f"{yid}_{k % 9}", "label_code": code, "label": label}
         start = self.rng.randrange(0, 600)
@@ -75,34 +72,25 @@ class _RowMaker:
 
 
 def _first_per_class(rows: list[dict[str, str]], scale: float) -> list[dict[str, str]]:
-    counts = Counter(r["label"] for r in rows)
-    keep = {c: max(1, round(n * scale)) for c, n in counts.items()}
-    taken: Counter = Counter()
-    out = []
-    for r in rows:
-        if taken[r["label"]] < keep[r["label"]]:
-            taken[r["label"]] += 1
-            out.append(r)
-    return out
+    keep = {c: max(1, round(n * scale)) for c, n in Counter(r["label"] for r in rows).items()}
+    rank = defaultdict(itertools.count)  # next(rank[label]): how many rows of that label came before
+    return [r for r in rows if next(rank[r["label"]]) < keep[r["label"]]]
 
 
 def _union_stage1(rows: dict[str, list[dict[str, str]]]) -> list[dict[str, str]]:
-    seen, out = set(), []
-    for stage in STAGE1:
-        for r in rows[stage]:
-            if r["filename"] not in seen:
-                seen.add(r["filename"])
-                out.append(r)
-    return out
+    union: dict[str, dict[str, str]] = {}
+    for r in (r for stage in STAGE1 for r in rows[stage]):
+        union.setdefault(r["filename"], r)
+    return list(union.values())
 
 
 def _find_w2v(splits_dir: Path, info: DatasetInfo) -> Path:
-    candidates = [splits_dir / "w2v" / info.w2v_file, splits_dir.parent / "w2v" / info.w2v_file]
-    candidates += sorted((splits_dir / info.folder / "features").glob(f"*/text/{info.w2v_file}"))
-    candidates += sorted((splits_dir / "features").glob(f"*/text/{info.w2v_file}"))
-    for c in candidates:
-        if c.is_file():
-            return c
+    candidates = [splits_dir / "w2v" / info.w2v_file, splits_dir.parent / "w2v" / info.w2v_file,
+                  *sorted((splits_dir / info.folder / "features").glob(f"*/text/{info.w2v_file}")),
+                  *sorted((splits_dir / "features").glob(f"*/text/{info.w2v_file}"))]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found:
+        return found
     raise DataError(f"no {info.w2v_file} under '{splits_dir}' (w2v/ or <DS>/features/*/text/); pass the shared avgzsl folder")
 
 
@@ -115,19 +103,16 @@ def plan_from_splits(splits_dir: Path, info: DatasetInfo, scale: float, rng: ran
     w2v_rows = read_csv_rows(cs_dir / info.w2v_csv, ds_dir, ("original", "manual"))
     vectors = read_w2v(_find_w2v(splits_dir, info), ds_dir)
     copy_from = {f"class-split/{name}": cs_dir / name for name in ("all_class.txt", info.w2v_csv)}
-    index = {n.lower(): i for i, n in enumerate(sorted(all_classes))}
-    category = {r["original"].lower(): r.get("category", "misc") for r in w2v_rows}
-    make = _RowMaker(info, rng, index, category)
+    make = _RowMaker(info, rng, all_classes, w2v_rows)
     txt, rows, notes = {}, {}, []
     for split in SPLITS.values():
         txt[split], rows[split] = {}, {}
         for stage in STAGES:
             txt[split][stage] = read_lines(cs_dir / split / f"{stage}.txt", ds_dir)
             copy_from[f"class-split/{split}/{stage}.txt"] = cs_dir / split / f"{stage}.txt"
-        for stage in STAGES:
+            path = cs_dir / split / f"{stage}.csv"
             if stage == "stage_2_train":
                 continue
-            path = cs_dir / split / f"{stage}.csv"
             if path.is_file():
                 rows[split][stage] = _first_per_class(read_csv_rows(path, ds_dir, ("filename", "label")), scale)
                 continue
@@ -136,10 +121,8 @@ def plan_from_splits(splits_dir: Path, info: DatasetInfo, scale: float, rng: ran
             val_seen = Counter()
             if stage == "stage_1_train" and (cs_dir / split / "stage_1_val_seen.csv").is_file():
                 val_seen = Counter(r["label"].lower() for r in read_csv_rows(cs_dir / split / "stage_1_val_seen.csv", ds_dir))
-            out = []
-            for name in classes:
-                base = TRAIN_TO_VAL_SEEN * val_seen[name.lower()] if val_seen[name.lower()] else mean
-                out.extend(make(name, stage) for _ in range(max(1, round(base * scale))))
+            out = [make(name, stage) for name in classes
+                   for _ in range(max(1, round((TRAIN_TO_VAL_SEEN * val_seen[name.lower()] or mean) * scale)))]
             rows[split][stage] = out
             notes.append(f"{split}/{stage}.csv is missing in {splits_dir}: generated {len(out)} rows (fallback counts)")
         rows[split]["stage_2_train"] = _union_stage1(rows[split])
@@ -177,10 +160,8 @@ def _names(info: DatasetInfo, n: int, rng: random.Random) -> list[tuple[str, str
     return out
 
 
-def plan_generated(
-    info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
-    class_counts: tuple[int, int, int] | None = None,
-) -> TreePlan:
+def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
+                   class_counts: tuple[int, int, int] | None = None) -> TreePlan:
     """Generated tree; ``class_counts`` = (stage-1 train, stage-1 val unseen, stage-2 test unseen)
     overrides the dataset's class counts (clip totals follow, per class as in the dataset)."""
     import torch
@@ -201,24 +182,20 @@ def plan_generated(
     text, _ = make_text_embeddings(total, text_dim, latent_dim, g)
     order = list(range(total))
     rng.shuffle(order)
-    roles = {"stage_2_test_unseen": order[:ntu], "stage_1_val_unseen": order[ntu : ntu + nvu], "stage_1_train": order[ntu + nvu :]}
+    test_unseen, val_unseen, train = order[:ntu], order[ntu : ntu + nvu], order[ntu + nvu :]
     name = [p[0] for p in pairs]
     cats = ["animals", "music", "people", "vehicle", "sports", "nature", "home", "tools"]
     w2v_rows = [{"original": o, "manual": m} for o, m in pairs]
     if "category" in info.w2v_columns:
         for r in w2v_rows:
             r["category"] = rng.choice(cats)
-    index = {n.lower(): i for i, n in enumerate(sorted(name))}
-    make = _RowMaker(info, rng, index, {r["original"].lower(): r.get("category", "misc") for r in w2v_rows})
-    seen2 = roles["stage_1_train"] + roles["stage_1_val_unseen"]
-    members = {"stage_1_train": roles["stage_1_train"], "stage_1_val_seen": roles["stage_1_train"],
-               "stage_1_val_unseen": roles["stage_1_val_unseen"], "stage_2_train": seen2, "stage_2_test_seen": seen2,
-               "stage_2_test_unseen": roles["stage_2_test_unseen"]}
+    make = _RowMaker(info, rng, name, w2v_rows)
+    members = {"stage_1_train": train, "stage_1_val_seen": train, "stage_1_val_unseen": val_unseen,
+               "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen,
+               "stage_2_test_unseen": test_unseen}
     txt = {s: sorted(name[i] for i in members[s]) for s in STAGES}
     rows: dict[str, list[dict[str, str]]] = {}
-    for stage in STAGES:
-        if stage == "stage_2_train":
-            continue
+    for stage in default:  # stage_2_train: the union of the stage-1 folders
         classes = txt[stage]
         clips = info.samples[stage] * scale * len(classes) / default[stage]
         counts = split_counts(max(len(classes), round(clips)), len(classes), g).tolist()
@@ -227,8 +204,3 @@ def plan_generated(
     vectors = {m: text[i].numpy() for i, (_, m) in enumerate(pairs)}
     return TreePlan(info, sorted(name), w2v_rows, vectors, {s: txt for s in SPLITS.values()},
                     {s: rows for s in SPLITS.values()})
-
-
-def copy_file(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)

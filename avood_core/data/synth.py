@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data._threads import one_torch_thread
 from avood_core.data.cache import sorted_rows, write_cache, write_w2v
-from avood_core.data.h5io import read_stage, scan_stage, write_class_h5
-from avood_core.data.layout import CACHE_STAGES, CACHED_STAGES, FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
+from avood_core.data.h5io import write_class_h5
+from avood_core.data.layout import FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
-from avood_core.data.plan import TreePlan, copy_file, plan_from_splits, plan_generated
+from avood_core.data.loader import read_h5
+from avood_core.data.plan import TreePlan, plan_from_splits, plan_generated
 from avood_core.errors import DataError
 from avood_core.limits import MAX_DATA_SCALE, MAX_FEATURE_DIM, SEED_MAX, SEED_MIN
 from avood_core.util.paths import check_output_dir
+from avood_core.util.threads import torch_threads
 
 
 @dataclass
@@ -48,19 +49,18 @@ class SynthReport:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [
-            f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
-            f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in {self.seconds:.1f} s"
-        ]
-        lines += [f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES]
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return "\n".join([f"wrote {self.path} ({self.features} audio {self.audio_dim} / video {self.video_dim}, text "
+                          f"{self.text_dim}; {self.split}; caches {'yes' if self.caches else 'no'}) in "
+                          f"{self.seconds:.1f} s",
+                          *[f"  {s:<20} {self.classes[s]:>4} classes {self.clips[s]:>7} clips" for s in STAGES],
+                          *[f"  note: {n}" for n in self.notes]])
 
 
 def _write_class_split(root: Path, plan: TreePlan) -> None:
     info = plan.info
     for rel_path, src in plan.copy_from.items():
-        copy_file(src, root / rel_path)
+        (root / rel_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, root / rel_path)
     cs = root / "class-split"
     cs.mkdir(parents=True, exist_ok=True)
     if "class-split/all_class.txt" not in plan.copy_from:
@@ -83,39 +83,22 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]])
 
 
 def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
+    """The reference's four caches of the tree just written, read back from its h5 files."""
     cs = read_class_split(root, plan.info, split)
-    feat = root / "features" / method
-    data = {}
-    for s in CACHED_STAGES:
-        scan = scan_stage(feat, s, [], cs.class_names, root, cs.stage_txt(s))
-        if scan.problems:
-            raise DataError(scan.problems[0])
-        data[s] = read_stage(scan)
+    parts, _ = read_h5(cs, root / "features" / method)
     text, targets = sorted_rows(plan.vectors, plan.w2v_names, cs.class_names)
     out = root / "_features_processed" / method
     out.mkdir(parents=True, exist_ok=True)
-    for cache, parts in CACHE_STAGES.items():
-        labels = np.concatenate([data[s].labels for s in parts])
-        urls = np.concatenate([data[s].urls for s in parts])
-        entry = {m: {"data": torch.from_numpy(np.concatenate([getattr(data[s], m) for s in parts])),
-                     "target": torch.from_numpy(labels), "url": urls} for m in ("audio", "video")}
+    for cache, rows in parts.items():
+        entry = {m: {"data": torch.from_numpy(getattr(rows, m)), "target": torch.from_numpy(rows.labels),
+                     "url": rows.urls} for m in ("audio", "video")}
         entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
         write_cache(out / f"{cache}{split}.pkl", entry)
 
 
-def _text_matrix(plan: TreePlan, g: torch.Generator) -> torch.Tensor:
-    """Row ``c`` = the word vector of ``plan.class_names[c]`` (looked up by name; random if absent)."""
-    manual = plan.w2v_names
-    width = len(next(iter(plan.vectors.values())))
-    rows = []
-    for name in plan.class_names:
-        vec = plan.vectors.get(manual.get(name.lower(), "\0"))
-        rows.append(torch.as_tensor(np.asarray(vec), dtype=torch.float32) if vec is not None else torch.randn(width, generator=g))
-    return torch.stack(rows)
-
-
-def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, dict[str, tuple[str, list[str]]]]]:
-    """Class index by lower-case name, and class id -> stage -> (label as written, clip files)."""
+def _per_class(plan: TreePlan, split: str) -> tuple[dict[int, dict[str, tuple[str, list[str]]]], ClassRoles]:
+    """Class id -> stage -> (label as written, clip files), and the calibration's roles: stage 2 fixes them (its
+    train classes are seen, its test-unseen classes unseen)."""
     index = {n.lower(): i for i, n in enumerate(plan.class_names)}
     per_class: dict[int, dict[str, tuple[str, list[str]]]] = {}
     for stage in STAGES:
@@ -124,31 +107,27 @@ def _per_class(plan: TreePlan, split: str) -> tuple[dict[str, int], dict[int, di
             if cid is None:
                 raise DataError(f"csv row '{r['filename']}' of {split}/{stage} names unknown class '{r['label']}'; fix the split csv")
             per_class.setdefault(cid, {}).setdefault(stage, (r["label"], []))[1].append(r["filename"])
-    return index, per_class
-
-
-def _roles(plan: TreePlan, split: str, index: dict[str, int]) -> ClassRoles:
-    """Stage 2 fixes the calibration: its train classes are seen, its test-unseen classes unseen."""
     train, test_seen, test_unseen = (Counter(index[r["label"].strip().lower()] for r in plan.rows[split][stage])
                                      for stage in ("stage_2_train", "stage_2_test_seen", "stage_2_test_unseen"))
     seen, unseen = sorted(train), sorted(test_unseen)
-    return ClassRoles(
-        torch.tensor(seen), torch.tensor(unseen), torch.tensor([train[c] for c in seen]),
-        torch.tensor([max(1, test_seen[c]) for c in seen]), torch.tensor([test_unseen[c] for c in unseen]),
-    )
+    return per_class, ClassRoles(torch.tensor(seen), torch.tensor(unseen), torch.tensor([train[c] for c in seen]),
+                                 torch.tensor([max(1, test_seen[c]) for c in seen]),
+                                 torch.tensor([test_unseen[c] for c in unseen]))
 
 
 def _write_features(root: Path, plan: TreePlan, dataset: str, method: str, split: str, dims: tuple[int, int], seed: int,
                     latent_dim: int, seen_acc: float | None, zsl_acc: float | None, probe: bool) -> Calibration:
     """Write ``features/<method>/{audio,video}/<stage>/<Class>.h5``; return the solved calibration."""
     g = torch.Generator().manual_seed(seed)
-    text = _text_matrix(plan, g)
-    index, per_class = _per_class(plan, split)
-    roles = _roles(plan, split, index)
+    manual, width = plan.w2v_names, len(next(iter(plan.vectors.values())))
+    # a class's word vector by name, random if absent
+    vectors = [plan.vectors.get(manual.get(name.lower(), "\0")) for name in plan.class_names]
+    text = torch.stack([torch.as_tensor(np.asarray(v), dtype=torch.float32) if v is not None
+                        else torch.randn(width, generator=g) for v in vectors])
+    per_class, roles = _per_class(plan, split)
     keys = [name_key(seed, n) for n in plan.class_names]
     gen = LatentGenerator(text, dims, LatentParams(latent_dim=latent_dim), seed, keys)
     cal = calibrate(gen, text, roles, dataset, seen_acc, zsl_acc, seed=seed + 1, probe=probe)
-    gen.params = cal.params
     feat = root / "features" / method
     for stage in STAGES:
         for m in ("audio", "video"):
@@ -174,12 +153,12 @@ def _calibration_note(cal: Calibration) -> str:
             "(avood_core.data.latent)")
 
 
-def write_synthetic_tree(
-    out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0, splits_dir: str | Path | None = None,
-    features: str = "main", audio_dim: int | None = None, video_dim: int | None = None, caches: bool = True,
-    overwrite: bool = False, latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
-    seen_acc: float | None = None, zsl_acc: float | None = None, probe: bool = False,
-) -> SynthReport:
+def write_synthetic_tree(out: str | Path, like: str, *, scale: float = 1.0, seed: int = 0,
+                         splits_dir: str | Path | None = None, features: str = "main", audio_dim: int | None = None,
+                         video_dim: int | None = None, caches: bool = True, overwrite: bool = False,
+                         latent_dim: int = 64, class_counts: tuple[int, int, int] | None = None,
+                         seen_acc: float | None = None, zsl_acc: float | None = None,
+                         probe: bool = False) -> SynthReport:
     """Write ``<out>/<DS>/`` shaped like dataset ``like`` (options: docs/cli.md, ``avood data synth``).
 
     ``splits_dir``: the real class lists, clip counts and word2vec (:mod:`avood_core.data.plan`), else generated.
@@ -192,24 +171,20 @@ def write_synthetic_tree(
         raise DataError(f"--data-scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --data-scale 0.1")
     if not SEED_MIN <= seed <= SEED_MAX:
         raise DataError(f"--data-seed {seed}: must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
-    dims = []
-    for name, value, default in (("audio", audio_dim, FEATURE_DIMS[method][0]), ("video", video_dim, FEATURE_DIMS[method][1])):
+    for name, value, default in zip(("audio", "video"), (audio_dim, video_dim), FEATURE_DIMS[method]):
         if value is not None and not 1 <= value <= MAX_FEATURE_DIM:
             raise DataError(f"--{name}-dim {value}: a feature width must be 1..{MAX_FEATURE_DIM} (every clip needs {name}); "
                             f"pass a positive width or drop the option ({default} for {method})")
-        dims.append(default if value is None else int(value))
-    dims = tuple(dims)
+    dims = tuple(d if v is None else int(v) for v, d in zip((audio_dim, video_dim), FEATURE_DIMS[method]))
     out = check_output_dir(out, "OUT")
     target = out / info.folder
     if target.exists() and not overwrite:
         raise DataError(f"'{target}' already exists; remove it, pick another folder or pass --overwrite")
-    rng = random.Random(seed)
     if splits_dir is not None and class_counts is not None:
         raise DataError("class_counts applies to generated trees only; drop it or drop splits_dir")
-    if splits_dir is not None:
-        plan = plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng)
-    else:
-        plan = plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts)
+    rng = random.Random(seed)
+    plan = (plan_from_splits(Path(splits_dir).expanduser(), info, scale, rng) if splits_dir is not None
+            else plan_generated(info, scale, rng, 300, latent_dim, seed, class_counts))
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{info.folder}.partial-", dir=out))
@@ -217,7 +192,7 @@ def write_synthetic_tree(
         raise DataError(f"OUT '{out}': cannot create a folder there ({exc.strerror or exc}); pass a writable folder") from None
     try:
         _write_class_split(tmp, plan)
-        with one_torch_thread():
+        with torch_threads(1):  # many small torch calls: a thread pool only adds hand-off stalls
             cal = _write_features(tmp, plan, info.key, method, split, dims, seed, latent_dim, seen_acc, zsl_acc, probe)
         text_dir = tmp / "features" / method / "text"
         text_dir.mkdir(parents=True, exist_ok=True)
@@ -231,18 +206,15 @@ def write_synthetic_tree(
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)
-    except OSError as exc:  # disk full, permissions changed while writing: no partial tree, one line
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        where = getattr(exc, "filename", None) or out
+        if not isinstance(exc, OSError):
+            raise
+        where = exc.filename or out  # disk full, permissions changed while writing: no partial tree, one line
         raise DataError(f"writing the tree under '{out}' failed at '{where}' ({exc.strerror or exc}); "
                         f"free space or fix permissions, then run `avood data synth` again") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    rows = plan.rows[split]
-    return SynthReport(
-        path=target, dataset=info.key, features=method, split=split,
-        clips={s: len(rows[s]) for s in STAGES}, classes={s: len(plan.txt[split][s]) for s in STAGES},
-        audio_dim=dims[0], video_dim=dims[1], text_dim=len(next(iter(plan.vectors.values()))),
-        caches=caches, seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)],
-    )
+    return SynthReport(path=target, dataset=info.key, features=method, split=split,
+                       clips={s: len(plan.rows[split][s]) for s in STAGES},
+                       classes={s: len(plan.txt[split][s]) for s in STAGES}, audio_dim=dims[0], video_dim=dims[1],
+                       text_dim=len(next(iter(plan.vectors.values()))), caches=caches,
+                       seconds=time.perf_counter() - started, notes=[*plan.notes, _calibration_note(cal)])

@@ -104,8 +104,6 @@ def make_synthetic_task(seed: int = 0, spec: SyntheticSpec | None = None, val_fr
     train_all = clips(seen, spec.train_samples)
     test = AVSamples.concat(clips(seen, spec.test_seen_samples), clips(unseen, spec.test_unseen_samples))
     held = torch.rand(len(train_all), generator=g) < val_fraction
-    return AVGZSLTask(
-        train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text, seen_classes=seen,
-        unseen_classes=unseen, class_names=[f"class_{i:02d}" for i in range(n)], name=f"synthetic-ucf-seed{seed}",
-        meta={"source": "synthetic", "seed": seed, **spec.__dict__},
-    )
+    return AVGZSLTask(train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text, seen_classes=seen,
+                      unseen_classes=unseen, class_names=[f"class_{i:02d}" for i in range(n)],
+                      name=f"synthetic-ucf-seed{seed}", meta={"source": "synthetic", "seed": seed, **spec.__dict__})

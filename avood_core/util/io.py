@@ -45,19 +45,6 @@ class WriteFailed(AvoodError, OSError):
         return cls(f"cannot write {what + ' ' if what else ''}'{path}' ({reason}); {hint}", code, str(path))
 
 
-def write_failed(exc: BaseException, path: str | os.PathLike, what: str | None = None) -> WriteFailed | None:
-    """:class:`WriteFailed` for an ``OSError`` raised while writing ``path``, or for a library's own exception
-    (torch, safetensors) naming an errno or raised while its file system is full; else ``None``."""
-    if isinstance(exc, WriteFailed):
-        return exc
-    if isinstance(exc, OSError):
-        return WriteFailed.of(path, exc.errno, exc.strerror or str(exc), what)
-    if not isinstance(exc, Exception):
-        return None
-    code = _named_errno(str(exc)) or (errno.ENOSPC if _full(Path(path).parent) else None)
-    return None if code is None else WriteFailed.of(path, code, os.strerror(code), what)
-
-
 def _named_errno(message: str) -> int | None:
     """The errno of :data:`_HINTS` a message names: ``os error 28`` (Rust), ``[Errno 28]`` or the strerror."""
     import re
@@ -81,14 +68,19 @@ def _full(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
-    """A failed write of ``path`` inside the block as :class:`WriteFailed`; other exceptions pass unchanged."""
+    """A failed write of ``path`` inside the block as :class:`WriteFailed`: an ``OSError``, or a library's own
+    exception (torch, safetensors) naming an errno or raised while its file system is full; others pass unchanged."""
     try:
         yield
-    except BaseException as exc:
-        failed = write_failed(exc, path, what)
-        if failed is None or failed is exc:
+    except WriteFailed:
+        raise
+    except OSError as exc:
+        raise WriteFailed.of(path, exc.errno, exc.strerror or str(exc), what) from None
+    except Exception as exc:
+        code = _named_errno(str(exc)) or (errno.ENOSPC if _full(Path(path).parent) else None)
+        if code is None:
             raise
-        raise failed from None
+        raise WriteFailed.of(path, code, os.strerror(code), what) from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:

@@ -28,10 +28,6 @@ def _name(types: Types) -> str:
     return " or ".join(_NAMES.get(t, t.__name__) for t in types)
 
 
-def _kind(value: Any) -> str:
-    return _NAMES.get(type(value), type(value).__name__)
-
-
 def depth(text: str) -> int:
     """The deepest ``[``/``{`` nesting of JSON ``text`` (brackets inside strings not counted)."""
     deepest = level = 0
@@ -65,7 +61,7 @@ def parse_json(text: str, where: str, *, expect: Types | None = dict, error: typ
         detail = " ".join(str(exc).split())
         raise error(f"{where} is not valid JSON ({detail}); {fix}") from None
     if expect is not None and not _is(value, expect):
-        raise error(f"{where} holds {_kind(value)} where {_name(expect)} belongs; {fix}")
+        raise error(f"{where} holds {_name(type(value))} where {_name(expect)} belongs; {fix}")
     return value
 
 
@@ -97,7 +93,7 @@ def field(obj: dict, key: str, types: Types, where: str, *, error: type[AvoodErr
         return None
     value = obj[key]
     if not _is(value, types):
-        raise error(f"{where}: field '{key}' must be {_name(types)}, not {_kind(value)} {value!r:.60}; {fix}")
+        raise error(f"{where}: field '{key}' must be {_name(types)}, not {_name(type(value))} {value!r:.60}; {fix}")
     if finite and isinstance(value, float) and not math.isfinite(value):
         raise error(f"{where}: field '{key}' is {value}, not a finite number; {fix}")
     return value

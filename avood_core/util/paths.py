@@ -1,4 +1,4 @@
-"""Paths checked before any work starts (output folders, plain names, containment) and OS errors as one line."""
+"""Paths checked before any work starts: output folders, plain names, containment."""
 
 from __future__ import annotations
 
@@ -23,28 +23,14 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
                 return path
             probe = probe.parent
         except OSError as exc:
-            raise AvoodError(
-                f"{option} '{path}': '{probe}' cannot be accessed ({exc.strerror or exc}); "
-                f"fix its permissions or pass another {option}"
-            ) from None
+            raise AvoodError(f"{option} '{path}': '{probe}' cannot be accessed ({exc.strerror or exc}); "
+                             f"fix its permissions or pass another {option}") from None
     if not stat.S_ISDIR(mode):
         raise AvoodError(f"{option} '{path}': '{probe}' is a file, not a folder; pass a folder path to {option}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise AvoodError(f"{option} '{path}': folder '{probe}' is not writable (read-only or no permission); "
                          f"pass a writable folder to {option} or fix its permissions")
     return path
-
-
-def os_error_line(exc: OSError, shown: str, fix: str) -> str:
-    """One line for an OS error on the file ``shown``: what failed (strerror, no errno noise) and ``fix``."""
-    reason = exc.strerror or type(exc).__name__
-    return f"'{shown}' cannot be read ({reason}); {fix}"
-
-
-def os_error_as_line(exc: OSError, fix: str) -> str:
-    """One line for an OS error that escaped the per-file handling: the file it names (if any), the reason, ``fix``."""
-    name = exc.filename if exc.filename is not None else "a file"
-    return os_error_line(exc, str(name), fix)
 
 
 def check_name(value: object, field: str) -> str:
