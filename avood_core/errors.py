@@ -48,3 +48,16 @@ class NotFittedError(AvoodError):
 
 class Interrupted(Exception):
     """Ctrl-C during a run: the CLI prints the message (what was saved, how to resume) and exits 130."""
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the ``KeyboardInterrupt`` that ``exc`` carries as its cause, if any: Python 3.11 turns an
+    exception raised while a class is being created (``__set_name__``, e.g. a pydantic validator of a
+    plugin module being imported when Ctrl-C lands) into a ``RuntimeError`` caused by it."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        seen.add(id(cause))
+        cause = cause.__cause__

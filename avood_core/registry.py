@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import pluggy
 
 from avood_core import hookspecs
-from avood_core.errors import ConfigError, PluginError
+from avood_core.errors import ConfigError, PluginError, reraise_interrupt
 from avood_core.stages import KINDS, STAGES
 from avood_core.strict import format_validation_error
 
@@ -66,6 +66,7 @@ class ComponentEntry:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
+                reraise_interrupt(exc)
                 raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
                                   f"'{self.target}': {failure(exc)}; reinstall or fix that plugin") from None
         return self._cls
@@ -99,6 +100,7 @@ class Registry:
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # SystemExit at import too: the plugin is broken, not avood
+                reraise_interrupt(exc)
                 self.broken.append(BrokenPlugin(provider, failure(exc)))
                 continue
             self.register_plugin(plugin, provider=provider)
@@ -125,6 +127,7 @@ class Registry:
             except (PluginError, KeyboardInterrupt):
                 raise
             except BaseException as exc:
+                reraise_interrupt(exc)
                 for kind, comp_name in added:
                     self.entries[kind].pop(comp_name, None)
                 self.pm.unregister(plugin)

@@ -105,3 +105,35 @@ def test_class_registered_under_other_kind_fails_on_use():
     reg.register_plugin(_plugin(("seen", "mislabelled", CentroidDetector)), name="mis")
     with pytest.raises(PluginError, match="declares kind='detector'"):
         reg.component_class("seen", "mislabelled")
+
+
+def test_ctrl_c_while_a_plugin_module_creates_a_class_stays_an_interrupt(tmp_path, monkeypatch):
+    # Python 3.11 reports an exception raised in __set_name__ (a pydantic validator's descriptor, when
+    # Ctrl-C lands during the plugin's import) as a RuntimeError caused by it: it must not read as a
+    # broken plugin (exit 1) but stay an interrupt (exit 130).
+    (tmp_path / "ctrl_c_plugin.py").write_text(
+        "class Lands:\n"
+        "    def __set_name__(self, owner, name):\n"
+        "        raise KeyboardInterrupt\n"
+        "class Component:\n"
+        "    attr = Lands()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "ctrl_c_plugin", raising=False)
+    entry = registry_mod.ComponentEntry("detector", "ctrl_c", "ctrl_c_plugin:Component", registry_mod.Provider("t"))
+    with pytest.raises(KeyboardInterrupt):
+        entry.load()
+
+    from avood_core.pipeline.boundary import calling
+
+    def wrapped():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__") from exc
+
+    with pytest.raises(KeyboardInterrupt):
+        with calling(CentroidDetector(), "fit"):
+            wrapped()
+    with pytest.raises(PluginError, match="RuntimeError: plain"):
+        with calling(CentroidDetector(), "fit"):
+            raise RuntimeError("plain")

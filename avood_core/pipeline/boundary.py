@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping, NoReturn
 import torch
 from torch import Tensor
 
-from avood_core.errors import AvoodError, CallbackError, ComponentError, Interrupted, NotFittedError
+from avood_core.errors import AvoodError, CallbackError, ComponentError, Interrupted, NotFittedError, reraise_interrupt
 from avood_core.task import AVSamples
 
 _SHOWN = 5  # ids or keys quoted in a message
@@ -53,6 +53,7 @@ def calling(component: Any, method: str) -> Iterator[None]:
         raise ComponentError(f"{who(component)} {method} called sys.exit({exc.code!r}): a component must raise an "
                              f"exception, not end the process; fix the plugin or report it to its authors") from None
     except BaseException as exc:  # noqa: BLE001 - a third party's code may raise anything
+        reraise_interrupt(exc)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         detail = detail if len(detail) <= 300 else detail[:297] + "..."
         hint = ("\n" + traceback.format_exc()) if os.environ.get("AVOOD_DEBUG") else " (AVOOD_DEBUG=1 shows the traceback)"
