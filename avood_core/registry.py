@@ -63,8 +63,6 @@ class ComponentEntry:
         if self._cls is None:
             try:
                 self._cls = pkgutil.resolve_name(self.target) if isinstance(self.target, str) else self.target
-            except KeyboardInterrupt:
-                raise
             except BaseException as exc:  # a third party's import may fail in any way, sys.exit included
                 reraise_interrupt(exc)
                 raise PluginError(f"{self.kind} '{self.name}' from {self.provider} failed to import "
@@ -97,8 +95,6 @@ class Registry:
             provider = Provider(ep.name, *((dist.name, dist.version) if dist else ()))
             try:
                 plugin = ep.load()
-            except KeyboardInterrupt:
-                raise
             except BaseException as exc:  # SystemExit at import too: the plugin is broken, not avood
                 reraise_interrupt(exc)
                 self.broken.append(BrokenPlugin(provider, failure(exc)))
@@ -124,7 +120,7 @@ class Registry:
                 continue
             try:
                 impl.function(register=register)
-            except (PluginError, KeyboardInterrupt):
+            except PluginError:
                 raise
             except BaseException as exc:
                 reraise_interrupt(exc)

@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.bench.meter import (STAGES, Meter, idle_cores, machine_info, main_rows, precision_of,
-                                    usable_cores)
+from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, main_rows, precision_of
 from avood_core.bench.report import render_markdown
+from avood_core.util.threads import usable_cores
 from avood_core.errors import AvoodError
 from avood_core.stages import FIT_ORDER
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from avood_core.callbacks import Callback
+from avood_core.util.threads import usable_cores
 from avood_core.stages import FIT_STEPS
 
 STAGES = ("load", *FIT_STEPS, "evaluation")
@@ -162,11 +163,6 @@ def precision_of(comp: Any) -> str | None:
         if used := getattr(obj, "precision_used", None):
             return used
     return getattr(getattr(comp, "params", None), "precision", None)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the OS tells it, else the CPU count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def machine_info(device: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ component side by side), :func:`run_jobs` with progress lines, :func:`run_seeds`
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Callable
 from avood_core.errors import AvoodError
 from avood_core.executor.engines import make_engine
 from avood_core.limits import SEED_MAX, SEED_MIN
+from avood_core.util.threads import usable_cores
 
 
 @dataclass
@@ -23,13 +23,6 @@ class Job:
     payload: dict
     keys: frozenset = frozenset()
     label: str = ""
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
@@ -118,7 +111,7 @@ def run_plain(jobs: list[Job], engine: str = "local", max_parallel: int = 1, add
     """Jobs on a new ``engine`` (``local``: in this process with its own threads when ``max_parallel``
     is 1, else a pool sharing the cores; ``ray``: one CPU each); ``{job id: its result}``."""
     local = engine == "local"
-    threads = None if local and max_parallel == 1 else max(1, cpu_count() // max_parallel) if local else 1
+    threads = None if local and max_parallel == 1 else max(1, usable_cores() // max_parallel) if local else 1
     for job in jobs:
         job.payload["threads"] = threads
     eng = make_engine(engine, max_parallel, threads or 1, address=address, echo=(lambda m: None) if quiet else echo)

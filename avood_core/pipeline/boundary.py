@@ -42,7 +42,7 @@ def calling(component: Any, method: str) -> Iterator[None]:
     (an :class:`AvoodError` keeps its class; ``KeyboardInterrupt`` passes; ``AVOOD_DEBUG=1`` adds the traceback)."""
     try:
         yield
-    except (KeyboardInterrupt, Interrupted):
+    except Interrupted:
         raise
     except AvoodError as exc:
         name = who(component).split(" ", 1)[1].strip("'")

@@ -13,7 +13,8 @@ from avood_core import __version__
 from avood_core.errors import AvoodError
 from avood_core.run.tracking import SweepSession
 from avood_core.executor.engines import TRIAL_FILE, make_engine
-from avood_core.executor.jobs import Job, cpu_count, run_jobs
+from avood_core.executor.jobs import Job, run_jobs
+from avood_core.util.threads import usable_cores
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
 from avood_core.util.json_read import read_json
@@ -123,9 +124,9 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
     columns = list(metrics or default_metrics(trials))
     local = spec.engine == "local"
     parallel = spec.max_parallel or (1 if local else None)  # ray: as many as the cluster's CPUs hold
-    threads = spec.resources.num_cpus or (max(1, cpu_count() // parallel) if local else 1)
+    threads = spec.resources.num_cpus or (max(1, usable_cores() // parallel) if local else 1)
     say = (lambda m: None) if quiet else echo
-    engine = make_engine(spec.engine, parallel or max(1, cpu_count() // threads), threads, spec.resources.num_gpus,
+    engine = make_engine(spec.engine, parallel or max(1, usable_cores() // threads), threads, spec.resources.num_gpus,
                          spec.address, spec.retries, echo=say)
     if parallel is None:
         parallel = engine.slots(threads)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from avood_core.errors import AvoodError
-from avood_core.util.threads import torch_threads
+from avood_core.util.threads import torch_threads, usable_cores
 
 
 def derive_seed(seed: int, *names: str) -> int:
@@ -64,11 +64,7 @@ def set_threads() -> None:
     """Use every core the process may run on (no oversubscription), unless the user set it."""
     if "OMP_NUM_THREADS" in os.environ:
         return
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        n = os.cpu_count() or 1
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(max(1, usable_cores()))
 
 
 class ClassBalancedSampler:
