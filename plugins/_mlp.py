@@ -166,27 +166,11 @@ class RowDraws:
         return rows
 
 
-class DetectorBatches:
-    """The reference's OOD-detector epoch (``src/classifier_oodgzsl.py`` ``fit``: ``hbsz = bs / 2``):
-    ``ceil(n / batch_size)`` steps of ``batch_size // 2`` real seen and as many synthetic unseen rows,
-    each side drawn as :class:`RowDraws` in ``mode``."""
-
-    def __init__(self, n: int, m: int, batch_size: int, device: torch.device, mode: RowSampling = "reference") -> None:
-        self.real, self.synthetic = RowDraws(n, device, mode), RowDraws(m, device, mode)
-        self.half, self.steps = batch_size // 2, math.ceil(n / batch_size)
-
-    def __call__(self) -> list[Tensor]:
-        """The real-row batches of one epoch (:meth:`take_synthetic` pairs each with synthetic rows)."""
-        return [self.real.take(self.half) for _ in range(self.steps)]
-
-    def take_synthetic(self, b: int) -> Tensor:
-        return self.synthetic.take(b)
-
-
-def detector_data(comp: TorchComponent, seen: AVSamples, synthetic_unseen: AVSamples,
-                  ctx: FitContext) -> tuple[Tensor, DetectorBatches, Callable[[Tensor], Tensor]]:
-    """The detectors' inputs: real seen ``x`` on the device, their :class:`DetectorBatches` and
-    ``forward(idx)``: the fp32 outputs on the rows ``idx`` of ``x`` followed by as many synthetic rows."""
+def detector_data(comp: TorchComponent, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext,
+                  **dims: int) -> tuple[Tensor, Callable[[], list[Tensor]], Callable[[Tensor], Tensor]]:
+    """The detectors' net built (``dims`` beyond ``in_dim``, ``audio_dim``), real seen ``x`` on the device, one epoch's
+    real-row batches (reference ``fit``: ``ceil(n / batch_size)`` steps of ``batch_size // 2`` rows, :class:`RowDraws`)
+    and ``forward(idx)``: the fp32 outputs on the rows ``idx`` of ``x`` followed by as many synthetic rows."""
     p, dev = comp.params, ctx.device
     if len(seen) == 0 or len(synthetic_unseen) == 0:
         raise DataError(f"{comp.label}: needs real seen and synthetic unseen samples; run the generator first")
@@ -194,11 +178,12 @@ def detector_data(comp: TorchComponent, seen: AVSamples, synthetic_unseen: AVSam
     x_syn = input_x(synthetic_unseen, p.fusion, seen.audio_dim, seen.video_dim, comp.label).to(dev)
     if x.shape[1] != x_syn.shape[1]:
         raise DataError(f"{comp.label}: seen x has {x.shape[1]} dims but synthetic x has {x_syn.shape[1]}")
-    batches = DetectorBatches(len(x), len(x_syn), p.batch_size, dev, p.row_sampling)
+    real, synthetic = RowDraws(len(x), dev, p.row_sampling), RowDraws(len(x_syn), dev, p.row_sampling)
+    comp.build(dev, in_dim=x.shape[1], audio_dim=seen.audio_dim, **dims)
 
     def forward(idx: Tensor) -> Tensor:
         with autocast(dev, p.precision):
-            out = comp.net(torch.cat([x[idx], x_syn[batches.take_synthetic(len(idx))]]))
+            out = comp.net(torch.cat([x[idx], x_syn[synthetic.take(len(idx))]]))
         return out.float()
 
-    return x, batches, forward
+    return x, lambda: [real.take(p.batch_size // 2) for _ in range(math.ceil(len(x) / p.batch_size))], forward

@@ -40,7 +40,6 @@ class BinaryDetector(TorchComponent, OODDetector):
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "BinaryDetector":
         p = self.params
         x, batches, forward = detector_data(self, seen, synthetic_unseen, ctx)
-        self.build(x.device, in_dim=x.shape[1], audio_dim=seen.audio_dim)
 
         def step(idx: Tensor) -> Tensor:
             b = len(idx)
@@ -51,7 +50,6 @@ class BinaryDetector(TorchComponent, OODDetector):
 
         fit_loop(self, ctx, mlp_training(self, len(x), step, ("loss", "bce_seen", "bce_unseen"), "lower the detector lr",
                                          batches, rows_per_sample=2))
-        self.threshold = math.log((1.0 - p.threshold_prob) / p.threshold_prob)
         ctx.log(f"{self.label}: threshold {self.threshold:.4g} (seen iff sigmoid > {p.threshold_prob})")
         return self
 

@@ -60,15 +60,12 @@ class CalibratedStacking(OODDetector):
                 raise ValueError("beta_grid is empty; give at least one β, e.g. [0.0, 0.2, 0.4]")
             return v
 
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.beta: float = float("nan")
-        self.threshold: float = float("nan")
-        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.unseen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.text: Tensor | None = None
-        self.selection: dict[str, Any] | None = None
-        self._unseen: Component | None = None
+    beta: float = float("nan")
+    seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit, sorted
+    unseen_classes: Tensor = torch.empty(0, dtype=torch.long)
+    text: Tensor | None = None
+    selection: dict[str, Any] | None = None  # how beta was chosen (None: given)
+    _unseen: Component | None = None
 
     def bind_fitted(self, fitted: Mapping[str, Component]) -> None:
         if fitted.get("unseen") is not None:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import AvoodError
@@ -50,22 +50,17 @@ class EntropyDetector(TorchComponent, OODDetector):
             return self
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.threshold: float = float("nan")
-        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
+    seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit
+    val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         return fused_mlp(self, in_dim, audio_dim, n_seen)
 
     def fit(self, seen: AVSamples, synthetic_unseen: AVSamples, ctx: FitContext) -> "EntropyDetector":
         p = self.params
-        x, batches, forward = detector_data(self, seen, synthetic_unseen, ctx)
         self.seen_classes, pos = seen_positions(self, ctx, seen.labels)
+        x, batches, forward = detector_data(self, seen, synthetic_unseen, ctx, n_seen=len(self.seen_classes))
         y, n = pos.to(x.device), len(x)
-        self.build(x.device, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=seen.audio_dim)
         last_epoch_seen = torch.zeros((), device=x.device)  # Σ H over the real rows drawn in the epoch
 
         def epoch() -> list[Tensor]:
@@ -100,7 +95,6 @@ class EntropyDetector(TorchComponent, OODDetector):
         else:  # reference_half: Σ H over the ~n/2 seen rows of the last epoch / n (reference defect 5)
             self.threshold = float(last_epoch_seen.double() / n)
         ctx.log(f"{self.label}: threshold ({p.threshold_rule}) = {self.threshold:.6g}")
-        self.fitted = True
         return self
 
     def selects_on_val(self) -> bool:

@@ -64,11 +64,8 @@ def _first_use_lock(uri: str) -> Iterator[None]:
         return
     path = Path(tempfile.gettempdir()) / f"avood-mlflow-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
     with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 class MLflowLogger(Logger):
@@ -76,15 +73,10 @@ class MLflowLogger(Logger):
 
     Params = MLflowParams
     extra = "mlflow"
-
-    def __init__(self, params=None) -> None:
-        super().__init__(params)
-        self.client: Any = None
-        self.uri = ""
-        self.experiment_id = ""
-        self.run_id: str | None = None
-        self.sweep_run_id: str | None = None
-        self.stage = ""
+    client: Any = None  # the MlflowClient, once check() opened the store
+    uri = experiment_id = stage = ""
+    run_id: str | None = None
+    sweep_run_id: str | None = None
 
     def check(self) -> None:
         mlflow = self.require("mlflow")

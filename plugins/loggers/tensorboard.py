@@ -21,12 +21,9 @@ class TensorBoardLogger(Logger):
 
     Params = TensorBoardParams
     extra = "tensorboard"
-
-    def __init__(self, params=None) -> None:
-        super().__init__(params)
-        self.writer: Any = None
-        self.stage = ""
-        self.config: Mapping[str, Any] = {}
+    writer: Any = None  # the SummaryWriter, from on_run_start to the run's end
+    stage = ""
+    config: Mapping[str, Any] = {}
 
     def check(self) -> None:
         self.require("tensorboard")

@@ -14,6 +14,7 @@ from torch import Tensor
 from avood_core.errors import AvoodError, DataError, NotFittedError
 from avood_core.protocols import FitContext, SeenClassifier
 from avood_core.task import AVSamples
+from avood_plugins._mlp import seen_positions
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 
 
@@ -50,9 +51,7 @@ class CrossAttentionSeenClassifier(SeenClassifier):
         self.seen_text = text[self.seen_classes].contiguous()
 
     def fit(self, train: AVSamples, ctx: FitContext) -> "CrossAttentionSeenClassifier":
-        self._set_classes(ctx.seen_classes, ctx.text)
-        if not torch.isin(train.labels.cpu(), self.seen_classes).all():
-            raise DataError(f"{self.label}: a training sample's label is not among ctx.seen_classes")
+        self._set_classes(seen_positions(self, ctx, train.labels.cpu())[0], ctx.text)
         progress = ctx.progress
         inner = dataclasses.replace(ctx, progress=(lambda total, description: progress(total, "seen")) if progress else None)
         self.model.fit(train, ctx.text, inner)

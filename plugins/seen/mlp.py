@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError
@@ -29,11 +29,8 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
             "(defect 3 in docs/defects.md, test leakage) is deliberately not offered as a compat switch.")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.best_epoch: int | None = None
+    seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit (global ids of the logits' columns)
+    best_epoch: int | None = None
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         return fused_mlp(self, in_dim, audio_dim, n_seen, dropout=self.params.dropout)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, Mapping
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError, NotFittedError
@@ -36,10 +36,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         dropout: float = Field(0.0, ge=0, lt=1, description="Dropout after each hidden layer (reference CLASS_U: none).")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 30, "batch_size": 64, "lr": 2e-3}
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        super().__init__(params, **overrides)
-        self.classes: Tensor = torch.empty(0, dtype=torch.long)
+    classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit (global ids of the logits' columns)
 
     def make_net(self, in_dim: int, n_classes: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in self.params.hidden]

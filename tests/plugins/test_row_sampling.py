@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avood_plugins._mlp import DetectorBatches, RowDraws
+from avood_plugins._mlp import RowDraws, detector_data
 
 CPU = torch.device("cpu")
 
@@ -85,12 +85,28 @@ def test_batch_larger_than_the_rows_spans_permutations():
         assert torch.equal(batch, expected)
 
 
-def test_detector_batches_use_the_mode_on_both_sides():
+def test_detector_epoch_draws_half_real_half_synthetic_rows_in_the_mode(monkeypatch):
+    from avood_plugins.detectors.binary import BinaryDetector
+
+    from blobs import SEEN, UNSEEN, blobs, fit_context
+
+    seen, synthetic = blobs(SEEN[:3], 4, 1), blobs(UNSEEN[:2], 10, 2)  # n = 12 real, m = 20 synthetic rows
+    detector = BinaryDetector(batch_size=4, row_sampling="reference")
     torch.manual_seed(0)
-    batches = DetectorBatches(n=12, m=20, batch_size=4, device=CPU, mode="reference")
-    epoch = batches()
-    assert len(epoch) == 3 and [r.tolist() for r in epoch[:3]] == [[0, 1], [2, 3], [4, 5]]
-    assert batches.take_synthetic(2).tolist() == [0, 1] and batches.take_synthetic(2).tolist() == [2, 3]
+    x, batches, forward = detector_data(detector, seen, synthetic, fit_context())
+    epoch = batches()  # ceil(12 / 4) steps of 4 // 2 real rows, stored order first
+    assert len(x) == 12 and [r.tolist() for r in epoch] == [[0, 1], [2, 3], [4, 5]]
+    drawn: list[list[int]] = []
+    real_take = RowDraws.take
+
+    def spy(self, b):
+        rows = real_take(self, b)
+        drawn.append(rows.tolist())
+        return rows
+
+    monkeypatch.setattr(RowDraws, "take", spy)
+    assert forward(epoch[0]).shape == (4, 1) and forward(epoch[1]).shape == (4, 1)
+    assert drawn == [[0, 1], [2, 3]]  # the synthetic side: its own first pass in stored order
 
 
 @pytest.mark.parametrize("mode", ["reference", "passes"])
