@@ -105,16 +105,6 @@ def seen_positions(comp: TorchComponent, ctx: FitContext, labels: Tensor) -> tup
     return classes, pos
 
 
-def ce_step(comp: TorchComponent, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-    """The classifiers' step: ``CE(net(x[idx]), y[idx])`` (forward under the precision, loss in fp32)."""
-    def step(idx: Tensor) -> Tensor:
-        with autocast(x.device, comp.params.precision):
-            logits = comp.net(x[idx])
-        return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
-
-    return step
-
-
 def mlp_training(comp: TorchComponent, n: int, step: Callable[[Tensor], Tensor], terms: tuple[str, ...], hint: str,
                  batches: Callable[[], Sequence[Tensor]] | None = None, **options: Any) -> Training:
     """The loop's :class:`Training` of ``comp.net``: Adam (``lr``, ``betas``) and ``ReduceLROnPlateau`` on the
@@ -126,6 +116,17 @@ def mlp_training(comp: TorchComponent, n: int, step: Callable[[Tensor], Tensor],
     return Training(comp.net, adam(comp.net.parameters(), lr=p.lr, betas=p.betas), terms, p.epochs,
                     batches or (lambda: shuffled_batches(n, p.batch_size)), math.ceil(n / p.batch_size), step,
                     plateau=plateau, hint=hint, weighted=True, precision=p.precision, **options)
+
+
+def ce_training(comp: TorchComponent, x: Tensor, y: Tensor, hint: str, **options: Any) -> Training:
+    """The classifiers' :func:`mlp_training`, a step being ``CE(net(x[idx]), y[idx])`` (forward under the
+    precision, loss in fp32)."""
+    def step(idx: Tensor) -> Tensor:
+        with autocast(x.device, comp.params.precision):
+            logits = comp.net(x[idx])
+        return F.cross_entropy(logits.float(), y[idx]).unsqueeze(0)
+
+    return mlp_training(comp, len(x), step, ("loss",), hint, **options)
 
 
 def infer(comp: TorchComponent, x: Tensor, head: Callable[[Tensor], Tensor] = lambda out: out) -> Tensor:

@@ -160,8 +160,7 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
         iterations with fresh noise each, then a G step and a decoder step on the G loss; returns the mean losses."""
         p = self.params
         opt_g, opt_d, opt_dec = opts
-        d_sum = dec_sum = w_sum = 0.0
-        n = len(x)
+        sums, n = torch.zeros(3, device=x.device), len(x)  # d_loss, dec_loss, wasserstein over the critic iterations
         for _ in range(p.critic_iters):
             # Forward passes only under autocast (its weight-cast cache must not outlive a step).
             with autocast(x.device, precision):
@@ -181,9 +180,7 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
             # Dec and D have disjoint parameters and losses: one backward gives each its own
             # gradient, exactly as two separate backward passes would.
             update(dec_loss + d_loss, opt_dec, opt_d)
-            d_sum = d_sum + d_loss.detach()
-            dec_sum = dec_sum + dec_loss.detach()
-            w_sum = w_sum + (d_real - d_fake).detach()
+            sums = sums + torch.stack([d_loss, dec_loss, d_real - d_fake]).detach()
         # G step on the same batch: -E[D(x̃)] + β·L_emb + α·MSE(Dec(x̃), c). D is frozen; Dec is
         # not: it receives α·∇MSE(Dec(x̃), c) and steps after G, as in the reference.
         net.D.requires_grad_(False)
@@ -198,8 +195,8 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
             g_loss = -net.critic(fake, c).float().mean() + p.beta * emb + p.alpha * F.mse_loss(net.Dec(fake).float(), c)
         update(g_loss, opt_g, opt_dec)
         net.D.requires_grad_(True)
-        k = p.critic_iters
-        return torch.stack([d_sum / k, g_loss.detach(), dec_sum / k, w_sum / k])
+        d_mean, dec_mean, w_mean = sums / p.critic_iters
+        return torch.stack([d_mean, g_loss.detach(), dec_mean, w_mean])
 
     # -- synthesis -----------------------------------------------------------------------
     def generate(self, class_ids: Tensor, text: Tensor, n_per_class: int) -> AVSamples:
@@ -207,14 +204,13 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
         if self.net is None or not self.fitted:
             raise NotFittedError(self.label, "fit or load it before generate")
         net: WGANGPNet = self.net  # type: ignore[assignment]
-        device = next(net.parameters()).device
         labels = torch.as_tensor(class_ids, dtype=torch.long).cpu().repeat_interleave(int(n_per_class))
-        text = torch.as_tensor(text, dtype=torch.float32).to(device)
+        text = torch.as_tensor(text, dtype=torch.float32).to(self.device)
         net.eval()
         parts = []
         with torch.inference_mode():
             for chunk in labels.split(_GEN_CHUNK):
-                z = torch.randn(len(chunk), net.noise_dim).to(device)
+                z = torch.randn(len(chunk), net.noise_dim).to(self.device)
                 parts.append(net.generate(z, self._synthesis_condition(chunk, text)).float().cpu())
         x = torch.cat(parts) if parts else torch.zeros(0, self.dims["x_dim"])
         return AVSamples.from_x(x, labels, self.audio_dim)

@@ -15,8 +15,7 @@ from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import (ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training,
-                                seen_positions)
+from avood_plugins._mlp import ClassifierMLPParams, ce_training, class_positions, fused_mlp, infer, seen_positions
 
 
 class MLPSeenClassifier(TorchComponent, SeenClassifier):
@@ -44,35 +43,27 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         x, y = train.x.to(dev), pos.to(dev)
         net = self.build(dev, in_dim=x.shape[1], n_seen=len(self.seen_classes), audio_dim=train.audio_dim)
 
-        val = None
-        if p.select_on_val:
-            if ctx.val is not None:
-                vpos, vok = class_positions(self.seen_classes, ctx.val.labels)
-                if vok.any():
-                    val = (ctx.val.x[vok], vpos[vok])
-            if val is None:
-                ctx.log(f"{self.label}: select_on_val set but no val samples of seen classes; keeping the last epoch")
+        val = ctx.val.where(self.seen_classes) if p.select_on_val and ctx.val is not None else None
+        val_pos = class_positions(self.seen_classes, val.labels)[0] if val is not None and len(val) else None
+        if p.select_on_val and val_pos is None:
+            ctx.log(f"{self.label}: select_on_val set but no val samples of seen classes; keeping the last epoch")
         self.best_epoch, best = None, {"acc": -1.0, "state": None}
 
         def epoch_end(epoch: int) -> dict[str, float]:
-            if val is None:
+            if val_pos is None:
                 return {}
-            acc = self._per_class_accuracy(val[0], val[1])
+            # the mean over classes of the recall of argmax O(x), as a fraction
+            acc = metrics.mean_class_accuracy(infer(self, val.x).argmax(dim=1), val_pos) / 100.0
             if acc > best["acc"]:
                 best.update(acc=acc, state={k: v.detach().clone() for k, v in net.state_dict().items()})
                 self.best_epoch = epoch
             return {"val_acc": acc}
 
-        fit_loop(self, ctx, mlp_training(self, len(x), ce_step(self, x, y), ("loss",), "lower the seen classifier lr",
-                                         epoch_end=epoch_end))
+        fit_loop(self, ctx, ce_training(self, x, y, "lower the seen classifier lr", epoch_end=epoch_end))
         if best["state"] is not None:
             net.load_state_dict(best["state"])
             ctx.log(f"{self.label}: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
         return self
-
-    def _per_class_accuracy(self, x: Tensor, pos: Tensor) -> float:
-        """Mean over classes of the recall of ``argmax O(x)`` against positions ``pos`` (a fraction)."""
-        return metrics.mean_class_accuracy(infer(self, x).argmax(dim=1), pos) / 100.0
 
     def logits(self, samples: AVSamples) -> Tensor:
         """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""

@@ -53,7 +53,8 @@ class JointEmbeddingParams(BaseModel):
 
 
 class JointEmbeddingNet(nn.Module):
-    """``F_A``, ``F_V``, ``F_T``; subclasses add their heads and the clip-to-class distance."""
+    """``F_A``, ``F_V``, ``F_T``; subclasses add their heads and ``clip_distances(audio, video, theta_t)``, the (N, K)
+    distances of N clips to K projected class texts."""
 
     def __init__(self, audio_dim: int, video_dim: int, text_dim: int, p: JointEmbeddingParams, dropout: float = 0.0,
                  out_relu: bool = False) -> None:
@@ -64,10 +65,6 @@ class JointEmbeddingNet(nn.Module):
 
     def embed_text(self, text: Tensor) -> Tensor:
         return self.F_T(text)
-
-    def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
-        """(N, K) distances of N clips to K projected class texts ``theta_t``."""
-        raise NotImplementedError
 
 
 def embedding_inputs(comp: TorchComponent, train: AVSamples, text: Tensor,

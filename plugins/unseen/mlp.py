@@ -16,7 +16,7 @@ from avood_core.limits import LIMITS, Width
 from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, ce_step, class_positions, fused_mlp, infer, mlp_training
+from avood_plugins._mlp import ClassifierMLPParams, ce_training, class_positions, fused_mlp, infer
 
 
 class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
@@ -55,7 +55,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         x = input_x(syn, p.fusion, train.audio_dim, train.video_dim, self.label).to(dev)  # real clips' layout
         y = torch.searchsorted(self.classes, syn.labels.cpu()).to(dev)
         self.build(dev, in_dim=x.shape[1], n_classes=len(self.classes), audio_dim=train.audio_dim)
-        fit_loop(self, ctx, mlp_training(self, len(x), ce_step(self, x, y), ("loss",), "lower the unseen classifier lr"))
+        fit_loop(self, ctx, ce_training(self, x, y, "lower the unseen classifier lr"))
         return self
 
     def logits(self, samples: AVSamples) -> Tensor:
