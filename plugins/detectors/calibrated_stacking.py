@@ -1,9 +1,6 @@
-"""Calibrated stacking as a seen/unseen gate (AVCA's bias reduction; paper Table 2).
-
-``ŷ = argmin_c d(x, t_c) + β·[c seen]`` over the unseen classifier's distances routes seen iff
-``m(x) = min_seen d − min_unseen d < −β``: score ``m(x)``, threshold ``−β``. ``beta = None`` picks β from
-``beta_grid`` by the calibrated prediction's HM on the selection set, never test (docs/plugins.md).
-"""
+"""Calibrated stacking as a seen/unseen gate (AVCA's bias reduction; paper Table 2): ``ŷ = argmin_c d(x, t_c) +
+β·[c seen]`` over the unseen classifier's distances routes seen iff ``m(x) = min_seen d − min_unseen d < −β``: score
+``m(x)``, threshold ``−β``; ``beta = None`` picks β by HM on the selection set, never test (docs/plugins.md)."""
 
 from __future__ import annotations
 
@@ -136,8 +133,6 @@ class CalibratedStacking(OODDetector):
     def score(self, samples: AVSamples) -> Tensor:
         """OOD score = the stacking margin ``min_seen d − min_unseen d`` (float32, CPU); seen iff below ``−β``."""
         return self._calibrated(samples)[0]
-
-    margin = score
 
     def predict_calibrated(self, samples: AVSamples) -> Tensor:
         """AVCA's calibrated GZSL prediction over all classes (global ids, CPU)."""

@@ -22,9 +22,7 @@ class Gated(Fusion):
             "else max(Da, Dv) with a Linear projection of each modality.")
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
-        if self.params.dim is not None:
-            return int(self.params.dim)
-        return audio_dim if audio_dim == video_dim else max(audio_dim, video_dim)
+        return max(audio_dim, video_dim) if self.params.dim is None else int(self.params.dim)
 
     def __init__(self, audio_dim: int, video_dim: int, params=None, **overrides) -> None:
         super().__init__(audio_dim, video_dim, params, **overrides)
@@ -32,9 +30,8 @@ class Gated(Fusion):
         self.proj_a: nn.Module = nn.Identity() if audio_dim == d else nn.Linear(audio_dim, d)
         self.proj_v: nn.Module = nn.Identity() if video_dim == d else nn.Linear(video_dim, d)
         self.gate = nn.Linear(audio_dim + video_dim, d)
-        with torch.no_grad():
-            self.gate.weight.zero_()
-            self.gate.bias.zero_()
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
 
     def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
         g = torch.sigmoid(self.gate(torch.cat([audio, video], dim=1)))

@@ -1,5 +1,4 @@
-"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1, eq. 1-2).
-
+"""Conditional WGAN-GP feature generator with decoder and embedding losses (paper §3.1, eq. 1-2):
 ``x̃ = G(z, t)`` against a critic D with gradient penalty, plus ``α MSE(Dec(x̃), t) + β L_emb`` on G; the recipe
 of the reference code (``src/model_generator.py`` ``optimize_params``; α, β: docs/fidelity.md; docs/plugins.md)."""
 

@@ -1,5 +1,4 @@
-"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4, eq. 6-9).
-
+"""Unseen classifier: AVCA cross-attention embedding with the paper's negative losses (paper §3.4, eq. 6-9):
 ``L = L⁺ + Σ_{k ∈ negative_terms} L_k⁻`` with triplet (eq. 6, plus the reference's ``l_ct`` on the decoder
 outputs), reconstruction (eq. 7) and regularisation (eq. 8) terms, positives and negatives as separate halves
 (reference ``src/model_clsu_embedding.py``); prediction: the nearest ``W_proj(t_c)`` to θv (docs/plugins.md)."""
@@ -27,19 +26,6 @@ from avood_plugins.unseen._joint_embedding import embedding_distances, embedding
 _TERMS = ("loss", "trip", "rec", "reg")  # the loss and its terms (paper Eq. 6-9), as reported to ctx.callbacks
 
 NegativeTerm = Literal["trip", "rec", "reg"]
-
-
-def half_forward(net: nn.Module, audio: Tensor, video: Tensor, labels: Tensor, text: Tensor, idx: Tensor,
-                 precision: str) -> dict[str, Tensor]:
-    """The network's outputs (fp32) for rows ``idx``, as one call (one BatchNorm batch)."""
-    classes, inverse = torch.unique(labels[idx], return_inverse=True)
-    table = text[classes]
-    with autocast(audio.device, precision):
-        # text as a per-class table: W_proj's first Linear runs once per class
-        out = net(audio[idx], video[idx], table, text_rows=inverse)
-    if precision == "bf16":  # losses in fp32
-        out = {k: v.float() for k, v in out.items()}
-    return out
 
 
 def trip_loss(s: Mapping[str, Tensor], o: Mapping[str, Tensor], margin: float, decoder: bool = True) -> Tensor:
@@ -153,7 +139,11 @@ class CrossAttentionClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         opt = adam([q for q in net.parameters() if q.requires_grad], lr=p.lr, weight_decay=p.weight_decay)
 
         def forward(net: nn.Module, idx: Tensor) -> dict[str, Tensor]:
-            return half_forward(net, audio, video, labels, text, idx, precision)
+            """The network's outputs for rows ``idx`` (fp32, for the losses), as one call (one BatchNorm batch)."""
+            classes, inverse = torch.unique(labels[idx], return_inverse=True)
+            with autocast(audio.device, precision):  # text as a per-class table: W_proj's first Linear once per class
+                out = net(audio[idx], video[idx], text[classes], text_rows=inverse)
+            return {k: v.float() for k, v in out.items()} if precision == "bf16" else out
 
         halves = Halves(forward, lambda idx: text[labels[idx]], self._losses)
         return Training(net, opt, _TERMS, p.epochs, epoch, p.batches_per_epoch, halves=halves, precision=precision)
