@@ -1,6 +1,6 @@
 """Calibrated stacking as a seen/unseen gate (AVCA's bias reduction; paper Table 2): ``ŷ = argmin_c d(x, t_c) +
-β·[c seen]`` over the unseen classifier's distances routes seen iff ``m(x) = min_seen d − min_unseen d < −β``: score
-``m(x)``, threshold ``−β``; ``beta = None`` picks β by HM on the selection set, never test (docs/plugins.md)."""
+β·[c seen]`` over the unseen classifier's distances routes seen iff ``m(x) = min_seen d − min_unseen d < −β``:
+score ``m(x)``, threshold ``−β``; ``beta = None`` picks β by HM on the selection set, never test (docs/plugins.md)."""
 
 from __future__ import annotations
 

@@ -23,14 +23,14 @@ class CrossAttentionSeenClassifier(SeenClassifier):
 
     Params: ClassVar[type[BaseModel]] = CrossAttentionClassifier.Params
     quick: ClassVar[Mapping[str, Any]] = CrossAttentionClassifier.quick
+    seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit, sorted
+    seen_text: Tensor | None = None  # their text rows
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
         self.model = CrossAttentionClassifier(self.params)
         self.model.label = self.label  # its log lines and errors name this seen classifier
         self.stats = self.model.stats
-        self.seen_classes: Tensor = torch.empty(0, dtype=torch.long)
-        self.seen_text: Tensor | None = None
 
     @classmethod
     def from_unseen(cls, model: CrossAttentionClassifier, seen_classes: Tensor, text: Tensor) -> "CrossAttentionSeenClassifier":

@@ -99,17 +99,14 @@ class AVCANet(nn.Module):
         self.A_rec = mlp([j, e], p.r_dec, m)
         self.V_rec = mlp([j, e], p.r_dec, m)
 
-    def embed_video(self, audio: Tensor, video: Tensor) -> Tensor:
-        """θv = V_proj(φv + attn_v): the visual embedding used for prediction, (B, J)."""
-        return self.V_proj(self.fusion.streams(audio, video)[3])
-
     def embed_text(self, text: Tensor) -> Tensor:
         """θt = W_proj(t), (C, J)."""
         return self.W_proj(text)
 
     def clip_distances(self, audio: Tensor, video: Tensor, theta_t: Tensor) -> Tensor:
-        """(B, C) ``‖θv − θt‖₂`` (paper §3.4; reference ``classifier_oodgzsl.py`` ``val_gzsl``)."""
-        return torch.cdist(self.embed_video(audio, video), theta_t)
+        """(B, C) ``‖θv − θt‖₂`` with θv = V_proj(φv + attn_v), the visual embedding (paper §3.4; reference
+        ``classifier_oodgzsl.py`` ``val_gzsl``)."""
+        return torch.cdist(self.V_proj(self.fusion.streams(audio, video)[3]), theta_t)
 
     def forward(self, audio: Tensor, video: Tensor, text: Tensor, text_rows: Tensor | None = None) -> dict[str, Tensor]:
         """All tensors the losses need: encoder outputs, projections, reconstructions, decodings. ``text``: (B, T),

@@ -129,7 +129,9 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         p = self.params
         net, (audio, video, labels, text), epoch = embedding_inputs(self, train, text, ctx)
         class_text = text[torch.unique(labels)]
-        selection = self._selection_split(ctx)
+        selection = ctx.val  # AVCA's selection HM needs clips of both seen and unseen classes
+        if selection is not None and not all(len(selection.where(c)) for c in (ctx.seen_classes, ctx.unseen_classes)):
+            selection = None
 
         def step(idx: Tensor) -> Tensor:
             pos, neg = idx.chunk(2)
@@ -142,17 +144,6 @@ class JointEmbeddingClassifier(LoopComponent, TorchComponent, UnseenClassifier):
         return Training(net, adam(net.parameters(), lr=p.lr), self.terms, p.epochs, epoch, p.batches_per_epoch, step,
                         plateau=plateau, hint="lower unseen.lr", epoch_end=lambda epoch: {} if selection is None
                         else {"val_HM": self.selection_hm(selection, ctx)})
-
-    @staticmethod
-    def _selection_split(ctx: FitContext) -> AVSamples | None:
-        """``ctx.val`` if it holds clips of both ``ctx.seen_classes`` and ``ctx.unseen_classes``, else None."""
-        val = ctx.val
-        if val is None or len(val) == 0:
-            return None
-        labels = val.labels.cpu()
-        has_seen = torch.isin(labels, torch.as_tensor(ctx.seen_classes).cpu()).any()
-        has_unseen = torch.isin(labels, torch.as_tensor(ctx.unseen_classes).cpu()).any()
-        return val if bool(has_seen and has_unseen) else None
 
     def selection_hm(self, val: AVSamples, ctx: FitContext) -> float:
         """AVCA's validation HM: calibrated stacking over all classes at the best β of its grid (percent)."""
