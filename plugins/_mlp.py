@@ -145,20 +145,16 @@ class RowDraws:
 
     def __init__(self, m: int, device: torch.device, mode: RowSampling = "reference") -> None:
         self.m, self.device, self.mode = m, device, mode
-        self.perm, self.offset = torch.empty(0, dtype=torch.long), 0
-        self.first_pass = mode == "reference"
+        # 'reference' starts with a pass in stored order; 'passes' draws its first pass at the first take
+        self.perm, self.offset = torch.arange(m if mode == "reference" else 0).to(device), 0
 
     def _permutation(self, b: int) -> Tensor:
         reps = max(1, math.ceil(b / self.m))
         return torch.cat([torch.randperm(self.m) for _ in range(reps)])
 
     def take(self, b: int) -> Tensor:
-        if self.first_pass and self.offset + 2 * b <= self.m:
-            rows = torch.arange(self.offset, self.offset + b)
-            self.offset += b
-            return rows.to(self.device)
-        if self.mode == "reference":
-            self.first_pass = False
+        if self.mode == "reference" and self.offset + 2 * b > len(self.perm):
+            self.perm = self.perm[:0]  # the first pass is over: b fresh rows on every later call
             return self._permutation(b)[:b].to(self.device)
         if self.offset + b > len(self.perm):
             self.perm, self.offset = self._permutation(b).to(self.device), 0
