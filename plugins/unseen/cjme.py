@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from avood_plugins.detectors.entropy import entropy_from_logits
 from avood_plugins.unseen._joint_embedding import JointEmbeddingClassifier, JointEmbeddingNet, JointEmbeddingParams
 
 
@@ -40,12 +41,6 @@ def attention_targets(h_audio: Tensor, h_video: Tensor, eps: float) -> Tensor:
     return s
 
 
-def posterior_entropy(emb: Tensor, class_emb: Tensor) -> Tensor:
-    """Entropy (nats) of ``softmax(emb · class_embᵀ)`` per row."""
-    logp = torch.log_softmax(emb @ class_emb.T, dim=1)
-    return -(logp.exp() * logp).sum(dim=1)
-
-
 class CJMEClassifier(JointEmbeddingClassifier):
     """CJME (Parida et al., WACV 2020) as AVCA-GZSL trains and evaluates it."""
 
@@ -67,8 +62,9 @@ class CJMEClassifier(JointEmbeddingClassifier):
         w = net.weight(pos[0], pos[1])
         with torch.no_grad():  # AVCA-GZSL: the training classes' text embeddings, in train mode, detached
             classes = net.F_T(class_text)
-            target = attention_targets(posterior_entropy(a_p.detach(), classes),
-                                       posterior_entropy(v_p.detach(), classes), p.entropy_margin)
+            # the entropy (nats) of each modality's posterior softmax(emb · class_embᵀ)
+            target = attention_targets(entropy_from_logits(a_p.detach() @ classes.T),
+                                       entropy_from_logits(v_p.detach() @ classes.T), p.entropy_margin)
         l_ta = F.triplet_margin_loss(t_p, a_p, a_q, margin=p.margin, reduction="none")
         l_tv = F.triplet_margin_loss(t_p, v_p, v_q, margin=p.margin, reduction="none")
         if p.compat_batch_mean_weights:

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from avood_core.errors import AvoodError, DataError
 from avood_core.protocols import TorchComponent, UnseenClassifier
 from avood_core.registry import get_registry
-from avood_plugins.unseen.cjme import CJMEClassifier, attention_targets, posterior_entropy
+from avood_plugins.detectors.entropy import entropy_from_logits
+from avood_plugins.unseen.cjme import CJMEClassifier, attention_targets
 
 from joint_embedding_checks import (
     check_candidates, check_loss_decreases, check_tiny_runs, check_zero_shot, context, fit, zero_shot_task,
@@ -70,9 +71,10 @@ def test_attention_supervision():
     h_v = torch.tensor([1.0, 2.0, 1.0, 0.5])
     # audio less certain -> video (1); video less certain -> audio (0); within ε -> 0.5
     assert attention_targets(h_a, h_v, 0.1).tolist() == [1.0, 0.0, 0.5, 0.5]
-    uniform = posterior_entropy(torch.zeros(1, 4), torch.randn(5, 4))
+    # the posterior's entropy as CJME computes it: entropy_from_logits(emb · class_embᵀ)
+    uniform = entropy_from_logits(torch.zeros(1, 4) @ torch.randn(5, 4).T)
     assert torch.allclose(uniform, torch.log(torch.tensor([5.0])))
-    peaked = posterior_entropy(torch.tensor([[50.0, 0.0]]), torch.eye(2))
+    peaked = entropy_from_logits(torch.tensor([[50.0, 0.0]]) @ torch.eye(2).T)
     assert peaked.item() < 1e-6
 
 
