@@ -9,7 +9,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.errors import DataError, NotFittedError
@@ -34,9 +34,7 @@ ROW_SAMPLING_HELP = (
 
 
 class MLPParams(BaseModel):
-    """Params of an MLP plugin; the defaults are the seen classifier's (paper §4.2, UCF)."""
-
-    model_config = ConfigDict(extra="forbid")
+    """Params of an MLP plugin (with :class:`FusionParams`); the defaults are the seen classifier's (paper §4.2, UCF)."""
 
     hidden: Widths = widths((512, 256), "Hidden layer widths of the MLP (paper: 512, 256).")
     negative_slope: float = Field(0.2, ge=0, description="LeakyReLU negative slope of the hidden layers.")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -28,8 +28,6 @@ _GEN_CHUNK = 8192
 
 class WGANGPParams(FusionParams):
     """Hyperparameters of :class:`WGANGP`; defaults are the paper's reference values."""
-
-    model_config = ConfigDict(extra="forbid")
 
     fusion: str = Field("concat",
         description="What the generator models and synthesizes: concat = a ⊕ v (the paper's), audio or video (that "

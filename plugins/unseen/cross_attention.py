@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor, nn
 
 from avood_core.errors import ConfigError
@@ -55,8 +55,6 @@ def reg_loss(s: Mapping[str, Tensor]) -> Tensor:
 
 class CrossAttentionParams(FusionParams):
     """Hyperparameters of :class:`CrossAttentionClassifier` (defaults: the paper and the reference code)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     fusion: str = Field("cross_attention",
         description="Fusion-5 of the paper (§3.4): the cross_attention fusion plugin, built from embed_dim, "
