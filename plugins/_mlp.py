@@ -5,7 +5,7 @@ fused network, its training, the detectors' batches and chunked inference (docs/
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,31 @@ class DetectorMLPParams(MLPParams):
     lr_factor: float = Field(0.8, gt=0, lt=1, description="ReduceLROnPlateau factor, stepped on the epoch's mean loss.")
     lr_patience: int = bounded("patience", 5, "ReduceLROnPlateau patience in epochs.")
     row_sampling: RowSampling = Field("reference", description=ROW_SAMPLING_HELP + " (docs/fidelity.md row 8)")
+
+
+class MLPComponent(TorchComponent):
+    """An MLP plugin: ``logits`` (N, K) on CPU, column k the global class ``classes[k]`` (or ``seen_classes[k]``); the
+    learned scalars named in ``saved`` go to the checkpoint, read back as their class default's type (a tensor: class
+    ids; ``None``: optional, absent in older states)."""
+
+    saved: ClassVar[tuple[str, ...]] = ()
+
+    def logits(self, samples: AVSamples) -> Tensor:
+        return infer(self, samples.x).cpu()
+
+    def extra_scalars(self) -> dict[str, Any]:
+        values = {k: getattr(self, k) for k in self.saved}
+        return {k: v.tolist() if isinstance(v, Tensor) else v for k, v in values.items()}
+
+    def load_extra(self, scalars: Mapping[str, Any]) -> None:
+        for k in self.saved:
+            default = getattr(type(self), k)
+            if default is None:
+                setattr(self, k, scalars.get(k))
+            elif isinstance(default, Tensor):
+                setattr(self, k, torch.as_tensor(scalars[k], dtype=torch.long))
+            else:
+                setattr(self, k, type(default)(scalars[k]))
 
 
 def fused_mlp(comp: TorchComponent, in_dim: int, audio_dim: int | None, out_dim: int,

@@ -13,13 +13,13 @@ from pydantic import BaseModel, Field
 from torch import Tensor, nn
 
 from avood_core.fusion import FusionParams
-from avood_core.protocols import FitContext, OODDetector, TorchComponent
+from avood_core.protocols import FitContext, OODDetector
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import DetectorMLPParams, detector_data, fused_mlp, infer, mlp_training
+from avood_plugins._mlp import DetectorMLPParams, MLPComponent, detector_data, fused_mlp, infer, mlp_training
 
 
-class BinaryDetector(TorchComponent, OODDetector):
+class BinaryDetector(MLPComponent, OODDetector):
     """BCE seen-vs-synthetic-unseen gate (paper eq. 3); score = negative logit of "seen"."""
 
     class Params(DetectorMLPParams, FusionParams):
@@ -28,6 +28,7 @@ class BinaryDetector(TorchComponent, OODDetector):
             "-logit(threshold_prob) on the score -O(x) (0.5 -> threshold 0).")
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
+    saved: ClassVar[tuple[str, ...]] = ("threshold",)
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__(params, **overrides)
@@ -64,9 +65,3 @@ class BinaryDetector(TorchComponent, OODDetector):
     def score(self, samples: AVSamples) -> Tensor:
         """OOD score = ``-O(x)`` (higher = more likely unseen); seen iff below ``threshold``."""
         return -self.logits(samples)
-
-    def extra_scalars(self) -> dict[str, Any]:
-        return {"threshold": self.threshold}
-
-    def load_extra(self, scalars: Mapping[str, Any]) -> None:
-        self.threshold = float(scalars["threshold"])

@@ -13,10 +13,11 @@ from torch import Tensor, nn
 
 from avood_core.errors import AvoodError
 from avood_core.fusion import FusionParams
-from avood_core.protocols import FitContext, OODDetector, TorchComponent
+from avood_core.protocols import FitContext, OODDetector
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import DetectorMLPParams, detector_data, fused_mlp, infer, mlp_training, seen_positions
+from avood_plugins._mlp import (DetectorMLPParams, MLPComponent, detector_data, fused_mlp, infer, mlp_training,
+                                seen_positions)
 
 
 def entropy_from_logits(logits: Tensor) -> Tensor:
@@ -25,7 +26,7 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
     return -(log_p.exp() * log_p).sum(dim=1)
 
 
-class EntropyDetector(TorchComponent, OODDetector):
+class EntropyDetector(MLPComponent, OODDetector):
     """Entropy-based seen/unseen gate (paper §3.2); score = predictive entropy."""
 
     class Params(DetectorMLPParams, FusionParams):
@@ -52,6 +53,7 @@ class EntropyDetector(TorchComponent, OODDetector):
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 8, "batch_size": 128, "lr": 2e-3}
     seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit
     val_quantile: float | None = None  # val_mean: share of seen training clips below the threshold
+    saved: ClassVar[tuple[str, ...]] = ("threshold", "seen_classes", "val_quantile")
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         return fused_mlp(self, in_dim, audio_dim, n_seen)
@@ -112,15 +114,3 @@ class EntropyDetector(TorchComponent, OODDetector):
         return infer(self, samples.x, entropy_from_logits).cpu()
 
     score = entropy
-
-    def logits(self, samples: AVSamples) -> Tensor:
-        """Raw (N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""
-        return infer(self, samples.x).cpu()
-
-    def extra_scalars(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "seen_classes": self.seen_classes.tolist(), "val_quantile": self.val_quantile}
-
-    def load_extra(self, scalars: Mapping[str, Any]) -> None:
-        self.threshold = float(scalars["threshold"])
-        self.seen_classes = torch.as_tensor(scalars["seen_classes"], dtype=torch.long)
-        self.val_quantile = scalars.get("val_quantile")

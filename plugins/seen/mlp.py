@@ -12,13 +12,14 @@ from torch import Tensor, nn
 from avood_core.errors import DataError
 from avood_core.eval import metrics
 from avood_core.fusion import FusionParams
-from avood_core.protocols import FitContext, SeenClassifier, TorchComponent
+from avood_core.protocols import FitContext, SeenClassifier
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, ce_training, class_positions, fused_mlp, infer, seen_positions
+from avood_plugins._mlp import (ClassifierMLPParams, MLPComponent, ce_training, class_positions, fused_mlp, infer,
+                                seen_positions)
 
 
-class MLPSeenClassifier(TorchComponent, SeenClassifier):
+class MLPSeenClassifier(MLPComponent, SeenClassifier):
     """Seen-class MLP classifier (paper §3.3); returns global class ids."""
 
     class Params(ClassifierMLPParams, FusionParams):
@@ -30,6 +31,7 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 12, "batch_size": 128, "lr": 2e-3}
     seen_classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit (global ids of the logits' columns)
     best_epoch: int | None = None
+    saved: ClassVar[tuple[str, ...]] = ("seen_classes", "best_epoch")
 
     def make_net(self, in_dim: int, n_seen: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         return fused_mlp(self, in_dim, audio_dim, n_seen, dropout=self.params.dropout)
@@ -65,10 +67,6 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
             ctx.log(f"{self.label}: kept epoch {self.best_epoch} (val per-class acc {best['acc']:.4f})")
         return self
 
-    def logits(self, samples: AVSamples) -> Tensor:
-        """(N, n_seen) logits on CPU; column k is global class ``seen_classes[k]``."""
-        return infer(self, samples.x).cpu()
-
     def predict(self, samples: AVSamples) -> Tensor:
         """Global class ids (LongTensor on CPU) of the most likely seen class."""
         return self.seen_classes[self.logits(samples).argmax(dim=1)]
@@ -82,10 +80,3 @@ class MLPSeenClassifier(TorchComponent, SeenClassifier):
         if self.params.select_on_val and self.best_epoch is not None:
             return {"epochs": int(self.best_epoch) + 1, "select_on_val": False}  # best_epoch is 0-based
         return {}
-
-    def extra_scalars(self) -> dict[str, Any]:
-        return {"seen_classes": self.seen_classes.tolist(), "best_epoch": self.best_epoch}
-
-    def load_extra(self, scalars: Mapping[str, Any]) -> None:
-        self.seen_classes = torch.as_tensor(scalars["seen_classes"], dtype=torch.long)
-        self.best_epoch = scalars.get("best_epoch")

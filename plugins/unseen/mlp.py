@@ -13,13 +13,13 @@ from torch import Tensor, nn
 from avood_core.errors import DataError, NotFittedError
 from avood_core.fusion import FusionParams, input_x
 from avood_core.limits import LIMITS, Width
-from avood_core.protocols import FitContext, TorchComponent, UnseenClassifier
+from avood_core.protocols import FitContext, UnseenClassifier
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import ClassifierMLPParams, ce_training, class_positions, fused_mlp, infer
+from avood_plugins._mlp import ClassifierMLPParams, MLPComponent, ce_training, class_positions, fused_mlp
 
 
-class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
+class MLPUnseenClassifier(MLPComponent, UnseenClassifier):
     """MLP over ``a ⊕ v`` trained on synthetic unseen features; predicts among the known candidates."""
 
     uses_synthetic: ClassVar[bool] = True
@@ -37,6 +37,7 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
 
     quick: ClassVar[Mapping[str, Any]] = {"epochs": 30, "batch_size": 64, "lr": 2e-3}
     classes: Tensor = torch.empty(0, dtype=torch.long)  # set at fit (global ids of the logits' columns)
+    saved: ClassVar[tuple[str, ...]] = ("classes",)
 
     def make_net(self, in_dim: int, n_classes: int, audio_dim: int | None = None) -> nn.Module:  # type: ignore[override]
         widths = [max(1, n_classes // 2) if h == "n_classes/2" else int(h) for h in self.params.hidden]
@@ -58,10 +59,6 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         fit_loop(self, ctx, ce_training(self, x, y, "lower the unseen classifier lr"))
         return self
 
-    def logits(self, samples: AVSamples) -> Tensor:
-        """(N, K) logits on CPU; column k is global class ``classes[k]``."""
-        return infer(self, samples.x).cpu()
-
     def predict(self, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
         """Global ids from ``candidates``; candidates the MLP never saw get logit ``-inf``."""
         if self.net is None:
@@ -75,9 +72,3 @@ class MLPUnseenClassifier(TorchComponent, UnseenClassifier):
         full = torch.full((len(logits), len(cand)), float("-inf"))
         full[:, known] = logits[:, pos[known]]
         return cand[full.argmax(dim=1)]
-
-    def extra_scalars(self) -> dict[str, Any]:
-        return {"classes": self.classes.tolist()}
-
-    def load_extra(self, scalars: Mapping[str, Any]) -> None:
-        self.classes = torch.as_tensor(scalars["classes"], dtype=torch.long)
