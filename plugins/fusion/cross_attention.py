@@ -48,5 +48,4 @@ class CrossAttentionFusion(Fusion):
         return phi_a, phi_v, phi_a + y[:, 0], phi_v + y[:, 1]
 
     def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
-        _, _, fa, fv = self.streams(audio, video)
-        return torch.cat([fa, fv], dim=1)
+        return torch.cat(self.streams(audio, video)[2:], dim=1)  # (φa + ya) ⊕ (φv + yv)

@@ -130,8 +130,6 @@ class WGANGP(LoopComponent, TorchComponent, Generator):
             raise ConfigError(f"generator.fusion '{name}' mixes the modalities, so its synthetic features cannot be "
                               "split back into audio and video for the other stages; use concat, audio or video")
         self.audio_dim = train.audio_dim if "audio" in cls.modalities else 0
-        if name == "concat":
-            return train.x
         return torch.cat([getattr(train, m) for m in ("audio", "video") if m in cls.modalities], dim=1)
 
     # -- training ------------------------------------------------------------------------
