@@ -97,28 +97,19 @@ class MLflowLogger(Logger):
             raise PluginError(f"logger 'mlflow' cannot use the tracking store '{self.uri}' ({type(exc).__name__}: "
                               f"{detail}); fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
 
-    def _parent(self) -> tuple[str | None, str]:
-        """The run this one nests under and its experiment: the sweep's parent run, else the caller's
-        active run on the same store; ``(None, <experiment>)`` when neither."""
-        given = trial_info("mlflow") or {}
-        if given.get("parent_run_id"):
-            return given["parent_run_id"], self.experiment_id
-        import mlflow
-
-        active = mlflow.active_run()
-        if active is not None and mlflow.get_tracking_uri() == self.uri:
-            return active.info.run_id, active.info.experiment_id
-        return None, self.experiment_id
-
     def _start(self, name: str, extra_tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
-        """A new run named ``name`` (nested as :meth:`_parent` says) with avood's tags and ``params``; its id."""
+        """A new run named ``name`` with avood's tags and ``params``, nested under the sweep's parent run, else the
+        caller's active run on the same store; its id."""
+        import mlflow
         from mlflow.entities import Param
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         from avood_core import __version__
         from avood_core.bench.meter import _git_state
 
-        parent, experiment = self._parent()
+        parent, experiment = (trial_info("mlflow") or {}).get("parent_run_id"), self.experiment_id
+        if not parent and (active := mlflow.active_run()) is not None and mlflow.get_tracking_uri() == self.uri:
+            parent, experiment = active.info.run_id, active.info.experiment_id
         tags = {"avood.version": __version__, **extra_tags}
         if (commit := _git_state()) is not None:
             tags["avood.git_commit"] = commit
