@@ -5,6 +5,7 @@ cross-modal decoder's label reconstruction; ``d = ‖a − F_T(t)‖ + ‖v − 
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import torch
@@ -52,11 +53,7 @@ class AVGZSLNetClassifier(JointEmbeddingClassifier):
 
     def batch_terms(self, net: nn.Module, pos: tuple[Tensor, Tensor, Tensor], neg: tuple[Tensor, Tensor, Tensor],
                     class_text: Tensor) -> Tensor:
-        mu = self.params.margin
-
-        def trip(x: Tensor, y: Tensor, z: Tensor) -> Tensor:
-            return F.triplet_margin_loss(x, y, z, margin=mu)
-
+        trip = functools.partial(F.triplet_margin_loss, margin=self.params.margin)
         x_t = pos[2]
         a_p, v_p, t_p = net.F_A(pos[0]), net.F_V(pos[1]), net.F_T(x_t)
         a_q, v_q, t_q = net.F_A(neg[0]), net.F_V(neg[1]), net.F_T(neg[2])
