@@ -1,12 +1,10 @@
-"""``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or is it noise?
-
-Paired by seed (t interval, exact sign-flip test) when A and B share two seeds, else by clip (paired
-stratified bootstrap); the method and the verdicts are in docs/statistics.md, "avood compare A B".
-"""
+"""``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or noise? Paired by seed or by
+clip (paired stratified bootstrap); method and verdicts in docs/statistics.md, "avood compare A B"."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,8 +14,8 @@ import numpy as np
 from avood_core.errors import AvoodError
 from avood_core.eval import stats
 from avood_core.eval.render import md_table
-from avood_core.eval.report import get_path
 from avood_core.util.json_read import read_json
+from avood_core.util.nested import get_path
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
 NO_DIFFERENCE = "no difference detected at this n"
@@ -34,8 +32,7 @@ class Side:
     task: dict | None = None
 
 
-def _read_json(path: Path) -> dict:
-    return read_json(path, fix="rerun the command that wrote it")
+_read_json = functools.partial(read_json, fix="rerun the command that wrote it")
 
 
 def _metric(m: dict, path: str) -> float:
@@ -56,31 +53,32 @@ def load_side(path: Path, config: str | None = None) -> Side:
         chosen = config if config is not None else labels[0]
         if chosen not in labels:
             raise AvoodError(f"sweep '{path}' has no finished config '{chosen}'; valid: {', '.join(map(str, labels))}")
-        side = Side(f"{path} [{chosen}]")
-        with _malformed(path / "sweep.json"):
-            for rec in sweep.get("trials", []):
-                if rec.get("label") == chosen and rec.get("status") == "done":
-                    side.runs[int(rec["seed"])] = _inside(path, rec["run_dir"], path / "sweep.json")
-                    side.metrics[int(rec["seed"])] = rec.get("metrics") or {}
-        return side
-    if config is not None:
-        raise AvoodError(f"--config-a/--config-b name a row of a sweep folder; '{path}' holds no sweep.json")
-    if not (path / "results.json").is_file():
-        raise AvoodError(f"'{path}' holds no results.json or sweep.json; pass a folder written by 'avood run' "
-                         "(with or without --seeds) or 'avood sweep'")
-    results = _read_json(path / "results.json")
-    with _malformed(path / "results.json"):
-        if "seeds" in results:
-            side = Side(str(path), task=results.get("task"))
-            for entry in results["seeds"]["per_seed"]:
-                seed = int(entry["seed"])
-                side.runs[seed] = _inside(path, str(entry.get("run_dir", f"seed-{seed}")), path / "results.json")
-                side.metrics[seed] = entry.get("metrics") or {}
-            return side
-        if not isinstance(results.get("metrics"), dict):
-            raise AvoodError(f"'{path / 'results.json'}' holds no metrics; pass a finished run folder")
-        seed = int(results.get("seed", 0))
-        return Side(str(path), {seed: path}, {seed: results["metrics"]}, results.get("task"))
+        side, file = Side(f"{path} [{chosen}]"), path / "sweep.json"
+        with _malformed(file):
+            entries = [(r["seed"], r["run_dir"], r.get("metrics")) for r in sweep.get("trials", [])
+                       if r.get("label") == chosen and r.get("status") == "done"]
+    else:
+        if config is not None:
+            raise AvoodError(f"--config-a/--config-b name a row of a sweep folder; '{path}' holds no sweep.json")
+        if not (path / "results.json").is_file():
+            raise AvoodError(f"'{path}' holds no results.json or sweep.json; pass a folder written by 'avood run' "
+                             "(with or without --seeds) or 'avood sweep'")
+        file = path / "results.json"
+        results = _read_json(file)
+        side = Side(str(path), task=results.get("task"))
+        with _malformed(file):
+            if "seeds" in results:
+                entries = [(e["seed"], str(e.get("run_dir", f"seed-{int(e['seed'])}")), e.get("metrics"))
+                           for e in results["seeds"]["per_seed"]]
+            elif isinstance(results.get("metrics"), dict):
+                entries = [(results.get("seed", 0), ".", results["metrics"])]  # one run: the folder itself
+            else:
+                raise AvoodError(f"'{file}' holds no metrics; pass a finished run folder")
+    with _malformed(file):
+        for seed, run_dir, metrics in entries:
+            side.runs[int(seed)] = _inside(path, run_dir, file)
+            side.metrics[int(seed)] = metrics or {}
+    return side
 
 
 @contextlib.contextmanager
