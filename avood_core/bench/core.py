@@ -116,12 +116,11 @@ def _fit_measured(config, task, meter: Meter, device, factors: dict[str, float],
             meter.rows[kind] = {"wall_s": pipeline.timings.get(kind, 0.0), "cpu_s": None, "peak_rss_mb": None,
                                 "load_avg": None}
             continue
+        # "assist": the main process computed half of the worker's later steps (avood_core.train.strategy)
         meter.rows[kind] = {"wall_s": info["wall_s"], "cpu_s": info["cpu_s"], "peak_rss_mb": info["peak_rss_mb"],
                             "load_avg": None, "process": f"worker, {info['threads']} thread(s)",
                             "worker_overhead_s": round(info["end_s"] - info["start_s"] - info["wall_s"], 3),
-                            "worker_end_s": info["end_s"]}
-        if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.train.strategy)
-            meter.rows[kind]["assist"] = info["assist"]
+                            "worker_end_s": info["end_s"], **({"assist": info["assist"]} if "assist" in info else {})}
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics)
     rows = _stage_rows(meter, pipeline, factors)
     return {"pipeline": pipeline, "metrics": metrics, "rows": rows, "fit_wall_s": fit_wall,
