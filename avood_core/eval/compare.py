@@ -53,32 +53,31 @@ def load_side(path: Path, config: str | None = None) -> Side:
         chosen = config if config is not None else labels[0]
         if chosen not in labels:
             raise AvoodError(f"sweep '{path}' has no finished config '{chosen}'; valid: {', '.join(map(str, labels))}")
-        side, file = Side(f"{path} [{chosen}]"), path / "sweep.json"
-        with _malformed(file):
-            entries = [(r["seed"], r["run_dir"], r.get("metrics")) for r in sweep.get("trials", [])
-                       if r.get("label") == chosen and r.get("status") == "done"]
-    else:
-        if config is not None:
-            raise AvoodError(f"--config-a/--config-b name a row of a sweep folder; '{path}' holds no sweep.json")
-        if not (path / "results.json").is_file():
-            raise AvoodError(f"'{path}' holds no results.json or sweep.json; pass a folder written by 'avood run' "
-                             "(with or without --seeds) or 'avood sweep'")
-        file = path / "results.json"
-        results = _read_json(file)
-        side = Side(str(path), task=results.get("task"))
-        with _malformed(file):
-            if "seeds" in results:
-                entries = [(e["seed"], str(e.get("run_dir", f"seed-{int(e['seed'])}")), e.get("metrics"))
-                           for e in results["seeds"]["per_seed"]]
-            elif isinstance(results.get("metrics"), dict):
-                entries = [(results.get("seed", 0), ".", results["metrics"])]  # one run: the folder itself
-            else:
-                raise AvoodError(f"'{file}' holds no metrics; pass a finished run folder")
-    with _malformed(file):
-        for seed, run_dir, metrics in entries:
-            side.runs[int(seed)] = _inside(path, run_dir, file)
-            side.metrics[int(seed)] = metrics or {}
-    return side
+        side = Side(f"{path} [{chosen}]")
+        with _malformed(path / "sweep.json"):
+            for rec in sweep.get("trials", []):
+                if rec.get("label") == chosen and rec.get("status") == "done":
+                    side.runs[int(rec["seed"])] = _inside(path, rec["run_dir"], path / "sweep.json")
+                    side.metrics[int(rec["seed"])] = rec.get("metrics") or {}
+        return side
+    if config is not None:
+        raise AvoodError(f"--config-a/--config-b name a row of a sweep folder; '{path}' holds no sweep.json")
+    if not (path / "results.json").is_file():
+        raise AvoodError(f"'{path}' holds no results.json or sweep.json; pass a folder written by 'avood run' "
+                         "(with or without --seeds) or 'avood sweep'")
+    results = _read_json(path / "results.json")
+    with _malformed(path / "results.json"):
+        if "seeds" in results:
+            side = Side(str(path), task=results.get("task"))
+            for entry in results["seeds"]["per_seed"]:
+                seed = int(entry["seed"])
+                side.runs[seed] = _inside(path, str(entry.get("run_dir", f"seed-{seed}")), path / "results.json")
+                side.metrics[seed] = entry.get("metrics") or {}
+            return side
+        if not isinstance(results.get("metrics"), dict):
+            raise AvoodError(f"'{path / 'results.json'}' holds no metrics; pass a finished run folder")
+        seed = int(results.get("seed", 0))
+        return Side(str(path), {seed: path}, {seed: results["metrics"]}, results.get("task"))
 
 
 @contextlib.contextmanager
