@@ -11,8 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from avood_core.bench.core import BenchOptions, run_bench, scale_epochs
-from avood_core.bench.meter import COLUMNS, STAGES
+from avood_core.bench.meter import STAGES
 from avood_core.bench.report import HEADERS
+
+COLUMNS = tuple(HEADERS)  # the columns of a stage row, in table order
 
 TINY = dict(epochs_scale=0.002, data_scale=0.05, generated=True, audio_dim=16, video_dim=12, class_counts=(6, 3, 3),
             threads=1)

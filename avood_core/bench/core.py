@@ -1,8 +1,5 @@
-"""``avood bench``: the full pipeline on benchmark-sized synthetic trees, timed and measured per stage.
-
-Per stage: wall and CPU time, steps, rows, rates, peak RSS and load average; with ``epochs_scale < 1``
-each trained stage is extrapolated to full epochs (docs/performance.md).
-"""
+"""``avood bench``: the full pipeline on benchmark-sized synthetic trees, timed and measured per stage; with
+``epochs_scale < 1`` each trained stage extrapolated to full epochs (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from typing import Any, Callable
 
 from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, main_rows, precision_of
 from avood_core.bench.report import render_markdown
-from avood_core.util.threads import usable_cores
+from avood_core.util.threads import torch_threads, usable_cores
 from avood_core.errors import AvoodError
 from avood_core.stages import FIT_ORDER
 
@@ -119,12 +116,11 @@ def _fit_measured(config, task, meter: Meter, device, factors: dict[str, float],
             meter.rows[kind] = {"wall_s": pipeline.timings.get(kind, 0.0), "cpu_s": None, "peak_rss_mb": None,
                                 "load_avg": None}
             continue
+        # "assist": the main process computed half of the worker's later steps (avood_core.train.strategy)
         meter.rows[kind] = {"wall_s": info["wall_s"], "cpu_s": info["cpu_s"], "peak_rss_mb": info["peak_rss_mb"],
                             "load_avg": None, "process": f"worker, {info['threads']} thread(s)",
                             "worker_overhead_s": round(info["end_s"] - info["start_s"] - info["wall_s"], 3),
-                            "worker_end_s": info["end_s"]}
-        if "assist" in info:  # the main process computed half of the worker's later steps (avood_core.train.strategy)
-            meter.rows[kind]["assist"] = info["assist"]
+                            "worker_end_s": info["end_s"], **({"assist": info["assist"]} if "assist" in info else {})}
     metrics = meter.measure("evaluation", lambda: pipeline.evaluate(task.test).metrics)
     rows = _stage_rows(meter, pipeline, factors)
     return {"pipeline": pipeline, "metrics": metrics, "rows": rows, "fit_wall_s": fit_wall,
@@ -265,9 +261,7 @@ def _headline(m: dict) -> dict[str, float]:
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Benchmark every dataset of ``opts``; write ``bench.json`` and ``bench.md`` into ``opts.out``."""
-    import torch
-
-    from avood_core.train.loops import set_threads
+    from avood_core.train.loops import run_threads
     from avood_core.util.io import atomic_write_json, atomic_write_text
     from avood_core.util.paths import check_output_dir
 
@@ -280,18 +274,13 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         raise AvoodError(f"--stages '{opts.stages}': use 2 (stage 2 only) or both")
     check_output_dir(opts.out, "-o/--output-dir")  # before any tree is written or anything trains
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch has not started OpenMP yet
-    threads_before = torch.get_num_threads()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    else:
-        set_threads()
     out = Path(opts.out)
 
     def write(result: dict[str, Any]) -> None:
         atomic_write_json(out / "bench.json", result)
         atomic_write_text(out / "bench.md", render_markdown(result))
 
-    try:
+    with torch_threads(opts.threads) if opts.threads else run_threads():  # the caller's count restored afterwards
         out.mkdir(parents=True, exist_ok=True)
         result: dict[str, Any] = {
             "avood_bench": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -305,7 +294,5 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         result["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
         write(result)
         return result
-    finally:
-        torch.set_num_threads(threads_before)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -15,26 +16,20 @@ from avood_core.util.threads import usable_cores
 from avood_core.stages import FIT_STEPS
 
 STAGES = ("load", *FIT_STEPS, "evaluation")
-COLUMNS = ("wall_s", "cpu_s", "steps", "steps_per_s", "samples", "samples_per_s", "peak_rss_mb",
-           "epochs_factor", "full_wall_s", "full_cpu_s", "load_avg", "precision")
 
 
 def _proc_field(path: str, key: str) -> str | None:
     """The value after ``key:`` in a ``/proc`` file (None where there is none, e.g. not Linux)."""
-    try:
-        with open(path) as fh:
-            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), None)
-    except OSError:
-        return None
+    with contextlib.suppress(OSError), open(path) as fh:
+        return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(key)), None)
+    return None
 
 
 def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+    """Reset the process's ``VmHWM`` (Linux); False where that is not possible."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        return fh.write("5") == 1
+    return False
 
 
 def _maxrss_mb() -> float | None:
@@ -81,8 +76,13 @@ class Meter(Callback):
         """Start measuring stage ``name`` (one stage at a time; :meth:`stop` ends it)."""
         reset = _reset_hwm()
         load0 = os.getloadavg()[0]
-        prof = self._profiler()
-        if prof is not None:
+        prof = None
+        if self.profile_dir is not None:
+            import torch
+            from torch.profiler import ProfilerActivity, profile
+
+            cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+            prof = profile(activities=[ProfilerActivity.CPU, *cuda])
             prof.start()
         self._open = (name, reset, load0, prof, time.process_time(), time.perf_counter())
 
@@ -99,15 +99,6 @@ class Meter(Callback):
             self._save_profile(name, prof, wall)
         self.rows[name] = {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb() if reset else _maxrss_mb(),
                            "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)]}
-
-    def _profiler(self):
-        if self.profile_dir is None:
-            return None
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-
-        cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
-        return profile(activities=[ProfilerActivity.CPU, *cuda])
 
     def _save_profile(self, name: str, prof, wall: float) -> None:
         """Top ops by self CPU time: a text table in ``profile_dir`` and the top 12 in the record."""
@@ -166,17 +157,27 @@ def precision_of(comp: Any) -> str | None:
 
 
 def machine_info(device: str) -> dict[str, Any]:
+    """The machine of a bench record; ``isa``: the CPU's matmul ISA flags (``None`` = unknown, from
+    ``/proc/cpuinfo`` or torch's probes), torch's kernel level (``get_cpu_capability()``) and native bf16."""
     import torch
 
     from avood_core import __version__
-    from avood_core.train.precision import ISA_FLAGS, cpu_flags
+    from avood_core.train.precision import ISA_FLAGS, cpu_flags, native_bf16, torch_cpu_capability
 
+    flags = cpu_flags()
+    have = (lambda *names: any(n in flags for n in names) if flags is not None else None)  # type: ignore[operator]
     mem = _proc_field("/proc/meminfo", "MemTotal:")
     info: dict[str, Any] = {
         "platform": platform.platform(), "python": platform.python_version(),
         "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "cpu_count": os.cpu_count(), "cpus_usable": usable_cores(),
-        "cpu_flags": [f for f in ISA_FLAGS if f in (cpu_flags() or set())], "isa": isa_info(device),
+        "cpu_flags": [f for f in ISA_FLAGS if f in (flags or set())],
+        "isa": {"avx2": have("avx2"), "avx512": have("avx512f"), "avx512_bf16": have("avx512_bf16"),
+                "amx": have("amx_bf16", "amx_tile"), "flags_source": None if flags is None else (
+                    "/proc/cpuinfo" if Path("/proc/cpuinfo").is_file() else "torch cpuinfo probes"),
+                "torch_capability": torch_cpu_capability(),
+                "native_bf16_cpu": native_bf16("cpu", flags) if flags is not None else None,
+                **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})},
         "memory_gb": round(int(mem.split()[0]) / 1024**2, 1) if mem else None,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
@@ -187,22 +188,6 @@ def machine_info(device: str) -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info.update(cuda_device=torch.cuda.get_device_name(0), cuda_version=torch.version.cuda)
     return info
-
-
-def isa_info(device: str = "cpu") -> dict[str, Any]:
-    """The CPU's matmul ISA flags (AVX2, AVX-512, AVX512-BF16, AMX; ``None`` = unknown, from ``/proc/cpuinfo``
-    or torch's probes), torch's kernel level (``get_cpu_capability()``) and native bf16."""
-    from avood_core.train.precision import cpu_flags, native_bf16, torch_cpu_capability
-
-    flags = cpu_flags()
-    known = flags is not None
-    have = (lambda *names: any(n in flags for n in names) if known else None)  # type: ignore[operator]
-    return {"avx2": have("avx2"), "avx512": have("avx512f"), "avx512_bf16": have("avx512_bf16"),
-            "amx": have("amx_bf16", "amx_tile"), "flags_source": ("/proc/cpuinfo" if Path("/proc/cpuinfo").is_file()
-                                                                   else "torch cpuinfo probes") if known else None,
-            "torch_capability": torch_cpu_capability(),
-            "native_bf16_cpu": native_bf16("cpu", flags) if known else None,
-            **({"native_bf16_cuda": native_bf16(device)} if device.startswith("cuda") else {})}
 
 
 def _git_state() -> str | None:

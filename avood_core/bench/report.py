@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avood_core.bench.meter import COLUMNS, STAGES
+from avood_core.bench.meter import STAGES
 from avood_core.eval.render import md_table
 
 
@@ -18,6 +18,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+# The columns of a stage row, in table order, and their headers.
 HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s": "steps/s", "samples": "samples",
            "samples_per_s": "samples/s", "peak_rss_mb": "peak RSS MB", "epochs_factor": "epochs factor",
            "full_wall_s": "full-epochs wall s (extrap.)", "full_cpu_s": "full-epochs CPU s (extrap.)", "load_avg": "load avg (start/end)",
@@ -26,9 +27,9 @@ HEADERS = {"wall_s": "wall s", "cpu_s": "CPU s", "steps": "steps", "steps_per_s"
 
 def stage_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     body = [[f"{name} ({rows[name]['process']})" if rows[name].get("process") else name,
-             *(_fmt(rows[name].get(c), 3 if c == "epochs_factor" else 1) for c in COLUMNS)]
+             *(_fmt(rows[name].get(c), 3 if c == "epochs_factor" else 1) for c in HEADERS)]
             for name in STAGES if name in rows]
-    return md_table(["stage", *(HEADERS[c] for c in COLUMNS)], body).splitlines()
+    return md_table(["stage", *HEADERS.values()], body).splitlines()
 
 
 def isa_line(m: dict[str, Any]) -> str:

@@ -1,9 +1,6 @@
-"""The paper's ablation tables as ``avood ablate NAME`` (:data:`ABLATIONS`, columns :data:`COLUMN_HELP`):
-gates (Table 2; HM@TPR60 is its HM column), classifiers (Table 3; "Embedding & Embedding" is one fitted
-``cross_attention`` model, ``from_unseen``), losses (supplement Table 1), fusion (Fig. 1: a row per stage ×
-fusion, :data:`STAGE_FUSIONS`; the gate follows the generator's fusion) and table1. Each row is a run
-config as for ``avood run``, each component fitted once per fit hash (:class:`FitCache`); on a benchmark
-tree each row runs the two-stage protocol (paper §4.1), nothing selected on the test split."""
+"""The paper's ablation tables as ``avood ablate NAME`` (:data:`ABLATIONS`): gates (Table 2), classifiers (Table 3),
+losses (supplement Table 1), fusion (Fig. 1) and table1; each row a run config, each component fitted once per
+fit hash (:class:`FitCache`), two-stage on a benchmark tree (paper §4.1; docs/reproducing.md)."""
 
 from __future__ import annotations
 
@@ -35,13 +32,10 @@ STAGE_FUSIONS: dict[str, tuple[str, ...]] = {
 
 def fusion_rows() -> tuple[Row, ...]:
     """The paper's configuration, then one row per stage × fusion (the generator's with the gate's)."""
-    out = [Row("paper: concat (unseen: cross_attention)")]
-    for stage, fusions in STAGE_FUSIONS.items():
-        for fusion in fusions:
-            params = {stage: {"fusion": fusion}, **({"detector": {"fusion": fusion}} if stage == "generator" else {})}
-            out.append(Row(f"generator + detector: {fusion}" if stage == "generator" else f"{stage}: {fusion}",
-                           params=params))
-    return tuple(out)
+    return (Row("paper: concat (unseen: cross_attention)"),
+            *(Row(f"generator + detector: {f}", params={"generator": {"fusion": f}, "detector": {"fusion": f}})
+              if stage == "generator" else Row(f"{stage}: {f}", params={stage: {"fusion": f}})
+              for stage, fusions in STAGE_FUSIONS.items() for f in fusions))
 
 
 @dataclass(frozen=True)
@@ -82,7 +76,7 @@ ABLATIONS: dict[str, Ablation] = {
         ("UC_acc", "HM"),
     ),
     "fusion": Ablation("fusion", "Fusion per stage (Fig. 1, Fusion 1-5)", fusion_rows(), ("S", "U", "HM", "ZSL", "AUC")),
-    "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.rows(), table1.METRICS),
+    "table1": Ablation("table1", "Table 1: AV-GZSL baselines and AV-OOD", table1.ROWS, table1.METRICS),
 }
 
 COLUMN_HELP = {
@@ -185,11 +179,17 @@ def row_values(name: str, scores: dict, outputs: dict) -> dict[str, float]:
     return values
 
 
-def markdown_table(ablation: Ablation, rows: list[dict], caption: str) -> str:
-    head = {"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(ablation.name, "Gate")
-    body = [[r["label"], *(table1.fmt(r["values"][c]) for c in ablation.columns)] for r in rows]
-    return "\n".join([f"**{ablation.title}** — {caption}", "", md_table([head, *ablation.columns], body), "",
-                      *(f"- {c}: {COLUMN_HELP[c]}" for c in ablation.columns)]) + "\n"
+def markdown_table(ablation: Ablation, rows: list[dict], caption: str, paper_note: str | None = None) -> str:
+    """The table of one ablation; with ``paper_note`` (table1) the paper's figures beside the measured ones."""
+    if paper_note is not None:
+        head, body, notes = table1.table(rows, paper_note)
+    else:
+        head = [{"classifiers": "Classifiers (Seen & Unseen)", "losses": "Loss", "fusion": "Stage: fusion"}.get(
+            ablation.name, "Gate"), *ablation.columns]
+        body = [[r["label"], *(table1.fmt(r["values"][c]) for c in ablation.columns)] for r in rows]
+        notes = [f"{c}: {COLUMN_HELP[c]}" for c in ablation.columns]
+    return "\n".join([f"**{ablation.title}** — {caption}", "", md_table(head, body), "",
+                      *(f"- {n}" for n in notes)]) + "\n"
 
 
 def _ablation(name: str) -> Ablation:
@@ -268,8 +268,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             ", selections on stage-1 val, report on test" if cache1 is not None else ", single stage (data.stage1 off)")
             if base.data.source == "benchmark" else f"embedded synthetic task (scale {base.data.scale})")
         caption = f"{source}; profile {base.profile}; seed {base.seed}; task '{task.name}'"
-        table = (table1.markdown(ablation.title, rows, caption, paper[1]) if paper
-                 else markdown_table(ablation, rows, caption))
+        table = markdown_table(ablation, rows, caption, paper[1] if paper else None)
         trained = {"stage1": dict(cache1.fits), "stage2": dict(cache2.fits)} if cache1 is not None else {"run": dict(cache2.fits)}
         results = {
             "avood_version": __version__,

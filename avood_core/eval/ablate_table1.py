@@ -1,9 +1,5 @@
-"""``avood ablate table1``: the paper's Table 1 rows in one harness, its figures printed beside them.
-
-CJME, AVGZSLNet and AVCA are the embedding model alone under the AVCA protocol (calibrated stacking
-over all classes, β chosen on the selection split); AV-OOD is the paper's routed pipeline; "AV-OOD +
-baseline" rows are not in the paper. On the embedded synthetic task the UCF-GZSL figures are for
-orientation only (the table's footnote says so)."""
+"""``avood ablate table1``: the paper's Table 1 rows in one harness, its figures printed beside them; CJME,
+AVGZSLNet, AVCA under the AVCA protocol (calibrated stacking over all classes), AV-OOD routed (docs/reproducing.md)."""
 
 from __future__ import annotations
 
@@ -35,17 +31,15 @@ METRICS = ("S", "U", "HM", "ZSL")
 _DATASET_TITLE = {"vggsound": "VGGSound-GZSL", "ucf": "UCF-GZSL", "activitynet": "ActivityNet-GZSL"}
 
 
-def rows() -> tuple[Row, ...]:
-    """The table's rows."""
-    cs, gate = {"detector": "calibrated_stacking"}, {"detector": "entropy", "seen": "mlp"}
-    return (
-        Row("CJME", {**cs, "unseen": "cjme"}, calibrated=True),
-        Row("AVGZSLNet", {**cs, "unseen": "avgzslnet"}, calibrated=True),
-        Row("AVCA", {**cs, "unseen": "cross_attention"}, {"unseen": {"negative_terms": []}}, calibrated=True),
-        Row("AV-OOD (paper)", {**gate, "unseen": "cross_attention"}),
-        Row("AV-OOD + CJME", {**gate, "unseen": "cjme"}),
-        Row("AV-OOD + AVGZSLNet", {**gate, "unseen": "avgzslnet"}),
-    )
+_CS, _GATE = {"detector": "calibrated_stacking"}, {"detector": "entropy", "seen": "mlp"}
+ROWS = (
+    Row("CJME", {**_CS, "unseen": "cjme"}, calibrated=True),
+    Row("AVGZSLNet", {**_CS, "unseen": "avgzslnet"}, calibrated=True),
+    Row("AVCA", {**_CS, "unseen": "cross_attention"}, {"unseen": {"negative_terms": []}}, calibrated=True),
+    Row("AV-OOD (paper)", {**_GATE, "unseen": "cross_attention"}),
+    Row("AV-OOD + CJME", {**_GATE, "unseen": "cjme"}),
+    Row("AV-OOD + AVGZSLNet", {**_GATE, "unseen": "avgzslnet"}),
+)
 
 
 def calibrated_protocol(pipe, test, scores: dict, outputs: dict) -> tuple[dict, dict]:
@@ -90,18 +84,14 @@ def fmt(v: Any) -> str:
     return "–" if v is None or v != v else f"{v:.2f}"
 
 
-def markdown(title: str, rows_done: list[dict[str, Any]], caption: str, note: str) -> str:
-    """Measured S/U/HM/ZSL, the paper's figures and the row's wall time, one line per row."""
-    from avood_core.eval.render import md_table
-
+def table(rows_done: list[dict[str, Any]], note: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, body, notes): measured S/U/HM/ZSL, the paper's figures and the row's wall time, one line per row."""
     body = [[r["label"], *(fmt(r["values"][m]) for m in METRICS),
              *(fmt((r.get("paper") or {}).get(m)) for m in METRICS), f"{r['wall_s']:.1f}"] for r in rows_done]
-    head = ["Model", *METRICS, *(f"paper {m}" for m in METRICS), "wall s"]
-    lines = [f"**{title}** — {caption}", "", md_table(head, body),
-             "", "- S, U: mean per-class accuracy on the seen / unseen test clips of the final prediction, %; "
+    notes = ["S, U: mean per-class accuracy on the seen / unseen test clips of the final prediction, %; "
              "HM = 2SU/(S+U); ZSL: the unseen classifier alone on the unseen clips among the unseen classes, %",
-             "- CJME, AVGZSLNet, AVCA: calibrated stacking over all classes (the AVCA protocol, as in the paper's "
+             "CJME, AVGZSLNet, AVCA: calibrated stacking over all classes (the AVCA protocol, as in the paper's "
              "Table 1); AV-OOD rows: entropy gate + MLP seen classifier, routed at the gate's threshold",
-             f"- {note}; – = not in the paper",
-             "- wall s: seconds for the row, including the components first fitted for it (shared ones once)"]
-    return "\n".join(lines) + "\n"
+             f"{note}; – = not in the paper",
+             "wall s: seconds for the row, including the components first fitted for it (shared ones once)"]
+    return ["Model", *METRICS, *(f"paper {m}" for m in METRICS), "wall s"], body, notes

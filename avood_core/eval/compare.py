@@ -1,12 +1,10 @@
-"""``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or is it noise?
-
-Paired by seed (t interval, exact sign-flip test) when A and B share two seeds, else by clip (paired
-stratified bootstrap); the method and the verdicts are in docs/statistics.md, "avood compare A B".
-"""
+"""``avood compare A B``: is B's S / U / HM / ZSL / gate AUROC different from A's, or noise? Paired by seed or by
+clip (paired stratified bootstrap); method and verdicts in docs/statistics.md, "avood compare A B"."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,8 +14,8 @@ import numpy as np
 from avood_core.errors import AvoodError
 from avood_core.eval import stats
 from avood_core.eval.render import md_table
-from avood_core.eval.report import get_path
 from avood_core.util.json_read import read_json
+from avood_core.util.nested import get_path
 
 METRICS = {"S": "S", "U": "U", "HM": "HM", "ZSL": "ZSL", "AUROC": "gate.AUROC"}
 NO_DIFFERENCE = "no difference detected at this n"
@@ -34,8 +32,7 @@ class Side:
     task: dict | None = None
 
 
-def _read_json(path: Path) -> dict:
-    return read_json(path, fix="rerun the command that wrote it")
+_read_json = functools.partial(read_json, fix="rerun the command that wrote it")
 
 
 def _metric(m: dict, path: str) -> float:

@@ -96,27 +96,15 @@ def gate_scores(ood_score, routed_seen, labels, seen_classes) -> dict[str, float
     }
 
 
-def _rate_below(ood_score, mask, threshold: float) -> float:
-    """Percent of the samples in ``mask`` with ``ood_score < threshold`` (nan if none)."""
-    score, mask = _np(ood_score).astype(np.float64), _np(mask).astype(bool)
-    return 100.0 * float(np.mean(score[mask] < threshold)) if mask.any() else float("nan")
-
-
 def tpr_at_threshold(ood_score, is_seen, threshold: float) -> float:
-    """TPR(t) = |{seen i : score_i < t}| / |{seen i}|, in percent: seen samples routed seen."""
-    return _rate_below(ood_score, is_seen, threshold)
+    """TPR(t) = |{seen i : score_i < t}| / |{seen i}|, in percent (nan if none): seen samples routed seen."""
+    score, mask = _np(ood_score).astype(np.float64), _np(is_seen).astype(bool)
+    return 100.0 * float(np.mean(score[mask] < threshold)) if mask.any() else float("nan")
 
 
 def fpr_at_threshold(ood_score, is_seen, threshold: float) -> float:
     """FPR(t) = |{unseen i : score_i < t}| / |{unseen i}|, in percent: unseen routed seen."""
-    return _rate_below(ood_score, ~_np(is_seen).astype(bool), threshold)
-
-
-def ood_threshold_at_tpr(ood_score, is_seen, tpr_target: float = 0.6) -> float:
-    """The OOD threshold whose routing ``score < t`` is the ROC point of :func:`fpr_at_tpr`: that point
-    keeps ``score ≤ -thr``, so t is the next float above ``-thr``."""
-    _, thr = fpr_at_tpr(-_np(ood_score).astype(np.float64), is_seen, tpr_target)
-    return float(np.nextafter(-thr, np.inf))
+    return tpr_at_threshold(ood_score, ~_np(is_seen).astype(bool), threshold)
 
 
 def spans_decades(values, decades: float = 2.0) -> bool:
@@ -183,8 +171,9 @@ def threshold_sweep(outputs: dict, thresholds=None) -> dict[str, np.ndarray]:
 
 def operating_point(outputs: dict, tpr_target: float = 0.6) -> dict[str, float]:
     """The routed pipeline at the OOD threshold where TPR first reaches ``tpr_target``
-    (Table 2: FPR and HM at TPR = 60 %): ``{"threshold", "S", "U", "HM", "TPR", "FPR"}``."""
-    labels = _np(outputs["labels"])
-    is_seen = np.isin(labels, _np(outputs["seen_classes"]))
-    t = ood_threshold_at_tpr(outputs["score"], is_seen, tpr_target)
+    (Table 2: FPR and HM at TPR = 60 %): ``{"threshold", "S", "U", "HM", "TPR", "FPR"}``. The ROC point of
+    :func:`fpr_at_tpr` keeps ``score ≤ -thr``, so the routing ``score < t`` takes t the next float above ``-thr``."""
+    is_seen = np.isin(_np(outputs["labels"]), _np(outputs["seen_classes"]))
+    _, thr = fpr_at_tpr(-_np(outputs["score"]).astype(np.float64), is_seen, tpr_target)
+    t = float(np.nextafter(-thr, np.inf))
     return {k: float(v[0]) for k, v in threshold_sweep(outputs, [t]).items()}

@@ -1,8 +1,5 @@
-"""Figures of a run: gate ROC (paper Fig. 3), threshold sweep (supplement Fig. 1), t-SNE (Fig. 2).
-
-matplotlib is imported lazily and draws on an Agg canvas (no pyplot); each figure is written
-atomically as ``<stem>.png`` and ``.svg``.
-"""
+"""Figures of a run: gate ROC (paper Fig. 3), threshold sweep (supplement Fig. 1), t-SNE (Fig. 2); matplotlib on
+an Agg canvas (no pyplot), imported lazily; each figure written atomically as ``<stem>.png`` and ``.svg``."""
 
 from __future__ import annotations
 
@@ -67,10 +64,10 @@ def plot_roc(curves: dict, path_stem, operating_points: dict | None = None, titl
     return save_figure(fig, path_stem)
 
 
-def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str = "HM, TPR and FPR against the gate threshold"):
+def plot_threshold_sweep(outputs: dict, path_stem):
     """HM (left axis), TPR and FPR (right axis) against the OOD threshold (supplement Fig. 1): a red dot at
     the detector's own threshold, a grey marker at the best HM; log x when the scores span two decades."""
-    sweep = metrics.threshold_sweep(outputs, thresholds)
+    sweep = metrics.threshold_sweep(outputs)
     t = sweep["threshold"]
     log_x = metrics.spans_decades(outputs["score"]) and bool((t > 0).all())
     fig = _figure(6.4, 4.8)
@@ -90,7 +87,7 @@ def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str =
         ax.plot([chosen], [hm], "o", color="red", ms=8, zorder=6, label=f"mean threshold {chosen:.3g}")
         ax.annotate(f"mean threshold\nHM {hm:.2f}", (chosen, hm), xytext=(8, -28), textcoords="offset points",
                     color="red", fontsize=8)
-    ax.set(xscale="log" if log_x else "linear", ylim=(0, None), title=title,
+    ax.set(xscale="log" if log_x else "linear", ylim=(0, None), title="HM, TPR and FPR against the gate threshold",
            xlabel="OOD threshold (routed seen iff score < threshold)" + (", log scale" if log_x else ""))
     ax.set_ylabel("HM (%)", color=_COLORS["HM"])
     ax2.set(ylabel="TPR / FPR (%)", ylim=(0, 101))
@@ -100,7 +97,7 @@ def plot_threshold_sweep(outputs: dict, path_stem, thresholds=None, title: str =
     return save_figure(fig, path_stem)
 
 
-def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None, title: str = "t-SNE of the test features"):
+def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None):
     """2-D embedding coloured by seen/unseen × classified right/wrong (supplement Fig. 2); with
     ``baseline_correct`` (the no-gate baseline) a second panel beside it, as the paper compares them."""
     xy = np.asarray(features_2d, dtype=np.float64)
@@ -121,13 +118,13 @@ def plot_tsne(features_2d, is_seen, correct, path_stem, baseline_correct=None, t
         ax.set_yticks([])
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, markerscale=1.5,
                   frameon=False, handletextpad=0.2, columnspacing=0.8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle("t-SNE of the test features", fontsize=11)
     return save_figure(fig, path_stem)
 
 
-def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_dims: int | None = 50,
-               threads: int | None = 1, max_iter: int = 1000):
-    """``(coords, indices)``: sklearn's t-SNE after a PCA of at most ``cap`` random rows; ``threads`` caps OpenMP/BLAS."""
+def tsne_embed(x, cap: int = 1500, seed: int = 0, threads: int | None = 1):
+    """``(coords, indices)``: sklearn's t-SNE (perplexity 30) after a 50-dim PCA of at most ``cap`` random rows;
+    ``threads`` caps OpenMP/BLAS."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -140,10 +137,10 @@ def tsne_embed(x, cap: int = 1500, seed: int = 0, perplexity: float = 30.0, pca_
         return np.c_[np.arange(len(idx)), np.zeros(len(idx))].astype(np.float32), idx
     with threadpool_limits(limits=threads):
         z = x[idx]
-        if pca_dims and z.shape[1] > pca_dims and len(idx) > pca_dims:
-            z = PCA(pca_dims, random_state=seed).fit_transform(z)
+        if z.shape[1] > 50 and len(idx) > 50:
+            z = PCA(50, random_state=seed).fit_transform(z)
         tsne = TSNE(n_components=2, init="pca", learning_rate="auto", random_state=seed,
-                    perplexity=min(perplexity, (len(idx) - 1) / 3.0), n_jobs=threads, max_iter=max_iter)
+                    perplexity=min(30.0, (len(idx) - 1) / 3.0), n_jobs=threads, max_iter=1000)
         coords = tsne.fit_transform(z).astype(np.float32)
     return coords, idx
 

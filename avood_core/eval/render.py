@@ -60,12 +60,9 @@ def render(blocks: list, run_dir: Path, title: str) -> tuple[str, str]:
     md, out = [], [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
                    f"<style>{_CSS}</style></head><body>"]
     for kind, *a in blocks:
-        if kind in ("h1", "h2", "h3"):
-            md.append("#" * int(kind[1]) + " " + a[0])
+        if kind in ("h1", "h2", "h3", "p"):
+            md.append(("#" * int(kind[1]) + " " if kind != "p" else "") + a[0])
             out.append(f"<{kind}>{e(a[0])}</{kind}>")
-        elif kind == "p":
-            md.append(a[0])
-            out.append(f"<p>{e(a[0])}</p>")
         elif kind == "table":
             header, rows = a
             md.append(md_table(header, rows))

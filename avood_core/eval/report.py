@@ -1,9 +1,5 @@
-"""One self-contained report of a run folder: ``report.md``, ``report.html`` and ``figures/``.
-
-Reads ``results.json``, ``config.toml``, ``predictions.npz``, ``tsne.npz`` and ``metrics/*.jsonl``; a
-missing optional file is said in the report. ``results["seeds"]`` of ``avood run --seeds`` is
-:func:`seeds_section` (docs/statistics.md).
-"""
+"""One self-contained report of a run folder (``report.md``, ``report.html``, ``figures/``) from its files, a missing
+optional one said in the report; :func:`seeds_section` is ``results["seeds"]`` (docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +14,7 @@ from avood_core.callbacks import read_metrics
 from avood_core.errors import AvoodError
 from avood_core.eval.render import ci_cell, finite, interval, num, render
 from avood_core.util.io import atomic_write, atomic_write_text
+from avood_core.util.nested import flat, get_path
 from avood_core.util.paths import check_name, contained
 
 FIGURES = "figures"
@@ -62,6 +59,13 @@ def seed_stats(section: dict, path: str) -> dict:
             "ci": interval(get_path(section.get("ci"), path)) if n > 1 else None}
 
 
+def _tsne_groups(out: dict, idx: np.ndarray) -> dict:
+    """Per t-SNE point: a seen class?, classified right? (and by the no-gate baseline, when ``out`` has it)."""
+    labels = out["labels"][idx]
+    return {"is_seen": np.isin(labels, out["seen_classes"]), "correct": out["pred"][idx] == labels,
+            **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {})}
+
+
 def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path:
     """Embed ``cap`` random test samples (features ``x``, rows aligned with ``outputs``) with
     t-SNE and save ``run_dir/tsne.npz`` for :func:`write_report`; returns its path."""
@@ -71,10 +75,7 @@ def save_tsne(run_dir, x, outputs: dict, cap: int = 1500, seed: int = 0) -> Path
     coords, idx = tsne_embed(x, cap=cap, seed=seed)
     seconds = time.perf_counter() - start
     out = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in outputs.items()}
-    labels = out["labels"][idx]
-    arrays = {"coords": coords, "indices": idx, "is_seen": np.isin(labels, out["seen_classes"]),
-              "correct": out["pred"][idx] == labels,
-              **({"baseline_correct": out["baseline_pred"][idx] == labels} if "baseline_pred" in out else {}),
+    arrays = {"coords": coords, "indices": idx, **_tsne_groups(out, idx),
               "seed": np.int64(seed), "cap": np.int64(cap), "seconds": np.float64(seconds)}
 
     def write(tmp: Path) -> None:
@@ -95,18 +96,6 @@ def _check_note(recomputed: dict, stored: dict) -> str:
     if all(abs(a - b) < 1e-6 for a, b in pairs):
         return "S, U and HM recomputed from predictions.npz match results.json."
     return "WARNING: S, U or HM recomputed from predictions.npz differ from results.json."
-
-
-def get_path(d: dict | None, path: str) -> Any:
-    """``d["gate"]["AUROC"]`` for ``"gate.AUROC"``; None where a step is missing."""
-    for key in path.split("."):
-        d = d.get(key) if isinstance(d, dict) else None
-    return d
-
-
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    return [kv for k, v in d.items()
-            for kv in (_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)])]
 
 
 def _gzsl_rows(m: dict, op: dict | None, best: dict | None, ci: dict) -> list[list[str]]:
@@ -214,14 +203,9 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
 
     if tsne is not None and "coords" in tsne:
         idx = tsne["indices"]
-        if out is not None:
-            lab = out["labels"][idx]
-            seen_mask = np.isin(lab, out["seen_classes"])
-            ok = out["pred"][idx] == lab
-            ok_base = out["baseline_pred"][idx] == lab if "baseline_pred" in out else None
-        else:
-            seen_mask, ok, ok_base = tsne["is_seen"], tsne["correct"], tsne.get("baseline_correct")
-        plots.plot_tsne(tsne["coords"], seen_mask, ok, fig_dir / "tsne", baseline_correct=ok_base)
+        g = tsne if out is None else _tsne_groups(out, idx)  # from the predictions, where there are some
+        plots.plot_tsne(tsne["coords"], g["is_seen"], g["correct"], fig_dir / "tsne",
+                        baseline_correct=g.get("baseline_correct"))
         made["tsne"] = (f"t-SNE of {len(idx)} random test samples (fused audio-visual features), coloured by "
                         "seen/unseen class × classified right (True) or wrong (False).")
     else:
@@ -273,7 +257,7 @@ def _write_report(run_dir: Path) -> tuple[Path, Path]:
                        [[s, *((str(task[s].get(k, "n/a")) for k in ("samples", "classes")) if task[s] else ("none", ""))]
                         for s in splits]))
         rest = {k: v for k, v in task.items() if k not in splits}
-        blocks.append(("table", ["task", "value"], [[k, str(v)] for k, v in _flatten(rest)]))
+        blocks.append(("table", ["task", "value"], [[k, str(v)] for k, v in flat(rest).items()]))
     else:
         blocks.append(("p", "results.json holds no task summary."))
     if results.get("splits"):

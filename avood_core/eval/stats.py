@@ -1,9 +1,6 @@
-"""Statistics (docs/statistics.md): across seeds, mean, std (ddof = 1) and the Student t interval of the mean,
-and paired sign-flip tests; per run, 95 % intervals of S, U, HM, ZSL and gate AUROC by a stratified bootstrap.
-
-A bootstrap resample redraws test clips within each class as a column of counts ``w``; every metric is the
-weighted formula for all resamples at once; the percentile interval (Efron & Tibshirani 1993, ch. 13).
-"""
+"""Statistics (docs/statistics.md): over seeds, mean, std (ddof = 1), Student t interval and paired sign-flip tests;
+per run, stratified percentile-bootstrap intervals of S, U, HM, ZSL and gate AUROC (Efron & Tibshirani 1993,
+ch. 13), each resample a column of per-clip counts ``w`` that every metric takes as weights."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import AvoodError, ConfigError, PluginError
 from avood_core.strict import format_validation_error
+from avood_core.util.nested import flat
 
 
 class LoggingConfig(BaseModel):
@@ -167,18 +168,6 @@ class SweepSession:
                     if error is None:
                         raise PluginError(f"logger '{logger.name}' failed at the end of the sweep ({one_line(exc)}); "
                                           "the trials themselves are complete") from None
-
-
-def flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as ``{"a.b.c": value}`` (lists and scalars are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flat(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def headline(results: Mapping[str, Any]) -> dict[str, float]:

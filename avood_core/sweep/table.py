@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
 
 from avood_core.errors import AvoodError
 from avood_core.util.io import atomic_write_json, atomic_write_text
+from avood_core.util.nested import flat, get_path
 
 METRICS = ("S", "U", "HM", "ZSL")
 """The paper's Table 1 metrics: the columns of every sweep unless ``--metrics`` says otherwise."""
@@ -29,16 +29,6 @@ _MEANING = {
 }
 
 
-def metric_value(metrics: dict | None, key: str) -> Any:
-    """The value at dotted ``key`` in a ``results.json`` metrics dict (``gate.AUROC``); ``None`` when absent."""
-    value: Any = metrics
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def default_metrics(trials: list) -> list[str]:
     """S, U, HM, ZSL; plus the gate's AUROC and FPR@TPR60 when the trials differ in their detector (a gates sweep)."""
     detectors = {t.config.detector.name for t in trials}
@@ -50,10 +40,8 @@ def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
     done = [r["metrics"] for r in records.values() if r.get("status") == "done" and isinstance(r.get("metrics"), dict)]
     if not done:
         return
-    unknown = [k for k in metrics if all(metric_value(m, k) is None for m in done)]
+    unknown = [k for k in metrics if all(get_path(m, k) is None for m in done)]
     if unknown:
-        from avood_core.run.tracking import flat
-
         known = ", ".join(k for k, v in flat(done[0]).items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise AvoodError(f"--metrics: no trial has {', '.join(unknown)}; the metrics of results.json are: {known}")
 
@@ -71,9 +59,9 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
                "trials": [r["run_dir"] for r in ok], "status": "done" if ok else "pending"}
         if ok:
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
-            row["mean"] = {k: metric_value(section["mean"], k) for k in metrics}
-            row["std"] = {k: metric_value(section["std"], k) for k in metrics}
-            row["n"], row["ci"] = section["n"], {k: metric_value(section["ci"], k) for k in metrics}
+            row["mean"] = {k: get_path(section["mean"], k) for k in metrics}
+            row["std"] = {k: get_path(section["std"], k) for k in metrics}
+            row["n"], row["ci"] = section["n"], {k: get_path(section["ci"], k) for k in metrics}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
         for r in mine:
