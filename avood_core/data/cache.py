@@ -28,12 +28,6 @@ except ImportError:
     from numpy.core import multiarray as _multiarray, numeric as _numeric
 
 
-def _numpy_safe_globals() -> list:
-    """The numpy globals a torch.save'd cache of string/float arrays needs, and nothing else."""
-    dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
-    return [np.ndarray, np.dtype, _multiarray._reconstruct, *dtypes]
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles only tensors, dicts and numpy arrays; refuses every other global."""
 
@@ -71,7 +65,9 @@ def read_cache(path: Path, shown: str | None = None) -> dict:
         raise DataError(os_error_line(exc, fix, shown)) from None
     try:
         if zipfile.is_zipfile(path):
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
+            # the numpy globals a torch.save'd cache of string/float arrays needs, and nothing else
+            dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
+            with torch.serialization.safe_globals([np.ndarray, np.dtype, _multiarray._reconstruct, *dtypes]):
                 obj = torch.load(path, weights_only=True, map_location="cpu")
         else:
             with path.open("rb") as fh:
@@ -121,11 +117,6 @@ def _check_layout(obj, shown: str) -> None:
     a, v = obj["audio"], obj["video"]
     if not torch.equal(a["target"], v["target"]) or not np.array_equal(a["url"], v["url"]):
         raise DataError(f"'{shown}': audio and video rows differ (targets or urls); delete it and rebuild it")
-
-
-def write_cache(path: Path, cache: dict) -> None:
-    """Write a cache with ``torch.save`` (plain tensors, numpy string arrays and dicts only)."""
-    torch.save(cache, path)
 
 
 def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:

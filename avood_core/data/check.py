@@ -168,7 +168,8 @@ def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: 
     return row, scan, _deep(scan, row, ds_dir) if deep else {}
 
 
-def _check_union(section: Section, scans: dict[str, StageScan], names: list[str], ds_dir: Path) -> None:
+def _check_union(section: Section, scans: dict[str, StageScan | None], names: list[str]) -> None:
+    """stage_2_train's clips per class must be those of the three stage-1 folders (true of the download)."""
     if any(scans.get(s) is None for s in ("stage_2_train", *CACHE_STAGES["train_val"])):
         return
     union: dict[int, list[str]] = {}
@@ -299,12 +300,9 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             section.consistency.append(f"features/{method}/*/{odd.stage} has audio/video dims "
                                        f"{(odd.audio_dim, odd.video_dim)} but the other stages have {want}; "
                                        f"re-extract that stage folder")
-        if has_h5:
-            _check_union(section, scans, names, ds_dir)
-        if has_cache:
+        _check_union(section, scans, names)
+        if has_h5 or has_cache:
             _check_caches(section, ds_dir, method, split, names, scans, digests)
-        elif has_h5:
-            section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
         sections.append(section)
     if not splits_found:
         sections[0].problems.append(f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither "

@@ -17,8 +17,8 @@ from avood_core.data.cache import placed, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import Rows, read_stage, scan_stage
 from avood_core.data.layout import (
-    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
-    os_error_line, rel, resolve_dataset_dir, split_dir_name,
+    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, folder_name, os_error_line, read_class_split, read_w2v_names,
+    rel, resolve_dataset_dir,
 )
 from avood_core.errors import DataError
 from avood_core.task import AVGZSLTask, AVSamples
@@ -65,13 +65,11 @@ def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, Rows], dict]:
     if problems:
         more = f" ({len(problems) - 1} more problem(s): run `avood data check`)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
-    dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
-    ref_stage = next(iter(dims), None)
-    for s in dims:
-        if dims[s] != dims[ref_stage]:
-            f = scans[s].files[0]
-            raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
-                            f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
+    ref, *others = [scans[s] for s in CACHED_STAGES if scans[s].dims is not None] or [None]
+    odd = next((scan for scan in others if scan.dims != ref.dims), None)
+    if odd:
+        raise DataError(f"'{rel(odd.files[0].paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {odd.dims} "
+                        f"but {ref.stage} has {ref.dims}; re-extract the odd stage folder")
     data = {s: read_stage(scans[s], cs.ds_dir) for s in CACHED_STAGES}
     parts = {cache: Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
     return parts, {"ignored_files": sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})}
@@ -199,12 +197,11 @@ def load_benchmark(root: str | Path, dataset: str, features: str = "main", split
 
 def _load(root, dataset, features, split, source, nonfinite, compat_positional_text) -> BenchmarkTasks:
     started = time.perf_counter()
-    if source not in ("auto", "h5", "pkl"):
-        raise DataError(f"unknown source '{source}'; use auto, h5 or pkl")
-    if nonfinite not in ("fail", "skip"):
-        raise DataError(f"unknown nonfinite '{nonfinite}'; use fail or skip")
+    for name, value, allowed in (("source", source, ("auto", "h5", "pkl")), ("nonfinite", nonfinite, ("fail", "skip"))):
+        if value not in allowed:
+            raise DataError(f"unknown {name} '{value}'; use {', '.join(allowed[:-1])} or {allowed[-1]}")
     ds = dataset_info(dataset)
-    method, split_name = features_dir_name(features), split_dir_name(split)
+    method, split_name = folder_name(features, "features"), folder_name(split, "split")
     ds_dir = resolve_dataset_dir(root, ds)
     cs = read_class_split(ds_dir, ds, split_name)
     _check_protocol(cs)
