@@ -71,20 +71,6 @@ class Rows:
                     [o for p in parts for o in p.origins], " + ".join(p.where for p in parts))
 
 
-def _h5_files(folder: Path) -> dict[str, Path]:
-    """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
-    found: dict[str, Path] = {}
-    with os.scandir(folder) as it:
-        for entry in it:
-            try:
-                keep = entry.name.endswith(".h5") and entry.is_file()
-            except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
-                keep = True
-            if keep:
-                found[entry.name[:-3].lower()] = Path(entry.path)
-    return found
-
-
 def _read_urls(ds) -> np.ndarray:
     raw = ds[()]
     if raw.dtype.kind == "U":
@@ -151,14 +137,21 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     classes' files are read too (``listed=False``; the reference's caches hold them), unknown ones named."""
     scan = StageScan(stage)
     folders = {m: feat_dir / m / stage for m in MODALITIES}
-    indexes: dict[str, dict[str, Path]] = {}
+    indexes: dict[str, dict[str, Path]] = {m: {} for m in MODALITIES}  # lower(stem) -> path of the *.h5 files
     for m, folder in folders.items():
         try:  # a folder that cannot be looked at counts as present, so listing it reports why
             if not folder.is_dir():
                 scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with "
                                      f"source='pkl'")
                 return scan
-            indexes[m] = _h5_files(folder)
+            with os.scandir(folder) as it:
+                for entry in (e for e in it if e.name.endswith(".h5")):
+                    try:
+                        if not entry.is_file():
+                            continue
+                    except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
+                        pass
+                    indexes[m][entry.name[:-3].lower()] = Path(entry.path)
         except OSError as exc:
             fix = "fix its permissions (chmod) or re-download it"
             scan.problems.append(os_error_line(exc, fix, rel(folder, ds_dir)))
@@ -208,9 +201,8 @@ def read_stage(scan: StageScan, ds_dir: Path) -> Rows:
     rows = [f.rows for f in scan.files]
     labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), rows)
     urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
-    where = rel(ds_dir / "features" / "<method>", ds_dir)
-    if scan.files:
-        where = rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
+    where = (rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/") if scan.files
+             else rel(ds_dir / "features" / "<method>", ds_dir))
     origin = np.repeat(np.arange(len(rows), dtype=np.int32), rows)
     return Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in scan.files], where)
 

@@ -192,9 +192,9 @@ class Probe:
             eps, feat = _clip_noise(len(y), (L, L), p, g)
             f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * feat[m] for m in range(2)]
             self.parts.append((torch.cat(eps, 1) / L**0.5, torch.cat(f, 1)))
-        pos = {int(c): i for i, c in enumerate(roles.seen)}
-        onehot = torch.zeros(len(roles.seen), len(self.ys[0]))
-        onehot[torch.tensor([pos[int(c)] for c in self.ys[0]]), torch.arange(len(self.ys[0]))] = 1.0
+        rows = torch.repeat_interleave(torch.arange(len(roles.seen)), roles.train_counts)  # training clip -> its class
+        onehot = torch.zeros(len(roles.seen), len(rows))
+        onehot[rows, torch.arange(len(rows))] = 1.0
         avg = onehot / onehot.sum(1, keepdim=True)
         self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
 
@@ -248,8 +248,7 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
     """Solve and set ``gen``'s latent ``noise`` and ``residual`` for trained-classifier targets (default: ``dataset``'s
     published ones; ``probe=True`` takes them as the probes' own, to measure :data:`TRANSFER`); a probe target out
     of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
-    seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
-    zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
+    seen, zsl = (published if acc is None else acc for published, acc in zip(PUBLISHED[dataset], (seen_acc, zsl_acc)))
     for name, v in (("--seen-acc", seen), ("--zsl-acc", zsl)):
         if not 0 < v < 100:
             raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")

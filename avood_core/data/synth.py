@@ -57,22 +57,16 @@ class SynthReport:
 
 
 def _write_class_split(root: Path, plan: TreePlan) -> None:
-    info = plan.info
-    for rel_path, src in plan.copy_from.items():
-        (root / rel_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, root / rel_path)
-    cs = root / "class-split"
-    cs.mkdir(parents=True, exist_ok=True)
-    if "class-split/all_class.txt" not in plan.copy_from:
-        (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
-    if f"class-split/{info.w2v_csv}" not in plan.copy_from:
-        _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    cs, info = root / "class-split", plan.info
     for split in SPLITS.values():
-        (cs / split).mkdir(exist_ok=True)
+        (cs / split).mkdir(parents=True, exist_ok=True)
         for stage in STAGES:
-            if f"class-split/{split}/{stage}.txt" not in plan.copy_from:
-                (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
+            (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
             _write_csv(cs / split / f"{stage}.csv", info.csv_columns, plan.rows[split][stage])
+    (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
+    _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    for rel_path, src in plan.copy_from.items():  # the real split's own files, byte for byte
+        shutil.copyfile(src, root / rel_path)
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
