@@ -11,8 +11,7 @@ import torch
 
 from avood_core.errors import DataError
 from avood_core.data import latent
-from avood_core.data.latent import TransferCurve, probe_targets, ridge_text_map
-from avood_core.data.embedded import make_ucf_task, ucf_classes
+from avood_core.data.latent import TransferCurve, make_ucf_task, probe_targets, ridge_text_map, ucf_classes
 from avood_core.eval.metrics import mean_class_accuracy
 from avood_core.protocols import FitContext
 from avood_core.registry import get_registry

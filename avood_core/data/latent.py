@@ -3,18 +3,25 @@
 Class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``; clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√L``;
 features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`calibrate` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
 accuracy) against two probes; :data:`TRANSFER` maps trained targets (paper Table 3) to probe targets.
+:func:`make_ucf_task` is the embedded default task: UCF-GZSL's 51 real classes (42 seen, 9 unseen) and
+word2vec vectors (``ucf_w2v.npz``, AVCA-GZSL benchmark, MIT licence, see NOTICE) with 512-d features.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from avood_core.errors import DataError
-from avood_core.data.synthetic import unit
+from avood_core.data.synthetic import SyntheticSpec, split_counts, unit
+from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
 PUBLISHED: dict[str, tuple[float, float]] = {
     "ucf": (96.12, 28.21),
@@ -31,12 +38,8 @@ TRANSFER: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {
     ("vggsound", "zsl"): ((13.0, 7.94), (22.0, 10.81)),
     ("vggsound", "seen"): ((70.0, 58.25), (72.0, 61.06), (74.0, 62.28)),
 }
-"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at the preset's full epochs), percent.
-
-Measured with ``benchmarks/calibrate_synth.py --profile paper --probe-zsl Z [--probe-seen S]`` on the
-``avood data synth`` tree (seed 0, scale 1, real splits and word2vec); the runs, each pair's
-setting and the probes' ceilings are in docs/reproducing.md.
-"""
+"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at the preset's full epochs), percent:
+``benchmarks/calibrate_synth.py`` runs listed in docs/reproducing.md ("Calibration of the synthetic data")."""
 
 
 def _isotonic(values: list[float]) -> list[float]:
@@ -261,3 +264,46 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
     gen.params = replace(gen.params, noise=sigma, residual=rho)
     return Calibration(gen.params, seen, zsl, probes.seen_acc(sigma, rho), probes.zsl_acc(sigma, rho), (p_seen, p_zsl),
                        tuple(mapped))
+
+
+@lru_cache(maxsize=1)
+def ucf_classes() -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(class names, word2vec names, 51 x 300 unit word2vec vectors, unseen mask), by name."""
+    with resources.files("avood_core.data").joinpath("ucf_w2v.npz").open("rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        return [str(n) for n in z["names"]], [str(n) for n in z["w2v_names"]], z["vectors"].copy(), z["unseen"].copy()
+
+
+def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = None, zsl_acc: float | None = None,
+                  val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
+    """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
+    thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
+    with torch_threads(1):
+        names, _, vectors, unseen_mask = ucf_classes()
+        text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
+        seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
+        unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
+        g = torch.Generator().manual_seed(seed)
+        spec = SyntheticSpec(len(seen), len(unseen)).scaled(scale)  # UCF-GZSL's clip counts
+        counts = [split_counts(n, len(c), g) for n, c in zip(
+            (spec.train_samples, spec.test_seen_samples, spec.test_unseen_samples), (seen, seen, unseen))]
+        roles = ClassRoles(seen, unseen, *counts)
+        gen = LatentGenerator(text, (512, 512), params or LatentParams(), seed, [name_key(seed, n) for n in names])
+        cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
+
+        def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
+            labels = torch.repeat_interleave(classes, n)
+            audio, video = gen.sample(labels, g)
+            return AVSamples(audio, video, labels)
+
+        train_all = clips(seen, counts[0])
+        test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))
+        held = torch.rand(len(train_all), generator=g) < val_fraction
+        return AVGZSLTask(
+            train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text,
+            seen_classes=seen, unseen_classes=unseen, class_names=list(names), name=f"synthetic-ucf-seed{seed}",
+            meta={"source": "synthetic", "seed": seed, "generator": "latent_synth", "seen_acc_target": cal.seen_target,
+                  "zsl_acc_target": cal.zsl_target, "probe_targets": [round(t, 2) for t in cal.probe_targets],
+                  "seen_probe": round(cal.seen_probe, 2), "zsl_probe": round(cal.zsl_probe, 2), "noise": cal.params.noise,
+                  "residual": cal.params.residual, "latent_dim": cal.params.latent_dim, "scale": scale},
+        )

@@ -135,9 +135,7 @@ def _select(rows: Rows, keep: list[int], required: dict[int, str], nonfinite: st
                         f"re-extract them or load with nonfinite='skip'")
     mask &= finite
     idx = np.flatnonzero(mask)
-    labels = rows.labels[idx]
-    if len(labels) and np.any(np.diff(labels) < 0):
-        idx = idx[np.argsort(labels, kind="stable")]
+    idx = idx[np.argsort(rows.labels[idx], kind="stable")]
     out = rows if len(idx) == len(rows.labels) and np.array_equal(idx, np.arange(len(idx))) else rows.take(idx)
     present = set(np.unique(out.labels).tolist())
     for cid, listed_in in required.items():
