@@ -281,8 +281,7 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
     with torch_threads(1):
         names, _, vectors, unseen_mask = ucf_classes()
         text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
-        seen = torch.nonzero(torch.from_numpy(~unseen_mask)).flatten()
-        unseen = torch.nonzero(torch.from_numpy(unseen_mask)).flatten()
+        seen, unseen = (torch.nonzero(torch.from_numpy(mask)).flatten() for mask in (~unseen_mask, unseen_mask))
         g = torch.Generator().manual_seed(seed)
         spec = SyntheticSpec(len(seen), len(unseen)).scaled(scale)  # UCF-GZSL's clip counts
         counts = [split_counts(n, len(c), g) for n, c in zip(
@@ -293,8 +292,7 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
 
         def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
             labels = torch.repeat_interleave(classes, n)
-            audio, video = gen.sample(labels, g)
-            return AVSamples(audio, video, labels)
+            return AVSamples(*gen.sample(labels, g), labels)
 
         train_all = clips(seen, counts[0])
         test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))

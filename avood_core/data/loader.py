@@ -151,11 +151,10 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     if source == "h5":
         path = feat_dir / "text" / cs.info.w2v_file
         vectors, names = read_w2v(path, cs.ds_dir), read_w2v_names(cs.ds_dir, cs.info)
-        data, targets = sorted_rows(vectors, names, cs.class_names)
+        data, _ = sorted_rows(vectors, names, cs.class_names)
         keys = [names.get(c.lower()) for c in cs.class_names]
-        found = [c for c, key in enumerate(keys) if key in vectors]
-        rows = np.array([vectors[keys[c]] for c in found], dtype=np.float32).reshape(len(found), data.shape[1])
-        by_name, have = placed(rows, np.array(found, dtype=np.int64), n)
+        have = np.array([key in vectors for key in keys])
+        by_name = np.stack([vectors.get(key, np.zeros(data.shape[1], np.float32)) for key in keys])
         shown = rel(path, cs.ds_dir)
     else:
         data, targets, shown = pkl_text
