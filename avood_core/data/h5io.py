@@ -22,7 +22,6 @@ class ClassFile:
     """One class's pair of h5 files in a stage folder (metadata only)."""
 
     class_id: int
-    name: str
     paths: dict[str, Path]
     rows: int
     dims: dict[str, int]
@@ -180,7 +179,7 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
             scan.problems.append(f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows "
                                  f"or other video_urls); re-download both files of class '{name}'")
             continue
-        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua,
+        scan.files.append(ClassFile(cid, paths, na, {"audio": da, "video": dv}, ua,
                                     cid in listed_set, {"audio": xa, "video": xv} if read_data else None))
     dims = scan.dims or ()
     for f in scan.files:

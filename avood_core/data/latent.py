@@ -49,36 +49,25 @@ def _isotonic(values: list[float]) -> list[float]:
     return [max(min(sum(values[j:k + 1]) / (k + 1 - j) for k in range(i, n)) for j in range(i + 1)) for i in range(n)]
 
 
-@dataclass(frozen=True)
-class TransferCurve:
-    """Trained accuracy as a rising piecewise-linear function of the probe target: the measured pairs made
-    non-decreasing by isotonic regression (trained accuracies are noisy), interpolated, end segments extended."""
-
-    probes: tuple[float, ...]
-    trained: tuple[float, ...]
-
-    @classmethod
-    def fit(cls, pairs: tuple[tuple[float, float], ...]) -> "TransferCurve":
-        if len(pairs) < 2:
-            raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
-        ordered = sorted(pairs)
-        return cls(tuple(p for p, _ in ordered), tuple(_isotonic([t for _, t in ordered])))
-
-    def probe_for(self, trained: float) -> float:
-        """The probe target whose trained accuracy the curve gives as ``trained``."""
-        x, y = self.probes, self.trained
-        if y[-1] <= y[0]:
-            raise ValueError("the measured transfer curve does not rise with the probe; remeasure it")
-        # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
-        segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
-        i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
-        return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
+def transfer_probe(pairs: tuple[tuple[float, float], ...], trained: float) -> float:
+    """The probe target whose trained accuracy is ``trained`` on the curve through the measured (probe, trained)
+    ``pairs``: made non-decreasing by isotonic regression (trained accuracies are noisy), interpolated, end
+    segments extended."""
+    if len(pairs) < 2:
+        raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
+    x, y = [p for p, _ in sorted(pairs)], _isotonic([t for _, t in sorted(pairs)])
+    if y[-1] <= y[0]:
+        raise ValueError("the measured transfer curve does not rise with the probe; remeasure it")
+    # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
+    segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
+    i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
+    return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
 
 
 def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float, float, list[str]]:
     """Probe targets for trained-classifier targets (percent), and which knobs had a measured curve."""
     mapped = [knob for knob in ("seen", "zsl") if len(TRANSFER.get((dataset, knob), ())) >= 2]
-    seen, zsl = (min(99.0, max(1.0, TransferCurve.fit(TRANSFER[dataset, knob]).probe_for(target))) if knob in mapped
+    seen, zsl = (min(99.0, max(1.0, transfer_probe(TRANSFER[dataset, knob], target))) if knob in mapped
                  else target for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)))
     return seen, zsl, mapped
 
@@ -243,7 +232,7 @@ class Calibration:
     seen_probe: float
     zsl_probe: float
     probe_targets: tuple[float, float] = (0.0, 0.0)
-    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferCurve
+    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured transfer curve
 
 
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,

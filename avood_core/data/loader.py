@@ -236,7 +236,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
         ):
             rows, n_drop, n_skip = _select(parts[cache], keep, required, nonfinite, cs.class_names)
             key = f"stage{stage}.{purpose}"
-            splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
+            splits[purpose] = AVSamples(*(torch.from_numpy(getattr(rows, k)) for k in ("audio", "video", "labels")))
             urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
         with torch_threads(1):  # the task's validation scans every feature
             tasks[stage] = AVGZSLTask(train=splits["train"], test=splits["test"], text=torch.tensor(text),
