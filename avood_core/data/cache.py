@@ -130,16 +130,15 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
             version = fmt.read_magic(fh)
             read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read_header(fh)
-            if dtype.kind != "O" or shape != ():
-                raise DataError(f"'{shown}' holds a {dtype} array of shape {shape}, not a pickled dict; re-download it")
-            obj = _RestrictedUnpickler(fh, encoding="latin1").load()
-    except DataError:
-        raise
+            pickled = dtype.kind == "O" and shape == ()
+            obj = _RestrictedUnpickler(fh, encoding="latin1").load() if pickled else None
     except OSError as exc:
         fix = "fix its permissions (chmod) or the link, or re-download it"
         raise DataError(os_error_line(exc, fix, shown)) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
+    if not pickled:
+        raise DataError(f"'{shown}' holds a {dtype} array of shape {shape}, not a pickled dict; re-download it")
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if not isinstance(value, dict) or not value:
         raise DataError(f"'{shown}' does not hold a non-empty dict of word vectors; re-download it")
