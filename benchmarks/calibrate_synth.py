@@ -45,7 +45,7 @@ def stage2_task(dataset: str, scale: float, seed: int, splits: Path | None, work
                 probes: tuple[float | None, float | None] = (None, None)):
     """The reported task, the probes' (targets, reached) and the generator's note for one preset."""
     if dataset == "embedded":
-        from avood_core.data.embedded import make_ucf_task
+        from avood_core.data.latent import make_ucf_task
 
         if probes != (None, None):
             raise SystemExit("--probe-seen / --probe-zsl apply to the dataset trees, not to the embedded task")

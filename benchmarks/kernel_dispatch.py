@@ -29,7 +29,7 @@ def child(precision: str, steps: int, threads: int) -> None:
     """Fit the unseen classifier for ``steps`` steps between two marker lines."""
     import torch
 
-    from avood_core.data.embedded import make_ucf_task
+    from avood_core.data.latent import make_ucf_task
     from avood_core.protocols import FitContext
     from avood_core.registry import get_registry
 

@@ -1,6 +1,6 @@
 """What the embedded task's latent model makes easy: text transfer, modality agreement, clip noise.
 
-Builds the embedded task (``avood_core.data.embedded.make_ucf_task``; optional latent parameters
+Builds the embedded task (``avood_core.data.latent.make_ucf_task``; optional latent parameters
 of ``avood_core.data.latent.LatentParams``, the two calibrated ones re-solved as usual) and
 measures, on its features:
 
@@ -38,9 +38,8 @@ import time
 
 import torch
 
-from avood_core.data import embedded, latent
-from avood_core.data.embedded import make_ucf_task
-from avood_core.data.latent import LatentParams, nearest_mean, per_class_accuracy, ridge_text_map
+from avood_core.data import latent
+from avood_core.data.latent import LatentParams, make_ucf_task, nearest_mean, per_class_accuracy, ridge_text_map
 from avood_core.data.synthetic import unit
 
 
@@ -56,7 +55,7 @@ def use_modality_residual(kappa: float) -> None:
         def modality_means(self, means: torch.Tensor) -> list[torch.Tensor]:
             return [unit((1 - kappa) ** 0.5 * means + kappa**0.5 * r) for r in self.own]
 
-    embedded.LatentGenerator = Generator
+    latent.LatentGenerator = Generator
 
 
 def class_means(x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

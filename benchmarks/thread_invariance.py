@@ -122,7 +122,7 @@ def op_results(threads: int, rows: int) -> dict[str, Tensor]:
 @functools.lru_cache(maxsize=1)
 def _task():
     """The embedded UCF-like task every fit trains on (built once)."""
-    from avood_core.data.embedded import make_ucf_task
+    from avood_core.data.latent import make_ucf_task
 
     return make_ucf_task(0, 0.2)
 

@@ -11,8 +11,7 @@ import torch
 
 from avood_core.errors import DataError
 from avood_core.data import latent
-from avood_core.data.latent import TransferCurve, probe_targets, ridge_text_map
-from avood_core.data.embedded import make_ucf_task, ucf_classes
+from avood_core.data.latent import make_ucf_task, probe_targets, ridge_text_map, transfer_probe, ucf_classes
 from avood_core.eval.metrics import mean_class_accuracy
 from avood_core.protocols import FitContext
 from avood_core.registry import get_registry
@@ -89,18 +88,18 @@ def test_targets_default_to_the_published_ones_and_the_probes_hit_their_targets(
 
 
 def test_transfer_curve_interpolates_the_measured_pairs_and_inverts():
-    curve = TransferCurve.fit(((40.0, 22.0), (28.0, 18.0), (52.0, 25.0)))  # any order
-    assert curve.probes == (28.0, 40.0, 52.0)
-    assert curve.probe_for(18.0) == pytest.approx(28.0) and curve.probe_for(24.0) == pytest.approx(40.0 + 12.0 * 2 / 3)
-    assert curve.probe_for(28.0) == pytest.approx(52.0 + 3.0 * 12.0 / 3.0)  # past the last pair: the last segment extended
-    assert curve.probe_for(16.0) == pytest.approx(28.0 - 2.0 * 3.0)  # before the first: the first segment extended
-    noisy = TransferCurve.fit(((20.0, 10.0), (30.0, 14.0), (40.0, 13.0), (50.0, 20.0)))  # 14 then 13: seed noise
-    assert noisy.trained == (10.0, 13.5, 13.5, 20.0)  # pooled into a non-decreasing curve
-    assert noisy.probe_for(16.75) == pytest.approx(45.0)
+    pairs = ((40.0, 22.0), (28.0, 18.0), (52.0, 25.0))  # any order
+    assert transfer_probe(pairs, 18.0) == pytest.approx(28.0)
+    assert transfer_probe(pairs, 24.0) == pytest.approx(40.0 + 12.0 * 2 / 3)
+    assert transfer_probe(pairs, 28.0) == pytest.approx(52.0 + 3.0 * 12.0 / 3.0)  # past the last pair: extended
+    assert transfer_probe(pairs, 16.0) == pytest.approx(28.0 - 2.0 * 3.0)  # before the first: the first segment extended
+    noisy = ((20.0, 10.0), (30.0, 14.0), (40.0, 13.0), (50.0, 20.0))  # 14 then 13: seed noise
+    assert latent._isotonic([t for _, t in noisy]) == [10.0, 13.5, 13.5, 20.0]  # pooled into a non-decreasing curve
+    assert transfer_probe(noisy, 16.75) == pytest.approx(45.0)
     with pytest.raises(ValueError, match="two or more"):
-        TransferCurve.fit(((20.0, 14.0),))
+        transfer_probe(((20.0, 14.0),), 10.0)
     with pytest.raises(ValueError, match="does not rise"):
-        TransferCurve.fit(((20.0, 20.0), (40.0, 15.0))).probe_for(28.0)
+        transfer_probe(((20.0, 20.0), (40.0, 15.0)), 28.0)
 
 
 def test_probe_targets_use_a_measured_line_only_where_there_is_one(monkeypatch):

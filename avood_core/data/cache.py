@@ -28,12 +28,6 @@ except ImportError:
     from numpy.core import multiarray as _multiarray, numeric as _numeric
 
 
-def _numpy_safe_globals() -> list:
-    """The numpy globals a torch.save'd cache of string/float arrays needs, and nothing else."""
-    dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
-    return [np.ndarray, np.dtype, _multiarray._reconstruct, *dtypes]
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles only tensors, dicts and numpy arrays; refuses every other global."""
 
@@ -71,7 +65,9 @@ def read_cache(path: Path, shown: str | None = None) -> dict:
         raise DataError(os_error_line(exc, fix, shown)) from None
     try:
         if zipfile.is_zipfile(path):
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
+            # the numpy globals a torch.save'd cache of string/float arrays needs, and nothing else
+            dtypes = [type(np.dtype(dt)) for dt in ("S1", "U1", "O", "f4", "f8", "i8")]
+            with torch.serialization.safe_globals([np.ndarray, np.dtype, _multiarray._reconstruct, *dtypes]):
                 obj = torch.load(path, weights_only=True, map_location="cpu")
         else:
             with path.open("rb") as fh:
@@ -123,11 +119,6 @@ def _check_layout(obj, shown: str) -> None:
         raise DataError(f"'{shown}': audio and video rows differ (targets or urls); delete it and rebuild it")
 
 
-def write_cache(path: Path, cache: dict) -> None:
-    """Write a cache with ``torch.save`` (plain tensors, numpy string arrays and dicts only)."""
-    torch.save(cache, path)
-
-
 def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
     """The ``{manual name: vector}`` dict of a word-embedding .npy file, read safely (module docstring)."""
     shown = rel(path, ds_dir)
@@ -139,16 +130,15 @@ def read_w2v(path: Path, ds_dir: Path) -> dict[str, np.ndarray]:
             version = fmt.read_magic(fh)
             read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, _, dtype = read_header(fh)
-            if dtype.kind != "O" or shape != ():
-                raise DataError(f"'{shown}' holds a {dtype} array of shape {shape}, not a pickled dict; re-download it")
-            obj = _RestrictedUnpickler(fh, encoding="latin1").load()
-    except DataError:
-        raise
+            pickled = dtype.kind == "O" and shape == ()
+            obj = _RestrictedUnpickler(fh, encoding="latin1").load() if pickled else None
     except OSError as exc:
         fix = "fix its permissions (chmod) or the link, or re-download it"
         raise DataError(os_error_line(exc, fix, shown)) from None
     except Exception as exc:  # a malformed or hostile file: one line, no traceback
         raise DataError(f"'{shown}' cannot be read safely ({type(exc).__name__}: {exc}); re-download it") from None
+    if not pickled:
+        raise DataError(f"'{shown}' holds a {dtype} array of shape {shape}, not a pickled dict; re-download it")
     value = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if not isinstance(value, dict) or not value:
         raise DataError(f"'{shown}' does not hold a non-empty dict of word vectors; re-download it")

@@ -158,8 +158,7 @@ def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: 
     found = [f for f in scan.files if f.listed]
     row.h5_classes = f"{len(found)}/{len(listed)}"
     row.samples = sum(f.rows for f in found)
-    if scan.dims:
-        row.audio_dim, row.video_dim = scan.dims
+    row.audio_dim, row.video_dim = scan.dims or (None, None)
     for f in found if csv_counts is not None else []:
         want = csv_counts.get(names[f.class_id].lower(), 0)
         if want != f.rows:
@@ -168,7 +167,8 @@ def _check_stage(ds_dir: Path, split: str, stage: str, names: list[str], index: 
     return row, scan, _deep(scan, row, ds_dir) if deep else {}
 
 
-def _check_union(section: Section, scans: dict[str, StageScan], names: list[str], ds_dir: Path) -> None:
+def _check_union(section: Section, scans: dict[str, StageScan | None], names: list[str]) -> None:
+    """stage_2_train's clips per class must be those of the three stage-1 folders (true of the download)."""
     if any(scans.get(s) is None for s in ("stage_2_train", *CACHE_STAGES["train_val"])):
         return
     union: dict[int, list[str]] = {}
@@ -257,20 +257,19 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
     except DataError as exc:
         return [Section(info.folder, "-", None, problems=[str(exc)])]
     index = {n.lower(): i for i, n in enumerate(names)}
-    w2v, w2v_problem = {}, None
+    w2v, w2v_problems = {}, []
     try:
         w2v = read_w2v_names(ds_dir, info)
     except DataError as exc:
-        w2v_problem = str(exc)
-    sections = []
-    any_features, splits_found = False, 0
+        w2v_problems = [str(exc)]
+    sections, any_features = [], False
     for key, split in SPLITS.items():
         method = FEATURES[key]
         feat_dir = ds_dir / "features" / method
         has_h5 = (feat_dir / "audio").is_dir() or (feat_dir / "video").is_dir()
         has_cache = (ds_dir / "_features_processed" / method).is_dir()
         any_features |= has_h5 or has_cache
-        section = Section(info.folder, split, method if has_h5 else None, problems=[w2v_problem] if w2v_problem else [])
+        section = Section(info.folder, split, method if has_h5 else None, problems=list(w2v_problems))
         if not (ds_dir / "class-split" / split).is_dir():
             # Optional: a run reads only the split of data.split (main by default; load_benchmark).
             unchecked = f"; features/{method} not checked" if has_h5 or has_cache else ""
@@ -278,7 +277,6 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
                                  f"data.split = '{key}' read it){unchecked}")
             sections.append(section)
             continue
-        splits_found += 1
         vectors = None
         if has_h5:
             try:
@@ -299,14 +297,11 @@ def _check_dataset(ds_dir: Path, info: DatasetInfo, deep: bool) -> list[Section]
             section.consistency.append(f"features/{method}/*/{odd.stage} has audio/video dims "
                                        f"{(odd.audio_dim, odd.video_dim)} but the other stages have {want}; "
                                        f"re-extract that stage folder")
-        if has_h5:
-            _check_union(section, scans, names, ds_dir)
-        if has_cache:
+        _check_union(section, scans, names)
+        if has_h5 or has_cache:
             _check_caches(section, ds_dir, method, split, names, scans, digests)
-        elif has_h5:
-            section.notes.append(f"no caches in _features_processed/{method} (optional: loading from h5 does not need them)")
         sections.append(section)
-    if not splits_found:
+    if not any(s.stages for s in sections):
         sections[0].problems.append(f"'{rel(ds_dir / 'class-split', ds_dir)}' holds neither "
                                     f"{' nor '.join(SPLITS.values())}; restore the class-split folder of the download")
     if not any_features:

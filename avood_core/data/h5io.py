@@ -22,7 +22,6 @@ class ClassFile:
     """One class's pair of h5 files in a stage folder (metadata only)."""
 
     class_id: int
-    name: str
     paths: dict[str, Path]
     rows: int
     dims: dict[str, int]
@@ -69,20 +68,6 @@ class Rows:
         return Rows(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("audio", "video", "labels", "urls")),
                     np.concatenate([p.origin + offset for p, offset in zip(parts, offsets)]),
                     [o for p in parts for o in p.origins], " + ".join(p.where for p in parts))
-
-
-def _h5_files(folder: Path) -> dict[str, Path]:
-    """``lower(stem) -> path`` of the ``*.h5`` files in ``folder`` (one directory listing)."""
-    found: dict[str, Path] = {}
-    with os.scandir(folder) as it:
-        for entry in it:
-            try:
-                keep = entry.name.endswith(".h5") and entry.is_file()
-            except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
-                keep = True
-            if keep:
-                found[entry.name[:-3].lower()] = Path(entry.path)
-    return found
 
 
 def _read_urls(ds) -> np.ndarray:
@@ -151,14 +136,21 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
     classes' files are read too (``listed=False``; the reference's caches hold them), unknown ones named."""
     scan = StageScan(stage)
     folders = {m: feat_dir / m / stage for m in MODALITIES}
-    indexes: dict[str, dict[str, Path]] = {}
+    indexes: dict[str, dict[str, Path]] = {m: {} for m in MODALITIES}  # lower(stem) -> path of the *.h5 files
     for m, folder in folders.items():
         try:  # a folder that cannot be looked at counts as present, so listing it reports why
             if not folder.is_dir():
                 scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with "
                                      f"source='pkl'")
                 return scan
-            indexes[m] = _h5_files(folder)
+            with os.scandir(folder) as it:
+                for entry in (e for e in it if e.name.endswith(".h5")):
+                    try:
+                        if not entry.is_file():
+                            continue
+                    except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
+                        pass
+                    indexes[m][entry.name[:-3].lower()] = Path(entry.path)
         except OSError as exc:
             fix = "fix its permissions (chmod) or re-download it"
             scan.problems.append(os_error_line(exc, fix, rel(folder, ds_dir)))
@@ -187,7 +179,7 @@ def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[
             scan.problems.append(f"'{rel(paths['video'], ds_dir)}' does not match its audio file ({nv} vs {na} rows "
                                  f"or other video_urls); re-download both files of class '{name}'")
             continue
-        scan.files.append(ClassFile(cid, paths["audio"].stem, paths, na, {"audio": da, "video": dv}, ua,
+        scan.files.append(ClassFile(cid, paths, na, {"audio": da, "video": dv}, ua,
                                     cid in listed_set, {"audio": xa, "video": xv} if read_data else None))
     dims = scan.dims or ()
     for f in scan.files:
@@ -208,9 +200,8 @@ def read_stage(scan: StageScan, ds_dir: Path) -> Rows:
     rows = [f.rows for f in scan.files]
     labels = np.repeat(np.array([f.class_id for f in scan.files], dtype=np.int64), rows)
     urls = np.concatenate([f.urls for f in scan.files]) if scan.files else np.empty(0, dtype=str)
-    where = rel(ds_dir / "features" / "<method>", ds_dir)
-    if scan.files:
-        where = rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/")
+    where = (rel(scan.files[0].paths["audio"].parent, ds_dir).replace("/audio/", "/{audio,video}/") if scan.files
+             else rel(ds_dir / "features" / "<method>", ds_dir))
     origin = np.repeat(np.arange(len(rows), dtype=np.int32), rows)
     return Rows(audio, video, labels, urls, origin, [rel(f.paths["audio"], ds_dir) for f in scan.files], where)
 

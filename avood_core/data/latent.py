@@ -3,18 +3,25 @@
 Class mean ``μ_c = unit(√(1-ρ)·unit((t_c - t̄) A) + √ρ·r_c)``; clip latent ``z_m = μ_c + σ·(√½·ε + √½·k_m·ε_m)/√L``;
 features ``x_m = s·z_m Q_m + ν·η + b_m``. :func:`calibrate` bisects ``σ`` (seen accuracy) and ``ρ`` (ZSL
 accuracy) against two probes; :data:`TRANSFER` maps trained targets (paper Table 3) to probe targets.
+:func:`make_ucf_task` is the embedded default task: UCF-GZSL's 51 real classes (42 seen, 9 unseen) and
+word2vec vectors (``ucf_w2v.npz``, AVCA-GZSL benchmark, MIT licence, see NOTICE) with 512-d features.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from avood_core.errors import DataError
-from avood_core.data.synthetic import unit
+from avood_core.data.synthetic import SyntheticSpec, split_counts, unit
+from avood_core.task import AVGZSLTask, AVSamples
+from avood_core.util.threads import torch_threads
 
 PUBLISHED: dict[str, tuple[float, float]] = {
     "ucf": (96.12, 28.21),
@@ -31,12 +38,8 @@ TRANSFER: dict[tuple[str, str], tuple[tuple[float, float], ...]] = {
     ("vggsound", "zsl"): ((13.0, 7.94), (22.0, 10.81)),
     ("vggsound", "seen"): ((70.0, 58.25), (72.0, 61.06), (74.0, 62.28)),
 }
-"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at the preset's full epochs), percent.
-
-Measured with ``benchmarks/calibrate_synth.py --profile paper --probe-zsl Z [--probe-seen S]`` on the
-``avood data synth`` tree (seed 0, scale 1, real splits and word2vec); the runs, each pair's
-setting and the probes' ceilings are in docs/reproducing.md.
-"""
+"""(dataset, "seen" | "zsl") -> measured (probe target, trained accuracy at the preset's full epochs), percent:
+``benchmarks/calibrate_synth.py`` runs listed in docs/reproducing.md ("Calibration of the synthetic data")."""
 
 
 def _isotonic(values: list[float]) -> list[float]:
@@ -46,36 +49,25 @@ def _isotonic(values: list[float]) -> list[float]:
     return [max(min(sum(values[j:k + 1]) / (k + 1 - j) for k in range(i, n)) for j in range(i + 1)) for i in range(n)]
 
 
-@dataclass(frozen=True)
-class TransferCurve:
-    """Trained accuracy as a rising piecewise-linear function of the probe target: the measured pairs made
-    non-decreasing by isotonic regression (trained accuracies are noisy), interpolated, end segments extended."""
-
-    probes: tuple[float, ...]
-    trained: tuple[float, ...]
-
-    @classmethod
-    def fit(cls, pairs: tuple[tuple[float, float], ...]) -> "TransferCurve":
-        if len(pairs) < 2:
-            raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
-        ordered = sorted(pairs)
-        return cls(tuple(p for p, _ in ordered), tuple(_isotonic([t for _, t in ordered])))
-
-    def probe_for(self, trained: float) -> float:
-        """The probe target whose trained accuracy the curve gives as ``trained``."""
-        x, y = self.probes, self.trained
-        if y[-1] <= y[0]:
-            raise ValueError("the measured transfer curve does not rise with the probe; remeasure it")
-        # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
-        segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
-        i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
-        return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
+def transfer_probe(pairs: tuple[tuple[float, float], ...], trained: float) -> float:
+    """The probe target whose trained accuracy is ``trained`` on the curve through the measured (probe, trained)
+    ``pairs``: made non-decreasing by isotonic regression (trained accuracies are noisy), interpolated, end
+    segments extended."""
+    if len(pairs) < 2:
+        raise ValueError("a transfer curve needs two or more (probe, trained) pairs")
+    x, y = [p for p, _ in sorted(pairs)], _isotonic([t for _, t in sorted(pairs)])
+    if y[-1] <= y[0]:
+        raise ValueError("the measured transfer curve does not rise with the probe; remeasure it")
+    # the segment to interpolate on (or extend): skip flat segments, they cannot be inverted
+    segs = [(i, i + 1) for i in range(len(x) - 1) if y[i + 1] > y[i]]
+    i, j = next(((a, b) for a, b in segs if trained <= y[b]), segs[-1])
+    return x[i] + (trained - y[i]) * (x[j] - x[i]) / (y[j] - y[i])
 
 
 def probe_targets(dataset: str, seen_acc: float, zsl_acc: float) -> tuple[float, float, list[str]]:
     """Probe targets for trained-classifier targets (percent), and which knobs had a measured curve."""
     mapped = [knob for knob in ("seen", "zsl") if len(TRANSFER.get((dataset, knob), ())) >= 2]
-    seen, zsl = (min(99.0, max(1.0, TransferCurve.fit(TRANSFER[dataset, knob]).probe_for(target))) if knob in mapped
+    seen, zsl = (min(99.0, max(1.0, transfer_probe(TRANSFER[dataset, knob], target))) if knob in mapped
                  else target for knob, target in (("seen", seen_acc), ("zsl", zsl_acc)))
     return seen, zsl, mapped
 
@@ -192,9 +184,9 @@ class Probe:
             eps, feat = _clip_noise(len(y), (L, L), p, g)
             f = [p.feature_noise / (p.gain * gen.dims[m] ** 0.5) * feat[m] for m in range(2)]
             self.parts.append((torch.cat(eps, 1) / L**0.5, torch.cat(f, 1)))
-        pos = {int(c): i for i, c in enumerate(roles.seen)}
-        onehot = torch.zeros(len(roles.seen), len(self.ys[0]))
-        onehot[torch.tensor([pos[int(c)] for c in self.ys[0]]), torch.arange(len(self.ys[0]))] = 1.0
+        rows = torch.repeat_interleave(torch.arange(len(roles.seen)), roles.train_counts)  # training clip -> its class
+        onehot = torch.zeros(len(roles.seen), len(rows))
+        onehot[rows, torch.arange(len(rows))] = 1.0
         avg = onehot / onehot.sum(1, keepdim=True)
         self.train_parts = (avg @ self.parts[0][0], avg @ self.parts[0][1])
 
@@ -240,7 +232,7 @@ class Calibration:
     seen_probe: float
     zsl_probe: float
     probe_targets: tuple[float, float] = (0.0, 0.0)
-    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured TransferCurve
+    mapped: tuple[str, ...] = ()  # knobs turned into probe targets by a measured transfer curve
 
 
 def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: str, seen_acc: float | None,
@@ -248,8 +240,7 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
     """Solve and set ``gen``'s latent ``noise`` and ``residual`` for trained-classifier targets (default: ``dataset``'s
     published ones; ``probe=True`` takes them as the probes' own, to measure :data:`TRANSFER`); a probe target out
     of reach clamps the parameter to its range, and :class:`Calibration` holds the accuracies reached."""
-    seen = PUBLISHED[dataset][0] if seen_acc is None else seen_acc
-    zsl = PUBLISHED[dataset][1] if zsl_acc is None else zsl_acc
+    seen, zsl = (published if acc is None else acc for published, acc in zip(PUBLISHED[dataset], (seen_acc, zsl_acc)))
     for name, v in (("--seen-acc", seen), ("--zsl-acc", zsl)):
         if not 0 < v < 100:
             raise DataError(f"{name} must be a percentage between 0 and 100 (exclusive), got {v}")
@@ -262,3 +253,44 @@ def calibrate(gen: LatentGenerator, text: Tensor, roles: ClassRoles, dataset: st
     gen.params = replace(gen.params, noise=sigma, residual=rho)
     return Calibration(gen.params, seen, zsl, probes.seen_acc(sigma, rho), probes.zsl_acc(sigma, rho), (p_seen, p_zsl),
                        tuple(mapped))
+
+
+@lru_cache(maxsize=1)
+def ucf_classes() -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """(class names, word2vec names, 51 x 300 unit word2vec vectors, unseen mask), by name."""
+    with resources.files("avood_core.data").joinpath("ucf_w2v.npz").open("rb") as fh:
+        z = np.load(fh, allow_pickle=False)
+        return [str(n) for n in z["names"]], [str(n) for n in z["w2v_names"]], z["vectors"].copy(), z["unseen"].copy()
+
+
+def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = None, zsl_acc: float | None = None,
+                  val_fraction: float = 0.1, params: LatentParams | None = None) -> AVGZSLTask:
+    """Generate the embedded default task from ``seed`` (same seed and knobs, same task), with one torch
+    thread: a matmul's last bits depend on the thread count, and a reload must rebuild the same features."""
+    with torch_threads(1):
+        names, _, vectors, unseen_mask = ucf_classes()
+        text = torch.from_numpy(vectors).clone()  # a copy: a task may change its text, the cached table stays
+        seen, unseen = (torch.nonzero(torch.from_numpy(mask)).flatten() for mask in (~unseen_mask, unseen_mask))
+        g = torch.Generator().manual_seed(seed)
+        spec = SyntheticSpec(len(seen), len(unseen)).scaled(scale)  # UCF-GZSL's clip counts
+        counts = [split_counts(n, len(c), g) for n, c in zip(
+            (spec.train_samples, spec.test_seen_samples, spec.test_unseen_samples), (seen, seen, unseen))]
+        roles = ClassRoles(seen, unseen, *counts)
+        gen = LatentGenerator(text, (512, 512), params or LatentParams(), seed, [name_key(seed, n) for n in names])
+        cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
+
+        def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:
+            labels = torch.repeat_interleave(classes, n)
+            return AVSamples(*gen.sample(labels, g), labels)
+
+        train_all = clips(seen, counts[0])
+        test = AVSamples.concat(clips(seen, counts[1]), clips(unseen, counts[2]))
+        held = torch.rand(len(train_all), generator=g) < val_fraction
+        return AVGZSLTask(
+            train=train_all.subset(~held), val=train_all.subset(held), test=test, text=text,
+            seen_classes=seen, unseen_classes=unseen, class_names=list(names), name=f"synthetic-ucf-seed{seed}",
+            meta={"source": "synthetic", "seed": seed, "generator": "latent_synth", "seen_acc_target": cal.seen_target,
+                  "zsl_acc_target": cal.zsl_target, "probe_targets": [round(t, 2) for t in cal.probe_targets],
+                  "seen_probe": round(cal.seen_probe, 2), "zsl_probe": round(cal.zsl_probe, 2), "noise": cal.params.noise,
+                  "residual": cal.params.residual, "latent_dim": cal.params.latent_dim, "scale": scale},
+        )

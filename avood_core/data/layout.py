@@ -86,19 +86,13 @@ def dataset_info(name: str) -> DatasetInfo:
     raise DataError(f"unknown dataset '{name}'; use one of {', '.join(DATASETS)}")
 
 
-def _folder(value: str, table: dict[str, str], what: str) -> str:
+def folder_name(value: str, what: str) -> str:
+    """The folder of ``what`` ("features" or "split") ``value``: ``main``, ``cls`` or the folder's own name."""
+    table = FEATURES if what == "features" else SPLITS
     key = str(value).strip().lower().removesuffix(f"_{what}")
     if key not in table:
         raise DataError(f"unknown {what} '{value}'; use main or cls")
     return table[key]
-
-
-def features_dir_name(features: str) -> str:
-    return _folder(features, FEATURES, "features")
-
-
-def split_dir_name(split: str) -> str:
-    return _folder(split, SPLITS, "split")
 
 
 def resolve_dataset_dir(root: str | Path, info: DatasetInfo) -> Path:

@@ -17,8 +17,8 @@ from avood_core.data.cache import placed, read_cache, read_w2v, sorted_rows
 from avood_core.data.check import cache_disagreement
 from avood_core.data.h5io import Rows, read_stage, scan_stage
 from avood_core.data.layout import (
-    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, features_dir_name, read_class_split, read_w2v_names,
-    os_error_line, rel, resolve_dataset_dir, split_dir_name,
+    CACHE_STAGES, CACHED_STAGES, ClassSplit, dataset_info, folder_name, os_error_line, read_class_split, read_w2v_names,
+    rel, resolve_dataset_dir,
 )
 from avood_core.errors import DataError
 from avood_core.task import AVGZSLTask, AVSamples
@@ -65,13 +65,11 @@ def read_h5(cs: ClassSplit, feat_dir: Path) -> tuple[dict[str, Rows], dict]:
     if problems:
         more = f" ({len(problems) - 1} more problem(s): run `avood data check`)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
-    dims = {s: scans[s].dims for s in CACHED_STAGES if scans[s].dims is not None}
-    ref_stage = next(iter(dims), None)
-    for s in dims:
-        if dims[s] != dims[ref_stage]:
-            f = scans[s].files[0]
-            raise DataError(f"'{rel(f.paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {dims[s]} but "
-                            f"{ref_stage} has {dims[ref_stage]}; re-extract the odd stage folder")
+    ref, *others = [scans[s] for s in CACHED_STAGES if scans[s].dims is not None] or [None]
+    odd = next((scan for scan in others if scan.dims != ref.dims), None)
+    if odd:
+        raise DataError(f"'{rel(odd.files[0].paths['audio'], cs.ds_dir)}' and its stage have audio/video dims {odd.dims} "
+                        f"but {ref.stage} has {ref.dims}; re-extract the odd stage folder")
     data = {s: read_stage(scans[s], cs.ds_dir) for s in CACHED_STAGES}
     parts = {cache: Rows.concat([data[s] for s in names]) for cache, names in CACHE_STAGES.items()}
     return parts, {"ignored_files": sorted({f"{s}/{u}.h5" for s in CACHED_STAGES for u in scans[s].unknown})}
@@ -137,9 +135,7 @@ def _select(rows: Rows, keep: list[int], required: dict[int, str], nonfinite: st
                         f"re-extract them or load with nonfinite='skip'")
     mask &= finite
     idx = np.flatnonzero(mask)
-    labels = rows.labels[idx]
-    if len(labels) and np.any(np.diff(labels) < 0):
-        idx = idx[np.argsort(labels, kind="stable")]
+    idx = idx[np.argsort(rows.labels[idx], kind="stable")]
     out = rows if len(idx) == len(rows.labels) and np.array_equal(idx, np.arange(len(idx))) else rows.take(idx)
     present = set(np.unique(out.labels).tolist())
     for cid, listed_in in required.items():
@@ -155,11 +151,10 @@ def _text_matrix(cs: ClassSplit, source: str, feat_dir: Path, pkl_text, used: se
     if source == "h5":
         path = feat_dir / "text" / cs.info.w2v_file
         vectors, names = read_w2v(path, cs.ds_dir), read_w2v_names(cs.ds_dir, cs.info)
-        data, targets = sorted_rows(vectors, names, cs.class_names)
+        data, _ = sorted_rows(vectors, names, cs.class_names)
         keys = [names.get(c.lower()) for c in cs.class_names]
-        found = [c for c, key in enumerate(keys) if key in vectors]
-        rows = np.array([vectors[keys[c]] for c in found], dtype=np.float32).reshape(len(found), data.shape[1])
-        by_name, have = placed(rows, np.array(found, dtype=np.int64), n)
+        have = np.array([key in vectors for key in keys])
+        by_name = np.stack([vectors.get(key, np.zeros(data.shape[1], np.float32)) for key in keys])
         shown = rel(path, cs.ds_dir)
     else:
         data, targets, shown = pkl_text
@@ -199,12 +194,11 @@ def load_benchmark(root: str | Path, dataset: str, features: str = "main", split
 
 def _load(root, dataset, features, split, source, nonfinite, compat_positional_text) -> BenchmarkTasks:
     started = time.perf_counter()
-    if source not in ("auto", "h5", "pkl"):
-        raise DataError(f"unknown source '{source}'; use auto, h5 or pkl")
-    if nonfinite not in ("fail", "skip"):
-        raise DataError(f"unknown nonfinite '{nonfinite}'; use fail or skip")
+    for name, value, allowed in (("source", source, ("auto", "h5", "pkl")), ("nonfinite", nonfinite, ("fail", "skip"))):
+        if value not in allowed:
+            raise DataError(f"unknown {name} '{value}'; use {', '.join(allowed[:-1])} or {allowed[-1]}")
     ds = dataset_info(dataset)
-    method, split_name = features_dir_name(features), split_dir_name(split)
+    method, split_name = folder_name(features, "features"), folder_name(split, "split")
     ds_dir = resolve_dataset_dir(root, ds)
     cs = read_class_split(ds_dir, ds, split_name)
     _check_protocol(cs)
@@ -242,7 +236,7 @@ def _load(root, dataset, features, split, source, nonfinite, compat_positional_t
         ):
             rows, n_drop, n_skip = _select(parts[cache], keep, required, nonfinite, cs.class_names)
             key = f"stage{stage}.{purpose}"
-            splits[purpose] = AVSamples(torch.from_numpy(rows.audio), torch.from_numpy(rows.video), torch.from_numpy(rows.labels))
+            splits[purpose] = AVSamples(*(torch.from_numpy(getattr(rows, k)) for k in ("audio", "video", "labels")))
             urls[key], dropped[key], skipped[key] = rows.urls, n_drop, n_skip
         with torch_threads(1):  # the task's validation scans every feature
             tasks[stage] = AVGZSLTask(train=splits["train"], test=splits["test"], text=torch.tensor(text),

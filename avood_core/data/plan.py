@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from avood_core.data.cache import read_w2v
-from avood_core.data.layout import STAGES, SPLITS, DatasetInfo, read_csv_rows, read_lines
+from avood_core.data.layout import CACHE_STAGES, STAGES, SPLITS, DatasetInfo, read_csv_rows, read_lines
 from avood_core.errors import DataError
 
-STAGE1 = ("stage_1_train", "stage_1_val_seen", "stage_1_val_unseen")
 TRAIN_TO_VAL_SEEN = 9
 _YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
@@ -79,7 +78,7 @@ def _first_per_class(rows: list[dict[str, str]], scale: float) -> list[dict[str,
 
 def _union_stage1(rows: dict[str, list[dict[str, str]]]) -> list[dict[str, str]]:
     union: dict[str, dict[str, str]] = {}
-    for r in (r for stage in STAGE1 for r in rows[stage]):
+    for r in (r for stage in CACHE_STAGES["train_val"] for r in rows[stage]):  # the three stage-1 folders
         union.setdefault(r["filename"], r)
     return list(union.values())
 
@@ -135,7 +134,8 @@ _SYL = ["ba", "ko", "ri", "tu", "me", "sa", "lo", "vi", "da", "ne", "pu", "gi", 
 
 def _names(info: DatasetInfo, n: int, rng: random.Random) -> list[tuple[str, str]]:
     """``n`` distinct (original, manual) name pairs in the dataset's style."""
-    out, lowers, manuals = [], set(), set()
+    out: dict[str, tuple[str, str]] = {}  # original.lower() -> (original, manual)
+    manuals: set[str] = set()
     while len(out) < n:
         noun = "".join(rng.choice(_SYL) for _ in range(rng.randint(2, 3)))
         verb = rng.choice(_VERBS)
@@ -152,12 +152,10 @@ def _names(info: DatasetInfo, n: int, rng: random.Random) -> list[tuple[str, str
             extra = "".join(rng.choice(_SYL) for _ in range(2))
             manual = f"{verb.lower()} {noun}" if reorder else f"{noun} {verb.lower()}"
             original = f"{noun} {verb.lower()}" + (f", {extra}" if rng.random() < 0.2 else "")
-        if original.lower() in lowers or manual in manuals:
-            continue
-        lowers.add(original.lower())
-        manuals.add(manual)
-        out.append((original, manual))
-    return out
+        if original.lower() not in out and manual not in manuals:
+            out[original.lower()] = (original, manual)
+            manuals.add(manual)
+    return list(out.values())
 
 
 def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim: int, latent_dim: int, seed: int,
@@ -186,9 +184,8 @@ def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim
     name = [p[0] for p in pairs]
     cats = ["animals", "music", "people", "vehicle", "sports", "nature", "home", "tools"]
     w2v_rows = [{"original": o, "manual": m} for o, m in pairs]
-    if "category" in info.w2v_columns:
-        for r in w2v_rows:
-            r["category"] = rng.choice(cats)
+    for r in w2v_rows if "category" in info.w2v_columns else []:
+        r["category"] = rng.choice(cats)
     make = _RowMaker(info, rng, name, w2v_rows)
     members = {"stage_1_train": train, "stage_1_val_seen": train, "stage_1_val_unseen": val_unseen,
                "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen,

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avood_core.data.cache import sorted_rows, write_cache, write_w2v
+from avood_core.data.cache import sorted_rows, write_w2v
 from avood_core.data.h5io import write_class_h5
-from avood_core.data.layout import FEATURE_DIMS, SPLITS, STAGES, dataset_info, features_dir_name, read_class_split
+from avood_core.data.layout import FEATURE_DIMS, SPLITS, STAGES, dataset_info, folder_name, read_class_split
 from avood_core.data.latent import Calibration, ClassRoles, LatentGenerator, LatentParams, calibrate, name_key
 from avood_core.data.loader import read_h5
 from avood_core.data.plan import TreePlan, plan_from_splits, plan_generated
@@ -57,22 +57,16 @@ class SynthReport:
 
 
 def _write_class_split(root: Path, plan: TreePlan) -> None:
-    info = plan.info
-    for rel_path, src in plan.copy_from.items():
-        (root / rel_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, root / rel_path)
-    cs = root / "class-split"
-    cs.mkdir(parents=True, exist_ok=True)
-    if "class-split/all_class.txt" not in plan.copy_from:
-        (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
-    if f"class-split/{info.w2v_csv}" not in plan.copy_from:
-        _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    cs, info = root / "class-split", plan.info
     for split in SPLITS.values():
-        (cs / split).mkdir(exist_ok=True)
+        (cs / split).mkdir(parents=True, exist_ok=True)
         for stage in STAGES:
-            if f"class-split/{split}/{stage}.txt" not in plan.copy_from:
-                (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
+            (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
             _write_csv(cs / split / f"{stage}.csv", info.csv_columns, plan.rows[split][stage])
+    (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
+    _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    for rel_path, src in plan.copy_from.items():  # the real split's own files, byte for byte
+        shutil.copyfile(src, root / rel_path)
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
@@ -93,7 +87,7 @@ def _write_caches(root: Path, plan: TreePlan, method: str, split: str) -> None:
         entry = {m: {"data": torch.from_numpy(getattr(rows, m)), "target": torch.from_numpy(rows.labels),
                      "url": rows.urls} for m in ("audio", "video")}
         entry["text"] = {"data": torch.from_numpy(text), "target": torch.from_numpy(targets)}
-        write_cache(out / f"{cache}{split}.pkl", entry)
+        torch.save(entry, out / f"{cache}{split}.pkl")
 
 
 def _per_class(plan: TreePlan, split: str) -> tuple[dict[int, dict[str, tuple[str, list[str]]]], ClassRoles]:
@@ -165,7 +159,7 @@ def write_synthetic_tree(out: str | Path, like: str, *, scale: float = 1.0, seed
     """
     started = time.perf_counter()
     info = dataset_info(like)
-    method = features_dir_name(features)
+    method = folder_name(features, "features")
     split = SPLITS[method.removesuffix("_features")]
     if not 0 < scale <= MAX_DATA_SCALE:
         raise DataError(f"--data-scale {scale}: must be above 0 and at most {MAX_DATA_SCALE:g}; pass e.g. --data-scale 0.1")

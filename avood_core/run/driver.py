@@ -19,7 +19,7 @@ from avood_core.run.fitting import FitOptions, apply_selections, build_tasks, fi
 from avood_core.run.files import read_results
 from avood_core.run.folder import OUTPUT_OPTION, new_run_dir, run_label, save_outputs
 from avood_core.util.io import atomic_write, atomic_write_json, atomic_write_text
-from avood_core.util.paths import check_output_dir, contained_tree
+from avood_core.util.paths import check_output_dir, contained
 
 
 @dataclass
@@ -80,7 +80,8 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
             run_dir.mkdir(parents=True, exist_ok=True)
         if run_dir != source:
             held.enter_context(lock(run_dir, "run"))
-        contained_tree(run_dir, WRITES, "the run's files")  # a resumed or forced folder's links stay unfollowed
+        for rel in WRITES:  # a resumed or forced folder's links stay unfollowed
+            contained(run_dir, rel, "the run's files")
         options.on_run_dir(run_dir)
         if source is not None and run_dir != source:
             echo(f"resume: the config differs from '{source}' ({diffs}); --allow-changes: "

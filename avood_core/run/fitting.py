@@ -26,7 +26,7 @@ def build_tasks(config: RunConfig) -> tuple["AVGZSLTask | None", "AVGZSLTask"]:
     split of the protocol; the loader's report in its ``meta["load_info"]``)."""
     data = config.data
     if data.source == "synthetic":
-        from avood_core.data.embedded import make_ucf_task
+        from avood_core.data.latent import make_ucf_task
 
         seed = config.seed if data.task_seed is None else data.task_seed
         return None, make_ucf_task(seed, data.scale, data.seen_acc, data.zsl_acc)

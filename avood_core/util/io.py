@@ -38,12 +38,6 @@ class WriteFailed(AvoodError, OSError):
     def __reduce__(self):  # pickles across worker processes
         return type(self), (self.args[0], self.errno, self.filename)
 
-    @classmethod
-    def of(cls, path: str | os.PathLike, code: int | None, reason: str, what: str | None = None) -> "WriteFailed":
-        """The error for ``path`` (holding ``what``) that failed with ``code`` / ``reason``."""
-        hint = _HINTS.get(code or 0, "check the folder and its file system")
-        return cls(f"cannot write {what + ' ' if what else ''}'{path}' ({reason}); {hint}", code, str(path))
-
 
 def _named_errno(message: str) -> int | None:
     """The errno of :data:`_HINTS` a message names: ``os error 28`` (Rust), ``[Errno 28]`` or the strerror."""
@@ -72,15 +66,18 @@ def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
     exception (torch, safetensors) naming an errno or raised while its file system is full; others pass unchanged."""
     try:
         yield
+        return
     except WriteFailed:
         raise
     except OSError as exc:
-        raise WriteFailed.of(path, exc.errno, exc.strerror or str(exc), what) from None
+        code, reason = exc.errno, exc.strerror or str(exc)
     except Exception as exc:
         code = _named_errno(str(exc)) or (errno.ENOSPC if _full(Path(path).parent) else None)
         if code is None:
             raise
-        raise WriteFailed.of(path, code, os.strerror(code), what) from None
+        reason = os.strerror(code)
+    hint = _HINTS.get(code or 0, "check the folder and its file system")
+    raise WriteFailed(f"cannot write {what + ' ' if what else ''}'{path}' ({reason}); {hint}", code, str(path)) from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:

@@ -59,13 +59,7 @@ def contained(root: str | os.PathLike, rel: str | os.PathLike, what: str) -> Pat
         if path.is_symlink():
             raise AvoodError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); avood writes {what} only "
                              f"inside '{root}': replace the link with a folder, or remove it")
-    real_root = root.resolve()
-    if not path.resolve().is_relative_to(real_root):
+    if not path.resolve().is_relative_to(root.resolve()):
         raise AvoodError(f"'{path}' leads outside '{root}'; avood writes {what} only inside it")
     return path
 
-
-def contained_tree(root: str | os.PathLike, rels: tuple[str, ...], what: str) -> None:
-    """:func:`contained` for each of ``rels`` under ``root`` (those that do not exist yet pass)."""
-    for rel in rels:
-        contained(root, rel, what)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from avood_core.data.cache import read_cache, read_w2v, write_cache
+from avood_core.data.cache import read_cache, read_w2v
 from avood_core.errors import DataError
 
 
@@ -40,7 +40,7 @@ def test_reference_style_plain_pickle_reads(tmp_path):
 
 def test_torch_save_cache_reads(tmp_path):
     ref = _cache()
-    write_cache(tmp_path / "c.pkl", ref)
+    torch.save(ref, tmp_path / "c.pkl")
     got = read_cache(tmp_path / "c.pkl")
     assert torch.equal(got["text"]["data"], ref["text"]["data"])
 
@@ -72,7 +72,7 @@ def test_object_url_arrays_must_hold_strings(tmp_path):
 
 
 def test_wrong_layout_is_refused(tmp_path):
-    write_cache(tmp_path / "c.pkl", {"audio": {"data": torch.randn(3, 2)}})
+    torch.save({"audio": {"data": torch.randn(3, 2)}}, tmp_path / "c.pkl")
     with pytest.raises(DataError, match="not an AVCA feature cache"):
         read_cache(tmp_path / "c.pkl")
 

@@ -97,12 +97,12 @@ def zero_audio_cache(d: Path) -> None:
     """h5 tree removed, the caches kept, the training cache's audio with 0 columns."""
     import torch
 
-    from avood_core.data.cache import read_cache, write_cache
+    from avood_core.data.cache import read_cache
 
     shutil.rmtree(d / FEAT)
     obj = read_cache(d / CACHE)
     obj["audio"]["data"] = torch.zeros(len(obj["audio"]["target"]), 0)
-    write_cache(d / CACHE, obj)
+    torch.save(obj, d / CACHE)
 
 
 def no_splits(d: Path) -> None:
