@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from avood_core.errors import AvoodError, CallbackError, ComponentError, Interrupted, NotFittedError, reraise_interrupt
+from avood_core.protocols import OODDetector, UnseenClassifier
 from avood_core.task import AVSamples
 
 _SHOWN = 5  # ids or keys quoted in a message
@@ -222,8 +223,6 @@ def _call(component: Any, method: str, *args: Any) -> Any:
 
 def fit(component: Any, args: tuple) -> None:
     """``component.fit(*args)`` (the last argument is the FitContext); a gate's threshold is checked after it."""
-    from avood_core.protocols import OODDetector
-
     _call(component, "fit", *args)
     if isinstance(component, OODDetector):
         check_threshold(component)
@@ -241,8 +240,6 @@ def score(detector: Any, samples: AVSamples) -> Tensor:
 
 def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
     """Routing: the detector's own ``is_seen`` when it overrides it, else its ``seen_by_score`` on ``scores``."""
-    from avood_core.protocols import OODDetector
-
     check_threshold(detector)
     by_score = type(detector).is_seen is OODDetector.is_seen
     method = "seen_by_score()" if by_score else "is_seen()"
@@ -259,8 +256,6 @@ def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
 def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
     """Ids among ``candidates``; a classifier keeping the protocol's ``predict`` is read through its
     ``distances`` (checked), the nearest candidate winning."""
-    from avood_core.protocols import UnseenClassifier
-
     if type(unseen).predict is UnseenClassifier.predict:
         d = _call(unseen, "distances", samples, candidates, text)
         d = check_distances(unseen, d, len(samples), len(candidates))

@@ -19,6 +19,7 @@ from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import DataError
 from avood_core.eval import metrics
 from avood_core.pipeline import boundary, folder
+from avood_core.pipeline.store import save_component
 from avood_core.protocols import Component, FitContext, OODDetector, move_components
 from avood_core.stages import STAGES, Stage, kind_of, worker_kinds
 from avood_core.task import AVGZSLTask, AVSamples
@@ -232,8 +233,6 @@ class Pipeline:
 
     def save(self, run_dir: str | Path, providers: dict | None = None, fit_hashes: dict | None = None) -> None:
         """Write every component plus ``pipeline.json`` and ``task.safetensors`` (text, class sets)."""
-        from avood_core.pipeline.store import save_component
-
         for kind, comp in self.components.items():
             save_component(comp, Path(run_dir) / "components" / kind, self.names.get(kind, kind),
                            (providers or {}).get(kind), (fit_hashes or {}).get(kind))

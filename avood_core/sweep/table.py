@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from avood_core.errors import AvoodError
+from avood_core.eval.report import seeds_section
+from avood_core.eval.stats import format_interval
+from avood_core.run.tracking import flat
 from avood_core.util.io import atomic_write_json, atomic_write_text
 
 METRICS = ("S", "U", "HM", "ZSL")
@@ -52,16 +55,12 @@ def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
         return
     unknown = [k for k in metrics if all(metric_value(m, k) is None for m in done)]
     if unknown:
-        from avood_core.run.tracking import flat
-
         known = ", ".join(k for k, v in flat(done[0]).items() if isinstance(v, (int, float)) and not isinstance(v, bool))
         raise AvoodError(f"--metrics: no trial has {', '.join(unknown)}; the metrics of results.json are: {known}")
 
 
 def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> list[dict]:
     """Rows in spec order: per config the aggregate over finished seeds, then its failed trials."""
-    from avood_core.eval.report import seeds_section
-
     rows: list[dict] = []
     labels = list(dict.fromkeys(t.label for t in trials))
     for label in labels:
@@ -85,8 +84,6 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
 
 def _cell(row: dict, key: str) -> str:
     """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n) of ``key``."""
-    from avood_core.eval.stats import format_interval
-
     if row.get("mean", {}).get(key) is None:
         return "–"
     n = row.get("n", len(row["seeds"]))
