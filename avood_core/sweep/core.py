@@ -42,13 +42,6 @@ class SweepResult:
                 f"(log: {self.folder / r['run_dir'] / 'log.txt'})" for r in self.failed]
 
 
-def component_keys(trial: Trial, registry) -> frozenset:
-    """``(kind, fit hash)`` of the components the trial fits first (stage 1 on a benchmark tree)."""
-    cfg = trial.config
-    stage = "stage1" if cfg.data.source == "benchmark" and cfg.data.stage1 else ""
-    return frozenset(fit_hashes(cfg, build_pipeline(cfg, registry), stage).items())
-
-
 def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     """The trial's record when its folder is finished with this hash; else ``None``."""
     try:
@@ -140,7 +133,10 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
             config["device"] = "auto"
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)
         records[t.id] = {**base, "status": "pending"}
-        jobs.append(Job(t.id, run_payload, payload, component_keys(t, registry), f"{t.label}, seed={t.seed}"))
+        # keys: (kind, fit hash) of the components the trial fits first (stage 1 on a benchmark tree)
+        stage = "stage1" if t.config.data.source == "benchmark" and t.config.data.stage1 else ""
+        keys = frozenset(fit_hashes(t.config, build_pipeline(t.config, registry), stage).items())
+        jobs.append(Job(t.id, run_payload, payload, keys, f"{t.label}, seed={t.seed}"))
     meta = {"avood_version": __version__, "spec_hash": digest, "spec": spec.model_dump(mode="json"),
             "engine": {"name": spec.engine, "max_parallel": parallel, "threads_per_trial": threads,
                        "num_gpus": spec.resources.num_gpus, "address": spec.address}}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -121,9 +122,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536) from four 16-bit lanes per int64
     word: a quarter of ``torch.rand``'s draws (about 3x faster). Words span the full signed range (the top
     lane of a non-negative int64 has only 15 random bits)."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     global _drawn
     words = torch.empty((n + _WORDS - 1) // _WORDS, dtype=torch.int64, device=device)
     if words.device.type == "cpu":
