@@ -190,8 +190,7 @@ class Worker:
             # An unpicklable component fails here, not in the child.
             with open(self.folder / JOB, "wb") as fh:
                 pickle.dump(job, fh, protocol=5)
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)  # the parent's imports
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}  # parent's imports
             # stdin: a pipe only this process writes to; its EOF tells the worker that we are gone
             self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.pipeline.worker", str(self.folder), str(os.getpid())],
                                           env=env, stdin=subprocess.PIPE)

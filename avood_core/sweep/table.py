@@ -70,8 +70,7 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
                "trials": [r["run_dir"] for r in ok], "status": "done" if ok else "pending"}
         if ok:
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
-            row["mean"] = {k: metric_value(section["mean"], k) for k in metrics}
-            row["std"] = {k: metric_value(section["std"], k) for k in metrics}
+            row.update({s: {k: metric_value(section[s], k) for k in metrics} for s in ("mean", "std")})
             row["n"], row["ci"] = section["n"], {k: metric_value(section["ci"], k) for k in metrics}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
