@@ -38,11 +38,9 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / TRIAL_FILE
     attempt = 1
-    try:
+    with contextlib.suppress(AvoodError, AttributeError, ValueError, TypeError):
         previous = read_json(marker) if marker.is_file() else {}
         attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
-    except (AvoodError, AttributeError, ValueError, TypeError):
-        pass
     info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
             "attempt": attempt, "started": started}
     atomic_write_json(marker, info)
@@ -201,10 +199,8 @@ class RayEngine:
         except BaseException as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, a timeout: one line each
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            try:
+            with contextlib.suppress(Exception):
                 self.ray.shutdown()  # what a half-finished start left running
-            except Exception:  # noqa: BLE001
-                pass
             if join:
                 fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
                        if not address else "start it with 'ray start --head' or drop --address to start a local instance")

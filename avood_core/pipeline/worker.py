@@ -8,6 +8,7 @@ two processes").
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import importlib
@@ -87,19 +88,15 @@ def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> No
     end of a pipe whose write end only the parent holds (any OS), and on Linux the
     ``PR_SET_PDEATHSIG`` SIGTERM (see the module docstring). Also used by the sweep's process pool."""
     def watch() -> None:
-        try:
+        with contextlib.suppress(OSError):
             while os.read(fd, 4096):  # the parent never writes: b"" (EOF) once its end is closed
                 pass
-        except OSError:
-            pass
         leave()
 
     signal.signal(signal.SIGTERM, leave)  # the parent's stop(), or PR_SET_PDEATHSIG below
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # no libc prctl: the pipe still works
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the pipe still works
-            pass
     threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
     if os.getppid() != parent:  # the parent died before the watch began
         leave()

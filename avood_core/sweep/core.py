@@ -48,9 +48,8 @@ def _complete(run_dir: Path, trial_hash: str) -> dict | None:
         info = read_json(run_dir / TRIAL_FILE)
     except AvoodError:
         return None
-    if not isinstance(info, dict) or info.get("status") != "done" or info.get("hash") != trial_hash:
-        return None
-    return info if (run_dir / "results.json").is_file() else None
+    done = info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file()
+    return info if done else None
 
 
 SWEEP_LOCK = ".avood-sweep.lock"

@@ -35,13 +35,11 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 def cpu_flags() -> set[str] | None:
     """The CPU's ISA flags among :data:`ISA_FLAGS`: ``/proc/cpuinfo`` on Linux, else torch's cpuinfo probes;
     ``None`` when neither answers (then nothing is assumed about the CPU)."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
                 found = set(line.split(":", 1)[1].split())
                 return {f for f in ISA_FLAGS if f in found}
-    except OSError:
-        pass
     # macOS, Windows: torch's own CPU probes (private helpers of torch >= 2.3; absent = unknown)
     probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "avx512_vnni": "_is_avx512_vnni_supported",
