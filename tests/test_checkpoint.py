@@ -191,11 +191,11 @@ def _perturbed(comp):
 
 
 def test_exception_while_writing_weights_keeps_previous_checkpoint(run_copy, monkeypatch):
-    import safetensors.torch
+    from avood_core.pipeline import store
 
     folder = run_copy / "components" / "seen"
     comp, before = _seen_state(folder)
-    real = safetensors.torch.save_file
+    real = store.save_file
 
     def half_written(tensors, filename, metadata=None):
         real(tensors, filename, metadata)
@@ -203,7 +203,7 @@ def test_exception_while_writing_weights_keeps_previous_checkpoint(run_copy, mon
             fh.truncate(os.path.getsize(filename) // 2)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", half_written)
+    monkeypatch.setattr(store, "save_file", half_written)
     with pytest.raises(OSError, match="No space"):
         save_component(_perturbed(comp), folder, "mlp")
     _assert_still_loads(folder, before)
@@ -247,14 +247,14 @@ def test_save_after_a_cut_swap_never_drops_the_only_good_copy(run_copy, monkeypa
 _KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    import safetensors.torch
+    from avood_core.pipeline import store
     from avood_core.pipeline.store import load_component, save_component
 
     folder, where = Path(sys.argv[1]), sys.argv[2]
     comp = load_component(folder, kind="seen")
     for p in comp.net.parameters():
         p.data.add_(1.0)
-    real_rename, real_save = os.rename, safetensors.torch.save_file
+    real_rename, real_save = os.rename, store.save_file
     calls = []
 
     def rename(src, dst):
@@ -270,7 +270,7 @@ _KILL_SCRIPT = textwrap.dedent("""
                 fh.truncate(100)
             os._exit(9)
 
-    os.rename, safetensors.torch.save_file = rename, save_file
+    os.rename, store.save_file = rename, save_file
     save_component(comp, folder, "mlp")
     sys.exit(0)
 """)

@@ -5,17 +5,24 @@ engine has ``submit``, ``wait``, ``result`` (a failed job is a result with ``sta
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
 import socket
-import sys
+import threading
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
 from avood_core.run.tracking import one_line
-from avood_core.util.io import open_nofollow
+from avood_core.util.io import atomic_write_json, open_nofollow
+from avood_core.util.json_read import read_json
+from avood_core.util.threads import torch_threads
 
 TRIAL_FILE = "trial.json"
 RAY_HINT = "pip install 'avood[ray]'"
@@ -26,48 +33,39 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
     """``fn(payload, echo)`` in this process with ``payload["threads"]`` torch threads, recorded in
     ``<run_dir>/trial.json`` (a retry finds its earlier attempt), its output in ``log.txt``; never
     raises for the job's own error."""
-    from avood_core.util.io import atomic_write_json
-    from avood_core.util.json_read import read_json
-
     started = time.time()
     run_dir = Path(payload["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / TRIAL_FILE
     attempt = 1
-    try:
+    with contextlib.suppress(AvoodError, AttributeError, ValueError, TypeError):
         previous = read_json(marker) if marker.is_file() else {}
         attempt = int(previous.get("attempt", 0)) + 1 if previous.get("status") == "running" else 1
-    except (AvoodError, AttributeError, ValueError, TypeError):
-        pass
     info = {"status": "running", "hash": payload["hash"], "pid": os.getpid(), "host": socket.gethostname(),
             "attempt": attempt, "started": started}
     atomic_write_json(marker, info)
     threads = payload.get("threads")
     env_before = os.environ.get("OMP_NUM_THREADS")
-    log = open_nofollow(run_dir / "log.txt", "a")
-    stderr_before, sys.stderr = sys.stderr, log  # what the job writes on stderr (warnings too) is its log
-    try:
-        import torch
+    # what the job writes on stderr (warnings too) is its log
+    with open_nofollow(run_dir / "log.txt", "a") as log, contextlib.redirect_stderr(log):
+        try:
+            import torch
 
-        from avood_core.util.threads import torch_threads
-
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
-        with torch_threads(threads):
-            info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
-            info.update(status="done", threads=torch.get_num_threads())
-    except BaseException as exc:  # noqa: BLE001 - a failed job is a result, not a crash of the caller
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        print(traceback.format_exc(), file=log, flush=True)
-        info.update(status="failed", error=one_line(exc, 300))
-    finally:
-        sys.stderr = stderr_before
-        log.close()
-        if threads and env_before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        elif threads:
-            os.environ["OMP_NUM_THREADS"] = env_before
+            if threads:
+                os.environ["OMP_NUM_THREADS"] = str(threads)  # run_threads() then keeps torch at this count
+            with torch_threads(threads):
+                info.update(fn(payload, lambda m: print(m, file=log, flush=True)))
+                info.update(status="done", threads=torch.get_num_threads())
+        except BaseException as exc:  # noqa: BLE001 - a failed job is a result, not a crash of the caller
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            print(traceback.format_exc(), file=log, flush=True)
+            info.update(status="failed", error=one_line(exc, 300))
+        finally:
+            if threads and env_before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            elif threads:
+                os.environ["OMP_NUM_THREADS"] = env_before
     info["finished"] = time.time()
     info["wall_s"] = info["finished"] - started
     atomic_write_json(marker, info)
@@ -76,8 +74,6 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
 
 def _pool_init(parent: int) -> None:
     """A pool worker exits as soon as its parent is gone (even SIGKILLed), as the ``jobs = 2`` worker does."""
-    import multiprocessing
-
     from avood_core.pipeline.worker import exit_with_parent
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
@@ -93,9 +89,6 @@ class LocalEngine:
         self._pool = self._new_pool()
 
     def _new_pool(self):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         return ProcessPoolExecutor(self.max_parallel, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_pool_init, initargs=(os.getpid(),))
 
@@ -103,13 +96,9 @@ class LocalEngine:
         return self._pool.submit(run_trial, fn, payload)
 
     def wait(self, handles: list, timeout: float) -> list:
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         return list(wait(handles, timeout=timeout, return_when=FIRST_COMPLETED).done)
 
     def result(self, handle) -> dict:
-        from concurrent.futures.process import BrokenProcessPool
-
         try:
             return handle.result()
         except BrokenProcessPool:
@@ -132,8 +121,6 @@ class InlineEngine(LocalEngine):
         pass
 
     def submit(self, fn: Callable, payload: dict):
-        from concurrent.futures import Future
-
         future: Future = Future()
         future.set_result(run_trial(fn, payload))
         return future
@@ -163,9 +150,6 @@ def _last_ray_start() -> str | None:
 
 def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
     """``call()``, interrupted after ``seconds`` (SIGALRM: the main thread of a POSIX process only)."""
-    import signal
-    import threading
-
     if seconds <= 0 or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
         return call()
 
@@ -215,10 +199,8 @@ class RayEngine:
         except BaseException as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, a timeout: one line each
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            try:
+            with contextlib.suppress(Exception):
                 self.ray.shutdown()  # what a half-finished start left running
-            except Exception:  # noqa: BLE001
-                pass
             if join:
                 fix = ("check that it is up ('ray status') or pass --address local to start a local instance"
                        if not address else "start it with 'ray start --head' or drop --address to start a local instance")

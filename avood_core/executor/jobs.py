@@ -3,10 +3,15 @@ component side by side), :func:`run_jobs` with progress lines, :func:`run_seeds`
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from avood_core.errors import AvoodError
 from avood_core.executor.engines import make_engine
@@ -68,15 +73,9 @@ def run_jobs(jobs: list[Job], engine, max_parallel: int, quiet: bool, echo: Call
              on_done: Callable[[Job, dict], None] = lambda job, info: None) -> dict[str, dict]:
     """:func:`schedule` with a line per finished job and, on a terminal, one rich line on stderr (done /
     running / failed, ETA); ``{job id: its result}``."""
-    import sys
-
     out: dict[str, dict] = {}
     bar = None
     if not quiet and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
         # the terminal's stream itself: an inline trial sends sys.stderr to its log.txt meanwhile
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[state]}"), TimeElapsedColumn(), TextColumn("ETA"),

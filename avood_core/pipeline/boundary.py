@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from avood_core.errors import AvoodError, CallbackError, ComponentError, Interrupted, NotFittedError, reraise_interrupt
+from avood_core.protocols import OODDetector, UnseenClassifier
 from avood_core.task import AVSamples
 
 _SHOWN = 5  # ids or keys quoted in a message
@@ -85,8 +86,16 @@ def check_finite(component: Any, method: str, t: Tensor, why: str) -> None:
         refuse(component, method, f"returned {bad} values of {t.numel()}", why)
 
 
-def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...], what: str, why: str) -> Tensor:
-    """A finite floating-point tensor of ``shape``."""
+FLOATS = {  # the float outputs (detector, unseen classifier): what each holds, why it must be finite
+    "score": ("one OOD score per sample", "an OOD score must be finite (higher = more likely unseen)"),
+    "distances": ("one distance per sample and candidate",
+                  "distances must be finite (the nearest candidate is the prediction)"),
+}
+
+
+def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...]) -> Tensor:
+    """A finite floating-point tensor of ``shape``, the output of :data:`FLOATS` that ``method`` names."""
+    what, why = FLOATS[method.split("(")[0]]
     t = as_tensor(component, method, value)
     if not t.is_floating_point():
         refuse(component, method, f"returned dtype {t.dtype}", f"return {what} as a floating-point tensor")
@@ -112,12 +121,6 @@ def check_ids(component: Any, method: str, value: Any, n: int, allowed: Tensor, 
     return t
 
 
-def check_score(component: Any, value: Any, n: int, method: str = "score()") -> Tensor:
-    """The detector's OOD score: float (N,), finite."""
-    return check_floats(component, method, value, (n,), "one OOD score per sample",
-                        "an OOD score must be finite (higher = more likely unseen)")
-
-
 def check_is_seen(component: Any, value: Any, n: int, method: str = "is_seen()") -> Tensor:
     """The gate's routing: bool (N,)."""
     t = as_tensor(component, method, value)
@@ -138,12 +141,6 @@ def check_threshold(component: Any) -> float:
         refuse(component, "threshold", f"is {number}", "fit() must set a finite self.threshold (score < threshold "
                "routes a clip to the seen classifier)")
     return number
-
-
-def check_distances(component: Any, value: Any, n: int, k: int, method: str = "distances()") -> Tensor:
-    """The unseen classifier's distances: float (N, K), finite."""
-    return check_floats(component, method, value, (n, k), "one distance per sample and candidate",
-                        "distances must be finite (the nearest candidate is the prediction)")
 
 
 def check_generated(component: Any, audio: Any, video: Any, labels: Any, class_ids: Tensor, n_per_class: int,
@@ -222,8 +219,6 @@ def _call(component: Any, method: str, *args: Any) -> Any:
 
 def fit(component: Any, args: tuple) -> None:
     """``component.fit(*args)`` (the last argument is the FitContext); a gate's threshold is checked after it."""
-    from avood_core.protocols import OODDetector
-
     _call(component, "fit", *args)
     if isinstance(component, OODDetector):
         check_threshold(component)
@@ -236,13 +231,11 @@ def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, 
 
 
 def score(detector: Any, samples: AVSamples) -> Tensor:
-    return check_score(detector, _call(detector, "score", samples), len(samples))
+    return check_floats(detector, "score()", _call(detector, "score", samples), (len(samples),))
 
 
 def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
     """Routing: the detector's own ``is_seen`` when it overrides it, else its ``seen_by_score`` on ``scores``."""
-    from avood_core.protocols import OODDetector
-
     check_threshold(detector)
     by_score = type(detector).is_seen is OODDetector.is_seen
     method = "seen_by_score()" if by_score else "is_seen()"
@@ -259,11 +252,9 @@ def predict_seen(seen: Any, samples: AVSamples, seen_classes: Tensor) -> Tensor:
 def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Tensor) -> Tensor:
     """Ids among ``candidates``; a classifier keeping the protocol's ``predict`` is read through its
     ``distances`` (checked), the nearest candidate winning."""
-    from avood_core.protocols import UnseenClassifier
-
     if type(unseen).predict is UnseenClassifier.predict:
-        d = _call(unseen, "distances", samples, candidates, text)
-        d = check_distances(unseen, d, len(samples), len(candidates))
+        d = check_floats(unseen, "distances()", _call(unseen, "distances", samples, candidates, text),
+                         (len(samples), len(candidates)))
         return candidates.cpu().long()[d.argmin(dim=1)] if len(samples) else torch.empty(0, dtype=torch.long)
     out = _call(unseen, "predict", samples, candidates, text)
     return check_ids(unseen, "predict()", out, len(samples), candidates, "the candidates")

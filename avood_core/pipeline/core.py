@@ -19,6 +19,7 @@ from avood_core.callbacks import Callback, CallbackList
 from avood_core.errors import DataError
 from avood_core.eval import metrics
 from avood_core.pipeline import boundary, folder
+from avood_core.pipeline.store import save_component
 from avood_core.protocols import Component, FitContext, OODDetector, move_components
 from avood_core.stages import STAGES, Stage, kind_of, worker_kinds
 from avood_core.task import AVGZSLTask, AVSamples
@@ -33,17 +34,16 @@ def samples_from_arrays(audio: Any, video: Any, dims: dict[str, int]) -> AVSampl
         if arr is None:
             raise DataError(f"no {name} features given; pass audio (N, Da) and video (N, Dv) arrays")
         try:
-            arrays[name] = torch.as_tensor(arr, dtype=torch.float32)
+            arrays[name] = arr = torch.as_tensor(arr, dtype=torch.float32)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise DataError(f"{name} is not a numeric array ({type(exc).__name__}: {exc}); pass float features") from None
-    audio, video = arrays["audio"], arrays["video"]
-    for name, arr in arrays.items():
         want = dims.get(name)
         if arr.ndim != 2 or (want is not None and arr.shape[1] != want):
             raise DataError(f"{name} has shape {tuple(arr.shape)} but the pipeline was fitted on (N, {want}); pass features of that dim")
         if not torch.isfinite(arr).all():
             bad = int((~torch.isfinite(arr)).any(dim=1).sum())
             raise DataError(f"{name} holds NaN/inf in {bad} row(s); clean or drop those rows first")
+    audio, video = arrays["audio"], arrays["video"]
     if len(audio) != len(video):
         raise DataError(f"audio has {len(audio)} rows but video has {len(video)}; pass one row per clip in each")
     return AVSamples(audio, video, torch.zeros(len(audio), dtype=torch.long))
@@ -232,8 +232,6 @@ class Pipeline:
 
     def save(self, run_dir: str | Path, providers: dict | None = None, fit_hashes: dict | None = None) -> None:
         """Write every component plus ``pipeline.json`` and ``task.safetensors`` (text, class sets)."""
-        from avood_core.pipeline.store import save_component
-
         for kind, comp in self.components.items():
             save_component(comp, Path(run_dir) / "components" / kind, self.names.get(kind, kind),
                            (providers or {}).get(kind), (fit_hashes or {}).get(kind))

@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from avood_core.errors import CheckpointError
 from avood_core.pipeline.store import CONFIG, WEIGHTS, check_class_ids, check_finite, file_sha256, load_component, read_config
+from avood_core.util.io import atomic_write, atomic_write_json
 from avood_core.util.json_read import describe, field, read_json
 
 FORMAT = 2
@@ -45,10 +49,6 @@ def manifest_names(kinds) -> list[str]:
 def save_meta(run_dir: Path, kinds: list[str], tensors: dict[str, Any], fields: dict[str, Any],
               fit_hashes: dict | None = None) -> None:
     """Write ``task.safetensors`` (:data:`TENSORS`) and ``pipeline.json`` (:data:`FIELDS`, fit hashes, checksums)."""
-    from safetensors.torch import save_file
-
-    from avood_core.util.io import atomic_write, atomic_write_json
-
     tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
     atomic_write(run_dir / TASK, lambda tmp: save_file(tensors, str(tmp)))
     atomic_write_json(run_dir / META, {
@@ -93,9 +93,6 @@ def verify(run_dir: Path, meta: dict[str, Any], rel: str) -> None:
 
 def load(run_dir: Path, kinds: list[str], registry=None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(components by kind, shared state by attribute)`` of a finished run folder, every file checked."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     meta_path, task_path = run_dir / META, run_dir / TASK
     for path in (meta_path, task_path):
         if not path.is_file():
@@ -130,8 +127,6 @@ def check_task(run_dir: Path, tensors: dict, meta: dict) -> None:
     """``task.safetensors`` as saving wrote it and agreeing with ``pipeline.json``: ``text`` finite float32
     (one row per class name, ``text_dim`` columns); the seen and unseen classes non-empty, distinct
     int64 ids of its rows (AV-GZSL, paper Sec. 3: a test set of seen and unseen classes)."""
-    import torch
-
     path, fix = run_dir / TASK, "the file was edited or corrupted; rerun 'avood run'"
     if set(tensors) != set(TENSORS):
         raise CheckpointError(f"'{path}' holds tensors {sorted(tensors)}, not {sorted(TENSORS)}; {fix}")

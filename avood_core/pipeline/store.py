@@ -18,44 +18,41 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.util.io import writing
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
 from avood_core.errors import CheckpointError, NotFittedError, PluginError
+from avood_core.pipeline import boundary
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
-from avood_core.util.json_read import field, read_json
+from avood_core.util.io import writing
+from avood_core.util.json_read import describe, field, read_json
 
 FORMAT = 2
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
-def config_hash(payload: Any) -> str:
-    """A stable short hash of a JSON-able payload (params, seed, data, upstream hashes)."""
+def config_hash(payload: Any, length: int = 16) -> str:
+    """The sha256 (its first ``length`` hex digits) of a JSON-able payload as canonical JSON."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def seal(config: dict) -> dict:
     """``config`` with ``config_sha256`` set: the sha256 of every other field, canonical JSON."""
     body = {k: v for k, v in config.items() if k != "config_sha256"}
-    blob = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return {**body, "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
+    return {**body, "config_sha256": config_hash(body, 64)}
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_component(component: Component, directory: str | Path, name: str, provider: Any = None, fit_hash: str | None = None) -> Path:
     """Write ``component`` (fitted) into ``directory`` atomically; refuses NaN/inf weights and NaN scalars."""
-    import torch
-    from safetensors.torch import save_file
-
-    from avood_core.pipeline import boundary
-
     directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous() for k, v in boundary.state_tensors(component).items()}
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
@@ -212,10 +209,6 @@ def check_class_ids(state: Any, n_classes: int, seen: set[int], unseen: set[int]
 
 def load_component(directory: str | Path, registry: Registry | None = None, kind: str | None = None) -> Component:
     """Rebuild a fitted component from its folder via the registry (no pickle); ``kind``: the slot it fills."""
-    from pydantic import ValidationError
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config = read_config(directory)
     check_scalars(config, directory / CONFIG)
@@ -242,14 +235,10 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
     try:
         component = cls(config["params"])
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CheckpointError(f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate ({where}: "
-                              f"{first['msg']}); the installed plugin's params changed or the file was edited, "
+        raise CheckpointError(f"'{directory / CONFIG}': params of {kind} '{name}' no longer validate "
+                              f"({describe(exc, 1)}); the installed plugin's params changed or the file was edited, "
                               f"refit the component") from None
     check_finite(tensors, weights)
-    from avood_core.pipeline import boundary
-
     with boundary.calling(component, "load_state()"):  # anything else it raises: one line naming the plugin
         try:  # the usual ways a file that does not fit shows
             component.load_state(config["state"], tensors)
@@ -275,8 +264,6 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
 
 def check_finite(tensors: dict, path: Path, fix: str = "the file was edited or corrupted, refit the component") -> None:
     """No NaN/inf in a loaded tensor (saving refuses them, so one means the file was changed)."""
-    import torch
-
     for key, value in tensors.items():
         bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
         if bad:

@@ -8,6 +8,8 @@ two processes").
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import importlib
 import os
@@ -24,8 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from avood_core.bench.meter import peak_rss_mb
+from avood_core.callbacks import EventRecorder
 from avood_core.errors import AvoodError
-from avood_core.train.exchange import SHM
+from avood_core.pipeline import boundary
+from avood_core.train.exchange import SHM, Offer, PartnerGone, connect
+from avood_core.train.loops import derive_seed, seed_everything
 from avood_core.util.io import atomic_write, atomic_write_text
 
 _PROGRESS_EVERY_S = 0.5  # the worker writes its step counter at most this often
@@ -80,21 +88,15 @@ def exit_with_parent(parent: int, leave: Callable[..., None], fd: int = 0) -> No
     end of a pipe whose write end only the parent holds (any OS), and on Linux the
     ``PR_SET_PDEATHSIG`` SIGTERM (see the module docstring). Also used by the sweep's process pool."""
     def watch() -> None:
-        try:
+        with contextlib.suppress(OSError):
             while os.read(fd, 4096):  # the parent never writes: b"" (EOF) once its end is closed
                 pass
-        except OSError:
-            pass
         leave()
 
     signal.signal(signal.SIGTERM, leave)  # the parent's stop(), or PR_SET_PDEATHSIG below
     if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
+        with contextlib.suppress(OSError, AttributeError):  # no libc prctl: the pipe still works
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the pipe still works
-            pass
     threading.Thread(target=watch, name="avood-parent-watch", daemon=True).start()
     if os.getppid() != parent:  # the parent died before the watch began
         leave()
@@ -148,14 +150,6 @@ def _worker_main(folder: Path, parent: int | None = None) -> int:
     try:
         with open(folder / JOB, "rb") as fh:  # streamed: the features are read once, into their arrays
             job: Job = pickle.load(fh)
-        import torch
-
-        from avood_core.bench.meter import peak_rss_mb
-        from avood_core.callbacks import EventRecorder
-        from avood_core.pipeline import boundary
-        from avood_core.train.exchange import Offer
-        from avood_core.train.loops import derive_seed, seed_everything
-
         torch.set_num_threads(job.threads)
         logs: list[str] = []
         *head, ctx = job.args
@@ -193,8 +187,7 @@ class Worker:
             # An unpicklable component fails here, not in the child.
             with open(self.folder / JOB, "wb") as fh:
                 pickle.dump(job, fh, protocol=5)
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)  # the parent's imports
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}  # parent's imports
             # stdin: a pipe only this process writes to; its EOF tells the worker that we are gone
             self._proc = subprocess.Popen([sys.executable, "-m", "avood_core.pipeline.worker", str(self.folder), str(os.getpid())],
                                           env=env, stdin=subprocess.PIPE)
@@ -227,8 +220,6 @@ class Worker:
         ``serve(channel, tick)`` is the component's ``assist`` with its fit arguments bound (the steps it
         computed half of; None: its step cannot be split). Returns ``{"steps", "start_s", "wall_s"}``, or
         None without assistance. A failure is logged, not raised: the worker finishes alone, same result."""
-        from avood_core.train.exchange import PartnerGone, connect
-
         channel = connect(self.folder)
         while channel is None and self._proc.poll() is None and not (self.folder / PROGRESS).exists():
             time.sleep(0.05)  # the worker is still loading its job; it opens its offer before its fit starts

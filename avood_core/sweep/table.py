@@ -8,6 +8,8 @@ import io
 from pathlib import Path
 
 from avood_core.errors import AvoodError
+from avood_core.eval.report import seeds_section
+from avood_core.eval.stats import format_interval
 from avood_core.util.io import atomic_write_json, atomic_write_text
 from avood_core.util.nested import flat, get_path
 
@@ -48,8 +50,6 @@ def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
 
 def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> list[dict]:
     """Rows in spec order: per config the aggregate over finished seeds, then its failed trials."""
-    from avood_core.eval.report import seeds_section
-
     rows: list[dict] = []
     labels = list(dict.fromkeys(t.label for t in trials))
     for label in labels:
@@ -59,8 +59,7 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
                "trials": [r["run_dir"] for r in ok], "status": "done" if ok else "pending"}
         if ok:
             section = seeds_section([{"seed": r["seed"], "metrics": r["metrics"]} for r in ok])
-            row["mean"] = {k: get_path(section["mean"], k) for k in metrics}
-            row["std"] = {k: get_path(section["std"], k) for k in metrics}
+            row.update({s: {k: get_path(section[s], k) for k in metrics} for s in ("mean", "std")})
             row["n"], row["ci"] = section["n"], {k: get_path(section["ci"], k) for k in metrics}
         if ok or not any(r.get("status") == "failed" for r in mine):
             rows.append(row)
@@ -73,8 +72,6 @@ def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> li
 
 def _cell(row: dict, key: str) -> str:
     """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n) of ``key``."""
-    from avood_core.eval.stats import format_interval
-
     if row.get("mean", {}).get(key) is None:
         return "–"
     n = row.get("n", len(row["seeds"]))

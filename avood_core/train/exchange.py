@@ -116,6 +116,25 @@ class Arena:
             os.unlink(self.path)
 
 
+def _unix_socket(path: Path, listen: bool) -> socket.socket | None:
+    """A Unix stream socket listening at (non-blocking) or connected to ``path``; None where Unix sockets
+    are missing, the path is too long or nothing listens there."""
+    if not hasattr(socket, "AF_UNIX") or len(str(path)) > _MAX_SOCKET_PATH:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if listen:
+            sock.bind(str(path))
+            sock.listen(1)
+            sock.setblocking(False)
+        else:
+            sock.connect(str(path))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 class Offer:
     """The worker's side: a listening socket that its component's fit polls between steps."""
 
@@ -124,18 +143,9 @@ class Offer:
 
     @classmethod
     def open(cls, folder: Path) -> "Offer | None":
-        """An offer in ``folder``; None where Unix sockets are missing or the path is too long."""
-        if not hasattr(socket, "AF_UNIX") or len(str(folder / SOCKET)) > _MAX_SOCKET_PATH:
-            return None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(str(folder / SOCKET))
-            sock.listen(1)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            return None
-        return cls(folder, sock)
+        """An offer in ``folder`` (None: no Unix socket there)."""
+        sock = _unix_socket(folder / SOCKET, listen=True)
+        return None if sock is None else cls(folder, sock)
 
     def poll(self) -> Channel | None:
         """A channel to the main process if it has connected since the last poll (never blocks)."""
@@ -156,13 +166,5 @@ class Offer:
 
 def connect(folder: Path) -> Channel | None:
     """The main process's side: a channel to the worker whose folder is ``folder``, if it offers one."""
-    path = folder / SOCKET
-    if not hasattr(socket, "AF_UNIX") or not path.exists():
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-    except OSError:
-        sock.close()
-        return None
-    return Channel(sock)
+    sock = _unix_socket(folder / SOCKET, listen=False)
+    return None if sock is None else Channel(sock)

@@ -105,13 +105,10 @@ def fit_loop(comp: Any, ctx: Any, t: Training) -> list[dict[str, float]]:
     net, opt, names, label = t.net, t.optimizer, tuple(t.terms), comp.label
     kind = comp.kind or label
     dev = next(net.parameters()).device
-    sched = None
-    if t.plateau is not None:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=t.plateau.mode, factor=t.plateau.factor,
-                                                           patience=t.plateau.patience)
-    split = None
-    if t.halves is not None:
-        split = SplitStep(net, t.halves, t.precision, ctx.assist if dev.type == "cpu" else None, ctx.log, label)
+    sched = None if t.plateau is None else torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode=t.plateau.mode, factor=t.plateau.factor, patience=t.plateau.patience)
+    split = None if t.halves is None else SplitStep(net, t.halves, t.precision,
+                                                    ctx.assist if dev.type == "cpu" else None, ctx.log, label)
     stats, callbacks = comp.stats, ctx.callbacks
     stats.reset()
     bar = ctx.track(t.epochs * t.steps_per_epoch, kind)

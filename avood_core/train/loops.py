@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -49,15 +50,10 @@ def run_threads():
 
 
 INFERENCE_THREADS = 1
-"""Torch threads of every pipeline inference (:func:`inference_threads`)."""
-
-
-def inference_threads():
-    """Run the enclosed inference at :data:`INFERENCE_THREADS` threads, then restore the count: a float32
-    matmul's last bits can depend on the thread count, so a run's evaluation, ``avood evaluate`` and
-    ``Pipeline.load(...)`` give the same scores whatever the caller's threads (docs/performance.md,
-    "Reproducibility")."""
-    return torch_threads(INFERENCE_THREADS)
+"""Torch threads of every pipeline inference (``with inference_threads():``, the count restored after): a float32
+matmul's last bits can depend on the thread count, so a run's evaluation, ``avood evaluate`` and
+``Pipeline.load(...)`` give the same scores whatever the caller's threads (docs/performance.md, "Reproducibility")."""
+inference_threads = functools.partial(torch_threads, INFERENCE_THREADS)
 
 
 def set_threads() -> None:

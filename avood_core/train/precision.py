@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -34,13 +35,11 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 def cpu_flags() -> set[str] | None:
     """The CPU's ISA flags among :data:`ISA_FLAGS`: ``/proc/cpuinfo`` on Linux, else torch's cpuinfo probes;
     ``None`` when neither answers (then nothing is assumed about the CPU)."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
                 found = set(line.split(":", 1)[1].split())
                 return {f for f in ISA_FLAGS if f in found}
-    except OSError:
-        pass
     # macOS, Windows: torch's own CPU probes (private helpers of torch >= 2.3; absent = unknown)
     probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "avx512_vnni": "_is_avx512_vnni_supported",
@@ -121,9 +120,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536) from four 16-bit lanes per int64
     word: a quarter of ``torch.rand``'s draws (about 3x faster). Words span the full signed range (the top
     lane of a non-negative int64 has only 15 random bits)."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     global _drawn
     words = torch.empty((n + _WORDS - 1) // _WORDS, dtype=torch.int64, device=device)
     if words.device.type == "cpu":

@@ -228,32 +228,25 @@ class _Activations:
             (bn is None or [(i, spec_of(x)) for i, x in bn] == self.layout[1])
 
 
-def _refusal(hello: dict[str, Any], precision: str, params: list[nn.Parameter]) -> str | None:
-    """Why this process cannot serve the leader's step (None: it can)."""
-    n, trainable = hello["n_params"], [p for p in params if p.requires_grad]
-    if hello["precision"] != precision:
-        return f"precision {precision} here, {hello['precision']} in the worker"
-    if [spec_of(p) for p in params] != list(hello["specs"][:n]):
-        return "the network built here has other parameter shapes"
-    if len(hello["specs"]) - n != len(trainable):
-        return "the network built here has other trainable parameters"
-    return None
-
-
 def serve(channel: Channel, net: nn.Module, halves: Halves, precision: str,
           tick: Callable[[], None] = lambda: None) -> int:
     """The main process's side: compute the second half of the leader's steps (``net`` and ``halves`` built here
     from the same fit inputs) until it says done; the steps served. The caller keeps its own RNG state around this."""
     _, hello, _ = channel.recv("hello")
-    params = list(net.parameters())
-    refusal = _refusal(hello, precision, params)
+    params, n = list(net.parameters()), hello["n_params"]
+    trainable = [p for p in params if p.requires_grad]
+    refusals = [(hello["precision"] != precision, f"precision {precision} here, {hello['precision']} in the worker"),
+                ([spec_of(p) for p in params] != list(hello["specs"][:n]),
+                 "the network built here has other parameter shapes"),
+                (len(hello["specs"]) - n != len(trainable), "the network built here has other trainable parameters")]
+    refusal = next((why for bad, why in refusals if bad), None)  # why this process cannot serve the leader's step
     if refusal is not None:
         channel.send("refuse", refusal)
         return 0
     arena = Arena(Path(hello["arena"]), hello["specs"], create=False)
     for p, view in zip(params, arena.tensors):
         p.data = view
-    trainable, grads = [p for p in params if p.requires_grad], arena.tensors[hello["n_params"]:]
+    grads = arena.tensors[n:]
     captured: list[tuple[int, Tensor]] = []
     hooks = [m.register_forward_pre_hook(lambda _, args, i=i: captured.append((i, args[0].detach())))
              for i, m in enumerate(batch_norms(net))]
