@@ -27,46 +27,34 @@ def _field_at(model: Any, loc: tuple) -> tuple[Any, Any]:
 _EXPECTED = {"bool_type": "a boolean", "int_type": "an integer", "float_type": "a number"}
 
 
-def _in_data(data: Any, loc: tuple) -> tuple[tuple, Any]:
-    """The keys and indices of ``loc`` (a pydantic error's location) that lead into ``data`` (a union's member
-    tags such as ``'constrained-int'`` dropped), and the value they lead to."""
-    path, node = [], data
-    for part in loc:
-        if (isinstance(node, dict) and part in node) or (isinstance(node, (list, tuple)) and isinstance(part, int)):
-            path.append(part)
-            node = node[part]
-    return tuple(path), node
-
-
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
     """Refuse, as one :class:`ConfigError` line naming ``prefix`` + field, what pydantic would coerce into
-    a numeric or boolean field of ``model`` (nested models and list items too): pydantic's strict mode finds
-    them, a non-finite number given to it as a string."""
+    a numeric or boolean field of ``model`` (nested models and list items too): its strict mode finds them."""
 
-    def marked(value: Any) -> Any:
+    def marked(value: Any) -> Any:  # a non-finite number goes in as a string, which strict mode refuses
         if isinstance(value, dict):
             return {k: marked(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [marked(v) for v in value]
         return "non-finite" if isinstance(value, float) and not math.isfinite(value) else value
 
-    if not isinstance(data, dict):
-        return
-    try:  # anything that is not TOML data (a Path, a date) goes in as null, which only lax mode's errors name
+    found: dict[str, tuple[Any, set[str]]] = {}
+    try:  # JSON input, so that lists fill tuples; what TOML cannot hold (a Path, a date) goes in as null
         model.model_validate_json(json.dumps(marked(data), default=lambda v: None), strict=True)
-        return
     except ValidationError as exc:
-        found: dict[tuple, set[str]] = {}
-        for err in exc.errors():
-            if err["type"] in _EXPECTED:
-                found.setdefault(_in_data(data, err["loc"])[0], set()).add(_EXPECTED[err["type"]])
-    for path, kinds in found.items():
-        value, loc = _in_data(data, path)[1], f"{source}: {prefix}{'.'.join(map(str, path))}"
+        for err in (e for e in exc.errors() if e["type"] in _EXPECTED and isinstance(data, dict)):
+            path, value = [], data
+            for part in err["loc"]:  # the keys and indices into data, not a union member's tag ('constrained-int')
+                if part in value if isinstance(value, dict) else isinstance(value, list) and isinstance(part, int):
+                    path.append(str(part))
+                    value = value[part]
+            found.setdefault(f"{source}: {prefix}{'.'.join(path)}", (value, set()))[1].add(_EXPECTED[err["type"]])
+    for loc, (value, kinds) in found.items():
         if kinds == {"a boolean"}:
             raise ConfigError(f"{loc}: expected a boolean, got {value!r}; give true or false")
+        kind = "an integer" if kinds == {"an integer"} else "a number"
         if "a boolean" in kinds:
             continue
-        kind = "an integer" if kinds == {"an integer"} else "a number"
         if isinstance(value, bool):
             raise ConfigError(f"{loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
         if isinstance(value, str):
