@@ -58,21 +58,16 @@ def _completion(kind: str) -> Callable[[str], list[str]]:
     """Shell completion of a ``kind`` plugin name (entry points only; no torch import) or of a preset."""
 
     def complete(incomplete: str) -> list[str]:
-        if kind == "preset":
-            from avood_core.recipe import list_presets
+        from avood_core.recipe import preset_names
+        from avood_core.registry import get_registry
 
-            names = [p.name for p in list_presets()]
-        else:
-            from avood_core.registry import get_registry
-
-            names = get_registry().names(kind)
+        names = preset_names() if kind == "preset" else get_registry().names(kind)
         return [n for n in names if n.startswith(incomplete)]
 
     return complete
 
 
-_COMPLETE = {**{kind: _completion(kind) for kind in KINDS}, "loggers": _completion("logger"),
-             "preset": _completion("preset")}
+_COMPLETE = {name: _completion(kind) for name, kind in (*zip(KINDS, KINDS), ("loggers", "logger"), ("preset", "preset"))}
 
 
 @dataclasses.dataclass

@@ -78,11 +78,9 @@ def _load_npz(path: Path, run_dir: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise CheckpointError(f"'{path}' holds object (pickled) arrays, which avood never loads; {_fix(run_dir)}") from None
-        raise CheckpointError(f"'{path}' cannot be read (ValueError: {' '.join(str(exc).split())}); {_fix(run_dir)}") from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError: a truncated or foreign file
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            raise CheckpointError(f"'{path}' holds object (pickled) arrays, which avood never loads; {_fix(run_dir)}") from None
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise CheckpointError(f"'{path}' cannot be read ({detail}); {_fix(run_dir)}") from None
 
