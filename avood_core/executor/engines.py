@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avood_core.errors import AvoodError
-from avood_core.run.tracking import one_line
+from avood_core.errors import one_line
 from avood_core.util.io import open_nofollow
 
 TRIAL_FILE = "trial.json"

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model,
                       field_validator)
 
-from avood_core.errors import CheckpointError
+from avood_core.errors import CheckpointError, one_line
 from avood_core.util.json_read import describe, read_json
 
 Number = Union[StrictInt, StrictFloat]
@@ -81,8 +81,7 @@ def _load_npz(path: Path, run_dir: Path) -> dict[str, np.ndarray] | None:
     except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError: a truncated or foreign file
         if isinstance(exc, ValueError) and "pickle" in str(exc):
             raise CheckpointError(f"'{path}' holds object (pickled) arrays, which avood never loads; {_fix(run_dir)}") from None
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise CheckpointError(f"'{path}' cannot be read ({detail}); {_fix(run_dir)}") from None
+        raise CheckpointError(f"'{path}' cannot be read ({one_line(exc)}); {_fix(run_dir)}") from None
 
 
 INT_KEYS = ("labels", "pred", "seen_pred", "unseen_pred", "seen_classes", "unseen_classes")

@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avood_core.callbacks import Callback, CallbackList
-from avood_core.errors import AvoodError, ConfigError, PluginError
+from avood_core.errors import ConfigError, PluginError, one_line
 from avood_core.strict import format_validation_error
 
 
@@ -118,14 +118,6 @@ def trial_context(context: Mapping[str, Any] | None) -> Iterator[None]:
 def trial_info(key: str) -> Any:
     """``key`` of the running sweep trial's context (``None`` outside a sweep)."""
     return _TRIAL.get(key)
-
-
-def one_line(exc: BaseException, limit: int = 400) -> str:
-    """``exc`` as one line: an avood error's own text, else ``Type: message`` (at most ``limit`` characters)."""
-    if isinstance(exc, AvoodError):
-        return str(exc)
-    text = " ".join(str(exc).split())[:limit]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class SweepSession:
