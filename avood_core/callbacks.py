@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from avood_core.errors import AvoodError, CallbackError
+from avood_core.errors import AvoodError, CallbackError, one_line
 from avood_core.util.io import open_nofollow
 
 
@@ -76,8 +76,7 @@ class CallbackList(Callback):
                 raise
             except Exception as exc:  # noqa: BLE001 - a third party's logger may raise anything
                 name = getattr(cb, "name", None) or type(cb).__name__
-                text = " ".join(str(exc).split())[:300]
-                raise CallbackError(f"callback '{name}' {hook}() raised {type(exc).__name__}: {text}; check its "
+                raise CallbackError(f"callback '{name}' {hook}() raised {one_line(exc, 300)}; check its "
                                     f"settings or drop it (--logger)") from exc
 
     def step_due(self, step: int) -> bool:

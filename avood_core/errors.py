@@ -61,3 +61,11 @@ def reraise_interrupt(exc: BaseException) -> None:
             raise cause
         seen.add(id(cause))
         cause = cause.__cause__
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """``exc`` as one line: an avood error's own text, else ``Type: message`` (at most ``limit`` characters)."""
+    if isinstance(exc, AvoodError):
+        return str(exc)
+    text = " ".join(str(exc).split())[:limit]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -117,11 +117,10 @@ class AVGZSLTask:
         for kind, ids in (("seen", self.seen_classes), ("unseen", self.unseen_classes)):
             if len(ids) == 0:
                 raise DataError(f"{where}: there are no {kind} classes; GZSL needs seen and unseen classes (paper Sec. 3)")
+            if ids.min() < 0 or ids.max() >= self.n_classes:
+                raise DataError(f"{where}: class id out of range 0..{self.n_classes - 1}")
         if torch.isin(self.seen_classes, self.unseen_classes).any():
             raise DataError(f"{where}: a class is both seen and unseen; make the two sets disjoint")
-        for c in (self.seen_classes, self.unseen_classes):
-            if len(c) and (c.min() < 0 or c.max() >= self.n_classes):
-                raise DataError(f"{where}: class id out of range 0..{self.n_classes - 1}")
         if not torch.isin(self.train.labels, self.seen_classes).all():
             raise DataError(f"{where}: the train split holds a sample of a class that is not seen")
         if not torch.isin(self.test.labels, self.all_classes).all():

@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal, Mapping, Optional
 
 import typer
 
-from avood_core.stages import KINDS, STAGES
+from avood_core.stages import BY_KIND, KINDS
 
 
 # The exit statuses of every command (docs/cli.md): 2 keeps click's meaning, a command line that cannot be parsed.
@@ -58,42 +58,58 @@ def _completion(kind: str) -> Callable[[str], list[str]]:
     """Shell completion of a ``kind`` plugin name (entry points only; no torch import) or of a preset."""
 
     def complete(incomplete: str) -> list[str]:
-        if kind == "preset":
-            from avood_core.recipe import list_presets
+        from avood_core.recipe import preset_names
+        from avood_core.registry import get_registry
 
-            names = [p.name for p in list_presets()]
-        else:
-            from avood_core.registry import get_registry
-
-            names = get_registry().names(kind)
+        names = preset_names() if kind == "preset" else get_registry().names(kind)
         return [n for n in names if n.startswith(incomplete)]
 
     return complete
 
 
-_COMPLETE = {**{kind: _completion(kind) for kind in KINDS}, "loggers": _completion("logger"),
-             "preset": _completion("preset")}
+_COMPLETE = {name: _completion(kind) for name, kind in (*zip(KINDS, KINDS), ("loggers", "logger"), ("preset",) * 2)}
 
 
+def _flags(*flags: str, help: str) -> Any:
+    """A :class:`ConfigOptions` field: not given by default; its command-line flags and help text."""
+    return dataclasses.field(default=None, metadata={"flags": flags, "help": help})
+
+
+def _kind(kind: str) -> Any:
+    return _flags(f"--{kind}", help=f"{BY_KIND[kind].noun.capitalize()} plugin name.")
+
+
+# One meaning per option name across every command (docs/cli.md): -o/--output-dir is always a folder,
+# --profile always quick/paper, --seed always the run's seed, --dataset always one of ucf/activitynet/vggsound.
 @dataclasses.dataclass
 class ConfigOptions:
     """The run-config options a command was given; ``None``: not given (the config's value stands)."""
 
-    config: Optional[Path] = None
-    preset: Optional[str] = None
-    generator: Optional[str] = None
-    detector: Optional[str] = None
-    seen: Optional[str] = None
-    unseen: Optional[str] = None
-    sets: Optional[list[str]] = None
-    profile: Optional[Profile] = None
-    seed: Optional[int] = None
-    device: Optional[str] = None
-    jobs: Optional[int] = None
-    output_dir: Optional[Path] = None
-    data: Optional[Path] = None
-    dataset: Optional[Dataset] = None
-    loggers: Optional[list[str]] = None
+    config: Optional[Path] = _flags("--config", "-c", help="TOML run config.")
+    preset: Optional[str] = _flags("--preset", help=(
+        "Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound (see 'avood presets'); "
+        "default with --data and no --config: the --dataset's own; none: no preset."))
+    generator: Optional[str] = _kind("generator")
+    detector: Optional[str] = _kind("detector")
+    seen: Optional[str] = _kind("seen")
+    unseen: Optional[str] = _kind("unseen")
+    sets: Optional[list[str]] = _flags("--set", help="Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3.")
+    profile: Optional[Profile] = _flags("--profile", help="quick (reduced epochs) or paper (full budgets).")
+    seed: Optional[int] = _flags("--seed", help="Random seed of the run.")
+    device: Optional[str] = _flags("--device", help=DEVICE_HELP)
+    jobs: Optional[int] = _flags("--jobs", "-j", help=(
+        "Processes fitting components side by side (2: the unseen classifier in a worker; the main process "
+        "computes half of its later steps once free; identical results at equal threads per process; timings in "
+        "docs/performance.md)."))
+    output_dir: Optional[Path] = _flags("--output-dir", "-o", help="Parent folder of the run folder.")
+    data: Optional[Path] = _flags("--data", help=(
+        "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."))
+    dataset: Optional[Dataset] = _flags("--dataset", help=(
+        "ucf, activitynet or vggsound (with --data: also picks that dataset's preset and the paper profile "
+        "unless --preset, --profile or --config says otherwise)."))
+    loggers: Optional[list[str]] = _flags("--logger", help=(
+        "Experiment logger fed during the run (repeatable): mlflow, tensorboard or an installed logger plugin "
+        "(see 'avood plugins'); params by --set logging.<name>.<param>=VALUE."))
 
     def components(self) -> dict[str, str | None]:
         """The ``--generator/--detector/--seen/--unseen`` choices, by kind."""
@@ -137,29 +153,7 @@ def announce(recipe: Any, quiet: bool = False) -> None:
         typer.echo(f"avood: warning: {warning}", err=True)
 
 
-# Each ConfigOptions field as a command-line option: the flags and the help text. One meaning per
-# option name across every command (docs/cli.md): -o/--output-dir is always a folder, --profile
-# always quick/paper, --seed always the run's seed, --dataset always one of ucf/activitynet/vggsound.
-_OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "config": (("--config", "-c"), "TOML run config."),
-    "preset": (("--preset",), "Per-dataset paper hyperparameters as the base config: ucf, activitynet or vggsound "
-                              "(see 'avood presets'); default with --data and no --config: the --dataset's own; "
-                              "none: no preset."),
-    **{s.kind: ((f"--{s.kind}",), f"{s.noun.capitalize()} plugin name.") for s in STAGES},
-    "sets": (("--set",), "Override one value: KEY=VALUE, e.g. detector.lr=0.001 or seed=3."),
-    "profile": (("--profile",), "quick (reduced epochs) or paper (full budgets)."),
-    "seed": (("--seed",), "Random seed of the run."),
-    "device": (("--device",), DEVICE_HELP),
-    "jobs": (("--jobs", "-j"), "Processes fitting components side by side (2: the unseen classifier in a worker; "
-                               "the main process computes half of its later steps once free; identical results at equal threads per "
-                               "process; timings in docs/performance.md)."),
-    "output_dir": (("--output-dir", "-o"), "Parent folder of the run folder."),
-    "data": (("--data",), "Benchmark root (avgzsl_benchmark_datasets); runs the stage-1/stage-2 protocol."),
-    "dataset": (("--dataset",), "ucf, activitynet or vggsound (with --data: also picks that dataset's preset and the paper profile "
-                                "unless --preset, --profile or --config says otherwise)."),
-    "loggers": (("--logger",), "Experiment logger fed during the run (repeatable): mlflow, tensorboard or an installed "
-                               "logger plugin (see 'avood plugins'); params by --set logging.<name>.<param>=VALUE."),
-}
+_OPTIONS = {f.name: (f.metadata["flags"], f.metadata["help"]) for f in dataclasses.fields(ConfigOptions)}
 _TYPES = typing.get_type_hints(ConfigOptions)
 
 

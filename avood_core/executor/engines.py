@@ -18,8 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from avood_core.errors import AvoodError
-from avood_core.run.tracking import one_line
+from avood_core.errors import AvoodError, one_line
 from avood_core.util.io import atomic_write_json, open_nofollow
 from avood_core.util.json_read import read_json
 from avood_core.util.threads import torch_threads

@@ -51,7 +51,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
     import contextlib
 
     from avood_core.run.folder import WRITES, check_resume, lock
-    from avood_core.run.tracking import RunSession, make_loggers
+    from avood_core.run.tracking import make_loggers, run_session
     from avood_core.train.loops import resolve_device, run_threads
 
     registry = get_registry()
@@ -88,8 +88,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
                  f"writing the new run folder '{run_dir}' and leaving '{source}' as it is")
         if run_dir != source:  # a resume in place keeps its config.toml (equal but for output_dir and jobs)
             atomic_write_text(run_dir / "config.toml", to_toml(config.model_dump(mode="json")))
-        session = held.enter_context(RunSession(loggers))
-        session.start(run_dir, config.model_dump(mode="json"))
+        end_session = held.enter_context(run_session(loggers, run_dir, config.model_dump(mode="json")))
         protocol: dict = {}
         fit_opts = FitOptions(registry, device, echo, quiet, loggers, options.shared)
         run_stage1, why = stage1_decision(config, stage1_task, registry)
@@ -136,7 +135,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
             if options.tsne_cap > 0:
                 save_tsne(run_dir, task.test.x, evaluation.outputs, cap=options.tsne_cap, seed=config.seed)
             write_report(run_dir)
-        session.end(results)
+        end_session(results)
         return RunResult(run_dir, results)
 
 

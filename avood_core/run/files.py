@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model
 
-from avood_core.errors import CheckpointError
+from avood_core.errors import CheckpointError, one_line
 from avood_core.util.json_read import describe, read_json
 
 Number = Union[StrictInt, StrictFloat]
@@ -38,21 +37,16 @@ _Seeds = _table("_Seeds", seeds=(Optional[list[Any]], None), per_seed=(Optional[
                 mean=(Optional[_Metrics], None), std=(Optional[_Metrics], None), std_ddof=(Optional[StrictInt], None))
 
 
+_Task = _table("_Task", **dict.fromkeys(("train", "val", "test"), (Optional[dict[str, Any]], None)))
+
+
 class _Results(_Open):
     components: Optional[dict[str, str]] = None
     metrics: Optional[_Metrics] = None
     seeds: Optional[_Seeds] = None
-    task: Optional[dict[str, Any]] = None
+    task: Optional[_Task] = None
     splits: Optional[dict[str, Any]] = None
     timings_s: Optional[dict[str, Number]] = None
-
-    @field_validator("task")
-    @classmethod
-    def _splits(cls, task: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
-        for split in ("train", "val", "test"):
-            if split in (task or {}) and not isinstance(task[split], (dict, type(None))):
-                raise ValueError(f"task.{split} must be a table of samples and classes, or null")
-        return task
 
 
 def _fix(run_dir: Path) -> str:
@@ -78,13 +72,10 @@ def _load_npz(path: Path, run_dir: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise CheckpointError(f"'{path}' holds object (pickled) arrays, which avood never loads; {_fix(run_dir)}") from None
-        raise CheckpointError(f"'{path}' cannot be read (ValueError: {' '.join(str(exc).split())}); {_fix(run_dir)}") from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, zlib.error, OSError: a truncated or foreign file
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise CheckpointError(f"'{path}' cannot be read ({detail}); {_fix(run_dir)}") from None
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            raise CheckpointError(f"'{path}' holds object (pickled) arrays, which avood never loads; {_fix(run_dir)}") from None
+        raise CheckpointError(f"'{path}' cannot be read ({one_line(exc)}); {_fix(run_dir)}") from None
 
 
 INT_KEYS = ("labels", "pred", "seen_pred", "unseen_pred", "seen_classes", "unseen_classes")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avood_core.errors import DataError
+from avood_core.errors import DataError, one_line
 from avood_core.util.io import atomic_write_text
 
 
@@ -48,8 +48,7 @@ def read_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:
         if "pickle" in str(exc):
             raise DataError(f"'{path}' holds object (pickled) arrays, which avood never loads; store float arrays") from None
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise DataError(f"'{path}' cannot be read ({detail}); write it with numpy.savez or h5py") from None
+        raise DataError(f"'{path}' cannot be read ({one_line(exc)}); write it with numpy.savez or h5py") from None
     missing = [k for k in ("audio", "video") if k not in arrays]
     if missing:
         raise DataError(f"'{path}' has no {' or '.join(repr(m) for m in missing)} array; store audio (N, Da) and video (N, Dv)")

@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avood_core.callbacks import Callback, CallbackList
-from avood_core.errors import AvoodError, ConfigError, PluginError
+from avood_core.errors import ConfigError, PluginError, one_line
 from avood_core.strict import format_validation_error
 from avood_core.util.nested import flat
 
@@ -121,14 +121,6 @@ def trial_info(key: str) -> Any:
     return _TRIAL.get(key)
 
 
-def one_line(exc: BaseException, limit: int = 400) -> str:
-    """``exc`` as one line: an avood error's own text, else ``Type: message`` (at most ``limit`` characters)."""
-    if isinstance(exc, AvoodError):
-        return str(exc)
-    text = " ".join(str(exc).split())[:limit]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class SweepSession:
     """The sweep-level hooks of a sweep's loggers: built (the loggers checked) before any work;
     :meth:`running` yields the trials' context; set ``failed`` before leaving it."""
@@ -179,37 +171,31 @@ def headline(results: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-class RunSession:
-    """The run-level hooks of ``loggers``: :meth:`start` once the run folder exists, :meth:`end` with
-    the results; an exception after :meth:`start` calls ``on_exception``."""
+@contextlib.contextmanager
+def run_session(loggers: list[Callback], run_dir: Path, config: Mapping[str, Any]) -> Iterator[Callable[[Any], None]]:
+    """The run-level hooks of ``loggers``: ``on_run_start`` on entry, ``on_run_end`` by the function it yields
+    (given the results); what raises before that, a logger's start included, goes to ``on_exception``."""
+    ended = False
 
-    def __init__(self, loggers: list[Callback]) -> None:
-        self.callbacks = CallbackList(loggers)
-        self.run_dir: Path | None = None
-
-    def __enter__(self) -> "RunSession":
-        return self
-
-    def start(self, run_dir: Path, config: Mapping[str, Any]) -> None:
-        self.run_dir = Path(run_dir)
-        for cb in self.callbacks.callbacks:
-            try:
-                cb.on_run_start(self.run_dir, config)
-            except Exception as exc:  # a tracking server down, a bad URI: one line before any training
-                raise PluginError(f"logger {type(cb).__name__} could not start: {one_line(exc)}; "
-                                  "check its logging.<name> params or drop --logger") from None
-
-    def end(self, results: Mapping[str, Any]) -> None:
-        run_dir, self.run_dir = self.run_dir, None
-        if run_dir is None:
-            return
-        for cb in self.callbacks.callbacks:
+    def end(results: Mapping[str, Any]) -> None:
+        nonlocal ended
+        ended = True
+        for cb in loggers:
             try:
                 cb.on_run_end(run_dir, results)
             except Exception as exc:
                 raise PluginError(f"logger {type(cb).__name__} failed at the end of the run ({one_line(exc)}); "
                                   f"the run itself is complete in '{run_dir}'") from None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and self.run_dir is not None:
-            self.callbacks.on_exception(self.run_dir, exc)
+    try:
+        for cb in loggers:
+            try:
+                cb.on_run_start(run_dir, config)
+            except Exception as exc:  # a tracking server down, a bad URI: one line before any training
+                raise PluginError(f"logger {type(cb).__name__} could not start: {one_line(exc)}; "
+                                  "check its logging.<name> params or drop --logger") from None
+        yield end
+    except BaseException as exc:
+        if not ended:
+            CallbackList(loggers).on_exception(run_dir, exc)
+        raise

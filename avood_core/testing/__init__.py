@@ -11,7 +11,8 @@ from avood_core.testing.contract import ComponentContract, check_component, chec
 from avood_core.testing.errors import CheckResult, ConformanceError, ConformanceReport
 from avood_core.testing.fitting import (KIT_SPEC, N_PER_CLASS, STAND_INS, KitData, StandInDetector, StandInGenerator,
                                         StandInSeen, StandInUnseen, bind, component_outputs, fit_component, kit_params,
-                                        make_context, make_kit_data, torch_threads)
+                                        make_context, make_kit_data)
+from avood_core.util.threads import torch_threads
 
 __all__ = [
     "CHECKS", "FUSION_CHECKS", "KIT_SPEC", "CheckResult", "ComponentContract", "ConformanceError",

@@ -16,7 +16,8 @@ from avood_core.testing import checks as kit_checks
 from avood_core.testing.checks import CHECKS, FUSION_CHECKS
 from avood_core.testing.errors import CheckResult, ConformanceReport, _expect
 from avood_core.testing.fitting import (KitData, _as_kit_data, _dependencies, component_outputs, fit_component,
-                                        kit_params, torch_threads)
+                                        kit_params)
+from avood_core.util.threads import torch_threads
 
 
 def check_component(cls: type, kind: str | None = None, params: Mapping[str, Any] | None = None,

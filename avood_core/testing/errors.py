@@ -78,13 +78,12 @@ class ConformanceReport:
         if blocked:
             self.results[check] = CheckResult("failed", f"not run: the '{blocked}' check failed")
             return
-        start = time.perf_counter()
+        start, status, message = time.perf_counter(), "passed", ""
         try:
             fn()
         except Exception as exc:  # report every failure, not just the first
-            self.results[check] = CheckResult("failed", _error_text(exc), time.perf_counter() - start)
-            return
-        self.results[check] = CheckResult("passed", "", time.perf_counter() - start)
+            status, message = "failed", _error_text(exc)
+        self.results[check] = CheckResult(status, message, time.perf_counter() - start)
 
     def __str__(self) -> str:
         lines = [f"{self.component} ({self.kind}), params {self.params}:"]

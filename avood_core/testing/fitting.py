@@ -19,7 +19,6 @@ from avood_core.stages import BY_KIND, FIT_ORDER
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.testing.errors import _fail, _shared
 from avood_core.train.loops import seed_everything
-from avood_core.util.threads import torch_threads  # noqa: F401  (exported by avood_core.testing)
 
 KIT_SPEC = SyntheticSpec(
     n_seen=6, n_unseen=3, audio_dim=16, video_dim=12, text_dim=10, latent_dim=6,
