@@ -73,9 +73,9 @@ def run_trial(fn: Callable[[dict, Callable[[str], None]], dict], payload: dict) 
 
 def _pool_init(parent: int) -> None:
     """A pool worker exits as soon as its parent is gone (even SIGKILLed), as the ``jobs = 2`` worker does."""
-    from avood_core.pipeline.worker import exit_with_parent
-
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads in the worker (see avood_core/cli/commands.py)
+    from avood_core.pipeline.worker import exit_with_parent  # loads torch
+
     exit_with_parent(parent, lambda *_: os._exit(3), fd=multiprocessing.parent_process().sentinel)
 
 

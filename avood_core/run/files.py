@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, create_model,
+                      field_validator)
 
 from avood_core.errors import CheckpointError, one_line
 from avood_core.util.json_read import describe, read_json
@@ -37,16 +38,21 @@ _Seeds = _table("_Seeds", seeds=(Optional[list[Any]], None), per_seed=(Optional[
                 mean=(Optional[_Metrics], None), std=(Optional[_Metrics], None), std_ddof=(Optional[StrictInt], None))
 
 
-_Task = _table("_Task", **dict.fromkeys(("train", "val", "test"), (Optional[dict[str, Any]], None)))
-
-
 class _Results(_Open):
     components: Optional[dict[str, str]] = None
     metrics: Optional[_Metrics] = None
     seeds: Optional[_Seeds] = None
-    task: Optional[_Task] = None
+    task: Optional[dict[str, Any]] = None
     splits: Optional[dict[str, Any]] = None
     timings_s: Optional[dict[str, Number]] = None
+
+    @field_validator("task")
+    @classmethod
+    def _splits(cls, task: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        for split in ("train", "val", "test"):
+            if split in (task or {}) and not isinstance(task[split], (dict, type(None))):
+                raise ValueError(f"task.{split} must be a table of samples and classes, or null")
+        return task
 
 
 def _fix(run_dir: Path) -> str:
