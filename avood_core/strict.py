@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import types
+import typing
 from typing import Any
 
 from annotated_types import Le
@@ -24,43 +26,51 @@ def _field_at(model: Any, loc: tuple) -> tuple[Any, Any]:
     return field, model
 
 
-_EXPECTED = {"bool_type": "a boolean", "int_type": "an integer", "float_type": "a number"}
+def _numeric(annotation: Any) -> tuple[str | None, Any]:
+    """``("an integer" | "a number" | None, element annotation)`` of a field's annotation:
+    what a numeric field expects, or the annotation of a list/tuple field's items."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _numeric(args[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [_numeric(a)[0] for a in args if a is not type(None)]
+        if kinds and all(kinds) and "a boolean" not in kinds:
+            return ("an integer" if set(kinds) == {"an integer"} else "a number"), None
+        return None, None
+    if origin in (list, tuple) and args:
+        return None, args[0]
+    return next((word for t, word in ((bool, "a boolean"), (int, "an integer"), (float, "a number"))
+                 if annotation is t), None), None
 
 
 def check_values(model: type[BaseModel], data: Any, prefix: str, source: str) -> None:
     """Refuse, as one :class:`ConfigError` line naming ``prefix`` + field, what pydantic would coerce into
-    a numeric or boolean field of ``model`` (nested models and list items too): its strict mode finds them."""
+    a numeric or boolean field of ``model`` (nested models and list items too)."""
 
-    def marked(value: Any) -> Any:  # a non-finite number goes in as a string, which strict mode refuses
-        if isinstance(value, dict):
-            return {k: marked(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [marked(v) for v in value]
-        return "non-finite" if isinstance(value, float) and not math.isfinite(value) else value
+    def check(annotation: Any, value: Any, loc: str) -> None:
+        kind, item = _numeric(annotation)
+        if kind == "a boolean":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected a boolean, got {value!r}; give true or false")
+        elif kind is not None:
+            if isinstance(value, bool):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
+            if isinstance(value, str):
+                raise ConfigError(f"{source}: {loc}: expected {kind}, got the string {value!r}; "
+                                  f"write the number without quotes")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{source}: {loc}: {value} is not a finite number; give a finite value")
+        elif item is not None and isinstance(value, (list, tuple)):
+            items = typing.get_args(annotation)
+            for i, v in enumerate(value):
+                check(items[i] if len(items) > i and items[-1] is not Ellipsis else item, v, f"{loc}.{i}")
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            check_values(annotation, value, f"{loc}.", source)
 
-    found: dict[str, tuple[Any, set[str]]] = {}
-    try:  # JSON input, so that lists fill tuples; what TOML cannot hold (a Path, a date) goes in as null
-        model.model_validate_json(json.dumps(marked(data), default=lambda v: None), strict=True)
-    except ValidationError as exc:
-        for err in (e for e in exc.errors() if e["type"] in _EXPECTED and isinstance(data, dict)):
-            path, value = [], data
-            for part in err["loc"]:  # the keys and indices into data, not a union member's tag ('constrained-int')
-                if part in value if isinstance(value, dict) else isinstance(value, list) and isinstance(part, int):
-                    path.append(str(part))
-                    value = value[part]
-            found.setdefault(f"{source}: {prefix}{'.'.join(path)}", (value, set()))[1].add(_EXPECTED[err["type"]])
-    for loc, (value, kinds) in found.items():
-        if kinds == {"a boolean"}:
-            raise ConfigError(f"{loc}: expected a boolean, got {value!r}; give true or false")
-        kind = "an integer" if kinds == {"an integer"} else "a number"
-        if "a boolean" in kinds:
-            continue
-        if isinstance(value, bool):
-            raise ConfigError(f"{loc}: expected {kind}, got the boolean {json.dumps(value)}; give {kind}")
-        if isinstance(value, str):
-            raise ConfigError(f"{loc}: expected {kind}, got the string {value!r}; write the number without quotes")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{loc}: {value} is not a finite number; give a finite value")
+    for key, value in data.items() if isinstance(data, dict) else ():
+        if key in model.model_fields:
+            check(model.model_fields[key].annotation, value, f"{prefix}{key}")
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:

@@ -11,18 +11,14 @@ from typing import Callable
 
 from avood_core import __version__
 from avood_core.errors import AvoodError
+from avood_core.run.tracking import SweepSession
 from avood_core.executor.engines import TRIAL_FILE, make_engine
 from avood_core.executor.jobs import Job, run_jobs
-from avood_core.registry import get_registry
-from avood_core.run.driver import run_payload, trial_payload
-from avood_core.run.fitting import build_pipeline, fit_hashes
-from avood_core.run.folder import is_run_folder, lock
-from avood_core.run.tracking import SweepSession
+from avood_core.util.threads import usable_cores
 from avood_core.sweep.spec import SweepSpec, Trial, expand, spec_hash
 from avood_core.sweep.table import check_metrics, default_metrics, write_tables
 from avood_core.util.json_read import read_json
 from avood_core.util.paths import check_name, check_output_dir, contained
-from avood_core.util.threads import usable_cores
 
 
 @dataclass
@@ -42,14 +38,24 @@ class SweepResult:
                 f"(log: {self.folder / r['run_dir'] / 'log.txt'})" for r in self.failed]
 
 
+def component_keys(trial: Trial, registry) -> frozenset:
+    """``(kind, fit hash)`` of the components the trial fits first (stage 1 on a benchmark tree)."""
+    from avood_core.run.fitting import build_pipeline, fit_hashes
+
+    cfg = trial.config
+    stage = "stage1" if cfg.data.source == "benchmark" and cfg.data.stage1 else ""
+    return frozenset(fit_hashes(cfg, build_pipeline(cfg, registry), stage).items())
+
+
 def _complete(run_dir: Path, trial_hash: str) -> dict | None:
     """The trial's record when its folder is finished with this hash; else ``None``."""
     try:
         info = read_json(run_dir / TRIAL_FILE)
     except AvoodError:
         return None
-    done = info.get("status") == "done" and info.get("hash") == trial_hash and (run_dir / "results.json").is_file()
-    return info if done else None
+    if not isinstance(info, dict) or info.get("status") != "done" or info.get("hash") != trial_hash:
+        return None
+    return info if (run_dir / "results.json").is_file() else None
 
 
 SWEEP_LOCK = ".avood-sweep.lock"
@@ -66,6 +72,8 @@ def check_sweep_folder(folder: Path) -> None:
         except OSError as exc:
             raise AvoodError(f"sweep folder '{folder}' cannot be read ({exc.strerror}); fix its permissions") from None
         if names and not names & {SWEEP_FILE, SWEEP_LOCK}:
+            from avood_core.run.folder import is_run_folder
+
             what = ("a run folder written by 'avood run'" if is_run_folder(folder)
                     else f"not empty and holds no {SWEEP_FILE}")
             raise AvoodError(f"sweep folder '{folder}' is {what}, not a sweep folder; nothing was written: pass a "
@@ -78,6 +86,9 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
               metrics: list[str] | None = None) -> SweepResult:
     """Expand ``spec``, run the unfinished trials on its engine (a failure does not stop the others) and
     write the tables (``metrics``: dotted keys); the folder is checked and locked before anything is written."""
+    from avood_core.registry import get_registry
+    from avood_core.run.folder import lock
+
     registry = registry or get_registry()
     started = time.perf_counter()
     trials = expand(spec, registry, source)
@@ -108,6 +119,8 @@ def run_sweep(spec: SweepSpec, output: Path | None = None, allow_changes: bool =
 def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, quiet: bool, echo: Callable[[str], None],
                 started: float, metrics: list[str] | None, tracking: SweepSession, digest: str) -> SweepResult:
     """The body of :func:`run_sweep`, with the sweep folder locked."""
+    from avood_core.run.driver import run_payload, trial_payload
+
     columns = list(metrics or default_metrics(trials))
     local = spec.engine == "local"
     parallel = spec.max_parallel or (1 if local else None)  # ray: as many as the cluster's CPUs hold
@@ -132,10 +145,7 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
             config["device"] = "auto"
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)
         records[t.id] = {**base, "status": "pending"}
-        # keys: (kind, fit hash) of the components the trial fits first (stage 1 on a benchmark tree)
-        stage = "stage1" if t.config.data.source == "benchmark" and t.config.data.stage1 else ""
-        keys = frozenset(fit_hashes(t.config, build_pipeline(t.config, registry), stage).items())
-        jobs.append(Job(t.id, run_payload, payload, keys, f"{t.label}, seed={t.seed}"))
+        jobs.append(Job(t.id, run_payload, payload, component_keys(t, registry), f"{t.label}, seed={t.seed}"))
     meta = {"avood_version": __version__, "spec_hash": digest, "spec": spec.model_dump(mode="json"),
             "engine": {"name": spec.engine, "max_parallel": parallel, "threads_per_trial": threads,
                        "num_gpus": spec.resources.num_gpus, "address": spec.address}}

@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from avood_core.config import RunConfig, assemble_config, finalize_config, resolve
 from avood_core.errors import AvoodError, ConfigError
 from avood_core.limits import MAX_TRIALS
-from avood_core.pipeline.store import config_hash
-from avood_core.recipe import parse_value
 from avood_core.registry import KINDS, Registry, get_registry
 from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
@@ -143,6 +141,8 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
         sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
         raise ConfigError(f"{source}: {count:,} trials ({sizes}); a sweep runs at most {MAX_TRIALS:,}: "
                           f"drop axis values or split it into several sweeps")
+    from avood_core.pipeline.store import config_hash
+
     registry = registry or get_registry()
     keys = list(spec.axes)
     trials: list[Trial] = []
@@ -179,11 +179,15 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
 
 def spec_hash(trials: list[Trial]) -> str:
     """What a sweep folder was made for: its trials and their configs (not the engine)."""
+    from avood_core.pipeline.store import config_hash
+
     return config_hash(sorted((t.id, t.hash) for t in trials))
 
 
 def parse_axis(text: str) -> tuple[str, list[Any]]:
     """``--axis KEY=V1,V2`` or ``--axis 'KEY=[v1, v2]'`` (values read as TOML, else strings)."""
+    from avood_core.recipe import parse_value
+
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or not raw.strip():
         raise ConfigError(f"--axis '{text}': expected KEY=V1,V2 (e.g. --axis detector=entropy,binary)")

@@ -8,8 +8,6 @@ import io
 from pathlib import Path
 
 from avood_core.errors import AvoodError
-from avood_core.eval.report import seeds_section
-from avood_core.eval.stats import format_interval
 from avood_core.util.io import atomic_write_json, atomic_write_text
 from avood_core.util.nested import flat, get_path
 
@@ -50,6 +48,8 @@ def check_metrics(metrics: list[str], records: dict[str, dict]) -> None:
 
 def table_rows(trials: list, records: dict[str, dict], metrics: list[str]) -> list[dict]:
     """Rows in spec order: per config the aggregate over finished seeds, then its failed trials."""
+    from avood_core.eval.report import seeds_section  # numpy: loaded once trials have finished
+
     rows: list[dict] = []
     labels = list(dict.fromkeys(t.label for t in trials))
     for label in labels:
@@ -74,6 +74,8 @@ def _cell(row: dict, key: str) -> str:
     """``26.16 ± 1.16 [23.3, 29.0] (n = 3)``: mean ± std [95 % t interval of the mean] (n) of ``key``."""
     if row.get("mean", {}).get(key) is None:
         return "–"
+    from avood_core.eval.stats import format_interval
+
     n = row.get("n", len(row["seeds"]))
     return format_interval({"n": n, "mean": row["mean"][key], "std": row["std"][key],
                             "ci": (row.get("ci") or {}).get(key)})
