@@ -113,8 +113,16 @@ def fused_mlp(comp: TorchComponent, in_dim: int, audio_dim: int | None, out_dim:
     return build_fused_mlp(p, in_dim, audio_dim, mlp, comp.label)
 
 
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """``H(softmax(z)) = -Σ_i p_i log p_i`` per row, natural log, exact for ``p_i = 0``."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1)
+
+
 def class_positions(classes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Positions of ``labels`` in the sorted ``classes`` and a mask of the labels found there."""
+    if not len(classes):  # no classes: no label is found (searchsorted has no position to give)
+        return torch.zeros_like(labels), torch.zeros_like(labels, dtype=torch.bool)
     pos = torch.searchsorted(classes, labels).clamp(max=len(classes) - 1)
     return pos, classes[pos] == labels
 

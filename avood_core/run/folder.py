@@ -121,7 +121,7 @@ def check_resume(run_dir: Path, config, registry, allow_changes: bool) -> str:
     from avood_core.config import resolve, validate_config
     from avood_core.errors import ConfigError
     from avood_core.recipe import load_toml
-    from avood_core.run.tracking import flat
+    from avood_core.util.nested import flat
 
     saved_path = run_dir / "config.toml"
     if not saved_path.is_file():

@@ -16,14 +16,8 @@ from avood_core.fusion import FusionParams
 from avood_core.protocols import FitContext, OODDetector
 from avood_core.task import AVSamples
 from avood_core.train.loop import fit_loop
-from avood_plugins._mlp import (DetectorMLPParams, MLPComponent, detector_data, fused_mlp, infer, mlp_training,
-                                seen_positions)
-
-
-def entropy_from_logits(logits: Tensor) -> Tensor:
-    """``H(softmax(z)) = -Σ_i p_i log p_i`` per row, natural log, exact for ``p_i = 0``."""
-    log_p = F.log_softmax(logits, dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1)
+from avood_plugins._mlp import (DetectorMLPParams, MLPComponent, detector_data, entropy_from_logits, fused_mlp, infer,
+                                mlp_training, seen_positions)
 
 
 class EntropyDetector(MLPComponent, OODDetector):

@@ -17,7 +17,8 @@ from typing import Any, Iterator, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from avood_core.errors import PluginError
-from avood_core.run.tracking import Logger, flat, headline, trial_info
+from avood_core.run.tracking import Logger, headline, trial_info
+from avood_core.util.nested import flat
 
 _BATCH = 100  # MLflow's limit of params / metrics per log_batch call
 _BAD = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric or param name

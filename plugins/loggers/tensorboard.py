@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.run.tracking import Logger, flat, headline
+from avood_core.run.tracking import Logger, headline
+from avood_core.util.nested import flat
 
 
 class TensorBoardParams(BaseModel):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from avood_plugins.detectors.entropy import entropy_from_logits
+from avood_plugins._mlp import entropy_from_logits
 from avood_plugins.unseen._joint_embedding import JointEmbeddingClassifier, JointEmbeddingNet, JointEmbeddingParams
 
 

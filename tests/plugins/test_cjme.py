@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from avood_core.errors import AvoodError, DataError
 from avood_core.protocols import TorchComponent, UnseenClassifier
 from avood_core.registry import get_registry
-from avood_plugins.detectors.entropy import entropy_from_logits
+from avood_plugins._mlp import entropy_from_logits
 from avood_plugins.unseen.cjme import CJMEClassifier, attention_targets
 
 from joint_embedding_checks import (

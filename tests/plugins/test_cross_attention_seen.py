@@ -100,3 +100,13 @@ def test_conformance_kit():
     tiny = dict(epochs=1, batches_per_epoch=3, batch_size=16, embed_dim=12, heads=2, enc_hidden=16, proj_hidden=16,
                 joint_dim=8, ff_dim=8)
     check_component(CrossAttentionSeenClassifier, "seen", tiny, name="cross_attention")
+
+
+def test_no_seen_classes_is_a_data_error_not_an_index_error(task):
+    """An empty ``ctx.seen_classes`` finds no training label: one DataError, never a raw IndexError."""
+    from avood_core.errors import DataError
+
+    ctx = FitContext(text=task["text"], seen_classes=torch.tensor([], dtype=torch.long), unseen_classes=task["unseen"],
+                     device=torch.device("cpu"), progress=Recorder(), log=lambda _: None)
+    with pytest.raises(DataError, match="not among ctx.seen_classes"):
+        CrossAttentionSeenClassifier(SMALL).fit(task["train"], ctx)
