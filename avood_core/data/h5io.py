@@ -4,6 +4,7 @@ the data) and collects one-line problems; :func:`read_stage` copies the class bl
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -130,27 +131,33 @@ def _meta(path: Path, ds_dir: Path, read_data: bool) -> tuple[int, int, np.ndarr
     return rows, dim, urls, values
 
 
+def _h5_index(folder: Path) -> dict[str, Path]:
+    """``{lower(stem): path}`` of the ``*.h5`` files in ``folder`` (an entry whose type cannot be read is kept,
+    so reading it names the problem: a symlink loop, an unreadable target)."""
+    index = {}
+    with os.scandir(folder) as it:
+        for entry in (e for e in it if e.name.endswith(".h5")):
+            with contextlib.suppress(OSError):
+                if not entry.is_file():
+                    continue
+            index[entry.name[:-3].lower()] = Path(entry.path)
+    return index
+
+
 def scan_stage(feat_dir: Path, stage: str, listed: list[int], class_names: list[str], ds_dir: Path, split_txt: Path,
                read_data: bool = False) -> StageScan:
     """Metadata of every class file of a stage folder: ``listed`` classes must have both files; other known
     classes' files are read too (``listed=False``; the reference's caches hold them), unknown ones named."""
     scan = StageScan(stage)
     folders = {m: feat_dir / m / stage for m in MODALITIES}
-    indexes: dict[str, dict[str, Path]] = {m: {} for m in MODALITIES}  # lower(stem) -> path of the *.h5 files
+    indexes: dict[str, dict[str, Path]] = {}  # modality -> lower(stem) -> path of the *.h5 files
     for m, folder in folders.items():
         try:  # a folder that cannot be looked at counts as present, so listing it reports why
             if not folder.is_dir():
                 scan.problems.append(f"'{rel(folder, ds_dir)}' is missing; download the features or load with "
                                      f"source='pkl'")
                 return scan
-            with os.scandir(folder) as it:
-                for entry in (e for e in it if e.name.endswith(".h5")):
-                    try:
-                        if not entry.is_file():
-                            continue
-                    except OSError:  # a symlink loop (ELOOP) or an unreadable target: kept, so _meta names it
-                        pass
-                    indexes[m][entry.name[:-3].lower()] = Path(entry.path)
+            indexes[m] = _h5_index(folder)
         except OSError as exc:
             fix = "fix its permissions (chmod) or re-download it"
             scan.problems.append(os_error_line(exc, fix, rel(folder, ds_dir)))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from avood_core.errors import DataError
+from avood_core.data.layout import FEATURE_DIMS
 from avood_core.data.synthetic import SyntheticSpec, split_counts, unit
 from avood_core.task import AVGZSLTask, AVSamples
 from avood_core.util.threads import torch_threads
@@ -276,7 +277,8 @@ def make_ucf_task(seed: int = 0, scale: float = 1.0, seen_acc: float | None = No
         counts = [split_counts(n, len(c), g) for n, c in zip(
             (spec.train_samples, spec.test_seen_samples, spec.test_unseen_samples), (seen, seen, unseen))]
         roles = ClassRoles(seen, unseen, *counts)
-        gen = LatentGenerator(text, (512, 512), params or LatentParams(), seed, [name_key(seed, n) for n in names])
+        gen = LatentGenerator(text, FEATURE_DIMS["main_features"], params or LatentParams(), seed,
+                              [name_key(seed, n) for n in names])
         cal = calibrate(gen, text, roles, "ucf", seen_acc, zsl_acc, seed=seed + 1)
 
         def clips(classes: torch.Tensor, n: torch.Tensor) -> AVSamples:

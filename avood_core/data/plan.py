@@ -184,8 +184,9 @@ def plan_generated(info: DatasetInfo, scale: float, rng: random.Random, text_dim
     name = [p[0] for p in pairs]
     cats = ["animals", "music", "people", "vehicle", "sports", "nature", "home", "tools"]
     w2v_rows = [{"original": o, "manual": m} for o, m in pairs]
-    for r in w2v_rows if "category" in info.w2v_columns else []:
-        r["category"] = rng.choice(cats)
+    if "category" in info.w2v_columns:
+        for r in w2v_rows:
+            r["category"] = rng.choice(cats)
     make = _RowMaker(info, rng, name, w2v_rows)
     members = {"stage_1_train": train, "stage_1_val_seen": train, "stage_1_val_unseen": val_unseen,
                "stage_2_train": train + val_unseen, "stage_2_test_seen": train + val_unseen,

@@ -58,13 +58,17 @@ class SynthReport:
 
 def _write_class_split(root: Path, plan: TreePlan) -> None:
     cs, info = root / "class-split", plan.info
+    names = {"all_class.txt": plan.all_classes,
+             **{f"{split}/{stage}.txt": plan.txt[split][stage] for split in SPLITS.values() for stage in STAGES}}
     for split in SPLITS.values():
         (cs / split).mkdir(parents=True, exist_ok=True)
         for stage in STAGES:
-            (cs / split / f"{stage}.txt").write_text("".join(n + "\n" for n in plan.txt[split][stage]), encoding="utf-8")
             _write_csv(cs / split / f"{stage}.csv", info.csv_columns, plan.rows[split][stage])
-    (cs / "all_class.txt").write_text("".join(n + "\n" for n in plan.all_classes), encoding="utf-8")
-    _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
+    for name, lines in names.items():
+        if f"class-split/{name}" not in plan.copy_from:
+            (cs / name).write_text("".join(n + "\n" for n in lines), encoding="utf-8")
+    if f"class-split/{info.w2v_csv}" not in plan.copy_from:
+        _write_csv(cs / info.w2v_csv, info.w2v_columns, plan.w2v_rows)
     for rel_path, src in plan.copy_from.items():  # the real split's own files, byte for byte
         shutil.copyfile(src, root / rel_path)
 

@@ -93,9 +93,9 @@ FLOATS = {  # the float outputs (detector, unseen classifier): what each holds, 
 }
 
 
-def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...]) -> Tensor:
-    """A finite floating-point tensor of ``shape``, the output of :data:`FLOATS` that ``method`` names."""
-    what, why = FLOATS[method.split("(")[0]]
+def check_floats(component: Any, method: str, value: Any, shape: tuple[int, ...], output: str) -> Tensor:
+    """A finite floating-point tensor of ``shape``: ``output``, a row of :data:`FLOATS`, as ``method`` returned it."""
+    what, why = FLOATS[output]
     t = as_tensor(component, method, value)
     if not t.is_floating_point():
         refuse(component, method, f"returned dtype {t.dtype}", f"return {what} as a floating-point tensor")
@@ -231,7 +231,7 @@ def generate(component: Any, class_ids: Tensor, text: Tensor, n_per_class: int, 
 
 
 def score(detector: Any, samples: AVSamples) -> Tensor:
-    return check_floats(detector, "score()", _call(detector, "score", samples), (len(samples),))
+    return check_floats(detector, "score()", _call(detector, "score", samples), (len(samples),), "score")
 
 
 def is_seen(detector: Any, samples: AVSamples, scores: Tensor) -> Tensor:
@@ -254,7 +254,7 @@ def predict_unseen(unseen: Any, samples: AVSamples, candidates: Tensor, text: Te
     ``distances`` (checked), the nearest candidate winning."""
     if type(unseen).predict is UnseenClassifier.predict:
         d = check_floats(unseen, "distances()", _call(unseen, "distances", samples, candidates, text),
-                         (len(samples), len(candidates)))
+                         (len(samples), len(candidates)), "distances")
         return candidates.cpu().long()[d.argmin(dim=1)] if len(samples) else torch.empty(0, dtype=torch.long)
     out = _call(unseen, "predict", samples, candidates, text)
     return check_ids(unseen, "predict()", out, len(samples), candidates, "the candidates")

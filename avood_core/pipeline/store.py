@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from avood_core.errors import CheckpointError, NotFittedError, PluginError
+from avood_core.errors import CheckpointError, NotFittedError, PluginError, one_line
 from avood_core.pipeline import boundary
 from avood_core.protocols import Component
 from avood_core.registry import Registry, get_registry
@@ -243,8 +243,7 @@ def load_component(directory: str | Path, registry: Registry | None = None, kind
         try:  # the usual ways a file that does not fit shows
             component.load_state(config["state"], tensors)
         except (KeyError, RuntimeError, ValueError, TypeError, NotFittedError) as exc:
-            detail = " ".join(str(exc).split())[:300]
-            raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({type(exc).__name__}: {detail}); "
+            raise CheckpointError(f"'{weights}' does not fit {kind} '{name}' ({one_line(exc, 300)}); "
                                   f"refit the component") from None
     label, declared = f"{kind} '{name}'", boundary.state_tensors(component)
     for key in sorted(set(declared) | set(tensors)):  # names, dtypes, shapes: no silent cast of a changed tensor

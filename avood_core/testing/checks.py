@@ -126,7 +126,7 @@ def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: Kit
     elif kind == "detector":
         for key, rows in (("score", n), ("score_train", len(task.train)), ("score_synthetic", len(data.synthetic)),
                           ("score_one", 1)):
-            _shared(boundary.check_floats, component, method_of(key), outputs[key], (rows,))
+            _shared(boundary.check_floats, component, method_of(key), outputs[key], (rows,), "score")
         _shared(boundary.check_is_seen, component, outputs["is_seen"], n, method_of("is_seen"))
     elif kind == "seen":
         for key, rows in (("pred", n), ("pred_one", 1)):
@@ -139,7 +139,7 @@ def check_outputs(component: Component, outputs: Mapping[str, Tensor], data: Kit
                     "the candidates")
         if "distances" in outputs:
             _shared(boundary.check_floats, component, method_of("distances"), outputs["distances"],
-                    (n, len(task.unseen_classes)))
+                    (n, len(task.unseen_classes)), "distances")
     ids = [k for k in ("pred", "pred_one", "pred_unseen", "pred_all", "generated.labels") if k in outputs]
     wrong = [k for k in ids if outputs[k].dtype != torch.long]
     _expect(not wrong, f"{wrong[:1]} has dtype {outputs[wrong[0]].dtype if wrong else ''}; return class ids as int64 "

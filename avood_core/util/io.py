@@ -64,20 +64,21 @@ def _full(folder: Path) -> bool:
 def writing(path: str | os.PathLike, what: str | None = None) -> Iterator[None]:
     """A failed write of ``path`` inside the block as :class:`WriteFailed`: an ``OSError``, or a library's own
     exception (torch, safetensors) naming an errno or raised while its file system is full; others pass unchanged."""
+    def failed(code: int | None, reason: str) -> WriteFailed:
+        hint = _HINTS.get(code or 0, "check the folder and its file system")
+        return WriteFailed(f"cannot write {what + ' ' if what else ''}'{path}' ({reason}); {hint}", code, str(path))
+
     try:
         yield
-        return
     except WriteFailed:
         raise
     except OSError as exc:
-        code, reason = exc.errno, exc.strerror or str(exc)
+        raise failed(exc.errno, exc.strerror or str(exc)) from None
     except Exception as exc:
         code = _named_errno(str(exc)) or (errno.ENOSPC if _full(Path(path).parent) else None)
         if code is None:
             raise
-        reason = os.strerror(code)
-    hint = _HINTS.get(code or 0, "check the folder and its file system")
-    raise WriteFailed(f"cannot write {what + ' ' if what else ''}'{path}' ({reason}); {hint}", code, str(path)) from None
+        raise failed(code, os.strerror(code)) from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], what: str | None = None) -> Path:

@@ -35,10 +35,10 @@ class AudioOnly(Fusion):
     splittable: ClassVar[bool] = True
 
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
-        return {"audio": audio_dim, "video": video_dim}[self.modalities[0]]
+        return audio_dim
 
     def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
-        return {"audio": audio, "video": video}[self.modalities[0]]
+        return audio
 
 
 class VideoOnly(AudioOnly):
@@ -46,12 +46,20 @@ class VideoOnly(AudioOnly):
 
     modalities: ClassVar[tuple[str, ...]] = ("video",)
 
+    def out_dim(self, audio_dim: int, video_dim: int) -> int:
+        return video_dim
+
+    def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
+        return video
+
 
 class Mean(Fusion):
     """Element-wise mean; needs ``Da == Dv`` (one-line error otherwise)."""
 
+    registered: ClassVar[str] = "mean"  # the name its dims error gives
+
     def out_dim(self, audio_dim: int, video_dim: int) -> int:
-        return require_equal_dims(type(self).__name__.lower(), audio_dim, video_dim)  # "mean" / "sum"
+        return require_equal_dims(self.registered, audio_dim, video_dim)
 
     def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
         return (audio + video) * 0.5
@@ -59,6 +67,8 @@ class Mean(Fusion):
 
 class Sum(Mean):
     """Element-wise sum; needs ``Da == Dv`` (one-line error otherwise, as ``mean``)."""
+
+    registered: ClassVar[str] = "sum"
 
     def forward(self, audio: Tensor, video: Tensor) -> Tensor:  # type: ignore[override]
         return audio + video

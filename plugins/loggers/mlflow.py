@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avood_core.errors import PluginError
+from avood_core.errors import PluginError, one_line
 from avood_core.run.tracking import Logger, headline, trial_info
 from avood_core.util.nested import flat
 
@@ -94,9 +94,8 @@ class MLflowLogger(Logger):
                 self.experiment_id = exp.experiment_id if exp is not None else self.client.create_experiment(
                     self.params.experiment, artifact_location=self.params.artifact_location)
         except Exception as exc:  # noqa: BLE001 - a bad URI, a locked or newer database: one line before any work
-            detail = " ".join(str(exc).split())[:300]
-            raise PluginError(f"logger 'mlflow' cannot use the tracking store '{self.uri}' ({type(exc).__name__}: "
-                              f"{detail}); fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
+            raise PluginError(f"logger 'mlflow' cannot use the tracking store '{self.uri}' ({one_line(exc, 300)}); "
+                              "fix logging.mlflow.uri / $MLFLOW_TRACKING_URI") from None
 
     def _start(self, name: str, extra_tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         """A new run named ``name`` with avood's tags and ``params``, nested under the sweep's parent run, else the
