@@ -46,6 +46,12 @@ def _check_record(rec: dict) -> None:
         assert row["steps"] > 0 and row["samples"] >= row["steps"] and row["steps_per_s"] > 0
         assert 0 < row["epochs_factor"] < 1 and row["full_wall_s"] >= row["wall_s"]
     assert {"S", "U", "HM", "ZSL"} <= set(rec["metrics"])
+    # the step breakdown profiles the trained stage with the longest wall, after the timed run
+    b = rec["step_breakdown"]
+    assert b["stage"] == max(("generator", "seen", "unseen", "detector"), key=lambda k: rec["stages"][k]["wall_s"])
+    assert b["steps"] == 20 and b["steps_per_s_timed"] == rec["stages"][b["stage"]]["steps_per_s"]
+    assert sum(c["share"] for c in b["categories"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert b["categories"]["matmul"]["calls_per_step"] > 0
 
 
 def test_bench_both_stages_json_and_markdown(tmp_path):
@@ -63,6 +69,7 @@ def test_bench_both_stages_json_and_markdown(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     for ds, rec in saved["datasets"].items():
         _check_record(rec)
+        assert f"Step breakdown of {rec['step_breakdown']['stage']}" in md
         assert set(rec["protocol"]["stage1"]["stages"]) == set(STAGES) - {"load"}
         assert f"## {ds}" in md
     tables = _tables(md, [HEADERS[c] for c in COLUMNS])
@@ -159,6 +166,10 @@ def test_bad_options(tmp_path):
         run_bench(BenchOptions(datasets=["mnist"], out=tmp_path))
     with pytest.raises(AvoodError, match="--epochs-scale"):
         run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, epochs_scale=0))
+    with pytest.raises(AvoodError, match="--breakdown-stage 'gate': use one of generator, seen, unseen, detector"):
+        run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, breakdown_stage="gate"))
+    with pytest.raises(AvoodError, match="--breakdown-steps"):
+        run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, breakdown_steps=-1))
 
 
 def test_bench_with_two_jobs_reports_the_worker_and_the_overlap(tmp_path):

@@ -16,7 +16,7 @@ from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, main
 from avood_core.bench.report import render_markdown
 from avood_core.util.threads import torch_threads, usable_cores
 from avood_core.errors import AvoodError
-from avood_core.stages import FIT_ORDER
+from avood_core.stages import BY_KIND, FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
 SPLITS_ENV = "AVOOD_SPLITS"  # a folder with the real <DS>/class-split and w2v/ (no source checkout assumed)
@@ -41,6 +41,8 @@ class BenchOptions:
     splits_dir: Path | None = None  # None: $AVOOD_SPLITS when set, else generated
     generated: bool = False  # force generated splits even when a splits folder is given
     profile: bool = False  # torch.profiler around every stage: <out>/profile/<dataset>-<stage>.txt
+    breakdown_steps: int = 20  # steps of one stage profiled after the timed run (avood_core.bench.breakdown); 0: none
+    breakdown_stage: str | None = None  # the stage profiled; None: the trained stage with the longest wall
     audio_dim: int | None = None
     video_dim: int | None = None
     class_counts: tuple[int, int, int] | None = None  # generated trees only (tiny test trees)
@@ -235,6 +237,8 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     two = _fit_measured(config, task, meter, device, factors, opts.jobs)
     total = time.perf_counter() - started
     rows = two["rows"]
+    if opts.breakdown_steps:
+        record["step_breakdown"] = _breakdown(config, task, two, opts, device, log)
     parts.append((rows, two["fit_wall_s"]))
     measured, full = (sum(x) for x in zip(*(span(r, w) for r, w in parts)))
     record.update({
@@ -255,6 +259,36 @@ def bench_dataset(dataset: str, opts: BenchOptions, log: Callable[[str], None] =
     return record
 
 
+def _breakdown(config, task, fit: dict[str, Any], opts: BenchOptions, device, log: Callable[[str], None]) -> dict:
+    """:func:`avood_core.bench.breakdown.step_breakdown` of a fresh component of the longest trained stage (or
+    ``opts.breakdown_stage``), at the thread count that stage trained at; after the timed run, so it times nothing."""
+    import torch
+
+    from avood_core.bench.breakdown import step_breakdown
+    from avood_core.protocols import FitContext
+    from avood_core.run.fitting import build_pipeline
+    from avood_core.train.loops import derive_seed, seed_everything
+
+    rows, pipeline = fit["rows"], fit["pipeline"]
+    trained = [k for k in FIT_ORDER if k in rows and rows[k]["steps"]]
+    kind = opts.breakdown_stage or max(trained, key=lambda k: rows[k]["wall_s"], default=None)
+    if kind is None:
+        return {"skipped": "no stage trained"}
+    offload = pipeline.worker_kinds(opts.jobs)
+    threads = max(1, torch.get_num_threads() // opts.jobs) if offload else torch.get_num_threads()
+    comp = build_pipeline(config).components[kind]
+    data = {"train": task.train, "text": task.text, "synthetic": pipeline.synthetic}
+    ctx = FitContext(text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
+                     device=device, seed=config.seed, val=task.val, synthetic=pipeline.synthetic,
+                     fitted=dict(pipeline.components))
+    log(f"bench: profiling {opts.breakdown_steps} steps of {kind} at {threads} thread(s) (not timed)")
+    seed_everything(derive_seed(config.seed, kind))
+    with torch_threads(threads):
+        summary = step_breakdown(comp, BY_KIND[kind].fit_args(data), ctx, opts.breakdown_steps)
+    return {"stage": kind, "component": config.component(kind).name, "threads": threads,
+            "precision": precision_of(comp), "steps_per_s_timed": rows[kind].get("steps_per_s"), **summary}
+
+
 def _headline(m: dict) -> dict[str, float]:
     return {"S": m["S"], "U": m["U"], "HM": m["HM"], "ZSL": m["ZSL"], "AUROC": m["gate"]["AUROC"]}
 
@@ -272,6 +306,10 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print) -> dict[st
         raise AvoodError(f"--epochs-scale must be positive, got {opts.epochs_scale}")
     if opts.stages not in ("2", "both"):
         raise AvoodError(f"--stages '{opts.stages}': use 2 (stage 2 only) or both")
+    if opts.breakdown_steps < 0:
+        raise AvoodError(f"--breakdown-steps must be 0 (no breakdown) or more, got {opts.breakdown_steps}")
+    if opts.breakdown_stage is not None and opts.breakdown_stage not in FIT_ORDER:
+        raise AvoodError(f"--breakdown-stage '{opts.breakdown_stage}': use one of {', '.join(FIT_ORDER)}")
     check_output_dir(opts.out, "-o/--output-dir")  # before any tree is written or anything trains
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # effective only if torch has not started OpenMP yet
     out = Path(opts.out)

@@ -65,6 +65,27 @@ def assist_lines(rec: dict[str, Any]) -> list[str]:
             for kind, row in rec.get("stages", {}).items() if isinstance(row, dict) and (a := row.get("assist"))]
 
 
+def breakdown_lines(b: dict[str, Any] | None) -> list[str]:
+    """The step breakdown (avood_core.bench.breakdown): a table of categories and the top ops."""
+    if not b:
+        return []
+    if "skipped" in b:
+        return [f"Step breakdown: none ({b['skipped']}).", ""]
+    cats = b["categories"]
+    body = [[name, f"{100 * c['share']:.1f}", f"{c['ms_per_step']:.2f}", f"{c['calls_per_step']:g}"]
+            for name, c in cats.items()]
+    timed = b.get("steps_per_s_timed")
+    return [f"Step breakdown of {b['stage']} ({b['component']}, {b['precision'] or 'fp32'}, {b['threads']} thread(s)): "
+            f"torch.profiler over {b['steps']} steps after a warm-up, {b['time']} per op by category. "
+            f"{b['wall_ms_per_step']:.2f} ms per step under the profiler"
+            + (f" ({1000 / timed:.2f} ms in the timed run)" if timed else "")
+            + f"; the ops account for {100 * (b['ops_share_of_wall'] or 0):.0f} % of it (the rest: Python and "
+            "profiler overhead).", "",
+            *md_table(["category", "share %", "ms/step", "calls/step"], body).splitlines(), "",
+            "Top ops: " + ", ".join(f"{o['op']} {100 * o['share']:.1f} % ({o['calls_per_step']:g}/step)"
+                                    for o in b["top_ops"]) + ".", ""]
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = ["# avood bench", "",
@@ -104,6 +125,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                   *assist_lines(rec),
                   f"Test metrics: S {mt['S']:.2f}, U {mt['U']:.2f}, HM {mt['HM']:.2f}, ZSL {mt['ZSL']:.2f}, gate AUROC {mt['AUROC']:.2f}.",
                   ""]
+        lines += breakdown_lines(rec.get("step_breakdown"))
         if rec.get("profile_top_ops"):
             lines += ["Profile (torch.profiler, share of each stage's self CPU time; top 6 ops):", "",
                       *(f"- {stage}: " + ", ".join(f"{o['op']} {o['self_cpu_pct']}%" for o in ops[:6])

@@ -243,6 +243,13 @@ def bench(
     generated: bool = typer.Option(False, "--generated", help="Generated class splits even when --splits or AVOOD_SPLITS is given."),
     torch_profile: bool = typer.Option(False, "--torch-profile", help="torch.profiler per stage: top ops into <output-dir>/profile/ "
                                        "and bench.json (inflates the times; use with a small --epochs-scale)."),
+    breakdown_steps: int = typer.Option(
+        20, "--breakdown-steps", callback=at_least("--breakdown-steps", 0),
+        help="After the timed run, profile this many steps of the longest training stage (torch.profiler): the share of "
+        "matmuls, casts, elementwise ops, optimizer and framework time per step, in bench.md and bench.json (0: none)."),
+    breakdown_stage: Optional[str] = typer.Option(
+        None, "--breakdown-stage", help="The stage --breakdown-steps profiles: generator, seen, unseen or detector "
+        "(default: the trained stage with the longest wall)."),
     splits: Optional[Path] = typer.Option(
         None, "--splits", readable=False, help="Folder with the real <DS>/class-split and w2v/ (e.g. the avgzsl metadata folder); default: "
         "the AVOOD_SPLITS environment variable, else generated class names and text vectors."),
@@ -262,6 +269,7 @@ def bench(
         datasets=[d.lower() for d in names] or ["ucf", "activitynet", "vggsound"], out=out, epochs_scale=epochs_scale,
         device=device, data_scale=data_scale, seed=seed, tree_seed=data_seed or 0, stages=stages, threads=threads, jobs=jobs,
         precision=precision, overrides=list(sets or []), splits_dir=splits, generated=generated, profile=torch_profile,
+        breakdown_steps=breakdown_steps, breakdown_stage=breakdown_stage,
     )
     result = run_bench(opts, log=(lambda m: None) if quiet else status)
     if as_json:
