@@ -23,7 +23,7 @@ from avood_core.protocols import FitContext
 from avood_core.train import exchange
 from avood_core.train.exchange import SHM
 from avood_core.train.loops import derive_seed, seed_everything
-from avood_core.train.precision import keep_mask, skip_words, words_drawn
+from avood_core.train.precision import keep_mask, keep_scale, skip_words, words_drawn
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator
 
@@ -161,6 +161,18 @@ def test_skipping_a_forwards_words_lands_where_the_forward_left_the_generator():
     torch.set_rng_state(start)
     skip_words(k)
     assert torch.equal(torch.get_rng_state(), after)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_dropout_multiplier_is_the_masks_bit_for_bit_from_the_same_words(dtype):
+    for p in (0.5, 0.4, 0.1, 1e-6, 1 - 1e-5):  # the last two: thresholds at the ends of the int16 lanes
+        torch.manual_seed(7)
+        want = keep_mask((37, 41), p).to(dtype).mul_(1 / (1 - p))
+        state, before = torch.get_rng_state(), words_drawn()
+        torch.manual_seed(7)
+        got = keep_scale((37, 41), p, dtype)
+        assert got.dtype == dtype and torch.equal(got.view(torch.uint8), want.view(torch.uint8))  # the bytes
+        assert torch.equal(torch.get_rng_state(), state) and words_drawn() - before == (37 * 41 + 3) // 4
 
 
 def test_a_channel_carries_tensors_of_any_dtype_and_an_arena_is_shared(tmp_path):
