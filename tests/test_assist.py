@@ -6,6 +6,7 @@ whenever the main process joins, and also when it leaves mid-way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,13 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 from avood_core.pipeline import Pipeline
 from avood_core.pipeline.fit import _no_log
 from avood_core.pipeline.worker import PREFIX, Job, Worker, clean_stale
 from avood_core.protocols import FitContext
-from avood_core.train import exchange
+from avood_core.train import exchange, strategy
 from avood_core.train.exchange import SHM
 from avood_core.train.loops import derive_seed, seed_everything
 from avood_core.train.precision import keep_mask, keep_scale, skip_words, words_drawn
@@ -81,6 +84,30 @@ def test_an_assisted_fit_is_bit_identical_to_one_process(task, one_thread, preci
     assert any(f"second half of {info['steps']} of 30 steps" in line for line in res.logs), res.logs
     assert _differing(_solo(task, **params), res.component) == []
     assert lines == []
+
+
+class _WeightCasts(TorchDispatchMode):
+    """Counts the bf16 casts of parameters (autocast's weight casts) under it."""
+
+    n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16 \
+                and isinstance(args[0], nn.Parameter):
+            self.n += 1
+        return func(*args, **kwargs)
+
+
+def test_a_bf16_step_casts_each_weight_once_for_both_halves_with_the_same_bits(task, one_thread, monkeypatch):
+    params = {**SMALL, "precision": "bf16", "epochs": 1, "batches_per_epoch": 3}
+    with _WeightCasts() as shared:
+        once = _solo(task, **params)
+    monkeypatch.setattr(strategy, "shared_casts", lambda device, precision: contextlib.nullcontext())
+    with _WeightCasts() as fresh:
+        twice = _solo(task, **params)  # autocast's cache dropped after each half's forward
+    assert fresh.n == 2 * shared.n > 0
+    assert _differing(once, twice) == []
 
 
 def test_joining_late_gives_the_same_bits(task, one_thread):

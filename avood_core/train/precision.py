@@ -100,6 +100,19 @@ def autocast(device: torch.device | str, precision: str):
     return contextlib.nullcontext()
 
 
+def shared_casts(device: torch.device | str, precision: str):
+    """A context around one training step of several bf16 forward calls (a two-half step) in which every forward
+    reuses the bf16 copies of the weights the first one cast: torch.autocast keeps its cast cache while any
+    autocast context is open and clears it when the outermost one exits, so an outer context with autocast
+    disabled keeps the cache for the step and changes nothing else (backward and losses stay outside autocast).
+    The copies are the same bits as fresh casts (the weights change only at the optimizer step, after the
+    step), and the gradients reach the fp32 weights through the shared cast as before: each backward call
+    converts its own bf16 gradient and accumulates it. A null context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, enabled=False)
+    return contextlib.nullcontext()
+
+
 _WORDS = 4  # 16-bit draws per int64 random word
 _drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
 
