@@ -6,6 +6,7 @@ whenever the main process joins, and also when it leaves mid-way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,16 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
 from avood_core.pipeline import Pipeline
 from avood_core.pipeline.fit import _no_log
 from avood_core.pipeline.worker import PREFIX, Job, Worker, clean_stale
 from avood_core.protocols import FitContext
-from avood_core.train import exchange
+from avood_core.train import exchange, strategy
 from avood_core.train.exchange import SHM
 from avood_core.train.loops import derive_seed, seed_everything
-from avood_core.train.precision import keep_mask, skip_words, words_drawn
+from avood_core.train.precision import keep_mask, keep_scale, skip_words, words_drawn
 from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 from toy_components import CentroidDetector, CentroidSeen, RidgeGenerator
 
@@ -81,6 +84,30 @@ def test_an_assisted_fit_is_bit_identical_to_one_process(task, one_thread, preci
     assert any(f"second half of {info['steps']} of 30 steps" in line for line in res.logs), res.logs
     assert _differing(_solo(task, **params), res.component) == []
     assert lines == []
+
+
+class _WeightCasts(TorchDispatchMode):
+    """Counts the bf16 casts of parameters (autocast's weight casts) under it."""
+
+    n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16 \
+                and isinstance(args[0], nn.Parameter):
+            self.n += 1
+        return func(*args, **kwargs)
+
+
+def test_a_bf16_step_casts_each_weight_once_for_both_halves_with_the_same_bits(task, one_thread, monkeypatch):
+    params = {**SMALL, "precision": "bf16", "epochs": 1, "batches_per_epoch": 3}
+    with _WeightCasts() as shared:
+        once = _solo(task, **params)
+    monkeypatch.setattr(strategy, "shared_casts", lambda device, precision: contextlib.nullcontext())
+    with _WeightCasts() as fresh:
+        twice = _solo(task, **params)  # autocast's cache dropped after each half's forward
+    assert fresh.n == 2 * shared.n > 0
+    assert _differing(once, twice) == []
 
 
 def test_joining_late_gives_the_same_bits(task, one_thread):
@@ -161,6 +188,18 @@ def test_skipping_a_forwards_words_lands_where_the_forward_left_the_generator():
     torch.set_rng_state(start)
     skip_words(k)
     assert torch.equal(torch.get_rng_state(), after)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_dropout_multiplier_is_the_masks_bit_for_bit_from_the_same_words(dtype):
+    for p in (0.5, 0.4, 0.1, 1e-6, 1 - 1e-5):  # the last two: thresholds at the ends of the int16 lanes
+        torch.manual_seed(7)
+        want = keep_mask((37, 41), p).to(dtype).mul_(1 / (1 - p))
+        state, before = torch.get_rng_state(), words_drawn()
+        torch.manual_seed(7)
+        got = keep_scale((37, 41), p, dtype)
+        assert got.dtype == dtype and torch.equal(got.view(torch.uint8), want.view(torch.uint8))  # the bytes
+        assert torch.equal(torch.get_rng_state(), state) and words_drawn() - before == (37 * 41 + 3) // 4
 
 
 def test_a_channel_carries_tensors_of_any_dtype_and_an_arena_is_shared(tmp_path):

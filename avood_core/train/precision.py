@@ -100,6 +100,19 @@ def autocast(device: torch.device | str, precision: str):
     return contextlib.nullcontext()
 
 
+def shared_casts(device: torch.device | str, precision: str):
+    """A context around one training step of several bf16 forward calls (a two-half step) in which every forward
+    reuses the bf16 copies of the weights the first one cast: torch.autocast keeps its cast cache while any
+    autocast context is open and clears it when the outermost one exits, so an outer context with autocast
+    disabled keeps the cache for the step and changes nothing else (backward and losses stay outside autocast).
+    The copies are the same bits as fresh casts (the weights change only at the optimizer step, after the
+    step), and the gradients reach the fp32 weights through the shared cast as before: each backward call
+    converts its own bf16 gradient and accumulates it. A null context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, enabled=False)
+    return contextlib.nullcontext()
+
+
 _WORDS = 4  # 16-bit draws per int64 random word
 _drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
 
@@ -116,31 +129,52 @@ def skip_words(n: int) -> None:
         torch.empty(n, dtype=torch.int64).random_(-(2**63), None)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
-    """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536) from four 16-bit lanes per int64
-    word: a quarter of ``torch.rand``'s draws (about 3x faster). Words span the full signed range (the top
-    lane of a non-negative int64 has only 15 random bits)."""
+def _lanes(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+    """``shape`` uniform int16 lanes on [-32768, 32767], four per int64 word drawn (counted in :func:`words_drawn`)."""
     n = math.prod(int(s) for s in shape)
     global _drawn
     words = torch.empty((n + _WORDS - 1) // _WORDS, dtype=torch.int64, device=device)
     if words.device.type == "cpu":
         _drawn += words.numel()
     words.random_(-(2**63), None)
-    lanes = words.view(torch.int16)[:n].view(shape)
-    threshold = int(round(p * 65536)) - 32768  # lanes are uniform on [-32768, 32767]
-    return lanes >= threshold
+    return words.view(torch.int16)[:n].view(shape)
+
+
+def _threshold(p: float) -> int:
+    """The lane value from which a lane is kept: ``P(lane >= threshold) = 1 - p``, p quantised to 1/65536."""
+    return int(round(p * 65536)) - 32768  # lanes are uniform on [-32768, 32767]
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> Tensor:
+    """A boolean mask with ``P(True) = 1 - p`` (p quantised to 1/65536) from four 16-bit lanes per int64
+    word: a quarter of ``torch.rand``'s draws (about 3x faster). Words span the full signed range (the top
+    lane of a non-negative int64 has only 15 random bits)."""
+    return _lanes(shape, device) >= _threshold(p)
+
+
+def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
+               device: torch.device | str = "cpu") -> Tensor:
+    """Inverted dropout's multiplier: ``keep_mask(shape, p).to(dtype) * (1 / (1 - p))``, the same bits from the
+    same draws. The 0/1 keep values come from an int16 clamp (``clamp(lane, t - 1, t) - (t - 1)``) instead of
+    the boolean compare, whose CPU kernels (compare into bool, bool to float) are not vectorised (docs/performance.md)."""
+    t = _threshold(p)
+    lanes = _lanes(shape, device)
+    if -32768 < t <= 32767:  # t - 1 and t are int16 values
+        keep = lanes.clamp(t - 1, t).sub_(t - 1)
+    else:  # nothing dropped (t = -32768) or everything (t = 32768)
+        keep = lanes >= t
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout; on CPU the mask comes from :func:`keep_mask` (elsewhere ``F.dropout``)."""
+    """Inverted dropout; on CPU the multiplier comes from :func:`keep_scale` (elsewhere ``F.dropout``)."""
     if not training or p == 0:
         return x
     if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled graphs fuse their own RNG
         return torch.nn.functional.dropout(x, p, True)
     # One float multiplier (0 or 1/(1-p)): multiplying by a bool mask and then by the scale
     # was 5x slower forward + backward in fp32 (dtype promotion of the bool operand).
-    scale = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
-    return x * scale
+    return x * keep_scale(x.shape, p, x.dtype, x.device)
 
 
 class Dropout(torch.nn.Dropout):

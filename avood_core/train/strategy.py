@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from avood_core.train.exchange import Arena, Channel, PartnerGone, spec_of
-from avood_core.train.precision import autocast, skip_words, words_drawn
+from avood_core.train.precision import autocast, shared_casts, skip_words, words_drawn
 
 
 @dataclass
@@ -175,7 +175,12 @@ class SplitStep:
         """One step's gradients (the caller steps the optimizer); returns the loss terms, detached.
 
         With a partner it computes the second half (:func:`serve`); whenever it leaves, this process
-        computes that half itself from where the first half left the generator."""
+        computes that half itself from where the first half left the generator. Under bf16 both halves'
+        forwards use one cast of each weight (:func:`~avood_core.train.precision.shared_casts`)."""
+        with shared_casts(idx.device, self.precision):
+            return self._step(idx)
+
+    def _step(self, idx: Tensor) -> Tensor:
         self._poll()
         b, k_sent, forward = len(idx) // 2, self.words, self.halves.forward
         self._partner_does(lambda partner: partner.channel.send("job", {"k": k_sent}, [idx, torch.get_rng_state()]))
