@@ -122,7 +122,7 @@ def _window(batches: Callable[[], Any], warmup: int, steps: int, start: Callable
             stop()
 
 
-def step_breakdown(comp: Any, inputs: tuple, ctx: Any, steps: int = 20, warmup: int = 5) -> dict[str, Any]:
+def step_breakdown(comp: Any, inputs: tuple, ctx: Any, steps: int = 10, warmup: int = 5) -> dict[str, Any]:
     """Profile ``steps`` training steps of ``comp`` (a fresh, unfitted component) after ``warmup`` steps; the
     record of :func:`summarize`, or ``{"skipped": why}`` for a component that runs its own ``fit``."""
     import torch

@@ -41,7 +41,7 @@ class BenchOptions:
     splits_dir: Path | None = None  # None: $AVOOD_SPLITS when set, else generated
     generated: bool = False  # force generated splits even when a splits folder is given
     profile: bool = False  # torch.profiler around every stage: <out>/profile/<dataset>-<stage>.txt
-    breakdown_steps: int = 20  # steps of one stage profiled after the timed run (avood_core.bench.breakdown); 0: none
+    breakdown_steps: int = 10  # steps of one stage profiled after the timed run (avood_core.bench.breakdown); 0: none
     breakdown_stage: str | None = None  # the stage profiled; None: the trained stage with the longest wall
     audio_dim: int | None = None
     video_dim: int | None = None

@@ -244,7 +244,7 @@ def bench(
     torch_profile: bool = typer.Option(False, "--torch-profile", help="torch.profiler per stage: top ops into <output-dir>/profile/ "
                                        "and bench.json (inflates the times; use with a small --epochs-scale)."),
     breakdown_steps: int = typer.Option(
-        20, "--breakdown-steps", callback=at_least("--breakdown-steps", 0),
+        10, "--breakdown-steps", callback=at_least("--breakdown-steps", 0),
         help="After the timed run, profile this many steps of the longest training stage (torch.profiler): the share of "
         "matmuls, casts, elementwise ops, optimizer and framework time per step, in bench.md and bench.json (0: none)."),
     breakdown_stage: Optional[str] = typer.Option(
