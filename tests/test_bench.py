@@ -197,3 +197,18 @@ def test_bench_with_two_jobs_reports_the_worker_and_the_overlap(tmp_path):
     assert 0 <= idle["main_wait_s"] <= rec["fit_wall_s"]
     assert "idle core-seconds" in md
     assert rec["precision"] == {k: "fp32" for k in ("generator", "seen", "unseen", "detector")}
+
+
+def test_a_failed_breakdown_keeps_the_timed_record(tmp_path, monkeypatch):
+    """The breakdown runs after the timed run: if profiling fails, the record keeps its stages and says why."""
+    import avood_core.bench.breakdown as breakdown
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("profiler unavailable")
+
+    monkeypatch.setattr(breakdown, "step_breakdown", broken)
+    result = run_bench(BenchOptions(datasets=["ucf"], out=tmp_path, **TINY), log=lambda m: None)
+    rec = result["datasets"]["ucf"]
+    assert set(rec["stages"]) == set(STAGES) and {"S", "U", "HM", "ZSL"} <= set(rec["metrics"])
+    assert rec["step_breakdown"]["skipped"].endswith("failed: RuntimeError: profiler unavailable")
+    assert "Step breakdown: none (profiling " in (tmp_path / "bench.md").read_text()

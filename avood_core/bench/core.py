@@ -15,7 +15,7 @@ from typing import Any, Callable
 from avood_core.bench.meter import STAGES, Meter, idle_cores, machine_info, main_rows, precision_of
 from avood_core.bench.report import render_markdown
 from avood_core.util.threads import torch_threads, usable_cores
-from avood_core.errors import AvoodError
+from avood_core.errors import AvoodError, one_line
 from avood_core.stages import BY_KIND, FIT_ORDER
 
 DATASETS = ("ucf", "activitynet", "vggsound")
@@ -283,8 +283,11 @@ def _breakdown(config, task, fit: dict[str, Any], opts: BenchOptions, device, lo
                      fitted=dict(pipeline.components))
     log(f"bench: profiling {opts.breakdown_steps} steps of {kind} at {threads} thread(s) (not timed)")
     seed_everything(derive_seed(config.seed, kind))
-    with torch_threads(threads):
-        summary = step_breakdown(comp, BY_KIND[kind].fit_args(data), ctx, opts.breakdown_steps)
+    try:
+        with torch_threads(threads):
+            summary = step_breakdown(comp, BY_KIND[kind].fit_args(data), ctx, opts.breakdown_steps)
+    except (AvoodError, RuntimeError) as exc:  # the timed record is complete: keep it, say why there is no breakdown
+        summary = {"skipped": f"profiling {kind} failed: {one_line(exc)}"}
     return {"stage": kind, "component": config.component(kind).name, "threads": threads,
             "precision": precision_of(comp), "steps_per_s_timed": rows[kind].get("steps_per_s"), **summary}
 
