@@ -13,7 +13,7 @@ alongside; on a shared machine CPU time is the steadier figure):
   ``Linear 512->512 -> BN -> ReLU -> Dropout -> Linear 512->300 -> BN -> ReLU -> Dropout``) on one
   112-row call, as today (two ``nn.Sequential``) and **stacked** (weights as ``(2, in, out)``,
   ``torch.baddbmm``, one BatchNorm over both modalities' channels, one dropout mask).
-* ``masks``: the dropout masks of one step, recorded from a real step: one ``keep_mask`` per
+* ``masks``: the dropout masks of one step, recorded from a real step: one ``keep_scale`` per
   dropout call (today) against **one draw per step** cut into the same shapes.
 
 Neither candidate is bit-identical to today's code: ``baddbmm`` rounds differently from
@@ -128,33 +128,33 @@ def bench_encoders(reps: int) -> dict[str, object]:
 
 
 def bench_masks(reps: int) -> dict[str, object]:
-    """Record the keep_mask shapes of one real training step, then time per-call draws against one draw."""
+    """Record the dropout multipliers' shapes (``keep_scale``) of one real training step, then time per-call draws against one draw."""
     from avood_core.train import precision as perf
     from avood_core.protocols import FitContext
     from avood_core.data.synthetic import SyntheticSpec, make_synthetic_task
     from avood_plugins.unseen.cross_attention import CrossAttentionClassifier
 
     shapes: list[tuple[tuple[int, ...], float]] = []
-    original = perf.keep_mask
+    original = perf.keep_scale
 
-    def recording(shape, p, device="cpu"):
+    def recording(shape, p, dtype, device="cpu"):
         shapes.append((tuple(shape), p))
-        return original(shape, p, device)
+        return original(shape, p, dtype, device)
 
     task = make_synthetic_task(0, SyntheticSpec())
     ctx = FitContext(text=task.text, seen_classes=task.seen_classes, unseen_classes=task.unseen_classes,
                      device=torch.device("cpu"), seed=0)
-    perf.keep_mask = recording
+    perf.keep_scale = recording
     try:
         CrossAttentionClassifier(epochs=1, batches_per_epoch=1, batch_size=B, r_enc=P_ENC, r_proj=0.4,
                                  r_dec=0.4).fit(task.train, task.text, ctx)
     finally:
-        perf.keep_mask = original
+        perf.keep_scale = original
     sizes = [int(torch.Size(s).numel()) for s, _ in shapes]
 
     def per_call() -> None:
         for s, p in shapes:
-            original(s, p).to(torch.float32).mul_(1.0 / (1.0 - p))
+            original(s, p, torch.float32)
 
     def one_draw() -> None:
         words = torch.empty((sum(sizes) + 3) // 4, dtype=torch.int64)

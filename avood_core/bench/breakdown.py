@@ -81,7 +81,7 @@ def summarize(events: list[Any], steps: int, wall_s: float, cuda: bool = False) 
         cat = cats[id(e)] = category(e.name, [a.name for a in reversed(chain)], any(map(_is_cast, [e, *chain])))
         us = _self_time_us(e, cuda)
         time_us[cat] += us
-        if not chain or cats.get(id(chain[0]), category(chain[0].name, [], False)) != cat:
+        if not chain or cats.get(id(chain[0])) != cat:  # events come in start order: a parent is seen first
             calls[cat] += 1  # the outermost op of its category: a cast's copy_ is not a second call
         per_op[e.name][0] += us
         per_op[e.name][1] += 1

@@ -75,7 +75,7 @@ def breakdown_lines(b: dict[str, Any] | None) -> list[str]:
     body = [[name, f"{100 * c['share']:.1f}", f"{c['ms_per_step']:.2f}", f"{c['calls_per_step']:g}"]
             for name, c in cats.items()]
     timed = b.get("steps_per_s_timed")
-    return [f"Step breakdown of {b['stage']} ({b['component']}, {b['precision'] or 'fp32'}, {b['threads']} thread(s)): "
+    return [f"Step breakdown of {b['stage']} ({b['component']}, {b['precision'] or 'precision not recorded'}, {b['threads']} thread(s)): "
             f"torch.profiler over {b['steps']} steps after a warm-up, {b['time']} per op by category. "
             f"{b['wall_ms_per_step']:.2f} ms per step under the profiler"
             + (f" ({1000 / timed:.2f} ms in the timed run)" if timed else "")

@@ -114,17 +114,18 @@ def shared_casts(device: torch.device | str, precision: str):
 
 
 _WORDS = 4  # 16-bit draws per int64 random word
-_drawn = 0  # int64 words keep_mask has drawn in this process (see words_drawn)
+_drawn = 0  # int64 words the dropout draws (_lanes) have taken in this process (see words_drawn)
 
 
 def words_drawn() -> int:
-    """How many int64 random words :func:`keep_mask` has drawn from the CPU generator so far (a split step,
-    avood_core.train.strategy, counts a forward's draws so the other process can :func:`skip_words` as many)."""
+    """How many int64 random words the dropout draws (:func:`keep_scale`, :func:`keep_mask`) have taken from the
+    CPU generator so far (a split step, avood_core.train.strategy, counts a forward's draws so the other process
+    can :func:`skip_words` as many)."""
     return _drawn
 
 
 def skip_words(n: int) -> None:
-    """Advance the CPU generator past ``n`` of :func:`keep_mask`'s words (bit-exact: the draws are serial)."""
+    """Advance the CPU generator past ``n`` of the dropout draws' words (bit-exact: the draws are serial)."""
     if n > 0:
         torch.empty(n, dtype=torch.int64).random_(-(2**63), None)
 

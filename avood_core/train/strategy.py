@@ -126,7 +126,7 @@ class SplitStep:
         self.halves, self.precision, self.offer = halves, precision, offer
         self.hello, self.log, self.label = {"precision": precision}, log, label
         self.partner: _Partner | None = None
-        self.words: int | None = None  # keep_mask words one half's forward draws, measured
+        self.words: int | None = None  # dropout words one half's forward draws, measured
         self.split_steps = 0
 
     def _poll(self) -> None:
