@@ -1,14 +1,15 @@
 """Should bf16 autocast be the default where the hardware has native bf16? fp32 against bf16, paired by seed.
 
     python benchmarks/bf16_decision.py --data ROOT [--dataset ucf] [--seeds 0,1,2,3,4] [--profile paper] \\
-        [--out sweeps/bf16-decision] [--max-parallel 2] [--set KEY=VALUE ...]
+        [--out sweeps/bf16-decision] [--max-parallel 2] [--grid] [--set KEY=VALUE ...]
 
-One ``avood sweep`` over ``generator.precision`` x ``unseen.precision`` in {fp32, bf16} (the two
-matmul-heavy components, the ones ``precision = "auto"`` reaches) and the seeds, then ``avood
-compare`` of each bf16 config against fp32 in both, paired by seed (Student t interval of the mean
-paired difference, exact sign-flip p; docs/statistics.md). The sweep shares fits between its
-configs (the seen classifier once per seed; each generator and unseen classifier once per seed
-and precision) and resumes where it stopped: rerun the same command after an interruption.
+One ``avood sweep`` of fp32 against bf16 in both matmul-heavy components (the generator and the
+unseen classifier, the ones ``precision = "auto"`` reaches; one tied axis
+``generator.precision+unseen.precision``), or with ``--grid`` their 2 x 2 product (which of the
+two costs HM), and the seeds; then ``avood compare`` of each bf16 config against fp32, paired by
+seed (Student t interval of the mean paired difference, exact sign-flip p; docs/statistics.md).
+The sweep shares fits between its configs (the seen classifier once per seed) and runs seed by
+seed, so an interrupted sweep holds complete pairs; rerun the same command to resume it.
 
 Rule (docs/performance.md, "bf16 autocast"): bf16 may become the default on hardware with native
 bf16 iff the 95 % interval of the paired HM difference (bf16 − fp32) lies above -1.0 HM point,
@@ -28,23 +29,32 @@ from avood_core.util.io import atomic_write_json, atomic_write_text
 
 FLOOR = -1.0  # HM points: the lowest paired difference the rule accepts
 MIN_SEEDS = 5
-ARMS = {"bf16 (generator + unseen)": ("bf16", "bf16"), "bf16 generator only": ("bf16", "fp32"),
+TIED = "generator.precision+unseen.precision"
+GRID = {"bf16 (generator + unseen)": ("bf16", "bf16"), "bf16 generator only": ("bf16", "fp32"),
         "bf16 unseen only": ("fp32", "bf16")}
 
 
-def config_row(generator: str, unseen: str) -> str:
-    """The sweep's name of a config row (its axes in spec order)."""
-    return f"generator.precision={generator}, unseen.precision={unseen}"
+def layout(grid: bool) -> tuple[list[str], tuple[str, str], dict[str, tuple[str, str]]]:
+    """The sweep's ``--axis`` flags, then (config row label, trial folder prefix) of fp32 and of each bf16 arm."""
+    if not grid:
+        return ([f"{TIED}=fp32,bf16"], (f"{TIED}=fp32", "generator.precision-unseen.precision-fp32"),
+                {"bf16 (generator + unseen)": (f"{TIED}=bf16", "generator.precision-unseen.precision-bf16")})
+
+    def row(gen: str, uns: str) -> tuple[str, str]:
+        return (f"generator.precision={gen}, unseen.precision={uns}",
+                f"generator.precision-{gen}_unseen.precision-{uns}")
+    return (["generator.precision=fp32,bf16", "unseen.precision=fp32,bf16"], row("fp32", "fp32"),
+            {arm: row(*pair) for arm, pair in GRID.items()})
 
 
 def avood(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "avood_core.cli", *args], capture_output=True, text=True)
 
 
-def per_seed_hm(out: Path, generator: str, unseen: str) -> dict[int, float]:
-    """HM of each finished trial of a config, by seed (from the trials' results.json)."""
+def per_seed_hm(out: Path, prefix: str) -> dict[int, float]:
+    """HM of each finished trial of a config (trial folders ``<prefix>_seed-<n>``), by seed (results.json)."""
     found = {}
-    for res in (out / "trials").glob(f"generator.precision-{generator}_unseen.precision-{unseen}_seed-*/results.json"):
+    for res in (out / "trials").glob(f"{prefix}_seed-*/results.json"):
         seed = int(res.parent.name.rsplit("seed-", 1)[1])
         found[seed] = json.loads(res.read_text())["metrics"]["HM"]
     return dict(sorted(found.items()))
@@ -58,29 +68,31 @@ def main() -> None:
     ap.add_argument("--profile", default="paper", help="paper = full epochs (the rule's setting); quick for a pilot")
     ap.add_argument("--out", type=Path, default=Path("sweeps/bf16-decision"))
     ap.add_argument("--max-parallel", type=int, default=2)
+    ap.add_argument("--grid", action="store_true", help="the 2 x 2 of generator and unseen precision, not the tied pair")
     ap.add_argument("--set", action="append", default=[], help="extra --set KEY=VALUE for every trial")
     args = ap.parse_args()
     args.data = str(Path(args.data).resolve())
+    axes, base, arms = layout(args.grid)
 
     sweep = ["sweep", "--preset", args.dataset, "--data", args.data, "--dataset", args.dataset, "--profile", args.profile,
-             "--seeds", args.seeds, "--axis", "generator.precision=fp32,bf16", "--axis", "unseen.precision=fp32,bf16",
+             "--seeds", args.seeds, *[a for axis in axes for a in ("--axis", axis)],
              "--max-parallel", str(args.max_parallel), "-o", str(args.out), "-q", *[a for kv in args.set for a in ("--set", kv)]]
     done = avood(*sweep)
     if done.returncode:
         sys.exit(f"bf16_decision: avood {' '.join(sweep)} failed: {done.stderr.strip()[-2000:]}")
-    fp32 = per_seed_hm(args.out, "fp32", "fp32")
+    fp32 = per_seed_hm(args.out, base[1])
     record = {"data": args.data, "profile": args.profile, "seeds": sorted(fp32), "fp32_hm": fp32, "arms": {}}
     lines = [f"bf16 against fp32, paired by seed ({args.profile} profile, {args.data}); rule: the 95 % interval of "
              f"the HM difference above {FLOOR} with at least {MIN_SEEDS} seeds at full epochs.", "",
              "| arm | seeds | HM fp32 per seed | HM arm per seed | mean diff | 95 % interval | p | rule |",
              "|---|---:|---|---|---:|---|---:|---|"]
-    for arm, (gen, uns) in ARMS.items():
-        cmp = avood("compare", str(args.out), str(args.out), "--config-a", config_row("fp32", "fp32"),
-                    "--config-b", config_row(gen, uns), "--pair", "seed", "--json")
+    for arm, (label, prefix) in arms.items():
+        cmp = avood("compare", str(args.out), str(args.out), "--config-a", base[0], "--config-b", label,
+                    "--pair", "seed", "--json")
         if cmp.returncode:
             sys.exit(f"bf16_decision: avood compare failed for {arm}: {cmp.stderr.strip()[-1000:]}")
         hm = json.loads(cmp.stdout)["metrics"]["HM"]
-        other = per_seed_hm(args.out, gen, uns)
+        other = per_seed_hm(args.out, prefix)
         seeds = sorted(set(fp32) & set(other))
         enough = len(seeds) >= MIN_SEEDS and args.profile == "paper"
         verdict = ("passes" if hm["ci"][0] > FLOOR else "fails") + ("" if enough else " (not the rule's setting)")

@@ -59,6 +59,27 @@ def test_spec_values_table_and_flags_are_typed_overrides(tmp_path):
     assert str(cfg.data.path) == "1e3"
 
 
+def test_tied_axis_sets_every_key_and_trials_run_seed_by_seed():
+    from avood_core.sweep.spec import expand
+
+    spec = load_spec(None, {"seeds": [0, 1], "axes": {"generator.precision+unseen.precision": ["fp32", "bf16"],
+                                                       "seen.lr": [0.5, 0.25]}})
+    trials = expand(spec)
+    assert [t.seed for t in trials] == [0, 0, 0, 0, 1, 1, 1, 1]  # every config at seed 0 before any at seed 1
+    for t in trials:
+        tied = t.axes["generator.precision+unseen.precision"]
+        assert t.config.generator.params["precision"] == t.config.unseen.params["precision"] == tied
+        assert t.config.seen.params["lr"] == t.axes["seen.lr"]
+    assert trials[0].id == "generator.precision-unseen.precision-fp32_seen.lr-0.5_seed-0"
+    assert trials[0].label == "generator.precision+unseen.precision=fp32, seen.lr=0.5"
+    with pytest.raises(ConfigError, match="a key is set by two axes"):
+        load_spec(None, {"axes": {"seen.lr+unseen.lr": [0.1], "seen.lr": [0.2]}})
+    with pytest.raises(ConfigError, match="empty part"):
+        load_spec(None, {"axes": {"seen.lr+": [0.1]}})
+    with pytest.raises(ConfigError, match=r"'seed' cannot be set in \[axes\]"):
+        load_spec(None, {"axes": {"seen.lr+seed": [1, 2]}})
+
+
 def test_spec_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('seeds = [0, 0]\nengine = "slurm"\n')

@@ -42,7 +42,8 @@ class SweepSpec(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict, description="Base overrides as typed values by dotted "
                                    "key, applied after 'set' (the flags --profile, --data, --dataset).")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Seeds of every config.")
-    axes: dict[str, list[Any]] = Field(default_factory=dict, description="KEY = [values]; every combination is a config.")
+    axes: dict[str, list[Any]] = Field(default_factory=dict, description="KEY = [values]; every combination is a "
+                                       "config; 'K1+K2' ties keys (each value sets them all).")
     engine: Literal["local", "ray"] = "local"
     max_parallel: int | None = Field(None, ge=1, description="Trials at once.")
     address: str | None = Field(None, description="Ray: 'auto', ray://host:10001 or 'local' "
@@ -65,7 +66,7 @@ class SweepSpec(BaseModel):
     @classmethod
     def _per_trial(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
-        for key in table:
+        for key in (part for k in table for part in (k.split("+") if info.field_name == "axes" else [k])):
             if key in ("seed", "seeds"):
                 raise ValueError(f"'{key}' cannot be set in [{info.field_name}]: each trial's seed comes from the "
                                  f"top-level 'seeds = [0, 1, 2]' (or --seeds)")
@@ -84,6 +85,11 @@ class SweepSpec(BaseModel):
     @field_validator("axes")
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        parts = [part.strip() for key in axes for part in key.split("+")]
+        if not all(parts):
+            raise ValueError(f"an axis key has an empty part: {list(axes)}; tie keys as 'a.b+c.d'")
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"a key is set by two axes: {list(axes)}; give each key to one axis")
         for key, values in axes.items():
             if not values:
                 raise ValueError(f"axis '{key}' has no values")
@@ -134,8 +140,10 @@ def _slug(text: str) -> str:
 
 
 def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "sweep") -> list[Trial]:
-    """Every (axis combination, seed) as a resolved trial; a bad value fails naming its axis, a spec of more
-    than :data:`~avood_core.limits.MAX_TRIALS` trials before anything is expanded."""
+    """Every (axis combination, seed) as a resolved trial, seed by seed (a sweep stopped part way has every
+    config at its first seeds, paired); an axis key ``K1+K2`` sets each of its keys to the axis value. A bad
+    value fails naming its axis, a spec of more than :data:`~avood_core.limits.MAX_TRIALS` trials before
+    anything is expanded."""
     count = math.prod(len(v) for v in spec.axes.values()) * len(spec.seeds)
     if count > MAX_TRIALS:
         sizes = " x ".join([*(f"{len(v)} {k}" for k, v in spec.axes.items()), f"{len(spec.seeds)} seeds"])
@@ -146,24 +154,24 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
     registry = registry or get_registry()
     keys = list(spec.axes)
     trials: list[Trial] = []
-    for combo in itertools.product(*(spec.axes[k] for k in keys)):
+    for seed, combo in itertools.product(spec.seeds, itertools.product(*(spec.axes[k] for k in keys))):
         axes = dict(zip(keys, combo))
         label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
         # an axis is a component slot, the preset, the dataset or a typed override by dotted key
-        components = {k: str(v) for k, v in axes.items() if k in KINDS}
-        preset = str(axes.get("preset", "")) or spec.preset
-        values = {**spec.values, **{"data.dataset" if k == "dataset" else k: v for k, v in axes.items()
+        tied = {part.strip(): v for k, v in axes.items() for part in k.split("+")}
+        components = {k: str(v) for k, v in tied.items() if k in KINDS}
+        preset = str(tied.get("preset", "")) or spec.preset
+        values = {**spec.values, **{"data.dataset" if k == "dataset" else k: v for k, v in tied.items()
                                     if k not in KINDS and k != "preset"}}
-        for seed in spec.seeds:
-            try:
-                data = assemble_config(spec.config, components, spec.set, preset=preset, values={**values, "seed": seed})
-                config = resolve(finalize_config(data, source=source), registry)
-            except AvoodError as exc:  # a bad value (ConfigError) or plugin name (PluginError)
-                raise type(exc)(f"{source}: trial '{label}, seed={seed}': {exc}") from None
-            payload = config.model_dump(mode="json")
-            payload.pop("output_dir", None)
-            tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
-            trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
+        try:
+            data = assemble_config(spec.config, components, spec.set, preset=preset, values={**values, "seed": seed})
+            config = resolve(finalize_config(data, source=source), registry)
+        except AvoodError as exc:  # a bad value (ConfigError) or plugin name (PluginError)
+            raise type(exc)(f"{source}: trial '{label}, seed={seed}': {exc}") from None
+        payload = config.model_dump(mode="json")
+        payload.pop("output_dir", None)
+        tid = "_".join([*(f"{_slug(k)}-{_slug(str(v))}" for k, v in axes.items()), f"seed-{seed}"])
+        trials.append(Trial(tid, label, axes, seed, config, config_hash(payload)))
     seen: dict[str, Trial] = {}  # one resolved config and seed twice (0.001 and "0.001") would fit it twice
     for t in trials:
         other = seen.setdefault(t.hash, t)
