@@ -1,7 +1,7 @@
 """Should bf16 autocast be the default where the hardware has native bf16? fp32 against bf16, paired by seed.
 
     python benchmarks/bf16_decision.py --data ROOT [--dataset ucf] [--seeds 0,1,2,3,4] [--profile paper] \\
-        [--out sweeps/bf16-decision] [--max-parallel 2] [--grid] [--set KEY=VALUE ...]
+        [--out sweeps/bf16-decision] [--max-parallel 2] [--grid] [--report-only] [--set KEY=VALUE ...]
 
 One ``avood sweep`` of fp32 against bf16 in both matmul-heavy components (the generator and the
 unseen classifier, the ones ``precision = "auto"`` reaches; one tied axis
@@ -9,7 +9,8 @@ unseen classifier, the ones ``precision = "auto"`` reaches; one tied axis
 two costs HM), and the seeds; then ``avood compare`` of each bf16 config against fp32, paired by
 seed (Student t interval of the mean paired difference, exact sign-flip p; docs/statistics.md).
 The sweep shares fits between its configs (the seen classifier once per seed) and runs seed by
-seed, so an interrupted sweep holds complete pairs; rerun the same command to resume it.
+seed, so an interrupted sweep holds complete pairs; rerun the same command to resume it, or add
+``--report-only`` for the table of the pairs finished so far (nothing is run).
 
 Rule (docs/performance.md, "bf16 autocast"): bf16 may become the default on hardware with native
 bf16 iff the 95 % interval of the paired HM difference (bf16 − fp32) lies above -1.0 HM point,
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("sweeps/bf16-decision"))
     ap.add_argument("--max-parallel", type=int, default=2)
     ap.add_argument("--grid", action="store_true", help="the 2 x 2 of generator and unseen precision, not the tied pair")
+    ap.add_argument("--report-only", action="store_true", help="the table of the finished pairs; run nothing")
     ap.add_argument("--set", action="append", default=[], help="extra --set KEY=VALUE for every trial")
     args = ap.parse_args()
     args.data = str(Path(args.data).resolve())
@@ -77,8 +79,8 @@ def main() -> None:
     sweep = ["sweep", "--preset", args.dataset, "--data", args.data, "--dataset", args.dataset, "--profile", args.profile,
              "--seeds", args.seeds, *[a for axis in axes for a in ("--axis", axis)],
              "--max-parallel", str(args.max_parallel), "-o", str(args.out), "-q", *[a for kv in args.set for a in ("--set", kv)]]
-    done = avood(*sweep)
-    if done.returncode:
+    done = None if args.report_only else avood(*sweep)
+    if done is not None and done.returncode:
         sys.exit(f"bf16_decision: avood {' '.join(sweep)} failed: {done.stderr.strip()[-2000:]}")
     fp32 = per_seed_hm(args.out, base[1])
     record = {"data": args.data, "profile": args.profile, "seeds": sorted(fp32), "fp32_hm": fp32, "arms": {}}
@@ -95,11 +97,13 @@ def main() -> None:
         other = per_seed_hm(args.out, prefix)
         seeds = sorted(set(fp32) & set(other))
         enough = len(seeds) >= MIN_SEEDS and args.profile == "paper"
-        verdict = ("passes" if hm["ci"][0] > FLOOR else "fails") + ("" if enough else " (not the rule's setting)")
-        record["arms"][arm] = {"hm": other, "diff": hm["diff"], "ci": hm["ci"], "p": hm["p"], "verdict": verdict}
+        ci = hm["ci"]  # None for one pair
+        verdict = ("no interval (one pair)" if ci is None else "passes" if ci[0] > FLOOR else "fails") + \
+            ("" if enough else " (not the rule's setting)")
+        record["arms"][arm] = {"hm": other, "diff": hm["diff"], "ci": ci, "p": hm["p"], "verdict": verdict}
         lines.append(f"| {arm} | {len(seeds)} | {', '.join(f'{fp32[s]:.2f}' for s in seeds)} | "
                      f"{', '.join(f'{other[s]:.2f}' for s in seeds)} | {hm['diff']:+.2f} | "
-                     f"[{hm['ci'][0]:+.2f}, {hm['ci'][1]:+.2f}] | {hm['p']:.3g} | {verdict} |")
+                     f"{'–' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'} | {hm['p']:.3g} | {verdict} |")
     atomic_write_json(args.out / "decision.json", record)
     atomic_write_text(args.out / "decision.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
