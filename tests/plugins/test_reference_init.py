@@ -35,4 +35,4 @@ def test_helper_batchnorm_and_idempotent_shapes():
     bn = net[1]
     assert abs(float(bn.weight.detach().mean()) - 1) < 5e-3 and abs(float(bn.weight.detach().std()) - 0.02) < 4e-3
     assert torch.count_nonzero(bn.bias) == 0 and torch.equal(bn.running_mean, torch.zeros(300))
-    assert abs(float(net[0].weight.std()) - 0.02) < 1e-3
+    assert abs(float(net[0].weight.detach().std()) - 0.02) < 1e-3
