@@ -30,7 +30,8 @@ def sweep(
     spec: Optional[Path] = typer.Argument(None, help="Sweep spec (TOML): base config, seeds, an axes table, engine (docs/scaling.md)."),
     seeds: Optional[list[str]] = seeds_option("the seeds of every config."),
     axis: Optional[list[str]] = typer.Option(None, "--axis", help="KEY=V1,V2: an axis (a component slot, dataset, "
-                                             "preset or any --set key), e.g. detector=entropy,calibrated_stacking."),
+                                             "preset or any --set key), e.g. detector=entropy,calibrated_stacking; K1+K2=V1,V2 ties "
+                                             "keys (each value sets both)."),
     engine: Optional[Engine] = typer.Option(None, "--engine", help="local (process pool, default) or ray."),
     max_parallel: Optional[int] = typer.Option(None, "--max-parallel", callback=at_least("--max-parallel", 1),
                                                help="Trials at once (local default 1; ray: cluster CPUs / num_cpus)."),

@@ -66,7 +66,8 @@ class SweepSpec(BaseModel):
     @classmethod
     def _per_trial(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
-        for key in (part for k in table for part in (k.split("+") if info.field_name == "axes" else [k])):
+        keys = (part.strip() for k in table for part in (k.split("+") if info.field_name == "axes" else [k]))
+        for key in keys:  # each key of a tied axis 'K1+K2' as well
             if key in ("seed", "seeds"):
                 raise ValueError(f"'{key}' cannot be set in [{info.field_name}]: each trial's seed comes from the "
                                  f"top-level 'seeds = [0, 1, 2]' (or --seeds)")
