@@ -23,8 +23,8 @@ PRECISION_HELP = (
 AUTO_PRECISION_HELP = PRECISION_HELP + (
     " 'auto' = bf16 where the device computes bf16 natively (CPU flags avx512_bf16 or amx_bf16; CUDA with "
     "torch.cuda.is_bf16_supported()), fp32 elsewhere; resolved once at fit time and saved with the component "
-    "('precision' in its state). Not the default: its HM is within one fp32 standard deviation over 10 seeds at "
-    "the quick profile, but the one full-epoch pair on the current recipe was 5.5 points lower (docs/performance.md)."
+    "('precision' in its state). Not the default until the paired HM difference to fp32 passes the full-epoch "
+    "rule of docs/performance.md ('bf16 autocast': 5 seeds, 95 % interval above -1 point); not shown yet."
 )
 
 # /proc/cpuinfo flag names of the ISA levels that matter for the matmuls (Linux spelling).
