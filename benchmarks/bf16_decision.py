@@ -35,15 +35,13 @@ GRID = {"bf16 (generator + unseen)": ("bf16", "bf16"), "bf16 generator only": ("
         "bf16 unseen only": ("fp32", "bf16")}
 
 
-def layout(grid: bool) -> tuple[list[str], tuple[str, str], dict[str, tuple[str, str]]]:
-    """The sweep's ``--axis`` flags, then (config row label, trial folder prefix) of fp32 and of each bf16 arm."""
+def layout(grid: bool) -> tuple[list[str], str, dict[str, str]]:
+    """The sweep's ``--axis`` flags, the config row label of fp32, and that of each bf16 arm."""
     if not grid:
-        return ([f"{TIED}=fp32,bf16"], (f"{TIED}=fp32", "generator.precision-unseen.precision-fp32"),
-                {"bf16 (generator + unseen)": (f"{TIED}=bf16", "generator.precision-unseen.precision-bf16")})
+        return [f"{TIED}=fp32,bf16"], f"{TIED}=fp32", {"bf16 (generator + unseen)": f"{TIED}=bf16"}
 
-    def row(gen: str, uns: str) -> tuple[str, str]:
-        return (f"generator.precision={gen}, unseen.precision={uns}",
-                f"generator.precision-{gen}_unseen.precision-{uns}")
+    def row(gen: str, uns: str) -> str:
+        return f"generator.precision={gen}, unseen.precision={uns}"
     return (["generator.precision=fp32,bf16", "unseen.precision=fp32,bf16"], row("fp32", "fp32"),
             {arm: row(*pair) for arm, pair in GRID.items()})
 
@@ -52,13 +50,11 @@ def avood(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "avood_core.cli", *args], capture_output=True, text=True)
 
 
-def per_seed_hm(out: Path, prefix: str) -> dict[int, float]:
-    """HM of each finished trial of a config (trial folders ``<prefix>_seed-<n>``), by seed (results.json)."""
-    found = {}
-    for res in (out / "trials").glob(f"{prefix}_seed-*/results.json"):
-        seed = int(res.parent.name.rsplit("seed-", 1)[1])
-        found[seed] = json.loads(res.read_text())["metrics"]["HM"]
-    return dict(sorted(found.items()))
+def per_seed_hm(out: Path, label: str) -> dict[int, float]:
+    """HM of each finished trial of the config row ``label``, by seed (the sweep's ``sweep.json`` records)."""
+    trials = json.loads((out / "sweep.json").read_text())["trials"]
+    return dict(sorted((int(t["seed"]), float(t["metrics"]["HM"])) for t in trials
+                       if t.get("label") == label and t.get("status") == "done"))
 
 
 def main() -> None:
@@ -82,19 +78,19 @@ def main() -> None:
     done = None if args.report_only else avood(*sweep)
     if done is not None and done.returncode:
         sys.exit(f"bf16_decision: avood {' '.join(sweep)} failed: {done.stderr.strip()[-2000:]}")
-    fp32 = per_seed_hm(args.out, base[1])
+    fp32 = per_seed_hm(args.out, base)
     record = {"data": args.data, "profile": args.profile, "seeds": sorted(fp32), "fp32_hm": fp32, "arms": {}}
     lines = [f"bf16 against fp32, paired by seed ({args.profile} profile, {args.data}); rule: the 95 % interval of "
              f"the HM difference above {FLOOR} with at least {MIN_SEEDS} seeds at full epochs.", "",
              "| arm | seeds | HM fp32 per seed | HM arm per seed | mean diff | 95 % interval | p | rule |",
              "|---|---:|---|---|---:|---|---:|---|"]
-    for arm, (label, prefix) in arms.items():
-        cmp = avood("compare", str(args.out), str(args.out), "--config-a", base[0], "--config-b", label,
+    for arm, label in arms.items():
+        cmp = avood("compare", str(args.out), str(args.out), "--config-a", base, "--config-b", label,
                     "--pair", "seed", "--json")
         if cmp.returncode:
             sys.exit(f"bf16_decision: avood compare failed for {arm}: {cmp.stderr.strip()[-1000:]}")
         hm = json.loads(cmp.stdout)["metrics"]["HM"]
-        other = per_seed_hm(args.out, prefix)
+        other = per_seed_hm(args.out, label)
         seeds = sorted(set(fp32) & set(other))
         enough = len(seeds) >= MIN_SEEDS and args.profile == "paper"
         ci = hm["ci"]  # None for one pair

@@ -22,6 +22,11 @@ from avood_core.strict import check_values, format_validation_error
 from avood_core.util.paths import check_name
 
 
+def tied_keys(axis: str) -> list[str]:
+    """The keys an axis sets: ``'K1+K2'`` ties several, each set to the axis value."""
+    return [part.strip() for part in axis.split("+")]
+
+
 class Resources(BaseModel):
     """What one trial gets: torch threads / Ray CPUs, and Ray GPUs."""
 
@@ -66,7 +71,7 @@ class SweepSpec(BaseModel):
     @classmethod
     def _per_trial(cls, table: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """The sweep sets each trial's seed (from ``seeds``) and folder (under the sweep folder) itself."""
-        keys = (part.strip() for k in table for part in (k.split("+") if info.field_name == "axes" else [k]))
+        keys = (part for k in table for part in (tied_keys(k) if info.field_name == "axes" else [k]))
         for key in keys:  # each key of a tied axis 'K1+K2' as well
             if key in ("seed", "seeds"):
                 raise ValueError(f"'{key}' cannot be set in [{info.field_name}]: each trial's seed comes from the "
@@ -86,7 +91,7 @@ class SweepSpec(BaseModel):
     @field_validator("axes")
     @classmethod
     def _axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        parts = [part.strip() for key in axes for part in key.split("+")]
+        parts = [part for key in axes for part in tied_keys(key)]
         if not all(parts):
             raise ValueError(f"an axis key has an empty part: {list(axes)}; tie keys as 'a.b+c.d'")
         if len(set(parts)) != len(parts):
@@ -159,7 +164,7 @@ def expand(spec: SweepSpec, registry: Registry | None = None, source: str = "swe
         axes = dict(zip(keys, combo))
         label = ", ".join(f"{k}={v}" for k, v in axes.items()) or "base"
         # an axis is a component slot, the preset, the dataset or a typed override by dotted key
-        tied = {part.strip(): v for k, v in axes.items() for part in k.split("+")}
+        tied = {part: v for k, v in axes.items() for part in tied_keys(k)}
         components = {k: str(v) for k, v in tied.items() if k in KINDS}
         preset = str(tied.get("preset", "")) or spec.preset
         values = {**spec.values, **{"data.dataset" if k == "dataset" else k: v for k, v in tied.items()
