@@ -71,3 +71,29 @@ def test_jobs_sharing_a_component_never_run_side_by_side():
     schedule(jobs, engine, 2, lambda job, info: order.append(job.id))
     assert all(not {"a", "b"} <= ran for ran in engine.together)
     assert {"a", "c"} in engine.together and sorted(order) == ["a", "b", "c"] and engine.closed is False
+
+
+class _Publisher(_Recorder):
+    """A :class:`_Recorder` whose first job publishes ``key`` on the first wait and ends on the second."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key, self.published, self.waits = key, set(), 0
+
+    def wait(self, handles, timeout):
+        self.waits += 1
+        if self.waits == 1:
+            self.published.add(self.key)
+            return []
+        return handles[:1]
+
+
+@pytest.mark.parametrize("b_keys, side_by_side", [({"seen-1"}, True), ({"seen-1", "gen-1"}, False)])
+def test_a_job_waits_only_until_every_shared_key_is_released(b_keys, side_by_side):
+    """b shares keys with a: it starts beside a once all of them are released (published), else after a."""
+    engine = _Publisher("seen-1")
+    jobs = [Job("a", _job_fn, {"id": "a"}, frozenset({"gen-1", "seen-1"})), Job("b", _job_fn, {"id": "b"}, frozenset(b_keys))]
+    order: list[str] = []
+    schedule(jobs, engine, 2, lambda job, info: order.append(job.id), released=lambda key: key in engine.published)
+    assert ({"a", "b"} in engine.together) is side_by_side and sorted(order) == ["a", "b"]
+    assert engine.together[0] == {"a"}  # b never starts before the release

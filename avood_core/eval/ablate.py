@@ -235,7 +235,7 @@ def run_ablation(name: str, data: dict, registry: Registry | None = None, quiet:
             log(f"ablate {name}: {row.label}")
             row_start, fits_before = time.perf_counter(), fitted()
             selected: dict = {}
-            run_stage1, why = stage1_decision(cfg, stage1_task, registry)
+            run_stage1, why = stage1_decision(cfg, stage1_task is not None, registry)
             if cache1 is not None:
                 log(f"ablate {name}: {row.label}: {why}")
             if run_stage1:

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -31,14 +31,18 @@ class Job:
 
 
 def schedule(jobs: list[Job], engine, max_parallel: int, on_done: Callable[[Job, dict], None],
-             on_state: Callable[[int, int], None] = lambda running, pending: None) -> None:
-    """Run ``jobs``, at most ``max_parallel`` at once, a job sharing ``keys`` with a running one waiting;
-    ``on_done(job, info)`` per job, ``info`` with the driver's ``submitted``/``received`` times."""
+             on_state: Callable[[int, int], None] = lambda running, pending: None,
+             released: Callable[[Hashable], bool] = lambda key: False) -> None:
+    """Run ``jobs``, at most ``max_parallel`` at once, a job sharing ``keys`` with a running one waiting
+    until that job ends or ``released(key)`` holds for every shared key (e.g. the component is published
+    where the waiting job reuses it); ``on_done(job, info)`` per job, ``info`` with the driver's
+    ``submitted``/``received`` times."""
     pending, running = list(jobs), {}
     finished = False
     try:
         while pending or running:
-            busy = frozenset().union(*(j.keys for j, _ in running.values()))
+            held = frozenset().union(*(j.keys for j, _ in running.values()))
+            busy = frozenset(k for k in held if not released(k))
             while pending and len(running) < max_parallel:
                 job = next((j for j in pending if not (j.keys & busy)), None)
                 if job is None:
@@ -70,7 +74,8 @@ def trial_line(n: int, total: int, name: str, info: dict) -> str:
 
 
 def run_jobs(jobs: list[Job], engine, max_parallel: int, quiet: bool, echo: Callable[[str], None], title: str,
-             on_done: Callable[[Job, dict], None] = lambda job, info: None) -> dict[str, dict]:
+             on_done: Callable[[Job, dict], None] = lambda job, info: None,
+             released: Callable[[Hashable], bool] = lambda key: False) -> dict[str, dict]:
     """:func:`schedule` with a line per finished job and, on a terminal, one rich line on stderr (done /
     running / failed, ETA); ``{job id: its result}``."""
     out: dict[str, dict] = {}
@@ -98,7 +103,7 @@ def run_jobs(jobs: list[Job], engine, max_parallel: int, quiet: bool, echo: Call
         on_done(job, info)
 
     try:
-        schedule(jobs, engine, max_parallel, done, state)
+        schedule(jobs, engine, max_parallel, done, state, released)
     finally:
         if bar is not None:
             bar.stop()

@@ -91,7 +91,7 @@ def execute(config: RunConfig, options: RunOptions = RunOptions()) -> RunResult:
         end_session = held.enter_context(run_session(loggers, run_dir, config.model_dump(mode="json")))
         protocol: dict = {}
         fit_opts = FitOptions(registry, device, echo, quiet, loggers, options.shared)
-        run_stage1, why = stage1_decision(config, stage1_task, registry)
+        run_stage1, why = stage1_decision(config, stage1_task is not None, registry)
         if config.data.source == "benchmark":
             echo(why)
             protocol["stage1"] = {"ran": run_stage1, "reason": why}

@@ -189,10 +189,11 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     return pipeline, sorted(reused)
 
 
-def stage1_decision(config: RunConfig, stage1_task: "AVGZSLTask | None", registry: Registry) -> tuple[bool, str]:
-    """Whether stage 1 runs for ``config`` and why (one line): only when a component selects params on
-    val (:meth:`~avood_core.protocols.Component.selects_on_val`), its only purpose."""
-    if stage1_task is None:
+def stage1_decision(config: RunConfig, has_stage1: bool, registry: Registry) -> tuple[bool, str]:
+    """Whether stage 1 runs for ``config`` and why (one line): only when the run has a stage-1 task
+    (``has_stage1``: a benchmark tree with ``data.stage1``) and a component selects params on val
+    (:meth:`~avood_core.protocols.Component.selects_on_val`), its only purpose."""
+    if not has_stage1:
         if config.data.source == "benchmark":
             return False, "stage 1 off (data.stage1 = false): stage 2 fits with the configured params"
         return False, "one stage: the embedded task has no stage-1/stage-2 protocol"
