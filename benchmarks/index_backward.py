@@ -1,4 +1,4 @@
-"""The op behind the same-seed drift of the unseen classifier (issue 12), and its replacement.
+"""The op behind the same-seed drift of the unseen classifier, and its replacement.
 
     python benchmarks/index_backward.py [THREADS]
 

@@ -2,7 +2,7 @@
 
     python benchmarks/kernel_dispatch.py [--precision fp32|bf16] [--steps 3] [--threads 1]
 
-Issue 19 ("the Intel gap"): the fp32 step of the cross-attention classifier ran at ~17 % of an
+The Intel gap: the fp32 step of the cross-attention classifier ran at ~17 % of an
 AVX-512 core's peak on an Intel Xeon and ~56 % on an AMD EPYC. This script re-runs itself with
 ``MKL_VERBOSE=1`` and ``ONEDNN_VERBOSE=1`` (read by MKL and oneDNN at their first call, so they
 must be in the environment before torch starts), trains ``--steps`` steps of the UCF preset's

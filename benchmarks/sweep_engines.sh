@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18 measurement: 6 trials (3 seeds x entropy / calibrated_stacking), quick profile, UCF tree at data scale 0.05.
+# The sweep engines measured: 6 trials (3 seeds x entropy / calibrated_stacking), quick profile, UCF tree at data scale 0.05.
 set -u
 AV=${AV:-avood}
 T=${OUT:-/tmp/avood-sweep-bench}; rm -rf "$T"; mkdir -p "$T"

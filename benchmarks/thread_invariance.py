@@ -2,7 +2,7 @@
 
     python benchmarks/thread_invariance.py [--threads 2] [--steps 30] [--timing-steps 100]
 
-Issue 19 ("the idle core"): when the main path of a ``jobs = 2`` run ends, the worker training
+The idle core: when the main path of a ``jobs = 2`` run ends, the worker training
 the cross-attention classifier could take the freed core as a second intra-op thread. The
 moment is set by the clock, so that is deterministic only if the training step gives the same
 bits at one and at two threads. This script measures:

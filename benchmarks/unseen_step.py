@@ -2,7 +2,7 @@
 
     python benchmarks/unseen_step.py [--threads 1] [--steps 40] [--reps 30] [--json out.json]
 
-Issue 19 ("a leaner unseen step"). fp32, UCF preset shapes (a, v 512-d, text 300-d, 112
+fp32, UCF preset shapes (a, v 512-d, text 300-d, 112
 positives + 112 negatives per step as two calls of 112 rows; ``plugins/unseen/cross_attention.py``).
 Reported, as CPU ms (``time.process_time``; the median and the best of the repeats, wall
 alongside; on a shared machine CPU time is the steadier figure):
