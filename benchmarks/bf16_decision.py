@@ -15,13 +15,15 @@ seed, so an interrupted sweep holds complete pairs; rerun the same command to re
 Rule (docs/performance.md, "bf16 autocast"): bf16 may become the default on hardware with native
 bf16 iff the 95 % interval of the paired HM difference (bf16 − fp32) lies above -1.0 HM point,
 over at least 5 seeds at full epochs (``--profile paper``). Writes ``decision.md`` and
-``decision.json`` into the sweep folder and prints the table.
+``decision.json`` into the sweep folder and prints the table, with the standard deviation of the
+paired differences and the seeds an interval of ±1 point would need at that spread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +59,14 @@ def per_seed_hm(out: Path, label: str) -> dict[int, float]:
                        if t.get("label") == label and t.get("status") == "done"))
 
 
+def seeds_for(sd: float, half_width: float = -FLOOR, level: float = 0.95, cap: int = 10_000) -> int | None:
+    """Seeds whose Student t interval of the mean paired difference is at most ``±half_width`` at this spread
+    (``sd`` of the paired differences): the smallest n with t(level, n - 1) · sd / √n ≤ half_width."""
+    from scipy.stats import t
+
+    return next((n for n in range(2, cap + 1) if t.ppf((1 + level) / 2, n - 1) * sd / n ** 0.5 <= half_width), None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="benchmark root of a UCF-shaped tree (avood data synth writes one)")
@@ -82,8 +92,9 @@ def main() -> None:
     record = {"data": args.data, "profile": args.profile, "seeds": sorted(fp32), "fp32_hm": fp32, "arms": {}}
     lines = [f"bf16 against fp32, paired by seed ({args.profile} profile, {args.data}); rule: the 95 % interval of "
              f"the HM difference above {FLOOR} with at least {MIN_SEEDS} seeds at full epochs.", "",
-             "| arm | seeds | HM fp32 per seed | HM arm per seed | mean diff | 95 % interval | p | rule |",
-             "|---|---:|---|---|---:|---|---:|---|"]
+             "| arm | seeds | HM fp32 per seed | HM arm per seed | mean diff | 95 % interval | p | sd of diffs | "
+             f"seeds for ±{-FLOOR:g} | rule |",
+             "|---|---:|---|---|---:|---|---:|---:|---:|---|"]
     for arm, label in arms.items():
         cmp = avood("compare", str(args.out), str(args.out), "--config-a", base, "--config-b", label,
                     "--pair", "seed", "--json")
@@ -96,10 +107,15 @@ def main() -> None:
         ci = hm["ci"]  # None for one pair
         verdict = ("no interval (one pair)" if ci is None else "passes" if ci[0] > FLOOR else "fails") + \
             ("" if enough else " (not the rule's setting)")
-        record["arms"][arm] = {"hm": other, "diff": hm["diff"], "ci": ci, "p": hm["p"], "verdict": verdict}
+        diffs = [other[s] - fp32[s] for s in seeds]
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+        need = None if sd is None else seeds_for(sd)  # how many seeds a ±1-point interval needs at this spread
+        record["arms"][arm] = {"hm": other, "diff": hm["diff"], "ci": ci, "p": hm["p"], "sd": sd,
+                               "seeds_for_unit_interval": need, "verdict": verdict}
         lines.append(f"| {arm} | {len(seeds)} | {', '.join(f'{fp32[s]:.2f}' for s in seeds)} | "
                      f"{', '.join(f'{other[s]:.2f}' for s in seeds)} | {hm['diff']:+.2f} | "
-                     f"{'–' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'} | {hm['p']:.3g} | {verdict} |")
+                     f"{'–' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]'} | {hm['p']:.3g} | "
+                     f"{'–' if sd is None else f'{sd:.2f}'} | {'–' if need is None else need} | {verdict} |")
     atomic_write_json(args.out / "decision.json", record)
     atomic_write_text(args.out / "decision.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
