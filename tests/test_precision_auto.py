@@ -86,7 +86,7 @@ def test_auto_only_where_it_is_offered():
 
 
 def test_fp32_stays_every_components_default():
-    """auto stays opt-in until bf16's paired HM difference to fp32 passes the full-epoch rule
+    """auto stays opt-in: bf16's paired HM difference to fp32 did not pass the full-epoch rule
     (docs/performance.md, "bf16 autocast")."""
     from avood_plugins.detectors.entropy import EntropyDetector
     from avood_plugins.seen.mlp import MLPSeenClassifier

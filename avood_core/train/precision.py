@@ -23,8 +23,9 @@ PRECISION_HELP = (
 AUTO_PRECISION_HELP = PRECISION_HELP + (
     " 'auto' = bf16 where the device computes bf16 natively (CPU flags avx512_bf16 or amx_bf16; CUDA with "
     "torch.cuda.is_bf16_supported()), fp32 elsewhere; resolved once at fit time and saved with the component "
-    "('precision' in its state). Not the default until the paired HM difference to fp32 passes the full-epoch "
-    "rule of docs/performance.md ('bf16 autocast': 5 seeds, 95 % interval above -1 point); not shown yet."
+    "('precision' in its state). Not the default: the full-epoch rule of docs/performance.md ('bf16 autocast': "
+    "the 95 % interval of the paired HM difference to fp32 over 5 seeds above -1 point) did not pass; the "
+    "interval spans 0, too wide to call bf16 better or worse."
 )
 
 # /proc/cpuinfo flag names of the ISA levels that matter for the matmuls (Linux spelling).
