@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from avood_core.eval.stats import mean_interval
 from avood_core.util.io import atomic_write_json, atomic_write_text
 
 FLOOR = -1.0  # HM points: the lowest paired difference the rule accepts
@@ -107,8 +107,7 @@ def main() -> None:
         ci = hm["ci"]  # None for one pair
         verdict = ("no interval (one pair)" if ci is None else "passes" if ci[0] > FLOOR else "fails") + \
             ("" if enough else " (not the rule's setting)")
-        diffs = [other[s] - fp32[s] for s in seeds]
-        sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+        sd = mean_interval([other[s] - fp32[s] for s in seeds])["std"] if seeds else None  # None for one pair
         need = None if sd is None else seeds_for(sd)  # how many seeds a ±1-point interval needs at this spread
         record["arms"][arm] = {"hm": other, "diff": hm["diff"], "ci": ci, "p": hm["p"], "sd": sd,
                                "seeds_for_unit_interval": need, "verdict": verdict}

@@ -182,6 +182,29 @@ def test_cli_sweep_failed_trial_exits_1_names_it_and_logs(tmp_path, monkeypatch,
     assert "DataError" in (trials / "data.source-benchmark_seed-0" / "log.txt").read_text()
 
 
+def test_sweep_releases_a_shared_component_once_it_is_published(tmp_path, monkeypatch):
+    """The scheduler gets a release that frees the components both gates share as soon as they are in
+    ``shared/``, and nothing that is not there."""
+    import avood_core.sweep.core as core
+
+    seen: dict = {}
+    real = core.run_jobs
+
+    def spy(jobs, *args):  # engine, parallel, quiet, echo, title, on_done, released
+        seen["keys"], seen["released"] = [job.keys for job in jobs], args[6]
+        return real(jobs, *args)
+
+    monkeypatch.setattr(core, "run_jobs", spy)
+    result = run_sweep(spec(tmp_path / "s", seeds=[0]), quiet=True)
+    assert [r["status"] for r in result.records] == ["done", "done"]
+    entropy, stacking = seen["keys"]
+    shared = entropy & stacking
+    assert {kind for kind, _ in shared} == {"generator", "seen", "unseen"}
+    assert all(seen["released"](key) for key in entropy | stacking)  # every fit published
+    assert not seen["released"](("generator", "0" * 16))
+    assert sorted(result.records[1]["reused"]["run"]) == ["generator", "seen", "unseen"]
+
+
 def test_run_seeds_goes_through_the_sweep_machinery(tmp_path):
     from tiny_runs import tiny_config
 

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from avood_core.task import AVGZSLTask
 
 
+def has_stage1(config: RunConfig) -> bool:
+    """Whether the run has a stage-1 task (:func:`build_tasks`): a benchmark tree with ``data.stage1``."""
+    return config.data.source == "benchmark" and config.data.stage1
+
+
 def build_tasks(config: RunConfig) -> tuple["AVGZSLTask | None", "AVGZSLTask"]:
     """``(stage 1 or None, the task the run reports on)``: the embedded task (``val`` held out of its training
     clips) alone, or a benchmark tree's two stages (stage 1's ``val`` is its test split, the stage-1 val
@@ -39,7 +44,7 @@ def build_tasks(config: RunConfig) -> tuple["AVGZSLTask | None", "AVGZSLTask"]:
     stage1 = copy.copy(tasks.stage1)
     stage1.val = stage1.test  # the protocol's selection split: stage-1 val (seen + unseen val classes)
     stage1.meta = {**stage1.meta, "load_info": tasks.info}
-    return stage1 if data.stage1 else None, tasks.stage2
+    return stage1 if has_stage1(config) else None, tasks.stage2
 
 
 def build_task(config: RunConfig) -> "AVGZSLTask":
@@ -118,13 +123,18 @@ def reuse_fitted(run_dir: Path, pipeline: "Pipeline", hashes: dict[str, str], re
     return reused
 
 
+def shared_component(shared: Path, kind: str, fit_hash: str) -> Path:
+    """Where a sweep's ``shared`` folder holds the component ``kind`` fitted with ``fit_hash``."""
+    return Path(shared) / f"{kind}-{fit_hash}"
+
+
 def publish(folder: Path, shared: Path, kind: str, fit_hash: str) -> None:
     """Copy a saved component folder into a sweep's ``shared`` folder as ``<kind>-<fit hash>``, published
     with one rename (a reader sees all or nothing; first writer wins; a failure only costs a refit elsewhere)."""
     import shutil
     import tempfile
 
-    target = Path(shared) / f"{kind}-{fit_hash}"
+    target = shared_component(shared, kind, fit_hash)
     if target.exists():
         return
     try:
@@ -168,7 +178,7 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
     reused = set() if resume is None else reuse_fitted(resume, pipeline, hashes, registry, echo,
                                                         into=None if resume == stage_dir else stage_dir)
     for kind in KINDS if shared is not None else ():  # a sweep's components fitted by another trial
-        source = shared / f"{kind}-{hashes[kind]}"
+        source = shared_component(shared, kind, hashes[kind])
         if kind not in reused and source.is_dir() and _load(pipeline, kind, source, registry, echo, "shared",
                                                             stage_dir):
             reused.add(kind)
@@ -191,7 +201,7 @@ def fit_stage(config: RunConfig, task: "AVGZSLTask", stage_dir: Path, opts: FitO
 
 def stage1_decision(config: RunConfig, has_stage1: bool, registry: Registry) -> tuple[bool, str]:
     """Whether stage 1 runs for ``config`` and why (one line): only when the run has a stage-1 task
-    (``has_stage1``: a benchmark tree with ``data.stage1``) and a component selects params on val
+    (``has_stage1``: :func:`has_stage1`, or whether the caller holds one) and a component selects params on val
     (:meth:`~avood_core.protocols.Component.selects_on_val`), its only purpose."""
     if not has_stage1:
         if config.data.source == "benchmark":

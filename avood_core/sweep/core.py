@@ -43,21 +43,23 @@ def component_keys(trial: Trial, registry) -> tuple[frozenset, bool]:
     one stage (stage 1 off or skipped, as :func:`~avood_core.run.fitting.stage1_decision` decides), so a
     trial sharing one may start as soon as it is published to the sweep's ``shared`` folder. When stage 1
     runs, the stage-2 fits depend on its selections, so the trial holds its keys until it ends."""
-    from avood_core.run.fitting import build_pipeline, fit_hashes, stage1_decision
+    from avood_core.run.fitting import build_pipeline, fit_hashes, has_stage1, stage1_decision
 
     cfg = trial.config
-    has_stage1 = cfg.data.source == "benchmark" and cfg.data.stage1
+    staged = has_stage1(cfg)
     try:
-        two_stages = stage1_decision(cfg, has_stage1, registry)[0]
+        two_stages = stage1_decision(cfg, staged, registry)[0]
     except AvoodError:  # a component that cannot say: the trial reports it; hold its keys to the end
-        two_stages = has_stage1
-    stage = "stage1" if two_stages else "stage2" if has_stage1 else ""
+        two_stages = staged
+    stage = "stage1" if two_stages else "stage2" if staged else ""
     return frozenset(fit_hashes(cfg, build_pipeline(cfg, registry), stage).items()), not two_stages
 
 
 def published(shared: Path, final: set) -> Callable[[tuple], bool]:
     """Whether a ``(kind, fit hash)`` key in ``final`` is in ``shared`` (published whole, by one rename)."""
-    return lambda key: key in final and (shared / f"{key[0]}-{key[1]}").is_dir()
+    from avood_core.run.fitting import shared_component
+
+    return lambda key: key in final and shared_component(shared, *key).is_dir()
 
 
 def _complete(run_dir: Path, trial_hash: str) -> dict | None:
@@ -160,7 +162,8 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
         payload = trial_payload(config, run_dir, t.hash, threads, folder / "shared", spec.report, spec.tsne_cap)
         records[t.id] = {**base, "status": "pending"}
         keys, last = component_keys(t, registry)
-        final |= keys if last else set()
+        if last:
+            final |= keys
         jobs.append(Job(t.id, run_payload, payload, keys, f"{t.label}, seed={t.seed}"))
     meta = {"avood_version": __version__, "spec_hash": digest, "spec": spec.model_dump(mode="json"),
             "engine": {"name": spec.engine, "max_parallel": parallel, "threads_per_trial": threads,
@@ -184,7 +187,8 @@ def _run_trials(spec: SweepSpec, trials: list[Trial], folder: Path, registry, qu
         for job in jobs:
             job.payload["tracking"] = context
         try:
-            run_jobs(jobs, engine, parallel, quiet, echo, f"sweep {folder.name}", done, published(folder / "shared", final))
+            run_jobs(jobs, engine, parallel, quiet, echo, f"sweep {folder.name}", done,
+                     published(folder / "shared", final))
         finally:
             tracking.failed = sum(records[job.id].get("status") != "done" for job in jobs)
     markdown = save()
